@@ -1,0 +1,2 @@
+//! snapseal facade crate.
+#![deny(missing_docs)]
