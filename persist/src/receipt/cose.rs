@@ -1,0 +1,402 @@
+//! The built-in receipt scheme: a COSE_Sign1 (RFC 9052) over the signed Merkle root, carrying
+//! the evidence leaf's inclusion proof in private-use unprotected header labels.
+//!
+//! ```text
+//! COSE_Sign1 (tag 18) = [
+//!   protected:   bstr .cbor { 1 (alg): -8 (EdDSA), 4 (kid): bstr(8) },
+//!   unprotected: { -70001: 1 (version), -70002: uint (evidence_idx),
+//!                  -70003: bstr(32) (evidence tx digest), -70004: bstr(32) (snapshot digest),
+//!                  -70005: [* bstr(32)] (proof path, leaf to root) },
+//!   payload:     bstr(40) = sig_idx as u64 big-endian || root,
+//!   signature:   bstr(64) = Ed25519 over Sig_structure("Signature1", protected, h'', payload),
+//! ]
+//! ```
+//!
+//! Decoding is strict: the only accepted bytes for a receipt are exactly what [`Receipt::encode`]
+//! produces for it (deterministic CBOR, labels in that order), so no two byte strings mean the same
+//! receipt and no flipped bit goes unnoticed.
+
+use coset::cbor::value::Value;
+use coset::iana::{self, EnumI64};
+use coset::{
+    sig_structure_data, CoseSign1, Header, HeaderBuilder, Label, ProtectedHeader,
+    RegisteredLabelWithPrivate, SignatureContext, TaggedCborSerializable,
+};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use super::error::ReceiptError;
+use super::merkle::{Hash, MerkleTree, MAX_PROOF_LEN};
+use crate::format::hex;
+
+/// Receipt encoding version carried under [`LABEL_VERSION`].
+pub const RECEIPT_VERSION: u64 = 1;
+/// Unprotected label: receipt encoding version (uint).
+pub const LABEL_VERSION: i64 = -70001;
+/// Unprotected label: evidence transaction index (uint).
+pub const LABEL_EVIDENCE_IDX: i64 = -70002;
+/// Unprotected label: evidence transaction digest (bstr, 32 bytes).
+pub const LABEL_EVIDENCE_TX_DIGEST: i64 = -70003;
+/// Unprotected label: claims digest = snapshot body digest (bstr, 32 bytes).
+pub const LABEL_CLAIMS_DIGEST: i64 = -70004;
+/// Unprotected label: inclusion path, leaf to root (array of bstr, 32 bytes each).
+pub const LABEL_PROOF_PATH: i64 = -70005;
+/// Upper bound on an encoded receipt. A maximal one (64-hash path) is under 2.5 KiB; the bound
+/// keeps a hostile length field from steering allocation before parsing even starts.
+pub const MAX_RECEIPT_LEN: usize = 16 * 1024;
+
+/// Length of the signed payload: sig_idx (8, big-endian) || root (32).
+const PAYLOAD_LEN: usize = 40;
+
+/// What a ledger's signature transaction carries: a root over txs `1 ..= sig_idx - 1`, signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedRoot {
+    /// Index of the signature transaction.
+    pub sig_idx: u64,
+    /// Merkle root of the tree of size `sig_idx - 1`.
+    pub root: Hash,
+    /// [`key_id`] of the signing key.
+    pub key_id: [u8; 8],
+    /// Ed25519 signature over the COSE Sig_structure.
+    pub signature: [u8; 64],
+}
+
+/// The 8-byte key id: first 8 bytes of BLAKE3(public key bytes). Lets a verifier pick the key
+/// without trying them all; it is not a security boundary (the signature is).
+pub fn key_id(key: &VerifyingKey) -> [u8; 8] {
+    let digest = blake3::hash(key.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest.as_bytes()[..8]);
+    id
+}
+
+/// Sign the root of the tree at `sig_idx` (covering txs `1 ..= sig_idx - 1`).
+pub fn sign_root(key: &SigningKey, sig_idx: u64, root: &Hash) -> SignedRoot {
+    let key_id = key_id(&key.verifying_key());
+    let tbs = to_be_signed(&key_id, sig_idx, root);
+    SignedRoot {
+        sig_idx,
+        root: *root,
+        key_id,
+        signature: key.sign(&tbs).to_bytes(),
+    }
+}
+
+/// Check `sr` was signed by `key` (strict Ed25519: no malleable or small-order signatures).
+pub fn verify_signed_root(key: &VerifyingKey, sr: &SignedRoot) -> Result<(), ReceiptError> {
+    let actual = key_id(key);
+    if actual != sr.key_id {
+        return Err(ReceiptError::KeyIdMismatch {
+            expected: hex(&sr.key_id),
+            actual: hex(&actual),
+        });
+    }
+    let tbs = to_be_signed(&sr.key_id, sr.sig_idx, &sr.root);
+    key.verify_strict(&tbs, &Signature::from_bytes(&sr.signature))
+        .map_err(|_| ReceiptError::BadSignature {
+            key_id: hex(&sr.key_id),
+        })
+}
+
+/// A snapshot's receipt: proof that the evidence tx recording the snapshot digest is under a
+/// signed root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Ledger index of the evidence transaction.
+    pub evidence_idx: u64,
+    /// Digest of the evidence transaction (opaque to snapseal; part of its leaf).
+    pub evidence_tx_digest: Hash,
+    /// Claims digest of the evidence leaf: the snapshot body digest.
+    pub snapshot_digest: Hash,
+    /// Inclusion path of leaf `evidence_idx - 1` in the tree of size `sig_idx - 1`, leaf to root.
+    pub path: Vec<Hash>,
+    /// The signature transaction's signed root.
+    pub signed: SignedRoot,
+}
+
+impl Receipt {
+    /// Build a receipt from the ledger's tree: the proof of leaf `evidence_idx - 1` up to the
+    /// tree size signed in `signed`. Fails if the tree does not reproduce the signed root (the
+    /// caller passed the wrong tree or signature) or the indices make no proof possible.
+    pub fn prove(
+        tree: &MerkleTree,
+        evidence_idx: u64,
+        evidence_tx_digest: Hash,
+        snapshot_digest: Hash,
+        signed: SignedRoot,
+    ) -> Result<Receipt, ReceiptError> {
+        if evidence_idx == 0 {
+            return Err(ReceiptError::EvidenceIndexZero);
+        }
+        if signed.sig_idx <= evidence_idx {
+            return Err(ReceiptError::SigBeforeEvidence {
+                sig_idx: signed.sig_idx,
+                evidence_idx,
+            });
+        }
+        let (index, size) = (evidence_idx - 1, signed.sig_idx - 1);
+        let mismatch = ReceiptError::TreeMismatch {
+            len: tree.len(),
+            leaf_index: index,
+            sig_idx: signed.sig_idx,
+        };
+        if tree.root(size) != Some(signed.root) {
+            return Err(mismatch);
+        }
+        let path = tree.proof(index, size).ok_or(mismatch)?;
+        Ok(Receipt {
+            evidence_idx,
+            evidence_tx_digest,
+            snapshot_digest,
+            path,
+            signed,
+        })
+    }
+
+    /// The tagged COSE_Sign1 bytes (deterministic: equal receipts give equal bytes).
+    pub fn encode(&self) -> Result<Vec<u8>, ReceiptError> {
+        if self.path.len() > MAX_PROOF_LEN {
+            return Err(ReceiptError::Encode(format!(
+                "proof path has {} hashes, at most {MAX_PROOF_LEN} allowed",
+                self.path.len()
+            )));
+        }
+        let path = self.path.iter().map(|h| Value::Bytes(h.to_vec())).collect();
+        let unprotected = HeaderBuilder::new()
+            .value(LABEL_VERSION, Value::Integer(RECEIPT_VERSION.into()))
+            .value(LABEL_EVIDENCE_IDX, Value::Integer(self.evidence_idx.into()))
+            .value(
+                LABEL_EVIDENCE_TX_DIGEST,
+                Value::Bytes(self.evidence_tx_digest.to_vec()),
+            )
+            .value(
+                LABEL_CLAIMS_DIGEST,
+                Value::Bytes(self.snapshot_digest.to_vec()),
+            )
+            .value(LABEL_PROOF_PATH, Value::Array(path))
+            .build();
+        let sign1 = CoseSign1 {
+            protected: protected(&self.signed.key_id),
+            unprotected,
+            payload: Some(payload(self.signed.sig_idx, &self.signed.root).to_vec()),
+            signature: self.signed.signature.to_vec(),
+        };
+        sign1
+            .to_tagged_vec()
+            .map_err(|e| ReceiptError::Encode(format!("COSE_Sign1: {e}")))
+    }
+
+    /// Parse receipt bytes strictly. Does not verify anything cryptographic; see
+    /// [`super::Ed25519Verifier`].
+    pub fn decode(bytes: &[u8]) -> Result<Receipt, ReceiptError> {
+        if bytes.len() > MAX_RECEIPT_LEN {
+            return Err(decode_err(format!(
+                "{} bytes, at most {MAX_RECEIPT_LEN} allowed",
+                bytes.len()
+            )));
+        }
+        let sign1 = CoseSign1::from_tagged_slice(bytes)
+            .map_err(|e| decode_err(format!("not a tagged COSE_Sign1: {e}")))?;
+        let key_id = decode_protected(&sign1.protected)?;
+        let (sig_idx, root) = decode_payload(sign1.payload.as_deref())?;
+        let signature: [u8; 64] = sign1.signature.as_slice().try_into().map_err(|_| {
+            decode_err(format!(
+                "signature is {} bytes, expected 64",
+                sign1.signature.len()
+            ))
+        })?;
+        let fields = UnprotectedFields::decode(sign1.unprotected)?;
+        let receipt = Receipt {
+            evidence_idx: fields.evidence_idx,
+            evidence_tx_digest: fields.evidence_tx_digest,
+            snapshot_digest: fields.snapshot_digest,
+            path: fields.path,
+            signed: SignedRoot {
+                sig_idx,
+                root,
+                key_id,
+                signature,
+            },
+        };
+        // One meaning, one encoding: reject anything our encoder would not have written
+        // (non-minimal integers, reordered or indefinite-length items, ...).
+        if receipt.encode()? != bytes {
+            return Err(decode_err("not in canonical encoding".into()));
+        }
+        Ok(receipt)
+    }
+}
+
+/// The unprotected header's fields, before they join the signed part.
+struct UnprotectedFields {
+    evidence_idx: u64,
+    evidence_tx_digest: Hash,
+    snapshot_digest: Hash,
+    path: Vec<Hash>,
+}
+
+impl UnprotectedFields {
+    fn decode(mut header: Header) -> Result<Self, ReceiptError> {
+        let mut rest = std::mem::take(&mut header.rest);
+        // Standard COSE parameters have no place in this receipt's unprotected header.
+        if header != Header::default() {
+            return Err(decode_err("unexpected standard unprotected header".into()));
+        }
+        // Version first, so a future receipt with other labels reports its version.
+        let version = take(&mut rest, LABEL_VERSION)?;
+        let version = match version {
+            Value::Integer(i) => i128::from(i),
+            other => return Err(type_err(LABEL_VERSION, "uint", &other)),
+        };
+        if version != i128::from(RECEIPT_VERSION) {
+            return Err(ReceiptError::UnsupportedVersion {
+                supported: RECEIPT_VERSION,
+                actual: version,
+            });
+        }
+        let evidence_idx = match take(&mut rest, LABEL_EVIDENCE_IDX)? {
+            Value::Integer(i) => u64::try_from(i).map_err(|_| {
+                decode_err(format!(
+                    "label {LABEL_EVIDENCE_IDX}: evidence index {} is not a u64",
+                    i128::from(i)
+                ))
+            })?,
+            other => return Err(type_err(LABEL_EVIDENCE_IDX, "uint", &other)),
+        };
+        let evidence_tx_digest = hash32(
+            LABEL_EVIDENCE_TX_DIGEST,
+            take(&mut rest, LABEL_EVIDENCE_TX_DIGEST)?,
+        )?;
+        let snapshot_digest = hash32(LABEL_CLAIMS_DIGEST, take(&mut rest, LABEL_CLAIMS_DIGEST)?)?;
+        let path = match take(&mut rest, LABEL_PROOF_PATH)? {
+            Value::Array(items) if items.len() > MAX_PROOF_LEN => {
+                return Err(decode_err(format!(
+                    "label {LABEL_PROOF_PATH}: {} hashes, at most {MAX_PROOF_LEN}",
+                    items.len()
+                )))
+            }
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| hash32(LABEL_PROOF_PATH, v))
+                .collect::<Result<Vec<_>, _>>()?,
+            other => return Err(type_err(LABEL_PROOF_PATH, "array", &other)),
+        };
+        if let Some((label, _)) = rest.first() {
+            return Err(decode_err(format!(
+                "unexpected unprotected label {label:?}"
+            )));
+        }
+        Ok(UnprotectedFields {
+            evidence_idx,
+            evidence_tx_digest,
+            snapshot_digest,
+            path,
+        })
+    }
+}
+
+/// Remove and return the value under `label`; missing is an error (every label is required).
+fn take(rest: &mut Vec<(Label, Value)>, label: i64) -> Result<Value, ReceiptError> {
+    let pos = rest
+        .iter()
+        .position(|(l, _)| *l == Label::Int(label))
+        .ok_or_else(|| decode_err(format!("missing unprotected label {label}")))?;
+    Ok(rest.remove(pos).1)
+}
+
+/// A 32-byte bstr.
+fn hash32(label: i64, value: Value) -> Result<Hash, ReceiptError> {
+    match value {
+        Value::Bytes(b) => b.as_slice().try_into().map_err(|_| {
+            decode_err(format!(
+                "label {label}: {} bytes, expected a 32-byte hash",
+                b.len()
+            ))
+        }),
+        other => Err(type_err(label, "bstr", &other)),
+    }
+}
+
+/// The protected header must be exactly `{alg: EdDSA, kid: 8 bytes}`; returns the kid.
+fn decode_protected(p: &ProtectedHeader) -> Result<[u8; 8], ReceiptError> {
+    let key_id: [u8; 8] = p.header.key_id.as_slice().try_into().map_err(|_| {
+        decode_err(format!(
+            "protected kid is {} bytes, expected 8",
+            p.header.key_id.len()
+        ))
+    })?;
+    if p.header.alg != Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA)) {
+        return Err(decode_err(format!(
+            "protected alg is {:?}, expected EdDSA ({})",
+            p.header.alg,
+            iana::Algorithm::EdDSA.to_i64()
+        )));
+    }
+    if p.header != protected(&key_id).header {
+        return Err(decode_err(
+            "protected header has parameters besides alg and kid".into(),
+        ));
+    }
+    Ok(key_id)
+}
+
+/// `sig_idx (u64 BE) || root`.
+fn decode_payload(payload: Option<&[u8]>) -> Result<(u64, Hash), ReceiptError> {
+    let payload: &[u8; PAYLOAD_LEN] = payload
+        .ok_or_else(|| decode_err("payload is detached, expected it attached".into()))?
+        .try_into()
+        .map_err(|_| decode_err(format!("payload is not {PAYLOAD_LEN} bytes")))?;
+    let mut idx = [0u8; 8];
+    idx.copy_from_slice(&payload[..8]);
+    let mut root: Hash = [0u8; 32];
+    root.copy_from_slice(&payload[8..]);
+    Ok((u64::from_be_bytes(idx), root))
+}
+
+/// The protected header for `key_id`: `{1: -8, 4: h'<kid>'}`.
+fn protected(key_id: &[u8; 8]) -> ProtectedHeader {
+    ProtectedHeader {
+        original_data: None,
+        header: HeaderBuilder::new()
+            .algorithm(iana::Algorithm::EdDSA)
+            .key_id(key_id.to_vec())
+            .build(),
+    }
+}
+
+fn payload(sig_idx: u64, root: &Hash) -> [u8; PAYLOAD_LEN] {
+    let mut p = [0u8; PAYLOAD_LEN];
+    p[..8].copy_from_slice(&sig_idx.to_be_bytes());
+    p[8..].copy_from_slice(root);
+    p
+}
+
+/// The COSE Sig_structure bytes that Ed25519 signs, external_aad empty.
+fn to_be_signed(key_id: &[u8; 8], sig_idx: u64, root: &Hash) -> Vec<u8> {
+    sig_structure_data(
+        SignatureContext::CoseSign1,
+        protected(key_id),
+        None,
+        &[],
+        &payload(sig_idx, root),
+    )
+}
+
+fn decode_err(detail: String) -> ReceiptError {
+    ReceiptError::Decode(detail)
+}
+
+fn type_err(label: i64, expected: &str, found: &Value) -> ReceiptError {
+    let found = match found {
+        Value::Integer(_) => "int",
+        Value::Bytes(_) => "bstr",
+        Value::Float(_) => "float",
+        Value::Text(_) => "tstr",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+        Value::Tag(..) => "tag",
+        Value::Array(_) => "array",
+        Value::Map(_) => "map",
+        _ => "other",
+    };
+    decode_err(format!("label {label}: expected {expected}, found {found}"))
+}

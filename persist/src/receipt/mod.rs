@@ -1,0 +1,42 @@
+//! Receipts: proof from the ledger that a snapshot's digest is committed (SPEC §4).
+//!
+//! [`ReceiptVerifier`] is the seam a node uses to plug in its own ledger scheme; the built-in
+//! scheme ([`cose`], [`merkle`], [`Ed25519Verifier`]) is what the demo, CLI and tests use. The
+//! byte layout is written down in `docs/FORMAT.md`.
+
+pub mod cose;
+pub mod error;
+pub mod merkle;
+pub mod verifier;
+
+pub use cose::{key_id, sign_root, verify_signed_root, Receipt, SignedRoot};
+pub use error::ReceiptError;
+pub use merkle::{empty_root, leaf_hash, node_hash, root_from_proof, Hash, MerkleTree};
+pub use verifier::Ed25519Verifier;
+
+/// What the committed file claims, which the receipt must back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// Snapshot index from the header. The built-in scheme does not bind it (the evidence tx is
+    /// opaque to snapseal); other schemes may.
+    pub idx: u64,
+    /// Evidence transaction index from the header.
+    pub evidence_idx: u64,
+    /// BLAKE3 of the stored body (the header's body_digest).
+    pub body_digest: Hash,
+}
+
+/// What a successful verification established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedReceipt {
+    /// Index of the signature transaction whose root covers the evidence.
+    pub sig_idx: u64,
+    /// Who signed, in the scheme's own words (built-in: hex key id).
+    pub signer: String,
+}
+
+/// A ledger receipt scheme: checks that `receipt` proves `expected` is committed.
+pub trait ReceiptVerifier: Send + Sync + std::fmt::Debug {
+    /// Verify `receipt` against what the file claims. Must not panic on any bytes.
+    fn verify(&self, receipt: &[u8], expected: &Expected) -> Result<VerifiedReceipt, ReceiptError>;
+}

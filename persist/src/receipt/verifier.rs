@@ -1,0 +1,88 @@
+//! The built-in [`ReceiptVerifier`]: COSE receipts signed by trusted Ed25519 keys.
+
+use ed25519_dalek::VerifyingKey;
+
+use super::cose::{key_id, verify_signed_root, Receipt};
+use super::error::ReceiptError;
+use super::merkle::{leaf_hash, root_from_proof};
+use super::{Expected, ReceiptVerifier, VerifiedReceipt};
+use crate::format::hex;
+
+/// Verifies built-in receipts against a fixed set of trusted signing keys.
+#[derive(Clone, Debug)]
+pub struct Ed25519Verifier {
+    /// Trusted keys with their key ids, computed once.
+    keys: Vec<([u8; 8], VerifyingKey)>,
+}
+
+impl Ed25519Verifier {
+    /// Trust exactly `keys` (duplicates are harmless).
+    pub fn new(keys: Vec<VerifyingKey>) -> Self {
+        let keys = keys.into_iter().map(|k| (key_id(&k), k)).collect();
+        Ed25519Verifier { keys }
+    }
+}
+
+impl ReceiptVerifier for Ed25519Verifier {
+    /// Order: decode; the receipt's evidence index and snapshot digest equal the file's; the
+    /// signature follows the evidence; the proof leads to the signed root; a trusted key with
+    /// that key id verifies the signature (strict Ed25519). Cheap checks first, so a mismatched
+    /// file costs no signature verification.
+    fn verify(&self, receipt: &[u8], expected: &Expected) -> Result<VerifiedReceipt, ReceiptError> {
+        let r = Receipt::decode(receipt)?;
+        if r.evidence_idx != expected.evidence_idx {
+            return Err(ReceiptError::EvidenceIndexMismatch {
+                expected: expected.evidence_idx,
+                actual: r.evidence_idx,
+            });
+        }
+        if r.snapshot_digest != expected.body_digest {
+            return Err(ReceiptError::DigestMismatch {
+                expected: expected.body_digest,
+                actual: r.snapshot_digest,
+            });
+        }
+        if r.evidence_idx == 0 {
+            return Err(ReceiptError::EvidenceIndexZero);
+        }
+        let sig_idx = r.signed.sig_idx;
+        if sig_idx <= r.evidence_idx {
+            return Err(ReceiptError::SigBeforeEvidence {
+                sig_idx,
+                evidence_idx: r.evidence_idx,
+            });
+        }
+        // Tx i is leaf i - 1; the tree signed at sig_idx has sig_idx - 1 leaves. Both
+        // subtractions are safe: sig_idx > evidence_idx >= 1.
+        let (leaf_index, tree_size) = (r.evidence_idx - 1, sig_idx - 1);
+        let leaf = leaf_hash(&r.evidence_tx_digest, &r.snapshot_digest);
+        let computed = root_from_proof(&leaf, leaf_index, tree_size, &r.path).ok_or(
+            ReceiptError::BadProof {
+                leaf_index,
+                tree_size,
+                path_len: r.path.len(),
+            },
+        )?;
+        if computed != r.signed.root {
+            return Err(ReceiptError::RootMismatch {
+                signed: r.signed.root,
+                computed,
+            });
+        }
+        let signer = hex(&r.signed.key_id);
+        let mut candidates = self
+            .keys
+            .iter()
+            .filter(|(id, _)| *id == r.signed.key_id)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(ReceiptError::UntrustedKey { key_id: signer });
+        }
+        // Key ids are 8-byte prefixes, so two trusted keys may share one: any of them may sign.
+        if candidates.any(|(_, key)| verify_signed_root(key, &r.signed).is_ok()) {
+            Ok(VerifiedReceipt { sig_idx, signer })
+        } else {
+            Err(ReceiptError::BadSignature { key_id: signer })
+        }
+    }
+}
