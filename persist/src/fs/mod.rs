@@ -1,0 +1,143 @@
+//! The filesystem seam: the small set of calls the writer and the store make, behind traits.
+//!
+//! Everything happens relative to an open directory handle ([`DirHandle`]) so that the snapshot
+//! directory cannot be swapped out from under us between calls, and every name is a single file
+//! name inside that directory (never a path). Two implementations exist:
+//! - [`RealFs`]: the real thing, over `openat`/`renameat2`/`linkat`/`unlinkat`/`fsync` with
+//!   `O_NOFOLLOW` on every file open;
+//! - [`SimFs`]: an in-memory model with a power-loss crash model and fault injection, for tests.
+//!
+//! Errors are plain [`io::Error`]s carrying the raw OS error code (`raw_os_error()`), so callers
+//! match on errno / [`io::ErrorKind`] the same way for both implementations. Only a name that is
+//! not a single file name is reported differently: [`io::ErrorKind::InvalidInput`] without an
+//! OS code, because no system call was made.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+mod bytes;
+mod name_check;
+pub mod real;
+pub mod sim;
+
+pub use bytes::FileBytes;
+pub use real::RealFs;
+pub use sim::{Fault, FaultKind, Op, OpRecord, Outcome, SimFs, Trigger};
+
+/// Entry point of the seam: opens directories.
+pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
+    /// Opens the directory at `path`; every other operation is relative to the returned handle
+    /// (an open directory fd for the real filesystem).
+    ///
+    /// With `create`, missing directories are created *recursively* (mode `0o700`: snapshots
+    /// may hold sensitive state), and each newly created directory's entry is made durable by
+    /// fsyncing its parent, so a crash cannot lose the directory we are about to trust. Without
+    /// `create`, a missing directory is [`io::ErrorKind::NotFound`].
+    ///
+    /// The directory path itself may go through symlinks: it is operator configuration (e.g. a
+    /// data dir symlinked onto another disk). `O_NOFOLLOW` guards the names *inside* it.
+    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>>;
+}
+
+/// An open directory; every name passed to it must be a single file name (no `/`, not `.`
+/// or `..`, not empty, no NUL), otherwise the call fails with [`io::ErrorKind::InvalidInput`].
+pub trait DirHandle: Send + Sync + fmt::Debug {
+    /// The path the directory was opened with; for error messages only (the directory may have
+    /// been moved since).
+    fn path(&self) -> &Path;
+
+    /// Creates a new file exclusively:
+    /// `openat(dir, name, O_CREAT|O_EXCL|O_WRONLY|O_CLOEXEC|O_NOFOLLOW, mode)`.
+    /// An existing name (of any kind, including a symlink) fails with `EEXIST`.
+    fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn WritableFile>>;
+
+    /// Renames without ever replacing: `renameat2(dir, from, dir, to, RENAME_NOREPLACE)`.
+    /// An existing `to` fails with `EEXIST` and changes nothing. If the kernel or filesystem
+    /// refuses the flag, the error satisfies [`is_noreplace_unsupported`]; the caller then falls
+    /// back to [`hard_link`](Self::hard_link) + [`unlink`](Self::unlink).
+    fn rename_noreplace(&self, from: &str, to: &str) -> io::Result<()>;
+
+    /// Adds a second name for a file: `linkat(dir, from, dir, to, 0)` (a symlink `from` is
+    /// linked itself, never followed). An existing `to` fails with `EEXIST`.
+    fn hard_link(&self, from: &str, to: &str) -> io::Result<()>;
+
+    /// Removes a name: `unlinkat(dir, name, 0)`.
+    fn unlink(&self, name: &str) -> io::Result<()>;
+
+    /// Makes the directory's entries durable: `fsync(dirfd)`.
+    fn sync(&self) -> io::Result<()>;
+
+    /// Lists the directory (without `.` and `..`), describing each entry without following
+    /// symlinks. The order is unspecified.
+    fn list(&self) -> io::Result<Vec<DirEntry>>;
+
+    /// Reads a whole regular file: `openat(O_RDONLY|O_NOFOLLOW|O_CLOEXEC)` then `mmap`
+    /// (an empty buffer for an empty file). A symlink fails with `ELOOP`, a directory with
+    /// `EISDIR`, any other non-regular file with `EINVAL`.
+    fn open_read(&self, name: &str) -> io::Result<FileBytes>;
+
+    /// Creates `name` if missing (mode `0o600`, `O_NOFOLLOW`) and takes
+    /// `flock(LOCK_EX|LOCK_NB)` on it. A lock held elsewhere (another process, or another open
+    /// of the same file in this process) fails with [`io::ErrorKind::WouldBlock`]. The lock is
+    /// held for as long as the returned guard lives.
+    fn lock_exclusive(&self, name: &str) -> io::Result<Box<dyn DirLock>>;
+}
+
+/// A file opened for writing by [`DirHandle::create_new`].
+///
+/// Dropping it without [`close`](Self::close) still closes it, but any close error is lost;
+/// the writer always closes explicitly.
+pub trait WritableFile: Send + fmt::Debug {
+    /// Exactly one `write(2)`: it may write fewer bytes than given and may fail with `EINTR`;
+    /// the caller loops.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+
+    /// `fsync(2)`. After a failure, never call it again on this file and never treat a later
+    /// success as proof that the data is durable (the kernel may have dropped the dirty pages).
+    fn sync(&mut self) -> io::Result<()>;
+
+    /// `close(2)` with its error reported. The file is closed even when this fails; there is
+    /// nothing to retry.
+    fn close(self: Box<Self>) -> io::Result<()>;
+}
+
+/// Guard of a lock taken by [`DirHandle::lock_exclusive`]; dropping it releases the lock.
+pub trait DirLock: Send + Sync + fmt::Debug {}
+
+/// One directory entry, as returned by [`DirHandle::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name (not necessarily UTF-8).
+    pub name: OsString,
+    /// What the name refers to, without following symlinks.
+    pub kind: EntryKind,
+    /// Size in bytes (for a symlink: the length of its target).
+    pub len: u64,
+}
+
+/// The kind of a directory entry (as `lstat` sees it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// Anything else: fifo, socket, device.
+    Other,
+}
+
+/// True when `err` says `renameat2(RENAME_NOREPLACE)` is not available here (`EINVAL`,
+/// `ENOSYS` or `EOPNOTSUPP`), so the caller should fall back to link + unlink. It is never
+/// true for a refused overwrite (`EEXIST`).
+pub fn is_noreplace_unsupported(err: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        err.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP)
+    )
+}

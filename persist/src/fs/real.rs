@@ -1,0 +1,299 @@
+//! [`RealFs`]: the seam over the real (Linux) filesystem, via `nix`.
+//!
+//! Every file operation is an `*at` call relative to the open directory fd, and every file
+//! open carries `O_NOFOLLOW` and `O_CLOEXEC`. File descriptors are [`OwnedFd`]s so nothing
+//! leaks on an error path; where a close error matters it is closed explicitly.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, OFlag};
+use nix::libc;
+use nix::sys::stat::{self, FileStat, Mode};
+use nix::unistd::{self, UnlinkatFlags};
+
+use super::name_check::check_name;
+use super::{DirEntry, DirHandle, DirLock, EntryKind, FileBytes, FileSystem, WritableFile};
+
+/// The real filesystem. Stateless; cheap to copy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl RealFs {
+    /// The real filesystem.
+    pub fn new() -> Self {
+        RealFs
+    }
+}
+
+impl FileSystem for RealFs {
+    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+        if create {
+            create_dir_all_durable(path)?;
+        }
+        // No O_NOFOLLOW here on purpose: see `FileSystem::open_dir`.
+        let raw = fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Arc::new(RealDir {
+            path: path.to_path_buf(),
+            fd: owned(raw),
+        }))
+    }
+}
+
+/// Creates every missing directory of `path` (mode `0o700`), fsyncing each new directory's
+/// parent so that its entry survives a crash.
+fn create_dir_all_durable(path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = path;
+    loop {
+        match std::fs::metadata(cur) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => return Err(Errno::ENOTDIR.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(cur),
+            Err(e) => return Err(e),
+        }
+        match cur.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => cur = parent,
+            // Relative path: its base is the working directory, which exists.
+            _ => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            // Someone else created it meanwhile; it is theirs to make durable.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let parent_fd = owned(fcntl::open(
+            parent,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?);
+        unistd::fsync(parent_fd.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+/// Takes ownership of a freshly returned, valid file descriptor.
+fn owned(raw: RawFd) -> OwnedFd {
+    // SAFETY: `raw` was just returned by a successful open/openat and is owned by no one else.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// Fails unless `st` describes a regular file: `EISDIR` for a directory, `EINVAL` otherwise.
+fn require_regular(st: &FileStat) -> io::Result<()> {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => Ok(()),
+        libc::S_IFDIR => Err(Errno::EISDIR.into()),
+        _ => Err(Errno::EINVAL.into()),
+    }
+}
+
+/// An open directory fd.
+#[derive(Debug)]
+struct RealDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl RealDir {
+    fn raw(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+}
+
+impl DirHandle for RealDir {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn WritableFile>> {
+        check_name(name)?;
+        let raw = fcntl::openat(
+            self.raw(),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(mode),
+        )?;
+        Ok(Box::new(RealFile { fd: owned(raw) }))
+    }
+
+    fn rename_noreplace(&self, from: &str, to: &str) -> io::Result<()> {
+        check_name(from)?;
+        check_name(to)?;
+        rename_noreplace_at(self.raw(), from, to)
+    }
+
+    fn hard_link(&self, from: &str, to: &str) -> io::Result<()> {
+        check_name(from)?;
+        check_name(to)?;
+        // Empty flags: no AT_SYMLINK_FOLLOW, so a symlink is linked itself, not its target.
+        unistd::linkat(self.raw(), from, self.raw(), to, AtFlags::empty())?;
+        Ok(())
+    }
+
+    fn unlink(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        unistd::unlinkat(self.raw(), name, UnlinkatFlags::NoRemoveDir)?;
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        unistd::fsync(self.fd.as_raw_fd())?;
+        Ok(())
+    }
+
+    fn list(&self) -> io::Result<Vec<DirEntry>> {
+        // A fresh open of "." rather than a dup: a dup would share the directory offset with
+        // our handle, so two concurrent listings would steal each other's entries.
+        let mut dir = Dir::openat(
+            self.raw(),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let name = entry.file_name();
+            let bytes = name.to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            let st = match stat::fstatat(self.raw(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Removed between readdir and fstatat: it is no longer there to list.
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let kind = match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => EntryKind::File,
+                libc::S_IFDIR => EntryKind::Dir,
+                libc::S_IFLNK => EntryKind::Symlink,
+                _ => EntryKind::Other,
+            };
+            out.push(DirEntry {
+                name: OsStr::from_bytes(bytes).to_os_string(),
+                kind,
+                len: u64::try_from(st.st_size).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    fn open_read(&self, name: &str) -> io::Result<FileBytes> {
+        check_name(name)?;
+        // O_NONBLOCK only matters for a planted fifo: without it the open would hang.
+        let fd = owned(fcntl::openat(
+            self.raw(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )?);
+        let st = stat::fstat(fd.as_raw_fd())?;
+        require_regular(&st)?;
+        if st.st_size == 0 {
+            return Ok(FileBytes::empty());
+        }
+        // SAFETY: a read-only private view; the store holds the directory lock and never
+        // modifies a file in place, so the mapped bytes do not change or shrink under us.
+        let map = unsafe { memmap2::Mmap::map(&fd)? };
+        // The mapping stays valid after the fd is closed (here, by drop).
+        Ok(FileBytes::from_mmap(map))
+    }
+
+    fn lock_exclusive(&self, name: &str) -> io::Result<Box<dyn DirLock>> {
+        check_name(name)?;
+        // Read-only is enough for flock, and O_NONBLOCK keeps a planted fifo from hanging us.
+        let fd = owned(fcntl::openat(
+            self.raw(),
+            name,
+            OFlag::O_RDONLY
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NONBLOCK,
+            Mode::from_bits_truncate(0o600),
+        )?);
+        require_regular(&stat::fstat(fd.as_raw_fd())?)?;
+        // The plain flock call, not `nix::fcntl::Flock`: Flock's Drop panics if unlocking
+        // fails, and we need no explicit unlock at all, since closing our (only) fd of this
+        // open file description releases the lock.
+        #[allow(deprecated)]
+        fcntl::flock(fd.as_raw_fd(), fcntl::FlockArg::LockExclusiveNonblock)?;
+        Ok(Box::new(RealLock {
+            path: self.path.join(name),
+            _fd: fd,
+        }))
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rename_noreplace_at(dir: Option<RawFd>, from: &str, to: &str) -> io::Result<()> {
+    fcntl::renameat2(dir, from, dir, to, fcntl::RenameFlags::RENAME_NOREPLACE)?;
+    Ok(())
+}
+
+/// Without `renameat2` there is no non-replacing rename; report it as unsupported so the
+/// caller takes the link + unlink fallback (never an overwriting rename).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn rename_noreplace_at(_dir: Option<RawFd>, _from: &str, _to: &str) -> io::Result<()> {
+    Err(Errno::ENOSYS.into())
+}
+
+/// A file open for writing. Dropping it closes the fd (via [`OwnedFd`]), ignoring errors.
+#[derive(Debug)]
+struct RealFile {
+    fd: OwnedFd,
+}
+
+impl WritableFile for RealFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(unistd::write(&self.fd, buf)?)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        unistd::fsync(self.fd.as_raw_fd())?;
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) -> io::Result<()> {
+        // On Linux the fd is released even when close reports an error (EINTR included), so
+        // the error is returned and never retried.
+        unistd::close(self.fd.into_raw_fd())?;
+        Ok(())
+    }
+}
+
+/// Holds the lock file open; the `flock` goes away when the fd is closed on drop.
+struct RealLock {
+    /// Which lock this is, for `Debug`.
+    path: PathBuf,
+    _fd: OwnedFd,
+}
+
+impl std::fmt::Debug for RealLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealLock")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl DirLock for RealLock {}

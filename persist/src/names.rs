@@ -1,0 +1,129 @@
+//! The names of the files in a snapshot directory (SPEC §5), and nothing else.
+//!
+//! - `snapshot_<idx>_<evidence_idx>`: being written (uncommitted);
+//! - `snapshot_<idx>_<evidence_idx>.committed`: committed;
+//! - `snapshot_<idx>_<evidence_idx>.committed.corrupt`: quarantined after failing verification;
+//! - [`LOCK_FILE`] (`.lock`): the store's lock file; ours, but not a snapshot.
+//!
+//! Numbers are plain decimal `u64`s: ASCII digits only, no sign, no leading zeros (`0` itself
+//! is fine), no overflow. Any other name is not ours and must never be touched, so parsing is
+//! strict: exactly one spelling per snapshot name, and `parse(file_name()) == Some(self)`.
+
+use std::ffi::OsStr;
+use std::fmt;
+
+/// The store's lock file: ours, never a snapshot.
+pub const LOCK_FILE: &str = ".lock";
+
+const PREFIX: &str = "snapshot_";
+const COMMITTED: &str = ".committed";
+const CORRUPT: &str = ".committed.corrupt";
+
+/// Where a snapshot file is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileState {
+    /// Being written; a leftover one is stale after a crash.
+    Uncommitted,
+    /// Written, fsynced, renamed and the rename made durable.
+    Committed,
+    /// Committed once, then failed verification and was quarantined.
+    Corrupt,
+}
+
+/// A parsed snapshot file name. Ordered by `(idx, evidence_idx, state)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotName {
+    /// The ledger index the snapshot captures.
+    pub idx: u64,
+    /// The ledger index of the evidence transaction holding the snapshot's digest.
+    pub evidence_idx: u64,
+    /// Which of the three names this is.
+    pub state: FileState,
+}
+
+impl SnapshotName {
+    /// Parses a file name; `None` when it is not a snapshot name of ours.
+    pub fn parse(name: &str) -> Option<Self> {
+        let (stem, state) = if let Some(stem) = name.strip_suffix(CORRUPT) {
+            (stem, FileState::Corrupt)
+        } else if let Some(stem) = name.strip_suffix(COMMITTED) {
+            (stem, FileState::Committed)
+        } else {
+            (name, FileState::Uncommitted)
+        };
+        let numbers = stem.strip_prefix(PREFIX)?;
+        let (idx, evidence_idx) = numbers.split_once('_')?;
+        Some(Self {
+            idx: parse_u64(idx)?,
+            evidence_idx: parse_u64(evidence_idx)?,
+            state,
+        })
+    }
+
+    /// Like [`parse`](Self::parse), for a raw directory entry name (non-UTF-8 is not ours).
+    pub fn parse_os(name: &OsStr) -> Option<Self> {
+        name.to_str().and_then(Self::parse)
+    }
+
+    /// The file name for this snapshot in this state.
+    pub fn file_name(&self) -> String {
+        let suffix = match self.state {
+            FileState::Uncommitted => "",
+            FileState::Committed => COMMITTED,
+            FileState::Corrupt => CORRUPT,
+        };
+        format!("{PREFIX}{}_{}{suffix}", self.idx, self.evidence_idx)
+    }
+
+    /// The same snapshot in another state (e.g. the committed name of an uncommitted file).
+    pub fn with_state(self, state: FileState) -> Self {
+        Self { state, ..self }
+    }
+}
+
+impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file_name())
+    }
+}
+
+/// A name in the snapshot directory that is ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OurFile {
+    /// A snapshot file.
+    Snapshot(SnapshotName),
+    /// The lock file, [`LOCK_FILE`].
+    Lock,
+}
+
+impl OurFile {
+    /// Classifies a file name; `None` when it is not ours (and so must not be touched).
+    pub fn parse(name: &str) -> Option<Self> {
+        if name == LOCK_FILE {
+            Some(OurFile::Lock)
+        } else {
+            SnapshotName::parse(name).map(OurFile::Snapshot)
+        }
+    }
+
+    /// Like [`parse`](Self::parse), for a raw directory entry name.
+    pub fn parse_os(name: &OsStr) -> Option<Self> {
+        name.to_str().and_then(Self::parse)
+    }
+}
+
+/// A canonical decimal `u64`: ASCII digits only, no leading zero unless it is `0`, in range.
+fn parse_u64(digits: &str) -> Option<u64> {
+    let bytes = digits.as_bytes();
+    let canonical = match bytes {
+        [] => false,
+        [b'0'] => true,
+        [b'0', ..] => false,
+        _ => bytes.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    // Only digits remain (no sign, which `str::parse` would accept); this fails on overflow.
+    digits.parse().ok()
+}

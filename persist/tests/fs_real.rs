@@ -1,0 +1,175 @@
+//! `RealFs` against the seam contract, plus what only the real filesystem can show
+//! (modes, fifos, memory maps, symlinked directory paths).
+
+mod fs_contract;
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use fs_contract::{contents, contract_tests, errno, put, Harness};
+use nix::errno::Errno;
+use snapseal_persist::fs::{FileSystem, RealFs};
+use tempfile::TempDir;
+
+struct Real {
+    fs: RealFs,
+    tmp: TempDir,
+}
+
+fn real() -> Real {
+    Real {
+        fs: RealFs::new(),
+        tmp: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Harness for Real {
+    fn fs(&self) -> &dyn FileSystem {
+        &self.fs
+    }
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+    fn other_fs(&self) -> Box<dyn FileSystem> {
+        Box::new(RealFs::new())
+    }
+    fn plant_symlink(&self, name: &str, target: &str) {
+        symlink(target, self.dir().join(name)).unwrap();
+    }
+    fn plant_subdir(&self, name: &str) {
+        std::fs::create_dir(self.dir().join(name)).unwrap();
+    }
+}
+
+contract_tests!(real());
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn create_new_uses_the_requested_mode() {
+    let h = real();
+    let dir = h.fs.open_dir(h.dir(), false).unwrap();
+    put(dir.as_ref(), "f", b"x");
+    // The umask can only remove bits: nothing beyond 0o600 may appear.
+    assert_eq!(mode_of(&h.dir().join("f")) & !0o600, 0);
+    let _lock = dir.lock_exclusive(".lock").unwrap();
+    assert_eq!(mode_of(&h.dir().join(".lock")) & !0o600, 0);
+}
+
+#[test]
+fn open_dir_creates_missing_parents_private() {
+    let h = real();
+    let nested = h.dir().join("x").join("y").join("z");
+    h.fs.open_dir(&nested, true).unwrap();
+    for p in [h.dir().join("x"), h.dir().join("x/y"), nested.clone()] {
+        assert!(p.is_dir(), "{}", p.display());
+        assert_eq!(mode_of(&p) & !0o700, 0, "{}", p.display());
+    }
+}
+
+#[test]
+fn open_dir_on_a_file_is_not_a_directory() {
+    let h = real();
+    std::fs::write(h.dir().join("file"), b"x").unwrap();
+    for create in [false, true] {
+        let err = h.fs.open_dir(&h.dir().join("file"), create).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::ENOTDIR), "create={create}");
+    }
+    let err = h.fs.open_dir(&h.dir().join("file/sub"), true).unwrap_err();
+    assert_eq!(errno(&err), Some(Errno::ENOTDIR));
+}
+
+#[test]
+fn open_dir_follows_a_symlinked_directory_path() {
+    let h = real();
+    std::fs::create_dir(h.dir().join("real")).unwrap();
+    symlink("real", h.dir().join("alias")).unwrap();
+    let dir = h.fs.open_dir(&h.dir().join("alias"), false).unwrap();
+    put(dir.as_ref(), "f", b"via alias");
+    assert_eq!(std::fs::read(h.dir().join("real/f")).unwrap(), b"via alias");
+}
+
+#[test]
+fn open_read_of_a_fifo_fails_without_blocking() {
+    let h = real();
+    nix::unistd::mkfifo(
+        &h.dir().join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let dir = h.fs.open_dir(h.dir(), false).unwrap();
+    // Run in a thread so a regression (a blocking open) fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir2 = dir.clone();
+    std::thread::spawn(move || {
+        let read = dir2.open_read("pipe").map(drop);
+        let lock = dir2.lock_exclusive("pipe").map(drop);
+        let _ = tx.send((read, lock));
+    });
+    let (read, lock) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("open of a fifo blocked");
+    assert_eq!(errno(&read.unwrap_err()), Some(Errno::EINVAL));
+    assert_eq!(errno(&lock.unwrap_err()), Some(Errno::EINVAL));
+    let entry = dir
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "pipe")
+        .unwrap();
+    assert_eq!(entry.kind, snapseal_persist::fs::EntryKind::Other);
+}
+
+#[test]
+fn open_read_maps_non_empty_files() {
+    let h = real();
+    let dir = h.fs.open_dir(h.dir(), false).unwrap();
+    put(dir.as_ref(), "f", b"mapped");
+    let bytes = dir.open_read("f").unwrap();
+    assert!(bytes.is_mapped());
+    assert_eq!(&*bytes, b"mapped");
+    // The map stays valid after the name is gone.
+    dir.unlink("f").unwrap();
+    assert_eq!(&*bytes, b"mapped");
+}
+
+#[test]
+fn symlink_planted_as_the_new_name_leaves_its_target_untouched() {
+    let h = real();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"do not touch").unwrap();
+    symlink(&victim, h.dir().join("snapshot_1_2")).unwrap();
+    let dir = h.fs.open_dir(h.dir(), false).unwrap();
+    let err = dir.create_new("snapshot_1_2", 0o600).unwrap_err();
+    assert_eq!(errno(&err), Some(Errno::EEXIST));
+    let err = dir.open_read("snapshot_1_2").unwrap_err();
+    assert_eq!(errno(&err), Some(Errno::ELOOP));
+    put(dir.as_ref(), "x", b"new");
+    let err = dir.rename_noreplace("x", "snapshot_1_2").unwrap_err();
+    assert_eq!(errno(&err), Some(Errno::EEXIST));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"do not touch");
+    assert_eq!(contents(dir.as_ref(), "x"), b"new");
+}
+
+#[test]
+fn lock_is_refused_to_an_independent_open_file_description() {
+    // flock conflicts between open file descriptions, which is what another process has.
+    let h = real();
+    let dir = h.fs.open_dir(h.dir(), false).unwrap();
+    let _lock = dir.lock_exclusive(".lock").unwrap();
+    let file = std::fs::File::open(h.dir().join(".lock")).unwrap();
+    #[allow(deprecated)]
+    let res = nix::fcntl::flock(
+        std::os::fd::AsRawFd::as_raw_fd(&file),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    );
+    assert_eq!(res, Err(Errno::EWOULDBLOCK));
+}
