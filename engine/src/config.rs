@@ -1,0 +1,51 @@
+//! Configuration of a threaded task system.
+
+use std::time::Duration;
+
+use crate::EngineError;
+
+/// Most worker threads a system may have; far more than 2× any machine snapseal targets, low
+/// enough that a typo cannot ask the OS for a million threads.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Configuration of [`TaskSystem::threaded`](crate::TaskSystem::threaded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Number of worker threads; `None` means half the CPUs, at least 1. Must be in
+    /// `1..=MAX_WORKERS` when set.
+    pub workers: Option<usize>,
+    /// The timer thread wakes at most once per this period (timers due within one period are
+    /// enqueued together); it sleeps while no timer is armed. Zero wakes exactly at each due
+    /// time.
+    pub timer_resolution: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            timer_resolution: Duration::from_millis(1),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The number of workers this config asks for, after applying the default.
+    pub fn resolved_workers(&self) -> Result<usize, EngineError> {
+        match self.workers {
+            None => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Ok((cpus / 2).max(1))
+            }
+            Some(0) => Err(EngineError::InvalidConfig {
+                field: "workers",
+                reason: "must be at least 1 (use TaskSystem::manual for zero threads)".into(),
+            }),
+            Some(n) if n > MAX_WORKERS => Err(EngineError::InvalidConfig {
+                field: "workers",
+                reason: format!("is {n}, more than the maximum of {MAX_WORKERS}"),
+            }),
+            Some(n) => Ok(n),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Worker threads, and knowing whether the current thread is one of a system's own threads.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use tracing::error;
+
+use crate::board::{Board, Continue, HandOff};
+use crate::job::Job;
+use crate::shared::Shared;
+
+thread_local! {
+    /// Id of the system this thread works for (0: none). Lets `shutdown`, the last handle's
+    /// drop and `wait_idle` notice they are running on a thread they would otherwise wait for.
+    static SERVES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as one of system `id`'s own threads.
+pub(crate) fn mark_current_thread(id: u64) {
+    SERVES.with(|serves| serves.set(id));
+}
+
+/// Whether the current thread is one of system `id`'s worker or timer threads.
+pub(crate) fn current_thread_serves(id: u64) -> bool {
+    SERVES.with(|serves| serves.get() == id)
+}
+
+/// Body of a worker thread: take a job, run it (and its continuations while nothing else
+/// waits), report it finished, repeat until the board says stop.
+pub(crate) fn worker_main(shared: Arc<Shared>) {
+    mark_current_thread(shared.id());
+    let Some(board) = shared.board() else {
+        return;
+    };
+    let hand_off = HandOff::new();
+    while let Some(job) = board.next(&hand_off) {
+        // User code is already guarded job by job; this outer guard only keeps the worker and
+        // the board's `active` count intact if a `Drop` of user captures panics while a job
+        // is being skipped.
+        if catch_unwind(AssertUnwindSafe(|| run_chain(&shared, board, job))).is_err() {
+            error!("a job panicked outside its action guard; the worker carries on");
+        }
+        board.finished();
+    }
+}
+
+fn run_chain(shared: &Shared, board: &Board, job: Job) {
+    let mut next = Some(job);
+    while let Some(job) = next.take() {
+        if let Some(again) = job.run(shared) {
+            next = match board.continue_with(again) {
+                Continue::Here(job) => Some(job),
+                Continue::Queued => None,
+                Continue::Refused(job) => {
+                    job.skip();
+                    None
+                }
+            };
+        }
+    }
+}
