@@ -1,0 +1,204 @@
+//! The two actions of a generation's `OrderedTasks`: serialise, then (once the gate holds)
+//! persist. Both run on engine workers, never on the consensus thread.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use snapseal_engine::ActionResult;
+use snapseal_persist::receipt::{Receipt, SignedRoot};
+use snapseal_persist::{PersistRequest, SnapshotStore};
+use tracing::{debug, info};
+
+use crate::body::BodyBuilder;
+use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
+use crate::generation::GenShared;
+use crate::node::{EvidenceSink, ProofSource, StateView};
+
+/// Why a generation's action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    /// Streaming or compressing the state failed.
+    #[error("generation {generation} (idx {idx}): serialising the state: {source}")]
+    Serialise {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The persist action found no body (an internal ordering bug; reported, never panics).
+    #[error("generation {generation} (idx {idx}): no serialised body to persist")]
+    BodyMissing {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+    },
+    /// The node's proof source could not produce the inclusion proof.
+    #[error("generation {generation} (idx {idx}): inclusion proof for evidence {evidence_idx} under signature {sig_idx}: {reason}")]
+    Proof {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+        /// Evidence index.
+        evidence_idx: u64,
+        /// Signature index.
+        sig_idx: u64,
+        /// The proof source's explanation.
+        reason: String,
+    },
+    /// Encoding the receipt failed.
+    #[error("generation {generation} (idx {idx}): encoding the receipt: {source}")]
+    Receipt {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+        /// Underlying error.
+        source: snapseal_persist::receipt::ReceiptError,
+    },
+    /// Writing the snapshot failed (the error names the file and the step).
+    #[error("generation {generation} (idx {idx}): {source}")]
+    Persist {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+        /// Underlying error.
+        source: snapseal_persist::PersistError,
+    },
+}
+
+/// Everything the serialise action needs, moved onto the worker.
+pub(crate) struct SerialiseJob {
+    pub generation: u64,
+    pub idx: u64,
+    pub view: Box<dyn StateView>,
+    pub compression: Option<i32>,
+    pub shared: Arc<GenShared>,
+    pub sink: Arc<dyn EvidenceSink>,
+    pub span: tracing::Span,
+}
+
+impl SerialiseJob {
+    pub fn run(mut self) -> ActionResult {
+        let _entered = self.span.clone().entered();
+        let _action = tracing::debug_span!("serialise").entered();
+        let (generation, idx) = (self.generation, self.idx);
+        let serialise_err = |source| GenerationError::Serialise {
+            generation,
+            idx,
+            source,
+        };
+        let mut builder = BodyBuilder::new(self.compression).map_err(serialise_err)?;
+        self.view.write_to(&mut builder).map_err(serialise_err)?;
+        let body = builder.finish().map_err(serialise_err)?;
+        let digest = body.digest();
+        self.span.record("bytes", body.len());
+        self.span
+            .record("digest", tracing::field::display(hex_prefix(&digest)));
+        debug!(bytes = body.len(), raw = body.raw_len(), "serialised");
+        *self.shared.body.lock() = Some(body);
+        self.shared.serialised.store(true, Ordering::Release);
+        // A generation rolled back while we streamed must not put evidence in the ledger.
+        if self.shared.is_dropped() {
+            self.shared.body.lock().take();
+            debug!("dropped while serialising; no evidence announced");
+            return Ok(());
+        }
+        self.sink.append_evidence(idx, digest);
+        Ok(())
+    }
+}
+
+/// Everything the persist action needs, moved onto the worker.
+pub(crate) struct PersistJob {
+    pub generation: u64,
+    pub idx: u64,
+    pub evidence_idx: u64,
+    pub signature: SignedRoot,
+    pub tree: Arc<dyn ProofSource>,
+    pub shared: Arc<GenShared>,
+    pub store: Arc<SnapshotStore>,
+    pub span: tracing::Span,
+    pub events: Sender<SnapshotEvent>,
+    pub done: Sender<(u64, SnapshotEvent)>,
+    pub counters: Arc<Counters>,
+}
+
+impl PersistJob {
+    pub fn run(self) -> ActionResult {
+        let _entered = self.span.clone().entered();
+        let _action = tracing::debug_span!("persist").entered();
+        let (generation, idx) = (self.generation, self.idx);
+        let body = self
+            .shared
+            .body
+            .lock()
+            .take()
+            .ok_or(GenerationError::BodyMissing { generation, idx })?;
+        let sig_idx = self.signature.sig_idx;
+        let proof = self
+            .tree
+            .inclusion_proof(self.evidence_idx, sig_idx)
+            .map_err(|reason| GenerationError::Proof {
+                generation,
+                idx,
+                evidence_idx: self.evidence_idx,
+                sig_idx,
+                reason,
+            })?;
+        let receipt = Receipt {
+            evidence_idx: self.evidence_idx,
+            evidence_tx_digest: proof.tx_digest,
+            snapshot_digest: body.digest(),
+            path: proof.path,
+            signed: self.signature,
+        }
+        .encode()
+        .map_err(|source| GenerationError::Receipt {
+            generation,
+            idx,
+            source,
+        })?;
+        let committed = self
+            .store
+            .persist(&PersistRequest {
+                idx,
+                evidence_idx: self.evidence_idx,
+                flags: body.flags(),
+                raw_len: body.raw_len(),
+                body_digest: body.digest(),
+                body: body.bytes(),
+                receipt: &receipt,
+            })
+            .map_err(|source| GenerationError::Persist {
+                generation,
+                idx,
+                source,
+            })?;
+        Counters::bump(&self.counters.persisted);
+        info!(path = %committed.path.display(), bytes = committed.file_len, "snapshot committed");
+        let event = SnapshotEvent::Committed(CommittedSnapshot {
+            generation,
+            idx,
+            evidence_idx: self.evidence_idx,
+            sig_idx,
+            path: committed.path,
+            digest: committed.body_digest,
+            file_len: committed.file_len,
+        });
+        // The node may have dropped its receiver; that only means nobody listens.
+        let _ = self.done.send((generation, event.clone()));
+        let _ = self.events.send(event);
+        Ok(())
+    }
+}
+
+/// First 8 hex digits of a digest, for logs.
+pub(crate) fn hex_prefix(digest: &[u8; 32]) -> String {
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}

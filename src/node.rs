@@ -1,0 +1,410 @@
+//! A simulated node: KV state over the reference [`Ledger`], driving a [`Snapshotter`] the way
+//! a CCF-style node does. The demo, the tests and the fuzzers all use this one driver.
+//!
+//! Per step the node appends one tx: a KV write, or every `sig_every` txs a signature tx. At a
+//! signature it calls `record_committable`, `record_signature` and `record_tree`; the previous
+//! signature then counts as committed (`commit`), modelling one signature of replication lag.
+//! Evidence requests from the serialise action arrive on a channel and are appended (and
+//! recorded) at the start of the next step, on the node's own thread.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use snapseal_actors::{
+    CaptureError, CommittedSnapshot, ConfigError, EvidenceSink, SnapshotEvent, Snapshotter,
+    SnapshotterConfig, StateSource, StateView,
+};
+use snapseal_engine::TaskSystem;
+use snapseal_persist::receipt::Hash;
+use snapseal_persist::SnapshotStore;
+
+use crate::ledger::{Ledger, TxKind};
+
+/// Magic at the start of a KV snapshot body.
+pub const KV_MAGIC: &[u8; 8] = b"SSKV\0\0\0\x01";
+
+/// How the simulated node behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Total txs to append (writes and signatures; evidence comes on top).
+    pub txs: u64,
+    /// A signature tx every this many txs (at least 2).
+    pub sig_every: u64,
+    /// Bytes per written value.
+    pub value_size: usize,
+    /// Keys are drawn from `0 .. keys` (at least 1).
+    pub keys: u64,
+    /// Roll the uncommitted tail back every this many txs (None: never).
+    pub rollback_every: Option<u64>,
+    /// Seed for keys and values.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            txs: 10_000,
+            sig_every: 100,
+            value_size: 64,
+            keys: 1_000,
+            rollback_every: None,
+            seed: 1,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Check the fields the snapshotter's config does not cover.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, value: u64, allowed| {
+            Err(ConfigError {
+                field,
+                value: value.to_string(),
+                allowed,
+            })
+        };
+        if self.sig_every < 2 {
+            return bad("sig_every", self.sig_every, "must be at least 2");
+        }
+        if self.keys == 0 {
+            return bad("keys", 0, "must be at least 1");
+        }
+        if self.rollback_every == Some(0) {
+            return bad("rollback_every", 0, "must be at least 1, or unset");
+        }
+        Ok(())
+    }
+}
+
+/// The node's state machine: the KV map implied by the ledger's writes.
+#[derive(Clone, Debug)]
+pub struct KvState {
+    ledger: Ledger,
+}
+
+impl KvState {
+    /// State over `ledger`.
+    pub fn new(ledger: Ledger) -> Self {
+        KvState { ledger }
+    }
+}
+
+impl StateSource for KvState {
+    fn capture(&self, idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+        let last = self.ledger.last_idx();
+        if idx > last {
+            return Err(CaptureError {
+                idx,
+                reason: format!("the ledger ends at {last}"),
+            });
+        }
+        // Cheap: the ledger is shared and append-only below the commit index.
+        Ok(Box::new(KvView {
+            ledger: self.ledger.clone(),
+            idx,
+        }))
+    }
+}
+
+/// A frozen view: the ledger prefix `1 ..= idx`.
+struct KvView {
+    ledger: Ledger,
+    idx: u64,
+}
+
+impl StateView for KvView {
+    fn write_to(&mut self, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut map: BTreeMap<u64, Arc<[u8]>> = BTreeMap::new();
+        let complete = self.ledger.for_each_write(self.idx, |k, v| {
+            map.insert(k, Arc::clone(v));
+        });
+        if !complete {
+            return Err(io::Error::other(format!(
+                "ledger rolled back below {}",
+                self.idx
+            )));
+        }
+        out.write_all(KV_MAGIC)?;
+        out.write_all(&self.idx.to_le_bytes())?;
+        out.write_all(&(map.len() as u64).to_le_bytes())?;
+        for (k, v) in &map {
+            out.write_all(&k.to_le_bytes())?;
+            out.write_all(&(v.len() as u64).to_le_bytes())?;
+            out.write_all(v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse a KV snapshot body (uncompressed) back into `(idx, map)`; None if malformed.
+pub fn decode_kv(body: &[u8]) -> Option<(u64, BTreeMap<u64, Vec<u8>>)> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (b.get(..n)?, b.get(n..)?);
+        *b = rest;
+        Some(head)
+    }
+    fn u64_at(b: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+    }
+    let mut b = body;
+    if take(&mut b, 8)? != KV_MAGIC {
+        return None;
+    }
+    let idx = u64_at(&mut b)?;
+    let count = u64_at(&mut b)?;
+    let mut map = BTreeMap::new();
+    for _ in 0..count {
+        let k = u64_at(&mut b)?;
+        let len = usize::try_from(u64_at(&mut b)?).ok()?;
+        map.insert(k, take(&mut b, len)?.to_vec());
+    }
+    b.is_empty().then_some((idx, map))
+}
+
+/// Evidence requests from workers, handed to the node's thread.
+#[derive(Clone, Debug)]
+pub struct ChannelSink {
+    tx: Sender<(u64, Hash)>,
+}
+
+impl ChannelSink {
+    /// A sink and the receiving end the node polls.
+    pub fn new() -> (Self, Receiver<(u64, Hash)>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (ChannelSink { tx }, rx)
+    }
+}
+
+impl EvidenceSink for ChannelSink {
+    fn append_evidence(&self, snapshot_idx: u64, digest: Hash) {
+        // The node went away: nobody will append evidence; the generation simply never passes.
+        let _ = self.tx.send((snapshot_idx, digest));
+    }
+}
+
+/// SplitMix64: tiny, seeded, good enough for keys and values.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// The simulated node.
+pub struct SimNode {
+    cfg: SimConfig,
+    ledger: Ledger,
+    snapshotter: Snapshotter,
+    tasks: TaskSystem,
+    evidence_rx: Receiver<(u64, Hash)>,
+    events: Receiver<SnapshotEvent>,
+    rng: Rng,
+    appended: u64,
+    /// Signatures appended but not yet committed, oldest first.
+    uncommitted_sigs: VecDeque<u64>,
+    commit_idx: u64,
+    committed: Vec<CommittedSnapshot>,
+    other_events: Vec<SnapshotEvent>,
+    /// Wall time of every consensus-thread call into the Snapshotter.
+    call_latencies: Vec<Duration>,
+}
+
+impl std::fmt::Debug for SimNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode")
+            .field("cfg", &self.cfg)
+            .field("last_idx", &self.ledger.last_idx())
+            .field("commit_idx", &self.commit_idx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimNode {
+    /// A node with a fresh ledger keyed from `cfg.seed`, snapshotting into `store` on `tasks`.
+    pub fn new(
+        cfg: SimConfig,
+        snap: SnapshotterConfig,
+        tasks: TaskSystem,
+        store: Arc<SnapshotStore>,
+    ) -> Result<Self, ConfigError> {
+        Self::with_ledger(cfg.clone(), Ledger::from_seed(cfg.seed), snap, tasks, store)
+    }
+
+    /// A node over an existing `ledger`.
+    pub fn with_ledger(
+        cfg: SimConfig,
+        ledger: Ledger,
+        snap: SnapshotterConfig,
+        tasks: TaskSystem,
+        store: Arc<SnapshotStore>,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let (sink, evidence_rx) = ChannelSink::new();
+        let state = Arc::new(KvState::new(ledger.clone()));
+        let snapshotter = Snapshotter::new(snap, tasks.clone(), store, state, Arc::new(sink))?;
+        let events = snapshotter.events();
+        Ok(SimNode {
+            rng: Rng(cfg.seed ^ 0x5EED),
+            cfg,
+            ledger,
+            snapshotter,
+            tasks,
+            evidence_rx,
+            events,
+            appended: 0,
+            uncommitted_sigs: VecDeque::new(),
+            commit_idx: 0,
+            committed: Vec::new(),
+            other_events: Vec::new(),
+            call_latencies: Vec::new(),
+        })
+    }
+
+    /// Time one call into the Snapshotter (the consensus thread's cost).
+    fn timed<R>(&mut self, f: impl FnOnce(&mut Snapshotter) -> R) -> R {
+        let start = Instant::now();
+        let r = f(&mut self.snapshotter);
+        self.call_latencies.push(start.elapsed());
+        r
+    }
+
+    /// Append one tx (and any evidence that arrived). Returns false once `cfg.txs` were
+    /// appended.
+    pub fn step(&mut self) -> bool {
+        if self.appended >= self.cfg.txs {
+            return false;
+        }
+        self.poll();
+        self.appended += 1;
+        if (self.ledger.last_idx() + 1) % self.cfg.sig_every == 0 {
+            self.sign_and_commit();
+        } else {
+            let key = self.rng.next() % self.cfg.keys;
+            let mut value = vec![0u8; self.cfg.value_size];
+            for chunk in value.chunks_mut(8) {
+                let r = self.rng.next().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            self.ledger.append(TxKind::Write {
+                key,
+                value: Arc::from(value),
+            });
+        }
+        if let Some(every) = self.cfg.rollback_every {
+            if self.appended % every == 0 {
+                self.rollback_uncommitted();
+            }
+        }
+        true
+    }
+
+    /// Append a signature tx, tell the Snapshotter, and commit the previous signature.
+    pub fn sign_and_commit(&mut self) {
+        let signed = self.ledger.append_signature();
+        let sig_idx = signed.sig_idx;
+        let proofs = self.ledger.proofs();
+        self.timed(|s| s.record_committable(sig_idx));
+        self.timed(|s| s.record_signature(signed));
+        self.timed(|s| s.record_tree(sig_idx, proofs));
+        self.uncommitted_sigs.push_back(sig_idx);
+        if self.uncommitted_sigs.len() > 1 {
+            if let Some(c) = self.uncommitted_sigs.pop_front() {
+                self.commit_to(c);
+            }
+        }
+    }
+
+    /// Advance the commit index to `idx`.
+    pub fn commit_to(&mut self, idx: u64) {
+        self.commit_idx = self.commit_idx.max(idx);
+        self.timed(|s| s.commit(idx));
+    }
+
+    /// Drop every uncommitted tx (as after a leader change).
+    pub fn rollback_uncommitted(&mut self) {
+        let to = self.commit_idx;
+        self.ledger.truncate(to);
+        self.uncommitted_sigs.clear();
+        self.timed(|s| s.rollback(to));
+    }
+
+    /// Append evidence txs for finished serialisations and collect snapshot events.
+    pub fn poll(&mut self) {
+        while let Ok((snapshot_idx, digest)) = self.evidence_rx.try_recv() {
+            let e = self.ledger.append(TxKind::Evidence {
+                snapshot_idx,
+                digest,
+            });
+            self.timed(|s| s.record_evidence(e, snapshot_idx, digest));
+        }
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                SnapshotEvent::Committed(c) => self.committed.push(c),
+                other => self.other_events.push(other),
+            }
+        }
+    }
+
+    /// Keep signing and committing (no more writes) until no generation is pending, running
+    /// tasks in manual mode and waiting for workers in threaded mode. Returns false if
+    /// generations were still pending after `max_rounds` signatures.
+    pub fn finish(&mut self, max_rounds: usize) -> bool {
+        for _ in 0..max_rounds {
+            if self.tasks.is_manual() {
+                self.tasks.run_until_idle();
+            } else {
+                self.tasks.wait_idle(Duration::from_millis(200));
+            }
+            self.poll();
+            if self.snapshotter.pending().is_empty() {
+                return true;
+            }
+            self.sign_and_commit();
+        }
+        false
+    }
+
+    /// The Snapshotter (for direct calls in tests).
+    pub fn snapshotter(&mut self) -> &mut Snapshotter {
+        &mut self.snapshotter
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The commit index.
+    pub fn commit_idx(&self) -> u64 {
+        self.commit_idx
+    }
+
+    /// Snapshots reported committed so far (in report order).
+    pub fn committed(&self) -> &[CommittedSnapshot] {
+        &self.committed
+    }
+
+    /// Failed, dropped and skipped events seen so far.
+    pub fn other_events(&self) -> &[SnapshotEvent] {
+        &self.other_events
+    }
+
+    /// Every consensus-thread call's wall time so far.
+    pub fn call_latencies(&self) -> &[Duration] {
+        &self.call_latencies
+    }
+
+    /// Txs appended by `step` so far.
+    pub fn appended(&self) -> u64 {
+        self.appended
+    }
+}

@@ -1,0 +1,248 @@
+//! A hand-driven node for scenario tests: the reference ledger, a Snapshotter, and either the
+//! manual executor over SimFs or the threaded engine over a real temporary directory.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use snapseal::engine::{EngineConfig, TaskSystem};
+use snapseal::ledger::{Ledger, TxKind};
+use snapseal::node::{decode_kv, ChannelSink, KvState};
+use snapseal::persist::fs::{FileSystem, RealFs, SimFs};
+use snapseal::persist::receipt::{Ed25519Verifier, Hash, ReceiptVerifier, SignedRoot};
+use snapseal::persist::{SnapshotStore, StoreOptions};
+use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+
+/// Which engine a scenario runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Exec {
+    /// Manual executor with this seed, over SimFs.
+    Manual(u64),
+    /// Threaded engine (2 workers), over a real temp dir.
+    Threaded,
+}
+
+pub struct Env {
+    pub tasks: TaskSystem,
+    pub ledger: Ledger,
+    pub snap: Snapshotter,
+    pub store: Arc<SnapshotStore>,
+    pub fs: Arc<dyn FileSystem>,
+    pub sim: Option<SimFs>,
+    pub dir: PathBuf,
+    pub verifier: Arc<dyn ReceiptVerifier>,
+    evidence_rx: Receiver<(u64, Hash)>,
+    events_rx: Receiver<SnapshotEvent>,
+    seen: Vec<SnapshotEvent>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Env {
+    pub fn new(exec: Exec, cfg: SnapshotterConfig) -> Env {
+        let ledger = Ledger::from_seed(42);
+        let verifier: Arc<dyn ReceiptVerifier> =
+            Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+        let (tasks, fs, sim, dir, tmp): (TaskSystem, Arc<dyn FileSystem>, _, PathBuf, _) =
+            match exec {
+                Exec::Manual(seed) => {
+                    let sim = SimFs::new(seed);
+                    (
+                        TaskSystem::manual(seed),
+                        Arc::new(sim.clone()),
+                        Some(sim),
+                        PathBuf::from("/snap"),
+                        None,
+                    )
+                }
+                Exec::Threaded => {
+                    let tmp = tempfile::tempdir().unwrap();
+                    let dir = tmp.path().join("snapshots");
+                    let tasks = TaskSystem::threaded(EngineConfig {
+                        workers: Some(2),
+                        ..EngineConfig::default()
+                    })
+                    .unwrap();
+                    (tasks, Arc::new(RealFs::new()), None, dir, Some(tmp))
+                }
+            };
+        let store = Arc::new(
+            SnapshotStore::open(
+                Arc::clone(&fs),
+                &dir,
+                StoreOptions::new(Arc::clone(&verifier)),
+            )
+            .unwrap(),
+        );
+        let (sink, evidence_rx) = ChannelSink::new();
+        let state = Arc::new(KvState::new(ledger.clone()));
+        let snap = Snapshotter::new(
+            cfg,
+            tasks.clone(),
+            Arc::clone(&store),
+            state,
+            Arc::new(sink),
+        )
+        .unwrap();
+        let events_rx = snap.events();
+        Env {
+            tasks,
+            ledger,
+            snap,
+            store,
+            fs,
+            sim,
+            dir,
+            verifier,
+            evidence_rx,
+            events_rx,
+            seen: Vec::new(),
+            _tmp: tmp,
+        }
+    }
+
+    /// Append `n` KV writes.
+    pub fn writes(&mut self, n: u64) {
+        for _ in 0..n {
+            let i = self.ledger.last_idx() + 1;
+            self.ledger.append(TxKind::Write {
+                key: i % 7,
+                value: Arc::from(i.to_le_bytes().to_vec()),
+            });
+        }
+    }
+
+    /// Append a signature tx and tell the Snapshotter the way a node does; returns what
+    /// `record_committable` said.
+    pub fn sign(&mut self) -> bool {
+        let signed = self.ledger.append_signature();
+        let sig_idx = signed.sig_idx;
+        let due = self.snap.record_committable(sig_idx);
+        self.snap.record_signature(signed);
+        self.snap.record_tree(sig_idx, self.ledger.proofs());
+        due
+    }
+
+    pub fn commit(&mut self, idx: u64) {
+        self.snap.commit(idx);
+    }
+
+    pub fn commit_last_sig(&mut self) {
+        let last = self.ledger.last_idx();
+        self.snap.commit(last);
+    }
+
+    pub fn rollback(&mut self, idx: u64) {
+        self.ledger.truncate(idx);
+        self.snap.rollback(idx);
+    }
+
+    /// Let every runnable action finish.
+    pub fn settle(&mut self) {
+        if self.tasks.is_manual() {
+            self.tasks.run_until_idle();
+        } else {
+            assert!(
+                self.tasks.wait_idle(Duration::from_secs(60)),
+                "engine did not go idle (hang guard)"
+            );
+        }
+    }
+
+    /// Append an evidence tx for each finished serialisation; returns `(evidence_idx, snapshot_idx)`.
+    pub fn append_evidence(&mut self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while let Ok((snapshot_idx, digest)) = self.evidence_rx.try_recv() {
+            let e = self.ledger.append(TxKind::Evidence {
+                snapshot_idx,
+                digest,
+            });
+            self.snap.record_evidence(e, snapshot_idx, digest);
+            out.push((e, snapshot_idx));
+        }
+        out
+    }
+
+    /// One whole cycle: `w` writes, a due signature, commit, evidence, signature, commit.
+    pub fn full_snapshot_cycle(&mut self, w: u64) {
+        self.writes(w);
+        assert!(
+            self.sign(),
+            "the cycle's signature must be a snapshot point"
+        );
+        self.commit_last_sig();
+        self.settle();
+        assert_eq!(self.append_evidence().len(), 1);
+        self.sign();
+        self.commit_last_sig();
+        self.settle();
+    }
+
+    pub fn ledger_signature_at(&self, idx: u64) -> SignedRoot {
+        match self.ledger.tx(idx) {
+            Some(TxKind::Signature(s)) => s,
+            other => panic!("no signature at {idx}: {other:?}"),
+        }
+    }
+
+    /// Names in the snapshot directory ending in `.committed`, sorted.
+    pub fn committed_names(&self) -> Vec<String> {
+        let dir = self.fs.open_dir(&self.dir, false).unwrap();
+        let mut names: Vec<String> = dir
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.name.into_string().ok())
+            .filter(|n| n.ends_with(".committed"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every event so far.
+    pub fn events(&mut self) -> Vec<SnapshotEvent> {
+        self.seen.extend(self.events_rx.try_iter());
+        self.seen.clone()
+    }
+
+    /// Every `.committed` file verifies against the ledger's key.
+    pub fn assert_all_verify(&self) {
+        let dir = self.fs.open_dir(&self.dir, false).unwrap();
+        for name in self.committed_names() {
+            let parsed = snapseal::persist::names::SnapshotName::parse(&name).unwrap();
+            let bytes = dir.open_read(&name).unwrap();
+            snapseal::persist::reader::verify_bytes(&bytes, Some(&parsed), self.verifier.as_ref())
+                .unwrap_or_else(|e| panic!("{name} does not verify: {e}"));
+        }
+    }
+
+    /// Decode the body of `latest()` back into the KV state.
+    pub fn decode_latest(&self) -> (u64, BTreeMap<u64, Vec<u8>>) {
+        let snap = self.store.latest().unwrap().expect("a latest snapshot");
+        let body = if snap
+            .header()
+            .flags
+            .contains(snapseal::persist::format::Flags::ZSTD)
+        {
+            zstd::decode_all(snap.body()).unwrap()
+        } else {
+            snap.body().to_vec()
+        };
+        decode_kv(&body).expect("a well-formed KV body")
+    }
+
+    /// The KV state implied by the ledger at `idx`.
+    pub fn state_at(&self, idx: u64) -> BTreeMap<u64, Vec<u8>> {
+        let mut map = BTreeMap::new();
+        assert!(self.ledger.for_each_write(idx, |k, v| {
+            map.insert(k, v.to_vec());
+        }));
+        map
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
