@@ -7,6 +7,10 @@
 
 use std::sync::Arc;
 
+/// The actix version this facade is built on, re-exported so a node uses the same one (and so
+/// nothing outside this crate needs its own actix dependency).
+pub use actix;
+
 use actix::prelude::*;
 use snapseal_persist::receipt::merkle::Hash;
 use snapseal_persist::receipt::SignedRoot;

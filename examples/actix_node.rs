@@ -1,0 +1,186 @@
+//! A small actix-based node driving snapseal through the `SnapshotterActor` facade.
+//!
+//! The node actor owns the reference ledger. It appends txs, and at every signature sends
+//! `RecordCommittable`, `RecordSignature`, `RecordTree` and (for the previous signature)
+//! `Commit` to the snapshotter actor with `Addr::send`/`do_send`. Serialisation and persistence
+//! run on the snapseal engine's worker threads, never on the actix arbiter; when a serialisation
+//! finishes, the evidence request comes back to the node actor as a message, and committed
+//! snapshots arrive as `SnapshotNotification`s.
+//!
+//! Run: `cargo run --example actix_node` (writes into a fresh temp directory and prints it).
+
+use std::sync::Arc;
+
+use snapseal::actors::actor::actix::prelude::*;
+use snapseal::actors::actor::{
+    Commit, RecordCommittable, RecordEvidence, RecordSignature, RecordTree, SnapshotNotification,
+    SnapshotterActor,
+};
+use snapseal::engine::{EngineConfig, TaskSystem};
+use snapseal::ledger::{Ledger, TxKind};
+use snapseal::node::KvState;
+use snapseal::persist::receipt::{Ed25519Verifier, Hash};
+use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal::{EvidenceSink, SnapshotEvent, Snapshotter, SnapshotterConfig};
+
+/// How many snapshots to wait for before stopping.
+const WANTED: usize = 3;
+
+/// A serialisation finished: append its evidence tx (sent from a worker thread).
+struct EvidenceReady {
+    snapshot_idx: u64,
+    digest: Hash,
+}
+impl Message for EvidenceReady {
+    type Result = ();
+}
+
+/// Append the next batch of txs.
+struct Tick;
+impl Message for Tick {
+    type Result = ();
+}
+
+/// The evidence sink hands requests to the node actor's mailbox.
+struct ActorSink(Recipient<EvidenceReady>);
+impl EvidenceSink for ActorSink {
+    fn append_evidence(&self, snapshot_idx: u64, digest: Hash) {
+        self.0.do_send(EvidenceReady {
+            snapshot_idx,
+            digest,
+        });
+    }
+}
+
+struct Node {
+    ledger: Ledger,
+    snapshotter: Option<Addr<SnapshotterActor>>,
+    pending_sig: Option<u64>,
+    committed: usize,
+}
+
+impl Actor for Node {
+    type Context = Context<Self>;
+}
+
+impl Handler<Tick> for Node {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        let Some(snap) = self.snapshotter.clone() else {
+            return;
+        };
+        for _ in 0..9 {
+            let i = self.ledger.last_idx() + 1;
+            self.ledger.append(TxKind::Write {
+                key: i % 100,
+                value: Arc::from(i.to_le_bytes().to_vec()),
+            });
+        }
+        let signed = self.ledger.append_signature();
+        let sig_idx = signed.sig_idx;
+        snap.do_send(RecordCommittable(sig_idx));
+        snap.do_send(RecordSignature(signed));
+        snap.do_send(RecordTree {
+            sig_idx,
+            tree: self.ledger.proofs(),
+        });
+        // One signature of replication lag: the previous signature is now committed.
+        if let Some(prev) = self.pending_sig.replace(sig_idx) {
+            snap.do_send(Commit(prev));
+        }
+        if self.committed < WANTED {
+            ctx.notify_later(Tick, std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Handler<EvidenceReady> for Node {
+    type Result = ();
+    fn handle(&mut self, m: EvidenceReady, _: &mut Context<Self>) {
+        let evidence_idx = self.ledger.append(TxKind::Evidence {
+            snapshot_idx: m.snapshot_idx,
+            digest: m.digest,
+        });
+        if let Some(snap) = &self.snapshotter {
+            snap.do_send(RecordEvidence {
+                evidence_idx,
+                snapshot_idx: m.snapshot_idx,
+                digest: m.digest,
+            });
+        }
+    }
+}
+
+impl Handler<SnapshotNotification> for Node {
+    type Result = ();
+    fn handle(&mut self, m: SnapshotNotification, _: &mut Context<Self>) {
+        match m.0 {
+            SnapshotEvent::Committed(c) => {
+                self.committed += 1;
+                println!(
+                    "committed snapshot {} (evidence {}, signature {}): {}",
+                    c.idx,
+                    c.evidence_idx,
+                    c.sig_idx,
+                    c.path.display()
+                );
+                if self.committed >= WANTED {
+                    System::current().stop();
+                }
+            }
+            other => println!("event: {other:?}"),
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::Builder::new()
+        .prefix("snapseal-actix-")
+        .tempdir()?
+        .keep();
+    println!("snapshots go to {}", dir.display());
+    let system = System::new();
+    system.block_on(async move {
+        let ledger = Ledger::from_seed(7);
+        let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+        let store =
+            SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))?;
+        let tasks = TaskSystem::threaded(EngineConfig::default())?;
+
+        let node = Node {
+            ledger: ledger.clone(),
+            snapshotter: None,
+            pending_sig: None,
+            committed: 0,
+        }
+        .start();
+        let snapshotter = Snapshotter::new(
+            SnapshotterConfig {
+                tx_interval: 50,
+                ..SnapshotterConfig::default()
+            },
+            tasks,
+            Arc::new(store),
+            Arc::new(KvState::new(ledger)),
+            Arc::new(ActorSink(node.clone().recipient())),
+        )?;
+        let snap = SnapshotterActor::new(snapshotter, Some(node.clone().recipient())).start();
+        node.do_send(SetSnapshotter(snap));
+        node.do_send(Tick);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    system.run()?;
+    Ok(())
+}
+
+/// Wire the snapshotter's address into the node once both actors exist.
+struct SetSnapshotter(Addr<SnapshotterActor>);
+impl Message for SetSnapshotter {
+    type Result = ();
+}
+impl Handler<SetSnapshotter> for Node {
+    type Result = ();
+    fn handle(&mut self, m: SetSnapshotter, _: &mut Context<Self>) {
+        self.snapshotter = Some(m.0);
+    }
+}

@@ -1,0 +1,116 @@
+//! The actix facade end to end: messages in, notifications out, files on disk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use snapseal::actors::actor::actix::prelude::*;
+use snapseal::actors::actor::{
+    Commit, GetCounters, GetPending, RecordCommittable, RecordEvidence, RecordSignature,
+    RecordTree, SnapshotNotification, SnapshotterActor,
+};
+use snapseal::engine::{EngineConfig, TaskSystem};
+use snapseal::ledger::{Ledger, TxKind};
+use snapseal::node::{ChannelSink, KvState};
+use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+
+/// Collects notifications.
+struct Collector(Arc<Mutex<Vec<SnapshotEvent>>>);
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+impl Handler<SnapshotNotification> for Collector {
+    type Result = ();
+    fn handle(&mut self, m: SnapshotNotification, _: &mut Context<Self>) {
+        self.0.lock().push(m.0);
+    }
+}
+
+#[test]
+fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let system = System::new();
+    let seen2 = Arc::clone(&seen);
+    let seen3 = Arc::clone(&seen);
+    let dir = tmp.path().to_path_buf();
+    system.block_on(async move {
+        let ledger = Ledger::from_seed(5);
+        let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+        let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))
+            .unwrap();
+        let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
+        let (sink, evidence) = ChannelSink::new();
+        let snapshotter = Snapshotter::new(
+            SnapshotterConfig {
+                tx_interval: 10,
+                ..Default::default()
+            },
+            tasks.clone(),
+            Arc::new(store),
+            Arc::new(KvState::new(ledger.clone())),
+            Arc::new(sink),
+        )
+        .unwrap();
+        let collector = Collector(seen2).start();
+        let snap = SnapshotterActor::new(snapshotter, Some(collector.recipient())).start();
+
+        for i in 1..10u64 {
+            ledger.append(TxKind::Write {
+                key: i,
+                value: Arc::from(vec![i as u8]),
+            });
+        }
+        let s10 = ledger.append_signature();
+        assert!(snap.send(RecordCommittable(10)).await.unwrap());
+        snap.send(RecordSignature(s10)).await.unwrap();
+        snap.send(RecordTree {
+            sig_idx: 10,
+            tree: ledger.proofs(),
+        })
+        .await
+        .unwrap();
+        snap.send(Commit(10)).await.unwrap();
+        // The serialise action runs on the engine, not on this arbiter.
+        let (snapshot_idx, digest) = evidence.recv_timeout(Duration::from_secs(30)).unwrap();
+        let e = ledger.append(TxKind::Evidence {
+            snapshot_idx,
+            digest,
+        });
+        snap.send(RecordEvidence {
+            evidence_idx: e,
+            snapshot_idx,
+            digest,
+        })
+        .await
+        .unwrap();
+        let s12 = ledger.append_signature();
+        snap.send(RecordSignature(s12)).await.unwrap();
+        snap.send(RecordTree {
+            sig_idx: 12,
+            tree: ledger.proofs(),
+        })
+        .await
+        .unwrap();
+        snap.send(Commit(12)).await.unwrap();
+        assert!(tasks.wait_idle(Duration::from_secs(30)));
+        let pending = snap.send(GetPending).await.unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        assert_eq!(snap.send(GetCounters).await.unwrap().persisted, 1);
+        // Give the forwarder thread a moment to deliver; bounded wait, not a timing assertion.
+        for _ in 0..300 {
+            if !seen3.lock().is_empty() {
+                break;
+            }
+            snapseal::actors::actor::actix::clock::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let events = seen.lock().clone();
+    assert!(
+        matches!(&events[..], [SnapshotEvent::Committed(c)] if c.idx == 10 && c.evidence_idx == 11 && c.sig_idx == 12),
+        "{events:?}"
+    );
+    assert!(tmp.path().join("snapshot_10_11.committed").exists());
+}
