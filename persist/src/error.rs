@@ -1,0 +1,341 @@
+//! The crate's error types: what failed, on which file, at which step.
+//!
+//! - [`PersistError`]: writing one snapshot (the writer's steps, [`Step`]);
+//! - [`VerifyError`]: reading or checking one committed file (the failed [`Check`]);
+//! - [`StoreError`]: everything the store does around them ([`StoreStep`]).
+//!
+//! Every variant carries the path of the file (or directory) concerned, so a log line alone
+//! tells an operator where to look.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::format::FormatError;
+use crate::receipt::ReceiptError;
+
+/// A step of the write sequence (SPEC §5), in the order the writer takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Checking the request (header fields consistent) before touching the disk.
+    Validate,
+    /// Listing the directory to refuse up front a committed name that already exists.
+    CheckExisting,
+    /// `openat(O_CREAT|O_EXCL)` of the uncommitted name.
+    Create,
+    /// Removing a stale uncommitted file left by an earlier crash, before the one retry.
+    UnlinkStale,
+    /// Writing header, body and receipt.
+    Write,
+    /// `fsync` of the file.
+    Fsync,
+    /// `close` of the file.
+    Close,
+    /// `renameat2(RENAME_NOREPLACE)` to the committed name.
+    Rename,
+    /// `linkat` to the committed name (fallback when the rename flag is unsupported).
+    Link,
+    /// Removing the uncommitted name: cleanup after a failure, or the second half of the
+    /// link fallback.
+    UnlinkUncommitted,
+    /// `fsync` of the directory, which makes the committed name durable.
+    DirSync,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Validate => "validate request",
+            Step::CheckExisting => "check for an existing committed file",
+            Step::Create => "create",
+            Step::UnlinkStale => "unlink stale uncommitted file",
+            Step::Write => "write",
+            Step::Fsync => "fsync",
+            Step::Close => "close",
+            Step::Rename => "rename to committed name",
+            Step::Link => "link to committed name",
+            Step::UnlinkUncommitted => "unlink uncommitted name",
+            Step::DirSync => "fsync directory",
+        })
+    }
+}
+
+/// Why a snapshot was not committed.
+///
+/// After any of these (without a crash) the directory holds neither the uncommitted nor the
+/// committed file of this attempt, except where a variant says otherwise, or where removing
+/// the uncommitted file failed too (logged; the next persist of that name or the next store
+/// open removes it). What a *crash* may leave is documented on
+/// [`SnapshotWriter`](crate::SnapshotWriter).
+#[derive(Debug, Error)]
+pub enum PersistError {
+    /// A system call failed at `step`.
+    #[error("{step} {}: {source}", path.display())]
+    Io {
+        /// The file the step concerned.
+        path: PathBuf,
+        /// The step that failed.
+        step: Step,
+        /// The error the system call returned.
+        #[source]
+        source: io::Error,
+    },
+    /// The committed name is already taken. A committed file is never overwritten; nothing
+    /// was changed.
+    #[error("{} already exists; a committed snapshot is never overwritten ({step})", path.display())]
+    AlreadyCommitted {
+        /// The committed name that exists.
+        path: PathBuf,
+        /// Where it was noticed: [`Step::CheckExisting`], [`Step::Rename`] or [`Step::Link`].
+        step: Step,
+    },
+    /// The request cannot be encoded as a valid header (e.g. `raw_len != body.len()` for an
+    /// uncompressed body). Nothing was written.
+    #[error("{}: invalid persist request: {source}", path.display())]
+    InvalidRequest {
+        /// The file that would have been written.
+        path: PathBuf,
+        /// What is inconsistent.
+        #[source]
+        source: FormatError,
+    },
+    /// The file was written, fsynced and renamed, but the directory fsync failed, so the
+    /// committed name may not survive a crash. The snapshot is not reported committed; the
+    /// writer then tried to remove the committed name again (`removed` says whether that
+    /// worked). After a crash either the complete, verifiable file is there under its
+    /// committed name, or it is not; never a partial one.
+    #[error(
+        "fsync of the directory after committing {} failed ({}): {source}",
+        path.display(),
+        if *.removed { "committed name removed again" } else { "committed name is still there" }
+    )]
+    DirSyncFailed {
+        /// The committed file.
+        path: PathBuf,
+        /// True when the committed name was removed again after the failure.
+        removed: bool,
+        /// The error of the directory fsync.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl PersistError {
+    /// The step that failed.
+    pub fn step(&self) -> Step {
+        match self {
+            PersistError::Io { step, .. } | PersistError::AlreadyCommitted { step, .. } => *step,
+            PersistError::InvalidRequest { .. } => Step::Validate,
+            PersistError::DirSyncFailed { .. } => Step::DirSync,
+        }
+    }
+
+    /// The file the error concerns.
+    pub fn path(&self) -> &Path {
+        match self {
+            PersistError::Io { path, .. }
+            | PersistError::AlreadyCommitted { path, .. }
+            | PersistError::InvalidRequest { path, .. }
+            | PersistError::DirSyncFailed { path, .. } => path,
+        }
+    }
+}
+
+/// A check a committed file must pass, in the order the reader makes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Check {
+    /// Header: magic, version, header length, checksum, flags, reserved, length fields.
+    Header,
+    /// The name's `idx` and `evidence_idx` equal the header's.
+    Name,
+    /// The file is exactly as long as the header says.
+    Length,
+    /// BLAKE3 of the receipt bytes equals the header's receipt digest.
+    ReceiptDigest,
+    /// The receipt proves the evidence under a trusted signature.
+    Receipt,
+    /// BLAKE3 of the body equals the header's body digest.
+    BodyDigest,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Check::Header => "header",
+            Check::Name => "name/header agreement",
+            Check::Length => "file length",
+            Check::ReceiptDigest => "receipt digest",
+            Check::Receipt => "receipt",
+            Check::BodyDigest => "body digest",
+        })
+    }
+}
+
+/// Why a committed file could not be read or did not verify.
+///
+/// [`VerifyError::Read`] is an I/O failure: it says nothing about the file's contents, so the
+/// store never quarantines on it. Every other variant is a verification failure.
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    /// Opening or mapping the file failed.
+    #[error("reading {}: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The error the system call returned.
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes are not a well-formed committed file (header, length, digests).
+    #[error("{}: {check} check failed: {source}", file.display())]
+    Format {
+        /// The file.
+        file: PathBuf,
+        /// The check that failed.
+        check: Check,
+        /// What exactly is wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// The file name and the header disagree on an index: the file was renamed or forged.
+    #[error("{}: {check} check failed: name has {field} {from_name}, header has {from_header}", file.display(), check = Check::Name)]
+    NameMismatch {
+        /// The file.
+        file: PathBuf,
+        /// Which index: `"idx"` or `"evidence_idx"`.
+        field: &'static str,
+        /// The value in the name.
+        from_name: u64,
+        /// The value in the header.
+        from_header: u64,
+    },
+    /// The receipt does not prove the file's claims.
+    #[error("{}: {check} check failed: {source}", file.display(), check = Check::Receipt)]
+    Receipt {
+        /// The file.
+        file: PathBuf,
+        /// Why the verifier refused it.
+        #[source]
+        source: ReceiptError,
+    },
+}
+
+impl VerifyError {
+    /// The file concerned.
+    pub fn file(&self) -> &Path {
+        match self {
+            VerifyError::Read { file, .. }
+            | VerifyError::Format { file, .. }
+            | VerifyError::NameMismatch { file, .. }
+            | VerifyError::Receipt { file, .. } => file,
+        }
+    }
+
+    /// The check that failed; `None` for an I/O failure.
+    pub fn check(&self) -> Option<Check> {
+        match self {
+            VerifyError::Read { .. } => None,
+            VerifyError::Format { check, .. } => Some(*check),
+            VerifyError::NameMismatch { .. } => Some(Check::Name),
+            VerifyError::Receipt { .. } => Some(Check::Receipt),
+        }
+    }
+
+    /// True for an I/O failure (nothing learnt about the contents), false for a file that
+    /// was read and failed a check.
+    pub fn is_io(&self) -> bool {
+        matches!(self, VerifyError::Read { .. })
+    }
+}
+
+/// A step of the store's own work (outside the writer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreStep {
+    /// Opening (creating if needed) the snapshot directory.
+    OpenDir,
+    /// Taking the directory lock.
+    Lock,
+    /// Listing the directory.
+    List,
+    /// Removing a stale uncommitted file at open.
+    UnlinkStale,
+    /// `fsync` of the directory after removals or renames.
+    DirSync,
+    /// Reading a committed file.
+    Read,
+    /// Renaming (or linking) a failed file to its `.corrupt` name.
+    Quarantine,
+    /// Deleting a quarantined file beyond `max_quarantined`.
+    UnlinkCorrupt,
+    /// Deleting a committed file that retention dropped.
+    UnlinkExpired,
+}
+
+impl fmt::Display for StoreStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreStep::OpenDir => "open directory",
+            StoreStep::Lock => "lock directory",
+            StoreStep::List => "list directory",
+            StoreStep::UnlinkStale => "unlink stale uncommitted file",
+            StoreStep::DirSync => "fsync directory",
+            StoreStep::Read => "read",
+            StoreStep::Quarantine => "quarantine",
+            StoreStep::UnlinkCorrupt => "unlink quarantined file",
+            StoreStep::UnlinkExpired => "unlink expired snapshot",
+        })
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A [`StoreOptions`](crate::StoreOptions) field is out of range.
+    #[error("invalid store option `{field}`: {reason}")]
+    InvalidOption {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// Another process (or another store in this one) holds the snapshot directory.
+    #[error(
+        "snapshot directory {} is locked: another process (or store) holds it; \
+         only one store may own a snapshot directory at a time",
+        dir.display()
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A system call failed at `step`.
+    #[error("{step} {}: {source}", path.display())]
+    Io {
+        /// The file or directory the step concerned.
+        path: PathBuf,
+        /// The step that failed.
+        step: StoreStep,
+        /// The error the system call returned.
+        #[source]
+        source: io::Error,
+    },
+    /// No committed snapshot of that name (e.g. asked to hold one that is gone).
+    #[error("no committed snapshot {}", path.display())]
+    NotFound {
+        /// The committed file that is missing.
+        path: PathBuf,
+    },
+}
+
+impl StoreError {
+    /// The step that failed, for I/O failures.
+    pub fn step(&self) -> Option<StoreStep> {
+        match self {
+            StoreError::Io { step, .. } => Some(*step),
+            StoreError::Locked { .. } => Some(StoreStep::Lock),
+            StoreError::InvalidOption { .. } | StoreError::NotFound { .. } => None,
+        }
+    }
+}

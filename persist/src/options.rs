@@ -1,0 +1,55 @@
+//! [`StoreOptions`]: the store's configuration, validated before anything touches the disk.
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::receipt::ReceiptVerifier;
+
+/// Configuration of a [`SnapshotStore`](crate::SnapshotStore).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Committed snapshots retention keeps (newest first). At least 1. Default 5.
+    pub keep_last: usize,
+    /// When set, retention also drops the oldest kept snapshots while their total size exceeds
+    /// this many bytes (never the newest one). Must be positive. Default: no limit.
+    pub max_bytes: Option<u64>,
+    /// Quarantined (`.corrupt`) files kept for inspection; older ones beyond this are deleted.
+    /// 0 deletes a failing file right after quarantining it. Default 3.
+    pub max_quarantined: usize,
+    /// Checks receipts against the trusted keys.
+    pub verifier: Arc<dyn ReceiptVerifier>,
+}
+
+impl StoreOptions {
+    /// Default keep_last.
+    pub const DEFAULT_KEEP_LAST: usize = 5;
+    /// Default max_quarantined.
+    pub const DEFAULT_MAX_QUARANTINED: usize = 3;
+
+    /// The defaults (keep_last 5, no byte limit, max_quarantined 3) with `verifier`.
+    pub fn new(verifier: Arc<dyn ReceiptVerifier>) -> Self {
+        Self {
+            keep_last: Self::DEFAULT_KEEP_LAST,
+            max_bytes: None,
+            max_quarantined: Self::DEFAULT_MAX_QUARANTINED,
+            verifier,
+        }
+    }
+
+    /// Checks every field; the error names the first field out of range.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.keep_last == 0 {
+            return Err(StoreError::InvalidOption {
+                field: "keep_last",
+                reason: "must be at least 1 (retention never deletes the newest snapshot)".into(),
+            });
+        }
+        if self.max_bytes == Some(0) {
+            return Err(StoreError::InvalidOption {
+                field: "max_bytes",
+                reason: "must be positive; leave it unset for no byte limit".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! The reader: checks a committed file's bytes, cheapest checks first, and hands out the body
+//! without copying it.
+//!
+//! Order: header (160 bytes: magic, version, checksum, flags, lengths) → name/header agreement
+//! → exact file length and receipt digest → receipt against the trusted keys → body digest.
+//! Only the last is proportional to the file size, so a damaged or foreign file is usually
+//! refused before the body is hashed.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Check, VerifyError};
+use crate::format::{self, FormatError, Header, HEADER_LEN};
+use crate::fs::{DirHandle, FileBytes};
+use crate::hold::Hold;
+use crate::names::SnapshotName;
+use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
+
+/// What [`verify_bytes`] established about a file, borrowing its parts.
+#[derive(Clone, Debug)]
+pub struct VerifiedSnapshot<'a> {
+    /// The decoded header.
+    pub header: Header,
+    /// The stored body (compressed if the header's flags say so).
+    pub body: &'a [u8],
+    /// The receipt bytes.
+    pub receipt: &'a [u8],
+    /// What the receipt proved.
+    pub verified: VerifiedReceipt,
+}
+
+/// Checks a whole committed file held in memory. `name`, when given, must agree with the
+/// header's indices; it also labels errors (otherwise they say `<bytes>`). Never panics.
+pub fn verify_bytes<'a>(
+    bytes: &'a [u8],
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<VerifiedSnapshot<'a>, VerifyError> {
+    let label = name.map_or_else(
+        || PathBuf::from("<bytes>"),
+        |n| PathBuf::from(n.file_name()),
+    );
+    verify_labelled(bytes, name, &label, verifier)
+}
+
+/// [`verify_bytes`] with the path to name in errors.
+fn verify_labelled<'a>(
+    bytes: &'a [u8],
+    name: Option<&SnapshotName>,
+    file: &Path,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<VerifiedSnapshot<'a>, VerifyError> {
+    let format_err = |check| {
+        move |source| VerifyError::Format {
+            file: file.to_path_buf(),
+            check,
+            source,
+        }
+    };
+    let header = Header::decode(bytes).map_err(format_err(Check::Header))?;
+    if let Some(name) = name {
+        for (field, from_name, from_header) in [
+            ("idx", name.idx, header.idx),
+            ("evidence_idx", name.evidence_idx, header.evidence_idx),
+        ] {
+            if from_name != from_header {
+                return Err(VerifyError::NameMismatch {
+                    file: file.to_path_buf(),
+                    field,
+                    from_name,
+                    from_header,
+                });
+            }
+        }
+    }
+    let (header, body, receipt) = format::split(bytes).map_err(|e| {
+        let check = match e {
+            FormatError::ReceiptDigest { .. } => Check::ReceiptDigest,
+            FormatError::LengthMismatch { .. } | FormatError::LengthOverflow { .. } => {
+                Check::Length
+            }
+            _ => Check::Header,
+        };
+        format_err(check)(e)
+    })?;
+    let expected = Expected {
+        idx: header.idx,
+        evidence_idx: header.evidence_idx,
+        body_digest: header.body_digest,
+    };
+    let verified = verifier
+        .verify(receipt, &expected)
+        .map_err(|source| VerifyError::Receipt {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    format::verify_body(&header, body).map_err(format_err(Check::BodyDigest))?;
+    Ok(VerifiedSnapshot {
+        header,
+        body,
+        receipt,
+        verified,
+    })
+}
+
+/// A committed file that was read and verified. The body stays in the memory map (zero
+/// copy); a file returned by the store also carries a [`Hold`] that keeps retention off it.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    name: SnapshotName,
+    path: PathBuf,
+    bytes: FileBytes,
+    header: Header,
+    body: Range<usize>,
+    receipt: Range<usize>,
+    verified: VerifiedReceipt,
+    hold: Option<Hold>,
+}
+
+impl SnapshotFile {
+    /// The file's name.
+    pub fn name(&self) -> &SnapshotName {
+        &self.name
+    }
+
+    /// Directory path joined with the file name.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The stored body (zstd-compressed when `header().flags` says so).
+    pub fn body(&self) -> &[u8] {
+        self.bytes.get(self.body.clone()).unwrap_or_default()
+    }
+
+    /// The receipt bytes.
+    pub fn receipt_bytes(&self) -> &[u8] {
+        self.bytes.get(self.receipt.clone()).unwrap_or_default()
+    }
+
+    /// What the receipt proved (signature index, signer).
+    pub fn receipt(&self) -> &VerifiedReceipt {
+        &self.verified
+    }
+
+    /// The whole file's length.
+    pub fn file_len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// The pin against retention, if this file came from the store.
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.as_ref()
+    }
+
+    /// Attaches a hold (the store does, once the file verified).
+    pub(crate) fn with_hold(mut self, hold: Hold) -> Self {
+        self.hold = Some(hold);
+        self
+    }
+}
+
+/// Reads (`open_read`: `O_NOFOLLOW` + `mmap`) and verifies the file `name` in `dir`.
+/// An I/O failure is [`VerifyError::Read`]; anything else means the contents are bad.
+pub fn open_snapshot(
+    dir: &dyn DirHandle,
+    name: &SnapshotName,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<SnapshotFile, VerifyError> {
+    let file_name = name.file_name();
+    let path = dir.path().join(&file_name);
+    let bytes = dir
+        .open_read(&file_name)
+        .map_err(|source| VerifyError::Read {
+            file: path.clone(),
+            source,
+        })?;
+    let v = verify_labelled(&bytes, Some(name), &path, verifier)?;
+    // split() checked the file is exactly header + body + receipt, so these fit.
+    let body_end = HEADER_LEN + v.body.len();
+    let body = HEADER_LEN..body_end;
+    let receipt = body_end..body_end + v.receipt.len();
+    let (header, verified) = (v.header, v.verified);
+    Ok(SnapshotFile {
+        name: *name,
+        path,
+        bytes,
+        header,
+        body,
+        receipt,
+        verified,
+        hold: None,
+    })
+}

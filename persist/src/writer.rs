@@ -1,0 +1,362 @@
+//! The crash-safe writer: one snapshot file, written with the exact sequence of SPEC §5.
+//!
+//! 1. refuse if the committed name exists; `openat(O_CREAT|O_EXCL|..)` the uncommitted name
+//!    (a stale one from an earlier crash is unlinked and the create retried once);
+//! 2. write header, body and receipt fully (short writes looped, `EINTR` retried);
+//! 3. `fsync` the file (never retried), then `close` it (a close error is a failure);
+//! 4. `renameat2(RENAME_NOREPLACE)` to the committed name (or `linkat` + `unlinkat` where that
+//!    flag is refused; never an overwriting rename);
+//! 5. `fsync` the directory. Only then is the snapshot reported committed.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use crate::error::{PersistError, Step};
+use crate::format::{Flags, Header, HEADER_LEN};
+use crate::fs::{is_noreplace_unsupported, DirHandle, WritableFile};
+use crate::names::{FileState, SnapshotName};
+use crate::receipt::Hash;
+
+/// Most bytes handed to one `write(2)`: large enough that syscall overhead vanishes, small
+/// enough that one call does not pin gigabytes of page cache at once.
+const MAX_WRITE: usize = 8 << 20;
+
+/// Consecutive `EINTR`s after which a write gives up. Real interrupts are transient; this only
+/// stops a pathological signal storm (or an always-failing fault) from spinning forever.
+const MAX_INTERRUPTS: u32 = 1024;
+
+/// File mode of a snapshot: snapshots may hold sensitive state.
+const FILE_MODE: u32 = 0o600;
+
+/// One snapshot to write.
+#[derive(Clone, Copy, Debug)]
+pub struct PersistRequest<'a> {
+    /// Ledger index the snapshot captures.
+    pub idx: u64,
+    /// Ledger index of the evidence transaction recording `body_digest`.
+    pub evidence_idx: u64,
+    /// Header flags (compression).
+    pub flags: Flags,
+    /// Uncompressed body length; must equal `body.len()` when the body is not compressed.
+    pub raw_len: u64,
+    /// BLAKE3 of `body`, as computed while serialising. Trusted, not recomputed: hashing twice
+    /// would double the cost, and a wrong digest only yields a file that fails verification.
+    pub body_digest: Hash,
+    /// The stored body bytes, written straight from this slice.
+    pub body: &'a [u8],
+    /// The encoded receipt.
+    pub receipt: &'a [u8],
+}
+
+/// A snapshot that is committed: written, fsynced, renamed, and the rename made durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Its committed name.
+    pub name: SnapshotName,
+    /// Directory path joined with the committed name.
+    pub path: PathBuf,
+    /// Total file length: header, body and receipt.
+    pub file_len: u64,
+    /// BLAKE3 of the body, as written into the header.
+    pub body_digest: Hash,
+}
+
+/// Writes snapshot files into one directory.
+///
+/// The writer assumes the caller owns the directory (the store holds its lock) and never
+/// writes the same name twice at once: a stale uncommitted file is removed on sight.
+///
+/// # After a crash
+///
+/// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted file
+/// (complete or partial, removed when the store next opens); or the committed file, complete
+/// and verifiable (its data was fsynced before the rename), possibly alongside a stale
+/// uncommitted name for the same data after the link fallback. Never a partial committed
+/// file. This holds for every error too, [`PersistError::DirSyncFailed`] included: the caller
+/// was told "not committed", yet after a crash the (complete) file may be there. When
+/// `persist` returned `Ok`, the committed file survives any crash.
+#[derive(Clone, Debug)]
+pub struct SnapshotWriter {
+    dir: Arc<dyn DirHandle>,
+}
+
+impl SnapshotWriter {
+    /// A writer into `dir`.
+    pub fn new(dir: Arc<dyn DirHandle>) -> Self {
+        Self { dir }
+    }
+
+    /// Writes and commits one snapshot (see the module doc for the sequence). On any failure
+    /// before the rename the uncommitted file is removed (best effort; a removal failure is
+    /// logged and the original error returned).
+    pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
+        let name = SnapshotName {
+            idx: req.idx,
+            evidence_idx: req.evidence_idx,
+            state: FileState::Uncommitted,
+        };
+        let committed = name.with_state(FileState::Committed);
+        let attempt = Attempt {
+            dir: &*self.dir,
+            uncommitted: name.file_name(),
+            committed: committed.file_name(),
+        };
+        let header = Header {
+            idx: req.idx,
+            evidence_idx: req.evidence_idx,
+            flags: req.flags,
+            body_len: req.body.len() as u64,
+            receipt_len: req.receipt.len() as u64,
+            raw_len: req.raw_len,
+            body_digest: req.body_digest,
+            receipt_digest: *blake3::hash(req.receipt).as_bytes(),
+        };
+        let span = tracing::debug_span!(
+            "persist",
+            idx = req.idx,
+            evidence_idx = req.evidence_idx,
+            bytes = header.body_len
+        );
+        let _entered = span.enter();
+        let file_len = header
+            .validate()
+            .and_then(|()| header.file_len())
+            .map_err(|source| PersistError::InvalidRequest {
+                path: attempt.path(&attempt.committed),
+                source,
+            })?;
+        attempt.refuse_existing()?;
+        let file = attempt.create()?;
+        attempt.write_and_close(file, &header.encode(), req.body, req.receipt)?;
+        attempt.commit()?;
+        attempt.sync_dir()?;
+        debug!(file_len, "committed");
+        Ok(Committed {
+            name: committed,
+            path: attempt.path(&attempt.committed),
+            file_len,
+            body_digest: req.body_digest,
+        })
+    }
+}
+
+/// One persist call's names and directory; each method is one step of the sequence.
+struct Attempt<'a> {
+    dir: &'a dyn DirHandle,
+    uncommitted: String,
+    committed: String,
+}
+
+impl Attempt<'_> {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn io(&self, name: &str, step: Step) -> impl FnOnce(io::Error) -> PersistError {
+        let path = self.path(name);
+        move |source| PersistError::Io { path, step, source }
+    }
+
+    /// Step 0: a committed file is never overwritten, and writing gigabytes only to have the
+    /// rename refused would be waste, so look first. (The non-replacing rename still guards.)
+    fn refuse_existing(&self) -> Result<(), PersistError> {
+        let entries = self
+            .dir
+            .list()
+            .map_err(self.io(&self.committed, Step::CheckExisting))?;
+        if entries.iter().any(|e| e.name == *self.committed) {
+            debug!(name = %self.committed, "committed name exists");
+            return Err(self.already_committed(Step::CheckExisting));
+        }
+        Ok(())
+    }
+
+    fn already_committed(&self, step: Step) -> PersistError {
+        PersistError::AlreadyCommitted {
+            path: self.path(&self.committed),
+            step,
+        }
+    }
+
+    /// Step 1: the exclusive create, with one retry after removing a stale file.
+    fn create(&self) -> Result<Box<dyn WritableFile>, PersistError> {
+        match self.dir.create_new(&self.uncommitted, FILE_MODE) {
+            Ok(file) => {
+                debug!(name = %self.uncommitted, "created");
+                return Ok(file);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.io(&self.uncommitted, Step::Create)(e)),
+        }
+        // We hold the directory, so this is a leftover of an earlier crash (unlinkat removes
+        // a symlink itself, never its target).
+        warn!(name = %self.uncommitted, "removing stale uncommitted file");
+        match self.dir.unlink(&self.uncommitted) {
+            Ok(()) => {}
+            // Gone meanwhile: nothing to remove.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(&self.uncommitted, Step::UnlinkStale)(e)),
+        }
+        let file = self
+            .dir
+            .create_new(&self.uncommitted, FILE_MODE)
+            .map_err(self.io(&self.uncommitted, Step::Create))?;
+        debug!(name = %self.uncommitted, "created after removing stale file");
+        Ok(file)
+    }
+
+    /// Steps 2 and 3: write everything, fsync, close. On failure the file is closed (if not
+    /// yet) and unlinked.
+    fn write_and_close(
+        &self,
+        mut file: Box<dyn WritableFile>,
+        header: &[u8; HEADER_LEN],
+        body: &[u8],
+        receipt: &[u8],
+    ) -> Result<(), PersistError> {
+        let written = [&header[..], body, receipt]
+            .into_iter()
+            .try_for_each(|part| write_all(&mut *file, part));
+        if let Err(e) = written {
+            return Err(self.abandon(file, Step::Write, e));
+        }
+        debug!("written");
+        if let Err(e) = file.sync() {
+            // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
+            // and a later "successful" fsync would prove nothing.
+            return Err(self.abandon(file, Step::Fsync, e));
+        }
+        debug!("fsynced");
+        if let Err(e) = file.close() {
+            // The fd is gone either way; the data may not be what we think it is.
+            self.remove_uncommitted();
+            return Err(self.io(&self.uncommitted, Step::Close)(e));
+        }
+        debug!("closed");
+        Ok(())
+    }
+
+    /// Closes (error only logged: the first error is the one that matters) and unlinks the
+    /// file after `step` failed with `err`.
+    fn abandon(&self, file: Box<dyn WritableFile>, step: Step, err: io::Error) -> PersistError {
+        if let Err(e) = file.close() {
+            warn!(name = %self.uncommitted, error = %e, "close of abandoned file failed");
+        }
+        self.remove_uncommitted();
+        self.io(&self.uncommitted, step)(err)
+    }
+
+    /// Best-effort removal of the uncommitted file after a failure. A leftover is harmless:
+    /// the next persist of this name or the next store open removes it.
+    fn remove_uncommitted(&self) {
+        match self.dir.unlink(&self.uncommitted) {
+            Ok(()) => debug!(name = %self.uncommitted, "removed uncommitted file"),
+            Err(e) => warn!(
+                name = %self.uncommitted,
+                step = %Step::UnlinkUncommitted,
+                error = %e,
+                "could not remove uncommitted file; it is removed at the next open"
+            ),
+        }
+    }
+
+    /// Step 4: give the file its committed name, never replacing an existing one.
+    fn commit(&self) -> Result<(), PersistError> {
+        let err = match self
+            .dir
+            .rename_noreplace(&self.uncommitted, &self.committed)
+        {
+            Ok(()) => {
+                debug!(name = %self.committed, "renamed");
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        if err.kind() == io::ErrorKind::AlreadyExists {
+            self.remove_uncommitted();
+            return Err(self.already_committed(Step::Rename));
+        }
+        if !is_noreplace_unsupported(&err) {
+            self.remove_uncommitted();
+            return Err(self.io(&self.committed, Step::Rename)(err));
+        }
+        debug!(error = %err, "RENAME_NOREPLACE unsupported; linking instead");
+        if let Err(e) = self.dir.hard_link(&self.uncommitted, &self.committed) {
+            self.remove_uncommitted();
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                return Err(self.already_committed(Step::Link));
+            }
+            return Err(self.io(&self.committed, Step::Link)(e));
+        }
+        debug!(name = %self.committed, "linked");
+        if let Err(e) = self.dir.unlink(&self.uncommitted) {
+            // The committed name is in place and its data is durable; the extra name is a
+            // stale uncommitted file that the next open (or persist of this name) removes.
+            warn!(
+                name = %self.uncommitted,
+                step = %Step::UnlinkUncommitted,
+                error = %e,
+                "could not remove the uncommitted name after linking"
+            );
+        }
+        Ok(())
+    }
+
+    /// Step 5: make the committed name durable. On failure the committed name is removed
+    /// again (best effort), so that without a crash a failed persist leaves no committed file.
+    fn sync_dir(&self) -> Result<(), PersistError> {
+        let source = match self.dir.sync() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let removed = match self.dir.unlink(&self.committed) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(name = %self.committed, error = %e, "could not remove committed name after failed directory fsync");
+                false
+            }
+        };
+        Err(PersistError::DirSyncFailed {
+            path: self.path(&self.committed),
+            removed,
+            source,
+        })
+    }
+}
+
+/// Writes all of `buf`: loops on short writes, retries `EINTR`, hands the kernel at most
+/// [`MAX_WRITE`] bytes per call, straight from the caller's slice.
+fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> {
+    let mut interrupts = 0;
+    while !buf.is_empty() {
+        let chunk = &buf[..buf.len().min(MAX_WRITE)];
+        match file.write(chunk) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "write accepted 0 bytes of a non-empty buffer",
+                ))
+            }
+            Ok(n) => {
+                interrupts = 0;
+                // A broken implementation claiming more than it was given is an error, not
+                // a panic.
+                if n > chunk.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("write claimed {n} bytes of a {} byte buffer", chunk.len()),
+                    ));
+                }
+                buf = &buf[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
+                interrupts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
