@@ -20,6 +20,7 @@ use crate::names::{FileState, SnapshotName, LOCK_FILE};
 use crate::options::StoreOptions;
 use crate::quarantine::{self, Quarantined};
 use crate::reader::{open_snapshot, SnapshotFile};
+use crate::receipt::ReceiptError;
 use crate::retention::{self, RetentionPlan, RetentionReport};
 use crate::scan::{in_state, our_files, SnapshotEntry};
 use crate::writer::{Committed, PersistRequest, SnapshotWriter};
@@ -41,6 +42,8 @@ pub struct StoreStats {
     pub quarantined: u64,
     /// Failing files that could not be quarantined (logged; never returned by `latest`).
     pub quarantine_failures: u64,
+    /// Snapshots `latest` passed over because no trusted key signed them (left in place).
+    pub untrusted_skipped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +55,7 @@ struct Counters {
     retention_failures: AtomicU64,
     quarantined: AtomicU64,
     quarantine_failures: AtomicU64,
+    untrusted_skipped: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -144,6 +148,7 @@ impl SnapshotStore {
             retention_failures: get(&c.retention_failures),
             quarantined: get(&c.quarantined),
             quarantine_failures: get(&c.quarantine_failures),
+            untrusted_skipped: get(&c.untrusted_skipped),
         }
     }
 
@@ -185,7 +190,9 @@ impl SnapshotStore {
     /// Candidates are tried newest first. One that fails verification is quarantined (and
     /// never returned); a quarantine failure is logged and counted and the search goes on.
     /// An I/O error while reading a candidate is returned as is: it says nothing about the
-    /// file, so nothing is quarantined for it.
+    /// file, so nothing is quarantined for it. Neither is a file whose only fault is a signer
+    /// outside the trusted keys: it is skipped and counted (`untrusted_skipped`), so a wrong key
+    /// configuration cannot destroy good snapshots.
     pub fn latest(&self) -> Result<Option<SnapshotFile>, StoreError> {
         let committed = in_state(&self.list()?, FileState::Committed);
         for entry in committed.iter().rev() {
@@ -207,6 +214,16 @@ impl SnapshotStore {
                         step: StoreStep::Read,
                         source,
                     });
+                }
+                Err(VerifyError::Receipt {
+                    source: ReceiptError::UntrustedKey { .. },
+                    ..
+                }) => {
+                    // An intact file signed by a key we were not told to trust is more likely a
+                    // misconfigured key set than damage: quarantining (and later trimming)
+                    // would destroy good snapshots, so pass it over and leave it in place.
+                    bump(&self.counters.untrusted_skipped, 1);
+                    warn!(name = %entry.name, "snapshot signed by an untrusted key; skipped, not quarantined (check the trusted keys)");
                 }
                 Err(reason) => {
                     drop(hold);

@@ -181,12 +181,38 @@ fn assert_receipt_refused(receipt: &[u8], ctx: &str, want: impl Fn(&ReceiptError
 }
 
 #[test]
-fn a_receipt_signed_by_an_untrusted_key_is_refused() {
+fn a_receipt_signed_by_an_untrusted_key_is_refused_but_left_in_place() {
     let ledger = Ledger::new(victim().evidence_idx, victim().digest);
     let receipt = ledger.receipt(&untrusted_key(), victim().digest);
-    assert_receipt_refused(&receipt, "untrusted key", |e| {
-        matches!(e, ReceiptError::UntrustedKey { .. })
-    });
+    let bytes = with_receipt(&receipt);
+    match assert_rejected(&bytes, "untrusted key") {
+        VerifyError::Receipt { source, .. } => {
+            assert!(
+                matches!(source, ReceiptError::UntrustedKey { .. }),
+                "{source}"
+            )
+        }
+        e => panic!("untrusted key: wrong check: {e}"),
+    }
+    // Never returned by latest(), but not quarantined either: a wrong trusted-key set must not
+    // be able to destroy good snapshots.
+    let sim = SimFs::new(5);
+    plant(&sim, previous());
+    let victim_file = victim().file_name(FileState::Committed);
+    sim.plant_file(dir(), &victim_file, &bytes, true);
+    let store = open(&sim, opts());
+    let latest = store.latest().unwrap().expect("the previous snapshot");
+    assert_eq!(*latest.name(), previous().name());
+    assert_eq!(
+        sim.read(dir(), &victim_file).as_deref(),
+        Some(&bytes[..]),
+        "left in place"
+    );
+    assert_eq!(
+        sim.read(dir(), &victim().file_name(FileState::Corrupt)),
+        None
+    );
+    assert_eq!(store.stats().untrusted_skipped, 1);
 }
 
 #[test]
