@@ -74,9 +74,30 @@ impl TxKind {
 /// Txs and tree, behind one lock so a proof never sees a half-appended tx.
 #[derive(Debug, Default)]
 struct Entries {
+    /// Txs `1 ..= base` are an opaque prefix (a resumed ledger): only their leaves exist.
+    base: u64,
     txs: Vec<TxKind>,
     tx_digests: Vec<Hash>,
     tree: MerkleTree,
+}
+
+impl Entries {
+    /// Position in `txs` of ledger index `idx` (None for 0 and the opaque prefix).
+    fn pos(&self, idx: u64) -> Option<usize> {
+        usize::try_from(idx.checked_sub(self.base)?.checked_sub(1)?).ok()
+    }
+
+    fn last_idx(&self) -> u64 {
+        self.base + self.txs.len() as u64
+    }
+}
+
+/// Digest standing in for tx `idx` of a resumed ledger's opaque prefix.
+fn prefix_digest(idx: u64) -> Hash {
+    *blake3::Hasher::new_derive_key("snapseal demo ledger prefix v1")
+        .update(&idx.to_le_bytes())
+        .finalize()
+        .as_bytes()
 }
 
 /// The append-only ledger (index 1 is the first tx). Cloning shares it.
@@ -97,11 +118,39 @@ impl Ledger {
 
     /// A ledger with a key derived from `seed` (deterministic, for demos and tests).
     pub fn from_seed(seed: u64) -> Self {
+        Ledger::new(Self::seed_key(seed))
+    }
+
+    /// The signing key [`from_seed`](Self::from_seed) uses.
+    pub fn seed_key(seed: u64) -> SigningKey {
         let bytes = *blake3::Hasher::new_derive_key("snapseal demo node key v1")
             .update(&seed.to_le_bytes())
             .finalize()
             .as_bytes();
-        Ledger::new(SigningKey::from_bytes(&bytes))
+        SigningKey::from_bytes(&bytes)
+    }
+
+    /// A ledger that resumes after `base` txs it does not hold (a node restarted from a
+    /// snapshot at `base`): the first appended tx gets index `base + 1`. The prefix contributes
+    /// stand-in leaves to the Merkle tree so indices and proofs keep their meaning; the state
+    /// implied by the prefix is empty.
+    pub fn resumed(key: SigningKey, base: u64) -> Self {
+        let mut entries = Entries {
+            base,
+            ..Entries::default()
+        };
+        for idx in 1..=base {
+            entries.tree.push(leaf_hash(&prefix_digest(idx), &[0; 32]));
+        }
+        Ledger {
+            entries: Arc::new(RwLock::new(entries)),
+            key: Arc::new(key),
+        }
+    }
+
+    /// Index of the last tx of the opaque prefix (0 for a fresh ledger).
+    pub fn base(&self) -> u64 {
+        self.entries.read().base
     }
 
     /// The public key that verifies this ledger's signatures.
@@ -111,19 +160,19 @@ impl Ledger {
 
     /// Index of the last tx (0 when empty).
     pub fn last_idx(&self) -> u64 {
-        self.entries.read().txs.len() as u64
+        self.entries.read().last_idx()
     }
 
-    /// The tx at `idx`.
+    /// The tx at `idx` (None beyond the end and inside a resumed ledger's prefix).
     pub fn tx(&self, idx: u64) -> Option<TxKind> {
-        let i = usize::try_from(idx.checked_sub(1)?).ok()?;
-        self.entries.read().txs.get(i).cloned()
+        let e = self.entries.read();
+        e.txs.get(e.pos(idx)?).cloned()
     }
 
     /// Append `kind`; returns its index.
     pub fn append(&self, kind: TxKind) -> u64 {
         let mut e = self.entries.write();
-        let idx = e.txs.len() as u64 + 1;
+        let idx = e.last_idx() + 1;
         let digest = kind.digest(idx);
         e.tree.push(leaf_hash(&digest, &kind.claims_digest()));
         e.tx_digests.push(digest);
@@ -134,7 +183,7 @@ impl Ledger {
     /// Append a signature tx signing the root over every tx before it; returns what it signed.
     pub fn append_signature(&self) -> SignedRoot {
         let mut e = self.entries.write();
-        let size = e.txs.len() as u64;
+        let size = e.last_idx();
         let sig_idx = size + 1;
         // `size` is the tree's own length, so the root always exists.
         let root = e
@@ -150,13 +199,16 @@ impl Ledger {
         signed
     }
 
-    /// Roll back: keep txs `1 ..= idx`.
+    /// Roll back: keep txs `1 ..= idx` (never below a resumed ledger's prefix).
     pub fn truncate(&self, idx: u64) {
         let mut e = self.entries.write();
-        let keep = usize::try_from(idx).unwrap_or(usize::MAX).min(e.txs.len());
+        let keep = usize::try_from(idx.saturating_sub(e.base))
+            .unwrap_or(usize::MAX)
+            .min(e.txs.len());
         e.txs.truncate(keep);
         e.tx_digests.truncate(keep);
-        e.tree.truncate(keep as u64);
+        let len = e.last_idx();
+        e.tree.truncate(len);
     }
 
     /// The proof source for the signature at `sig_idx` (valid while the ledger is not rolled
@@ -171,10 +223,10 @@ impl Ledger {
     /// ledger holds fewer than `idx` txs.
     pub fn for_each_write(&self, idx: u64, mut f: impl FnMut(u64, &Arc<[u8]>)) -> bool {
         let e = self.entries.read();
-        let Ok(n) = usize::try_from(idx) else {
+        if idx < e.base {
             return false;
-        };
-        let Some(txs) = e.txs.get(..n) else {
+        }
+        let Some(txs) = e.pos(idx + 1).and_then(|n| e.txs.get(..n)) else {
             return false;
         };
         for tx in txs {
@@ -206,8 +258,8 @@ impl ProofSource for LedgerProofs {
                 e.txs.len()
             )
         })?;
-        let tx_digest = usize::try_from(index)
-            .ok()
+        let tx_digest = e
+            .pos(evidence_idx)
             .and_then(|i| e.tx_digests.get(i))
             .copied()
             .ok_or_else(|| format!("tx {evidence_idx} is not in the ledger"))?;
@@ -242,6 +294,38 @@ mod tests {
             root_from_proof(&leaf, e - 1, signed.sig_idx - 1, &proof.path),
             Some(signed.root)
         );
+    }
+
+    #[test]
+    fn a_resumed_ledger_continues_after_its_base_with_valid_proofs() {
+        let ledger = Ledger::resumed(Ledger::seed_key(3), 1000);
+        assert_eq!(ledger.last_idx(), 1000);
+        assert_eq!(ledger.tx(1000), None);
+        let w = ledger.append(TxKind::Write {
+            key: 1,
+            value: Arc::from(vec![5u8]),
+        });
+        assert_eq!(w, 1001);
+        let e = ledger.append(TxKind::Evidence {
+            snapshot_idx: 1001,
+            digest: [4; 32],
+        });
+        let signed = ledger.append_signature();
+        let proof = ledger.proofs().inclusion_proof(e, signed.sig_idx).unwrap();
+        let leaf = leaf_hash(&proof.tx_digest, &[4; 32]);
+        assert_eq!(
+            root_from_proof(&leaf, e - 1, signed.sig_idx - 1, &proof.path),
+            Some(signed.root)
+        );
+        let mut writes = Vec::new();
+        assert!(ledger.for_each_write(1001, |k, _| writes.push(k)));
+        assert_eq!(writes, vec![1]);
+        assert!(
+            !ledger.for_each_write(999, |_, _| ()),
+            "the prefix's state is not held"
+        );
+        ledger.truncate(10);
+        assert_eq!(ledger.last_idx(), 1000, "never below the prefix");
     }
 
     #[test]
