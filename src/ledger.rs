@@ -220,21 +220,39 @@ impl Ledger {
     }
 
     /// Visit the writes among txs `1 ..= idx` in order (for state views). Returns false if the
-    /// ledger holds fewer than `idx` txs.
+    /// ledger holds fewer than `idx` txs (or `idx` lies inside a resumed ledger's prefix).
+    ///
+    /// Takes the read lock one chunk at a time, so a long walk never stalls the node's
+    /// appends; txs at or below `idx` cannot change meanwhile (a rollback never goes below the
+    /// commit index, and views are only taken at committed points) — and if one did, the walk
+    /// notices the ledger got shorter and returns false.
     pub fn for_each_write(&self, idx: u64, mut f: impl FnMut(u64, &Arc<[u8]>)) -> bool {
-        let e = self.entries.read();
-        if idx < e.base {
-            return false;
-        }
-        let Some(txs) = e.pos(idx + 1).and_then(|n| e.txs.get(..n)) else {
-            return false;
-        };
-        for tx in txs {
-            if let TxKind::Write { key, value } = tx {
-                f(*key, value);
+        const CHUNK: usize = 4096;
+        let mut done = 0usize;
+        loop {
+            let e = self.entries.read();
+            if idx < e.base {
+                return false;
+            }
+            let Some(end) = e.pos(idx + 1) else {
+                return false;
+            };
+            let Some(txs) = e.txs.get(done..end.min(done + CHUNK)) else {
+                return false;
+            };
+            if end > e.txs.len() {
+                return false;
+            }
+            for tx in txs {
+                if let TxKind::Write { key, value } = tx {
+                    f(*key, value);
+                }
+            }
+            done += txs.len();
+            if done >= end {
+                return true;
             }
         }
-        true
     }
 }
 

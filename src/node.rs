@@ -185,6 +185,19 @@ impl EvidenceSink for ChannelSink {
     }
 }
 
+/// What a [`SimNode`] tells its observer ([`SimNode::set_observer`]), on the node's thread.
+#[derive(Debug)]
+pub enum NodeEvent<'a> {
+    /// The node is about to advance the Snapshotter's commit index to this index (the call
+    /// that may open persist gates).
+    Commit(u64),
+    /// A snapshot event just arrived from the Snapshotter.
+    Snapshot(&'a SnapshotEvent),
+}
+
+/// The observer callback; behind a mutex only so `SimNode` stays `Sync`.
+type Observer = parking_lot::Mutex<Box<dyn FnMut(NodeEvent<'_>) + Send>>;
+
 /// SplitMix64: tiny, seeded, good enough for keys and values.
 #[derive(Clone, Debug)]
 struct Rng(u64);
@@ -216,6 +229,9 @@ pub struct SimNode {
     other_events: Vec<SnapshotEvent>,
     /// Wall time of every consensus-thread call into the Snapshotter.
     call_latencies: Vec<Duration>,
+    /// Told about commit calls and snapshot events as they happen (the demo times and logs
+    /// them).
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for SimNode {
@@ -266,7 +282,20 @@ impl SimNode {
             committed: Vec::new(),
             other_events: Vec::new(),
             call_latencies: Vec::new(),
+            observer: None,
         })
+    }
+
+    /// Calls `f` on the node's thread for every commit call (just before it is made) and every
+    /// snapshot event (as `poll` receives it, before it is stored). Replaces any earlier one.
+    pub fn set_observer(&mut self, f: impl FnMut(NodeEvent<'_>) + Send + 'static) {
+        self.observer = Some(parking_lot::Mutex::new(Box::new(f)));
+    }
+
+    fn notify(&mut self, event: NodeEvent<'_>) {
+        if let Some(observer) = &mut self.observer {
+            (observer.get_mut())(event);
+        }
     }
 
     /// Time one call into the Snapshotter (the consensus thread's cost).
@@ -326,6 +355,7 @@ impl SimNode {
     /// Advance the commit index to `idx`.
     pub fn commit_to(&mut self, idx: u64) {
         self.commit_idx = self.commit_idx.max(idx);
+        self.notify(NodeEvent::Commit(idx));
         self.timed(|s| s.commit(idx));
     }
 
@@ -347,6 +377,7 @@ impl SimNode {
             self.timed(|s| s.record_evidence(e, snapshot_idx, digest));
         }
         while let Ok(event) = self.events.try_recv() {
+            self.notify(NodeEvent::Snapshot(&event));
             match event {
                 SnapshotEvent::Committed(c) => self.committed.push(c),
                 other => self.other_events.push(other),
@@ -354,10 +385,20 @@ impl SimNode {
         }
     }
 
-    /// Keep signing and committing (no more writes) until no generation is pending, running
-    /// tasks in manual mode and waiting for workers in threaded mode. Returns false if
-    /// generations were still pending after `max_rounds` signatures.
+    /// Commit every signature appended so far (the replication lag catches up).
+    pub fn commit_all(&mut self) {
+        if let Some(last) = self.uncommitted_sigs.pop_back() {
+            self.uncommitted_sigs.clear();
+            self.commit_to(last);
+        }
+    }
+
+    /// Flush: commit every appended signature, then keep signing and committing (no more
+    /// writes) until no generation is pending — so a point recorded at the last signatures
+    /// is snapshotted too. Runs tasks in manual mode and waits for workers in threaded mode.
+    /// Returns false if generations were still pending after `max_rounds` signatures.
     pub fn finish(&mut self, max_rounds: usize) -> bool {
+        self.commit_all();
         for _ in 0..max_rounds {
             if self.tasks.is_manual() {
                 self.tasks.run_until_idle();
@@ -369,6 +410,7 @@ impl SimNode {
                 return true;
             }
             self.sign_and_commit();
+            self.commit_all();
         }
         false
     }

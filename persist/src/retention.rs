@@ -32,6 +32,11 @@ pub struct RetentionPlan {
 }
 
 impl RetentionPlan {
+    /// True when the rules keep `entry`.
+    pub fn keeps(&self, entry: &SnapshotEntry) -> bool {
+        self.keep.iter().any(|k| k.name == entry.name)
+    }
+
     /// Bytes the deletions would free.
     pub fn delete_bytes(&self) -> u64 {
         self.delete
@@ -53,8 +58,10 @@ pub struct RetentionReport {
     pub vanished: Vec<SnapshotName>,
 }
 
-/// Plans retention over `committed` (committed files, any order).
-pub(crate) fn plan(
+/// Plans retention over `committed` (committed files, any order); `is_held` says which names
+/// are pinned. Public so tools that must not take the store's lock (a `list`, a dry run) plan
+/// with exactly the store's rules.
+pub fn plan(
     committed: &[SnapshotEntry],
     keep_last: usize,
     max_bytes: Option<u64>,

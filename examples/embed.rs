@@ -1,0 +1,232 @@
+//! Library quick start: embedding a `Snapshotter` in a node.
+//!
+//! A tiny replicated "accounts" node, using snapseal's reference ledger for its log (evidence
+//! txs, signature txs, Merkle proofs). It shows the whole contract:
+//! - the node's state hands out cheap frozen views (`StateSource` / `StateView`);
+//! - the node appends evidence txs when snapseal asks (`EvidenceSink`), on its own thread;
+//! - at each signature tx the node calls `record_committable`, `record_signature` and
+//!   `record_tree`, and `commit` whenever its commit index advances;
+//! - snapseal serialises and writes `.committed` files on its own workers, and tells the node
+//!   through `events()`;
+//! - after a restart, `SnapshotStore::latest()` returns the newest snapshot that verifies.
+//!
+//! Run: `cargo run --example embed` (well under two seconds).
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use snapseal::engine::{EngineConfig, ShutdownMode};
+use snapseal::ledger::{Ledger, TxKind};
+use snapseal::persist::receipt::{Ed25519Verifier, Hash};
+use snapseal::persist::RealFs;
+use snapseal::{
+    actors::CaptureError, EvidenceSink, SnapshotEvent, SnapshotStore, Snapshotter,
+    SnapshotterConfig, StateSource, StateView, StoreOptions, TaskSystem,
+};
+
+/// The node's state: account balances. Copy-on-write: a frozen view is an `Arc` clone, and
+/// the next write copies the map only if a view still holds the old one.
+#[derive(Default)]
+struct Accounts {
+    current: Mutex<Arc<BTreeMap<u64, i64>>>,
+    /// Versions kept for snapshot points not captured yet (by ledger index).
+    kept: Mutex<HashMap<u64, Arc<BTreeMap<u64, i64>>>>,
+}
+
+impl Accounts {
+    fn apply(&self, account: u64, delta: i64) {
+        let mut current = self.current.lock();
+        *Arc::make_mut(&mut current).entry(account).or_insert(0) += delta;
+    }
+
+    /// Remember the state as of `idx` (a snapshot point): cheap, it is one `Arc` clone.
+    fn keep(&self, idx: u64) {
+        let version = Arc::clone(&self.current.lock());
+        self.kept.lock().insert(idx, version);
+    }
+}
+
+impl StateSource for Accounts {
+    /// Called on the consensus thread inside `commit`: must be cheap, and is.
+    fn capture(&self, idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+        let map = self.kept.lock().remove(&idx).ok_or_else(|| CaptureError {
+            idx,
+            reason: "no version kept at that index".into(),
+        })?;
+        Ok(Box::new(AccountsView { idx, map }))
+    }
+}
+
+/// A frozen view, serialised on a worker thread.
+struct AccountsView {
+    idx: u64,
+    map: Arc<BTreeMap<u64, i64>>,
+}
+
+impl StateView for AccountsView {
+    fn write_to(&mut self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(&self.idx.to_le_bytes())?;
+        for (account, balance) in self.map.iter() {
+            out.write_all(&account.to_le_bytes())?;
+            out.write_all(&balance.to_le_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Finished serialisations, handed from the workers to the node's thread, which appends the
+/// evidence tx (never from the worker: the ledger belongs to the consensus thread).
+struct EvidenceQueue(Sender<(u64, Hash)>);
+
+impl EvidenceSink for EvidenceQueue {
+    fn append_evidence(&self, snapshot_idx: u64, digest: Hash) {
+        // If the node is gone, nobody needs the evidence any more.
+        let _ = self.0.send((snapshot_idx, digest));
+    }
+}
+
+/// The node: its ledger, its state, and the Snapshotter it drives.
+struct Node {
+    ledger: Ledger,
+    accounts: Arc<Accounts>,
+    snapshotter: Snapshotter,
+    evidence: Receiver<(u64, Hash)>,
+    /// The last signature appended and not yet committed (one signature of replication lag).
+    uncommitted_sig: Option<u64>,
+}
+
+impl Node {
+    /// Append the evidence txs snapseal asked for, and tell it where they landed.
+    fn append_evidence(&mut self) {
+        while let Ok((snapshot_idx, digest)) = self.evidence.try_recv() {
+            let evidence_idx = self.ledger.append(TxKind::Evidence {
+                snapshot_idx,
+                digest,
+            });
+            self.snapshotter
+                .record_evidence(evidence_idx, snapshot_idx, digest);
+        }
+    }
+
+    /// A client transaction: move `amount` between two accounts.
+    fn transfer(&mut self, from: u64, to: u64, amount: i64) {
+        self.ledger.append(TxKind::Write {
+            key: from,
+            value: Arc::from(amount.to_le_bytes().to_vec()),
+        });
+        self.accounts.apply(from, -amount);
+        self.accounts.apply(to, amount);
+    }
+
+    /// A signature tx: tell snapseal, and commit the previous signature (replicated by now).
+    fn sign(&mut self) {
+        let signed = self.ledger.append_signature();
+        let sig_idx = signed.sig_idx;
+        if self.snapshotter.record_committable(sig_idx) {
+            // A snapshot point: keep the state as of here until snapseal captures it.
+            self.accounts.keep(sig_idx);
+        }
+        self.snapshotter.record_signature(signed);
+        self.snapshotter.record_tree(sig_idx, self.ledger.proofs());
+        if let Some(previous) = self.uncommitted_sig.replace(sig_idx) {
+            self.snapshotter.commit(previous);
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("snapshots");
+    let ledger = Ledger::from_seed(7);
+    // Snapshot files are checked against the keys that sign the ledger.
+    let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+    let store = SnapshotStore::open(
+        Arc::new(RealFs::new()),
+        &dir,
+        StoreOptions::new(verifier.clone()),
+    )?;
+    let tasks = TaskSystem::threaded(EngineConfig::default())?;
+    let accounts = Arc::new(Accounts::default());
+    let (tx, evidence) = crossbeam_channel::unbounded();
+    let snapshotter = Snapshotter::new(
+        SnapshotterConfig {
+            tx_interval: 200,
+            ..SnapshotterConfig::default()
+        },
+        tasks.clone(),
+        Arc::new(store),
+        accounts.clone(),
+        Arc::new(EvidenceQueue(tx)),
+    )?;
+    let events = snapshotter.events();
+    let mut node = Node {
+        ledger,
+        accounts,
+        snapshotter,
+        evidence,
+        uncommitted_sig: None,
+    };
+
+    // The consensus loop: 1000 transfers, a signature every 10 txs.
+    for i in 0..1000u64 {
+        node.append_evidence();
+        node.transfer(i % 17, (i * 7) % 17, 5);
+        if node.ledger.last_idx() % 10 == 9 {
+            node.sign();
+        }
+        for event in events.try_iter() {
+            if let SnapshotEvent::Committed(c) = event {
+                println!("committed {} ({} bytes)", c.path.display(), c.file_len);
+            }
+        }
+    }
+    // Shutting down: sign until every started snapshot has reached disk.
+    for _ in 0..100 {
+        tasks.wait_idle(Duration::from_secs(1));
+        node.append_evidence();
+        if node.snapshotter.pending().is_empty() {
+            break;
+        }
+        node.sign();
+    }
+    for event in events.try_iter() {
+        if let SnapshotEvent::Committed(c) = event {
+            println!("committed {} ({} bytes)", c.path.display(), c.file_len);
+        }
+    }
+    let counters = node.snapshotter.counters();
+    println!(
+        "{} snapshots committed, {} skipped",
+        counters.persisted, counters.skipped
+    );
+    // The Snapshotter owns the store (and its lock); drop both before "restarting".
+    drop(node);
+    tasks.shutdown(ShutdownMode::Drain);
+
+    // A restarted node recovers from the newest snapshot that verifies.
+    let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))?;
+    match store.latest()? {
+        Some(snapshot) => {
+            let body = snapshot.body();
+            let idx = body
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or("snapshot body too short")?;
+            println!(
+                "restart from {}: state at ledger index {idx}, {} accounts, signed at {} by {}",
+                snapshot.path().display(),
+                (body.len() - 8) / 16,
+                snapshot.receipt().sig_idx,
+                snapshot.receipt().signer
+            );
+        }
+        None => println!("no snapshot to restart from"),
+    }
+    Ok(())
+}

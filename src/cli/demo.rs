@@ -1,0 +1,590 @@
+//! `snapseal demo`: the simulated node from the reference ledger, snapshotting into a real
+//! directory on the threaded engine, then a verification of every committed file and a
+//! summary (see the subcommand's `--help`).
+
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use parking_lot::Mutex;
+use serde::Serialize;
+use snapseal::engine::{EngineConfig, ShutdownMode, TaskSystem};
+use snapseal::ledger::Ledger;
+use snapseal::node::{NodeEvent, SimNode};
+use snapseal::persist::fs::{FileSystem, RealFs};
+use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
+use snapseal::persist::SnapshotStore;
+use snapseal::{CommittedSnapshot, SnapshotEvent};
+
+use crate::cli::check::{self, Verdict};
+use crate::cli::committed_log::CommittedLog;
+use crate::cli::config::{self, DemoFlags, DemoSettings, FileConfig};
+use crate::cli::exit::Status;
+use crate::cli::keys;
+use crate::cli::metrics::{self, DemoMetrics};
+use crate::cli::output::{self, hex, info, text, Out};
+use crate::cli::progress::{Progress, Unit};
+use crate::cli::verify::{committed_files, FileResult};
+
+/// `demo` arguments. Each numeric flag overrides the `[demo]` key of the same name.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub struct DemoArgs {
+    /// Snapshot directory; must be new or empty (the demo starts a fresh ledger and never
+    /// touches files it did not write). Default: a fresh directory under the system temp
+    /// directory, printed.
+    #[arg(long, value_name = "D")]
+    pub dir: Option<PathBuf>,
+    /// Transactions to append: writes, and a signature every --sig-every [default: 200000]
+    #[arg(long, value_name = "N")]
+    pub txs: Option<u64>,
+    /// A snapshot is due every this many txs [default: 20000]
+    #[arg(long, value_name = "K")]
+    pub tx_interval: Option<u64>,
+    /// A signature tx every this many txs [default: 100]
+    #[arg(long, value_name = "S")]
+    pub sig_every: Option<u64>,
+    /// Bytes per written value [default: 128]
+    #[arg(long, value_name = "B")]
+    pub value_size: Option<u64>,
+    /// Keys are drawn from 0 .. N (bounds the state, so each snapshot's size) [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub keys: Option<u64>,
+    /// Roll the uncommitted tail back every R txs, as after a leader change [default: never]
+    #[arg(long, value_name = "R")]
+    pub rollback_every: Option<u64>,
+    /// Seed of the node key, keys and values; same seed, same ledger [default: 1]
+    #[arg(long, value_name = "X")]
+    pub seed: Option<u64>,
+    /// zstd level (1-19) for snapshot bodies [default: uncompressed]
+    #[arg(long, value_name = "LEVEL")]
+    pub compression: Option<u64>,
+    /// Engine worker threads [default: half the CPUs, at least 1]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u64>,
+    /// At the end, print the run's counters and latency summaries in Prometheus text format.
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+impl DemoArgs {
+    fn flags(&self) -> DemoFlags {
+        DemoFlags {
+            txs: self.txs,
+            tx_interval: self.tx_interval,
+            sig_every: self.sig_every,
+            value_size: self.value_size,
+            keys: self.keys,
+            rollback_every: self.rollback_every,
+            seed: self.seed,
+            compression: self.compression,
+            workers: self.workers,
+        }
+    }
+}
+
+/// Rounds of signatures `SimNode::finish` may add to flush pending generations; each needs
+/// about three (evidence, a signature after it, that signature committed).
+const FLUSH_ROUNDS: usize = 1_000;
+
+/// What the observer records on the node's thread.
+#[derive(Debug)]
+struct Timeline {
+    /// Every commit call: (commit index, when), in call order (indices never decrease).
+    commits: Vec<(u64, Instant)>,
+    /// Per committed snapshot: from the commit that opened its gate to the node seeing it.
+    persist: Vec<Duration>,
+    log: CommittedLog,
+    /// The first committed.log failure (the observer cannot return it).
+    log_error: Option<anyhow::Error>,
+}
+
+impl Timeline {
+    fn committed(&mut self, c: &CommittedSnapshot, seen: Instant) {
+        // The gate opens at the first commit call reaching the signature that covers the
+        // evidence: serialisation and evidence necessarily came before that signature.
+        let first = self.commits.partition_point(|(idx, _)| *idx < c.sig_idx);
+        if let Some((_, opened)) = self.commits.get(first) {
+            self.persist.push(seen.saturating_duration_since(*opened));
+        }
+        if self.log_error.is_none() {
+            if let Err(e) = self.log.append(c) {
+                self.log_error = Some(e);
+            }
+        }
+    }
+}
+
+/// Latency percentiles.
+#[derive(Debug, Default, Serialize)]
+struct Percentiles {
+    samples: usize,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+}
+
+impl Percentiles {
+    fn of(samples: &[Duration]) -> Percentiles {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        // Nearest rank: the smallest sample with at least q of the samples at or below it.
+        let at = |q: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+        };
+        Percentiles {
+            samples: sorted.len(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+        }
+    }
+
+    fn text(&self) -> String {
+        let d = |us: f64| output::duration(Duration::from_secs_f64(us / 1e6));
+        if self.samples == 0 {
+            return "no samples".into();
+        }
+        format!(
+            "p50 {}, p99 {}, max {} ({} samples)",
+            d(self.p50_us),
+            d(self.p99_us),
+            d(self.max_us),
+            self.samples
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SnapshotCounts {
+    scheduled: u64,
+    committed: u64,
+    skipped: u64,
+    deferred: u64,
+    dropped: u64,
+    failed: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    dir: PathBuf,
+    node_pub: PathBuf,
+    key_id: String,
+    committed_log: PathBuf,
+    txs: u64,
+    ledger_last_idx: u64,
+    run_secs: f64,
+    flush_secs: f64,
+    txs_per_sec: f64,
+    snapshots: SnapshotCounts,
+    bytes_written: u64,
+    snapshot_bytes_per_sec: f64,
+    files_on_disk: usize,
+    deleted_by_retention: u64,
+    keep_last: usize,
+    persist_latency: Percentiles,
+    consensus_call_latency: Percentiles,
+    latest: Option<PathBuf>,
+    verification: Vec<FileResult>,
+    verified: usize,
+    failures: Vec<String>,
+    metrics: Option<String>,
+}
+
+/// Runs `demo`.
+pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+    let settings = config::demo_settings(file, &args.flags())?;
+    let dir = match &args.dir {
+        Some(d) => prepare_dir(d)?,
+        None => fresh_temp_dir()?,
+    };
+    info!(out, "snapseal demo: snapshots go to {}", dir.display());
+    let summary = run_in(&dir, &settings, args, out)?;
+    out.json(&summary)?;
+    print_summary(&summary, out)?;
+    if let Some(first) = summary.failures.first() {
+        bail!(
+            "{} snapshot generation(s) failed; first: {first}",
+            summary.failures.len()
+        );
+    }
+    let bad = summary.verification.iter().any(|f| f.status == "failed");
+    Ok(Status::failed_if(bad || summary.snapshots.committed == 0))
+}
+
+/// Makes sure `dir` exists and is empty (creating it, mode 0700, if missing).
+fn prepare_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not empty: the demo starts a fresh ledger and needs a new or empty \
+                     directory (it never touches files it did not write)",
+                    dir.display()
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// A new directory `snapseal-demo-<pid>-<n>` under the system temp directory.
+fn fresh_temp_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for attempt in 0..100u32 {
+        let dir = base.join(format!(
+            "snapseal-demo-{}-{}",
+            std::process::id(),
+            nanos.wrapping_add(attempt)
+        ));
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating {}", dir.display()));
+            }
+        }
+    }
+    bail!(
+        "could not create a fresh directory under {}",
+        base.display()
+    )
+}
+
+fn run_in(dir: &Path, s: &DemoSettings, args: &DemoArgs, out: &Out) -> anyhow::Result<Summary> {
+    let ledger = Ledger::from_seed(s.sim.seed);
+    let key = ledger.verifying_key();
+    let node_pub = keys::write_node_pub(dir, &key)?;
+    let log = CommittedLog::create(dir)?;
+    let log_path = log.path().to_path_buf();
+    let verifier: Arc<dyn ReceiptVerifier> = Arc::new(Ed25519Verifier::new(vec![key]));
+    let tasks = TaskSystem::threaded(EngineConfig {
+        workers: s.workers,
+        ..EngineConfig::default()
+    })
+    .context("starting the task system")?;
+    let store = SnapshotStore::open(
+        Arc::new(RealFs::new()),
+        dir,
+        s.store.options(Arc::clone(&verifier)),
+    )
+    .context("opening the snapshot store")?;
+    let mut node = SimNode::with_ledger(
+        s.sim.clone(),
+        ledger,
+        s.snap.clone(),
+        tasks.clone(),
+        Arc::new(store),
+    )?;
+    let timeline = Arc::new(Mutex::new(Timeline {
+        commits: Vec::new(),
+        persist: Vec::new(),
+        log,
+        log_error: None,
+    }));
+    let observed = Arc::clone(&timeline);
+    node.set_observer(move |event| {
+        let now = Instant::now();
+        let mut t = observed.lock();
+        match event {
+            NodeEvent::Commit(idx) => t.commits.push((idx, now)),
+            NodeEvent::Snapshot(SnapshotEvent::Committed(c)) => t.committed(c, now),
+            NodeEvent::Snapshot(_) => {}
+        }
+    });
+
+    let bar = Progress::new(out.bars(), s.sim.txs, Unit::Items, "txs");
+    let started = Instant::now();
+    while node.step() {
+        // Redrawing per tx would cost more than the tx; every 1024 is plenty.
+        if node.appended() % 1024 == 0 {
+            bar.set_position(node.appended());
+        }
+    }
+    let run_time = started.elapsed();
+    drop(bar);
+    let spinner = Progress::spinner(out.bars(), "flushing pending snapshots");
+    let flush_started = Instant::now();
+    let flushed = node.finish(FLUSH_ROUNDS);
+    let flush_time = flush_started.elapsed();
+    drop(spinner);
+
+    let counters = node.snapshotter().counters();
+    let store_stats = node.snapshotter().store().stats();
+    let committed = node.committed().to_vec();
+    let mut failures: Vec<String> = node
+        .other_events()
+        .iter()
+        .filter_map(|e| match e {
+            SnapshotEvent::Failed {
+                generation,
+                idx,
+                error,
+            } => Some(format!("generation {generation} (idx {idx}): {error}")),
+            _ => None,
+        })
+        .collect();
+    if !flushed {
+        let pending = node.snapshotter().pending().len();
+        failures.push(format!(
+            "{pending} generation(s) still pending after {FLUSH_ROUNDS} flush rounds"
+        ));
+    }
+    let call_latencies = node.call_latencies().to_vec();
+    let txs = node.appended();
+    let last_idx = node.ledger().last_idx();
+    // The node owns the store; dropping it releases the lock before verification.
+    drop(node);
+    tasks.shutdown(ShutdownMode::Drain);
+    let engine_counters = tasks.counters();
+
+    let (persist_latencies, log_error) = {
+        let mut t = timeline.lock();
+        (std::mem::take(&mut t.persist), t.log_error.take())
+    };
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+
+    let verification = verify_all(dir, &committed, &*verifier, out)?;
+    let verified = verification.iter().filter(|f| f.status == "ok").count();
+    let bytes_written: u64 = committed.iter().map(|c| c.file_len).sum();
+    let latest = committed
+        .iter()
+        .max_by_key(|c| (c.idx, c.evidence_idx))
+        .map(|c| c.path.clone());
+    let total_secs = (run_time + flush_time).as_secs_f64();
+    let mut summary = Summary {
+        dir: dir.to_path_buf(),
+        node_pub,
+        key_id: hex(&key_id(&key)),
+        committed_log: log_path,
+        txs,
+        ledger_last_idx: last_idx,
+        run_secs: run_time.as_secs_f64(),
+        flush_secs: flush_time.as_secs_f64(),
+        txs_per_sec: rate(txs as f64, run_time.as_secs_f64()),
+        snapshots: SnapshotCounts {
+            scheduled: counters.scheduled,
+            committed: counters.persisted,
+            skipped: counters.skipped,
+            deferred: counters.deferred,
+            dropped: counters.dropped,
+            failed: counters.failed,
+        },
+        bytes_written,
+        snapshot_bytes_per_sec: rate(bytes_written as f64, total_secs),
+        files_on_disk: verification.len(),
+        deleted_by_retention: store_stats.retention_deleted,
+        keep_last: s.store.keep_last,
+        persist_latency: Percentiles::of(&persist_latencies),
+        consensus_call_latency: Percentiles::of(&call_latencies),
+        latest,
+        verified,
+        verification,
+        failures,
+        metrics: None,
+    };
+    if args.metrics {
+        summary.metrics = Some(metrics::render(&DemoMetrics {
+            txs,
+            snapshots: counters,
+            store: store_stats,
+            engine: engine_counters,
+            bytes_written,
+            files_on_disk: summary.files_on_disk as u64,
+            persist_latencies: &persist_latencies,
+            call_latencies: &call_latencies,
+        }));
+    }
+    Ok(summary)
+}
+
+fn rate(amount: f64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        amount / secs
+    } else {
+        0.0
+    }
+}
+
+/// Verifies every committed file left in `dir` against the node's key, and that each one is
+/// a snapshot the node was told about, with the digest it was told.
+fn verify_all(
+    dir: &Path,
+    committed: &[CommittedSnapshot],
+    verifier: &dyn ReceiptVerifier,
+    out: &Out,
+) -> anyhow::Result<Vec<FileResult>> {
+    let handle = RealFs::new()
+        .open_dir(dir, false)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let (files, _) = committed_files(&*handle, dir)?;
+    let bar = Progress::new(
+        out.bars(),
+        files.iter().map(|(_, len)| len).sum(),
+        Unit::Bytes,
+        "verifying",
+    );
+    let mut results = Vec::new();
+    for (name, len) in &files {
+        let path = dir.join(name.file_name());
+        let mut verdict = check::check_in_dir(&*handle, name, verifier);
+        if let Verdict::Verified { header, .. } = &verdict {
+            let acknowledged = committed.iter().find(|c| c.path == path);
+            let reason = match acknowledged {
+                None => Some("on disk, but the node was never told it was committed".to_string()),
+                Some(c) if c.digest != header.body_digest => Some(format!(
+                    "body digest {} differs from the committed event's {}",
+                    hex(&header.body_digest),
+                    hex(&c.digest)
+                )),
+                Some(_) => None,
+            };
+            if let Some(reason) = reason {
+                verdict = Verdict::Failed {
+                    check: snapseal::persist::Check::BodyDigest,
+                    reason,
+                    untrusted_key: false,
+                };
+            }
+        }
+        results.push(FileResult::new(path, Some(*len), &verdict));
+        bar.inc(*len);
+    }
+    Ok(results)
+}
+
+fn print_summary(s: &Summary, out: &Out) -> anyhow::Result<()> {
+    let c = &s.snapshots;
+    text!(out, "snapseal demo: {}", s.dir.display());
+    text!(
+        out,
+        "  node key         {} (key id {})",
+        s.node_pub.display(),
+        s.key_id
+    );
+    text!(
+        out,
+        "  ledger           {} txs appended; ledger ends at idx {} (signatures and evidence included)",
+        s.txs,
+        s.ledger_last_idx
+    );
+    text!(
+        out,
+        "  snapshots        {} committed, {} skipped, {} dropped, {} failed ({} scheduled, {} deferred)",
+        c.committed,
+        c.skipped,
+        c.dropped,
+        c.failed,
+        c.scheduled,
+        c.deferred
+    );
+    text!(
+        out,
+        "  bytes written    {} ({} files kept by retention, keep_last {}; {} deleted)",
+        output::bytes(s.bytes_written),
+        s.files_on_disk,
+        s.keep_last,
+        s.deleted_by_retention
+    );
+    text!(out, "  persist latency  {}", s.persist_latency.text());
+    text!(
+        out,
+        "                   (from the commit that opens a snapshot's gate to the node seeing it committed)"
+    );
+    text!(
+        out,
+        "  consensus calls  {}",
+        s.consensus_call_latency.text()
+    );
+    text!(
+        out,
+        "  throughput       {:.0} txs/s over {:.2} s (+{:.2} s flushing); {}/s of snapshots",
+        s.txs_per_sec,
+        s.run_secs,
+        s.flush_secs,
+        output::bytes(s.snapshot_bytes_per_sec as u64)
+    );
+    match &s.latest {
+        Some(p) => text!(out, "  latest snapshot  {}", p.display()),
+        None => text!(out, "  latest snapshot  none committed"),
+    }
+    text!(out, "  committed log    {}", s.committed_log.display());
+    let failed: Vec<&FileResult> = s.verification.iter().filter(|f| f.status != "ok").collect();
+    text!(
+        out,
+        "  verification     {} of {} committed files verify (header, receipt signature, body digest)",
+        s.verified,
+        s.verification.len()
+    );
+    for f in failed {
+        text!(out, "    {}", f.line());
+    }
+    for f in &s.failures {
+        text!(out, "  FAILED           {f}");
+    }
+    if let Some(m) = &s.metrics {
+        text!(out, "{}", m.trim_end());
+    }
+    if s.failures.is_empty() && s.verified > 0 {
+        info!(
+            out,
+            "next: snapseal list {d} | snapseal verify {d} | snapseal latest {d}",
+            d = s.dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        let p = Percentiles::of(&samples);
+        assert_eq!(
+            (
+                p.samples,
+                p.p50_us.round(),
+                p.p99_us.round(),
+                p.max_us.round()
+            ),
+            (100, 50.0, 99.0, 100.0)
+        );
+        assert_eq!(Percentiles::of(&[]).samples, 0);
+    }
+
+    #[test]
+    fn a_non_empty_directory_is_refused_and_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("mine.txt"), b"x").unwrap();
+        let e = prepare_dir(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("not empty"), "{e}");
+        assert!(tmp.path().join("mine.txt").exists());
+        let new = tmp.path().join("a/b");
+        prepare_dir(&new).unwrap();
+        assert!(new.is_dir());
+    }
+}

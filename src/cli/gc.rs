@@ -1,0 +1,201 @@
+//! `snapseal gc DIR [--keep-last N] [--dry-run]`: retention and stale-file cleanup, with the
+//! plan printed before anything is removed.
+//!
+//! The real run opens the store (its exclusive lock: no node may be running on the directory),
+//! which removes stale uncommitted files, then applies retention through the store's own
+//! `retention_plan` / `apply_retention`. `--dry-run` reads the listing only: no lock, no
+//! change. Only snapseal's own file names are ever removed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
+use snapseal::persist::names::PendingName;
+use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
+
+use crate::cli::config::FileConfig;
+use crate::cli::exit::Status;
+use crate::cli::output::{self, text, Out};
+use crate::cli::retention;
+
+/// `gc` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub struct GcArgs {
+    /// The snapshot directory.
+    pub dir: PathBuf,
+    /// Committed snapshots to keep, newest first (default: [store] keep_last, else 5).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u64>,
+    /// Also drop the oldest kept snapshots while the kept total is over this many bytes
+    /// (never the newest; default: [store] max_bytes, else no limit).
+    #[arg(long, value_name = "BYTES")]
+    pub max_bytes: Option<u64>,
+    /// Print the plan and change nothing (takes no lock).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    dir: PathBuf,
+    dry_run: bool,
+    keep_last: usize,
+    max_bytes: Option<u64>,
+    /// Stale uncommitted and pending files (removed, or to be removed).
+    stale: Vec<String>,
+    /// Committed snapshots retention keeps, newest first.
+    keep: Vec<String>,
+    /// Committed snapshots retention deletes, oldest first.
+    delete: Vec<String>,
+    /// Bytes the deletions free.
+    delete_bytes: u64,
+    /// What was actually deleted (empty on a dry run).
+    deleted: Vec<String>,
+    /// Bytes actually freed.
+    freed_bytes: u64,
+    /// Planned deletions spared by a hold.
+    spared: Vec<String>,
+}
+
+fn names(entries: &[SnapshotEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.name.file_name()).collect()
+}
+
+/// Runs `gc`.
+pub fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+    let settings = file.store.with_flags(args.keep_last, args.max_bytes)?;
+    let fs = Arc::new(RealFs::new());
+    // The store would create a missing directory; gc must not.
+    let dir = fs
+        .open_dir(&args.dir, false)
+        .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
+    let listing = dir
+        .list()
+        .with_context(|| format!("listing {}", args.dir.display()))?;
+    let ours: Vec<SnapshotEntry> = listing
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| {
+            SnapshotName::parse_os(&e.name).map(|name| SnapshotEntry { name, len: e.len })
+        })
+        .collect();
+    let in_state = |state| -> Vec<SnapshotEntry> {
+        let mut v: Vec<SnapshotEntry> = ours
+            .iter()
+            .filter(|e| e.name.state == state)
+            .copied()
+            .collect();
+        v.sort_by_key(|e| e.name);
+        v
+    };
+    // Pending (spilled body) files are removed with the stale ones when the store opens.
+    let mut pending: Vec<PendingName> = listing
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| PendingName::parse_os(&e.name))
+        .collect();
+    pending.sort();
+    let mut stale = names(&in_state(FileState::Uncommitted));
+    stale.extend(pending.iter().map(|p| p.file_name()));
+    let mut report = Report {
+        dir: args.dir.clone(),
+        dry_run: args.dry_run,
+        keep_last: settings.keep_last,
+        max_bytes: settings.max_bytes,
+        stale,
+        ..Report::default()
+    };
+    if args.dry_run {
+        let plan = retention::plan(
+            &in_state(FileState::Committed),
+            settings.keep_last,
+            settings.max_bytes,
+        );
+        report.keep = names(&plan.keep);
+        report.delete = names(&plan.delete);
+        report.delete_bytes = plan.delete.iter().map(|e| e.len).sum();
+    } else {
+        // gc never verifies a file (retention does not), so it needs no trusted key.
+        let opts = settings.options(Arc::new(Ed25519Verifier::new(Vec::new())));
+        let store =
+            SnapshotStore::open(fs, &args.dir, opts).context("opening the snapshot store")?;
+        // The names come from the listing taken before the lock; keep them only if the
+        // store removed exactly those (nothing raced in between).
+        let removed = store.stats().stale_removed;
+        if removed != report.stale.len() as u64 {
+            report.stale = vec![format!("{removed} file(s)")];
+        }
+        let plan = store.retention_plan().context("planning retention")?;
+        report.keep = names(&plan.keep);
+        report.delete = names(&plan.delete);
+        report.delete_bytes = plan.delete_bytes();
+        let done = store.apply_retention().context("applying retention")?;
+        report.deleted = done.deleted.iter().map(|n| n.file_name()).collect();
+        report.freed_bytes = done.freed_bytes;
+        report.spared = done.spared.iter().map(|n| n.file_name()).collect();
+    }
+    out.json(&report)?;
+    print_text(&report, out)?;
+    Ok(Status::Ok)
+}
+
+fn print_text(r: &Report, out: &Out) -> anyhow::Result<()> {
+    let limit = r.max_bytes.map_or_else(
+        || "no byte limit".to_string(),
+        |b| format!("max {}", output::bytes(b)),
+    );
+    let verb = |dry: &'static str, done: &'static str| if r.dry_run { dry } else { done };
+    text!(
+        out,
+        "gc {}{} (keep_last {}, {limit})",
+        r.dir.display(),
+        if r.dry_run { " --dry-run" } else { "" },
+        r.keep_last
+    );
+    text!(
+        out,
+        "stale uncommitted/pending files {}: {}",
+        verb("to remove", "removed"),
+        list_or_none(&r.stale)
+    );
+    text!(
+        out,
+        "keep ({}, newest first): {}",
+        r.keep.len(),
+        list_or_none(&r.keep)
+    );
+    text!(
+        out,
+        "delete ({}, {}): {}",
+        r.delete.len(),
+        output::bytes(r.delete_bytes),
+        list_or_none(&r.delete)
+    );
+    if r.dry_run {
+        text!(out, "dry run: nothing changed");
+    } else {
+        text!(
+            out,
+            "deleted {} file(s), freed {}",
+            r.deleted.len(),
+            output::bytes(r.freed_bytes)
+        );
+        if !r.spared.is_empty() {
+            text!(out, "spared by a hold: {}", r.spared.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}

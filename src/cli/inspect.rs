@@ -1,0 +1,346 @@
+//! `snapseal inspect FILE`: everything a snapshot file says about itself — header, lengths,
+//! digests, receipt fields, signer — and each check's result. Read-only.
+//!
+//! Unlike `verify`, it goes on after a failed check wherever the rest still makes sense, so an
+//! operator sees as much of a damaged file as can be decoded. The signature is checked when a
+//! key is available (`--key`, or `node.pub` next to the file).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use snapseal::node::decode_kv;
+use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
+use snapseal::persist::receipt::{Expected, Receipt};
+use snapseal::persist::{Check, SnapshotName};
+
+use crate::cli::check;
+use crate::cli::exit::Status;
+use crate::cli::keys::{Trusted, NODE_PUB};
+use crate::cli::list::state_word;
+use crate::cli::output::{self, hex, text, Out};
+use crate::cli::progress::Progress;
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub struct InspectArgs {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// Trusted public key file (as node.pub); may be repeated. Default: node.pub next to the
+    /// file, if there is one; otherwise the signature is not checked.
+    #[arg(long = "key", value_name = "K")]
+    pub keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct HeaderView {
+    format_version: u16,
+    flags: u32,
+    compressed: bool,
+    idx: u64,
+    evidence_idx: u64,
+    body_len: u64,
+    receipt_len: u64,
+    raw_len: u64,
+    body_digest: String,
+    receipt_digest: String,
+}
+
+impl HeaderView {
+    fn new(h: &Header) -> HeaderView {
+        HeaderView {
+            format_version: format::FORMAT_VERSION,
+            flags: h.flags.bits(),
+            compressed: h.flags.contains(Flags::ZSTD),
+            idx: h.idx,
+            evidence_idx: h.evidence_idx,
+            body_len: h.body_len,
+            receipt_len: h.receipt_len,
+            raw_len: h.raw_len,
+            body_digest: hex(&h.body_digest),
+            receipt_digest: hex(&h.receipt_digest),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ReceiptView {
+    evidence_idx: u64,
+    evidence_tx_digest: String,
+    snapshot_digest: String,
+    proof_path_len: usize,
+    sig_idx: u64,
+    signed_root: String,
+    signer_key_id: String,
+    signature: String,
+}
+
+impl ReceiptView {
+    fn new(r: &Receipt) -> ReceiptView {
+        ReceiptView {
+            evidence_idx: r.evidence_idx,
+            evidence_tx_digest: hex(&r.evidence_tx_digest),
+            snapshot_digest: hex(&r.snapshot_digest),
+            proof_path_len: r.path.len(),
+            sig_idx: r.signed.sig_idx,
+            signed_root: hex(&r.signed.root),
+            signer_key_id: hex(&r.signed.key_id),
+            signature: hex(&r.signed.signature),
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Debug, Serialize)]
+struct CheckResult {
+    check: String,
+    /// `ok`, `failed` or `skipped`.
+    status: &'static str,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Inspection {
+    file: PathBuf,
+    size: u64,
+    /// The file's name parsed as a snapshot name (null: not a snapseal name).
+    name_state: Option<&'static str>,
+    header: Option<HeaderView>,
+    receipt: Option<ReceiptView>,
+    /// What the body holds, when it can tell.
+    body: Option<String>,
+    key_files: Vec<PathBuf>,
+    checks: Vec<CheckResult>,
+    /// True when no check failed (a skipped signature check does not count as failed).
+    ok: bool,
+}
+
+impl Inspection {
+    fn push(&mut self, check: Check, result: Result<String, String>) {
+        let (status, detail) = match result {
+            Ok(d) => ("ok", d),
+            Err(d) => ("failed", d),
+        };
+        self.checks.push(CheckResult {
+            check: check.to_string(),
+            status,
+            detail,
+        });
+    }
+
+    fn skip(&mut self, check: Check, why: &str) {
+        self.checks.push(CheckResult {
+            check: check.to_string(),
+            status: "skipped",
+            detail: why.to_string(),
+        });
+    }
+}
+
+/// Runs `inspect`.
+pub fn run(args: &InspectArgs, out: &Out) -> anyhow::Result<Status> {
+    let bytes = check::read_path(&args.file).map_err(|e| {
+        anyhow::anyhow!("reading {}: {}", args.file.display(), check::io_reason(&e))
+    })?;
+    let (dir, _) = check::split_path(&args.file)?;
+    // A key is optional here: without one, every check but the signature's is still made.
+    let trusted = if args.keys.is_empty() && !dir.join(NODE_PUB).exists() {
+        None
+    } else {
+        Some(Trusted::load(&args.keys, &dir)?)
+    };
+    let name = args.file.file_name().and_then(SnapshotName::parse_os);
+    let mut ins = Inspection {
+        file: args.file.clone(),
+        size: bytes.len() as u64,
+        name_state: name.map(|n| state_word(n.state)),
+        header: None,
+        receipt: None,
+        body: None,
+        key_files: trusted
+            .as_ref()
+            .map(|t| t.files.clone())
+            .unwrap_or_default(),
+        checks: Vec::new(),
+        ok: true,
+    };
+    let spinner = Progress::spinner(out.bars(), "checking");
+    inspect_bytes(&bytes, name.as_ref(), trusted.as_ref(), &mut ins)
+        .with_context(|| format!("inspecting {}", args.file.display()))?;
+    drop(spinner);
+    ins.ok = ins.checks.iter().all(|c| c.status != "failed");
+    out.json(&ins)?;
+    print_text(&ins, out)?;
+    Ok(Status::failed_if(!ins.ok))
+}
+
+fn inspect_bytes(
+    bytes: &[u8],
+    name: Option<&SnapshotName>,
+    trusted: Option<&Trusted>,
+    ins: &mut Inspection,
+) -> anyhow::Result<()> {
+    let header = match Header::decode(bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            ins.push(Check::Header, Err(e.to_string()));
+            return Ok(());
+        }
+    };
+    ins.push(
+        Check::Header,
+        Ok(format!(
+            "magic, version {}, checksum, flags",
+            format::FORMAT_VERSION
+        )),
+    );
+    ins.header = Some(HeaderView::new(&header));
+    match name {
+        Some(n) if (n.idx, n.evidence_idx) == (header.idx, header.evidence_idx) => {
+            ins.push(Check::Name, Ok("name and header agree".into()));
+        }
+        Some(n) => ins.push(
+            Check::Name,
+            Err(format!(
+                "name says idx {} evidence {}, header says idx {} evidence {}",
+                n.idx, n.evidence_idx, header.idx, header.evidence_idx
+            )),
+        ),
+        None => ins.skip(Check::Name, "not a snapseal file name"),
+    }
+    let expected_len = header.file_len()?;
+    let actual_len = bytes.len() as u64;
+    if actual_len != expected_len {
+        ins.push(
+            Check::Length,
+            Err(format!(
+                "file is {actual_len} bytes, header says {HEADER_LEN} + {} + {} = {expected_len}",
+                header.body_len, header.receipt_len
+            )),
+        );
+        return Ok(());
+    }
+    ins.push(Check::Length, Ok(format!("{actual_len} bytes")));
+    let (_, body, receipt) = match format::split(bytes) {
+        Ok(parts) => parts,
+        Err(e) => {
+            ins.push(Check::ReceiptDigest, Err(e.to_string()));
+            return Ok(());
+        }
+    };
+    ins.push(Check::ReceiptDigest, Ok("matches the header".into()));
+    match Receipt::decode(receipt) {
+        Ok(r) => ins.receipt = Some(ReceiptView::new(&r)),
+        Err(e) => ins.push(Check::Receipt, Err(e.to_string())),
+    }
+    if ins.receipt.is_some() {
+        match trusted {
+            Some(t) => {
+                let expected = Expected {
+                    idx: header.idx,
+                    evidence_idx: header.evidence_idx,
+                    body_digest: header.body_digest,
+                };
+                let result = t
+                    .verifier()
+                    .verify(receipt, &expected)
+                    .map(|v| {
+                        format!(
+                            "proof and signature verify; signature {}, signer {}",
+                            v.sig_idx, v.signer
+                        )
+                    })
+                    .map_err(|e| e.to_string());
+                ins.push(Check::Receipt, result);
+            }
+            None => ins.skip(
+                Check::Receipt,
+                "signature not checked: no key (pass --key, or put node.pub next to the file)",
+            ),
+        }
+    }
+    let body_result = format::verify_body(&header, body)
+        .map(|()| "matches the header".to_string())
+        .map_err(|e| e.to_string());
+    let body_ok = body_result.is_ok();
+    ins.push(Check::BodyDigest, body_result);
+    if body_ok {
+        ins.body = Some(describe_body(&header, body));
+    }
+    Ok(())
+}
+
+/// What the body is, when it can tell without decompressing.
+fn describe_body(header: &Header, body: &[u8]) -> String {
+    if header.flags.contains(Flags::ZSTD) {
+        return format!(
+            "zstd frame, {} compressed, {} raw",
+            output::bytes(header.body_len),
+            output::bytes(header.raw_len)
+        );
+    }
+    match decode_kv(body) {
+        Some((idx, map)) => format!("reference KV state at idx {idx}: {} keys", map.len()),
+        None => format!("{} of opaque state", output::bytes(header.body_len)),
+    }
+}
+
+fn print_text(ins: &Inspection, out: &Out) -> anyhow::Result<()> {
+    text!(
+        out,
+        "file              {} ({} bytes)",
+        ins.file.display(),
+        ins.size
+    );
+    match ins.name_state {
+        Some(state) => text!(out, "name              snapseal snapshot name, {state}"),
+        None => text!(out, "name              not a snapseal snapshot name"),
+    }
+    if let Some(h) = &ins.header {
+        text!(out, "header");
+        text!(out, "  format_version  {}", h.format_version);
+        text!(
+            out,
+            "  flags           {:#x}{}",
+            h.flags,
+            if h.compressed {
+                " (zstd)"
+            } else {
+                " (uncompressed)"
+            }
+        );
+        text!(out, "  idx             {}", h.idx);
+        text!(out, "  evidence_idx    {}", h.evidence_idx);
+        text!(out, "  body_len        {}", h.body_len);
+        text!(out, "  receipt_len     {}", h.receipt_len);
+        text!(out, "  raw_len         {}", h.raw_len);
+        text!(out, "  body_digest     {}", h.body_digest);
+        text!(out, "  receipt_digest  {}", h.receipt_digest);
+    }
+    if let Some(r) = &ins.receipt {
+        text!(out, "receipt (COSE_Sign1)");
+        text!(out, "  evidence_idx    {}", r.evidence_idx);
+        text!(out, "  evidence tx     {}", r.evidence_tx_digest);
+        text!(out, "  snapshot digest {}", r.snapshot_digest);
+        text!(out, "  proof path      {} hashes", r.proof_path_len);
+        text!(out, "  sig_idx         {}", r.sig_idx);
+        text!(out, "  signed root     {}", r.signed_root);
+        text!(out, "  signer key id   {}", r.signer_key_id);
+        text!(out, "  signature       {}", r.signature);
+    }
+    if let Some(b) = &ins.body {
+        text!(out, "body              {b}");
+    }
+    text!(out, "checks");
+    for c in &ins.checks {
+        text!(out, "  {:<22} {:<7} {}", c.check, c.status, c.detail);
+    }
+    text!(
+        out,
+        "verdict           {}",
+        if ins.ok { "ok" } else { "FAILED" }
+    );
+    Ok(())
+}

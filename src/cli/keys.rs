@@ -1,0 +1,163 @@
+//! Trusted keys: the `node.pub` file the demo writes and `--key` reads.
+//!
+//! Format: text, one Ed25519 public key per line as 64 hex digits (the 32-byte compressed
+//! point). Blank lines and lines starting with `#` are ignored, so one file may list several
+//! trusted keys. The demo writes a single line.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ed25519_dalek::VerifyingKey;
+use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
+
+use crate::cli::output::hex;
+
+/// Name of the public key file the demo writes next to its snapshots.
+pub const NODE_PUB: &str = "node.pub";
+
+/// The text of a key file holding `key`.
+pub fn encode(key: &VerifyingKey) -> String {
+    format!("{}\n", hex(key.as_bytes()))
+}
+
+/// Parses a key file's text; `path` names it in errors (with the line number).
+pub fn decode(text: &str, path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let bytes = unhex32(line)
+            .with_context(|| format!("{}: expected 64 hex digits (an Ed25519 public key)", at()))?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not a valid Ed25519 public key: {e}", at()))?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        bail!("{}: no key in the file", path.display());
+    }
+    Ok(keys)
+}
+
+fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
+    let digits = s.as_bytes();
+    if digits.len() != 64 {
+        bail!("found {} characters", digits.len());
+    }
+    // `from_str_radix` alone would also take a sign.
+    if let Some(bad) = s.chars().find(|c| !c.is_ascii_hexdigit()) {
+        bail!("`{bad}` is not a hex digit");
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).context("not ASCII")?;
+        *byte = u8::from_str_radix(text, 16).with_context(|| format!("`{text}` is not hex"))?;
+    }
+    Ok(out)
+}
+
+/// Reads one key file.
+pub fn read(path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    decode(&text, path)
+}
+
+/// Writes `key` to `dir/node.pub` (must not exist yet), fsyncs it and the directory.
+pub fn write_node_pub(dir: &Path, key: &VerifyingKey) -> anyhow::Result<PathBuf> {
+    let path = dir.join(NODE_PUB);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(encode(key).as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// fsync of a directory, so a new entry in it survives a crash.
+pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync of directory {}", dir.display()))
+}
+
+/// The trusted keys: every `--key` file, or `default_dir/node.pub` when none was given.
+pub struct Trusted {
+    /// The keys.
+    pub keys: Vec<VerifyingKey>,
+    /// The files they came from.
+    pub files: Vec<PathBuf>,
+}
+
+impl Trusted {
+    /// Loads `--key` files, falling back to `default_dir/node.pub`.
+    pub fn load(key_files: &[PathBuf], default_dir: &Path) -> anyhow::Result<Trusted> {
+        let files = if key_files.is_empty() {
+            let default = default_dir.join(NODE_PUB);
+            if !default.exists() {
+                bail!(
+                    "no trusted key: {} does not exist; pass --key FILE (hex Ed25519 public \
+                     key, as the demo writes to node.pub)",
+                    default.display()
+                );
+            }
+            vec![default]
+        } else {
+            key_files.to_vec()
+        };
+        let mut keys = Vec::new();
+        for f in &files {
+            keys.extend(read(f)?);
+        }
+        Ok(Trusted { keys, files })
+    }
+
+    /// A verifier trusting exactly these keys.
+    pub fn verifier(&self) -> Arc<dyn ReceiptVerifier> {
+        Arc::new(Ed25519Verifier::new(self.keys.clone()))
+    }
+
+    /// Hex key ids (how receipts name their signer).
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| hex(&key_id(k))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapseal::ledger::Ledger;
+
+    #[test]
+    fn encode_then_decode_gives_the_key_back() {
+        let key = Ledger::from_seed(7).verifying_key();
+        let text = format!("# the demo node\n\n{}", encode(&key));
+        assert_eq!(decode(&text, Path::new("k")).unwrap(), vec![key]);
+    }
+
+    #[test]
+    fn bad_lines_are_named_with_their_line_number() {
+        let e = format!("{:#}", decode("# c\nzz\n", Path::new("k.pub")).unwrap_err());
+        assert!(e.contains("k.pub:2") && e.contains("64 hex digits"), "{e}");
+        let e = format!("{:#}", decode("", Path::new("k.pub")).unwrap_err());
+        assert!(e.contains("no key"), "{e}");
+        let not_hex = "g".repeat(64);
+        assert!(decode(&not_hex, Path::new("k")).is_err());
+        let signed = format!("+{}", "f".repeat(63));
+        assert!(
+            decode(&signed, Path::new("k")).is_err(),
+            "a sign is not a hex digit"
+        );
+    }
+}

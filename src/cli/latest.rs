@@ -1,0 +1,293 @@
+//! `snapseal latest DIR`: which snapshot a node starting now would recover from, and why each
+//! newer file was passed over.
+//!
+//! Read-only by default: it verifies committed files newest first exactly as
+//! `SnapshotStore::latest` does, and reports the failing ones as those a node would
+//! quarantine. `--repair` opens the store (its lock; stale uncommitted files are removed) and
+//! lets `SnapshotStore::latest` quarantine them for real.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+use snapseal::persist::fs::{DirHandle, EntryKind, FileSystem, RealFs};
+use snapseal::persist::names::PendingName;
+use snapseal::persist::receipt::ReceiptVerifier;
+use snapseal::persist::{FileState, SnapshotName, SnapshotStore};
+
+use crate::cli::check::{self, Verdict};
+use crate::cli::config::FileConfig;
+use crate::cli::exit::Status;
+use crate::cli::keys::Trusted;
+use crate::cli::output::{self, text, Out};
+use crate::cli::progress::Progress;
+
+/// `latest` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub struct LatestArgs {
+    /// The snapshot directory.
+    pub dir: PathBuf,
+    /// Trusted public key file (as node.pub); may be repeated. Default: DIR/node.pub.
+    #[arg(long = "key", value_name = "K")]
+    pub keys: Vec<PathBuf>,
+    /// Act as a starting node: take the store's lock (removing stale uncommitted files) and
+    /// quarantine committed files that fail verification (rename to `.corrupt`).
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// The snapshot a node would start from.
+#[derive(Debug, Serialize)]
+struct Chosen {
+    file: PathBuf,
+    idx: u64,
+    evidence_idx: u64,
+    sig_idx: u64,
+    signer: String,
+    size: u64,
+}
+
+/// A file newer than the chosen one, and why it was not chosen.
+#[derive(Debug, Serialize)]
+struct PassedOver {
+    file: PathBuf,
+    state: &'static str,
+    reason: String,
+    /// What a node does with it: `quarantine`, `remove at open` or `none`.
+    node_action: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    dir: PathBuf,
+    latest: Option<Chosen>,
+    passed_over: Vec<PassedOver>,
+    repaired: bool,
+    /// Files moved to quarantine by --repair.
+    quarantined: Vec<String>,
+    /// Stale uncommitted files removed by --repair.
+    stale_removed: u64,
+}
+
+/// Runs `latest`.
+pub fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+    let trusted = Trusted::load(&args.keys, &args.dir)?;
+    let verifier = trusted.verifier();
+    let fs = Arc::new(RealFs::new());
+    // Opening the store would create a missing directory: refuse first.
+    let dir = fs
+        .open_dir(&args.dir, false)
+        .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
+    let mut report = Report {
+        dir: args.dir.clone(),
+        latest: None,
+        passed_over: Vec::new(),
+        repaired: args.repair,
+        quarantined: Vec::new(),
+        stale_removed: 0,
+    };
+    // With --repair, the store's lock is held from here on, so the analysis below and the
+    // store's own pass see the same directory.
+    let store = if args.repair {
+        let opts = file.store.options(Arc::clone(&verifier));
+        Some(SnapshotStore::open(fs, &args.dir, opts).context("opening the snapshot store")?)
+    } else {
+        None
+    };
+    let before = snapshot_files(&*dir, &args.dir)?;
+    // Hashing a large body takes a while; a spinner says something is happening.
+    let spinner = Progress::spinner(out.bars(), "verifying newest first");
+    analyse(&*dir, &args.dir, &before, &*verifier, &mut report)?;
+    note_pending(&*dir, &args.dir, &mut report)?;
+    if let Some(store) = &store {
+        report.stale_removed = store.stats().stale_removed;
+        let picked = store.latest().context("recovering the latest snapshot")?;
+        let after = snapshot_files(&*dir, &args.dir)?;
+        report.quarantined = before
+            .iter()
+            .filter(|(n, _)| n.state == FileState::Committed)
+            .filter(|(n, _)| {
+                after
+                    .iter()
+                    .any(|(a, _)| *a == n.with_state(FileState::Corrupt))
+            })
+            .filter(|(n, _)| !after.iter().any(|(a, _)| a == n))
+            .map(|(n, _)| n.file_name())
+            .collect();
+        let agreed = match (&picked, &report.latest) {
+            (Some(p), Some(c)) => p.path() == c.file,
+            (None, None) => true,
+            _ => false,
+        };
+        if !agreed {
+            // The directory changed under us (should not happen: we hold the lock).
+            bail!(
+                "the store picked {:?} but the analysis found {:?}",
+                picked.map(|p| p.path().to_path_buf()),
+                report.latest.as_ref().map(|c| c.file.clone())
+            );
+        }
+    }
+    drop(spinner);
+    out.json(&report)?;
+    print_text(&report, out, args)?;
+    Ok(Status::failed_if(report.latest.is_none()))
+}
+
+/// Our regular snapshot files, sorted oldest first.
+fn snapshot_files(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Vec<(SnapshotName, u64)>> {
+    let entries = dir
+        .list()
+        .with_context(|| format!("listing {}", path.display()))?;
+    let mut files: Vec<(SnapshotName, u64)> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| SnapshotName::parse_os(&e.name).map(|n| (n, e.len)))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Walks committed files newest first the way `SnapshotStore::latest` does, noting why each
+/// newer file (of any state) was passed over.
+fn analyse(
+    dir: &dyn DirHandle,
+    path: &Path,
+    files: &[(SnapshotName, u64)],
+    verifier: &dyn ReceiptVerifier,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for (name, len) in files.iter().rev() {
+        let file = path.join(name.file_name());
+        match name.state {
+            FileState::Uncommitted => report.passed_over.push(PassedOver {
+                file,
+                state: "uncommitted",
+                reason: "not committed: being written, or stale after a crash".into(),
+                node_action: "remove at open",
+            }),
+            FileState::Corrupt => report.passed_over.push(PassedOver {
+                file,
+                state: "corrupt",
+                reason: "quarantined earlier (failed verification)".into(),
+                node_action: "none",
+            }),
+            FileState::Committed => match check::check_in_dir(dir, name, verifier) {
+                Verdict::Verified {
+                    header,
+                    sig_idx,
+                    signer,
+                } => {
+                    report.latest = Some(Chosen {
+                        file,
+                        idx: header.idx,
+                        evidence_idx: header.evidence_idx,
+                        sig_idx,
+                        signer,
+                        size: *len,
+                    });
+                    return Ok(());
+                }
+                Verdict::Failed {
+                    reason,
+                    untrusted_key: true,
+                    ..
+                } => report.passed_over.push(PassedOver {
+                    file,
+                    state: "committed",
+                    reason: format!(
+                        "{reason}: a node skips it but leaves it in place (a wrong trusted key \
+                         set must not destroy good snapshots)"
+                    ),
+                    node_action: "none",
+                }),
+                Verdict::Failed { reason, .. } => report.passed_over.push(PassedOver {
+                    file,
+                    state: "committed",
+                    reason: format!("fails verification: {reason}"),
+                    node_action: "quarantine",
+                }),
+                Verdict::Vanished => {}
+                Verdict::Unreadable { reason } => bail!(
+                    "reading {}: {reason} (a node starting here would stop with this I/O error)",
+                    file.display()
+                ),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Adds pending (spilled body) files newer than the chosen snapshot: never candidates.
+fn note_pending(dir: &dyn DirHandle, path: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let floor = report.latest.as_ref().map_or(0, |c| c.idx);
+    let entries = dir
+        .list()
+        .with_context(|| format!("listing {}", path.display()))?;
+    let mut pending: Vec<PendingName> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| PendingName::parse_os(&e.name))
+        .filter(|p| report.latest.is_none() || p.idx > floor)
+        .collect();
+    pending.sort();
+    for p in pending.iter().rev() {
+        report.passed_over.push(PassedOver {
+            file: path.join(p.file_name()),
+            state: "pending",
+            reason: "a spilled body waiting for its proof, not a snapshot".into(),
+            node_action: "remove at open",
+        });
+    }
+    Ok(())
+}
+
+fn print_text(r: &Report, out: &Out, args: &LatestArgs) -> anyhow::Result<()> {
+    match &r.latest {
+        Some(c) => text!(
+            out,
+            "latest: {} (idx {}, evidence {}, signature {}, signer {}, {})",
+            c.file.display(),
+            c.idx,
+            c.evidence_idx,
+            c.sig_idx,
+            c.signer,
+            output::bytes(c.size)
+        ),
+        None => text!(
+            out,
+            "no usable snapshot in {}: a node starting here would start from scratch",
+            r.dir.display()
+        ),
+    }
+    if !r.passed_over.is_empty() {
+        text!(out, "passed over (newest first):");
+        for p in &r.passed_over {
+            text!(out, "  {}: {}", p.file.display(), p.reason);
+        }
+    }
+    let to_quarantine = r
+        .passed_over
+        .iter()
+        .filter(|p| p.node_action == "quarantine")
+        .count();
+    if args.repair {
+        for q in &r.quarantined {
+            text!(out, "quarantined: {q} -> {q}.corrupt");
+        }
+        if r.stale_removed > 0 {
+            text!(out, "removed {} stale uncommitted file(s)", r.stale_removed);
+        }
+    } else if to_quarantine > 0 {
+        text!(
+            out,
+            "a node starting here would quarantine the {to_quarantine} failing file(s) \
+             (rename to .corrupt); `snapseal latest --repair {}` does that now",
+            r.dir.display()
+        );
+    }
+    Ok(())
+}

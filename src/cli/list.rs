@@ -1,0 +1,224 @@
+//! `snapseal list DIR`: every snapshot file, its state, and what retention would do with it.
+//!
+//! Reads the directory listing only: no key, no lock, no verification, no change.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
+use snapseal::persist::names::{OurFile, PendingName};
+use snapseal::persist::{FileState, SnapshotEntry};
+
+use crate::cli::config::FileConfig;
+use crate::cli::exit::Status;
+use crate::cli::output::{self, text, Out};
+use crate::cli::retention;
+
+/// `list` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub struct ListArgs {
+    /// The snapshot directory.
+    pub dir: PathBuf,
+}
+
+/// One row of the listing.
+#[derive(Debug, Serialize)]
+struct Row {
+    file: String,
+    idx: u64,
+    /// Null for a pending body (its evidence does not exist yet).
+    evidence_idx: Option<u64>,
+    size: u64,
+    /// `committed`, `uncommitted`, `corrupt` (quarantined) or `pending` (a spilled body
+    /// waiting for its proof).
+    state: &'static str,
+    /// For committed files: `keep` or `delete`; null otherwise.
+    retention: Option<&'static str>,
+}
+
+/// An entry that is not one of our snapshot files.
+#[derive(Debug, Serialize)]
+struct Other {
+    name: String,
+    /// What it is: `lock` (the store's), `not ours`, or `not a regular file` (under a
+    /// snapshot name; the store skips it).
+    what: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Listing {
+    dir: PathBuf,
+    keep_last: usize,
+    max_bytes: Option<u64>,
+    files: Vec<Row>,
+    other: Vec<Other>,
+}
+
+/// The word for a state.
+pub fn state_word(state: FileState) -> &'static str {
+    match state {
+        FileState::Uncommitted => "uncommitted",
+        FileState::Committed => "committed",
+        FileState::Corrupt => "corrupt",
+    }
+}
+
+/// Runs `list`.
+pub fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+    let dir = RealFs::new()
+        .open_dir(&args.dir, false)
+        .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
+    let entries = dir
+        .list()
+        .with_context(|| format!("listing {}", args.dir.display()))?;
+    let mut ours = Vec::new();
+    let mut pending = Vec::new();
+    let mut other = Vec::new();
+    for e in &entries {
+        let name = e.name.to_string_lossy().into_owned();
+        // `OurFile` predates pending (spilled body) files; they are classified first.
+        if let Some(p) = PendingName::parse_os(&e.name) {
+            if e.kind == EntryKind::File {
+                pending.push((p, e.len));
+            } else {
+                other.push(Other {
+                    name,
+                    what: "not a regular file",
+                });
+            }
+            continue;
+        }
+        match OurFile::parse_os(&e.name) {
+            Some(OurFile::Snapshot(n)) if e.kind == EntryKind::File => {
+                ours.push(SnapshotEntry {
+                    name: n,
+                    len: e.len,
+                });
+            }
+            Some(OurFile::Snapshot(_)) => other.push(Other {
+                name,
+                what: "not a regular file",
+            }),
+            Some(OurFile::Lock) => other.push(Other { name, what: "lock" }),
+            None => other.push(Other {
+                name,
+                what: "not ours",
+            }),
+        }
+    }
+    ours.sort_by_key(|e| e.name);
+    other.sort_by(|a, b| a.name.cmp(&b.name));
+    let store = file.store;
+    let committed: Vec<SnapshotEntry> = ours
+        .iter()
+        .filter(|e| e.name.state == FileState::Committed)
+        .copied()
+        .collect();
+    let plan = retention::plan(&committed, store.keep_last, store.max_bytes);
+    let mut rows: Vec<Row> = ours
+        .iter()
+        .map(|e| Row {
+            file: e.name.file_name(),
+            idx: e.name.idx,
+            evidence_idx: Some(e.name.evidence_idx),
+            size: e.len,
+            state: state_word(e.name.state),
+            retention: (e.name.state == FileState::Committed).then(|| {
+                if plan.keeps(e) {
+                    "keep"
+                } else {
+                    "delete"
+                }
+            }),
+        })
+        .collect();
+    pending.sort();
+    rows.extend(pending.iter().map(|(p, len)| Row {
+        file: p.file_name(),
+        idx: p.idx,
+        evidence_idx: None,
+        size: *len,
+        state: "pending",
+        retention: None,
+    }));
+    // Stable: snapshot files keep their order within one idx.
+    rows.sort_by_key(|r| r.idx);
+    let listing = Listing {
+        dir: args.dir.clone(),
+        keep_last: store.keep_last,
+        max_bytes: store.max_bytes,
+        files: rows,
+        other,
+    };
+    out.json(&listing)?;
+    print_text(&listing, out)?;
+    Ok(Status::Ok)
+}
+
+fn print_text(l: &Listing, out: &Out) -> anyhow::Result<()> {
+    let limit = l.max_bytes.map_or_else(
+        || "no byte limit".to_string(),
+        |b| format!("max {}", output::bytes(b)),
+    );
+    text!(
+        out,
+        "{} (retention: keep_last {}, {limit})",
+        l.dir.display(),
+        l.keep_last
+    );
+    if l.files.is_empty() {
+        text!(out, "no snapshot files");
+    } else {
+        text!(
+            out,
+            "{:>12} {:>12} {:>10}  {:<11}  {:<9}  FILE",
+            "IDX",
+            "EVIDENCE",
+            "SIZE",
+            "STATE",
+            "RETENTION"
+        );
+        for r in &l.files {
+            text!(
+                out,
+                "{:>12} {:>12} {:>10}  {:<11}  {:<9}  {}",
+                r.idx,
+                r.evidence_idx
+                    .map_or_else(|| "-".to_string(), |e| e.to_string()),
+                output::bytes(r.size),
+                r.state,
+                r.retention.unwrap_or("-"),
+                r.file
+            );
+        }
+    }
+    let foreign: Vec<&str> = l
+        .other
+        .iter()
+        .filter(|o| o.what != "lock")
+        .map(|o| o.name.as_str())
+        .collect();
+    if !foreign.is_empty() {
+        text!(
+            out,
+            "{} other entr{} (not snapshot files; never touched): {}",
+            foreign.len(),
+            if foreign.len() == 1 { "y" } else { "ies" },
+            foreign.join(", ")
+        );
+    }
+    if l.files
+        .iter()
+        .any(|r| r.state == "uncommitted" || r.state == "pending")
+    {
+        text!(
+            out,
+            "uncommitted and pending files belong to a running node, or are stale after a crash \
+             (removed when a store next opens the directory)"
+        );
+    }
+    Ok(())
+}

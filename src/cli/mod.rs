@@ -1,0 +1,203 @@
+//! The command line: argument definitions (clap) and dispatch to one module per subcommand.
+//!
+//! Shared pieces: [`config`] (TOML file + flags, validated), [`exit`] (the one place errors
+//! become exit codes), [`output`] (text or JSON on stdout), [`progress`] (indicatif bars),
+//! [`logging`] (tracing-subscriber), [`keys`] (`node.pub`), [`check`] (verifying one file).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod check;
+mod committed_log;
+mod config;
+mod demo;
+mod exit;
+mod gc;
+mod inspect;
+mod keys;
+mod latest;
+mod list;
+mod logging;
+mod metrics;
+mod output;
+mod progress;
+mod retention;
+mod verify;
+
+/// What `--help` says about exit codes (the mapping itself is in [`exit`]).
+pub const EXIT_CODES: &str = "\
+Exit codes (stable, for scripts):
+  0  success
+  1  verification failed, or nothing usable (no snapshot verifies, nothing to verify)
+  2  usage or I/O error: bad arguments or config, missing directory, unreadable file,
+     snapshot directory locked by another process";
+
+/// The top-level `--help` epilogue: exit codes, file names, logging.
+const AFTER_HELP: &str = concat!(
+    "\
+Exit codes (stable, for scripts):
+  0  success
+  1  verification failed, or nothing usable (no snapshot verifies, nothing to verify)
+  2  usage or I/O error: bad arguments or config, missing directory, unreadable file,
+     snapshot directory locked by another process",
+    "\n\nFiles in a snapshot directory:
+  snapshot_<idx>_<evidence_idx>            being written (stale if left by a crash)
+  snapshot_<idx>_<evidence_idx>.committed  committed: header | body | receipt
+  <committed name>.corrupt                 quarantined after failing verification
+  snapshot_<idx>.g<generation>.pending     a body spilled to disk, waiting for its proof
+  .lock                                    the store's lock
+  node.pub, committed.log                  written by `snapseal demo`
+Any other name is not snapseal's and is never touched.
+
+Logging: diagnostics go to stderr; the level comes from RUST_LOG (default `warn`)."
+);
+
+/// snapseal: ordered, crash-safe snapshot persistence for replicated service nodes.
+///
+/// `demo` runs a simulated node (the reference ledger) that snapshots into a real directory;
+/// the other commands inspect and maintain such a directory. Only `gc` and `latest --repair`
+/// ever change it, and only files whose names are snapseal's.
+#[derive(Debug, Parser)]
+#[command(name = "snapseal", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true, display_order = 900)]
+    pub json: bool,
+    /// No progress bars and no informational chatter (results and errors are still printed).
+    #[arg(long, short, global = true, display_order = 901)]
+    pub quiet: bool,
+    /// Format of the diagnostics on stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = logging::LogFormat::Pretty,
+        global = true,
+        display_order = 902
+    )]
+    pub log_format: logging::LogFormat,
+    /// TOML config file: a [demo] table (the demo node) and a [store] table (retention and
+    /// quarantine, used by demo, list, latest and gc). Unknown keys are errors; flags override
+    /// the file. See demo.example.toml.
+    #[arg(long, global = true, value_name = "FILE", display_order = 903)]
+    pub config: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the simulated node against a real directory, then verify what it committed.
+    ///
+    /// The node appends key-value writes and a signature tx every --sig-every txs to the
+    /// reference ledger, and drives a Snapshotter on the threaded engine: a snapshot is due
+    /// every --tx-interval txs, its digest goes into the ledger as evidence, and the file is
+    /// committed once a signature covering the evidence is committed. At the end it flushes
+    /// pending snapshots, verifies every committed file against the node's key and prints a
+    /// summary. It writes `node.pub` (hex Ed25519 public key, the default --key of the other
+    /// commands) and `committed.log` (one line per acknowledged commit:
+    /// `idx evidence_idx file digest`) next to the snapshots.
+    Demo(demo::DemoArgs),
+    /// List every snapshot file in DIR with its state and what retention would do with it.
+    ///
+    /// Reads the directory listing only: no key needed, no lock taken, nothing verified
+    /// (`committed` means "named committed"; use `verify` to check contents).
+    List(list::ListArgs),
+    /// Show one snapshot file: header, lengths, digests, receipt fields and signer.
+    ///
+    /// Read-only. The signature is checked when a key is available (--key, or node.pub next
+    /// to the file); every other check is always made.
+    Inspect(inspect::InspectArgs),
+    /// Fully verify one file, or every committed file in a directory.
+    ///
+    /// Checks header, name, lengths, receipt digest, receipt (Merkle proof and Ed25519
+    /// signature against the trusted keys) and body digest. Read-only: nothing is renamed or
+    /// quarantined. Prints the reason for each failure; exits 1 if any file fails.
+    Verify(verify::VerifyArgs),
+    /// Show which snapshot a node would start from, and why newer ones were passed over.
+    ///
+    /// Read-only by default: files that fail verification are reported as the ones a node
+    /// would quarantine. With --repair, opens the store (taking its lock, removing stale
+    /// uncommitted files) and quarantines them as a node would.
+    Latest(latest::LatestArgs),
+    /// Apply retention and remove stale uncommitted files, printing the plan first.
+    ///
+    /// Takes the store's lock. Keeps the newest --keep-last committed snapshots (and, with
+    /// [store] max_bytes, drops the oldest kept ones over that size, never the newest).
+    /// --dry-run prints the plan and changes nothing (and takes no lock).
+    Gc(gc::GcArgs),
+}
+
+/// Parses the command line, runs the subcommand and turns the outcome into the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.global.log_format) {
+        return exit::report(Err(e));
+    }
+    let out = output::Out::new(cli.global.json, cli.global.quiet);
+    let result = config::load(cli.global.config.as_deref()).and_then(|file| match cli.command {
+        Command::Demo(args) => demo::run(&args, &file, &out),
+        Command::List(args) => list::run(&args, &file, &out),
+        Command::Inspect(args) => inspect::run(&args, &out),
+        Command::Verify(args) => verify::run(&args, &out),
+        Command::Latest(args) => latest::run(&args, &file, &out),
+        Command::Gc(args) => gc::run(&args, &file, &out),
+    });
+    exit::report(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_exit_code_text_is_the_same_everywhere() {
+        assert!(super::AFTER_HELP.starts_with(super::EXIT_CODES));
+    }
+
+    /// The demo's `--help` states the defaults by hand; they must be the embedded ones.
+    #[test]
+    fn demo_help_states_the_embedded_defaults() {
+        use super::config::defaults;
+        let mut cmd = super::Cli::command();
+        let help = cmd
+            .find_subcommand_mut("demo")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        for (flag, value) in [
+            ("--txs", defaults::TXS),
+            ("--tx-interval", defaults::TX_INTERVAL),
+            ("--sig-every", defaults::SIG_EVERY),
+            ("--value-size", defaults::VALUE_SIZE),
+            ("--keys", defaults::KEYS),
+            ("--seed", defaults::SEED),
+        ] {
+            let at = help
+                .find(&format!("{flag} <"))
+                .unwrap_or_else(|| panic!("{flag}"));
+            let rest = &help[at..];
+            let end = rest.find("]").unwrap_or(rest.len());
+            assert!(
+                rest[..end].ends_with(&format!("[default: {value}")),
+                "{flag}: {}",
+                &rest[..end]
+            );
+        }
+    }
+}

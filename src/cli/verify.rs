@@ -1,0 +1,234 @@
+//! `snapseal verify DIR|FILE [--key K]`: the full check of one file, or of every committed
+//! file in a directory, with a reason per failure. Read-only: nothing is renamed or
+//! quarantined (that is `latest --repair`'s job).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+use snapseal::persist::fs::{DirHandle, EntryKind, FileSystem, RealFs};
+use snapseal::persist::{FileState, SnapshotName};
+
+use crate::cli::check::{self, Verdict};
+use crate::cli::exit::Status;
+use crate::cli::keys::Trusted;
+use crate::cli::output::{info, text, Out};
+use crate::cli::progress::{Progress, Unit};
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub struct VerifyArgs {
+    /// A snapshot directory (every `.committed` file in it is checked) or a single file.
+    pub path: PathBuf,
+    /// Trusted public key file (hex Ed25519 key per line, as the demo's node.pub); may be
+    /// repeated. Default: node.pub in the directory (for a file: next to it).
+    #[arg(long = "key", value_name = "K")]
+    pub keys: Vec<PathBuf>,
+}
+
+/// The result for one file.
+#[derive(Debug, Serialize)]
+pub struct FileResult {
+    /// The path checked.
+    pub file: PathBuf,
+    /// `ok`, `failed`, `unreadable` or `vanished`.
+    pub status: &'static str,
+    /// Why it is not ok.
+    pub reason: Option<String>,
+    /// The check that failed.
+    pub check: Option<String>,
+    /// Size in bytes (as listed).
+    pub size: Option<u64>,
+    /// Snapshot index (verified files).
+    pub idx: Option<u64>,
+    /// Evidence index (verified files).
+    pub evidence_idx: Option<u64>,
+    /// Signature index the receipt proves (verified files).
+    pub sig_idx: Option<u64>,
+    /// Signer key id (verified files).
+    pub signer: Option<String>,
+}
+
+impl FileResult {
+    /// The result for `file` from its verdict.
+    pub fn new(file: PathBuf, size: Option<u64>, verdict: &Verdict) -> FileResult {
+        let mut r = FileResult {
+            file,
+            status: verdict.word(),
+            reason: verdict.reason(),
+            check: None,
+            size,
+            idx: None,
+            evidence_idx: None,
+            sig_idx: None,
+            signer: None,
+        };
+        match verdict {
+            Verdict::Verified {
+                header,
+                sig_idx,
+                signer,
+            } => {
+                r.idx = Some(header.idx);
+                r.evidence_idx = Some(header.evidence_idx);
+                r.sig_idx = Some(*sig_idx);
+                r.signer = Some(signer.clone());
+            }
+            Verdict::Failed { check, .. } => r.check = Some(check.to_string()),
+            Verdict::Unreadable { .. } | Verdict::Vanished => {}
+        }
+        r
+    }
+
+    /// One text line.
+    pub fn line(&self) -> String {
+        match (self.status, &self.reason) {
+            ("ok", _) => format!(
+                "ok          {}  (idx {}, evidence {}, signature {}, signer {})",
+                self.file.display(),
+                self.idx.unwrap_or_default(),
+                self.evidence_idx.unwrap_or_default(),
+                self.sig_idx.unwrap_or_default(),
+                self.signer.as_deref().unwrap_or("?")
+            ),
+            (word, reason) => format!(
+                "{:<11} {}: {}",
+                word.to_uppercase(),
+                self.file.display(),
+                reason.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    path: PathBuf,
+    key_files: Vec<PathBuf>,
+    key_ids: Vec<String>,
+    files: Vec<FileResult>,
+    verified: usize,
+    failed: usize,
+    unreadable: usize,
+    /// Uncommitted and quarantined files in the directory, not checked.
+    skipped: usize,
+}
+
+/// Runs `verify`.
+pub fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
+    let meta = std::fs::metadata(&args.path)
+        .with_context(|| format!("cannot verify {}", args.path.display()))?;
+    let is_dir = meta.is_dir();
+    let key_dir = if is_dir {
+        args.path.clone()
+    } else {
+        check::split_path(&args.path)
+            .map(|(parent, _)| parent)
+            .with_context(|| format!("cannot verify {}", args.path.display()))?
+    };
+    let trusted = Trusted::load(&args.keys, &key_dir)?;
+    let verifier = trusted.verifier();
+    let mut report = Report {
+        path: args.path.clone(),
+        key_files: trusted.files.clone(),
+        key_ids: trusted.key_ids(),
+        files: Vec::new(),
+        verified: 0,
+        failed: 0,
+        unreadable: 0,
+        skipped: 0,
+    };
+    if is_dir {
+        let dir = RealFs::new()
+            .open_dir(&args.path, false)
+            .with_context(|| format!("opening snapshot directory {}", args.path.display()))?;
+        let (committed, skipped) = committed_files(&*dir, &args.path)?;
+        report.skipped = skipped;
+        if committed.is_empty() {
+            out.json(&report)?;
+            text!(
+                out,
+                "nothing to verify: no committed snapshot in {}",
+                args.path.display()
+            );
+            return Ok(Status::Failed);
+        }
+        let total = committed.iter().map(|(_, len)| len).sum();
+        let bar = Progress::new(out.bars(), total, Unit::Bytes, "verifying");
+        for (name, len) in &committed {
+            let verdict = check::check_in_dir(&*dir, name, &*verifier);
+            let result = FileResult::new(args.path.join(name.file_name()), Some(*len), &verdict);
+            text!(out, "{}", result.line());
+            report.files.push(result);
+            bar.inc(*len);
+        }
+    } else {
+        let verdict = check::check_path(&args.path, &*verifier);
+        let result = FileResult::new(args.path.clone(), Some(meta.len()), &verdict);
+        text!(out, "{}", result.line());
+        report.files.push(result);
+    }
+    for f in &report.files {
+        match f.status {
+            "ok" => report.verified += 1,
+            "failed" => report.failed += 1,
+            "unreadable" => report.unreadable += 1,
+            _ => {}
+        }
+    }
+    out.json(&report)?;
+    let checked = report.verified + report.failed + report.unreadable;
+    text!(
+        out,
+        "{} of {checked} verified, {} failed, {} unreadable (trusted key id{} {})",
+        report.verified,
+        report.failed,
+        report.unreadable,
+        if report.key_ids.len() == 1 { "" } else { "s" },
+        report.key_ids.join(", ")
+    );
+    if report.skipped > 0 {
+        info!(
+            out,
+            "{} uncommitted or quarantined file(s) not checked (see `snapseal list`)",
+            report.skipped
+        );
+    }
+    // A definite verification failure is the more important news: it wins over I/O trouble.
+    if report.failed > 0 {
+        return Ok(Status::Failed);
+    }
+    if report.unreadable > 0 {
+        bail!(
+            "{} file(s) could not be read (see above)",
+            report.unreadable
+        );
+    }
+    Ok(Status::Ok)
+}
+
+/// Committed files (name, size), oldest first, and how many other snapshot files there are.
+pub fn committed_files(
+    dir: &dyn DirHandle,
+    path: &Path,
+) -> anyhow::Result<(Vec<(SnapshotName, u64)>, usize)> {
+    let entries = dir
+        .list()
+        .with_context(|| format!("listing {}", path.display()))?;
+    let mut committed = Vec::new();
+    let mut skipped = 0;
+    for e in &entries {
+        let Some(name) = SnapshotName::parse_os(&e.name) else {
+            continue;
+        };
+        if e.kind == EntryKind::File && name.state == FileState::Committed {
+            committed.push((name, e.len));
+        } else {
+            skipped += 1;
+        }
+    }
+    committed.sort();
+    Ok((committed, skipped))
+}

@@ -1,0 +1,206 @@
+//! Damaged and foreign input: a flipped byte, a truncated file, foreign files, a wrong key, a
+//! missing directory. Each gets a clear message and the documented exit code, and nothing that
+//! is not snapseal's is ever deleted or renamed.
+
+mod cli_support;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use cli_support::{committed, demo_dir, flip_byte, key_file_text, names, snapseal};
+
+/// Offset of the first body byte: right after the 160-byte header.
+const BODY: usize = 160;
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_flipped_byte_fails_verify_naming_the_file_and_latest_falls_back() {
+    let (_tmp, dir) = demo_dir();
+    let files = committed(&dir);
+    let (newest, previous) = (&files[files.len() - 1], &files[files.len() - 2]);
+    flip_byte(newest, BODY + 100);
+    let before = names(&dir);
+
+    let run = snapseal(&["verify", arg(&dir)]).expect(1);
+    let bad_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED"))
+        .unwrap_or_else(|| panic!("no FAILED line:\n{}", run.stdout));
+    assert!(bad_line.contains(arg(newest)), "{bad_line}");
+    assert!(bad_line.contains("body digest"), "{bad_line}");
+    // Only that file failed.
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("FAILED"))
+            .count(),
+        1
+    );
+
+    let run = snapseal(&["latest", "--json", arg(&dir)]).expect(0);
+    let doc = run.json();
+    assert_eq!(doc["latest"]["file"].as_str(), Some(arg(previous)));
+    assert_eq!(doc["passed_over"][0]["file"].as_str(), Some(arg(newest)));
+    assert_eq!(
+        doc["passed_over"][0]["node_action"].as_str(),
+        Some("quarantine")
+    );
+    // Read-only: verify and latest renamed nothing.
+    assert_eq!(names(&dir), before);
+
+    // --repair quarantines the failing file the way a starting node does.
+    let run = snapseal(&["latest", "--repair", arg(&dir)]).expect(0);
+    assert!(
+        run.stdout.contains(&format!("latest: {}", arg(previous))),
+        "{}",
+        run.stdout
+    );
+    let corrupt = format!("{}.corrupt", newest.file_name().unwrap().to_string_lossy());
+    assert!(names(&dir).contains(&corrupt), "{:?}", names(&dir));
+    assert!(!newest.exists());
+    // After quarantine the directory verifies again (quarantined files are not checked).
+    snapseal(&["verify", arg(&dir)]).expect(0);
+}
+
+#[test]
+fn a_truncated_file_fails_on_its_length_and_is_left_in_place() {
+    let (_tmp, dir) = demo_dir();
+    let files = committed(&dir);
+    let newest = files.last().unwrap();
+    let len = std::fs::metadata(newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    let run = snapseal(&["verify", arg(newest)]).expect(1);
+    assert!(run.stdout.contains(arg(newest)), "{}", run.stdout);
+    assert!(run.stdout.contains("file length"), "{}", run.stdout);
+    let run = snapseal(&["inspect", arg(newest)]).expect(1);
+    assert!(
+        run.stdout.contains("file length") && run.stdout.contains("FAILED"),
+        "{}",
+        run.stdout
+    );
+    let run = snapseal(&["latest", "--json", arg(&dir)]).expect(0);
+    assert_eq!(
+        run.json()["latest"]["file"].as_str(),
+        Some(arg(&files[files.len() - 2]))
+    );
+    assert_eq!(
+        std::fs::metadata(newest).unwrap().len(),
+        len - 7,
+        "never rewritten"
+    );
+}
+
+#[test]
+fn foreign_files_are_reported_skipped_and_never_touched() {
+    let (tmp, dir) = demo_dir();
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, b"not in the dir").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"operator notes").unwrap();
+    // Not canonical (leading zero): not ours.
+    std::fs::write(dir.join("snapshot_01_2.committed"), b"junk").unwrap();
+    // Our name, but a symlink: the store never follows or deletes it.
+    symlink(&outside, dir.join("snapshot_999999_1000000.committed")).unwrap();
+    std::fs::create_dir(dir.join("snapshot_5_6")).unwrap();
+    let foreign = [
+        "notes.txt",
+        "snapshot_01_2.committed",
+        "snapshot_999999_1000000.committed",
+        "snapshot_5_6",
+    ];
+
+    let run = snapseal(&["list", "--json", arg(&dir)]).expect(0);
+    let other: Vec<String> = run.json()["other"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect();
+    for f in foreign {
+        assert!(other.iter().any(|o| o == f), "{f} not reported: {other:?}");
+    }
+    snapseal(&["verify", arg(&dir)]).expect(0);
+    let run = snapseal(&["latest", "--repair", "--json", arg(&dir)]).expect(0);
+    assert!(run.json()["latest"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with(".committed"));
+    snapseal(&["gc", "--keep-last", "1", arg(&dir)]).expect(0);
+
+    let left = names(&dir);
+    for f in foreign {
+        assert!(left.contains(f), "{f} was touched: {left:?}");
+    }
+    assert!(left.contains("node.pub") && left.contains("committed.log"));
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not in the dir");
+    assert_eq!(committed(&dir).len(), 1, "gc kept exactly one of ours");
+}
+
+#[test]
+fn a_wrong_key_fails_verification_with_the_signer_named() {
+    let (tmp, dir) = demo_dir();
+    let wrong = tmp.path().join("other.pub");
+    std::fs::write(&wrong, key_file_text(999)).unwrap();
+    let run = snapseal(&["verify", "--key", arg(&wrong), arg(&dir)]).expect(1);
+    assert!(
+        run.stdout.contains("untrusted signing key"),
+        "{}",
+        run.stdout
+    );
+    let run = snapseal(&["latest", "--key", arg(&wrong), arg(&dir)]).expect(1);
+    assert!(run.stdout.contains("no usable snapshot"), "{}", run.stdout);
+    // A node with the wrong key set skips those files but never quarantines them.
+    let before = names(&dir);
+    snapseal(&["latest", "--repair", "--key", arg(&wrong), arg(&dir)]).expect(1);
+    assert_eq!(
+        names(&dir),
+        before,
+        "good snapshots must survive a wrong key"
+    );
+    // A key file that is not a key is a usage error naming the file and line.
+    std::fs::write(&wrong, "hello\n").unwrap();
+    let run = snapseal(&["verify", "--key", arg(&wrong), arg(&dir)]).expect(2);
+    assert!(run.stderr.contains("other.pub:1"), "{}", run.stderr);
+    // No key at all: clear message.
+    std::fs::remove_file(dir.join("node.pub")).unwrap();
+    let run = snapseal(&["verify", arg(&dir)]).expect(2);
+    assert!(run.stderr.contains("no trusted key"), "{}", run.stderr);
+}
+
+#[test]
+fn a_missing_directory_is_an_io_error_and_is_not_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let key = tmp.path().join("k.pub");
+    std::fs::write(&key, key_file_text(1)).unwrap();
+    for args in [
+        vec!["list", arg(&missing)],
+        vec!["verify", "--key", arg(&key), arg(&missing)],
+        vec!["latest", "--key", arg(&key), arg(&missing)],
+        vec!["latest", "--repair", "--key", arg(&key), arg(&missing)],
+        vec!["gc", arg(&missing)],
+        vec!["gc", "--dry-run", arg(&missing)],
+        vec!["inspect", arg(&missing.join("snapshot_1_2.committed"))],
+    ] {
+        let run = snapseal(&args).expect(2);
+        assert!(run.stderr.contains("nope"), "{args:?}: {}", run.stderr);
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+}
+
+#[test]
+fn an_empty_directory_has_nothing_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("node.pub"), key_file_text(1)).unwrap();
+    snapseal(&["verify", arg(tmp.path())]).expect(1);
+    snapseal(&["latest", arg(tmp.path())]).expect(1);
+    snapseal(&["list", arg(tmp.path())]).expect(0);
+}

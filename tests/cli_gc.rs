@@ -1,0 +1,117 @@
+//! `gc`: the plan, the dry run, retention through the store, and the store's lock.
+
+mod cli_support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cli_support::{committed, demo_dir, names, snapseal};
+use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing_then_gc_carries_it_out() {
+    let (_tmp, dir) = demo_dir();
+    // A stale uncommitted file, as a crash mid-write leaves.
+    std::fs::write(dir.join("snapshot_77_78"), b"half written").unwrap();
+    // A body spilled by a generation that was pending when the node stopped.
+    std::fs::write(dir.join("snapshot_80.g3.pending"), b"spilled").unwrap();
+    let files = committed(&dir);
+    assert!(files.len() >= 3);
+    let before = names(&dir);
+
+    let plan = snapseal(&["gc", "--dry-run", "--json", "--keep-last", "2", arg(&dir)]).expect(0);
+    let plan = plan.json();
+    assert_eq!(names(&dir), before, "dry run changed the directory");
+    assert_eq!(plan["stale"][0].as_str(), Some("snapshot_77_78"));
+    assert_eq!(plan["stale"][1].as_str(), Some("snapshot_80.g3.pending"));
+    let planned: Vec<String> = plan["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(planned.len(), files.len() - 2);
+
+    let done = snapseal(&["gc", "--json", "--keep-last", "2", arg(&dir)]).expect(0);
+    let done = done.json();
+    let deleted: Vec<String> = done["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deleted, planned, "gc did what the dry run planned");
+    let after = committed(&dir);
+    assert_eq!(
+        after,
+        files[files.len() - 2..].to_vec(),
+        "the two newest are kept"
+    );
+    assert!(!dir.join("snapshot_77_78").exists(), "stale file removed");
+    assert!(
+        !dir.join("snapshot_80.g3.pending").exists(),
+        "stale pending file removed"
+    );
+    assert_eq!(done["stale"].as_array().unwrap().len(), 2);
+    assert!(dir.join("node.pub").exists() && dir.join("committed.log").exists());
+}
+
+#[test]
+fn gc_and_repair_refuse_a_locked_directory_with_a_clear_message() {
+    let (_tmp, dir) = demo_dir();
+    let before = names(&dir);
+    // This test process plays the running node: it holds the store's lock.
+    let _node = SnapshotStore::open(
+        Arc::new(RealFs::new()),
+        &dir,
+        StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new()))),
+    )
+    .unwrap();
+    for args in [
+        vec!["gc", "--keep-last", "1", arg(&dir)],
+        vec!["latest", "--repair", arg(&dir)],
+    ] {
+        let run = snapseal(&args).expect(2);
+        assert!(run.stderr.contains("locked"), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(names(&dir), before);
+    // Read-only commands take no lock.
+    snapseal(&["gc", "--dry-run", arg(&dir)]).expect(0);
+    snapseal(&["list", arg(&dir)]).expect(0);
+    snapseal(&["verify", arg(&dir)]).expect(0);
+    snapseal(&["latest", arg(&dir)]).expect(0);
+}
+
+#[test]
+fn list_marks_what_retention_would_delete() {
+    let (_tmp, dir) = demo_dir();
+    let files = committed(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.toml");
+    std::fs::write(&config, "[store]\nkeep_last = 1\n").unwrap();
+    let run = snapseal(&["list", "--json", "--config", arg(&config), arg(&dir)]).expect(0);
+    let doc = run.json();
+    let rows = doc["files"].as_array().unwrap();
+    assert_eq!(rows.len(), files.len());
+    let newest = files
+        .last()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for r in rows {
+        let want = if r["file"].as_str() == Some(newest.as_str()) {
+            "keep"
+        } else {
+            "delete"
+        };
+        assert_eq!(r["retention"].as_str(), Some(want), "{r}");
+        assert_eq!(r["state"].as_str(), Some("committed"));
+    }
+}
