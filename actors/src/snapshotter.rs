@@ -15,6 +15,7 @@ use snapseal_persist::SnapshotStore;
 use tracing::{debug, info, warn};
 
 use crate::actions::{hex_prefix, PersistJob, SerialiseJob};
+use crate::body::MemoryBudget;
 use crate::config::{ConfigError, SnapshotterConfig};
 use crate::events::{Counters, SnapshotCounters, SnapshotEvent};
 use crate::generation::{GenShared, Generation};
@@ -59,6 +60,8 @@ pub struct Snapshotter {
     /// Newest index persisted so far: the baseline floor if a rollback removes every point.
     last_persisted_idx: u64,
     counters: Arc<Counters>,
+    /// In-memory allowance of all pending bodies (`None`: never spill to disk).
+    spill_budget: Option<MemoryBudget>,
     events_tx: Sender<SnapshotEvent>,
     events_rx: Receiver<SnapshotEvent>,
     done_tx: Sender<(u64, SnapshotEvent)>,
@@ -89,7 +92,9 @@ impl Snapshotter {
         config.validate()?;
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let spill_budget = config.spill_threshold.map(MemoryBudget::new);
         Ok(Snapshotter {
+            spill_budget,
             config,
             tasks,
             store,
@@ -216,15 +221,30 @@ impl Snapshotter {
 
     /// The ledger was rolled back to `idx`: drop points after it and, newest first, the
     /// generations whose evidence is gone (or never came), stopping at the first whose evidence
-    /// survives.
+    /// survives — plus any older generation whose evidence is gone (evidence lands in the
+    /// order serialisations finish, so an older generation's can be newer).
     pub fn rollback(&mut self, idx: u64) {
         self.drain_done();
-        let mut rearm = Vec::new();
-        while let Some(g) = self.pending.last() {
-            if g.evidence_idx.is_some_and(|e| e <= idx) {
-                break;
+        // Walk back from the newest generation dropping those without surviving evidence, up
+        // to the first whose evidence survives. Older ones can still hold evidence `> idx`:
+        // evidence is appended in the order serialisations finish, not in generation order,
+        // so those are dropped too — their `evidence_idx` would name some other tx.
+        let mut walking = true;
+        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+        for g in std::mem::take(&mut self.pending).into_iter().rev() {
+            let survives = g.evidence_idx.is_some_and(|e| e <= idx);
+            let dangling = g.evidence_idx.is_some_and(|e| e > idx);
+            if (walking && !survives) || dangling {
+                dropped.push(g);
+            } else {
+                kept.push(g);
             }
-            let Some(g) = self.pending.pop() else { break };
+            walking &= !survives;
+        }
+        kept.reverse();
+        self.pending = kept;
+        let mut rearm = Vec::new();
+        for g in dropped {
             if g.persist_scheduled {
                 warn!(generation = g.number, idx = g.idx, "rollback below a committed signature; dropping a generation already persisting");
             }
@@ -446,6 +466,10 @@ impl Snapshotter {
             idx,
             view,
             compression: self.config.compression,
+            spill: self
+                .spill_budget
+                .clone()
+                .map(|budget| (Arc::clone(&self.store), budget)),
             shared: Arc::clone(&shared),
             sink: Arc::clone(&self.sink),
             span: span.clone(),
