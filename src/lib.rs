@@ -5,6 +5,7 @@
 //! [`ledger`] and simulated [`node`] the demo, tests and fuzzers drive it with.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod harness;
 pub mod ledger;
 pub mod node;

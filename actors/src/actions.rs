@@ -7,10 +7,11 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
 use snapseal_persist::receipt::{Receipt, SignedRoot};
+use snapseal_persist::writer::SpillCommit;
 use snapseal_persist::{PersistRequest, SnapshotStore};
 use tracing::{debug, info};
 
-use crate::body::BodyBuilder;
+use crate::body::{BodyBuilder, MemoryBudget, SpillTarget, Stored};
 use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
 use crate::generation::GenShared;
 use crate::node::{EvidenceSink, ProofSource, StateView};
@@ -78,6 +79,8 @@ pub(crate) struct SerialiseJob {
     pub idx: u64,
     pub view: Box<dyn StateView>,
     pub compression: Option<i32>,
+    /// Where a body beyond the in-memory budget spills (`None`: never spill).
+    pub spill: Option<(Arc<SnapshotStore>, MemoryBudget)>,
     pub shared: Arc<GenShared>,
     pub sink: Arc<dyn EvidenceSink>,
     pub span: tracing::Span,
@@ -93,14 +96,31 @@ impl SerialiseJob {
             idx,
             source,
         };
-        let mut builder = BodyBuilder::new(self.compression).map_err(serialise_err)?;
+        let mut builder = match self.spill.take() {
+            None => BodyBuilder::new(self.compression),
+            Some((store, budget)) => BodyBuilder::with_spill(
+                self.compression,
+                SpillTarget {
+                    store,
+                    idx,
+                    generation,
+                    budget,
+                },
+            ),
+        }
+        .map_err(serialise_err)?;
         self.view.write_to(&mut builder).map_err(serialise_err)?;
         let body = builder.finish().map_err(serialise_err)?;
         let digest = body.digest();
         self.span.record("bytes", body.len());
         self.span
             .record("digest", tracing::field::display(hex_prefix(&digest)));
-        debug!(bytes = body.len(), raw = body.raw_len(), "serialised");
+        debug!(
+            bytes = body.len(),
+            raw = body.raw_len(),
+            spilled = body.is_spilled(),
+            "serialised"
+        );
         *self.shared.body.lock() = Some(body);
         self.shared.serialised.store(true, Ordering::Release);
         // A generation rolled back while we streamed must not put evidence in the ledger.
@@ -164,22 +184,34 @@ impl PersistJob {
             idx,
             source,
         })?;
-        let committed = self
-            .store
-            .persist(&PersistRequest {
+        let (flags, raw_len, body_digest) = (body.flags(), body.raw_len(), body.digest());
+        let committed = match body.into_stored() {
+            Stored::Memory { bytes, .. } => self.store.persist(&PersistRequest {
                 idx,
                 evidence_idx: self.evidence_idx,
-                flags: body.flags(),
-                raw_len: body.raw_len(),
-                body_digest: body.digest(),
-                body: body.bytes(),
+                flags,
+                raw_len,
+                body_digest,
+                body: &bytes,
                 receipt: &receipt,
-            })
-            .map_err(|source| GenerationError::Persist {
-                generation,
-                idx,
-                source,
-            })?;
+            }),
+            // The body is already in its file: add receipt and header, fsync, rename.
+            Stored::Spilled(file) => self.store.commit_spill(
+                file,
+                &SpillCommit {
+                    evidence_idx: self.evidence_idx,
+                    flags,
+                    raw_len,
+                    body_digest,
+                    receipt: &receipt,
+                },
+            ),
+        }
+        .map_err(|source| GenerationError::Persist {
+            generation,
+            idx,
+            source,
+        })?;
         Counters::bump(&self.counters.persisted);
         info!(path = %committed.path.display(), bytes = committed.file_len, "snapshot committed");
         let event = SnapshotEvent::Committed(CommittedSnapshot {

@@ -1,31 +1,191 @@
 //! Pending snapshot bodies: what the serialise action produces and the persist action writes.
 //!
 //! The serialise action streams a [`StateView`](crate::StateView) through a [`BodyBuilder`]:
-//! optional zstd compression, then BLAKE3 over the stored bytes in the same pass, into a
-//! [`PendingBody`]. The body exists once; nothing copies it afterwards (the writer writes
-//! straight from [`PendingBody::bytes`]).
+//! optional zstd compression, then BLAKE3 over the stored bytes, into a [`PendingBody`]. The
+//! stored bytes exist once, in one of two places:
+//!
+//! - **in memory**, while the Snapshotter's in-memory budget
+//!   ([`SnapshotterConfig::spill_threshold`](crate::SnapshotterConfig::spill_threshold)) allows;
+//!   the writer later writes straight from that buffer;
+//! - **spilled**: as soon as a body would take the budget's total above its limit, what was
+//!   buffered goes into a pending file in the snapshot directory
+//!   ([`SpillFile`]) and the rest of the body streams straight after it: small writes of the
+//!   state view are gathered in a [`SPILL_BUFFER`], writes of 1 MiB or more go from the
+//!   view's own buffer to the file. The persist action then completes that same file:
+//!   nothing is copied again.
+//!
+//! So the memory a snapshot needs beyond the node's own state is bounded by the budget plus
+//! [`SPILL_BUFFER`], whatever the state's size. Hashing runs on all cores (`update_rayon`) over
+//! large batches, on the bytes where they already are (the body buffer, the spill buffer or
+//! the view's buffer).
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use snapseal_persist::format::Flags;
+use snapseal_persist::format::{Flags, PARALLEL_HASH_THRESHOLD};
 use snapseal_persist::receipt::merkle::Hash;
+use snapseal_persist::writer::SpillFile;
+use snapseal_persist::SnapshotStore;
 
-/// A serialised snapshot body waiting for its proof. In memory for now; the type keeps the
-/// storage choice private so a spill-to-disk variant can be added without touching callers.
+/// Bytes gathered before a spilled body is hashed and written: large enough that the write
+/// syscalls and the thread hand-off of parallel hashing vanish, small enough to be no memory
+/// concern.
+pub const SPILL_BUFFER: usize = 4 << 20;
+
+/// A write at least this large goes from the state view's buffer straight to the hasher and
+/// the pending file, without a copy into the spill buffer: it is already big enough for a
+/// parallel hash and a cheap syscall.
+const DIRECT_WRITE: usize = PARALLEL_HASH_THRESHOLD;
+
+/// Unhashed bytes of an in-memory body that are hashed as one batch.
+const HASH_BATCH: usize = 4 << 20;
+
+/// The in-memory allowance shared by all pending bodies of one Snapshotter. Cloning shares it.
+#[derive(Clone, Debug)]
+pub struct MemoryBudget {
+    inner: Arc<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            inner: Arc::new(BudgetInner {
+                limit,
+                used: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// Bytes currently held by in-memory bodies (and builders) under this budget.
+    pub fn used(&self) -> u64 {
+        self.inner.used.load(Ordering::Acquire)
+    }
+
+    /// Takes `n` more bytes if that keeps the total within the limit.
+    fn try_take(&self, n: u64) -> bool {
+        let used = &self.inner.used;
+        let mut cur = used.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = cur.checked_add(n).filter(|&v| v <= self.inner.limit) else {
+                return false;
+            };
+            match used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn give_back(&self, n: u64) {
+        self.inner.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Where a builder may spill: the store owning the snapshot directory, the names of the
+/// pending file, and the budget that decides when.
+#[derive(Clone, Debug)]
+pub struct SpillTarget {
+    /// The store whose directory receives the pending file.
+    pub store: Arc<SnapshotStore>,
+    /// Snapshot index (part of the pending name).
+    pub idx: u64,
+    /// Generation number (part of the pending name).
+    pub generation: u64,
+    /// The shared in-memory allowance.
+    pub budget: MemoryBudget,
+}
+
+/// Bytes taken from a [`MemoryBudget`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Option<MemoryBudget>,
+    bytes: u64,
+}
+
+impl Reservation {
+    fn none(budget: Option<MemoryBudget>) -> Self {
+        Self { budget, bytes: 0 }
+    }
+
+    /// Grows the reservation by `n`; false (and unchanged) when the budget refuses. Without
+    /// a budget everything is allowed.
+    fn grow(&mut self, n: u64) -> bool {
+        match &self.budget {
+            None => true,
+            Some(b) if b.try_take(n) => {
+                self.bytes += n;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.bytes);
+        }
+    }
+}
+
+/// Where a pending body's stored bytes are.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// In memory, counted against the budget until dropped.
+    Memory {
+        bytes: Vec<u8>,
+        _reservation: Reservation,
+    },
+    /// In a pending file, complete up to the header and receipt.
+    Spilled(SpillFile),
+}
+
+/// A serialised snapshot body waiting for its proof: in memory, or spilled to a pending file.
+/// Dropping it releases its memory or removes its pending file.
 #[derive(Debug)]
 pub struct PendingBody {
-    bytes: Vec<u8>,
+    stored: Stored,
+    len: u64,
     digest: Hash,
     raw_len: u64,
     flags: Flags,
 }
 
 impl PendingBody {
-    /// The stored body bytes (compressed when [`flags`](Self::flags) say so).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The stored body bytes (compressed when [`flags`](Self::flags) say so) when the body is
+    /// in memory; `None` when it was spilled to a pending file.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.stored {
+            Stored::Memory { bytes, .. } => Some(bytes),
+            Stored::Spilled(_) => None,
+        }
     }
-    /// BLAKE3 of [`bytes`](Self::bytes): the snapshot digest the ledger's evidence tx carries.
+    /// The pending file holding the body, when it was spilled.
+    pub fn spill_file(&self) -> Option<&SpillFile> {
+        match &self.stored {
+            Stored::Memory { .. } => None,
+            Stored::Spilled(file) => Some(file),
+        }
+    }
+    /// True when the body was spilled to a pending file.
+    pub fn is_spilled(&self) -> bool {
+        matches!(self.stored, Stored::Spilled(_))
+    }
+    /// BLAKE3 of the stored bytes: the snapshot digest the ledger's evidence tx carries.
     pub fn digest(&self) -> Hash {
         self.digest
     }
@@ -39,34 +199,160 @@ impl PendingBody {
     }
     /// Stored length in bytes.
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.len
     }
     /// True for an empty body (an empty state, uncompressed).
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
+    }
+    /// The stored bytes, for the persist action.
+    pub(crate) fn into_stored(self) -> Stored {
+        self.stored
     }
 }
 
-/// Hashes everything written through it, then appends it to the body buffer.
+/// Hashes the stored bytes and keeps them: in memory, or (once spilled) in the pending file.
 struct HashingSink {
     hasher: blake3::Hasher,
-    bytes: Vec<u8>,
+    spill: Option<SpillTarget>,
+    state: SinkState,
+    len: u64,
+}
+
+enum SinkState {
+    /// In memory; `bytes[..hashed]` is already hashed.
+    Memory {
+        bytes: Vec<u8>,
+        hashed: usize,
+        reservation: Reservation,
+    },
+    /// Spilled; `buf` is hashed and written out whenever it fills.
+    Spilled { file: SpillFile, buf: Vec<u8> },
+}
+
+impl HashingSink {
+    fn new(spill: Option<SpillTarget>) -> Self {
+        let budget = spill.as_ref().map(|s| s.budget.clone());
+        HashingSink {
+            hasher: blake3::Hasher::new(),
+            spill,
+            state: SinkState::Memory {
+                bytes: Vec::new(),
+                hashed: 0,
+                reservation: Reservation::none(budget),
+            },
+            len: 0,
+        }
+    }
+
+    /// Moves what is buffered in memory into a new pending file and frees the buffer.
+    fn spill_now(&mut self) -> io::Result<()> {
+        let Some(target) = &self.spill else {
+            return Err(io::Error::other("spilling without a spill target"));
+        };
+        let mut file = target
+            .store
+            .create_spill(target.idx, target.generation)
+            .map_err(io::Error::other)?;
+        if let SinkState::Memory { bytes, hashed, .. } = &mut self.state {
+            hash(&mut self.hasher, &bytes[*hashed..]);
+            file.write_body(bytes).map_err(io::Error::other)?;
+        }
+        tracing::debug!(path = %file.path().display(), bytes = self.len, "body spilled to disk");
+        // Replacing the state drops the in-memory buffer and gives its reservation back.
+        self.state = SinkState::Spilled {
+            file,
+            buf: Vec::with_capacity(SPILL_BUFFER),
+        };
+        Ok(())
+    }
+
+    /// Hashes and writes out the spill buffer.
+    fn drain_spill_buffer(
+        hasher: &mut blake3::Hasher,
+        file: &mut SpillFile,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        hash(hasher, buf);
+        file.write_body(buf).map_err(io::Error::other)?;
+        buf.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<(Stored, u64, Hash)> {
+        let stored = match self.state {
+            SinkState::Memory {
+                bytes,
+                hashed,
+                reservation,
+            } => {
+                hash(&mut self.hasher, &bytes[hashed..]);
+                Stored::Memory {
+                    bytes,
+                    _reservation: reservation,
+                }
+            }
+            SinkState::Spilled { mut file, mut buf } => {
+                Self::drain_spill_buffer(&mut self.hasher, &mut file, &mut buf)?;
+                Stored::Spilled(file)
+            }
+        };
+        Ok((stored, self.len, *self.hasher.finalize().as_bytes()))
+    }
 }
 
 impl Write for HashingSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.bytes.extend_from_slice(buf);
+        if let SinkState::Memory { reservation, .. } = &mut self.state {
+            if !reservation.grow(buf.len() as u64) {
+                self.spill_now()?;
+            }
+        }
+        match &mut self.state {
+            SinkState::Memory { bytes, hashed, .. } => {
+                bytes.extend_from_slice(buf);
+                if bytes.len() - *hashed >= HASH_BATCH {
+                    hash(&mut self.hasher, &bytes[*hashed..]);
+                    *hashed = bytes.len();
+                }
+            }
+            SinkState::Spilled { file, buf: pending } => {
+                let direct = buf.len() >= DIRECT_WRITE;
+                if !pending.is_empty() && (direct || pending.len() + buf.len() > SPILL_BUFFER) {
+                    Self::drain_spill_buffer(&mut self.hasher, file, pending)?;
+                }
+                if direct {
+                    // Large enough on its own: hash and write it where it is, no copy.
+                    hash(&mut self.hasher, buf);
+                    file.write_body(buf).map_err(io::Error::other)?;
+                } else {
+                    pending.extend_from_slice(buf);
+                }
+            }
+        }
+        self.len += buf.len() as u64;
         Ok(buf.len())
     }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
 
+/// BLAKE3 on all cores for large inputs, on this thread for small ones (same result).
+fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    if bytes.len() >= PARALLEL_HASH_THRESHOLD {
+        hasher.update_rayon(bytes);
+    } else {
+        hasher.update(bytes);
+    }
+}
+
+// One builder exists per generation: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Stage {
     Plain(HashingSink),
-    Zstd(zstd::stream::write::Encoder<'static, HashingSink>),
+    Zstd(Box<zstd::stream::write::Encoder<'static, HashingSink>>),
 }
 
 /// The `io::Write` a state view streams into.
@@ -76,28 +362,39 @@ pub struct BodyBuilder {
 }
 
 impl BodyBuilder {
-    /// A builder storing plain bytes (`None`) or zstd at the given level.
+    /// A builder keeping the body in memory, storing plain bytes (`None`) or zstd at the
+    /// given level.
     pub fn new(compression: Option<i32>) -> io::Result<Self> {
-        let sink = HashingSink {
-            hasher: blake3::Hasher::new(),
-            bytes: Vec::new(),
-        };
+        Self::build(compression, None)
+    }
+
+    /// Like [`new`](Self::new), but the body goes to a pending file in `target`'s store as
+    /// soon as keeping it in memory would exceed `target.budget`.
+    pub fn with_spill(compression: Option<i32>, target: SpillTarget) -> io::Result<Self> {
+        Self::build(compression, Some(target))
+    }
+
+    fn build(compression: Option<i32>, spill: Option<SpillTarget>) -> io::Result<Self> {
+        let sink = HashingSink::new(spill);
         let stage = match compression {
             None => Stage::Plain(sink),
-            Some(level) => Stage::Zstd(zstd::stream::write::Encoder::new(sink, level)?),
+            Some(level) => Stage::Zstd(Box::new(zstd::stream::write::Encoder::new(sink, level)?)),
         };
         Ok(BodyBuilder { stage, raw_len: 0 })
     }
 
-    /// Finish the stream: flush the compressor and seal the digest.
+    /// Finish the stream: flush the compressor, write out what is buffered and seal the
+    /// digest.
     pub fn finish(self) -> io::Result<PendingBody> {
         let (sink, flags) = match self.stage {
             Stage::Plain(sink) => (sink, Flags::NONE),
             Stage::Zstd(enc) => (enc.finish()?, Flags::ZSTD),
         };
+        let (stored, len, digest) = sink.finish()?;
         Ok(PendingBody {
-            digest: *sink.hasher.finalize().as_bytes(),
-            bytes: sink.bytes,
+            stored,
+            len,
+            digest,
             raw_len: self.raw_len,
             flags,
         })
@@ -123,7 +420,42 @@ impl Write for BodyBuilder {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use snapseal_persist::fs::{Fault, FaultKind, Op};
+    use snapseal_persist::receipt::Ed25519Verifier;
+    use snapseal_persist::{SimFs, StoreOptions};
+
     use super::*;
+
+    const DIR: &str = "/snapshots";
+
+    fn sim_store(seed: u64) -> (SimFs, Arc<SnapshotStore>) {
+        let sim = SimFs::new(seed);
+        let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new())));
+        let store = SnapshotStore::open(Arc::new(sim.clone()), Path::new(DIR), opts).unwrap();
+        (sim, Arc::new(store))
+    }
+
+    fn target(store: &Arc<SnapshotStore>, generation: u64, budget: &MemoryBudget) -> SpillTarget {
+        SpillTarget {
+            store: Arc::clone(store),
+            idx: 7,
+            generation,
+            budget: budget.clone(),
+        }
+    }
+
+    fn pending_names(sim: &SimFs) -> Vec<String> {
+        sim.names(Path::new(DIR))
+            .into_iter()
+            .filter(|n| n.ends_with(".pending"))
+            .collect()
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
 
     #[test]
     fn plain_body_digest_is_blake3_of_the_bytes() {
@@ -131,10 +463,11 @@ mod tests {
         b.write_all(b"hello ").unwrap();
         b.write_all(b"world").unwrap();
         let body = b.finish().unwrap();
-        assert_eq!(body.bytes(), b"hello world");
+        assert_eq!(body.bytes(), Some(&b"hello world"[..]));
         assert_eq!(body.digest(), *blake3::hash(b"hello world").as_bytes());
         assert_eq!(body.raw_len(), 11);
         assert_eq!(body.flags(), Flags::NONE);
+        assert!(!body.is_spilled());
     }
 
     #[test]
@@ -147,10 +480,133 @@ mod tests {
             b.write_all(chunk).unwrap();
         }
         let body = b.finish().unwrap();
+        let bytes = body.bytes().unwrap();
         assert_eq!(body.flags(), Flags::ZSTD);
         assert_eq!(body.raw_len(), data.len() as u64);
         assert!(body.len() < data.len() as u64);
-        assert_eq!(body.digest(), *blake3::hash(body.bytes()).as_bytes());
-        assert_eq!(zstd::decode_all(body.bytes()).unwrap(), data);
+        assert_eq!(body.digest(), *blake3::hash(bytes).as_bytes());
+        assert_eq!(zstd::decode_all(bytes).unwrap(), data);
+    }
+
+    #[test]
+    fn a_large_body_hashes_the_same_in_batches_on_all_cores() {
+        // Above HASH_BATCH and PARALLEL_HASH_THRESHOLD, in uneven writes.
+        let data = data(9 << 20 | 12345);
+        let mut b = BodyBuilder::new(None).unwrap();
+        for chunk in data.chunks(1_000_003) {
+            b.write_all(chunk).unwrap();
+        }
+        let body = b.finish().unwrap();
+        assert_eq!(body.digest(), *blake3::hash(&data).as_bytes());
+        assert_eq!(body.len(), data.len() as u64);
+    }
+
+    #[test]
+    fn a_body_within_the_budget_stays_in_memory_and_holds_its_share_until_dropped() {
+        let (sim, store) = sim_store(1);
+        let budget = MemoryBudget::new(10_000);
+        let mut b = BodyBuilder::with_spill(None, target(&store, 0, &budget)).unwrap();
+        b.write_all(&data(6000)).unwrap();
+        let body = b.finish().unwrap();
+        assert!(!body.is_spilled());
+        assert_eq!(budget.used(), 6000);
+        assert!(pending_names(&sim).is_empty());
+        drop(body);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_body_beyond_the_budget_spills_mid_stream_and_frees_its_memory() {
+        let (sim, store) = sim_store(2);
+        let budget = MemoryBudget::new(10_000);
+        let data = data(SPILL_BUFFER + 50_000);
+        let mut b = BodyBuilder::with_spill(None, target(&store, 3, &budget)).unwrap();
+        // Small writes first (buffered in memory), then past the budget, then a write larger
+        // than the spill buffer (written where it is).
+        let (small, rest) = data.split_at(9_000);
+        for chunk in small.chunks(1000) {
+            b.write_all(chunk).unwrap();
+        }
+        assert_eq!(budget.used(), 9_000);
+        let (mid, big) = rest.split_at(41_000);
+        b.write_all(mid).unwrap();
+        assert_eq!(budget.used(), 0, "spilling gives the memory back");
+        b.write_all(big).unwrap();
+        let body = b.finish().unwrap();
+        assert!(body.is_spilled());
+        assert_eq!(body.bytes(), None);
+        assert_eq!(body.len(), data.len() as u64);
+        assert_eq!(body.digest(), *blake3::hash(&data).as_bytes());
+        assert_eq!(
+            pending_names(&sim),
+            vec!["snapshot_7.g3.pending".to_string()]
+        );
+        let on_disk = sim.read(Path::new(DIR), "snapshot_7.g3.pending").unwrap();
+        assert_eq!(&on_disk[..160], &[0u8; 160][..], "placeholder header");
+        assert_eq!(&on_disk[160..], &data[..], "the body, exactly once");
+        assert_eq!(
+            body.spill_file().map(|f| f.body_len()),
+            Some(data.len() as u64)
+        );
+        drop(body);
+        assert!(
+            pending_names(&sim).is_empty(),
+            "a dropped body removes its file"
+        );
+    }
+
+    #[test]
+    fn the_budget_is_shared_so_a_second_body_spills_while_the_first_holds_it() {
+        let (sim, store) = sim_store(3);
+        let budget = MemoryBudget::new(10_000);
+        let mut first = BodyBuilder::with_spill(None, target(&store, 0, &budget)).unwrap();
+        first.write_all(&data(8_000)).unwrap();
+        let first = first.finish().unwrap();
+        let mut second = BodyBuilder::with_spill(None, target(&store, 1, &budget)).unwrap();
+        second.write_all(&data(3_000)).unwrap();
+        let second = second.finish().unwrap();
+        assert!(!first.is_spilled());
+        assert!(second.is_spilled());
+        assert_eq!(budget.used(), 8_000);
+        assert_eq!(
+            pending_names(&sim),
+            vec!["snapshot_7.g1.pending".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_zero_budget_spills_compressed_bytes_that_decode_to_the_state() {
+        let (sim, store) = sim_store(4);
+        let budget = MemoryBudget::new(0);
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        let mut b = BodyBuilder::with_spill(Some(3), target(&store, 5, &budget)).unwrap();
+        for chunk in data.chunks(10_000) {
+            b.write_all(chunk).unwrap();
+        }
+        let body = b.finish().unwrap();
+        assert!(body.is_spilled());
+        assert_eq!(body.flags(), Flags::ZSTD);
+        let on_disk = sim.read(Path::new(DIR), "snapshot_7.g5.pending").unwrap();
+        let stored = &on_disk[160..];
+        assert_eq!(stored.len() as u64, body.len());
+        assert_eq!(body.digest(), *blake3::hash(stored).as_bytes());
+        assert_eq!(zstd::decode_all(stored).unwrap(), data);
+    }
+
+    #[test]
+    fn a_failing_spill_write_is_an_error_naming_the_file_and_leaves_no_file() {
+        let (sim, store) = sim_store(5);
+        let budget = MemoryBudget::new(0);
+        let mut b = BodyBuilder::with_spill(None, target(&store, 2, &budget)).unwrap();
+        b.write_all(b"first").unwrap();
+        sim.inject(Fault::nth(Op::Write, 1, FaultKind::Enospc));
+        let big = data(SPILL_BUFFER + 1);
+        let err = b.write_all(&big).expect_err("ENOSPC");
+        assert!(err.to_string().contains("snapshot_7.g2.pending"), "{err}");
+        drop(b);
+        assert!(pending_names(&sim).is_empty());
+        assert_eq!(sim.open_files(), 0);
     }
 }

@@ -25,7 +25,24 @@ pub struct SnapshotterConfig {
     /// zstd level for snapshot bodies, or `None` to store them uncompressed (default). Levels
     /// 1 ..= 19 are accepted.
     pub compression: Option<i32>,
+    /// In-memory budget, in bytes, shared by all pending snapshot bodies of this Snapshotter
+    /// (stored bytes, i.e. after compression). A body that would take the total above it is
+    /// streamed to a pending file in the snapshot directory instead
+    /// (`snapshot_<idx>.g<generation>.pending`), and its persist completes that file without
+    /// copying the body again. So snapshotting needs at most about this much memory beyond the
+    /// node's own state, whatever the state's size. `Some(0)` spills every body; `None` never
+    /// spills (every body is held in memory until persisted, as CCF does). Default
+    /// [`DEFAULT_SPILL_THRESHOLD`] (32 MiB); at most [`MAX_SPILL_THRESHOLD`].
+    pub spill_threshold: Option<u64>,
 }
+
+/// Default [`SnapshotterConfig::spill_threshold`]: 32 MiB, so the whole pipeline stays within
+/// 64 MiB of memory beyond the node's state (the rest is I/O and hashing buffers).
+pub const DEFAULT_SPILL_THRESHOLD: u64 = 32 << 20;
+
+/// Largest [`SnapshotterConfig::spill_threshold`] (1 TiB): a bigger in-memory budget is surely a
+/// unit mistake; use `None` to never spill.
+pub const MAX_SPILL_THRESHOLD: u64 = 1 << 40;
 
 impl Default for SnapshotterConfig {
     fn default() -> Self {
@@ -36,6 +53,7 @@ impl Default for SnapshotterConfig {
             max_pending: 5,
             cooldown: None,
             compression: None,
+            spill_threshold: Some(DEFAULT_SPILL_THRESHOLD),
         }
     }
 }
@@ -94,6 +112,15 @@ impl SnapshotterConfig {
                 return Err(bad("compression", level, "zstd level must be in 1 ..= 19"));
             }
         }
+        if let Some(bytes) = self.spill_threshold {
+            if bytes > MAX_SPILL_THRESHOLD {
+                return Err(bad(
+                    "spill_threshold",
+                    bytes,
+                    "must be at most 1 TiB (1099511627776 bytes), or unset to never spill",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -105,6 +132,17 @@ mod tests {
     #[test]
     fn default_is_valid() {
         assert_eq!(SnapshotterConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn spill_threshold_accepts_zero_none_and_the_maximum() {
+        for spill_threshold in [None, Some(0), Some(MAX_SPILL_THRESHOLD)] {
+            let cfg = SnapshotterConfig {
+                spill_threshold,
+                ..Default::default()
+            };
+            assert_eq!(cfg.validate(), Ok(()), "{spill_threshold:?}");
+        }
     }
 
     #[test]
@@ -158,6 +196,13 @@ mod tests {
                     ..Default::default()
                 },
                 "compression",
+            ),
+            (
+                SnapshotterConfig {
+                    spill_threshold: Some(MAX_SPILL_THRESHOLD + 1),
+                    ..Default::default()
+                },
+                "spill_threshold",
             ),
         ];
         for (cfg, field) in cases {

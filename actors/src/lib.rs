@@ -28,8 +28,10 @@ mod points;
 mod snapshotter;
 
 pub use actions::GenerationError;
-pub use body::{BodyBuilder, PendingBody};
-pub use config::{ConfigError, SnapshotterConfig, MAX_PENDING_LIMIT};
+pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, SPILL_BUFFER};
+pub use config::{
+    ConfigError, SnapshotterConfig, DEFAULT_SPILL_THRESHOLD, MAX_PENDING_LIMIT, MAX_SPILL_THRESHOLD,
+};
 pub use events::{CommittedSnapshot, SnapshotCounters, SnapshotEvent};
 pub use node::{CaptureError, EvidenceSink, InclusionProof, ProofSource, StateSource, StateView};
 pub use snapshotter::{digest_prefix, GenerationInfo, Snapshotter};

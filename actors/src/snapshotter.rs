@@ -252,7 +252,14 @@ impl Snapshotter {
                 .dropped
                 .store(true, std::sync::atomic::Ordering::Release);
             g.queue.cancel();
-            g.shared.body.lock().take();
+            let body = g.shared.body.lock().take();
+            if let Some(body) = body.filter(|b| b.is_spilled()) {
+                // Closing and unlinking its pending file is I/O: not on the consensus thread.
+                self.tasks.spawn("discard spilled body", move || {
+                    drop(body);
+                    Ok(())
+                });
+            }
             Counters::bump(&self.counters.dropped);
             info!(parent: &g.span, rollback_to = idx, "generation dropped by rollback");
             let _ = self.events_tx.send(SnapshotEvent::Dropped {

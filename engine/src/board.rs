@@ -69,6 +69,11 @@ impl BoardState {
 }
 
 /// The job board of a threaded system.
+///
+/// Aligned to its own cache lines: every worker takes its lock for every job, and it must not
+/// share a line with the owning `Arc`'s reference counts, which submitters touch (a shared
+/// line would make each of their `Weak::upgrade`s a cache miss).
+#[repr(align(128))]
 pub(crate) struct Board {
     state: Mutex<BoardState>,
     /// Signalled when the board becomes idle (FIFO empty, nothing active).
@@ -128,8 +133,27 @@ impl Board {
 
     /// The next job for a worker, blocking while there is none. `None`: the worker must exit.
     pub(crate) fn next(&self, hand_off: &HandOff) -> Option<Job> {
+        let state = self.state.lock();
+        self.next_locked(state, hand_off)
+    }
+
+    /// A worker finished the job it took (and any continuation it ran in place) and wants the
+    /// next one: both under one lock acquisition.
+    pub(crate) fn finish_and_next(&self, hand_off: &HandOff) -> Option<Job> {
+        let mut state = self.state.lock();
+        state.active = state.active.saturating_sub(1);
+        if state.is_idle() {
+            self.idle.notify_all();
+        }
+        self.next_locked(state, hand_off)
+    }
+
+    fn next_locked<'a>(
+        &'a self,
+        mut state: crate::sync::MutexGuard<'a, BoardState>,
+        hand_off: &HandOff,
+    ) -> Option<Job> {
         loop {
-            let mut state = self.state.lock();
             if let Some(job) = state.fifo.pop_front() {
                 state.active += 1;
                 return Some(job);
@@ -149,20 +173,12 @@ impl Board {
             }
             state.waiting.push(hand_off.tx.clone());
             drop(state);
-            match hand_off.rx.recv() {
+            let handed = hand_off.rx.recv();
+            if let Ok(Some(job)) = handed {
                 // The submitter counted it as active already.
-                Ok(Some(job)) => return Some(job),
-                Ok(None) | Err(_) => continue,
+                return Some(job);
             }
-        }
-    }
-
-    /// A worker finished the job it took (and any continuation it ran in place).
-    pub(crate) fn finished(&self) {
-        let mut state = self.state.lock();
-        state.active = state.active.saturating_sub(1);
-        if state.is_idle() {
-            self.idle.notify_all();
+            state = self.state.lock();
         }
     }
 
@@ -176,7 +192,8 @@ impl Board {
                 state.phase = Phase::Closed;
                 state.wake_all_waiting();
                 self.idle.notify_all();
-                state.fifo.drain(..).collect()
+                let jobs = state.fifo.drain(..).collect();
+                jobs
             }
             (Phase::Open, ShutdownMode::Drain) => {
                 state.phase = Phase::Draining;

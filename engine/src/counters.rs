@@ -29,70 +29,94 @@ pub struct Counters {
 
 /// The shared cells behind [`Counters`]; every engine object that changes an item's state
 /// holds an `Arc` to them.
+///
+/// Only monotonic totals are kept, each written by one side: submitters only bump
+/// `enqueued`, workers only `started` and `done`/`failed`. A gauge like `queued` would be
+/// written by both for every action (up when added, down when started), bouncing its cache
+/// line between the producer and the workers; the gauges are computed at read time instead.
+/// Each total sits on its own cache line for the same reason.
 pub(crate) struct CounterCells {
-    queued: AtomicU64,
-    running: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    cancelled: AtomicU64,
+    enqueued: Line<AtomicU64>,
+    started: Line<AtomicU64>,
+    done: Line<AtomicU64>,
+    failed: Line<AtomicU64>,
+    /// Discarded while queued.
+    cancelled_queued: Line<AtomicU64>,
+    /// Discarded before they were ever queued (delayed tasks).
+    cancelled_delayed: Line<AtomicU64>,
+}
+
+/// A value alone on its cache line(s) (128 bytes: adjacent-line prefetching pairs lines).
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl CounterCells {
     pub(crate) fn new() -> Self {
+        let zero = || Line(AtomicU64::new(0));
         Self {
-            queued: AtomicU64::new(0),
-            running: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
+            enqueued: zero(),
+            started: zero(),
+            done: zero(),
+            failed: zero(),
+            cancelled_queued: zero(),
+            cancelled_delayed: zero(),
         }
     }
 
     /// `n` items became ready to run.
     pub(crate) fn enqueued(&self, n: u64) {
-        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.enqueued.fetch_add(n, Ordering::Release);
     }
 
     /// One queued item started.
     pub(crate) fn started(&self) {
-        self.running.fetch_add(1, Ordering::Relaxed);
-        // Release: a reader that sees the item leave `queued` also sees it in `running`.
-        self.queued.fetch_sub(1, Ordering::Release);
+        self.started.fetch_add(1, Ordering::Release);
     }
 
     /// One running item ended, successfully or not.
     pub(crate) fn finished(&self, ok: bool) {
-        if ok {
-            self.done.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        self.running.fetch_sub(1, Ordering::Release);
+        let cell = if ok { &self.done } else { &self.failed };
+        cell.fetch_add(1, Ordering::Release);
     }
 
     /// `n` queued items were discarded without running.
     pub(crate) fn cancelled_queued(&self, n: u64) {
         if n > 0 {
-            self.cancelled.fetch_add(n, Ordering::Relaxed);
-            self.queued.fetch_sub(n, Ordering::Release);
+            self.cancelled_queued.fetch_add(n, Ordering::Release);
         }
     }
 
     /// One item that was not counted as queued (a delayed task) was discarded.
     pub(crate) fn cancelled_delayed(&self) {
-        self.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.cancelled_delayed.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn read(&self) -> Counters {
-        // In the order items move, each an Acquire pairing with the Release decrements.
-        let queued = self.queued.load(Ordering::Acquire);
-        let running = self.running.load(Ordering::Acquire);
+        // Later states first, each total read once: an item that moves while we read is then
+        // counted in the state it left or the one it entered (or both), never in neither. Its
+        // earlier total was bumped before its later one, so seeing the later bump (Acquire)
+        // means seeing the earlier one too; the one `started` reading serves both gauges.
+        let done = self.done.load(Ordering::Acquire);
+        let failed = self.failed.load(Ordering::Acquire);
+        let cancelled_delayed = self.cancelled_delayed.load(Ordering::Acquire);
+        let cancelled_queued = self.cancelled_queued.load(Ordering::Acquire);
+        let started = self.started.load(Ordering::Acquire);
+        let enqueued = self.enqueued.load(Ordering::Acquire);
         Counters {
-            queued,
-            running,
-            done: self.done.load(Ordering::Acquire),
-            failed: self.failed.load(Ordering::Acquire),
-            cancelled: self.cancelled.load(Ordering::Acquire),
+            queued: enqueued
+                .saturating_sub(started)
+                .saturating_sub(cancelled_queued),
+            running: started.saturating_sub(done).saturating_sub(failed),
+            done,
+            failed,
+            cancelled: cancelled_queued + cancelled_delayed,
         }
     }
 }

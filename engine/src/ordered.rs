@@ -16,6 +16,7 @@
 //! it sees the action pending — that check and the `add_action` push happen under the same
 //! lock, so neither can miss the other (the loom model in `tests/loom_handoff.rs` checks this).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,7 +36,8 @@ use crate::task::OnceBody;
 type FailureCallback = Arc<dyn Fn(&ActionFailure) + Send + Sync + 'static>;
 
 struct Action {
-    name: String,
+    /// Borrowed for the usual `&'static str` names: no allocation per action.
+    name: Cow<'static, str>,
     body: OnceBody,
 }
 
@@ -69,6 +71,10 @@ impl QueueState {
 }
 
 /// The shared state of one queue.
+///
+/// Aligned to its own cache lines so that the `Arc` reference counts in front of it (bumped by
+/// every submission, dropped by the worker) do not share a line with its lock.
+#[repr(align(128))]
 pub(crate) struct QueueCore {
     name: String,
     /// Weak so that queues (and actions holding clones of them) never keep a dropped system
@@ -98,7 +104,7 @@ impl QueueCore {
         }
     }
 
-    fn add(self: &Arc<Self>, name: String, body: OnceBody) -> bool {
+    fn add(self: &Arc<Self>, name: Cow<'static, str>, body: OnceBody) -> bool {
         let Some(shared) = self.system.upgrade() else {
             return false;
         };
@@ -361,7 +367,7 @@ impl OrderedTasks {
     /// shutting down or gone.
     pub fn add_action(
         &self,
-        name: impl Into<String>,
+        name: impl Into<Cow<'static, str>>,
         f: impl FnOnce() -> crate::ActionResult + Send + 'static,
     ) -> bool {
         self.core.add(name.into(), Box::new(f))

@@ -12,10 +12,10 @@ pub(crate) use std::sync::atomic::Ordering;
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex};
+pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use self::loom_shim::{Condvar, Mutex};
+pub(crate) use self::loom_shim::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
 mod loom_shim {

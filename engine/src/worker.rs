@@ -34,14 +34,16 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
         return;
     };
     let hand_off = HandOff::new();
-    while let Some(job) = board.next(&hand_off) {
+    let mut next = board.next(&hand_off);
+    while let Some(job) = next {
         // User code is already guarded job by job; this outer guard only keeps the worker and
         // the board's `active` count intact if a `Drop` of user captures panics while a job
         // is being skipped.
         if catch_unwind(AssertUnwindSafe(|| run_chain(&shared, board, job))).is_err() {
             error!("a job panicked outside its action guard; the worker carries on");
         }
-        board.finished();
+        // Finishing this job and taking the next is one trip through the board's lock.
+        next = board.finish_and_next(&hand_off);
     }
 }
 

@@ -27,8 +27,11 @@ pub enum Step {
     Create,
     /// Removing a stale uncommitted file left by an earlier crash, before the one retry.
     UnlinkStale,
-    /// Writing header, body and receipt.
+    /// Writing header, body and receipt (for a spilled body: the placeholder header, the
+    /// body while streaming, the receipt at commit).
     Write,
+    /// Writing the header over a spilled body's placeholder (`pwrite` at offset 0).
+    WriteHeader,
     /// `fsync` of the file.
     Fsync,
     /// `close` of the file.
@@ -52,6 +55,7 @@ impl fmt::Display for Step {
             Step::Create => "create",
             Step::UnlinkStale => "unlink stale uncommitted file",
             Step::Write => "write",
+            Step::WriteHeader => "write header in place",
             Step::Fsync => "fsync",
             Step::Close => "close",
             Step::Rename => "rename to committed name",
@@ -259,7 +263,7 @@ pub enum StoreStep {
     Lock,
     /// Listing the directory.
     List,
-    /// Removing a stale uncommitted file at open.
+    /// Removing a stale uncommitted or pending file at open.
     UnlinkStale,
     /// `fsync` of the directory after removals or renames.
     DirSync,

@@ -3,7 +3,14 @@
 //! - `snapshot_<idx>_<evidence_idx>`: being written (uncommitted);
 //! - `snapshot_<idx>_<evidence_idx>.committed`: committed;
 //! - `snapshot_<idx>_<evidence_idx>.committed.corrupt`: quarantined after failing verification;
-//! - [`LOCK_FILE`] (`.lock`): the store's lock file; ours, but not a snapshot.
+//! - [`LOCK_FILE`] (`.lock`): the store's lock file; ours, but not a snapshot;
+//! - `snapshot_<idx>.g<generation>.pending`: a *pending* body spilled to disk while its
+//!   generation waits for the ledger's proof ([`PendingName`]). It carries no evidence index
+//!   (there is none yet when the body is streamed); the `.g<generation>` part keeps two
+//!   generations of one index apart. A pending file is never a snapshot: it becomes one only
+//!   by the writer's rename to the committed name after fsync, and a leftover one is removed
+//!   when the store opens. [`OurFile`] predates it and does not classify it; use
+//!   [`PendingName::parse`].
 //!
 //! Numbers are plain decimal `u64`s: ASCII digits only, no sign, no leading zeros (`0` itself
 //! is fine), no overflow. Any other name is not ours and must never be touched, so parsing is
@@ -18,6 +25,8 @@ pub const LOCK_FILE: &str = ".lock";
 const PREFIX: &str = "snapshot_";
 const COMMITTED: &str = ".committed";
 const CORRUPT: &str = ".committed.corrupt";
+const PENDING: &str = ".pending";
+const GENERATION: &str = ".g";
 
 /// Where a snapshot file is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -82,6 +91,48 @@ impl SnapshotName {
 }
 
 impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file_name())
+    }
+}
+
+/// A parsed pending (spilled body) file name: `snapshot_<idx>.g<generation>.pending`.
+/// Ordered by `(idx, generation)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PendingName {
+    /// The ledger index the body captures.
+    pub idx: u64,
+    /// The Snapshotter generation streaming it (unique per index within one store's life).
+    pub generation: u64,
+}
+
+impl PendingName {
+    /// Parses a file name; `None` when it is not a pending name (strict: one spelling only,
+    /// so `parse(file_name()) == Some(self)`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let numbers = name.strip_prefix(PREFIX)?.strip_suffix(PENDING)?;
+        let (idx, generation) = numbers.split_once(GENERATION)?;
+        Some(Self {
+            idx: parse_u64(idx)?,
+            generation: parse_u64(generation)?,
+        })
+    }
+
+    /// Like [`parse`](Self::parse), for a raw directory entry name (non-UTF-8 is not ours).
+    pub fn parse_os(name: &OsStr) -> Option<Self> {
+        name.to_str().and_then(Self::parse)
+    }
+
+    /// The file name.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{PREFIX}{}{GENERATION}{}{PENDING}",
+            self.idx, self.generation
+        )
+    }
+}
+
+impl fmt::Display for PendingName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.file_name())
     }

@@ -22,13 +22,13 @@ use crate::quarantine::{self, Quarantined};
 use crate::reader::{open_snapshot, SnapshotFile};
 use crate::receipt::ReceiptError;
 use crate::retention::{self, RetentionPlan, RetentionReport};
-use crate::scan::{in_state, our_files, SnapshotEntry};
-use crate::writer::{Committed, PersistRequest, SnapshotWriter};
+use crate::scan::{in_state, our_files, pending_files, PendingEntry, SnapshotEntry};
+use crate::writer::{Committed, PersistRequest, SnapshotWriter, SpillCommit, SpillFile};
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
-    /// Stale uncommitted files removed at open.
+    /// Stale uncommitted and pending (spilled body) files removed at open.
     pub stale_removed: u64,
     /// Snapshots committed by `persist`.
     pub persisted: u64,
@@ -83,8 +83,8 @@ pub struct SnapshotStore {
 
 impl SnapshotStore {
     /// Opens (creating if needed) the snapshot directory `dir`: validates `opts`, takes the
-    /// directory lock, removes our stale uncommitted files (and fsyncs the directory if it
-    /// removed any). Names that are not ours, and anything but a regular file under our
+    /// directory lock, removes our stale uncommitted and pending files (and fsyncs the
+    /// directory if it removed any). Names that are not ours, and anything but a regular file under our
     /// names, are left alone.
     pub fn open(
         fs: Arc<dyn FileSystem>,
@@ -157,7 +157,37 @@ impl SnapshotStore {
     /// committed is spared by that pass even when it is older than the ones retention keeps.
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
         let _one_at_a_time = self.persist_lock.lock();
-        let committed = match self.writer.persist(req) {
+        let result = self.writer.persist(req);
+        self.after_commit(result)
+    }
+
+    /// Creates the pending file a generation streams a large body into (see [`SpillFile`]).
+    /// No lock is needed: pending names are unique per (idx, generation), and an existing one
+    /// is refused, never replaced.
+    pub fn create_spill(&self, idx: u64, generation: u64) -> Result<SpillFile, PersistError> {
+        self.writer.create_spill(idx, generation)
+    }
+
+    /// Completes a spilled body into a committed snapshot
+    /// ([`SnapshotWriter::commit_spill`]), then runs retention, exactly as
+    /// [`persist`](Self::persist) does for a body in memory (same lock, counters and retention
+    /// rule).
+    pub fn commit_spill(
+        &self,
+        spill: SpillFile,
+        req: &SpillCommit<'_>,
+    ) -> Result<Committed, PersistError> {
+        let _one_at_a_time = self.persist_lock.lock();
+        let result = self.writer.commit_spill(spill, req);
+        self.after_commit(result)
+    }
+
+    /// Counts a commit's outcome and, after a success, runs retention sparing the new file.
+    fn after_commit(
+        &self,
+        result: Result<Committed, PersistError>,
+    ) -> Result<Committed, PersistError> {
+        let committed = match result {
             Ok(c) => c,
             Err(e) => {
                 bump(&self.counters.persist_failures, 1);
@@ -171,6 +201,18 @@ impl SnapshotStore {
             error!(error = %e, "retention after commit failed");
         }
         Ok(committed)
+    }
+
+    /// Our pending (spilled body) files, sorted by (idx, generation): bodies of generations
+    /// still waiting for their proof. They are not snapshots ([`list`](Self::list) leaves them
+    /// out); after a crash they are stale and [`open`](Self::open) removes them.
+    pub fn list_pending(&self) -> Result<Vec<PendingEntry>, StoreError> {
+        let entries = self.dir.list().map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            step: StoreStep::List,
+            source,
+        })?;
+        Ok(pending_files(&entries))
     }
 
     /// Every snapshot file of ours (uncommitted, committed, quarantined), sorted by idx, then
@@ -310,15 +352,25 @@ impl SnapshotStore {
         Ok(report)
     }
 
-    /// Removes our stale uncommitted files (leftovers of a crash mid-write).
+    /// Removes our stale uncommitted and pending files (leftovers of a crash mid-write, or of
+    /// generations that were pending when the process stopped: their proof never came).
     fn remove_stale(&self) -> Result<(), StoreError> {
-        let stale = in_state(&self.list()?, FileState::Uncommitted);
+        let entries = self.dir.list().map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            step: StoreStep::List,
+            source,
+        })?;
+        let uncommitted = in_state(&our_files(&entries), FileState::Uncommitted)
+            .into_iter()
+            .map(|e| (e.name.file_name(), e.len, "uncommitted"));
+        let pending = pending_files(&entries)
+            .into_iter()
+            .map(|e| (e.name.file_name(), e.len, "pending"));
         let mut removed = 0;
-        for entry in &stale {
-            let file_name = entry.name.file_name();
+        for (file_name, bytes, kind) in uncommitted.chain(pending) {
             match self.dir.unlink(&file_name) {
                 Ok(()) => {
-                    info!(name = %file_name, bytes = entry.len, "removed stale uncommitted file");
+                    info!(name = %file_name, bytes, kind, "removed stale file");
                     removed += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

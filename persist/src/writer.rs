@@ -7,6 +7,14 @@
 //! 4. `renameat2(RENAME_NOREPLACE)` to the committed name (or `linkat` + `unlinkat` where that
 //!    flag is refused; never an overwriting rename);
 //! 5. `fsync` the directory. Only then is the snapshot reported committed.
+//!
+//! A body too large to hold in memory takes a second entry point ([`SpillFile`]): it is
+//! streamed into a *pending* file (`snapshot_<idx>.g<generation>.pending`, placeholder header)
+//! while serialising, and [`SnapshotWriter::commit_spill`] later completes that same file:
+//! check the committed name is free, append the receipt, `pwrite` the header at offset 0, then
+//! steps 3–5 above from the pending name. The body is never copied again, the committed file
+//! is byte-identical to one written by [`SnapshotWriter::persist`], and the guarantees (and
+//! typed errors) are the same.
 
 use std::io;
 use std::path::PathBuf;
@@ -17,8 +25,12 @@ use tracing::{debug, warn};
 use crate::error::{PersistError, Step};
 use crate::format::{Flags, Header, HEADER_LEN};
 use crate::fs::{is_noreplace_unsupported, DirHandle, WritableFile};
-use crate::names::{FileState, SnapshotName};
+use crate::names::{FileState, PendingName, SnapshotName};
 use crate::receipt::Hash;
+
+mod spill;
+
+pub use spill::SpillFile;
 
 /// Most bytes handed to one `write(2)`: large enough that syscall overhead vanishes, small
 /// enough that one call does not pin gigabytes of page cache at once.
@@ -29,7 +41,7 @@ const MAX_WRITE: usize = 8 << 20;
 const MAX_INTERRUPTS: u32 = 1024;
 
 /// File mode of a snapshot: snapshots may hold sensitive state.
-const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// One snapshot to write.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +59,23 @@ pub struct PersistRequest<'a> {
     pub body_digest: Hash,
     /// The stored body bytes, written straight from this slice.
     pub body: &'a [u8],
+    /// The encoded receipt.
+    pub receipt: &'a [u8],
+}
+
+/// What completes a [`SpillFile`] into a committed snapshot: everything a [`PersistRequest`]
+/// holds except the body (already in the file) and the index (in the pending name).
+#[derive(Clone, Copy, Debug)]
+pub struct SpillCommit<'a> {
+    /// Ledger index of the evidence transaction recording `body_digest`.
+    pub evidence_idx: u64,
+    /// Header flags (compression).
+    pub flags: Flags,
+    /// Uncompressed body length; must equal the spilled body length when not compressed.
+    pub raw_len: u64,
+    /// BLAKE3 of the spilled body, as computed while streaming it (trusted, as in
+    /// [`PersistRequest::body_digest`]).
+    pub body_digest: Hash,
     /// The encoded receipt.
     pub receipt: &'a [u8],
 }
@@ -143,6 +172,92 @@ impl SnapshotWriter {
     }
 }
 
+impl SnapshotWriter {
+    /// Creates the pending file for the body of the snapshot at `idx` streamed by
+    /// `generation`, ready for the body to be written into it. An existing pending file of
+    /// that name is an error ([`Step::Create`], `EEXIST`), never removed.
+    pub fn create_spill(&self, idx: u64, generation: u64) -> Result<SpillFile, PersistError> {
+        SpillFile::create(Arc::clone(&self.dir), PendingName { idx, generation })
+    }
+
+    /// Completes a spilled body into the committed snapshot `snapshot_<idx>_<evidence_idx>`:
+    /// refuse an existing committed name, append the receipt, `pwrite` the header at offset 0,
+    /// `fsync`, `close` (an error is a failure), non-replacing rename (or link + unlink) from
+    /// the pending name, directory `fsync`. Same guarantees as [`persist`](Self::persist),
+    /// with the pending name in the uncommitted name's role: on any failure before the rename
+    /// the pending file is removed (best effort, logged), and a crash leaves either no
+    /// committed file or a complete, verifiable one. The file is committed in the directory it
+    /// was created in.
+    pub fn commit_spill(
+        &self,
+        mut spill: SpillFile,
+        req: &SpillCommit<'_>,
+    ) -> Result<Committed, PersistError> {
+        let idx = spill.name.idx;
+        let committed = SnapshotName {
+            idx,
+            evidence_idx: req.evidence_idx,
+            state: FileState::Committed,
+        };
+        let header = Header {
+            idx,
+            evidence_idx: req.evidence_idx,
+            flags: req.flags,
+            body_len: spill.body_len,
+            receipt_len: req.receipt.len() as u64,
+            raw_len: req.raw_len,
+            body_digest: req.body_digest,
+            receipt_digest: *blake3::hash(req.receipt).as_bytes(),
+        };
+        let span = tracing::debug_span!(
+            "commit_spill",
+            idx,
+            evidence_idx = req.evidence_idx,
+            bytes = header.body_len
+        );
+        let _entered = span.enter();
+        let dir = Arc::clone(&spill.dir);
+        let attempt = Attempt {
+            dir: &*dir,
+            uncommitted: spill.name.file_name(),
+            committed: committed.file_name(),
+        };
+        // Until the file is handed over below, dropping `spill` on an early return closes and
+        // removes it.
+        if spill.is_failed() {
+            // A body write failed earlier (that error was reported then); its file is closed.
+            return Err(attempt.io(&attempt.uncommitted, Step::Write)(
+                io::Error::other("the pending file's body was not written completely"),
+            ));
+        }
+        let file_len = header
+            .validate()
+            .and_then(|()| header.file_len())
+            .map_err(|source| PersistError::InvalidRequest {
+                path: attempt.path(&attempt.committed),
+                source,
+            })?;
+        attempt.refuse_existing()?;
+        let Some(file) = spill.hand_over() else {
+            // Unreachable: checked above and nothing runs in between; still no panic.
+            attempt.remove_uncommitted();
+            return Err(attempt.io(&attempt.uncommitted, Step::Write)(
+                io::Error::other("the pending file is no longer open"),
+            ));
+        };
+        attempt.complete_and_close(file, &header.encode(), req.receipt)?;
+        attempt.commit()?;
+        attempt.sync_dir()?;
+        debug!(file_len, "committed spilled body");
+        Ok(Committed {
+            name: committed,
+            path: attempt.path(&attempt.committed),
+            file_len,
+            body_digest: req.body_digest,
+        })
+    }
+}
+
 /// One persist call's names and directory; each method is one step of the sequence.
 struct Attempt<'a> {
     dir: &'a dyn DirHandle,
@@ -224,6 +339,12 @@ impl Attempt<'_> {
             return Err(self.abandon(file, Step::Write, e));
         }
         debug!("written");
+        self.sync_and_close(file)
+    }
+
+    /// Step 3: fsync (never retried), then close (an error is a failure). On failure the file
+    /// is closed (if not yet) and unlinked.
+    fn sync_and_close(&self, mut file: Box<dyn WritableFile>) -> Result<(), PersistError> {
         if let Err(e) = file.sync() {
             // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
             // and a later "successful" fsync would prove nothing.
@@ -237,6 +358,24 @@ impl Attempt<'_> {
         }
         debug!("closed");
         Ok(())
+    }
+
+    /// Steps 2 and 3 for a spilled body: append the receipt, write the header over the
+    /// placeholder, fsync, close. On failure the file is closed (if not yet) and unlinked.
+    fn complete_and_close(
+        &self,
+        mut file: Box<dyn WritableFile>,
+        header: &[u8; HEADER_LEN],
+        receipt: &[u8],
+    ) -> Result<(), PersistError> {
+        if let Err(e) = write_all(&mut *file, receipt) {
+            return Err(self.abandon(file, Step::Write, e));
+        }
+        if let Err(e) = write_all_at(&mut *file, header, 0) {
+            return Err(self.abandon(file, Step::WriteHeader, e));
+        }
+        debug!("receipt and header written");
+        self.sync_and_close(file)
     }
 
     /// Closes (error only logged: the first error is the one that matters) and unlinks the
@@ -327,9 +466,41 @@ impl Attempt<'_> {
     }
 }
 
+/// Writes all of `buf` at `offset` with `pwrite`: the same loop as [`write_all`].
+fn write_all_at(file: &mut dyn WritableFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    let mut interrupts = 0;
+    while !buf.is_empty() {
+        let chunk = &buf[..buf.len().min(MAX_WRITE)];
+        match file.write_at(chunk, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwrite accepted 0 bytes of a non-empty buffer",
+                ))
+            }
+            Ok(n) if n > chunk.len() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("pwrite claimed {n} bytes of a {} byte buffer", chunk.len()),
+                ))
+            }
+            Ok(n) => {
+                interrupts = 0;
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
+                interrupts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes all of `buf`: loops on short writes, retries `EINTR`, hands the kernel at most
 /// [`MAX_WRITE`] bytes per call, straight from the caller's slice.
-fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> {
     let mut interrupts = 0;
     while !buf.is_empty() {
         let chunk = &buf[..buf.len().min(MAX_WRITE)];

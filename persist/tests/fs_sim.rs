@@ -662,3 +662,59 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn write_at_faults_fail_without_writing_and_short_pwrites_are_strict_prefixes() {
+    let (fs, dir) = setup(6);
+    let mut f = dir.create_new("f", 0o600).unwrap();
+    write_all(f.as_mut(), &[b'.'; 10]).unwrap();
+    fs.inject(Fault::nth(Op::WriteAt, 1, FaultKind::Enospc));
+    fs.inject(Fault::nth(Op::WriteAt, 2, FaultKind::Eintr));
+    assert_eq!(
+        errno(&f.write_at(b"abc", 0).unwrap_err()),
+        Some(Errno::ENOSPC)
+    );
+    assert_eq!(
+        f.write_at(b"abc", 0).unwrap_err().kind(),
+        io::ErrorKind::Interrupted
+    );
+    assert_eq!(
+        fs.read(dir_path(), "f").unwrap(),
+        [b'.'; 10],
+        "a failed pwrite wrote"
+    );
+    // A Write fault does not hit pwrite and vice versa.
+    fs.inject(Fault::always(Op::Write, FaultKind::Eio));
+    assert_eq!(f.write_at(b"abc", 0).unwrap(), 3);
+    fs.clear_faults();
+    fs.inject(Fault::always(Op::WriteAt, FaultKind::ShortWrite));
+    let n = f.write_at(b"0123456789", 0).unwrap();
+    assert!((1..10).contains(&n), "{n}");
+    // Only the first n bytes were overwritten.
+    let mut expected = b"abc.......".to_vec();
+    expected[..n].copy_from_slice(&b"0123456789"[..n]);
+    assert_eq!(fs.read(dir_path(), "f").unwrap(), expected);
+    f.close().unwrap();
+    assert!(fs
+        .trace()
+        .iter()
+        .any(|r| r.op == Op::WriteAt && r.fault == Some(FaultKind::ShortWrite)));
+}
+
+#[test]
+fn a_crash_after_write_at_on_a_never_synced_file_leaves_an_allowed_survivor() {
+    for seed in 0..32 {
+        let (fs, dir) = setup(seed);
+        let mut f = dir.create_new("f", 0o600).unwrap();
+        write_all(f.as_mut(), &[0u8; 4]).unwrap();
+        write_all(f.as_mut(), b"body").unwrap();
+        assert_eq!(f.write_at(b"HEAD", 0).unwrap(), 4);
+        dir.sync().unwrap(); // the name survives; the data is not durable
+        fs.crash();
+        let got = fs.read(dir_path(), "f").unwrap_or_default();
+        assert!(
+            is_allowed_survivor(b"", b"HEADbody", &got),
+            "seed {seed}: {got:?}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
 mod check;
 mod committed_log;
 mod config;
@@ -137,10 +138,24 @@ pub enum Command {
     /// [store] max_bytes, drops the oldest kept ones over that size, never the newest).
     /// --dry-run prints the plan and changes nothing (and takes no lock).
     Gc(gc::GcArgs),
+    /// Measure snapseal against the floor and its peers, side by side in one run.
+    ///
+    /// Persist vs bare write+fsync+rename+dir-fsync, serialise and `latest()` verification vs
+    /// `b3sum` (if installed), peak RSS while snapshotting a large state with spilling on,
+    /// consensus-call latency with generations in flight, and the engine vs a plain crossbeam
+    /// pool. Prints our figure, the floor or peer, the ratio, the target and pass/fail.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line, runs the subcommand and turns the outcome into the exit code.
 pub fn main() -> ExitCode {
+    // `bench` re-runs this binary as a child to measure peak RSS in a clean process.
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if snapseal::bench::rss::probe_requested(&raw) {
+        return ExitCode::from(
+            u8::try_from(snapseal::bench::rss::probe_main(&raw)).unwrap_or(exit::ERROR),
+        );
+    }
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.global.log_format) {
         return exit::report(Err(e));
@@ -153,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args, &out),
         Command::Latest(args) => latest::run(&args, &file, &out),
         Command::Gc(args) => gc::run(&args, &file, &out),
+        Command::Bench(args) => bench::run(&args, &out),
     });
     exit::report(result)
 }

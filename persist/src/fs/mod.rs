@@ -95,6 +95,23 @@ pub trait WritableFile: Send + fmt::Debug {
     /// the caller loops.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
 
+    /// Exactly one `pwrite(2)` at byte `offset`, leaving the file offset (where
+    /// [`write`](Self::write) appends) where it was. Like `write` it may be short and may fail
+    /// with `EINTR`; the caller loops. Writing past the end extends the file (the gap reads as
+    /// zeros). The writer uses it once per spilled snapshot, to fill in the header of a file
+    /// whose body was streamed first.
+    ///
+    /// The default refuses with [`io::ErrorKind::Unsupported`] (no system call made), so a
+    /// seam implementation without it still works for in-memory bodies; both [`RealFs`] and
+    /// [`SimFs`] implement it.
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let _ = (buf, offset);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this filesystem seam does not implement write_at",
+        ))
+    }
+
     /// `fsync(2)`. After a failure, never call it again on this file and never treat a later
     /// success as proof that the data is durable (the kernel may have dropped the dirty pages).
     fn sync(&mut self) -> io::Result<()>;

@@ -45,6 +45,10 @@
 //!   directories show up in their parent's listing and occupy their name, nothing more.
 //! - Only clean prefixes and zeroed tails are torn; no garbage bytes, no reordering within a
 //!   file, no bit rot (use [`SimFs::flip_bit`] / [`SimFs::truncate`] for that).
+//! - An in-place overwrite (`WritableFile::write_at`) of bytes that were already durable makes
+//!   the file survive a crash as its current or its durable bytes, never a page-by-page mix.
+//!   (The writer only overwrites files that were never fsynced, whose durable bytes are empty,
+//!   so the torn-append rule above applies to them in full.)
 //! - A directory fsync never fails on its own and is never poisoned; only injected faults fail
 //!   it.
 //! - Permissions, modes, ownership, timestamps and free space (`ENOSPC` only by injection).

@@ -37,6 +37,7 @@ macro_rules! contract_tests {
             lock_is_exclusive_across_handles_and_released_on_drop,
             names_must_be_single_file_names,
             written_bytes_read_back_after_sync_and_close,
+            write_at_overwrites_in_place_and_leaves_the_append_offset,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -354,4 +355,32 @@ pub fn written_bytes_read_back_after_sync_and_close(h: &dyn Harness) {
     write_all(dropped.as_mut(), b"bye").unwrap();
     drop(dropped);
     assert_eq!(contents(dir.as_ref(), "g"), b"bye");
+}
+
+pub fn write_at_overwrites_in_place_and_leaves_the_append_offset(h: &dyn Harness) {
+    let dir = open(h);
+    let mut file = dir.create_new("f", 0o600).unwrap();
+    write_all(file.as_mut(), &[0u8; 8]).unwrap();
+    write_all(file.as_mut(), b"body").unwrap();
+    // Fill in the placeholder at offset 0 (as the writer does for a spilled body) ...
+    let mut head: &[u8] = b"HEADER!!";
+    let mut at = 0;
+    while !head.is_empty() {
+        match file.write_at(head, at) {
+            Ok(n) => {
+                head = &head[n..];
+                at += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("write_at: {e}"),
+        }
+    }
+    // ... and later appends still go to the end, not after the pwrite.
+    write_all(file.as_mut(), b"+tail").unwrap();
+    // Past the end, the gap reads as zeros.
+    assert_eq!(file.write_at(b"Z", 20).unwrap(), 1);
+    assert_eq!(file.write_at(b"", 3).unwrap(), 0);
+    file.sync().unwrap();
+    file.close().unwrap();
+    assert_eq!(contents(dir.as_ref(), "f"), b"HEADER!!body+tail\0\0\0Z");
 }

@@ -15,6 +15,8 @@ pub enum Op {
     CreateNew,
     /// `WritableFile::write`.
     Write,
+    /// `WritableFile::write_at` (pwrite).
+    WriteAt,
     /// `WritableFile::sync` (fsync of a file).
     Sync,
     /// `WritableFile::close`.
@@ -59,7 +61,8 @@ pub enum FaultKind {
     Eexist,
     /// `EINTR`.
     Eintr,
-    /// Only for `Write` (a fault with this kind never matches other calls): the write succeeds
+    /// Only for `Write` and `WriteAt` (a fault with this kind never matches other calls): the
+    /// write succeeds
     /// but writes a seeded-random strict prefix of the buffer (at least one byte, so a caller's
     /// loop always progresses; a one-byte buffer is written whole) and returns its length.
     ShortWrite,
@@ -125,7 +128,7 @@ impl Fault {
 
     fn matches(&self, op: Op) -> bool {
         let op_ok = self.op == Op::Any || self.op == op;
-        op_ok && (self.kind != FaultKind::ShortWrite || op == Op::Write)
+        op_ok && (self.kind != FaultKind::ShortWrite || matches!(op, Op::Write | Op::WriteAt))
     }
 }
 

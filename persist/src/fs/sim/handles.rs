@@ -149,7 +149,8 @@ impl DirHandle for SimDir {
     }
 }
 
-/// A simulated file open for writing (appends only: files come from `create_new`).
+/// A simulated file open for writing: `write` appends (files come from `create_new`),
+/// `write_at` overwrites in place.
 #[derive(Debug)]
 struct SimFile {
     fs: SimFs,
@@ -199,6 +200,26 @@ impl WritableFile for SimFile {
                     Some(kind) => return Err(kind.error()),
                 };
                 s.model.append(ino, &buf[..len])?;
+                Ok(len)
+            },
+            |&n| Outcome::Wrote(n),
+        )
+    }
+
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let ino = self.ino;
+        self.fs.call(
+            self.site(Op::WriteAt),
+            |s, fault| {
+                let len = match fault {
+                    // The same rule as for `write`: a strict, non-empty prefix.
+                    Some(FaultKind::ShortWrite) if buf.len() > 1 => {
+                        1 + s.fault_rng.below(buf.len() as u64 - 1) as usize
+                    }
+                    Some(FaultKind::ShortWrite) | None => buf.len(),
+                    Some(kind) => return Err(kind.error()),
+                };
+                s.model.write_at(ino, offset, &buf[..len])?;
                 Ok(len)
             },
             |&n| Outcome::Wrote(n),

@@ -273,6 +273,21 @@ impl Model {
         Ok(())
     }
 
+    /// `pwrite`: overwrites `bytes` at `offset` in the current bytes, zero-filling any gap
+    /// past the end. Nothing becomes durable.
+    pub(super) fn write_at(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let data = self.file_mut(ino)?;
+        let start = usize::try_from(offset).map_err(|_| err(Errno::EFBIG))?;
+        let end = start
+            .checked_add(bytes.len())
+            .ok_or_else(|| err(Errno::EFBIG))?;
+        if data.current.len() < end {
+            data.current.resize(end, 0);
+        }
+        data.current[start..end].copy_from_slice(bytes);
+        Ok(())
+    }
+
     /// `fsync(fd)`: the current bytes become durable, unless an earlier fsync failed.
     pub(super) fn sync_file(&mut self, ino: Ino) -> io::Result<()> {
         let data = self.file_mut(ino)?;

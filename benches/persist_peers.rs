@@ -1,0 +1,244 @@
+//! The write path against its floor and a user's obvious alternative, same bytes, same
+//! directory, same run:
+//!
+//! - `ours`: `SnapshotStore::persist` (body in memory);
+//! - `ours_spilled`: the body streamed into a pending file in 1 MiB writes, then
+//!   `commit_spill` (receipt, header pwrite, fsync, close, rename, dir fsync);
+//! - `floor`: bare openat(O_EXCL) + write + fsync + close + renameat2(NOREPLACE) + dir fsync;
+//! - `atomic_write_file`: the `atomic-write-file` crate (temp file, write, fsync, rename over,
+//!   dir fsync) — the crate a user would otherwise reach for.
+//!
+//! `cargo bench --bench persist_peers` (`SNAPSEAL_BENCH_DIR` picks the filesystem). The
+//! previous iteration's file is removed outside the timed section.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use divan::Bencher;
+use ed25519_dalek::SigningKey;
+use nix::fcntl::{self, OFlag, RenameFlags};
+use nix::sys::stat::Mode;
+use snapseal::persist::format::{body_digest, Flags, Header};
+use snapseal::persist::receipt::{
+    leaf_hash, sign_root, Ed25519Verifier, Hash, MerkleTree, Receipt,
+};
+use snapseal::persist::writer::SpillCommit;
+use snapseal::persist::{
+    FileState, PersistRequest, RealFs, SnapshotName, SnapshotStore, StoreOptions,
+};
+
+fn main() {
+    divan::main();
+}
+
+const SIZES: [usize; 4] = [4 << 10, 1 << 20, 64 << 20, 256 << 20];
+const EVIDENCE: u64 = 1000;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+struct Fixture {
+    body: Vec<u8>,
+    digest: Hash,
+    receipt: Vec<u8>,
+}
+
+impl Fixture {
+    fn new(len: usize) -> Fixture {
+        let body: Vec<u8> = (0..len).map(|i| (i * 131 + i / 4099) as u8).collect();
+        let digest = body_digest(&body);
+        let mut tree = MerkleTree::new();
+        let tx = |i: u64| *blake3::hash(&i.to_le_bytes()).as_bytes();
+        for i in 1..=EVIDENCE + 5 {
+            tree.push(leaf_hash(
+                &tx(i),
+                if i == EVIDENCE { &digest } else { &[0; 32] },
+            ));
+        }
+        let root = tree.root(EVIDENCE + 5).unwrap();
+        let receipt = Receipt::prove(
+            &tree,
+            EVIDENCE,
+            tx(EVIDENCE),
+            digest,
+            sign_root(&key(), EVIDENCE + 6, &root),
+        )
+        .unwrap()
+        .encode()
+        .unwrap();
+        Fixture {
+            body,
+            digest,
+            receipt,
+        }
+    }
+
+    /// The whole committed file, for the peers that write one buffer.
+    fn file_bytes(&self, idx: u64) -> Vec<u8> {
+        let header = Header {
+            idx,
+            evidence_idx: EVIDENCE,
+            flags: Flags::NONE,
+            body_len: self.body.len() as u64,
+            receipt_len: self.receipt.len() as u64,
+            raw_len: self.body.len() as u64,
+            body_digest: self.digest,
+            receipt_digest: *blake3::hash(&self.receipt).as_bytes(),
+        };
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&self.receipt);
+        out
+    }
+}
+
+fn committed(idx: u64) -> String {
+    SnapshotName {
+        idx,
+        evidence_idx: EVIDENCE,
+        state: FileState::Committed,
+    }
+    .file_name()
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("SNAPSEAL_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(base).unwrap()
+}
+
+static NEXT_IDX: AtomicU64 = AtomicU64::new(1);
+
+/// Removes the previous iteration's file (untimed) and hands out a fresh index.
+fn next_idx(dir: &Path, last: &mut Option<PathBuf>) -> u64 {
+    if let Some(p) = last.take() {
+        let _ = std::fs::remove_file(p);
+    }
+    let idx = NEXT_IDX.fetch_add(1, Ordering::Relaxed);
+    *last = Some(dir.join(committed(idx)));
+    idx
+}
+
+fn store(dir: &Path) -> SnapshotStore {
+    let mut opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key().verifying_key()])));
+    opts.keep_last = usize::MAX;
+    SnapshotStore::open(Arc::new(RealFs), dir, opts).unwrap()
+}
+
+#[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
+fn ours(bencher: Bencher, size: usize) {
+    let fx = Fixture::new(size);
+    let tmp = bench_dir();
+    let store = store(tmp.path());
+    let mut last = None;
+    bencher
+        .with_inputs(|| next_idx(tmp.path(), &mut last))
+        .bench_local_values(|idx| {
+            store
+                .persist(&PersistRequest {
+                    idx,
+                    evidence_idx: EVIDENCE,
+                    flags: Flags::NONE,
+                    raw_len: fx.body.len() as u64,
+                    body_digest: fx.digest,
+                    body: &fx.body,
+                    receipt: &fx.receipt,
+                })
+                .unwrap()
+        });
+}
+
+#[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
+fn ours_spilled(bencher: Bencher, size: usize) {
+    let fx = Fixture::new(size);
+    let tmp = bench_dir();
+    let store = store(tmp.path());
+    let mut last = None;
+    bencher
+        .with_inputs(|| next_idx(tmp.path(), &mut last))
+        .bench_local_values(|idx| {
+            let mut spill = store.create_spill(idx, 0).unwrap();
+            for chunk in fx.body.chunks(1 << 20) {
+                spill.write_body(chunk).unwrap();
+            }
+            let req = SpillCommit {
+                evidence_idx: EVIDENCE,
+                flags: Flags::NONE,
+                raw_len: fx.body.len() as u64,
+                body_digest: fx.digest,
+                receipt: &fx.receipt,
+            };
+            store.commit_spill(spill, &req).unwrap()
+        });
+}
+
+#[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
+fn floor(bencher: Bencher, size: usize) {
+    let fx = Fixture::new(size);
+    let tmp = bench_dir();
+    let raw = fcntl::open(
+        tmp.path(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    // SAFETY: just returned by open, owned by nobody else.
+    let dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut last = None;
+    bencher
+        .with_inputs(|| {
+            let idx = next_idx(tmp.path(), &mut last);
+            (idx, fx.file_bytes(idx))
+        })
+        .bench_local_values(|(idx, bytes)| {
+            let tmp_name = format!("snapshot_{idx}_{EVIDENCE}");
+            let fd = fcntl::openat(
+                Some(dir.as_raw_fd()),
+                tmp_name.as_str(),
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC
+                    | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o600),
+            )
+            .unwrap();
+            // SAFETY: just returned by openat, owned by nobody else.
+            let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+            file.write_all(&bytes).unwrap();
+            nix::unistd::fsync(file.as_raw_fd()).unwrap();
+            drop(file);
+            let d = Some(dir.as_raw_fd());
+            fcntl::renameat2(
+                d,
+                tmp_name.as_str(),
+                d,
+                committed(idx).as_str(),
+                RenameFlags::RENAME_NOREPLACE,
+            )
+            .unwrap();
+            nix::unistd::fsync(dir.as_raw_fd()).unwrap();
+        });
+}
+
+#[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
+fn atomic_write_file(bencher: Bencher, size: usize) {
+    let fx = Fixture::new(size);
+    let tmp = bench_dir();
+    let mut last = None;
+    bencher
+        .with_inputs(|| {
+            let idx = next_idx(tmp.path(), &mut last);
+            (tmp.path().join(committed(idx)), fx.file_bytes(idx))
+        })
+        .bench_local_values(|(path, bytes)| {
+            let mut file = atomic_write_file::AtomicWriteFile::open(&path).unwrap();
+            file.write_all(&bytes).unwrap();
+            file.commit().unwrap();
+        });
+}

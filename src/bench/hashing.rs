@@ -1,0 +1,235 @@
+//! Hashing throughput against `b3sum` on the same bytes with the same thread count:
+//!
+//! - serialise: a state view streaming `size` bytes (1 MiB writes) through the
+//!   [`BodyBuilder`](snapseal_actors::BodyBuilder) — copy into the body, BLAKE3 on all cores —
+//!   once kept in memory and once spilled to a pending file;
+//! - verify: `SnapshotStore::latest()` of a committed snapshot (list, open, mmap, header,
+//!   receipt, Ed25519, body digest) against `b3sum` of that very file.
+//!
+//! `b3sum` runs as a child process; its start-up cost (measured on an empty file) is taken off
+//! its times, so the comparison is of hashing, not of `fork`/`exec`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use snapseal_actors::{BodyBuilder, MemoryBudget, SpillTarget};
+use snapseal_persist::format::Flags;
+use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::{PersistRequest, RealFs, SnapshotStore, StoreOptions};
+
+use super::fixture::{alternate, fill, key, median, timed, Fixture, WorkDir, EVIDENCE};
+use super::table::{bytes, mib_per_sec, BenchRow, Target};
+use super::BenchError;
+
+/// The `b3sum` binary: the given path, else `b3sum` on `PATH`, else `~/.cargo/bin/b3sum`.
+pub(crate) fn find_b3sum(given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = given {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("b3sum"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let p = PathBuf::from(home).join(".cargo/bin/b3sum");
+        p.is_file().then_some(p)
+    })
+}
+
+/// One `b3sum --num-threads <threads> <file>` run.
+struct B3sum {
+    bin: PathBuf,
+    threads: usize,
+    /// Median time of a run on an empty file: process start-up, taken off every run.
+    startup: f64,
+}
+
+impl B3sum {
+    fn new(bin: PathBuf, threads: usize, scratch: &Path) -> Result<Self, BenchError> {
+        let empty = scratch.join("empty");
+        std::fs::write(&empty, b"").map_err(|e| BenchError::io(&empty, "write", e))?;
+        let mut me = B3sum {
+            bin,
+            threads,
+            startup: 0.0,
+        };
+        let mut runs = Vec::new();
+        for _ in 0..7 {
+            runs.push(me.run(&empty)?.as_secs_f64());
+        }
+        me.startup = median(&mut runs);
+        Ok(me)
+    }
+
+    fn run(&self, file: &Path) -> Result<Duration, BenchError> {
+        let (out, t) = timed(|| {
+            Command::new(&self.bin)
+                .arg("--num-threads")
+                .arg(self.threads.to_string())
+                .arg(file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+        });
+        let out = out.map_err(|e| BenchError::io(&self.bin, "run b3sum", e))?;
+        if !out.status.success() {
+            return Err(BenchError::Run(format!(
+                "b3sum failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(t.saturating_sub(Duration::from_secs_f64(self.startup)))
+    }
+}
+
+/// Threads the in-process hashing uses: rayon's global pool, one per CPU.
+pub(crate) fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The serialise and verify rows.
+pub(crate) fn rows(
+    dir: &Path,
+    b3sum: Option<PathBuf>,
+    serialise_size: usize,
+    verify_size: usize,
+    reps: usize,
+) -> Result<Vec<BenchRow>, BenchError> {
+    let threads = threads();
+    let what_ser = |how: &str| {
+        format!(
+            "serialise {} ({how}) vs b3sum --num-threads {threads}",
+            bytes(serialise_size as u64)
+        )
+    };
+    let what_ver = format!(
+        "latest() verify of {} vs b3sum --num-threads {threads} of the file",
+        bytes(verify_size as u64)
+    );
+    let Some(bin) = b3sum else {
+        let note =
+            "b3sum not found: install it with `cargo install b3sum --locked` (benches/run.sh does)";
+        return Ok(vec![
+            BenchRow::skipped(what_ser("in memory"), Target::AtLeast(0.9), note),
+            BenchRow::skipped(what_ser("spilled"), Target::AtLeast(0.9), note),
+            BenchRow::skipped(what_ver, Target::AtLeast(0.9), note),
+        ]);
+    };
+    let work = WorkDir::new(dir, "hash")?;
+    let b3 = B3sum::new(bin, threads, work.path())?;
+    let mut out = Vec::new();
+
+    // The same bytes for both sides: the view streams them, b3sum reads them from a file.
+    let mut state = vec![0u8; serialise_size];
+    fill(&mut state, &mut 0x5EED);
+    let file = work.path().join("state.bin");
+    write_file(&file, &state)?;
+    let store = open_store(&work.path().join("store"))?;
+    for spill in [false, true] {
+        let mut generation = 0;
+        let mut ours = || -> Result<Duration, BenchError> {
+            generation += 1;
+            let (body, t) = timed(|| serialise(&state, spill.then_some((&store, generation))));
+            let body = body?;
+            if body.is_spilled() != spill {
+                return Err(BenchError::Run("the body did not go where asked".into()));
+            }
+            // Dropping it (free the memory, remove the pending file) is not serialising.
+            drop(body);
+            Ok(t)
+        };
+        let (t_ours, t_b3) = alternate(reps, &mut ours, || b3.run(&file))?;
+        let n = serialise_size as f64;
+        out.push(
+            BenchRow::throughputs(
+                what_ser(if spill { "spilled" } else { "in memory" }),
+                n / t_ours,
+                n / t_b3,
+                0.9,
+                mib_per_sec,
+            )
+            .with_note(if spill {
+                "ours also writes every byte to the page cache (the pending file); b3sum only reads"
+            } else {
+                "ours also copies every byte into the body buffer (fresh memory); b3sum only reads"
+            }),
+        );
+    }
+    drop(state);
+    std::fs::remove_file(&file).map_err(|e| BenchError::io(&file, "remove", e))?;
+
+    // Verify: one committed snapshot, read back by latest() and by b3sum.
+    let fx = Fixture::new(verify_size)?;
+    let committed = store
+        .persist(&PersistRequest {
+            idx: 1,
+            evidence_idx: EVIDENCE,
+            flags: Flags::NONE,
+            raw_len: fx.body.len() as u64,
+            body_digest: fx.digest,
+            body: &fx.body,
+            receipt: &fx.receipt,
+        })
+        .map_err(|e| BenchError::Run(format!("persist for verify: {e}")))?;
+    drop(fx);
+    let mut ours = || -> Result<Duration, BenchError> {
+        let (found, t) = timed(|| store.latest());
+        match found {
+            Ok(Some(f)) if f.body().len() == verify_size => Ok(t),
+            Ok(_) => Err(BenchError::Run("latest() did not find the snapshot".into())),
+            Err(e) => Err(BenchError::Run(format!("latest(): {e}"))),
+        }
+    };
+    let (t_ours, t_b3) = alternate(reps, &mut ours, || b3.run(&committed.path))?;
+    let n = verify_size as f64;
+    out.push(
+        BenchRow::throughputs(what_ver, n / t_ours, n / t_b3, 0.9, mib_per_sec)
+            .with_note("both map the file (page cache warm) and hash on all cores"),
+    );
+    Ok(out)
+}
+
+fn open_store(path: &Path) -> Result<Arc<SnapshotStore>, BenchError> {
+    let verifier = Arc::new(Ed25519Verifier::new(vec![key().verifying_key()]));
+    SnapshotStore::open(Arc::new(RealFs::new()), path, StoreOptions::new(verifier))
+        .map(Arc::new)
+        .map_err(|e| BenchError::Setup(format!("open store: {e}")))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
+    let mut f = std::fs::File::create(path).map_err(|e| BenchError::io(path, "create", e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| BenchError::io(path, "write", e))
+}
+
+/// Streams `state` in 1 MiB writes through a body builder: in memory, or spilled at once
+/// (budget 0) into `store` as `generation`.
+fn serialise(
+    state: &[u8],
+    spill: Option<(&Arc<SnapshotStore>, u64)>,
+) -> Result<snapseal_actors::PendingBody, BenchError> {
+    let fail = |e: std::io::Error| BenchError::Run(format!("serialise: {e}"));
+    let mut builder = match spill {
+        None => BodyBuilder::new(None),
+        Some((store, generation)) => BodyBuilder::with_spill(
+            None,
+            SpillTarget {
+                store: Arc::clone(store),
+                idx: 1,
+                generation,
+                budget: MemoryBudget::new(0),
+            },
+        ),
+    }
+    .map_err(fail)?;
+    for chunk in state.chunks(1 << 20) {
+        builder.write_all(chunk).map_err(fail)?;
+    }
+    builder.finish().map_err(fail)
+}

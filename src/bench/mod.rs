@@ -1,0 +1,189 @@
+//! `snapseal bench`: the issue-7 comparisons, side by side, in one process.
+//!
+//! [`run`] measures each of snapseal's costs next to the physical floor or a peer on the same
+//! machine, in the same run, alternating the two sides so a noisy machine slows both alike,
+//! and returns a [`BenchTable`] (print it with `Display`):
+//!
+//! | row | ours | floor / peer | target |
+//! |-----|------|--------------|--------|
+//! | persist (4 KiB, 256 MiB; in memory and spilled) | `SnapshotStore::persist` / spill + `commit_spill` | bare write + fsync + rename + dir fsync | ≤ 1.25× / ≤ 1.10× |
+//! | serialise (in memory, spilled) | state view → `BodyBuilder` | `b3sum --num-threads N` | ≥ 0.9× throughput |
+//! | verify | `SnapshotStore::latest()` of 1 GiB | `b3sum` of the file | ≥ 0.9× throughput |
+//! | peak RSS | one 2 GiB generation, spill on | — | ≤ 64 MiB above state |
+//! | consensus | p99 with 5 × 64 MiB in flight | p99 with none | ≤ 2× |
+//! | engine | 64 independent queues | crossbeam pool | ≥ 0.8× throughput |
+//!
+//! The `atomic-write-file` crate (a user's obvious alternative for the write path) is compared
+//! in `benches/persist_peers.rs` only: it pulls a second `nix` into the build, too much for a
+//! library dependency.
+//!
+//! Peak RSS needs a fresh process: give [`BenchOptions::rss_probe`] a command that runs this
+//! library's [`rss::probe_main`] (e.g. `snapseal bench` re-running itself with
+//! [`rss::PROBE_ARG`], or `examples/bench.rs`); without one the row is measured in-process.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+mod consensus;
+mod engine;
+mod fixture;
+mod hashing;
+mod persist;
+mod rig;
+pub mod rss;
+mod table;
+
+pub use consensus::{measure as consensus_latency, Latency};
+pub use table::{bytes, secs, BenchRow, BenchTable, Target, Verdict};
+
+/// What to measure and where.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Directory the files go to (a scratch subdirectory is made and removed): put it on the
+    /// filesystem you care about. Needs room for about twice the largest size.
+    pub dir: PathBuf,
+    /// Body sizes for the persist rows (the targets: 4 KiB ≤ 1.25×, others ≤ 1.10×).
+    pub persist_sizes: Vec<u64>,
+    /// Bytes serialised for the serialise rows.
+    pub serialise_size: u64,
+    /// Body size of the snapshot `latest()` verifies.
+    pub verify_size: u64,
+    /// State size of the peak-RSS row; `None` leaves the row out.
+    pub rss_size: Option<u64>,
+    /// Body size of each of the five generations in flight in the consensus row.
+    pub consensus_body: u64,
+    /// Smaller sizes and fewer repetitions (a quick look, not the figures to quote).
+    pub quick: bool,
+    /// The `b3sum` binary; `None` looks on `PATH`, then in `~/.cargo/bin`.
+    pub b3sum: Option<PathBuf>,
+    /// Command (program and leading arguments) that runs [`rss::probe_main`] in a child
+    /// process; `None` measures peak RSS in this process instead.
+    pub rss_probe: Option<Vec<String>>,
+}
+
+impl BenchOptions {
+    /// The issue's sizes in `dir`: persist 4 KiB and 256 MiB, serialise 256 MiB, verify 1 GiB,
+    /// RSS at 2 GiB, consensus with 5 × 64 MiB.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        BenchOptions {
+            dir: dir.into(),
+            persist_sizes: vec![4 << 10, 256 << 20],
+            serialise_size: 256 << 20,
+            verify_size: 1 << 30,
+            rss_size: Some(2 << 30),
+            consensus_body: 64 << 20,
+            quick: false,
+            b3sum: None,
+            rss_probe: None,
+        }
+    }
+
+    /// Quick mode: persist 4 KiB and 64 MiB, serialise and verify 64 MiB, RSS at 256 MiB,
+    /// consensus with 5 × 16 MiB, fewer repetitions.
+    pub fn quick(dir: impl Into<PathBuf>) -> Self {
+        BenchOptions {
+            persist_sizes: vec![4 << 10, 64 << 20],
+            serialise_size: 64 << 20,
+            verify_size: 64 << 20,
+            rss_size: Some(256 << 20),
+            consensus_body: 16 << 20,
+            quick: true,
+            ..BenchOptions::new(dir)
+        }
+    }
+}
+
+/// Why a bench run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A file operation of the harness itself failed.
+    #[error("{step} {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        step: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Setting up a comparison failed (store, engine, fixture).
+    #[error("bench setup: {0}")]
+    Setup(String),
+    /// A measured operation failed (it must succeed to be measured).
+    #[error("bench run: {0}")]
+    Run(String),
+}
+
+impl BenchError {
+    pub(crate) fn io(path: &Path, step: &'static str, source: io::Error) -> Self {
+        BenchError::Io {
+            path: path.to_path_buf(),
+            step,
+            source,
+        }
+    }
+}
+
+/// Runs every comparison and returns the table. Failing targets are rows marked `FAIL`, not
+/// errors; an error means a comparison could not be made at all.
+pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
+    std::fs::create_dir_all(&opts.dir).map_err(|e| BenchError::io(&opts.dir, "create", e))?;
+    let reps = if opts.quick { 3 } else { 7 };
+    let threads = hashing::threads();
+    let b3sum = hashing::find_b3sum(opts.b3sum.as_deref());
+    let mut table = BenchTable {
+        rows: Vec::new(),
+        context: vec![
+            format!(
+                "snapseal bench: dir {}, {threads} CPUs, engine workers {} (default), b3sum {}",
+                opts.dir.display(),
+                snapseal_engine::EngineConfig::default()
+                    .resolved_workers()
+                    .unwrap_or(1),
+                b3sum
+                    .as_ref()
+                    .map_or_else(|| "not found".into(), |p| p.display().to_string())
+            ),
+            format!(
+                "each ratio: medians of {reps} alternating runs of ours and the floor/peer{}",
+                if opts.quick {
+                    " (quick mode: small sizes, not the figures to quote)"
+                } else {
+                    ""
+                }
+            ),
+        ],
+    };
+    for &size in &opts.persist_sizes {
+        let bound = if size <= 4 << 10 { 1.25 } else { 1.10 };
+        let size = usize::try_from(size).map_err(|_| BenchError::Setup("size too large".into()))?;
+        // Small files are dominated by fsync, whose time varies run to run: take more runs.
+        let reps = if size <= 1 << 20 { reps * 5 } else { reps };
+        table
+            .rows
+            .extend(persist::rows(&opts.dir, size, reps, bound)?);
+    }
+    let to_usize =
+        |n: u64| usize::try_from(n).map_err(|_| BenchError::Setup("size too large".into()));
+    table.rows.extend(hashing::rows(
+        &opts.dir,
+        b3sum,
+        to_usize(opts.serialise_size)?,
+        to_usize(opts.verify_size)?,
+        reps,
+    )?);
+    if let Some(size) = opts.rss_size {
+        table
+            .rows
+            .push(rss::row(&opts.dir, size, opts.rss_probe.as_deref())?);
+    }
+    let rounds = if opts.quick { 1 } else { 3 };
+    table
+        .rows
+        .push(consensus::row(&opts.dir, 5, opts.consensus_body, rounds)?);
+    let per_queue = if opts.quick { 200 } else { 1000 };
+    // One run is a few milliseconds: many alternating runs for a stable median.
+    table.rows.push(engine::row(threads, per_queue, reps * 3)?);
+    Ok(table)
+}

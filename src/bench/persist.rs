@@ -1,0 +1,205 @@
+//! Persist against the physical floor: `SnapshotStore::persist` (body in memory) and the
+//! spilled path (body streamed into the pending file, then completed) against a bare
+//! `openat(O_EXCL)` + write + fsync + close + `renameat2(NOREPLACE)` + directory fsync of the
+//! same header | body | receipt bytes, in the same directory, alternating.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{self, OFlag, RenameFlags};
+use nix::sys::stat::Mode;
+use snapseal_persist::format::{Flags, Header};
+use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::writer::SpillCommit;
+use snapseal_persist::{
+    FileState, PersistRequest, RealFs, SnapshotName, SnapshotStore, StoreOptions,
+};
+
+use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
+use super::table::{bytes, BenchRow};
+use super::BenchError;
+
+/// Spilled bodies reach the pending file in writes of this size: what the body builder issues
+/// (it gathers the state view's writes into a buffer of this size before hashing and writing).
+const STREAM_CHUNK: usize = snapseal_actors::SPILL_BUFFER;
+
+/// Our persist (in memory, and spilled) against the floor at `size`; rows only for the
+/// in-memory path carry the issue's target, the spilled one is compared to the same bound.
+pub(crate) fn rows(
+    dir: &Path,
+    size: usize,
+    reps: usize,
+    bound: f64,
+) -> Result<Vec<BenchRow>, BenchError> {
+    let fx = Fixture::new(size)?;
+    let work = WorkDir::new(dir, "persist")?;
+    let store_dir = work.path().join("store");
+    let floor_dir = work.path().join("floor");
+    let mut opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key().verifying_key()])));
+    // Retention lists the directory (that cost stays in) but never deletes: deleting the
+    // previous repetition's file is untimed, below.
+    opts.keep_last = usize::MAX;
+    let store = SnapshotStore::open(Arc::new(RealFs::new()), &store_dir, opts)
+        .map_err(|e| BenchError::Setup(format!("open store: {e}")))?;
+    std::fs::create_dir_all(&floor_dir).map_err(|e| BenchError::io(&floor_dir, "mkdir", e))?;
+    let floor = Floor::open(&floor_dir)?;
+    let counter = std::cell::Cell::new(0u64);
+    let next = || {
+        counter.set(counter.get() + 1);
+        counter.get()
+    };
+
+    let mut ours_mem = || -> Result<Duration, BenchError> {
+        let idx = next();
+        let (r, t) = timed(|| {
+            store.persist(&PersistRequest {
+                idx,
+                evidence_idx: EVIDENCE,
+                flags: Flags::NONE,
+                raw_len: fx.body.len() as u64,
+                body_digest: fx.digest,
+                body: &fx.body,
+                receipt: &fx.receipt,
+            })
+        });
+        let c = r.map_err(|e| BenchError::Run(format!("persist: {e}")))?;
+        remove(&c.path)?;
+        Ok(t)
+    };
+    let mut floor_run = || -> Result<Duration, BenchError> {
+        let idx = next();
+        let (r, t) = timed(|| floor.write(idx, &fx));
+        r?;
+        remove(&floor_dir.join(committed(idx)))?;
+        Ok(t)
+    };
+    let (ours, base) = alternate(reps, &mut ours_mem, &mut floor_run)?;
+    let mut out = vec![BenchRow::times(
+        format!(
+            "persist {} (body in memory) vs bare write+fsync+rename+dir fsync",
+            bytes(size as u64)
+        ),
+        ours,
+        base,
+        bound,
+    )];
+
+    let mut ours_spill = || -> Result<Duration, BenchError> {
+        let idx = next();
+        let (r, t) = timed(|| -> Result<_, BenchError> {
+            let run = |e| BenchError::Run(format!("spilled persist: {e}"));
+            let mut spill = store.create_spill(idx, 0).map_err(run)?;
+            for chunk in fx.body.chunks(STREAM_CHUNK) {
+                spill.write_body(chunk).map_err(run)?;
+            }
+            store
+                .commit_spill(
+                    spill,
+                    &SpillCommit {
+                        evidence_idx: EVIDENCE,
+                        flags: Flags::NONE,
+                        raw_len: fx.body.len() as u64,
+                        body_digest: fx.digest,
+                        receipt: &fx.receipt,
+                    },
+                )
+                .map_err(run)
+        });
+        let c = r?;
+        remove(&c.path)?;
+        Ok(t)
+    };
+    let (ours, base) = alternate(reps, &mut ours_spill, &mut floor_run)?;
+    out.push(
+        BenchRow::times(
+            format!("persist {} spilled (stream to pending file + complete) vs the same floor", bytes(size as u64)),
+            ours,
+            base,
+            bound,
+        )
+        .with_note("the body is written once, in 4 MiB writes as the body builder issues them, while serialising; the commit adds receipt, header pwrite, fsync, rename, dir fsync"),
+    );
+    Ok(out)
+}
+
+fn committed(idx: u64) -> String {
+    SnapshotName {
+        idx,
+        evidence_idx: EVIDENCE,
+        state: FileState::Committed,
+    }
+    .file_name()
+}
+
+fn remove(path: &Path) -> Result<(), BenchError> {
+    std::fs::remove_file(path).map_err(|e| BenchError::io(path, "remove", e))
+}
+
+/// The bare sequence, straight on nix, nothing else.
+struct Floor {
+    dir: OwnedFd,
+}
+
+impl Floor {
+    fn open(path: &Path) -> Result<Self, BenchError> {
+        let raw = fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| BenchError::io(path, "open dir", e.into()))?;
+        // SAFETY: `raw` was just returned by open and is owned by nobody else.
+        Ok(Floor {
+            dir: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
+    }
+
+    fn write(&self, idx: u64, fx: &Fixture) -> Result<(), BenchError> {
+        let fail = |step: &str, e: nix::Error| BenchError::Run(format!("floor {step}: {e}"));
+        let header = Header {
+            idx,
+            evidence_idx: EVIDENCE,
+            flags: Flags::NONE,
+            body_len: fx.body.len() as u64,
+            receipt_len: fx.receipt.len() as u64,
+            raw_len: fx.body.len() as u64,
+            body_digest: fx.digest,
+            receipt_digest: *blake3::hash(&fx.receipt).as_bytes(),
+        }
+        .encode();
+        let tmp = format!("snapshot_{idx}_{EVIDENCE}");
+        let dir = Some(self.dir.as_raw_fd());
+        let raw = fcntl::openat(
+            dir,
+            tmp.as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| fail("create", e))?;
+        // SAFETY: just returned by openat, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        for part in [&header[..], &fx.body, &fx.receipt] {
+            let mut buf = part;
+            while !buf.is_empty() {
+                match nix::unistd::write(&fd, buf) {
+                    Ok(n) => buf = &buf[n..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(fail("write", e)),
+                }
+            }
+        }
+        nix::unistd::fsync(fd.as_raw_fd()).map_err(|e| fail("fsync", e))?;
+        drop(fd);
+        fcntl::renameat2(
+            dir,
+            tmp.as_str(),
+            dir,
+            committed(idx).as_str(),
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| fail("rename", e))?;
+        nix::unistd::fsync(self.dir.as_raw_fd()).map_err(|e| fail("dir fsync", e))
+    }
+}

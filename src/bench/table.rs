@@ -1,0 +1,298 @@
+//! [`BenchTable`]: the side-by-side results, one row per comparison, printable as a table.
+
+use std::fmt;
+
+/// Which way a ratio must go to pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// `ratio <= bound` (times: ours over the floor).
+    AtMost(f64),
+    /// `ratio >= bound` (throughputs: ours over the peer's).
+    AtLeast(f64),
+    /// An absolute bound on `ours` (in the row's unit), no peer.
+    Absolute(f64),
+    /// Informational: no target.
+    None,
+}
+
+/// The outcome of one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The target is met.
+    Pass,
+    /// The target is missed.
+    Fail,
+    /// Not measured (a peer is missing, or the row was left out); see the row's note.
+    Skipped,
+    /// No target: the figure is for information.
+    Info,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skipped",
+            Verdict::Info => "info",
+        })
+    }
+}
+
+/// One comparison: our figure, the floor or peer's, their ratio, the target and the verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    /// What is compared, e.g. `persist 256 MiB vs bare write+fsync+rename`.
+    pub what: String,
+    /// Our figure, rendered with its unit.
+    pub ours: String,
+    /// The floor's or peer's figure, rendered with its unit (`-` when there is none).
+    pub peer: String,
+    /// The ratio the target is about (`None` when there is no peer).
+    pub ratio: Option<f64>,
+    /// The target.
+    pub target: Target,
+    /// Pass, fail, skipped or info.
+    pub verdict: Verdict,
+    /// Why a row was skipped, or what to know when reading it.
+    pub note: String,
+}
+
+impl BenchRow {
+    /// A row comparing two times (seconds): ratio `ours / floor`, passing at or below `bound`.
+    pub fn times(what: impl Into<String>, ours: f64, floor: f64, bound: f64) -> Self {
+        let ratio = ours / floor;
+        BenchRow {
+            what: what.into(),
+            ours: secs(ours),
+            peer: secs(floor),
+            ratio: Some(ratio),
+            target: Target::AtMost(bound),
+            verdict: verdict(ratio <= bound),
+            note: String::new(),
+        }
+    }
+
+    /// A row comparing two throughputs (per second, rendered by `unit`): ratio
+    /// `ours / peer`, passing at or above `bound`.
+    pub fn throughputs(
+        what: impl Into<String>,
+        ours: f64,
+        peer: f64,
+        bound: f64,
+        unit: fn(f64) -> String,
+    ) -> Self {
+        let ratio = ours / peer;
+        BenchRow {
+            what: what.into(),
+            ours: unit(ours),
+            peer: unit(peer),
+            ratio: Some(ratio),
+            target: Target::AtLeast(bound),
+            verdict: verdict(ratio >= bound),
+            note: String::new(),
+        }
+    }
+
+    /// A row that could not be measured.
+    pub fn skipped(what: impl Into<String>, target: Target, note: impl Into<String>) -> Self {
+        BenchRow {
+            what: what.into(),
+            ours: "-".into(),
+            peer: "-".into(),
+            ratio: None,
+            target,
+            verdict: Verdict::Skipped,
+            note: note.into(),
+        }
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = note.into();
+        self
+    }
+}
+
+fn verdict(pass: bool) -> Verdict {
+    if pass {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
+}
+
+/// Seconds, with a unit that fits.
+pub fn secs(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else if s >= 1e-6 {
+        format!("{:.2} µs", s * 1e6)
+    } else {
+        format!("{:.0} ns", s * 1e9)
+    }
+}
+
+/// Bytes per second as MiB/s.
+pub fn mib_per_sec(bps: f64) -> String {
+    format!("{:.0} MiB/s", bps / f64::from(1u32 << 20))
+}
+
+/// Items per second as millions per second.
+pub fn mitems_per_sec(ips: f64) -> String {
+    format!("{:.2} M/s", ips / 1e6)
+}
+
+/// A byte count in the largest binary unit that keeps it whole-ish.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Every comparison of one `run`, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BenchTable {
+    /// The rows.
+    pub rows: Vec<BenchRow>,
+    /// Where and how it ran (directory, filesystem, threads), printed above the table.
+    pub context: Vec<String>,
+}
+
+impl BenchTable {
+    /// True when no row failed (skipped rows do not fail the table).
+    pub fn all_passed(&self) -> bool {
+        self.rows.iter().all(|r| r.verdict != Verdict::Fail)
+    }
+}
+
+impl fmt::Display for BenchTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.context {
+            writeln!(f, "{line}")?;
+        }
+        let target = |t: &Target| match *t {
+            Target::AtMost(b) => format!("<= {b:.2}x"),
+            Target::AtLeast(b) => format!(">= {b:.2}x"),
+            Target::Absolute(b) => format!("<= {b}"),
+            Target::None => "-".into(),
+        };
+        let cells: Vec<[String; 6]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.what.clone(),
+                    r.ours.clone(),
+                    r.peer.clone(),
+                    r.ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
+                    target(&r.target),
+                    r.verdict.to_string(),
+                ]
+            })
+            .collect();
+        let header = ["what", "ours", "floor/peer", "ratio", "target", "result"];
+        let mut width = header.map(|h| h.chars().count());
+        for row in &cells {
+            for (w, c) in width.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |f: &mut fmt::Formatter<'_>, row: &[String; 6]| -> fmt::Result {
+            for (i, (c, w)) in row.iter().zip(width).enumerate() {
+                let pad = w - c.chars().count();
+                // Text left, figures right.
+                if i == 0 {
+                    write!(f, "{c}{}", " ".repeat(pad))?;
+                } else {
+                    write!(f, "  {}{c}", " ".repeat(pad))?;
+                }
+            }
+            writeln!(f)
+        };
+        line(f, &header.map(String::from))?;
+        for (row, r) in cells.iter().zip(&self.rows) {
+            line(f, row)?;
+            if !r.note.is_empty() {
+                writeln!(f, "    note: {}", r.note)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_targets_direction() {
+        assert_eq!(BenchRow::times("t", 1.05, 1.0, 1.10).verdict, Verdict::Pass);
+        assert_eq!(BenchRow::times("t", 1.2, 1.0, 1.10).verdict, Verdict::Fail);
+        let mib = |x| mib_per_sec(x);
+        assert_eq!(
+            BenchRow::throughputs("h", 95.0, 100.0, 0.9, mib).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            BenchRow::throughputs("h", 80.0, 100.0, 0.9, mib).verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn a_table_with_a_failing_row_has_not_all_passed_but_skipped_rows_do_not_fail_it() {
+        let mut table = BenchTable {
+            rows: vec![BenchRow::skipped("s", Target::AtLeast(0.9), "no peer")],
+            context: vec!["ctx".into()],
+        };
+        assert!(table.all_passed());
+        table.rows.push(BenchRow::times("slow", 2.0, 1.0, 1.1));
+        assert!(!table.all_passed());
+    }
+
+    #[test]
+    fn the_display_has_one_aligned_line_per_row_and_the_notes() {
+        let table = BenchTable {
+            rows: vec![
+                BenchRow::times("persist 4 KiB", 0.002, 0.001, 1.25).with_note("fsync bound"),
+                BenchRow::skipped("verify", Target::AtLeast(0.9), "b3sum not found"),
+            ],
+            context: vec!["dir /tmp".into()],
+        };
+        let shown = table.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines[0], "dir /tmp");
+        assert!(lines[1].starts_with("what"), "{shown}");
+        assert!(lines[2].contains("2.00x") && lines[2].contains("<= 1.25x"));
+        assert!(lines[2].ends_with("FAIL"), "{shown}");
+        assert_eq!(lines[3], "    note: fsync bound");
+        assert!(lines[4].ends_with("skipped"), "{shown}");
+        // Columns line up: every row is as wide as the header.
+        let width = lines[1].chars().count();
+        assert_eq!(lines[2].chars().count(), width);
+        assert_eq!(lines[4].chars().count(), width);
+    }
+
+    #[test]
+    fn units_pick_a_readable_scale() {
+        assert_eq!(secs(2.5), "2.50 s");
+        assert_eq!(secs(0.0025), "2.50 ms");
+        assert_eq!(secs(2.5e-6), "2.50 µs");
+        assert_eq!(secs(25e-9), "25 ns");
+        assert_eq!(bytes(4 << 10), "4 KiB");
+        assert_eq!(bytes(2 << 30), "2 GiB");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}
