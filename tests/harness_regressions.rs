@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use snapseal::harness::{Harness, HarnessConfig, Op};
 use snapseal::ledger::{Ledger, TxKind};
 use snapseal::node::{ChannelSink, KvState};
 use snapseal::persist::receipt::Ed25519Verifier;
@@ -89,4 +90,48 @@ fn rollback_drops_every_generation_whose_evidence_is_gone() {
             g.evidence_idx
         );
     }
+}
+
+/// SPEC §3 call 5: a rollback to `idx` drops the candidate points *after* `idx`; the interval
+/// then counts from the newest point that survived. Here the point at 5 was skipped
+/// (`max_pending` 1, generation 0 pending at 1) and survives a rollback to 6 (which takes the
+/// point at 10), so the next signature at 7 is not due (7 - 5 < 3).
+///
+/// Failed before the fix: `Points::prune` (actors/src/points.rs) had already forgotten the skipped point,
+/// so `Points::rollback` emptied the list and fell back to `last_persisted_idx` / pending
+/// generations (0 here; generation 0 was just dropped), and the re-armed point 1 becomes the
+/// baseline: 7 was reported due. Prune now keeps the newest point at or below the commit index.
+/// Effect: an earlier, extra snapshot after such a rollback (no safety impact). Found by the
+/// model-based test (`tests/model_snapshotter.rs`, 20 000 cases), shrunk to these ops.
+#[test]
+fn a_rollback_keeps_a_skipped_point_as_the_baseline() {
+    let cfg = HarnessConfig {
+        tx_interval: 3,
+        max_pending: 1,
+        keep_last: 1,
+        fifo: true,
+        ..HarnessConfig::default()
+    };
+    let mut h = Harness::new(5, cfg).expect("starts");
+    let ops = [
+        Op::Trigger,
+        Op::Sign,        // 1: forced point
+        Op::Append(2),   // 2..=4
+        Op::Sign,        // 5: 5 - 1 >= 3, a point
+        Op::Sign,        // 6
+        Op::Append(2),   // 7..=9
+        Op::Sign,        // 10: 10 - 5 >= 3, a point
+        Op::Commit(1),   // the second-newest signature, 6: generation 0 at 1; 5 skipped
+        Op::Rollback(0), // to 6: point 10 goes; generation 0 (no evidence) dropped, re-armed
+    ];
+    for op in &ops {
+        h.apply(op).expect("keeps every invariant");
+    }
+    assert_eq!(h.counters().skipped, 1, "the point at 5 was skipped");
+    h.apply(&Op::Sign).expect("keeps every invariant");
+    assert_eq!(
+        h.last_due(),
+        Some(false),
+        "the signature at 7 is 2 after the surviving point 5 (tx_interval 3)"
+    );
 }

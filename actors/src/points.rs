@@ -84,9 +84,14 @@ impl Points {
         }
     }
 
-    /// Forget done points that can no longer matter: everything done before the newest point.
-    pub fn prune(&mut self) {
-        while self.points.len() > 1 && self.points.front().is_some_and(|p| p.done) {
+    /// Forget done points that can no longer matter. A rollback never goes below the commit
+    /// index, so the newest point `<= commit` must stay: it is the baseline such a rollback
+    /// falls back to (even when that point was skipped rather than snapshotted).
+    pub fn prune(&mut self, commit: u64) {
+        while self.points.len() > 1
+            && self.points.front().is_some_and(|p| p.done)
+            && self.points.get(1).is_some_and(|next| next.idx <= commit)
+        {
             self.points.pop_front();
         }
     }
@@ -165,12 +170,16 @@ mod tests {
         for point in p.due(10) {
             p.mark_done(point.idx);
         }
-        p.prune();
-        assert_eq!(p.indices(), vec![(20, false)]);
+        p.prune(10);
+        assert_eq!(
+            p.indices(),
+            vec![(10, true), (20, false)],
+            "10 is the rollback floor"
+        );
         for point in p.due(20) {
             p.mark_done(point.idx);
         }
-        p.prune();
+        p.prune(20);
         assert_eq!(p.indices(), vec![(20, true)]);
         assert_eq!(p.baseline(), 20);
     }

@@ -422,7 +422,7 @@ impl Snapshotter {
             self.last_serialise_at = Some(now);
             self.start_generation(point.idx);
         }
-        self.points.prune();
+        self.points.prune(self.commit_idx);
     }
 
     fn start_generation(&mut self, idx: u64) {

@@ -1,0 +1,153 @@
+//! Replays the checked-in fuzz corpus (`fuzz/corpus/<target>/`) through the same entry
+//! functions the cargo-fuzz targets call, so plain `cargo test` (and CI) exercises every
+//! target without cargo-fuzz or a nightly toolchain.
+//!
+//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` regenerates the seed files
+//! (valid files and receipts signed by the fuzz key, names, random event-order inputs).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use snapseal::harness::fuzz_entry::{self, FuzzFailure, FUZZ_LEDGER_SEED};
+use snapseal::harness::{Harness, HarnessConfig, Op, SplitMix64};
+use snapseal::persist::verify_bytes;
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join("corpus")
+        .join(target)
+}
+
+fn replay(target: &str, entry: fn(&[u8]) -> Result<(), FuzzFailure>) -> usize {
+    let dir = corpus_dir(target);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} holds no corpus", dir.display());
+    for path in &files {
+        let data = fs::read(path).expect("readable corpus file");
+        if let Err(failure) = entry(&data) {
+            panic!("{}: {failure}", path.display());
+        }
+    }
+    files.len()
+}
+
+#[test]
+fn event_order_corpus_keeps_every_invariant() {
+    replay("event_order", fuzz_entry::event_order);
+}
+
+#[test]
+fn file_reader_corpus_holds_its_properties() {
+    replay("file_reader", fuzz_entry::file_reader);
+}
+
+#[test]
+fn receipt_corpus_holds_its_properties() {
+    replay("receipt", fuzz_entry::receipt);
+}
+
+#[test]
+fn names_corpus_holds_its_properties() {
+    replay("names", fuzz_entry::names);
+}
+
+/// The seed corpus must contain inputs that get past the cheap checks, or fuzzing starts
+/// from nothing: at least one file that verifies and one receipt that does.
+#[test]
+fn the_seed_corpus_contains_inputs_that_verify() {
+    let verifier = fuzz_entry::fuzz_verifier();
+    let valid_files = fs::read_dir(corpus_dir("file_reader"))
+        .expect("corpus")
+        .filter_map(|e| fs::read(e.ok()?.path()).ok())
+        .filter(|d| verify_bytes(d, None, &verifier).is_ok())
+        .count();
+    assert!(
+        valid_files >= 2,
+        "{valid_files} verifying files in the corpus"
+    );
+}
+
+/// Committed files written by a simulated node keyed by the fuzz ledger seed.
+fn genuine_files(compression: Option<i32>) -> Vec<Vec<u8>> {
+    let cfg = HarnessConfig {
+        compression,
+        ..HarnessConfig::default()
+    };
+    let mut h = Harness::new(FUZZ_LEDGER_SEED, cfg).expect("starts");
+    let ops = [
+        Op::Append(7),
+        Op::Append(0),
+        Op::Sign,
+        Op::Commit(0),
+        Op::RunAll,
+        Op::Evidence,
+        Op::Sign,
+        Op::Commit(0),
+        Op::RunAll,
+    ];
+    for op in &ops {
+        h.apply(op).expect("a plain run");
+    }
+    h.committed_files()
+        .iter()
+        .filter_map(|n| h.sim().read(h.dir(), &n.file_name()))
+        .collect()
+}
+
+#[test]
+#[ignore = "writes the seed corpus into fuzz/corpus; run by hand"]
+fn write_seed_corpus() {
+    let write = |target: &str, name: &str, data: &[u8]| {
+        let dir = corpus_dir(target);
+        fs::create_dir_all(&dir).expect("corpus dir");
+        fs::write(dir.join(name), data).expect("write corpus file");
+    };
+    let verifier = fuzz_entry::fuzz_verifier();
+    for (label, compression) in [("plain", None), ("zstd", Some(3))] {
+        for (i, file) in genuine_files(compression).iter().enumerate() {
+            write("file_reader", &format!("valid-{label}-{i}"), file);
+            write(
+                "file_reader",
+                &format!("truncated-{label}-{i}"),
+                &file[..file.len() / 2],
+            );
+            let v = verify_bytes(file, None, &verifier).expect("genuine file verifies");
+            write("receipt", &format!("valid-{label}-{i}"), v.receipt);
+            write(
+                "receipt",
+                &format!("truncated-{label}-{i}"),
+                &v.receipt[..v.receipt.len() - 1],
+            );
+        }
+    }
+    write("file_reader", "empty", b"");
+    write("file_reader", "magic-only", b"SNAPSEAL");
+    write("receipt", "empty", b"");
+    for (i, name) in [
+        "snapshot_10_11",
+        "snapshot_10_11.committed",
+        "snapshot_10_11.committed.corrupt",
+        "snapshot_0_18446744073709551615.committed",
+        "snapshot_01_2",
+        "snapshot_18446744073709551616_1",
+        "snapshot_+1_2",
+        ".lock",
+        "snapshot_1_2.committed.tmp",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write("names", &format!("seed-{i}"), name.as_bytes());
+    }
+    let mut rng = SplitMix64::new(0xE7E7);
+    for (i, len) in [16usize, 64, 256, 512, 1024, 2048].iter().enumerate() {
+        let data: Vec<u8> = (0..*len).map(|_| rng.next_u64() as u8).collect();
+        write("event_order", &format!("random-{i}"), &data);
+    }
+}
