@@ -1,6 +1,9 @@
 //! `snapseal demo`: the simulated node from the reference ledger, snapshotting into a real
 //! directory on the threaded engine, then a verification of every committed file and a
-//! summary (see the subcommand's `--help`).
+//! summary (see the subcommand's `--help`). With `--resume` it goes on in a directory an
+//! earlier demo wrote ([`resume`]).
+
+mod resume;
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
@@ -21,10 +24,10 @@ use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
 
 use crate::cli::check::{self, Verdict};
-use crate::cli::committed_log::CommittedLog;
+use crate::cli::committed_log::{CommittedLog, LogLine};
 use crate::cli::config::{self, DemoFlags, DemoSettings, FileConfig};
 use crate::cli::exit::Status;
-use crate::cli::keys;
+use crate::cli::keys::{self, NODE_PUB};
 use crate::cli::metrics::{self, DemoMetrics};
 use crate::cli::output::{self, hex, info, text, Out};
 use crate::cli::progress::{Progress, Unit};
@@ -35,10 +38,20 @@ use crate::cli::verify::{committed_files, FileResult};
 #[command(after_help = crate::cli::EXIT_CODES)]
 pub struct DemoArgs {
     /// Snapshot directory; must be new or empty (the demo starts a fresh ledger and never
-    /// touches files it did not write). Default: a fresh directory under the system temp
-    /// directory, printed.
+    /// touches files it did not write), unless --resume. Default: a fresh directory under the
+    /// system temp directory, printed.
     #[arg(long, value_name = "D")]
     pub dir: Option<PathBuf>,
+    /// Go on in D where an earlier demo with the same --seed stopped, even if it was killed:
+    /// the store's recovery runs (stale uncommitted and pending files removed, the newest
+    /// snapshot that verifies found, newer ones that fail quarantined), node.pub must hold
+    /// the seed's key, committed.log is appended to (an unfinished last line is cut off), and
+    /// the ledger continues after the largest index any snapshot file or logged commit in D
+    /// names, so a committed snapshot's name is never reused. Each run appends --txs more
+    /// txs. A missing or empty D starts fresh; a D holding files the demo does not write is
+    /// refused.
+    #[arg(long, requires = "dir")]
+    pub resume: bool,
     /// Transactions to append: writes, and a signature every --sig-every [default: 200000]
     #[arg(long, value_name = "N")]
     pub txs: Option<u64>,
@@ -176,6 +189,8 @@ struct SnapshotCounts {
 #[derive(Debug, Serialize)]
 struct Summary {
     dir: PathBuf,
+    /// Set when the run went on in an earlier demo's directory.
+    resumed: Option<resume::ResumeInfo>,
     node_pub: PathBuf,
     key_id: String,
     committed_log: PathBuf,
@@ -202,12 +217,21 @@ struct Summary {
 /// Runs `demo`.
 pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let settings = config::demo_settings(file, &args.flags())?;
-    let dir = match &args.dir {
-        Some(d) => prepare_dir(d)?,
-        None => fresh_temp_dir()?,
+    let key = Ledger::seed_key(settings.sim.seed).verifying_key();
+    let (dir, survey) = match &args.dir {
+        Some(d) if args.resume => {
+            let survey = resume::survey(d, &key)?;
+            if survey.fresh {
+                (prepare_dir(d)?, None)
+            } else {
+                (d.clone(), Some(survey))
+            }
+        }
+        Some(d) => (prepare_dir(d)?, None),
+        None => (fresh_temp_dir()?, None),
     };
     info!(out, "snapseal demo: snapshots go to {}", dir.display());
-    let summary = run_in(&dir, &settings, args, out)?;
+    let summary = run_in(&dir, &settings, survey.as_ref(), args, out)?;
     out.json(&summary)?;
     print_summary(&summary, out)?;
     if let Some(first) = summary.failures.first() {
@@ -217,7 +241,8 @@ pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Stat
         );
     }
     let bad = summary.verification.iter().any(|f| f.status == "failed");
-    Ok(Status::failed_if(bad || summary.snapshots.committed == 0))
+    // Nothing usable: no committed file verifies (for a fresh run: none was committed).
+    Ok(Status::failed_if(bad || summary.verified == 0))
 }
 
 /// Makes sure `dir` exists and is empty (creating it, mode 0700, if missing).
@@ -225,9 +250,14 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
+                let hint = if dir.join(NODE_PUB).exists() {
+                    "; to go on where an earlier demo there stopped, pass --resume"
+                } else {
+                    ""
+                };
                 bail!(
                     "{} is not empty: the demo starts a fresh ledger and needs a new or empty \
-                     directory (it never touches files it did not write)",
+                     directory (it never touches files it did not write){hint}",
                     dir.display()
                 );
             }
@@ -270,12 +300,25 @@ fn fresh_temp_dir() -> anyhow::Result<PathBuf> {
     )
 }
 
-fn run_in(dir: &Path, s: &DemoSettings, args: &DemoArgs, out: &Out) -> anyhow::Result<Summary> {
-    let ledger = Ledger::from_seed(s.sim.seed);
-    let key = ledger.verifying_key();
-    let node_pub = keys::write_node_pub(dir, &key)?;
-    let log = CommittedLog::create(dir)?;
-    let log_path = log.path().to_path_buf();
+fn run_in(
+    dir: &Path,
+    s: &DemoSettings,
+    survey: Option<&resume::Survey>,
+    args: &DemoArgs,
+    out: &Out,
+) -> anyhow::Result<Summary> {
+    let signing_key = Ledger::seed_key(s.sim.seed);
+    let key = signing_key.verifying_key();
+    // A fresh run makes node.pub and the log durable before the store exists; a resumed
+    // one touches them only under the store's lock (`resume::go_on`).
+    let fresh_log = match survey {
+        None => {
+            keys::write_node_pub(dir, &key)?;
+            Some(CommittedLog::create(dir)?)
+        }
+        Some(_) => None,
+    };
+    let node_pub = dir.join(NODE_PUB);
     let verifier: Arc<dyn ReceiptVerifier> = Arc::new(Ed25519Verifier::new(vec![key]));
     let tasks = TaskSystem::threaded(EngineConfig {
         workers: s.workers,
@@ -288,6 +331,28 @@ fn run_in(dir: &Path, s: &DemoSettings, args: &DemoArgs, out: &Out) -> anyhow::R
         s.store.options(Arc::clone(&verifier)),
     )
     .context("opening the snapshot store")?;
+    let (ledger, log, earlier, resumed) = match (survey, fresh_log) {
+        (Some(survey), _) => {
+            let r = resume::go_on(dir, &key, survey, &store)?;
+            info!(
+                out,
+                "snapseal demo: resuming after idx {} ({} earlier commits logged; {} stale \
+                 file(s) removed; recovering from {})",
+                r.info.base,
+                r.info.earlier_acknowledged,
+                r.info.stale_removed,
+                r.info
+                    .recovered
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_string(), |p| p.display().to_string())
+            );
+            let ledger = Ledger::resumed(signing_key, r.info.base);
+            (ledger, r.log, r.earlier, Some(r.info))
+        }
+        (None, Some(log)) => (Ledger::new(signing_key), log, Vec::new(), None),
+        (None, None) => bail!("internal: a fresh run without its committed.log"),
+    };
+    let log_path = log.path().to_path_buf();
     let mut node = SimNode::with_ledger(
         s.sim.clone(),
         ledger,
@@ -365,16 +430,19 @@ fn run_in(dir: &Path, s: &DemoSettings, args: &DemoArgs, out: &Out) -> anyhow::R
         return Err(e);
     }
 
-    let verification = verify_all(dir, &committed, &*verifier, out)?;
+    let base = resumed.as_ref().map_or(0, |r| r.base);
+    let verification = verify_all(dir, &committed, (base, &earlier), &*verifier, out)?;
     let verified = verification.iter().filter(|f| f.status == "ok").count();
     let bytes_written: u64 = committed.iter().map(|c| c.file_len).sum();
     let latest = committed
         .iter()
         .max_by_key(|c| (c.idx, c.evidence_idx))
-        .map(|c| c.path.clone());
+        .map(|c| c.path.clone())
+        .or_else(|| resumed.as_ref().and_then(|r| r.recovered.clone()));
     let total_secs = (run_time + flush_time).as_secs_f64();
     let mut summary = Summary {
         dir: dir.to_path_buf(),
+        resumed,
         node_pub,
         key_id: hex(&key_id(&key)),
         committed_log: log_path,
@@ -428,10 +496,15 @@ fn rate(amount: f64, secs: f64) -> f64 {
 }
 
 /// Verifies every committed file left in `dir` against the node's key, and that each one is
-/// a snapshot the node was told about, with the digest it was told.
+/// a snapshot the node was told about, with the digest it was told. `earlier` is a resumed
+/// run's base and the commits earlier runs logged: a file at or below the base comes from an
+/// earlier run, and if it was logged its digest must be the logged one (an earlier run may
+/// have been stopped after committing a file but before logging it; such a file must still
+/// verify).
 fn verify_all(
     dir: &Path,
     committed: &[CommittedSnapshot],
+    earlier: (u64, &[LogLine]),
     verifier: &dyn ReceiptVerifier,
     out: &Out,
 ) -> anyhow::Result<Vec<FileResult>> {
@@ -450,13 +523,25 @@ fn verify_all(
         let path = dir.join(name.file_name());
         let mut verdict = check::check_in_dir(&*handle, name, verifier);
         if let Verdict::Verified { header, .. } = &verdict {
-            let acknowledged = committed.iter().find(|c| c.path == path);
-            let reason = match acknowledged {
+            let (base, logged) = earlier;
+            let told = if name.idx <= base && name.evidence_idx <= base {
+                // From an earlier run: its log line, if it got that far.
+                logged
+                    .iter()
+                    .find(|l| l.name == *name)
+                    .map_or(Some(Told::NotLogged), |l| Some(Told::Digest(l.digest)))
+            } else {
+                committed
+                    .iter()
+                    .find(|c| c.path == path)
+                    .map(|c| Told::Digest(c.digest))
+            };
+            let reason = match told {
                 None => Some("on disk, but the node was never told it was committed".to_string()),
-                Some(c) if c.digest != header.body_digest => Some(format!(
+                Some(Told::Digest(d)) if d != header.body_digest => Some(format!(
                     "body digest {} differs from the committed event's {}",
                     hex(&header.body_digest),
-                    hex(&c.digest)
+                    hex(&d)
                 )),
                 Some(_) => None,
             };
@@ -474,9 +559,32 @@ fn verify_all(
     Ok(results)
 }
 
+/// What the node was told about a committed file.
+enum Told {
+    /// Committed with this body digest.
+    Digest([u8; 32]),
+    /// Nothing: an earlier run committed it and stopped before logging it.
+    NotLogged,
+}
+
 fn print_summary(s: &Summary, out: &Out) -> anyhow::Result<()> {
     let c = &s.snapshots;
     text!(out, "snapseal demo: {}", s.dir.display());
+    if let Some(r) = &s.resumed {
+        text!(
+            out,
+            "  resumed          after idx {} ({} earlier commits logged, {} stale file(s) removed, {} quarantined{})",
+            r.base,
+            r.earlier_acknowledged,
+            r.stale_removed,
+            r.quarantined,
+            if r.log_tail_cut > 0 {
+                format!(", unfinished log line of {} bytes cut", r.log_tail_cut)
+            } else {
+                String::new()
+            }
+        );
+    }
     text!(
         out,
         "  node key         {} (key id {})",

@@ -1,0 +1,326 @@
+//! `demo --resume`: going on in a directory an earlier demo wrote, even one killed at any
+//! instant (`kill -9`, power loss).
+//!
+//! Two steps. [`survey`] looks without touching anything: every name must be one the demo
+//! writes, `node.pub` must hold the seed's key, `committed.log` must parse; it notes the
+//! largest ledger index any of our names carries. Then the caller opens the store (the lock,
+//! stale files removed) and [`go_on`] does the rest under that lock: rewrites a `node.pub`
+//! the earlier run left missing or empty, reopens `committed.log` for appending, asks the
+//! store for the snapshot a node would recover from, and picks the ledger base.
+//!
+//! The base is the largest index among every snapshot name of ours ever seen in the
+//! directory (committed, uncommitted, quarantined, pending) and every logged commit. The
+//! resumed ledger's first tx is `base + 1`, so every snapshot it names has `idx` and
+//! `evidence_idx` above the base: a new file can never take the name of an old one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+use snapseal::persist::names::{PendingName, LOCK_FILE};
+use snapseal::persist::receipt::key_id;
+use snapseal::persist::{SnapshotName, SnapshotStore};
+
+use crate::cli::committed_log::{CommittedLog, LogContents, LogLine, COMMITTED_LOG};
+use crate::cli::keys::{self, NODE_PUB};
+use crate::cli::output::hex;
+
+/// What the directory held before the resumed run changed anything.
+#[derive(Debug)]
+pub struct Survey {
+    /// Nothing there (missing or empty directory): start like a fresh demo.
+    pub fresh: bool,
+    /// Largest index carried by a name of ours or a logged commit (0 if none).
+    pub max_seen: u64,
+    /// `node.pub` is missing or empty (the earlier run stopped while creating it).
+    node_pub_missing: bool,
+}
+
+/// The largest ledger index a snapshot or pending name carries.
+fn name_max(name: &str) -> Option<u64> {
+    if let Some(n) = SnapshotName::parse(name) {
+        return Some(n.idx.max(n.evidence_idx));
+    }
+    PendingName::parse(name).map(|p| p.idx)
+}
+
+/// Read-only checks of `dir` before resuming in it with `key` (see the module docs).
+pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Survey {
+                fresh: true,
+                max_seen: 0,
+                node_pub_missing: true,
+            })
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
+    };
+    let mut any = false;
+    let mut snapshots = 0usize;
+    let mut max_seen = 0u64;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        any = true;
+        let os_name = entry.file_name();
+        let name = os_name.to_string_lossy();
+        if let Some(max) = os_name.to_str().and_then(name_max) {
+            snapshots += 1;
+            max_seen = max_seen.max(max);
+        } else if ![LOCK_FILE, NODE_PUB, COMMITTED_LOG].contains(&name.as_ref()) {
+            bail!(
+                "cannot resume in {}: `{name}` is not a file the demo writes (--resume only \
+                 goes on in a directory an earlier `snapseal demo` wrote)",
+                dir.display()
+            );
+        }
+    }
+    if !any {
+        return Ok(Survey {
+            fresh: true,
+            max_seen: 0,
+            node_pub_missing: true,
+        });
+    }
+    let node_pub = dir.join(NODE_PUB);
+    let node_pub_missing = match std::fs::metadata(&node_pub) {
+        Ok(m) => m.len() == 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", node_pub.display())),
+    };
+    if node_pub_missing {
+        // The demo makes node.pub durable before it opens the store: snapshot files without
+        // it were not written by a demo, and nothing says which key should sign the new ones.
+        if snapshots > 0 {
+            bail!(
+                "cannot resume in {}: it holds snapshot files but no {NODE_PUB} saying which \
+                 key signed them",
+                dir.display()
+            );
+        }
+    } else {
+        let found = keys::read(&node_pub)?;
+        if found != [*key] {
+            let ids: Vec<String> = found.iter().map(|k| hex(&key_id(k))).collect();
+            bail!(
+                "cannot resume in {}: {} holds key id {}, but this seed's key id is {}; \
+                 resume with the seed the directory was made with (--seed)",
+                dir.display(),
+                node_pub.display(),
+                ids.join(", "),
+                hex(&key_id(key))
+            );
+        }
+    }
+    let log = LogContents::read(dir)?;
+    max_seen = max_seen.max(log_max(&log.lines));
+    Ok(Survey {
+        fresh: false,
+        max_seen,
+        node_pub_missing,
+    })
+}
+
+fn log_max(lines: &[LogLine]) -> u64 {
+    lines
+        .iter()
+        .map(|l| l.name.idx.max(l.name.evidence_idx))
+        .max()
+        .unwrap_or(0)
+}
+
+/// What resuming found and did (part of the demo's summary).
+#[derive(Debug, Serialize)]
+pub struct ResumeInfo {
+    /// The resumed ledger's opaque prefix ends here; the first new tx is `base + 1`.
+    pub base: u64,
+    /// Commits earlier runs logged.
+    pub earlier_acknowledged: usize,
+    /// Bytes of an unfinished last log line that were cut off (never acknowledged).
+    pub log_tail_cut: u64,
+    /// Stale uncommitted and pending files the store removed when it opened.
+    pub stale_removed: u64,
+    /// Snapshots quarantined because they failed verification.
+    pub quarantined: u64,
+    /// The snapshot a node would recover from (the newest that verifies), if any.
+    pub recovered: Option<PathBuf>,
+}
+
+/// The resumed run's log, earlier acknowledgements and [`ResumeInfo`].
+#[derive(Debug)]
+pub struct Resumed {
+    /// `committed.log`, open for appending.
+    pub log: CommittedLog,
+    /// The commits earlier runs logged.
+    pub earlier: Vec<LogLine>,
+    /// For the summary.
+    pub info: ResumeInfo,
+}
+
+/// Under the store's lock: repairs `node.pub`, reopens the log, recovers, picks the base.
+pub fn go_on(
+    dir: &Path,
+    key: &VerifyingKey,
+    survey: &Survey,
+    store: &SnapshotStore,
+) -> anyhow::Result<Resumed> {
+    if survey.node_pub_missing {
+        let path = dir.join(NODE_PUB);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing empty {}", path.display())),
+        }
+        keys::write_node_pub(dir, key)?;
+    }
+    let (log, contents) = CommittedLog::resume(dir)?;
+    // Names listed now, under the lock, on top of the survey's (which saw the stale files
+    // the store has since removed).
+    let listed = store
+        .list()
+        .with_context(|| format!("listing {}", dir.display()))?
+        .iter()
+        .map(|e| e.name.idx.max(e.name.evidence_idx))
+        .chain(
+            store
+                .list_pending()
+                .with_context(|| format!("listing {}", dir.display()))?
+                .iter()
+                .map(|p| p.name.idx),
+        )
+        .max()
+        .unwrap_or(0);
+    let base = survey.max_seen.max(log_max(&contents.lines)).max(listed);
+    let recovered = store
+        .latest()
+        .with_context(|| format!("recovering the latest snapshot in {}", dir.display()))?
+        .map(|file| file.path().to_path_buf());
+    let stats = store.stats();
+    Ok(Resumed {
+        log,
+        info: ResumeInfo {
+            base,
+            earlier_acknowledged: contents.lines.len(),
+            log_tail_cut: contents.partial_len,
+            stale_removed: stats.stale_removed,
+            quarantined: stats.quarantined,
+            recovered,
+        },
+        earlier: contents.lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapseal::ledger::Ledger;
+
+    fn key(seed: u64) -> VerifyingKey {
+        Ledger::seed_key(seed).verifying_key()
+    }
+
+    #[test]
+    fn a_missing_or_empty_directory_is_a_fresh_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(survey(&tmp.path().join("new"), &key(1)).unwrap().fresh);
+        assert!(survey(tmp.path(), &key(1)).unwrap().fresh);
+    }
+
+    #[test]
+    fn the_base_covers_every_name_of_ours_and_the_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join(NODE_PUB), keys::encode(&key(1))).unwrap();
+        for name in [
+            "snapshot_10_12.committed",
+            "snapshot_20_31.committed.corrupt",
+            "snapshot_40.g3.pending",
+            ".lock",
+        ] {
+            std::fs::write(d.join(name), b"").unwrap();
+        }
+        std::fs::write(
+            d.join(COMMITTED_LOG),
+            format!("30 35 snapshot_30_35.committed {}\n", "00".repeat(32)),
+        )
+        .unwrap();
+        let s = survey(d, &key(1)).unwrap();
+        assert!(!s.fresh);
+        assert_eq!(s.max_seen, 40);
+        std::fs::write(d.join("snapshot_50_77"), b"").unwrap();
+        assert_eq!(survey(d, &key(1)).unwrap().max_seen, 77);
+    }
+
+    #[test]
+    fn another_seed_or_a_foreign_file_is_refused_and_nothing_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join(NODE_PUB), keys::encode(&key(1))).unwrap();
+        let e = format!("{:#}", survey(d, &key(2)).unwrap_err());
+        assert!(e.contains("--seed"), "{e}");
+        std::fs::write(d.join("notes.txt"), b"mine").unwrap();
+        let e = format!("{:#}", survey(d, &key(1)).unwrap_err());
+        assert!(e.contains("notes.txt"), "{e}");
+        assert_eq!(std::fs::read(d.join("notes.txt")).unwrap(), b"mine");
+    }
+
+    #[test]
+    fn snapshots_without_node_pub_are_refused_but_an_empty_node_pub_alone_is_repaired() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join(NODE_PUB), b"").unwrap();
+        let s = survey(d, &key(1)).unwrap();
+        assert!(s.node_pub_missing && !s.fresh);
+        std::fs::write(d.join("snapshot_1_2.committed"), b"").unwrap();
+        let e = format!("{:#}", survey(d, &key(1)).unwrap_err());
+        assert!(e.contains("no node.pub"), "{e}");
+    }
+
+    fn open_store(d: &Path, seed: u64) -> SnapshotStore {
+        use snapseal::persist::receipt::Ed25519Verifier;
+        use snapseal::persist::{RealFs, StoreOptions};
+        use std::sync::Arc;
+        let verifier = Arc::new(Ed25519Verifier::new(vec![key(seed)]));
+        SnapshotStore::open(Arc::new(RealFs::new()), d, StoreOptions::new(verifier)).unwrap()
+    }
+
+    #[test]
+    fn go_on_cuts_the_log_and_takes_the_base_from_stale_files_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join(NODE_PUB), keys::encode(&key(4))).unwrap();
+        let line = format!("30 35 snapshot_30_35.committed {}\n", "00".repeat(32));
+        std::fs::write(d.join(COMMITTED_LOG), format!("{line}31 3")).unwrap();
+        // Stale: a write cut short by the kill. The store removes it at open; the base
+        // must still cover its name.
+        std::fs::write(d.join("snapshot_90_99"), b"stale").unwrap();
+        let s = survey(d, &key(4)).unwrap();
+        let store = open_store(d, 4);
+        let r = go_on(d, &key(4), &s, &store).unwrap();
+        assert_eq!(r.info.base, 99);
+        assert_eq!(r.info.stale_removed, 1);
+        assert!(!d.join("snapshot_90_99").exists());
+        assert_eq!(r.info.log_tail_cut, 4);
+        assert_eq!(r.earlier.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(d.join(COMMITTED_LOG)).unwrap(),
+            line
+        );
+        assert_eq!(r.info.recovered, None);
+    }
+
+    #[test]
+    fn go_on_rewrites_an_empty_node_pub_and_creates_a_missing_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join(NODE_PUB), b"").unwrap();
+        let s = survey(d, &key(4)).unwrap();
+        let store = open_store(d, 4);
+        let r = go_on(d, &key(4), &s, &store).unwrap();
+        assert_eq!(keys::read(&d.join(NODE_PUB)).unwrap(), vec![key(4)]);
+        assert!(d.join(COMMITTED_LOG).exists());
+        assert_eq!((r.info.base, r.earlier.len()), (0, 0));
+    }
+}
