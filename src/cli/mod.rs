@@ -108,7 +108,8 @@ pub enum Command {
     /// pending snapshots, verifies every committed file against the node's key and prints a
     /// summary. It writes `node.pub` (hex Ed25519 public key, the default --key of the other
     /// commands) and `committed.log` (one line per acknowledged commit:
-    /// `idx evidence_idx file digest`) next to the snapshots.
+    /// `idx evidence_idx file digest`) next to the snapshots. With --resume it carries on in a
+    /// directory an earlier (possibly killed) demo with the same --seed left behind.
     Demo(demo::DemoArgs),
     /// List every snapshot file in DIR with its state and what retention would do with it.
     ///
