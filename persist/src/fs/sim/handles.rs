@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::model::Ino;
-use super::{fail_if, FaultKind, Op, Outcome, SimFs, Site};
+use super::{fail_if, FaultKind, Op, Outcome, Shared, SimFs, Site};
 use crate::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};
 use nix::errno::Errno;
 
@@ -184,21 +184,26 @@ impl SimFile {
     }
 }
 
+/// How many of `len` bytes a write call under `fault` writes: all of them; a strict prefix of
+/// at least one byte for a short write (a one-byte buffer goes whole); none for a failure,
+/// which is returned instead.
+fn written_len(s: &mut Shared, fault: Option<FaultKind>, len: usize) -> io::Result<usize> {
+    match fault {
+        Some(FaultKind::ShortWrite) if len > 1 => {
+            Ok(1 + s.fault_rng.below(len as u64 - 1) as usize)
+        }
+        Some(FaultKind::ShortWrite) | None => Ok(len),
+        Some(kind) => Err(kind.error()),
+    }
+}
+
 impl WritableFile for SimFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let ino = self.ino;
         self.fs.call(
             self.site(Op::Write),
             |s, fault| {
-                let len = match fault {
-                    // A strict prefix of at least one byte (a one-byte buffer goes whole).
-                    Some(FaultKind::ShortWrite) if buf.len() > 1 => {
-                        1 + s.fault_rng.below(buf.len() as u64 - 1) as usize
-                    }
-                    Some(FaultKind::ShortWrite) | None => buf.len(),
-                    // A failed write writes nothing.
-                    Some(kind) => return Err(kind.error()),
-                };
+                let len = written_len(s, fault, buf.len())?;
                 s.model.append(ino, &buf[..len])?;
                 Ok(len)
             },
@@ -211,14 +216,7 @@ impl WritableFile for SimFile {
         self.fs.call(
             self.site(Op::WriteAt),
             |s, fault| {
-                let len = match fault {
-                    // The same rule as for `write`: a strict, non-empty prefix.
-                    Some(FaultKind::ShortWrite) if buf.len() > 1 => {
-                        1 + s.fault_rng.below(buf.len() as u64 - 1) as usize
-                    }
-                    Some(FaultKind::ShortWrite) | None => buf.len(),
-                    Some(kind) => return Err(kind.error()),
-                };
+                let len = written_len(s, fault, buf.len())?;
                 s.model.write_at(ino, offset, &buf[..len])?;
                 Ok(len)
             },
