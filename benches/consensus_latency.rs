@@ -3,11 +3,11 @@
 //!
 //! `cargo bench --bench consensus_latency` prints a table. Each timed unit is the work a
 //! node's consensus thread does per signature (`record_committable`, `record_signature`,
-//! `record_tree`, `commit`); the measurement itself is `snapseal::bench::consensus_latency`,
+//! `record_tree`, `commit`); the measurement itself is `snapseal_cli::bench::consensus_latency`,
 //! the same code `snapseal bench` uses. `SNAPSEAL_BENCH_DIR` picks the filesystem (default:
 //! the system temp dir).
 
-use snapseal::bench::{consensus_latency, secs, Latency};
+use snapseal_cli::bench::{consensus_latency, secs, Latency};
 
 const GENERATIONS: u64 = 5;
 const BODY: u64 = 64 << 20;

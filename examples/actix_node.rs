@@ -17,11 +17,11 @@ use snapseal::actors::actor::{
     SnapshotterActor,
 };
 use snapseal::engine::{EngineConfig, TaskSystem};
-use snapseal::ledger::{Ledger, TxKind};
-use snapseal::node::KvState;
 use snapseal::persist::receipt::{Ed25519Verifier, Hash};
 use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
 use snapseal::{EvidenceSink, SnapshotEvent, Snapshotter, SnapshotterConfig};
+use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_sim::node::KvState;
 
 /// How many snapshots to wait for before stopping.
 const WANTED: usize = 3;

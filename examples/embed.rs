@@ -21,13 +21,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use snapseal::engine::{EngineConfig, ShutdownMode};
-use snapseal::ledger::{Ledger, TxKind};
 use snapseal::persist::receipt::{Ed25519Verifier, Hash};
 use snapseal::persist::RealFs;
 use snapseal::{
     actors::CaptureError, EvidenceSink, SnapshotEvent, SnapshotStore, Snapshotter,
     SnapshotterConfig, StateSource, StateView, StoreOptions, TaskSystem,
 };
+use snapseal_sim::ledger::{Ledger, TxKind};
 
 /// The node's state: account balances. Copy-on-write: a frozen view is an `Arc` clone, and
 /// the next write copies the map only if a view still holds the old one.

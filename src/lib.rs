@@ -1,14 +1,9 @@
 //! snapseal: ordered, crash-safe snapshot persistence for replicated service nodes.
 //!
-//! This facade re-exports the three crates — [`engine`] (the task system), [`persist`] (files,
-//! receipts, the store) and [`actors`] (the Snapshotter pipeline) — and adds the reference
-//! [`ledger`] and simulated [`node`] the demo, tests and fuzzers drive it with.
+//! This facade re-exports the three library crates — [`engine`] (the task system), [`persist`]
+//! (files, receipts, the store) and [`actors`] (the Snapshotter pipeline) — and the items a
+//! node needs most at its root. It has no other dependencies.
 #![deny(missing_docs)]
-
-pub mod bench;
-pub mod harness;
-pub mod ledger;
-pub mod node;
 
 pub use snapseal_actors as actors;
 pub use snapseal_engine as engine;

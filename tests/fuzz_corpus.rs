@@ -8,9 +8,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use snapseal::harness::fuzz_entry::{self, FuzzFailure, FUZZ_LEDGER_SEED};
-use snapseal::harness::{Harness, HarnessConfig, Op, SplitMix64};
 use snapseal::persist::verify_bytes;
+use snapseal_sim::harness::fuzz_entry::{self, FuzzFailure, FUZZ_LEDGER_SEED};
+use snapseal_sim::harness::{Harness, HarnessConfig, Op, SplitMix64};
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,8 +2,8 @@
 //! asserts the harness names exactly that invariant. Plus the crash matrix: a power loss at
 //! every seam call of a persist, none of which may lose an acknowledged snapshot.
 
-use snapseal::harness::{Harness, HarnessConfig, Invariant, Op};
 use snapseal::persist::fs::FileSystem;
+use snapseal_sim::harness::{Harness, HarnessConfig, Invariant, Op};
 
 /// Ops that end with the snapshot at 10 persisted (evidence 11, signature 12).
 fn one_snapshot() -> Vec<Op> {

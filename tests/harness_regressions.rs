@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use snapseal::harness::{Harness, HarnessConfig, Op};
-use snapseal::ledger::{Ledger, TxKind};
-use snapseal::node::{ChannelSink, KvState};
 use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::{SimFs, SnapshotStore, StoreOptions};
 use snapseal::{Snapshotter, SnapshotterConfig, TaskSystem};
+use snapseal_sim::harness::{Harness, HarnessConfig, Op};
+use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_sim::node::{ChannelSink, KvState};
 
 fn writes(ledger: &Ledger, n: u64) {
     for _ in 0..n {

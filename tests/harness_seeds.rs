@@ -5,7 +5,7 @@
 //! CI runs a bounded sweep; `SNAPSEAL_SEEDS=<n>` (and `SNAPSEAL_FIRST_SEED`, `SNAPSEAL_OPS`)
 //! raise it for long runs. A failing seed prints a one-line command for `replay`.
 
-use snapseal::harness::{
+use snapseal_sim::harness::{
     env_count, repro_command, run_seed, sweep, DEFAULT_OPS, KNOWN_BUGS, OPS_ENV, SEEDS_ENV,
     SEED_ENV,
 };

@@ -1,5 +1,5 @@
 //! Model-based test: random operation sequences (proptest-state-machine, with shrinking) run
-//! on the reference model (`snapseal::harness::model`) and on the real pipeline inside the
+//! on the reference model (`snapseal_sim::harness::model`) and on the real pipeline inside the
 //! simulation harness (FIFO executor, no faults), which must agree after every step on
 //! snapshot points, pending generations, scheduled persists, acknowledgements and counters —
 //! while the harness checks all its invariants too.
@@ -9,8 +9,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
-use snapseal::harness::model::Model;
-use snapseal::harness::{env_count, Harness, HarnessConfig, Op};
+use snapseal_sim::harness::model::Model;
+use snapseal_sim::harness::{env_count, Harness, HarnessConfig, Op};
 
 /// The model plus the configuration the harness must be built with.
 #[derive(Clone, Debug)]

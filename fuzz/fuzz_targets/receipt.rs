@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(failure) = snapseal::harness::fuzz_entry::receipt(data) {
+    if let Err(failure) = snapseal_sim::harness::fuzz_entry::receipt(data) {
         panic!("{failure}");
     }
 });

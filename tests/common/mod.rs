@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use snapseal::engine::{EngineConfig, TaskSystem};
-use snapseal::ledger::{Ledger, TxKind};
-use snapseal::node::{decode_kv, ChannelSink, KvState};
 use snapseal::persist::fs::{FileSystem, RealFs, SimFs};
 use snapseal::persist::receipt::{Ed25519Verifier, Hash, ReceiptVerifier, SignedRoot};
 use snapseal::persist::{SnapshotStore, StoreOptions};
 use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_sim::node::{decode_kv, ChannelSink, KvState};
 
 /// Which engine a scenario runs on.
 #[derive(Clone, Copy, Debug)]

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::node::decode_kv;
 use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
 use snapseal::persist::receipt::{Expected, Receipt};
 use snapseal::persist::{Check, SnapshotName};
+use snapseal_sim::node::decode_kv;
 
 use crate::cli::check;
 use crate::cli::exit::Status;

@@ -152,9 +152,9 @@ pub enum Command {
 pub fn main() -> ExitCode {
     // `bench` re-runs this binary as a child to measure peak RSS in a clean process.
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    if snapseal::bench::rss::probe_requested(&raw) {
+    if snapseal_cli::bench::rss::probe_requested(&raw) {
         return ExitCode::from(
-            u8::try_from(snapseal::bench::rss::probe_main(&raw)).unwrap_or(exit::ERROR),
+            u8::try_from(snapseal_cli::bench::rss::probe_main(&raw)).unwrap_or(exit::ERROR),
         );
     }
     let cli = Cli::parse();

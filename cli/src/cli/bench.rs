@@ -3,13 +3,13 @@
 //! Every row is a ratio measured in this one run against a floor or peer on the same machine
 //! (bare write + fsync + rename + dir fsync; `b3sum` when installed; a crossbeam pool), so it
 //! stays meaningful on a noisy box where absolute times are not. Peak RSS is measured in a
-//! child process of this same binary (see [`snapseal::bench::rss`]).
+//! child process of this same binary (see [`snapseal_cli::bench::rss`]).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use snapseal::bench::{self, BenchOptions};
+use snapseal_cli::bench::{self, BenchOptions};
 
 use crate::cli::exit::Status;
 use crate::cli::output::Out;

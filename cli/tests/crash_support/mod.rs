@@ -27,11 +27,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::VerifyingKey;
-use snapseal::ledger::Ledger;
 use snapseal::persist::fs::FileSystem;
 use snapseal::persist::names::PendingName;
 use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::{open_snapshot, FileState, RealFs, SnapshotName};
+use snapseal_sim::ledger::Ledger;
 
 /// The `snapseal` binary cargo built for this test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_snapseal");

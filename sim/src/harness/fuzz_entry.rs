@@ -76,7 +76,7 @@ pub fn event_order(data: &[u8]) -> Result<(), FuzzFailure> {
 pub fn event_order_ops(seed: u64, ops: &[Op]) -> Result<(), FuzzFailure> {
     let mut h = Harness::new(seed, HarnessConfig::from_seed(seed))?;
     h.set_repro(format!(
-        "run snapseal::harness::fuzz_entry::event_order_ops({seed}, &{ops:?})"
+        "run snapseal_sim::harness::fuzz_entry::event_order_ops({seed}, &{ops:?})"
     ));
     match h.run(ops) {
         Ok(_) => Ok(()),

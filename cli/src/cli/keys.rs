@@ -137,7 +137,7 @@ impl Trusted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snapseal::ledger::Ledger;
+    use snapseal_sim::ledger::Ledger;
 
     #[test]
     fn encode_then_decode_gives_the_key_back() {

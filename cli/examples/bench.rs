@@ -1,4 +1,4 @@
-//! Runs the issue-7 comparisons (`snapseal::bench`) and prints the table; with `--scaling`,
+//! Runs the issue-7 comparisons (`snapseal_cli::bench`) and prints the table; with `--scaling`,
 //! prints the scaling tables of docs/PERFORMANCE.md instead.
 //!
 //! ```text
@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use snapseal::bench::{self, rss, BenchOptions};
+use snapseal_cli::bench::{self, rss, BenchOptions};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -95,7 +95,7 @@ pub fn flip_byte(path: &Path, offset: usize) {
 
 /// Hex public key file text for the demo key of `seed`.
 pub fn key_file_text(seed: u64) -> String {
-    let key = snapseal::ledger::Ledger::from_seed(seed).verifying_key();
+    let key = snapseal_sim::ledger::Ledger::from_seed(seed).verifying_key();
     key.as_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))

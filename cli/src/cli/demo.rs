@@ -16,12 +16,12 @@ use clap::Args;
 use parking_lot::Mutex;
 use serde::Serialize;
 use snapseal::engine::{EngineConfig, ShutdownMode, TaskSystem};
-use snapseal::ledger::Ledger;
-use snapseal::node::{NodeEvent, SimNode};
 use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
 use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
+use snapseal_sim::ledger::Ledger;
+use snapseal_sim::node::{NodeEvent, SimNode};
 
 use crate::cli::check::{self, Verdict};
 use crate::cli::committed_log::{CommittedLog, LogLine};

@@ -1,7 +1,7 @@
 //! The reference ledger: an append-only list of txs with the SPEC §4 Merkle tree and Ed25519
 //! signature txs.
 //!
-//! It is what the demo, the tests and the fuzzers drive a [`Snapshotter`](crate::Snapshotter)
+//! It is what the demo, the tests and the fuzzers drive a [`Snapshotter`](snapseal_actors::Snapshotter)
 //! from, and it shows an embedding node the exact shape snapseal expects: evidence txs whose
 //! claims digest is the snapshot digest, signature txs signing the root over every earlier tx,
 //! and a [`ProofSource`] per signature.

@@ -4,17 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use snapseal::actors::actor::actix::prelude::*;
-use snapseal::actors::actor::{
+use snapseal_actors::actor::actix::prelude::*;
+use snapseal_actors::actor::{
     Commit, GetCounters, GetPending, RecordCommittable, RecordEvidence, RecordSignature,
     RecordTree, SnapshotNotification, SnapshotterActor,
 };
-use snapseal::engine::{EngineConfig, TaskSystem};
-use snapseal::ledger::{Ledger, TxKind};
-use snapseal::node::{ChannelSink, KvState};
-use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
-use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+use snapseal_actors::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+use snapseal_engine::{EngineConfig, TaskSystem};
+use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_sim::node::{ChannelSink, KvState};
 
 /// Collects notifications.
 struct Collector(Arc<Mutex<Vec<SnapshotEvent>>>);
@@ -104,7 +104,7 @@ fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
             if !seen3.lock().is_empty() {
                 break;
             }
-            snapseal::actors::actor::actix::clock::sleep(Duration::from_millis(10)).await;
+            snapseal_actors::actor::actix::clock::sleep(Duration::from_millis(10)).await;
         }
     });
     let events = seen.lock().clone();

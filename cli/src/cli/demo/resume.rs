@@ -215,7 +215,7 @@ pub fn go_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snapseal::ledger::Ledger;
+    use snapseal_sim::ledger::Ledger;
 
     fn key(seed: u64) -> VerifyingKey {
         Ledger::seed_key(seed).verifying_key()

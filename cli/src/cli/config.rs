@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use snapseal::node::SimConfig;
 use snapseal::persist::receipt::ReceiptVerifier;
 use snapseal::{SnapshotterConfig, StoreOptions};
+use snapseal_sim::node::SimConfig;
 
 /// One bounded integer setting.
 #[derive(Clone, Copy, Debug)]
@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn the_example_file_is_valid() {
-        let text = include_str!("../../demo.example.toml");
+        let text = include_str!("../../../demo.example.toml");
         let c = parse_str(text).unwrap();
         demo_settings(&c, &DemoFlags::default()).unwrap();
     }

@@ -1,11 +1,11 @@
 //! A deterministic simulation harness: the manual executor, [`SimFs`], the reference
-//! [`Ledger`] and a [`Snapshotter`](crate::Snapshotter), driven by a seed and a list of
+//! [`Ledger`] and a [`Snapshotter`](snapseal_actors::Snapshotter), driven by a seed and a list of
 //! [`Op`]s, with the SPEC's promises checked after every step.
 //!
 //! It is library code so that an embedding project's own tests can use it:
 //!
 //! ```
-//! use snapseal::harness::{Harness, HarnessConfig, Op};
+//! use snapseal_sim::harness::{Harness, HarnessConfig, Op};
 //!
 //! let mut h = Harness::new(7, HarnessConfig::default()).expect("starts");
 //! // 9 writes, a signature at 10 (a snapshot point), commit it, serialise, evidence at 11, a

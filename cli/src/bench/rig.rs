@@ -11,8 +11,8 @@ use snapseal_engine::{EngineConfig, ShutdownMode, TaskSystem};
 use snapseal_persist::receipt::{Ed25519Verifier, Hash};
 use snapseal_persist::{RealFs, SnapshotStore, StoreOptions};
 
-use crate::ledger::{Ledger, TxKind};
-use crate::node::ChannelSink;
+use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_sim::node::ChannelSink;
 
 use super::BenchError;
 

@@ -1,0 +1,16 @@
+//! snapseal-sim: the simulated world snapseal is tested in.
+//!
+//! - [`ledger`]: a reference CCF-style ledger (key-value writes, evidence txs, signature txs,
+//!   a BLAKE3 Merkle tree and Ed25519-signed roots) implementing
+//!   [`ProofSource`](snapseal_actors::ProofSource);
+//! - [`node`]: a simulated replicated node driving a [`Snapshotter`](snapseal_actors::Snapshotter)
+//!   from that ledger, used by the demo and the scenario tests;
+//! - [`harness`]: a deterministic harness (manual executor, `SimFs`, seeded operations) that
+//!   checks the SPEC's promises after every step, with the fuzz entry points.
+//!
+//! An embedder's tests can use all three; none of it belongs in a production node.
+#![deny(missing_docs)]
+
+pub mod harness;
+pub mod ledger;
+pub mod node;
