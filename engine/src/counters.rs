@@ -1,6 +1,7 @@
 //! Work counters: how many work items are waiting, running, and how they ended.
 
 use crate::sync::{AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
 
 /// A reading of a [`TaskSystem`](crate::TaskSystem)'s work counters.
 ///
@@ -46,20 +47,13 @@ pub(crate) struct CounterCells {
     cancelled_delayed: Line<AtomicU64>,
 }
 
-/// A value alone on its cache line(s) (128 bytes: adjacent-line prefetching pairs lines).
-#[repr(align(128))]
-struct Line<T>(T);
-
-impl<T> std::ops::Deref for Line<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
+/// Each counter alone on its cache line(s), so workers bumping different counters do not
+/// contend on one line.
+type Line<T> = CachePadded<T>;
 
 impl CounterCells {
     pub(crate) fn new() -> Self {
-        let zero = || Line(AtomicU64::new(0));
+        let zero = || CachePadded::new(AtomicU64::new(0));
         Self {
             enqueued: zero(),
             started: zero(),

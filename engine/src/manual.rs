@@ -60,7 +60,7 @@ impl ManualBoard {
                 if state.ready.is_empty() {
                     return None;
                 }
-                let index = rng.below(state.ready.len());
+                let index = crate::rng::below(rng, state.ready.len());
                 state.ready.remove(index)
             }
         }

@@ -10,7 +10,6 @@ use crate::counters::Counters;
 use crate::job::Job;
 use crate::manual::Pick;
 use crate::ordered::{OrderedTasks, QueueCore};
-use crate::rng::SplitMix64;
 use crate::shared::Shared;
 use crate::shutdown::ShutdownMode;
 use crate::task::{TaskCore, TaskHandle};
@@ -127,7 +126,7 @@ impl TaskSystem {
     /// among the ready jobs pseudo-randomly from `seed`: the same seed and the same calls give
     /// the same execution order bit for bit; different seeds explore different interleavings.
     pub fn manual(seed: u64) -> TaskSystem {
-        Self::from_shared(Shared::manual(Pick::Seeded(SplitMix64::new(seed))))
+        Self::from_shared(Shared::manual(Pick::Seeded(crate::rng::seeded(seed))))
     }
 
     /// A manual system that always runs the oldest ready job first.
