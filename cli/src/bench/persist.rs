@@ -26,7 +26,7 @@ use super::BenchError;
 const STREAM_CHUNK: usize = snapseal_actors::SPILL_BUFFER;
 
 /// Our persist (in memory, and spilled) against the floor at `size`; rows only for the
-/// in-memory path carry the target, the spilled one is compared to the same bound.
+/// in-memory path carry the persist target, the spilled one is compared to the same bound.
 pub(crate) fn rows(
     dir: &Path,
     size: usize,

@@ -99,8 +99,17 @@ pub fn probe_main(args: &[String]) -> i32 {
     };
     match measure(&dir, size, spill) {
         Ok(report) => {
-            println!("{}", report.to_line());
-            0
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // The parent reads this line; failing to write it fails the probe (println!
+            // would panic instead).
+            match writeln!(out, "{}", report.to_line()).and_then(|()| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("rss probe: writing the report: {e}");
+                    2
+                }
+            }
         }
         Err(e) => {
             eprintln!("rss probe: {e}");

@@ -177,6 +177,48 @@ impl BenchTable {
     }
 }
 
+impl Target {
+    /// `{"kind": "at_most" | "at_least" | "absolute" | "none", "bound": x}` (no bound for
+    /// `none`).
+    fn to_json(self) -> serde_json::Value {
+        let (kind, bound) = match self {
+            Target::AtMost(b) => ("at_most", Some(b)),
+            Target::AtLeast(b) => ("at_least", Some(b)),
+            Target::Absolute(b) => ("absolute", Some(b)),
+            Target::None => ("none", None),
+        };
+        serde_json::json!({ "kind": kind, "bound": bound })
+    }
+}
+
+impl BenchTable {
+    /// The table as one JSON document: `context` lines and one object per row with `what`,
+    /// `ours`, `peer` (floor or peer, rendered with units), `ratio` (null without a peer),
+    /// `target`, `verdict` (`pass`, `fail`, `skipped`, `info`) and `note`; `all_passed` on top.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "what": r.what,
+                    "ours": r.ours,
+                    "peer": r.peer,
+                    "ratio": r.ratio,
+                    "target": r.target.to_json(),
+                    "verdict": r.verdict.to_string().to_lowercase(),
+                    "note": r.note,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "context": self.context,
+            "rows": rows,
+            "all_passed": self.all_passed(),
+        })
+    }
+}
+
 impl fmt::Display for BenchTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for line in &self.context {
@@ -294,5 +336,33 @@ mod tests {
         assert_eq!(bytes(4 << 10), "4 KiB");
         assert_eq!(bytes(2 << 30), "2 GiB");
         assert_eq!(bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn the_json_document_has_every_column_of_every_row() {
+        let table = BenchTable {
+            rows: vec![
+                BenchRow::times("persist 4 KiB", 0.002, 0.001, 1.25).with_note("fsync bound"),
+                BenchRow::skipped("verify", Target::AtLeast(0.9), "b3sum not found"),
+            ],
+            context: vec!["dir /tmp".into()],
+        };
+        let doc = table.to_json();
+        assert_eq!(doc["context"][0], "dir /tmp");
+        assert_eq!(doc["all_passed"], false);
+        let row = &doc["rows"][0];
+        assert_eq!(row["what"], "persist 4 KiB");
+        assert_eq!(row["ours"], "2.00 ms");
+        assert_eq!(row["peer"], "1.00 ms");
+        assert_eq!(row["ratio"], 2.0);
+        assert_eq!(row["target"]["kind"], "at_most");
+        assert_eq!(row["target"]["bound"], 1.25);
+        assert_eq!(row["verdict"], "fail");
+        assert_eq!(row["note"], "fsync bound");
+        let skipped = &doc["rows"][1];
+        assert!(skipped["ratio"].is_null());
+        assert_eq!(skipped["target"]["kind"], "at_least");
+        assert_eq!(skipped["verdict"], "skipped");
+        assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2));
     }
 }

@@ -202,7 +202,8 @@ pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Stat
         Some(d) => (prepare_dir(d)?, None),
         None => (fresh_temp_dir()?, None),
     };
-    info!(out, "snapseal demo: snapshots go to {}", dir.display());
+    // Once, before the run (a long run shows where it writes), as the summary's first line.
+    text!(out, "snapseal demo: {}", dir.display());
     let summary = run_in(&dir, &settings, survey.as_ref(), args, out)?;
     out.json(&summary)?;
     print_summary(&summary, out)?;
@@ -552,7 +553,6 @@ enum Told {
 
 fn print_summary(s: &Summary, out: &Out) -> anyhow::Result<()> {
     let c = &s.snapshots;
-    text!(out, "snapseal demo: {}", s.dir.display());
     if let Some(r) = &s.resumed {
         text!(
             out,

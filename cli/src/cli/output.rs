@@ -61,7 +61,19 @@ impl Out {
 
 /// Writes one line to stdout around the progress bar.
 pub fn line(args: fmt::Arguments<'_>) -> io::Result<()> {
-    progress::suspend(|| writeln!(io::stdout().lock(), "{args}"))
+    write_stdout(args)
+}
+
+/// The one path to stdout: writes `text` and a newline around the progress bar, and flushes,
+/// so a full device (ENOSPC) or a closed pipe (EPIPE) is reported here rather than lost when
+/// the buffer is dropped at exit.
+pub fn write_stdout(text: impl fmt::Display) -> io::Result<()> {
+    progress::suspend(|| {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{text}").and_then(|()| out.flush())
+    })
+    // Same kind (a closed pipe stays recognisable), and the message says what failed.
+    .map_err(|e| io::Error::new(e.kind(), format!("writing to stdout: {e}")))
 }
 
 /// `text!(out, "...", args)`: [`Out::text`] with `format_args!`, `?`-propagating.
