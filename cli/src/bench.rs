@@ -33,8 +33,9 @@ mod rig;
 pub mod rss;
 mod table;
 
+pub use crate::units::{bytes, secs};
 pub use consensus::{measure as consensus_latency, Latency};
-pub use table::{bytes, secs, BenchRow, BenchTable, Target, Verdict};
+pub use table::{BenchRow, BenchTable, Target, Verdict};
 
 /// What to measure and where.
 #[derive(Clone, Debug)]

@@ -18,8 +18,9 @@ use snapseal_persist::{
 };
 
 use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
-use super::table::{bytes, BenchRow};
+use super::table::BenchRow;
 use super::BenchError;
+use crate::units::bytes;
 
 /// Spilled bodies reach the pending file in writes of this size: what the body builder issues
 /// (it gathers the state view's writes into a buffer of this size before hashing and writing).

@@ -16,8 +16,9 @@ use snapseal_actors::SnapshotEvent;
 
 use super::fixture::{GeneratedState, WorkDir};
 use super::rig::Rig;
-use super::table::{bytes, BenchRow, Target, Verdict};
+use super::table::{BenchRow, Target, Verdict};
 use super::BenchError;
+use crate::units::bytes;
 
 /// The argument that makes a program run [`probe_main`] (see [`probe_requested`]).
 pub const PROBE_ARG: &str = "--snapseal-rss-probe";

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::units::secs;
+
 /// Which way a ratio must go to pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
@@ -122,19 +124,6 @@ fn verdict(pass: bool) -> Verdict {
     }
 }
 
-/// Seconds, with a unit that fits.
-pub fn secs(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.2} ms", s * 1e3)
-    } else if s >= 1e-6 {
-        format!("{:.2} µs", s * 1e6)
-    } else {
-        format!("{:.0} ns", s * 1e9)
-    }
-}
-
 /// Bytes per second as MiB/s.
 pub fn mib_per_sec(bps: f64) -> String {
     format!("{:.0} MiB/s", bps / f64::from(1u32 << 20))
@@ -143,22 +132,6 @@ pub fn mib_per_sec(bps: f64) -> String {
 /// Items per second as millions per second.
 pub fn mitems_per_sec(ips: f64) -> String {
     format!("{:.2} M/s", ips / 1e6)
-}
-
-/// A byte count in the largest binary unit that keeps it whole-ish.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Every comparison of one `run`, in order.
@@ -325,17 +298,6 @@ mod tests {
         let width = lines[1].chars().count();
         assert_eq!(lines[2].chars().count(), width);
         assert_eq!(lines[4].chars().count(), width);
-    }
-
-    #[test]
-    fn units_pick_a_readable_scale() {
-        assert_eq!(secs(2.5), "2.50 s");
-        assert_eq!(secs(0.0025), "2.50 ms");
-        assert_eq!(secs(2.5e-6), "2.50 µs");
-        assert_eq!(secs(25e-9), "25 ns");
-        assert_eq!(bytes(4 << 10), "4 KiB");
-        assert_eq!(bytes(2 << 30), "2 GiB");
-        assert_eq!(bytes(1536), "1.5 KiB");
     }
 
     #[test]

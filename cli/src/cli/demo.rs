@@ -20,6 +20,7 @@ use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
 use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
+use snapseal_cli::units::percentile;
 use snapseal_sim::ledger::Ledger;
 use snapseal_sim::node::{NodeEvent, SimNode};
 
@@ -117,14 +118,7 @@ impl Percentiles {
     fn of(samples: &[Duration]) -> Percentiles {
         let mut sorted = samples.to_vec();
         sorted.sort();
-        // Nearest rank: the smallest sample with at least q of the samples at or below it.
-        let at = |q: f64| -> f64 {
-            if sorted.is_empty() {
-                return 0.0;
-            }
-            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-        };
+        let at = |q: f64| percentile(&sorted, q).as_secs_f64() * 1e6;
         Percentiles {
             samples: sorted.len(),
             p50_us: at(0.50),
