@@ -89,7 +89,7 @@ pub struct Global {
         display_order = 902
     )]
     pub log_format: logging::LogFormat,
-    /// TOML config file: a [demo] table (the demo node) and a [store] table (retention and
+    /// TOML config file: a `[demo]` table (the demo node) and a `[store]` table (retention and
     /// quarantine, used by demo, list, latest and gc). Unknown keys are errors; flags override
     /// the file. See demo.example.toml.
     #[arg(long, global = true, value_name = "FILE", display_order = 903)]
