@@ -1,4 +1,4 @@
-//! Runs the issue-7 comparisons (`snapseal_cli::bench`) and prints the table; with `--scaling`,
+//! Runs the floor and peer comparisons (`snapseal_cli::bench`) and prints the table; with `--scaling`,
 //! prints the scaling tables of docs/PERFORMANCE.md instead.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! `snapseal bench`: the issue-7 comparisons, side by side, in one process.
+//! `snapseal bench`: snapseal against its floor and peers, side by side, in one process.
 //!
 //! [`run`] measures each of snapseal's costs next to the physical floor or a peer on the same
 //! machine, in the same run, alternating the two sides so a noisy machine slows both alike,
@@ -33,8 +33,9 @@ mod rig;
 pub mod rss;
 mod table;
 
+pub use crate::units::{bytes, secs};
 pub use consensus::{measure as consensus_latency, Latency};
-pub use table::{bytes, secs, BenchRow, BenchTable, Target, Verdict};
+pub use table::{BenchRow, BenchTable, Target, Verdict};
 
 /// What to measure and where.
 #[derive(Clone, Debug)]
@@ -62,7 +63,7 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// The issue's sizes in `dir`: persist 4 KiB and 256 MiB, serialise 256 MiB, verify 1 GiB,
+    /// The full sizes in `dir`: persist 4 KiB and 256 MiB, serialise 256 MiB, verify 1 GiB,
     /// RSS at 2 GiB, consensus with 5 × 64 MiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {

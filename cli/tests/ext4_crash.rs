@@ -1,4 +1,4 @@
-//! Power loss on a real filesystem (issue 6, part 5): the demo writes into an ext4 image
+//! Power loss on a real filesystem: the demo writes into an ext4 image
 //! mounted through a loop device, and at a random instant the test cuts the power the way
 //! ext4 itself can: `EXT4_IOC_SHUTDOWN` with `EXT4_GOING_FLAGS_NOLOGFLUSH`, which stops the
 //! filesystem at once without flushing its journal, so everything not yet made durable is

@@ -1,4 +1,4 @@
-//! kill -9 torture (issue 6, part 4): the demo runs as a child process against one real
+//! kill -9 torture: the demo runs as a child process against one real
 //! directory and is SIGKILLed at random instants, round after round; every round resumes
 //! where the last one died (`demo --resume`). After each kill the directory must keep the
 //! crash contract (see `crash_support`): every committed file verifies, no acknowledged

@@ -56,24 +56,61 @@ impl Default for SimConfig {
     }
 }
 
+/// Largest [`SimConfig::txs`], [`SimConfig::keys`] and [`SimConfig::rollback_every`]: the
+/// node keeps its whole ledger in memory.
+pub const MAX_TXS: u64 = 10_000_000;
+/// Largest [`SimConfig::sig_every`].
+pub const MAX_SIG_EVERY: u64 = 1_000_000;
+/// Largest [`SimConfig::value_size`] (1 MiB).
+pub const MAX_VALUE_SIZE: usize = 1 << 20;
+
 impl SimConfig {
-    /// Check the fields the snapshotter's config does not cover.
+    /// Check every field's range (the snapshotter's config is checked by its own
+    /// `validate`); the first bad field is reported by name with the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, value: u64, allowed| {
-            Err(ConfigError {
-                field,
-                value: value.to_string(),
-                allowed,
-            })
+        let check = |field, value: u64, ok: bool, allowed| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    field,
+                    value: value.to_string(),
+                    allowed,
+                })
+            }
         };
-        if self.sig_every < 2 {
-            return bad("sig_every", self.sig_every, "must be at least 2");
-        }
-        if self.keys == 0 {
-            return bad("keys", 0, "must be at least 1");
-        }
-        if self.rollback_every == Some(0) {
-            return bad("rollback_every", 0, "must be at least 1, or unset");
+        let txs_range = 1..=MAX_TXS;
+        check(
+            "txs",
+            self.txs,
+            txs_range.contains(&self.txs),
+            "must be in 1 ..= 10000000",
+        )?;
+        check(
+            "sig_every",
+            self.sig_every,
+            (2..=MAX_SIG_EVERY).contains(&self.sig_every),
+            "must be in 2 ..= 1000000",
+        )?;
+        check(
+            "value_size",
+            self.value_size as u64,
+            self.value_size <= MAX_VALUE_SIZE,
+            "must be in 0 ..= 1048576",
+        )?;
+        check(
+            "keys",
+            self.keys,
+            txs_range.contains(&self.keys),
+            "must be in 1 ..= 10000000",
+        )?;
+        if let Some(every) = self.rollback_every {
+            check(
+                "rollback_every",
+                every,
+                txs_range.contains(&every),
+                "must be in 1 ..= 10000000, or unset for no rollbacks",
+            )?;
         }
         Ok(())
     }
@@ -448,5 +485,106 @@ impl SimNode {
     /// Txs appended by `step` so far.
     pub fn appended(&self) -> u64 {
         self.appended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each range's ends pass, one past them fails naming the field, and the message states
+    /// the bound the constant holds (the text and the constant cannot drift apart).
+    #[test]
+    fn sim_config_ranges_are_checked_at_both_ends() {
+        let ok = SimConfig::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let edges: Vec<(SimConfig, SimConfig, &str, u64)> = vec![
+            (
+                SimConfig {
+                    txs: MAX_TXS,
+                    ..ok.clone()
+                },
+                SimConfig {
+                    txs: MAX_TXS + 1,
+                    ..ok.clone()
+                },
+                "txs",
+                MAX_TXS,
+            ),
+            (
+                SimConfig {
+                    sig_every: 2,
+                    ..ok.clone()
+                },
+                SimConfig {
+                    sig_every: MAX_SIG_EVERY + 1,
+                    ..ok.clone()
+                },
+                "sig_every",
+                MAX_SIG_EVERY,
+            ),
+            (
+                SimConfig {
+                    value_size: MAX_VALUE_SIZE,
+                    ..ok.clone()
+                },
+                SimConfig {
+                    value_size: MAX_VALUE_SIZE + 1,
+                    ..ok.clone()
+                },
+                "value_size",
+                MAX_VALUE_SIZE as u64,
+            ),
+            (
+                SimConfig {
+                    keys: 1,
+                    ..ok.clone()
+                },
+                SimConfig {
+                    keys: MAX_TXS + 1,
+                    ..ok.clone()
+                },
+                "keys",
+                MAX_TXS,
+            ),
+            (
+                SimConfig {
+                    rollback_every: Some(MAX_TXS),
+                    ..ok.clone()
+                },
+                SimConfig {
+                    rollback_every: Some(MAX_TXS + 1),
+                    ..ok.clone()
+                },
+                "rollback_every",
+                MAX_TXS,
+            ),
+        ];
+        for (good, bad, field, max) in edges {
+            assert_eq!(good.validate(), Ok(()), "{field}");
+            let e = bad.validate().expect_err(field);
+            assert_eq!(e.field, field);
+            assert!(e.allowed.contains(&format!("..= {max}")), "{e}");
+        }
+        for bad in [
+            SimConfig {
+                txs: 0,
+                ..ok.clone()
+            },
+            SimConfig {
+                sig_every: 1,
+                ..ok.clone()
+            },
+            SimConfig {
+                keys: 0,
+                ..ok.clone()
+            },
+            SimConfig {
+                rollback_every: Some(0),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

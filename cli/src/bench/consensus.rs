@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fixture::{GeneratedState, WorkDir};
-use super::rig::{percentile, Rig};
-use super::table::{bytes, secs, BenchRow, Target, Verdict};
+use super::rig::Rig;
+use super::table::{BenchRow, Target, Verdict};
 use super::BenchError;
+use crate::units::percentile;
+use crate::units::{bytes, secs};
 
 /// Pause between two signatures: lets the workers progress, as a real node's tx rate would.
 const PACE: Duration = Duration::from_micros(50);

@@ -21,8 +21,9 @@ use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{PersistRequest, RealFs, SnapshotStore, StoreOptions};
 
 use super::fixture::{alternate, fill, key, median, timed, Fixture, WorkDir, EVIDENCE};
-use super::table::{bytes, mib_per_sec, BenchRow, Target};
+use super::table::{mib_per_sec, BenchRow, Target};
 use super::BenchError;
+use crate::units::bytes;
 
 /// The `b3sum` binary: the given path, else `b3sum` on `PATH`, else `~/.cargo/bin/b3sum`.
 pub(crate) fn find_b3sum(given: Option<&Path>) -> Option<PathBuf> {

@@ -18,15 +18,16 @@ use snapseal_persist::{
 };
 
 use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
-use super::table::{bytes, BenchRow};
+use super::table::BenchRow;
 use super::BenchError;
+use crate::units::bytes;
 
 /// Spilled bodies reach the pending file in writes of this size: what the body builder issues
 /// (it gathers the state view's writes into a buffer of this size before hashing and writing).
 const STREAM_CHUNK: usize = snapseal_actors::SPILL_BUFFER;
 
 /// Our persist (in memory, and spilled) against the floor at `size`; rows only for the
-/// in-memory path carry the issue's target, the spilled one is compared to the same bound.
+/// in-memory path carry the persist target, the spilled one is compared to the same bound.
 pub(crate) fn rows(
     dir: &Path,
     size: usize,

@@ -103,12 +103,3 @@ impl Rig {
         self.tasks.shutdown(ShutdownMode::Drain);
     }
 }
-
-/// The `p`-quantile (0..=1) of sorted `v`.
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}

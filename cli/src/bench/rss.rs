@@ -16,8 +16,9 @@ use snapseal_actors::SnapshotEvent;
 
 use super::fixture::{GeneratedState, WorkDir};
 use super::rig::Rig;
-use super::table::{bytes, BenchRow, Target, Verdict};
+use super::table::{BenchRow, Target, Verdict};
 use super::BenchError;
+use crate::units::bytes;
 
 /// The argument that makes a program run [`probe_main`] (see [`probe_requested`]).
 pub const PROBE_ARG: &str = "--snapseal-rss-probe";
@@ -99,8 +100,17 @@ pub fn probe_main(args: &[String]) -> i32 {
     };
     match measure(&dir, size, spill) {
         Ok(report) => {
-            println!("{}", report.to_line());
-            0
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // The parent reads this line; failing to write it fails the probe (println!
+            // would panic instead).
+            match writeln!(out, "{}", report.to_line()).and_then(|()| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("rss probe: writing the report: {e}");
+                    2
+                }
+            }
         }
         Err(e) => {
             eprintln!("rss probe: {e}");

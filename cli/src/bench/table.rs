@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::units::secs;
+
 /// Which way a ratio must go to pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
@@ -122,19 +124,6 @@ fn verdict(pass: bool) -> Verdict {
     }
 }
 
-/// Seconds, with a unit that fits.
-pub fn secs(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.2} ms", s * 1e3)
-    } else if s >= 1e-6 {
-        format!("{:.2} µs", s * 1e6)
-    } else {
-        format!("{:.0} ns", s * 1e9)
-    }
-}
-
 /// Bytes per second as MiB/s.
 pub fn mib_per_sec(bps: f64) -> String {
     format!("{:.0} MiB/s", bps / f64::from(1u32 << 20))
@@ -143,22 +132,6 @@ pub fn mib_per_sec(bps: f64) -> String {
 /// Items per second as millions per second.
 pub fn mitems_per_sec(ips: f64) -> String {
     format!("{:.2} M/s", ips / 1e6)
-}
-
-/// A byte count in the largest binary unit that keeps it whole-ish.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Every comparison of one `run`, in order.
@@ -174,6 +147,48 @@ impl BenchTable {
     /// True when no row failed (skipped rows do not fail the table).
     pub fn all_passed(&self) -> bool {
         self.rows.iter().all(|r| r.verdict != Verdict::Fail)
+    }
+}
+
+impl Target {
+    /// `{"kind": "at_most" | "at_least" | "absolute" | "none", "bound": x}` (no bound for
+    /// `none`).
+    fn to_json(self) -> serde_json::Value {
+        let (kind, bound) = match self {
+            Target::AtMost(b) => ("at_most", Some(b)),
+            Target::AtLeast(b) => ("at_least", Some(b)),
+            Target::Absolute(b) => ("absolute", Some(b)),
+            Target::None => ("none", None),
+        };
+        serde_json::json!({ "kind": kind, "bound": bound })
+    }
+}
+
+impl BenchTable {
+    /// The table as one JSON document: `context` lines and one object per row with `what`,
+    /// `ours`, `peer` (floor or peer, rendered with units), `ratio` (null without a peer),
+    /// `target`, `verdict` (`pass`, `fail`, `skipped`, `info`) and `note`; `all_passed` on top.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "what": r.what,
+                    "ours": r.ours,
+                    "peer": r.peer,
+                    "ratio": r.ratio,
+                    "target": r.target.to_json(),
+                    "verdict": r.verdict.to_string().to_lowercase(),
+                    "note": r.note,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "context": self.context,
+            "rows": rows,
+            "all_passed": self.all_passed(),
+        })
     }
 }
 
@@ -286,13 +301,30 @@ mod tests {
     }
 
     #[test]
-    fn units_pick_a_readable_scale() {
-        assert_eq!(secs(2.5), "2.50 s");
-        assert_eq!(secs(0.0025), "2.50 ms");
-        assert_eq!(secs(2.5e-6), "2.50 µs");
-        assert_eq!(secs(25e-9), "25 ns");
-        assert_eq!(bytes(4 << 10), "4 KiB");
-        assert_eq!(bytes(2 << 30), "2 GiB");
-        assert_eq!(bytes(1536), "1.5 KiB");
+    fn the_json_document_has_every_column_of_every_row() {
+        let table = BenchTable {
+            rows: vec![
+                BenchRow::times("persist 4 KiB", 0.002, 0.001, 1.25).with_note("fsync bound"),
+                BenchRow::skipped("verify", Target::AtLeast(0.9), "b3sum not found"),
+            ],
+            context: vec!["dir /tmp".into()],
+        };
+        let doc = table.to_json();
+        assert_eq!(doc["context"][0], "dir /tmp");
+        assert_eq!(doc["all_passed"], false);
+        let row = &doc["rows"][0];
+        assert_eq!(row["what"], "persist 4 KiB");
+        assert_eq!(row["ours"], "2.00 ms");
+        assert_eq!(row["peer"], "1.00 ms");
+        assert_eq!(row["ratio"], 2.0);
+        assert_eq!(row["target"]["kind"], "at_most");
+        assert_eq!(row["target"]["bound"], 1.25);
+        assert_eq!(row["verdict"], "fail");
+        assert_eq!(row["note"], "fsync bound");
+        let skipped = &doc["rows"][1];
+        assert!(skipped["ratio"].is_null());
+        assert_eq!(skipped["target"]["kind"], "at_least");
+        assert_eq!(skipped["verdict"], "skipped");
+        assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2));
     }
 }

@@ -1,4 +1,4 @@
-//! `snapseal bench`: the issue-7 comparisons side by side in one process, as a table.
+//! `snapseal bench`: snapseal against its floor and peers, side by side in one process, as a table.
 //!
 //! Every row is a ratio measured in this one run against a floor or peer on the same machine
 //! (bare write + fsync + rename + dir fsync; `b3sum` when installed; a crossbeam pool), so it
@@ -44,5 +44,6 @@ pub fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
     ))?;
     let table = bench::run(&opts).context("running the benchmark")?;
     out.text(format_args!("{table}"))?;
+    out.json(&table.to_json())?;
     Ok(Status::failed_if(!table.all_passed()))
 }

@@ -1,21 +1,104 @@
 //! Settings: built-in defaults, overridden by the `--config` TOML file, overridden by flags.
 //!
 //! The file has two tables, `[demo]` and `[store]`; unknown tables and keys are errors (a
-//! typo must not silently fall back to a default). Every integer is checked against its
-//! allowed range, and the message names the key (or the flag) and the range. The whole file
-//! is validated whichever command reads it.
+//! typo must not silently fall back to a default). The `[demo]` settings are one struct,
+//! [`DemoValues`], read from the file by serde and from the flags by clap; their ranges are
+//! those of the `validate()` of the library config each one ends up in
+//! ([`SnapshotterConfig::validate`], [`SimConfig::validate`], the engine's worker check), run
+//! once on the merged values, and an error names the key (or the flag), where it came from and
+//! the allowed range. The whole file is checked whichever command reads it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use snapseal::engine::{EngineConfig, EngineError};
 use snapseal::persist::receipt::ReceiptVerifier;
 use snapseal::{SnapshotterConfig, StoreOptions};
 use snapseal_sim::node::SimConfig;
 
-/// One bounded integer setting.
+/// Largest `--seed` / `demo.seed`: the largest TOML integer, so any seed a flag takes can be
+/// written in a config file too.
+pub const SEED_MAX: u64 = i64::MAX as u64;
+
+/// The `[demo]` settings as the config file or the flags give them (`None`: not given).
+///
+/// One definition serves both sources: serde reads the file's `[demo]` table into it (unknown
+/// keys refused), clap reads the `demo` flags into it (settings without a flag are skipped).
+/// Ranges are not checked here; see [`demo_settings`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct DemoValues {
+    /// Transactions to append: writes, and a signature every --sig-every [default: 200000]
+    #[arg(long, value_name = "N")]
+    pub txs: Option<u64>,
+    /// A snapshot is due every this many txs [default: 20000]
+    #[arg(long, value_name = "K")]
+    pub tx_interval: Option<u64>,
+    /// A signature tx every this many txs [default: 100]
+    #[arg(long, value_name = "S")]
+    pub sig_every: Option<u64>,
+    /// Bytes per written value [default: 128]
+    #[arg(long, value_name = "B")]
+    pub value_size: Option<u64>,
+    /// Keys are drawn from 0 .. N (bounds the state, so each snapshot's size) [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub keys: Option<u64>,
+    /// Roll the uncommitted tail back every R txs, as after a leader change [default: never]
+    #[arg(long, value_name = "R")]
+    pub rollback_every: Option<u64>,
+    /// Seed of the node key (node.pub) and of the written keys and values, in
+    /// 0 ..= 9223372036854775807 (the largest TOML integer). The same seed always gives the
+    /// same key and the same writes and signatures. Without --deterministic, when a
+    /// serialisation finishes depends on the worker threads, so the positions of evidence txs,
+    /// and with them snapshot indices, file names and contents and committed.log, differ from
+    /// run to run [default: 1]
+    #[arg(long, value_name = "X", value_parser = clap::value_parser!(u64).range(..=SEED_MAX))]
+    pub seed: Option<u64>,
+    /// zstd level (1-19) for snapshot bodies [default: uncompressed]
+    #[arg(long, value_name = "LEVEL")]
+    pub compression: Option<u64>,
+    /// Engine worker threads [default: half the CPUs, at least 1]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u64>,
+    /// Pending generations before due snapshots are skipped (file only).
+    #[arg(skip)]
+    pub max_pending: Option<u64>,
+    /// With `time_interval_ms`, txs needed before a timed snapshot (file only).
+    #[arg(skip)]
+    pub min_tx_count: Option<u64>,
+    /// Minimum time between two serialisations, in ms (file only).
+    #[arg(skip)]
+    pub cooldown_ms: Option<u64>,
+    /// A snapshot is also due after this long, in ms (file only).
+    #[arg(skip)]
+    pub time_interval_ms: Option<u64>,
+}
+
+impl DemoValues {
+    /// `self`'s value of `key` (a field name), if given.
+    fn get(&self, key: &str) -> Option<u64> {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get(key).and_then(serde_json::Value::as_u64))
+    }
+
+    /// Each value of `over` that is given, else `self`'s.
+    fn or(&self, over: &DemoValues) -> DemoValues {
+        let mut merged = serde_json::to_value(self).unwrap_or_default();
+        if let (Some(base), Ok(serde_json::Value::Object(top))) =
+            (merged.as_object_mut(), serde_json::to_value(over))
+        {
+            base.extend(top.into_iter().filter(|(_, v)| !v.is_null()));
+        }
+        serde_json::from_value(merged).unwrap_or_else(|_| over.clone())
+    }
+}
+
+/// One bounded integer `[store]` setting (the store's own validation covers only part of
+/// these ranges).
 #[derive(Clone, Copy, Debug)]
 pub struct Limit {
     /// Its key in the config file (`table.key`).
@@ -30,108 +113,33 @@ pub struct Limit {
     pub unset: Option<&'static str>,
 }
 
-const fn limit(key: &'static str, flag: Option<&'static str>, min: u64, max: u64) -> Limit {
-    Limit {
-        key,
-        flag,
-        min,
-        max,
-        unset: None,
-    }
-}
-
-const fn optional(
-    key: &'static str,
-    flag: Option<&'static str>,
-    min: u64,
-    max: u64,
-    unset: &'static str,
-) -> Limit {
-    Limit {
-        key,
-        flag,
-        min,
-        max,
-        unset: Some(unset),
-    }
-}
-
 /// The largest integer a TOML file can hold.
 const TOML_MAX: u64 = i64::MAX as u64;
 
-/// `[demo] txs`: transactions the node appends.
-pub const TXS: Limit = limit("demo.txs", Some("--txs"), 1, 10_000_000);
-/// `[demo] tx_interval`: a snapshot is due every this many txs.
-pub const TX_INTERVAL: Limit = limit("demo.tx_interval", Some("--tx-interval"), 1, 10_000_000);
-/// `[demo] sig_every`: a signature tx every this many txs.
-pub const SIG_EVERY: Limit = limit("demo.sig_every", Some("--sig-every"), 2, 1_000_000);
-/// `[demo] value_size`: bytes per written value.
-pub const VALUE_SIZE: Limit = limit("demo.value_size", Some("--value-size"), 0, 1 << 20);
-/// `[demo] keys`: keys are drawn from `0 .. keys`.
-pub const KEYS: Limit = limit("demo.keys", Some("--keys"), 1, 10_000_000);
-/// `[demo] rollback_every`: roll the uncommitted tail back every this many txs.
-pub const ROLLBACK_EVERY: Limit = optional(
-    "demo.rollback_every",
-    Some("--rollback-every"),
-    1,
-    10_000_000,
-    "leave it out for no rollbacks",
-);
-/// `[demo] seed`: seed of the node key, keys and values.
-pub const SEED: Limit = limit("demo.seed", Some("--seed"), 0, TOML_MAX);
-/// `[demo] max_pending`: pending generations before due snapshots are skipped.
-pub const MAX_PENDING: Limit = limit(
-    "demo.max_pending",
-    None,
-    1,
-    snapseal::actors::MAX_PENDING_LIMIT as u64,
-);
-/// `[demo] min_tx_count`: with `time_interval_ms`, txs needed before a timed snapshot.
-pub const MIN_TX_COUNT: Limit = limit("demo.min_tx_count", None, 0, 10_000_000);
-/// `[demo] compression`: zstd level of snapshot bodies.
-pub const COMPRESSION: Limit = optional(
-    "demo.compression",
-    Some("--compression"),
-    1,
-    19,
-    "leave it out to store bodies uncompressed",
-);
-/// `[demo] workers`: engine worker threads.
-pub const WORKERS: Limit = optional(
-    "demo.workers",
-    Some("--workers"),
-    1,
-    snapseal::engine::MAX_WORKERS as u64,
-    "leave it out for half the CPUs, at least 1",
-);
-/// `[demo] cooldown_ms`: minimum time between two serialisations.
-pub const COOLDOWN_MS: Limit = optional(
-    "demo.cooldown_ms",
-    None,
-    1,
-    3_600_000,
-    "leave it out for no cooldown",
-);
-/// `[demo] time_interval_ms`: a snapshot is also due after this long.
-pub const TIME_INTERVAL_MS: Limit = optional(
-    "demo.time_interval_ms",
-    None,
-    1,
-    3_600_000,
-    "leave it out for no timed snapshots",
-);
 /// `[store] keep_last`: committed snapshots retention keeps.
-pub const KEEP_LAST: Limit = limit("store.keep_last", Some("--keep-last"), 1, 1_000_000);
+pub const KEEP_LAST: Limit = Limit {
+    key: "store.keep_last",
+    flag: Some("--keep-last"),
+    min: 1,
+    max: 1_000_000,
+    unset: None,
+};
 /// `[store] max_bytes`: retention's byte budget.
-pub const MAX_BYTES: Limit = optional(
-    "store.max_bytes",
-    Some("--max-bytes"),
-    1,
-    TOML_MAX,
-    "leave it out for no byte limit",
-);
+pub const MAX_BYTES: Limit = Limit {
+    key: "store.max_bytes",
+    flag: Some("--max-bytes"),
+    min: 1,
+    max: TOML_MAX,
+    unset: Some("leave it out for no byte limit"),
+};
 /// `[store] max_quarantined`: quarantined files kept.
-pub const MAX_QUARANTINED: Limit = limit("store.max_quarantined", None, 0, 1_000_000);
+pub const MAX_QUARANTINED: Limit = Limit {
+    key: "store.max_quarantined",
+    flag: None,
+    min: 0,
+    max: 1_000_000,
+    unset: None,
+};
 
 /// The demo keeps its whole ledger in memory; this bounds `txs × value_size`.
 const MAX_LEDGER_BYTES: u64 = 4 << 30;
@@ -143,6 +151,26 @@ enum Origin<'a> {
     Flag,
 }
 
+/// "out of range" for `key` = `value` from `origin`; `allowed` says what would do.
+fn out_of_range(
+    key: &str,
+    flag: Option<&str>,
+    value: impl std::fmt::Display,
+    allowed: &str,
+    origin: Origin<'_>,
+) -> anyhow::Error {
+    match origin {
+        Origin::Flag => anyhow::anyhow!(
+            "{} {value} is out of range: {allowed} (config key `{key}`)",
+            flag.unwrap_or(key),
+        ),
+        Origin::File(path) => anyhow::anyhow!(
+            "{}: `{key}` = {value} is out of range: {allowed}",
+            path.display(),
+        ),
+    }
+}
+
 impl Limit {
     fn check(&self, value: i128, origin: Origin<'_>) -> anyhow::Result<u64> {
         if value >= i128::from(self.min) && value <= i128::from(self.max) {
@@ -150,17 +178,8 @@ impl Limit {
             return u64::try_from(value).context("range check");
         }
         let unset = self.unset.map(|u| format!("; {u}")).unwrap_or_default();
-        let (min, max, key) = (self.min, self.max, self.key);
-        match origin {
-            Origin::Flag => bail!(
-                "{} {value} is out of range: allowed {min} ..= {max}{unset} (config key `{key}`)",
-                self.flag.unwrap_or(key),
-            ),
-            Origin::File(path) => bail!(
-                "{}: `{key}` = {value} is out of range: allowed {min} ..= {max}{unset}",
-                path.display(),
-            ),
-        }
+        let allowed = format!("allowed {} ..= {}{unset}", self.min, self.max);
+        Err(out_of_range(self.key, self.flag, value, &allowed, origin))
     }
 
     /// Checks a command-line value.
@@ -175,34 +194,15 @@ impl Limit {
     }
 }
 
-/// The file as written: every key optional, unknown ones refused.
+/// The file as written: unknown tables refused; `[demo]` is checked key by key first (so a
+/// negative or non-integer value is reported with its key), then read into [`DemoValues`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
-    demo: RawDemo,
+    demo: toml::Table,
     #[serde(default)]
     store: RawStore,
-}
-
-/// `[demo]` as written. TOML integers are i64; ranges are checked after parsing so the
-/// message can name the range.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDemo {
-    txs: Option<i64>,
-    tx_interval: Option<i64>,
-    sig_every: Option<i64>,
-    value_size: Option<i64>,
-    keys: Option<i64>,
-    rollback_every: Option<i64>,
-    seed: Option<i64>,
-    max_pending: Option<i64>,
-    min_tx_count: Option<i64>,
-    compression: Option<i64>,
-    workers: Option<i64>,
-    cooldown_ms: Option<i64>,
-    time_interval_ms: Option<i64>,
 }
 
 /// `[store]` as written.
@@ -212,37 +212,6 @@ struct RawStore {
     keep_last: Option<i64>,
     max_bytes: Option<i64>,
     max_quarantined: Option<i64>,
-}
-
-/// `[demo]` after range checks; `None` means "not in the file".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DemoFile {
-    /// `txs`.
-    pub txs: Option<u64>,
-    /// `tx_interval`.
-    pub tx_interval: Option<u64>,
-    /// `sig_every`.
-    pub sig_every: Option<u64>,
-    /// `value_size`.
-    pub value_size: Option<u64>,
-    /// `keys`.
-    pub keys: Option<u64>,
-    /// `rollback_every`.
-    pub rollback_every: Option<u64>,
-    /// `seed`.
-    pub seed: Option<u64>,
-    /// `max_pending`.
-    pub max_pending: Option<u64>,
-    /// `min_tx_count`.
-    pub min_tx_count: Option<u64>,
-    /// `compression`.
-    pub compression: Option<u64>,
-    /// `workers`.
-    pub workers: Option<u64>,
-    /// `cooldown_ms`.
-    pub cooldown_ms: Option<u64>,
-    /// `time_interval_ms`.
-    pub time_interval_ms: Option<u64>,
 }
 
 /// The store's settings (defaults, then the file, then flags).
@@ -284,7 +253,7 @@ impl StoreSettings {
         max_bytes: Option<u64>,
     ) -> anyhow::Result<Self> {
         if let Some(n) = keep_last {
-            self.keep_last = to_usize(KEEP_LAST.flag(n)?, &KEEP_LAST)?;
+            self.keep_last = to_usize(KEEP_LAST.flag(n)?, KEEP_LAST.key)?;
         }
         if let Some(n) = max_bytes {
             self.max_bytes = Some(MAX_BYTES.flag(n)?);
@@ -298,14 +267,15 @@ impl StoreSettings {
 pub struct FileConfig {
     /// The file it came from (`None`: no `--config`, built-in defaults).
     pub path: Option<PathBuf>,
-    /// `[demo]`.
-    pub demo: DemoFile,
+    /// `[demo]` (each value in range on its own; combinations are checked by
+    /// [`demo_settings`]).
+    pub demo: DemoValues,
     /// `[store]`, over the defaults.
     pub store: StoreSettings,
 }
 
-fn to_usize(v: u64, limit: &Limit) -> anyhow::Result<usize> {
-    usize::try_from(v).with_context(|| format!("`{}` = {v} does not fit this platform", limit.key))
+fn to_usize(v: u64, key: &str) -> anyhow::Result<usize> {
+    usize::try_from(v).with_context(|| format!("`{key}` = {v} does not fit this platform"))
 }
 
 /// Reads and validates `--config FILE` (built-in defaults without one).
@@ -320,62 +290,52 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
 
 /// Parses and validates config text (`path` names it in messages).
 pub fn parse(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
-    // toml's message shows the offending line and key (unknown key, wrong type).
+    // toml's message shows the offending line and key (unknown table, wrong type).
     let raw: RawFile =
         toml::from_str(text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-    let d = raw.demo;
-    let demo = DemoFile {
-        txs: TXS.file(d.txs, path)?,
-        tx_interval: TX_INTERVAL.file(d.tx_interval, path)?,
-        sig_every: SIG_EVERY.file(d.sig_every, path)?,
-        value_size: VALUE_SIZE.file(d.value_size, path)?,
-        keys: KEYS.file(d.keys, path)?,
-        rollback_every: ROLLBACK_EVERY.file(d.rollback_every, path)?,
-        seed: SEED.file(d.seed, path)?,
-        max_pending: MAX_PENDING.file(d.max_pending, path)?,
-        min_tx_count: MIN_TX_COUNT.file(d.min_tx_count, path)?,
-        compression: COMPRESSION.file(d.compression, path)?,
-        workers: WORKERS.file(d.workers, path)?,
-        cooldown_ms: COOLDOWN_MS.file(d.cooldown_ms, path)?,
-        time_interval_ms: TIME_INTERVAL_MS.file(d.time_interval_ms, path)?,
+    for (key, value) in &raw.demo {
+        match value.as_integer() {
+            Some(v) if v < 0 => {
+                let allowed = "must not be negative";
+                return Err(out_of_range(
+                    &format!("demo.{key}"),
+                    None,
+                    v,
+                    allowed,
+                    Origin::File(path),
+                ));
+            }
+            Some(_) => {}
+            None => bail!(
+                "{}: `demo.{key}` = {value} must be an integer",
+                path.display()
+            ),
+        }
+    }
+    // Unknown keys are refused here, by name.
+    let demo: DemoValues = toml::Value::Table(raw.demo)
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("config file {}: [demo]: {e}", path.display()))?;
+    let file = Sources {
+        file: &demo,
+        flags: &DemoValues::default(),
+        path: Some(path),
     };
+    file.validate(&file.merged())?;
     let s = raw.store;
     let mut store = StoreSettings::default();
     if let Some(n) = KEEP_LAST.file(s.keep_last, path)? {
-        store.keep_last = to_usize(n, &KEEP_LAST)?;
+        store.keep_last = to_usize(n, KEEP_LAST.key)?;
     }
     store.max_bytes = MAX_BYTES.file(s.max_bytes, path)?;
     if let Some(n) = MAX_QUARANTINED.file(s.max_quarantined, path)? {
-        store.max_quarantined = to_usize(n, &MAX_QUARANTINED)?;
+        store.max_quarantined = to_usize(n, MAX_QUARANTINED.key)?;
     }
     Ok(FileConfig {
         path: Some(path.to_path_buf()),
         demo,
         store,
     })
-}
-
-/// The demo's values given on the command line (each `None` when the flag is absent).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DemoFlags {
-    /// `--txs`.
-    pub txs: Option<u64>,
-    /// `--tx-interval`.
-    pub tx_interval: Option<u64>,
-    /// `--sig-every`.
-    pub sig_every: Option<u64>,
-    /// `--value-size`.
-    pub value_size: Option<u64>,
-    /// `--keys`.
-    pub keys: Option<u64>,
-    /// `--rollback-every`.
-    pub rollback_every: Option<u64>,
-    /// `--seed`.
-    pub seed: Option<u64>,
-    /// `--compression`.
-    pub compression: Option<u64>,
-    /// `--workers`.
-    pub workers: Option<u64>,
 }
 
 /// Everything the demo runs with.
@@ -408,29 +368,99 @@ pub mod defaults {
     pub const SEED: u64 = 1;
 }
 
-/// Merges defaults, the file and the flags (flags win), checking each flag's range and the
-/// settings' combinations.
-pub fn demo_settings(file: &FileConfig, flags: &DemoFlags) -> anyhow::Result<DemoSettings> {
-    fn pick(flag: Option<u64>, limit: &Limit, file: Option<u64>) -> anyhow::Result<Option<u64>> {
-        match flag {
-            Some(v) => limit.flag(v).map(Some),
-            None => Ok(file),
+/// The `[demo]` values of one run and where each came from.
+struct Sources<'a> {
+    file: &'a DemoValues,
+    flags: &'a DemoValues,
+    path: Option<&'a Path>,
+}
+
+impl Sources<'_> {
+    fn merged(&self) -> DemoValues {
+        self.file.or(self.flags)
+    }
+
+    /// The library configs for `v` (defaults where unset), each `validate()`d; the first
+    /// failure names the key or flag it came from.
+    fn validate(
+        &self,
+        v: &DemoValues,
+    ) -> anyhow::Result<(SimConfig, SnapshotterConfig, Option<usize>)> {
+        // Values too large for the field's type saturate, so validate() reports the range.
+        let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let sim = SimConfig {
+            txs: v.txs.unwrap_or(defaults::TXS),
+            sig_every: v.sig_every.unwrap_or(defaults::SIG_EVERY),
+            value_size: usize_of(v.value_size.unwrap_or(defaults::VALUE_SIZE)),
+            keys: v.keys.unwrap_or(defaults::KEYS),
+            rollback_every: v.rollback_every,
+            seed: v.seed.unwrap_or(defaults::SEED),
+        };
+        let base = SnapshotterConfig::default();
+        let snap = SnapshotterConfig {
+            tx_interval: v.tx_interval.unwrap_or(defaults::TX_INTERVAL),
+            min_tx_count: v.min_tx_count.unwrap_or(base.min_tx_count),
+            time_interval: v.time_interval_ms.map(Duration::from_millis),
+            max_pending: v.max_pending.map_or(base.max_pending, usize_of),
+            cooldown: v.cooldown_ms.map(Duration::from_millis),
+            compression: v.compression.map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
+            // Anything the file cannot set keeps the Snapshotter's default.
+            ..base
+        };
+        sim.validate()
+            .and_then(|()| snap.validate())
+            .map_err(|e| self.explain(e.field, e.allowed))?;
+        let workers = v.workers.map(usize_of);
+        if workers.is_some() {
+            match (EngineConfig {
+                workers,
+                ..EngineConfig::default()
+            })
+            .resolved_workers()
+            {
+                Ok(_) => {}
+                Err(EngineError::InvalidConfig { field, reason }) => {
+                    return Err(self.explain(field, &reason))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A seed past the range can only come from a caller that skipped clap and TOML.
+        if sim.seed > SEED_MAX {
+            return Err(self.explain("seed", "must be in 0 ..= 9223372036854775807"));
+        }
+        Ok((sim, snap, workers))
+    }
+
+    /// The message for library field `field` failing with `allowed`.
+    fn explain(&self, field: &str, allowed: &str) -> anyhow::Error {
+        let key = match field {
+            "cooldown" => "cooldown_ms",
+            "time_interval" => "time_interval_ms",
+            other => other,
+        };
+        let name = format!("demo.{key}");
+        let flag = format!("--{}", key.replace('_', "-"));
+        match (self.flags.get(key), self.file.get(key), self.path) {
+            (Some(v), _, _) => out_of_range(&name, Some(&flag), v, allowed, Origin::Flag),
+            (None, Some(v), Some(path)) => {
+                out_of_range(&name, None, v, allowed, Origin::File(path))
+            }
+            _ => anyhow::anyhow!("built-in default of `{name}` is invalid: {allowed}"),
         }
     }
-    let f = &file.demo;
-    let txs = pick(flags.txs, &TXS, f.txs)?.unwrap_or(defaults::TXS);
-    let tx_interval =
-        pick(flags.tx_interval, &TX_INTERVAL, f.tx_interval)?.unwrap_or(defaults::TX_INTERVAL);
-    let sig_every = pick(flags.sig_every, &SIG_EVERY, f.sig_every)?.unwrap_or(defaults::SIG_EVERY);
-    let value_size =
-        pick(flags.value_size, &VALUE_SIZE, f.value_size)?.unwrap_or(defaults::VALUE_SIZE);
-    let keys = pick(flags.keys, &KEYS, f.keys)?.unwrap_or(defaults::KEYS);
-    let rollback_every = pick(flags.rollback_every, &ROLLBACK_EVERY, f.rollback_every)?;
-    // The seed flag takes any u64; the file only up to i64::MAX (all TOML can hold).
-    let seed = flags.seed.or(f.seed).unwrap_or(defaults::SEED);
-    let compression = pick(flags.compression, &COMPRESSION, f.compression)?;
-    let workers = pick(flags.workers, &WORKERS, f.workers)?;
+}
 
+/// Merges defaults, the file and the flags (flags win) and validates the result: each value
+/// by the library config it goes to, then the combinations the demo needs.
+pub fn demo_settings(file: &FileConfig, flags: &DemoValues) -> anyhow::Result<DemoSettings> {
+    let sources = Sources {
+        file: &file.demo,
+        flags,
+        path: file.path.as_deref(),
+    };
+    let (sim, snap, workers) = sources.validate(&sources.merged())?;
+    let (txs, tx_interval, value_size) = (sim.txs, snap.tx_interval, sim.value_size as u64);
     if tx_interval >= txs {
         bail!(
             "`demo.tx_interval` (--tx-interval) = {tx_interval} must be less than `demo.txs` \
@@ -444,34 +474,6 @@ pub fn demo_settings(file: &FileConfig, flags: &DemoFlags) -> anyhow::Result<Dem
             MAX_LEDGER_BYTES
         );
     }
-    let value_size = to_usize(value_size, &VALUE_SIZE)?;
-    let sim = SimConfig {
-        txs,
-        sig_every,
-        value_size,
-        keys,
-        rollback_every,
-        seed,
-    };
-    let defaults = SnapshotterConfig::default();
-    let snap = SnapshotterConfig {
-        tx_interval,
-        min_tx_count: f.min_tx_count.unwrap_or(defaults.min_tx_count),
-        time_interval: f.time_interval_ms.map(Duration::from_millis),
-        max_pending: match f.max_pending {
-            Some(n) => to_usize(n, &MAX_PENDING)?,
-            None => defaults.max_pending,
-        },
-        cooldown: f.cooldown_ms.map(Duration::from_millis),
-        // In 1 ..= 19 by the range check.
-        compression: compression.map(i32::try_from).transpose()?,
-        // Anything the file cannot set keeps the Snapshotter's default.
-        ..defaults
-    };
-    // Backstops: the crates' own validation (same rules, their wording).
-    sim.validate()?;
-    snap.validate()?;
-    let workers = workers.map(|w| to_usize(w, &WORKERS)).transpose()?;
     Ok(DemoSettings {
         sim,
         snap,
@@ -491,7 +493,7 @@ mod tests {
     #[test]
     fn empty_file_gives_the_defaults() {
         let c = parse_str("").unwrap();
-        let d = demo_settings(&c, &DemoFlags::default()).unwrap();
+        let d = demo_settings(&c, &DemoValues::default()).unwrap();
         assert_eq!(d.sim.txs, defaults::TXS);
         assert_eq!(d.snap.tx_interval, defaults::TX_INTERVAL);
         assert_eq!(d.store, StoreSettings::default());
@@ -526,15 +528,15 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_are_checked_by_name() {
         let c = parse_str("[demo]\ntxs = 5000\ntx_interval = 100\n").unwrap();
-        let flags = DemoFlags {
+        let flags = DemoValues {
             txs: Some(7000),
-            ..DemoFlags::default()
+            ..DemoValues::default()
         };
         let d = demo_settings(&c, &flags).unwrap();
         assert_eq!((d.sim.txs, d.snap.tx_interval), (7000, 100));
-        let bad = DemoFlags {
+        let bad = DemoValues {
             sig_every: Some(1),
-            ..DemoFlags::default()
+            ..DemoValues::default()
         };
         let e = demo_settings(&c, &bad).unwrap_err().to_string();
         assert!(
@@ -546,7 +548,7 @@ mod tests {
     #[test]
     fn an_interval_not_below_txs_is_refused() {
         let c = parse_str("[demo]\ntxs = 100\ntx_interval = 100\n").unwrap();
-        let e = demo_settings(&c, &DemoFlags::default())
+        let e = demo_settings(&c, &DemoValues::default())
             .unwrap_err()
             .to_string();
         assert!(
@@ -559,6 +561,73 @@ mod tests {
     fn the_example_file_is_valid() {
         let text = include_str!("../../../demo.example.toml");
         let c = parse_str(text).unwrap();
-        demo_settings(&c, &DemoFlags::default()).unwrap();
+        demo_settings(&c, &DemoValues::default()).unwrap();
+    }
+
+    /// The ranges are the library configs' own: each message carries the `validate()` text
+    /// and names the file key (with the file's unit) it came from.
+    #[test]
+    fn file_values_are_checked_by_the_library_validation_under_their_key() {
+        for (text, key, allowed) in [
+            (
+                "[demo]\nmax_pending = 2000\n",
+                "`demo.max_pending` = 2000",
+                "1 ..= 1024",
+            ),
+            (
+                "[demo]\ncompression = 22\n",
+                "`demo.compression` = 22",
+                "1 ..= 19",
+            ),
+            (
+                "[demo]\ncooldown_ms = 0\n",
+                "`demo.cooldown_ms` = 0",
+                "must be positive",
+            ),
+            (
+                "[demo]\ntime_interval_ms = 0\n",
+                "`demo.time_interval_ms` = 0",
+                "must be positive",
+            ),
+            ("[demo]\nworkers = 0\n", "`demo.workers` = 0", "at least 1"),
+            (
+                "[demo]\nvalue_size = 2000000\n",
+                "`demo.value_size` = 2000000",
+                "0 ..= 1048576",
+            ),
+        ] {
+            let e = parse_str(text).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains(allowed) && e.contains("t.toml"),
+                "{e}"
+            );
+        }
+        let e = parse_str("[demo]\ntxs = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`demo.txs`") && e.contains("integer"), "{e}");
+    }
+
+    /// A bad value is blamed on the flag when a flag gave it, on the file otherwise.
+    #[test]
+    fn a_bad_merged_value_names_where_it_came_from() {
+        let c = parse_str("[demo]\nkeys = 5\n").unwrap();
+        let flags = DemoValues {
+            keys: Some(0),
+            ..DemoValues::default()
+        };
+        let e = demo_settings(&c, &flags).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--keys 0 is out of range") && e.contains("`demo.keys`"),
+            "{e}"
+        );
+        let flags = DemoValues {
+            workers: Some(100_000),
+            ..DemoValues::default()
+        };
+        let e = demo_settings(&c, &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--workers 100000"), "{e}");
+        let d = demo_settings(&c, &DemoValues::default()).unwrap();
+        assert_eq!(d.sim.keys, 5);
     }
 }

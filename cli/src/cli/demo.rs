@@ -20,12 +20,13 @@ use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
 use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
+use snapseal_cli::units::percentile;
 use snapseal_sim::ledger::Ledger;
 use snapseal_sim::node::{NodeEvent, SimNode};
 
 use crate::cli::check::{self, Verdict};
 use crate::cli::committed_log::{CommittedLog, LogLine};
-use crate::cli::config::{self, DemoFlags, DemoSettings, FileConfig};
+use crate::cli::config::{self, DemoSettings, DemoValues, FileConfig};
 use crate::cli::exit::Status;
 use crate::cli::keys::{self, NODE_PUB};
 use crate::cli::metrics::{self, DemoMetrics};
@@ -52,53 +53,25 @@ pub struct DemoArgs {
     /// refused.
     #[arg(long, requires = "dir")]
     pub resume: bool,
-    /// Transactions to append: writes, and a signature every --sig-every [default: 200000]
-    #[arg(long, value_name = "N")]
-    pub txs: Option<u64>,
-    /// A snapshot is due every this many txs [default: 20000]
-    #[arg(long, value_name = "K")]
-    pub tx_interval: Option<u64>,
-    /// A signature tx every this many txs [default: 100]
-    #[arg(long, value_name = "S")]
-    pub sig_every: Option<u64>,
-    /// Bytes per written value [default: 128]
-    #[arg(long, value_name = "B")]
-    pub value_size: Option<u64>,
-    /// Keys are drawn from 0 .. N (bounds the state, so each snapshot's size) [default: 10000]
-    #[arg(long, value_name = "N")]
-    pub keys: Option<u64>,
-    /// Roll the uncommitted tail back every R txs, as after a leader change [default: never]
-    #[arg(long, value_name = "R")]
-    pub rollback_every: Option<u64>,
-    /// Seed of the node key, keys and values; same seed, same ledger [default: 1]
-    #[arg(long, value_name = "X")]
-    pub seed: Option<u64>,
-    /// zstd level (1-19) for snapshot bodies [default: uncompressed]
-    #[arg(long, value_name = "LEVEL")]
-    pub compression: Option<u64>,
-    /// Engine worker threads [default: half the CPUs, at least 1]
-    #[arg(long, value_name = "N")]
-    pub workers: Option<u64>,
+    /// The settings that are also `[demo]` keys.
+    #[command(flatten)]
+    pub values: DemoValues,
     /// At the end, print the run's counters and latency summaries in Prometheus text format.
     #[arg(long)]
     pub metrics: bool,
+    /// Reproducible run: the engine's tasks run on the node's own thread (the manual executor,
+    /// seeded from --seed, run until idle after every tx) and the engine clock advances a fixed
+    /// 10 µs per tx instead of following the wall clock. The same settings and --seed then
+    /// give a byte-identical directory: every file name and every byte of every file,
+    /// node.pub and committed.log included; only the timings in the summary vary. Slower
+    /// than the threaded engine; excludes --workers.
+    #[arg(long, conflicts_with = "workers")]
+    pub deterministic: bool,
 }
 
-impl DemoArgs {
-    fn flags(&self) -> DemoFlags {
-        DemoFlags {
-            txs: self.txs,
-            tx_interval: self.tx_interval,
-            sig_every: self.sig_every,
-            value_size: self.value_size,
-            keys: self.keys,
-            rollback_every: self.rollback_every,
-            seed: self.seed,
-            compression: self.compression,
-            workers: self.workers,
-        }
-    }
-}
+/// With --deterministic, the engine clock advances this much per tx (about the threaded
+/// demo's pace), so `cooldown_ms` and `time_interval_ms` still mean something.
+const DETERMINISTIC_TX_TIME: Duration = Duration::from_micros(10);
 
 /// Rounds of signatures `SimNode::finish` may add to flush pending generations; each needs
 /// about three (evidence, a signature after it, that signature committed).
@@ -145,14 +118,7 @@ impl Percentiles {
     fn of(samples: &[Duration]) -> Percentiles {
         let mut sorted = samples.to_vec();
         sorted.sort();
-        // Nearest rank: the smallest sample with at least q of the samples at or below it.
-        let at = |q: f64| -> f64 {
-            if sorted.is_empty() {
-                return 0.0;
-            }
-            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-        };
+        let at = |q: f64| percentile(&sorted, q).as_secs_f64() * 1e6;
         Percentiles {
             samples: sorted.len(),
             p50_us: at(0.50),
@@ -216,7 +182,7 @@ struct Summary {
 
 /// Runs `demo`.
 pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
-    let settings = config::demo_settings(file, &args.flags())?;
+    let settings = config::demo_settings(file, &args.values)?;
     let key = Ledger::seed_key(settings.sim.seed).verifying_key();
     let (dir, survey) = match &args.dir {
         Some(d) if args.resume => {
@@ -230,7 +196,8 @@ pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Stat
         Some(d) => (prepare_dir(d)?, None),
         None => (fresh_temp_dir()?, None),
     };
-    info!(out, "snapseal demo: snapshots go to {}", dir.display());
+    // Once, before the run (a long run shows where it writes), as the summary's first line.
+    text!(out, "snapseal demo: {}", dir.display());
     let summary = run_in(&dir, &settings, survey.as_ref(), args, out)?;
     out.json(&summary)?;
     print_summary(&summary, out)?;
@@ -320,11 +287,16 @@ fn run_in(
     };
     let node_pub = dir.join(NODE_PUB);
     let verifier: Arc<dyn ReceiptVerifier> = Arc::new(Ed25519Verifier::new(vec![key]));
-    let tasks = TaskSystem::threaded(EngineConfig {
-        workers: s.workers,
-        ..EngineConfig::default()
-    })
-    .context("starting the task system")?;
+    let tasks = if args.deterministic {
+        // Seeded from the demo's seed: which ready job runs first is then fixed too.
+        TaskSystem::manual(s.sim.seed)
+    } else {
+        TaskSystem::threaded(EngineConfig {
+            workers: s.workers,
+            ..EngineConfig::default()
+        })
+        .context("starting the task system")?
+    };
     let store = SnapshotStore::open(
         Arc::new(RealFs::new()),
         dir,
@@ -380,6 +352,12 @@ fn run_in(
     let bar = Progress::new(out.bars(), s.sim.txs, Unit::Items, "txs");
     let started = Instant::now();
     while node.step() {
+        if args.deterministic {
+            // Every serialisation and persist the tx made due runs now, on this thread, so
+            // its evidence lands at the same position in every run.
+            tasks.tick(DETERMINISTIC_TX_TIME);
+            tasks.run_until_idle();
+        }
         // Redrawing per tx would cost more than the tx; every 1024 is plenty.
         if node.appended() % 1024 == 0 {
             bar.set_position(node.appended());
@@ -569,7 +547,6 @@ enum Told {
 
 fn print_summary(s: &Summary, out: &Out) -> anyhow::Result<()> {
     let c = &s.snapshots;
-    text!(out, "snapseal demo: {}", s.dir.display());
     if let Some(r) = &s.resumed {
         text!(
             out,

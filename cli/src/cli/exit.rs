@@ -10,7 +10,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use crate::cli::progress;
+use crate::cli::{output, progress};
 
 /// Exit code: success.
 pub const OK: u8 = 0;
@@ -53,6 +53,29 @@ pub fn report(result: anyhow::Result<Status>) -> ExitCode {
             // `{:#}` prints the whole context chain on one line: "what we did: why it failed".
             // A failing stderr leaves nobody to tell; never panic over it.
             let _ = writeln!(io::stderr(), "error: {e:#}");
+            ExitCode::from(ERROR)
+        }
+    }
+}
+
+/// Reports what clap stopped at: `--help` / `--version` text goes to stdout like any other
+/// output (a write error, `/dev/full` say, is an error: exit 2); a usage error goes to stderr
+/// and exits 2 (a non-UTF-8 argument where text is expected is one).
+pub fn clap(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            if e.exit_code() == 0 =>
+        {
+            let text = e.render().to_string();
+            let written = output::write_stdout(text.trim_end_matches('\n'));
+            report(written.map(|()| Status::Ok).map_err(anyhow::Error::new))
+        }
+        _ => {
+            // Nobody is left to tell when stderr fails too.
+            let _ = e.print();
             ExitCode::from(ERROR)
         }
     }

@@ -89,7 +89,7 @@ pub struct Global {
         display_order = 902
     )]
     pub log_format: logging::LogFormat,
-    /// TOML config file: a [demo] table (the demo node) and a [store] table (retention and
+    /// TOML config file: a `[demo]` table (the demo node) and a `[store]` table (retention and
     /// quarantine, used by demo, list, latest and gc). Unknown keys are errors; flags override
     /// the file. See demo.example.toml.
     #[arg(long, global = true, value_name = "FILE", display_order = 903)]
@@ -150,14 +150,23 @@ pub enum Command {
 
 /// Parses the command line, runs the subcommand and turns the outcome into the exit code.
 pub fn main() -> ExitCode {
-    // `bench` re-runs this binary as a child to measure peak RSS in a clean process.
-    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `bench` re-runs this binary as a child to measure peak RSS in a clean process; its
+    // arguments are ours (ASCII), so a lossy conversion loses nothing there.
+    let raw: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if snapseal_cli::bench::rss::probe_requested(&raw) {
         return ExitCode::from(
             u8::try_from(snapseal_cli::bench::rss::probe_main(&raw)).unwrap_or(exit::ERROR),
         );
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return exit::clap(&e),
+    };
     if let Err(e) = logging::init(cli.global.log_format) {
         return exit::report(Err(e));
     }

@@ -1,15 +1,18 @@
 //! What goes to stdout: text lines for people, or one JSON document with `--json`.
 //!
 //! Every write is checked (a closed pipe is an error, never a panic) and goes around the
-//! progress bar. Formatting helpers for sizes, durations and digests live here too.
+//! progress bar. Formatting helpers for digests live here too (sizes and durations are
+//! `snapseal_cli::units`, re-exported).
 
 use std::fmt;
 use std::io::{self, Write};
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cli::progress;
+
+/// Sizes and durations for people: the crate's one formatter of each.
+pub use snapseal_cli::units::{bytes, duration};
 
 /// Output settings shared by every command.
 #[derive(Clone, Copy, Debug)]
@@ -61,7 +64,19 @@ impl Out {
 
 /// Writes one line to stdout around the progress bar.
 pub fn line(args: fmt::Arguments<'_>) -> io::Result<()> {
-    progress::suspend(|| writeln!(io::stdout().lock(), "{args}"))
+    write_stdout(args)
+}
+
+/// The one path to stdout: writes `text` and a newline around the progress bar, and flushes,
+/// so a full device (ENOSPC) or a closed pipe (EPIPE) is reported here rather than lost when
+/// the buffer is dropped at exit.
+pub fn write_stdout(text: impl fmt::Display) -> io::Result<()> {
+    progress::suspend(|| {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{text}").and_then(|()| out.flush())
+    })
+    // Same kind (a closed pipe stays recognisable), and the message says what failed.
+    .map_err(|e| io::Error::new(e.kind(), format!("writing to stdout: {e}")))
 }
 
 /// `text!(out, "...", args)`: [`Out::text`] with `format_args!`, `?`-propagating.
@@ -92,52 +107,9 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// A size for people: `1.5 MiB`, `512 B`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"TiB"))
-    }
-}
-
-/// A duration for people, with a unit that keeps 3 significant-ish digits.
-pub fn duration(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1_000.0 {
-        format!("{us:.1} µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_pick_the_largest_unit_below_1024() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 20), "3.0 MiB");
-    }
-
-    #[test]
-    fn durations_pick_a_readable_unit() {
-        assert_eq!(duration(Duration::from_nanos(1_500)), "1.5 µs");
-        assert_eq!(duration(Duration::from_micros(2_500)), "2.50 ms");
-        assert_eq!(duration(Duration::from_millis(3_250)), "3.25 s");
-    }
 
     #[test]
     fn hex_is_lower_case_and_two_digits_per_byte() {
