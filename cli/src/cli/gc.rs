@@ -13,8 +13,8 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
-use snapseal::persist::names::PendingName;
 use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::PendingName;
 use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
 
 use crate::cli::config::FileConfig;
