@@ -176,10 +176,7 @@ fn a_failed_write_names_its_cause_once_in_the_chain() {
     let text = chain(&err);
     assert_eq!(text.matches(&enospc).count(), 1, "{text}");
     assert!(
-        text.contains(&format!(
-            "{}",
-            snap.file_name(snapseal_persist::FileState::Uncommitted)
-        )),
+        text.contains(&snap.file_name(snapseal_persist::FileState::Uncommitted)),
         "{text}"
     );
     assert!(err.source().is_some(), "the cause is in source()");

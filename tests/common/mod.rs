@@ -222,15 +222,8 @@ impl Env {
     /// Decode the body of `latest()` back into the KV state.
     pub fn decode_latest(&self) -> (u64, BTreeMap<u64, Vec<u8>>) {
         let snap = self.store.latest().unwrap().expect("a latest snapshot");
-        let body = if snap
-            .header()
-            .flags
-            .contains(snapseal::persist::format::Flags::ZSTD)
-        {
-            zstd::decode_all(snap.body()).unwrap()
-        } else {
-            snap.body().to_vec()
-        };
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut snap.body_reader().unwrap(), &mut body).unwrap();
         decode_kv(&body).expect("a well-formed KV body")
     }
 
