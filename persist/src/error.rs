@@ -73,7 +73,7 @@ impl fmt::Display for Step {
 /// committed file of this attempt, except where a variant says otherwise, or where removing
 /// the uncommitted file failed too (logged; the next persist of that name or the next store
 /// open removes it). What a *crash* may leave is documented on
-/// [`SnapshotWriter`](crate::SnapshotWriter).
+/// [`SnapshotStore::persist`](crate::SnapshotStore::persist).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PersistError {

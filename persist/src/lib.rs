@@ -15,7 +15,7 @@
 //!
 //! Every item has exactly one path. The store, its names, reader, errors and retention types
 //! are at the crate root. Three public modules group what a reader looks at together:
-//! - [`format`]: the committed file's byte layout (header, flags, digests);
+//! - [`format`](mod@format): the committed file's byte layout (header, flags, digests);
 //! - [`receipt`]: receipts, the Merkle tree and the [`ReceiptVerifier`](receipt::ReceiptVerifier)
 //!   seam for other ledger schemes;
 //! - [`fs`]: the filesystem seam ([`FileSystem`](fs::FileSystem) and [`RealFs`](fs::RealFs));

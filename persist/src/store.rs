@@ -155,9 +155,20 @@ impl SnapshotStore {
         }
     }
 
-    /// Writes and commits one snapshot (see [`SnapshotWriter`]), then runs retention. A
-    /// retention failure is logged and counted, not a persist failure; the snapshot just
-    /// committed is spared by that pass even when it is older than the ones retention keeps.
+    /// Writes and commits one snapshot with the write sequence of SPEC §5 (exclusive create
+    /// of the uncommitted name, write, `fsync`, `close`, rename without replacing, `fsync` of
+    /// the directory), then runs retention. A retention failure is logged and counted, not a
+    /// persist failure; the snapshot just committed is spared by that pass even when it is
+    /// older than the ones retention keeps.
+    ///
+    /// # After a crash
+    ///
+    /// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted
+    /// file (removed when the store next opens); or the committed file, complete and
+    /// verifiable, possibly alongside a stale uncommitted name for the same data. Never a
+    /// partial committed file. This holds for every error too,
+    /// [`PersistError::DirSyncFailed`] included. When `persist` returned `Ok`, the committed
+    /// file survives any crash.
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
         let _one_at_a_time = self.persist_lock.lock();
         let result = self.writer.persist(req);
@@ -171,8 +182,10 @@ impl SnapshotStore {
         self.writer.create_spill(idx, generation)
     }
 
-    /// Completes a spilled body into a committed snapshot
-    /// ([`SnapshotWriter::commit_spill`]), then runs retention, exactly as
+    /// Completes a spilled body into a committed snapshot (checks the committed name is free,
+    /// appends the receipt, writes the header in place, then the same `fsync`, `close`,
+    /// rename and directory `fsync` steps and crash guarantees as [`persist`](Self::persist)),
+    /// then runs retention, exactly as
     /// [`persist`](Self::persist) does for a body in memory (same lock, counters and retention
     /// rule).
     pub fn commit_spill(
