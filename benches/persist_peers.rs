@@ -22,13 +22,11 @@ use ed25519_dalek::SigningKey;
 use nix::fcntl::{self, OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use snapseal::persist::format::{body_digest, Flags, Header};
-use snapseal::persist::receipt::{
-    leaf_hash, sign_root, Ed25519Verifier, Hash, MerkleTree, Receipt,
-};
-use snapseal::persist::writer::SpillCommit;
-use snapseal::persist::{
-    FileState, PersistRequest, RealFs, SnapshotName, SnapshotStore, StoreOptions,
-};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
+use snapseal::persist::Hash;
+use snapseal::persist::SpillCommit;
+use snapseal::persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
 
 fn main() {
     divan::main();

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use divan::Bencher;
 use snapseal::actors::{BodyBuilder, MemoryBudget, SpillTarget};
+use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal::persist::{SnapshotStore, StoreOptions};
 
 fn main() {
     divan::main();

@@ -17,8 +17,10 @@ use snapseal::actors::actor::{
     SnapshotterActor,
 };
 use snapseal::engine::{EngineConfig, TaskSystem};
-use snapseal::persist::receipt::{Ed25519Verifier, Hash};
-use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::Hash;
+use snapseal::persist::{SnapshotStore, StoreOptions};
 use snapseal::{EvidenceSink, SnapshotEvent, Snapshotter, SnapshotterConfig};
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::KvState;

@@ -21,8 +21,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use snapseal::engine::{EngineConfig, ShutdownMode};
-use snapseal::persist::receipt::{Ed25519Verifier, Hash};
-use snapseal::persist::RealFs;
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::Hash;
 use snapseal::{
     actors::CaptureError, EvidenceSink, SnapshotEvent, SnapshotStore, Snapshotter,
     SnapshotterConfig, StateSource, StateView, StoreOptions, TaskSystem,

@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use snapseal::persist::fs::SimFs;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::{SimFs, SnapshotStore, StoreOptions};
+use snapseal::persist::{SnapshotStore, StoreOptions};
 use snapseal::{Snapshotter, SnapshotterConfig, TaskSystem};
 use snapseal_sim::harness::{Harness, HarnessConfig, Op};
 use snapseal_sim::ledger::{Ledger, TxKind};

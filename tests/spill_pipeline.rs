@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Env, Exec};
-use snapseal::persist::names::PendingName;
+use snapseal::persist::PendingName;
 use snapseal::SnapshotterConfig;
 
 fn cfg(spill_threshold: Option<u64>) -> SnapshotterConfig {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
 use snapseal_persist::receipt::{Receipt, SignedRoot};
-use snapseal_persist::writer::SpillCommit;
+use snapseal_persist::SpillCommit;
 use snapseal_persist::{PersistRequest, SnapshotStore};
 use tracing::{debug, info};
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 pub use actix;
 
 use actix::prelude::*;
-use snapseal_persist::receipt::merkle::Hash;
 use snapseal_persist::receipt::SignedRoot;
+use snapseal_persist::Hash;
 
 use crate::events::{SnapshotCounters, SnapshotEvent};
 use crate::node::ProofSource;

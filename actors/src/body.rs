@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use snapseal_persist::format::{Flags, PARALLEL_HASH_THRESHOLD};
-use snapseal_persist::receipt::merkle::Hash;
-use snapseal_persist::writer::SpillFile;
+use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
+use snapseal_persist::SpillFile;
 
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
 /// syscalls and the thread hand-off of parallel hashing vanish, small enough to be no memory
@@ -422,9 +422,10 @@ impl Write for BodyBuilder {
 mod tests {
     use std::path::Path;
 
+    use snapseal_persist::fs::SimFs;
     use snapseal_persist::fs::{Fault, FaultKind, Op};
     use snapseal_persist::receipt::Ed25519Verifier;
-    use snapseal_persist::{SimFs, StoreOptions};
+    use snapseal_persist::StoreOptions;
 
     use super::*;
 

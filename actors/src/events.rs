@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use snapseal_persist::receipt::merkle::Hash;
+use snapseal_persist::Hash;
 
 /// A notification on [`Snapshotter::events`](crate::Snapshotter::events).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use std::io;
 
-use snapseal_persist::receipt::merkle::Hash;
+use snapseal_persist::Hash;
 
 /// A node's state machine, able to hand out frozen views of itself.
 pub trait StateSource: Send + Sync {

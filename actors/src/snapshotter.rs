@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use snapseal_engine::TaskSystem;
-use snapseal_persist::receipt::merkle::Hash;
 use snapseal_persist::receipt::SignedRoot;
+use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use tracing::{debug, info, warn};
 

@@ -11,8 +11,9 @@ use snapseal_actors::actor::{
 };
 use snapseal_actors::{SnapshotEvent, Snapshotter, SnapshotterConfig};
 use snapseal_engine::{EngineConfig, TaskSystem};
+use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal_persist::{SnapshotStore, StoreOptions};
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::{ChannelSink, KvState};
 

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cli_support::{committed, demo_dir, names, snapseal};
+use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal::persist::{SnapshotStore, StoreOptions};
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -23,9 +23,11 @@ use ed25519_dalek::SigningKey;
 use nix::fcntl::{self, OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use snapseal_persist::format::{body_digest, Flags, Header};
-use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, Hash, MerkleTree, Receipt};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
+use snapseal_persist::Hash;
 use snapseal_persist::{
-    verify_bytes, FileState, PersistRequest, RealFs, SnapshotName, SnapshotStore, StoreOptions,
+    verify_bytes, FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions,
 };
 
 fn main() {

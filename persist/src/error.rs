@@ -18,6 +18,7 @@ use crate::receipt::ReceiptError;
 
 /// A step of the write sequence (SPEC §5), in the order the writer takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Step {
     /// Checking the request (header fields consistent) before touching the disk.
     Validate,
@@ -72,11 +73,12 @@ impl fmt::Display for Step {
 /// committed file of this attempt, except where a variant says otherwise, or where removing
 /// the uncommitted file failed too (logged; the next persist of that name or the next store
 /// open removes it). What a *crash* may leave is documented on
-/// [`SnapshotWriter`](crate::SnapshotWriter).
+/// [`SnapshotStore::persist`](crate::SnapshotStore::persist).
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PersistError {
     /// A system call failed at `step`.
-    #[error("{step} {}: {source}", path.display())]
+    #[error("{step} {}", path.display())]
     Io {
         /// The file the step concerned.
         path: PathBuf,
@@ -97,7 +99,7 @@ pub enum PersistError {
     },
     /// The request cannot be encoded as a valid header (e.g. `raw_len != body.len()` for an
     /// uncompressed body). Nothing was written.
-    #[error("{}: invalid persist request: {source}", path.display())]
+    #[error("{}: invalid persist request", path.display())]
     InvalidRequest {
         /// The file that would have been written.
         path: PathBuf,
@@ -111,7 +113,7 @@ pub enum PersistError {
     /// worked). After a crash either the complete, verifiable file is there under its
     /// committed name, or it is not; never a partial one.
     #[error(
-        "fsync of the directory after committing {} failed ({}): {source}",
+        "fsync of the directory after committing {} failed ({})",
         path.display(),
         if *.removed { "committed name removed again" } else { "committed name is still there" }
     )]
@@ -149,6 +151,7 @@ impl PersistError {
 
 /// A check a committed file must pass, in the order the reader makes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Check {
     /// Header: magic, version, header length, checksum, flags, reserved, length fields.
     Header,
@@ -179,12 +182,13 @@ impl fmt::Display for Check {
 
 /// Why a committed file could not be read or did not verify.
 ///
-/// [`VerifyError::Read`] is an I/O failure: it says nothing about the file's contents, so the
+/// [`VerifyError::Read`] (and [`VerifyError::NotRegularFile`]) is an I/O failure: it says nothing about the file's contents, so the
 /// store never quarantines on it. Every other variant is a verification failure.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// Opening or mapping the file failed.
-    #[error("reading {}: {source}", file.display())]
+    #[error("reading {}", file.display())]
     Read {
         /// The file.
         file: PathBuf,
@@ -193,7 +197,7 @@ pub enum VerifyError {
         source: io::Error,
     },
     /// The bytes are not a well-formed committed file (header, length, digests).
-    #[error("{}: {check} check failed: {source}", file.display())]
+    #[error("{}: {check} check failed", file.display())]
     Format {
         /// The file.
         file: PathBuf,
@@ -202,6 +206,15 @@ pub enum VerifyError {
         /// What exactly is wrong.
         #[source]
         source: FormatError,
+    },
+    /// The name is not a regular file (a fifo, socket, device or directory): never a
+    /// snapshot, and never opened in a way that could block.
+    #[error("not a regular file: {} ({what})", file.display())]
+    NotRegularFile {
+        /// The file.
+        file: PathBuf,
+        /// What it is instead (`fifo`, `socket`, `character device`, ...).
+        what: &'static str,
     },
     /// The file name and the header disagree on an index: the file was renamed or forged.
     #[error("{}: {check} check failed: name has {field} {from_name}, header has {from_header}", file.display(), check = Check::Name)]
@@ -216,7 +229,7 @@ pub enum VerifyError {
         from_header: u64,
     },
     /// The receipt does not prove the file's claims.
-    #[error("{}: {check} check failed: {source}", file.display(), check = Check::Receipt)]
+    #[error("{}: {check} check failed", file.display(), check = Check::Receipt)]
     Receipt {
         /// The file.
         file: PathBuf,
@@ -231,6 +244,7 @@ impl VerifyError {
     pub fn file(&self) -> &Path {
         match self {
             VerifyError::Read { file, .. }
+            | VerifyError::NotRegularFile { file, .. }
             | VerifyError::Format { file, .. }
             | VerifyError::NameMismatch { file, .. }
             | VerifyError::Receipt { file, .. } => file,
@@ -240,22 +254,26 @@ impl VerifyError {
     /// The check that failed; `None` for an I/O failure.
     pub fn check(&self) -> Option<Check> {
         match self {
-            VerifyError::Read { .. } => None,
+            VerifyError::Read { .. } | VerifyError::NotRegularFile { .. } => None,
             VerifyError::Format { check, .. } => Some(*check),
             VerifyError::NameMismatch { .. } => Some(Check::Name),
             VerifyError::Receipt { .. } => Some(Check::Receipt),
         }
     }
 
-    /// True for an I/O failure (nothing learnt about the contents), false for a file that
-    /// was read and failed a check.
+    /// True for an I/O failure (nothing learnt about the contents; this includes a name that
+    /// is not a regular file), false for a file that was read and failed a check.
     pub fn is_io(&self) -> bool {
-        matches!(self, VerifyError::Read { .. })
+        matches!(
+            self,
+            VerifyError::Read { .. } | VerifyError::NotRegularFile { .. }
+        )
     }
 }
 
 /// A step of the store's own work (outside the writer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StoreStep {
     /// Opening (creating if needed) the snapshot directory.
     OpenDir,
@@ -295,6 +313,7 @@ impl fmt::Display for StoreStep {
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// A [`StoreOptions`](crate::StoreOptions) field is out of range.
     #[error("invalid store option `{field}`: {reason}")]
@@ -315,7 +334,7 @@ pub enum StoreError {
         dir: PathBuf,
     },
     /// A system call failed at `step`.
-    #[error("{step} {}: {source}", path.display())]
+    #[error("{step} {}", path.display())]
     Io {
         /// The file or directory the step concerned.
         path: PathBuf,
@@ -342,4 +361,79 @@ impl StoreError {
             StoreError::InvalidOption { .. } | StoreError::NotFound { .. } => None,
         }
     }
+}
+
+/// Why a stored body could not be decoded by
+/// [`SnapshotFile::body_reader`](crate::SnapshotFile::body_reader). It reaches the caller as
+/// the payload of an [`io::Error`] of kind [`io::ErrorKind::InvalidData`] (downcast with
+/// [`io::Error::get_ref`]); the body digest was checked already, so any of these means the
+/// writer stored a body that does not match its own header.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The zstd decoder refused the stored bytes.
+    #[error("zstd decode of the body failed")]
+    Decode {
+        /// The decoder's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The decoded body is shorter than the header's `raw_len`.
+    #[error("decoded body is {actual} bytes, header raw_len says {expected}")]
+    Short {
+        /// The header's `raw_len`.
+        expected: u64,
+        /// Bytes decoded before the frame ended.
+        actual: u64,
+    },
+    /// The decoded body is longer than the header's `raw_len`.
+    #[error("decoded body is longer than header raw_len {expected}")]
+    Long {
+        /// The header's `raw_len`.
+        expected: u64,
+    },
+    /// Bytes follow the body's single zstd frame (a second frame, or garbage).
+    #[error("{trailing} byte(s) after the body's zstd frame")]
+    TrailingData {
+        /// How many stored bytes follow the frame.
+        trailing: u64,
+    },
+}
+
+/// Any error of this crate: one type for callers that do not need to tell the operations
+/// apart. Display and [`source`](std::error::Error::source) are the wrapped error's own.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Writing a snapshot.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// Reading or checking a committed file.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The store's own work.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A header or file layout.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A receipt.
+    #[error(transparent)]
+    Receipt(#[from] ReceiptError),
+    /// Decoding a stored body.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+}
+
+/// `e` and its causes, joined by `": "` (each cause once), for log lines: the
+/// error types keep their cause in [`source`](std::error::Error::source) only.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

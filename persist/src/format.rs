@@ -96,6 +96,7 @@ impl Flags {
 /// Everything that can be wrong with a committed file's bytes. Each variant carries the expected
 /// and actual values so an operator can tell a truncated copy from a forged or foreign file.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FormatError {
     /// Fewer bytes than a header needs.
     #[error("too short for a snapseal header: need {needed} bytes, have {actual}")]

@@ -6,15 +6,33 @@
 //!
 //! The main entry point is [`SnapshotStore`]: it owns one snapshot directory (exclusive lock),
 //! cleans up after crashes when opened, commits snapshots with [`SnapshotStore::persist`]
-//! (the exact write sequence of SPEC §5, via [`SnapshotWriter`]), finds the newest snapshot
-//! that verifies with [`SnapshotStore::latest`] (quarantining ones that do not), and applies
-//! retention without ever deleting a snapshot under a [`Hold`].
+//! (the exact write sequence of SPEC §5), finds the newest snapshot that verifies with
+//! [`SnapshotStore::latest`] (quarantining ones that do not), and applies retention without
+//! ever deleting a snapshot under a [`Hold`]. [`classify_dir`] and [`plan_latest`] give the
+//! same view of a directory read-only, without the store's lock (for operator tools).
+//!
+//! # Layout of the API
+//!
+//! Every item has exactly one path. The store, its names, reader, errors and retention types
+//! are at the crate root. Three public modules group what a reader looks at together:
+//! - [`format`](mod@format): the committed file's byte layout (header, flags, digests);
+//! - [`receipt`]: receipts, the Merkle tree and the [`ReceiptVerifier`](receipt::ReceiptVerifier)
+//!   seam for other ledger schemes;
+//! - [`fs`]: the filesystem seam ([`FileSystem`](fs::FileSystem) and [`RealFs`](fs::RealFs));
+//!   with the `sim` feature also `SimFs`, the in-memory filesystem with its crash and fault
+//!   model (for tests; not in production builds).
+//!
+//! The Ed25519 key types are re-exported ([`SigningKey`], [`VerifyingKey`]) so a user of
+//! this crate names the same `ed25519-dalek` version as it does. The `internals` feature
+//! exposes `SnapshotWriter`, the bare write sequence without the store's lock and retention,
+//! for this crate's tests and benchmarks.
 //!
 //! ```no_run
 //! use std::path::Path;
 //! use std::sync::Arc;
+//! use snapseal_persist::fs::RealFs;
 //! use snapseal_persist::receipt::Ed25519Verifier;
-//! use snapseal_persist::{RealFs, SnapshotStore, StoreOptions};
+//! use snapseal_persist::{SnapshotStore, StoreOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let trusted_keys = Vec::new();
@@ -22,34 +40,41 @@
 //! let store = SnapshotStore::open(Arc::new(RealFs), Path::new("/var/lib/node/snapshots"),
 //!     StoreOptions::new(verifier))?;
 //! if let Some(snapshot) = store.latest()? {
-//!     println!("recovering from {} ({} body bytes)", snapshot.path().display(), snapshot.body().len());
+//!     let mut body = Vec::new();
+//!     std::io::Read::read_to_end(&mut snapshot.body_reader()?, &mut body)?;
+//!     println!("recovering from {} ({} bytes)", snapshot.path().display(), body.len());
 //! }
 //! # Ok(())
 //! # }
 //! ```
 #![deny(missing_docs)]
 
-pub mod error;
+mod error;
 pub mod format;
 pub mod fs;
-pub mod hold;
-pub mod names;
-pub mod options;
+mod hold;
+mod names;
+mod options;
 mod quarantine;
-pub mod reader;
+mod reader;
 pub mod receipt;
-pub mod retention;
-pub mod scan;
-pub mod store;
-pub mod writer;
+mod retention;
+mod scan;
+mod store;
+mod writer;
 
-pub use error::{Check, PersistError, Step, StoreError, StoreStep, VerifyError};
-pub use fs::{FileSystem, RealFs, SimFs};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use error::{BodyError, Check, Error, PersistError, Step, StoreError, StoreStep, VerifyError};
 pub use hold::Hold;
-pub use names::{FileState, PendingName, SnapshotName};
+pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
 pub use options::StoreOptions;
-pub use reader::{open_snapshot, verify_bytes, SnapshotFile, VerifiedSnapshot};
-pub use retention::{RetentionPlan, RetentionReport};
-pub use scan::{PendingEntry, SnapshotEntry};
-pub use store::{SnapshotStore, StoreStats};
-pub use writer::{Committed, PersistRequest, SnapshotWriter, SpillCommit, SpillFile};
+pub use reader::{open_snapshot, verify_bytes, BodyReader, SnapshotFile, VerifiedSnapshot};
+pub use retention::{plan_retention, RetentionPlan, RetentionReport};
+pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntry};
+pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotStore, StoreStats};
+#[cfg(feature = "internals")]
+pub use writer::SnapshotWriter;
+pub use writer::{Committed, PersistRequest, SpillCommit, SpillFile};
+
+/// A BLAKE3 (or Merkle node) digest: 32 bytes.
+pub type Hash = [u8; 32];

@@ -138,8 +138,9 @@ impl fmt::Display for PendingName {
     }
 }
 
-/// A name in the snapshot directory that is ours.
+/// A name in the snapshot directory that is ours (pending names are [`PendingName`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OurFile {
     /// A snapshot file.
     Snapshot(SnapshotName),

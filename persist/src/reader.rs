@@ -6,12 +6,13 @@
 //! Only the last is proportional to the file size, so a damaged or foreign file is usually
 //! refused before the body is hashed.
 
+use std::io::{self, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Check, VerifyError};
-use crate::format::{self, FormatError, Header, HEADER_LEN};
-use crate::fs::{DirHandle, FileBytes};
+use crate::error::{BodyError, Check, VerifyError};
+use crate::format::{self, Flags, FormatError, Header, HEADER_LEN};
+use crate::fs::{DirHandle, FileBytes, NotRegular};
 use crate::hold::Hold;
 use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
@@ -27,6 +28,13 @@ pub struct VerifiedSnapshot<'a> {
     pub receipt: &'a [u8],
     /// What the receipt proved.
     pub verified: VerifiedReceipt,
+}
+
+impl<'a> VerifiedSnapshot<'a> {
+    /// The decoded body, streamed (see [`SnapshotFile::body_reader`]).
+    pub fn body_reader(&self) -> io::Result<BodyReader<'a>> {
+        BodyReader::new(&self.header, self.body)
+    }
 }
 
 /// Checks a whole committed file held in memory. `name`, when given, must agree with the
@@ -133,9 +141,17 @@ impl SnapshotFile {
         &self.header
     }
 
-    /// The stored body (zstd-compressed when `header().flags` says so).
+    /// The stored body, as in the file: zstd-compressed when `header().flags` says so. To
+    /// read the snapshot's contents use [`body_reader`](Self::body_reader).
     pub fn body(&self) -> &[u8] {
         self.bytes.get(self.body.clone()).unwrap_or_default()
+    }
+
+    /// The decoded body (`header().raw_len` bytes), streamed in bounded memory: decompressed
+    /// on the fly for a zstd body, the stored bytes as they are otherwise. Fails to start
+    /// only if the zstd decoder cannot be set up.
+    pub fn body_reader(&self) -> io::Result<BodyReader<'_>> {
+        BodyReader::new(&self.header, self.body())
     }
 
     /// The receipt bytes.
@@ -174,12 +190,21 @@ pub fn open_snapshot(
 ) -> Result<SnapshotFile, VerifyError> {
     let file_name = name.file_name();
     let path = dir.path().join(&file_name);
-    let bytes = dir
-        .open_read(&file_name)
-        .map_err(|source| VerifyError::Read {
-            file: path.clone(),
-            source,
-        })?;
+    let bytes = dir.open_read(&file_name).map_err(|source| {
+        match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<NotRegular>())
+        {
+            Some(not_regular) => VerifyError::NotRegularFile {
+                file: path.clone(),
+                what: not_regular.what(),
+            },
+            None => VerifyError::Read {
+                file: path.clone(),
+                source,
+            },
+        }
+    })?;
     let v = verify_labelled(&bytes, Some(name), &path, verifier)?;
     // split() checked the file is exactly header + body + receipt, so these fit.
     let body_end = HEADER_LEN + v.body.len();
@@ -196,4 +221,110 @@ pub fn open_snapshot(
         verified,
         hold: None,
     })
+}
+
+/// The decoded body of a committed file, as an [`io::Read`] (from
+/// [`SnapshotFile::body_reader`] or [`VerifiedSnapshot::body_reader`]).
+///
+/// A zstd body must be exactly one frame that decodes to exactly `raw_len` bytes; anything
+/// else fails the read that finds it (at the latest the one that reaches the end) with an
+/// [`io::ErrorKind::InvalidData`] error carrying a [`BodyError`].
+pub struct BodyReader<'a> {
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Plain(&'a [u8]),
+    Zstd {
+        decoder: zstd::stream::read::Decoder<'a, &'a [u8]>,
+        expected: u64,
+        produced: u64,
+        finished: bool,
+    },
+}
+
+impl std::fmt::Debug for BodyReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Plain(rest) => f
+                .debug_struct("BodyReader")
+                .field("remaining", &rest.len())
+                .finish(),
+            Inner::Zstd {
+                expected, produced, ..
+            } => f
+                .debug_struct("BodyReader")
+                .field("raw_len", expected)
+                .field("decoded", produced)
+                .finish(),
+        }
+    }
+}
+
+fn invalid(e: BodyError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<'a> BodyReader<'a> {
+    fn new(header: &Header, stored: &'a [u8]) -> io::Result<BodyReader<'a>> {
+        let inner = if header.flags.contains(Flags::ZSTD) {
+            // single_frame: the decoder stops at the end of the first frame, so whatever
+            // follows it stays in the input and is reported, not silently decoded.
+            let decoder = zstd::stream::read::Decoder::with_buffer(stored)?.single_frame();
+            Inner::Zstd {
+                decoder,
+                expected: header.raw_len,
+                produced: 0,
+                finished: false,
+            }
+        } else {
+            Inner::Plain(stored)
+        };
+        Ok(BodyReader { inner })
+    }
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(rest) => rest.read(buf),
+            Inner::Zstd {
+                decoder,
+                expected,
+                produced,
+                finished,
+            } => {
+                if *finished || buf.is_empty() {
+                    return Ok(0);
+                }
+                let n = decoder.read(buf).map_err(|source| {
+                    if source.get_ref().is_some_and(|e| e.is::<BodyError>()) {
+                        source
+                    } else {
+                        invalid(BodyError::Decode { source })
+                    }
+                })?;
+                *produced += n as u64;
+                if *produced > *expected {
+                    return Err(invalid(BodyError::Long {
+                        expected: *expected,
+                    }));
+                }
+                if n == 0 {
+                    if *produced < *expected {
+                        return Err(invalid(BodyError::Short {
+                            expected: *expected,
+                            actual: *produced,
+                        }));
+                    }
+                    let trailing = decoder.get_ref().len() as u64;
+                    if trailing > 0 {
+                        return Err(invalid(BodyError::TrailingData { trailing }));
+                    }
+                    *finished = true;
+                }
+                Ok(n)
+            }
+        }
+    }
 }

@@ -59,9 +59,18 @@ pub struct RetentionReport {
 }
 
 /// Plans retention over `committed` (committed files, any order); `is_held` says which names
-/// are pinned. Public so tools that must not take the store's lock (a `list`, a dry run) plan
+/// are pinned.
+///
+/// Rules, applied newest first (by `idx`, then `evidence_idx`):
+/// 1. keep the newest `keep_last`;
+/// 2. with `max_bytes`, drop the oldest kept ones while the kept total exceeds it, but never
+///    the newest snapshot;
+/// 3. a dropped snapshot under a [`Hold`](crate::Hold) is spared (not deleted, and not counted
+///    against `max_bytes`) until a later pass finds it released.
+///
+/// Public so tools that must not take the store's lock (a `list`, a dry run) plan
 /// with exactly the store's rules.
-pub fn plan(
+pub fn plan_retention(
     committed: &[SnapshotEntry],
     keep_last: usize,
     max_bytes: Option<u64>,

@@ -13,16 +13,19 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tracing::{debug, error, info, warn};
 
-use crate::error::{PersistError, StoreError, StoreStep, VerifyError};
+use crate::error::{chain, PersistError, StoreError, StoreStep, VerifyError};
 use crate::fs::{DirHandle, DirLock, FileSystem};
 use crate::hold::{Hold, HoldTable};
-use crate::names::{FileState, SnapshotName, LOCK_FILE};
+use crate::names::{FileState, PendingName, SnapshotName, LOCK_FILE};
 use crate::options::StoreOptions;
 use crate::quarantine::{self, Quarantined};
 use crate::reader::{open_snapshot, SnapshotFile};
-use crate::receipt::ReceiptError;
+use crate::receipt::{ReceiptError, ReceiptVerifier};
 use crate::retention::{self, RetentionPlan, RetentionReport};
-use crate::scan::{in_state, our_files, pending_files, PendingEntry, SnapshotEntry};
+use crate::scan::{
+    classify_dir, in_state, our_files, pending_files, EntryClass, ListedEntry, PendingEntry,
+    SnapshotEntry,
+};
 use crate::writer::{Committed, PersistRequest, SnapshotWriter, SpillCommit, SpillFile};
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
@@ -152,9 +155,20 @@ impl SnapshotStore {
         }
     }
 
-    /// Writes and commits one snapshot (see [`SnapshotWriter`]), then runs retention. A
-    /// retention failure is logged and counted, not a persist failure; the snapshot just
-    /// committed is spared by that pass even when it is older than the ones retention keeps.
+    /// Writes and commits one snapshot with the write sequence of SPEC §5 (exclusive create
+    /// of the uncommitted name, write, `fsync`, `close`, rename without replacing, `fsync` of
+    /// the directory), then runs retention. A retention failure is logged and counted, not a
+    /// persist failure; the snapshot just committed is spared by that pass even when it is
+    /// older than the ones retention keeps.
+    ///
+    /// # After a crash
+    ///
+    /// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted
+    /// file (removed when the store next opens); or the committed file, complete and
+    /// verifiable, possibly alongside a stale uncommitted name for the same data. Never a
+    /// partial committed file. This holds for every error too,
+    /// [`PersistError::DirSyncFailed`] included. When `persist` returned `Ok`, the committed
+    /// file survives any crash.
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
         let _one_at_a_time = self.persist_lock.lock();
         let result = self.writer.persist(req);
@@ -168,8 +182,10 @@ impl SnapshotStore {
         self.writer.create_spill(idx, generation)
     }
 
-    /// Completes a spilled body into a committed snapshot
-    /// ([`SnapshotWriter::commit_spill`]), then runs retention, exactly as
+    /// Completes a spilled body into a committed snapshot (checks the committed name is free,
+    /// appends the receipt, writes the header in place, then the same `fsync`, `close`,
+    /// rename and directory `fsync` steps and crash guarantees as [`persist`](Self::persist)),
+    /// then runs retention, exactly as
     /// [`persist`](Self::persist) does for a body in memory (same lock, counters and retention
     /// rule).
     pub fn commit_spill(
@@ -198,7 +214,7 @@ impl SnapshotStore {
         let _pin = self.holds.acquire(committed.name);
         if let Err(e) = self.apply_retention() {
             bump(&self.counters.retention_failures, 1);
-            error!(error = %e, "retention after commit failed");
+            error!(error = %chain(&e), "retention after commit failed");
         }
         Ok(committed)
     }
@@ -229,52 +245,55 @@ impl SnapshotStore {
     /// The newest committed snapshot (by idx, then evidence_idx) that verifies, with a
     /// [`Hold`] on it; `None` when there is none.
     ///
-    /// Candidates are tried newest first. One that fails verification is quarantined (and
-    /// never returned); a quarantine failure is logged and counted and the search goes on.
-    /// An I/O error while reading a candidate is returned as is: it says nothing about the
-    /// file, so nothing is quarantined for it. Neither is a file whose only fault is a signer
-    /// outside the trusted keys: it is skipped and counted (`untrusted_skipped`), so a wrong key
-    /// configuration cannot destroy good snapshots.
+    /// This is [`plan_latest`](Self::plan_latest) carried out: every candidate the plan passed
+    /// over that [`would be quarantined`](PassedOver::would_quarantine) is quarantined (a
+    /// quarantine failure is logged and counted, never returned), then the chosen file is
+    /// returned. An I/O error while reading a candidate is returned as is, after quarantining
+    /// the failing files newer than it: it says nothing about the file, so nothing is
+    /// quarantined for it. Neither is a file whose only fault is a signer outside the trusted
+    /// keys: it is skipped and counted (`untrusted_skipped`), so a wrong key configuration
+    /// cannot destroy good snapshots.
     pub fn latest(&self) -> Result<Option<SnapshotFile>, StoreError> {
-        let committed = in_state(&self.list()?, FileState::Committed);
-        for entry in committed.iter().rev() {
-            // Pin first: retention cannot delete it while we read.
-            let hold = self.holds.acquire(entry.name);
-            match open_snapshot(&*self.dir, &entry.name, &*self.opts.verifier) {
-                Ok(file) => {
-                    debug!(name = %entry.name, "latest snapshot verified");
-                    return Ok(Some(file.with_hold(hold)));
-                }
-                Err(VerifyError::Read { file, source }) => {
-                    if source.kind() == io::ErrorKind::NotFound {
-                        // Deleted between listing and reading (retention, another caller).
-                        debug!(name = %entry.name, "vanished before it could be read");
-                        continue;
-                    }
-                    return Err(StoreError::Io {
-                        path: file,
-                        step: StoreStep::Read,
-                        source,
-                    });
-                }
-                Err(VerifyError::Receipt {
-                    source: ReceiptError::UntrustedKey { .. },
-                    ..
-                }) => {
-                    // An intact file signed by a key we were not told to trust is more likely a
-                    // misconfigured key set than damage: quarantining (and later trimming)
-                    // would destroy good snapshots, so pass it over and leave it in place.
+        let listed = classify_dir(&*self.dir)?;
+        let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
+            Some(self.holds.acquire(*name))
+        });
+        for passed in &plan.passed_over {
+            match &passed.reason {
+                PassOverReason::Untrusted(_) => {
                     bump(&self.counters.untrusted_skipped, 1);
-                    warn!(name = %entry.name, "snapshot signed by an untrusted key; skipped, not quarantined (check the trusted keys)");
+                    warn!(name = %passed.file_name, "snapshot signed by an untrusted key; skipped, not quarantined (check the trusted keys)");
                 }
-                Err(reason) => {
-                    drop(hold);
-                    warn!(name = %entry.name, error = %reason, "snapshot failed verification; quarantining");
-                    self.quarantine(entry.name);
+                PassOverReason::Failed(reason) => {
+                    warn!(name = %passed.file_name, error = %chain(reason), "snapshot failed verification; quarantining");
+                    if let Some(name) = passed.snapshot {
+                        self.quarantine(name);
+                    }
                 }
+                _ => {}
             }
         }
-        Ok(None)
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        if let Some(file) = &plan.chosen {
+            debug!(name = %file.name(), "latest snapshot verified");
+        }
+        Ok(plan.chosen)
+    }
+
+    /// Which snapshot [`latest`](Self::latest) would return now and why each newer file is
+    /// passed over, without changing anything (nothing is quarantined). The chosen file
+    /// carries a [`Hold`].
+    pub fn plan_latest(&self) -> Result<LatestPlan, StoreError> {
+        let listed = classify_dir(&*self.dir)?;
+        let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
+            Some(self.holds.acquire(*name))
+        });
+        match stopped {
+            Some(e) => Err(e),
+            None => Ok(plan),
+        }
     }
 
     /// Moves a failing file to quarantine and trims the quarantine. Failures are logged and
@@ -291,7 +310,7 @@ impl SnapshotStore {
             }
             Err(e) => {
                 bump(&self.counters.quarantine_failures, 1);
-                error!(name = %name, error = %e, "quarantine failed");
+                error!(name = %name, error = %chain(&e), "quarantine failed");
                 return;
             }
         }
@@ -299,7 +318,7 @@ impl SnapshotStore {
             quarantine::trim(&*self.dir, self.opts.max_quarantined, &*self.opts.verifier)
         {
             bump(&self.counters.quarantine_failures, 1);
-            error!(error = %e, "trimming the quarantine failed");
+            error!(error = %chain(&e), "trimming the quarantine failed");
         }
     }
 
@@ -323,7 +342,7 @@ impl SnapshotStore {
     /// What [`apply_retention`](Self::apply_retention) would delete now (for `gc --dry-run`).
     pub fn retention_plan(&self) -> Result<RetentionPlan, StoreError> {
         let committed = in_state(&self.list()?, FileState::Committed);
-        Ok(retention::plan(
+        Ok(retention::plan_retention(
             &committed,
             self.opts.keep_last,
             self.opts.max_bytes,
@@ -331,7 +350,7 @@ impl SnapshotStore {
         ))
     }
 
-    /// Deletes what retention drops (see the [`retention`](mod@crate::retention) rules), sparing
+    /// Deletes what retention drops (see [`plan_retention`](crate::plan_retention) for the rules), sparing
     /// held snapshots, then fsyncs the directory.
     pub fn apply_retention(&self) -> Result<RetentionReport, StoreError> {
         let _maintenance = self.maintenance.lock();
@@ -393,4 +412,170 @@ impl SnapshotStore {
         }
         Ok(())
     }
+}
+
+/// Why [`plan_latest`] passed over a file newer than the one it chose.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PassOverReason {
+    /// An uncommitted file: being written, or stale after a crash (removed when a store opens
+    /// the directory).
+    Uncommitted,
+    /// A file quarantined earlier (its `.corrupt` name).
+    Quarantined,
+    /// A pending (spilled body) file: a body waiting for its proof, not a snapshot (removed
+    /// when a store opens the directory).
+    Pending,
+    /// A committed file that failed verification: [`SnapshotStore::latest`] quarantines it.
+    Failed(VerifyError),
+    /// A committed file whose only fault is a signer outside the trusted keys: left in place
+    /// (a wrong key set must not destroy good snapshots).
+    Untrusted(VerifyError),
+    /// A committed file that disappeared between listing and reading.
+    Vanished,
+    /// A committed name that is not a regular file any more (replaced after listing).
+    NotRegular(VerifyError),
+}
+
+/// A file newer than the chosen snapshot, and why it was not chosen.
+#[derive(Debug)]
+pub struct PassedOver {
+    /// The file's name in the directory.
+    pub file_name: String,
+    /// The snapshot name, for a snapshot file (`None` for a pending file).
+    pub snapshot: Option<SnapshotName>,
+    /// The pending name, for a pending file.
+    pub pending: Option<PendingName>,
+    /// Its size as listed.
+    pub len: u64,
+    /// Why it was passed over.
+    pub reason: PassOverReason,
+}
+
+impl PassedOver {
+    /// True when [`SnapshotStore::latest`] moves this file to quarantine.
+    pub fn would_quarantine(&self) -> bool {
+        matches!(self.reason, PassOverReason::Failed(_))
+    }
+
+    /// True when opening a store removes this file (stale uncommitted and pending files).
+    pub fn removed_at_open(&self) -> bool {
+        matches!(
+            self.reason,
+            PassOverReason::Uncommitted | PassOverReason::Pending
+        )
+    }
+}
+
+/// What [`plan_latest`] (or [`SnapshotStore::plan_latest`]) decided.
+#[derive(Debug)]
+pub struct LatestPlan {
+    /// The newest committed snapshot that verifies, read and verified; `None` when there is
+    /// none.
+    pub chosen: Option<SnapshotFile>,
+    /// Every file newer than the chosen one (all of them when none was chosen) and why it was
+    /// passed over: snapshot files newest first, then pending files newest first.
+    pub passed_over: Vec<PassedOver>,
+}
+
+/// The recovery decision of [`SnapshotStore::latest`] for the open directory `dir`, made
+/// read-only and without the store's lock: committed files are verified newest first, and
+/// those `latest` would quarantine are reported, not moved. An I/O error reading a candidate
+/// (other than the file vanishing) is returned, as `latest` returns it.
+pub fn plan_latest(
+    dir: &dyn DirHandle,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<LatestPlan, StoreError> {
+    let listed = classify_dir(dir)?;
+    let (plan, stopped) = plan_over(dir, &listed, verifier, |_| None);
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(plan),
+    }
+}
+
+/// The one selection logic. `pin` gives the hold to take on a candidate before reading it (so
+/// retention cannot delete it meanwhile). Returns the plan made up to an I/O error, if one
+/// stopped it.
+fn plan_over(
+    dir: &dyn DirHandle,
+    listed: &[ListedEntry],
+    verifier: &dyn ReceiptVerifier,
+    pin: impl Fn(&SnapshotName) -> Option<Hold>,
+) -> (LatestPlan, Option<StoreError>) {
+    let mut plan = LatestPlan {
+        chosen: None,
+        passed_over: Vec::new(),
+    };
+    let mut stopped = None;
+    let snapshots: Vec<SnapshotEntry> = listed.iter().filter_map(ListedEntry::snapshot).collect();
+    for entry in snapshots.iter().rev() {
+        let passed = |reason| PassedOver {
+            file_name: entry.name.file_name(),
+            snapshot: Some(entry.name),
+            pending: None,
+            len: entry.len,
+            reason,
+        };
+        let reason = match entry.name.state {
+            FileState::Uncommitted => PassOverReason::Uncommitted,
+            FileState::Corrupt => PassOverReason::Quarantined,
+            FileState::Committed => {
+                let hold = pin(&entry.name);
+                match open_snapshot(dir, &entry.name, verifier) {
+                    Ok(file) => {
+                        plan.chosen = Some(match hold {
+                            Some(hold) => file.with_hold(hold),
+                            None => file,
+                        });
+                        break;
+                    }
+                    Err(VerifyError::Read { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        // Deleted between listing and reading (retention, another caller).
+                        PassOverReason::Vanished
+                    }
+                    Err(VerifyError::Read { file, source }) => {
+                        stopped = Some(StoreError::Io {
+                            path: file,
+                            step: StoreStep::Read,
+                            source,
+                        });
+                        break;
+                    }
+                    Err(e @ VerifyError::NotRegularFile { .. }) => PassOverReason::NotRegular(e),
+                    Err(
+                        e @ VerifyError::Receipt {
+                            source: ReceiptError::UntrustedKey { .. },
+                            ..
+                        },
+                    ) => PassOverReason::Untrusted(e),
+                    Err(e) => PassOverReason::Failed(e),
+                }
+            }
+        };
+        plan.passed_over.push(passed(reason));
+    }
+    if stopped.is_none() {
+        let floor = plan.chosen.as_ref().map(|f| f.name().idx);
+        let pending = listed
+            .iter()
+            .rev()
+            .filter_map(|e| match e.class {
+                EntryClass::Pending(name) => Some((name, e.len)),
+                _ => None,
+            })
+            .filter(|(name, _)| floor.is_none_or(|f| name.idx > f));
+        for (name, len) in pending {
+            plan.passed_over.push(PassedOver {
+                file_name: name.file_name(),
+                snapshot: None,
+                pending: Some(name),
+                len,
+                reason: PassOverReason::Pending,
+            });
+        }
+    }
+    (plan, stopped)
 }

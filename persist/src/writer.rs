@@ -26,7 +26,7 @@ use crate::error::{PersistError, Step};
 use crate::format::{Flags, Header, HEADER_LEN};
 use crate::fs::{is_noreplace_unsupported, DirHandle, WritableFile};
 use crate::names::{FileState, PendingName, SnapshotName};
-use crate::receipt::Hash;
+use crate::Hash;
 
 mod spill;
 

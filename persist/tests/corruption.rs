@@ -10,10 +10,12 @@ use std::sync::OnceLock;
 use fixture::*;
 use proptest::prelude::*;
 use snapseal_persist::format::HEADER_LEN;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::receipt::{
-    leaf_hash, sign_root, Hash, MerkleTree, Receipt, ReceiptError, ReceiptVerifier,
+    leaf_hash, sign_root, MerkleTree, Receipt, ReceiptError, ReceiptVerifier,
 };
-use snapseal_persist::{verify_bytes, Check, FileState, SimFs, SnapshotName, VerifyError};
+use snapseal_persist::Hash;
+use snapseal_persist::{verify_bytes, Check, FileState, SnapshotName, VerifyError};
 
 /// The good, older snapshot recovery should fall back to.
 fn previous() -> &'static Snap {

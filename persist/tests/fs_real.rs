@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use fs_contract::{contents, contract_tests, errno, put, Harness};
 use nix::errno::Errno;
-use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::fs::{FileSystem, NotRegular, RealFs};
+use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::{open_snapshot, SnapshotName, VerifyError};
 use tempfile::TempDir;
 
 struct Real {
@@ -116,8 +118,15 @@ fn open_read_of_a_fifo_fails_without_blocking() {
     let (read, lock) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("open of a fifo blocked");
-    assert_eq!(errno(&read.unwrap_err()), Some(Errno::EINVAL));
-    assert_eq!(errno(&lock.unwrap_err()), Some(Errno::EINVAL));
+    for err in [read.unwrap_err(), lock.unwrap_err()] {
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let not_regular = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<NotRegular>())
+            .expect("a NotRegular payload");
+        assert_eq!(not_regular.what(), "fifo");
+        assert_eq!(err.to_string(), "not a regular file (fifo)");
+    }
     let entry = dir
         .list()
         .unwrap()
@@ -172,4 +181,26 @@ fn lock_is_refused_to_an_independent_open_file_description() {
         nix::fcntl::FlockArg::LockExclusiveNonblock,
     );
     assert_eq!(res, Err(Errno::EWOULDBLOCK));
+}
+
+#[test]
+fn open_snapshot_of_a_fifo_names_the_file_and_what_it_is() {
+    let h = real();
+    let name = SnapshotName::parse("snapshot_5_6.committed").unwrap();
+    let path = h.dir().join(name.file_name());
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let dir = h.fs.open_dir(h.dir(), false).unwrap();
+    let err = open_snapshot(&*dir, &name, &Ed25519Verifier::new(Vec::new())).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::NotRegularFile { what: "fifo", .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.is_io(),
+        "says nothing about contents: never quarantined"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("not a regular file: {} (fifo)", path.display())
+    );
 }

@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use snapseal_persist::receipt::merkle::{
-    empty_root, leaf_hash, node_hash, root_from_proof, Hash, MerkleTree,
-};
+use snapseal_persist::receipt::{empty_root, leaf_hash, node_hash, root_from_proof, MerkleTree};
+use snapseal_persist::Hash;
 
 /// Reference MTH and PATH, written straight from the RFC's recursive definitions. The memo only
 /// avoids recomputing identical subranges; it does not change the shape.

@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use proptest::prelude::*;
-use snapseal_persist::names::{FileState, OurFile, SnapshotName, LOCK_FILE};
+use snapseal_persist::{FileState, OurFile, SnapshotName, LOCK_FILE};
 
 fn state() -> impl Strategy<Value = FileState> {
     prop_oneof![

@@ -6,9 +6,10 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use proptest::prelude::*;
 use snapseal_persist::format::{self, Flags, Header};
 use snapseal_persist::receipt::{
-    key_id, leaf_hash, sign_root, verify_signed_root, Ed25519Verifier, Expected, Hash, MerkleTree,
+    key_id, leaf_hash, sign_root, verify_signed_root, Ed25519Verifier, Expected, MerkleTree,
     Receipt, ReceiptError, ReceiptVerifier, SignedRoot,
 };
+use snapseal_persist::Hash;
 
 fn signing_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -650,7 +651,7 @@ fn untagged_or_non_canonical_encodings_are_rejected() {
 
 #[test]
 fn oversized_input_is_rejected_before_parsing() {
-    let big = vec![0u8; snapseal_persist::receipt::cose::MAX_RECEIPT_LEN + 1];
+    let big = vec![0u8; snapseal_persist::receipt::MAX_RECEIPT_LEN + 1];
     assert!(decode_error(&big).contains("at most"));
 }
 

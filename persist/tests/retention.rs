@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use fixture::*;
 use proptest::prelude::*;
-use snapseal_persist::{FileState, SimFs, SnapshotName};
+use snapseal_persist::fs::SimFs;
+use snapseal_persist::{FileState, SnapshotName};
 
 fn name(idx: u64, ev: u64) -> SnapshotName {
     SnapshotName {

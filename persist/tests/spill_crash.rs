@@ -11,11 +11,12 @@ mod fixture;
 use std::sync::OnceLock;
 
 use fixture::*;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op};
-use snapseal_persist::names::PendingName;
-use snapseal_persist::writer::SpillCommit;
+use snapseal_persist::PendingName;
+use snapseal_persist::SpillCommit;
 use snapseal_persist::{
-    verify_bytes, Committed, FileState, PersistError, SimFs, SnapshotStore, StoreOptions,
+    verify_bytes, Committed, FileState, PersistError, SnapshotStore, StoreOptions,
 };
 
 /// The variations of the spilled sequence under test.

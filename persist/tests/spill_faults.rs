@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 
 use fixture::*;
 use snapseal_persist::format::Flags;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, OpRecord};
-use snapseal_persist::names::PendingName;
-use snapseal_persist::writer::SpillCommit;
-use snapseal_persist::{Committed, FileState, PersistError, SimFs, SnapshotStore, Step};
+use snapseal_persist::PendingName;
+use snapseal_persist::SpillCommit;
+use snapseal_persist::{Committed, FileState, PersistError, SnapshotStore, Step};
 
 const CHUNK: usize = 2000;
 const GENERATION: u64 = 9;

@@ -10,9 +10,10 @@ use std::sync::{Arc, OnceLock};
 use fixture::*;
 use proptest::prelude::*;
 use snapseal_persist::format::Flags;
-use snapseal_persist::names::{PendingName, SnapshotName};
-use snapseal_persist::writer::SpillCommit;
-use snapseal_persist::{FileState, RealFs, SnapshotStore, Step};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::SpillCommit;
+use snapseal_persist::{FileState, SnapshotStore, Step};
+use snapseal_persist::{PendingName, SnapshotName};
 
 fn snap() -> &'static Snap {
     static SNAP: OnceLock<Snap> = OnceLock::new();
@@ -82,7 +83,7 @@ fn pending_names_reject_near_misses() {
 
 #[test]
 fn a_dropped_spill_removes_its_pending_file() {
-    let sim = snapseal_persist::SimFs::new(3);
+    let sim = snapseal_persist::fs::SimFs::new(3);
     let store = open(&sim, opts());
     let mut spill = store.create_spill(20, 1).unwrap();
     spill.write_body(&snap().body).unwrap();
@@ -112,7 +113,7 @@ fn a_dropped_spill_removes_its_pending_file() {
 
 #[test]
 fn a_taken_pending_name_is_refused_and_left_alone() {
-    let sim = snapseal_persist::SimFs::new(4);
+    let sim = snapseal_persist::fs::SimFs::new(4);
     let store = open(&sim, opts());
     let mut first = store.create_spill(20, 1).unwrap();
     first.write_body(b"first").unwrap();
@@ -133,7 +134,7 @@ fn a_taken_pending_name_is_refused_and_left_alone() {
 
 #[test]
 fn open_removes_stale_pending_files_and_leaves_lookalikes() {
-    let sim = snapseal_persist::SimFs::new(5);
+    let sim = snapseal_persist::fs::SimFs::new(5);
     for name in ["snapshot_7.g0.pending", "snapshot_9.g3.pending"] {
         sim.plant_file(dir(), name, b"half a body", true);
     }

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fixture::*;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, Outcome};
 use snapseal_persist::{
-    FileState, SimFs, SnapshotName, SnapshotStore, StoreError, StoreOptions, StoreStep,
+    FileState, SnapshotName, SnapshotStore, StoreError, StoreOptions, StoreStep,
 };
 
 fn name(idx: u64) -> SnapshotName {

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fixture::*;
-use snapseal_persist::{FileState, PersistError, RealFs, SnapshotStore, StoreError, StoreOptions};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::{FileState, PersistError, SnapshotStore, StoreError, StoreOptions};
 
 fn open_real(dir: &Path, opts: StoreOptions) -> Result<SnapshotStore, StoreError> {
     SnapshotStore::open(Arc::new(RealFs), dir, opts)

@@ -9,8 +9,9 @@ mod fixture;
 use std::sync::OnceLock;
 
 use fixture::*;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op};
-use snapseal_persist::{verify_bytes, FileState, SimFs, SnapshotStore, StoreOptions};
+use snapseal_persist::{verify_bytes, FileState, SnapshotStore, StoreOptions};
 
 /// The variations of the sequence under test.
 #[derive(Clone, Copy, Debug)]

@@ -8,8 +8,9 @@ mod fixture;
 use std::sync::OnceLock;
 
 use fixture::*;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, OpRecord, Outcome};
-use snapseal_persist::{FileState, PersistError, SimFs, SnapshotStore, Step};
+use snapseal_persist::{FileState, PersistError, SnapshotStore, Step};
 
 fn previous() -> &'static Snap {
     static SNAP: OnceLock<Snap> = OnceLock::new();
@@ -562,7 +563,8 @@ mod misbehaving {
 
 #[test]
 fn a_write_accepting_zero_bytes_or_claiming_too_many_is_an_error_not_a_hang_or_panic() {
-    use snapseal_persist::{FileSystem, SnapshotWriter};
+    use snapseal_persist::fs::FileSystem;
+    use snapseal_persist::SnapshotWriter;
     type Claim = fn(usize) -> usize;
     let cases: [(Claim, std::io::ErrorKind); 2] = [
         (|_| 0, std::io::ErrorKind::WriteZero),

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use parking_lot::RwLock;
 use snapseal_actors::{InclusionProof, ProofSource};
-use snapseal_persist::receipt::{leaf_hash, sign_root, Hash, MerkleTree, SignedRoot};
+use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, SignedRoot};
+use snapseal_persist::Hash;
 
 /// What a ledger entry does.
 #[derive(Clone, Debug, PartialEq, Eq)]

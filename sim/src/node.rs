@@ -18,7 +18,7 @@ use snapseal_actors::{
     SnapshotterConfig, StateSource, StateView,
 };
 use snapseal_engine::TaskSystem;
-use snapseal_persist::receipt::Hash;
+use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 
 use crate::ledger::{Ledger, TxKind};

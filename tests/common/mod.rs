@@ -10,7 +10,8 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use snapseal::engine::{EngineConfig, TaskSystem};
 use snapseal::persist::fs::{FileSystem, RealFs, SimFs};
-use snapseal::persist::receipt::{Ed25519Verifier, Hash, ReceiptVerifier, SignedRoot};
+use snapseal::persist::receipt::{Ed25519Verifier, ReceiptVerifier, SignedRoot};
+use snapseal::persist::Hash;
 use snapseal::persist::{SnapshotStore, StoreOptions};
 use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig};
 use snapseal_sim::ledger::{Ledger, TxKind};
@@ -211,9 +212,9 @@ impl Env {
     pub fn assert_all_verify(&self) {
         let dir = self.fs.open_dir(&self.dir, false).unwrap();
         for name in self.committed_names() {
-            let parsed = snapseal::persist::names::SnapshotName::parse(&name).unwrap();
+            let parsed = snapseal::persist::SnapshotName::parse(&name).unwrap();
             let bytes = dir.open_read(&name).unwrap();
-            snapseal::persist::reader::verify_bytes(&bytes, Some(&parsed), self.verifier.as_ref())
+            snapseal::persist::verify_bytes(&bytes, Some(&parsed), self.verifier.as_ref())
                 .unwrap_or_else(|e| panic!("{name} does not verify: {e}"));
         }
     }
@@ -221,15 +222,8 @@ impl Env {
     /// Decode the body of `latest()` back into the KV state.
     pub fn decode_latest(&self) -> (u64, BTreeMap<u64, Vec<u8>>) {
         let snap = self.store.latest().unwrap().expect("a latest snapshot");
-        let body = if snap
-            .header()
-            .flags
-            .contains(snapseal::persist::format::Flags::ZSTD)
-        {
-            zstd::decode_all(snap.body()).unwrap()
-        } else {
-            snap.body().to_vec()
-        };
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut snap.body_reader().unwrap(), &mut body).unwrap();
         decode_kv(&body).expect("a well-formed KV body")
     }
 

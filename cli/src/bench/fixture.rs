@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use snapseal_actors::{CaptureError, StateSource, StateView};
 use snapseal_persist::format::body_digest;
-use snapseal_persist::receipt::{leaf_hash, sign_root, Hash, MerkleTree, Receipt};
+use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, Receipt};
+use snapseal_persist::Hash;
 
 use super::BenchError;
 

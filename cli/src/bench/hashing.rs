@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use snapseal_actors::{BodyBuilder, MemoryBudget, SpillTarget};
 use snapseal_persist::format::Flags;
+use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::{PersistRequest, RealFs, SnapshotStore, StoreOptions};
+use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
 
 use super::fixture::{alternate, fill, key, median, timed, Fixture, WorkDir, EVIDENCE};
 use super::table::{mib_per_sec, BenchRow, Target};

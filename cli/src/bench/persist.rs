@@ -11,11 +11,10 @@ use std::time::Duration;
 use nix::fcntl::{self, OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use snapseal_persist::format::{Flags, Header};
+use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::writer::SpillCommit;
-use snapseal_persist::{
-    FileState, PersistRequest, RealFs, SnapshotName, SnapshotStore, StoreOptions,
-};
+use snapseal_persist::SpillCommit;
+use snapseal_persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
 
 use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
 use super::table::BenchRow;

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use snapseal_actors::{SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource};
 use snapseal_engine::{EngineConfig, ShutdownMode, TaskSystem};
-use snapseal_persist::receipt::{Ed25519Verifier, Hash};
-use snapseal_persist::{RealFs, SnapshotStore, StoreOptions};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::Hash;
+use snapseal_persist::{SnapshotStore, StoreOptions};
 
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::ChannelSink;

@@ -78,6 +78,8 @@ pub fn reason(e: &VerifyError) -> String {
             Check::Name
         ),
         VerifyError::Receipt { source, .. } => format!("{} check failed: {source}", Check::Receipt),
+        VerifyError::NotRegularFile { what, .. } => format!("not a regular file ({what})"),
+        other => other.to_string(),
     }
 }
 

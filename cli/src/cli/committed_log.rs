@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use snapseal::persist::receipt::Hash;
+use snapseal::persist::Hash;
 use snapseal::persist::{FileState, SnapshotName};
 use snapseal::CommittedSnapshot;
 

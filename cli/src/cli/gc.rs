@@ -13,8 +13,8 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
-use snapseal::persist::names::PendingName;
 use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::PendingName;
 use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
 
 use crate::cli::config::FileConfig;
@@ -28,11 +28,11 @@ use crate::cli::retention;
 pub struct GcArgs {
     /// The snapshot directory.
     pub dir: PathBuf,
-    /// Committed snapshots to keep, newest first (default: [store] keep_last, else 5).
+    /// Committed snapshots to keep, newest first (default: \[store\] keep_last, else 5).
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u64>,
     /// Also drop the oldest kept snapshots while the kept total is over this many bytes
-    /// (never the newest; default: [store] max_bytes, else no limit).
+    /// (never the newest; default: \[store\] max_bytes, else no limit).
     #[arg(long, value_name = "BYTES")]
     pub max_bytes: Option<u64>,
     /// Print the plan and change nothing (takes no lock).

@@ -1,8 +1,8 @@
 //! `snapseal latest DIR`: which snapshot a node starting now would recover from, and why each
 //! newer file was passed over.
 //!
-//! Read-only by default: it verifies committed files newest first exactly as
-//! `SnapshotStore::latest` does, and reports the failing ones as those a node would
+//! Read-only by default: it asks the store's own planner (`plan_latest`, the selection
+//! `SnapshotStore::latest` carries out) and reports the failing ones as those a node would
 //! quarantine. `--repair` opens the store (its lock; stale uncommitted files are removed) and
 //! lets `SnapshotStore::latest` quarantine them for real.
 
@@ -12,12 +12,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, EntryKind, FileSystem, RealFs};
-use snapseal::persist::names::PendingName;
-use snapseal::persist::receipt::ReceiptVerifier;
-use snapseal::persist::{FileState, SnapshotName, SnapshotStore};
+use snapseal::persist::fs::{DirHandle, FileSystem, RealFs};
+use snapseal::persist::{
+    classify_dir, plan_latest, FileState, LatestPlan, ListedEntry, PassOverReason, SnapshotName,
+    SnapshotStore, StoreError,
+};
 
-use crate::cli::check::{self, Verdict};
+use crate::cli::check;
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;
@@ -89,7 +90,7 @@ pub fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<St
         quarantined: Vec::new(),
         stale_removed: 0,
     };
-    // With --repair, the store's lock is held from here on, so the analysis below and the
+    // With --repair, the store's lock is held from here on, so the plan below and the
     // store's own pass see the same directory.
     let store = if args.repair {
         let opts = file.store.options(Arc::clone(&verifier));
@@ -100,22 +101,27 @@ pub fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<St
     let before = snapshot_files(&*dir, &args.dir)?;
     // Hashing a large body takes a while; a spinner says something is happening.
     let spinner = Progress::spinner(out.bars(), "verifying newest first");
-    analyse(&*dir, &args.dir, &before, &*verifier, &mut report)?;
-    note_pending(&*dir, &args.dir, &mut report)?;
+    // The store's own selection, made read-only: what `SnapshotStore::latest` would do.
+    let plan = match plan_latest(&*dir, &*verifier) {
+        Ok(plan) => plan,
+        Err(StoreError::Io { path, source, .. }) => bail!(
+            "reading {}: {} (a node starting here would stop with this I/O error)",
+            path.display(),
+            check::io_reason(&source)
+        ),
+        Err(e) => return Err(e).context("planning the recovery"),
+    };
+    report_plan(&plan, &args.dir, &mut report);
     if let Some(store) = &store {
         report.stale_removed = store.stats().stale_removed;
         let picked = store.latest().context("recovering the latest snapshot")?;
         let after = snapshot_files(&*dir, &args.dir)?;
         report.quarantined = before
             .iter()
-            .filter(|(n, _)| n.state == FileState::Committed)
-            .filter(|(n, _)| {
-                after
-                    .iter()
-                    .any(|(a, _)| *a == n.with_state(FileState::Corrupt))
-            })
-            .filter(|(n, _)| !after.iter().any(|(a, _)| a == n))
-            .map(|(n, _)| n.file_name())
+            .filter(|n| n.state == FileState::Committed)
+            .filter(|n| after.contains(&n.with_state(FileState::Corrupt)))
+            .filter(|n| !after.contains(n))
+            .map(|n| n.file_name())
             .collect();
         let agreed = match (&picked, &report.latest) {
             (Some(p), Some(c)) => p.path() == c.file,
@@ -125,7 +131,7 @@ pub fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<St
         if !agreed {
             // The directory changed under us (should not happen: we hold the lock).
             bail!(
-                "the store picked {:?} but the analysis found {:?}",
+                "the store picked {:?} but the plan found {:?}",
                 picked.map(|p| p.path().to_path_buf()),
                 report.latest.as_ref().map(|c| c.file.clone())
             );
@@ -137,112 +143,68 @@ pub fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<St
     Ok(Status::failed_if(report.latest.is_none()))
 }
 
-/// Our regular snapshot files, sorted oldest first.
-fn snapshot_files(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Vec<(SnapshotName, u64)>> {
-    let entries = dir
-        .list()
-        .with_context(|| format!("listing {}", path.display()))?;
-    let mut files: Vec<(SnapshotName, u64)> = entries
+/// Our regular snapshot files, oldest first.
+fn snapshot_files(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Vec<SnapshotName>> {
+    let listed = classify_dir(dir).with_context(|| format!("listing {}", path.display()))?;
+    Ok(listed
         .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter_map(|e| SnapshotName::parse_os(&e.name).map(|n| (n, e.len)))
-        .collect();
-    files.sort();
-    Ok(files)
+        .filter_map(ListedEntry::snapshot)
+        .map(|e| e.name)
+        .collect())
 }
 
-/// Walks committed files newest first the way `SnapshotStore::latest` does, noting why each
-/// newer file (of any state) was passed over.
-fn analyse(
-    dir: &dyn DirHandle,
-    path: &Path,
-    files: &[(SnapshotName, u64)],
-    verifier: &dyn ReceiptVerifier,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    for (name, len) in files.iter().rev() {
-        let file = path.join(name.file_name());
-        match name.state {
-            FileState::Uncommitted => report.passed_over.push(PassedOver {
-                file,
-                state: "uncommitted",
-                reason: "not committed: being written, or stale after a crash".into(),
-                node_action: "remove at open",
-            }),
-            FileState::Corrupt => report.passed_over.push(PassedOver {
-                file,
-                state: "corrupt",
-                reason: "quarantined earlier (failed verification)".into(),
-                node_action: "none",
-            }),
-            FileState::Committed => match check::check_in_dir(dir, name, verifier) {
-                Verdict::Verified {
-                    header,
-                    sig_idx,
-                    signer,
-                } => {
-                    report.latest = Some(Chosen {
-                        file,
-                        idx: header.idx,
-                        evidence_idx: header.evidence_idx,
-                        sig_idx,
-                        signer,
-                        size: *len,
-                    });
-                    return Ok(());
-                }
-                Verdict::Failed {
-                    reason,
-                    untrusted_key: true,
-                    ..
-                } => report.passed_over.push(PassedOver {
-                    file,
-                    state: "committed",
-                    reason: format!(
-                        "{reason}: a node skips it but leaves it in place (a wrong trusted key \
-                         set must not destroy good snapshots)"
-                    ),
-                    node_action: "none",
-                }),
-                Verdict::Failed { reason, .. } => report.passed_over.push(PassedOver {
-                    file,
-                    state: "committed",
-                    reason: format!("fails verification: {reason}"),
-                    node_action: "quarantine",
-                }),
-                Verdict::Vanished => {}
-                Verdict::Unreadable { reason } => bail!(
-                    "reading {}: {reason} (a node starting here would stop with this I/O error)",
-                    file.display()
+/// The plan in the report's words.
+fn report_plan(plan: &LatestPlan, path: &Path, report: &mut Report) {
+    report.latest = plan.chosen.as_ref().map(|f| Chosen {
+        file: f.path().to_path_buf(),
+        idx: f.header().idx,
+        evidence_idx: f.header().evidence_idx,
+        sig_idx: f.receipt().sig_idx,
+        signer: f.receipt().signer.clone(),
+        size: f.file_len(),
+    });
+    for p in &plan.passed_over {
+        let (state, reason, node_action) = match &p.reason {
+            PassOverReason::Uncommitted => (
+                "uncommitted",
+                "not committed: being written, or stale after a crash".to_string(),
+                "remove at open",
+            ),
+            PassOverReason::Quarantined => (
+                "corrupt",
+                "quarantined earlier (failed verification)".to_string(),
+                "none",
+            ),
+            PassOverReason::Pending => (
+                "pending",
+                "a spilled body waiting for its proof, not a snapshot".to_string(),
+                "remove at open",
+            ),
+            PassOverReason::Untrusted(e) => (
+                "committed",
+                format!(
+                    "{}: a node skips it but leaves it in place (a wrong trusted key \
+                     set must not destroy good snapshots)",
+                    check::reason(e)
                 ),
-            },
-        }
-    }
-    Ok(())
-}
-
-/// Adds pending (spilled body) files newer than the chosen snapshot: never candidates.
-fn note_pending(dir: &dyn DirHandle, path: &Path, report: &mut Report) -> anyhow::Result<()> {
-    let floor = report.latest.as_ref().map_or(0, |c| c.idx);
-    let entries = dir
-        .list()
-        .with_context(|| format!("listing {}", path.display()))?;
-    let mut pending: Vec<PendingName> = entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter_map(|e| PendingName::parse_os(&e.name))
-        .filter(|p| report.latest.is_none() || p.idx > floor)
-        .collect();
-    pending.sort();
-    for p in pending.iter().rev() {
+                "none",
+            ),
+            PassOverReason::Failed(e) => (
+                "committed",
+                format!("fails verification: {}", check::reason(e)),
+                "quarantine",
+            ),
+            PassOverReason::NotRegular(e) => ("committed", check::reason(e), "none"),
+            // Deleted between listing and reading: nothing to report.
+            _ => continue,
+        };
         report.passed_over.push(PassedOver {
-            file: path.join(p.file_name()),
-            state: "pending",
-            reason: "a spilled body waiting for its proof, not a snapshot".into(),
-            node_action: "remove at open",
+            file: path.join(&p.file_name),
+            state,
+            reason,
+            node_action,
         });
     }
-    Ok(())
 }
 
 fn print_text(r: &Report, out: &Out, args: &LatestArgs) -> anyhow::Result<()> {

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
-use snapseal::persist::names::{OurFile, PendingName};
-use snapseal::persist::{FileState, SnapshotEntry};
+use snapseal::persist::fs::{FileSystem, RealFs};
+use snapseal::persist::{classify_dir, EntryClass, FileState, ListedEntry, SnapshotEntry};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
@@ -71,80 +70,58 @@ pub fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Stat
     let dir = RealFs::new()
         .open_dir(&args.dir, false)
         .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
-    let entries = dir
-        .list()
-        .with_context(|| format!("listing {}", args.dir.display()))?;
-    let mut ours = Vec::new();
-    let mut pending = Vec::new();
+    let listed = classify_dir(&*dir).with_context(|| format!("listing {}", args.dir.display()))?;
+    let store = file.store;
+    let committed: Vec<SnapshotEntry> = listed
+        .iter()
+        .filter_map(ListedEntry::snapshot)
+        .filter(|e| e.name.state == FileState::Committed)
+        .collect();
+    let plan = retention::plan(&committed, store.keep_last, store.max_bytes);
+    let mut rows = Vec::new();
     let mut other = Vec::new();
-    for e in &entries {
-        let name = e.name.to_string_lossy().into_owned();
-        // `OurFile` predates pending (spilled body) files; they are classified first.
-        if let Some(p) = PendingName::parse_os(&e.name) {
-            if e.kind == EntryKind::File {
-                pending.push((p, e.len));
-            } else {
-                other.push(Other {
-                    name,
-                    what: "not a regular file",
-                });
-            }
-            continue;
-        }
-        match OurFile::parse_os(&e.name) {
-            Some(OurFile::Snapshot(n)) if e.kind == EntryKind::File => {
-                ours.push(SnapshotEntry {
-                    name: n,
-                    len: e.len,
-                });
-            }
-            Some(OurFile::Snapshot(_)) => other.push(Other {
+    // classify_dir gives snapshot files by name, then pending files, then the rest by name.
+    for e in &listed {
+        let name = e.file_name.to_string_lossy().into_owned();
+        match e.class {
+            EntryClass::Snapshot(n) => rows.push(Row {
+                file: n.file_name(),
+                idx: n.idx,
+                evidence_idx: Some(n.evidence_idx),
+                size: e.len,
+                state: state_word(n.state),
+                retention: (n.state == FileState::Committed).then(|| {
+                    let entry = SnapshotEntry {
+                        name: n,
+                        len: e.len,
+                    };
+                    if plan.keeps(&entry) {
+                        "keep"
+                    } else {
+                        "delete"
+                    }
+                }),
+            }),
+            EntryClass::Pending(p) => rows.push(Row {
+                file: p.file_name(),
+                idx: p.idx,
+                evidence_idx: None,
+                size: e.len,
+                state: "pending",
+                retention: None,
+            }),
+            EntryClass::Lock => other.push(Other { name, what: "lock" }),
+            EntryClass::NotRegular => other.push(Other {
                 name,
                 what: "not a regular file",
             }),
-            Some(OurFile::Lock) => other.push(Other { name, what: "lock" }),
-            None => other.push(Other {
+            _ => other.push(Other {
                 name,
                 what: "not ours",
             }),
         }
     }
-    ours.sort_by_key(|e| e.name);
-    other.sort_by(|a, b| a.name.cmp(&b.name));
-    let store = file.store;
-    let committed: Vec<SnapshotEntry> = ours
-        .iter()
-        .filter(|e| e.name.state == FileState::Committed)
-        .copied()
-        .collect();
-    let plan = retention::plan(&committed, store.keep_last, store.max_bytes);
-    let mut rows: Vec<Row> = ours
-        .iter()
-        .map(|e| Row {
-            file: e.name.file_name(),
-            idx: e.name.idx,
-            evidence_idx: Some(e.name.evidence_idx),
-            size: e.len,
-            state: state_word(e.name.state),
-            retention: (e.name.state == FileState::Committed).then(|| {
-                if plan.keeps(e) {
-                    "keep"
-                } else {
-                    "delete"
-                }
-            }),
-        })
-        .collect();
-    pending.sort();
-    rows.extend(pending.iter().map(|(p, len)| Row {
-        file: p.file_name(),
-        idx: p.idx,
-        evidence_idx: None,
-        size: *len,
-        state: "pending",
-        retention: None,
-    }));
-    // Stable: snapshot files keep their order within one idx.
+    // Stable: snapshot files keep their order within one idx, pending ones come after them.
     rows.sort_by_key(|r| r.idx);
     let listing = Listing {
         dir: args.dir.clone(),

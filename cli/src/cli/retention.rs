@@ -2,7 +2,7 @@
 //! `gc --dry-run`): the store's own planner over a plain listing. With no store open in this
 //! process there are no holds to spare anything.
 
-use snapseal::persist::retention::RetentionPlan;
+use snapseal::persist::RetentionPlan;
 use snapseal::persist::SnapshotEntry;
 
 /// What retention would do with the committed snapshots in `committed` (any order).
@@ -11,5 +11,5 @@ pub fn plan(
     keep_last: usize,
     max_bytes: Option<u64>,
 ) -> RetentionPlan {
-    snapseal::persist::retention::plan(committed, keep_last, max_bytes, |_| false)
+    snapseal::persist::plan_retention(committed, keep_last, max_bytes, |_| false)
 }

@@ -5,7 +5,8 @@
 //! name inside that directory (never a path). Two implementations exist:
 //! - [`RealFs`]: the real thing, over `openat`/`renameat2`/`linkat`/`unlinkat`/`fsync` with
 //!   `O_NOFOLLOW` on every file open;
-//! - [`SimFs`]: an in-memory model with a power-loss crash model and fault injection, for tests.
+//! - `SimFs` (feature `sim`): an in-memory model with a power-loss crash model and fault
+//!   injection, for tests. Not compiled into production builds.
 //!
 //! Errors are plain [`io::Error`]s carrying the raw OS error code (`raw_os_error()`), so callers
 //! match on errno / [`io::ErrorKind`] the same way for both implementations. Only a name that is
@@ -20,11 +21,13 @@ use std::sync::Arc;
 
 mod bytes;
 mod name_check;
-pub mod real;
-pub mod sim;
+mod real;
+#[cfg(feature = "sim")]
+mod sim;
 
 pub use bytes::FileBytes;
 pub use real::RealFs;
+#[cfg(feature = "sim")]
 pub use sim::{Fault, FaultKind, Op, OpRecord, Outcome, SimFs, Trigger};
 
 /// Entry point of the seam: opens directories.
@@ -76,7 +79,8 @@ pub trait DirHandle: Send + Sync + fmt::Debug {
 
     /// Reads a whole regular file: `openat(O_RDONLY|O_NOFOLLOW|O_CLOEXEC)` then `mmap`
     /// (an empty buffer for an empty file). A symlink fails with `ELOOP`, a directory with
-    /// `EISDIR`, any other non-regular file with `EINVAL`.
+    /// `EISDIR`, any other non-regular file with a [`NotRegular`] error (kind
+    /// [`io::ErrorKind::InvalidInput`], no OS code) that says what it is.
     fn open_read(&self, name: &str) -> io::Result<FileBytes>;
 
     /// Creates `name` if missing (mode `0o600`, `O_NOFOLLOW`) and takes
@@ -103,7 +107,7 @@ pub trait WritableFile: Send + fmt::Debug {
     ///
     /// The default refuses with [`io::ErrorKind::Unsupported`] (no system call made), so a
     /// seam implementation without it still works for in-memory bodies; both [`RealFs`] and
-    /// [`SimFs`] implement it.
+    /// `SimFs` implement it.
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize> {
         let _ = (buf, offset);
         Err(io::Error::new(
@@ -124,6 +128,35 @@ pub trait WritableFile: Send + fmt::Debug {
 /// Guard of a lock taken by [`DirHandle::lock_exclusive`]; dropping it releases the lock.
 pub trait DirLock: Send + Sync + fmt::Debug {}
 
+/// The payload of the [`io::Error`] for opening something that is not a regular file (a fifo,
+/// socket or device): says what it is, since the bare `EINVAL` the check used to give reads as
+/// "Invalid argument" and names nothing. Find it with [`io::Error::get_ref`] and
+/// `downcast_ref`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotRegular {
+    what: &'static str,
+}
+
+impl NotRegular {
+    /// For a file of the kind `what` (`"fifo"`, `"socket"`, ...).
+    pub fn new(what: &'static str) -> NotRegular {
+        NotRegular { what }
+    }
+
+    /// What the file is instead of a regular file.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+}
+
+impl fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a regular file ({})", self.what)
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
 /// One directory entry, as returned by [`DirHandle::list`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
@@ -137,6 +170,7 @@ pub struct DirEntry {
 
 /// The kind of a directory entry (as `lstat` sees it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EntryKind {
     /// A regular file.
     File,

@@ -20,7 +20,9 @@ use nix::sys::stat::{self, FileStat, Mode};
 use nix::unistd::{self, UnlinkatFlags};
 
 use super::name_check::check_name;
-use super::{DirEntry, DirHandle, DirLock, EntryKind, FileBytes, FileSystem, WritableFile};
+use super::{
+    DirEntry, DirHandle, DirLock, EntryKind, FileBytes, FileSystem, NotRegular, WritableFile,
+};
 
 /// The real filesystem. Stateless; cheap to copy.
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,13 +98,22 @@ fn owned(raw: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(raw) }
 }
 
-/// Fails unless `st` describes a regular file: `EISDIR` for a directory, `EINVAL` otherwise.
+/// Fails unless `st` describes a regular file: `EISDIR` for a directory, a [`NotRegular`]
+/// ([`io::ErrorKind::InvalidInput`]) naming what it is otherwise.
 fn require_regular(st: &FileStat) -> io::Result<()> {
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => Ok(()),
-        libc::S_IFDIR => Err(Errno::EISDIR.into()),
-        _ => Err(Errno::EINVAL.into()),
-    }
+    let what = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => return Ok(()),
+        libc::S_IFDIR => return Err(Errno::EISDIR.into()),
+        libc::S_IFIFO => "fifo",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFCHR => "character device",
+        libc::S_IFBLK => "block device",
+        _ => "unknown file type",
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        NotRegular::new(what),
+    ))
 }
 
 /// An open directory fd.

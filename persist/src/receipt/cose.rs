@@ -25,8 +25,9 @@ use coset::{
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::error::ReceiptError;
-use super::merkle::{Hash, MerkleTree, MAX_PROOF_LEN};
+use super::merkle::{MerkleTree, MAX_PROOF_LEN};
 use crate::format::hex;
+use crate::Hash;
 
 /// Receipt encoding version carried under [`LABEL_VERSION`].
 pub const RECEIPT_VERSION: u64 = 1;

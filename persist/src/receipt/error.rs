@@ -7,6 +7,7 @@ use crate::format::hex;
 /// Everything that can be wrong with a receipt, from its bytes to its signature. Variants carry
 /// the values compared so the reason is visible in a log line.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReceiptError {
     /// The bytes are not a well-formed receipt of this scheme (CBOR, COSE structure, a label's
     /// type or length, missing or extra labels, non-canonical encoding).

@@ -7,8 +7,7 @@
 //!
 //! The tree signed at `sig_idx` covers ledger txs `1 ..= sig_idx - 1`: tx `i` is leaf `i - 1`.
 
-/// A 32-byte BLAKE3 digest.
-pub type Hash = [u8; 32];
+use crate::Hash;
 
 /// Longest proof a u64-sized tree can have; longer paths are malformed by definition.
 pub const MAX_PROOF_LEN: usize = 64;

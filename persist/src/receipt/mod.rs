@@ -1,17 +1,23 @@
 //! Receipts: proof from the ledger that a snapshot's digest is committed (SPEC §4).
 //!
 //! [`ReceiptVerifier`] is the seam a node uses to plug in its own ledger scheme; the built-in
-//! scheme ([`cose`], [`merkle`], [`Ed25519Verifier`]) is what the demo, CLI and tests use. The
+//! scheme ([`Receipt`], [`MerkleTree`], [`Ed25519Verifier`]) is what the demo, CLI and tests use. The
 //! byte layout is written down in `docs/FORMAT.md`.
 
-pub mod cose;
-pub mod error;
-pub mod merkle;
-pub mod verifier;
+mod cose;
+mod error;
+mod merkle;
+mod verifier;
 
-pub use cose::{key_id, sign_root, verify_signed_root, Receipt, SignedRoot};
+use crate::Hash;
+
+pub use cose::{
+    key_id, sign_root, verify_signed_root, Receipt, SignedRoot, LABEL_CLAIMS_DIGEST,
+    LABEL_EVIDENCE_IDX, LABEL_EVIDENCE_TX_DIGEST, LABEL_PROOF_PATH, LABEL_VERSION, MAX_RECEIPT_LEN,
+    RECEIPT_VERSION,
+};
 pub use error::ReceiptError;
-pub use merkle::{empty_root, leaf_hash, node_hash, root_from_proof, Hash, MerkleTree};
+pub use merkle::{empty_root, leaf_hash, node_hash, root_from_proof, MerkleTree, MAX_PROOF_LEN};
 pub use verifier::Ed25519Verifier;
 
 /// What the committed file claims, which the receipt must back.

@@ -27,8 +27,7 @@ use crate::names::PendingName;
 
 /// A body being streamed into its pending file. Write the body through [`io::Write`] (or
 /// [`write_body`](Self::write_body)); hand it to
-/// [`SnapshotWriter::commit_spill`](super::SnapshotWriter::commit_spill) (or the store's
-/// [`commit_spill`](crate::SnapshotStore::commit_spill)) once the receipt exists, or drop it
+/// the store's [`commit_spill`](crate::SnapshotStore::commit_spill) once the receipt exists, or drop it
 /// to remove the file.
 pub struct SpillFile {
     pub(super) dir: Arc<dyn DirHandle>,

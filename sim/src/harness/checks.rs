@@ -5,11 +5,11 @@
 //! counted nor traced nor subject to injected faults, so checking never changes the run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 
 use snapseal_actors::{CommittedSnapshot, GenerationInfo};
-use snapseal_persist::format::{Flags, Header};
 use snapseal_persist::receipt::Receipt;
-use snapseal_persist::{verify_bytes, FileState, SnapshotName};
+use snapseal_persist::{verify_bytes, BodyReader, FileState, SnapshotName};
 
 use super::history::{AckRecord, GateRecord};
 use super::{Harness, Invariant, Violation};
@@ -204,7 +204,7 @@ impl Harness {
                 )))
             }
         }
-        self.check_content(name, &v.header, v.body)?;
+        self.check_content(name, v.body_reader())?;
         Ok(sig_idx)
     }
 
@@ -212,16 +212,13 @@ impl Harness {
     fn check_content(
         &self,
         name: SnapshotName,
-        header: &Header,
-        body: &[u8],
+        body: std::io::Result<BodyReader<'_>>,
     ) -> Result<(), Violation> {
         let wrong =
             |detail: String| self.violation(Invariant::WrongContent, format!("{name}: {detail}"));
-        let raw = if header.flags.contains(Flags::ZSTD) {
-            zstd::decode_all(body).map_err(|e| wrong(format!("zstd body: {e}")))?
-        } else {
-            body.to_vec()
-        };
+        let mut raw = Vec::new();
+        body.and_then(|mut r| r.read_to_end(&mut raw))
+            .map_err(|e| wrong(format!("decoding the body: {e}")))?;
         let (idx, map) = decode_kv(&raw).ok_or_else(|| wrong("not a KV body".into()))?;
         let mut expected = BTreeMap::new();
         let complete = self.ledger.for_each_write(name.idx, |k, v| {
@@ -401,7 +398,7 @@ impl Harness {
                     format!("latest() returned {}, which was corrupted", file.name()),
                 ));
             }
-            self.check_content(*file.name(), file.header(), file.body())?;
+            self.check_content(*file.name(), file.body_reader())?;
         }
         drop(got);
         if !self.dirty && self.unquarantined(got_name).is_some() {

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use snapseal_persist::format::{self, Header, HEADER_LEN};
-use snapseal_persist::names::OurFile;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::receipt::{
     leaf_hash, root_from_proof, verify_signed_root, Ed25519Verifier, Expected, Receipt,
     ReceiptVerifier,
 };
-use snapseal_persist::{verify_bytes, FileState, SimFs, SnapshotName, SnapshotStore, StoreOptions};
+use snapseal_persist::OurFile;
+use snapseal_persist::{verify_bytes, FileState, SnapshotName, SnapshotStore, StoreOptions};
 
 use super::{Harness, HarnessConfig, Op, Violation, KNOWN_BUGS};
 use crate::ledger::Ledger;
@@ -262,7 +263,7 @@ pub fn names(data: &[u8]) -> Result<(), FuzzFailure> {
                 }
             }
         }
-        (None, Some(OurFile::Lock)) if text == snapseal_persist::names::LOCK_FILE => {}
+        (None, Some(OurFile::Lock)) if text == snapseal_persist::LOCK_FILE => {}
         (None, None) => {}
         (p, o) => return Err(fail(T, format!("{text:?}: parse {p:?}, OurFile {o:?}"))),
     }

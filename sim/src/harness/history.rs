@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::AddAssign;
 
-use snapseal_persist::receipt::Hash;
+use snapseal_persist::Hash;
 use snapseal_persist::SnapshotName;
 
 /// A generation as one process incarnation numbered it.

@@ -77,8 +77,9 @@ use std::time::Duration;
 
 use snapseal_actors::{SnapshotCounters, SnapshotEvent};
 use snapseal_persist::fs::Fault;
+use snapseal_persist::fs::SimFs;
 use snapseal_persist::receipt::{Ed25519Verifier, ReceiptVerifier};
-use snapseal_persist::{FileState, SimFs, SnapshotName, StoreStats};
+use snapseal_persist::{FileState, SnapshotName, StoreStats};
 
 pub use config::HarnessConfig;
 pub use history::{AckRecord, HarnessStats};

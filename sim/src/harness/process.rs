@@ -9,8 +9,10 @@ use crossbeam_channel::Receiver;
 use snapseal_actors::ConfigError;
 use snapseal_actors::{SnapshotEvent, Snapshotter};
 use snapseal_engine::{ShutdownMode, TaskSystem};
-use snapseal_persist::receipt::{Hash, ReceiptVerifier};
-use snapseal_persist::{FileSystem, Hold, SimFs, SnapshotStore, StoreError, StoreOptions};
+use snapseal_persist::fs::{FileSystem, SimFs};
+use snapseal_persist::receipt::ReceiptVerifier;
+use snapseal_persist::Hash;
+use snapseal_persist::{Hold, SnapshotStore, StoreError, StoreOptions};
 
 use super::config::HarnessConfig;
 use crate::ledger::Ledger;

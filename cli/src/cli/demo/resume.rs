@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
-use snapseal::persist::names::{PendingName, LOCK_FILE};
 use snapseal::persist::receipt::key_id;
+use snapseal::persist::{PendingName, LOCK_FILE};
 use snapseal::persist::{SnapshotName, SnapshotStore};
 
 use crate::cli::committed_log::{CommittedLog, LogContents, LogLine, COMMITTED_LOG};
@@ -279,8 +279,9 @@ mod tests {
     }
 
     fn open_store(d: &Path, seed: u64) -> SnapshotStore {
+        use snapseal::persist::fs::RealFs;
         use snapseal::persist::receipt::Ed25519Verifier;
-        use snapseal::persist::{RealFs, StoreOptions};
+        use snapseal::persist::StoreOptions;
         use std::sync::Arc;
         let verifier = Arc::new(Ed25519Verifier::new(vec![key(seed)]));
         SnapshotStore::open(Arc::new(RealFs::new()), d, StoreOptions::new(verifier)).unwrap()

@@ -1,0 +1,186 @@
+//! `body_reader`: the decoded body, streamed; a zstd body must be exactly one frame of
+//! exactly `raw_len` bytes. And the error chain of a failed write names its cause once.
+
+mod fixture;
+
+use std::error::Error as _;
+use std::io::{self, Read};
+
+use fixture::{key, real_verifier, Ledger};
+use snapseal_persist::format::{body_digest, Flags, Header};
+use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
+use snapseal_persist::{verify_bytes, BodyError, PersistRequest};
+
+/// A valid committed file (good digests and receipt) storing `stored` with `flags`/`raw_len`.
+fn file(flags: Flags, raw_len: u64, stored: &[u8]) -> Vec<u8> {
+    let digest = body_digest(stored);
+    let receipt = Ledger::new(4, digest).receipt(&key(), digest);
+    let header = Header {
+        idx: 3,
+        evidence_idx: 4,
+        flags,
+        body_len: stored.len() as u64,
+        receipt_len: receipt.len() as u64,
+        raw_len,
+        body_digest: digest,
+        receipt_digest: *blake3::hash(&receipt).as_bytes(),
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(stored);
+    out.extend_from_slice(&receipt);
+    out
+}
+
+fn raw() -> Vec<u8> {
+    (0..200_000u32)
+        .map(|i| (i % 251) as u8 ^ (i / 977) as u8)
+        .collect()
+}
+
+fn decode(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let v = verify_bytes(bytes, None, &real_verifier()).expect("verifies");
+    let mut out = Vec::new();
+    v.body_reader()?.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn body_error(e: &io::Error) -> &BodyError {
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    e.get_ref()
+        .and_then(|e| e.downcast_ref::<BodyError>())
+        .unwrap_or_else(|| panic!("no BodyError in {e:?}"))
+}
+
+#[test]
+fn compressed_body_round_trips() {
+    let raw = raw();
+    let stored = zstd::encode_all(&raw[..], 3).unwrap();
+    assert!(stored.len() < raw.len());
+    assert_eq!(
+        decode(&file(Flags::ZSTD, raw.len() as u64, &stored)).unwrap(),
+        raw
+    );
+}
+
+#[test]
+fn uncompressed_body_round_trips() {
+    let raw = raw();
+    assert_eq!(
+        decode(&file(Flags::NONE, raw.len() as u64, &raw)).unwrap(),
+        raw
+    );
+}
+
+#[test]
+fn raw_len_one_too_large_is_a_short_body() {
+    let raw = raw();
+    let stored = zstd::encode_all(&raw[..], 3).unwrap();
+    let err = decode(&file(Flags::ZSTD, raw.len() as u64 + 1, &stored)).unwrap_err();
+    assert!(
+        matches!(body_error(&err), BodyError::Short { actual, .. } if *actual == raw.len() as u64),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn raw_len_one_too_small_is_a_long_body() {
+    let raw = raw();
+    let stored = zstd::encode_all(&raw[..], 3).unwrap();
+    let err = decode(&file(Flags::ZSTD, raw.len() as u64 - 1, &stored)).unwrap_err();
+    assert!(
+        matches!(body_error(&err), BodyError::Long { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn two_concatenated_frames_are_refused() {
+    let raw = raw();
+    let mut stored = zstd::encode_all(&raw[..], 3).unwrap();
+    let second = zstd::encode_all(&b"more"[..], 3).unwrap();
+    stored.extend_from_slice(&second);
+    // raw_len counts both frames, as a decoder of concatenated frames would see it.
+    let err = decode(&file(Flags::ZSTD, raw.len() as u64 + 4, &stored)).unwrap_err();
+    assert!(
+        matches!(
+            body_error(&err),
+            BodyError::Short { .. } | BodyError::TrailingData { .. }
+        ),
+        "{err:?}"
+    );
+    // With raw_len of the first frame only, the second frame is trailing data.
+    let err = decode(&file(Flags::ZSTD, raw.len() as u64, &stored)).unwrap_err();
+    assert!(
+        matches!(body_error(&err), BodyError::TrailingData { trailing } if *trailing == second.len() as u64),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn garbage_after_the_frame_is_refused() {
+    let raw = raw();
+    let mut stored = zstd::encode_all(&raw[..], 3).unwrap();
+    stored.push(0);
+    let err = decode(&file(Flags::ZSTD, raw.len() as u64, &stored)).unwrap_err();
+    assert!(
+        matches!(body_error(&err), BodyError::TrailingData { trailing: 1 }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn store_latest_body_reader_decodes_a_persisted_compressed_body() {
+    let sim = SimFs::new(7);
+    let store = fixture::open(&sim, fixture::opts());
+    let raw = raw();
+    let stored = zstd::encode_all(&raw[..], 3).unwrap();
+    let digest = body_digest(&stored);
+    let receipt = Ledger::new(4, digest).receipt(&key(), digest);
+    store
+        .persist(&PersistRequest {
+            idx: 3,
+            evidence_idx: 4,
+            flags: Flags::ZSTD,
+            raw_len: raw.len() as u64,
+            body_digest: digest,
+            body: &stored,
+            receipt: &receipt,
+        })
+        .unwrap();
+    let latest = store.latest().unwrap().expect("a snapshot");
+    assert_eq!(latest.body(), &stored[..], "body() stays the stored bytes");
+    let mut out = Vec::new();
+    latest.body_reader().unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(out, raw);
+}
+
+/// The whole chain, as anyhow's `{:#}` prints it.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out = format!("{out}: {c}");
+        cause = c.source();
+    }
+    out
+}
+
+#[test]
+fn a_failed_write_names_its_cause_once_in_the_chain() {
+    let sim = SimFs::new(9);
+    let store = fixture::open(&sim, fixture::opts());
+    sim.inject(Fault::always(Op::Write, FaultKind::Enospc));
+    let snap = fixture::Snap::new(3, 1000);
+    let err = store.persist(&snap.request()).unwrap_err();
+    let enospc = io::Error::from_raw_os_error(nix::libc::ENOSPC).to_string();
+    let text = chain(&err);
+    assert_eq!(text.matches(&enospc).count(), 1, "{text}");
+    assert!(
+        text.contains(&snap.file_name(snapseal_persist::FileState::Uncommitted)),
+        "{text}"
+    );
+    assert!(err.source().is_some(), "the cause is in source()");
+    // The umbrella error keeps the same chain.
+    let umbrella = snapseal_persist::Error::from(err);
+    assert_eq!(chain(&umbrella).matches(&enospc).count(), 1);
+}
