@@ -1,22 +1,21 @@
 //! SplitMix64: the harness's only source of randomness, so a seed replays bit for bit.
 
-/// A tiny seeded generator (SplitMix64).
+use rand_core::{RngCore, SeedableRng};
+
+/// A tiny seeded generator: `rand_xoshiro`'s SplitMix64 (the published sequence) with the one
+/// helper the harness needs.
 #[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+pub struct SplitMix64(rand_xoshiro::SplitMix64);
 
 impl SplitMix64 {
     /// A generator whose whole stream is determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
+        SplitMix64(rand_xoshiro::SplitMix64::seed_from_u64(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0 .. n` (0 when `n` is 0). The modulo bias is irrelevant here.

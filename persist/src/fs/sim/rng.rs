@@ -1,25 +1,26 @@
-//! The simulation's seeded random numbers (SplitMix64: tiny, fast, and good enough to pick
-//! crash outcomes; nothing here needs cryptographic quality).
+//! The simulation's seeded random numbers: SplitMix64 from `rand_xoshiro` (tiny, fast, and good
+//! enough to pick crash outcomes; nothing here needs cryptographic quality).
+
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 /// A deterministic random stream: the same seed gives the same sequence on every platform.
 #[derive(Clone, Debug)]
 pub(super) struct SimRng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl SimRng {
     /// A stream starting from `seed`.
     pub(super) fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self {
+            inner: SplitMix64::seed_from_u64(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub(super) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0). Multiply-shift: the bias is below 2^-32 for the
