@@ -12,21 +12,19 @@
 //! previous iteration's file is removed outside the timed section.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use divan::Bencher;
 use ed25519_dalek::SigningKey;
-use nix::fcntl::{self, OFlag, RenameFlags};
-use nix::sys::stat::Mode;
 use snapseal::persist::format::{body_digest, Flags, Header};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
 use snapseal::persist::Hash;
 use snapseal::persist::SpillCommit;
 use snapseal::persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
+use snapseal_cli::bench::floor::Floor;
 
 fn main() {
     divan::main();
@@ -179,14 +177,7 @@ fn ours_spilled(bencher: Bencher, size: usize) {
 fn floor(bencher: Bencher, size: usize) {
     let fx = Fixture::new(size);
     let tmp = bench_dir();
-    let raw = fcntl::open(
-        tmp.path(),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    // SAFETY: just returned by open, owned by nobody else.
-    let dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    let floor = Floor::open(tmp.path()).unwrap();
     let mut last = None;
     bencher
         .with_inputs(|| {
@@ -195,32 +186,7 @@ fn floor(bencher: Bencher, size: usize) {
         })
         .bench_local_values(|(idx, bytes)| {
             let tmp_name = format!("snapshot_{idx}_{EVIDENCE}");
-            let fd = fcntl::openat(
-                Some(dir.as_raw_fd()),
-                tmp_name.as_str(),
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_WRONLY
-                    | OFlag::O_CLOEXEC
-                    | OFlag::O_NOFOLLOW,
-                Mode::from_bits_truncate(0o600),
-            )
-            .unwrap();
-            // SAFETY: just returned by openat, owned by nobody else.
-            let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-            file.write_all(&bytes).unwrap();
-            nix::unistd::fsync(file.as_raw_fd()).unwrap();
-            drop(file);
-            let d = Some(dir.as_raw_fd());
-            fcntl::renameat2(
-                d,
-                tmp_name.as_str(),
-                d,
-                committed(idx).as_str(),
-                RenameFlags::RENAME_NOREPLACE,
-            )
-            .unwrap();
-            nix::unistd::fsync(dir.as_raw_fd()).unwrap();
+            floor.write(&tmp_name, &committed(idx), &[&bytes]).unwrap();
         });
 }
 

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 mod consensus;
 mod engine;
 mod fixture;
+pub mod floor;
 mod hashing;
 mod persist;
 mod rig;

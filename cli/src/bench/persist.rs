@@ -3,13 +3,10 @@
 //! `openat(O_EXCL)` + write + fsync + close + `renameat2(NOREPLACE)` + directory fsync of the
 //! same header | body | receipt bytes, in the same directory, alternating.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::fcntl::{self, OFlag, RenameFlags};
-use nix::sys::stat::Mode;
 use snapseal_persist::format::{Flags, Header};
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
@@ -17,6 +14,7 @@ use snapseal_persist::SpillCommit;
 use snapseal_persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
 
 use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
+use super::floor::Floor;
 use super::table::BenchRow;
 use super::BenchError;
 use crate::units::bytes;
@@ -70,7 +68,7 @@ pub(crate) fn rows(
     };
     let mut floor_run = || -> Result<Duration, BenchError> {
         let idx = next();
-        let (r, t) = timed(|| floor.write(idx, &fx));
+        let (r, t) = timed(|| floor_write(&floor, idx, &fx));
         r?;
         remove(&floor_dir.join(committed(idx)))?;
         Ok(t)
@@ -137,69 +135,21 @@ fn remove(path: &Path) -> Result<(), BenchError> {
     std::fs::remove_file(path).map_err(|e| BenchError::io(path, "remove", e))
 }
 
-/// The bare sequence, straight on nix, nothing else.
-struct Floor {
-    dir: OwnedFd,
-}
-
-impl Floor {
-    fn open(path: &Path) -> Result<Self, BenchError> {
-        let raw = fcntl::open(
-            path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| BenchError::io(path, "open dir", e.into()))?;
-        // SAFETY: `raw` was just returned by open and is owned by nobody else.
-        Ok(Floor {
-            dir: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+/// The floor for one snapshot: the same header | body | receipt bytes through [`Floor`].
+fn floor_write(floor: &Floor, idx: u64, fx: &Fixture) -> Result<(), BenchError> {
+    let header = Header {
+        idx,
+        evidence_idx: EVIDENCE,
+        flags: Flags::NONE,
+        body_len: fx.body.len() as u64,
+        receipt_len: fx.receipt.len() as u64,
+        raw_len: fx.body.len() as u64,
+        body_digest: fx.digest,
+        receipt_digest: *blake3::hash(&fx.receipt).as_bytes(),
     }
-
-    fn write(&self, idx: u64, fx: &Fixture) -> Result<(), BenchError> {
-        let fail = |step: &str, e: nix::Error| BenchError::Run(format!("floor {step}: {e}"));
-        let header = Header {
-            idx,
-            evidence_idx: EVIDENCE,
-            flags: Flags::NONE,
-            body_len: fx.body.len() as u64,
-            receipt_len: fx.receipt.len() as u64,
-            raw_len: fx.body.len() as u64,
-            body_digest: fx.digest,
-            receipt_digest: *blake3::hash(&fx.receipt).as_bytes(),
-        }
-        .encode();
-        let tmp = format!("snapshot_{idx}_{EVIDENCE}");
-        let dir = Some(self.dir.as_raw_fd());
-        let raw = fcntl::openat(
-            dir,
-            tmp.as_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| fail("create", e))?;
-        // SAFETY: just returned by openat, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        for part in [&header[..], &fx.body, &fx.receipt] {
-            let mut buf = part;
-            while !buf.is_empty() {
-                match nix::unistd::write(&fd, buf) {
-                    Ok(n) => buf = &buf[n..],
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(fail("write", e)),
-                }
-            }
-        }
-        nix::unistd::fsync(fd.as_raw_fd()).map_err(|e| fail("fsync", e))?;
-        drop(fd);
-        fcntl::renameat2(
-            dir,
-            tmp.as_str(),
-            dir,
-            committed(idx).as_str(),
-            RenameFlags::RENAME_NOREPLACE,
-        )
-        .map_err(|e| fail("rename", e))?;
-        nix::unistd::fsync(self.dir.as_raw_fd()).map_err(|e| fail("dir fsync", e))
-    }
+    .encode();
+    let tmp = format!("snapshot_{idx}_{EVIDENCE}");
+    floor
+        .write(&tmp, &committed(idx), &[&header[..], &fx.body, &fx.receipt])
+        .map_err(|(step, e)| BenchError::Run(format!("floor {step}: {e}")))
 }
