@@ -43,7 +43,10 @@ fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
                 .iter()
                 .map(|a| a.as_ref().to_string_lossy().into_owned())
                 .collect();
-            panic!("snapseal {} did not exit within {DEADLINE:?}", args.join(" "));
+            panic!(
+                "snapseal {} did not exit within {DEADLINE:?}",
+                args.join(" ")
+            );
         }
         sleep(Duration::from_millis(20));
     };
@@ -212,10 +215,7 @@ fn resume_refuses_a_fifo_or_a_directory_as_committed_log_without_hanging() {
 /// Every committed file in `dir` has its line in committed.log.
 fn assert_every_commit_logged(dir: &Path, context: &str) {
     let log = std::fs::read_to_string(dir.join("committed.log")).unwrap();
-    let logged: BTreeSet<&str> = log
-        .lines()
-        .filter_map(|l| l.split(' ').nth(2))
-        .collect();
+    let logged: BTreeSet<&str> = log.lines().filter_map(|l| l.split(' ').nth(2)).collect();
     for file in committed(dir) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
