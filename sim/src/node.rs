@@ -375,10 +375,18 @@ impl SimNode {
 
     /// Append a signature tx, tell the Snapshotter, and commit the previous signature.
     pub fn sign_and_commit(&mut self) {
+        self.sign(true);
+    }
+
+    /// [`sign_and_commit`](Self::sign_and_commit); `committable` says whether the signature
+    /// is offered to the Snapshotter as a snapshot point.
+    fn sign(&mut self, committable: bool) {
         let signed = self.ledger.append_signature();
         let sig_idx = signed.sig_idx;
         let proofs = self.ledger.proofs();
-        self.timed(|s| s.record_committable(sig_idx));
+        if committable {
+            self.timed(|s| s.record_committable(sig_idx));
+        }
         self.timed(|s| s.record_signature(signed));
         self.timed(|s| s.record_tree(sig_idx, proofs));
         self.uncommitted_sigs.push_back(sig_idx);
@@ -432,24 +440,48 @@ impl SimNode {
 
     /// Flush: commit every appended signature, then keep signing and committing (no more
     /// writes) until no generation is pending — so a point recorded at the last signatures
-    /// is snapshotted too. Runs tasks in manual mode and waits for workers in threaded mode.
-    /// Returns false if generations were still pending after `max_rounds` signatures.
+    /// is snapshotted too. The flush's own signatures are not snapshot points: with a small
+    /// tx interval each would make a new snapshot due and the flush would never end. Runs
+    /// tasks in manual mode and waits for workers in threaded mode. Before returning (flushed
+    /// or not) it waits for every started persist and collects its event, so no file commits
+    /// after the node stopped listening. Returns false if generations were still pending
+    /// after `max_rounds` signatures.
     pub fn finish(&mut self, max_rounds: usize) -> bool {
         self.commit_all();
+        let mut flushed = false;
         for _ in 0..max_rounds {
-            if self.tasks.is_manual() {
-                self.tasks.run_until_idle();
-            } else {
-                self.tasks.wait_idle(Duration::from_millis(200));
-            }
-            self.poll();
+            self.settle();
             if self.snapshotter.pending().is_empty() {
-                return true;
+                flushed = true;
+                break;
             }
-            self.sign_and_commit();
+            self.sign(false);
             self.commit_all();
         }
-        false
+        self.wait_for_persists();
+        flushed
+    }
+
+    /// Lets the tasks run (manual) or waits a moment for the workers, then polls.
+    fn settle(&mut self) {
+        if self.tasks.is_manual() {
+            self.tasks.run_until_idle();
+        } else {
+            self.tasks.wait_idle(Duration::from_millis(200));
+        }
+        self.poll();
+    }
+
+    /// Waits until no task runs, then collects the events. A persist sends its `Committed`
+    /// event as the job's last step, so only an idle engine guarantees the event is there:
+    /// seeing the generation gone from `pending()` is not enough.
+    fn wait_for_persists(&mut self) {
+        if self.tasks.is_manual() {
+            self.tasks.run_until_idle();
+        } else {
+            while !self.tasks.wait_idle(Duration::from_millis(200)) {}
+        }
+        self.poll();
     }
 
     /// The Snapshotter (for direct calls in tests).

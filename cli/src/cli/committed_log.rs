@@ -26,6 +26,7 @@ use snapseal::CommittedSnapshot;
 
 use crate::cli::keys::sync_dir;
 use crate::cli::output::hex;
+use crate::cli::safe_open;
 
 /// File name of the log, next to the snapshots.
 pub const COMMITTED_LOG: &str = "committed.log";
@@ -111,12 +112,12 @@ impl LogContents {
     }
 
     /// Reads `dir/committed.log` without changing it; empty contents when it does not exist.
+    /// Opened as [`safe_open`] says (no link followed, regular file, at most 64 MiB).
     pub fn read(dir: &Path) -> anyhow::Result<LogContents> {
         let path = dir.join(COMMITTED_LOG);
-        match std::fs::read(&path) {
-            Ok(bytes) => LogContents::parse(&bytes, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogContents::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        match safe_open::read_in_dir(dir, COMMITTED_LOG, safe_open::COMMITTED_LOG)? {
+            Some(bytes) => LogContents::parse(&bytes, &path),
+            None => Ok(LogContents::default()),
         }
     }
 }
@@ -145,19 +146,31 @@ impl CommittedLog {
     /// Opens `dir/committed.log` to go on appending after an earlier run (creating it if that
     /// run stopped before it did), and returns what it holds. A cut-short last line is cut
     /// off (and the cut made durable) so the next line starts on a line of its own. The
-    /// caller must hold the snapshot store's lock: the demo writing the log holds it.
+    /// caller must hold the snapshot store's lock: the demo writing the log holds it. The
+    /// log is opened as [`safe_open`] says: a link, FIFO or directory in its place, or a log
+    /// over 64 MiB, is refused before anything is read or written.
     pub fn resume(dir: &Path) -> anyhow::Result<(CommittedLog, LogContents)> {
         let path = dir.join(COMMITTED_LOG);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(&path)
-            .with_context(|| format!("opening {} to append", path.display()))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
+        let limit = safe_open::COMMITTED_LOG;
+        let (mut file, len) = safe_open::open_in_dir(
+            dir,
+            COMMITTED_LOG,
+            safe_open::Access::ReadAppendCreate,
+            limit,
+        )?
+        .with_context(|| format!("opening {} to append", path.display()))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        (&mut file)
+            .take(limit.max_bytes + 1)
+            .read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", path.display()))?;
+        if bytes.len() as u64 > limit.max_bytes {
+            bail!(
+                "{} grew past the {} limit for a committed log while being read",
+                path.display(),
+                crate::cli::output::bytes(limit.max_bytes)
+            );
+        }
         let contents = LogContents::parse(&bytes, &path)?;
         if contents.partial_len > 0 {
             file.set_len(contents.complete_len)

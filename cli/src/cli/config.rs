@@ -19,6 +19,8 @@ use snapseal::persist::receipt::ReceiptVerifier;
 use snapseal::{SnapshotterConfig, StoreOptions};
 use snapseal_sim::node::SimConfig;
 
+use crate::cli::safe_open;
+
 /// Largest `--seed` / `demo.seed`: the largest TOML integer, so any seed a flag takes can be
 /// written in a config file too.
 pub const SEED_MAX: u64 = i64::MAX as u64;
@@ -283,8 +285,9 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
+    let bytes = safe_open::read_path(path, safe_open::CONFIG_FILE)?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("config file {} is not UTF-8 text", path.display()))?;
     parse(&text, path)
 }
 

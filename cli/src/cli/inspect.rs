@@ -30,6 +30,7 @@ pub struct InspectArgs {
     pub file: PathBuf,
     /// Trusted public key file (as node.pub); may be repeated. Default: node.pub next to the
     /// file, if there is one; otherwise the signature is not checked.
+    /// A regular file of at most 64 KiB; a symbolic link is refused (give the target's path).
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
 }

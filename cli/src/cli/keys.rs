@@ -15,6 +15,7 @@ use ed25519_dalek::VerifyingKey;
 use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
 
 use crate::cli::output::hex;
+use crate::cli::safe_open;
 
 /// Name of the public key file the demo writes next to its snapshots.
 pub const NODE_PUB: &str = "node.pub";
@@ -62,11 +63,24 @@ fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
     Ok(out)
 }
 
-/// Reads one key file.
+/// Reads one key file the user named (`--key`): see [`safe_open`] (a symbolic link is
+/// refused).
 pub fn read(path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
-    decode(&text, path)
+    let bytes = safe_open::read_path(path, safe_open::KEY_FILE)?;
+    decode(&key_text(bytes, path)?, path)
+}
+
+/// Reads `dir/node.pub` relative to the directory (see [`safe_open`]); `None` when missing.
+pub fn read_node_pub(dir: &Path) -> anyhow::Result<Option<Vec<VerifyingKey>>> {
+    let path = dir.join(NODE_PUB);
+    match safe_open::read_in_dir(dir, NODE_PUB, safe_open::KEY_FILE)? {
+        Some(bytes) => decode(&key_text(bytes, &path)?, &path).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn key_text(bytes: Vec<u8>, path: &Path) -> anyhow::Result<String> {
+    String::from_utf8(bytes).with_context(|| format!("key file {} is not text", path.display()))
 }
 
 /// Writes `key` to `dir/node.pub` (must not exist yet), fsyncs it and the directory.
@@ -103,24 +117,28 @@ pub struct Trusted {
 impl Trusted {
     /// Loads `--key` files, falling back to `default_dir/node.pub`.
     pub fn load(key_files: &[PathBuf], default_dir: &Path) -> anyhow::Result<Trusted> {
-        let files = if key_files.is_empty() {
+        if key_files.is_empty() {
             let default = default_dir.join(NODE_PUB);
-            if !default.exists() {
+            let Some(keys) = read_node_pub(default_dir)? else {
                 bail!(
                     "no trusted key: {} does not exist; pass --key FILE (hex Ed25519 public \
                      key, as the demo writes to node.pub)",
                     default.display()
                 );
-            }
-            vec![default]
-        } else {
-            key_files.to_vec()
-        };
+            };
+            return Ok(Trusted {
+                keys,
+                files: vec![default],
+            });
+        }
         let mut keys = Vec::new();
-        for f in &files {
+        for f in key_files {
             keys.extend(read(f)?);
         }
-        Ok(Trusted { keys, files })
+        Ok(Trusted {
+            keys,
+            files: key_files.to_vec(),
+        })
     }
 
     /// A verifier trusting exactly these keys.

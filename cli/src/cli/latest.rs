@@ -32,6 +32,7 @@ pub struct LatestArgs {
     /// The snapshot directory.
     pub dir: PathBuf,
     /// Trusted public key file (as node.pub); may be repeated. Default: DIR/node.pub.
+    /// A regular file of at most 64 KiB; a symbolic link is refused (give the target's path).
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
     /// Act as a starting node: take the store's lock (removing stale uncommitted files) and

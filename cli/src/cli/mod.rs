@@ -2,7 +2,8 @@
 //!
 //! Shared pieces: [`config`] (TOML file + flags, validated), [`exit`] (the one place errors
 //! become exit codes), [`output`] (text or JSON on stdout), [`progress`] (indicatif bars),
-//! [`logging`] (tracing-subscriber), [`keys`] (`node.pub`), [`check`] (verifying one file).
+//! [`logging`] (tracing-subscriber), [`keys`] (`node.pub`), [`check`] (verifying one file),
+//! [`safe_open`] (how every file that is not a snapshot is opened and read).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ mod metrics;
 mod output;
 mod progress;
 mod retention;
+mod safe_open;
 mod verify;
 
 /// What `--help` says about exit codes (the mapping itself is in [`exit`]).
@@ -91,7 +93,8 @@ pub struct Global {
     pub log_format: logging::LogFormat,
     /// TOML config file: a `[demo]` table (the demo node) and a `[store]` table (retention and
     /// quarantine, used by demo, list, latest and gc). Unknown keys are errors; flags override
-    /// the file. See demo.example.toml.
+    /// the file. See demo.example.toml. FILE must be a regular file of at most 1 MiB; a
+    /// symbolic link is refused (give the target's path).
     #[arg(long, global = true, value_name = "FILE", display_order = 903)]
     pub config: Option<PathBuf>,
 }

@@ -24,6 +24,7 @@ pub struct VerifyArgs {
     pub path: PathBuf,
     /// Trusted public key file (hex Ed25519 key per line, as the demo's node.pub); may be
     /// repeated. Default: node.pub in the directory (for a file: next to it).
+    /// A regular file of at most 64 KiB; a symbolic link is refused (give the target's path).
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
 }

@@ -12,6 +12,15 @@
 //! directory (committed, uncommitted, quarantined, pending) and every logged commit. The
 //! resumed ledger's first tx is `base + 1`, so every snapshot it names has `idx` and
 //! `evidence_idx` above the base: a new file can never take the name of an old one.
+//!
+//! A name is only a claim, and the resumed ledger holds one leaf per index below the base,
+//! so the base is bounded by what is proven: the last logged commit and the snapshot the
+//! store recovers from (it verifies against `node.pub`). A name counts only when it lies
+//! within [`RUN_REACH`] of that (as far as one demo run can get past its last proven commit);
+//! a name beyond it (an empty `snapshot_1000000000_1000000000.committed`, say) was not
+//! written by a demo here. It is ignored with a warning naming the file: the store has
+//! already removed it if it was stale, or quarantined it if it was committed and failed
+//! verification, so nothing can take its name.
 
 use std::path::{Path, PathBuf};
 
@@ -22,17 +31,29 @@ use snapseal::persist::receipt::key_id;
 use snapseal::persist::{PendingName, LOCK_FILE};
 use snapseal::persist::{SnapshotName, SnapshotStore};
 
+use snapseal_sim::node::MAX_TXS;
+
 use crate::cli::committed_log::{CommittedLog, LogContents, LogLine, COMMITTED_LOG};
 use crate::cli::keys::{self, NODE_PUB};
 use crate::cli::output::hex;
+use crate::cli::safe_open;
+
+/// How far past its last proven commit one demo run's ledger can reach: at most
+/// `MAX_TXS` writes and signatures, one evidence tx per snapshot (snapshot points are
+/// signatures, so fewer than `MAX_TXS`), and the end-of-run flush's few thousand signatures;
+/// three times `MAX_TXS` leaves a wide margin.
+pub const RUN_REACH: u64 = 3 * MAX_TXS;
+
+/// How many ignored names a warning lists (the rest are counted).
+const IGNORED_SHOWN: usize = 10;
 
 /// What the directory held before the resumed run changed anything.
 #[derive(Debug)]
 pub struct Survey {
     /// Nothing there (missing or empty directory): start like a fresh demo.
     pub fresh: bool,
-    /// Largest index carried by a name of ours or a logged commit (0 if none).
-    pub max_seen: u64,
+    /// Every name of ours seen, with the largest index it carries.
+    names: Vec<(String, u64)>,
     /// `node.pub` is missing or empty (the earlier run stopped while creating it).
     node_pub_missing: bool,
 }
@@ -52,7 +73,7 @@ pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Survey {
                 fresh: true,
-                max_seen: 0,
+                names: Vec::new(),
                 node_pub_missing: true,
             })
         }
@@ -60,7 +81,7 @@ pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
     };
     let mut any = false;
     let mut snapshots = 0usize;
-    let mut max_seen = 0u64;
+    let mut names = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         any = true;
@@ -68,7 +89,7 @@ pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
         let name = os_name.to_string_lossy();
         if let Some(max) = os_name.to_str().and_then(name_max) {
             snapshots += 1;
-            max_seen = max_seen.max(max);
+            names.push((name.clone().into_owned(), max));
         } else if ![LOCK_FILE, NODE_PUB, COMMITTED_LOG].contains(&name.as_ref()) {
             bail!(
                 "cannot resume in {}: `{name}` is not a file the demo writes (--resume only \
@@ -80,16 +101,14 @@ pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
     if !any {
         return Ok(Survey {
             fresh: true,
-            max_seen: 0,
+            names: Vec::new(),
             node_pub_missing: true,
         });
     }
     let node_pub = dir.join(NODE_PUB);
-    let node_pub_missing = match std::fs::metadata(&node_pub) {
-        Ok(m) => m.len() == 0,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", node_pub.display())),
-    };
+    // Read as safe_open says: a link, FIFO or oversized file is refused, not followed.
+    let node_pub_bytes = safe_open::read_in_dir(dir, NODE_PUB, safe_open::KEY_FILE)?;
+    let node_pub_missing = node_pub_bytes.as_ref().is_none_or(Vec::is_empty);
     if node_pub_missing {
         // The demo makes node.pub durable before it opens the store: snapshot files without
         // it were not written by a demo, and nothing says which key should sign the new ones.
@@ -101,7 +120,9 @@ pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
             );
         }
     } else {
-        let found = keys::read(&node_pub)?;
+        let text = String::from_utf8(node_pub_bytes.unwrap_or_default())
+            .with_context(|| format!("key file {} is not text", node_pub.display()))?;
+        let found = keys::decode(&text, &node_pub)?;
         if found != [*key] {
             let ids: Vec<String> = found.iter().map(|k| hex(&key_id(k))).collect();
             bail!(
@@ -114,11 +135,12 @@ pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
             );
         }
     }
-    let log = LogContents::read(dir)?;
-    max_seen = max_seen.max(log_max(&log.lines));
+    // Only read here (a malformed log is refused before anything changes); go_on reopens
+    // it under the lock.
+    LogContents::read(dir)?;
     Ok(Survey {
         fresh: false,
-        max_seen,
+        names,
         node_pub_missing,
     })
 }
@@ -146,6 +168,9 @@ pub struct ResumeInfo {
     pub quarantined: u64,
     /// The snapshot a node would recover from (the newest that verifies), if any.
     pub recovered: Option<PathBuf>,
+    /// Names whose indices lie beyond what is proven by more than one run can reach: not
+    /// counted in the base (see the module docs).
+    pub ignored: Vec<String>,
 }
 
 /// The resumed run's log, earlier acknowledgements and [`ResumeInfo`].
@@ -178,25 +203,50 @@ pub fn go_on(
     let (log, contents) = CommittedLog::resume(dir)?;
     // Names listed now, under the lock, on top of the survey's (which saw the stale files
     // the store has since removed).
-    let listed = store
+    let mut names = survey.names.clone();
+    for e in store
         .list()
         .with_context(|| format!("listing {}", dir.display()))?
-        .iter()
-        .map(|e| e.name.idx.max(e.name.evidence_idx))
-        .chain(
-            store
-                .list_pending()
-                .with_context(|| format!("listing {}", dir.display()))?
-                .iter()
-                .map(|p| p.name.idx),
-        )
-        .max()
-        .unwrap_or(0);
-    let base = survey.max_seen.max(log_max(&contents.lines)).max(listed);
+    {
+        names.push((e.name.file_name(), e.name.idx.max(e.name.evidence_idx)));
+    }
+    for p in store
+        .list_pending()
+        .with_context(|| format!("listing {}", dir.display()))?
+    {
+        names.push((p.name.file_name(), p.name.idx));
+    }
     let recovered = store
         .latest()
         .with_context(|| format!("recovering the latest snapshot in {}", dir.display()))?
         .map(|file| file.path().to_path_buf());
+    // Proven: the log's acknowledgements and the snapshot that verifies.
+    let recovered_max = recovered
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(SnapshotName::parse_os)
+        .map_or(0, |n| n.idx.max(n.evidence_idx));
+    let proven = log_max(&contents.lines).max(recovered_max);
+    let (base, ignored) = bounded_base(proven, names);
+    if !ignored.is_empty() {
+        let shown: Vec<&str> = ignored
+            .iter()
+            .take(IGNORED_SHOWN)
+            .map(String::as_str)
+            .collect();
+        tracing::warn!(
+            "resuming in {}: ignoring {} name(s) with an index more than {RUN_REACH} past the \
+             last proven commit (idx {proven}), not written by a demo here: {}{}",
+            dir.display(),
+            ignored.len(),
+            shown.join(", "),
+            if ignored.len() > IGNORED_SHOWN {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
     let stats = store.stats();
     Ok(Resumed {
         log,
@@ -207,9 +257,28 @@ pub fn go_on(
             stale_removed: stats.stale_removed,
             quarantined: stats.quarantined,
             recovered,
+            ignored,
         },
         earlier: contents.lines,
     })
+}
+
+/// The base: `proven`, raised by every name within [`RUN_REACH`] of it; the names beyond
+/// (sorted, each once) are returned apart.
+fn bounded_base(proven: u64, names: Vec<(String, u64)>) -> (u64, Vec<String>) {
+    let limit = proven.saturating_add(RUN_REACH);
+    let mut base = proven;
+    let mut ignored = Vec::new();
+    for (name, max) in names {
+        if max <= limit {
+            base = base.max(max);
+        } else {
+            ignored.push(name);
+        }
+    }
+    ignored.sort();
+    ignored.dedup();
+    (base, ignored)
 }
 
 #[cfg(test)]
@@ -219,6 +288,35 @@ mod tests {
 
     fn key(seed: u64) -> VerifyingKey {
         Ledger::seed_key(seed).verifying_key()
+    }
+
+    fn seen_max(s: &Survey) -> u64 {
+        s.names.iter().map(|(_, max)| *max).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn names_beyond_one_run_past_the_proven_commit_are_ignored() {
+        let names = vec![
+            ("snapshot_5_9".to_string(), 9),
+            (
+                "snapshot_1000000000_1000000000.committed".to_string(),
+                1_000_000_000,
+            ),
+            ("snapshot_1000000000_1000000000".to_string(), 1_000_000_000),
+            ("snapshot_1000000000_1000000000".to_string(), 1_000_000_000),
+        ];
+        let (base, ignored) = bounded_base(3, names.clone());
+        assert_eq!(base, 9);
+        assert_eq!(
+            ignored,
+            [
+                "snapshot_1000000000_1000000000",
+                "snapshot_1000000000_1000000000.committed"
+            ]
+        );
+        // Within reach of what is proven, the same names count.
+        let (base, ignored) = bounded_base(1_000_000_000 - RUN_REACH, names);
+        assert_eq!((base, ignored.len()), (1_000_000_000, 0));
     }
 
     #[test]
@@ -248,9 +346,9 @@ mod tests {
         .unwrap();
         let s = survey(d, &key(1)).unwrap();
         assert!(!s.fresh);
-        assert_eq!(s.max_seen, 40);
+        assert_eq!(seen_max(&s), 40);
         std::fs::write(d.join("snapshot_50_77"), b"").unwrap();
-        assert_eq!(survey(d, &key(1)).unwrap().max_seen, 77);
+        assert_eq!(seen_max(&survey(d, &key(1)).unwrap()), 77);
     }
 
     #[test]
