@@ -111,6 +111,20 @@ fn node_pub_linked_to_dev_zero_is_refused_not_read() {
 }
 
 #[test]
+fn inspect_refuses_a_dangling_node_pub_link_instead_of_skipping_the_signature() {
+    let (tmp, dir) = demo_dir();
+    let node_pub = dir.join("node.pub");
+    std::fs::remove_file(&node_pub).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &node_pub).unwrap();
+    let first = committed(&dir).pop().unwrap();
+    refused(
+        run(&["inspect", &s(&first)]),
+        "node.pub",
+        "is a symbolic link",
+    );
+}
+
+#[test]
 fn a_huge_sparse_key_file_is_refused_by_its_size() {
     let (tmp, dir) = demo_dir();
     let key = tmp.path().join("big.pub");

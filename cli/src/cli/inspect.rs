@@ -17,7 +17,7 @@ use snapseal_sim::node::decode_kv;
 
 use crate::cli::check;
 use crate::cli::exit::Status;
-use crate::cli::keys::{Trusted, NODE_PUB};
+use crate::cli::keys::{self, Trusted, NODE_PUB};
 use crate::cli::list::state_word;
 use crate::cli::output::{self, hex, text, Out};
 use crate::cli::progress::Progress;
@@ -147,8 +147,13 @@ pub fn run(args: &InspectArgs, out: &Out) -> anyhow::Result<Status> {
     })?;
     let (dir, _) = check::split_path(&args.file)?;
     // A key is optional here: without one, every check but the signature's is still made.
-    let trusted = if args.keys.is_empty() && !dir.join(NODE_PUB).exists() {
-        None
+    // node.pub is read by the hostile-file rule (never through a link), so a link there is an
+    // error rather than a silent "no key".
+    let trusted = if args.keys.is_empty() {
+        keys::read_node_pub(&dir)?.map(|keys| Trusted {
+            keys,
+            files: vec![dir.join(NODE_PUB)],
+        })
     } else {
         Some(Trusted::load(&args.keys, &dir)?)
     };
