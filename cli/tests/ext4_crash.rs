@@ -18,6 +18,9 @@
 //! for the kill test. Mounts
 //! and loop devices are always released, also when the test fails.
 
+// The shutdown ioctl and geteuid are libc calls (each block says why it is sound).
+#![allow(unsafe_code)]
+
 mod crash_support;
 
 use std::ffi::OsStr;

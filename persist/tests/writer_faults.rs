@@ -502,7 +502,7 @@ mod misbehaving {
     use snapseal_persist::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};
 
     #[derive(Debug)]
-    pub struct Dir {
+    pub(crate) struct Dir {
         pub inner: Arc<dyn DirHandle>,
         /// Maps the count a write really wrote to the count it reports.
         pub claim: fn(usize) -> usize,

@@ -19,14 +19,14 @@ use snapseal_sim::node::{decode_kv, ChannelSink, KvState};
 
 /// Which engine a scenario runs on.
 #[derive(Clone, Copy, Debug)]
-pub enum Exec {
+pub(crate) enum Exec {
     /// Manual executor with this seed, over SimFs.
     Manual(u64),
     /// Threaded engine (2 workers), over a real temp dir.
     Threaded,
 }
 
-pub struct Env {
+pub(crate) struct Env {
     pub tasks: TaskSystem,
     pub ledger: Ledger,
     pub snap: Snapshotter,
@@ -42,7 +42,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(exec: Exec, cfg: SnapshotterConfig) -> Env {
+    pub(crate) fn new(exec: Exec, cfg: SnapshotterConfig) -> Env {
         let ledger = Ledger::from_seed(42);
         let verifier: Arc<dyn ReceiptVerifier> =
             Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
@@ -105,7 +105,7 @@ impl Env {
     }
 
     /// Append `n` KV writes.
-    pub fn writes(&mut self, n: u64) {
+    pub(crate) fn writes(&mut self, n: u64) {
         for _ in 0..n {
             let i = self.ledger.last_idx() + 1;
             self.ledger.append(TxKind::Write {
@@ -117,7 +117,7 @@ impl Env {
 
     /// Append a signature tx and tell the Snapshotter the way a node does; returns what
     /// `record_committable` said.
-    pub fn sign(&mut self) -> bool {
+    pub(crate) fn sign(&mut self) -> bool {
         let signed = self.ledger.append_signature();
         let sig_idx = signed.sig_idx;
         let due = self.snap.record_committable(sig_idx);
@@ -126,22 +126,22 @@ impl Env {
         due
     }
 
-    pub fn commit(&mut self, idx: u64) {
+    pub(crate) fn commit(&mut self, idx: u64) {
         self.snap.commit(idx);
     }
 
-    pub fn commit_last_sig(&mut self) {
+    pub(crate) fn commit_last_sig(&mut self) {
         let last = self.ledger.last_idx();
         self.snap.commit(last);
     }
 
-    pub fn rollback(&mut self, idx: u64) {
+    pub(crate) fn rollback(&mut self, idx: u64) {
         self.ledger.truncate(idx);
         self.snap.rollback(idx);
     }
 
     /// Let every runnable action finish.
-    pub fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         if self.tasks.is_manual() {
             self.tasks.run_until_idle();
         } else {
@@ -153,7 +153,7 @@ impl Env {
     }
 
     /// Append an evidence tx for each finished serialisation; returns `(evidence_idx, snapshot_idx)`.
-    pub fn append_evidence(&mut self) -> Vec<(u64, u64)> {
+    pub(crate) fn append_evidence(&mut self) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         while let Ok((snapshot_idx, digest)) = self.evidence_rx.try_recv() {
             let e = self.ledger.append(TxKind::Evidence {
@@ -167,7 +167,7 @@ impl Env {
     }
 
     /// One whole cycle: `w` writes, a due signature, commit, evidence, signature, commit.
-    pub fn full_snapshot_cycle(&mut self, w: u64) {
+    pub(crate) fn full_snapshot_cycle(&mut self, w: u64) {
         self.writes(w);
         assert!(
             self.sign(),
@@ -181,7 +181,7 @@ impl Env {
         self.settle();
     }
 
-    pub fn ledger_signature_at(&self, idx: u64) -> SignedRoot {
+    pub(crate) fn ledger_signature_at(&self, idx: u64) -> SignedRoot {
         match self.ledger.tx(idx) {
             Some(TxKind::Signature(s)) => s,
             other => panic!("no signature at {idx}: {other:?}"),
@@ -189,7 +189,7 @@ impl Env {
     }
 
     /// Names in the snapshot directory ending in `.committed`, sorted.
-    pub fn committed_names(&self) -> Vec<String> {
+    pub(crate) fn committed_names(&self) -> Vec<String> {
         let dir = self.fs.open_dir(&self.dir, false).unwrap();
         let mut names: Vec<String> = dir
             .list()
@@ -203,13 +203,13 @@ impl Env {
     }
 
     /// Every event so far.
-    pub fn events(&mut self) -> Vec<SnapshotEvent> {
+    pub(crate) fn events(&mut self) -> Vec<SnapshotEvent> {
         self.seen.extend(self.events_rx.try_iter());
         self.seen.clone()
     }
 
     /// Every `.committed` file verifies against the ledger's key.
-    pub fn assert_all_verify(&self) {
+    pub(crate) fn assert_all_verify(&self) {
         let dir = self.fs.open_dir(&self.dir, false).unwrap();
         for name in self.committed_names() {
             let parsed = snapseal::persist::SnapshotName::parse(&name).unwrap();
@@ -220,7 +220,7 @@ impl Env {
     }
 
     /// Decode the body of `latest()` back into the KV state.
-    pub fn decode_latest(&self) -> (u64, BTreeMap<u64, Vec<u8>>) {
+    pub(crate) fn decode_latest(&self) -> (u64, BTreeMap<u64, Vec<u8>>) {
         let snap = self.store.latest().unwrap().expect("a latest snapshot");
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut snap.body_reader().unwrap(), &mut body).unwrap();
@@ -228,7 +228,7 @@ impl Env {
     }
 
     /// The KV state implied by the ledger at `idx`.
-    pub fn state_at(&self, idx: u64) -> BTreeMap<u64, Vec<u8>> {
+    pub(crate) fn state_at(&self, idx: u64) -> BTreeMap<u64, Vec<u8>> {
         let mut map = BTreeMap::new();
         assert!(self.ledger.for_each_write(idx, |k, v| {
             map.insert(k, v.to_vec());
@@ -236,7 +236,7 @@ impl Env {
         map
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 }

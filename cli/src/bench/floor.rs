@@ -2,6 +2,9 @@
 //! writer follows, straight on nix, with nothing else around it. Every persist row and divan
 //! bench compares against this one copy.
 
+// nix hands back raw fds; owning them needs `unsafe` (each block says why it holds).
+#![allow(unsafe_code)]
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 

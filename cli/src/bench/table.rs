@@ -125,12 +125,12 @@ fn verdict(pass: bool) -> Verdict {
 }
 
 /// Bytes per second as MiB/s.
-pub fn mib_per_sec(bps: f64) -> String {
+pub(super) fn mib_per_sec(bps: f64) -> String {
     format!("{:.0} MiB/s", bps / f64::from(1u32 << 20))
 }
 
 /// Items per second as millions per second.
-pub fn mitems_per_sec(ips: f64) -> String {
+pub(super) fn mitems_per_sec(ips: f64) -> String {
     format!("{:.2} M/s", ips / 1e6)
 }
 

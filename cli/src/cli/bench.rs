@@ -17,7 +17,7 @@ use crate::cli::output::Out;
 /// Arguments of `snapseal bench`.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Directory for the benchmark's files (on the filesystem you want measured) [default:
     /// the system temp dir]. Needs a few GiB free for the full run.
     #[arg(long, value_name = "DIR")]
@@ -28,7 +28,7 @@ pub struct BenchArgs {
 }
 
 /// Runs the comparisons and prints the table. Exit 1 when a target was missed.
-pub fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
     let mut opts = if args.quick {

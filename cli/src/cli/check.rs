@@ -12,7 +12,7 @@ use snapseal::persist::{verify_bytes, Check, SnapshotName, VerifyError};
 
 /// What checking one file found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// Every check passed.
     Verified {
         /// The decoded header.
@@ -44,7 +44,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// One word for tables and JSON: `ok`, `failed`, `unreadable`, `vanished`.
-    pub fn word(&self) -> &'static str {
+    pub(super) fn word(&self) -> &'static str {
         match self {
             Verdict::Verified { .. } => "ok",
             Verdict::Failed { .. } => "failed",
@@ -54,7 +54,7 @@ impl Verdict {
     }
 
     /// The reason, for anything but a verified file.
-    pub fn reason(&self) -> Option<String> {
+    pub(super) fn reason(&self) -> Option<String> {
         match self {
             Verdict::Verified { .. } => None,
             Verdict::Failed { reason, .. } | Verdict::Unreadable { reason } => Some(reason.clone()),
@@ -64,7 +64,7 @@ impl Verdict {
 }
 
 /// Why verification failed, without the file label (the caller prints the path).
-pub fn reason(e: &VerifyError) -> String {
+pub(super) fn reason(e: &VerifyError) -> String {
     match e {
         VerifyError::Read { source, .. } => io_reason(source),
         VerifyError::Format { check, source, .. } => format!("{check} check failed: {source}"),
@@ -84,7 +84,7 @@ pub fn reason(e: &VerifyError) -> String {
 }
 
 /// An I/O error in words, with a hint for the surprising ones.
-pub fn io_reason(e: &io::Error) -> String {
+pub(super) fn io_reason(e: &io::Error) -> String {
     match e.raw_os_error().map(nix::errno::Errno::from_raw) {
         Some(nix::errno::Errno::ELOOP) => {
             format!("{e} (a symlink: snapseal never follows symlinks inside a snapshot directory)")
@@ -95,7 +95,7 @@ pub fn io_reason(e: &io::Error) -> String {
 
 /// Checks bytes already read. `name`, when the file has one of our names, must agree with
 /// the header.
-pub fn check_bytes(
+pub(super) fn check_bytes(
     bytes: &[u8],
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
@@ -124,7 +124,7 @@ pub fn check_bytes(
 }
 
 /// Reads and checks file `name` in an open snapshot directory.
-pub fn check_in_dir(
+pub(super) fn check_in_dir(
     dir: &dyn DirHandle,
     name: &SnapshotName,
     verifier: &dyn ReceiptVerifier,
@@ -139,7 +139,7 @@ pub fn check_in_dir(
 }
 
 /// A path split into its directory (`.` for a bare name) and file name.
-pub fn split_path(path: &Path) -> io::Result<(PathBuf, String)> {
+pub(super) fn split_path(path: &Path) -> io::Result<(PathBuf, String)> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -152,14 +152,14 @@ pub fn split_path(path: &Path) -> io::Result<(PathBuf, String)> {
 }
 
 /// Reads a whole file at `path` (no symlink followed, memory-mapped).
-pub fn read_path(path: &Path) -> io::Result<FileBytes> {
+pub(super) fn read_path(path: &Path) -> io::Result<FileBytes> {
     let (parent, name) = split_path(path)?;
     let dir = RealFs::new().open_dir(&parent, false)?;
     dir.open_read(&name)
 }
 
 /// Reads and checks the file at `path`; its name, if one of ours, must agree with the header.
-pub fn check_path(path: &Path, verifier: &dyn ReceiptVerifier) -> Verdict {
+pub(super) fn check_path(path: &Path, verifier: &dyn ReceiptVerifier) -> Verdict {
     let name = path.file_name().and_then(SnapshotName::parse_os);
     match read_path(path) {
         Ok(bytes) => check_bytes(&bytes, name.as_ref(), verifier),

@@ -29,11 +29,11 @@ use crate::cli::output::hex;
 use crate::cli::safe_open;
 
 /// File name of the log, next to the snapshots.
-pub const COMMITTED_LOG: &str = "committed.log";
+pub(super) const COMMITTED_LOG: &str = "committed.log";
 
 /// One line of the log: an acknowledged commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogLine {
+pub(super) struct LogLine {
     /// The committed snapshot's name (as on disk).
     pub name: SnapshotName,
     /// Its body digest, as the node was told.
@@ -42,7 +42,7 @@ pub struct LogLine {
 
 impl LogLine {
     /// Parses one line (without its newline); the error says what is wrong with it.
-    pub fn parse(line: &str) -> anyhow::Result<LogLine> {
+    pub(super) fn parse(line: &str) -> anyhow::Result<LogLine> {
         let fields: Vec<&str> = line.split(' ').collect();
         let [idx, evidence_idx, file, digest] = fields.as_slice() else {
             bail!(
@@ -78,7 +78,7 @@ fn unhex32(s: &str) -> anyhow::Result<Hash> {
 
 /// A log's contents: its complete lines, and the length they take up.
 #[derive(Debug, Default)]
-pub struct LogContents {
+pub(super) struct LogContents {
     /// Every complete line, in order.
     pub lines: Vec<LogLine>,
     /// Bytes of the complete lines; anything after them is a cut-short last line.
@@ -89,7 +89,7 @@ pub struct LogContents {
 
 impl LogContents {
     /// Parses a log's bytes; `path` names it (and the line number) in errors.
-    pub fn parse(bytes: &[u8], path: &Path) -> anyhow::Result<LogContents> {
+    pub(super) fn parse(bytes: &[u8], path: &Path) -> anyhow::Result<LogContents> {
         let complete = bytes
             .iter()
             .rposition(|&b| b == b'\n')
@@ -113,7 +113,7 @@ impl LogContents {
 
     /// Reads `dir/committed.log` without changing it; empty contents when it does not exist.
     /// Opened as [`safe_open`] says (no link followed, regular file, at most 64 MiB).
-    pub fn read(dir: &Path) -> anyhow::Result<LogContents> {
+    pub(super) fn read(dir: &Path) -> anyhow::Result<LogContents> {
         let path = dir.join(COMMITTED_LOG);
         match safe_open::read_in_dir(dir, COMMITTED_LOG, safe_open::COMMITTED_LOG)? {
             Some(bytes) => LogContents::parse(&bytes, &path),
@@ -124,14 +124,14 @@ impl LogContents {
 
 /// The open log.
 #[derive(Debug)]
-pub struct CommittedLog {
+pub(super) struct CommittedLog {
     path: PathBuf,
     file: File,
 }
 
 impl CommittedLog {
     /// Creates `dir/committed.log` (must not exist) and makes its entry durable.
-    pub fn create(dir: &Path) -> anyhow::Result<CommittedLog> {
+    pub(super) fn create(dir: &Path) -> anyhow::Result<CommittedLog> {
         let path = dir.join(COMMITTED_LOG);
         let file = OpenOptions::new()
             .append(true)
@@ -149,7 +149,7 @@ impl CommittedLog {
     /// caller must hold the snapshot store's lock: the demo writing the log holds it. The
     /// log is opened as [`safe_open`] says: a link, FIFO or directory in its place, or a log
     /// over 64 MiB, is refused before anything is read or written.
-    pub fn resume(dir: &Path) -> anyhow::Result<(CommittedLog, LogContents)> {
+    pub(super) fn resume(dir: &Path) -> anyhow::Result<(CommittedLog, LogContents)> {
         let path = dir.join(COMMITTED_LOG);
         let limit = safe_open::COMMITTED_LOG;
         let (mut file, len) = safe_open::open_in_dir(
@@ -185,12 +185,12 @@ impl CommittedLog {
     }
 
     /// The log's path.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The line for `c`.
-    pub fn line(c: &CommittedSnapshot) -> String {
+    pub(super) fn line(c: &CommittedSnapshot) -> String {
         let name = c.path.file_name().map_or_else(
             || c.path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -199,7 +199,7 @@ impl CommittedLog {
     }
 
     /// Appends the line for `c` and fsyncs the file.
-    pub fn append(&mut self, c: &CommittedSnapshot) -> anyhow::Result<()> {
+    pub(super) fn append(&mut self, c: &CommittedSnapshot) -> anyhow::Result<()> {
         self.file
             .write_all(Self::line(c).as_bytes())
             .and_then(|()| self.file.sync_all())

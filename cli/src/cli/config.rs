@@ -23,7 +23,7 @@ use crate::cli::safe_open;
 
 /// Largest `--seed` / `demo.seed`: the largest TOML integer, so any seed a flag takes can be
 /// written in a config file too.
-pub const SEED_MAX: u64 = i64::MAX as u64;
+pub(super) const SEED_MAX: u64 = i64::MAX as u64;
 
 /// The `[demo]` settings as the config file or the flags give them (`None`: not given).
 ///
@@ -32,7 +32,7 @@ pub const SEED_MAX: u64 = i64::MAX as u64;
 /// Ranges are not checked here; see [`demo_settings`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields)]
-pub struct DemoValues {
+pub(crate) struct DemoValues {
     /// Transactions to append: writes, and a signature every --sig-every [default: 200000]
     #[arg(long, value_name = "N")]
     pub txs: Option<u64>,
@@ -102,7 +102,7 @@ impl DemoValues {
 /// One bounded integer `[store]` setting (the store's own validation covers only part of
 /// these ranges).
 #[derive(Clone, Copy, Debug)]
-pub struct Limit {
+pub(super) struct Limit {
     /// Its key in the config file (`table.key`).
     pub key: &'static str,
     /// Its command-line flag, if it has one.
@@ -119,7 +119,7 @@ pub struct Limit {
 const TOML_MAX: u64 = i64::MAX as u64;
 
 /// `[store] keep_last`: committed snapshots retention keeps.
-pub const KEEP_LAST: Limit = Limit {
+pub(super) const KEEP_LAST: Limit = Limit {
     key: "store.keep_last",
     flag: Some("--keep-last"),
     min: 1,
@@ -127,7 +127,7 @@ pub const KEEP_LAST: Limit = Limit {
     unset: None,
 };
 /// `[store] max_bytes`: retention's byte budget.
-pub const MAX_BYTES: Limit = Limit {
+pub(super) const MAX_BYTES: Limit = Limit {
     key: "store.max_bytes",
     flag: Some("--max-bytes"),
     min: 1,
@@ -135,7 +135,7 @@ pub const MAX_BYTES: Limit = Limit {
     unset: Some("leave it out for no byte limit"),
 };
 /// `[store] max_quarantined`: quarantined files kept.
-pub const MAX_QUARANTINED: Limit = Limit {
+pub(super) const MAX_QUARANTINED: Limit = Limit {
     key: "store.max_quarantined",
     flag: None,
     min: 0,
@@ -185,7 +185,7 @@ impl Limit {
     }
 
     /// Checks a command-line value.
-    pub fn flag(&self, value: u64) -> anyhow::Result<u64> {
+    pub(super) fn flag(&self, value: u64) -> anyhow::Result<u64> {
         self.check(i128::from(value), Origin::Flag)
     }
 
@@ -218,7 +218,7 @@ struct RawStore {
 
 /// The store's settings (defaults, then the file, then flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreSettings {
+pub(super) struct StoreSettings {
     /// Committed snapshots retention keeps.
     pub keep_last: usize,
     /// Retention's byte budget.
@@ -239,7 +239,7 @@ impl Default for StoreSettings {
 
 impl StoreSettings {
     /// Store options with these settings and `verifier`.
-    pub fn options(&self, verifier: Arc<dyn ReceiptVerifier>) -> StoreOptions {
+    pub(super) fn options(&self, verifier: Arc<dyn ReceiptVerifier>) -> StoreOptions {
         StoreOptions {
             keep_last: self.keep_last,
             max_bytes: self.max_bytes,
@@ -249,7 +249,7 @@ impl StoreSettings {
     }
 
     /// These settings with `--keep-last` / `--max-bytes` applied (checked like the file's).
-    pub fn with_flags(
+    pub(super) fn with_flags(
         mut self,
         keep_last: Option<u64>,
         max_bytes: Option<u64>,
@@ -266,7 +266,7 @@ impl StoreSettings {
 
 /// The config file, validated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FileConfig {
+pub(super) struct FileConfig {
     /// The file it came from (`None`: no `--config`, built-in defaults).
     pub path: Option<PathBuf>,
     /// `[demo]` (each value in range on its own; combinations are checked by
@@ -281,7 +281,7 @@ fn to_usize(v: u64, key: &str) -> anyhow::Result<usize> {
 }
 
 /// Reads and validates `--config FILE` (built-in defaults without one).
-pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+pub(super) fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
@@ -292,7 +292,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
 }
 
 /// Parses and validates config text (`path` names it in messages).
-pub fn parse(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
+pub(super) fn parse(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
     // toml's message shows the offending line and key (unknown table, wrong type).
     let raw: RawFile =
         toml::from_str(text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
@@ -343,7 +343,7 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
 
 /// Everything the demo runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DemoSettings {
+pub(super) struct DemoSettings {
     /// The simulated node.
     pub sim: SimConfig,
     /// The Snapshotter.
@@ -356,19 +356,19 @@ pub struct DemoSettings {
 
 /// The embedded default demo: finishes in seconds in a release build, yet commits about ten
 /// snapshots of ~1.4 MiB each.
-pub mod defaults {
+pub(super) mod defaults {
     /// Transactions.
-    pub const TXS: u64 = 200_000;
+    pub(crate) const TXS: u64 = 200_000;
     /// Snapshot interval.
-    pub const TX_INTERVAL: u64 = 20_000;
+    pub(crate) const TX_INTERVAL: u64 = 20_000;
     /// Signature interval.
-    pub const SIG_EVERY: u64 = 100;
+    pub(crate) const SIG_EVERY: u64 = 100;
     /// Value size.
-    pub const VALUE_SIZE: u64 = 128;
+    pub(crate) const VALUE_SIZE: u64 = 128;
     /// Key space.
-    pub const KEYS: u64 = 10_000;
+    pub(crate) const KEYS: u64 = 10_000;
     /// Seed.
-    pub const SEED: u64 = 1;
+    pub(crate) const SEED: u64 = 1;
 }
 
 /// The `[demo]` values of one run and where each came from.
@@ -456,7 +456,7 @@ impl Sources<'_> {
 
 /// Merges defaults, the file and the flags (flags win) and validates the result: each value
 /// by the library config it goes to, then the combinations the demo needs.
-pub fn demo_settings(file: &FileConfig, flags: &DemoValues) -> anyhow::Result<DemoSettings> {
+pub(super) fn demo_settings(file: &FileConfig, flags: &DemoValues) -> anyhow::Result<DemoSettings> {
     let sources = Sources {
         file: &file.demo,
         flags,

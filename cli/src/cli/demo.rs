@@ -37,7 +37,7 @@ use crate::cli::verify::{committed_files, FileResult};
 /// `demo` arguments. Each numeric flag overrides the `[demo]` key of the same name.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Snapshot directory; must be new or empty (the demo starts a fresh ledger and never
     /// touches files it did not write), unless --resume. Default: a fresh directory under the
     /// system temp directory, printed.
@@ -181,7 +181,7 @@ struct Summary {
 }
 
 /// Runs `demo`.
-pub fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let settings = config::demo_settings(file, &args.values)?;
     let key = Ledger::seed_key(settings.sim.seed).verifying_key();
     let (dir, survey) = match &args.dir {

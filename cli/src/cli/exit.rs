@@ -13,15 +13,15 @@ use std::process::ExitCode;
 use crate::cli::{output, progress};
 
 /// Exit code: success.
-pub const OK: u8 = 0;
+pub(super) const OK: u8 = 0;
 /// Exit code: verification failed, or nothing usable.
-pub const FAILED: u8 = 1;
+pub(super) const FAILED: u8 = 1;
 /// Exit code: usage or I/O error.
-pub const ERROR: u8 = 2;
+pub(super) const ERROR: u8 = 2;
 
 /// How a command that ran to the end went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub(super) enum Status {
     /// Everything checked out.
     Ok,
     /// Verification failed, or nothing usable was found; the reasons were printed.
@@ -30,7 +30,7 @@ pub enum Status {
 
 impl Status {
     /// `Failed` when `failed` is true.
-    pub fn failed_if(failed: bool) -> Status {
+    pub(super) fn failed_if(failed: bool) -> Status {
         if failed {
             Status::Failed
         } else {
@@ -40,7 +40,7 @@ impl Status {
 }
 
 /// Prints the error (if any) to stderr and returns the exit code for `result`.
-pub fn report(result: anyhow::Result<Status>) -> ExitCode {
+pub(super) fn report(result: anyhow::Result<Status>) -> ExitCode {
     progress::clear();
     match result {
         Ok(Status::Ok) => ExitCode::from(OK),
@@ -61,7 +61,7 @@ pub fn report(result: anyhow::Result<Status>) -> ExitCode {
 /// Reports what clap stopped at: `--help` / `--version` text goes to stdout like any other
 /// output (a write error, `/dev/full` say, is an error: exit 2); a usage error goes to stderr
 /// and exits 2 (a non-UTF-8 argument where text is expected is one).
-pub fn clap(e: &clap::Error) -> ExitCode {
+pub(super) fn clap(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp

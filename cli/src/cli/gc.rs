@@ -25,7 +25,7 @@ use crate::cli::retention;
 /// `gc` arguments.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// The snapshot directory.
     pub dir: PathBuf,
     /// Committed snapshots to keep, newest first (default: \[store\] keep_last, else 5).
@@ -67,7 +67,7 @@ fn names(entries: &[SnapshotEntry]) -> Vec<String> {
 }
 
 /// Runs `gc`.
-pub fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let settings = file.store.with_flags(args.keep_last, args.max_bytes)?;
     let fs = Arc::new(RealFs::new());
     // The store would create a missing directory; gc must not.

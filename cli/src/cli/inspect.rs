@@ -25,7 +25,7 @@ use crate::cli::progress::Progress;
 /// `inspect` arguments.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The snapshot file.
     pub file: PathBuf,
     /// Trusted public key file (as node.pub); may be repeated. Default: node.pub next to the
@@ -141,7 +141,7 @@ impl Inspection {
 }
 
 /// Runs `inspect`.
-pub fn run(args: &InspectArgs, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &InspectArgs, out: &Out) -> anyhow::Result<Status> {
     let bytes = check::read_path(&args.file).map_err(|e| {
         anyhow::anyhow!("reading {}: {}", args.file.display(), check::io_reason(&e))
     })?;

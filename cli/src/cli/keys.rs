@@ -18,15 +18,15 @@ use crate::cli::output::hex;
 use crate::cli::safe_open;
 
 /// Name of the public key file the demo writes next to its snapshots.
-pub const NODE_PUB: &str = "node.pub";
+pub(super) const NODE_PUB: &str = "node.pub";
 
 /// The text of a key file holding `key`.
-pub fn encode(key: &VerifyingKey) -> String {
+pub(super) fn encode(key: &VerifyingKey) -> String {
     format!("{}\n", hex(key.as_bytes()))
 }
 
 /// Parses a key file's text; `path` names it in errors (with the line number).
-pub fn decode(text: &str, path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
+pub(super) fn decode(text: &str, path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
     let mut keys = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -65,13 +65,13 @@ fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
 
 /// Reads one key file the user named (`--key`): see [`safe_open`] (a symbolic link is
 /// refused).
-pub fn read(path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
+pub(super) fn read(path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
     let bytes = safe_open::read_path(path, safe_open::KEY_FILE)?;
     decode(&key_text(bytes, path)?, path)
 }
 
 /// Reads `dir/node.pub` relative to the directory (see [`safe_open`]); `None` when missing.
-pub fn read_node_pub(dir: &Path) -> anyhow::Result<Option<Vec<VerifyingKey>>> {
+pub(super) fn read_node_pub(dir: &Path) -> anyhow::Result<Option<Vec<VerifyingKey>>> {
     let path = dir.join(NODE_PUB);
     match safe_open::read_in_dir(dir, NODE_PUB, safe_open::KEY_FILE)? {
         Some(bytes) => decode(&key_text(bytes, &path)?, &path).map(Some),
@@ -84,7 +84,7 @@ fn key_text(bytes: Vec<u8>, path: &Path) -> anyhow::Result<String> {
 }
 
 /// Writes `key` to `dir/node.pub` (must not exist yet), fsyncs it and the directory.
-pub fn write_node_pub(dir: &Path, key: &VerifyingKey) -> anyhow::Result<PathBuf> {
+pub(super) fn write_node_pub(dir: &Path, key: &VerifyingKey) -> anyhow::Result<PathBuf> {
     let path = dir.join(NODE_PUB);
     let mut file = OpenOptions::new()
         .write(true)
@@ -100,14 +100,14 @@ pub fn write_node_pub(dir: &Path, key: &VerifyingKey) -> anyhow::Result<PathBuf>
 }
 
 /// fsync of a directory, so a new entry in it survives a crash.
-pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("fsync of directory {}", dir.display()))
 }
 
 /// The trusted keys: every `--key` file, or `default_dir/node.pub` when none was given.
-pub struct Trusted {
+pub(super) struct Trusted {
     /// The keys.
     pub keys: Vec<VerifyingKey>,
     /// The files they came from.
@@ -116,7 +116,7 @@ pub struct Trusted {
 
 impl Trusted {
     /// Loads `--key` files, falling back to `default_dir/node.pub`.
-    pub fn load(key_files: &[PathBuf], default_dir: &Path) -> anyhow::Result<Trusted> {
+    pub(super) fn load(key_files: &[PathBuf], default_dir: &Path) -> anyhow::Result<Trusted> {
         if key_files.is_empty() {
             let default = default_dir.join(NODE_PUB);
             let Some(keys) = read_node_pub(default_dir)? else {
@@ -142,12 +142,12 @@ impl Trusted {
     }
 
     /// A verifier trusting exactly these keys.
-    pub fn verifier(&self) -> Arc<dyn ReceiptVerifier> {
+    pub(super) fn verifier(&self) -> Arc<dyn ReceiptVerifier> {
         Arc::new(Ed25519Verifier::new(self.keys.clone()))
     }
 
     /// Hex key ids (how receipts name their signer).
-    pub fn key_ids(&self) -> Vec<String> {
+    pub(super) fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| hex(&key_id(k))).collect()
     }
 }

@@ -28,7 +28,7 @@ use crate::cli::progress::Progress;
 /// `latest` arguments.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct LatestArgs {
+pub(crate) struct LatestArgs {
     /// The snapshot directory.
     pub dir: PathBuf,
     /// Trusted public key file (as node.pub); may be repeated. Default: DIR/node.pub.
@@ -75,7 +75,7 @@ struct Report {
 }
 
 /// Runs `latest`.
-pub fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let trusted = Trusted::load(&args.keys, &args.dir)?;
     let verifier = trusted.verifier();
     let fs = Arc::new(RealFs::new());

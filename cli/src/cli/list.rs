@@ -18,7 +18,7 @@ use crate::cli::retention;
 /// `list` arguments.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// The snapshot directory.
     pub dir: PathBuf,
 }
@@ -57,7 +57,7 @@ struct Listing {
 }
 
 /// The word for a state.
-pub fn state_word(state: FileState) -> &'static str {
+pub(super) fn state_word(state: FileState) -> &'static str {
     match state {
         FileState::Uncommitted => "uncommitted",
         FileState::Committed => "committed",
@@ -66,7 +66,7 @@ pub fn state_word(state: FileState) -> &'static str {
 }
 
 /// Runs `list`.
-pub fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let dir = RealFs::new()
         .open_dir(&args.dir, false)
         .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;

@@ -14,7 +14,7 @@ use crate::cli::progress;
 
 /// The `--log-format` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (coloured when stderr is a terminal).
     Pretty,
     /// One JSON object per line, for log collectors.
@@ -22,7 +22,7 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. Fails (exit 2) on a malformed `RUST_LOG`.
-pub fn init(format: LogFormat) -> anyhow::Result<()> {
+pub(super) fn init(format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::WARN.into())
         .from_env()

@@ -14,7 +14,7 @@ use snapseal::persist::StoreStats;
 
 /// Everything the demo measured that is exported.
 #[derive(Debug)]
-pub struct DemoMetrics<'a> {
+pub(super) struct DemoMetrics<'a> {
     /// Transactions the node appended.
     pub txs: u64,
     /// The Snapshotter's counters.
@@ -34,7 +34,7 @@ pub struct DemoMetrics<'a> {
 }
 
 /// Renders `m` in the Prometheus text exposition format.
-pub fn render(m: &DemoMetrics<'_>) -> String {
+pub(super) fn render(m: &DemoMetrics<'_>) -> String {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {

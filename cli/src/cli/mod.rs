@@ -30,7 +30,7 @@ mod safe_open;
 mod verify;
 
 /// What `--help` says about exit codes (the mapping itself is in [`exit`]).
-pub const EXIT_CODES: &str = "\
+pub(crate) const EXIT_CODES: &str = "\
 Exit codes (stable, for scripts):
   0  success
   1  verification failed, or nothing usable (no snapshot verifies, nothing to verify)
@@ -64,7 +64,7 @@ Logging: diagnostics go to stderr; the level comes from RUST_LOG (default `warn`
 /// ever change it, and only files whose names are snapseal's.
 #[derive(Debug, Parser)]
 #[command(name = "snapseal", version, after_help = AFTER_HELP)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Options every subcommand takes.
     #[command(flatten)]
     pub global: Global,
@@ -75,7 +75,7 @@ pub struct Cli {
 
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
-pub struct Global {
+pub(crate) struct Global {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true, display_order = 900)]
     pub json: bool,
@@ -101,7 +101,7 @@ pub struct Global {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the simulated node against a real directory, then verify what it committed.
     ///
     /// The node appends key-value writes and a signature tx every --sig-every txs to the
@@ -152,7 +152,7 @@ pub enum Command {
 }
 
 /// Parses the command line, runs the subcommand and turns the outcome into the exit code.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // `bench` re-runs this binary as a child to measure peak RSS in a clean process; its
     // arguments are ours (ASCII), so a lossy conversion loses nothing there.

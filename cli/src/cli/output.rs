@@ -12,11 +12,11 @@ use serde::Serialize;
 use crate::cli::progress;
 
 /// Sizes and durations for people: the crate's one formatter of each.
-pub use snapseal_cli::units::{bytes, duration};
+pub(super) use snapseal_cli::units::{bytes, duration};
 
 /// Output settings shared by every command.
 #[derive(Clone, Copy, Debug)]
-pub struct Out {
+pub(super) struct Out {
     /// One JSON document instead of text.
     pub json: bool,
     /// No progress bars, no chatter.
@@ -25,17 +25,17 @@ pub struct Out {
 
 impl Out {
     /// Settings from the global flags.
-    pub fn new(json: bool, quiet: bool) -> Out {
+    pub(super) fn new(json: bool, quiet: bool) -> Out {
         Out { json, quiet }
     }
 
     /// Whether progress bars are drawn.
-    pub fn bars(&self) -> bool {
+    pub(super) fn bars(&self) -> bool {
         progress::enabled(self.quiet)
     }
 
     /// Prints a text line, unless `--json` (whose document carries the same facts).
-    pub fn text(&self, args: fmt::Arguments<'_>) -> io::Result<()> {
+    pub(super) fn text(&self, args: fmt::Arguments<'_>) -> io::Result<()> {
         if self.json {
             return Ok(());
         }
@@ -44,7 +44,7 @@ impl Out {
 
     /// Prints an informational line on stderr, unless `--quiet`; stdout stays for results
     /// (and valid JSON).
-    pub fn info(&self, args: fmt::Arguments<'_>) -> io::Result<()> {
+    pub(super) fn info(&self, args: fmt::Arguments<'_>) -> io::Result<()> {
         if self.quiet {
             return Ok(());
         }
@@ -52,7 +52,7 @@ impl Out {
     }
 
     /// Prints `value` as pretty JSON when `--json`.
-    pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+    pub(super) fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
         if !self.json {
             return Ok(());
         }
@@ -63,14 +63,14 @@ impl Out {
 }
 
 /// Writes one line to stdout around the progress bar.
-pub fn line(args: fmt::Arguments<'_>) -> io::Result<()> {
+pub(super) fn line(args: fmt::Arguments<'_>) -> io::Result<()> {
     write_stdout(args)
 }
 
 /// The one path to stdout: writes `text` and a newline around the progress bar, and flushes,
 /// so a full device (ENOSPC) or a closed pipe (EPIPE) is reported here rather than lost when
 /// the buffer is dropped at exit.
-pub fn write_stdout(text: impl fmt::Display) -> io::Result<()> {
+pub(super) fn write_stdout(text: impl fmt::Display) -> io::Result<()> {
     progress::suspend(|| {
         let mut out = io::stdout().lock();
         writeln!(out, "{text}").and_then(|()| out.flush())
@@ -96,7 +96,7 @@ macro_rules! info {
 pub(crate) use info;
 
 /// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()

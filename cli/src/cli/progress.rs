@@ -16,7 +16,7 @@ static ACTIVE: Mutex<Option<ProgressBar>> = parking_lot::const_mutex(None);
 
 /// What a bar counts.
 #[derive(Clone, Copy, Debug)]
-pub enum Unit {
+pub(super) enum Unit {
     /// Plain items (transactions, files).
     Items,
     /// Bytes (shown as sizes and rates).
@@ -25,13 +25,13 @@ pub enum Unit {
 
 /// One progress bar; hidden (all calls no-ops) when bars are off. Dropping it clears it.
 #[derive(Debug)]
-pub struct Progress {
+pub(super) struct Progress {
     bar: Option<ProgressBar>,
 }
 
 impl Progress {
     /// A bar of `len` units labelled `message`, drawn only if `enabled`.
-    pub fn new(enabled: bool, len: u64, unit: Unit, message: &str) -> Progress {
+    pub(super) fn new(enabled: bool, len: u64, unit: Unit, message: &str) -> Progress {
         if !enabled {
             return Progress { bar: None };
         }
@@ -54,7 +54,7 @@ impl Progress {
     }
 
     /// A spinner for work of unknown length.
-    pub fn spinner(enabled: bool, message: &str) -> Progress {
+    pub(super) fn spinner(enabled: bool, message: &str) -> Progress {
         if !enabled {
             return Progress { bar: None };
         }
@@ -69,14 +69,14 @@ impl Progress {
     }
 
     /// Moves the bar to `pos`.
-    pub fn set_position(&self, pos: u64) {
+    pub(super) fn set_position(&self, pos: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(pos);
         }
     }
 
     /// Advances the bar by `n`.
-    pub fn inc(&self, n: u64) {
+    pub(super) fn inc(&self, n: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);
         }
@@ -94,12 +94,12 @@ impl Drop for Progress {
 }
 
 /// Whether bars should be drawn: stdout is a terminal and `--quiet` is off.
-pub fn enabled(quiet: bool) -> bool {
+pub(super) fn enabled(quiet: bool) -> bool {
     !quiet && std::io::stdout().is_terminal()
 }
 
 /// Runs `f` (which prints) with the active bar, if any, hidden meanwhile.
-pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn suspend<R>(f: impl FnOnce() -> R) -> R {
     // Clone out of the lock: `f` must never run under it (a log line inside would deadlock).
     let bar = ACTIVE.lock().clone();
     match bar {
@@ -109,7 +109,7 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Clears any bar still drawn (before the final error message).
-pub fn clear() {
+pub(super) fn clear() {
     let bar = ACTIVE.lock().take();
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -6,7 +6,7 @@ use snapseal::persist::RetentionPlan;
 use snapseal::persist::SnapshotEntry;
 
 /// What retention would do with the committed snapshots in `committed` (any order).
-pub fn plan(
+pub(super) fn plan(
     committed: &[SnapshotEntry],
     keep_last: usize,
     max_bytes: Option<u64>,

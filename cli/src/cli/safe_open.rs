@@ -18,6 +18,9 @@
 //!
 //! Every error names the file and what is wrong with it.
 
+// nix 0.29's `open`/`openat` return raw fds; owning them needs `unsafe` (each block says why).
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -33,7 +36,7 @@ use crate::cli::output;
 
 /// The most the command reads from one kind of file, and what to call that kind in errors.
 #[derive(Clone, Copy, Debug)]
-pub struct Limit {
+pub(super) struct Limit {
     /// "key file", "config file", ...
     pub what: &'static str,
     /// Largest accepted size in bytes.
@@ -41,26 +44,26 @@ pub struct Limit {
 }
 
 /// A key file (`node.pub`, `--key`): a few 65-byte lines; 64 KiB is about a thousand keys.
-pub const KEY_FILE: Limit = Limit {
+pub(super) const KEY_FILE: Limit = Limit {
     what: "key file",
     max_bytes: 64 << 10,
 };
 
 /// A `--config` file: a handful of keys.
-pub const CONFIG_FILE: Limit = Limit {
+pub(super) const CONFIG_FILE: Limit = Limit {
     what: "config file",
     max_bytes: 1 << 20,
 };
 
 /// `committed.log`: about 150 bytes a line, so 64 MiB is over 400 000 acknowledged commits.
-pub const COMMITTED_LOG: Limit = Limit {
+pub(super) const COMMITTED_LOG: Limit = Limit {
     what: "committed log",
     max_bytes: 64 << 20,
 };
 
 /// How to open a file in the snapshot directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(super) enum Access {
     /// Read only; a missing file is `None`.
     Read,
     /// Read and append, created (mode 0644) when missing.
@@ -68,7 +71,7 @@ pub enum Access {
 }
 
 /// Reads `path` (a path the user gave) under the rule in the module docs.
-pub fn read_path(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_path(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let fd = nix::fcntl::open(path, flags, Mode::empty())
         .map_err(|e| refused(path, e, limit))
@@ -81,7 +84,7 @@ pub fn read_path(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
 
 /// Reads `name` in the directory `dir` (relative to the directory's fd) under the rule in
 /// the module docs; `None` when there is no such file.
-pub fn read_in_dir(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<Option<Vec<u8>>> {
+pub(super) fn read_in_dir(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<Option<Vec<u8>>> {
     let path = dir.join(name);
     match open_in_dir(dir, name, Access::Read, limit)? {
         Some((mut file, len)) => read_capped(&mut file, len, &path, limit).map(Some),
@@ -92,7 +95,7 @@ pub fn read_in_dir(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<Optio
 /// Opens `name` in `dir` relative to the directory's fd, checked as the module docs say;
 /// returns the file and its size (`None`: missing, only with [`Access::Read`]). With
 /// [`Access::ReadAppendCreate`] the returned file is blocking again, ready to append.
-pub fn open_in_dir(
+pub(super) fn open_in_dir(
     dir: &Path,
     name: &str,
     access: Access,

@@ -19,7 +19,7 @@ use crate::cli::progress::{Progress, Unit};
 /// `verify` arguments.
 #[derive(Debug, Args)]
 #[command(after_help = crate::cli::EXIT_CODES)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// A snapshot directory (every `.committed` file in it is checked) or a single file.
     pub path: PathBuf,
     /// Trusted public key file (hex Ed25519 key per line, as the demo's node.pub); may be
@@ -31,7 +31,7 @@ pub struct VerifyArgs {
 
 /// The result for one file.
 #[derive(Debug, Serialize)]
-pub struct FileResult {
+pub(super) struct FileResult {
     /// The path checked.
     pub file: PathBuf,
     /// `ok`, `failed`, `unreadable` or `vanished`.
@@ -54,7 +54,7 @@ pub struct FileResult {
 
 impl FileResult {
     /// The result for `file` from its verdict.
-    pub fn new(file: PathBuf, size: Option<u64>, verdict: &Verdict) -> FileResult {
+    pub(super) fn new(file: PathBuf, size: Option<u64>, verdict: &Verdict) -> FileResult {
         let mut r = FileResult {
             file,
             status: verdict.word(),
@@ -84,7 +84,7 @@ impl FileResult {
     }
 
     /// One text line.
-    pub fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         match (self.status, &self.reason) {
             ("ok", _) => format!(
                 "ok          {}  (idx {}, evidence {}, signature {}, signer {})",
@@ -118,7 +118,7 @@ struct Report {
 }
 
 /// Runs `verify`.
-pub fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
+pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("cannot verify {}", args.path.display()))?;
     let is_dir = meta.is_dir();
@@ -211,7 +211,7 @@ pub fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
 }
 
 /// Committed files (name, size), oldest first, and how many other snapshot files there are.
-pub fn committed_files(
+pub(super) fn committed_files(
     dir: &dyn DirHandle,
     path: &Path,
 ) -> anyhow::Result<(Vec<(SnapshotName, u64)>, usize)> {

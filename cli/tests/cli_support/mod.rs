@@ -11,7 +11,7 @@ use snapseal::persist::{FileState, SnapshotName};
 
 /// What one run of the binary did.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -19,13 +19,13 @@ pub struct Run {
 
 impl Run {
     /// Stdout parsed as JSON.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 
     /// Asserts the exit code, showing the output when it differs.
-    pub fn expect(self, code: i32) -> Run {
+    pub(crate) fn expect(self, code: i32) -> Run {
         assert_eq!(
             self.code, code,
             "exit code\n--- stdout:\n{}\n--- stderr:\n{}",
@@ -36,7 +36,7 @@ impl Run {
 }
 
 /// Runs `snapseal args...` (stdout is a pipe, so no progress bars; RUST_LOG cleared).
-pub fn snapseal<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+pub(crate) fn snapseal<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_snapseal"))
         .args(args)
         .env_remove("RUST_LOG")
@@ -51,10 +51,11 @@ pub fn snapseal<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
 }
 
 /// The small demo the tests share: a few seconds at most in a debug build.
-pub const SMALL_DEMO: [&str; 6] = ["--txs", "3000", "--tx-interval", "500", "--sig-every", "50"];
+pub(crate) const SMALL_DEMO: [&str; 6] =
+    ["--txs", "3000", "--tx-interval", "500", "--sig-every", "50"];
 
 /// A temp dir holding a finished small demo in `<tmp>/snap`.
-pub fn demo_dir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn demo_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("snap");
     let mut args = vec!["demo".to_string(), "--quiet".into(), "--dir".into()];
@@ -66,7 +67,7 @@ pub fn demo_dir() -> (tempfile::TempDir, PathBuf) {
 
 /// Committed snapshot files (regular files only) in `dir`, oldest first (by idx, then
 /// evidence_idx).
-pub fn committed(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn committed(dir: &Path) -> Vec<PathBuf> {
     let mut names: Vec<SnapshotName> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
@@ -79,7 +80,7 @@ pub fn committed(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Every name in `dir`.
-pub fn names(dir: &Path) -> BTreeSet<String> {
+pub(crate) fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -87,14 +88,14 @@ pub fn names(dir: &Path) -> BTreeSet<String> {
 }
 
 /// Flips every bit of the byte at `offset`.
-pub fn flip_byte(path: &Path, offset: usize) {
+pub(crate) fn flip_byte(path: &Path, offset: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset] ^= 0xff;
     std::fs::write(path, bytes).unwrap();
 }
 
 /// Hex public key file text for the demo key of `seed`.
-pub fn key_file_text(seed: u64) -> String {
+pub(crate) fn key_file_text(seed: u64) -> String {
     let key = snapseal_sim::ledger::Ledger::from_seed(seed).verifying_key();
     key.as_bytes()
         .iter()

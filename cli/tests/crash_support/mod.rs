@@ -35,17 +35,17 @@ use snapseal::persist::{open_snapshot, FileState, SnapshotName};
 use snapseal_sim::ledger::Ledger;
 
 /// The `snapseal` binary cargo built for this test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_snapseal");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_snapseal");
 
 /// Prints a line on stderr even under libtest's output capture (which only catches the
 /// `print!` family): seeds, figures and skips must be seen without `--nocapture`.
-pub fn say(msg: &str) {
+pub(crate) fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
 /// An integer from the environment, or `default` when unset; a value that does not parse
 /// is a mistake worth stopping for.
-pub fn env_u64(name: &str, default: u64) -> u64 {
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v
             .trim()
@@ -57,7 +57,7 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
 
 /// The seed from `name`, or a new one from the clock (printed by the caller so a failing run
 /// can be repeated).
-pub fn seed_from_env(name: &str) -> u64 {
+pub(crate) fn seed_from_env(name: &str) -> u64 {
     let clock = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -66,16 +66,16 @@ pub fn seed_from_env(name: &str) -> u64 {
 
 /// SplitMix64: small, seeded, reproducible.
 #[derive(Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// A generator from `seed`.
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -84,14 +84,14 @@ impl Rng {
     }
 
     /// Uniform in `lo ..= hi`.
-    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
     }
 }
 
 /// The size of the demo's state, so of its snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// About 1.3 MB snapshots every 2000 txs, a signature every 50: many snapshots are
     /// written per second, so a random crash often lands in the middle of one.
     Small,
@@ -105,7 +105,7 @@ pub enum Shape {
 
 impl Shape {
     /// `SNAPSEAL_CRASH_SPILL=1` picks [`Shape::Spill`].
-    pub fn from_env() -> Shape {
+    pub(crate) fn from_env() -> Shape {
         if env_u64("SNAPSEAL_CRASH_SPILL", 0) == 1 {
             Shape::Spill
         } else {
@@ -124,7 +124,7 @@ impl Shape {
 
 /// How the demo child is run (see [`Shape`]).
 #[derive(Clone, Debug)]
-pub struct Demo {
+pub(crate) struct Demo {
     /// The snapshot directory (the same one every round: each run resumes the last).
     pub dir: PathBuf,
     /// The demo's `--seed` (its node key).
@@ -142,7 +142,13 @@ pub struct Demo {
 impl Demo {
     /// Writes the config file into `scratch` (outside the snapshot directory, which must
     /// hold only the demo's files).
-    pub fn new(scratch: &Path, dir: PathBuf, seed: u64, keep_last: usize, shape: Shape) -> Demo {
+    pub(crate) fn new(
+        scratch: &Path,
+        dir: PathBuf,
+        seed: u64,
+        keep_last: usize,
+        shape: Shape,
+    ) -> Demo {
         let config = scratch.join("crash-demo.toml");
         std::fs::write(&config, format!("[store]\nkeep_last = {keep_last}\n")).unwrap();
         Demo {
@@ -156,12 +162,12 @@ impl Demo {
     }
 
     /// Txs for a short run that still commits snapshots.
-    pub fn short_run(&self) -> u64 {
+    pub(crate) fn short_run(&self) -> u64 {
         self.shape.params().3 * 2 + 1_000
     }
 
     /// The node's public key (what `node.pub` must hold).
-    pub fn key(&self) -> VerifyingKey {
+    pub(crate) fn key(&self) -> VerifyingKey {
         Ledger::seed_key(self.seed).verifying_key()
     }
 
@@ -187,7 +193,7 @@ impl Demo {
 
     /// Starts a run of `txs` txs (stdout discarded; stderr kept for the resume line and to
     /// spot a panic).
-    pub fn spawn(&self, txs: u64) -> Child {
+    pub(crate) fn spawn(&self, txs: u64) -> Child {
         let mut child = Command::new(BIN)
             .args(self.args(txs))
             .env("RUST_LOG", "error")
@@ -213,14 +219,14 @@ impl Demo {
 
 /// A running demo. Dropping it kills it: a failing test never leaves a child behind.
 #[derive(Debug)]
-pub struct Child {
+pub(crate) struct Child {
     child: Option<std::process::Child>,
     reader: Option<JoinHandle<Vec<String>>>,
 }
 
 /// How a child ended.
 #[derive(Debug)]
-pub struct Ended {
+pub(crate) struct Ended {
     /// Its exit status.
     pub status: ExitStatus,
     /// Its stderr lines.
@@ -229,12 +235,12 @@ pub struct Ended {
 
 impl Ended {
     /// Died of our SIGKILL.
-    pub fn killed(&self) -> bool {
+    pub(crate) fn killed(&self) -> bool {
         self.status.signal() == Some(9)
     }
 
     /// The base the run resumed after, if it got past recovery (`resuming after idx N`).
-    pub fn resumed_after(&self) -> Option<u64> {
+    pub(crate) fn resumed_after(&self) -> Option<u64> {
         self.stderr.iter().find_map(|l| {
             let rest = l.split("resuming after idx ").nth(1)?;
             rest.split(' ').next()?.parse().ok()
@@ -243,20 +249,20 @@ impl Ended {
 
     /// It got past the point where it opened the store and recovered (a fresh run says
     /// where its snapshots go before it opens the store, so only the resume line counts).
-    pub fn recovered(&self) -> bool {
+    pub(crate) fn recovered(&self) -> bool {
         self.resumed_after().is_some()
     }
 
     /// A panic message, if the child printed one (Rust's `thread '…' panicked at …`; the
     /// engine's own `panicked=false` log field is not one).
-    pub fn panic(&self) -> Option<&String> {
+    pub(crate) fn panic(&self) -> Option<&String> {
         self.stderr
             .iter()
             .find(|l| l.contains("' panicked at ") || l.contains("panicked=true"))
     }
 
     /// Everything it printed, for failure messages.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.stderr.join("\n")
     }
 }
@@ -264,7 +270,7 @@ impl Ended {
 impl Child {
     /// SIGKILL (if still running), then reap it. A child that already exited keeps its own
     /// status.
-    pub fn kill(mut self) -> Ended {
+    pub(crate) fn kill(mut self) -> Ended {
         let mut child = self.child.take().expect("child present until ended");
         // `Child::kill` is SIGKILL on Unix; on an exited, unreaped child it is harmless.
         let _ = child.kill();
@@ -273,7 +279,7 @@ impl Child {
 
     /// Waits for it to exit by itself, killing it after `limit` (a hang is a failure, not
     /// a test that never ends).
-    pub fn wait(mut self, limit: Duration) -> Ended {
+    pub(crate) fn wait(mut self, limit: Duration) -> Ended {
         let mut child = self.child.take().expect("child present until ended");
         let step = Duration::from_millis(20);
         let mut waited = Duration::ZERO;
@@ -314,7 +320,7 @@ impl Drop for Child {
 
 /// One acknowledged commit from `committed.log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Acked {
+pub(crate) struct Acked {
     /// The file it names.
     pub name: SnapshotName,
     /// The body digest the node was told.
@@ -325,7 +331,7 @@ pub struct Acked {
 
 /// `committed.log` as found.
 #[derive(Debug, Default)]
-pub struct Log {
+pub(crate) struct Log {
     /// Complete lines, in order.
     pub lines: Vec<Acked>,
     /// Bytes after the last newline (a write cut short: never acknowledged).
@@ -363,7 +369,7 @@ fn parse_line(line: &str) -> Result<Acked, String> {
 
 /// Reads `dir/committed.log` (empty when missing); malformed complete lines are returned as
 /// errors.
-pub fn read_log(dir: &Path) -> Result<Log, String> {
+pub(crate) fn read_log(dir: &Path) -> Result<Log, String> {
     let bytes = match std::fs::read(dir.join("committed.log")) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Log::default()),
@@ -384,7 +390,7 @@ pub fn read_log(dir: &Path) -> Result<Log, String> {
 
 /// What [`inspect`] found in the directory.
 #[derive(Debug, Default)]
-pub struct DirState {
+pub(crate) struct DirState {
     /// Committed files that verified, with their body digests.
     pub committed: BTreeMap<SnapshotName, [u8; 32]>,
     /// Stale uncommitted and pending files (a write in progress when the process died).
@@ -410,7 +416,7 @@ fn name_index(name: &str) -> Option<u64> {
 
 impl DirState {
     /// The largest index a committed file or a logged commit carries.
-    pub fn max_committed_index(&self) -> u64 {
+    pub(crate) fn max_committed_index(&self) -> u64 {
         self.committed
             .keys()
             .chain(self.log.lines.iter().map(|l| &l.name))
@@ -421,7 +427,7 @@ impl DirState {
 }
 
 /// Checks `demo.dir` after its writer died (see the module docs).
-pub fn inspect(demo: &Demo) -> DirState {
+pub(crate) fn inspect(demo: &Demo) -> DirState {
     let dir = &demo.dir;
     let mut state = DirState::default();
     let mut v = Vec::new();
@@ -535,7 +541,7 @@ pub fn inspect(demo: &Demo) -> DirState {
 /// visible, so a later run may use that name again: harmless, as it never named a committed
 /// file.
 #[derive(Debug, Default)]
-pub struct History {
+pub(crate) struct History {
     /// Every committed name seen, with its digest.
     pub seen: BTreeMap<SnapshotName, [u8; 32]>,
     /// The log lines so far (each round's log must start with them).
@@ -550,7 +556,7 @@ pub struct History {
 
 /// Figures of a crash run.
 #[derive(Clone, Debug, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Rounds run.
     pub rounds: u64,
     /// Children ended by our SIGKILL.
@@ -585,7 +591,7 @@ impl History {
     /// Folds one round's end into the history; returns that round's violations.
     /// `io_errors` says the filesystem was shut down under the child, so an error exit (not
     /// a panic, not another signal) is expected.
-    pub fn round(
+    pub(crate) fn round(
         &mut self,
         state: &DirState,
         ended: &Ended,
@@ -674,7 +680,7 @@ impl History {
 
 /// A directory tree to keep for debugging when a round fails: copied next to the system temp
 /// dir's other files and named in the failure message.
-pub fn keep_for_debugging(dir: &Path, tag: &str) -> PathBuf {
+pub(crate) fn keep_for_debugging(dir: &Path, tag: &str) -> PathBuf {
     let to = std::env::temp_dir().join(format!("snapseal-crash-{tag}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&to);
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -687,7 +693,7 @@ pub fn keep_for_debugging(dir: &Path, tag: &str) -> PathBuf {
 
 /// An uncommitted or pending (spilled body) file other than last round's leftovers is in
 /// the directory: a write is under way.
-pub fn write_in_progress(dir: &Path, leftovers: &BTreeSet<String>) -> bool {
+pub(crate) fn write_in_progress(dir: &Path, leftovers: &BTreeSet<String>) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
@@ -701,7 +707,7 @@ pub fn write_in_progress(dir: &Path, leftovers: &BTreeSet<String>) -> bool {
 
 /// Watches `dir` until a write other than `leftovers` is under way (checking every 200 µs),
 /// or `limit` passed; then waits `lag`. Returns whether a write was seen.
-pub fn wait_for_write(
+pub(crate) fn wait_for_write(
     dir: &Path,
     leftovers: &BTreeSet<String>,
     limit: Duration,

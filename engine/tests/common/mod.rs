@@ -6,10 +6,10 @@ use std::time::Duration;
 use snapseal_engine::{EngineConfig, TaskSystem};
 
 /// Only a guard against a hang: every test that waits passes long before this.
-pub const HANG_GUARD: Duration = Duration::from_secs(60);
+pub(crate) const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// A threaded system with `workers` workers and a fine timer.
-pub fn threaded(workers: usize) -> TaskSystem {
+pub(crate) fn threaded(workers: usize) -> TaskSystem {
     match TaskSystem::threaded(EngineConfig {
         workers: Some(workers),
         timer_resolution: Duration::from_millis(1),

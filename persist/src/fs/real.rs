@@ -4,6 +4,9 @@
 //! open carries `O_NOFOLLOW` and `O_CLOEXEC`. File descriptors are [`OwnedFd`]s so nothing
 //! leaks on an error path; where a close error matters it is closed explicitly.
 
+// Owning raw fds from nix and mapping files need `unsafe`; each block says why it holds.
+#![allow(unsafe_code)]
+
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};

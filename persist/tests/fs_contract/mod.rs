@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use snapseal_persist::fs::{DirHandle, EntryKind, FileSystem, WritableFile};
 
 /// One fresh, empty directory on some filesystem, plus the few things the seam cannot do.
-pub trait Harness {
+pub(crate) trait Harness {
     /// The filesystem under test.
     fn fs(&self) -> &dyn FileSystem;
     /// The fresh directory (exists already).
@@ -52,12 +52,12 @@ macro_rules! contract_tests {
 }
 pub(crate) use contract_tests;
 
-pub fn errno(err: &io::Error) -> Option<Errno> {
+pub(crate) fn errno(err: &io::Error) -> Option<Errno> {
     err.raw_os_error().map(Errno::from_raw)
 }
 
 /// Writes all of `bytes`, looping on short writes and EINTR as the writer does.
-pub fn write_all(file: &mut dyn WritableFile, mut bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(file: &mut dyn WritableFile, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match file.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -70,14 +70,14 @@ pub fn write_all(file: &mut dyn WritableFile, mut bytes: &[u8]) -> io::Result<()
 }
 
 /// Creates `name` holding `bytes`, fsynced and closed.
-pub fn put(dir: &dyn DirHandle, name: &str, bytes: &[u8]) {
+pub(crate) fn put(dir: &dyn DirHandle, name: &str, bytes: &[u8]) {
     let mut file = dir.create_new(name, 0o600).unwrap();
     write_all(file.as_mut(), bytes).unwrap();
     file.sync().unwrap();
     file.close().unwrap();
 }
 
-pub fn contents(dir: &dyn DirHandle, name: &str) -> Vec<u8> {
+pub(crate) fn contents(dir: &dyn DirHandle, name: &str) -> Vec<u8> {
     dir.open_read(name).unwrap().to_vec()
 }
 
@@ -85,7 +85,7 @@ fn open(h: &dyn Harness) -> std::sync::Arc<dyn DirHandle> {
     h.fs().open_dir(h.dir(), false).unwrap()
 }
 
-pub fn open_dir_missing_is_not_found_and_create_makes_it(h: &dyn Harness) {
+pub(crate) fn open_dir_missing_is_not_found_and_create_makes_it(h: &dyn Harness) {
     let nested = h.dir().join("a").join("b");
     let err = h.fs().open_dir(&nested, false).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
@@ -100,7 +100,7 @@ pub fn open_dir_missing_is_not_found_and_create_makes_it(h: &dyn Harness) {
     assert_eq!(contents(third.as_ref(), "f"), b"x");
 }
 
-pub fn create_new_is_exclusive(h: &dyn Harness) {
+pub(crate) fn create_new_is_exclusive(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "a", b"first");
     let err = dir.create_new("a", 0o600).unwrap_err();
@@ -109,7 +109,7 @@ pub fn create_new_is_exclusive(h: &dyn Harness) {
     assert_eq!(contents(dir.as_ref(), "a"), b"first");
 }
 
-pub fn symlinks_are_never_followed(h: &dyn Harness) {
+pub(crate) fn symlinks_are_never_followed(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "target", b"precious");
     h.plant_symlink("link", "target");
@@ -138,7 +138,7 @@ pub fn symlinks_are_never_followed(h: &dyn Harness) {
     assert_eq!(contents(dir.as_ref(), "target"), b"precious");
 }
 
-pub fn rename_noreplace_refuses_to_overwrite(h: &dyn Harness) {
+pub(crate) fn rename_noreplace_refuses_to_overwrite(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "a", b"aaa");
     put(dir.as_ref(), "b", b"bbb");
@@ -154,7 +154,7 @@ pub fn rename_noreplace_refuses_to_overwrite(h: &dyn Harness) {
     assert_eq!(contents(dir.as_ref(), "b"), b"bbb");
 }
 
-pub fn rename_noreplace_moves_a_file(h: &dyn Harness) {
+pub(crate) fn rename_noreplace_moves_a_file(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "a", b"aaa");
     dir.rename_noreplace("a", "c").unwrap();
@@ -169,7 +169,7 @@ pub fn rename_noreplace_moves_a_file(h: &dyn Harness) {
 }
 
 /// The writer's fallback when RENAME_NOREPLACE is unsupported: link, then unlink the old name.
-pub fn link_then_unlink_moves_without_overwriting(h: &dyn Harness) {
+pub(crate) fn link_then_unlink_moves_without_overwriting(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "a", b"aaa");
     put(dir.as_ref(), "b", b"bbb");
@@ -199,7 +199,7 @@ pub fn link_then_unlink_moves_without_overwriting(h: &dyn Harness) {
     assert_eq!(kinds[0].kind, EntryKind::Symlink);
 }
 
-pub fn unlink_removes_a_name(h: &dyn Harness) {
+pub(crate) fn unlink_removes_a_name(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "a", b"aaa");
     dir.unlink("a").unwrap();
@@ -219,7 +219,7 @@ pub fn unlink_removes_a_name(h: &dyn Harness) {
     assert_eq!(errno(&err), Some(Errno::EISDIR));
 }
 
-pub fn list_reports_kinds_and_lengths(h: &dyn Harness) {
+pub(crate) fn list_reports_kinds_and_lengths(h: &dyn Harness) {
     let dir = open(h);
     assert!(
         dir.list().unwrap().is_empty(),
@@ -252,7 +252,7 @@ pub fn list_reports_kinds_and_lengths(h: &dyn Harness) {
     assert_eq!(dir.list().unwrap().len(), 4);
 }
 
-pub fn open_read_returns_contents_including_empty(h: &dyn Harness) {
+pub(crate) fn open_read_returns_contents_including_empty(h: &dyn Harness) {
     let dir = open(h);
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     put(dir.as_ref(), "big", &big);
@@ -275,7 +275,7 @@ pub fn open_read_returns_contents_including_empty(h: &dyn Harness) {
     assert_eq!(sum, big.iter().map(|&b| u64::from(b)).sum::<u64>());
 }
 
-pub fn lock_is_exclusive_across_handles_and_released_on_drop(h: &dyn Harness) {
+pub(crate) fn lock_is_exclusive_across_handles_and_released_on_drop(h: &dyn Harness) {
     let dir = open(h);
     let lock = dir.lock_exclusive(".lock").unwrap();
     // Same handle, another handle, another filesystem instance: all refused.
@@ -306,7 +306,7 @@ pub fn lock_is_exclusive_across_handles_and_released_on_drop(h: &dyn Harness) {
     drop(again);
 }
 
-pub fn names_must_be_single_file_names(h: &dyn Harness) {
+pub(crate) fn names_must_be_single_file_names(h: &dyn Harness) {
     let dir = open(h);
     put(dir.as_ref(), "ok", b"x");
     for bad in ["", ".", "..", "a/b", "../escape", "/abs", "nul\0byte"] {
@@ -340,7 +340,7 @@ pub fn names_must_be_single_file_names(h: &dyn Harness) {
     assert_eq!(names, ["ok"]);
 }
 
-pub fn written_bytes_read_back_after_sync_and_close(h: &dyn Harness) {
+pub(crate) fn written_bytes_read_back_after_sync_and_close(h: &dyn Harness) {
     let dir = open(h);
     let mut file = dir.create_new("f", 0o600).unwrap();
     assert_eq!(file.write(b"").unwrap(), 0);
@@ -357,7 +357,7 @@ pub fn written_bytes_read_back_after_sync_and_close(h: &dyn Harness) {
     assert_eq!(contents(dir.as_ref(), "g"), b"bye");
 }
 
-pub fn write_at_overwrites_in_place_and_leaves_the_append_offset(h: &dyn Harness) {
+pub(crate) fn write_at_overwrites_in_place_and_leaves_the_append_offset(h: &dyn Harness) {
     let dir = open(h);
     let mut file = dir.create_new("f", 0o600).unwrap();
     write_all(file.as_mut(), &[0u8; 8]).unwrap();

@@ -42,7 +42,7 @@ pub(crate) struct Process {
 
 impl Process {
     /// Opens the store (recovery: stale files removed) and starts a fresh Snapshotter.
-    pub fn start(
+    pub(super) fn start(
         sim: &SimFs,
         dir: &Path,
         ledger: &Ledger,
@@ -83,7 +83,7 @@ impl Process {
     }
 
     /// The process dies: nothing queued runs any more, every hold and handle goes away.
-    pub fn kill(self) {
+    pub(super) fn kill(self) {
         self.tasks.shutdown(ShutdownMode::Cancel);
         drop(self);
     }

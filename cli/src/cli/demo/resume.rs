@@ -42,14 +42,14 @@ use crate::cli::safe_open;
 /// `MAX_TXS` writes and signatures, one evidence tx per snapshot (snapshot points are
 /// signatures, so fewer than `MAX_TXS`), and the end-of-run flush's few thousand signatures;
 /// three times `MAX_TXS` leaves a wide margin.
-pub const RUN_REACH: u64 = 3 * MAX_TXS;
+pub(super) const RUN_REACH: u64 = 3 * MAX_TXS;
 
 /// How many ignored names a warning lists (the rest are counted).
 const IGNORED_SHOWN: usize = 10;
 
 /// What the directory held before the resumed run changed anything.
 #[derive(Debug)]
-pub struct Survey {
+pub(super) struct Survey {
     /// Nothing there (missing or empty directory): start like a fresh demo.
     pub fresh: bool,
     /// Every name of ours seen, with the largest index it carries.
@@ -67,7 +67,7 @@ fn name_max(name: &str) -> Option<u64> {
 }
 
 /// Read-only checks of `dir` before resuming in it with `key` (see the module docs).
-pub fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
+pub(super) fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -155,7 +155,7 @@ fn log_max(lines: &[LogLine]) -> u64 {
 
 /// What resuming found and did (part of the demo's summary).
 #[derive(Debug, Serialize)]
-pub struct ResumeInfo {
+pub(super) struct ResumeInfo {
     /// The resumed ledger's opaque prefix ends here; the first new tx is `base + 1`.
     pub base: u64,
     /// Commits earlier runs logged.
@@ -175,7 +175,7 @@ pub struct ResumeInfo {
 
 /// The resumed run's log, earlier acknowledgements and [`ResumeInfo`].
 #[derive(Debug)]
-pub struct Resumed {
+pub(super) struct Resumed {
     /// `committed.log`, open for appending.
     pub log: CommittedLog,
     /// The commits earlier runs logged.
@@ -185,7 +185,7 @@ pub struct Resumed {
 }
 
 /// Under the store's lock: repairs `node.pub`, reopens the log, recovers, picks the base.
-pub fn go_on(
+pub(super) fn go_on(
     dir: &Path,
     key: &VerifyingKey,
     survey: &Survey,
