@@ -24,6 +24,8 @@
 
 use thiserror::Error;
 
+use crate::to_hex;
+
 /// The first eight bytes of every committed file.
 pub const MAGIC: [u8; 8] = *b"SNAPSEAL";
 
@@ -107,7 +109,7 @@ pub enum FormatError {
         actual: usize,
     },
     /// The file does not start with `SNAPSEAL`.
-    #[error("bad magic: expected {}, found {}", hex(&MAGIC), hex(.actual))]
+    #[error("bad magic: expected {}, found {}", to_hex(&MAGIC), to_hex(.actual))]
     BadMagic {
         /// The first eight bytes found.
         actual: [u8; 8],
@@ -143,7 +145,7 @@ pub enum FormatError {
         actual: u64,
     },
     /// The header checksum does not match bytes 0..128.
-    #[error("header checksum mismatch: stored {}, computed {}", hex(.stored), hex(.computed))]
+    #[error("header checksum mismatch: stored {}, computed {}", to_hex(.stored), to_hex(.computed))]
     HeaderChecksum {
         /// Checksum stored at offset 128.
         stored: [u8; 32],
@@ -169,7 +171,7 @@ pub enum FormatError {
         actual: u64,
     },
     /// BLAKE3 of the receipt bytes differs from the header's receipt_digest.
-    #[error("receipt digest mismatch: header {}, computed {}", hex(.expected), hex(.actual))]
+    #[error("receipt digest mismatch: header {}, computed {}", to_hex(.expected), to_hex(.actual))]
     ReceiptDigest {
         /// Digest stored in the header.
         expected: [u8; 32],
@@ -177,7 +179,7 @@ pub enum FormatError {
         actual: [u8; 32],
     },
     /// BLAKE3 of the body bytes differs from the header's body_digest.
-    #[error("body digest mismatch: header {}, computed {}", hex(.expected), hex(.actual))]
+    #[error("body digest mismatch: header {}, computed {}", to_hex(.expected), to_hex(.actual))]
     BodyDigest {
         /// Digest stored in the header.
         expected: [u8; 32],
@@ -385,18 +387,6 @@ pub fn header_checksum(header: &[u8; HEADER_LEN]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key(HEADER_CHECKSUM_CONTEXT);
     hasher.update(&header[..CHECKSUMMED_LEN]);
     *hasher.finalize().as_bytes()
-}
-
-/// Lower-case hex, for error messages and key ids.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            // Writing to a String cannot fail.
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Copy `src` into `out` at `off`. Offsets are compile-time constants inside the header.

@@ -52,6 +52,7 @@
 mod error;
 pub mod format;
 pub mod fs;
+mod hex;
 mod hold;
 mod names;
 mod options;
@@ -65,6 +66,7 @@ mod writer;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{BodyError, Check, Error, PersistError, Step, StoreError, StoreStep, VerifyError};
+pub use hex::{hash_from_hex, to_hex};
 pub use hold::Hold;
 pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
 pub use options::StoreOptions;

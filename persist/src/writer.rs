@@ -108,10 +108,13 @@ pub struct Committed {
 /// was told "not committed", yet after a crash the (complete) file may be there. When
 /// `persist` returned `Ok`, the committed file survives any crash.
 #[derive(Clone, Debug)]
+// Public only with the `internals` feature; otherwise the store's own.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 pub struct SnapshotWriter {
     dir: Arc<dyn DirHandle>,
 }
 
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 impl SnapshotWriter {
     /// A writer into `dir`.
     pub fn new(dir: Arc<dyn DirHandle>) -> Self {
@@ -172,6 +175,7 @@ impl SnapshotWriter {
     }
 }
 
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 impl SnapshotWriter {
     /// Creates the pending file for the body of the snapshot at `idx` streamed by
     /// `generation`, ready for the body to be written into it. An existing pending file of

@@ -105,7 +105,7 @@ fn leaf_and_node_hashes_are_domain_separated_blake3() {
 /// Known answers, also quoted in docs/FORMAT.md §5 (empty root).
 #[test]
 fn known_answers() {
-    let hex = |h: Hash| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let hex = |h: Hash| snapseal_persist::to_hex(&h);
     assert_eq!(
         hex(empty_root()),
         "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"

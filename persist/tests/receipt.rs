@@ -72,10 +72,6 @@ fn verifier(keys: &[&SigningKey]) -> Ed25519Verifier {
     Ed25519Verifier::new(keys.iter().map(|k| k.verifying_key()).collect())
 }
 
-fn hexs(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[test]
 fn honest_receipts_verify_for_every_evidence_and_signature_position() {
     let key = signing_key(1);
@@ -86,7 +82,10 @@ fn honest_receipts_verify_for_every_evidence_and_signature_position() {
             let bytes = ledger.receipt(&key, sig_idx).encode().unwrap();
             let ok = v.verify(&bytes, &ledger.expected()).unwrap();
             assert_eq!(ok.sig_idx, sig_idx);
-            assert_eq!(ok.signer, hexs(&key_id(&key.verifying_key())));
+            assert_eq!(
+                ok.signer,
+                snapseal_persist::to_hex(&key_id(&key.verifying_key()))
+            );
         }
     }
 }
@@ -264,7 +263,7 @@ fn untrusted_key_is_rejected() {
     assert_eq!(
         err,
         ReceiptError::UntrustedKey {
-            key_id: hexs(&key_id(&signing_key(2).verifying_key()))
+            key_id: snapseal_persist::to_hex(&key_id(&signing_key(2).verifying_key()))
         }
     );
     // No keys at all: nothing is trusted.

@@ -58,22 +58,10 @@ impl LogLine {
         {
             bail!("`{idx} {evidence_idx}` does not match the file name `{file}`");
         }
-        let digest = unhex32(digest).with_context(|| format!("digest `{digest}`"))?;
+        let digest = snapseal::persist::hash_from_hex(digest)
+            .with_context(|| format!("digest `{digest}`"))?;
         Ok(LogLine { name, digest })
     }
-}
-
-/// 64 hex digits into 32 bytes.
-fn unhex32(s: &str) -> anyhow::Result<Hash> {
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("expected 64 hex digits");
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).context("not ASCII")?;
-        *byte = u8::from_str_radix(text, 16).with_context(|| format!("`{text}` is not hex"))?;
-    }
-    Ok(out)
 }
 
 /// A log's contents: its complete lines, and the length they take up.

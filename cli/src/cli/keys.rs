@@ -34,7 +34,7 @@ pub(super) fn decode(text: &str, path: &Path) -> anyhow::Result<Vec<VerifyingKey
             continue;
         }
         let at = || format!("{}:{}", path.display(), n + 1);
-        let bytes = unhex32(line)
+        let bytes = snapseal::persist::hash_from_hex(line)
             .with_context(|| format!("{}: expected 64 hex digits (an Ed25519 public key)", at()))?;
         let key = VerifyingKey::from_bytes(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: not a valid Ed25519 public key: {e}", at()))?;
@@ -44,23 +44,6 @@ pub(super) fn decode(text: &str, path: &Path) -> anyhow::Result<Vec<VerifyingKey
         bail!("{}: no key in the file", path.display());
     }
     Ok(keys)
-}
-
-fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
-    let digits = s.as_bytes();
-    if digits.len() != 64 {
-        bail!("found {} characters", digits.len());
-    }
-    // `from_str_radix` alone would also take a sign.
-    if let Some(bad) = s.chars().find(|c| !c.is_ascii_hexdigit()) {
-        bail!("`{bad}` is not a hex digit");
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).context("not ASCII")?;
-        *byte = u8::from_str_radix(text, 16).with_context(|| format!("`{text}` is not hex"))?;
-    }
-    Ok(out)
 }
 
 /// Reads one key file the user named (`--key`): see [`safe_open`] (a symbolic link is

@@ -95,24 +95,5 @@ macro_rules! info {
 }
 pub(crate) use info;
 
-/// Lower-case hex.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            // Writing to a String cannot fail.
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_is_lower_case_and_two_digits_per_byte() {
-        assert_eq!(hex(&[0x00, 0xab, 0x0f]), "00ab0f");
-    }
-}
+/// Lower-case hex (persist's spelling, so the CLI and error messages agree).
+pub(super) use snapseal::persist::to_hex as hex;

@@ -26,7 +26,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::error::ReceiptError;
 use super::merkle::{MerkleTree, MAX_PROOF_LEN};
-use crate::format::hex;
+use crate::to_hex;
 use crate::Hash;
 
 /// Receipt encoding version carried under [`LABEL_VERSION`].
@@ -87,14 +87,14 @@ pub fn verify_signed_root(key: &VerifyingKey, sr: &SignedRoot) -> Result<(), Rec
     let actual = key_id(key);
     if actual != sr.key_id {
         return Err(ReceiptError::KeyIdMismatch {
-            expected: hex(&sr.key_id),
-            actual: hex(&actual),
+            expected: to_hex(&sr.key_id),
+            actual: to_hex(&actual),
         });
     }
     let tbs = to_be_signed(&sr.key_id, sr.sig_idx, &sr.root);
     key.verify_strict(&tbs, &Signature::from_bytes(&sr.signature))
         .map_err(|_| ReceiptError::BadSignature {
-            key_id: hex(&sr.key_id),
+            key_id: to_hex(&sr.key_id),
         })
 }
 

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::format::hex;
+use crate::to_hex;
 
 /// Everything that can be wrong with a receipt, from its bytes to its signature. Variants carry
 /// the values compared so the reason is visible in a log line.
@@ -36,7 +36,7 @@ pub enum ReceiptError {
     #[error("evidence index 0 is not a ledger transaction")]
     EvidenceIndexZero,
     /// The receipt's claims digest is not the file's body digest.
-    #[error("snapshot digest mismatch: file body {}, receipt claims {}", hex(.expected), hex(.actual))]
+    #[error("snapshot digest mismatch: file body {}, receipt claims {}", to_hex(.expected), to_hex(.actual))]
     DigestMismatch {
         /// Body digest from the file.
         expected: [u8; 32],
@@ -62,7 +62,7 @@ pub enum ReceiptError {
         path_len: usize,
     },
     /// The inclusion proof leads to a different root than the one signed.
-    #[error("inclusion proof gives root {}, signed root is {}", hex(.computed), hex(.signed))]
+    #[error("inclusion proof gives root {}, signed root is {}", to_hex(.computed), to_hex(.signed))]
     RootMismatch {
         /// Root in the signed payload.
         signed: [u8; 32],

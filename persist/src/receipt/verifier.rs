@@ -6,7 +6,7 @@ use super::cose::{key_id, verify_signed_root, Receipt};
 use super::error::ReceiptError;
 use super::merkle::{leaf_hash, root_from_proof};
 use super::{Expected, ReceiptVerifier, VerifiedReceipt};
-use crate::format::hex;
+use crate::to_hex;
 
 /// Verifies built-in receipts against a fixed set of trusted signing keys.
 #[derive(Clone, Debug)]
@@ -69,7 +69,7 @@ impl ReceiptVerifier for Ed25519Verifier {
                 computed,
             });
         }
-        let signer = hex(&r.signed.key_id);
+        let signer = to_hex(&r.signed.key_id);
         let mut candidates = self
             .keys
             .iter()
