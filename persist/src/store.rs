@@ -29,6 +29,10 @@ use crate::scan::{
 use crate::writer::{Committed, PersistRequest, SnapshotWriter, SpillCommit, SpillFile};
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
+///
+/// Each is also emitted through the `metrics` facade as a counter named
+/// `snapseal_store_<field>_total` (e.g. `snapseal_store_persisted_total`), so a node that
+/// installs a recorder (Prometheus, statsd, …) sees them without polling.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Stale uncommitted and pending (spilled body) files removed at open.
@@ -61,8 +65,11 @@ struct Counters {
     untrusted_skipped: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64, n: u64) {
+/// Counts in [`StoreStats`] and, through the `metrics` facade, in whatever recorder the
+/// process installed (none: a no-op). The metric names are listed in [`StoreStats`].
+fn bump(counter: &AtomicU64, metric: &'static str, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+    metrics::counter!(metric).increment(n);
 }
 
 /// The owner of one snapshot directory.
@@ -206,14 +213,26 @@ impl SnapshotStore {
         let committed = match result {
             Ok(c) => c,
             Err(e) => {
-                bump(&self.counters.persist_failures, 1);
+                bump(
+                    &self.counters.persist_failures,
+                    "snapseal_store_persist_failures_total",
+                    1,
+                );
                 return Err(e);
             }
         };
-        bump(&self.counters.persisted, 1);
+        bump(
+            &self.counters.persisted,
+            "snapseal_store_persisted_total",
+            1,
+        );
         let _pin = self.holds.acquire(committed.name);
         if let Err(e) = self.apply_retention() {
-            bump(&self.counters.retention_failures, 1);
+            bump(
+                &self.counters.retention_failures,
+                "snapseal_store_retention_failures_total",
+                1,
+            );
             error!(error = %chain(&e), "retention after commit failed");
         }
         Ok(committed)
@@ -261,7 +280,11 @@ impl SnapshotStore {
         for passed in &plan.passed_over {
             match &passed.reason {
                 PassOverReason::Untrusted(_) => {
-                    bump(&self.counters.untrusted_skipped, 1);
+                    bump(
+                        &self.counters.untrusted_skipped,
+                        "snapseal_store_untrusted_skipped_total",
+                        1,
+                    );
                     warn!(name = %passed.file_name, "snapshot signed by an untrusted key; skipped, not quarantined (check the trusted keys)");
                 }
                 PassOverReason::Failed(reason) => {
@@ -301,15 +324,27 @@ impl SnapshotStore {
     fn quarantine(&self, name: SnapshotName) {
         let _maintenance = self.maintenance.lock();
         match quarantine::quarantine(&*self.dir, name) {
-            Ok(Quarantined::Moved) => bump(&self.counters.quarantined, 1),
+            Ok(Quarantined::Moved) => bump(
+                &self.counters.quarantined,
+                "snapseal_store_quarantined_total",
+                1,
+            ),
             Ok(Quarantined::Gone) => return,
             Ok(Quarantined::NameTaken) => {
-                bump(&self.counters.quarantine_failures, 1);
+                bump(
+                    &self.counters.quarantine_failures,
+                    "snapseal_store_quarantine_failures_total",
+                    1,
+                );
                 warn!(name = %name, "a quarantined file of that name exists; leaving the failing file in place");
                 return;
             }
             Err(e) => {
-                bump(&self.counters.quarantine_failures, 1);
+                bump(
+                    &self.counters.quarantine_failures,
+                    "snapseal_store_quarantine_failures_total",
+                    1,
+                );
                 error!(name = %name, error = %chain(&e), "quarantine failed");
                 return;
             }
@@ -317,7 +352,11 @@ impl SnapshotStore {
         if let Err(e) =
             quarantine::trim(&*self.dir, self.opts.max_quarantined, &*self.opts.verifier)
         {
-            bump(&self.counters.quarantine_failures, 1);
+            bump(
+                &self.counters.quarantine_failures,
+                "snapseal_store_quarantine_failures_total",
+                1,
+            );
             error!(error = %chain(&e), "trimming the quarantine failed");
         }
     }
@@ -358,6 +397,7 @@ impl SnapshotStore {
         let report = retention::apply(&*self.dir, &plan, &self.holds)?;
         bump(
             &self.counters.retention_deleted,
+            "snapseal_store_retention_deleted_total",
             report.deleted.len() as u64,
         );
         if !report.deleted.is_empty() || !report.spared.is_empty() {
@@ -408,7 +448,11 @@ impl SnapshotStore {
                 step: StoreStep::DirSync,
                 source,
             })?;
-            bump(&self.counters.stale_removed, removed);
+            bump(
+                &self.counters.stale_removed,
+                "snapseal_store_stale_removed_total",
+                removed,
+            );
         }
         Ok(())
     }
