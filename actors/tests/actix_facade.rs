@@ -85,6 +85,7 @@ fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
             digest,
         })
         .await
+        .unwrap()
         .unwrap();
         let s12 = ledger.append_signature();
         snap.send(RecordSignature(s12)).await.unwrap();

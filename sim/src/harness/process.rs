@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use snapseal_actors::ConfigError;
-use snapseal_actors::{SnapshotEvent, Snapshotter};
+use snapseal_actors::{Events, Snapshotter};
 use snapseal_engine::{ShutdownMode, TaskSystem};
 use snapseal_persist::receipt::{Hash, ReceiptVerifier};
 use snapseal_persist::{FileSystem, Hold, SimFs, SnapshotStore, StoreError, StoreOptions};
@@ -33,7 +33,7 @@ pub(crate) struct Process {
     pub snap: Snapshotter,
     pub store: Arc<SnapshotStore>,
     pub evidence_rx: Receiver<(u64, Hash)>,
-    pub events_rx: Receiver<SnapshotEvent>,
+    pub events_rx: Events,
     /// Holds the simulated operator took (dropped with the process).
     pub holds: Vec<Hold>,
 }
