@@ -131,10 +131,8 @@ struct Cancellable<'a> {
 impl std::io::Write for Cancellable<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.shared.is_dropped() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "generation cancelled",
-            ));
+            // Not `Interrupted`: `write_all` would retry that forever.
+            return Err(std::io::Error::other("generation cancelled"));
         }
         self.inner.write(buf)
     }
