@@ -44,7 +44,7 @@
 //!
 //! # actix
 //!
-//! With the `actix` feature, [`actor::SnapshotterActor`] is an actix facade; actix is used
+//! With the `actix` feature, `actor::SnapshotterActor` is an actix facade; actix is used
 //! nowhere else, and without the feature this crate does not depend on actix or tokio.
 #![deny(missing_docs)]
 

@@ -174,7 +174,7 @@ impl Snapshotter {
     ///
     /// Returns `true` when `idx` became a snapshot point: the node must then be able to
     /// produce its state as of `idx` (keep that version) until
-    /// [`StateSource::release(idx)`](StateSource::release) — [`StateSource::capture(idx)`]
+    /// [`StateSource::release(idx)`](StateSource::release) — [`StateSource::capture(idx)`](StateSource::capture)
     /// comes once the commit index reaches `idx`. Nothing else is asked of the node (a node that
     /// splits its ledger into chunks may start a new chunk here, so snapshots align with chunk
     /// boundaries, but snapseal does not rely on it). `false`: no snapshot at `idx`; nothing to
