@@ -18,7 +18,6 @@ use snapseal::actors::actor::{
     Commit, RecordCommittable, RecordEvidence, RecordSignature, RecordTree, SnapshotNotification,
     SnapshotterActor,
 };
-use snapseal::actors::EvidenceError;
 use snapseal::engine::{EngineConfig, TaskSystem};
 use snapseal::persist::receipt::{Ed25519Verifier, Hash};
 use snapseal::persist::{RealFs, SnapshotStore, StoreOptions};
@@ -115,8 +114,9 @@ impl Handler<EvidenceReady> for Node {
             ctx.spawn(
                 async move {
                     match answer.await {
+                        Ok(Ok(())) => {}
                         // Asked for before a rollback dropped that snapshot: nothing to prove.
-                        Ok(Ok(())) | Ok(Err(EvidenceError::UnknownSnapshot { .. })) => {}
+                        Ok(Err(stale)) if stale.is_stale() => {}
                         Ok(Err(refused)) => eprintln!("evidence refused: {refused}"),
                         Err(e) => eprintln!("snapshotter gone: {e}"),
                     }

@@ -124,8 +124,9 @@ impl Node {
                 .snapshotter
                 .record_evidence(evidence_idx, snapshot_idx, digest)
             {
+                Ok(()) => {}
                 // Asked for before a rollback dropped that snapshot: nothing to prove.
-                Ok(()) | Err(EvidenceError::UnknownSnapshot { .. }) => {}
+                Err(stale) if stale.is_stale() => {}
                 // Anything else means this node appended evidence it should not have.
                 Err(refused) => return Err(refused),
             }

@@ -29,7 +29,9 @@ pub enum EvidenceError {
         /// Snapshot index named by the evidence.
         snapshot_idx: u64,
     },
-    /// The generation has no serialised body yet, so the digest cannot come from it.
+    /// The generation at `snapshot_idx` has no serialised body yet, so the digest cannot come
+    /// from it. Expected after a rollback: a dropped generation's announcement arriving after
+    /// the point was re-armed and captured anew.
     #[error("evidence at {evidence_idx}: the snapshot at {snapshot_idx} is not serialised yet")]
     NotSerialised {
         /// Evidence tx index.
@@ -49,6 +51,21 @@ pub enum EvidenceError {
         /// The digest the evidence carried.
         got: [u8; 32],
     },
+}
+
+impl EvidenceError {
+    /// The evidence answers an announcement a rollback made stale ([`UnknownSnapshot`] or
+    /// [`NotSerialised`]): a node that rolls back should expect these and ignore them. The
+    /// others mean the node appended evidence it should not have.
+    ///
+    /// [`UnknownSnapshot`]: EvidenceError::UnknownSnapshot
+    /// [`NotSerialised`]: EvidenceError::NotSerialised
+    pub fn is_stale(&self) -> bool {
+        matches!(
+            self,
+            EvidenceError::UnknownSnapshot { .. } | EvidenceError::NotSerialised { .. }
+        )
+    }
 }
 
 /// Any error of this crate, for a node that wants one type.

@@ -214,9 +214,10 @@ impl Snapshotter {
 
     /// The node appended the evidence tx for the snapshot at `snapshot_idx` at `evidence_idx`.
     ///
-    /// An error means the evidence was not recorded and the generation keeps waiting:
-    /// [`EvidenceError::UnknownSnapshot`] is expected after a rollback (the announcement
-    /// predates it); the others mean the node appended evidence it should not have.
+    /// An error means the evidence was not recorded and the generation keeps waiting. After a
+    /// rollback, errors for which [`EvidenceError::is_stale`] holds are expected (the
+    /// announcement predates the rollback); the others mean the node appended evidence it
+    /// should not have.
     pub fn record_evidence(
         &mut self,
         evidence_idx: u64,

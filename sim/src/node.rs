@@ -381,7 +381,8 @@ impl SimNode {
             });
             match self.timed(|s| s.record_evidence(e, snapshot_idx, digest)) {
                 // Announced before a rollback dropped its generation: nothing to record.
-                Ok(()) | Err(EvidenceError::UnknownSnapshot { .. }) => {}
+                Ok(()) => {}
+                Err(stale) if stale.is_stale() => {}
                 Err(refused) => {
                     tracing::warn!(error = %refused, "evidence refused");
                     self.refused_evidence.push(refused);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use snapseal::actors::{Events, EvidenceError};
+use snapseal::actors::Events;
 use snapseal::engine::{EngineConfig, TaskSystem};
 use snapseal::persist::fs::{FileSystem, RealFs, SimFs};
 use snapseal::persist::receipt::{Ed25519Verifier, Hash, ReceiptVerifier, SignedRoot};
@@ -162,7 +162,8 @@ impl Env {
             });
             match self.snap.record_evidence(e, snapshot_idx, digest) {
                 // Announced before a rollback dropped its generation.
-                Ok(()) | Err(EvidenceError::UnknownSnapshot { .. }) => {}
+                Ok(()) => {}
+                Err(stale) if stale.is_stale() => {}
                 Err(refused) => panic!("evidence refused: {refused}"),
             }
             out.push((e, snapshot_idx));

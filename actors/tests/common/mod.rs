@@ -117,7 +117,7 @@ impl Drive {
             });
             match self.snap.record_evidence(e, snapshot_idx, digest) {
                 Ok(()) => out.push(e),
-                Err(snapseal_actors::EvidenceError::UnknownSnapshot { .. }) => {}
+                Err(stale) if stale.is_stale() => {}
                 Err(other) => panic!("evidence refused: {other}"),
             }
         }

@@ -75,7 +75,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use snapseal_actors::{EvidenceError, SnapshotCounters, SnapshotEvent};
+use snapseal_actors::{SnapshotCounters, SnapshotEvent};
 use snapseal_persist::fs::Fault;
 use snapseal_persist::receipt::{Ed25519Verifier, ReceiptVerifier};
 use snapseal_persist::{FileState, SimFs, SnapshotName, StoreStats};
@@ -426,7 +426,8 @@ impl Harness {
             });
             match self.process.snap.record_evidence(e, snapshot_idx, digest) {
                 // Announced before a rollback dropped its generation: nothing to record.
-                Ok(()) | Err(EvidenceError::UnknownSnapshot { .. }) => {}
+                Ok(()) => {}
+                Err(stale) if stale.is_stale() => {}
                 Err(other) => {
                     return Err(self.violation(Invariant::UnexpectedError, other.to_string()))
                 }
