@@ -7,7 +7,9 @@
 //! finishes, the evidence request comes back to the node actor as a message, and committed
 //! snapshots arrive as `SnapshotNotification`s.
 //!
-//! Run: `cargo run --example actix_node` (writes into a fresh temp directory and prints it).
+//! Needs the `actix` feature of `snapseal` (`snapseal = { features = ["actix"] }`).
+//! Run: `cargo run --example actix_node --features actix` (writes into a fresh temp directory
+//! and prints it).
 
 use std::sync::Arc;
 
@@ -98,17 +100,31 @@ impl Handler<Tick> for Node {
 
 impl Handler<EvidenceReady> for Node {
     type Result = ();
-    fn handle(&mut self, m: EvidenceReady, _: &mut Context<Self>) {
+    fn handle(&mut self, m: EvidenceReady, ctx: &mut Context<Self>) {
         let evidence_idx = self.ledger.append(TxKind::Evidence {
             snapshot_idx: m.snapshot_idx,
             digest: m.digest,
         });
         if let Some(snap) = &self.snapshotter {
-            snap.do_send(RecordEvidence {
+            // `send` queues the message now (in order with the `do_send`s above); the answer
+            // comes back asynchronously.
+            let answer = snap.send(RecordEvidence {
                 evidence_idx,
                 snapshot_idx: m.snapshot_idx,
                 digest: m.digest,
             });
+            ctx.spawn(
+                async move {
+                    match answer.await {
+                        Ok(Ok(())) => {}
+                        // Asked for before a rollback dropped that snapshot: nothing to prove.
+                        Ok(Err(stale)) if stale.is_stale() => {}
+                        Ok(Err(refused)) => eprintln!("evidence refused: {refused}"),
+                        Err(e) => eprintln!("snapshotter gone: {e}"),
+                    }
+                }
+                .into_actor(self),
+            );
         }
     }
 }

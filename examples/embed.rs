@@ -8,6 +8,9 @@
 //!   `record_tree`, and `commit` whenever its commit index advances;
 //! - snapseal serialises and writes `.committed` files on its own workers, and tells the node
 //!   through `events()`;
+//! - the node keeps a version per snapshot point until snapseal `release`s it (a point can be
+//!   captured again after a rollback, so `capture` must not consume it);
+//! - `close` ends the pipeline and frees the store;
 //! - after a restart, `SnapshotStore::latest()` returns the newest snapshot that verifies.
 //!
 //! Run: `cargo run --example embed` (well under two seconds).
@@ -20,13 +23,14 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
+use snapseal::actors::{CaptureError, CloseMode, EvidenceError};
 use snapseal::engine::{EngineConfig, ShutdownMode};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::Hash;
 use snapseal::{
-    actors::CaptureError, EvidenceSink, SnapshotEvent, SnapshotStore, Snapshotter,
-    SnapshotterConfig, StateSource, StateView, StoreOptions, TaskSystem,
+    EvidenceSink, SnapshotEvent, SnapshotStore, Snapshotter, SnapshotterConfig, StateSource,
+    StateView, StoreOptions, TaskSystem,
 };
 use snapseal_sim::ledger::{Ledger, TxKind};
 
@@ -35,7 +39,7 @@ use snapseal_sim::ledger::{Ledger, TxKind};
 #[derive(Default)]
 struct Accounts {
     current: Mutex<Arc<BTreeMap<u64, i64>>>,
-    /// Versions kept for snapshot points not captured yet (by ledger index).
+    /// Versions kept for snapshot points snapseal has not released yet (by ledger index).
     kept: Mutex<HashMap<u64, Arc<BTreeMap<u64, i64>>>>,
 }
 
@@ -53,13 +57,21 @@ impl Accounts {
 }
 
 impl StateSource for Accounts {
-    /// Called on the consensus thread inside `commit`: must be cheap, and is.
+    /// Called on the consensus thread inside `commit`: must be cheap, and is. The version
+    /// stays kept: after a rollback snapseal may capture the same point again.
     fn capture(&self, idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
-        let map = self.kept.lock().remove(&idx).ok_or_else(|| CaptureError {
-            idx,
-            reason: "no version kept at that index".into(),
-        })?;
+        let map = self
+            .kept
+            .lock()
+            .get(&idx)
+            .cloned()
+            .ok_or_else(|| CaptureError::new(idx, "no version kept at that index"))?;
         Ok(Box::new(AccountsView { idx, map }))
+    }
+
+    /// snapseal will not capture `idx` again (snapshotted, skipped or rolled back): forget it.
+    fn release(&self, idx: u64) {
+        self.kept.lock().remove(&idx);
     }
 }
 
@@ -103,15 +115,24 @@ struct Node {
 
 impl Node {
     /// Append the evidence txs snapseal asked for, and tell it where they landed.
-    fn append_evidence(&mut self) {
+    fn append_evidence(&mut self) -> Result<(), EvidenceError> {
         while let Ok((snapshot_idx, digest)) = self.evidence.try_recv() {
             let evidence_idx = self.ledger.append(TxKind::Evidence {
                 snapshot_idx,
                 digest,
             });
-            self.snapshotter
-                .record_evidence(evidence_idx, snapshot_idx, digest);
+            match self
+                .snapshotter
+                .record_evidence(evidence_idx, snapshot_idx, digest)
+            {
+                Ok(()) => {}
+                // Asked for before a rollback dropped that snapshot: nothing to prove.
+                Err(stale) if stale.is_stale() => {}
+                // Anything else means this node appended evidence it should not have.
+                Err(refused) => return Err(refused),
+            }
         }
+        Ok(())
     }
 
     /// A client transaction: move `amount` between two accounts.
@@ -129,7 +150,7 @@ impl Node {
         let signed = self.ledger.append_signature();
         let sig_idx = signed.sig_idx;
         if self.snapshotter.record_committable(sig_idx) {
-            // A snapshot point: keep the state as of here until snapseal captures it.
+            // A snapshot point: keep the state as of here until snapseal releases it.
             self.accounts.keep(sig_idx);
         }
         self.snapshotter.record_signature(signed);
@@ -153,6 +174,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     let tasks = TaskSystem::threaded(EngineConfig::default())?;
     let accounts = Arc::new(Accounts::default());
+    let kept = Arc::clone(&accounts);
     let (tx, evidence) = crossbeam_channel::unbounded();
     let snapshotter = Snapshotter::new(
         SnapshotterConfig {
@@ -175,7 +197,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // The consensus loop: 1000 transfers, a signature every 10 txs.
     for i in 0..1000u64 {
-        node.append_evidence();
+        node.append_evidence()?;
         node.transfer(i % 17, (i * 7) % 17, 5);
         if node.ledger.last_idx() % 10 == 9 {
             node.sign();
@@ -189,7 +211,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // Shutting down: sign until every started snapshot has reached disk.
     for _ in 0..100 {
         tasks.wait_idle(Duration::from_secs(1));
-        node.append_evidence();
+        node.append_evidence()?;
         if node.snapshotter.pending().is_empty() {
             break;
         }
@@ -205,11 +227,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         "{} snapshots committed, {} skipped",
         counters.persisted, counters.skipped
     );
-    // The Snapshotter owns the store (and its lock); drop both before "restarting".
-    drop(node);
+    // The Snapshotter owns the store (and its lock): closing it frees both before
+    // "restarting", and releases every version the node still kept.
+    node.snapshotter.close(CloseMode::Drain);
     tasks.shutdown(ShutdownMode::Drain);
+    println!("versions still kept: {}", kept.kept.lock().len());
 
-    // A restarted node recovers from the newest snapshot that verifies.
+    // A restarted node recovers from the newest snapshot that verifies (and would start its
+    // new Snapshotter with `.with_baseline(idx)`, so the next snapshot is `tx_interval` later).
     let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))?;
     match store.latest()? {
         Some(snapshot) => {

@@ -75,7 +75,7 @@ fn rollback_drops_every_generation_whose_evidence_is_gone() {
             snapshot_idx,
             digest,
         });
-        snap.record_evidence(e, snapshot_idx, digest);
+        snap.record_evidence(e, snapshot_idx, digest).unwrap();
     }
     let evidence: Vec<_> = snap.pending().iter().map(|g| g.evidence_idx).collect();
     assert_eq!(evidence, vec![Some(22), Some(21)]);

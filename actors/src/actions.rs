@@ -12,13 +12,39 @@ use snapseal_persist::{PersistRequest, SnapshotStore};
 use tracing::{debug, info};
 
 use crate::body::{BodyBuilder, MemoryBudget, SpillTarget, Stored};
+use crate::events::EventHub;
 use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
 use crate::generation::GenShared;
-use crate::node::{EvidenceSink, ProofSource, StateView};
+use crate::node::{CaptureError, EvidenceSink, ProofSource, StateView};
 
-/// Why a generation's action failed.
+/// Why a generation failed (carried by [`SnapshotEvent::Failed`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GenerationError {
+    /// The node's [`StateSource::capture`](crate::StateSource::capture) refused the point.
+    #[error("generation {generation} (idx {idx}): {source}")]
+    Capture {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+        /// The node's error.
+        source: CaptureError,
+    },
+    /// An action failed without a typed error (it panicked, or the engine reported it).
+    #[error("generation {generation} (idx {idx}): {action} action {how}: {message}", how = if *.panicked { "panicked" } else { "failed" })]
+    Action {
+        /// Generation number.
+        generation: u64,
+        /// Snapshot index.
+        idx: u64,
+        /// The action's name (`serialise` or `persist`).
+        action: String,
+        /// The engine's report.
+        message: String,
+        /// Whether the action panicked.
+        panicked: bool,
+    },
     /// Streaming or compressing the state failed.
     #[error("generation {generation} (idx {idx}): serialising the state: {source}")]
     Serialise {
@@ -86,8 +112,42 @@ pub(crate) struct SerialiseJob {
     pub span: tracing::Span,
 }
 
+/// Keeps the typed error for the `Failed` event and hands the engine the same error.
+fn keep_error(shared: &GenShared, result: Result<(), GenerationError>) -> ActionResult {
+    result.map_err(|e| {
+        let e = Arc::new(e);
+        *shared.error.lock() = Some(Arc::clone(&e));
+        Box::new(e) as snapseal_engine::ActionError
+    })
+}
+
+/// The serialise action's output: stops the node's `write_to` as soon as the generation is
+/// dropped (rollback or close), so cancelled work does not run to the end.
+struct Cancellable<'a> {
+    inner: &'a mut BodyBuilder,
+    shared: &'a GenShared,
+}
+
+impl std::io::Write for Cancellable<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.shared.is_dropped() {
+            // Not `Interrupted`: `write_all` would retry that forever.
+            return Err(std::io::Error::other("generation cancelled"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 impl SerialiseJob {
-    pub fn run(mut self) -> ActionResult {
+    pub fn run(self) -> ActionResult {
+        let shared = Arc::clone(&self.shared);
+        keep_error(&shared, self.serialise())
+    }
+
+    fn serialise(mut self) -> Result<(), GenerationError> {
         let _entered = self.span.clone().entered();
         let _action = tracing::debug_span!("serialise").entered();
         let (generation, idx) = (self.generation, self.idx);
@@ -109,7 +169,16 @@ impl SerialiseJob {
             ),
         }
         .map_err(serialise_err)?;
-        self.view.write_to(&mut builder).map_err(serialise_err)?;
+        let written = self.view.write_to(&mut Cancellable {
+            inner: &mut builder,
+            shared: &self.shared,
+        });
+        if self.shared.is_dropped() {
+            // Dropping the builder discards a spilled body's pending file.
+            debug!("dropped while serialising; stopped");
+            return Ok(());
+        }
+        written.map_err(serialise_err)?;
         let body = builder.finish().map_err(serialise_err)?;
         let digest = body.digest();
         self.span.record("bytes", body.len());
@@ -144,13 +213,18 @@ pub(crate) struct PersistJob {
     pub shared: Arc<GenShared>,
     pub store: Arc<SnapshotStore>,
     pub span: tracing::Span,
-    pub events: Sender<SnapshotEvent>,
+    pub events: Arc<EventHub>,
     pub done: Sender<(u64, SnapshotEvent)>,
     pub counters: Arc<Counters>,
 }
 
 impl PersistJob {
     pub fn run(self) -> ActionResult {
+        let shared = Arc::clone(&self.shared);
+        keep_error(&shared, self.persist())
+    }
+
+    fn persist(self) -> Result<(), GenerationError> {
         let _entered = self.span.clone().entered();
         let _action = tracing::debug_span!("persist").entered();
         let (generation, idx) = (self.generation, self.idx);
@@ -225,7 +299,7 @@ impl PersistJob {
         });
         // The node may have dropped its receiver; that only means nobody listens.
         let _ = self.done.send((generation, event.clone()));
-        let _ = self.events.send(event);
+        self.events.emit(event);
         Ok(())
     }
 }

@@ -1,9 +1,13 @@
 //! The actix facade: [`SnapshotterActor`], one message per [`Snapshotter`] call.
 //!
-//! actix appears in this file only. The actor owns the state machine and runs on an actix
-//! arbiter; serialisation and persistence still run on the snapseal engine's workers, so a slow
-//! disk never blocks the arbiter. Notifications (committed, failed, dropped, skipped) are
-//! forwarded to a [`Recipient`] by a small thread that waits on the event channel.
+//! Built with the crate's `actix` feature; actix appears in this file only. The actor owns the
+//! state machine and runs on an actix arbiter; serialisation and persistence still run on the
+//! snapseal engine's workers, so a slow disk never blocks the arbiter. Notifications
+//! (committed, failed, dropped, skipped) are forwarded to a [`Recipient`] by an
+//! [`on_event`](Snapshotter::on_event) hook with [`Recipient::do_send`]: never dropped, however
+//! busy the subscriber's mailbox (the mailbox grows instead), and in the order each producing
+//! thread emitted them. When the actor stops, the Snapshotter is dropped, which closes it with
+//! [`CloseMode::Cancel`](crate::CloseMode::Cancel).
 
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use actix::prelude::*;
 use snapseal_persist::receipt::SignedRoot;
 use snapseal_persist::Hash;
 
+use crate::error::EvidenceError;
 use crate::events::{SnapshotCounters, SnapshotEvent};
 use crate::node::ProofSource;
 use crate::snapshotter::{GenerationInfo, Snapshotter};
@@ -22,7 +27,6 @@ use crate::snapshotter::{GenerationInfo, Snapshotter};
 /// Actor wrapping a [`Snapshotter`].
 pub struct SnapshotterActor {
     inner: Snapshotter,
-    subscriber: Option<Recipient<SnapshotNotification>>,
 }
 
 impl SnapshotterActor {
@@ -31,37 +35,19 @@ impl SnapshotterActor {
         snapshotter: Snapshotter,
         subscriber: Option<Recipient<SnapshotNotification>>,
     ) -> Self {
-        SnapshotterActor {
-            inner: snapshotter,
-            subscriber,
+        if let Some(recipient) = subscriber {
+            // `do_send` never fails on a full mailbox (unlike `try_send`) and never blocks, so
+            // it is safe on the worker or consensus thread that produced the event.
+            snapshotter.on_event(move |event| {
+                recipient.do_send(SnapshotNotification(event.clone()));
+            });
         }
+        SnapshotterActor { inner: snapshotter }
     }
 }
 
 impl Actor for SnapshotterActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, _ctx: &mut Self::Context) {
-        let Some(recipient) = self.subscriber.clone() else {
-            return;
-        };
-        let events = self.inner.events();
-        // A plain thread: the channel is blocking, and the arbiter must never block.
-        let spawned = std::thread::Builder::new()
-            .name("snapseal-events".into())
-            .spawn(move || {
-                for event in events.iter() {
-                    if recipient.try_send(SnapshotNotification(event)).is_err()
-                        && !recipient.connected()
-                    {
-                        break;
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the event forwarder; notifications are off");
-        }
-    }
 }
 
 /// An event forwarded to the subscriber.
@@ -81,7 +67,7 @@ pub struct Commit(pub u64);
 
 /// [`Snapshotter::record_evidence`].
 #[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), EvidenceError>")]
 pub struct RecordEvidence {
     /// Index of the evidence tx.
     pub evidence_idx: u64,
@@ -141,8 +127,8 @@ impl Handler<Commit> for SnapshotterActor {
 }
 
 impl Handler<RecordEvidence> for SnapshotterActor {
-    type Result = ();
-    fn handle(&mut self, m: RecordEvidence, _: &mut Context<Self>) {
+    type Result = Result<(), EvidenceError>;
+    fn handle(&mut self, m: RecordEvidence, _: &mut Context<Self>) -> Self::Result {
         self.inner
             .record_evidence(m.evidence_idx, m.snapshot_idx, m.digest)
     }

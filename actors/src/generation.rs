@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 use snapseal_engine::OrderedTasks;
 use snapseal_persist::receipt::SignedRoot;
 
+use crate::actions::GenerationError;
 use crate::body::PendingBody;
 use crate::node::ProofSource;
 
@@ -17,8 +18,11 @@ pub(crate) struct GenShared {
     pub body: Mutex<Option<PendingBody>>,
     /// Set when serialisation finished (the body may already have been taken since).
     pub serialised: AtomicBool,
-    /// Set by rollback: the serialise action must not announce evidence for it any more.
+    /// Set by rollback or close: the serialise action stops streaming and must not announce
+    /// evidence for it any more.
     pub dropped: AtomicBool,
+    /// The typed error of the action that failed, for the `Failed` event.
+    pub error: Mutex<Option<Arc<GenerationError>>>,
 }
 
 impl GenShared {

@@ -14,13 +14,46 @@
 //! - a generation is persisted at most once; a rolled-back one is cancelled and leaves no file;
 //! - generations are independent queues, so a slow one never delays another's actions.
 //!
-//! [`actor::SnapshotterActor`] is the actix facade; actix is used nowhere else.
+//! # The node's state: capture and release
+//!
+//! When [`Snapshotter::record_committable`] returns `true` for `idx`, the node keeps its state
+//! as of `idx`. [`StateSource::capture`] is called (on the consensus thread) once the commit
+//! index reaches `idx` — and may be called *again* for the same `idx` when a rollback drops its
+//! generation but keeps `idx`. [`StateSource::release`] is called exactly once per such point,
+//! when the Snapshotter will never capture it again (skipped, rolled back, or captured and its
+//! generation finished); that is where the node drops the version it kept.
+//!
+//! # Events
+//!
+//! Outcomes (`Committed`, `Failed`) and notices (`Dropped`, `Skipped`) reach the node two ways:
+//! - [`Snapshotter::events`] returns an [`Events`] receiver over a bounded queue. When it is
+//!   full the oldest `Skipped`/`Dropped` events make room first; outcomes are removed only
+//!   from a queue holding nothing else. Removed events are never lost silently: the next
+//!   receive returns [`SnapshotEvent::Overflowed`] with their counts.
+//! - [`Snapshotter::on_event`] hooks see every event, on the thread that produced it, with no
+//!   queue in between — for forwarding into an async channel. They must not block.
+//!
+//! # Closing
+//!
+//! [`Snapshotter::close`] ends the pipeline: [`CloseMode::Drain`] lets generations whose gate
+//! already held finish and cancels the rest, [`CloseMode::Cancel`] cancels all (a serialisation
+//! in progress stops at its next write). Either way it waits for running actions, releases
+//! every kept point, closes the event queue and drops its store handle — so once the caller
+//! drops its own `Arc<SnapshotStore>`, the directory lock is free. Dropping a Snapshotter is a
+//! `Cancel` close.
+//!
+//! # actix
+//!
+//! With the `actix` feature, `actor::SnapshotterActor` is an actix facade; actix is used
+//! nowhere else, and without the feature this crate does not depend on actix or tokio.
 #![deny(missing_docs)]
 
 mod actions;
+#[cfg(feature = "actix")]
 pub mod actor;
 mod body;
 mod config;
+mod error;
 mod events;
 mod generation;
 mod node;
@@ -32,6 +65,13 @@ pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, SPILL_BUFFER
 pub use config::{
     ConfigError, SnapshotterConfig, DEFAULT_SPILL_THRESHOLD, MAX_PENDING_LIMIT, MAX_SPILL_THRESHOLD,
 };
-pub use events::{CommittedSnapshot, SnapshotCounters, SnapshotEvent};
+pub use error::{Error, EvidenceError};
+pub use events::{
+    CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
+};
 pub use node::{CaptureError, EvidenceSink, InclusionProof, ProofSource, StateSource, StateView};
-pub use snapshotter::{digest_prefix, GenerationInfo, Snapshotter};
+/// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).
+pub use snapseal_persist::Hash;
+/// A signature over the ledger's root, as [`Snapshotter::record_signature`] takes it.
+pub use snapseal_persist::receipt::SignedRoot;
+pub use snapshotter::{digest_prefix, CloseMode, GenerationInfo, Snapshotter};

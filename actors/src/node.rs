@@ -2,20 +2,47 @@
 //!
 //! These traits are the whole contract between snapseal and a node. The node calls the
 //! [`Snapshotter`](crate::Snapshotter) from its consensus thread; snapseal calls these traits
-//! back — `capture` on the consensus thread (so it must be cheap), the rest on worker threads.
+//! back — `capture` and `release` on the consensus thread (so they must be cheap), the rest on
+//! worker threads.
 
 use std::io;
 
 use snapseal_persist::Hash;
 
 /// A node's state machine, able to hand out frozen views of itself.
+///
+/// The life of a snapshot point `idx`, as the node sees it:
+/// 1. [`Snapshotter::record_committable(idx)`](crate::Snapshotter::record_committable) returns
+///    `true`: the node keeps (or can rebuild) its state as of `idx`;
+/// 2. `capture(idx)` is called zero or more times (see its rules);
+/// 3. `release(idx)` is called exactly once; after it, `capture(idx)` is never called again for
+///    this point, and the node may drop what it kept.
+///
+/// A node that keeps a version per point until `release` therefore keeps at most the points
+/// the Snapshotter still tracks (bounded by `max_pending` plus the points not yet committed).
 pub trait StateSource: Send + Sync {
     /// A frozen view of the state as of ledger index `idx`.
     ///
     /// Called on the consensus thread inside [`Snapshotter::commit`](crate::Snapshotter::commit),
     /// so it must be cheap (take a reference-counted version, don't copy); the expensive
     /// streaming happens later in [`StateView::write_to`] on a worker.
+    ///
+    /// Only for an index `record_committable` accepted, once the commit index reached it. It
+    /// **may be called again for the same `idx`**: when a rollback drops the generation at
+    /// `idx` but keeps `idx` itself, the point is re-armed and captured anew at a later commit.
+    /// So `capture` must not consume what the node kept for `idx`; drop that in
+    /// [`release`](Self::release). It is never called for a point that was skipped
+    /// (`max_pending`), rolled back, or already released.
     fn capture(&self, idx: u64) -> Result<Box<dyn StateView>, CaptureError>;
+
+    /// The Snapshotter is done with the point at `idx`: it will never call `capture(idx)` for
+    /// it again. Called once per point `record_committable` accepted, on the consensus thread
+    /// (inside a [`Snapshotter`](crate::Snapshotter) call or its `close`), after the point was
+    /// skipped, rolled back, or captured and its generation finished (committed, failed, or
+    /// dropped without re-arming). Views already handed out stay valid. Default: nothing.
+    fn release(&self, idx: u64) {
+        let _ = idx;
+    }
 }
 
 /// A frozen, self-contained view of the state at one index.
@@ -27,13 +54,23 @@ pub trait StateView: Send {
 }
 
 /// The node could not produce a view at the requested index.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot capture state at index {idx}: {reason}")]
 pub struct CaptureError {
     /// The index asked for.
     pub idx: u64,
     /// Why not.
     pub reason: String,
+}
+
+impl CaptureError {
+    /// The error for `idx`, explained by `reason`.
+    pub fn new(idx: u64, reason: impl Into<String>) -> Self {
+        CaptureError {
+            idx,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Where a finished serialisation is announced so the node appends its evidence tx.

@@ -28,14 +28,24 @@ pub(crate) struct Points {
 
 impl Points {
     pub fn new() -> Self {
+        Self::starting_at(0)
+    }
+
+    /// Points whose baseline is `idx` (the snapshot the state started from; never taken again).
+    pub fn starting_at(idx: u64) -> Self {
         let mut points = VecDeque::new();
         points.push_back(Point {
-            idx: 0,
+            idx,
             forced: false,
             done: true,
             deferred: false,
         });
         Points { points }
+    }
+
+    /// Indices of points still to be captured.
+    pub fn undone(&self) -> impl Iterator<Item = u64> + '_ {
+        self.points.iter().filter(|p| !p.done).map(|p| p.idx)
     }
 
     /// Index the next interval is measured from.

@@ -4,6 +4,9 @@
 //! `capture`, required to be cheap) and may add an action to a generation's queue. Nothing here
 //! performs I/O or waits for a task; serialisation and persistence run on the engine.
 
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +17,13 @@ use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use tracing::{debug, info, warn};
 
-use crate::actions::{hex_prefix, PersistJob, SerialiseJob};
+use crate::actions::{hex_prefix, GenerationError, PersistJob, SerialiseJob};
 use crate::body::MemoryBudget;
 use crate::config::{ConfigError, SnapshotterConfig};
-use crate::events::{Counters, SnapshotCounters, SnapshotEvent};
+use crate::error::EvidenceError;
+use crate::events::{
+    Counters, EventHub, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
+};
 use crate::generation::{GenShared, Generation};
 use crate::node::{EvidenceSink, ProofSource, StateSource};
 use crate::points::Points;
@@ -39,10 +45,25 @@ pub struct GenerationInfo {
     pub persist_scheduled: bool,
 }
 
+/// How [`Snapshotter::close`] treats pending generations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseMode {
+    /// Let generations whose gate already held (their persist action is queued or running)
+    /// finish — their `.committed` files are written, or they fail — and cancel every other.
+    Drain,
+    /// Cancel every generation. A serialisation in progress stops at its next write; a persist
+    /// action already running cannot be interrupted and completes (its file may be committed,
+    /// and is then reported).
+    Cancel,
+}
+
 /// Turns commit points into generations and generations into `.committed` files.
 ///
 /// Drive it from the consensus thread (`&mut self`: one caller at a time). Generations run on
 /// the [`TaskSystem`] given at construction — threaded in production, manual in tests.
+///
+/// End it with [`close`](Self::close); dropping it closes it with [`CloseMode::Cancel`].
 pub struct Snapshotter {
     config: SnapshotterConfig,
     tasks: TaskSystem,
@@ -62,8 +83,10 @@ pub struct Snapshotter {
     counters: Arc<Counters>,
     /// In-memory allowance of all pending bodies (`None`: never spill to disk).
     spill_budget: Option<MemoryBudget>,
-    events_tx: Sender<SnapshotEvent>,
-    events_rx: Receiver<SnapshotEvent>,
+    events: Arc<EventHub>,
+    /// Points `record_committable` accepted and `StateSource::release` was not yet called for.
+    armed: BTreeSet<u64>,
+    closed: bool,
     done_tx: Sender<(u64, SnapshotEvent)>,
     done_rx: Receiver<(u64, SnapshotEvent)>,
 }
@@ -90,7 +113,7 @@ impl Snapshotter {
         sink: Arc<dyn EvidenceSink>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let capacity = NonZeroUsize::new(DEFAULT_EVENT_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let spill_budget = config.spill_threshold.map(MemoryBudget::new);
         Ok(Snapshotter {
@@ -108,16 +131,54 @@ impl Snapshotter {
             last_serialise_at: None,
             last_persisted_idx: 0,
             counters: Arc::new(Counters::default()),
-            events_tx,
-            events_rx,
+            events: EventHub::new(capacity),
+            armed: BTreeSet::new(),
+            closed: false,
             done_tx,
             done_rx,
         })
     }
 
+    /// The state this Snapshotter starts from is the snapshot at `idx` (a node restarted from
+    /// the store's `latest()`): the next interval counts from `idx`, so the first point is due
+    /// at `idx + tx_interval`, and a rollback that removes every later point falls back to
+    /// `idx`. Call it before any other call.
+    pub fn with_baseline(mut self, idx: u64) -> Self {
+        self.points = Points::starting_at(idx);
+        self.last_persisted_idx = idx;
+        self
+    }
+
+    /// Bound the [`Events`] queue at `capacity` events instead of
+    /// [`DEFAULT_EVENT_CAPACITY`](crate::DEFAULT_EVENT_CAPACITY) (overflow policy: see
+    /// [`Events`]).
+    pub fn with_event_capacity(self, capacity: NonZeroUsize) -> Self {
+        self.events.set_capacity(capacity);
+        self
+    }
+
+    /// Call `hook` with every event as it is produced, before it is queued for [`Events`] —
+    /// for a node that forwards events into its own (for example async) channel.
+    ///
+    /// It runs on the thread that produced the event: the consensus thread (inside a
+    /// Snapshotter call, for `Skipped` and `Dropped`) or an engine worker (for `Committed` and
+    /// `Failed`). So it must be quick and must never block (use a non-blocking or unbounded
+    /// send); a panic in it is caught and logged. Hooks see every event (they are not subject
+    /// to the queue's overflow policy) and are dropped when the Snapshotter closes.
+    pub fn on_event(&self, hook: impl Fn(&SnapshotEvent) + Send + Sync + 'static) {
+        self.events.add_hook(Arc::new(hook));
+    }
+
     /// At every signature tx: records `idx` as a candidate snapshot point when a snapshot is due
-    /// there (or was forced). Returns true when the node should start a new ledger chunk at
-    /// `idx`.
+    /// there (or was forced).
+    ///
+    /// Returns `true` when `idx` became a snapshot point: the node must then be able to
+    /// produce its state as of `idx` (keep that version) until
+    /// [`StateSource::release(idx)`](StateSource::release) — [`StateSource::capture(idx)`](StateSource::capture)
+    /// comes once the commit index reaches `idx`. Nothing else is asked of the node (a node that
+    /// splits its ledger into chunks may start a new chunk here, so snapshots align with chunk
+    /// boundaries, but snapseal does not rely on it). `false`: no snapshot at `idx`; nothing to
+    /// keep.
     pub fn record_committable(&mut self, idx: u64) -> bool {
         let baseline = self.points.baseline();
         if idx <= baseline {
@@ -133,7 +194,10 @@ impl Snapshotter {
             return false;
         }
         let forced = std::mem::take(&mut self.forced);
-        self.points.push(idx, forced);
+        if !self.points.push(idx, forced) {
+            return false;
+        }
+        self.armed.insert(idx);
         debug!(idx, forced, baseline, "snapshot point recorded");
         true
     }
@@ -145,48 +209,67 @@ impl Snapshotter {
         self.commit_idx = self.commit_idx.max(idx);
         self.check_gates();
         self.schedule_due();
+        self.release_finished();
     }
 
     /// The node appended the evidence tx for the snapshot at `snapshot_idx` at `evidence_idx`.
-    pub fn record_evidence(&mut self, evidence_idx: u64, snapshot_idx: u64, digest: Hash) {
+    ///
+    /// An error means the evidence was not recorded and the generation keeps waiting. After a
+    /// rollback, errors for which [`EvidenceError::is_stale`] holds are expected (the
+    /// announcement predates the rollback); the others mean the node appended evidence it
+    /// should not have.
+    pub fn record_evidence(
+        &mut self,
+        evidence_idx: u64,
+        snapshot_idx: u64,
+        digest: Hash,
+    ) -> Result<(), EvidenceError> {
         self.drain_done();
+        self.release_finished();
         let Some(generation) = self
             .pending
             .iter_mut()
             .find(|g| g.idx == snapshot_idx && g.evidence_idx.is_none())
         else {
-            debug!(
+            return Err(EvidenceError::UnknownSnapshot {
                 evidence_idx,
-                snapshot_idx, "evidence for no pending generation; ignored"
-            );
-            return;
+                snapshot_idx,
+            });
         };
         if evidence_idx <= snapshot_idx {
-            warn!(
+            return Err(EvidenceError::NotAfterSnapshot {
                 evidence_idx,
-                snapshot_idx, "evidence not after its snapshot point; ignored"
-            );
-            return;
+                snapshot_idx,
+            });
         }
         let body_digest = generation.shared.body.lock().as_ref().map(|b| b.digest());
-        if body_digest != Some(digest) {
-            warn!(
+        let Some(expected) = body_digest else {
+            return Err(EvidenceError::NotSerialised {
                 evidence_idx,
-                snapshot_idx, "evidence digest does not match the serialised body; ignored"
-            );
-            return;
+                snapshot_idx,
+            });
+        };
+        if expected != digest {
+            return Err(EvidenceError::DigestMismatch {
+                evidence_idx,
+                snapshot_idx,
+                expected,
+                got: digest,
+            });
         }
         generation.evidence_idx = Some(evidence_idx);
         generation.digest = Some(digest);
         generation.span.record("evidence_idx", evidence_idx);
         debug!(parent: &generation.span, evidence_idx, "evidence recorded");
         self.check_gates();
+        Ok(())
     }
 
     /// A signature tx at `signed.sig_idx` signed the ledger's root. Each generation with
     /// evidence keeps the first signature strictly after its evidence.
     pub fn record_signature(&mut self, signed: SignedRoot) {
         self.drain_done();
+        self.release_finished();
         for g in &mut self.pending {
             let Some(evidence_idx) = g.evidence_idx else {
                 continue;
@@ -248,9 +331,7 @@ impl Snapshotter {
             if g.persist_scheduled {
                 warn!(generation = g.number, idx = g.idx, "rollback below a committed signature; dropping a generation already persisting");
             }
-            g.shared
-                .dropped
-                .store(true, std::sync::atomic::Ordering::Release);
+            g.shared.dropped.store(true, Ordering::Release);
             g.queue.cancel();
             let body = g.shared.body.lock().take();
             if let Some(body) = body.filter(|b| b.is_spilled()) {
@@ -262,7 +343,7 @@ impl Snapshotter {
             }
             Counters::bump(&self.counters.dropped);
             info!(parent: &g.span, rollback_to = idx, "generation dropped by rollback");
-            let _ = self.events_tx.send(SnapshotEvent::Dropped {
+            self.events.emit(SnapshotEvent::Dropped {
                 generation: g.number,
                 idx: g.idx,
             });
@@ -290,6 +371,7 @@ impl Snapshotter {
             self.points.rearm(point);
         }
         self.commit_idx = self.commit_idx.min(idx);
+        self.release_finished();
     }
 
     /// Force a snapshot at the next `record_committable`, whatever the interval.
@@ -297,10 +379,11 @@ impl Snapshotter {
         self.forced = true;
     }
 
-    /// Notifications for the node: committed, failed, dropped and skipped generations. The
-    /// receiver may be cloned; each event is delivered to one receiver.
-    pub fn events(&self) -> Receiver<SnapshotEvent> {
-        self.events_rx.clone()
+    /// Notifications for the node: committed, failed, dropped and skipped generations, in a
+    /// bounded queue (overflow policy: see [`Events`]). The receiver may be cloned; each event
+    /// is delivered to one receiver.
+    pub fn events(&self) -> Events {
+        Events::new(Arc::clone(&self.events))
     }
 
     /// The counters (scheduled, skipped, deferred, persisted, dropped, failed).
@@ -311,6 +394,7 @@ impl Snapshotter {
     /// Pending generations, oldest first (after accounting for finished ones).
     pub fn pending(&mut self) -> Vec<GenerationInfo> {
         self.drain_done();
+        self.release_finished();
         self.pending
             .iter()
             .map(|g| GenerationInfo {
@@ -337,6 +421,73 @@ impl Snapshotter {
     /// The store generations persist into.
     pub fn store(&self) -> &Arc<SnapshotStore> {
         &self.store
+    }
+
+    /// Ends the Snapshotter: cancels or drains pending generations (see [`CloseMode`]), waits
+    /// for their running actions, releases every point still kept
+    /// ([`StateSource::release`]), closes the event queue (receivers get what is queued, then
+    /// `None`) and drops its handle on the store. If no one else holds the
+    /// `Arc<SnapshotStore>`, the store — and its directory lock — is released when this
+    /// returns. Cancelled generations are reported as `Dropped`.
+    ///
+    /// Blocks the calling thread until running actions finish. Do not call it from one of the
+    /// Snapshotter's own actions or callbacks. With a manual task system it runs the drained
+    /// generations' actions on the calling thread.
+    pub fn close(mut self, mode: CloseMode) {
+        self.shutdown(mode);
+    }
+
+    fn shutdown(&mut self, mode: CloseMode) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.drain_done();
+        let mut waiting = Vec::new();
+        for g in std::mem::take(&mut self.pending) {
+            if mode == CloseMode::Drain && g.persist_scheduled {
+                waiting.push(g);
+                continue;
+            }
+            g.shared.dropped.store(true, Ordering::Release);
+            g.queue.cancel();
+            Counters::bump(&self.counters.dropped);
+            info!(parent: &g.span, "generation cancelled by close");
+            self.events.emit(SnapshotEvent::Dropped {
+                generation: g.number,
+                idx: g.idx,
+            });
+            waiting.push(g);
+        }
+        for g in &waiting {
+            wait_for(&self.tasks, g);
+            // A body left behind (cancelled after serialising) is dropped here, not on a task
+            // that could outlive the close: a spilled one holds the directory open.
+            drop(g.shared.body.lock().take());
+        }
+        drop(waiting);
+        self.drain_done();
+        for idx in std::mem::take(&mut self.armed) {
+            self.state.release(idx);
+        }
+        self.events.close();
+        info!("snapshotter closed");
+    }
+
+    /// Call [`StateSource::release`] for every armed point the Snapshotter no longer tracks:
+    /// neither a point still to be captured nor a pending generation's.
+    fn release_finished(&mut self) {
+        if self.armed.is_empty() {
+            return;
+        }
+        let mut live: BTreeSet<u64> = self.points.undone().collect();
+        live.extend(self.pending.iter().map(|g| g.idx));
+        let finished: Vec<u64> = self.armed.difference(&live).copied().collect();
+        for idx in finished {
+            self.armed.remove(&idx);
+            debug!(idx, "snapshot point released");
+            self.state.release(idx);
+        }
     }
 
     /// Remove generations whose queue finished (persisted or failed).
@@ -369,7 +520,7 @@ impl Snapshotter {
                 shared: Arc::clone(&g.shared),
                 store: Arc::clone(&self.store),
                 span: g.span.clone(),
-                events: self.events_tx.clone(),
+                events: Arc::clone(&self.events),
                 done: self.done_tx.clone(),
                 counters: Arc::clone(&self.counters),
             };
@@ -401,9 +552,7 @@ impl Snapshotter {
                 );
                 self.points.mark_done(point.idx);
                 Counters::bump(&self.counters.skipped);
-                let _ = self
-                    .events_tx
-                    .send(SnapshotEvent::Skipped { idx: point.idx });
+                self.events.emit(SnapshotEvent::Skipped { idx: point.idx });
                 continue;
             }
             let in_cooldown = match (self.config.cooldown, self.last_serialise_at) {
@@ -439,34 +588,47 @@ impl Snapshotter {
         );
         let view = match self.state.capture(idx) {
             Ok(view) => view,
-            Err(e) => {
-                warn!(parent: &span, error = %e, "cannot capture state; generation failed");
+            Err(source) => {
+                warn!(parent: &span, error = %source, "cannot capture state; generation failed");
                 Counters::bump(&self.counters.failed);
-                let _ = self.events_tx.send(SnapshotEvent::Failed {
+                self.events.emit(SnapshotEvent::Failed {
                     generation: number,
                     idx,
-                    error: e.to_string(),
+                    error: Arc::new(GenerationError::Capture {
+                        generation: number,
+                        idx,
+                        source,
+                    }),
                 });
                 return;
             }
         };
         let shared = Arc::new(GenShared::default());
         let queue = self.tasks.ordered(format!("snapshot-{number}@{idx}"));
-        let (done, events, counters) = (
+        let (done, events, counters, failed) = (
             self.done_tx.clone(),
-            self.events_tx.clone(),
+            Arc::clone(&self.events),
             Arc::clone(&self.counters),
+            Arc::clone(&shared),
         );
         queue.on_failure(move |failure| {
             Counters::bump(&counters.failed);
-            let error = format!("{} action failed: {}", failure.action, failure.message);
+            let error = failed.error.lock().take().unwrap_or_else(|| {
+                Arc::new(GenerationError::Action {
+                    generation: number,
+                    idx,
+                    action: failure.action.clone(),
+                    message: failure.message.clone(),
+                    panicked: failure.panicked,
+                })
+            });
             let event = SnapshotEvent::Failed {
                 generation: number,
                 idx,
                 error,
             };
             let _ = done.send((number, event.clone()));
-            let _ = events.send(event);
+            events.emit(event);
         });
         let job = SerialiseJob {
             generation: number,
@@ -496,6 +658,27 @@ impl Snapshotter {
             tree: None,
             persist_scheduled: false,
         });
+    }
+}
+
+impl Drop for Snapshotter {
+    /// Closes with [`CloseMode::Cancel`] (see [`Snapshotter::close`]).
+    fn drop(&mut self) {
+        self.shutdown(CloseMode::Cancel);
+    }
+}
+
+/// Wait until the generation's queue has no running action. Threaded: as long as it takes (a
+/// running serialisation stops at its next write once dropped). Manual: ready work runs on this
+/// thread; what cannot run now (nothing running) is left.
+fn wait_for(tasks: &TaskSystem, g: &Generation) {
+    const PATIENCE: Duration = Duration::from_secs(10);
+    if tasks.is_manual() {
+        g.queue.wait_idle(PATIENCE);
+        return;
+    }
+    while !g.queue.wait_idle(PATIENCE) {
+        warn!(parent: &g.span, "close is waiting for a running snapshot action");
     }
 }
 

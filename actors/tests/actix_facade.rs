@@ -86,6 +86,7 @@ fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
             digest,
         })
         .await
+        .unwrap()
         .unwrap();
         let s12 = ledger.append_signature();
         snap.send(RecordSignature(s12)).await.unwrap();
@@ -114,4 +115,144 @@ fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
         "{events:?}"
     );
     assert!(tmp.path().join("snapshot_10_11.committed").exists());
+}
+
+/// A busy node: while it works on a long request ([`Hold`]) 64 client messages wait in its
+/// mailbox — far above actix's default capacity (16) — as in a node serving many clients.
+struct BusyNode {
+    committed: Arc<Mutex<Vec<u64>>>,
+}
+struct Client;
+impl Message for Client {
+    type Result = ();
+}
+/// Keeps the node busy until the test says so.
+struct Hold(crossbeam_channel::Receiver<()>);
+impl Message for Hold {
+    type Result = ();
+}
+impl Actor for BusyNode {
+    type Context = Context<Self>;
+}
+impl Handler<Client> for BusyNode {
+    type Result = ();
+    fn handle(&mut self, _: Client, _: &mut Context<Self>) {}
+}
+impl Handler<Hold> for BusyNode {
+    type Result = ();
+    fn handle(&mut self, m: Hold, _: &mut Context<Self>) {
+        let _ = m.0.recv();
+    }
+}
+impl Handler<SnapshotNotification> for BusyNode {
+    type Result = ();
+    fn handle(&mut self, m: SnapshotNotification, _: &mut Context<Self>) {
+        if let SnapshotEvent::Committed(c) = m.0 {
+            self.committed.lock().push(c.idx);
+        }
+    }
+}
+
+#[test]
+fn a_flooded_subscriber_still_gets_every_committed_notification() {
+    const SNAPSHOTS: u64 = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let system = System::new();
+    let dir = tmp.path().to_path_buf();
+    let (seen, watch) = (Arc::clone(&committed), Arc::clone(&committed));
+    system.block_on(async move {
+        let ledger = Ledger::from_seed(6);
+        let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+        let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))
+            .unwrap();
+        let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
+        let (sink, evidence) = ChannelSink::new();
+        let snapshotter = Snapshotter::new(
+            SnapshotterConfig {
+                tx_interval: 10,
+                ..Default::default()
+            },
+            tasks.clone(),
+            Arc::new(store),
+            Arc::new(KvState::new(ledger.clone())),
+            Arc::new(sink),
+        )
+        .unwrap();
+        let arbiter = Arbiter::new();
+        let node =
+            BusyNode::start_in_arbiter(&arbiter.handle(), move |_| BusyNode { committed: seen });
+        let (release, held) = crossbeam_channel::bounded(1);
+        node.do_send(Hold(held));
+        for _ in 0..64 {
+            node.do_send(Client);
+        }
+        let snap = SnapshotterActor::new(snapshotter, Some(node.recipient())).start();
+        let sign = |ledger: &Ledger| {
+            let signed = ledger.append_signature();
+            let sig_idx = signed.sig_idx;
+            let snap = snap.clone();
+            let tree = ledger.proofs();
+            async move {
+                let point = snap.send(RecordCommittable(sig_idx)).await.unwrap();
+                snap.send(RecordSignature(signed)).await.unwrap();
+                snap.send(RecordTree { sig_idx, tree }).await.unwrap();
+                snap.send(Commit(sig_idx)).await.unwrap();
+                point
+            }
+        };
+        for k in 1..=SNAPSHOTS {
+            while ledger.last_idx() + 1 < 10 * k {
+                let i = ledger.last_idx() + 1;
+                ledger.append(TxKind::Write {
+                    key: i,
+                    value: Arc::from(vec![i as u8]),
+                });
+            }
+            assert!(sign(&ledger).await, "a point at {}", 10 * k);
+            let (snapshot_idx, digest) = evidence.recv_timeout(Duration::from_secs(60)).unwrap();
+            let e = ledger.append(TxKind::Evidence {
+                snapshot_idx,
+                digest,
+            });
+            snap.send(RecordEvidence {
+                evidence_idx: e,
+                snapshot_idx,
+                digest,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            sign(&ledger).await;
+            assert!(tasks.wait_idle(Duration::from_secs(60)));
+        }
+        assert!(snap.send(GetPending).await.unwrap().is_empty());
+        assert_eq!(snap.send(GetCounters).await.unwrap().persisted, SNAPSHOTS);
+        // Every notification was sent while the node was busy; now let it work through them.
+        release.send(()).unwrap();
+        // Bounded wait for delivery through the busy mailbox; not a timing assertion.
+        for _ in 0..3000 {
+            if watch.lock().len() as u64 >= SNAPSHOTS {
+                break;
+            }
+            snapseal_actors::actor::actix::clock::sleep(Duration::from_millis(10)).await;
+        }
+        arbiter.stop();
+    });
+    let on_disk: Vec<u64> = {
+        let mut v: Vec<u64> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                let rest = name.strip_prefix("snapshot_")?.strip_suffix(".committed")?;
+                rest.split('_').next()?.parse().ok()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut got = committed.lock().clone();
+    got.sort();
+    assert_eq!(on_disk, (1..=SNAPSHOTS).map(|k| 10 * k).collect::<Vec<_>>());
+    assert_eq!(got, on_disk, "every persisted snapshot was notified");
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use snapseal_actors::{
-    CaptureError, CommittedSnapshot, ConfigError, EvidenceSink, SnapshotEvent, Snapshotter,
-    SnapshotterConfig, StateSource, StateView,
+    CaptureError, CommittedSnapshot, ConfigError, Events, EvidenceError, EvidenceSink,
+    SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource, StateView,
 };
 use snapseal_engine::TaskSystem;
 use snapseal_persist::Hash;
@@ -256,7 +256,7 @@ pub struct SimNode {
     snapshotter: Snapshotter,
     tasks: TaskSystem,
     evidence_rx: Receiver<(u64, Hash)>,
-    events: Receiver<SnapshotEvent>,
+    events: Events,
     rng: Rng,
     appended: u64,
     /// Signatures appended but not yet committed, oldest first.
@@ -264,6 +264,8 @@ pub struct SimNode {
     commit_idx: u64,
     committed: Vec<CommittedSnapshot>,
     other_events: Vec<SnapshotEvent>,
+    /// Evidence the Snapshotter refused for a reason other than a rollback (a bug to report).
+    refused_evidence: Vec<EvidenceError>,
     /// Wall time of every consensus-thread call into the Snapshotter.
     call_latencies: Vec<Duration>,
     /// Told about commit calls and snapshot events as they happen (the demo times and logs
@@ -292,7 +294,8 @@ impl SimNode {
         Self::with_ledger(cfg.clone(), Ledger::from_seed(cfg.seed), snap, tasks, store)
     }
 
-    /// A node over an existing `ledger`.
+    /// A node over an existing `ledger`. A resumed ledger ([`Ledger::resumed`]) starts from the
+    /// snapshot at its base, so the Snapshotter counts its interval from there.
     pub fn with_ledger(
         cfg: SimConfig,
         ledger: Ledger,
@@ -303,7 +306,8 @@ impl SimNode {
         cfg.validate()?;
         let (sink, evidence_rx) = ChannelSink::new();
         let state = Arc::new(KvState::new(ledger.clone()));
-        let snapshotter = Snapshotter::new(snap, tasks.clone(), store, state, Arc::new(sink))?;
+        let snapshotter = Snapshotter::new(snap, tasks.clone(), store, state, Arc::new(sink))?
+            .with_baseline(ledger.base());
         let events = snapshotter.events();
         Ok(SimNode {
             rng: Rng(cfg.seed ^ 0x5EED),
@@ -318,6 +322,7 @@ impl SimNode {
             commit_idx: 0,
             committed: Vec::new(),
             other_events: Vec::new(),
+            refused_evidence: Vec::new(),
             call_latencies: Vec::new(),
             observer: None,
         })
@@ -419,9 +424,17 @@ impl SimNode {
                 snapshot_idx,
                 digest,
             });
-            self.timed(|s| s.record_evidence(e, snapshot_idx, digest));
+            match self.timed(|s| s.record_evidence(e, snapshot_idx, digest)) {
+                // Announced before a rollback dropped its generation: nothing to record.
+                Ok(()) => {}
+                Err(stale) if stale.is_stale() => {}
+                Err(refused) => {
+                    tracing::warn!(error = %refused, "evidence refused");
+                    self.refused_evidence.push(refused);
+                }
+            }
         }
-        while let Ok(event) = self.events.try_recv() {
+        while let Some(event) = self.events.try_recv() {
             self.notify(NodeEvent::Snapshot(&event));
             match event {
                 SnapshotEvent::Committed(c) => self.committed.push(c),
@@ -507,6 +520,12 @@ impl SimNode {
     /// Failed, dropped and skipped events seen so far.
     pub fn other_events(&self) -> &[SnapshotEvent] {
         &self.other_events
+    }
+
+    /// Evidence the Snapshotter refused other than after a rollback (empty unless something is
+    /// wrong).
+    pub fn refused_evidence(&self) -> &[EvidenceError] {
+        &self.refused_evidence
     }
 
     /// Every consensus-thread call's wall time so far.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use snapseal::actors::Events;
 use snapseal::engine::{EngineConfig, TaskSystem};
 use snapseal::persist::fs::{FileSystem, RealFs, SimFs};
 use snapseal::persist::receipt::{Ed25519Verifier, ReceiptVerifier, SignedRoot};
@@ -36,7 +37,7 @@ pub(crate) struct Env {
     pub dir: PathBuf,
     pub verifier: Arc<dyn ReceiptVerifier>,
     evidence_rx: Receiver<(u64, Hash)>,
-    events_rx: Receiver<SnapshotEvent>,
+    events_rx: Events,
     seen: Vec<SnapshotEvent>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -160,7 +161,12 @@ impl Env {
                 snapshot_idx,
                 digest,
             });
-            self.snap.record_evidence(e, snapshot_idx, digest);
+            match self.snap.record_evidence(e, snapshot_idx, digest) {
+                // Announced before a rollback dropped its generation.
+                Ok(()) => {}
+                Err(stale) if stale.is_stale() => {}
+                Err(refused) => panic!("evidence refused: {refused}"),
+            }
             out.push((e, snapshot_idx));
         }
         out

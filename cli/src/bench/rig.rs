@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use snapseal_actors::{SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource};
+use snapseal_actors::{Events, Snapshotter, SnapshotterConfig, StateSource};
 use snapseal_engine::{EngineConfig, ShutdownMode, TaskSystem};
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
@@ -22,7 +22,7 @@ use super::BenchError;
 pub(crate) struct Rig {
     pub ledger: Ledger,
     pub snap: Snapshotter,
-    pub events: Receiver<SnapshotEvent>,
+    pub events: Events,
     evidence: Receiver<(u64, Hash)>,
     pub tasks: TaskSystem,
     last_sig: u64,
@@ -73,7 +73,10 @@ impl Rig {
                 snapshot_idx,
                 digest,
             });
-            self.snap.record_evidence(e, snapshot_idx, digest);
+            // No rollbacks here: a refusal is a bug, and its generation then never persists.
+            if let Err(refused) = self.snap.record_evidence(e, snapshot_idx, digest) {
+                tracing::warn!(error = %refused, "evidence refused");
+            }
             n += 1;
         }
         n

@@ -237,7 +237,7 @@ impl Harness {
         let tick = Duration::from_secs(60);
         for _ in 0..SETTLE_ROUNDS {
             self.run_all()?;
-            self.evidence();
+            self.evidence()?;
             self.after_step(None)?;
             if self.process.snap.pending().is_empty() {
                 break;
@@ -339,7 +339,7 @@ impl Harness {
             Op::Append(n) => self.append(1 + u64::from(n % 8)),
             Op::Sign => self.sign(),
             Op::Commit(k) => self.commit(k),
-            Op::Evidence => self.evidence(),
+            Op::Evidence => self.evidence()?,
             Op::Rollback(k) => self.rollback(k)?,
             Op::Trigger => self.process.snap.trigger_snapshot(),
             Op::RunOne => {
@@ -419,14 +419,22 @@ impl Harness {
         self.process.snap.commit(self.commit_idx);
     }
 
-    fn evidence(&mut self) {
+    fn evidence(&mut self) -> Result<(), Violation> {
         while let Ok((snapshot_idx, digest)) = self.process.evidence_rx.try_recv() {
             let e = self.ledger.append(TxKind::Evidence {
                 snapshot_idx,
                 digest,
             });
-            self.process.snap.record_evidence(e, snapshot_idx, digest);
+            match self.process.snap.record_evidence(e, snapshot_idx, digest) {
+                // Announced before a rollback dropped its generation: nothing to record.
+                Ok(()) => {}
+                Err(stale) if stale.is_stale() => {}
+                Err(other) => {
+                    return Err(self.violation(Invariant::UnexpectedError, other.to_string()))
+                }
+            }
         }
+        Ok(())
     }
 
     fn rollback(&mut self, k: u8) -> Result<(), Violation> {
@@ -611,7 +619,7 @@ impl Harness {
     fn after_step(&mut self, job: Option<bool>) -> Result<(), Violation> {
         self.observe_gates()?;
         let mut just_acked = None;
-        while let Ok(event) = self.process.events_rx.try_recv() {
+        while let Some(event) = self.process.events_rx.try_recv() {
             match event {
                 SnapshotEvent::Committed(c) => {
                     just_acked = Some(self.check_ack(&c)?);
@@ -622,6 +630,13 @@ impl Harness {
                     self.history.dropped.insert((self.incarnation, generation));
                 }
                 SnapshotEvent::Skipped { .. } => self.stats.skipped += 1,
+                // The queue is drained every step; an overflow would hide acknowledgements.
+                other => {
+                    return Err(self.violation(
+                        Invariant::UnexpectedError,
+                        format!("unexpected snapshot event {other:?}"),
+                    ))
+                }
             }
         }
         self.check_directory()?;

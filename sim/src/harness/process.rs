@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use snapseal_actors::ConfigError;
-use snapseal_actors::{SnapshotEvent, Snapshotter};
+use snapseal_actors::{Events, Snapshotter};
 use snapseal_engine::{ShutdownMode, TaskSystem};
 use snapseal_persist::fs::{FileSystem, SimFs};
 use snapseal_persist::receipt::ReceiptVerifier;
@@ -35,7 +35,7 @@ pub(crate) struct Process {
     pub snap: Snapshotter,
     pub store: Arc<SnapshotStore>,
     pub evidence_rx: Receiver<(u64, Hash)>,
-    pub events_rx: Receiver<SnapshotEvent>,
+    pub events_rx: Events,
     /// Holds the simulated operator took (dropped with the process).
     pub holds: Vec<Hold>,
 }
