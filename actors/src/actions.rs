@@ -142,7 +142,7 @@ impl std::io::Write for Cancellable<'_> {
 }
 
 impl SerialiseJob {
-    pub fn run(self) -> ActionResult {
+    pub(crate) fn run(self) -> ActionResult {
         let shared = Arc::clone(&self.shared);
         keep_error(&shared, self.serialise())
     }
@@ -219,7 +219,7 @@ pub(crate) struct PersistJob {
 }
 
 impl PersistJob {
-    pub fn run(self) -> ActionResult {
+    pub(crate) fn run(self) -> ActionResult {
         let shared = Arc::clone(&self.shared);
         keep_error(&shared, self.persist())
     }

@@ -26,10 +26,10 @@ pub(crate) struct GenShared {
 }
 
 impl GenShared {
-    pub fn is_serialised(&self) -> bool {
+    pub(crate) fn is_serialised(&self) -> bool {
         self.serialised.load(Ordering::Acquire)
     }
-    pub fn is_dropped(&self) -> bool {
+    pub(crate) fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
     }
 }
@@ -51,7 +51,7 @@ pub(crate) struct Generation {
 impl Generation {
     /// The SPEC §3 gate: serialised, evidence, a signature after it and its tree, and the
     /// signature itself committed. Returns the signature index when the gate holds.
-    pub fn gate(&self, commit_idx: u64) -> Option<u64> {
+    pub(crate) fn gate(&self, commit_idx: u64) -> Option<u64> {
         if self.persist_scheduled || !self.shared.is_serialised() {
             return None;
         }

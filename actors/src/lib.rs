@@ -70,8 +70,8 @@ pub use events::{
     CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
 };
 pub use node::{CaptureError, EvidenceSink, InclusionProof, ProofSource, StateSource, StateView};
-/// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).
-pub use snapseal_persist::Hash;
 /// A signature over the ledger's root, as [`Snapshotter::record_signature`] takes it.
 pub use snapseal_persist::receipt::SignedRoot;
+/// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).
+pub use snapseal_persist::Hash;
 pub use snapshotter::{digest_prefix, CloseMode, GenerationInfo, Snapshotter};

@@ -27,12 +27,12 @@ pub(crate) struct Points {
 }
 
 impl Points {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::starting_at(0)
     }
 
     /// Points whose baseline is `idx` (the snapshot the state started from; never taken again).
-    pub fn starting_at(idx: u64) -> Self {
+    pub(crate) fn starting_at(idx: u64) -> Self {
         let mut points = VecDeque::new();
         points.push_back(Point {
             idx,
@@ -44,17 +44,17 @@ impl Points {
     }
 
     /// Indices of points still to be captured.
-    pub fn undone(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn undone(&self) -> impl Iterator<Item = u64> + '_ {
         self.points.iter().filter(|p| !p.done).map(|p| p.idx)
     }
 
     /// Index the next interval is measured from.
-    pub fn baseline(&self) -> u64 {
+    pub(crate) fn baseline(&self) -> u64 {
         self.points.back().map_or(0, |p| p.idx)
     }
 
     /// Add a point; indices only move forward (a repeated or older index is ignored).
-    pub fn push(&mut self, idx: u64, forced: bool) -> bool {
+    pub(crate) fn push(&mut self, idx: u64, forced: bool) -> bool {
         if idx <= self.baseline() {
             return false;
         }
@@ -68,7 +68,7 @@ impl Points {
     }
 
     /// Points not yet done with `idx <= commit`, oldest first.
-    pub fn due(&self, commit: u64) -> Vec<Point> {
+    pub(crate) fn due(&self, commit: u64) -> Vec<Point> {
         self.points
             .iter()
             .filter(|p| !p.done && p.idx <= commit)
@@ -77,14 +77,14 @@ impl Points {
     }
 
     /// Mark the point at `idx` done (a generation was created, or it was skipped).
-    pub fn mark_done(&mut self, idx: u64) {
+    pub(crate) fn mark_done(&mut self, idx: u64) {
         if let Some(p) = self.points.iter_mut().find(|p| p.idx == idx) {
             p.done = true;
         }
     }
 
     /// Mark the point at `idx` deferred; true the first time (so it is counted once).
-    pub fn mark_deferred(&mut self, idx: u64) -> bool {
+    pub(crate) fn mark_deferred(&mut self, idx: u64) -> bool {
         match self.points.iter_mut().find(|p| p.idx == idx) {
             Some(p) if !p.deferred => {
                 p.deferred = true;
@@ -97,7 +97,7 @@ impl Points {
     /// Forget done points that can no longer matter. A rollback never goes below the commit
     /// index, so the newest point `<= commit` must stay: it is the baseline such a rollback
     /// falls back to (even when that point was skipped rather than snapshotted).
-    pub fn prune(&mut self, commit: u64) {
+    pub(crate) fn prune(&mut self, commit: u64) {
         while self.points.len() > 1
             && self.points.front().is_some_and(|p| p.done)
             && self.points.get(1).is_some_and(|next| next.idx <= commit)
@@ -108,7 +108,7 @@ impl Points {
 
     /// Drop points `> idx`. The baseline falls back to the newest remaining point; if none
     /// remains, to `fallback` (the newest snapshot point that survives the rollback).
-    pub fn rollback(&mut self, idx: u64, fallback: u64) {
+    pub(crate) fn rollback(&mut self, idx: u64, fallback: u64) {
         while self.points.back().is_some_and(|p| p.idx > idx) {
             self.points.pop_back();
         }
@@ -124,7 +124,7 @@ impl Points {
 
     /// A generation at `idx` was dropped although `idx` itself survived the rollback: take the
     /// point again so the state there is still snapshotted.
-    pub fn rearm(&mut self, idx: u64) {
+    pub(crate) fn rearm(&mut self, idx: u64) {
         if idx == 0 {
             return;
         }
@@ -149,7 +149,7 @@ impl Points {
     }
 
     #[cfg(test)]
-    pub fn indices(&self) -> Vec<(u64, bool)> {
+    pub(crate) fn indices(&self) -> Vec<(u64, bool)> {
         self.points.iter().map(|p| (p.idx, p.done)).collect()
     }
 }

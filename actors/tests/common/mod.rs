@@ -9,13 +9,13 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use snapseal_actors::{Hash, Snapshotter, SnapshotterConfig, StateSource};
 use snapseal_engine::{EngineConfig, TaskSystem};
-use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{SnapshotStore, StoreOptions};
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::ChannelSink;
 
-pub struct Drive {
+pub(crate) struct Drive {
     pub ledger: Ledger,
     pub snap: Snapshotter,
     pub tasks: TaskSystem,
@@ -24,7 +24,7 @@ pub struct Drive {
     pub last_sig: u64,
 }
 
-pub fn open_store(
+pub(crate) fn open_store(
     dir: &Path,
     ledger: &Ledger,
 ) -> Result<SnapshotStore, snapseal_persist::StoreError> {
@@ -34,7 +34,7 @@ pub fn open_store(
 
 impl Drive {
     /// A Snapshotter over `state` on a manual engine (`threaded`: a real one), storing in `dir`.
-    pub fn new(
+    pub(crate) fn new(
         dir: &Path,
         ledger: Ledger,
         cfg: SnapshotterConfig,
@@ -45,7 +45,7 @@ impl Drive {
     }
 
     /// As `new`, with `setup` applied to the new Snapshotter (`with_baseline` and the like).
-    pub fn build(
+    pub(crate) fn build(
         dir: &Path,
         ledger: Ledger,
         cfg: SnapshotterConfig,
@@ -73,7 +73,7 @@ impl Drive {
     }
 
     /// Writes until the next signature would land at `sig_idx`.
-    pub fn writes_until(&mut self, sig_idx: u64) {
+    pub(crate) fn writes_until(&mut self, sig_idx: u64) {
         while self.ledger.last_idx() + 1 < sig_idx {
             let i = self.ledger.last_idx() + 1;
             self.ledger.append(TxKind::Write {
@@ -84,7 +84,7 @@ impl Drive {
     }
 
     /// Appends a signature and tells the Snapshotter (no commit); returns record_committable.
-    pub fn sign(&mut self) -> bool {
+    pub(crate) fn sign(&mut self) -> bool {
         let signed = self.ledger.append_signature();
         let sig_idx = signed.sig_idx;
         let point = self.snap.record_committable(sig_idx);
@@ -94,12 +94,12 @@ impl Drive {
         point
     }
 
-    pub fn commit(&mut self, idx: u64) {
+    pub(crate) fn commit(&mut self, idx: u64) {
         self.snap.commit(idx);
     }
 
     /// Run ready work (manual) or wait for it (threaded).
-    pub fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         if self.tasks.is_manual() {
             self.tasks.run_until_idle();
         } else {
@@ -109,7 +109,7 @@ impl Drive {
 
     /// Appends evidence for every finished serialisation and records it (all must be accepted
     /// or be for a generation a rollback dropped). Returns the evidence indices.
-    pub fn evidence(&mut self) -> Vec<u64> {
+    pub(crate) fn evidence(&mut self) -> Vec<u64> {
         let mut out = Vec::new();
         while let Ok((snapshot_idx, digest)) = self.evidence.try_recv() {
             let e = self.ledger.append(TxKind::Evidence {
@@ -127,7 +127,7 @@ impl Drive {
 
     /// A whole snapshot at the signature `sig_idx` (a due point): sign, commit, serialise,
     /// evidence, sign, commit, persist.
-    pub fn snapshot_at(&mut self, sig_idx: u64) {
+    pub(crate) fn snapshot_at(&mut self, sig_idx: u64) {
         self.writes_until(sig_idx);
         assert!(self.sign(), "{sig_idx} must be a snapshot point");
         self.commit(sig_idx);
