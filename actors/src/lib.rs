@@ -74,4 +74,4 @@ pub use node::{CaptureError, EvidenceSink, InclusionProof, ProofSource, StateSou
 pub use snapseal_persist::receipt::SignedRoot;
 /// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).
 pub use snapseal_persist::Hash;
-pub use snapshotter::{digest_prefix, CloseMode, GenerationInfo, Snapshotter};
+pub use snapshotter::{CloseMode, GenerationInfo, Snapshotter};

@@ -17,7 +17,7 @@ use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use tracing::{debug, info, warn};
 
-use crate::actions::{hex_prefix, GenerationError, PersistJob, SerialiseJob};
+use crate::actions::{GenerationError, PersistJob, SerialiseJob};
 use crate::body::MemoryBudget;
 use crate::config::{ConfigError, SnapshotterConfig};
 use crate::error::EvidenceError;
@@ -680,9 +680,4 @@ fn wait_for(tasks: &TaskSystem, g: &Generation) {
     while !g.queue.wait_idle(PATIENCE) {
         warn!(parent: &g.span, "close is waiting for a running snapshot action");
     }
-}
-
-/// Log-friendly digest prefix (re-exported for the facade's messages).
-pub fn digest_prefix(digest: &Hash) -> String {
-    hex_prefix(digest)
 }

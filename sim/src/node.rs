@@ -235,19 +235,9 @@ pub enum NodeEvent<'a> {
 /// The observer callback; behind a mutex only so `SimNode` stays `Sync`.
 type Observer = parking_lot::Mutex<Box<dyn FnMut(NodeEvent<'_>) + Send>>;
 
-/// SplitMix64: tiny, seeded, good enough for keys and values.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+/// The node's key and value stream: SplitMix64 (`rand_xoshiro`), so a seed gives the same
+/// writes everywhere.
+type Rng = rand_xoshiro::SplitMix64;
 
 /// The simulated node.
 pub struct SimNode {
@@ -310,7 +300,7 @@ impl SimNode {
             .with_baseline(ledger.base());
         let events = snapshotter.events();
         Ok(SimNode {
-            rng: Rng(cfg.seed ^ 0x5EED),
+            rng: rand_core::SeedableRng::seed_from_u64(cfg.seed ^ 0x5EED),
             cfg,
             ledger,
             snapshotter,
@@ -359,10 +349,10 @@ impl SimNode {
         if (self.ledger.last_idx() + 1) % self.cfg.sig_every == 0 {
             self.sign_and_commit();
         } else {
-            let key = self.rng.next() % self.cfg.keys;
+            let key = rand_core::RngCore::next_u64(&mut self.rng) % self.cfg.keys;
             let mut value = vec![0u8; self.cfg.value_size];
             for chunk in value.chunks_mut(8) {
-                let r = self.rng.next().to_le_bytes();
+                let r = rand_core::RngCore::next_u64(&mut self.rng).to_le_bytes();
                 chunk.copy_from_slice(&r[..chunk.len()]);
             }
             self.ledger.append(TxKind::Write {

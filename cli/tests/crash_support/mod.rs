@@ -64,23 +64,19 @@ pub(crate) fn seed_from_env(name: &str) -> u64 {
     env_u64(name, clock)
 }
 
-/// SplitMix64: small, seeded, reproducible.
+/// SplitMix64 (`rand_xoshiro`): small, seeded, reproducible.
 #[derive(Debug)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(rand_xoshiro::SplitMix64);
 
 impl Rng {
     /// A generator from `seed`.
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(rand_core::SeedableRng::seed_from_u64(seed))
     }
 
     /// The next 64 random bits.
     pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        rand_core::RngCore::next_u64(&mut self.0)
     }
 
     /// Uniform in `lo ..= hi`.
