@@ -286,7 +286,10 @@ impl PersistJob {
             idx,
             source,
         })?;
-        Counters::bump(&self.counters.persisted);
+        Counters::bump(
+            &self.counters.persisted,
+            "snapseal_snapshots_committed_total",
+        );
         info!(path = %committed.path.display(), bytes = committed.file_len, "snapshot committed");
         let event = SnapshotEvent::Committed(CommittedSnapshot {
             generation,

@@ -315,6 +315,9 @@ impl<'a> IntoIterator for &'a Events {
 }
 
 /// Point-in-time copy of the Snapshotter's counters.
+///
+/// Each is also emitted through the `metrics` facade as `snapseal_snapshots_<field>_total`
+/// (`persisted` as `snapseal_snapshots_committed_total`), process-wide.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotCounters {
     /// Generations created (serialisation scheduled).
@@ -344,8 +347,11 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
+    /// Counts in [`SnapshotCounters`] and, through the `metrics` facade, in whatever recorder
+    /// the process installed (none: a no-op).
+    pub(crate) fn bump(counter: &AtomicU64, metric: &'static str) {
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric).increment(1);
     }
 
     pub(crate) fn snapshot(&self) -> SnapshotCounters {

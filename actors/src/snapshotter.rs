@@ -341,7 +341,7 @@ impl Snapshotter {
                     Ok(())
                 });
             }
-            Counters::bump(&self.counters.dropped);
+            Counters::bump(&self.counters.dropped, "snapseal_snapshots_dropped_total");
             info!(parent: &g.span, rollback_to = idx, "generation dropped by rollback");
             self.events.emit(SnapshotEvent::Dropped {
                 generation: g.number,
@@ -451,7 +451,7 @@ impl Snapshotter {
             }
             g.shared.dropped.store(true, Ordering::Release);
             g.queue.cancel();
-            Counters::bump(&self.counters.dropped);
+            Counters::bump(&self.counters.dropped, "snapseal_snapshots_dropped_total");
             info!(parent: &g.span, "generation cancelled by close");
             self.events.emit(SnapshotEvent::Dropped {
                 generation: g.number,
@@ -541,7 +541,10 @@ impl Snapshotter {
                 if point.forced {
                     // A forced snapshot is a user's request: wait for a slot, never drop it.
                     if self.points.mark_deferred(point.idx) {
-                        Counters::bump(&self.counters.deferred);
+                        Counters::bump(
+                            &self.counters.deferred,
+                            "snapseal_snapshots_deferred_total",
+                        );
                     }
                     continue;
                 }
@@ -551,7 +554,7 @@ impl Snapshotter {
                     "snapshot skipped: too many pending generations"
                 );
                 self.points.mark_done(point.idx);
-                Counters::bump(&self.counters.skipped);
+                Counters::bump(&self.counters.skipped, "snapseal_snapshots_skipped_total");
                 self.events.emit(SnapshotEvent::Skipped { idx: point.idx });
                 continue;
             }
@@ -562,7 +565,7 @@ impl Snapshotter {
             if in_cooldown && !point.forced {
                 if self.points.mark_deferred(point.idx) {
                     debug!(idx = point.idx, "snapshot deferred by cooldown");
-                    Counters::bump(&self.counters.deferred);
+                    Counters::bump(&self.counters.deferred, "snapseal_snapshots_deferred_total");
                 }
                 // Later points fall in the same cooldown.
                 break;
@@ -590,7 +593,7 @@ impl Snapshotter {
             Ok(view) => view,
             Err(source) => {
                 warn!(parent: &span, error = %source, "cannot capture state; generation failed");
-                Counters::bump(&self.counters.failed);
+                Counters::bump(&self.counters.failed, "snapseal_snapshots_failed_total");
                 self.events.emit(SnapshotEvent::Failed {
                     generation: number,
                     idx,
@@ -612,7 +615,7 @@ impl Snapshotter {
             Arc::clone(&shared),
         );
         queue.on_failure(move |failure| {
-            Counters::bump(&counters.failed);
+            Counters::bump(&counters.failed, "snapseal_snapshots_failed_total");
             let error = failed.error.lock().take().unwrap_or_else(|| {
                 Arc::new(GenerationError::Action {
                     generation: number,
@@ -644,7 +647,10 @@ impl Snapshotter {
             span: span.clone(),
         };
         queue.add_action("serialise", move || job.run());
-        Counters::bump(&self.counters.scheduled);
+        Counters::bump(
+            &self.counters.scheduled,
+            "snapseal_snapshots_scheduled_total",
+        );
         info!(parent: &span, "generation scheduled");
         self.pending.push(Generation {
             number,

@@ -274,6 +274,8 @@ fn run_in(
     args: &DemoArgs,
     out: &Out,
 ) -> anyhow::Result<Summary> {
+    // Before the node exists, so every counter the libraries emit lands in it.
+    let recorder = args.metrics.then(metrics::install).transpose()?;
     let signing_key = Ledger::seed_key(s.sim.seed);
     let key = signing_key.verifying_key();
     // A fresh run makes node.pub and the log durable before the store exists; a resumed
@@ -450,17 +452,18 @@ fn run_in(
         failures,
         metrics: None,
     };
-    if args.metrics {
-        summary.metrics = Some(metrics::render(&DemoMetrics {
-            txs,
-            snapshots: counters,
-            store: store_stats,
-            engine: engine_counters,
-            bytes_written,
-            files_on_disk: summary.files_on_disk as u64,
-            persist_latencies: &persist_latencies,
-            call_latencies: &call_latencies,
-        }));
+    if let Some(recorder) = &recorder {
+        summary.metrics = Some(metrics::render(
+            recorder,
+            &DemoMetrics {
+                txs,
+                engine: engine_counters,
+                bytes_written,
+                files_on_disk: summary.files_on_disk as u64,
+                persist_latencies: &persist_latencies,
+                call_latencies: &call_latencies,
+            },
+        ));
     }
     Ok(summary)
 }
