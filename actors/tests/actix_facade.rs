@@ -17,6 +17,35 @@ use snapseal_persist::{SnapshotStore, StoreOptions};
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::{ChannelSink, KvState};
 
+/// A Snapshotter on the threaded engine over a store in `dir` trusting `ledger`'s key, snapshotting
+/// every 10 txs; the receiver gets the evidence requests.
+fn threaded_snapshotter(
+    dir: &std::path::Path,
+    ledger: &Ledger,
+) -> (
+    Snapshotter,
+    TaskSystem,
+    crossbeam_channel::Receiver<(u64, snapseal_actors::Hash)>,
+) {
+    let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+    let store =
+        SnapshotStore::open(Arc::new(RealFs::new()), dir, StoreOptions::new(verifier)).unwrap();
+    let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
+    let (sink, evidence) = ChannelSink::new();
+    let snapshotter = Snapshotter::new(
+        SnapshotterConfig {
+            tx_interval: 10,
+            ..Default::default()
+        },
+        tasks.clone(),
+        Arc::new(store),
+        Arc::new(KvState::new(ledger.clone())),
+        Arc::new(sink),
+    )
+    .unwrap();
+    (snapshotter, tasks, evidence)
+}
+
 /// Collects notifications.
 struct Collector(Arc<Mutex<Vec<SnapshotEvent>>>);
 impl Actor for Collector {
@@ -39,22 +68,7 @@ fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
     let dir = tmp.path().to_path_buf();
     system.block_on(async move {
         let ledger = Ledger::from_seed(5);
-        let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
-        let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))
-            .unwrap();
-        let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
-        let (sink, evidence) = ChannelSink::new();
-        let snapshotter = Snapshotter::new(
-            SnapshotterConfig {
-                tx_interval: 10,
-                ..Default::default()
-            },
-            tasks.clone(),
-            Arc::new(store),
-            Arc::new(KvState::new(ledger.clone())),
-            Arc::new(sink),
-        )
-        .unwrap();
+        let (snapshotter, tasks, evidence) = threaded_snapshotter(&dir, &ledger);
         let collector = Collector(seen2).start();
         let snap = SnapshotterActor::new(snapshotter, Some(collector.recipient())).start();
 
@@ -163,22 +177,7 @@ fn a_flooded_subscriber_still_gets_every_committed_notification() {
     let (seen, watch) = (Arc::clone(&committed), Arc::clone(&committed));
     system.block_on(async move {
         let ledger = Ledger::from_seed(6);
-        let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
-        let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))
-            .unwrap();
-        let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
-        let (sink, evidence) = ChannelSink::new();
-        let snapshotter = Snapshotter::new(
-            SnapshotterConfig {
-                tx_interval: 10,
-                ..Default::default()
-            },
-            tasks.clone(),
-            Arc::new(store),
-            Arc::new(KvState::new(ledger.clone())),
-            Arc::new(sink),
-        )
-        .unwrap();
+        let (snapshotter, tasks, evidence) = threaded_snapshotter(&dir, &ledger);
         let arbiter = Arbiter::new();
         let node =
             BusyNode::start_in_arbiter(&arbiter.handle(), move |_| BusyNode { committed: seen });
