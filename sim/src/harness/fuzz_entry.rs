@@ -186,11 +186,13 @@ pub fn receipt(data: &[u8]) -> Result<(), FuzzFailure> {
             idx: 1,
             evidence_idx: 2,
             body_digest: [0; 32],
+            claims_digest: [0; 32],
         },
         |r| Expected {
             idx: r.evidence_idx.saturating_sub(1),
             evidence_idx: r.evidence_idx,
-            body_digest: r.snapshot_digest,
+            body_digest: [0; 32],
+            claims_digest: r.claims_digest,
         },
     );
     let verifier = fuzz_verifier();
@@ -199,7 +201,7 @@ pub fn receipt(data: &[u8]) -> Result<(), FuzzFailure> {
             return Err(fail(T, "verified a receipt that does not decode".into()));
         };
         let key = Ledger::from_seed(FUZZ_LEDGER_SEED).verifying_key();
-        let leaf = leaf_hash(&r.evidence_tx_digest, &r.snapshot_digest);
+        let leaf = leaf_hash(&r.evidence_tx_digest, &r.claims_digest);
         let sound = v.sig_idx == r.signed.sig_idx
             && r.signed.sig_idx > r.evidence_idx
             && r.evidence_idx >= 1
@@ -213,11 +215,11 @@ pub fn receipt(data: &[u8]) -> Result<(), FuzzFailure> {
             ));
         }
         let other = Expected {
-            body_digest: flip(claims.body_digest),
+            claims_digest: flip(claims.claims_digest),
             ..claims
         };
         if verifier.verify(data, &other).is_ok() {
-            return Err(fail(T, "verified against another body digest".into()));
+            return Err(fail(T, "verified against another claims digest".into()));
         }
     }
     Ok(())
