@@ -130,9 +130,12 @@ pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError
     if !header.flags.contains(Flags::ZSTD) {
         return Ok(());
     }
-    let as_body_error = |e: io::Error| match e.get_ref().is_some_and(|inner| inner.is::<BodyError>())
-    {
-        true => match e.into_inner().map(|inner| inner.downcast::<BodyError>()) {
+    // BodyReader reports its findings as io::Error carrying a BodyError; unwrap it again.
+    let as_body_error = |e: io::Error| {
+        if !e.get_ref().is_some_and(|inner| inner.is::<BodyError>()) {
+            return BodyError::Decode { source: e };
+        }
+        match e.into_inner().map(|inner| inner.downcast::<BodyError>()) {
             Some(Ok(b)) => *b,
             // Unreachable (checked just above), but no input may panic here.
             Some(Err(other)) => BodyError::Decode {
@@ -141,8 +144,7 @@ pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError
             None => BodyError::Decode {
                 source: io::Error::from(io::ErrorKind::InvalidData),
             },
-        },
-        false => BodyError::Decode { source: e },
+        }
     };
     let mut reader = BodyReader::new(header, body).map_err(as_body_error)?;
     let mut buf = vec![0u8; 64 * 1024];

@@ -8,8 +8,8 @@ use std::io::{self, Read};
 
 use fixture::{key, real_verifier, Ledger};
 use snapseal_persist::format::{body_digest, Flags, Header};
-use snapseal_persist::VerifyError;
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
+use snapseal_persist::VerifyError;
 use snapseal_persist::{verify_bytes, BodyError, PersistRequest};
 
 /// A valid committed file (good digests and receipt) storing `stored` with `flags`/`raw_len`.

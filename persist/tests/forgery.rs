@@ -33,7 +33,9 @@ fn genuine(mut header: Header, stored: &[u8]) -> Vec<u8> {
 }
 
 fn raw() -> Vec<u8> {
-    (0..50_000u32).map(|i| (i % 13) as u8 ^ (i / 101) as u8).collect()
+    (0..50_000u32)
+        .map(|i| (i % 13) as u8 ^ (i / 101) as u8)
+        .collect()
 }
 
 fn header(idx: u64, evidence_idx: u64, flags: Flags, raw_len: u64) -> Header {
@@ -108,7 +110,10 @@ fn a_raised_idx_is_refused() {
     let VerifyError::Receipt { source, .. } = &e else {
         unreachable!()
     };
-    assert!(source.to_string().contains("claims digest mismatch"), "{source}");
+    assert!(
+        source.to_string().contains("claims digest mismatch"),
+        "{source}"
+    );
 }
 
 #[test]

@@ -89,12 +89,21 @@ fn vector() -> Vector {
     t.push_str(BEGIN);
     t.push_str("```text\n");
     t.push_str(&format!("secret key (seed)   {}\n", to_hex(&[7u8; 32])));
-    t.push_str(&format!("public key          {}\n", to_hex(public.as_bytes())));
-    t.push_str(&format!("kid                 {}\n", to_hex(&key_id(&public))));
+    t.push_str(&format!(
+        "public key          {}\n",
+        to_hex(public.as_bytes())
+    ));
+    t.push_str(&format!(
+        "kid                 {}\n",
+        to_hex(&key_id(&public))
+    ));
     t.push_str(&format!("tx_digest 1         {}\n", to_hex(&tx[0])));
     t.push_str(&format!("tx_digest 2         {}\n", to_hex(&tx[1])));
     t.push_str(&format!("tx_digest 3         {}\n", to_hex(&tx[2])));
-    t.push_str(&format!("body_digest         {}\n", to_hex(&header.body_digest)));
+    t.push_str(&format!(
+        "body_digest         {}\n",
+        to_hex(&header.body_digest)
+    ));
     t.push_str("claims material (60 bytes)\n");
     t.push_str(&dump(&claims.material()));
     t.push_str(&format!("claims digest       {}\n", to_hex(&claims_digest)));
@@ -103,7 +112,10 @@ fn vector() -> Vector {
     }
     t.push_str(&format!("root (3 leaves)     {}\n", to_hex(&root)));
     t.push_str(&format!("sig_idx             {sig_idx}\n"));
-    t.push_str(&format!("signature           {}\n", to_hex(&signed.signature)));
+    t.push_str(&format!(
+        "signature           {}\n",
+        to_hex(&signed.signature)
+    ));
     t.push_str(&format!(
         "file name           {} ({} bytes: header 160, body {}, receipt {})\n",
         name.file_name(),
@@ -124,8 +136,14 @@ fn vector() -> Vector {
 
 /// The block between the markers in FORMAT.md, markers included.
 fn documented() -> &'static str {
-    let start = DOC.find(BEGIN).expect("FORMAT.md has the test vector begin marker");
-    let end = DOC[start..].find(END).expect("FORMAT.md has the end marker") + start + END.len();
+    let start = DOC
+        .find(BEGIN)
+        .expect("FORMAT.md has the test vector begin marker");
+    let end = DOC[start..]
+        .find(END)
+        .expect("FORMAT.md has the end marker")
+        + start
+        + END.len();
     &DOC[start..end]
 }
 
@@ -137,7 +155,10 @@ fn format_md_test_vector_is_what_the_code_produces() {
         // Printed so the document can be brought back in line deliberately.
         println!("{}", v.text);
     }
-    assert_eq!(documented, v.text, "docs/FORMAT.md §9 differs from the code");
+    assert_eq!(
+        documented, v.text,
+        "docs/FORMAT.md §9 differs from the code"
+    );
 }
 
 #[test]
@@ -146,7 +167,10 @@ fn the_file_bytes_in_format_md_verify() {
     // Parse the header, body and receipt dumps back out of the document.
     let mut bytes = Vec::new();
     for line in documented().lines().filter(|l| l.starts_with("  ")) {
-        bytes.extend(line.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()));
+        bytes.extend(
+            line.split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).unwrap()),
+        );
     }
     // The claims material comes first in the block (60 bytes); the file follows it.
     let file = &bytes[60..];
@@ -158,5 +182,8 @@ fn the_file_bytes_in_format_md_verify() {
     };
     let verifier = Ed25519Verifier::new(vec![v.key.verifying_key()]);
     let ok = verify_bytes(file, Some(&name), &verifier).unwrap();
-    assert_eq!((ok.header.idx, ok.verified.sig_idx, ok.body), (2, 4, &b"hello"[..]));
+    assert_eq!(
+        (ok.header.idx, ok.verified.sig_idx, ok.body),
+        (2, 4, &b"hello"[..])
+    );
 }
