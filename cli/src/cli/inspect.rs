@@ -282,7 +282,10 @@ fn inspect_bytes(
     if header.flags.contains(Flags::ZSTD) {
         // The whole body streams through the decoder (bounded memory), as `verify` does.
         let result = match check_body_encoding(&header, body) {
-            Ok(()) => Ok(format!("one zstd frame of exactly {} bytes", header.raw_len)),
+            Ok(()) => Ok(format!(
+                "one zstd frame of exactly {} bytes",
+                header.raw_len
+            )),
             Err(e) => Err(e.to_string()),
         };
         ins.push(Check::BodyEncoding, result);
