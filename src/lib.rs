@@ -2,8 +2,8 @@
 //!
 //! A node embeds a [`Snapshotter`] and drives it from its consensus thread (`record_committable`,
 //! `commit`, `record_evidence`, `record_signature`, `record_tree`, `rollback`); snapseal
-//! serialises frozen views of the state on its own workers, hands each snapshot's digest to the
-//! node for its ledger, and writes the `.committed` file only once the ledger has committed that
+//! serialises frozen views of the state on its own workers, hands each snapshot's claims digest
+//! (its index, encoding, lengths and body digest) to the node for its ledger, and writes the `.committed` file only once the ledger has committed that
 //! evidence and a signature covering it. After a restart, [`SnapshotStore::latest`] returns the
 //! newest snapshot that verifies. The README has a complete walk-through; `docs/SPEC.md` is the
 //! contract and `docs/FORMAT.md` the file format.

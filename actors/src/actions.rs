@@ -180,7 +180,9 @@ impl SerialiseJob {
         }
         written.map_err(serialise_err)?;
         let body = builder.finish().map_err(serialise_err)?;
-        let digest = body.digest();
+        // The ledger records the claims digest (idx, flags, lengths, body digest), not the bare
+        // body digest, so the committed file's header is proven along with its body.
+        let digest = body.claims_digest(idx);
         self.span.record("bytes", body.len());
         self.span
             .record("digest", tracing::field::display(hex_prefix(&digest)));
@@ -248,7 +250,7 @@ impl PersistJob {
         let receipt = Receipt {
             evidence_idx: self.evidence_idx,
             evidence_tx_digest: proof.tx_digest,
-            snapshot_digest: body.digest(),
+            claims_digest: body.claims_digest(idx),
             path: proof.path,
             signed: self.signature,
         }
@@ -259,6 +261,7 @@ impl PersistJob {
             source,
         })?;
         let (flags, raw_len, body_digest) = (body.flags(), body.raw_len(), body.digest());
+        let body_claims = body.claims_digest(idx);
         let committed = match body.into_stored() {
             Stored::Memory { bytes, .. } => self.store.persist(&PersistRequest {
                 idx,
@@ -298,6 +301,7 @@ impl PersistJob {
             sig_idx,
             path: committed.path,
             digest: committed.body_digest,
+            claims_digest: body_claims,
             file_len: committed.file_len,
         });
         // The node may have dropped its receiver; that only means nobody listens.

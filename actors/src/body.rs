@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use snapseal_persist::format::{Flags, PARALLEL_HASH_THRESHOLD};
+use snapseal_persist::format::{Claims, Flags, PARALLEL_HASH_THRESHOLD};
 use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
@@ -185,9 +185,22 @@ impl PendingBody {
     pub fn is_spilled(&self) -> bool {
         matches!(self.stored, Stored::Spilled(_))
     }
-    /// BLAKE3 of the stored bytes: the snapshot digest the ledger's evidence tx carries.
+    /// BLAKE3 of the stored bytes (the header's body digest).
     pub fn digest(&self) -> Hash {
         self.digest
+    }
+    /// The claims digest of this body as the snapshot at `idx` (docs/FORMAT.md §3): the digest
+    /// the ledger's evidence tx carries and the receipt proves. It covers `idx`, the flags, both
+    /// lengths and the body digest, so none of them can be changed in the file afterwards.
+    pub fn claims_digest(&self, idx: u64) -> Hash {
+        Claims {
+            idx,
+            flags: self.flags,
+            body_len: self.len,
+            raw_len: self.raw_len,
+            body_digest: self.digest,
+        }
+        .digest()
     }
     /// Length of the serialised state before compression.
     pub fn raw_len(&self) -> u64 {

@@ -39,14 +39,14 @@ pub enum EvidenceError {
         /// Snapshot index named by the evidence.
         snapshot_idx: u64,
     },
-    /// The digest carried by the evidence is not the serialised body's.
+    /// The digest carried by the evidence is not the serialised body's claims digest.
     #[error("evidence at {evidence_idx}: digest does not match the serialised body of the snapshot at {snapshot_idx}")]
     DigestMismatch {
         /// Evidence tx index.
         evidence_idx: u64,
         /// Snapshot index named by the evidence.
         snapshot_idx: u64,
-        /// The serialised body's digest.
+        /// The serialised body's claims digest.
         expected: [u8; 32],
         /// The digest the evidence carried.
         got: [u8; 32],

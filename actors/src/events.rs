@@ -77,6 +77,9 @@ pub struct CommittedSnapshot {
     pub path: PathBuf,
     /// BLAKE3 of the stored body.
     pub digest: Hash,
+    /// The claims digest the evidence tx carries (docs/FORMAT.md §3: idx, flags, lengths and
+    /// the body digest under one domain-separated BLAKE3).
+    pub claims_digest: Hash,
     /// Size of the committed file in bytes.
     pub file_len: u64,
 }
@@ -383,6 +386,7 @@ mod tests {
             sig_idx: idx + 2,
             path: PathBuf::from(format!("snapshot_{idx}")),
             digest: [0; 32],
+            claims_digest: [0; 32],
             file_len: 0,
         })
     }

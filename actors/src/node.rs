@@ -75,11 +75,18 @@ impl CaptureError {
 
 /// Where a finished serialisation is announced so the node appends its evidence tx.
 pub trait EvidenceSink: Send + Sync {
-    /// The snapshot at `snapshot_idx` has body digest `digest`: append an evidence tx carrying
-    /// it to the ledger, then call
+    /// The snapshot at `snapshot_idx` has claims digest `digest`: append an evidence tx carrying
+    /// it to the ledger (its Merkle leaf's claims digest is `digest`), then call
     /// [`Snapshotter::record_evidence`](crate::Snapshotter::record_evidence) from the consensus
     /// thread once it is appended. Called on a worker thread: hand it to the consensus thread,
     /// don't append from here.
+    ///
+    /// `digest` is not the bare body digest: it is the snapshot's claims digest, a
+    /// domain-separated BLAKE3 over `snapshot_idx`, the header flags, the stored and decoded
+    /// body lengths and the body digest (`snapseal_persist::format::Claims`, docs/FORMAT.md
+    /// §3). Treat it as opaque and hand the same value back to `record_evidence`. Because the
+    /// ledger records it, a committed file whose header is later edited (say, an old snapshot
+    /// relabelled with a newer `idx`) no longer matches its receipt and fails verification.
     fn append_evidence(&self, snapshot_idx: u64, digest: Hash);
 }
 

@@ -218,6 +218,10 @@ impl Snapshotter {
     /// rollback, errors for which [`EvidenceError::is_stale`] holds are expected (the
     /// announcement predates the rollback); the others mean the node appended evidence it
     /// should not have.
+    ///
+    /// `digest` is the claims digest the node was handed by
+    /// [`EvidenceSink::append_evidence`](crate::EvidenceSink::append_evidence) (idx, flags,
+    /// lengths and body digest; docs/FORMAT.md §3), not the bare body digest.
     pub fn record_evidence(
         &mut self,
         evidence_idx: u64,
@@ -242,8 +246,13 @@ impl Snapshotter {
                 snapshot_idx,
             });
         }
-        let body_digest = generation.shared.body.lock().as_ref().map(|b| b.digest());
-        let Some(expected) = body_digest else {
+        let claims = generation
+            .shared
+            .body
+            .lock()
+            .as_ref()
+            .map(|b| b.claims_digest(snapshot_idx));
+        let Some(expected) = claims else {
             return Err(EvidenceError::NotSerialised {
                 evidence_idx,
                 snapshot_idx,

@@ -165,6 +165,8 @@ pub enum Check {
     Receipt,
     /// BLAKE3 of the body equals the header's body digest.
     BodyDigest,
+    /// A zstd body (flag bit 0) is one frame that decodes to exactly `raw_len` bytes.
+    BodyEncoding,
 }
 
 impl fmt::Display for Check {
@@ -176,6 +178,7 @@ impl fmt::Display for Check {
             Check::ReceiptDigest => "receipt digest",
             Check::Receipt => "receipt",
             Check::BodyDigest => "body digest",
+            Check::BodyEncoding => "body encoding",
         })
     }
 }
@@ -237,6 +240,16 @@ pub enum VerifyError {
         #[source]
         source: ReceiptError,
     },
+    /// The body is not what the flags and `raw_len` say (a zstd body that is not exactly one
+    /// frame of `raw_len` bytes).
+    #[error("{}: {check} check failed", file.display(), check = Check::BodyEncoding)]
+    Body {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong with the body.
+        #[source]
+        source: BodyError,
+    },
 }
 
 impl VerifyError {
@@ -247,7 +260,8 @@ impl VerifyError {
             | VerifyError::NotRegularFile { file, .. }
             | VerifyError::Format { file, .. }
             | VerifyError::NameMismatch { file, .. }
-            | VerifyError::Receipt { file, .. } => file,
+            | VerifyError::Receipt { file, .. }
+            | VerifyError::Body { file, .. } => file,
         }
     }
 
@@ -258,6 +272,7 @@ impl VerifyError {
             VerifyError::Format { check, .. } => Some(*check),
             VerifyError::NameMismatch { .. } => Some(Check::Name),
             VerifyError::Receipt { .. } => Some(Check::Receipt),
+            VerifyError::Body { .. } => Some(Check::BodyEncoding),
         }
     }
 

@@ -9,9 +9,9 @@
 //! | off | len | field |
 //! |----:|----:|-------|
 //! |   0 |   8 | magic `b"SNAPSEAL"` |
-//! |   8 |   2 | format_version (1) |
+//! |   8 |   2 | format_version (2) |
 //! |  10 |   2 | header_len (160) |
-//! |  12 |   4 | flags (bit 0: body is zstd-compressed) |
+//! |  12 |   4 | flags (bit 0: body is one zstd frame of raw_len bytes) |
 //! |  16 |   8 | idx |
 //! |  24 |   8 | evidence_idx |
 //! |  32 |   8 | body_len |
@@ -21,6 +21,11 @@
 //! |  88 |  32 | receipt_digest = BLAKE3(receipt) |
 //! | 120 |   8 | reserved, zero |
 //! | 128 |  32 | header_checksum = BLAKE3 derive_key([`HEADER_CHECKSUM_CONTEXT`], bytes 0..128) |
+//!
+//! The checksum has no key: it reports accidental damage only. What the ledger proves is the
+//! [`Claims`] digest over `idx`, `flags`, `body_len`, `raw_len` and `body_digest`; the reader
+//! recomputes it from the header, so a header edited after the fact (checksum recomputed, file
+//! renamed) fails verification.
 
 use thiserror::Error;
 
@@ -29,16 +34,24 @@ use crate::to_hex;
 /// The first eight bytes of every committed file.
 pub const MAGIC: [u8; 8] = *b"SNAPSEAL";
 
-/// The only layout version this reader understands; any layout change bumps it.
-pub const FORMAT_VERSION: u16 = 1;
+/// The only layout version this reader understands; any layout change bumps it. Version 2
+/// put `idx`, `flags` and the lengths under the ledger's proof (the [`Claims`] digest).
+pub const FORMAT_VERSION: u16 = 2;
 
-/// Length of the fixed header in bytes (version 1).
+/// Length of the fixed header in bytes (versions 1 and 2).
 pub const HEADER_LEN: usize = 160;
 
 /// BLAKE3 `derive_key` context string for the header checksum. Domain-separates the checksum from
 /// every other BLAKE3 use in snapseal (body digest, Merkle nodes), so a header can never be passed
 /// off as one of those.
 pub const HEADER_CHECKSUM_CONTEXT: &str = "snapseal 2026 header checksum v1";
+
+/// BLAKE3 `derive_key` context string for the [`Claims`] digest, the value the ledger's evidence
+/// transaction records. Separates it from the body digest, the header checksum and Merkle nodes.
+pub const CLAIMS_CONTEXT: &str = "snapseal 2026 snapshot claims v2";
+
+/// Length of the [`Claims`] digest's key material: idx, flags, body_len, raw_len, body_digest.
+pub const CLAIMS_MATERIAL_LEN: usize = 8 + 4 + 8 + 8 + 32;
 
 /// Bodies at least this long are hashed on all cores (`update_rayon`); below it the thread
 /// hand-off costs more than it saves.
@@ -69,7 +82,7 @@ pub struct Flags(u32);
 impl Flags {
     /// No optional behaviour.
     pub const NONE: Flags = Flags(0);
-    /// The body is a zstd frame; `raw_len` is its decompressed length.
+    /// The body is exactly one zstd frame that decodes to exactly `raw_len` bytes.
     pub const ZSTD: Flags = Flags(1);
     /// Every bit this version knows; any other set bit makes a header unreadable.
     pub const KNOWN: Flags = Flags(1);
@@ -113,6 +126,18 @@ pub enum FormatError {
     BadMagic {
         /// The first eight bytes found.
         actual: [u8; 8],
+    },
+    /// A version 1 file: its `idx`, `flags` and `raw_len` are not proven by the ledger, so it
+    /// could be an older snapshot relabelled as newer. Not read; take a new snapshot.
+    #[error("format version 1 is not supported: idx unproven; re-snapshot")]
+    Version1Unsupported,
+    /// `idx >= evidence_idx`: the evidence transaction must come after the state it records.
+    #[error("idx {idx} is not before evidence_idx {evidence_idx}")]
+    IdxNotBeforeEvidence {
+        /// The snapshot index.
+        idx: u64,
+        /// The evidence transaction index.
+        evidence_idx: u64,
     },
     /// A format version this reader does not know.
     #[error("unsupported format version {actual} (this reader supports {supported})")]
@@ -193,7 +218,8 @@ pub enum FormatError {
 pub struct Header {
     /// Ledger index the snapshot captures.
     pub idx: u64,
-    /// Ledger index of the evidence transaction that records the body digest.
+    /// Ledger index of the evidence transaction that records the claims digest; always
+    /// greater than `idx`.
     pub evidence_idx: u64,
     /// Optional behaviour (compression).
     pub flags: Flags,
@@ -203,7 +229,7 @@ pub struct Header {
     pub receipt_len: u64,
     /// Uncompressed body length; equals `body_len` when the body is not compressed.
     pub raw_len: u64,
-    /// BLAKE3 of the stored body bytes: the snapshot digest recorded in the ledger.
+    /// BLAKE3 of the stored body bytes (part of the [`Claims`] the ledger records).
     pub body_digest: [u8; 32],
     /// BLAKE3 of the receipt bytes, so a damaged receipt is caught before it is parsed.
     pub receipt_digest: [u8; 32],
@@ -249,6 +275,9 @@ impl Header {
         // Version and header_len come before the checksum: a future version may checksum
         // differently, and "unsupported version" is the useful message for such a file.
         let version = u16::from_le_bytes(field(h, OFF_VERSION));
+        if version == 1 {
+            return Err(FormatError::Version1Unsupported);
+        }
         if version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion {
                 supported: FORMAT_VERSION,
@@ -290,9 +319,16 @@ impl Header {
         Ok(header)
     }
 
-    /// Consistency of the length fields: the file length fits a u64, and an uncompressed body's
-    /// raw_len equals its body_len.
+    /// Consistency of the fields: `idx < evidence_idx`, the file length fits a u64, and an
+    /// uncompressed body's raw_len equals its body_len. The writer refuses a header that fails
+    /// this, and [`Header::decode`] does too.
     pub fn validate(&self) -> Result<(), FormatError> {
+        if self.idx >= self.evidence_idx {
+            return Err(FormatError::IdxNotBeforeEvidence {
+                idx: self.idx,
+                evidence_idx: self.evidence_idx,
+            });
+        }
         self.file_len()?;
         if !self.flags.contains(Flags::ZSTD) && self.raw_len != self.body_len {
             return Err(FormatError::LengthMismatch {
@@ -304,6 +340,17 @@ impl Header {
         Ok(())
     }
 
+    /// What the ledger must prove about this header: its claims (see [`Claims`]).
+    pub fn claims(&self) -> Claims {
+        Claims {
+            idx: self.idx,
+            flags: self.flags,
+            body_len: self.body_len,
+            raw_len: self.raw_len,
+            body_digest: self.body_digest,
+        }
+    }
+
     /// Total file length `HEADER_LEN + body_len + receipt_len`, checked.
     pub fn file_len(&self) -> Result<u64, FormatError> {
         (HEADER_LEN as u64)
@@ -313,6 +360,42 @@ impl Header {
                 body_len: self.body_len,
                 receipt_len: self.receipt_len,
             })
+    }
+}
+
+/// A snapshot's identity as the ledger records it: the fields of the header a reader acts on,
+/// and the body digest. Its [`digest`](Claims::digest) is what the evidence transaction carries,
+/// what the evidence leaf's claims digest is, and what the receipt proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Claims {
+    /// Ledger index the snapshot captures.
+    pub idx: u64,
+    /// Header flags (how the body is encoded).
+    pub flags: Flags,
+    /// Stored body length.
+    pub body_len: u64,
+    /// Decoded body length.
+    pub raw_len: u64,
+    /// BLAKE3 of the stored body bytes.
+    pub body_digest: [u8; 32],
+}
+
+impl Claims {
+    /// The 60 bytes of key material: `idx LE || flags LE || body_len LE || raw_len LE ||
+    /// body_digest`.
+    pub fn material(&self) -> [u8; CLAIMS_MATERIAL_LEN] {
+        let mut out = [0u8; CLAIMS_MATERIAL_LEN];
+        out[0..8].copy_from_slice(&self.idx.to_le_bytes());
+        out[8..12].copy_from_slice(&self.flags.bits().to_le_bytes());
+        out[12..20].copy_from_slice(&self.body_len.to_le_bytes());
+        out[20..28].copy_from_slice(&self.raw_len.to_le_bytes());
+        out[28..60].copy_from_slice(&self.body_digest);
+        out
+    }
+
+    /// The claims digest: BLAKE3 derive_key([`CLAIMS_CONTEXT`], [`material`](Claims::material)).
+    pub fn digest(&self) -> [u8; 32] {
+        blake3::derive_key(CLAIMS_CONTEXT, &self.material())
     }
 }
 

@@ -1,10 +1,12 @@
 //! The reader: checks a committed file's bytes, cheapest checks first, and hands out the body
 //! without copying it.
 //!
-//! Order: header (160 bytes: magic, version, checksum, flags, lengths) → name/header agreement
-//! → exact file length and receipt digest → receipt against the trusted keys → body digest.
-//! Only the last is proportional to the file size, so a damaged or foreign file is usually
-//! refused before the body is hashed.
+//! Order (docs/FORMAT.md §7): header (160 bytes: magic, version, checksum, flags, lengths,
+//! `idx < evidence_idx`) → name/header agreement → exact file length and receipt digest →
+//! receipt against the trusted keys, for the claims digest recomputed from the header → body
+//! digest → body encoding (a zstd body decodes as one frame of exactly `raw_len` bytes). Only
+//! the last two are proportional to the file size, so a damaged, forged or foreign file is
+//! usually refused before the body is read.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -91,10 +93,13 @@ fn verify_labelled<'a>(
         };
         format_err(check)(e)
     })?;
+    // The ledger recorded the claims digest, so recomputing it from the header makes every
+    // header field the reader acts on part of what the receipt must prove.
     let expected = Expected {
         idx: header.idx,
         evidence_idx: header.evidence_idx,
         body_digest: header.body_digest,
+        claims_digest: header.claims().digest(),
     };
     let verified = verifier
         .verify(receipt, &expected)
@@ -103,12 +108,54 @@ fn verify_labelled<'a>(
             source,
         })?;
     format::verify_body(&header, body).map_err(format_err(Check::BodyDigest))?;
+    check_body_encoding(&header, body).map_err(|source| VerifyError::Body {
+        file: file.to_path_buf(),
+        source,
+    })?;
     Ok(VerifiedSnapshot {
         header,
         body,
         receipt,
         verified,
     })
+}
+
+/// The body-encoding step of verification (docs/FORMAT.md §7 step 8), on its own: with flag
+/// bit 0, decodes the whole stored `body` in bounded memory (a fixed buffer; the zstd frame
+/// streams through the decoder) and discards it, requiring one frame of exactly `raw_len`
+/// bytes with nothing after it. An uncompressed body has nothing to decode (`raw_len ==
+/// body_len` is a header check). [`verify_bytes`] runs it; tools that inspect a file step by
+/// step can call it directly.
+pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError> {
+    if !header.flags.contains(Flags::ZSTD) {
+        return Ok(());
+    }
+    // BodyReader reports its findings as io::Error carrying a BodyError; unwrap it again.
+    let as_body_error = |e: io::Error| {
+        if !e.get_ref().is_some_and(|inner| inner.is::<BodyError>()) {
+            return BodyError::Decode { source: e };
+        }
+        match e.into_inner().map(|inner| inner.downcast::<BodyError>()) {
+            Some(Ok(b)) => *b,
+            // Unreachable (checked just above), but no input may panic here.
+            Some(Err(other)) => BodyError::Decode {
+                source: io::Error::new(io::ErrorKind::InvalidData, other),
+            },
+            None => BodyError::Decode {
+                source: io::Error::from(io::ErrorKind::InvalidData),
+            },
+        }
+    };
+    let mut reader = BodyReader::new(header, body).map_err(as_body_error)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(as_body_error(e)),
+        }
+    }
 }
 
 /// A committed file that was read and verified. The body stays in the memory map (zero

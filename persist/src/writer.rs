@@ -48,7 +48,9 @@ pub(crate) const FILE_MODE: u32 = 0o600;
 pub struct PersistRequest<'a> {
     /// Ledger index the snapshot captures.
     pub idx: u64,
-    /// Ledger index of the evidence transaction recording `body_digest`.
+    /// Ledger index of the evidence transaction recording the snapshot's claims digest
+    /// (`format::Claims`: idx, flags, lengths, body digest). Must be greater than `idx`; the
+    /// writer refuses the request otherwise.
     pub evidence_idx: u64,
     /// Header flags (compression).
     pub flags: Flags,
@@ -67,7 +69,8 @@ pub struct PersistRequest<'a> {
 /// holds except the body (already in the file) and the index (in the pending name).
 #[derive(Clone, Copy, Debug)]
 pub struct SpillCommit<'a> {
-    /// Ledger index of the evidence transaction recording `body_digest`.
+    /// Ledger index of the evidence transaction recording the snapshot's claims digest; must
+    /// be greater than the spilled body's `idx`.
     pub evidence_idx: u64,
     /// Header flags (compression).
     pub flags: Flags,

@@ -9,22 +9,27 @@ use std::io::{self, Read};
 use fixture::{key, real_verifier, Ledger};
 use snapseal_persist::format::{body_digest, Flags, Header};
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
+use snapseal_persist::VerifyError;
 use snapseal_persist::{verify_bytes, BodyError, PersistRequest};
 
 /// A valid committed file (good digests and receipt) storing `stored` with `flags`/`raw_len`.
 fn file(flags: Flags, raw_len: u64, stored: &[u8]) -> Vec<u8> {
     let digest = body_digest(stored);
-    let receipt = Ledger::new(4, digest).receipt(&key(), digest);
-    let header = Header {
+    let mut header = Header {
         idx: 3,
         evidence_idx: 4,
         flags,
         body_len: stored.len() as u64,
-        receipt_len: receipt.len() as u64,
+        receipt_len: 0,
         raw_len,
         body_digest: digest,
-        receipt_digest: *blake3::hash(&receipt).as_bytes(),
+        receipt_digest: [0; 32],
     };
+    // The ledger records the claims the header states, so only the body can be wrong.
+    let claims = header.claims().digest();
+    let receipt = Ledger::new(4, claims).receipt(&key(), claims);
+    header.receipt_len = receipt.len() as u64;
+    header.receipt_digest = *blake3::hash(&receipt).as_bytes();
     let mut out = header.encode().to_vec();
     out.extend_from_slice(stored);
     out.extend_from_slice(&receipt);
@@ -37,11 +42,20 @@ fn raw() -> Vec<u8> {
         .collect()
 }
 
+/// The decoded body of a file that verifies; a body that breaks its encoding promise fails
+/// `verify_bytes` itself (the body encoding check), reported here as the reader would.
 fn decode(bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let v = verify_bytes(bytes, None, &real_verifier()).expect("verifies");
-    let mut out = Vec::new();
-    v.body_reader()?.read_to_end(&mut out)?;
-    Ok(out)
+    match verify_bytes(bytes, None, &real_verifier()) {
+        Ok(v) => {
+            let mut out = Vec::new();
+            v.body_reader()?.read_to_end(&mut out)?;
+            Ok(out)
+        }
+        Err(VerifyError::Body { source, .. }) => {
+            Err(io::Error::new(io::ErrorKind::InvalidData, source))
+        }
+        Err(e) => panic!("refused before the body encoding check: {e}"),
+    }
 }
 
 fn body_error(e: &io::Error) -> &BodyError {
@@ -135,7 +149,15 @@ fn store_latest_body_reader_decodes_a_persisted_compressed_body() {
     let raw = raw();
     let stored = zstd::encode_all(&raw[..], 3).unwrap();
     let digest = body_digest(&stored);
-    let receipt = Ledger::new(4, digest).receipt(&key(), digest);
+    let claims = snapseal_persist::format::Claims {
+        idx: 3,
+        flags: Flags::ZSTD,
+        body_len: stored.len() as u64,
+        raw_len: raw.len() as u64,
+        body_digest: digest,
+    }
+    .digest();
+    let receipt = Ledger::new(4, claims).receipt(&key(), claims);
     store
         .persist(&PersistRequest {
             idx: 3,

@@ -184,8 +184,8 @@ fn assert_receipt_refused(receipt: &[u8], ctx: &str, want: impl Fn(&ReceiptError
 
 #[test]
 fn a_receipt_signed_by_an_untrusted_key_is_refused_but_left_in_place() {
-    let ledger = Ledger::new(victim().evidence_idx, victim().digest);
-    let receipt = ledger.receipt(&untrusted_key(), victim().digest);
+    let ledger = Ledger::new(victim().evidence_idx, victim().claims);
+    let receipt = ledger.receipt(&untrusted_key(), victim().claims);
     let bytes = with_receipt(&receipt);
     match assert_rejected(&bytes, "untrusted key") {
         VerifyError::Receipt { source, .. } => {
@@ -220,7 +220,7 @@ fn a_receipt_signed_by_an_untrusted_key_is_refused_but_left_in_place() {
 #[test]
 fn a_receipt_proving_another_leaf_is_refused() {
     let ev = victim().evidence_idx;
-    let ledger = Ledger::new(ev, victim().digest);
+    let ledger = Ledger::new(ev, victim().claims);
     let sig_idx = ledger.sig_idx;
     let root = ledger.tree.root(sig_idx - 1).unwrap();
     // An honest, signed proof... of the leaf next door, presented as the evidence leaf.
@@ -228,7 +228,7 @@ fn a_receipt_proving_another_leaf_is_refused() {
     let forged = Receipt {
         evidence_idx: ev,
         evidence_tx_digest: tx_digest(ev),
-        snapshot_digest: victim().digest,
+        claims_digest: victim().claims,
         path: other_path,
         signed: sign_root(&key(), sig_idx, &root),
     }
@@ -242,12 +242,12 @@ fn a_receipt_proving_another_leaf_is_refused() {
     });
 
     // And a genuine receipt for another evidence index.
-    let elsewhere = Ledger::new(ev + 1, victim().digest);
+    let elsewhere = Ledger::new(ev + 1, victim().claims);
     let receipt = Receipt::prove(
         &elsewhere.tree,
         ev + 1,
         tx_digest(ev + 1),
-        victim().digest,
+        victim().claims,
         sign_root(
             &key(),
             elsewhere.sig_idx,
@@ -287,7 +287,7 @@ fn a_receipt_whose_tree_lies_about_the_claims_is_refused() {
     let forged = Receipt {
         evidence_idx: ev,
         evidence_tx_digest: tx_digest(ev),
-        snapshot_digest: victim().digest,
+        claims_digest: victim().claims,
         path: tree.proof(ev - 1, sig_idx - 1).unwrap(),
         signed: sign_root(&key(), sig_idx, &root),
     }

@@ -59,7 +59,8 @@ impl Ledger {
         Expected {
             idx: 1000,
             evidence_idx: self.evidence_idx,
-            body_digest: self.snapshot,
+            body_digest: [0; 32],
+            claims_digest: self.snapshot,
         }
     }
 }
@@ -170,7 +171,7 @@ fn arb_receipt() -> impl Strategy<Value = Receipt> {
         .prop_map(|(e, txd, sd, path, s, root, kid, sig)| Receipt {
             evidence_idx: e,
             evidence_tx_digest: txd,
-            snapshot_digest: sd,
+            claims_digest: sd,
             path,
             signed: SignedRoot {
                 sig_idx: s,
@@ -196,7 +197,7 @@ proptest! {
     fn decode_and_verify_of_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let _ = Receipt::decode(&bytes);
         let v = verifier(&[&signing_key(1)]);
-        let e = Expected { idx: 1, evidence_idx: 1, body_digest: [0; 32] };
+        let e = Expected { idx: 1, evidence_idx: 1, body_digest: [0; 32], claims_digest: [0; 32] };
         prop_assert!(v.verify(&bytes, &e).is_err());
     }
 
@@ -335,7 +336,7 @@ fn snapshot_digest_mismatch_is_rejected() {
     let bytes = ledger.receipt(&key, 8).encode().unwrap();
     let other = *blake3::hash(b"another body").as_bytes();
     let expected = Expected {
-        body_digest: other,
+        claims_digest: other,
         ..ledger.expected()
     };
     assert_eq!(
@@ -347,7 +348,7 @@ fn snapshot_digest_mismatch_is_rejected() {
     );
     // A receipt that claims the other digest does not fit the ledger's leaf.
     let mut r = ledger.receipt(&key, 8);
-    r.snapshot_digest = other;
+    r.claims_digest = other;
     assert!(matches!(
         verifier(&[&key]).verify(&r.encode().unwrap(), &expected),
         Err(ReceiptError::RootMismatch { .. })
@@ -660,7 +661,15 @@ fn committed_file_verifies_end_to_end() {
     let key = signing_key(1);
     let body = b"serialized state".repeat(100);
     let digest = format::body_digest(&body);
-    let ledger = Ledger::new(50, 21, digest);
+    let claims = format::Claims {
+        idx: 20,
+        flags: Flags::NONE,
+        body_len: body.len() as u64,
+        raw_len: body.len() as u64,
+        body_digest: digest,
+    }
+    .digest();
+    let ledger = Ledger::new(50, 21, claims);
     let receipt = ledger.receipt(&key, 43).encode().unwrap();
     let header = Header {
         idx: 20,
@@ -682,6 +691,7 @@ fn committed_file_verifies_end_to_end() {
         idx: h.idx,
         evidence_idx: h.evidence_idx,
         body_digest: h.body_digest,
+        claims_digest: h.claims().digest(),
     };
     let ok = verifier(&[&key]).verify(r, &expected).unwrap();
     assert_eq!(ok.sig_idx, 43);

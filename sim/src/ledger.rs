@@ -3,7 +3,7 @@
 //!
 //! It is what the demo, the tests and the fuzzers drive a [`Snapshotter`](snapseal_actors::Snapshotter)
 //! from, and it shows an embedding node the exact shape snapseal expects: evidence txs whose
-//! claims digest is the snapshot digest, signature txs signing the root over every earlier tx,
+//! claims digest is the snapshot's claims digest (docs/FORMAT.md §3), signature txs signing the root over every earlier tx,
 //! and a [`ProofSource`] per signature.
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub enum TxKind {
         /// New value.
         value: Arc<[u8]>,
     },
-    /// Evidence of a snapshot: its index and body digest.
+    /// Evidence of a snapshot: its index and claims digest (idx, flags, lengths, body digest).
     Evidence {
         /// Snapshot index.
         snapshot_idx: u64,
@@ -63,7 +63,8 @@ impl TxKind {
         *h.finalize().as_bytes()
     }
 
-    /// The leaf's claims digest: the snapshot digest for evidence, zeros otherwise (SPEC §4).
+    /// The leaf's claims digest: the snapshot's claims digest for evidence, zeros otherwise
+    /// (SPEC §4).
     pub fn claims_digest(&self) -> Hash {
         match self {
             TxKind::Evidence { digest, .. } => *digest,

@@ -79,6 +79,13 @@ pub(super) fn reason(e: &VerifyError) -> String {
         ),
         VerifyError::Receipt { source, .. } => format!("{} check failed: {source}", Check::Receipt),
         VerifyError::NotRegularFile { what, .. } => format!("not a regular file ({what})"),
+        VerifyError::Body { source, .. } => {
+            // A zstd failure keeps the decoder's words in its source.
+            match std::error::Error::source(source) {
+                Some(cause) => format!("{} check failed: {source}: {cause}", Check::BodyEncoding),
+                None => format!("{} check failed: {source}", Check::BodyEncoding),
+            }
+        }
         other => other.to_string(),
     }
 }

@@ -208,6 +208,7 @@ mod tests {
             sig_idx: 550,
             path: PathBuf::from("/d/snapshot_500_502.committed"),
             digest: [0xab; 32],
+            claims_digest: [0; 32],
             file_len: 9,
         };
         assert_eq!(
@@ -227,6 +228,7 @@ mod tests {
             sig_idx: 3,
             path: tmp.path().join("snapshot_1_2.committed"),
             digest: [0; 32],
+            claims_digest: [0; 32],
             file_len: 1,
         };
         log.append(&c).unwrap();
@@ -250,6 +252,7 @@ mod tests {
             sig_idx: 550,
             path: PathBuf::from("/d/snapshot_500_502.committed"),
             digest: [0x5a; 32],
+            claims_digest: [0; 32],
             file_len: 9,
         };
         let line = CommittedLog::line(&c);
@@ -296,6 +299,7 @@ mod tests {
             sig_idx: 3,
             path: tmp.path().join("snapshot_1_2.committed"),
             digest: [7; 32],
+            claims_digest: [0; 32],
             file_len: 1,
         };
         let first = CommittedLog::line(&c);

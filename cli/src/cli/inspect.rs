@@ -12,7 +12,7 @@ use clap::Args;
 use serde::Serialize;
 use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
 use snapseal::persist::receipt::{Expected, Receipt};
-use snapseal::persist::{Check, SnapshotName};
+use snapseal::persist::{check_body_encoding, Check, SnapshotName};
 use snapseal_sim::node::decode_kv;
 
 use crate::cli::check;
@@ -47,6 +47,8 @@ struct HeaderView {
     raw_len: u64,
     body_digest: String,
     receipt_digest: String,
+    /// Recomputed from the fields above (docs/FORMAT.md §3): what the receipt must prove.
+    claims_digest: String,
 }
 
 impl HeaderView {
@@ -62,6 +64,7 @@ impl HeaderView {
             raw_len: h.raw_len,
             body_digest: hex(&h.body_digest),
             receipt_digest: hex(&h.receipt_digest),
+            claims_digest: hex(&h.claims().digest()),
         }
     }
 }
@@ -70,7 +73,7 @@ impl HeaderView {
 struct ReceiptView {
     evidence_idx: u64,
     evidence_tx_digest: String,
-    snapshot_digest: String,
+    claims_digest: String,
     proof_path_len: usize,
     sig_idx: u64,
     signed_root: String,
@@ -83,7 +86,7 @@ impl ReceiptView {
         ReceiptView {
             evidence_idx: r.evidence_idx,
             evidence_tx_digest: hex(&r.evidence_tx_digest),
-            snapshot_digest: hex(&r.snapshot_digest),
+            claims_digest: hex(&r.claims_digest),
             proof_path_len: r.path.len(),
             sig_idx: r.signed.sig_idx,
             signed_root: hex(&r.signed.root),
@@ -248,6 +251,7 @@ fn inspect_bytes(
                     idx: header.idx,
                     evidence_idx: header.evidence_idx,
                     body_digest: header.body_digest,
+                    claims_digest: header.claims().digest(),
                 };
                 let result = t
                     .verifier()
@@ -274,6 +278,22 @@ fn inspect_bytes(
     ins.push(Check::BodyDigest, body_result);
     if body_ok {
         ins.body = Some(describe_body(&header, body));
+    }
+    if header.flags.contains(Flags::ZSTD) {
+        // The whole body streams through the decoder (bounded memory), as `verify` does.
+        let result = match check_body_encoding(&header, body) {
+            Ok(()) => Ok(format!(
+                "one zstd frame of exactly {} bytes",
+                header.raw_len
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        ins.push(Check::BodyEncoding, result);
+    } else {
+        ins.push(
+            Check::BodyEncoding,
+            Ok("uncompressed (raw_len = body_len)".into()),
+        );
     }
     Ok(())
 }
@@ -324,12 +344,13 @@ fn print_text(ins: &Inspection, out: &Out) -> anyhow::Result<()> {
         text!(out, "  raw_len         {}", h.raw_len);
         text!(out, "  body_digest     {}", h.body_digest);
         text!(out, "  receipt_digest  {}", h.receipt_digest);
+        text!(out, "  claims_digest   {}", h.claims_digest);
     }
     if let Some(r) = &ins.receipt {
         text!(out, "receipt (COSE_Sign1)");
         text!(out, "  evidence_idx    {}", r.evidence_idx);
         text!(out, "  evidence tx     {}", r.evidence_tx_digest);
-        text!(out, "  snapshot digest {}", r.snapshot_digest);
+        text!(out, "  claims digest   {}", r.claims_digest);
         text!(out, "  proof path      {} hashes", r.proof_path_len);
         text!(out, "  sig_idx         {}", r.sig_idx);
         text!(out, "  signed root     {}", r.signed_root);

@@ -37,7 +37,7 @@ pub const LABEL_VERSION: i64 = -70001;
 pub const LABEL_EVIDENCE_IDX: i64 = -70002;
 /// Unprotected label: evidence transaction digest (bstr, 32 bytes).
 pub const LABEL_EVIDENCE_TX_DIGEST: i64 = -70003;
-/// Unprotected label: claims digest = snapshot body digest (bstr, 32 bytes).
+/// Unprotected label: the snapshot's claims digest (`format::Claims::digest`; bstr, 32 bytes).
 pub const LABEL_CLAIMS_DIGEST: i64 = -70004;
 /// Unprotected label: inclusion path, leaf to root (array of bstr, 32 bytes each).
 pub const LABEL_PROOF_PATH: i64 = -70005;
@@ -98,16 +98,17 @@ pub fn verify_signed_root(key: &VerifyingKey, sr: &SignedRoot) -> Result<(), Rec
         })
 }
 
-/// A snapshot's receipt: proof that the evidence tx recording the snapshot digest is under a
-/// signed root.
+/// A snapshot's receipt: proof that the evidence tx recording the snapshot's claims digest is
+/// under a signed root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// Ledger index of the evidence transaction.
     pub evidence_idx: u64,
     /// Digest of the evidence transaction (opaque to snapseal; part of its leaf).
     pub evidence_tx_digest: Hash,
-    /// Claims digest of the evidence leaf: the snapshot body digest.
-    pub snapshot_digest: Hash,
+    /// Claims digest of the evidence leaf: the snapshot's
+    /// [`Claims::digest`](crate::format::Claims::digest) (idx, flags, lengths, body digest).
+    pub claims_digest: Hash,
     /// Inclusion path of leaf `evidence_idx - 1` in the tree of size `sig_idx - 1`, leaf to root.
     pub path: Vec<Hash>,
     /// The signature transaction's signed root.
@@ -122,7 +123,7 @@ impl Receipt {
         tree: &MerkleTree,
         evidence_idx: u64,
         evidence_tx_digest: Hash,
-        snapshot_digest: Hash,
+        claims_digest: Hash,
         signed: SignedRoot,
     ) -> Result<Receipt, ReceiptError> {
         if evidence_idx == 0 {
@@ -147,7 +148,7 @@ impl Receipt {
         Ok(Receipt {
             evidence_idx,
             evidence_tx_digest,
-            snapshot_digest,
+            claims_digest,
             path,
             signed,
         })
@@ -171,7 +172,7 @@ impl Receipt {
             )
             .value(
                 LABEL_CLAIMS_DIGEST,
-                Value::Bytes(self.snapshot_digest.to_vec()),
+                Value::Bytes(self.claims_digest.to_vec()),
             )
             .value(LABEL_PROOF_PATH, Value::Array(path))
             .build();
@@ -209,7 +210,7 @@ impl Receipt {
         let receipt = Receipt {
             evidence_idx: fields.evidence_idx,
             evidence_tx_digest: fields.evidence_tx_digest,
-            snapshot_digest: fields.snapshot_digest,
+            claims_digest: fields.claims_digest,
             path: fields.path,
             signed: SignedRoot {
                 sig_idx,
@@ -231,7 +232,7 @@ impl Receipt {
 struct UnprotectedFields {
     evidence_idx: u64,
     evidence_tx_digest: Hash,
-    snapshot_digest: Hash,
+    claims_digest: Hash,
     path: Vec<Hash>,
 }
 
@@ -267,7 +268,7 @@ impl UnprotectedFields {
             LABEL_EVIDENCE_TX_DIGEST,
             take(&mut rest, LABEL_EVIDENCE_TX_DIGEST)?,
         )?;
-        let snapshot_digest = hash32(LABEL_CLAIMS_DIGEST, take(&mut rest, LABEL_CLAIMS_DIGEST)?)?;
+        let claims_digest = hash32(LABEL_CLAIMS_DIGEST, take(&mut rest, LABEL_CLAIMS_DIGEST)?)?;
         let path = match take(&mut rest, LABEL_PROOF_PATH)? {
             Value::Array(items) if items.len() > MAX_PROOF_LEN => {
                 return Err(decode_err(format!(
@@ -289,7 +290,7 @@ impl UnprotectedFields {
         Ok(UnprotectedFields {
             evidence_idx,
             evidence_tx_digest,
-            snapshot_digest,
+            claims_digest,
             path,
         })
     }

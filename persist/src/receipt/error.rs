@@ -35,12 +35,13 @@ pub enum ReceiptError {
     /// Evidence index 0 does not exist (ledger indices start at 1).
     #[error("evidence index 0 is not a ledger transaction")]
     EvidenceIndexZero,
-    /// The receipt's claims digest is not the file's body digest.
-    #[error("snapshot digest mismatch: file body {}, receipt claims {}", to_hex(.expected), to_hex(.actual))]
+    /// The receipt proves another claims digest than the one recomputed from the file's header:
+    /// the header's idx, flags, lengths or body digest are not what the ledger recorded.
+    #[error("claims digest mismatch: file header gives {}, receipt proves {} (idx, flags, lengths or body digest differ from what the ledger recorded)", to_hex(.expected), to_hex(.actual))]
     DigestMismatch {
-        /// Body digest from the file.
+        /// Claims digest recomputed from the file's header.
         expected: [u8; 32],
-        /// Snapshot (claims) digest in the receipt.
+        /// Claims digest in the receipt.
         actual: [u8; 32],
     },
     /// The signature does not come after the evidence, so its tree cannot cover it.

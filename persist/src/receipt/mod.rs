@@ -23,13 +23,18 @@ pub use verifier::Ed25519Verifier;
 /// What the committed file claims, which the receipt must back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected {
-    /// Snapshot index from the header. The built-in scheme does not bind it (the evidence tx is
-    /// opaque to snapseal); other schemes may.
+    /// Snapshot index from the header (the built-in scheme binds it through
+    /// `claims_digest`).
     pub idx: u64,
     /// Evidence transaction index from the header.
     pub evidence_idx: u64,
     /// BLAKE3 of the stored body (the header's body_digest).
     pub body_digest: Hash,
+    /// The claims digest recomputed from the header
+    /// ([`Claims::digest`](crate::format::Claims::digest)): what the ledger's evidence tx must
+    /// carry. The built-in scheme requires the receipt to prove exactly this value, which binds
+    /// `idx`, the flags and the lengths as well as the body.
+    pub claims_digest: Hash,
 }
 
 /// What a successful verification established.

@@ -24,7 +24,7 @@ impl Ed25519Verifier {
 }
 
 impl ReceiptVerifier for Ed25519Verifier {
-    /// Order: decode; the receipt's evidence index and snapshot digest equal the file's; the
+    /// Order: decode; the receipt's evidence index and claims digest equal the file's; the
     /// signature follows the evidence; the proof leads to the signed root; a trusted key with
     /// that key id verifies the signature (strict Ed25519). Cheap checks first, so a mismatched
     /// file costs no signature verification.
@@ -36,10 +36,10 @@ impl ReceiptVerifier for Ed25519Verifier {
                 actual: r.evidence_idx,
             });
         }
-        if r.snapshot_digest != expected.body_digest {
+        if r.claims_digest != expected.claims_digest {
             return Err(ReceiptError::DigestMismatch {
-                expected: expected.body_digest,
-                actual: r.snapshot_digest,
+                expected: expected.claims_digest,
+                actual: r.claims_digest,
             });
         }
         if r.evidence_idx == 0 {
@@ -55,7 +55,7 @@ impl ReceiptVerifier for Ed25519Verifier {
         // Tx i is leaf i - 1; the tree signed at sig_idx has sig_idx - 1 leaves. Both
         // subtractions are safe: sig_idx > evidence_idx >= 1.
         let (leaf_index, tree_size) = (r.evidence_idx - 1, sig_idx - 1);
-        let leaf = leaf_hash(&r.evidence_tx_digest, &r.snapshot_digest);
+        let leaf = leaf_hash(&r.evidence_tx_digest, &r.claims_digest);
         let computed = root_from_proof(&leaf, leaf_index, tree_size, &r.path).ok_or(
             ReceiptError::BadProof {
                 leaf_index,

@@ -106,7 +106,7 @@ impl Harness {
             idx: c.idx,
             evidence_idx: c.evidence_idx,
             sig_idx: c.sig_idx,
-            digest: c.digest,
+            digest: c.claims_digest,
         };
         match self.history.scheduled.get(&key) {
             Some(record) if *record == expected => {}
@@ -178,7 +178,7 @@ impl Harness {
             Some(TxKind::Evidence {
                 snapshot_idx,
                 digest,
-            }) if snapshot_idx == name.idx && digest == v.header.body_digest => {}
+            }) if snapshot_idx == name.idx && digest == v.header.claims().digest() => {}
             other => {
                 return Err(unproven(format!(
                     "ledger tx {} is {other:?}, not evidence of this body",

@@ -88,7 +88,8 @@ pub fn event_order_ops(seed: u64, ops: &[Op]) -> Result<(), FuzzFailure> {
 
 /// File target: the header parser, `split`, `verify_bytes` and the store's `latest()` on the
 /// input as a committed file. Properties: a header that decodes re-encodes to the same bytes;
-/// a file that verifies is consistent (lengths, body digest, receipt); and `latest()` returns
+/// a file that verifies is consistent (lengths, `idx < evidence_idx`, its receipt proves the
+/// claims digest of its header, its body decodes to exactly `raw_len` bytes); and `latest()` returns
 /// the file exactly when `verify_bytes` accepts it under its name (else quarantines it).
 pub fn file_reader(data: &[u8]) -> Result<(), FuzzFailure> {
     const T: &str = "file_reader";
@@ -103,17 +104,28 @@ pub fn file_reader(data: &[u8]) -> Result<(), FuzzFailure> {
     let _ = format::split(data);
     let verifier = fuzz_verifier();
     let unnamed = verify_bytes(data, None, &verifier).ok().map(|v| {
+        let proven = Receipt::decode(v.receipt).map(|r| r.claims_digest).ok();
+        // Bounded: a verified body is at most the input's length times zstd's ratio.
+        let decoded = v
+            .body_reader()
+            .ok()
+            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()).ok());
         (
             v.header.clone(),
             v.body.len(),
             v.receipt.len(),
             v.verified.sig_idx,
+            proven,
+            decoded,
         )
     });
-    if let Some((header, body_len, receipt_len, sig_idx)) = &unnamed {
+    if let Some((header, body_len, receipt_len, sig_idx, proven, decoded)) = &unnamed {
         let consistent = header.body_len == *body_len as u64
             && header.receipt_len == *receipt_len as u64
             && *sig_idx > header.evidence_idx
+            && header.idx < header.evidence_idx
+            && *proven == Some(header.claims().digest())
+            && *decoded == Some(header.raw_len)
             && data.len() == HEADER_LEN + body_len + receipt_len;
         if !consistent {
             return Err(fail(T, format!("verified but inconsistent: {header:?}")));
@@ -186,11 +198,13 @@ pub fn receipt(data: &[u8]) -> Result<(), FuzzFailure> {
             idx: 1,
             evidence_idx: 2,
             body_digest: [0; 32],
+            claims_digest: [0; 32],
         },
         |r| Expected {
             idx: r.evidence_idx.saturating_sub(1),
             evidence_idx: r.evidence_idx,
-            body_digest: r.snapshot_digest,
+            body_digest: [0; 32],
+            claims_digest: r.claims_digest,
         },
     );
     let verifier = fuzz_verifier();
@@ -199,7 +213,7 @@ pub fn receipt(data: &[u8]) -> Result<(), FuzzFailure> {
             return Err(fail(T, "verified a receipt that does not decode".into()));
         };
         let key = Ledger::from_seed(FUZZ_LEDGER_SEED).verifying_key();
-        let leaf = leaf_hash(&r.evidence_tx_digest, &r.snapshot_digest);
+        let leaf = leaf_hash(&r.evidence_tx_digest, &r.claims_digest);
         let sound = v.sig_idx == r.signed.sig_idx
             && r.signed.sig_idx > r.evidence_idx
             && r.evidence_idx >= 1
@@ -213,11 +227,11 @@ pub fn receipt(data: &[u8]) -> Result<(), FuzzFailure> {
             ));
         }
         let other = Expected {
-            body_digest: flip(claims.body_digest),
+            claims_digest: flip(claims.claims_digest),
             ..claims
         };
         if verifier.verify(data, &other).is_ok() {
-            return Err(fail(T, "verified against another body digest".into()));
+            return Err(fail(T, "verified against another claims digest".into()));
         }
     }
     Ok(())

@@ -35,12 +35,13 @@
 //!
 //! After every operation, and after every single job the executor runs:
 //! - every `.committed` file verifies (header, lengths, receipt against the ledger's key, body
-//!   digest) and is backed by the ledger: an evidence tx with its digest at its
-//!   `evidence_idx`, and a *committed* signature at the receipt's `sig_idx`;
+//!   digest, body encoding) and is backed by the ledger: an evidence tx at its
+//!   `evidence_idx` carrying the claims digest recomputed from the file's header, and a
+//!   *committed* signature at the receipt's `sig_idx`;
 //! - a persist action is only ever scheduled when its gate holds: serialised, the evidence tx
-//!   at `evidence_idx` carries the body's digest, a signature at `sig_idx > evidence_idx`,
+//!   at `evidence_idx` carries the body's claims digest, a signature at `sig_idx > evidence_idx`,
 //!   and the commit index `>= sig_idx` (checked the moment the action is scheduled);
-//! - each `Committed` event matches a gate that held, with the same indices and digest; no
+//! - each `Committed` event matches a gate that held, with the same indices and claims digest; no
 //!   generation or file name is reported twice; no generation dropped by a rollback is ever
 //!   reported; the file's body is exactly the state at its index;
 //! - a snapshot reported committed never disappears, except through retention (and then only
