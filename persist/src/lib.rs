@@ -71,7 +71,9 @@ pub use hex::{hash_from_hex, to_hex};
 pub use hold::Hold;
 pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
 pub use options::StoreOptions;
-pub use reader::{open_snapshot, verify_bytes, BodyReader, SnapshotFile, VerifiedSnapshot};
+pub use reader::{
+    open_snapshot, read_checked, verify_bytes, BodyReader, SnapshotFile, VerifiedSnapshot,
+};
 pub use retention::{plan_retention, RetentionPlan, RetentionReport, Standing};
 pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntry};
 pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotStore, StoreStats};

@@ -202,36 +202,8 @@ pub fn open_snapshot(
     name: &SnapshotName,
     verifier: &dyn ReceiptVerifier,
 ) -> Result<SnapshotFile, VerifyError> {
-    let file_name = name.file_name();
-    let path = dir.path().join(&file_name);
-    let mut refused = None;
-    let opened = dir.open_read_checked(&file_name, HEADER_LEN, &mut |head, size| match precheck(
-        head, size, name, &path, verifier,
-    ) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            refused = Some(e);
-            Err(io::Error::other("header check failed before mapping"))
-        }
-    });
-    if let Some(e) = refused {
-        return Err(e);
-    }
-    let bytes = opened.map_err(|source| {
-        match source
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<NotRegular>())
-        {
-            Some(not_regular) => VerifyError::NotRegularFile {
-                file: path.clone(),
-                what: not_regular.what(),
-            },
-            None => VerifyError::Read {
-                file: path.clone(),
-                source,
-            },
-        }
-    })?;
+    let path = dir.path().join(name.file_name());
+    let bytes = read_checked(dir, &name.file_name(), Some(name), verifier)?;
     let v = verify_labelled(&bytes, Some(name), &path, verifier)?;
     // split() checked the file is exactly header + body + receipt, so these fit.
     let body_end = HEADER_LEN + v.body.len();
@@ -250,23 +222,64 @@ pub fn open_snapshot(
     })
 }
 
+/// Reads the file `file_name` in `dir` for verification the way [`open_snapshot`] does: the
+/// header is read with `pread` and checked (and, with `name`, compared with it), and the
+/// header's lengths must add up to the file's size, before the file is mapped. Returns the
+/// mapped bytes for [`verify_bytes`]; the error is the one `verify_bytes` would give for the
+/// header, name or length, or an I/O failure. For tools that verify without the store.
+pub fn read_checked(
+    dir: &dyn DirHandle,
+    file_name: &str,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<FileBytes, VerifyError> {
+    let path = dir.path().join(file_name);
+    let mut refused = None;
+    let mut check = |head: &[u8], size: u64| match precheck(head, size, name, &path, verifier) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            refused = Some(e);
+            Err(io::Error::other("header check failed before mapping"))
+        }
+    };
+    let opened = dir.open_read_checked(file_name, HEADER_LEN, &mut check);
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    opened.map_err(|source| {
+        match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<NotRegular>())
+        {
+            Some(not_regular) => VerifyError::NotRegularFile {
+                file: path.clone(),
+                what: not_regular.what(),
+            },
+            None => VerifyError::Read {
+                file: path.clone(),
+                source,
+            },
+        }
+    })
+}
+
 /// The checks [`open_snapshot`] makes on the first bytes and the size before mapping: the
 /// ones [`verify_bytes`] makes first (header, name agreement) with the same errors, then the
 /// file length against the size.
 fn precheck(
     head: &[u8],
     size: u64,
-    name: &SnapshotName,
+    name: Option<&SnapshotName>,
     path: &Path,
     verifier: &dyn ReceiptVerifier,
 ) -> Result<(), VerifyError> {
     let Ok(header) = Header::decode(head) else {
         // The header check looks at the first HEADER_LEN bytes only, so the head alone gives
         // the same error as the whole file would.
-        return verify_labelled(head, Some(name), path, verifier).map(|_| ());
+        return verify_labelled(head, name, path, verifier).map(|_| ());
     };
-    if header.idx != name.idx || header.evidence_idx != name.evidence_idx {
-        return verify_labelled(head, Some(name), path, verifier).map(|_| ());
+    if name.is_some_and(|n| header.idx != n.idx || header.evidence_idx != n.evidence_idx) {
+        return verify_labelled(head, name, path, verifier).map(|_| ());
     }
     let format_err = |check, source| VerifyError::Format {
         file: path.to_path_buf(),

@@ -266,7 +266,8 @@ impl SnapshotStore {
         let _pin = self.holds.acquire(committed.name);
         // Written and verified by this process: retention counts it without hashing it again.
         self.known_good.lock().insert(committed.name);
-        if let Err(e) = self.apply_retention() {
+        // The file just committed needs no second look before retention relies on it.
+        if let Err(e) = self.retention_pass(Some(committed.name)) {
             bump(
                 &self.counters.retention_failures,
                 "snapseal_store_retention_failures_total",
@@ -447,7 +448,43 @@ impl SnapshotStore {
     /// [`plan_retention`](crate::plan_retention)); a committed file not known to verify is
     /// verified here, newest first, until enough good ones are found.
     pub fn retention_plan(&self) -> Result<RetentionPlan, StoreError> {
-        self.plan_and_count_quarantined().map(|(plan, _)| plan)
+        self.plan_checked(None).map(|(plan, _)| plan)
+    }
+
+    /// The retention plan, made safe against bit rot in files remembered as good: before the
+    /// plan drops anything, the newest kept snapshot is verified afresh (unless it is
+    /// `fresh`, the file this pass was run for, just written), and if it fails it is no
+    /// longer counted and the plan is made again. So whatever a pass deletes is older than a
+    /// snapshot that verified during that pass, and the newest snapshot that verifies is
+    /// never deleted. Costs one verification per pass that drops something, none in the
+    /// usual pass right after a commit.
+    fn plan_checked(
+        &self,
+        fresh: Option<SnapshotName>,
+    ) -> Result<(RetentionPlan, usize), StoreError> {
+        let mut rounds = 0usize;
+        loop {
+            let (plan, corrupt) = self.plan_and_count_quarantined()?;
+            let drops = !plan.delete.is_empty() || !plan.held.is_empty();
+            let newest = match plan.keep.first() {
+                Some(e) if drops && Some(e.name) != fresh => e.name,
+                _ => return Ok((plan, corrupt)),
+            };
+            // Bounded: each round takes one name out of the remembered set.
+            rounds += 1;
+            self.known_good.lock().remove(&newest);
+            if self.standing(&newest) == Standing::Verified {
+                return Ok((plan, corrupt));
+            }
+            if rounds > 64 {
+                // Answers keep changing (flaky reads): drop nothing this time.
+                let mut plan = plan;
+                plan.delete.clear();
+                plan.held.clear();
+                return Ok((plan, corrupt));
+            }
+            warn!(name = %newest, "a snapshot remembered as good no longer verifies; planning retention again");
+        }
     }
 
     /// The retention plan, and how many quarantined files the same listing holds.
@@ -496,6 +533,12 @@ impl SnapshotStore {
     /// verifies is never deleted. Refused once a directory fsync failed
     /// ([`StoreError::Failed`]).
     pub fn apply_retention(&self) -> Result<RetentionReport, StoreError> {
+        self.retention_pass(None)
+    }
+
+    /// [`apply_retention`](Self::apply_retention); `fresh` is a snapshot this process has
+    /// just written, which needs no fresh verification.
+    fn retention_pass(&self, fresh: Option<SnapshotName>) -> Result<RetentionReport, StoreError> {
         let _maintenance = self.maintenance.lock();
         if let Some(f) = self.guard.failure() {
             return Err(StoreError::Failed {
@@ -503,7 +546,7 @@ impl SnapshotStore {
                 earlier: f.first,
             });
         }
-        let (plan, corrupt) = self.plan_and_count_quarantined()?;
+        let (plan, corrupt) = self.plan_checked(fresh)?;
         let mut quarantined = Vec::new();
         for entry in &plan.quarantine {
             if self.quarantine_locked(entry.name) {

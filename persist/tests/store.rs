@@ -846,3 +846,24 @@ fn the_quarantine_bound_is_enforced_at_open_and_by_retention() {
     assert_eq!(report.quarantine_deleted.len(), 50);
     assert_eq!(names_in(&sim, FileState::Corrupt).len(), 3);
 }
+
+/// A snapshot this store committed (and so remembers as good) that rots afterwards must not
+/// make retention delete the older snapshot that still verifies.
+#[test]
+fn bit_rot_in_a_snapshot_the_store_wrote_does_not_cost_the_older_good_one() {
+    let sim = SimFs::new(3);
+    let mut o = opts();
+    o.keep_last = 1;
+    let store = open(&sim, o);
+    store.persist(&Snap::new(1, 50).request()).unwrap();
+    let hold = store.hold(&name(1)).unwrap();
+    store.persist(&Snap::new(2, 50).request()).unwrap();
+    assert_eq!(committed(&sim), [1, 2], "held");
+    assert!(sim.flip_bit(dir(), &name(2).file_name(), 8 * 200));
+    drop(hold);
+    let report = store.apply_retention().unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.quarantined, [name(2)]);
+    assert_eq!(committed(&sim), [1]);
+    assert_eq!(store.latest().unwrap().unwrap().name().idx, 1);
+}
