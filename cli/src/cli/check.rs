@@ -179,7 +179,7 @@ pub(super) fn read_path(path: &Path) -> io::Result<FileBytes> {
 pub(super) fn check_path(path: &Path, verifier: &dyn ReceiptVerifier) -> Verdict {
     let name = path.file_name().and_then(SnapshotName::parse_os);
     let opened = split_path(path)
-        .and_then(|(parent, file)| Ok((RealFs::new().open_dir(&parent, false)?, file)));
+        .and_then(|(parent, file)| Ok((RealFs::new().open_dir_unmapped(&parent)?, file)));
     match opened {
         Ok((dir, file)) => match check_file(&*dir, &file, name.as_ref(), verifier) {
             // Vanished only means something in a listing; here the path was given.

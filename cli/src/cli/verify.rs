@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, EntryKind, FileSystem, RealFs};
+use snapseal::persist::fs::{DirHandle, EntryKind, RealFs};
 use snapseal::persist::{Check, FileState, SnapshotName};
 
 use crate::cli::check::{self, Verdict};
@@ -150,8 +150,10 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
         unrecognised: Vec::new(),
     };
     if is_dir {
+        // Copies, not maps: without the store's lock, a file truncated by another process
+        // while mapped would kill this process with SIGBUS.
         let dir = RealFs::new()
-            .open_dir(&args.path, false)
+            .open_dir_unmapped(&args.path)
             .with_context(|| format!("opening snapshot directory {}", args.path.display()))?;
         let listing = list_dir(&*dir, &args.path)?;
         let (committed, skipped) = (listing.committed, listing.skipped);

@@ -38,8 +38,19 @@ impl RealFs {
     }
 }
 
-impl FileSystem for RealFs {
-    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+impl RealFs {
+    /// Opens an existing directory like [`open_dir`](FileSystem::open_dir) without `create`,
+    /// for a reader that does not hold the store's lock: its
+    /// [`open_read`](DirHandle::open_read) and
+    /// [`open_read_checked`](DirHandle::open_read_checked) copy the file into memory with
+    /// `pread` instead of mapping it. A file that another process truncates meanwhile then
+    /// gives a short read (an `UnexpectedEof` error) instead of killing the process with
+    /// `SIGBUS`, at the price of memory equal to the file's size.
+    pub fn open_dir_unmapped(&self, path: &Path) -> io::Result<Arc<dyn DirHandle>> {
+        self.open(path, false, false)
+    }
+
+    fn open(&self, path: &Path, create: bool, map: bool) -> io::Result<Arc<dyn DirHandle>> {
         if create {
             create_dir_all_durable(path)?;
         }
@@ -52,7 +63,14 @@ impl FileSystem for RealFs {
         Ok(Arc::new(RealDir {
             path: path.to_path_buf(),
             fd: owned(raw),
+            map,
         }))
+    }
+}
+
+impl FileSystem for RealFs {
+    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+        self.open(path, create, true)
     }
 }
 
@@ -124,6 +142,8 @@ fn require_regular(st: &FileStat) -> io::Result<()> {
 struct RealDir {
     path: PathBuf,
     fd: OwnedFd,
+    /// Map files for reading (false: copy them with `pread`, see `RealFs::open_dir_unmapped`).
+    map: bool,
 }
 
 impl RealDir {
@@ -239,6 +259,15 @@ impl DirHandle for RealDir {
         if size == 0 {
             return Ok(FileBytes::empty());
         }
+        if !self.map {
+            let len = usize::try_from(size).map_err(|_| Errno::EFBIG)?;
+            let mut all = Vec::new();
+            all.try_reserve_exact(len)
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            all.resize(len, 0);
+            read_exact_at(&fd, &mut all)?;
+            return Ok(FileBytes::from(all));
+        }
         // SAFETY: a read-only private view. The store holds the directory lock and never
         // modifies a file in place; a tool without the lock takes the risk that another
         // process truncates the file meanwhile (touching lost pages raises SIGBUS), see
@@ -291,6 +320,7 @@ impl DirHandle for RealDir {
 
 /// Fills `buf` from offset 0 of `fd` with `pread`, retrying `EINTR` and short reads. A file
 /// that ends early (it shrank after `fstat`) is `UnexpectedEof`.
+// Bytes past the end are not checked: a file that grew is read as long as it was.
 fn read_exact_at(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
