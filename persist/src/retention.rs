@@ -95,8 +95,13 @@ pub struct RetentionReport {
 /// first and only until `keep_last` verified snapshots are found (the older ones are dropped
 /// unverified), so a caller that verifies lazily hashes as few files as the rules need.
 ///
-/// The rules are in the [module documentation](self). Public so tools that must not take the
-/// store's lock (a `list`, a dry run) plan with exactly the store's rules.
+/// Rules, newest first (by `idx`, then `evidence_idx`): keep the newest `keep_last` snapshots
+/// that verify; with `max_bytes`, drop the oldest kept ones while their total exceeds it, never
+/// the newest; drop everything older than the oldest kept one; among the newer ones, a
+/// [`Standing::Failed`] file goes to quarantine and a [`Standing::Unknown`] one is left in
+/// place, neither counted; a dropped snapshot under a [`Hold`](crate::Hold) is spared. With no
+/// snapshot that verifies nothing is dropped. Public so tools that must not take the store's
+/// lock (a `list`, a dry run) plan with exactly the store's rules.
 pub fn plan_retention(
     committed: &[SnapshotEntry],
     keep_last: usize,
