@@ -127,7 +127,13 @@ fn foreign_files_are_reported_skipped_and_never_touched() {
     for f in foreign {
         assert!(other.iter().any(|o| o == f), "{f} not reported: {other:?}");
     }
-    snapseal(&["verify", arg(&dir)]).expect(0);
+    // verify names the .committed entry it does not recognise (and fails), touching nothing.
+    let run = snapseal(&["verify", arg(&dir)]).expect(1);
+    assert!(
+        run.stdout.contains("UNRECOGNISED") && run.stdout.contains("snapshot_01_2.committed"),
+        "{}",
+        run.stdout
+    );
     let run = snapseal(&["latest", "--repair", "--json", arg(&dir)]).expect(0);
     assert!(run.json()["latest"]["file"]
         .as_str()
@@ -203,4 +209,46 @@ fn an_empty_directory_has_nothing_usable() {
     snapseal(&["verify", arg(tmp.path())]).expect(1);
     snapseal(&["latest", arg(tmp.path())]).expect(1);
     snapseal(&["list", arg(tmp.path())]).expect(0);
+}
+
+/// `verify DIR` names every `*.committed` entry that is not a snapshot name, and fails.
+#[test]
+fn verify_dir_lists_unrecognised_committed_names() {
+    let (_tmp, dir) = demo_dir();
+    let first = committed(&dir)[0].clone();
+    std::fs::copy(&first, dir.join("snapshot_01_5.committed")).unwrap();
+    std::fs::write(dir.join("foo.committed"), b"x").unwrap();
+    let run = snapseal(&["verify", "--json", arg(&dir)]).expect(1);
+    let doc = run.json();
+    let listed: Vec<String> = doc["unrecognised"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), 2, "{doc}");
+    assert!(listed[0].ends_with("foo.committed") && listed[1].ends_with("snapshot_01_5.committed"));
+    let text = snapseal(&["verify", arg(&dir)]).expect(1);
+    assert!(text.stdout.contains("UNRECOGNISED"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("snapshot_01_5.committed"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// `verify FILE` with a name that is not a snapshot name reports it, even for a good file.
+#[test]
+fn verify_file_with_a_foreign_name_is_reported() {
+    let (_tmp, dir) = demo_dir();
+    let first = committed(&dir)[0].clone();
+    let copy = dir.join("copy.bin");
+    std::fs::copy(&first, &copy).unwrap();
+    let key = dir.join("node.pub");
+    let run = snapseal(&["verify", "--key", arg(&key), arg(&copy)]).expect(1);
+    let expected_name = first.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(run.stdout.contains("not a snapshot name"), "{}", run.stdout);
+    assert!(run.stdout.contains(&expected_name), "{}", run.stdout);
+    // The same bytes under their own name verify.
+    snapseal(&["verify", "--key", arg(&key), arg(&first)]).expect(0);
 }

@@ -116,3 +116,75 @@ fn list_marks_what_retention_would_delete() {
         assert_eq!(r["state"].as_str(), Some("committed"));
     }
 }
+
+/// Five junk files named newer than every good snapshot: gc counts only snapshots that verify,
+/// so the good ones stay (the newest of them above all) and the junk is quarantined.
+#[test]
+fn gc_with_junk_newer_than_every_good_snapshot_keeps_the_good_ones() {
+    let (_tmp, dir) = demo_dir();
+    let good = committed(&dir);
+    assert!(!good.is_empty());
+    let newest =
+        snapseal::persist::SnapshotName::parse_os(good.last().unwrap().file_name().unwrap())
+            .unwrap();
+    let mut junk = Vec::new();
+    for k in 1..=5u64 {
+        let idx = newest.idx + 100 * k;
+        let path = dir.join(format!("snapshot_{idx}_{}.committed", idx + 1));
+        std::fs::write(&path, b"junk, not a snapshot").unwrap();
+        junk.push(path);
+    }
+    let run = snapseal(&["gc", "--json", "--keep-last", "5", arg(&dir)]).expect(0);
+    let doc = run.json();
+    assert!(doc["deleted"].as_array().unwrap().is_empty(), "{doc}");
+    assert_eq!(doc["quarantine"].as_array().unwrap().len(), 5, "{doc}");
+    let keep_n = good.len().min(5);
+    assert_eq!(committed(&dir), good[good.len() - keep_n..].to_vec());
+    for j in &junk {
+        assert!(!j.exists(), "{} still under a committed name", j.display());
+    }
+    // The quarantine bound (default 3) holds after gc as well.
+    let corrupt = names(&dir)
+        .iter()
+        .filter(|n| n.ends_with(".corrupt"))
+        .count();
+    assert_eq!(corrupt, 3);
+    let latest = snapseal(&["latest", "--json", arg(&dir)]).expect(0).json();
+    assert!(latest.to_string().contains(&newest.file_name()), "{latest}");
+}
+
+/// A byte limit with one huge junk file: the newest snapshot that verifies survives.
+#[test]
+fn gc_max_bytes_with_a_huge_junk_file_keeps_the_newest_verified_snapshot() {
+    let (_tmp, dir) = demo_dir();
+    let good = committed(&dir);
+    let newest_good = good.last().unwrap().clone();
+    let newest =
+        snapseal::persist::SnapshotName::parse_os(newest_good.file_name().unwrap()).unwrap();
+    let idx = newest.idx + 1000;
+    let huge = dir.join(format!("snapshot_{idx}_{}.committed", idx + 1));
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let dry = snapseal(&["gc", "--dry-run", "--json", "--max-bytes", "1", arg(&dir)]).expect(0);
+    let dry = dry.json();
+    let newest_name = newest.file_name();
+    assert_eq!(dry["keep"][0].as_str(), Some(newest_name.as_str()), "{dry}");
+    snapseal(&["gc", "--max-bytes", "1", arg(&dir)]).expect(0);
+    assert_eq!(
+        committed(&dir),
+        vec![newest_good],
+        "only the newest good one is left"
+    );
+    assert!(!huge.exists());
+}
+
+#[test]
+fn gc_needs_the_trusted_keys() {
+    let (_tmp, dir) = demo_dir();
+    std::fs::remove_file(dir.join("node.pub")).unwrap();
+    let before = names(&dir);
+    let run = snapseal(&["gc", arg(&dir)]).expect(2);
+    assert!(run.stderr.contains("no trusted key"), "{}", run.stderr);
+    assert_eq!(names(&dir), before);
+}

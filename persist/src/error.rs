@@ -126,6 +126,20 @@ pub enum PersistError {
         #[source]
         source: io::Error,
     },
+    /// The store refuses to write: an earlier `fsync` of its directory failed, and a later
+    /// `fsync` of the same directory that succeeds would prove nothing. Nothing was written;
+    /// reopen the store.
+    #[error(
+        "snapshot store {} is failed: an earlier fsync of the directory failed ({earlier}); \
+         nothing written, reopen the store",
+        dir.display()
+    )]
+    StoreFailed {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The earlier directory fsync failure, in words.
+        earlier: String,
+    },
 }
 
 impl PersistError {
@@ -134,7 +148,7 @@ impl PersistError {
         match self {
             PersistError::Io { step, .. } | PersistError::AlreadyCommitted { step, .. } => *step,
             PersistError::InvalidRequest { .. } => Step::Validate,
-            PersistError::DirSyncFailed { .. } => Step::DirSync,
+            PersistError::DirSyncFailed { .. } | PersistError::StoreFailed { .. } => Step::DirSync,
         }
     }
 
@@ -144,7 +158,8 @@ impl PersistError {
             PersistError::Io { path, .. }
             | PersistError::AlreadyCommitted { path, .. }
             | PersistError::InvalidRequest { path, .. }
-            | PersistError::DirSyncFailed { path, .. } => path,
+            | PersistError::DirSyncFailed { path, .. }
+            | PersistError::StoreFailed { dir: path, .. } => path,
         }
     }
 }
@@ -359,6 +374,19 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The store refuses to change the directory: an earlier `fsync` of it failed (see
+    /// [`PersistError::StoreFailed`]). Reopen the store.
+    #[error(
+        "snapshot store {} is failed: an earlier fsync of the directory failed ({earlier}); \
+         nothing changed, reopen the store",
+        dir.display()
+    )]
+    Failed {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The earlier directory fsync failure, in words.
+        earlier: String,
+    },
     /// No committed snapshot of that name (e.g. asked to hold one that is gone).
     #[error("no committed snapshot {}", path.display())]
     NotFound {
@@ -373,6 +401,7 @@ impl StoreError {
         match self {
             StoreError::Io { step, .. } => Some(*step),
             StoreError::Locked { .. } => Some(StoreStep::Lock),
+            StoreError::Failed { .. } => Some(StoreStep::DirSync),
             StoreError::InvalidOption { .. } | StoreError::NotFound { .. } => None,
         }
     }

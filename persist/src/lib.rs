@@ -49,6 +49,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod dir_guard;
 mod error;
 pub mod format;
 pub mod fs;
@@ -71,9 +72,10 @@ pub use hold::Hold;
 pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
 pub use options::StoreOptions;
 pub use reader::{
-    check_body_encoding, open_snapshot, verify_bytes, BodyReader, SnapshotFile, VerifiedSnapshot,
+    check_body_encoding, open_snapshot, read_checked, verify_bytes, BodyReader, SnapshotFile,
+    VerifiedSnapshot,
 };
-pub use retention::{plan_retention, RetentionPlan, RetentionReport};
+pub use retention::{plan_retention, RetentionPlan, RetentionReport, Standing};
 pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntry};
 pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotStore, StoreStats};
 #[cfg(feature = "internals")]

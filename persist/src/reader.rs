@@ -228,30 +228,29 @@ impl SnapshotFile {
     }
 }
 
-/// Reads (`open_read`: `O_NOFOLLOW` + `mmap`) and verifies the file `name` in `dir`.
-/// An I/O failure is [`VerifyError::Read`]; anything else means the contents are bad.
+/// Reads and verifies the file `name` in `dir`. An I/O failure is [`VerifyError::Read`];
+/// anything else means the contents are bad.
+///
+/// The file is opened relative to the directory (`O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`), must be
+/// a regular file (`fstat`), and its header is read with `pread` and checked (magic, version,
+/// checksum, name agreement, and that the header's lengths add up to the file's size) before
+/// anything is mapped: a huge junk file under a snapshot name is refused after one 160-byte
+/// read. Only then is the file mapped and the rest verified.
+///
+/// # Mapped files and truncation
+///
+/// The returned file's bytes are a memory map. If another process truncates the file while
+/// it is mapped, touching the lost pages kills this process with `SIGBUS`. The store rules
+/// that out for its own directory (it holds the directory lock and never changes a committed
+/// file in place); a caller without the lock, next to a process that truncates snapshot
+/// files, takes that risk.
 pub fn open_snapshot(
     dir: &dyn DirHandle,
     name: &SnapshotName,
     verifier: &dyn ReceiptVerifier,
 ) -> Result<SnapshotFile, VerifyError> {
-    let file_name = name.file_name();
-    let path = dir.path().join(&file_name);
-    let bytes = dir.open_read(&file_name).map_err(|source| {
-        match source
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<NotRegular>())
-        {
-            Some(not_regular) => VerifyError::NotRegularFile {
-                file: path.clone(),
-                what: not_regular.what(),
-            },
-            None => VerifyError::Read {
-                file: path.clone(),
-                source,
-            },
-        }
-    })?;
+    let path = dir.path().join(name.file_name());
+    let bytes = read_checked(dir, &name.file_name(), Some(name), verifier)?;
     let v = verify_labelled(&bytes, Some(name), &path, verifier)?;
     // split() checked the file is exactly header + body + receipt, so these fit.
     let body_end = HEADER_LEN + v.body.len();
@@ -268,6 +267,86 @@ pub fn open_snapshot(
         verified,
         hold: None,
     })
+}
+
+/// Reads the file `file_name` in `dir` for verification the way [`open_snapshot`] does: the
+/// header is read with `pread` and checked (and, with `name`, compared with it), and the
+/// header's lengths must add up to the file's size, before the file is mapped. Returns the
+/// mapped bytes for [`verify_bytes`]; the error is the one `verify_bytes` would give for the
+/// header, name or length, or an I/O failure. For tools that verify without the store.
+pub fn read_checked(
+    dir: &dyn DirHandle,
+    file_name: &str,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<FileBytes, VerifyError> {
+    let path = dir.path().join(file_name);
+    let mut refused = None;
+    let mut check = |head: &[u8], size: u64| match precheck(head, size, name, &path, verifier) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            refused = Some(e);
+            Err(io::Error::other("header check failed before mapping"))
+        }
+    };
+    let opened = dir.open_read_checked(file_name, HEADER_LEN, &mut check);
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    opened.map_err(|source| {
+        match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<NotRegular>())
+        {
+            Some(not_regular) => VerifyError::NotRegularFile {
+                file: path.clone(),
+                what: not_regular.what(),
+            },
+            None => VerifyError::Read {
+                file: path.clone(),
+                source,
+            },
+        }
+    })
+}
+
+/// The checks [`open_snapshot`] makes on the first bytes and the size before mapping: the
+/// ones [`verify_bytes`] makes first (header, name agreement) with the same errors, then the
+/// file length against the size.
+fn precheck(
+    head: &[u8],
+    size: u64,
+    name: Option<&SnapshotName>,
+    path: &Path,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<(), VerifyError> {
+    let Ok(header) = Header::decode(head) else {
+        // The header check looks at the first HEADER_LEN bytes only, so the head alone gives
+        // the same error as the whole file would.
+        return verify_labelled(head, name, path, verifier).map(|_| ());
+    };
+    if name.is_some_and(|n| header.idx != n.idx || header.evidence_idx != n.evidence_idx) {
+        return verify_labelled(head, name, path, verifier).map(|_| ());
+    }
+    let format_err = |check, source| VerifyError::Format {
+        file: path.to_path_buf(),
+        check,
+        source,
+    };
+    let expected = header
+        .file_len()
+        .map_err(|e| format_err(Check::Length, e))?;
+    if expected != size {
+        return Err(format_err(
+            Check::Length,
+            FormatError::LengthMismatch {
+                what: "file",
+                expected,
+                actual: size,
+            },
+        ));
+    }
+    Ok(())
 }
 
 /// The decoded body of a committed file, as an [`io::Read`] (from

@@ -1,16 +1,24 @@
 //! Retention: which committed snapshots to delete. Planning only (a pure function of the
-//! listing, the options and the holds); the store carries the plan out.
+//! listing, the options, the holds and what verification says about each file); the store
+//! carries the plan out.
 //!
-//! Rules, applied newest first (by `idx`, then `evidence_idx`):
-//! 1. keep the newest `keep_last`;
+//! Only snapshots that verify count: a junk or bit-rotted file under a committed name must
+//! never push a good snapshot out. Rules, applied newest first (by `idx`, then
+//! `evidence_idx`):
+//! 1. keep the newest `keep_last` snapshots that verify ([`Standing::Verified`]);
 //! 2. with `max_bytes`, drop the oldest kept ones while the kept total exceeds it, but never
-//!    the newest snapshot;
-//! 3. a dropped snapshot under a [`Hold`](crate::Hold) is spared (not deleted, and not counted
+//!    the newest one that verifies;
+//! 3. everything older than the oldest kept snapshot is dropped (it is beyond `keep_last`
+//!    good ones, so it is not verified first: that would hash every old file);
+//! 4. among the newer ones, a file that failed verification ([`Standing::Failed`]) goes to
+//!    quarantine, and one whose state is unknown ([`Standing::Unknown`]: unreadable, or
+//!    signed by a key outside the trusted set) is left in place and not counted;
+//! 5. a dropped snapshot under a [`Hold`](crate::Hold) is spared (not deleted, and not counted
 //!    against `max_bytes`: an old snapshot pinned by an exporter should not cost us newer
 //!    ones) until a later pass finds it released.
 //!
-//! Retention does not verify files (that would mean hashing every one on every commit);
-//! `latest()` quarantines bad ones when it meets them.
+//! So with no snapshot that verifies, retention deletes nothing, and the newest snapshot that
+//! verifies is never deleted.
 
 use std::io;
 
@@ -20,15 +28,35 @@ use crate::hold::HoldTable;
 use crate::names::SnapshotName;
 use crate::scan::SnapshotEntry;
 
+/// What verification says about one committed snapshot, as retention needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Standing {
+    /// It verifies (or this process committed it): it counts toward `keep_last`.
+    Verified,
+    /// It was read and failed a check: quarantined, never counted.
+    Failed,
+    /// Nothing definite is known (an I/O error, a signer outside the trusted keys, a name
+    /// that is not a regular file any more): left in place unless older than every kept
+    /// snapshot, never counted.
+    Unknown,
+}
+
 /// What retention would do now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionPlan {
-    /// Committed snapshots kept by the rules, newest first.
+    /// Committed snapshots kept by the rules (all verified), newest first.
     pub keep: Vec<SnapshotEntry>,
     /// Committed snapshots to delete, oldest first.
     pub delete: Vec<SnapshotEntry>,
     /// Snapshots the rules drop but a hold spares, oldest first.
     pub held: Vec<SnapshotEntry>,
+    /// Committed files newer than the oldest kept one that failed verification: moved to
+    /// quarantine (newest first).
+    pub quarantine: Vec<SnapshotEntry>,
+    /// Committed files newer than the oldest kept one that could not be verified either way:
+    /// left in place and not counted (newest first).
+    pub unverified: Vec<SnapshotEntry>,
 }
 
 impl RetentionPlan {
@@ -56,32 +84,56 @@ pub struct RetentionReport {
     pub spared: Vec<SnapshotName>,
     /// Planned deletions that were already gone.
     pub vanished: Vec<SnapshotName>,
+    /// Committed files that failed verification and were moved to quarantine.
+    pub quarantined: Vec<SnapshotName>,
+    /// Quarantined files deleted to bring the quarantine down to `max_quarantined`.
+    pub quarantine_deleted: Vec<SnapshotName>,
 }
 
 /// Plans retention over `committed` (committed files, any order); `is_held` says which names
-/// are pinned.
+/// are pinned, `standing` what verification says about a file. `standing` is asked newest
+/// first and only until `keep_last` verified snapshots are found (the older ones are dropped
+/// unverified), so a caller that verifies lazily hashes as few files as the rules need.
 ///
-/// Rules, applied newest first (by `idx`, then `evidence_idx`):
-/// 1. keep the newest `keep_last`;
-/// 2. with `max_bytes`, drop the oldest kept ones while the kept total exceeds it, but never
-///    the newest snapshot;
-/// 3. a dropped snapshot under a [`Hold`](crate::Hold) is spared (not deleted, and not counted
-///    against `max_bytes`) until a later pass finds it released.
-///
-/// Public so tools that must not take the store's lock (a `list`, a dry run) plan
-/// with exactly the store's rules.
+/// Rules, newest first (by `idx`, then `evidence_idx`): keep the newest `keep_last` snapshots
+/// that verify; with `max_bytes`, drop the oldest kept ones while their total exceeds it, never
+/// the newest; drop everything older than the oldest kept one; among the newer ones, a
+/// [`Standing::Failed`] file goes to quarantine and a [`Standing::Unknown`] one is left in
+/// place, neither counted; a dropped snapshot under a [`Hold`](crate::Hold) is spared. With no
+/// snapshot that verifies nothing is dropped. Public so tools that must not take the store's
+/// lock (a `list`, a dry run) plan with exactly the store's rules.
 pub fn plan_retention(
     committed: &[SnapshotEntry],
     keep_last: usize,
     max_bytes: Option<u64>,
     is_held: impl Fn(&SnapshotName) -> bool,
+    mut standing: impl FnMut(&SnapshotEntry) -> Standing,
 ) -> RetentionPlan {
     let mut newest_first = committed.to_vec();
     newest_first.sort_by_key(|e| std::cmp::Reverse(e.name));
     // keep_last >= 1 is validated with the options; never let 0 delete everything anyway.
-    let keep_n = keep_last.max(1).min(newest_first.len());
-    let mut dropped = newest_first.split_off(keep_n);
-    let mut keep = newest_first;
+    let keep_n = keep_last.max(1);
+    let mut keep = Vec::new();
+    let mut quarantine = Vec::new();
+    let mut unverified = Vec::new();
+    let mut looked_at = 0;
+    for entry in &newest_first {
+        if keep.len() == keep_n {
+            break;
+        }
+        looked_at += 1;
+        match standing(entry) {
+            Standing::Verified => keep.push(*entry),
+            Standing::Failed => quarantine.push(*entry),
+            Standing::Unknown => unverified.push(*entry),
+        }
+    }
+    // Without a kept snapshot there is no boundary: nothing is dropped.
+    let mut dropped: Vec<SnapshotEntry> = if keep.is_empty() {
+        Vec::new()
+    } else {
+        newest_first.split_off(looked_at)
+    };
     if let Some(max) = max_bytes {
         let mut total = keep.iter().fold(0u64, |s, e| s.saturating_add(e.len));
         while total > max && keep.len() > 1 {
@@ -91,10 +143,24 @@ pub fn plan_retention(
             }
         }
     }
+    // Whatever is older than the oldest kept snapshot goes, unverified files included; junk
+    // found on the way still goes to quarantine rather than being deleted silently.
+    if let Some(oldest_kept) = keep.last().map(|e| e.name) {
+        let (older, newer): (Vec<_>, Vec<_>) =
+            unverified.into_iter().partition(|e| e.name < oldest_kept);
+        dropped.extend(older);
+        unverified = newer;
+    }
     // Oldest first, so deletions free the least valuable snapshots first.
     dropped.sort_by_key(|e| e.name);
     let (held, delete) = dropped.into_iter().partition(|e| is_held(&e.name));
-    RetentionPlan { keep, delete, held }
+    RetentionPlan {
+        keep,
+        delete,
+        held,
+        quarantine,
+        unverified,
+    }
 }
 
 /// Carries out `plan`: unlinks each planned deletion unless it became held meanwhile (checked

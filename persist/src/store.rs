@@ -5,6 +5,7 @@
 //! other store (in this process or another) changes the directory under it. Within the
 //! process, a `SnapshotStore` is `Send + Sync` and meant to be shared with `Arc`.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tracing::{debug, error, info, warn};
 
+use crate::dir_guard::GuardedDir;
 use crate::error::{chain, PersistError, StoreError, StoreStep, VerifyError};
 use crate::fs::{DirHandle, DirLock, FileSystem};
 use crate::hold::{Hold, HoldTable};
@@ -21,7 +23,7 @@ use crate::options::StoreOptions;
 use crate::quarantine::{self, Quarantined};
 use crate::reader::{open_snapshot, SnapshotFile};
 use crate::receipt::{ReceiptError, ReceiptVerifier};
-use crate::retention::{self, RetentionPlan, RetentionReport};
+use crate::retention::{self, RetentionPlan, RetentionReport, Standing};
 use crate::scan::{
     classify_dir, in_state, our_files, pending_files, EntryClass, ListedEntry, PendingEntry,
     SnapshotEntry,
@@ -76,6 +78,8 @@ fn bump(counter: &AtomicU64, metric: &'static str, n: u64) {
 #[derive(Debug)]
 pub struct SnapshotStore {
     path: PathBuf,
+    /// The same handle as `dir`, typed, to ask whether a directory fsync failed.
+    guard: Arc<GuardedDir>,
     dir: Arc<dyn DirHandle>,
     writer: SnapshotWriter,
     opts: StoreOptions,
@@ -86,6 +90,9 @@ pub struct SnapshotStore {
     /// One directory clean-up (retention, quarantine) at a time, so two of them never plan
     /// over the same listing.
     maintenance: Mutex<()>,
+    /// Committed snapshots known to verify: those this store committed itself and those it
+    /// verified since it was opened. Retention counts them without hashing them again.
+    known_good: Mutex<HashSet<SnapshotName>>,
     counters: Counters,
     /// Declared last: released only after everything else is dropped.
     _lock: Box<dyn DirLock>,
@@ -120,18 +127,26 @@ impl SnapshotStore {
                 }
             }
         })?;
+        let guard = Arc::new(GuardedDir::new(handle));
+        let handle: Arc<dyn DirHandle> = guard.clone();
         let store = SnapshotStore {
             path: dir.to_path_buf(),
             writer: SnapshotWriter::new(Arc::clone(&handle)),
+            guard,
             dir: handle,
             opts,
             holds: Arc::default(),
             persist_lock: Mutex::new(()),
             maintenance: Mutex::new(()),
+            known_good: Mutex::default(),
             counters: Counters::default(),
             _lock: lock,
         };
-        store.remove_stale()?;
+        let corrupt = store.remove_stale()?;
+        // The bound holds from the start, not only once something new is quarantined.
+        if corrupt > store.opts.max_quarantined {
+            store.trim_quarantine();
+        }
         info!(dir = %dir.display(), "snapshot store open");
         Ok(store)
     }
@@ -178,7 +193,10 @@ impl SnapshotStore {
     /// file survives any crash.
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
         let _one_at_a_time = self.persist_lock.lock();
-        let result = self.writer.persist(req);
+        let result = match self.refuse_if_failed() {
+            Err(e) => Err(e),
+            Ok(()) => self.writer.persist(req),
+        };
         self.after_commit(result)
     }
 
@@ -201,8 +219,27 @@ impl SnapshotStore {
         req: &SpillCommit<'_>,
     ) -> Result<Committed, PersistError> {
         let _one_at_a_time = self.persist_lock.lock();
-        let result = self.writer.commit_spill(spill, req);
+        let result = match self.refuse_if_failed() {
+            Err(e) => Err(e),
+            Ok(()) => self.writer.commit_spill(spill, req),
+        };
         self.after_commit(result)
+    }
+
+    /// The directory fsync failure that failed this store, if one happened: after it the
+    /// store writes and deletes nothing until it is reopened (SPEC §5).
+    pub fn failure(&self) -> Option<String> {
+        self.guard.failure().map(|f| f.first)
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), PersistError> {
+        match self.guard.failure() {
+            Some(f) => Err(PersistError::StoreFailed {
+                dir: self.path.clone(),
+                earlier: f.first,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Counts a commit's outcome and, after a success, runs retention sparing the new file.
@@ -227,7 +264,10 @@ impl SnapshotStore {
             1,
         );
         let _pin = self.holds.acquire(committed.name);
-        if let Err(e) = self.apply_retention() {
+        // Written and verified by this process: retention counts it without hashing it again.
+        self.known_good.lock().insert(committed.name);
+        // The file just committed needs no second look before retention relies on it.
+        if let Err(e) = self.retention_pass(Some(committed.name)) {
             bump(
                 &self.counters.retention_failures,
                 "snapseal_store_retention_failures_total",
@@ -301,6 +341,7 @@ impl SnapshotStore {
         }
         if let Some(file) = &plan.chosen {
             debug!(name = %file.name(), "latest snapshot verified");
+            self.known_good.lock().insert(*file.name());
         }
         Ok(plan.chosen)
     }
@@ -323,13 +364,25 @@ impl SnapshotStore {
     /// counted: a bad file must not block recovery from an older good one.
     fn quarantine(&self, name: SnapshotName) {
         let _maintenance = self.maintenance.lock();
+        if self.quarantine_locked(name) {
+            self.trim_quarantine_locked();
+        }
+    }
+
+    /// Moves a failing file to quarantine (the caller holds `maintenance`); true when it was
+    /// moved. Failures are logged and counted.
+    fn quarantine_locked(&self, name: SnapshotName) -> bool {
+        self.known_good.lock().remove(&name);
         match quarantine::quarantine(&*self.dir, name) {
-            Ok(Quarantined::Moved) => bump(
-                &self.counters.quarantined,
-                "snapseal_store_quarantined_total",
-                1,
-            ),
-            Ok(Quarantined::Gone) => return,
+            Ok(Quarantined::Moved) => {
+                bump(
+                    &self.counters.quarantined,
+                    "snapseal_store_quarantined_total",
+                    1,
+                );
+                true
+            }
+            Ok(Quarantined::Gone) => false,
             Ok(Quarantined::NameTaken) => {
                 bump(
                     &self.counters.quarantine_failures,
@@ -337,7 +390,7 @@ impl SnapshotStore {
                     1,
                 );
                 warn!(name = %name, "a quarantined file of that name exists; leaving the failing file in place");
-                return;
+                false
             }
             Err(e) => {
                 bump(
@@ -346,18 +399,30 @@ impl SnapshotStore {
                     1,
                 );
                 error!(name = %name, error = %chain(&e), "quarantine failed");
-                return;
+                false
             }
         }
-        if let Err(e) =
-            quarantine::trim(&*self.dir, self.opts.max_quarantined, &*self.opts.verifier)
-        {
-            bump(
-                &self.counters.quarantine_failures,
-                "snapseal_store_quarantine_failures_total",
-                1,
-            );
-            error!(error = %chain(&e), "trimming the quarantine failed");
+    }
+
+    /// Deletes the oldest quarantined files beyond `max_quarantined`. Failures are logged and
+    /// counted, never returned: the bound is housekeeping.
+    fn trim_quarantine(&self) -> Vec<SnapshotName> {
+        let _maintenance = self.maintenance.lock();
+        self.trim_quarantine_locked()
+    }
+
+    fn trim_quarantine_locked(&self) -> Vec<SnapshotName> {
+        match quarantine::trim(&*self.dir, self.opts.max_quarantined, &*self.opts.verifier) {
+            Ok(deleted) => deleted,
+            Err(e) => {
+                bump(
+                    &self.counters.quarantine_failures,
+                    "snapseal_store_quarantine_failures_total",
+                    1,
+                );
+                error!(error = %chain(&e), "trimming the quarantine failed");
+                Vec::new()
+            }
         }
     }
 
@@ -378,23 +443,132 @@ impl SnapshotStore {
         }
     }
 
-    /// What [`apply_retention`](Self::apply_retention) would delete now (for `gc --dry-run`).
+    /// What [`apply_retention`](Self::apply_retention) would do now (for `gc --dry-run`).
+    /// Only snapshots that verify count toward `keep_last` and `max_bytes` (see
+    /// [`plan_retention`](crate::plan_retention)); a committed file not known to verify is
+    /// verified here, newest first, until enough good ones are found.
     pub fn retention_plan(&self) -> Result<RetentionPlan, StoreError> {
-        let committed = in_state(&self.list()?, FileState::Committed);
-        Ok(retention::plan_retention(
+        self.plan_checked(None).map(|(plan, _)| plan)
+    }
+
+    /// The retention plan, made safe against bit rot in files remembered as good: before the
+    /// plan drops anything, the newest kept snapshot is verified afresh (unless it is
+    /// `fresh`, the file this pass was run for, just written), and if it fails it is no
+    /// longer counted and the plan is made again. So whatever a pass deletes is older than a
+    /// snapshot that verified during that pass, and the newest snapshot that verifies is
+    /// never deleted. Costs one verification per pass that drops something, none in the
+    /// usual pass right after a commit.
+    fn plan_checked(
+        &self,
+        fresh: Option<SnapshotName>,
+    ) -> Result<(RetentionPlan, usize), StoreError> {
+        let mut rounds = 0usize;
+        loop {
+            let (plan, corrupt) = self.plan_and_count_quarantined()?;
+            let drops = !plan.delete.is_empty() || !plan.held.is_empty();
+            let newest = match plan.keep.first() {
+                Some(e) if drops && Some(e.name) != fresh => e.name,
+                _ => return Ok((plan, corrupt)),
+            };
+            // Bounded: each round takes one name out of the remembered set.
+            rounds += 1;
+            self.known_good.lock().remove(&newest);
+            if self.standing(&newest) == Standing::Verified {
+                return Ok((plan, corrupt));
+            }
+            if rounds > 64 {
+                // Answers keep changing (flaky reads): drop nothing this time.
+                let mut plan = plan;
+                plan.delete.clear();
+                plan.held.clear();
+                return Ok((plan, corrupt));
+            }
+            warn!(name = %newest, "a snapshot remembered as good no longer verifies; planning retention again");
+        }
+    }
+
+    /// The retention plan, and how many quarantined files the same listing holds.
+    fn plan_and_count_quarantined(&self) -> Result<(RetentionPlan, usize), StoreError> {
+        let files = self.list()?;
+        let committed = in_state(&files, FileState::Committed);
+        let plan = retention::plan_retention(
             &committed,
             self.opts.keep_last,
             self.opts.max_bytes,
             |name| self.holds.is_held(name),
-        ))
+            |entry| self.standing(&entry.name),
+        );
+        Ok((plan, in_state(&files, FileState::Corrupt).len()))
     }
 
-    /// Deletes what retention drops (see [`plan_retention`](crate::plan_retention) for the rules), sparing
-    /// held snapshots, then fsyncs the directory.
+    /// What verification says about committed `name`, remembering a success.
+    fn standing(&self, name: &SnapshotName) -> Standing {
+        if self.known_good.lock().contains(name) {
+            return Standing::Verified;
+        }
+        match open_snapshot(&*self.dir, name, &*self.opts.verifier) {
+            Ok(_) => {
+                self.known_good.lock().insert(*name);
+                Standing::Verified
+            }
+            Err(VerifyError::Receipt {
+                source: ReceiptError::UntrustedKey { .. },
+                ..
+            }) => Standing::Unknown,
+            Err(e) if e.is_io() => {
+                warn!(name = %name, error = %chain(&e), "cannot read snapshot; retention leaves it alone");
+                Standing::Unknown
+            }
+            Err(e) => {
+                warn!(name = %name, error = %chain(&e), "snapshot failed verification");
+                Standing::Failed
+            }
+        }
+    }
+
+    /// Carries out retention: counts only snapshots that verify, quarantines committed files
+    /// found failing on the way, deletes what the rules drop (see
+    /// [`plan_retention`](crate::plan_retention)), sparing held snapshots, fsyncs the
+    /// directory, and trims the quarantine to `max_quarantined`. The newest snapshot that
+    /// verifies is never deleted. Refused once a directory fsync failed
+    /// ([`StoreError::Failed`]).
     pub fn apply_retention(&self) -> Result<RetentionReport, StoreError> {
+        self.retention_pass(None)
+    }
+
+    /// [`apply_retention`](Self::apply_retention); `fresh` is a snapshot this process has
+    /// just written, which needs no fresh verification.
+    fn retention_pass(&self, fresh: Option<SnapshotName>) -> Result<RetentionReport, StoreError> {
         let _maintenance = self.maintenance.lock();
-        let plan = self.retention_plan()?;
-        let report = retention::apply(&*self.dir, &plan, &self.holds)?;
+        if let Some(f) = self.guard.failure() {
+            return Err(StoreError::Failed {
+                dir: self.path.clone(),
+                earlier: f.first,
+            });
+        }
+        let (plan, corrupt) = self.plan_checked(fresh)?;
+        let mut quarantined = Vec::new();
+        for entry in &plan.quarantine {
+            if self.quarantine_locked(entry.name) {
+                quarantined.push(entry.name);
+            }
+        }
+        let result = retention::apply(&*self.dir, &plan, &self.holds);
+        // The bound is enforced here too, not only when something new was quarantined.
+        let quarantine_deleted = if corrupt + quarantined.len() > self.opts.max_quarantined {
+            self.trim_quarantine_locked()
+        } else {
+            Vec::new()
+        };
+        let mut report = result?;
+        report.quarantined = quarantined;
+        report.quarantine_deleted = quarantine_deleted;
+        {
+            let mut known = self.known_good.lock();
+            for name in report.deleted.iter().chain(&report.vanished) {
+                known.remove(name);
+            }
+        }
         bump(
             &self.counters.retention_deleted,
             "snapseal_store_retention_deleted_total",
@@ -413,12 +587,14 @@ impl SnapshotStore {
 
     /// Removes our stale uncommitted and pending files (leftovers of a crash mid-write, or of
     /// generations that were pending when the process stopped: their proof never came).
-    fn remove_stale(&self) -> Result<(), StoreError> {
+    /// Returns how many quarantined files the listing held.
+    fn remove_stale(&self) -> Result<usize, StoreError> {
         let entries = self.dir.list().map_err(|source| StoreError::Io {
             path: self.path.clone(),
             step: StoreStep::List,
             source,
         })?;
+        let corrupt = in_state(&our_files(&entries), FileState::Corrupt).len();
         let uncommitted = in_state(&our_files(&entries), FileState::Uncommitted)
             .into_iter()
             .map(|e| (e.name.file_name(), e.len, "uncommitted"));
@@ -454,7 +630,7 @@ impl SnapshotStore {
                 removed,
             );
         }
-        Ok(())
+        Ok(corrupt)
     }
 }
 

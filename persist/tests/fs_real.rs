@@ -204,3 +204,28 @@ fn open_snapshot_of_a_fifo_names_the_file_and_what_it_is() {
         format!("not a regular file: {} (fifo)", path.display())
     );
 }
+
+/// A reader without the store's lock copies files instead of mapping them, so a truncation by
+/// another process gives a read error instead of SIGBUS; the store's own handle maps.
+#[test]
+fn an_unmapped_directory_copies_files_and_a_mapped_one_maps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), b"some bytes").unwrap();
+    let copied = snapseal_persist::fs::RealFs
+        .open_dir_unmapped(tmp.path())
+        .unwrap()
+        .open_read("f")
+        .unwrap();
+    assert!(!copied.is_mapped());
+    assert_eq!(&copied[..], b"some bytes");
+    let mapped = snapseal_persist::fs::FileSystem::open_dir(
+        &snapseal_persist::fs::RealFs,
+        tmp.path(),
+        false,
+    )
+    .unwrap()
+    .open_read("f")
+    .unwrap();
+    assert!(mapped.is_mapped());
+    assert_eq!(&mapped[..], b"some bytes");
+}

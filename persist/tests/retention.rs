@@ -1,5 +1,6 @@
-//! Retention rules as properties, over random directories, holds and options: the newest
-//! snapshot always stays, nothing held is deleted, at most keep_last are kept, the byte
+//! Retention rules as properties, over random directories (good snapshots and junk under
+//! committed names), holds and options: only snapshots that verify count, the newest of them
+//! always stays, junk goes to quarantine, nothing held is deleted, at most keep_last are kept, the byte
 //! limit holds unless only the newest is left, deletions are the oldest, and applying the
 //! plan deletes exactly what it said.
 
@@ -21,24 +22,36 @@ fn name(idx: u64, ev: u64) -> SnapshotName {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(120))]
 
     #[test]
     fn retention_rules_hold(
-        files in prop::collection::btree_map((0u64..40, 0u64..4), 1u64..5000, 0..12),
+        files in prop::collection::btree_map((1u64..40, 0u64..4), (1usize..3000, prop::bool::weighted(0.25)), 0..10),
         held_picks in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
         keep_last in 1usize..6,
         max_bytes in prop::option::of(1u64..20_000),
     ) {
         let sim = SimFs::new(9);
-        for (&(idx, ev), &len) in &files {
-            sim.plant_file(dir(), &name(idx, ev).file_name(), &vec![0; len as usize], true);
+        let mut junk = BTreeSet::new();
+        for (&(idx, d), &(len, is_junk)) in &files {
+            let ev = idx + 1 + d;
+            if is_junk {
+                // Junk under a committed name: must never count toward keep_last.
+                sim.plant_file(dir(), &name(idx, ev).file_name(), &vec![0; len], true);
+                junk.insert(name(idx, ev));
+            } else {
+                plant(&sim, &Snap::with_evidence(idx, ev, len));
+            }
         }
         let mut o = opts();
         o.keep_last = keep_last;
         o.max_bytes = max_bytes;
+        o.max_quarantined = 100;
         let store = open(&sim, o);
-        let all: Vec<SnapshotName> = files.keys().map(|&(i, e)| name(i, e)).collect();
+        let all: Vec<SnapshotName> =
+            files.keys().map(|&(i, d)| name(i, i + 1 + d)).collect();
+        let good: BTreeSet<SnapshotName> =
+            all.iter().filter(|n| !junk.contains(n)).copied().collect();
         let mut holds = Vec::new();
         if !all.is_empty() {
             for pick in &held_picks {
@@ -51,16 +64,34 @@ proptest! {
         let keep: BTreeSet<_> = plan.keep.iter().map(|e| e.name).collect();
         let delete: BTreeSet<_> = plan.delete.iter().map(|e| e.name).collect();
         let spared: BTreeSet<_> = plan.held.iter().map(|e| e.name).collect();
+        let quarantine: BTreeSet<_> = plan.quarantine.iter().map(|e| e.name).collect();
+        prop_assert!(plan.unverified.is_empty(), "every file here is good or junk");
 
         // A partition of what is there.
-        prop_assert_eq!(keep.len() + delete.len() + spared.len(), all.len());
-        let union: BTreeSet<_> = keep.union(&delete).chain(spared.iter()).copied().collect();
+        prop_assert_eq!(
+            keep.len() + delete.len() + spared.len() + quarantine.len(),
+            all.len()
+        );
+        let union: BTreeSet<_> = keep
+            .union(&delete)
+            .chain(spared.iter())
+            .chain(quarantine.iter())
+            .copied()
+            .collect();
         prop_assert_eq!(union, all.iter().copied().collect::<BTreeSet<_>>());
-        // The newest stays.
-        if let Some(newest) = all.iter().max() {
-            prop_assert!(keep.contains(newest));
+        // Only snapshots that verify are kept, and the newest of them always is.
+        prop_assert!(keep.is_subset(&good));
+        prop_assert!(quarantine.is_subset(&junk));
+        if let Some(newest_good) = good.iter().max() {
+            prop_assert!(keep.contains(newest_good));
+        } else {
+            prop_assert!(delete.is_empty() && spared.is_empty(), "nothing verifies: nothing dropped");
         }
+        // keep_last counts good snapshots: fewer kept only when fewer good ones exist.
         prop_assert!(keep.len() <= keep_last);
+        if max_bytes.is_none() {
+            prop_assert_eq!(keep.len(), keep_last.min(good.len()));
+        }
         prop_assert!(delete.is_disjoint(&held));
         prop_assert!(spared.is_subset(&held));
         if let Some(max) = max_bytes {
@@ -72,15 +103,20 @@ proptest! {
             prop_assert!(delete.iter().chain(spared.iter()).all(|d| d < oldest_kept));
         }
 
+        let newest_good = good.iter().max().copied();
         let report = store.apply_retention().unwrap();
         prop_assert_eq!(report.deleted.iter().copied().collect::<BTreeSet<_>>(), delete.clone());
+        prop_assert_eq!(report.quarantined.iter().copied().collect::<BTreeSet<_>>(), quarantine.clone());
         let left: BTreeSet<_> = names_in(&sim, FileState::Committed).into_iter().collect();
-        prop_assert_eq!(left, keep.union(&spared).copied().collect::<BTreeSet<_>>());
+        prop_assert_eq!(left.clone(), keep.union(&spared).copied().collect::<BTreeSet<_>>());
+        if let Some(n) = newest_good {
+            prop_assert!(left.contains(&n), "the newest snapshot that verifies was removed");
+        }
 
         // Released holds are collected by the next pass, and that pass is then stable.
         drop(holds);
         store.apply_retention().unwrap();
         let again = store.retention_plan().unwrap();
-        prop_assert!(again.delete.is_empty() && again.held.is_empty());
+        prop_assert!(again.delete.is_empty() && again.held.is_empty() && again.quarantine.is_empty());
     }
 }

@@ -332,20 +332,19 @@ fn max_bytes_does_not_count_held_snapshots() {
 fn the_dry_run_plan_is_what_retention_does() {
     let sim = SimFs::new(3);
     let store = open(&sim, opts());
+    let mut sizes = Vec::new();
     for idx in 1..=8 {
-        sim.plant_file(
-            dir(),
-            &format!("snapshot_{idx}_{}.committed", idx + 1),
-            &vec![0u8; 100 * idx as usize],
-            true,
-        );
+        let snap = Snap::new(idx, 100 * idx as usize);
+        sizes.push(snap.file_bytes().len() as u64);
+        plant(&sim, &snap);
     }
     let plan = store.retention_plan().unwrap();
     assert_eq!(
         plan.delete.iter().map(|e| e.name.idx).collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    assert_eq!(plan.delete_bytes(), 600);
+    let freed: u64 = sizes[..3].iter().sum();
+    assert_eq!(plan.delete_bytes(), freed);
     let names_before = sim.names(dir());
     assert_eq!(sim.names(dir()), names_before, "planning changes nothing");
     let report = store.apply_retention().unwrap();
@@ -353,7 +352,7 @@ fn the_dry_run_plan_is_what_retention_does() {
         report.deleted,
         plan.delete.iter().map(|e| e.name).collect::<Vec<_>>()
     );
-    assert_eq!(report.freed_bytes, 600);
+    assert_eq!(report.freed_bytes, freed);
     // The unlinks come before one directory fsync.
     let ops: Vec<Op> = sim.trace().iter().rev().take(4).map(|r| r.op).collect();
     assert_eq!(ops, [Op::SyncDir, Op::Unlink, Op::Unlink, Op::Unlink]);
@@ -666,7 +665,29 @@ fn a_dir_sync_failure_is_not_reported_committed() {
         .map(|r| r.outcome)
         .collect();
     assert_eq!(unlinks, [Outcome::Ok]);
-    // A retry of the same snapshot then succeeds.
+    // That fsync is never retried: the store refuses every write, naming the failure, and
+    // makes no further system call for it.
+    let calls = sim.op_count();
+    let e = store.persist(&Snap::new(1, 100).request()).unwrap_err();
+    assert!(
+        matches!(&e, snapseal_persist::PersistError::StoreFailed { earlier, .. } if earlier.contains("error")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("earlier fsync"), "{e}");
+    assert_eq!(
+        sim.op_count(),
+        calls,
+        "a failed store touched the directory"
+    );
+    assert!(matches!(
+        store.apply_retention().unwrap_err(),
+        StoreError::Failed { .. }
+    ));
+    assert!(store.failure().is_some());
+    // A reopened store starts from what is on disk and works again.
+    drop(store);
+    let store = open(&sim, opts());
+    assert!(store.failure().is_none());
     store.persist(&Snap::new(1, 100).request()).unwrap();
 }
 
@@ -707,4 +728,142 @@ fn a_hold_outlives_its_store() {
     drop(store);
     assert_eq!(file.body(), &Snap::new(1, 10).body[..]);
     drop(file);
+}
+
+/// Five good snapshots and five newer junk files under committed names: retention counts only
+/// the good ones, keeps the newest of them and quarantines the junk instead of deleting good
+/// snapshots to make room for it.
+#[test]
+fn junk_newer_than_every_good_snapshot_never_pushes_the_good_ones_out() {
+    let sim = SimFs::new(3);
+    for idx in 1..=5 {
+        plant(&sim, &Snap::new(idx, 200));
+    }
+    let junk: Vec<SnapshotName> = (6..=10).map(name).collect();
+    for n in &junk {
+        sim.plant_file(dir(), &n.file_name(), b"not a snapshot at all", true);
+    }
+    let mut o = opts();
+    o.keep_last = 5;
+    o.max_quarantined = 10;
+    let store = open(&sim, o);
+    let plan = store.retention_plan().unwrap();
+    assert_eq!(
+        plan.keep.iter().map(|e| e.name.idx).collect::<Vec<_>>(),
+        [5, 4, 3, 2, 1]
+    );
+    assert!(plan.delete.is_empty(), "{plan:?}");
+    let report = store.apply_retention().unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    let mut quarantined = report.quarantined.clone();
+    quarantined.sort();
+    assert_eq!(quarantined, junk);
+    assert_eq!(committed(&sim), [1, 2, 3, 4, 5]);
+    assert_eq!(names_in(&sim, FileState::Corrupt).len(), 5);
+    assert_eq!(store.latest().unwrap().unwrap().name().idx, 5);
+}
+
+/// With `max_bytes`, one huge junk file must not make retention drop the snapshots that
+/// verify: the newest verified one survives whatever the junk weighs.
+#[test]
+fn a_huge_junk_file_under_max_bytes_does_not_delete_the_newest_verified_snapshot() {
+    let sim = SimFs::new(3);
+    for idx in 1..=3 {
+        plant(&sim, &Snap::new(idx, 200));
+    }
+    sim.plant_file(dir(), &name(9).file_name(), &vec![7u8; 1 << 20], true);
+    let mut o = opts();
+    o.keep_last = 5;
+    o.max_bytes = Some(4096);
+    let store = open(&sim, o);
+    let report = store.apply_retention().unwrap();
+    assert_eq!(report.quarantined, [name(9)]);
+    // The three good ones fit in 4096 bytes: none is deleted.
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(committed(&sim), [1, 2, 3]);
+    // And the automatic pass after a persist keeps to the same rule.
+    sim.plant_file(dir(), &name(20).file_name(), &vec![7u8; 1 << 20], true);
+    store.persist(&Snap::new(4, 200).request()).unwrap();
+    assert_eq!(committed(&sim), [1, 2, 3, 4]);
+    assert_eq!(
+        names_in(&sim, FileState::Corrupt)
+            .iter()
+            .map(|n| n.idx)
+            .collect::<std::collections::BTreeSet<_>>(),
+        [9, 20].into()
+    );
+}
+
+/// The automatic retention pass after a persist counts only what verifies, too.
+#[test]
+fn the_pass_after_a_persist_counts_only_snapshots_that_verify() {
+    let sim = SimFs::new(3);
+    let mut o = opts();
+    o.keep_last = 2;
+    let store = open(&sim, o);
+    store.persist(&Snap::new(1, 50).request()).unwrap();
+    // A bit-rotted snapshot this store did not write (one it wrote itself it remembers as
+    // good), and junk newer than anything.
+    plant(&sim, &Snap::new(2, 50));
+    assert!(sim.flip_bit(dir(), &name(2).file_name(), 8 * 200));
+    sim.plant_file(dir(), &name(8).file_name(), b"junk", true);
+    // Snapshot 3 is older than the junk; the pass must keep 3 and 1 (the two that verify).
+    store.persist(&Snap::new(3, 50).request()).unwrap();
+    assert_eq!(committed(&sim), [1, 3]);
+    assert_eq!(
+        names_in(&sim, FileState::Corrupt)
+            .iter()
+            .map(|n| n.idx)
+            .collect::<Vec<_>>(),
+        [2, 8]
+    );
+}
+
+/// The quarantine bound holds when a store opens and when retention runs, not only when a
+/// new file is quarantined.
+#[test]
+fn the_quarantine_bound_is_enforced_at_open_and_by_retention() {
+    let sim = SimFs::new(3);
+    for idx in 1..=2000u64 {
+        let n = name(idx).with_state(FileState::Corrupt);
+        sim.plant_file(dir(), &n.file_name(), b"junk", true);
+    }
+    let mut o = opts();
+    o.max_quarantined = 3;
+    let store = open(&sim, o.clone());
+    let left = names_in(&sim, FileState::Corrupt);
+    assert_eq!(
+        left.iter().map(|n| n.idx).collect::<Vec<_>>(),
+        [1998, 1999, 2000],
+        "the newest three are kept"
+    );
+    // More junk appears while the store runs: the next retention pass trims it.
+    for idx in 3000..3050u64 {
+        let n = name(idx).with_state(FileState::Corrupt);
+        sim.plant_file(dir(), &n.file_name(), b"junk", true);
+    }
+    let report = store.apply_retention().unwrap();
+    assert_eq!(report.quarantine_deleted.len(), 50);
+    assert_eq!(names_in(&sim, FileState::Corrupt).len(), 3);
+}
+
+/// A snapshot this store committed (and so remembers as good) that rots afterwards must not
+/// make retention delete the older snapshot that still verifies.
+#[test]
+fn bit_rot_in_a_snapshot_the_store_wrote_does_not_cost_the_older_good_one() {
+    let sim = SimFs::new(3);
+    let mut o = opts();
+    o.keep_last = 1;
+    let store = open(&sim, o);
+    store.persist(&Snap::new(1, 50).request()).unwrap();
+    let hold = store.hold(&name(1)).unwrap();
+    store.persist(&Snap::new(2, 50).request()).unwrap();
+    assert_eq!(committed(&sim), [1, 2], "held");
+    assert!(sim.flip_bit(dir(), &name(2).file_name(), 8 * 200));
+    drop(hold);
+    let report = store.apply_retention().unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.quarantined, [name(2)]);
+    assert_eq!(committed(&sim), [1]);
+    assert_eq!(store.latest().unwrap().unwrap().name().idx, 1);
 }

@@ -164,3 +164,19 @@ fn a_reopened_store_finds_what_the_previous_one_committed() {
         Snap::new(7, 1000).file_bytes().len() as u64
     );
 }
+
+/// The lock is on the directory itself: unlinking `.lock` under a running store does not let
+/// a second store in.
+#[test]
+fn unlinking_the_lock_file_does_not_let_a_second_store_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snapshots");
+    let opts = || StoreOptions::new(Arc::new(real_verifier()));
+    let first = open_real(&dir, opts()).unwrap();
+    fs::remove_file(dir.join(".lock")).unwrap();
+    let e = open_real(&dir, opts()).unwrap_err();
+    assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+    assert!(e.to_string().contains("another process"), "{e}");
+    drop(first);
+    open_real(&dir, opts()).unwrap();
+}

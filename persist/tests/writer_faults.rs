@@ -207,8 +207,22 @@ fn every_fault_at_every_step_gives_a_typed_error_and_leaves_nothing() {
                     checked += 1;
                     continue;
                 }
-                // The same store keeps working.
+                // The store keeps working, except after a failed directory fsync: then it
+                // refuses every write (that fsync is never retried) until it is reopened.
                 sim.clear_faults();
+                let dir_sync_failed = rec.op == Op::SyncDir;
+                assert_eq!(store.failure().is_some(), dir_sync_failed, "{ctx}");
+                let store = if dir_sync_failed {
+                    let e = store
+                        .persist(&after().request())
+                        .expect_err("a failed store refuses to write");
+                    assert!(matches!(e, PersistError::StoreFailed { .. }), "{ctx}: {e}");
+                    assert!(e.to_string().contains("earlier fsync"), "{ctx}: {e}");
+                    drop(store);
+                    open(&sim, opts())
+                } else {
+                    store
+                };
                 store
                     .persist(&after().request())
                     .unwrap_or_else(|e| panic!("{ctx}: next persist: {e}"));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use snapseal::persist::format::Header;
 use snapseal::persist::fs::{DirHandle, FileBytes, FileSystem, RealFs};
 use snapseal::persist::receipt::{ReceiptError, ReceiptVerifier};
-use snapseal::persist::{verify_bytes, Check, SnapshotName, VerifyError};
+use snapseal::persist::{read_checked, verify_bytes, Check, SnapshotName, VerifyError};
 
 /// What checking one file found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,20 +113,43 @@ pub(super) fn check_bytes(
             sig_idx: v.verified.sig_idx,
             signer: v.verified.signer,
         },
-        Err(e) => match e.check() {
-            Some(check) => Verdict::Failed {
-                check,
-                reason: reason(&e),
-                untrusted_key: matches!(
-                    e,
-                    VerifyError::Receipt {
-                        source: ReceiptError::UntrustedKey { .. },
-                        ..
-                    }
-                ),
-            },
-            None => Verdict::Unreadable { reason: reason(&e) },
+        Err(e) => failed(&e),
+    }
+}
+
+/// The verdict for a verification error.
+fn failed(e: &VerifyError) -> Verdict {
+    match e.check() {
+        Some(check) => Verdict::Failed {
+            check,
+            reason: reason(e),
+            untrusted_key: matches!(
+                e,
+                VerifyError::Receipt {
+                    source: ReceiptError::UntrustedKey { .. },
+                    ..
+                }
+            ),
         },
+        None => Verdict::Unreadable { reason: reason(e) },
+    }
+}
+
+/// Reads and checks file `file_name` in an open snapshot directory; `name`, when the file has
+/// one of our names, must agree with the header. The header and the file's length are checked
+/// before the file is mapped ([`read_checked`]), so a huge junk file costs one small read.
+fn check_file(
+    dir: &dyn DirHandle,
+    file_name: &str,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+) -> Verdict {
+    match read_checked(dir, file_name, name, verifier) {
+        Ok(bytes) => check_bytes(&bytes, name, verifier),
+        Err(VerifyError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Verdict::Vanished
+        }
+        Err(e) => failed(&e),
     }
 }
 
@@ -136,13 +159,7 @@ pub(super) fn check_in_dir(
     name: &SnapshotName,
     verifier: &dyn ReceiptVerifier,
 ) -> Verdict {
-    match dir.open_read(&name.file_name()) {
-        Ok(bytes) => check_bytes(&bytes, Some(name), verifier),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Verdict::Vanished,
-        Err(e) => Verdict::Unreadable {
-            reason: io_reason(&e),
-        },
-    }
+    check_file(dir, &name.file_name(), Some(name), verifier)
 }
 
 /// A path split into its directory (`.` for a bare name) and file name.
@@ -168,8 +185,16 @@ pub(super) fn read_path(path: &Path) -> io::Result<FileBytes> {
 /// Reads and checks the file at `path`; its name, if one of ours, must agree with the header.
 pub(super) fn check_path(path: &Path, verifier: &dyn ReceiptVerifier) -> Verdict {
     let name = path.file_name().and_then(SnapshotName::parse_os);
-    match read_path(path) {
-        Ok(bytes) => check_bytes(&bytes, name.as_ref(), verifier),
+    let opened = split_path(path)
+        .and_then(|(parent, file)| Ok((RealFs::new().open_dir_unmapped(&parent)?, file)));
+    match opened {
+        Ok((dir, file)) => match check_file(&*dir, &file, name.as_ref(), verifier) {
+            // Vanished only means something in a listing; here the path was given.
+            Verdict::Vanished => Verdict::Unreadable {
+                reason: io_reason(&io::Error::from(io::ErrorKind::NotFound)),
+            },
+            v => v,
+        },
         Err(e) => Verdict::Unreadable {
             reason: io_reason(&e),
         },

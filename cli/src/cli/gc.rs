@@ -1,10 +1,17 @@
-//! `snapseal gc DIR [--keep-last N] [--dry-run]`: retention and stale-file cleanup, with the
-//! plan printed before anything is removed.
+//! `snapseal gc DIR [--keep-last N] [--key K] [--dry-run]`: retention and stale-file cleanup,
+//! with the plan printed before anything is removed.
+//!
+//! Retention counts only snapshots that verify, so gc needs the trusted keys (`--key`, default
+//! `node.pub` in the directory): junk or bit rot under a committed name never pushes a good
+//! snapshot out, and the newest snapshot that verifies is never deleted. Committed files found
+//! failing on the way are quarantined (`.corrupt`, bounded by `max_quarantined`), as a node's
+//! `latest()` would.
 //!
 //! The real run opens the store (its exclusive lock: no node may be running on the directory),
-//! which removes stale uncommitted files, then applies retention through the store's own
-//! `retention_plan` / `apply_retention`. `--dry-run` reads the listing only: no lock, no
-//! change. Only snapseal's own file names are ever removed.
+//! which removes stale uncommitted files and trims the quarantine, then applies retention
+//! through the store's own `retention_plan` / `apply_retention`. `--dry-run` takes no lock and
+//! changes nothing (it verifies the files the plan depends on). Only snapseal's own file names
+//! are ever removed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,12 +20,12 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
-use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::PendingName;
 use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
+use crate::cli::keys::Trusted;
 use crate::cli::output::{self, text, Out};
 use crate::cli::retention;
 
@@ -35,6 +42,11 @@ pub(crate) struct GcArgs {
     /// (never the newest; default: \[store\] max_bytes, else no limit).
     #[arg(long, value_name = "BYTES")]
     pub max_bytes: Option<u64>,
+    /// Trusted public key file (hex Ed25519 key per line, as the demo's node.pub); may be
+    /// repeated. Default: node.pub in the directory. Retention counts only snapshots that
+    /// verify.
+    #[arg(long = "key", value_name = "K")]
+    pub keys: Vec<PathBuf>,
     /// Print the plan and change nothing (takes no lock).
     #[arg(long)]
     pub dry_run: bool,
@@ -60,6 +72,13 @@ struct Report {
     freed_bytes: u64,
     /// Planned deletions spared by a hold.
     spared: Vec<String>,
+    /// Committed files that fail verification: quarantined (or to be).
+    quarantine: Vec<String>,
+    /// Committed files that could not be verified either way (unreadable, or signed by a key
+    /// outside the trusted set): left in place, not counted.
+    unverified: Vec<String>,
+    /// Quarantined files deleted to keep the quarantine within its bound (real run only).
+    quarantine_deleted: Vec<String>,
 }
 
 fn names(entries: &[SnapshotEntry]) -> Vec<String> {
@@ -74,6 +93,7 @@ pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result
     let dir = fs
         .open_dir(&args.dir, false)
         .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
+    let trusted = Trusted::load(&args.keys, &args.dir)?;
     let listing = dir
         .list()
         .with_context(|| format!("listing {}", args.dir.display()))?;
@@ -111,17 +131,20 @@ pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result
         ..Report::default()
     };
     if args.dry_run {
-        let plan = retention::plan(
+        let plan = retention::plan_verified(
             &in_state(FileState::Committed),
             settings.keep_last,
             settings.max_bytes,
+            &*dir,
+            &*trusted.verifier(),
         );
         report.keep = names(&plan.keep);
         report.delete = names(&plan.delete);
         report.delete_bytes = plan.delete.iter().map(|e| e.len).sum();
+        report.quarantine = names(&plan.quarantine);
+        report.unverified = names(&plan.unverified);
     } else {
-        // gc never verifies a file (retention does not), so it needs no trusted key.
-        let opts = settings.options(Arc::new(Ed25519Verifier::new(Vec::new())));
+        let opts = settings.options(trusted.verifier());
         let store =
             SnapshotStore::open(fs, &args.dir, opts).context("opening the snapshot store")?;
         // The names come from the listing taken before the lock; keep them only if the
@@ -134,10 +157,14 @@ pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result
         report.keep = names(&plan.keep);
         report.delete = names(&plan.delete);
         report.delete_bytes = plan.delete_bytes();
+        report.unverified = names(&plan.unverified);
         let done = store.apply_retention().context("applying retention")?;
-        report.deleted = done.deleted.iter().map(|n| n.file_name()).collect();
+        let file_names = |v: &[SnapshotName]| v.iter().map(|n| n.file_name()).collect();
+        report.deleted = file_names(&done.deleted);
         report.freed_bytes = done.freed_bytes;
-        report.spared = done.spared.iter().map(|n| n.file_name()).collect();
+        report.spared = file_names(&done.spared);
+        report.quarantine = file_names(&done.quarantined);
+        report.quarantine_deleted = file_names(&done.quarantine_deleted);
     }
     out.json(&report)?;
     print_text(&report, out)?;
@@ -176,6 +203,26 @@ fn print_text(r: &Report, out: &Out) -> anyhow::Result<()> {
         output::bytes(r.delete_bytes),
         list_or_none(&r.delete)
     );
+    text!(
+        out,
+        "quarantine (failed verification; {}): {}",
+        verb("to quarantine", "quarantined"),
+        list_or_none(&r.quarantine)
+    );
+    if !r.unverified.is_empty() {
+        text!(
+            out,
+            "not verifiable (unreadable or untrusted signer; left in place, not counted): {}",
+            r.unverified.join(", ")
+        );
+    }
+    if !r.quarantine_deleted.is_empty() {
+        text!(
+            out,
+            "old quarantined files deleted (over max_quarantined): {}",
+            r.quarantine_deleted.len()
+        );
+    }
     if r.dry_run {
         text!(out, "dry run: nothing changed");
     } else {

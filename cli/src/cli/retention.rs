@@ -2,14 +2,58 @@
 //! `gc --dry-run`): the store's own planner over a plain listing. With no store open in this
 //! process there are no holds to spare anything.
 
-use snapseal::persist::RetentionPlan;
-use snapseal::persist::SnapshotEntry;
+use snapseal::persist::fs::DirHandle;
+use snapseal::persist::receipt::ReceiptVerifier;
+use snapseal::persist::{RetentionPlan, SnapshotEntry, Standing};
 
-/// What retention would do with the committed snapshots in `committed` (any order).
+use crate::cli::check::{self, Verdict};
+
+/// What retention would do with the committed snapshots in `committed` (any order) if every
+/// one of them verified: `list`'s view, which reads the listing only (no key, no
+/// verification). The store counts only snapshots that verify, so junk under a committed
+/// name can make it keep older files than this plan shows; `gc --dry-run` verifies.
 pub(super) fn plan(
     committed: &[SnapshotEntry],
     keep_last: usize,
     max_bytes: Option<u64>,
 ) -> RetentionPlan {
-    snapseal::persist::plan_retention(committed, keep_last, max_bytes, |_| false)
+    snapseal::persist::plan_retention(
+        committed,
+        keep_last,
+        max_bytes,
+        |_| false,
+        |_| Standing::Verified,
+    )
+}
+
+/// What retention would do, verifying the files it needs to (newest first, as the store
+/// does), read-only.
+pub(super) fn plan_verified(
+    committed: &[SnapshotEntry],
+    keep_last: usize,
+    max_bytes: Option<u64>,
+    dir: &dyn DirHandle,
+    verifier: &dyn ReceiptVerifier,
+) -> RetentionPlan {
+    snapseal::persist::plan_retention(
+        committed,
+        keep_last,
+        max_bytes,
+        |_| false,
+        |entry| standing(&check::check_in_dir(dir, &entry.name, verifier)),
+    )
+}
+
+/// How the store's retention treats a file with this verdict.
+fn standing(verdict: &Verdict) -> Standing {
+    match verdict {
+        Verdict::Verified { .. } => Standing::Verified,
+        Verdict::Failed {
+            untrusted_key: false,
+            ..
+        } => Standing::Failed,
+        Verdict::Failed { .. } | Verdict::Unreadable { .. } | Verdict::Vanished => {
+            Standing::Unknown
+        }
+    }
 }

@@ -1,14 +1,19 @@
 //! `snapseal verify DIR|FILE [--key K]`: the full check of one file, or of every committed
 //! file in a directory, with a reason per failure. Read-only: nothing is renamed or
 //! quarantined (that is `latest --repair`'s job).
+//!
+//! Nothing that looks committed is skipped silently: in a directory, every entry whose name
+//! ends in `.committed` but is not a snapshot name (`foo.committed`,
+//! `snapshot_01_5.committed`) is listed as unrecognised (a node never reads it) and fails the
+//! run; a single file must carry a snapshot name that agrees with its header.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, EntryKind, FileSystem, RealFs};
-use snapseal::persist::{FileState, SnapshotName};
+use snapseal::persist::fs::{DirHandle, EntryKind, RealFs};
+use snapseal::persist::{Check, FileState, SnapshotName};
 
 use crate::cli::check::{self, Verdict};
 use crate::cli::exit::Status;
@@ -115,6 +120,8 @@ struct Report {
     unreadable: usize,
     /// Uncommitted and quarantined files in the directory, not checked.
     skipped: usize,
+    /// Entries named `*.committed` that are not snapshot names: never read by a node.
+    unrecognised: Vec<PathBuf>,
 }
 
 /// Runs `verify`.
@@ -140,13 +147,30 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
         failed: 0,
         unreadable: 0,
         skipped: 0,
+        unrecognised: Vec::new(),
     };
     if is_dir {
+        // Copies, not maps: without the store's lock, a file truncated by another process
+        // while mapped would kill this process with SIGBUS.
         let dir = RealFs::new()
-            .open_dir(&args.path, false)
+            .open_dir_unmapped(&args.path)
             .with_context(|| format!("opening snapshot directory {}", args.path.display()))?;
-        let (committed, skipped) = committed_files(&*dir, &args.path)?;
+        let listing = list_dir(&*dir, &args.path)?;
+        let (committed, skipped) = (listing.committed, listing.skipped);
         report.skipped = skipped;
+        report.unrecognised = listing
+            .unrecognised
+            .iter()
+            .map(|n| args.path.join(n))
+            .collect();
+        for path in &report.unrecognised {
+            text!(
+                out,
+                "UNRECOGNISED {}: named .committed but not a snapshot name \
+                 (snapshot_<idx>_<evidence_idx>.committed); a node never reads it",
+                path.display()
+            );
+        }
         if committed.is_empty() {
             out.json(&report)?;
             text!(
@@ -166,7 +190,10 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
             bar.inc(*len);
         }
     } else {
-        let verdict = check::check_path(&args.path, &*verifier);
+        let verdict = match args.path.file_name().and_then(SnapshotName::parse_os) {
+            Some(_) => check::check_path(&args.path, &*verifier),
+            None => not_a_snapshot_name(&args.path, &*verifier),
+        };
         let result = FileResult::new(args.path.clone(), Some(meta.len()), &verdict);
         text!(out, "{}", result.line());
         report.files.push(result);
@@ -198,7 +225,7 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
         );
     }
     // A definite verification failure is the more important news: it wins over I/O trouble.
-    if report.failed > 0 {
+    if report.failed > 0 || !report.unrecognised.is_empty() {
         return Ok(Status::Failed);
     }
     if report.unreadable > 0 {
@@ -210,26 +237,86 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
+/// The verdict for a file whose name is not a snapshot name: its header cannot be checked
+/// against a name, and a node would never read it under that name, so it is reported as a
+/// failed name check (naming what the header says the file should be called).
+fn not_a_snapshot_name(
+    path: &Path,
+    verifier: &dyn snapseal::persist::receipt::ReceiptVerifier,
+) -> Verdict {
+    let shown = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match check::check_path(path, verifier) {
+        Verdict::Verified { header, .. } => Verdict::Failed {
+            check: Check::Name,
+            reason: format!(
+                "{} check failed: `{shown}` is not a snapshot name; the header says \
+                 snapshot_{}_{}.committed",
+                Check::Name,
+                header.idx,
+                header.evidence_idx
+            ),
+            untrusted_key: false,
+        },
+        Verdict::Failed {
+            check,
+            reason,
+            untrusted_key,
+        } => Verdict::Failed {
+            check,
+            reason: format!("{reason} (and `{shown}` is not a snapshot name)"),
+            untrusted_key,
+        },
+        other => other,
+    }
+}
+
+/// What a directory listing holds for `verify`.
+pub(super) struct Listing {
+    /// Committed files (name, size), oldest first.
+    pub committed: Vec<(SnapshotName, u64)>,
+    /// Other snapshot files (uncommitted, quarantined, not regular).
+    pub skipped: usize,
+    /// Names ending in `.committed` that are not snapshot names, sorted.
+    pub unrecognised: Vec<String>,
+}
+
+/// Lists `dir` for `verify`.
+pub(super) fn list_dir(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Listing> {
+    let entries = dir
+        .list()
+        .with_context(|| format!("listing {}", path.display()))?;
+    let mut listing = Listing {
+        committed: Vec::new(),
+        skipped: 0,
+        unrecognised: Vec::new(),
+    };
+    for e in &entries {
+        let Some(name) = SnapshotName::parse_os(&e.name) else {
+            let shown = e.name.to_string_lossy();
+            if shown.ends_with(".committed") {
+                listing.unrecognised.push(shown.into_owned());
+            }
+            continue;
+        };
+        if e.kind == EntryKind::File && name.state == FileState::Committed {
+            listing.committed.push((name, e.len));
+        } else {
+            listing.skipped += 1;
+        }
+    }
+    listing.committed.sort();
+    listing.unrecognised.sort();
+    Ok(listing)
+}
+
 /// Committed files (name, size), oldest first, and how many other snapshot files there are.
 pub(super) fn committed_files(
     dir: &dyn DirHandle,
     path: &Path,
 ) -> anyhow::Result<(Vec<(SnapshotName, u64)>, usize)> {
-    let entries = dir
-        .list()
-        .with_context(|| format!("listing {}", path.display()))?;
-    let mut committed = Vec::new();
-    let mut skipped = 0;
-    for e in &entries {
-        let Some(name) = SnapshotName::parse_os(&e.name) else {
-            continue;
-        };
-        if e.kind == EntryKind::File && name.state == FileState::Committed {
-            committed.push((name, e.len));
-        } else {
-            skipped += 1;
-        }
-    }
-    committed.sort();
-    Ok((committed, skipped))
+    let listing = list_dir(dir, path)?;
+    Ok((listing.committed, listing.skipped))
 }

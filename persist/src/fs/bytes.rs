@@ -12,7 +12,9 @@ use std::sync::Arc;
 ///
 /// A memory map reflects the file as it is on disk: if another process truncated the file
 /// while it is mapped, touching the lost pages would fault (SIGBUS). The store prevents that by
-/// holding the directory lock and never modifying a committed file in place.
+/// holding the directory lock and never modifying a committed file in place; a reader without
+/// the lock can open the directory with
+/// [`RealFs::open_dir_unmapped`](super::RealFs::open_dir_unmapped) to get copied bytes instead.
 pub struct FileBytes {
     inner: Inner,
 }

@@ -83,10 +83,37 @@ pub trait DirHandle: Send + Sync + fmt::Debug {
     /// [`io::ErrorKind::InvalidInput`], no OS code) that says what it is.
     fn open_read(&self, name: &str) -> io::Result<FileBytes>;
 
-    /// Creates `name` if missing (mode `0o600`, `O_NOFOLLOW`) and takes
-    /// `flock(LOCK_EX|LOCK_NB)` on it. A lock held elsewhere (another process, or another open
-    /// of the same file in this process) fails with [`io::ErrorKind::WouldBlock`]. The lock is
-    /// held for as long as the returned guard lives.
+    /// Like [`open_read`](Self::open_read), but looks before it maps: opens the file
+    /// (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`, relative to the directory), checks with
+    /// `fstat` that it is a regular file, reads its first `head_len` bytes with `pread` (fewer
+    /// for a shorter file) and calls `check(head, file_size)`. Only when `check` passes is the
+    /// whole file mapped (and pre-faulted); its error is returned as is otherwise. So a huge
+    /// (say sparse) file whose first bytes already disqualify it costs one small read, not a
+    /// mapping of its whole length.
+    ///
+    /// The default reads the whole file with [`open_read`](Self::open_read) first: right for
+    /// an in-memory seam, where there is nothing to map.
+    fn open_read_checked(
+        &self,
+        name: &str,
+        head_len: usize,
+        check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
+    ) -> io::Result<FileBytes> {
+        let bytes = self.open_read(name)?;
+        let head = bytes.get(..head_len.min(bytes.len())).unwrap_or_default();
+        check(head, bytes.len() as u64)?;
+        Ok(bytes)
+    }
+
+    /// Takes an exclusive lock on the directory for as long as the returned guard lives.
+    /// A lock held elsewhere (another process, or another lock of the same directory in this
+    /// process) fails with [`io::ErrorKind::WouldBlock`].
+    ///
+    /// [`RealFs`] takes `flock(LOCK_EX|LOCK_NB)` on a fresh open of the directory itself,
+    /// whose name nobody can unlink from under a running store, and then on `name` (created
+    /// if missing, mode `0o600`, `O_NOFOLLOW`) too, so that older versions, which lock only
+    /// the file, are kept out as well. Unlinking `name` therefore does not let a second
+    /// store in.
     fn lock_exclusive(&self, name: &str) -> io::Result<Box<dyn DirLock>>;
 }
 

@@ -38,8 +38,19 @@ impl RealFs {
     }
 }
 
-impl FileSystem for RealFs {
-    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+impl RealFs {
+    /// Opens an existing directory like [`open_dir`](FileSystem::open_dir) without `create`,
+    /// for a reader that does not hold the store's lock: its
+    /// [`open_read`](DirHandle::open_read) and
+    /// [`open_read_checked`](DirHandle::open_read_checked) copy the file into memory with
+    /// `pread` instead of mapping it. A file that another process truncates meanwhile then
+    /// gives a short read (an `UnexpectedEof` error) instead of killing the process with
+    /// `SIGBUS`, at the price of memory equal to the file's size.
+    pub fn open_dir_unmapped(&self, path: &Path) -> io::Result<Arc<dyn DirHandle>> {
+        self.open(path, false, false)
+    }
+
+    fn open(&self, path: &Path, create: bool, map: bool) -> io::Result<Arc<dyn DirHandle>> {
         if create {
             create_dir_all_durable(path)?;
         }
@@ -52,7 +63,14 @@ impl FileSystem for RealFs {
         Ok(Arc::new(RealDir {
             path: path.to_path_buf(),
             fd: owned(raw),
+            map,
         }))
+    }
+}
+
+impl FileSystem for RealFs {
+    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+        self.open(path, create, true)
     }
 }
 
@@ -124,6 +142,8 @@ fn require_regular(st: &FileStat) -> io::Result<()> {
 struct RealDir {
     path: PathBuf,
     fd: OwnedFd,
+    /// Map files for reading (false: copy them with `pread`, see `RealFs::open_dir_unmapped`).
+    map: bool,
 }
 
 impl RealDir {
@@ -212,6 +232,15 @@ impl DirHandle for RealDir {
     }
 
     fn open_read(&self, name: &str) -> io::Result<FileBytes> {
+        self.open_read_checked(name, 0, &mut |_, _| Ok(()))
+    }
+
+    fn open_read_checked(
+        &self,
+        name: &str,
+        head_len: usize,
+        check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
+    ) -> io::Result<FileBytes> {
         check_name(name)?;
         // O_NONBLOCK only matters for a planted fifo: without it the open would hang.
         let fd = owned(fcntl::openat(
@@ -222,14 +251,30 @@ impl DirHandle for RealDir {
         )?);
         let st = stat::fstat(fd.as_raw_fd())?;
         require_regular(&st)?;
-        if st.st_size == 0 {
+        let size = u64::try_from(st.st_size).map_err(|_| Errno::EOVERFLOW)?;
+        // The head comes from pread, so nothing of the file is mapped before `check` passed.
+        let mut head = vec![0u8; head_len.min(usize::try_from(size).unwrap_or(usize::MAX))];
+        read_exact_at(&fd, &mut head)?;
+        check(&head, size)?;
+        if size == 0 {
             return Ok(FileBytes::empty());
         }
-        // SAFETY: a read-only private view; the store holds the directory lock and never
-        // modifies a file in place, so the mapped bytes do not change or shrink under us.
+        if !self.map {
+            let len = usize::try_from(size).map_err(|_| Errno::EFBIG)?;
+            let mut all = Vec::new();
+            all.try_reserve_exact(len)
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            all.resize(len, 0);
+            read_exact_at(&fd, &mut all)?;
+            return Ok(FileBytes::from(all));
+        }
+        // SAFETY: a read-only private view. The store holds the directory lock and never
+        // modifies a file in place; a tool without the lock takes the risk that another
+        // process truncates the file meanwhile (touching lost pages raises SIGBUS), see
+        // `FileBytes`.
         // `populate` (MAP_POPULATE): every caller reads the whole file (verification hashes
         // it all), so the page tables are filled in one go instead of one fault per few pages,
-        // which is what a large read costs most in a VM.
+        // which is what a large read costs most in a VM. Only after `check` passed.
         let map = unsafe { memmap2::MmapOptions::new().populate().map(&fd)? };
         // The mapping stays valid after the fd is closed (here, by drop).
         Ok(FileBytes::from_mmap(map))
@@ -237,6 +282,17 @@ impl DirHandle for RealDir {
 
     fn lock_exclusive(&self, name: &str) -> io::Result<Box<dyn DirLock>> {
         check_name(name)?;
+        // The directory itself first: its name cannot be unlinked from under a running store,
+        // unlike the lock file's. A fresh open, so the lock is on an open file description of
+        // its own and closing it (on drop) releases it.
+        let dir_fd = owned(fcntl::openat(
+            self.raw(),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?);
+        #[allow(deprecated)]
+        fcntl::flock(dir_fd.as_raw_fd(), fcntl::FlockArg::LockExclusiveNonblock)?;
         // Read-only is enough for flock, and O_NONBLOCK keeps a planted fifo from hanging us.
         let fd = owned(fcntl::openat(
             self.raw(),
@@ -256,9 +312,32 @@ impl DirHandle for RealDir {
         fcntl::flock(fd.as_raw_fd(), fcntl::FlockArg::LockExclusiveNonblock)?;
         Ok(Box::new(RealLock {
             path: self.path.join(name),
-            _fd: fd,
+            _file_fd: fd,
+            _dir_fd: dir_fd,
         }))
     }
+}
+
+/// Fills `buf` from offset 0 of `fd` with `pread`, retrying `EINTR` and short reads. A file
+/// that ends early (it shrank after `fstat`) is `UnexpectedEof`.
+// Bytes past the end are not checked: a file that grew is read as long as it was.
+fn read_exact_at(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let offset = libc::off_t::try_from(done).map_err(|_| Errno::EOVERFLOW)?;
+        match nix::sys::uio::pread(fd, &mut buf[done..], offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its size when opened",
+                ))
+            }
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -303,11 +382,13 @@ impl WritableFile for RealFile {
     }
 }
 
-/// Holds the lock file open; the `flock` goes away when the fd is closed on drop.
+/// Holds the directory and the lock file open; each `flock` goes away when its fd is closed
+/// on drop (the file's first, declared first).
 struct RealLock {
     /// Which lock this is, for `Debug`.
     path: PathBuf,
-    _fd: OwnedFd,
+    _file_fd: OwnedFd,
+    _dir_fd: OwnedFd,
 }
 
 impl std::fmt::Debug for RealLock {

@@ -306,6 +306,49 @@ impl Harness {
         Ok(())
     }
 
+    /// The newest committed snapshot on the simulated disk that verifies now, if any.
+    pub(super) fn newest_verifying(&self) -> Option<SnapshotName> {
+        self.listing()
+            .into_iter()
+            .rev()
+            .filter(|n| n.state == FileState::Committed)
+            .find(|n| {
+                self.sim
+                    .read(&self.dir, &n.file_name())
+                    .is_some_and(|b| verify_bytes(&b, Some(n), self.verifier.as_ref()).is_ok())
+            })
+    }
+
+    /// After a retention pass, failed or not: the newest snapshot that verified before it
+    /// (`before`) is still there under its committed name. Retention counts only snapshots
+    /// that verify and never deletes the newest of them. With `newer_allowed` (the step was a
+    /// job, which may commit a snapshot and then run the pass for it, unobservable in
+    /// between), a newer snapshot that verifies now may stand in for it.
+    pub(super) fn check_newest_verifying_kept(
+        &mut self,
+        before: Option<SnapshotName>,
+        newer_allowed: bool,
+    ) -> Result<(), Violation> {
+        self.stats.checks += 1;
+        let Some(name) = before else {
+            return Ok(());
+        };
+        if self.sim.read(&self.dir, &name.file_name()).is_some() {
+            return Ok(());
+        }
+        if newer_allowed && self.newest_verifying().is_some_and(|n| n > name) {
+            return Ok(());
+        }
+        Err(self.violation(
+            Invariant::NewestVerifiedRemoved,
+            format!(
+                "{name}, the newest snapshot that verified, is gone after a retention pass; \
+                 left: {:?}",
+                self.listing()
+            ),
+        ))
+    }
+
     /// After a retention pass that reported no failure: nothing unheld beyond the newest
     /// `keep_last` remains, except `just` (the snapshot that pass was run for, which it spares).
     pub(super) fn check_retention_bound(

@@ -462,9 +462,12 @@ impl Harness {
     /// Runs one ready job and checks everything; false when none was ready.
     fn run_one(&mut self) -> Result<bool, Violation> {
         let retention_failures = self.process.store.stats().retention_failures;
+        // A job may be a persist, whose retention pass must keep this one.
+        let newest = self.newest_verifying();
         if !self.process.tasks.run_one() {
             return Ok(false);
         }
+        self.check_newest_verifying_kept(newest, true)?;
         self.stats.jobs += 1;
         let retention_ok = self.process.store.stats().retention_failures == retention_failures;
         self.after_step(Some(retention_ok))?;
@@ -606,7 +609,10 @@ impl Harness {
     }
 
     fn retention(&mut self) -> Result<(), Violation> {
-        match self.process.store.apply_retention() {
+        let newest = self.newest_verifying();
+        let result = self.process.store.apply_retention();
+        self.check_newest_verifying_kept(newest, false)?;
+        match result {
             Ok(_) => self.check_retention_bound(None),
             Err(_) if self.dirty => Ok(()),
             Err(e) => Err(self.violation(

@@ -37,6 +37,9 @@ pub enum Invariant {
     RetentionLax,
     /// A snapshot among the newest `keep_last` (or under a hold) was deleted.
     RetentionTooEager,
+    /// A retention pass (explicit, or the one after a persist) removed the newest snapshot
+    /// that verified before it.
+    NewestVerifiedRemoved,
     /// With every fault cleared, pending generations never finished.
     Stuck,
     /// A call that cannot fail without an injected fault failed.
@@ -60,6 +63,7 @@ impl fmt::Display for Invariant {
             Invariant::StaleFile => "stale-file",
             Invariant::RetentionLax => "retention-lax",
             Invariant::RetentionTooEager => "retention-too-eager",
+            Invariant::NewestVerifiedRemoved => "newest-verified-removed",
             Invariant::Stuck => "stuck",
             Invariant::UnexpectedError => "unexpected-error",
         })
