@@ -17,8 +17,8 @@ use snapseal_persist::receipt::{
     Schemes, SignedStatement, StatementScheme, VerifiedReceipt, LABEL_SCHEME,
 };
 use snapseal_persist::{
-    verify_bytes, FileState, PassOverReason, PersistRequest, SnapshotName, StoreOptions,
-    VerifyError,
+    verify_bytes, FileState, PassOverReason, PersistRequest, SnapshotName, SpillCommit,
+    StoreOptions, VerifyError,
 };
 
 /// The node key statements are signed with (trusted where a test says so).
@@ -125,6 +125,34 @@ fn a_statement_is_written_through_the_store_and_found_by_latest() {
         .unwrap();
     let latest = store.latest().unwrap().expect("the statement snapshot");
     assert_eq!(*latest.name(), name(7, 8));
+    assert_eq!(latest.receipt().scheme, SchemeId::STATEMENT);
+}
+
+#[test]
+fn a_statement_completes_a_spilled_body() {
+    let sim = SimFs::new(4);
+    let store = open(&sim, StoreOptions::new(Arc::new(both())));
+    let b = body(12);
+    let mut spill = store.create_spill(12, 1).unwrap();
+    spill.write_body(&b).unwrap();
+    let receipt = statement(&node_key(), 12, 14);
+    store
+        .commit_spill(
+            spill,
+            &SpillCommit {
+                evidence_idx: 14,
+                flags: Flags::NONE,
+                raw_len: b.len() as u64,
+                body_digest: body_digest(&b),
+                receipt: &receipt,
+            },
+        )
+        .unwrap();
+    let latest = store
+        .latest()
+        .unwrap()
+        .expect("the spilled statement snapshot");
+    assert_eq!(*latest.name(), name(12, 14));
     assert_eq!(latest.receipt().scheme, SchemeId::STATEMENT);
 }
 
