@@ -260,7 +260,6 @@ fn protected(key_id: &[u8; 8], idx: u64, commit_idx: u64, term: Option<u64>) -> 
 
 /// The protected header must be exactly what [`protected`] builds for its values; returns
 /// `(kid, idx, commit_idx, term)`.
-#[allow(clippy::type_complexity)]
 fn decode_protected(p: &ProtectedHeader) -> Result<([u8; 8], u64, u64, Option<u64>), ReceiptError> {
     let key_id: [u8; 8] = p.header.key_id.as_slice().try_into().map_err(|_| {
         decode_err(format!(
