@@ -130,7 +130,7 @@ impl ReceiptView {
             }
             other => {
                 return Err(format!(
-                    "receipt names {other}, which this tool cannot show"
+                    "receipt names scheme {other}, which this tool cannot show"
                 ))
             }
         }

@@ -52,7 +52,7 @@ impl fmt::Display for SchemeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             SchemeId::MERKLE | SchemeId::STATEMENT => write!(f, "{} ({})", self.name(), self.0),
-            SchemeId(n) => write!(f, "scheme {n}"),
+            SchemeId(n) => write!(f, "{n}"),
         }
     }
 }
