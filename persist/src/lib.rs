@@ -16,8 +16,9 @@
 //! Every item has exactly one path. The store, its names, reader, errors and retention types
 //! are at the crate root. Three public modules group what a reader looks at together:
 //! - [`format`](mod@format): the committed file's byte layout (header, flags, digests);
-//! - [`receipt`]: receipts, the Merkle tree and the [`ReceiptVerifier`](receipt::ReceiptVerifier)
-//!   seam for other ledger schemes;
+//! - [`receipt`]: receipts and their schemes (the Merkle receipt and tree, the signed statement
+//!   for ledgers without a tree), the [`ReceiptScheme`](receipt::ReceiptScheme) seam for other
+//!   ledger schemes and the [`ReceiptVerifier`](receipt::ReceiptVerifier) a store is given;
 //! - [`fs`]: the filesystem seam ([`FileSystem`](fs::FileSystem) and [`RealFs`](fs::RealFs));
 //!   with the `sim` feature also `SimFs`, the in-memory filesystem with its crash and fault
 //!   model (for tests; not in production builds).

@@ -16,7 +16,13 @@ pub struct StoreOptions {
     /// Quarantined (`.corrupt`) files kept for inspection; older ones beyond this are deleted.
     /// 0 deletes a failing file right after quarantining it. Default 3.
     pub max_quarantined: usize,
-    /// Checks receipts against the trusted keys.
+    /// Checks receipts against the trusted schemes and keys. Which scheme a file uses is read
+    /// from its receipt; this only says what is trusted: e.g.
+    /// [`Ed25519Verifier::new`](crate::receipt::Ed25519Verifier::new) for Merkle receipts
+    /// signed by the ledger's keys, plus
+    /// [`with_statement_keys`](crate::receipt::Ed25519Verifier::with_statement_keys) for
+    /// signed statements, or [`Schemes`](crate::receipt::Schemes) with a node's own scheme. A
+    /// file of a scheme or key not trusted here is passed over, not quarantined.
     pub verifier: Arc<dyn ReceiptVerifier>,
 }
 

@@ -22,7 +22,7 @@ use crate::names::{FileState, PendingName, SnapshotName, LOCK_FILE};
 use crate::options::StoreOptions;
 use crate::quarantine::{self, Quarantined};
 use crate::reader::{open_snapshot, SnapshotFile};
-use crate::receipt::{ReceiptError, ReceiptVerifier};
+use crate::receipt::ReceiptVerifier;
 use crate::retention::{self, RetentionPlan, RetentionReport, Standing};
 use crate::scan::{
     classify_dir, in_state, our_files, pending_files, EntryClass, ListedEntry, PendingEntry,
@@ -511,10 +511,8 @@ impl SnapshotStore {
                 self.known_good.lock().insert(*name);
                 Standing::Verified
             }
-            Err(VerifyError::Receipt {
-                source: ReceiptError::UntrustedKey { .. },
-                ..
-            }) => Standing::Unknown,
+            // Untrusted key or scheme: a matter of the key set, not of the file.
+            Err(VerifyError::Receipt { source, .. }) if source.is_untrusted() => Standing::Unknown,
             Err(e) if e.is_io() => {
                 warn!(name = %name, error = %chain(&e), "cannot read snapshot; retention leaves it alone");
                 Standing::Unknown
@@ -648,8 +646,9 @@ pub enum PassOverReason {
     Pending,
     /// A committed file that failed verification: [`SnapshotStore::latest`] quarantines it.
     Failed(VerifyError),
-    /// A committed file whose only fault is a signer outside the trusted keys: left in place
-    /// (a wrong key set must not destroy good snapshots).
+    /// A committed file whose only fault is a signer outside the trusted keys, or a receipt
+    /// scheme the verifier is not configured for: left in place (a wrong key set must not
+    /// destroy good snapshots).
     Untrusted(VerifyError),
     /// A committed file that disappeared between listing and reading.
     Vanished,
@@ -765,12 +764,12 @@ fn plan_over(
                         break;
                     }
                     Err(e @ VerifyError::NotRegularFile { .. }) => PassOverReason::NotRegular(e),
-                    Err(
-                        e @ VerifyError::Receipt {
-                            source: ReceiptError::UntrustedKey { .. },
-                            ..
-                        },
-                    ) => PassOverReason::Untrusted(e),
+                    Err(e)
+                        if matches!(&e, VerifyError::Receipt { source, .. }
+                            if source.is_untrusted()) =>
+                    {
+                        PassOverReason::Untrusted(e)
+                    }
                     Err(e) => PassOverReason::Failed(e),
                 }
             }

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use snapseal_persist::format::{self, Flags, Header};
 use snapseal_persist::receipt::{
     key_id, leaf_hash, sign_root, verify_signed_root, Ed25519Verifier, Expected, MerkleTree,
-    Receipt, ReceiptError, ReceiptVerifier, SignedRoot,
+    Receipt, ReceiptError, ReceiptVerifier, SignedRoot, LABEL_SCHEME,
 };
 use snapseal_persist::Hash;
 
@@ -101,7 +101,7 @@ fn key_id_is_first_eight_bytes_of_blake3_of_the_public_key() {
 }
 
 /// The encoding as FORMAT.md describes it, checked byte by byte without the crate's encoder: tag
-/// 18, protected `{1: -8, 4: kid}`, payload `sig_idx BE || root`, and an Ed25519 signature over the
+/// 18, protected `{1: -8, 4: kid, -70000: 1}`, payload `sig_idx BE || root`, and an Ed25519 signature over the
 /// hand-built Sig_structure.
 #[test]
 fn encoding_matches_the_documented_cose_layout() {
@@ -112,8 +112,10 @@ fn encoding_matches_the_documented_cose_layout() {
     assert_eq!(bytes[0], 0xd2, "tag 18");
     assert_eq!(bytes[1], 0x84, "array of 4");
     let kid = key_id(&key.verifying_key());
-    let mut protected = vec![0xa2, 0x01, 0x27, 0x04, 0x48];
+    let mut protected = vec![0xa3, 0x01, 0x27, 0x04, 0x48];
     protected.extend_from_slice(&kid);
+    // -70000 (scheme) is CBOR negative 69999 = 0x1116f; value 1 (Merkle).
+    protected.extend_from_slice(&[0x3a, 0x00, 0x01, 0x11, 0x6f, 0x01]);
     assert_eq!(bytes[2], 0x40 | protected.len() as u8, "protected bstr");
     assert_eq!(&bytes[3..3 + protected.len()], protected.as_slice());
 
@@ -143,7 +145,7 @@ fn encoding_matches_the_documented_cose_layout() {
         labels,
         [-70001, -70002, -70003, -70004, -70005].map(Label::Int)
     );
-    assert_eq!(sign1.unprotected.rest[0].1, Value::Integer(1.into()));
+    assert_eq!(sign1.unprotected.rest[0].1, Value::Integer(2.into()));
     assert_eq!(sign1.unprotected.rest[1].1, Value::Integer(3.into()));
     assert_eq!(
         sign1.unprotected.rest[2].1,
@@ -574,13 +576,14 @@ fn wrong_types_and_lengths_are_rejected() {
 
 #[test]
 fn unsupported_receipt_versions_are_rejected() {
-    for v in [0i64, 2, -1, 1 << 40] {
+    // Version 1 is the encoding without the scheme parameter, no longer read.
+    for v in [0i64, 1, 3, -1, 1 << 40] {
         let mut p = parts();
         p.rest[0].1 = Value::Integer(v.into());
         assert_eq!(
             Receipt::decode(&build(p)),
             Err(ReceiptError::UnsupportedVersion {
-                supported: 1,
+                supported: 2,
                 actual: v.into()
             })
         );
@@ -588,27 +591,42 @@ fn unsupported_receipt_versions_are_rejected() {
 }
 
 #[test]
-fn protected_header_must_be_exactly_eddsa_and_kid() {
+fn protected_header_must_be_exactly_eddsa_kid_and_scheme() {
     let kid = parts().protected.key_id;
+    let scheme = |n: i64| (LABEL_SCHEME, Value::Integer(n.into()));
+    // Each variant differs from the accepted `{1: -8, 4: kid, -70000: 1}` in one way only.
+    let with = |alg: Option<iana::Algorithm>, kid: Vec<u8>, extra: Vec<(i64, Value)>| {
+        let mut b = HeaderBuilder::new().key_id(kid);
+        if let Some(alg) = alg {
+            b = b.algorithm(alg);
+        }
+        for (label, value) in extra {
+            b = b.value(label, value);
+        }
+        b.build()
+    };
+    let eddsa = Some(iana::Algorithm::EdDSA);
     let variants = [
-        HeaderBuilder::new()
-            .algorithm(iana::Algorithm::ES256)
-            .key_id(kid.clone())
-            .build(),
-        HeaderBuilder::new().key_id(kid.clone()).build(),
-        HeaderBuilder::new()
-            .algorithm(iana::Algorithm::EdDSA)
-            .key_id(kid[..7].to_vec())
-            .build(),
+        with(Some(iana::Algorithm::ES256), kid.clone(), vec![scheme(1)]),
+        with(None, kid.clone(), vec![scheme(1)]),
+        with(eddsa, kid[..7].to_vec(), vec![scheme(1)]),
+        with(
+            eddsa,
+            kid.clone(),
+            vec![scheme(1), (-70001, Value::Integer(1.into()))],
+        ),
+        with(eddsa, kid.clone(), vec![]),
+        with(eddsa, kid.clone(), vec![scheme(2)]),
+        with(
+            eddsa,
+            kid.clone(),
+            vec![(LABEL_SCHEME, Value::Text("merkle".into()))],
+        ),
         HeaderBuilder::new()
             .algorithm(iana::Algorithm::EdDSA)
             .key_id(kid.clone())
             .content_type("a/b".into())
-            .build(),
-        HeaderBuilder::new()
-            .algorithm(iana::Algorithm::EdDSA)
-            .key_id(kid.clone())
-            .value(-70001, Value::Integer(1.into()))
+            .value(LABEL_SCHEME, Value::Integer(1.into()))
             .build(),
     ];
     for header in variants {

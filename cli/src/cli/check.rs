@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use snapseal::persist::format::Header;
 use snapseal::persist::fs::{DirHandle, FileBytes, FileSystem, RealFs};
-use snapseal::persist::receipt::{ReceiptError, ReceiptVerifier};
+use snapseal::persist::receipt::{ReceiptVerifier, SchemeId};
 use snapseal::persist::{read_checked, verify_bytes, Check, SnapshotName, VerifyError};
 
 /// What checking one file found.
@@ -21,6 +21,8 @@ pub(super) enum Verdict {
         sig_idx: u64,
         /// The signer's key id (hex).
         signer: String,
+        /// The receipt scheme the file names (and was verified by).
+        scheme: SchemeId,
     },
     /// The file was read and failed a check.
     Failed {
@@ -112,6 +114,7 @@ pub(super) fn check_bytes(
             header: v.header,
             sig_idx: v.verified.sig_idx,
             signer: v.verified.signer,
+            scheme: v.verified.scheme,
         },
         Err(e) => failed(&e),
     }
@@ -123,12 +126,10 @@ fn failed(e: &VerifyError) -> Verdict {
         Some(check) => Verdict::Failed {
             check,
             reason: reason(e),
+            // An unknown key or a scheme not configured: both a matter of the key set.
             untrusted_key: matches!(
                 e,
-                VerifyError::Receipt {
-                    source: ReceiptError::UntrustedKey { .. },
-                    ..
-                }
+                VerifyError::Receipt { source, .. } if source.is_untrusted()
             ),
         },
         None => Verdict::Unreadable { reason: reason(e) },

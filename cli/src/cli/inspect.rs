@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
-use snapseal::persist::receipt::{Expected, Receipt};
+use snapseal::persist::receipt::{scheme_of, Expected, Receipt, SchemeId, SignedStatement};
 use snapseal::persist::{check_body_encoding, Check, SnapshotName};
 use snapseal_sim::node::decode_kv;
 
@@ -71,28 +71,70 @@ impl HeaderView {
 
 #[derive(Debug, Serialize)]
 struct ReceiptView {
+    /// The scheme the receipt names in its protected header: `merkle` or `statement`.
+    scheme: String,
+    /// The evidence index the receipt binds (a statement's commit index).
     evidence_idx: u64,
-    evidence_tx_digest: String,
     claims_digest: String,
-    proof_path_len: usize,
-    sig_idx: u64,
-    signed_root: String,
     signer_key_id: String,
     signature: String,
+    /// Merkle receipts only.
+    evidence_tx_digest: Option<String>,
+    proof_path_len: Option<usize>,
+    sig_idx: Option<u64>,
+    signed_root: Option<String>,
+    /// Signed statements only.
+    statement_idx: Option<u64>,
+    term: Option<u64>,
 }
 
 impl ReceiptView {
-    fn new(r: &Receipt) -> ReceiptView {
+    fn merkle(r: &Receipt) -> ReceiptView {
         ReceiptView {
+            scheme: SchemeId::MERKLE.name(),
             evidence_idx: r.evidence_idx,
-            evidence_tx_digest: hex(&r.evidence_tx_digest),
             claims_digest: hex(&r.claims_digest),
-            proof_path_len: r.path.len(),
-            sig_idx: r.signed.sig_idx,
-            signed_root: hex(&r.signed.root),
             signer_key_id: hex(&r.signed.key_id),
             signature: hex(&r.signed.signature),
+            evidence_tx_digest: Some(hex(&r.evidence_tx_digest)),
+            proof_path_len: Some(r.path.len()),
+            sig_idx: Some(r.signed.sig_idx),
+            signed_root: Some(hex(&r.signed.root)),
+            statement_idx: None,
+            term: None,
         }
+    }
+
+    fn statement(s: &SignedStatement) -> ReceiptView {
+        ReceiptView {
+            scheme: SchemeId::STATEMENT.name(),
+            evidence_idx: s.commit_idx,
+            claims_digest: hex(&s.claims_digest),
+            signer_key_id: hex(&s.key_id),
+            signature: hex(&s.signature),
+            evidence_tx_digest: None,
+            proof_path_len: None,
+            sig_idx: None,
+            signed_root: None,
+            statement_idx: Some(s.idx),
+            term: s.term,
+        }
+    }
+
+    /// Decodes `receipt` by the scheme it names.
+    fn decode(receipt: &[u8]) -> Result<ReceiptView, String> {
+        match scheme_of(receipt).map_err(|e| e.to_string())? {
+            SchemeId::MERKLE => Receipt::decode(receipt).map(|r| ReceiptView::merkle(&r)),
+            SchemeId::STATEMENT => {
+                SignedStatement::decode(receipt).map(|s| ReceiptView::statement(&s))
+            }
+            other => {
+                return Err(format!(
+                    "receipt names scheme {other}, which this tool cannot show"
+                ))
+            }
+        }
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -240,9 +282,9 @@ fn inspect_bytes(
         }
     };
     ins.push(Check::ReceiptDigest, Ok("matches the header".into()));
-    match Receipt::decode(receipt) {
-        Ok(r) => ins.receipt = Some(ReceiptView::new(&r)),
-        Err(e) => ins.push(Check::Receipt, Err(e.to_string())),
+    match ReceiptView::decode(receipt) {
+        Ok(r) => ins.receipt = Some(r),
+        Err(e) => ins.push(Check::Receipt, Err(e)),
     }
     if ins.receipt.is_some() {
         match trusted {
@@ -256,11 +298,15 @@ fn inspect_bytes(
                 let result = t
                     .verifier()
                     .verify(receipt, &expected)
-                    .map(|v| {
-                        format!(
+                    .map(|v| match v.scheme {
+                        SchemeId::STATEMENT => format!(
+                            "statement signature verifies; commit index {}, signer {}",
+                            v.sig_idx, v.signer
+                        ),
+                        _ => format!(
                             "proof and signature verify; signature {}, signer {}",
                             v.sig_idx, v.signer
-                        )
+                        ),
                     })
                     .map_err(|e| e.to_string());
                 ins.push(Check::Receipt, result);
@@ -348,12 +394,29 @@ fn print_text(ins: &Inspection, out: &Out) -> anyhow::Result<()> {
     }
     if let Some(r) = &ins.receipt {
         text!(out, "receipt (COSE_Sign1)");
-        text!(out, "  evidence_idx    {}", r.evidence_idx);
-        text!(out, "  evidence tx     {}", r.evidence_tx_digest);
+        text!(out, "  scheme          {}", r.scheme);
+        if let Some(idx) = r.statement_idx {
+            text!(out, "  idx             {idx}");
+            text!(out, "  commit_idx      {}", r.evidence_idx);
+        } else {
+            text!(out, "  evidence_idx    {}", r.evidence_idx);
+        }
+        if let Some(term) = r.term {
+            text!(out, "  term            {term}");
+        }
+        if let Some(tx) = &r.evidence_tx_digest {
+            text!(out, "  evidence tx     {tx}");
+        }
         text!(out, "  claims digest   {}", r.claims_digest);
-        text!(out, "  proof path      {} hashes", r.proof_path_len);
-        text!(out, "  sig_idx         {}", r.sig_idx);
-        text!(out, "  signed root     {}", r.signed_root);
+        if let Some(n) = r.proof_path_len {
+            text!(out, "  proof path      {n} hashes");
+        }
+        if let Some(sig_idx) = r.sig_idx {
+            text!(out, "  sig_idx         {sig_idx}");
+        }
+        if let Some(root) = &r.signed_root {
+            text!(out, "  signed root     {root}");
+        }
         text!(out, "  signer key id   {}", r.signer_key_id);
         text!(out, "  signature       {}", r.signature);
     }

@@ -124,9 +124,11 @@ impl Trusted {
         })
     }
 
-    /// A verifier trusting exactly these keys.
+    /// A verifier trusting exactly these keys, for both built-in receipt schemes (Merkle roots
+    /// and signed statements). One key may serve both: the scheme id is in the signed protected
+    /// header, so a signature made for one scheme never verifies as the other.
     pub(super) fn verifier(&self) -> Arc<dyn ReceiptVerifier> {
-        Arc::new(Ed25519Verifier::new(self.keys.clone()))
+        Arc::new(Ed25519Verifier::new(self.keys.clone()).with_statement_keys(self.keys.clone()))
     }
 
     /// Hex key ids (how receipts name their signer).

@@ -55,6 +55,8 @@ pub(super) struct FileResult {
     pub sig_idx: Option<u64>,
     /// Signer key id (verified files).
     pub signer: Option<String>,
+    /// Receipt scheme the file names: `merkle` or `statement` (verified files).
+    pub scheme: Option<String>,
 }
 
 impl FileResult {
@@ -70,17 +72,20 @@ impl FileResult {
             evidence_idx: None,
             sig_idx: None,
             signer: None,
+            scheme: None,
         };
         match verdict {
             Verdict::Verified {
                 header,
                 sig_idx,
                 signer,
+                scheme,
             } => {
                 r.idx = Some(header.idx);
                 r.evidence_idx = Some(header.evidence_idx);
                 r.sig_idx = Some(*sig_idx);
                 r.signer = Some(signer.clone());
+                r.scheme = Some(scheme.name());
             }
             Verdict::Failed { check, .. } => r.check = Some(check.to_string()),
             Verdict::Unreadable { .. } | Verdict::Vanished => {}
@@ -92,12 +97,13 @@ impl FileResult {
     pub(super) fn line(&self) -> String {
         match (self.status, &self.reason) {
             ("ok", _) => format!(
-                "ok          {}  (idx {}, evidence {}, signature {}, signer {})",
+                "ok          {}  (idx {}, evidence {}, signature {}, signer {}, scheme {})",
                 self.file.display(),
                 self.idx.unwrap_or_default(),
                 self.evidence_idx.unwrap_or_default(),
                 self.sig_idx.unwrap_or_default(),
-                self.signer.as_deref().unwrap_or("?")
+                self.signer.as_deref().unwrap_or("?"),
+                self.scheme.as_deref().unwrap_or("?")
             ),
             (word, reason) => format!(
                 "{:<11} {}: {}",

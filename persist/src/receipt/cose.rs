@@ -3,14 +3,17 @@
 //!
 //! ```text
 //! COSE_Sign1 (tag 18) = [
-//!   protected:   bstr .cbor { 1 (alg): -8 (EdDSA), 4 (kid): bstr(8) },
-//!   unprotected: { -70001: 1 (version), -70002: uint (evidence_idx),
+//!   protected:   bstr .cbor { 1 (alg): -8 (EdDSA), 4 (kid): bstr(8), -70000 (scheme): 1 },
+//!   unprotected: { -70001: 2 (version), -70002: uint (evidence_idx),
 //!                  -70003: bstr(32) (evidence tx digest), -70004: bstr(32) (snapshot digest),
 //!                  -70005: [* bstr(32)] (proof path, leaf to root) },
 //!   payload:     bstr(40) = sig_idx as u64 big-endian || root,
 //!   signature:   bstr(64) = Ed25519 over Sig_structure("Signature1", protected, h'', payload),
 //! ]
 //! ```
+//!
+//! The scheme parameter (see [`super::SchemeId`]) is protected, so the ledger's signature over
+//! the root can never be presented as a signed statement, nor the other way round.
 //!
 //! Decoding is strict: the only accepted bytes for a receipt are exactly what [`Receipt::encode`]
 //! produces for it (deterministic CBOR, labels in that order), so no two byte strings mean the same
@@ -26,11 +29,13 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::error::ReceiptError;
 use super::merkle::{MerkleTree, MAX_PROOF_LEN};
+use super::scheme::{SchemeId, LABEL_SCHEME};
 use crate::to_hex;
 use crate::Hash;
 
-/// Receipt encoding version carried under [`LABEL_VERSION`].
-pub const RECEIPT_VERSION: u64 = 1;
+/// Receipt encoding version carried under [`LABEL_VERSION`]. Version 1 had no scheme parameter
+/// in its protected header; version 2 names the scheme ([`SchemeId::MERKLE`]).
+pub const RECEIPT_VERSION: u64 = 2;
 /// Unprotected label: receipt encoding version (uint).
 pub const LABEL_VERSION: i64 = -70001;
 /// Unprotected label: evidence transaction index (uint).
@@ -318,7 +323,8 @@ fn hash32(label: i64, value: Value) -> Result<Hash, ReceiptError> {
     }
 }
 
-/// The protected header must be exactly `{alg: EdDSA, kid: 8 bytes}`; returns the kid.
+/// The protected header must be exactly `{alg: EdDSA, kid: 8 bytes, scheme: 1}`; returns the
+/// kid.
 fn decode_protected(p: &ProtectedHeader) -> Result<[u8; 8], ReceiptError> {
     let key_id: [u8; 8] = p.header.key_id.as_slice().try_into().map_err(|_| {
         decode_err(format!(
@@ -335,7 +341,7 @@ fn decode_protected(p: &ProtectedHeader) -> Result<[u8; 8], ReceiptError> {
     }
     if p.header != protected(&key_id).header {
         return Err(decode_err(
-            "protected header has parameters besides alg and kid".into(),
+            "protected header is not exactly alg, kid and scheme 1 (Merkle)".into(),
         ));
     }
     Ok(key_id)
@@ -354,13 +360,14 @@ fn decode_payload(payload: Option<&[u8]>) -> Result<(u64, Hash), ReceiptError> {
     Ok((u64::from_be_bytes(idx), root))
 }
 
-/// The protected header for `key_id`: `{1: -8, 4: h'<kid>'}`.
+/// The protected header for `key_id`: `{1: -8, 4: h'<kid>', -70000: 1}`.
 fn protected(key_id: &[u8; 8]) -> ProtectedHeader {
     ProtectedHeader {
         original_data: None,
         header: HeaderBuilder::new()
             .algorithm(iana::Algorithm::EdDSA)
             .key_id(key_id.to_vec())
+            .value(LABEL_SCHEME, Value::Integer(SchemeId::MERKLE.0.into()))
             .build(),
     }
 }
@@ -383,11 +390,11 @@ fn to_be_signed(key_id: &[u8; 8], sig_idx: u64, root: &Hash) -> Vec<u8> {
     )
 }
 
-fn decode_err(detail: String) -> ReceiptError {
+pub(super) fn decode_err(detail: String) -> ReceiptError {
     ReceiptError::Decode(detail)
 }
 
-fn type_err(label: i64, expected: &str, found: &Value) -> ReceiptError {
+pub(super) fn type_err(label: i64, expected: &str, found: &Value) -> ReceiptError {
     let found = match found {
         Value::Integer(_) => "int",
         Value::Bytes(_) => "bstr",

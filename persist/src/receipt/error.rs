@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use super::scheme::SchemeId;
 use crate::to_hex;
 
 /// Everything that can be wrong with a receipt, from its bytes to its signature. Variants carry
@@ -13,6 +14,32 @@ pub enum ReceiptError {
     /// type or length, missing or extra labels, non-canonical encoding).
     #[error("receipt decode: {0}")]
     Decode(String),
+    /// The receipt's protected header names no scheme (label -70000). Receipts written before
+    /// schemes were named (Merkle receipt version 1) are not read.
+    #[error("receipt names no scheme (protected label -70000); receipts from before schemes were named are not read: re-snapshot")]
+    MissingScheme,
+    /// The receipt names a scheme this reader does not know and none is configured for.
+    #[error("unknown receipt scheme {scheme}: this reader has no verifier for it")]
+    UnknownScheme {
+        /// The identifier in the receipt.
+        scheme: SchemeId,
+    },
+    /// The receipt's scheme is one snapseal knows, but the verifier was not configured to
+    /// trust it (no keys for it). Like [`UntrustedKey`](Self::UntrustedKey), a configuration
+    /// matter rather than a bad file.
+    #[error("receipt scheme {scheme} is not trusted by this configuration")]
+    SchemeNotTrusted {
+        /// The identifier in the receipt.
+        scheme: SchemeId,
+    },
+    /// A signed statement names another snapshot index than the file's header.
+    #[error("snapshot index mismatch: file header gives {expected}, statement has {actual}")]
+    IdxMismatch {
+        /// idx from the file header.
+        expected: u64,
+        /// idx in the statement.
+        actual: u64,
+    },
     /// A receipt could not be encoded (e.g. a proof longer than any tree can need).
     #[error("receipt encode: {0}")]
     Encode(String),
@@ -102,4 +129,16 @@ pub enum ReceiptError {
         /// Signature index whose root was expected.
         sig_idx: u64,
     },
+}
+
+impl ReceiptError {
+    /// The receipt may well be genuine, but nothing this verifier trusts signed it (an unknown
+    /// key, or a scheme not configured): the likely fault is the configuration, so a store
+    /// passes such a file over instead of quarantining it.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(
+            self,
+            ReceiptError::UntrustedKey { .. } | ReceiptError::SchemeNotTrusted { .. }
+        )
+    }
 }

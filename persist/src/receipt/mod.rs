@@ -1,12 +1,24 @@
 //! Receipts: proof from the ledger that a snapshot's digest is committed (SPEC §4).
 //!
-//! [`ReceiptVerifier`] is the seam a node uses to plug in its own ledger scheme; the built-in
-//! scheme ([`Receipt`], [`MerkleTree`], [`Ed25519Verifier`]) is what the demo, CLI and tests use. The
-//! byte layout is written down in `docs/FORMAT.md`.
+//! Every receipt names its scheme in its protected COSE header ([`scheme_of`], [`SchemeId`]);
+//! a [`ReceiptVerifier`] dispatches on that name, never on configuration. Two schemes are
+//! built in:
+//! - [`SchemeId::MERKLE`], CCF-style: an inclusion proof of the evidence transaction under a
+//!   ledger-signed Merkle root ([`Receipt`], [`MerkleTree`], [`MerkleScheme`]); the
+//!   Snapshotter's path, the demo's and the CLI's;
+//! - [`SchemeId::STATEMENT`], for ledgers without a Merkle tree (a Raft log): the node's key
+//!   signs the claims digest and commit index directly ([`SignedStatement`],
+//!   [`StatementScheme`]).
+//!
+//! [`ReceiptScheme`] is the seam a node uses to plug in its own ledger scheme, combined with
+//! others in [`Schemes`]; [`Ed25519Verifier`] is the ready-made verifier over the built-in
+//! ones. The byte layouts are written down in `docs/FORMAT.md`.
 
 mod cose;
 mod error;
 mod merkle;
+mod scheme;
+mod statement;
 mod verifier;
 
 use crate::Hash;
@@ -18,7 +30,12 @@ pub use cose::{
 };
 pub use error::ReceiptError;
 pub use merkle::{empty_root, leaf_hash, node_hash, root_from_proof, MerkleTree, MAX_PROOF_LEN};
-pub use verifier::Ed25519Verifier;
+pub use scheme::{scheme_of, ReceiptScheme, SchemeId, Schemes, LABEL_SCHEME};
+pub use statement::{
+    SignedStatement, StatementScheme, LABEL_STATEMENT_COMMIT_IDX, LABEL_STATEMENT_IDX,
+    LABEL_STATEMENT_TERM,
+};
+pub use verifier::{Ed25519Verifier, MerkleScheme};
 
 /// What the committed file claims, which the receipt must back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,13 +57,18 @@ pub struct Expected {
 /// What a successful verification established.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedReceipt {
-    /// Index of the signature transaction whose root covers the evidence.
+    /// Index of the signature transaction whose root covers the evidence (Merkle scheme), or
+    /// the commit index a signed statement vouches for (statement scheme).
     pub sig_idx: u64,
     /// Who signed, in the scheme's own words (built-in: hex key id).
     pub signer: String,
+    /// The scheme the receipt names (and was verified by).
+    pub scheme: SchemeId,
 }
 
-/// A ledger receipt scheme: checks that `receipt` proves `expected` is committed.
+/// What a store verifies receipts with: checks that `receipt` proves `expected` is committed.
+/// The built-in implementations ([`Ed25519Verifier`], [`Schemes`]) read the scheme the
+/// receipt names and dispatch on it.
 pub trait ReceiptVerifier: Send + Sync + std::fmt::Debug {
     /// Verify `receipt` against what the file claims. Must not panic on any bytes.
     fn verify(&self, receipt: &[u8], expected: &Expected) -> Result<VerifiedReceipt, ReceiptError>;

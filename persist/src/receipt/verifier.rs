@@ -1,29 +1,40 @@
-//! The built-in [`ReceiptVerifier`]: COSE receipts signed by trusted Ed25519 keys.
+//! The built-in verifiers: [`MerkleScheme`] (COSE Merkle receipts under a root signed by a
+//! trusted Ed25519 key) and [`Ed25519Verifier`], the ready-made [`ReceiptVerifier`] over the
+//! built-in schemes.
+
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 
 use super::cose::{key_id, verify_signed_root, Receipt};
 use super::error::ReceiptError;
 use super::merkle::{leaf_hash, root_from_proof};
+use super::scheme::{ReceiptScheme, SchemeId, Schemes};
+use super::statement::StatementScheme;
 use super::{Expected, ReceiptVerifier, VerifiedReceipt};
 use crate::to_hex;
 
-/// Verifies built-in receipts against a fixed set of trusted signing keys.
+/// The built-in CCF-style scheme ([`SchemeId::MERKLE`]): verifies Merkle receipts against a
+/// fixed set of trusted ledger signing keys.
 #[derive(Clone, Debug)]
-pub struct Ed25519Verifier {
+pub struct MerkleScheme {
     /// Trusted keys with their key ids, computed once.
     keys: Vec<([u8; 8], VerifyingKey)>,
 }
 
-impl Ed25519Verifier {
-    /// Trust exactly `keys` (duplicates are harmless).
+impl MerkleScheme {
+    /// Trust roots signed by exactly `keys` (duplicates are harmless).
     pub fn new(keys: Vec<VerifyingKey>) -> Self {
         let keys = keys.into_iter().map(|k| (key_id(&k), k)).collect();
-        Ed25519Verifier { keys }
+        MerkleScheme { keys }
     }
 }
 
-impl ReceiptVerifier for Ed25519Verifier {
+impl ReceiptScheme for MerkleScheme {
+    fn id(&self) -> SchemeId {
+        SchemeId::MERKLE
+    }
+
     /// Order: decode; the receipt's evidence index and claims digest equal the file's; the
     /// signature follows the evidence; the proof leads to the signed root; a trusted key with
     /// that key id verifies the signature (strict Ed25519). Cheap checks first, so a mismatched
@@ -80,9 +91,53 @@ impl ReceiptVerifier for Ed25519Verifier {
         }
         // Key ids are 8-byte prefixes, so two trusted keys may share one: any of them may sign.
         if candidates.any(|(_, key)| verify_signed_root(key, &r.signed).is_ok()) {
-            Ok(VerifiedReceipt { sig_idx, signer })
+            Ok(VerifiedReceipt {
+                sig_idx,
+                signer,
+                scheme: SchemeId::MERKLE,
+            })
         } else {
             Err(ReceiptError::BadSignature { key_id: signer })
         }
+    }
+}
+
+/// The built-in [`ReceiptVerifier`]: dispatches on the scheme each receipt names (see
+/// [`Schemes`]) to [`MerkleScheme`] and, when configured, [`StatementScheme`].
+///
+/// [`new`](Self::new) trusts Merkle receipts only; a signed statement is then refused with
+/// [`ReceiptError::SchemeNotTrusted`] (passed over by a store, like an untrusted key).
+/// [`with_statement_keys`](Self::with_statement_keys) also trusts statements signed by the
+/// given node keys. The two key sets are separate on purpose: a ledger's root-signing key and
+/// a node's statement key are different roles.
+#[derive(Clone, Debug)]
+pub struct Ed25519Verifier {
+    schemes: Schemes,
+}
+
+impl Ed25519Verifier {
+    /// Trust Merkle receipts whose root is signed by one of `keys` (duplicates are harmless).
+    pub fn new(keys: Vec<VerifyingKey>) -> Self {
+        Ed25519Verifier {
+            schemes: Schemes::new().with(Arc::new(MerkleScheme::new(keys))),
+        }
+    }
+
+    /// Also trust signed statements made by one of `keys`.
+    pub fn with_statement_keys(self, keys: Vec<VerifyingKey>) -> Self {
+        Ed25519Verifier {
+            schemes: self.schemes.with(Arc::new(StatementScheme::new(keys))),
+        }
+    }
+
+    /// The schemes this verifier accepts.
+    pub fn schemes(&self) -> Vec<SchemeId> {
+        self.schemes.ids()
+    }
+}
+
+impl ReceiptVerifier for Ed25519Verifier {
+    fn verify(&self, receipt: &[u8], expected: &Expected) -> Result<VerifiedReceipt, ReceiptError> {
+        self.schemes.verify(receipt, expected)
     }
 }
