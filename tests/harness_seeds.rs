@@ -91,7 +91,7 @@ fn seeds_reach_spilled_bodies_and_size_retention() {
             Ok(s) => stats += s,
             Err(v) => panic!("{v}"),
         }
-        if run >= 48 {
+        if run >= 24 {
             break;
         }
     }
