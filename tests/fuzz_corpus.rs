@@ -57,6 +57,37 @@ fn names_corpus_holds_its_properties() {
     replay("names", fuzz_entry::names);
 }
 
+#[test]
+fn forge_corpus_never_verifies_a_forgery() {
+    replay("forge", fuzz_entry::forge);
+}
+
+/// The forge entry's property can fail: a file that differs from the genuine one in a byte the
+/// checks cover must not pass, and the entry reports the genuine file untouched as fine. Here:
+/// the untouched file (empty mutation list) passes, and every single-byte flip of it is
+/// refused by the verifier (so none reaches the property as a false "verifies").
+#[test]
+fn forge_starts_from_files_that_verify_and_refuses_each_byte_flip() {
+    let verifier = fuzz_entry::fuzz_verifier();
+    let genuine = fuzz_entry::genuine_files().expect("genuine files");
+    assert_eq!(genuine.len(), 2);
+    for g in genuine {
+        assert!(verify_bytes(&g.bytes, Some(&g.name), &verifier).is_ok());
+        let mut copy = g.bytes.clone();
+        for at in 0..copy.len() {
+            copy[at] ^= 0x01;
+            assert!(
+                verify_bytes(&copy, Some(&g.name), &verifier).is_err(),
+                "{}: flipping byte {at} still verifies",
+                g.name
+            );
+            copy[at] ^= 0x01;
+        }
+    }
+    fuzz_entry::forge(&[0]).expect("the genuine file itself is fine");
+    fuzz_entry::forge(&[1]).expect("the genuine zstd file itself is fine");
+}
+
 /// The seed corpus must contain inputs that get past the cheap checks, or fuzzing starts
 /// from nothing: at least one file that verifies and one receipt that does.
 #[test]
@@ -139,11 +170,38 @@ fn write_seed_corpus() {
         "snapshot_+1_2",
         ".lock",
         "snapshot_1_2.committed.tmp",
+        "snapshot_10.g0.pending",
+        "snapshot_10.g3.pending",
+        "snapshot_10_0.pending",
+        "snapshot_10.g03.pending",
+        "snapshot_10.g3.committed",
     ]
     .iter()
     .enumerate()
     {
         write("names", &format!("seed-{i}"), name.as_bytes());
+    }
+    // Forge inputs: the first byte picks the genuine file, then mutation steps (see
+    // `fuzz_entry::forge`): a header field with the checksum recomputed, digests and lengths
+    // made consistent again, a receipt spliced from the other file, a body byte, a rename to
+    // the header's indices, raw edits, truncation.
+    for (name, data) in [
+        ("genuine-plain", &[0u8][..]),
+        ("genuine-zstd", &[1]),
+        ("header-idx", &[0, 0, 0, 0]),
+        ("header-idx-renamed", &[0, 0, 0, 0, 6, 0]),
+        ("header-evidence-fixed", &[0, 0, 1, 2, 7, 1]),
+        ("body-byte-fixed", &[0, 4, 0, 3, 0x40, 1]),
+        ("receipt-swap", &[0, 3, 1]),
+        ("receipt-swap-header-swap", &[1, 3, 7, 1, 6, 1]),
+        ("body-swap-fixed", &[0, 5, 0, 1, 6, 0]),
+        ("flags-zstd", &[0, 0, 2, 1, 1]),
+        ("raw-len", &[1, 0, 5, 0, 1]),
+        ("receipt-byte", &[0, 2, 0, 40, 0x80]),
+        ("truncate", &[0, 9, 100, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("raw-xor", &[1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 4]),
+    ] {
+        write("forge", name, data);
     }
     let mut rng = SplitMix64::new(0xE7E7);
     for (i, len) in [16usize, 64, 256, 512, 1024, 2048].iter().enumerate() {

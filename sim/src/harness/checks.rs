@@ -9,7 +9,7 @@ use std::io::Read;
 
 use snapseal_actors::{CommittedSnapshot, GenerationInfo};
 use snapseal_persist::receipt::Receipt;
-use snapseal_persist::{verify_bytes, BodyReader, FileState, SnapshotName};
+use snapseal_persist::{verify_bytes, BodyReader, FileState, PendingName, SnapshotName};
 
 use super::history::{AckRecord, GateRecord};
 use super::{Harness, Invariant, Violation};
@@ -145,6 +145,13 @@ impl Harness {
             ));
         }
         self.verified.insert(name);
+        let pending = PendingName {
+            idx: c.idx,
+            generation: c.generation,
+        };
+        if self.pending_seen.contains(&pending) {
+            self.stats.spilled_acked += 1;
+        }
         self.history.acks.push(AckRecord {
             incarnation: self.incarnation,
             generation: c.generation,
@@ -162,6 +169,7 @@ impl Harness {
         let Some(bytes) = self.sim.read(&self.dir, &name.file_name()) else {
             return Err(self.violation(Invariant::AckedLost, format!("{name} is not on disk")));
         };
+        self.sizes.insert(name, bytes.len() as u64);
         let v = verify_bytes(&bytes, Some(&name), self.verifier.as_ref()).map_err(|e| {
             self.violation(
                 Invariant::InvalidCommittedFile,
@@ -271,7 +279,48 @@ impl Harness {
             }
         }
         self.present = committed;
-        Ok(())
+        self.check_pending_files()
+    }
+
+    /// Pending files are counted, and without a fault each one belongs to a generation that is
+    /// still pending: a dropped or failed generation removes its file, a persisted one renamed it.
+    fn check_pending_files(&mut self) -> Result<(), Violation> {
+        let on_disk = self.pending_files();
+        if on_disk.is_empty() {
+            return Ok(());
+        }
+        for p in &on_disk {
+            if self.pending_seen.insert(*p) {
+                self.stats.spilled += 1;
+            }
+        }
+        if self.dirty {
+            return Ok(());
+        }
+        let live: BTreeSet<PendingName> = self
+            .process
+            .snap
+            .pending()
+            .iter()
+            .map(|g| PendingName {
+                idx: g.idx,
+                generation: g.generation,
+            })
+            .collect();
+        // A rollback hands a dropped generation's spilled body to a job that removes its file.
+        let incarnation = self.incarnation;
+        let discarding =
+            |p: &PendingName| self.history.dropped.contains(&(incarnation, p.generation));
+        match on_disk.iter().find(|p| !live.contains(p) && !discarding(p)) {
+            Some(p) => Err(self.violation(
+                Invariant::StaleFile,
+                format!(
+                    "{p} belongs to no pending generation ({live:?}) although no fault was \
+                     injected"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// A committed file vanished without a crash: only retention (never among the newest
@@ -290,20 +339,51 @@ impl Harness {
                 format!("{r} was deleted under a hold"),
             ));
         }
-        let newer = now.range(r..).filter(|n| **n != r).count();
-        if newer < self.cfg.keep_last {
-            return Err(self.violation(
-                Invariant::RetentionTooEager,
-                format!(
-                    "{r} was deleted with only {newer} newer snapshots (keep_last {})",
-                    self.cfg.keep_last
-                ),
-            ));
+        let newer: Vec<SnapshotName> = now.range(r..).filter(|n| **n != r).copied().collect();
+        if newer.len() < self.cfg.keep_last {
+            // Only max_bytes may take one of the newest keep_last, and only while they (from
+            // this one up) do not fit; never the newest (a newer one must remain).
+            // One pass may trim several: count the newer ones it removed alongside this one.
+            let size = |n: &SnapshotName| self.sizes.get(n).copied().unwrap_or(0);
+            let total = now
+                .union(&self.present)
+                .filter(|n| **n > r)
+                .map(size)
+                .sum::<u64>()
+                + size(&r);
+            let newer_verifying = newer.iter().any(|n| self.verifies(n));
+            let trimmed = newer_verifying && self.cfg.max_bytes.is_some_and(|max| total > max);
+            // Under an injected fault a read may fail, leaving a file's standing unknown; the
+            // store then drops it if it is older than every snapshot it kept (retention rule
+            // 3). Still never the newest one that verifies.
+            let unknown_under_fault = self.dirty && newer_verifying;
+            if !trimmed && !unknown_under_fault {
+                return Err(self.violation(
+                    Invariant::RetentionTooEager,
+                    format!(
+                        "{r} was deleted with only {} newer snapshots (keep_last {}, max_bytes \
+                         {:?}, {total} bytes from it up)",
+                        newer.len(),
+                        self.cfg.keep_last,
+                        self.cfg.max_bytes
+                    ),
+                ));
+            }
+            if trimmed {
+                self.stats.size_trimmed += 1;
+            }
         }
         if self.history.acked_names.contains(&r) {
             self.history.retired.insert(r);
         }
         Ok(())
+    }
+
+    /// The committed file `name` is on the simulated disk and verifies now.
+    fn verifies(&self, name: &SnapshotName) -> bool {
+        self.sim
+            .read(&self.dir, &name.file_name())
+            .is_some_and(|b| verify_bytes(&b, Some(name), self.verifier.as_ref()).is_ok())
     }
 
     /// The newest committed snapshot on the simulated disk that verifies now, if any.
@@ -312,11 +392,7 @@ impl Harness {
             .into_iter()
             .rev()
             .filter(|n| n.state == FileState::Committed)
-            .find(|n| {
-                self.sim
-                    .read(&self.dir, &n.file_name())
-                    .is_some_and(|b| verify_bytes(&b, Some(n), self.verifier.as_ref()).is_ok())
-            })
+            .find(|n| self.verifies(n))
     }
 
     /// After a retention pass, failed or not: the newest snapshot that verified before it
@@ -355,9 +431,24 @@ impl Harness {
         &mut self,
         just: Option<SnapshotName>,
     ) -> Result<(), Violation> {
+        // Under an injected fault the store may fail to read a file and leave it in place as
+        // unknown (retention rule 4) without the pass failing; the bound holds only without.
+        if self.dirty {
+            return Ok(());
+        }
         self.stats.checks += 1;
         let committed = self.committed_files();
-        let beyond = committed.len().saturating_sub(self.cfg.keep_last);
+        // Only snapshots that verify count: files whose standing a fault left unknown stay in
+        // place (retention rule 4), newer than the boundary. The boundary is the keep_last-th
+        // newest file that verifies now (never newer than the store's: the store may count a
+        // file it wrote and the simulation since corrupted).
+        let boundary = committed
+            .iter()
+            .rev()
+            .filter(|n| self.verifies(n))
+            .nth(self.cfg.keep_last.saturating_sub(1))
+            .copied();
+        let beyond = boundary.map_or(0, |b| committed.iter().take_while(|n| **n < b).count());
         for name in &committed[..beyond] {
             let held = self.process.holds.iter().any(|h| h.name() == *name);
             if Some(*name) != just && !held {
@@ -383,6 +474,9 @@ impl Harness {
         let names = self.listing();
         if let Some(u) = names.iter().find(|n| n.state == FileState::Uncommitted) {
             return Err(self.violation(Invariant::StaleFile, format!("{u} survived recovery")));
+        }
+        if let Some(p) = self.pending_files().first() {
+            return Err(self.violation(Invariant::StaleFile, format!("{p} survived recovery")));
         }
         let committed: BTreeSet<SnapshotName> = names
             .iter()

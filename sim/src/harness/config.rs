@@ -27,6 +27,12 @@ pub struct HarnessConfig {
     pub max_quarantined: usize,
     /// Whether SimFs accepts `RENAME_NOREPLACE` (false exercises the link + unlink fallback).
     pub rename_noreplace: bool,
+    /// Snapshotter `spill_threshold`. `None` here means the Snapshotter's default (32 MiB,
+    /// which the harness's small bodies never reach); a small value streams some or all
+    /// bodies into pending files that the persist completes in place.
+    pub spill_threshold: Option<u64>,
+    /// Store `max_bytes` (retention by total size as well as by count).
+    pub max_bytes: Option<u64>,
     /// Run ready jobs oldest first instead of in seeded random order (the reference model
     /// needs a predictable order; the sweeps want the random one).
     pub fifo: bool,
@@ -43,6 +49,8 @@ impl Default for HarnessConfig {
             keep_last: 2,
             max_quarantined: 1,
             rename_noreplace: true,
+            spill_threshold: None,
+            max_bytes: None,
             fifo: false,
         }
     }
@@ -64,6 +72,18 @@ impl HarnessConfig {
             keep_last: 1 + r.below(4) as usize,
             max_quarantined: r.below(3) as usize,
             rename_noreplace: r.below(4) != 0,
+            // Drawn after the fields above, so those stay what they were for every seed.
+            // A third of the seeds spill: half every body, half only once the bodies held in
+            // memory pass a budget of a few bodies (harness bodies are tens to hundreds of
+            // bytes), so spilled and in-memory generations mix.
+            spill_threshold: match r.below(6) {
+                0 => Some(0),
+                1 => Some(r.below(1024)),
+                _ => None,
+            },
+            // A quarter of the seeds also limit retention by size: from "only the newest
+            // fits" to "a few fit".
+            max_bytes: (r.below(4) == 0).then(|| 1 + r.below(2048)),
             fifo: false,
         }
     }
@@ -76,6 +96,9 @@ impl HarnessConfig {
             cooldown: self.cooldown,
             time_interval: self.time_interval,
             compression: self.compression,
+            spill_threshold: self
+                .spill_threshold
+                .or(SnapshotterConfig::default().spill_threshold),
             ..SnapshotterConfig::default()
         }
     }

@@ -14,8 +14,8 @@ use snapseal_persist::receipt::{
     leaf_hash, root_from_proof, verify_signed_root, Ed25519Verifier, Expected, Receipt,
     ReceiptVerifier,
 };
-use snapseal_persist::OurFile;
 use snapseal_persist::{verify_bytes, FileState, SnapshotName, SnapshotStore, StoreOptions};
+use snapseal_persist::{OurFile, PendingName};
 
 use super::{Harness, HarnessConfig, Op, Violation, KNOWN_BUGS};
 use crate::ledger::Ledger;
@@ -242,21 +242,50 @@ fn flip(mut digest: [u8; 32]) -> [u8; 32] {
     digest
 }
 
-/// Name target: the file-name grammar. Properties: a name that parses is canonical (its
-/// `file_name()` is the input, and parses back to itself); `OurFile` agrees with it; and the
-/// three states of a parsed name all round-trip.
+/// Name target: the file-name grammar. Properties: a name parses as at most one of {snapshot
+/// name (any state), pending name, lock file}; a name that parses is canonical (its
+/// `file_name()` is the input, and parses back to itself), pending names included; `OurFile`
+/// agrees with the snapshot grammar and never claims a pending name; the three states of a
+/// parsed snapshot name all round-trip; non-UTF-8 is never ours.
 pub fn names(data: &[u8]) -> Result<(), FuzzFailure> {
     const T: &str = "names";
     let os = bytes_as_os(data);
     let parsed = SnapshotName::parse_os(&os);
+    let pending = PendingName::parse_os(&os);
     let Ok(text) = std::str::from_utf8(data) else {
-        if parsed.is_some() || OurFile::parse_os(&os).is_some() {
+        if parsed.is_some() || pending.is_some() || OurFile::parse_os(&os).is_some() {
             return Err(fail(T, "a non-UTF-8 name parsed as ours".into()));
         }
         return Ok(());
     };
-    if parsed != SnapshotName::parse(text) {
+    if parsed != SnapshotName::parse(text) || pending != PendingName::parse(text) {
         return Err(fail(T, format!("{text:?}: parse and parse_os disagree")));
+    }
+    let is_lock = text == snapseal_persist::LOCK_FILE;
+    let readings =
+        usize::from(parsed.is_some()) + usize::from(pending.is_some()) + usize::from(is_lock);
+    if readings > 1 {
+        return Err(fail(
+            T,
+            format!(
+                "{text:?} reads as more than one kind: {parsed:?}, {pending:?}, lock {is_lock}"
+            ),
+        ));
+    }
+    if let Some(p) = pending {
+        if p.file_name() != text || PendingName::parse(&p.file_name()) != Some(p) {
+            return Err(fail(
+                T,
+                format!(
+                    "{text:?} parses as pending but is spelled {}",
+                    p.file_name()
+                ),
+            ));
+        }
+        // A pending file is never a snapshot under any of its spellings.
+        if SnapshotName::parse(&p.file_name()).is_some() {
+            return Err(fail(T, format!("{p} also parses as a snapshot name")));
+        }
     }
     match (parsed, OurFile::parse(text)) {
         (Some(n), Some(OurFile::Snapshot(m))) if n == m => {
@@ -272,12 +301,24 @@ pub fn names(data: &[u8]) -> Result<(), FuzzFailure> {
                 FileState::Corrupt,
             ] {
                 let s = n.with_state(state);
-                if SnapshotName::parse(&s.file_name()) != Some(s) {
+                if SnapshotName::parse(&s.file_name()) != Some(s)
+                    || PendingName::parse(&s.file_name()).is_some()
+                {
                     return Err(fail(T, format!("{s:?} does not round-trip")));
                 }
             }
+            // The pending name of the same index (any generation) is not a snapshot name.
+            let p = PendingName {
+                idx: n.idx,
+                generation: n.evidence_idx,
+            };
+            if SnapshotName::parse(&p.file_name()).is_some()
+                || PendingName::parse(&p.file_name()) != Some(p)
+            {
+                return Err(fail(T, format!("{p}: pending and snapshot names overlap")));
+            }
         }
-        (None, Some(OurFile::Lock)) if text == snapseal_persist::LOCK_FILE => {}
+        (None, Some(OurFile::Lock)) if is_lock => {}
         (None, None) => {}
         (p, o) => return Err(fail(T, format!("{text:?}: parse {p:?}, OurFile {o:?}"))),
     }
@@ -293,4 +334,237 @@ fn bytes_as_os(data: &[u8]) -> std::ffi::OsString {
 #[cfg(not(unix))]
 fn bytes_as_os(data: &[u8]) -> std::ffi::OsString {
     String::from_utf8_lossy(data).into_owned().into()
+}
+
+/// A genuine committed file and what it claims, for [`forge`].
+#[derive(Clone, Debug)]
+pub struct GenuineFile {
+    /// The committed name it was written under.
+    pub name: SnapshotName,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The genuine committed files [`forge`] starts from: written by a simulated node over the
+/// reference ledger of [`FUZZ_LEDGER_SEED`] (so [`fuzz_verifier`] trusts them), one with a
+/// plain body and one with a zstd body. Built once per process.
+pub fn genuine_files() -> Result<&'static [GenuineFile], FuzzFailure> {
+    static FILES: std::sync::OnceLock<Vec<GenuineFile>> = std::sync::OnceLock::new();
+    if let Some(files) = FILES.get() {
+        return Ok(files);
+    }
+    let mut files = Vec::new();
+    for compression in [None, Some(3)] {
+        let cfg = HarnessConfig {
+            compression,
+            ..HarnessConfig::default()
+        };
+        let mut h = Harness::new(FUZZ_LEDGER_SEED, cfg)?;
+        // 9 writes, a signature at 10 (a snapshot point), evidence at 11, a signature at 12.
+        for op in [
+            Op::Append(7),
+            Op::Append(0),
+            Op::Sign,
+            Op::Commit(0),
+            Op::RunAll,
+            Op::Evidence,
+            Op::Sign,
+            Op::Commit(0),
+            Op::RunAll,
+        ] {
+            h.apply(&op)?;
+        }
+        let name = *h
+            .committed_files()
+            .first()
+            .ok_or_else(|| fail("forge", "the reference run committed nothing".into()))?;
+        let bytes = h
+            .sim()
+            .read(h.dir(), &name.file_name())
+            .ok_or_else(|| fail("forge", format!("{name} vanished")))?;
+        files.push(GenuineFile { name, bytes });
+    }
+    Ok(FILES.get_or_init(|| files))
+}
+
+/// Reads the fuzzer's choices; zeros once the input is used up.
+struct Choices<'a>(&'a [u8]);
+
+impl Choices<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0u64, |v, i| v | (u64::from(self.byte()) << (8 * i)))
+    }
+
+    /// A new value for a field: either a small step from `old` or any value.
+    fn value(&mut self, old: u64) -> u64 {
+        match self.byte() % 4 {
+            0 => old.wrapping_add(1),
+            1 => old.wrapping_sub(1),
+            2 => old.wrapping_add(u64::from(self.byte())),
+            _ => self.u64(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Most mutations one [`forge`] input applies.
+pub const MAX_FORGE_STEPS: usize = 64;
+
+/// Forgery target: starting from a genuine committed file ([`genuine_files`], chosen by the
+/// first byte), the input picks up to [`MAX_FORGE_STEPS`] mutations — header fields set with the
+/// checksum recomputed, lengths and digests recomputed to match, receipt bytes, body bytes, a
+/// receipt or body spliced in from the other genuine file, a rename, raw byte edits,
+/// truncation and extension. Property: whatever verifies (under the name it is given, and
+/// unnamed) is byte-for-byte a genuine file, under that file's name; and even short of that,
+/// it never claims anything (idx, evidence_idx, flags, raw_len, body) a genuine file does not.
+pub fn forge(data: &[u8]) -> Result<(), FuzzFailure> {
+    const T: &str = "forge";
+    let genuine = genuine_files()?;
+    let mut c = Choices(data);
+    let start = &genuine[usize::from(c.byte()) % genuine.len()];
+    let other = &genuine[(genuine
+        .iter()
+        .position(|g| g.name == start.name)
+        .unwrap_or(0)
+        + 1)
+        % genuine.len()];
+    let parts = |g: &GenuineFile| {
+        format::split(&g.bytes)
+            .map(|(h, b, r)| (h, b.to_vec(), r.to_vec()))
+            .map_err(|e| fail(T, format!("genuine {} does not split: {e}", g.name)))
+    };
+    let (mut header, mut body, mut receipt) = parts(start)?;
+    let (other_header, other_body, other_receipt) = parts(other)?;
+    let mut name = start.name;
+    // Edits of the assembled file: (offset, xor) and a final length.
+    let mut raw_edits: Vec<(u64, u8)> = Vec::new();
+    let mut resize: Option<(u64, u8)> = None;
+    let mut steps = 0;
+    while !c.is_empty() && steps < MAX_FORGE_STEPS {
+        steps += 1;
+        match c.byte() % 10 {
+            0 => match c.byte() % 8 {
+                0 => header.idx = c.value(header.idx),
+                1 => header.evidence_idx = c.value(header.evidence_idx),
+                2 => {
+                    if let Some(f) = format::Flags::from_bits(c.byte().into()) {
+                        header.flags = f;
+                    }
+                }
+                3 => header.body_len = c.value(header.body_len),
+                4 => header.receipt_len = c.value(header.receipt_len),
+                5 => header.raw_len = c.value(header.raw_len),
+                6 => header.body_digest[usize::from(c.byte()) % 32] ^= c.byte() | 1,
+                _ => header.receipt_digest[usize::from(c.byte()) % 32] ^= c.byte() | 1,
+            },
+            // Make the file self-consistent again, as a forger would.
+            1 => {
+                header.body_len = body.len() as u64;
+                header.receipt_len = receipt.len() as u64;
+                header.body_digest = format::body_digest(&body);
+                header.receipt_digest = *blake3::hash(&receipt).as_bytes();
+            }
+            2 => {
+                if !receipt.is_empty() {
+                    let at = usize::from(c.byte()) * 256 + usize::from(c.byte());
+                    let len = receipt.len();
+                    receipt[at % len] ^= c.byte() | 1;
+                }
+            }
+            3 => receipt.clone_from(&other_receipt),
+            4 => {
+                if !body.is_empty() {
+                    let at = usize::from(c.byte()) * 256 + usize::from(c.byte());
+                    let len = body.len();
+                    body[at % len] ^= c.byte() | 1;
+                }
+            }
+            5 => match c.byte() % 3 {
+                0 => body.clone_from(&other_body),
+                1 => body.push(c.byte()),
+                _ => {
+                    body.pop();
+                }
+            },
+            6 => match c.byte() % 3 {
+                // Renamed to what the header now says, to the other file's name, or anything.
+                0 => {
+                    name.idx = header.idx;
+                    name.evidence_idx = header.evidence_idx;
+                }
+                1 => name = other.name,
+                _ => {
+                    name.idx = c.value(name.idx);
+                    name.evidence_idx = c.value(name.evidence_idx);
+                }
+            },
+            7 => header = other_header.clone(),
+            8 => raw_edits.push((c.u64() % 4096, c.byte() | 1)),
+            _ => resize = Some((c.u64() % 4096, c.byte())),
+        }
+    }
+    let mut file = header.encode().to_vec();
+    file.extend_from_slice(&body);
+    file.extend_from_slice(&receipt);
+    for (at, x) in raw_edits {
+        let len = file.len() as u64;
+        if len > 0 {
+            file[(at % len) as usize] ^= x;
+        }
+    }
+    if let Some((len, fill)) = resize {
+        file.resize(len as usize, fill);
+    }
+    let verifier = fuzz_verifier();
+    for given in [Some(&name), None] {
+        let Ok(v) = verify_bytes(&file, given, &verifier) else {
+            continue;
+        };
+        let claims =
+            |h: &Header, body: &[u8]| (h.idx, h.evidence_idx, h.flags, h.raw_len, body.to_vec());
+        let got = claims(&v.header, v.body);
+        let matching = genuine
+            .iter()
+            .find(|g| format::split(&g.bytes).is_ok_and(|(h, b, _)| claims(&h, b) == got));
+        let Some(g) = matching else {
+            return Err(fail(
+                T,
+                format!(
+                    "forged file verifies (name {given:?}): idx {}, evidence_idx {}, flags {:?}, \
+                     raw_len {}, {} body bytes",
+                    got.0,
+                    got.1,
+                    got.2,
+                    got.3,
+                    got.4.len()
+                ),
+            ));
+        };
+        if file != g.bytes || given.is_some_and(|n| *n != g.name) {
+            return Err(fail(
+                T,
+                format!(
+                    "a file that is not byte-for-byte {} verifies (name {given:?}, {} bytes, \
+                     genuine {} bytes); its claims are the genuine ones",
+                    g.name,
+                    file.len(),
+                    g.bytes.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

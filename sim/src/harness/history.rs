@@ -86,6 +86,16 @@ pub struct HarnessStats {
     pub stale_removed: u64,
     /// `latest()` results checked.
     pub latest_checks: u64,
+    /// Pending (spilled body) files seen on the simulated disk: generations whose body was
+    /// streamed to disk instead of held in memory.
+    pub spilled: u64,
+    /// Spilled generations reported committed (their pending file completed in place).
+    pub spilled_acked: u64,
+    /// Pending files a power loss left behind, all removed by the recovery that followed.
+    pub pending_cleaned: u64,
+    /// Committed snapshots retention removed although fewer than `keep_last` newer ones
+    /// existed: trimmed by `max_bytes`.
+    pub size_trimmed: u64,
 }
 
 impl AddAssign for HarnessStats {
@@ -107,5 +117,9 @@ impl AddAssign for HarnessStats {
         self.retention_deleted += o.retention_deleted;
         self.stale_removed += o.stale_removed;
         self.latest_checks += o.latest_checks;
+        self.spilled += o.spilled;
+        self.spilled_acked += o.spilled_acked;
+        self.pending_cleaned += o.pending_cleaned;
+        self.size_trimmed += o.size_trimmed;
     }
 }

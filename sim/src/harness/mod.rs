@@ -51,6 +51,11 @@
 //!   `keep_last` remains except the one just written (which that pass spares by design);
 //! - without any injected fault, no uncommitted file exists between jobs; after recovery,
 //!   none exists at all;
+//! - pending (spilled body) files: without a fault each belongs to a pending generation (or
+//!   one a rollback just dropped, whose discard job is queued); after recovery none exists,
+//!   nor once [`Harness::settle`] has finished every generation;
+//! - retention removes one of the newest `keep_last` snapshots only when `max_bytes` trims it
+//!   (or, under a fault, when the store could not read it), never the newest that verifies;
 //! - `latest()` (after recovery, and on [`Op::Latest`]) returns a verified snapshot at least as
 //!   new as the newest one reported committed that is still there, and newer corrupt files have
 //!   been quarantined;
@@ -71,7 +76,7 @@ mod rng;
 mod runner;
 mod violation;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,7 +85,7 @@ use snapseal_actors::{SnapshotCounters, SnapshotEvent};
 use snapseal_persist::fs::Fault;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::receipt::{Ed25519Verifier, ReceiptVerifier};
-use snapseal_persist::{FileState, SnapshotName, StoreStats};
+use snapseal_persist::{FileState, PendingName, SnapshotName, StoreStats};
 
 pub use config::HarnessConfig;
 pub use history::{AckRecord, HarnessStats};
@@ -126,6 +131,10 @@ pub struct Harness {
     verified: BTreeSet<SnapshotName>,
     /// Committed names whose bits the simulation flipped.
     corrupted: BTreeSet<SnapshotName>,
+    /// Size of each committed file when it was verified (for the `max_bytes` rule).
+    sizes: BTreeMap<SnapshotName, u64>,
+    /// Pending (spilled body) files seen in this incarnation.
+    pending_seen: BTreeSet<PendingName>,
     /// A fault is or was armed during this incarnation.
     dirty: bool,
     /// A fault may still be armed (injected and not cleared).
@@ -188,6 +197,8 @@ impl Harness {
             present: BTreeSet::new(),
             verified: BTreeSet::new(),
             corrupted: BTreeSet::new(),
+            sizes: BTreeMap::new(),
+            pending_seen: BTreeSet::new(),
             dirty: false,
             armed: false,
             stats: HarnessStats {
@@ -254,6 +265,15 @@ impl Harness {
                 Invariant::Stuck,
                 format!("after {SETTLE_ROUNDS} rounds without faults, still pending: {pending:?}"),
             ));
+        }
+        // Nothing pending and the executor idle: every discarded body's file is gone too.
+        if !self.dirty {
+            if let Some(p) = self.pending_files().first() {
+                return Err(self.violation(
+                    Invariant::StaleFile,
+                    format!("{p} is left although no generation is pending"),
+                ));
+            }
         }
         self.crash_and_recover()
     }
@@ -323,6 +343,18 @@ impl Harness {
     /// How many crashes the node went through.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// Pending (spilled body) files now on the simulated disk, by (idx, generation).
+    pub fn pending_files(&self) -> Vec<PendingName> {
+        let mut names: Vec<PendingName> = self
+            .sim
+            .names(&self.dir)
+            .iter()
+            .filter_map(|n| PendingName::parse(n))
+            .collect();
+        names.sort();
+        names
     }
 
     /// Committed snapshot files now on the simulated disk, oldest first.
@@ -505,6 +537,7 @@ impl Harness {
         self.stats.crashes += 1;
         let before = self.present.clone();
         self.sim.crash();
+        let left_pending = self.pending_files().len() as u64;
         // What consensus made durable survives; the uncommitted tail is gone with the node.
         self.ledger.truncate(self.commit_idx);
         self.uncommitted_sigs.clear();
@@ -534,9 +567,12 @@ impl Harness {
         old.kill();
         self.incarnation += 1;
         self.verified.clear();
+        self.pending_seen.clear();
         // Faults still armed make the new incarnation dirty from its start.
         self.dirty = self.armed;
         self.check_recovered(&before)?;
+        // check_recovered found none left, so recovery removed every one.
+        self.stats.pending_cleaned += left_pending;
         self.check_latest()?;
         let commit = self.commit_idx;
         self.process.snap.commit(commit);

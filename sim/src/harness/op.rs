@@ -17,6 +17,9 @@ pub enum FsCall {
     CreateNew,
     /// A `write(2)` of the file.
     Write,
+    /// The positioned write (`pwrite(2)` at offset 0) that puts the real header into a spilled
+    /// body's pending file when its persist completes it.
+    WriteAt,
     /// The file's `fsync`.
     Sync,
     /// The file's `close`.
@@ -44,6 +47,7 @@ impl FsCall {
         match self {
             FsCall::CreateNew => Op::CreateNew,
             FsCall::Write => Op::Write,
+            FsCall::WriteAt => Op::WriteAt,
             FsCall::Sync => Op::Sync,
             FsCall::Close => Op::Close,
             FsCall::Rename => Op::Rename,
@@ -69,7 +73,7 @@ pub enum FsError {
     Eintr,
     /// `EEXIST`.
     Eexist,
-    /// A short write (only meaningful for [`FsCall::Write`]).
+    /// A short write (only meaningful for [`FsCall::Write`] and [`FsCall::WriteAt`]).
     ShortWrite,
 }
 
@@ -198,9 +202,10 @@ impl Op {
     }
 }
 
-const FAULT_CALLS: [FsCall; 11] = [
+const FAULT_CALLS: [FsCall; 12] = [
     FsCall::CreateNew,
     FsCall::Write,
+    FsCall::WriteAt,
     FsCall::Sync,
     FsCall::Close,
     FsCall::Rename,

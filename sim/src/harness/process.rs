@@ -53,6 +53,7 @@ impl Process {
         let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
         let opts = StoreOptions {
             keep_last: cfg.keep_last,
+            max_bytes: cfg.max_bytes,
             max_quarantined: cfg.max_quarantined,
             ..StoreOptions::new(Arc::clone(verifier))
         };

@@ -31,7 +31,8 @@ pub enum Invariant {
     LatestTooOld,
     /// A corrupt newer file was not quarantined by `latest()`.
     NotQuarantined,
-    /// An uncommitted file survived recovery, or exists between jobs without any fault.
+    /// An uncommitted or pending file survived recovery; or, without any fault, an uncommitted
+    /// file exists between jobs, or a pending file belongs to no pending generation.
     StaleFile,
     /// Retention kept more than `keep_last` unheld snapshots after a pass.
     RetentionLax,
