@@ -139,11 +139,23 @@ fn is_allowed_survivor(durable: &[u8], now: &[u8], got: &[u8]) -> bool {
     };
     let appended = &now[durable.len()..];
     let torn_prefix = !tail.is_empty() && tail.len() < appended.len() && appended.starts_with(tail);
-    let zero_tail = tail.len() == appended.len() && {
-        let kept = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        kept >= 1 && tail[..kept] == appended[..kept]
-    };
+    // A non-empty prefix of the append, then zeros to the new length. Checked for every split
+    // point: the append may itself hold zeros, so the last non-zero byte does not mark the split.
+    let zero_tail = tail.len() == appended.len()
+        && (1..tail.len()).any(|k| tail[..k] == appended[..k] && tail[k..].iter().all(|&b| b == 0));
     torn_prefix || zero_tail
+}
+
+#[test]
+fn a_zeroed_tail_after_an_append_starting_with_zero_is_an_allowed_survivor() {
+    // Found by the proptest below (seed 5192897918298311818): [0, 1] appended, one byte kept,
+    // the rest zeroed, reads [0, 0].
+    assert!(is_allowed_survivor(&[], &[0, 1], &[0, 0]));
+    assert!(!is_allowed_survivor(&[], &[0, 1], &[1, 0]));
+    assert!(
+        !is_allowed_survivor(&[], &[5, 1], &[0, 0]),
+        "nothing of the append kept"
+    );
 }
 
 #[test]
