@@ -187,22 +187,13 @@ impl Receipt {
             payload: Some(payload(self.signed.sig_idx, &self.signed.root).to_vec()),
             signature: self.signed.signature.to_vec(),
         };
-        sign1
-            .to_tagged_vec()
-            .map_err(|e| ReceiptError::Encode(format!("COSE_Sign1: {e}")))
+        encode_tagged(sign1)
     }
 
     /// Parse receipt bytes strictly. Does not verify anything cryptographic; see
     /// [`super::Ed25519Verifier`].
     pub fn decode(bytes: &[u8]) -> Result<Receipt, ReceiptError> {
-        if bytes.len() > MAX_RECEIPT_LEN {
-            return Err(decode_err(format!(
-                "{} bytes, at most {MAX_RECEIPT_LEN} allowed",
-                bytes.len()
-            )));
-        }
-        let sign1 = CoseSign1::from_tagged_slice(bytes)
-            .map_err(|e| decode_err(format!("not a tagged COSE_Sign1: {e}")))?;
+        let sign1 = parse_tagged(bytes)?;
         let key_id = decode_protected(&sign1.protected)?;
         let (sig_idx, root) = decode_payload(sign1.payload.as_deref())?;
         let signature: [u8; 64] = sign1.signature.as_slice().try_into().map_err(|_| {
@@ -388,6 +379,25 @@ fn to_be_signed(key_id: &[u8; 8], sig_idx: u64, root: &Hash) -> Vec<u8> {
         &[],
         &payload(sig_idx, root),
     )
+}
+
+/// The tagged COSE_Sign1 inside receipt bytes of either scheme, size-capped before parsing.
+pub(super) fn parse_tagged(bytes: &[u8]) -> Result<CoseSign1, ReceiptError> {
+    if bytes.len() > MAX_RECEIPT_LEN {
+        return Err(decode_err(format!(
+            "{} bytes, at most {MAX_RECEIPT_LEN} allowed",
+            bytes.len()
+        )));
+    }
+    CoseSign1::from_tagged_slice(bytes)
+        .map_err(|e| decode_err(format!("not a tagged COSE_Sign1: {e}")))
+}
+
+/// `sign1` as tagged CBOR, the encoding both schemes store.
+pub(super) fn encode_tagged(sign1: CoseSign1) -> Result<Vec<u8>, ReceiptError> {
+    sign1
+        .to_tagged_vec()
+        .map_err(|e| ReceiptError::Encode(format!("COSE_Sign1: {e}")))
 }
 
 pub(super) fn decode_err(detail: String) -> ReceiptError {

@@ -20,11 +20,11 @@ use coset::cbor::value::Value;
 use coset::iana;
 use coset::{
     sig_structure_data, CoseSign1, Header, HeaderBuilder, Label, ProtectedHeader,
-    RegisteredLabelWithPrivate, SignatureContext, TaggedCborSerializable,
+    RegisteredLabelWithPrivate, SignatureContext,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use super::cose::{decode_err, key_id, type_err, MAX_RECEIPT_LEN};
+use super::cose::{decode_err, encode_tagged, key_id, parse_tagged, type_err};
 use super::error::ReceiptError;
 use super::scheme::{ReceiptScheme, SchemeId, LABEL_SCHEME};
 use super::{Expected, VerifiedReceipt};
@@ -118,22 +118,13 @@ impl SignedStatement {
             payload: Some(self.claims_digest.to_vec()),
             signature: self.signature.to_vec(),
         };
-        sign1
-            .to_tagged_vec()
-            .map_err(|e| ReceiptError::Encode(format!("COSE_Sign1: {e}")))
+        encode_tagged(sign1)
     }
 
     /// Parse statement bytes strictly. Verifies nothing cryptographic; see
     /// [`StatementScheme`].
     pub fn decode(bytes: &[u8]) -> Result<SignedStatement, ReceiptError> {
-        if bytes.len() > MAX_RECEIPT_LEN {
-            return Err(decode_err(format!(
-                "{} bytes, at most {MAX_RECEIPT_LEN} allowed",
-                bytes.len()
-            )));
-        }
-        let sign1 = CoseSign1::from_tagged_slice(bytes)
-            .map_err(|e| decode_err(format!("not a tagged COSE_Sign1: {e}")))?;
+        let sign1 = parse_tagged(bytes)?;
         if sign1.unprotected != Header::default() {
             return Err(decode_err(
                 "a signed statement's unprotected header must be empty".into(),
