@@ -1,0 +1,225 @@
+//! Errors, and the transient/terminal split the shipper's retry loop acts on.
+
+use std::path::PathBuf;
+
+/// Whether retrying can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Timeouts, resets, 5xx, throttling: retried with backoff.
+    Transient,
+    /// Authentication, permission, a missing bucket, a bad configuration, a remote object
+    /// that differs from ours: the shipper stops.
+    Terminal,
+}
+
+/// What went wrong, naming the object or file and the step.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShipError {
+    /// The remote URL or an option is not usable.
+    #[error("remote {url}: {reason}")]
+    Config {
+        /// The URL as given.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A call to the object store failed.
+    #[error("remote {step} {object}: {source}")]
+    Remote {
+        /// What was being done (`put`, `get`, `head`, `delete`, `list`, `multipart`).
+        step: &'static str,
+        /// The object's key.
+        object: String,
+        /// The store's error.
+        source: object_store::Error,
+        /// Whether retrying may help.
+        class: ErrorClass,
+    },
+    /// The remote holds something else under a snapshot's name.
+    #[error("remote {object}: holds {remote_len} bytes with BLAKE3 {remote_hash}, the local file has {local_len} bytes with BLAKE3 {local_hash}")]
+    Differs {
+        /// The object's key.
+        object: String,
+        /// Size the remote reported.
+        remote_len: u64,
+        /// BLAKE3 of what the remote returned (hex).
+        remote_hash: String,
+        /// Size of the local file.
+        local_len: u64,
+        /// BLAKE3 of the local file (hex).
+        local_hash: String,
+    },
+    /// The remote index is not one this version reads.
+    #[error("remote index {object}: {reason}")]
+    Index {
+        /// The index object's key.
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The local snapshot store failed.
+    #[error("local store {dir}: {source}")]
+    Store {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// The store's error.
+        source: snapseal_persist::StoreError,
+    },
+    /// Opening the local snapshot directory failed.
+    #[error("local directory {dir}: {source}")]
+    LocalIo {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A remote object is not what its name or the index says (restore refuses it).
+    #[error("remote {object}: refused: {reason}")]
+    Refused {
+        /// The object's key.
+        object: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// The store refused to ingest a remote object (it does not verify, or a write failed).
+    #[error("remote {object}: ingest failed: {source}")]
+    Ingest {
+        /// The object's key.
+        object: String,
+        /// The store's error.
+        source: snapseal_persist::IngestError,
+    },
+    /// No remote snapshot could be restored.
+    #[error("remote {url}: no snapshot restored ({} passed over)", passed_over.len())]
+    NothingRestored {
+        /// The remote URL.
+        url: String,
+        /// Each candidate tried and why it failed, newest first.
+        passed_over: Vec<String>,
+    },
+    /// A remote hold names an object that is not there.
+    #[error("remote {object}: no such snapshot object")]
+    NoSuchObject {
+        /// The object's key.
+        object: String,
+    },
+    /// Setting up the async runtime failed.
+    #[error("starting the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+    /// A transient error was retried the configured number of times.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last error.
+        last: Box<ShipError>,
+    },
+}
+
+impl ShipError {
+    /// Whether retrying may help.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ShipError::Remote { class, .. } => *class,
+            ShipError::LocalIo { .. } | ShipError::Store { .. } => ErrorClass::Transient,
+            ShipError::GaveUp { last, .. } => last.class(),
+            _ => ErrorClass::Terminal,
+        }
+    }
+
+    /// Wraps an object store error with its step and key, classifying it.
+    pub(crate) fn remote(step: &'static str, object: &str, source: object_store::Error) -> Self {
+        let class = classify(&source);
+        ShipError::Remote {
+            step,
+            object: object.to_string(),
+            source,
+            class,
+        }
+    }
+}
+
+/// The transient/terminal split for an object store error.
+///
+/// The store's own retries have already run out when an error reaches here (they are kept
+/// short so that the shipper's visible backoff does the waiting). Kinds the store names are
+/// decided by kind; a generic error is terminal only when the service says so in words that
+/// no retry changes (a missing bucket, a rejected key or signature, denied access).
+pub fn classify(e: &object_store::Error) -> ErrorClass {
+    use object_store::Error as E;
+    match e {
+        E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::NotImplemented { .. }
+        | E::NotSupported { .. }
+        | E::UnknownConfigurationKey { .. }
+        | E::InvalidPath { .. } => ErrorClass::Terminal,
+        E::Generic { .. } | E::JoinError { .. } => {
+            let text = chain(e);
+            const TERMINAL: [&str; 8] = [
+                "NoSuchBucket",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "403 Forbidden",
+                "401 Unauthorized",
+                "InvalidBucketName",
+                "AuthorizationHeaderMalformed",
+            ];
+            if TERMINAL.iter().any(|t| text.contains(t)) {
+                ErrorClass::Terminal
+            } else {
+                ErrorClass::Transient
+            }
+        }
+        // NotFound, AlreadyExists, Precondition and NotModified are answers the caller acts
+        // on; reaching the retry loop unhandled, they mean a race worth one more look.
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// The error and its sources on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_and_missing_bucket_are_terminal_and_a_reset_is_transient() {
+        let generic = |msg: &str| object_store::Error::Generic {
+            store: "S3",
+            source: msg.to_string().into(),
+        };
+        assert_eq!(
+            classify(&generic("NoSuchBucket: the bucket does not exist")),
+            ErrorClass::Terminal
+        );
+        assert_eq!(
+            classify(&generic("InvalidAccessKeyId")),
+            ErrorClass::Terminal
+        );
+        assert_eq!(
+            classify(&generic("connection reset by peer")),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(&object_store::Error::Unauthenticated {
+                path: "x".into(),
+                source: "no".to_string().into()
+            }),
+            ErrorClass::Terminal
+        );
+    }
+}

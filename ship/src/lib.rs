@@ -1,0 +1,51 @@
+//! snapseal-ship: committed snapshots to object storage, and back.
+//!
+//! Built on [`object_store`], so the same code serves a local directory (`file:///…`, the
+//! embedded default: no server needed), S3 and S3-compatible servers (`s3://bucket/prefix`).
+//!
+//! - [`Shipper`] runs beside a node's Snapshotter and shares its
+//!   [`SnapshotStore`](snapseal_persist::SnapshotStore): committed snapshots that verify go
+//!   out oldest first, each uploaded once, visible on the remote only complete (a conditional
+//!   create, or a multipart upload that shows nothing until it completes), confirmed by reading
+//!   back their size and BLAKE3, and only then named in the remote [`index`]. Transient errors
+//!   are retried with capped exponential backoff and jitter, terminal ones stop it; unshipped
+//!   snapshots are held against local retention up to a bound.
+//! - [`restore()`] brings the newest remote snapshot that verifies against the trusted keys into
+//!   a local store through its ingest, falling back to older ones.
+//! - [`retention`]: remote gc (keep last N per node, TTL), holds and listing.
+//!
+//! Layout on the remote: `<prefix>/index.json` and `<prefix>/<node>/<committed file name>`.
+//! See docs/SHIPPING.md for the model and the failure behaviour.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use snapseal_persist::{fs::RealFs, receipt::Schemes, SnapshotStore, StoreOptions};
+//! use snapseal_ship::{Remote, RemoteOptions, ShipConfig, Shipper};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(SnapshotStore::open(
+//!     Arc::new(RealFs),
+//!     std::path::Path::new("/var/lib/node/snapshots"),
+//!     StoreOptions::new(Arc::new(Schemes::new())),
+//! )?);
+//! let remote = Arc::new(Remote::open("file:///var/backups/snapseal", &RemoteOptions::default())?);
+//! let shipper = Shipper::new(remote, store, ShipConfig::new("node-1"))?;
+//! let report = shipper.ship_pending()?;
+//! println!("shipped {} snapshots", report.shipped.len());
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+pub mod index;
+mod remote;
+mod restore;
+pub mod retention;
+mod shipper;
+
+pub use error::{classify, ErrorClass, ShipError};
+pub use remote::{Remote, RemoteOptions, INDEX_OBJECT};
+pub use restore::{restore, RestoreOptions, Restored};
+pub use shipper::{
+    valid_node_name, EventSink, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper,
+};

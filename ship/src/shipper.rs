@@ -1,0 +1,663 @@
+//! The shipper: committed snapshots of a local store to the remote, oldest first, confirmed,
+//! then indexed; with backoff, bounded concurrency and back-pressure into local retention.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
+use snapseal_persist::format::Header;
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::receipt::ReceiptVerifier;
+use snapseal_persist::{
+    read_checked, to_hex, verify_bytes, FileState, Hold, SnapshotName, SnapshotStore, VerifyError,
+};
+use tracing::{error, info, warn};
+
+use crate::error::{chain, ErrorClass, ShipError};
+use crate::index::{EntryClaims, IndexEntry};
+use crate::remote::Remote;
+
+/// How a shipper behaves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ShipConfig {
+    /// This node's name in the remote (the key prefix and its index entry): 1 to 64 of
+    /// `[A-Za-z0-9._-]`, not starting with `.`.
+    pub node: String,
+    /// Files uploaded at the same time. Default: half the CPUs, at least 1.
+    pub concurrency: usize,
+    /// Multipart part size (at least 5 MiB); files up to this size go in one conditional put.
+    pub part_size: usize,
+    /// Parts of one file in flight at a time (memory: at most this many parts per upload are
+    /// being sent; the parts are slices of the mapped file, not copies).
+    pub parts_in_flight: usize,
+    /// Snapshots per node the index names (the newest).
+    pub index_keep: usize,
+    /// Unshipped snapshots held against local retention, at most this many ...
+    pub hold_max_count: usize,
+    /// ... and at most this many bytes; beyond either, the oldest unshipped are released.
+    pub hold_max_bytes: u64,
+    /// First retry delay after a transient error.
+    pub backoff_initial: Duration,
+    /// Cap of the retry delay.
+    pub backoff_max: Duration,
+    /// Attempts per file before giving up on transient errors; `None`: retry forever.
+    pub max_attempts: Option<u32>,
+    /// On-demand requests ([`Shipper::request`]) closer together than this are coalesced.
+    pub cooldown: Duration,
+}
+
+impl ShipConfig {
+    /// The defaults for `node`: concurrency half the CPUs (at least 1), 8 MiB parts, 2 parts in
+    /// flight, 64 index entries per node, holds on at most 16 unshipped files and 4 GiB,
+    /// backoff 200 ms doubling to 30 s with jitter, retry forever, cooldown 1 s.
+    pub fn new(node: impl Into<String>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ShipConfig {
+            node: node.into(),
+            concurrency: (cpus / 2).max(1),
+            part_size: 8 << 20,
+            parts_in_flight: 2,
+            index_keep: 64,
+            hold_max_count: 16,
+            hold_max_bytes: 4 << 30,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            max_attempts: None,
+            cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether `node` is usable as a node name (it becomes a key segment).
+pub fn valid_node_name(node: &str) -> bool {
+    (1..=64).contains(&node.len())
+        && !node.starts_with('.')
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Something the shipper did that an operator may want to see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShipEvent {
+    /// A snapshot was confirmed on the remote and indexed.
+    Shipped {
+        /// The committed file.
+        name: SnapshotName,
+        /// Its size.
+        bytes: u64,
+        /// False when the remote already held it complete (a resumed run).
+        uploaded: bool,
+    },
+    /// A transient error; the file is tried again after `delay`.
+    Retrying {
+        /// The committed file.
+        name: SnapshotName,
+        /// The attempt that failed (1 is the first).
+        attempt: u32,
+        /// The wait before the next.
+        delay: Duration,
+        /// The error.
+        error: String,
+    },
+    /// The hold bound was exceeded: this unshipped snapshot no longer holds off retention.
+    ReleasedUnshipped {
+        /// The committed file.
+        name: SnapshotName,
+    },
+    /// A committed file that does not verify is never shipped.
+    SkippedUnverified {
+        /// The committed file.
+        name: SnapshotName,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The file went away (local retention) before it was shipped.
+    Vanished {
+        /// The committed file.
+        name: SnapshotName,
+    },
+    /// A terminal error stopped the shipper.
+    Stopped {
+        /// The error.
+        error: String,
+    },
+}
+
+/// Counters, for metrics and tests (also exported through the `metrics` facade).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShipStats {
+    /// Snapshots confirmed and indexed.
+    pub shipped: u64,
+    /// Their bytes.
+    pub shipped_bytes: u64,
+    /// Snapshots actually uploaded (the rest were found complete on the remote).
+    pub uploaded: u64,
+    /// Transient errors retried.
+    pub retries: u64,
+    /// Committed snapshots not yet shipped, after the last pass.
+    pub queue_depth: u64,
+    /// Seconds the oldest of them has waited (since this shipper first saw it).
+    pub oldest_unshipped_secs: u64,
+    /// Terminal errors.
+    pub terminal_errors: u64,
+    /// Unshipped snapshots released from their hold by the bound.
+    pub released_unshipped: u64,
+    /// Committed files skipped because they do not verify.
+    pub skipped_unverified: u64,
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShipReport {
+    /// Shipped in this pass, oldest first.
+    pub shipped: Vec<SnapshotName>,
+    /// Of those, the ones uploaded (the rest were already complete on the remote).
+    pub uploaded: Vec<SnapshotName>,
+    /// Skipped: do not verify, or gone.
+    pub skipped: Vec<SnapshotName>,
+    /// Bytes shipped.
+    pub bytes: u64,
+}
+
+/// A listener for [`ShipEvent`]s.
+pub type EventSink = Box<dyn Fn(&ShipEvent) + Send + Sync>;
+
+/// An unshipped snapshot the shipper knows about.
+struct Waiting {
+    hold: Option<Hold>,
+    len: u64,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Counters {
+    shipped: AtomicU64,
+    shipped_bytes: AtomicU64,
+    uploaded: AtomicU64,
+    retries: AtomicU64,
+    queue_depth: AtomicU64,
+    terminal_errors: AtomicU64,
+    released_unshipped: AtomicU64,
+    skipped_unverified: AtomicU64,
+}
+
+/// Ships a store's committed snapshots to a remote. Runs beside the node's Snapshotter and
+/// shares its [`SnapshotStore`] (for holds); one shipper per node name at a time.
+pub struct Shipper {
+    remote: Arc<Remote>,
+    store: Arc<SnapshotStore>,
+    verifier: Arc<dyn ReceiptVerifier>,
+    config: ShipConfig,
+    waiting: Mutex<BTreeMap<SnapshotName, Waiting>>,
+    last_request: Mutex<Option<Instant>>,
+    stopped: Mutex<Option<String>>,
+    counters: Counters,
+    sink: Option<EventSink>,
+    rng: Mutex<SplitMix64>,
+}
+
+impl std::fmt::Debug for Shipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("remote", &self.remote)
+            .field("dir", &self.store.dir())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// One file, read and verified, ready to go.
+struct LocalFile {
+    bytes: Bytes,
+    header: Header,
+    hash: blake3::Hash,
+}
+
+/// What happened to one file.
+enum Outcome {
+    Confirmed { entry: IndexEntry, uploaded: bool },
+    Unverified(String),
+    Vanished,
+}
+
+impl Shipper {
+    /// A shipper for `store`'s snapshots (verified with the store's own verifier).
+    pub fn new(
+        remote: Arc<Remote>,
+        store: Arc<SnapshotStore>,
+        config: ShipConfig,
+    ) -> Result<Shipper, ShipError> {
+        if !valid_node_name(&config.node) {
+            return Err(ShipError::Config {
+                url: remote.url().to_string(),
+                reason: format!(
+                    "node name {:?}: 1 to 64 of [A-Za-z0-9._-], not starting with '.'",
+                    config.node
+                ),
+            });
+        }
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(Shipper {
+            verifier: Arc::clone(&store.options().verifier),
+            remote,
+            store,
+            config,
+            waiting: Mutex::new(BTreeMap::new()),
+            last_request: Mutex::new(None),
+            stopped: Mutex::new(None),
+            counters: Counters::default(),
+            sink: None,
+            rng: Mutex::new(SplitMix64::seed_from_u64(seed)),
+        })
+    }
+
+    /// Sends every event to `sink` as well as to the log.
+    pub fn with_events(mut self, sink: EventSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> ShipStats {
+        let c = &self.counters;
+        let oldest = self
+            .waiting
+            .lock()
+            .values()
+            .map(|w| w.since.elapsed().as_secs())
+            .max()
+            .unwrap_or(0);
+        ShipStats {
+            shipped: c.shipped.load(Ordering::Relaxed),
+            shipped_bytes: c.shipped_bytes.load(Ordering::Relaxed),
+            uploaded: c.uploaded.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            queue_depth: c.queue_depth.load(Ordering::Relaxed),
+            oldest_unshipped_secs: oldest,
+            terminal_errors: c.terminal_errors.load(Ordering::Relaxed),
+            released_unshipped: c.released_unshipped.load(Ordering::Relaxed),
+            skipped_unverified: c.skipped_unverified.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The terminal error that stopped this shipper, if one did.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped.lock().clone()
+    }
+
+    /// An on-demand pass (e.g. after each commit): runs [`ship_pending`](Self::ship_pending)
+    /// unless the previous request was less than the cooldown ago (`Ok(None)`; the next pass
+    /// picks those files up).
+    pub fn request(&self) -> Result<Option<ShipReport>, ShipError> {
+        {
+            let mut last = self.last_request.lock();
+            if last.is_some_and(|t| t.elapsed() < self.config.cooldown) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
+        }
+        self.ship_pending().map(Some)
+    }
+
+    /// Ships until `stop` is set, a pass every `poll`; returns on a terminal error.
+    pub fn follow(&self, poll: Duration, stop: &AtomicBool) -> Result<ShipStats, ShipError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.ship_pending()?;
+            let until = Instant::now() + poll;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(poll));
+            }
+        }
+        Ok(self.stats())
+    }
+
+    /// One pass: every committed snapshot newer than the newest one the index names for this
+    /// node, oldest first, is read and verified, uploaded (or found complete on the remote),
+    /// confirmed by size and BLAKE3 of what the remote returns, and only then added to the
+    /// index, in order. A terminal error stops the shipper (this and every later call fails
+    /// with it).
+    pub fn ship_pending(&self) -> Result<ShipReport, ShipError> {
+        if let Some(reason) = self.stopped() {
+            return Err(ShipError::Config {
+                url: self.remote.url().to_string(),
+                reason: format!("shipper stopped earlier: {reason}"),
+            });
+        }
+        let result = self.remote.block_on(self.pass());
+        if let Err(e) = &result {
+            if e.class() == ErrorClass::Terminal {
+                let text = chain(e);
+                self.counters
+                    .terminal_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("snapseal_ship_terminal_errors_total").increment(1);
+                error!(remote = %self.remote.url(), error = %text, "shipping stopped on a terminal error");
+                *self.stopped.lock() = Some(text.clone());
+                self.emit(ShipEvent::Stopped { error: text });
+            }
+        }
+        result
+    }
+
+    async fn pass(&self) -> Result<ShipReport, ShipError> {
+        let index = self.retrying(None, || self.remote.read_index()).await?.0;
+        let newest = index.nodes.get(&self.config.node).and_then(|n| n.newest());
+        let local = self.store.list().map_err(|source| ShipError::Store {
+            dir: self.store.dir().to_path_buf(),
+            source,
+        })?;
+        let queue: Vec<(SnapshotName, u64)> = local
+            .iter()
+            .filter(|e| e.name.state == FileState::Committed)
+            .filter(|e| {
+                newest.is_none_or(|n| (e.name.idx, e.name.evidence_idx) > (n.idx, n.evidence_idx))
+            })
+            .map(|e| (e.name, e.len))
+            .collect();
+        self.hold_queue(&queue);
+        let mut report = ShipReport::default();
+        let dir = self.store.dir().to_path_buf();
+        let mut results = futures::stream::iter(queue.iter().map(|(name, _)| {
+            let dir = dir.clone();
+            async move { (*name, self.ship_one(&dir, *name).await) }
+        }))
+        .buffered(self.config.concurrency.max(1));
+        // `buffered` yields in queue order: a file is indexed only after every older one was.
+        while let Some((name, outcome)) = results.next().await {
+            match outcome? {
+                Outcome::Confirmed { entry, uploaded } => {
+                    let keep = self.config.index_keep.max(1);
+                    let node = self.config.node.clone();
+                    let added = entry.clone();
+                    self.retrying(Some(name), || {
+                        let added = added.clone();
+                        let node = node.clone();
+                        self.remote.update_index(move |index| {
+                            let n = index.nodes.entry(node.clone()).or_default();
+                            n.snapshots.retain(|e| e.name != added.name);
+                            n.snapshots.push(added.clone());
+                            n.snapshots
+                                .sort_by_key(|e| (e.claims.idx, e.claims.evidence_idx));
+                            let excess = n.snapshots.len().saturating_sub(keep);
+                            n.snapshots.drain(..excess);
+                        })
+                    })
+                    .await?;
+                    self.waiting.lock().remove(&name);
+                    let c = &self.counters;
+                    c.shipped.fetch_add(1, Ordering::Relaxed);
+                    c.shipped_bytes.fetch_add(entry.size, Ordering::Relaxed);
+                    metrics::counter!("snapseal_ship_shipped_total").increment(1);
+                    metrics::counter!("snapseal_ship_shipped_bytes_total").increment(entry.size);
+                    if uploaded {
+                        c.uploaded.fetch_add(1, Ordering::Relaxed);
+                        report.uploaded.push(name);
+                    }
+                    report.shipped.push(name);
+                    report.bytes += entry.size;
+                    info!(file = %name, bytes = entry.size, uploaded, "shipped");
+                    self.emit(ShipEvent::Shipped {
+                        name,
+                        bytes: entry.size,
+                        uploaded,
+                    });
+                }
+                Outcome::Unverified(reason) => {
+                    self.waiting.lock().remove(&name);
+                    self.counters
+                        .skipped_unverified
+                        .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("snapseal_ship_skipped_unverified_total").increment(1);
+                    warn!(file = %name, reason = %reason, "not shipping a file that does not verify");
+                    report.skipped.push(name);
+                    self.emit(ShipEvent::SkippedUnverified { name, reason });
+                }
+                Outcome::Vanished => {
+                    self.waiting.lock().remove(&name);
+                    report.skipped.push(name);
+                    self.emit(ShipEvent::Vanished { name });
+                }
+            }
+            self.set_queue_depth();
+        }
+        self.set_queue_depth();
+        Ok(report)
+    }
+
+    fn set_queue_depth(&self) {
+        let waiting = self.waiting.lock();
+        let depth = waiting.len() as u64;
+        let oldest = waiting
+            .values()
+            .map(|w| w.since.elapsed().as_secs_f64())
+            .fold(0.0, f64::max);
+        drop(waiting);
+        self.counters.queue_depth.store(depth, Ordering::Relaxed);
+        metrics::gauge!("snapseal_ship_queue_depth").set(depth as f64);
+        metrics::gauge!("snapseal_ship_oldest_unshipped_seconds").set(oldest);
+    }
+
+    /// Back-pressure: every queued file is held against local retention, oldest released
+    /// first when the count or byte bound is exceeded (with an event and a counter).
+    fn hold_queue(&self, queue: &[(SnapshotName, u64)]) {
+        let mut waiting = self.waiting.lock();
+        waiting.retain(|name, _| queue.iter().any(|(n, _)| n == name));
+        for (name, len) in queue {
+            waiting.entry(*name).or_insert_with(|| Waiting {
+                // A file retention already removed is found gone when it is read.
+                hold: self.store.hold(name).ok(),
+                len: *len,
+                since: Instant::now(),
+            });
+        }
+        loop {
+            let held: Vec<(SnapshotName, u64)> = waiting
+                .iter()
+                .filter(|(_, w)| w.hold.is_some())
+                .map(|(n, w)| (*n, w.len))
+                .collect();
+            let bytes: u64 = held.iter().map(|(_, l)| l).sum();
+            if held.len() <= self.config.hold_max_count && bytes <= self.config.hold_max_bytes {
+                break;
+            }
+            let Some((oldest, _)) = held.first() else {
+                break;
+            };
+            if let Some(w) = waiting.get_mut(oldest) {
+                w.hold = None;
+            }
+            self.counters
+                .released_unshipped
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("snapseal_ship_released_unshipped_total").increment(1);
+            warn!(file = %oldest, "hold bound reached: releasing the oldest unshipped snapshot to local retention");
+            self.emit(ShipEvent::ReleasedUnshipped { name: *oldest });
+        }
+        let depth = waiting.len() as u64;
+        drop(waiting);
+        self.counters.queue_depth.store(depth, Ordering::Relaxed);
+    }
+
+    /// One file, transient errors retried with backoff.
+    async fn ship_one(&self, dir: &FsPath, name: SnapshotName) -> Result<Outcome, ShipError> {
+        let local = {
+            let dir = dir.to_path_buf();
+            let verifier = Arc::clone(&self.verifier);
+            tokio::task::spawn_blocking(move || read_local(&dir, name, &*verifier))
+                .await
+                .map_err(|e| ShipError::LocalIo {
+                    dir: self.store.dir().to_path_buf(),
+                    source: std::io::Error::other(e),
+                })??
+        };
+        let local = match local {
+            Ok(local) => Arc::new(local),
+            Err(outcome) => return Ok(outcome),
+        };
+        self.retrying(Some(name), || {
+            self.upload_confirmed(name, Arc::clone(&local))
+        })
+        .await
+    }
+
+    /// Upload (unless the remote already holds it) and confirm by reading it back.
+    async fn upload_confirmed(
+        &self,
+        name: SnapshotName,
+        local: Arc<LocalFile>,
+    ) -> Result<Outcome, ShipError> {
+        let file_name = name.file_name();
+        let key = self.remote.key(&self.config.node, &file_name);
+        let uploaded = match self.remote.head(&key).await? {
+            Some(_) => false,
+            None => {
+                self.remote
+                    .put_file(
+                        &key,
+                        local.bytes.clone(),
+                        self.config.part_size,
+                        self.config.parts_in_flight,
+                    )
+                    .await?
+            }
+        };
+        let (len, hash) = self.remote.read_back(&key).await?;
+        if len != local.bytes.len() as u64 || hash != local.hash {
+            return Err(ShipError::Differs {
+                object: key.to_string(),
+                remote_len: len,
+                remote_hash: hash.to_hex().to_string(),
+                local_len: local.bytes.len() as u64,
+                local_hash: local.hash.to_hex().to_string(),
+            });
+        }
+        let shipped_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Outcome::Confirmed {
+            entry: IndexEntry {
+                name: file_name,
+                size: len,
+                blake3: to_hex(hash.as_bytes()),
+                claims: EntryClaims::of(&local.header),
+                shipped_unix,
+            },
+            uploaded,
+        })
+    }
+
+    /// Runs `op` until it succeeds, fails terminally, or runs out of attempts; transient
+    /// failures wait a capped exponential delay with jitter, each one logged and counted.
+    async fn retrying<T, F, Fut>(
+        &self,
+        name: Option<SnapshotName>,
+        mut op: F,
+    ) -> Result<T, ShipError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ShipError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let e = match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if e.class() == ErrorClass::Terminal {
+                return Err(e);
+            }
+            if self.config.max_attempts.is_some_and(|max| attempt >= max) {
+                return Err(ShipError::GaveUp {
+                    attempts: attempt,
+                    last: Box::new(e),
+                });
+            }
+            let delay = self.backoff(attempt);
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("snapseal_ship_retries_total").increment(1);
+            let error = chain(&e);
+            warn!(file = ?name.map(|n| n.file_name()), attempt, delay_ms = delay.as_millis() as u64, error = %error, "transient error: retrying");
+            if let Some(name) = name {
+                self.emit(ShipEvent::Retrying {
+                    name,
+                    attempt,
+                    delay,
+                    error,
+                });
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Capped exponential backoff with jitter: a uniform draw from the upper half of
+    /// `min(max, initial * 2^(attempt-1))`, so retries of many files spread out.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff_initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let cap = exp.min(self.config.backoff_max);
+        let unit = (self.rng.lock().next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        cap.mul_f64(0.5 + unit / 2.0)
+    }
+
+    fn emit(&self, event: ShipEvent) {
+        if let Some(sink) = &self.sink {
+            sink(&event);
+        }
+    }
+}
+
+/// Reads and fully verifies one local committed file (the outer error is an I/O failure
+/// worth retrying; the inner one says the file is not to be shipped).
+fn read_local(
+    dir: &FsPath,
+    name: SnapshotName,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<Result<LocalFile, Outcome>, ShipError> {
+    let local_io = |source| ShipError::LocalIo {
+        dir: PathBuf::from(dir),
+        source,
+    };
+    let handle = RealFs::new().open_dir(dir, false).map_err(local_io)?;
+    let bytes = match read_checked(&*handle, &name.file_name(), Some(&name), verifier) {
+        Ok(bytes) => bytes,
+        Err(VerifyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err(Outcome::Vanished))
+        }
+        Err(VerifyError::Read { source, .. }) => return Err(local_io(source)),
+        Err(e) => return Ok(Err(Outcome::Unverified(chain(&e)))),
+    };
+    let header = match verify_bytes(&bytes, Some(&name), verifier) {
+        Ok(v) => v.header,
+        Err(e) => return Ok(Err(Outcome::Unverified(chain(&e)))),
+    };
+    let mut hasher = blake3::Hasher::new();
+    if bytes.len() >= 1 << 20 {
+        hasher.update_rayon(&bytes);
+    } else {
+        hasher.update(&bytes);
+    }
+    let hash = hasher.finalize();
+    // The mapped file itself backs the upload's parts: no copy of the body.
+    Ok(Ok(LocalFile {
+        bytes: Bytes::from_owner(bytes),
+        header,
+        hash,
+    }))
+}

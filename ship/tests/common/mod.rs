@@ -1,0 +1,120 @@
+//! Shared by the ship tests: real signed snapshots in a real store, and a local remote.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use snapseal_persist::format::{body_digest, Claims, Flags};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
+use snapseal_persist::{
+    Hash, PersistRequest, SigningKey, SnapshotName, SnapshotStore, StoreOptions,
+};
+use snapseal_ship::{Remote, RemoteOptions};
+
+/// The ledger's signing key (trusted).
+pub(crate) fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+/// A key nobody trusts.
+pub(crate) fn untrusted_key() -> SigningKey {
+    SigningKey::from_bytes(&[8u8; 32])
+}
+
+fn tx_digest(i: u64) -> Hash {
+    *blake3::hash(&i.to_le_bytes()).as_bytes()
+}
+
+/// A receipt for `claims` at `evidence_idx`, signed by `key`.
+pub(crate) fn receipt(evidence_idx: u64, claims: Hash, key: &SigningKey) -> Vec<u8> {
+    let len = evidence_idx + 2;
+    let mut tree = MerkleTree::new();
+    for i in 1..=len {
+        let c = if i == evidence_idx { claims } else { [0; 32] };
+        tree.push(leaf_hash(&tx_digest(i), &c));
+    }
+    let sig_idx = len + 1;
+    let root = tree.root(sig_idx - 1).unwrap();
+    Receipt::prove(
+        &tree,
+        evidence_idx,
+        tx_digest(evidence_idx),
+        claims,
+        sign_root(key, sig_idx, &root),
+    )
+    .unwrap()
+    .encode()
+    .unwrap()
+}
+
+/// A body of `len` bytes depending on `idx`.
+pub(crate) fn body(idx: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64).wrapping_mul(31).wrapping_add(idx * 7) as u8)
+        .collect()
+}
+
+/// The store options trusting [`key`].
+pub(crate) fn options() -> StoreOptions {
+    let mut o = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key().verifying_key()])));
+    o.keep_last = 100;
+    o
+}
+
+/// Opens a store in `dir`.
+pub(crate) fn store(dir: &Path) -> Arc<SnapshotStore> {
+    Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), dir, options()).unwrap())
+}
+
+/// Persists snapshot `idx` (evidence `idx + 1`) of `len` bytes, signed by `key`.
+pub(crate) fn persist_signed(
+    store: &SnapshotStore,
+    idx: u64,
+    len: usize,
+    key: &SigningKey,
+) -> SnapshotName {
+    let body = body(idx, len);
+    let digest = body_digest(&body);
+    let claims = Claims {
+        idx,
+        flags: Flags::NONE,
+        body_len: body.len() as u64,
+        raw_len: body.len() as u64,
+        body_digest: digest,
+    }
+    .digest();
+    let receipt = receipt(idx + 1, claims, key);
+    store
+        .persist(&PersistRequest {
+            idx,
+            evidence_idx: idx + 1,
+            flags: Flags::NONE,
+            raw_len: body.len() as u64,
+            body_digest: digest,
+            body: &body,
+            receipt: &receipt,
+        })
+        .unwrap()
+        .name
+}
+
+/// Persists snapshot `idx` signed by the trusted key.
+pub(crate) fn persist(store: &SnapshotStore, idx: u64, len: usize) -> SnapshotName {
+    persist_signed(store, idx, len, &key())
+}
+
+/// The `file://` URL of `dir`.
+pub(crate) fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// A local remote at `dir`.
+pub(crate) fn local_remote(dir: &Path) -> Arc<Remote> {
+    Arc::new(Remote::open(&file_url(dir), &RemoteOptions::default()).unwrap())
+}
+
+/// The bytes of committed file `name` in `dir`.
+pub(crate) fn file_bytes(dir: &Path, name: &SnapshotName) -> Vec<u8> {
+    std::fs::read(dir.join(name.file_name())).unwrap()
+}
