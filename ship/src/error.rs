@@ -131,7 +131,14 @@ impl ShipError {
 
     /// Wraps an object store error with its step and key, classifying it.
     pub(crate) fn remote(step: &'static str, object: &str, source: object_store::Error) -> Self {
-        let class = classify(&source);
+        let class = match (&source, step) {
+            // Writing to a key cannot find it missing; the bucket (or container) is.
+            (
+                object_store::Error::NotFound { .. },
+                "put" | "multipart start" | "multipart part" | "multipart complete",
+            ) => ErrorClass::Terminal,
+            _ => classify(&source),
+        };
         ShipError::Remote {
             step,
             object: object.to_string(),

@@ -1,0 +1,182 @@
+//! The S3 protocol against a real S3-compatible server (moto_server, started by `.ci/run`).
+//!
+//! `SNAPSEAL_S3_ENDPOINT` (e.g. `http://127.0.0.1:5055`) names the server; without it, or when
+//! nothing answers there, each test prints "SKIPPED (did not run): reason" and passes, unless
+//! `SNAPSEAL_REQUIRE_S3=1` (CI), which turns a skip into a failure.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use snapseal_persist::SnapshotName;
+use snapseal_ship::{
+    restore, ErrorClass, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper,
+};
+
+/// The endpoint, or why the test cannot run.
+fn endpoint(test: &str) -> Option<String> {
+    let reason = match std::env::var("SNAPSEAL_S3_ENDPOINT") {
+        Err(_) => "SNAPSEAL_S3_ENDPOINT is not set".to_string(),
+        Ok(url) => match host_port(&url).and_then(|hp| {
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&hp).ok()?.next()?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()
+        }) {
+            Some(_) => return Some(url),
+            None => format!("no S3 server answers at {url}"),
+        },
+    };
+    if std::env::var("SNAPSEAL_REQUIRE_S3").is_ok_and(|v| v == "1") {
+        panic!("{test}: SNAPSEAL_REQUIRE_S3=1 but {reason}");
+    }
+    println!("{test}: SKIPPED (did not run): {reason}");
+    None
+}
+
+fn host_port(url: &str) -> Option<String> {
+    Some(
+        url.strip_prefix("http://")?
+            .trim_end_matches('/')
+            .to_string(),
+    )
+}
+
+/// Creates `bucket` with a plain HTTP request (object_store does not create buckets; the
+/// test server does not check signatures on this call).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let hp = host_port(endpoint).unwrap();
+    let mut s = TcpStream::connect(&hp).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hp}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "creating bucket {bucket}: {answer}"
+    );
+}
+
+fn s3_options(endpoint: &str) -> RemoteOptions {
+    let mut o = RemoteOptions::default();
+    for (k, v) in [
+        ("aws_endpoint", endpoint),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+        ("aws_region", "us-east-1"),
+    ] {
+        o.options.push((k.to_string(), v.to_string()));
+    }
+    o
+}
+
+fn unique_bucket(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("snapseal-{tag}-{}-{nanos}", std::process::id())
+}
+
+#[test]
+fn s3_ship_then_restore_round_trips() {
+    let Some(endpoint) = endpoint("s3_ship_then_restore_round_trips") else {
+        return;
+    };
+    let bucket = unique_bucket("rt");
+    create_bucket(&endpoint, &bucket);
+    let (local, target) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = store(local.path());
+    let mut names: Vec<SnapshotName> = (1..=2).map(|i| persist(&store, i, 4000)).collect();
+    // Above the part size: a multipart upload.
+    names.push(persist(&store, 3, (6 << 20) + 17));
+    let remote = Arc::new(
+        Remote::open(&format!("s3://{bucket}/cluster-a"), &s3_options(&endpoint)).unwrap(),
+    );
+    let mut config = ShipConfig::new("n1");
+    config.part_size = 5 << 20;
+    config.max_attempts = Some(3);
+    let shipper = Shipper::new(Arc::clone(&remote), Arc::clone(&store), config.clone()).unwrap();
+    let report = shipper.ship_pending().unwrap();
+    assert_eq!(report.uploaded, names);
+    // A restarted shipper finds everything shipped.
+    let again = Shipper::new(Arc::clone(&remote), Arc::clone(&store), config).unwrap();
+    assert!(again.ship_pending().unwrap().shipped.is_empty());
+    let target_store = common::store(target.path());
+    let restored = restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
+    assert_eq!(restored.name, names[2]);
+    assert_eq!(
+        file_bytes(target.path(), &names[2]),
+        file_bytes(local.path(), &names[2])
+    );
+}
+
+#[test]
+fn s3_conditional_create_refuses_to_overwrite() {
+    let Some(endpoint) = endpoint("s3_conditional_create_refuses_to_overwrite") else {
+        return;
+    };
+    let bucket = unique_bucket("cc");
+    create_bucket(&endpoint, &bucket);
+    let remote = Remote::open(&format!("s3://{bucket}"), &s3_options(&endpoint)).unwrap();
+    use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    let key = object_store::path::Path::from("k");
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    remote
+        .block_on(remote.store().put_opts(&key, "first".into(), create()))
+        .unwrap();
+    let second = remote.block_on(remote.store().put_opts(&key, "second".into(), create()));
+    assert!(
+        matches!(
+            second,
+            Err(object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. })
+        ),
+        "{second:?}"
+    );
+    let got = remote.block_on(async {
+        remote
+            .store()
+            .get(&key)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    assert_eq!(&got[..], b"first");
+}
+
+#[test]
+fn s3_a_missing_bucket_is_terminal() {
+    let Some(endpoint) = endpoint("s3_a_missing_bucket_is_terminal") else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let store = store(local.path());
+    persist(&store, 1, 100);
+    let remote = Arc::new(
+        Remote::open(
+            &format!("s3://{}", unique_bucket("none")),
+            &s3_options(&endpoint),
+        )
+        .unwrap(),
+    );
+    let mut config = ShipConfig::new("n1");
+    // A misclassified error fails the test instead of retrying forever.
+    config.max_attempts = Some(2);
+    let shipper = Shipper::new(remote, store, config).unwrap();
+    let err = shipper.ship_pending().unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Terminal, "{err}");
+    assert!(shipper.stopped().is_some());
+    assert_eq!(shipper.stats().terminal_errors, 1);
+}
