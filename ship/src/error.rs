@@ -165,7 +165,7 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
         | E::InvalidPath { .. } => ErrorClass::Terminal,
         E::Generic { .. } | E::JoinError { .. } => {
             let text = chain(e);
-            const TERMINAL: [&str; 8] = [
+            const TERMINAL: [&str; 10] = [
                 "NoSuchBucket",
                 "InvalidAccessKeyId",
                 "SignatureDoesNotMatch",
@@ -174,6 +174,9 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
                 "401 Unauthorized",
                 "InvalidBucketName",
                 "AuthorizationHeaderMalformed",
+                // A request that cannot even be built (e.g. http:// without allow_http).
+                "builder error",
+                "URL scheme is not allowed",
             ];
             if TERMINAL.iter().any(|t| text.contains(t)) {
                 ErrorClass::Terminal
@@ -192,8 +195,12 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // Many errors already print their source; say each thing once.
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
         source = s.source();
     }
     text

@@ -102,6 +102,11 @@ impl Remote {
                         max_retries: 2,
                         retry_timeout: Duration::from_secs(20),
                     });
+                // A client option, which `from_env` does not read: an http:// endpoint (a
+                // local test server) is refused without it.
+                if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true") {
+                    builder = builder.with_allow_http(true);
+                }
                 for (k, v) in &opts.options {
                     let key = k
                         .parse()

@@ -67,6 +67,10 @@ pub(crate) struct DemoArgs {
     /// than the threaded engine; excludes --workers.
     #[arg(long, conflicts_with = "workers")]
     pub deterministic: bool,
+    /// When the run is done, ship its committed snapshots to URL (file:///abs/dir or
+    /// s3://bucket[/prefix]) as node `demo`, as `snapseal ship` does.
+    #[arg(long, value_name = "URL")]
+    pub ship_to: Option<String>,
 }
 
 /// With --deterministic, the engine clock advances this much per tx (about the threaded
@@ -206,6 +210,9 @@ pub(super) fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Resu
             "{} snapshot generation(s) failed; first: {first}",
             summary.failures.len()
         );
+    }
+    if let Some(url) = &args.ship_to {
+        super::ship::after_demo(&dir, url, file, out)?;
     }
     let bad = summary.verification.iter().any(|f| f.status == "failed");
     // Nothing usable: no committed file verifies (for a fresh run: none was committed).

@@ -25,8 +25,11 @@ mod logging;
 mod metrics;
 mod output;
 mod progress;
+mod remote;
+mod restore;
 mod retention;
 mod safe_open;
+mod ship;
 mod verify;
 
 /// What `--help` says about exit codes (the mapping itself is in [`exit`]).
@@ -149,6 +152,21 @@ pub(crate) enum Command {
     /// consensus-call latency with generations in flight, and the engine vs a plain crossbeam
     /// pool. Prints our figure, the floor or peer, the ratio, the target and pass/fail.
     Bench(bench::BenchArgs),
+    /// Ship committed snapshots that verify to object storage, oldest first.
+    ///
+    /// URL is file:///abs/dir (a local directory: no server needed) or s3://bucket[/prefix]
+    /// (AWS_* environment, --remote-opt). Each file is uploaded once (a conditional create, or
+    /// a multipart upload visible only complete), read back and confirmed by size and BLAKE3,
+    /// then named in the remote index. Takes the store's lock. See docs/SHIPPING.md.
+    Ship(ship::ShipArgs),
+    /// Restore the newest remote snapshot that verifies into DIR.
+    ///
+    /// Candidates come from the remote index, newest first; each is streamed into the store's
+    /// ingest and verified completely against the trusted keys before it gets a committed
+    /// name. Relabelled, forged, missing or damaged objects are passed over for older ones.
+    Restore(restore::RestoreArgs),
+    /// The remote's snapshots: list, gc (keep last N per node, TTL), hold and release.
+    Remote(remote::RemoteCmd),
 }
 
 /// Parses the command line, runs the subcommand and turns the outcome into the exit code.
@@ -182,6 +200,9 @@ pub(crate) fn main() -> ExitCode {
         Command::Latest(args) => latest::run(&args, &file, &out),
         Command::Gc(args) => gc::run(&args, &file, &out),
         Command::Bench(args) => bench::run(&args, &out),
+        Command::Ship(args) => ship::run(&args, &file, &out),
+        Command::Restore(args) => restore::run(&args, &file, &out),
+        Command::Remote(args) => remote::run(&args, &out),
     });
     exit::report(result)
 }

@@ -1,0 +1,194 @@
+//! `snapseal remote list|gc|hold|release URL`: the remote's snapshots, its retention (keep the
+//! newest N per node, a TTL for older ones) and holds that remote gc never deletes.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use snapseal::persist::SnapshotName;
+use snapseal_ship::retention::{self, GcPolicy, RemoteObject};
+
+use crate::cli::exit::Status;
+use crate::cli::output::{self, text, Out};
+use crate::cli::ship::{open_remote, RemoteArgs};
+
+/// `remote` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub(crate) struct RemoteCmd {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// The `remote` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Action {
+    /// Every snapshot object, per node, with whether the index names it and any hold.
+    List {
+        /// file:///abs/dir or s3://bucket[/prefix].
+        url: String,
+        /// How the remote is reached.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Keep the newest --keep-last per node (and, with --ttl, younger ones) and held ones;
+    /// delete the rest. The index is rewritten before anything is deleted.
+    Gc {
+        /// file:///abs/dir or s3://bucket[/prefix].
+        url: String,
+        /// Snapshot objects kept per node, newest first.
+        #[arg(long, value_name = "N")]
+        keep_last: usize,
+        /// Also keep older ones younger than this many seconds.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How the remote is reached.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Put a hold on one node's snapshot: remote gc never deletes it.
+    Hold {
+        /// file:///abs/dir or s3://bucket[/prefix].
+        url: String,
+        /// The node that shipped it.
+        #[arg(long)]
+        node: String,
+        /// The committed file name (snapshot_<idx>_<evidence_idx>.committed).
+        file: String,
+        /// How the remote is reached.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Remove a hold.
+    Release {
+        /// file:///abs/dir or s3://bucket[/prefix].
+        url: String,
+        /// The node that shipped it.
+        #[arg(long)]
+        node: String,
+        /// The committed file name.
+        file: String,
+        /// How the remote is reached.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Object {
+    node: String,
+    file: String,
+    size: u64,
+    modified_unix: i64,
+    indexed: bool,
+    held: bool,
+}
+
+fn object(o: &RemoteObject) -> Object {
+    Object {
+        node: o.node.clone(),
+        file: o.name.file_name(),
+        size: o.size,
+        modified_unix: o.modified_unix,
+        indexed: o.indexed,
+        held: o.held,
+    }
+}
+
+fn committed_name(file: &str) -> anyhow::Result<SnapshotName> {
+    match SnapshotName::parse(file) {
+        Some(n) if n.file_name() == file && file.ends_with(".committed") => Ok(n),
+        _ => bail!("{file:?} is not a committed snapshot file name"),
+    }
+}
+
+/// Runs `remote`.
+pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
+    match &args.action {
+        Action::List { url, remote } => {
+            let remote = open_remote(url, remote)?;
+            let (_, objects) = retention::list(&remote).context("listing the remote")?;
+            let objects: Vec<Object> = objects.iter().map(object).collect();
+            out.json(&objects)?;
+            for o in &objects {
+                text!(
+                    out,
+                    "{:<16} {:<40} {:>10}{}{}",
+                    o.node,
+                    o.file,
+                    output::bytes(o.size),
+                    if o.indexed { "  indexed" } else { "" },
+                    if o.held { "  held" } else { "" }
+                );
+            }
+            Ok(Status::Ok)
+        }
+        Action::Gc {
+            url,
+            keep_last,
+            ttl,
+            dry_run,
+            remote,
+        } => {
+            if *keep_last == 0 {
+                bail!("--keep-last must be at least 1");
+            }
+            let remote = open_remote(url, remote)?;
+            let mut policy = GcPolicy::new(*keep_last);
+            policy.ttl = ttl.map(Duration::from_secs);
+            policy.dry_run = *dry_run;
+            let report = retention::gc(&remote, &policy).context("remote gc")?;
+            #[derive(Serialize)]
+            struct Report {
+                dry_run: bool,
+                kept: Vec<Object>,
+                deleted: Vec<Object>,
+            }
+            let r = Report {
+                dry_run: *dry_run,
+                kept: report.kept.iter().map(object).collect(),
+                deleted: report.deleted.iter().map(object).collect(),
+            };
+            out.json(&r)?;
+            let verb = if *dry_run { "would delete" } else { "deleted" };
+            for o in &r.deleted {
+                text!(out, "{verb} {}/{}", o.node, o.file);
+            }
+            text!(out, "kept {}, {verb} {}", r.kept.len(), r.deleted.len());
+            Ok(Status::Ok)
+        }
+        Action::Hold {
+            url,
+            node,
+            file,
+            remote,
+        } => {
+            let name = committed_name(file)?;
+            let remote = open_remote(url, remote)?;
+            retention::hold(&remote, node, &name).context("remote hold")?;
+            text!(out, "held {node}/{file}");
+            Ok(Status::Ok)
+        }
+        Action::Release {
+            url,
+            node,
+            file,
+            remote,
+        } => {
+            let name = committed_name(file)?;
+            let remote = open_remote(url, remote)?;
+            let had = retention::release(&remote, node, &name).context("remote release")?;
+            text!(
+                out,
+                "{} {node}/{file}",
+                if had { "released" } else { "no hold on" }
+            );
+            Ok(Status::failed_if(!had))
+        }
+    }
+}

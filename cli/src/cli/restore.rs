@@ -1,0 +1,111 @@
+//! `snapseal restore --from URL DIR`: the newest remote snapshot that verifies against the
+//! trusted keys, brought into DIR through the store's ingest (verified completely before it
+//! gets a committed name), falling back to older ones.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::SnapshotStore;
+use snapseal_ship::{restore, RestoreOptions};
+
+use crate::cli::config::FileConfig;
+use crate::cli::exit::Status;
+use crate::cli::keys::Trusted;
+use crate::cli::output::{text, Out};
+use crate::cli::progress::Progress;
+use crate::cli::ship::{open_remote, RemoteArgs};
+
+/// `restore` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = crate::cli::EXIT_CODES)]
+pub(crate) struct RestoreArgs {
+    /// Where from: file:///abs/dir or s3://bucket[/prefix].
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The snapshot directory to restore into (created if missing; snapshots already there
+    /// are kept).
+    pub dir: PathBuf,
+    /// Only this node's snapshots (default: any node's).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Trusted public key file (as node.pub); may be repeated. Default: DIR/node.pub.
+    #[arg(long = "key", value_name = "K")]
+    pub keys: Vec<PathBuf>,
+    /// How the remote is reached.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    from: String,
+    dir: PathBuf,
+    restored: String,
+    node: String,
+    written: bool,
+    passed_over: Vec<String>,
+    listed: bool,
+    /// The snapshot a node starting in DIR now recovers from.
+    latest: Option<String>,
+}
+
+/// Runs `restore`.
+pub(super) fn run(args: &RestoreArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+    let trusted = Trusted::load(&args.keys, &args.dir)?;
+    let remote = open_remote(&args.from, &args.remote)?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let store = SnapshotStore::open(
+        Arc::new(RealFs::new()),
+        &args.dir,
+        file.store.options(trusted.verifier()),
+    )
+    .context("opening the snapshot store")?;
+    let mut opts = RestoreOptions::default();
+    opts.node = args.node.clone();
+    let spinner = Progress::spinner(out.bars(), "restoring");
+    let restored = restore(&remote, &store, &opts).context("restoring")?;
+    drop(spinner);
+    let latest = store
+        .latest()
+        .context("checking the restored directory")?
+        .map(|f| f.name().file_name());
+    let report = Report {
+        from: args.from.clone(),
+        dir: args.dir.clone(),
+        restored: restored.name.file_name(),
+        node: restored.node.clone(),
+        written: restored.written,
+        passed_over: restored.passed_over.clone(),
+        listed: restored.listed,
+        latest,
+    };
+    out.json(&report)?;
+    text!(
+        out,
+        "restored {} (node {}) into {}{}",
+        report.restored,
+        report.node,
+        report.dir.display(),
+        if report.written {
+            ""
+        } else {
+            " (already there)"
+        }
+    );
+    for p in &report.passed_over {
+        text!(out, "  passed over: {p}");
+    }
+    if let Some(l) = &report.latest {
+        text!(
+            out,
+            "  a node starting in {} recovers from {l}",
+            report.dir.display()
+        );
+    }
+    Ok(Status::failed_if(report.latest.is_none()))
+}
