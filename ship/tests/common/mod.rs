@@ -1,6 +1,9 @@
 //! Shared by the ship tests: real signed snapshots in a real store, and a local remote.
 #![allow(dead_code)]
 
+pub(crate) mod proxy;
+pub(crate) mod s3;
+
 use std::path::Path;
 use std::sync::Arc;
 
