@@ -12,6 +12,7 @@
 //! | peak RSS | one 2 GiB generation, spill on | — | ≤ 64 MiB above state |
 //! | consensus | p99 with 5 × 64 MiB in flight | p99 with none | ≤ 2× |
 //! | engine | 64 independent queues | crossbeam pool | ≥ 0.8× throughput |
+//! | ship, restore (file:// remote) | `Shipper::ship_pending`, `snapseal_ship::restore` | `object_store` put; get + BLAKE3 | ≥ 0.9× throughput |
 //!
 //! The `atomic-write-file` crate (a user's obvious alternative for the write path) is compared
 //! in `benches/persist_peers.rs` only: it pulls a second `nix` into the build, too much for a
@@ -32,6 +33,7 @@ mod hashing;
 mod persist;
 mod rig;
 pub mod rss;
+mod ship;
 mod table;
 
 pub use crate::units::{bytes, secs};
@@ -54,6 +56,8 @@ pub struct BenchOptions {
     pub rss_size: Option<u64>,
     /// Body size of each of the five generations in flight in the consensus row.
     pub consensus_body: u64,
+    /// Body size of the snapshot the ship and restore rows move.
+    pub ship_size: u64,
     /// Smaller sizes and fewer repetitions (a quick look, not the figures to quote).
     pub quick: bool,
     /// The `b3sum` binary; `None` looks on `PATH`, then in `~/.cargo/bin`.
@@ -74,6 +78,7 @@ impl BenchOptions {
             verify_size: 1 << 30,
             rss_size: Some(2 << 30),
             consensus_body: 64 << 20,
+            ship_size: 256 << 20,
             quick: false,
             b3sum: None,
             rss_probe: None,
@@ -89,6 +94,7 @@ impl BenchOptions {
             verify_size: 64 << 20,
             rss_size: Some(256 << 20),
             consensus_body: 16 << 20,
+            ship_size: 64 << 20,
             quick: true,
             ..BenchOptions::new(dir)
         }
@@ -184,6 +190,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
     table
         .rows
         .push(consensus::row(&opts.dir, 5, opts.consensus_body, rounds)?);
+    table
+        .rows
+        .extend(ship::rows(&opts.dir, to_usize(opts.ship_size)?, reps)?);
     let per_queue = if opts.quick { 200 } else { 1000 };
     // One run is a few milliseconds: many alternating runs for a stable median.
     table.rows.push(engine::row(threads, per_queue, reps * 3)?);

@@ -1,0 +1,134 @@
+//! Shipping and restoring against the local-directory remote (the embedded default), next to
+//! raw `object_store` calls on the same store and the same bytes:
+//!
+//! - ship: `Shipper::ship_pending` of one committed snapshot (local verification, upload,
+//!   read-back confirmation of size and BLAKE3, index update) against one `put` of the file's
+//!   bytes (already in memory) to the same store;
+//! - restore: `snapseal_ship::restore` into an empty store (index read, streamed get into the
+//!   store's ingest: pending file, fsync, full verification, rename, directory fsync) against a
+//!   streamed `get` + BLAKE3 of the same object.
+//!
+//! The remote fsyncs what it writes (as `Remote::open` configures it), for both sides.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use snapseal_persist::format::Flags;
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
+use snapseal_ship::{restore, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper};
+
+use super::fixture::{alternate, key, Fixture, WorkDir, EVIDENCE};
+use super::table::{mib_per_sec, BenchRow};
+use super::BenchError;
+use crate::units::bytes;
+
+fn options() -> StoreOptions {
+    StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key().verifying_key()])))
+}
+
+fn setup(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Setup(e.to_string())
+}
+
+fn run_err(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Run(e.to_string())
+}
+
+/// The two rows for a snapshot of `size` body bytes.
+pub(crate) fn rows(dir: &std::path::Path, size: usize, reps: usize) -> Result<Vec<BenchRow>, BenchError> {
+    let work = WorkDir::new(dir, "ship")?;
+    let local = work.path().join("local");
+    let remote_dir = work.path().join("remote");
+    let store = Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), &local, options()).map_err(setup)?);
+    let fx = Fixture::new(size)?;
+    let committed = store
+        .persist(&PersistRequest {
+            idx: 1,
+            evidence_idx: EVIDENCE,
+            flags: Flags::NONE,
+            raw_len: fx.body.len() as u64,
+            body_digest: fx.digest,
+            body: &fx.body,
+            receipt: &fx.receipt,
+        })
+        .map_err(run_err)?;
+    drop(fx);
+    let file = Bytes::from(std::fs::read(&committed.path).map_err(|e| BenchError::io(&committed.path, "read", e))?);
+    let n = file.len() as f64;
+    let url = format!("file://{}", remote_dir.display());
+    let remote = Arc::new(Remote::open(&url, &RemoteOptions::default()).map_err(setup)?);
+    let clear = || -> Result<(), BenchError> {
+        let _ = std::fs::remove_dir_all(&remote_dir);
+        std::fs::create_dir_all(&remote_dir).map_err(|e| BenchError::io(&remote_dir, "create", e))
+    };
+    let raw_key = ObjPath::from("raw").join("snapshot");
+
+    let mut ship = || -> Result<Duration, BenchError> {
+        clear()?;
+        let shipper = Shipper::new(Arc::clone(&remote), Arc::clone(&store), ShipConfig::new("bench")).map_err(setup)?;
+        let start = Instant::now();
+        let report = shipper.ship_pending().map_err(run_err)?;
+        let t = start.elapsed();
+        if report.uploaded.len() != 1 {
+            return Err(BenchError::Run("ship uploaded nothing".into()));
+        }
+        Ok(t)
+    };
+    let mut raw_put = || -> Result<Duration, BenchError> {
+        clear()?;
+        let start = Instant::now();
+        remote
+            .block_on(remote.store().put(&raw_key, PutPayload::from_bytes(file.clone())))
+            .map_err(run_err)?;
+        Ok(start.elapsed())
+    };
+    let (t_ship, t_put) = alternate(reps, &mut ship, &mut raw_put)?;
+
+    // Restore: the remote holds the shipped snapshot (and the raw copy for the peer).
+    clear()?;
+    ship()?;
+    remote
+        .block_on(remote.store().put(&raw_key, PutPayload::from_bytes(file.clone())))
+        .map_err(run_err)?;
+    let target = work.path().join("target");
+    let mut ours = || -> Result<Duration, BenchError> {
+        let _ = std::fs::remove_dir_all(&target);
+        let into = SnapshotStore::open(Arc::new(RealFs::new()), &target, options()).map_err(setup)?;
+        let start = Instant::now();
+        let restored = restore(&remote, &into, &RestoreOptions::default()).map_err(run_err)?;
+        let t = start.elapsed();
+        if !restored.written {
+            return Err(BenchError::Run("restore wrote nothing".into()));
+        }
+        Ok(t)
+    };
+    let mut raw_get = || -> Result<Duration, BenchError> {
+        let start = Instant::now();
+        let hash = remote.block_on(async {
+            let got = remote.store().get(&raw_key).await?;
+            let mut stream = got.into_stream();
+            let mut hasher = blake3::Hasher::new();
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk?);
+            }
+            Ok::<_, object_store::Error>(hasher.finalize())
+        });
+        let t = start.elapsed();
+        hash.map_err(run_err)?;
+        Ok(t)
+    };
+    let (t_restore, t_get) = alternate(reps, &mut ours, &mut raw_get)?;
+    let size_text = bytes(file.len() as u64);
+    Ok(vec![
+        BenchRow::throughputs(format!("ship {size_text} (file:// remote)"), n / t_ship, n / t_put, 0.9, mib_per_sec)
+            .with_note("ours also verifies the local file and reads the object back (size + BLAKE3) before indexing it; peer: one object_store put of the bytes in memory"),
+        BenchRow::throughputs(format!("restore {size_text} (file:// remote)"), n / t_restore, n / t_get, 0.9, mib_per_sec)
+            .with_note("ours also writes + fsyncs the file and verifies it (receipt, body digest) before the rename; peer: streamed get + BLAKE3"),
+    ])
+}
