@@ -41,11 +41,16 @@ fn run_err(e: impl std::fmt::Display) -> BenchError {
 }
 
 /// The two rows for a snapshot of `size` body bytes.
-pub(crate) fn rows(dir: &std::path::Path, size: usize, reps: usize) -> Result<Vec<BenchRow>, BenchError> {
+pub(crate) fn rows(
+    dir: &std::path::Path,
+    size: usize,
+    reps: usize,
+) -> Result<Vec<BenchRow>, BenchError> {
     let work = WorkDir::new(dir, "ship")?;
     let local = work.path().join("local");
     let remote_dir = work.path().join("remote");
-    let store = Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), &local, options()).map_err(setup)?);
+    let store =
+        Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), &local, options()).map_err(setup)?);
     let fx = Fixture::new(size)?;
     let committed = store
         .persist(&PersistRequest {
@@ -59,7 +64,9 @@ pub(crate) fn rows(dir: &std::path::Path, size: usize, reps: usize) -> Result<Ve
         })
         .map_err(run_err)?;
     drop(fx);
-    let file = Bytes::from(std::fs::read(&committed.path).map_err(|e| BenchError::io(&committed.path, "read", e))?);
+    let file = Bytes::from(
+        std::fs::read(&committed.path).map_err(|e| BenchError::io(&committed.path, "read", e))?,
+    );
     let n = file.len() as f64;
     let url = format!("file://{}", remote_dir.display());
     let remote = Arc::new(Remote::open(&url, &RemoteOptions::default()).map_err(setup)?);
@@ -71,7 +78,12 @@ pub(crate) fn rows(dir: &std::path::Path, size: usize, reps: usize) -> Result<Ve
 
     let mut ship = || -> Result<Duration, BenchError> {
         clear()?;
-        let shipper = Shipper::new(Arc::clone(&remote), Arc::clone(&store), ShipConfig::new("bench")).map_err(setup)?;
+        let shipper = Shipper::new(
+            Arc::clone(&remote),
+            Arc::clone(&store),
+            ShipConfig::new("bench"),
+        )
+        .map_err(setup)?;
         let start = Instant::now();
         let report = shipper.ship_pending().map_err(run_err)?;
         let t = start.elapsed();
@@ -84,7 +96,11 @@ pub(crate) fn rows(dir: &std::path::Path, size: usize, reps: usize) -> Result<Ve
         clear()?;
         let start = Instant::now();
         remote
-            .block_on(remote.store().put(&raw_key, PutPayload::from_bytes(file.clone())))
+            .block_on(
+                remote
+                    .store()
+                    .put(&raw_key, PutPayload::from_bytes(file.clone())),
+            )
             .map_err(run_err)?;
         Ok(start.elapsed())
     };
@@ -94,12 +110,17 @@ pub(crate) fn rows(dir: &std::path::Path, size: usize, reps: usize) -> Result<Ve
     clear()?;
     ship()?;
     remote
-        .block_on(remote.store().put(&raw_key, PutPayload::from_bytes(file.clone())))
+        .block_on(
+            remote
+                .store()
+                .put(&raw_key, PutPayload::from_bytes(file.clone())),
+        )
         .map_err(run_err)?;
     let target = work.path().join("target");
     let mut ours = || -> Result<Duration, BenchError> {
         let _ = std::fs::remove_dir_all(&target);
-        let into = SnapshotStore::open(Arc::new(RealFs::new()), &target, options()).map_err(setup)?;
+        let into =
+            SnapshotStore::open(Arc::new(RealFs::new()), &target, options()).map_err(setup)?;
         let start = Instant::now();
         let restored = restore(&remote, &into, &RestoreOptions::default()).map_err(run_err)?;
         let t = start.elapsed();
