@@ -50,6 +50,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod claims;
 mod dir_guard;
 mod error;
 pub mod format;
