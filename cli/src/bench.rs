@@ -46,6 +46,8 @@ pub struct BenchOptions {
     pub dir: PathBuf,
     /// Body sizes for the persist rows (the targets: 4 KiB ≤ 1.25×, others ≤ 1.10×).
     pub persist_sizes: Vec<u64>,
+    /// Generations persisted at once, and the body size of each, for the parallel persist row.
+    pub parallel_persist: (usize, u64),
     /// Bytes serialised for the serialise rows.
     pub serialise_size: u64,
     /// Body size of the snapshot `latest()` verifies.
@@ -64,12 +66,13 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// The full sizes in `dir`: persist 4 KiB and 256 MiB, serialise 256 MiB, verify 1 GiB,
+    /// The full sizes in `dir`: persist 4 KiB and 256 MiB, 4 × 64 MiB at once, serialise 256 MiB, verify 1 GiB,
     /// RSS at 2 GiB, consensus with 5 × 64 MiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
             dir: dir.into(),
             persist_sizes: vec![4 << 10, 256 << 20],
+            parallel_persist: (4, 64 << 20),
             serialise_size: 256 << 20,
             verify_size: 1 << 30,
             rss_size: Some(2 << 30),
@@ -80,11 +83,12 @@ impl BenchOptions {
         }
     }
 
-    /// Quick mode: persist 4 KiB and 64 MiB, serialise and verify 64 MiB, RSS at 256 MiB,
+    /// Quick mode: persist 4 KiB and 64 MiB, 4 × 8 MiB at once, serialise and verify 64 MiB, RSS at 256 MiB,
     /// consensus with 5 × 16 MiB, fewer repetitions.
     pub fn quick(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
             persist_sizes: vec![4 << 10, 64 << 20],
+            parallel_persist: (4, 8 << 20),
             serialise_size: 64 << 20,
             verify_size: 64 << 20,
             rss_size: Some(256 << 20),
@@ -168,6 +172,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
     }
     let to_usize =
         |n: u64| usize::try_from(n).map_err(|_| BenchError::Setup("size too large".into()));
+    let (count, size) = opts.parallel_persist;
+    if count > 1 {
+        table.rows.push(persist::parallel_row(
+            &opts.dir,
+            count,
+            to_usize(size)?,
+            reps,
+        )?);
+    }
     table.rows.extend(hashing::rows(
         &opts.dir,
         b3sum,
