@@ -8,10 +8,10 @@ use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
 use snapseal_persist::receipt::{Receipt, SignedRoot};
 use snapseal_persist::SpillCommit;
-use snapseal_persist::{PersistRequest, SnapshotStore};
+use snapseal_persist::{GatheredRequest, PersistRequest, SnapshotStore};
 use tracing::{debug, info};
 
-use crate::body::{BodyBuilder, MemoryBudget, SpillTarget, Stored};
+use crate::body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, Stored};
 use crate::events::EventHub;
 use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
 use crate::generation::GenShared;
@@ -150,6 +150,29 @@ impl SerialiseJob {
     fn serialise(mut self) -> Result<(), GenerationError> {
         let _entered = self.span.clone().entered();
         let _action = tracing::debug_span!("serialise").entered();
+        // The zero-copy path: the node's frozen chunks, hashed in place, never copied.
+        let frozen = match self.compression {
+            None => self.view.frozen_chunks(),
+            Some(_) => None,
+        };
+        let body = match frozen {
+            Some(chunks) => PendingBody::from_frozen(chunks),
+            None => match self.stream()? {
+                Some(body) => body,
+                None => return Ok(()),
+            },
+        };
+        if self.shared.is_dropped() {
+            debug!("dropped while serialising; stopped");
+            return Ok(());
+        }
+        self.announce(body);
+        Ok(())
+    }
+
+    /// Streams the view's `write_to` through a body builder; `None` when the generation was
+    /// dropped meanwhile (a spilled body's pending file is discarded with the builder).
+    fn stream(&mut self) -> Result<Option<PendingBody>, GenerationError> {
         let (generation, idx) = (self.generation, self.idx);
         let serialise_err = |source| GenerationError::Serialise {
             generation,
@@ -175,11 +198,15 @@ impl SerialiseJob {
         });
         if self.shared.is_dropped() {
             // Dropping the builder discards a spilled body's pending file.
-            debug!("dropped while serialising; stopped");
-            return Ok(());
+            return Ok(None);
         }
         written.map_err(serialise_err)?;
-        let body = builder.finish().map_err(serialise_err)?;
+        builder.finish().map(Some).map_err(serialise_err)
+    }
+
+    /// Hands the finished body to the generation and announces its claims digest.
+    fn announce(&self, body: PendingBody) {
+        let idx = self.idx;
         // The ledger records the claims digest (idx, flags, lengths, body digest), not the bare
         // body digest, so the committed file's header is proven along with its body.
         let digest = body.claims_digest(idx);
@@ -198,10 +225,9 @@ impl SerialiseJob {
         if self.shared.is_dropped() {
             self.shared.body.lock().take();
             debug!("dropped while serialising; no evidence announced");
-            return Ok(());
+            return;
         }
         self.sink.append_evidence(idx, digest);
-        Ok(())
     }
 }
 
@@ -263,6 +289,18 @@ impl PersistJob {
         let (flags, raw_len, body_digest) = (body.flags(), body.raw_len(), body.digest());
         let body_claims = body.claims_digest(idx);
         let committed = match body.into_stored() {
+            Stored::Frozen(chunks) => {
+                let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
+                self.store.persist_gathered(&GatheredRequest {
+                    idx,
+                    evidence_idx: self.evidence_idx,
+                    flags,
+                    raw_len,
+                    body_digest,
+                    body: &parts,
+                    receipt: &receipt,
+                })
+            }
             Stored::Memory { bytes, .. } => self.store.persist(&PersistRequest {
                 idx,
                 evidence_idx: self.evidence_idx,

@@ -28,6 +28,8 @@ use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
 
+use crate::node::FrozenChunk;
+
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
 /// syscalls and the thread hand-off of parallel hashing vanish, small enough to be no memory
 /// concern.
@@ -143,7 +145,6 @@ impl Drop for Reservation {
 }
 
 /// Where a pending body's stored bytes are.
-#[derive(Debug)]
 pub(crate) enum Stored {
     /// In memory, counted against the budget until dropped.
     Memory {
@@ -152,6 +153,23 @@ pub(crate) enum Stored {
     },
     /// In a pending file, complete up to the header and receipt.
     Spilled(SpillFile),
+    /// The node's own frozen chunks, written from where they are.
+    Frozen(Vec<FrozenChunk>),
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stored::Memory { bytes, .. } => {
+                f.debug_struct("Memory").field("len", &bytes.len()).finish()
+            }
+            Stored::Spilled(file) => f.debug_tuple("Spilled").field(file).finish(),
+            Stored::Frozen(chunks) => f
+                .debug_struct("Frozen")
+                .field("chunks", &chunks.len())
+                .finish(),
+        }
+    }
 }
 
 /// A serialised snapshot body waiting for its proof: in memory, or spilled to a pending file.
@@ -171,13 +189,39 @@ impl PendingBody {
     pub fn bytes(&self) -> Option<&[u8]> {
         match &self.stored {
             Stored::Memory { bytes, .. } => Some(bytes),
-            Stored::Spilled(_) => None,
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
+        }
+    }
+    /// The body as the node's frozen chunks, when it came from
+    /// [`StateView::frozen_chunks`](crate::StateView::frozen_chunks) (never copied).
+    pub fn frozen_chunks(&self) -> Option<&[FrozenChunk]> {
+        match &self.stored {
+            Stored::Frozen(chunks) => Some(chunks),
+            Stored::Memory { .. } | Stored::Spilled(_) => None,
+        }
+    }
+    /// The body from frozen chunks: hashed where they are (a large chunk on all cores), not
+    /// copied, stored uncompressed.
+    pub fn from_frozen(chunks: Vec<FrozenChunk>) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        for chunk in &chunks {
+            let bytes = (**chunk).as_ref();
+            hash(&mut hasher, bytes);
+            len += bytes.len() as u64;
+        }
+        PendingBody {
+            stored: Stored::Frozen(chunks),
+            len,
+            digest: *hasher.finalize().as_bytes(),
+            raw_len: len,
+            flags: Flags::NONE,
         }
     }
     /// The pending file holding the body, when it was spilled.
     pub fn spill_file(&self) -> Option<&SpillFile> {
         match &self.stored {
-            Stored::Memory { .. } => None,
+            Stored::Memory { .. } | Stored::Frozen(_) => None,
             Stored::Spilled(file) => Some(file),
         }
     }
@@ -469,6 +513,27 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_frozen_body_has_the_digest_and_claims_of_the_same_bytes_streamed() {
+        // A chunk above the parallel-hash threshold, a small one and an empty one.
+        let big = data(3 << 20);
+        let small = data(1000);
+        let chunks: Vec<FrozenChunk> = vec![
+            Arc::new(big.clone()),
+            Arc::new(small.clone()),
+            Arc::new(Vec::<u8>::new()),
+        ];
+        let frozen = PendingBody::from_frozen(chunks);
+        let mut streamed = BodyBuilder::new(None).unwrap();
+        streamed.write_all(&big).unwrap();
+        streamed.write_all(&small).unwrap();
+        let streamed = streamed.finish().unwrap();
+        assert_eq!(frozen.digest(), streamed.digest());
+        assert_eq!(frozen.len(), streamed.len());
+        assert_eq!(frozen.claims_digest(9), streamed.claims_digest(9));
+        assert!(frozen.bytes().is_none() && frozen.frozen_chunks().is_some());
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub use error::{Error, EvidenceError};
 pub use events::{
     CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
 };
-pub use node::{CaptureError, EvidenceSink, InclusionProof, ProofSource, StateSource, StateView};
+pub use node::{
+    CaptureError, EvidenceSink, FrozenChunk, InclusionProof, ProofSource, StateSource, StateView,
+};
 /// A signature over the ledger's root, as [`Snapshotter::record_signature`] takes it.
 pub use snapseal_persist::receipt::SignedRoot;
 /// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).

@@ -30,7 +30,8 @@ use crate::scan::{
     SnapshotEntry,
 };
 use crate::writer::{
-    Committed, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit, SpillFile,
+    Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit,
+    SpillFile,
 };
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
@@ -211,6 +212,21 @@ impl SnapshotStore {
     /// [`PersistError::DirSyncFailed`] included. When `persist` returned `Ok`, the committed
     /// file survives any crash.
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
+        self.persist_gathered(&GatheredRequest {
+            idx: req.idx,
+            evidence_idx: req.evidence_idx,
+            flags: req.flags,
+            raw_len: req.raw_len,
+            body_digest: req.body_digest,
+            body: &[req.body],
+            receipt: req.receipt,
+        })
+    }
+
+    /// [`persist`](Self::persist) with the body as consecutive slices (frozen chunks of the
+    /// node's state), each written straight from where it is: the same sequence, guarantees,
+    /// concurrency and retention.
+    pub fn persist_gathered(&self, req: &GatheredRequest<'_>) -> Result<Committed, PersistError> {
         let name = SnapshotName {
             idx: req.idx,
             evidence_idx: req.evidence_idx,
@@ -222,7 +238,7 @@ impl SnapshotStore {
         let _pin = self.holds.acquire(name);
         let result = match self.refuse_if_failed() {
             Err(e) => Err(e),
-            Ok(()) => self.writer.persist(req),
+            Ok(()) => self.writer.persist_gathered(req),
         };
         self.after_commit(result)
     }

@@ -1,5 +1,7 @@
 //! Hashing throughput against `b3sum` on the same bytes with the same thread count:
 //!
+//! - serialise of frozen chunks (the zero-copy path): the state as the node's own
+//!   reference-counted chunks, hashed where they are;
 //! - serialise: a state view streaming `size` bytes (1 MiB writes) through the
 //!   [`BodyBuilder`](snapseal_actors::BodyBuilder) — copy into the body, BLAKE3 on all cores —
 //!   once kept in memory and once spilled to a pending file;
@@ -15,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use snapseal_actors::{BodyBuilder, MemoryBudget, SpillTarget};
+use snapseal_actors::{BodyBuilder, FrozenChunk, MemoryBudget, PendingBody, SpillTarget};
 use snapseal_persist::format::Flags;
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
@@ -117,6 +119,11 @@ pub(crate) fn rows(
         let note =
             "b3sum not found: install it with `cargo install b3sum --locked` (benches/run.sh does)";
         return Ok(vec![
+            BenchRow::skipped(
+                what_ser("frozen chunks, zero-copy"),
+                Target::AtLeast(0.9),
+                note,
+            ),
             BenchRow::skipped(what_ser("in memory"), Target::AtLeast(0.9), note),
             BenchRow::skipped(what_ser("spilled"), Target::AtLeast(0.9), note),
             BenchRow::skipped(what_ver, Target::AtLeast(0.9), note),
@@ -132,6 +139,33 @@ pub(crate) fn rows(
     let file = work.path().join("state.bin");
     write_file(&file, &state)?;
     let store = open_store(&work.path().join("store"))?;
+
+    // Zero-copy: the state as the node's frozen chunks (16 MiB each), hashed where they are.
+    let chunks: Vec<FrozenChunk> = state
+        .chunks(16 << 20)
+        .map(|c| Arc::new(c.to_vec()) as FrozenChunk)
+        .collect();
+    let mut frozen = || -> Result<Duration, BenchError> {
+        let (body, t) = timed(|| PendingBody::from_frozen(chunks.clone()));
+        if body.len() != serialise_size as u64 {
+            return Err(BenchError::Run("the frozen body lost bytes".into()));
+        }
+        Ok(t)
+    };
+    let (t_ours, t_b3) = alternate(reps, &mut frozen, || b3.run(&file))?;
+    let n = serialise_size as f64;
+    out.push(
+        BenchRow::throughputs(
+            what_ser("frozen chunks, zero-copy"),
+            n / t_ours,
+            n / t_b3,
+            0.9,
+            mib_per_sec,
+        )
+        .with_note("StateView::frozen_chunks: hashed in place in 16 MiB chunks, never copied; the persist writes from them"),
+    );
+    drop(chunks);
+
     for spill in [false, true] {
         let mut generation = 0;
         let mut ours = || -> Result<Duration, BenchError> {
