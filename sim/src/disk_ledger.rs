@@ -122,7 +122,11 @@ pub struct DiskLedger {
     key: Arc<SigningKey>,
 }
 
-fn io_err(dir: &dyn DirHandle, name: &str, step: &'static str) -> impl FnOnce(io::Error) -> LedgerError {
+fn io_err(
+    dir: &dyn DirHandle,
+    name: &str,
+    step: &'static str,
+) -> impl FnOnce(io::Error) -> LedgerError {
     let path = dir.path().join(name);
     move |source| LedgerError::Io { path, step, source }
 }
@@ -141,7 +145,10 @@ pub fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> 
 }
 
 /// Reads a chunk file of the ledger directory (regular files only, size capped).
-pub fn read_chunk_file(dir: &dyn DirHandle, name: &str) -> io::Result<snapseal_persist::fs::FileBytes> {
+pub fn read_chunk_file(
+    dir: &dyn DirHandle,
+    name: &str,
+) -> io::Result<snapseal_persist::fs::FileBytes> {
     dir.open_read_checked(name, 0, &mut |_, size| {
         if size > MAX_CHUNK_FILE {
             Err(io::Error::new(
@@ -171,9 +178,9 @@ pub fn write_sealed(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(dir, &pending, "removing a stale pending chunk")(e)),
     }
-    let mut file = dir
-        .create_new(&pending, 0o600)
-        .map_err(io_err(dir, &pending, "creating (O_EXCL)"))?;
+    let mut file =
+        dir.create_new(&pending, 0o600)
+            .map_err(io_err(dir, &pending, "creating (O_EXCL)"))?;
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = match src.read(&mut buf) {
@@ -186,13 +193,19 @@ pub fn write_sealed(
     }
     file.sync().map_err(io_err(dir, &pending, "fsync"))?;
     file.close().map_err(io_err(dir, &pending, "close"))?;
-    dir.rename_noreplace(&pending, &committed)
-        .map_err(io_err(dir, &committed, "rename (no replace)"))?;
-    dir.sync().map_err(io_err(dir, "", "fsync of the directory"))
+    dir.rename_noreplace(&pending, &committed).map_err(io_err(
+        dir,
+        &committed,
+        "rename (no replace)",
+    ))?;
+    dir.sync()
+        .map_err(io_err(dir, "", "fsync of the directory"))
 }
 
 /// Lists the ledger directory: sealed chunks in order, the open chunk, stale pending files.
-fn list_chunks(dir: &dyn DirHandle) -> Result<(Vec<(u64, u64)>, Vec<u64>, Vec<String>), LedgerError> {
+fn list_chunks(
+    dir: &dyn DirHandle,
+) -> Result<(Vec<(u64, u64)>, Vec<u64>, Vec<String>), LedgerError> {
     let entries = dir.list().map_err(io_err(dir, "", "listing"))?;
     let (mut sealed, mut open, mut pending) = (Vec::new(), Vec::new(), Vec::new());
     for e in entries {
@@ -251,7 +264,8 @@ impl DiskLedger {
         })?;
         let (mut sealed, open, pending) = list_chunks(&*dir)?;
         for p in &pending {
-            dir.unlink(p).map_err(io_err(&*dir, p, "removing a stale pending chunk"))?;
+            dir.unlink(p)
+                .map_err(io_err(&*dir, p, "removing a stale pending chunk"))?;
         }
         if open.len() > 1 {
             return Err(LedgerError::Refused(format!(
@@ -272,21 +286,25 @@ impl DiskLedger {
             if let Some(end) = seal_crashed(&*dir, start)? {
                 sealed.push((start, end));
             }
-            dir.unlink(&name).map_err(io_err(&*dir, &name, "removing the recovered open chunk"))?;
-            dir.sync().map_err(io_err(&*dir, "", "fsync of the directory"))?;
+            dir.unlink(&name)
+                .map_err(io_err(&*dir, &name, "removing the recovered open chunk"))?;
+            dir.sync()
+                .map_err(io_err(&*dir, "", "fsync of the directory"))?;
         }
         check_contiguous(&*dir, &sealed)?;
         let (base, written) = match sealed.last() {
             None => (0, Frontier::new()),
             Some(&(start, end)) => {
                 let name = ChunkName::Committed { start, end }.file_name();
-                let bytes = read_chunk_file(&*dir, &name).map_err(io_err(&*dir, &name, "reading"))?;
+                let bytes =
+                    read_chunk_file(&*dir, &name).map_err(io_err(&*dir, &name, "reading"))?;
                 let header = decode_header(&bytes).map_err(|source| LedgerError::Chunk {
                     path: dir.path().join(&name),
                     source,
                 })?;
                 let mut f = header.frontier.clone();
-                let (_, err) = walk_entries(&bytes, &header, |idx, tx, _| f.push(leaf_of(idx, &tx)));
+                let (_, err) =
+                    walk_entries(&bytes, &header, |idx, tx, _| f.push(leaf_of(idx, &tx)));
                 if let Some(source) = err {
                     return Err(LedgerError::Chunk {
                         path: dir.path().join(&name),
@@ -502,12 +520,14 @@ impl DiskLedger {
                     break;
                 }
                 let name = ChunkName::Committed { start: s, end }.file_name();
-                let bytes = read_chunk_file(&*e.dir, &name).map_err(|err| format!("{name}: {err}"))?;
+                let bytes =
+                    read_chunk_file(&*e.dir, &name).map_err(|err| format!("{name}: {err}"))?;
                 let header = decode_header(&bytes).map_err(|err| format!("{name}: {err}"))?;
                 if at.is_none() {
                     at = Some(header.frontier.clone());
                 }
-                let (_, err) = walk_entries(&bytes, &header, |i, tx, _| leaves.push(leaf_of(i, &tx)));
+                let (_, err) =
+                    walk_entries(&bytes, &header, |i, tx, _| leaves.push(leaf_of(i, &tx)));
                 if let Some(err) = err {
                     return Err(format!("{name}: {err}"));
                 }
@@ -550,12 +570,18 @@ fn commit_locked(e: &mut Inner, n: u64) -> Result<(), LedgerError> {
     if e.open.is_none() {
         let start = first;
         let name = ChunkName::Open { start }.file_name();
-        let mut file = dir
-            .create_new(&name, 0o600)
-            .map_err(io_err(&*dir, &name, "creating the open chunk (O_EXCL)"))?;
-        write_all(&mut *file, &encode_header(start, &e.written))
-            .map_err(io_err(&*dir, &name, "writing the header"))?;
-        dir.sync().map_err(io_err(&*dir, "", "fsync of the directory"))?;
+        let mut file = dir.create_new(&name, 0o600).map_err(io_err(
+            &*dir,
+            &name,
+            "creating the open chunk (O_EXCL)",
+        ))?;
+        write_all(&mut *file, &encode_header(start, &e.written)).map_err(io_err(
+            &*dir,
+            &name,
+            "writing the header",
+        ))?;
+        dir.sync()
+            .map_err(io_err(&*dir, "", "fsync of the directory"))?;
         e.open_start = e.written.clone();
         e.open = Some(OpenChunk {
             start,
@@ -589,9 +615,13 @@ fn commit_locked(e: &mut Inner, n: u64) -> Result<(), LedgerError> {
             end,
         }
         .file_name();
-        dir.rename_noreplace(&name, &sealed)
-            .map_err(io_err(&*dir, &sealed, "rename (no replace)"))?;
-        dir.sync().map_err(io_err(&*dir, "", "fsync of the directory"))?;
+        dir.rename_noreplace(&name, &sealed).map_err(io_err(
+            &*dir,
+            &sealed,
+            "rename (no replace)",
+        ))?;
+        dir.sync()
+            .map_err(io_err(&*dir, "", "fsync of the directory"))?;
         e.sealed.push((open.start, end));
         e.open_start = e.written.clone();
     }
@@ -646,4 +676,154 @@ impl ProofSource for DiskProofs {
         let tx_digest = self.ledger.tx_digest(evidence_idx)?;
         Ok(InclusionProof { tx_digest, path })
     }
+}
+
+impl DiskLedger {
+    /// Seals the open chunk now if its last entry is a signature tx (a clean stop), so every
+    /// committed entry is in a sealed chunk an export can take.
+    pub fn seal(&self) -> Result<(), LedgerError> {
+        let mut guard = self.inner.lock();
+        let e = &mut *guard;
+        if e.open.as_ref().is_some_and(|o| o.last_is_signature) {
+            let saved = e.chunk_bytes;
+            e.chunk_bytes = 0;
+            let r = commit_locked(e, 0);
+            e.chunk_bytes = saved;
+            if let Err(err) = &r {
+                e.failed = Some(err.to_string());
+            }
+            return r;
+        }
+        Ok(())
+    }
+}
+
+/// A ledger directory read as an [`ArtifactSource`](snapseal_archive::ArtifactSource):
+/// its sealed chunks (the open chunk of a running or crashed node is not offered).
+#[derive(Clone, Debug)]
+pub struct LedgerDir {
+    dir: Arc<dyn DirHandle>,
+}
+
+impl LedgerDir {
+    /// Opens the ledger directory at `path` read-only.
+    pub fn open(fs: &dyn FileSystem, path: &Path) -> io::Result<Self> {
+        Ok(LedgerDir {
+            dir: fs.open_dir(path, false)?,
+        })
+    }
+}
+
+impl snapseal_archive::ArtifactSource for LedgerDir {
+    fn chunks(&self) -> Result<Vec<snapseal_archive::ChunkRef>, snapseal_archive::SourceError> {
+        let listed = self
+            .dir
+            .list()
+            .map_err(|source| snapseal_archive::SourceError {
+                what: self.dir.path().display().to_string(),
+                source,
+            })?;
+        let mut out: Vec<snapseal_archive::ChunkRef> = listed
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .filter_map(|e| match e.name.to_str().and_then(ChunkName::parse) {
+                Some(ChunkName::Committed { start, end }) => Some(snapseal_archive::ChunkRef {
+                    start,
+                    end,
+                    len: e.len,
+                }),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn open_chunk(
+        &self,
+        chunk: &snapseal_archive::ChunkRef,
+    ) -> Result<Box<dyn Read + '_>, snapseal_archive::SourceError> {
+        let name = chunk.file_name();
+        let bytes =
+            read_chunk_file(&*self.dir, &name).map_err(|source| snapseal_archive::SourceError {
+                what: self.dir.path().join(&name).display().to_string(),
+                source,
+            })?;
+        Ok(Box::new(io::Cursor::new(bytes)))
+    }
+}
+
+/// Verifies chunks against trusted keys (the [`ChunkVerifier`](snapseal_archive::ChunkVerifier)
+/// of the reference ledger).
+#[derive(Clone, Debug)]
+pub struct ChunkKeys(pub Vec<VerifyingKey>);
+
+/// Digest of a frontier (its size and blocks), what consecutive chunks link by.
+pub fn frontier_digest(f: &Frontier) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key("snapseal ledger frontier v1");
+    h.update(&f.len().to_le_bytes());
+    for b in f.blocks() {
+        h.update(b);
+    }
+    *h.finalize().as_bytes()
+}
+
+impl snapseal_archive::ChunkVerifier for ChunkKeys {
+    fn verify_chunk(
+        &self,
+        bytes: &[u8],
+        start: u64,
+        end: u64,
+    ) -> Result<snapseal_archive::ChunkLinks, String> {
+        let v = verify_chunk(bytes, &self.0, Some((start, end))).map_err(|e| e.to_string())?;
+        Ok(snapseal_archive::ChunkLinks {
+            start: frontier_digest(&v.start_frontier),
+            end: frontier_digest(&v.end_frontier),
+        })
+    }
+}
+
+/// Replays the writes of txs `from ..= to` from the sealed chunks of `ledger` onto `state`
+/// (a KV map from a snapshot at `from - 1`); returns how many txs were applied. Stops with an
+/// error at a missing chunk.
+pub fn replay_writes(
+    ledger: &LedgerDir,
+    from: u64,
+    to: u64,
+    state: &mut std::collections::BTreeMap<u64, Vec<u8>>,
+) -> Result<u64, String> {
+    use snapseal_archive::ArtifactSource;
+    let chunks = ledger
+        .covering(from, to)
+        .map_err(|e| e.to_string())?
+        .map_err(|(a, b)| format!("ledger entries {a}..={b} are missing"))?;
+    let mut applied = 0;
+    for c in chunks {
+        let name = c.file_name();
+        let bytes = read_chunk_file(&*ledger.dir, &name).map_err(|e| format!("{name}: {e}"))?;
+        let header = decode_header(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        let (_, err) = walk_entries(&bytes, &header, |idx, tx, _| {
+            if (from..=to).contains(&idx) {
+                if let TxKind::Write { key, value } = tx {
+                    state.insert(key, value.to_vec());
+                }
+                applied += 1;
+            }
+        });
+        if let Some(e) = err {
+            return Err(format!("{name}: {e}"));
+        }
+    }
+    Ok(applied)
+}
+
+/// The state hash of a KV map: BLAKE3 over its entries in key order.
+pub fn state_hash(state: &std::collections::BTreeMap<u64, Vec<u8>>) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key("snapseal sim kv state v1");
+    for (k, v) in state {
+        h.update(&k.to_le_bytes());
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
+    }
+    *h.finalize().as_bytes()
 }

@@ -64,7 +64,11 @@ fn disk_ledger_signs_the_same_roots_and_gives_the_same_proofs_as_the_memory_ledg
     let mem = Ledger::from_seed(7);
     let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(7), 2048).unwrap();
     let pairs = drive(&mem, &disk, 3000);
-    assert!(disk.sealed().len() > 5, "small chunks were sealed: {:?}", disk.sealed());
+    assert!(
+        disk.sealed().len() > 5,
+        "small chunks were sealed: {:?}",
+        disk.sealed()
+    );
     // Proofs for evidence anywhere in the ledger, including in sealed chunks read back.
     let (mp, dp) = (mem.proofs(), disk.proofs());
     let mut checked = 0;
@@ -86,7 +90,10 @@ fn disk_ledger_signs_the_same_roots_and_gives_the_same_proofs_as_the_memory_ledg
         let bytes = read_chunk_file(&*dir, &name).unwrap();
         let v = verify_chunk(&bytes, &[disk.verifying_key()], Some((start, end))).unwrap();
         if let Some(p) = prev.replace(v.end_frontier.clone()) {
-            assert_eq!(p, v.start_frontier, "chunk {name} continues the previous one");
+            assert_eq!(
+                p, v.start_frontier,
+                "chunk {name} continues the previous one"
+            );
         }
     }
 }
@@ -100,7 +107,11 @@ fn a_reopened_ledger_continues_with_the_same_frontier_and_txs() {
     let commit = disk.commit_idx();
     drop(disk);
     let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(3), 1024).unwrap();
-    assert_eq!(disk.last_idx(), commit, "the uncommitted tail is gone, the rest is there");
+    assert_eq!(
+        disk.last_idx(),
+        commit,
+        "the uncommitted tail is gone, the rest is there"
+    );
     mem.truncate(commit);
     assert_eq!(disk.tx(5).unwrap(), mem.tx(5));
     assert_eq!(disk.tx(commit).unwrap(), mem.tx(commit));
@@ -166,7 +177,11 @@ fn a_torn_open_chunk_is_sealed_at_its_last_signature_on_reopen() {
     f.set_len(len - 50).unwrap();
     drop(f);
     let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(2), 1 << 30).unwrap();
-    assert_eq!(disk.last_idx(), sigs[2], "continues after the last whole signature");
+    assert_eq!(
+        disk.last_idx(),
+        sigs[2],
+        "continues after the last whole signature"
+    );
     assert_eq!(disk.sealed(), vec![(1, sigs[2])]);
     assert!(!open.exists());
     let bytes = std::fs::read(tmp.path().join(format!("ledger_1-{}.committed", sigs[2]))).unwrap();

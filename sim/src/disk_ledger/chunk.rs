@@ -273,8 +273,8 @@ pub(crate) fn walk_entries(
         let Some(len_bytes) = bytes.get(off..off + 4) else {
             return (off, Some(err("torn length")));
         };
-        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
-            as usize;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if len > MAX_PAYLOAD {
             return (off, Some(err("length beyond the cap")));
         }
