@@ -202,10 +202,11 @@ pub fn write_sealed(
         .map_err(io_err(dir, "", "fsync of the directory"))
 }
 
+/// Sealed `(start, end)` ranges, open chunk starts, stale pending names.
+type Listing = (Vec<(u64, u64)>, Vec<u64>, Vec<String>);
+
 /// Lists the ledger directory: sealed chunks in order, the open chunk, stale pending files.
-fn list_chunks(
-    dir: &dyn DirHandle,
-) -> Result<(Vec<(u64, u64)>, Vec<u64>, Vec<String>), LedgerError> {
+fn list_chunks(dir: &dyn DirHandle) -> Result<Listing, LedgerError> {
     let entries = dir.list().map_err(io_err(dir, "", "listing"))?;
     let (mut sealed, mut open, mut pending) = (Vec::new(), Vec::new(), Vec::new());
     for e in entries {
