@@ -15,7 +15,7 @@
 //!   nothing is copied again.
 //!
 //! So the memory a snapshot needs beyond the node's own state is bounded by the budget plus
-//! [`SPILL_BUFFER`], whatever the state's size. Hashing runs on all cores (`update_rayon`) over
+//! [`SPILL_BUFFER`], whatever the state's size. Hashing runs on snapseal's low-priority hashing pool (see [`crate::HashingConfig`]) over
 //! large batches, on the bytes where they already are (the body buffer, the spill buffer or
 //! the view's buffer).
 
@@ -28,6 +28,7 @@ use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
 
+use crate::hashing::hash;
 use crate::node::FrozenChunk;
 
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
@@ -393,15 +394,6 @@ impl Write for HashingSink {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// BLAKE3 on all cores for large inputs, on this thread for small ones (same result).
-fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    if bytes.len() >= PARALLEL_HASH_THRESHOLD {
-        hasher.update_rayon(bytes);
-    } else {
-        hasher.update(bytes);
     }
 }
 

@@ -56,6 +56,7 @@ mod config;
 mod error;
 mod events;
 mod generation;
+mod hashing;
 mod node;
 mod points;
 mod snapshotter;
@@ -68,6 +69,10 @@ pub use config::{
 pub use error::{Error, EvidenceError};
 pub use events::{
     CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
+};
+pub use hashing::{
+    configure_hashing, current_thread_nice, hashing_config, on_hashing_thread, HashingConfig,
+    HashingError,
 };
 pub use node::{
     CaptureError, EvidenceSink, FrozenChunk, InclusionProof, ProofSource, StateSource, StateView,
