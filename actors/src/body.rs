@@ -28,7 +28,7 @@ use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
 
-use crate::hashing::hash;
+use crate::hashing::{hash, hash_while};
 use crate::node::FrozenChunk;
 
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
@@ -313,8 +313,9 @@ impl HashingSink {
             .create_spill(target.idx, target.generation)
             .map_err(io::Error::other)?;
         if let SinkState::Memory { bytes, hashed, .. } = &mut self.state {
-            hash(&mut self.hasher, &bytes[*hashed..]);
-            file.write_body(bytes).map_err(io::Error::other)?;
+            let unhashed = &bytes[*hashed..];
+            hash_while(&mut self.hasher, unhashed, || file.write_body(bytes))
+                .map_err(io::Error::other)?;
         }
         tracing::debug!(path = %file.path().display(), bytes = self.len, "body spilled to disk");
         // Replacing the state drops the in-memory buffer and gives its reservation back.
@@ -331,8 +332,8 @@ impl HashingSink {
         file: &mut SpillFile,
         buf: &mut Vec<u8>,
     ) -> io::Result<()> {
-        hash(hasher, buf);
-        file.write_body(buf).map_err(io::Error::other)?;
+        // The write (a copy into the page cache) overlaps with hashing the same bytes.
+        hash_while(hasher, buf, || file.write_body(buf)).map_err(io::Error::other)?;
         buf.clear();
         Ok(())
     }
@@ -380,9 +381,10 @@ impl Write for HashingSink {
                     Self::drain_spill_buffer(&mut self.hasher, file, pending)?;
                 }
                 if direct {
-                    // Large enough on its own: hash and write it where it is, no copy.
-                    hash(&mut self.hasher, buf);
-                    file.write_body(buf).map_err(io::Error::other)?;
+                    // Large enough on its own: hash and write it where it is, no copy, the
+                    // two at once.
+                    hash_while(&mut self.hasher, buf, || file.write_body(buf))
+                        .map_err(io::Error::other)?;
                 } else {
                     pending.extend_from_slice(buf);
                 }

@@ -156,6 +156,28 @@ pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     }
 }
 
+/// Hashes `bytes` into `hasher` on the hashing pool while `f` runs on the calling thread, and
+/// returns what `f` returned once both are done: writing a buffer out overlaps with hashing
+/// it. A small slice is hashed first, then `f` runs (the hand-off would cost more).
+pub(crate) fn hash_while<R>(hasher: &mut blake3::Hasher, bytes: &[u8], f: impl FnOnce() -> R) -> R {
+    if bytes.len() < PARALLEL_HASH_THRESHOLD {
+        hasher.update(bytes);
+        return f();
+    }
+    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
+        Ok(p) => p.pool.in_place_scope(|scope| {
+            scope.spawn(|_| {
+                hasher.update_rayon(bytes);
+            });
+            f()
+        }),
+        Err(_) => {
+            hasher.update(bytes);
+            f()
+        }
+    }
+}
+
 /// The nice value of the calling thread (for tests).
 #[doc(hidden)]
 pub fn current_thread_nice() -> i32 {

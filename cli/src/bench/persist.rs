@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use snapseal_persist::format::{Claims, Flags, Header};
+use snapseal_persist::format::{Flags, Header};
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::SpillCommit;
 use snapseal_persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
 
-use super::fixture::{alternate, key, receipt_for, timed, Fixture, WorkDir, EVIDENCE};
+use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
 use super::floor::Floor;
 use super::table::BenchRow;
 use super::BenchError;
@@ -143,7 +143,7 @@ pub(crate) fn parallel_row(
     // before anything is timed.
     let runs = (reps.max(1) + 1) * 2 * count;
     let receipts = (1..=runs as u64)
-        .map(|idx| receipt_for(claims_of(idx, &fx).digest()))
+        .map(|idx| fx.receipt_at(idx))
         .collect::<Result<Vec<_>, _>>()?;
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let one = |store: &SnapshotStore| -> Result<std::path::PathBuf, BenchError> {
@@ -202,21 +202,6 @@ pub(crate) fn parallel_row(
         0.5,
     )
     .with_note("persists of different snapshots share no lock around write and fsync; directory fsyncs and retention take turns"))
-}
-
-/// What the ledger proves for the fixture body persisted at `idx`.
-fn claims_of(idx: u64, fx: &Fixture) -> Claims {
-    Header {
-        idx,
-        evidence_idx: EVIDENCE,
-        flags: Flags::NONE,
-        body_len: fx.body.len() as u64,
-        receipt_len: 0,
-        raw_len: fx.body.len() as u64,
-        body_digest: fx.digest,
-        receipt_digest: [0; 32],
-    }
-    .claims()
 }
 
 fn committed(idx: u64) -> String {
