@@ -8,7 +8,7 @@ use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
 use snapseal_persist::receipt::{Receipt, SignedRoot};
 use snapseal_persist::SpillCommit;
-use snapseal_persist::{GatheredRequest, PersistRequest, SnapshotStore};
+use snapseal_persist::{GatheredRequest, SnapshotStore};
 use tracing::{debug, info};
 
 use crate::body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, Stored};
@@ -301,13 +301,13 @@ impl PersistJob {
                     receipt: &receipt,
                 })
             }
-            Stored::Memory { bytes, .. } => self.store.persist(&PersistRequest {
+            Stored::Memory(body) => self.store.persist_gathered(&GatheredRequest {
                 idx,
                 evidence_idx: self.evidence_idx,
                 flags,
                 raw_len,
                 body_digest,
-                body: &bytes,
+                body: &body.parts(),
                 receipt: &receipt,
             }),
             // The body is already in its file: add receipt and header, fsync, rename.

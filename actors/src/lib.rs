@@ -62,7 +62,7 @@ mod points;
 mod snapshotter;
 
 pub use actions::GenerationError;
-pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, SPILL_BUFFER};
+pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, MEMORY_CHUNK, SPILL_BUFFER};
 pub use config::{
     ConfigError, SnapshotterConfig, DEFAULT_SPILL_THRESHOLD, MAX_PENDING_LIMIT, MAX_SPILL_THRESHOLD,
 };
