@@ -190,8 +190,11 @@ impl Reservation {
         if let Some(buf) = self.spare_chunk() {
             return Some(buf);
         }
-        self.grow(MEMORY_CHUNK as u64)
-            .then(|| Vec::with_capacity(MEMORY_CHUNK))
+        self.grow(MEMORY_CHUNK as u64).then(|| {
+            let mut chunk = Vec::with_capacity(MEMORY_CHUNK);
+            crate::huge_pages::advise(&mut chunk);
+            chunk
+        })
     }
 
     /// A spare whole chunk from the budget, counted by this reservation; `None` when there

@@ -57,6 +57,7 @@ mod error;
 mod events;
 mod generation;
 mod hashing;
+mod huge_pages;
 mod node;
 mod points;
 mod snapshotter;
