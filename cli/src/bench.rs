@@ -44,7 +44,7 @@ pub struct BenchOptions {
     /// Directory the files go to (a scratch subdirectory is made and removed): put it on the
     /// filesystem you care about. Needs room for about twice the largest size.
     pub dir: PathBuf,
-    /// Body sizes for the persist rows (the targets: 4 KiB ≤ 1.25×, others ≤ 1.10×).
+    /// Body sizes for the persist rows (the targets: 4 KiB ≤ 1.25×, others ≤ 1.05×).
     pub persist_sizes: Vec<u64>,
     /// Generations persisted at once, and the body size of each, for the parallel persist row.
     pub parallel_persist: (usize, u64),
@@ -162,7 +162,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
         ],
     };
     for &size in &opts.persist_sizes {
-        let bound = if size <= 4 << 10 { 1.25 } else { 1.10 };
+        let bound = if size <= 4 << 10 { 1.25 } else { 1.05 };
         let size = usize::try_from(size).map_err(|_| BenchError::Setup("size too large".into()))?;
         // Small files are dominated by fsync, whose time varies run to run: take more runs.
         let reps = if size <= 1 << 20 { reps * 5 } else { reps };
