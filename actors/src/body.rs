@@ -27,6 +27,7 @@ use snapseal_persist::format::{Claims, Flags, PARALLEL_HASH_THRESHOLD};
 use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
+use snapseal_persist::{Committed, PersistError, PersistRequest, SpillCommit};
 
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
 /// syscalls and the thread hand-off of parallel hashing vanish, small enough to be no memory
@@ -221,6 +222,42 @@ impl PendingBody {
     /// The stored bytes, for the persist action.
     pub(crate) fn into_stored(self) -> Stored {
         self.stored
+    }
+
+    /// Commits this body as the snapshot `idx` proven by `receipt` at `evidence_idx`, for an
+    /// embedding that makes its own receipt (a Raft node's signed statement): a body in
+    /// memory goes through [`SnapshotStore::persist`], a spilled one has its pending file
+    /// completed by [`SnapshotStore::commit_spill`] (not copied again). Same write sequence
+    /// and crash guarantees as the Snapshotter's own persist step.
+    pub fn commit(
+        self,
+        store: &SnapshotStore,
+        idx: u64,
+        evidence_idx: u64,
+        receipt: &[u8],
+    ) -> Result<Committed, PersistError> {
+        let (flags, raw_len, body_digest) = (self.flags, self.raw_len, self.digest);
+        match self.stored {
+            Stored::Memory { bytes, .. } => store.persist(&PersistRequest {
+                idx,
+                evidence_idx,
+                flags,
+                raw_len,
+                body_digest,
+                body: &bytes,
+                receipt,
+            }),
+            Stored::Spilled(file) => store.commit_spill(
+                file,
+                &SpillCommit {
+                    evidence_idx,
+                    flags,
+                    raw_len,
+                    body_digest,
+                    receipt,
+                },
+            ),
+        }
     }
 }
 
