@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::format::FormatError;
+use crate::names::SnapshotName;
 use crate::receipt::ReceiptError;
 
 /// A step of the write sequence (SPEC §5), in the order the writer takes them.
@@ -162,6 +163,76 @@ impl PersistError {
             | PersistError::StoreFailed { dir: path, .. } => path,
         }
     }
+}
+
+/// Why a snapshot file brought in from outside the store (see
+/// [`SnapshotStore::ingest`](crate::SnapshotStore::ingest)) was not committed. After any of
+/// these the directory holds no file of this ingest, except where removing it failed too
+/// (logged; the store removes it at its next open).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The first bytes are not a snapshot header (magic, version, checksum or lengths).
+    #[error("ingest: the stream does not start with a valid snapshot header")]
+    Header {
+        /// What the header check found.
+        #[source]
+        source: FormatError,
+    },
+    /// The header gives a file longer than the caller's limit; nothing was written.
+    #[error("ingest of {name}: the header gives {len} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// The name the header gives.
+        name: SnapshotName,
+        /// File length from the header.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The stream ended before the length the header gives.
+    #[error(
+        "ingest of {}: the stream ended after {received} of {expected} bytes",
+        name.map_or_else(|| "<header>".to_string(), |n| n.to_string())
+    )]
+    Truncated {
+        /// The name, once the header decoded.
+        name: Option<SnapshotName>,
+        /// Bytes the header (or the header alone) promised.
+        expected: u64,
+        /// Bytes received.
+        received: u64,
+    },
+    /// The stream goes on past the length the header gives.
+    #[error("ingest of {name}: more than the {expected} bytes the header gives")]
+    TrailingBytes {
+        /// The name the header gives.
+        name: SnapshotName,
+        /// File length from the header.
+        expected: u64,
+    },
+    /// The complete file did not verify (receipt, claims, body digest or encoding); it was
+    /// removed and never had a committed name.
+    #[error("ingest of {name}: the file does not verify")]
+    Refused {
+        /// The name the header gives.
+        name: SnapshotName,
+        /// The first failing check.
+        #[source]
+        source: Box<VerifyError>,
+    },
+    /// Reading the source stream failed.
+    #[error("ingest: reading the source failed after {received} bytes")]
+    Read {
+        /// Bytes received before the failure.
+        received: u64,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
+    /// A step of the crash-safe sequence failed (create, write, fsync, close, rename,
+    /// directory fsync), or the store is failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
 }
 
 /// A check a committed file must pass, in the order the reader makes them.
@@ -467,6 +538,9 @@ pub enum Error {
     /// Decoding a stored body.
     #[error(transparent)]
     Body(#[from] BodyError),
+    /// See [`IngestError`].
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
 /// `e` and its causes, joined by `": "` (each cause once), for log lines: the

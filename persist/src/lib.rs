@@ -67,7 +67,9 @@ mod store;
 mod writer;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use error::{BodyError, Check, Error, PersistError, Step, StoreError, StoreStep, VerifyError};
+pub use error::{
+    BodyError, Check, Error, IngestError, PersistError, Step, StoreError, StoreStep, VerifyError,
+};
 pub use hex::{hash_from_hex, to_hex};
 pub use hold::Hold;
 pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
@@ -81,7 +83,7 @@ pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntr
 pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotStore, StoreStats};
 #[cfg(feature = "internals")]
 pub use writer::SnapshotWriter;
-pub use writer::{Committed, PersistRequest, SpillCommit, SpillFile};
+pub use writer::{Committed, IngestFile, Ingested, PersistRequest, SpillCommit, SpillFile};
 
 /// A BLAKE3 (or Merkle node) digest: 32 bytes.
 pub type Hash = [u8; 32];

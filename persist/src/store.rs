@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tracing::{debug, error, info, warn};
 
 use crate::dir_guard::GuardedDir;
-use crate::error::{chain, PersistError, StoreError, StoreStep, VerifyError};
+use crate::error::{chain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
 use crate::fs::{DirHandle, DirLock, FileSystem};
 use crate::hold::{Hold, HoldTable};
 use crate::names::{FileState, PendingName, SnapshotName, LOCK_FILE};
@@ -28,7 +28,9 @@ use crate::scan::{
     classify_dir, in_state, our_files, pending_files, EntryClass, ListedEntry, PendingEntry,
     SnapshotEntry,
 };
-use crate::writer::{Committed, PersistRequest, SnapshotWriter, SpillCommit, SpillFile};
+use crate::writer::{
+    Committed, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit, SpillFile,
+};
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
 ///
@@ -74,6 +76,13 @@ fn bump(counter: &AtomicU64, metric: &'static str, n: u64) {
     metrics::counter!(metric).increment(n);
 }
 
+/// High bit of an ingest's pending-name generation (Snapshotter generations count from 1).
+const INGEST_GENERATION_BASE: u64 = 1 << 63;
+
+/// Copy buffer of [`SnapshotStore::ingest`]: large enough that syscalls vanish, small enough
+/// to be no memory concern.
+const INGEST_BUF: usize = 1 << 20;
+
 /// The owner of one snapshot directory.
 #[derive(Debug)]
 pub struct SnapshotStore {
@@ -94,6 +103,8 @@ pub struct SnapshotStore {
     /// verified since it was opened. Retention counts them without hashing them again.
     known_good: Mutex<HashSet<SnapshotName>>,
     counters: Counters,
+    /// Ingests started, for unique pending names.
+    ingests: AtomicU64,
     /// Declared last: released only after everything else is dropped.
     _lock: Box<dyn DirLock>,
 }
@@ -140,6 +151,7 @@ impl SnapshotStore {
             maintenance: Mutex::new(()),
             known_good: Mutex::default(),
             counters: Counters::default(),
+            ingests: AtomicU64::new(0),
             _lock: lock,
         };
         let corrupt = store.remove_stale()?;
@@ -224,6 +236,95 @@ impl SnapshotStore {
             Ok(()) => self.writer.commit_spill(spill, req),
         };
         self.after_commit(result)
+    }
+
+    /// Starts bringing in one complete snapshot file from outside (a restore, an import, a
+    /// Raft follower receiving a snapshot): write its bytes — exactly those of a `.committed`
+    /// file, header first — into the returned [`IngestFile`], then call
+    /// [`finish_ingest`](Self::finish_ingest). At most `limit` bytes are accepted (the header
+    /// gives the length, so a larger file is refused after 160 bytes). Memory stays bounded
+    /// for any size: the body streams into a pending file.
+    pub fn begin_ingest(&self, limit: u64) -> IngestFile {
+        // Above the Snapshotter's generation numbers, so an ingest never shares a pending
+        // name with a generation's spilled body.
+        let generation = INGEST_GENERATION_BASE | self.ingests.fetch_add(1, Ordering::Relaxed);
+        IngestFile::new(Arc::clone(&self.dir), limit, generation)
+    }
+
+    /// Completes an ingest: the length must be what the header says; then `fsync`, `close`,
+    /// full verification with the store's verifier (receipt and claims, body digest, zstd
+    /// frame), non-replacing rename to the committed name the header gives, directory
+    /// `fsync`, and retention as after [`persist`](Self::persist). A file that fails any step
+    /// is removed and never had a committed name; a committed file of the same name is never
+    /// replaced ([`Ingested::AlreadyPresent`]). Bringing in a snapshot older than those in the
+    /// store is harmless: `latest` still returns the newest.
+    ///
+    /// # After a crash
+    ///
+    /// A crash at any point leaves either no file of this ingest but a stale pending file
+    /// (removed at the next open), or the complete, verified committed file.
+    pub fn finish_ingest(&self, file: IngestFile) -> Result<Ingested, IngestError> {
+        let _one_at_a_time = self.persist_lock.lock();
+        self.refuse_if_failed()?;
+        let ingested = file.finish(&*self.opts.verifier);
+        match ingested {
+            Ok(Ingested::Committed(committed)) => {
+                let committed = self.after_commit(Ok(committed))?;
+                Ok(Ingested::Committed(committed))
+            }
+            Ok(present) => Ok(present),
+            Err(e) => {
+                bump(
+                    &self.counters.persist_failures,
+                    "snapseal_store_persist_failures_total",
+                    1,
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// [`begin_ingest`](Self::begin_ingest) and [`finish_ingest`](Self::finish_ingest) over a
+    /// reader: copies `src` to its end through a fixed buffer, then commits. A read error is
+    /// [`IngestError::Read`]; bytes past the header's length are
+    /// [`IngestError::TrailingBytes`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use snapseal_persist::{fs::RealFs, receipt::Schemes, SnapshotStore, StoreOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = StoreOptions::new(Arc::new(Schemes::new()));
+    /// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// // Not a snapshot: refused after the header, and nothing is left behind.
+    /// let junk = vec![0u8; 4096];
+    /// assert!(store.ingest(&mut &junk[..], 1 << 30).is_err());
+    /// assert!(store.list()?.is_empty() && store.list_pending()?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn ingest(&self, src: &mut dyn io::Read, limit: u64) -> Result<Ingested, IngestError> {
+        let mut file = self.begin_ingest(limit);
+        let mut buf = vec![0u8; INGEST_BUF];
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(IngestError::Read {
+                        received: file.received(),
+                        source,
+                    })
+                }
+            };
+            if let Err(e) = io::Write::write_all(&mut file, &buf[..n]) {
+                // The file recorded why; finish reports that typed error.
+                debug!(error = %e, "ingest write refused");
+                return self.finish_ingest(file);
+            }
+        }
+        self.finish_ingest(file)
     }
 
     /// The directory fsync failure that failed this store, if one happened: after it the

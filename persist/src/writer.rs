@@ -28,8 +28,10 @@ use crate::fs::{is_noreplace_unsupported, DirHandle, WritableFile};
 use crate::names::{FileState, PendingName, SnapshotName};
 use crate::Hash;
 
+mod ingest;
 mod spill;
 
+pub use ingest::{IngestFile, Ingested};
 pub use spill::SpillFile;
 
 /// Most bytes handed to one `write(2)`: large enough that syscall overhead vanishes, small

@@ -1,0 +1,407 @@
+//! [`IngestFile`]: a complete snapshot file arriving from outside the store (a restore from
+//! object storage, an import, a Raft follower receiving its leader's snapshot), brought in
+//! with the same crash-safe sequence as a snapshot written here — and never trusted before it
+//! verifies.
+//!
+//! The bytes are exactly those of a `.committed` file (header, body, receipt). The first
+//! [`HEADER_LEN`] bytes are held back until the header decodes (magic, version, checksum,
+//! lengths), which names the snapshot and fixes the file's length before anything is created.
+//! The rest streams into a pending file (`O_EXCL`, never a committed name), so memory stays
+//! bounded for any size. The commit then `fsync`s and `close`s it, verifies the whole file
+//! with the store's verifier (receipt, claims, body digest, zstd frame), and only then gives it
+//! its committed name with a non-replacing rename and a directory `fsync`. A file that fails
+//! any step is removed; a crash at any instant leaves at most a stale pending file, which the
+//! store removes when it next opens.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use super::{write_all, Attempt, Committed, FILE_MODE};
+use crate::error::{IngestError, PersistError, Step};
+use crate::format::{Header, HEADER_LEN};
+use crate::fs::{DirHandle, WritableFile};
+use crate::names::{FileState, PendingName, SnapshotName};
+use crate::reader::{read_checked, verify_bytes};
+use crate::receipt::ReceiptVerifier;
+
+/// What became of an ingested file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ingested {
+    /// It verified and is now committed under its name.
+    Committed(Committed),
+    /// The store already has a committed file of that name; nothing was written (a committed
+    /// file is never overwritten). Whether the existing file verifies is for
+    /// [`latest`](crate::SnapshotStore::latest) to find out.
+    AlreadyPresent(SnapshotName),
+}
+
+impl Ingested {
+    /// The snapshot's committed name, in either case.
+    pub fn name(&self) -> SnapshotName {
+        match self {
+            Ingested::Committed(c) => c.name,
+            Ingested::AlreadyPresent(name) => *name,
+        }
+    }
+}
+
+/// A snapshot file being received: write its bytes through [`io::Write`], then hand it to
+/// [`SnapshotStore::finish_ingest`](crate::SnapshotStore::finish_ingest). Dropping it instead
+/// removes whatever was written. Created by
+/// [`SnapshotStore::begin_ingest`](crate::SnapshotStore::begin_ingest).
+///
+/// A write fails (`InvalidData`) as soon as the bytes cannot be a snapshot file: a header
+/// that does not decode, a file longer than the limit, or bytes past the length the header
+/// gives. The error that [`finish_ingest`](crate::SnapshotStore::finish_ingest) then returns
+/// says which.
+pub struct IngestFile {
+    dir: Arc<dyn DirHandle>,
+    limit: u64,
+    /// Unique among this store's ingests, so two at once never share a pending name.
+    generation: u64,
+    state: State,
+}
+
+enum State {
+    /// Collecting the header.
+    Head(Vec<u8>),
+    /// Header decoded; the rest streams into the pending file.
+    Body(Body),
+    /// Header decoded, but that committed name exists: the bytes are counted, not written.
+    Present {
+        name: SnapshotName,
+        expected: u64,
+        received: u64,
+    },
+    /// Nothing more can come of it; the pending file (if any) is closed and removed.
+    Failed(IngestError),
+}
+
+struct Body {
+    header: Header,
+    pending: PendingName,
+    /// `None` only transiently while handing over.
+    file: Option<Box<dyn WritableFile>>,
+    expected: u64,
+    received: u64,
+}
+
+impl IngestFile {
+    pub(crate) fn new(dir: Arc<dyn DirHandle>, limit: u64, generation: u64) -> Self {
+        IngestFile {
+            dir,
+            limit,
+            generation,
+            state: State::Head(Vec::with_capacity(HEADER_LEN)),
+        }
+    }
+
+    /// Bytes accepted so far.
+    pub fn received(&self) -> u64 {
+        match &self.state {
+            State::Head(head) => head.len() as u64,
+            State::Body(b) => b.received,
+            State::Present { received, .. } => *received,
+            State::Failed(_) => 0,
+        }
+    }
+
+    /// The snapshot's name, once the header has arrived and decoded.
+    pub fn name(&self) -> Option<SnapshotName> {
+        match &self.state {
+            State::Body(b) => Some(committed_name(&b.header)),
+            State::Present { name, .. } => Some(*name),
+            State::Head(_) | State::Failed(_) => None,
+        }
+    }
+
+    fn path(&self, file_name: &str) -> PathBuf {
+        self.dir.path().join(file_name)
+    }
+
+    /// Moves to `Failed(err)`, closing and removing a pending file; returns the `io::Error`
+    /// the failing write reports.
+    fn fail(&mut self, err: IngestError) -> io::Error {
+        let message = err.to_string();
+        let old = std::mem::replace(&mut self.state, State::Failed(err));
+        if let State::Body(body) = old {
+            discard(&*self.dir, body);
+        }
+        io::Error::new(io::ErrorKind::InvalidData, message)
+    }
+
+    /// The header is complete: decode it, check the limit, and create the pending file (or
+    /// note that the committed name is taken).
+    fn start(&mut self, head: &[u8]) -> Result<(), io::Error> {
+        let header = match Header::decode(head).and_then(|h| h.file_len().map(|len| (h, len))) {
+            Ok(decoded) => decoded,
+            Err(source) => return Err(self.fail(IngestError::Header { source })),
+        };
+        let (header, expected) = header;
+        let name = committed_name(&header);
+        if expected > self.limit {
+            return Err(self.fail(IngestError::TooLarge {
+                name,
+                len: expected,
+                limit: self.limit,
+            }));
+        }
+        let exists = match self.dir.list() {
+            Ok(entries) => entries.iter().any(|e| e.name == *name.file_name()),
+            Err(source) => {
+                let path = self.path(&name.file_name());
+                return Err(self.fail(IngestError::Persist(PersistError::Io {
+                    path,
+                    step: Step::CheckExisting,
+                    source,
+                })));
+            }
+        };
+        if exists {
+            debug!(%name, "ingest: committed name exists; counting, not writing");
+            self.state = State::Present {
+                name,
+                expected,
+                received: head.len() as u64,
+            };
+            return Ok(());
+        }
+        let pending = PendingName {
+            idx: header.idx,
+            generation: self.generation,
+        };
+        let file_name = pending.file_name();
+        let mut file = match self.dir.create_new(&file_name, FILE_MODE) {
+            Ok(f) => f,
+            Err(source) => {
+                let path = self.path(&file_name);
+                return Err(self.fail(IngestError::Persist(PersistError::Io {
+                    path,
+                    step: Step::Create,
+                    source,
+                })));
+            }
+        };
+        let written = write_all(&mut *file, head);
+        self.state = State::Body(Body {
+            header,
+            pending,
+            file: Some(file),
+            expected,
+            received: head.len() as u64,
+        });
+        if let Err(source) = written {
+            let path = self.path(&file_name);
+            return Err(self.fail(IngestError::Persist(PersistError::Io {
+                path,
+                step: Step::Write,
+                source,
+            })));
+        }
+        debug!(%name, pending = %file_name, bytes = expected, "ingest: receiving");
+        Ok(())
+    }
+
+    /// Completes the file: length check, fsync, close, full verification, non-replacing
+    /// rename, directory fsync. Called by the store with its persist lock held.
+    pub(crate) fn finish(
+        mut self,
+        verifier: &dyn ReceiptVerifier,
+    ) -> Result<Ingested, IngestError> {
+        let state = std::mem::replace(&mut self.state, State::Head(Vec::new()));
+        let mut body = match state {
+            State::Failed(e) => return Err(e),
+            State::Head(head) => {
+                return Err(IngestError::Truncated {
+                    name: None,
+                    expected: HEADER_LEN as u64,
+                    received: head.len() as u64,
+                })
+            }
+            State::Present {
+                name,
+                expected,
+                received,
+            } => {
+                if received != expected {
+                    return Err(IngestError::Truncated {
+                        name: Some(name),
+                        expected,
+                        received,
+                    });
+                }
+                return Ok(Ingested::AlreadyPresent(name));
+            }
+            State::Body(body) => body,
+        };
+        let name = committed_name(&body.header);
+        if body.received != body.expected {
+            let err = IngestError::Truncated {
+                name: Some(name),
+                expected: body.expected,
+                received: body.received,
+            };
+            discard(&*self.dir, body);
+            return Err(err);
+        }
+        let Some(file) = body.file.take() else {
+            discard(&*self.dir, body);
+            return Err(IngestError::Persist(PersistError::Io {
+                path: self.path(&name.file_name()),
+                step: Step::Write,
+                source: io::Error::other("the pending file is no longer open"),
+            }));
+        };
+        let span = tracing::debug_span!("ingest", %name, bytes = body.expected);
+        let _entered = span.enter();
+        let attempt = Attempt {
+            dir: &*self.dir,
+            uncommitted: body.pending.file_name(),
+            committed: name.file_name(),
+        };
+        // fsync + close (an error of either removes the file); the data is durable before it
+        // can gain a committed name.
+        attempt.sync_and_close(file)?;
+        // Verified from the file on disk, not from the bytes as they passed: what gets the
+        // committed name is exactly what was checked.
+        let verified = read_checked(&*self.dir, &attempt.uncommitted, None, verifier)
+            .and_then(|bytes| verify_bytes(&bytes, Some(&name), verifier).map(|_| ()));
+        if let Err(source) = verified {
+            warn!(error = %source, "ingested file does not verify; removed");
+            attempt.remove_uncommitted();
+            return Err(IngestError::Refused {
+                name,
+                source: Box::new(source),
+            });
+        }
+        match attempt.commit() {
+            Ok(()) => {}
+            Err(PersistError::AlreadyCommitted { .. }) => {
+                return Ok(Ingested::AlreadyPresent(name))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        attempt.sync_dir()?;
+        debug!("ingested and committed");
+        Ok(Ingested::Committed(Committed {
+            path: attempt.path(&attempt.committed),
+            name,
+            file_len: body.expected,
+            body_digest: body.header.body_digest,
+        }))
+    }
+}
+
+impl io::Write for IngestFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match &mut self.state {
+            State::Failed(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            State::Head(head) => {
+                let take = buf.len().min(HEADER_LEN - head.len());
+                head.extend_from_slice(&buf[..take]);
+                if head.len() == HEADER_LEN {
+                    let head = std::mem::take(head);
+                    self.start(&head)?;
+                }
+                Ok(take)
+            }
+            State::Present {
+                name,
+                expected,
+                received,
+            } => {
+                let n = buf.len() as u64;
+                if n > *expected - *received {
+                    let err = IngestError::TrailingBytes {
+                        name: *name,
+                        expected: *expected,
+                    };
+                    return Err(self.fail(err));
+                }
+                *received += n;
+                Ok(buf.len())
+            }
+            State::Body(body) => {
+                let n = buf.len() as u64;
+                if n > body.expected - body.received {
+                    let err = IngestError::TrailingBytes {
+                        name: committed_name(&body.header),
+                        expected: body.expected,
+                    };
+                    return Err(self.fail(err));
+                }
+                let Some(file) = body.file.as_deref_mut() else {
+                    return Err(io::Error::other("the pending file is no longer open"));
+                };
+                if let Err(source) = write_all(file, buf) {
+                    let file_name = body.pending.file_name();
+                    let path = self.path(&file_name);
+                    return Err(self.fail(IngestError::Persist(PersistError::Io {
+                        path,
+                        step: Step::Write,
+                        source,
+                    })));
+                }
+                body.received += n;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Durability is the commit's fsync; nothing is buffered here.
+        Ok(())
+    }
+}
+
+impl Drop for IngestFile {
+    fn drop(&mut self) {
+        if let State::Body(body) = std::mem::replace(&mut self.state, State::Head(Vec::new())) {
+            discard(&*self.dir, body);
+        }
+    }
+}
+
+impl fmt::Debug for IngestFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestFile")
+            .field("dir", &self.dir.path())
+            .field("name", &self.name())
+            .field("received", &self.received())
+            .finish_non_exhaustive()
+    }
+}
+
+fn committed_name(header: &Header) -> SnapshotName {
+    SnapshotName {
+        idx: header.idx,
+        evidence_idx: header.evidence_idx,
+        state: FileState::Committed,
+    }
+}
+
+/// Closes (error logged only: the file is being thrown away) and unlinks a pending file.
+fn discard(dir: &dyn DirHandle, mut body: Body) {
+    let file_name = body.pending.file_name();
+    if let Some(file) = body.file.take() {
+        if let Err(e) = file.close() {
+            warn!(name = %file_name, error = %e, "close of a discarded ingest file failed");
+        }
+    }
+    match dir.unlink(&file_name) {
+        Ok(()) => debug!(name = %file_name, "removed discarded ingest file"),
+        Err(e) => warn!(
+            name = %file_name,
+            error = %e,
+            "could not remove a discarded ingest file; it is removed at the next open"
+        ),
+    }
+}
