@@ -75,7 +75,9 @@ pub enum Error {
         reason: String,
     },
     /// A received snapshot is older than one the store already holds; it is not installed.
-    #[error("received snapshot at log position {incoming} is older than the stored one at {stored}")]
+    #[error(
+        "received snapshot at log position {incoming} is older than the stored one at {stored}"
+    )]
     Older {
         /// snapseal index of the received snapshot.
         incoming: u64,

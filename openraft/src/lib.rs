@@ -1,4 +1,4 @@
-//! snapseal-openraft: snapseal as the snapshot store of [openraft](openraft) (0.9).
+//! snapseal-openraft: snapseal as the snapshot store of [`openraft`] (0.9).
 //!
 //! openraft decides when to snapshot and asks the state machine to build one at its applied
 //! (hence committed) index; a follower that is too far behind receives the leader's snapshot

@@ -220,9 +220,12 @@ where
     }
 }
 
+/// openraft's snapshot metadata for type config `C`.
+type Meta<C> = SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>;
+
 /// Reads the metadata record and the state from a verified file, and checks the record
 /// against what is proven outside the body: the file's index and the statement's term.
-fn restore<C, S>(file: &SnapshotFile) -> Result<(SnapshotMeta<C::NodeId, C::Node>, S), Error>
+fn restore<C, S>(file: &SnapshotFile) -> Result<(Meta<C>, S), Error>
 where
     C: RaftTypeConfig,
     S: SealedState<C>,
@@ -233,9 +236,7 @@ where
         step,
         source,
     };
-    let mut reader = file
-        .body_reader()
-        .map_err(|e| err("body decoder", e))?;
+    let mut reader = file.body_reader().map_err(|e| err("body decoder", e))?;
     let meta = read_meta::<C>(&mut reader).map_err(|e| err("metadata record", e))?;
     let mismatch = |reason: String| Error::Mismatch {
         file: path.clone(),
@@ -320,11 +321,9 @@ impl Shared {
     /// Opens and verifies the committed file `name`, holding it against retention.
     fn open(&self, name: &SnapshotName) -> Result<SnapshotFile, Error> {
         let hold = self.store.hold(name)?;
-        let file = open_snapshot(&*self.dir, name, &*self.verifier).map_err(|e| {
-            Error::Verify {
-                name: *name,
-                source: Box::new(e),
-            }
+        let file = open_snapshot(&*self.dir, name, &*self.verifier).map_err(|e| Error::Verify {
+            name: *name,
+            source: Box::new(e),
         })?;
         // The map stays valid even if retention removes the name after the hold is gone.
         drop(hold);
@@ -336,7 +335,7 @@ impl Shared {
         &self,
         meta: &SnapshotMeta<C::NodeId, C::Node>,
         data: DataKind,
-    ) -> Result<(SnapshotMeta<C::NodeId, C::Node>, S), Error>
+    ) -> Result<(Meta<C>, S), Error>
     where
         C: RaftTypeConfig,
         S: SealedState<C>,
@@ -434,9 +433,7 @@ where
 }
 
 /// Only the metadata record of a verified file.
-fn restore_meta<C: RaftTypeConfig>(
-    file: &SnapshotFile,
-) -> Result<(SnapshotMeta<C::NodeId, C::Node>, ()), Error> {
+fn restore_meta<C: RaftTypeConfig>(file: &SnapshotFile) -> Result<(Meta<C>, ()), Error> {
     let mut reader = file.body_reader().map_err(|source| Error::Restore {
         file: file.path().to_path_buf(),
         step: "body decoder",
@@ -459,8 +456,13 @@ where
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<C::NodeId>>, StoredMembership<C::NodeId, C::Node>), StorageError<C::NodeId>>
-    {
+    ) -> Result<
+        (
+            Option<LogId<C::NodeId>>,
+            StoredMembership<C::NodeId, C::Node>,
+        ),
+        StorageError<C::NodeId>,
+    > {
         Ok((self.last_applied.clone(), self.last_membership.clone()))
     }
 
@@ -535,7 +537,9 @@ where
             }
         })
         .await
-        .map_err(|e| storage_err::<C::NodeId>(e, None::<&SnapshotMeta<C::NodeId, C::Node>>, false))?;
+        .map_err(|e| {
+            storage_err::<C::NodeId>(e, None::<&SnapshotMeta<C::NodeId, C::Node>>, false)
+        })?;
         Ok(latest.map(|(file, meta)| Snapshot {
             meta,
             snapshot: Box::new(SealedData::reading(file)),

@@ -58,7 +58,9 @@ fn committed_files(dir: &Path) -> BTreeSet<String> {
 }
 
 fn expected(n: usize) -> BTreeMap<String, String> {
-    (0..n).map(|i| (format!("k{i:04}"), format!("v{i}"))).collect()
+    (0..n)
+        .map(|i| (format!("k{i:04}"), format!("v{i}")))
+        .collect()
 }
 
 async fn write_keys(leader: &Raft<Cfg>, range: std::ops::Range<usize>) {
@@ -84,11 +86,19 @@ async fn wait_applied(raft: &Raft<Cfg>, index: u64, msg: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_snapshots_learner_restart_and_fallback() {
-    let dirs: Vec<tempfile::TempDir> = (0..=MAX_NODE).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..=MAX_NODE)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
     let logs: Vec<MemLog> = (0..=MAX_NODE).map(|_| MemLog::default()).collect();
     let router = Router::default();
     // Node 3 keeps its log after snapshots, so it can replay past a fallback snapshot.
-    let cfg_for = |id: NodeId| if id == 3 { config(1000, 20) } else { config(0, 20) };
+    let cfg_for = |id: NodeId| {
+        if id == 3 {
+            config(1000, 20)
+        } else {
+            config(0, 20)
+        }
+    };
 
     let mut rafts = BTreeMap::new();
     for id in 1..=3 {
@@ -135,20 +145,31 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
         .unwrap();
     wait_applied(&raft4, last, "learner caught up").await;
     let m4 = raft4.metrics().borrow().clone();
-    assert_eq!(m4.snapshot, Some(leader_snapshot), "learner installed the leader's snapshot");
+    assert_eq!(
+        m4.snapshot,
+        Some(leader_snapshot),
+        "learner installed the leader's snapshot"
+    );
     let installed = format!("snapshot_{}_{}.committed", last + 1, last + 2);
     assert!(committed_files(dirs[4].path()).contains(&installed));
     raft4.shutdown().await.unwrap();
     router.remove(4);
     // The learner's directory alone (its log was empty) gives the whole state.
-    assert_eq!(open(dirs[4].path(), 4).state().0, expected(100));
+    assert_eq!(
+        support::reopen(dirs[4].path(), 4, MAX_NODE).await.state().0,
+        expected(100)
+    );
 
     // --- Node 2 restarts from its directory (its log survives, as a disk log would).
     rafts.remove(&2).unwrap().shutdown().await.unwrap();
     router.remove(2);
-    let mut sm2 = open(dirs[2].path(), 2);
+    let mut sm2 = support::reopen(dirs[2].path(), 2, MAX_NODE).await;
     let (applied, _) = sm2.applied_state().await.unwrap();
-    assert_eq!(applied.map(|l: LogId<NodeId>| l.index), Some(last), "recovered from the newest snapshot");
+    assert_eq!(
+        applied.map(|l: LogId<NodeId>| l.index),
+        Some(last),
+        "recovered from the newest snapshot"
+    );
     assert_eq!(sm2.state().0, expected(100));
     rafts.insert(2, start(&router, 2, cfg_for(2), logs[2].clone(), sm2).await);
 
@@ -157,7 +178,11 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
     rafts.remove(&3).unwrap().shutdown().await.unwrap();
     router.remove(3);
     let files = committed_files(dirs[3].path());
-    let newest = files.iter().max_by_key(|n| snapshot_idx(n)).unwrap().clone();
+    let newest = files
+        .iter()
+        .max_by_key(|n| snapshot_idx(n))
+        .unwrap()
+        .clone();
     let second = files
         .iter()
         .filter(|n| **n != newest)
@@ -165,10 +190,17 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
         .unwrap()
         .clone();
     flip_body_byte(&dirs[3].path().join(&newest));
-    let mut sm3 = open(dirs[3].path(), 3);
+    let mut sm3 = support::reopen(dirs[3].path(), 3, MAX_NODE).await;
     let (applied, _) = sm3.applied_state().await.unwrap();
-    assert_eq!(applied.map(|l| l.index + 1), Some(snapshot_idx(&second)), "fell back one snapshot");
-    assert!(dirs[3].path().join(format!("{newest}.corrupt")).exists(), "damaged file quarantined");
+    assert_eq!(
+        applied.map(|l| l.index + 1),
+        Some(snapshot_idx(&second)),
+        "fell back one snapshot"
+    );
+    assert!(
+        dirs[3].path().join(format!("{newest}.corrupt")).exists(),
+        "damaged file quarantined"
+    );
     assert!(sm3.state().0.len() < 100);
     rafts.insert(3, start(&router, 3, cfg_for(3), logs[3].clone(), sm3).await);
 
@@ -182,7 +214,8 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
     for (id, raft) in rafts {
         raft.shutdown().await.unwrap();
         router.remove(id);
-        assert_eq!(open(dirs[id as usize].path(), id).state().0, expected(120), "node {id}");
+        let sm = support::reopen(dirs[id as usize].path(), id, MAX_NODE).await;
+        assert_eq!(sm.state().0, expected(120), "node {id}");
     }
 }
 
@@ -193,7 +226,10 @@ async fn snapshot_at(raft: &Raft<Cfg>, index: u64) {
         raft.trigger().snapshot().await.unwrap();
         let done = raft
             .wait(Some(Duration::from_secs(1)))
-            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= index), "snapshot at index")
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= index),
+                "snapshot at index",
+            )
             .await;
         if done.is_ok() {
             return;
@@ -228,22 +264,24 @@ async fn receive_cut_off_leaves_no_committed_file() {
     let follower_dir = tempfile::tempdir().unwrap();
     let mut leader = open(leader_dir.path(), 1);
     let entries: Vec<_> = (0..50u64)
-        .map(|i| {
-            openraft::Entry::<Cfg> {
-                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
-                payload: openraft::EntryPayload::Normal(Put {
-                    key: format!("k{i:04}"),
-                    value: "x".repeat(200),
-                }),
-            }
+        .map(|i| openraft::Entry::<Cfg> {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
+            payload: openraft::EntryPayload::Normal(Put {
+                key: format!("k{i:04}"),
+                value: "x".repeat(200),
+            }),
         })
         .collect();
     leader.apply(entries[..10].to_vec()).await.unwrap();
     let mut b = leader.get_snapshot_builder().await;
-    let first = openraft::RaftSnapshotBuilder::build_snapshot(&mut b).await.unwrap();
+    let first = openraft::RaftSnapshotBuilder::build_snapshot(&mut b)
+        .await
+        .unwrap();
     leader.apply(entries[10..].to_vec()).await.unwrap();
     let mut b = leader.get_snapshot_builder().await;
-    let second = openraft::RaftSnapshotBuilder::build_snapshot(&mut b).await.unwrap();
+    let second = openraft::RaftSnapshotBuilder::build_snapshot(&mut b)
+        .await
+        .unwrap();
     let bytes = whole(&second.snapshot);
 
     // The follower installs the first snapshot, then receives half of the second.
@@ -259,7 +297,11 @@ async fn receive_cut_off_leaves_no_committed_file() {
     data.write_all(&bytes[..bytes.len() / 2]).await.unwrap();
     drop(data);
     assert_eq!(committed_files(follower_dir.path()), before);
-    assert_eq!(std::fs::read_dir(follower_dir.path()).unwrap().count(), 2, "only the snapshot and .lock");
+    assert_eq!(
+        std::fs::read_dir(follower_dir.path()).unwrap().count(),
+        2,
+        "only the snapshot and .lock"
+    );
 
     // The process dies while receiving (the pending file stays behind): reopening removes it
     // and recovers the first snapshot.
@@ -270,8 +312,15 @@ async fn receive_cut_off_leaves_no_committed_file() {
     assert_eq!(committed_files(follower_dir.path()), before);
     let mut follower = open(follower_dir.path(), 2);
     assert_eq!(committed_files(follower_dir.path()), before);
-    assert_eq!(std::fs::read_dir(follower_dir.path()).unwrap().count(), 2, "pending file removed at open");
-    assert_eq!(follower.applied_state().await.unwrap().0, first.meta.last_log_id);
+    assert_eq!(
+        std::fs::read_dir(follower_dir.path()).unwrap().count(),
+        2,
+        "pending file removed at open"
+    );
+    assert_eq!(
+        follower.applied_state().await.unwrap().0,
+        first.meta.last_log_id
+    );
 
     // A complete but altered file is refused before it is committed.
     let mut altered = bytes.clone();
@@ -285,7 +334,10 @@ async fn receive_cut_off_leaves_no_committed_file() {
     let mut data = follower.begin_receiving_snapshot().await.unwrap();
     data.write_all(&bytes).await.unwrap();
     follower.install_snapshot(&second.meta, data).await.unwrap();
-    assert_eq!(follower.applied_state().await.unwrap().0, second.meta.last_log_id);
+    assert_eq!(
+        follower.applied_state().await.unwrap().0,
+        second.meta.last_log_id
+    );
     assert_eq!(follower.state().0.len(), 50);
 }
 

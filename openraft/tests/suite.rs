@@ -12,7 +12,8 @@ struct Builder;
 impl StoreBuilder<Cfg, MemLog, SealedStateMachine<Cfg, Kv>, tempfile::TempDir> for Builder {
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, MemLog, SealedStateMachine<Cfg, Kv>), StorageError<NodeId>> {
+    ) -> Result<(tempfile::TempDir, MemLog, SealedStateMachine<Cfg, Kv>), StorageError<NodeId>>
+    {
         let dir = tempfile::tempdir().unwrap();
         let sm = SealedStateMachine::open(dir.path(), support::options(0, 3)).unwrap();
         Ok((dir, MemLog::default(), sm))

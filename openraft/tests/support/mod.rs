@@ -79,6 +79,28 @@ pub fn options(id: NodeId, max: NodeId) -> SealOptions {
     SealOptions::new(key(id), (0..=max).map(|i| key(i).verifying_key()).collect())
 }
 
+/// Opens node `id`'s state machine from `dir`. After `Raft::shutdown` the previous one may
+/// still be dropping (its last tasks end asynchronously, still owning the directory lock), so
+/// a locked directory is retried for a while.
+pub async fn reopen(
+    dir: &std::path::Path,
+    id: NodeId,
+    max: NodeId,
+) -> snapseal_openraft::SealedStateMachine<Cfg, Kv> {
+    for _ in 0..200 {
+        match snapseal_openraft::SealedStateMachine::open(dir, options(id, max)) {
+            Ok(sm) => return sm,
+            Err(snapseal_openraft::Error::Store(snapseal_persist::StoreError::Locked {
+                ..
+            })) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("opening {}: {e:?}", dir.display()),
+        }
+    }
+    panic!("{} stayed locked", dir.display());
+}
+
 #[derive(Debug, Default)]
 struct LogInner {
     vote: Option<Vote<NodeId>>,
@@ -176,9 +198,18 @@ type Reply<T, E> = oneshot::Sender<Result<T, RaftError<NodeId, E>>>;
 
 /// One request to a node, with where its answer goes.
 enum Rpc {
-    Append(AppendEntriesRequest<Cfg>, Reply<AppendEntriesResponse<NodeId>, openraft::error::Infallible>),
-    Snapshot(InstallSnapshotRequest<Cfg>, Reply<InstallSnapshotResponse<NodeId>, InstallSnapshotError>),
-    Vote(VoteRequest<NodeId>, Reply<VoteResponse<NodeId>, openraft::error::Infallible>),
+    Append(
+        AppendEntriesRequest<Cfg>,
+        Reply<AppendEntriesResponse<NodeId>, openraft::error::Infallible>,
+    ),
+    Snapshot(
+        InstallSnapshotRequest<Cfg>,
+        Reply<InstallSnapshotResponse<NodeId>, InstallSnapshotError>,
+    ),
+    Vote(
+        VoteRequest<NodeId>,
+        Reply<VoteResponse<NodeId>, openraft::error::Infallible>,
+    ),
 }
 
 /// Routes requests between in-process nodes over tokio channels.
@@ -230,7 +261,10 @@ pub struct Conn {
 }
 
 fn unreachable(what: &str) -> Unreachable {
-    Unreachable::new(&io::Error::new(io::ErrorKind::NotConnected, what.to_string()))
+    Unreachable::new(&io::Error::new(
+        io::ErrorKind::NotConnected,
+        what.to_string(),
+    ))
 }
 
 impl Conn {
@@ -251,7 +285,9 @@ impl Conn {
         match rx.await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Err(_) => Err(RPCError::Unreachable(unreachable("node dropped the request"))),
+            Err(_) => Err(RPCError::Unreachable(unreachable(
+                "node dropped the request",
+            ))),
         }
     }
 }
