@@ -7,11 +7,10 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
 use snapseal_persist::receipt::{Receipt, SignedRoot};
-use snapseal_persist::SpillCommit;
-use snapseal_persist::{GatheredRequest, SnapshotStore};
+use snapseal_persist::SnapshotStore;
 use tracing::{debug, info};
 
-use crate::body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, Stored};
+use crate::body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget};
 use crate::events::EventHub;
 use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
 use crate::generation::GenShared;
@@ -286,47 +285,14 @@ impl PersistJob {
             idx,
             source,
         })?;
-        let (flags, raw_len, body_digest) = (body.flags(), body.raw_len(), body.digest());
         let body_claims = body.claims_digest(idx);
-        let committed = match body.into_stored() {
-            Stored::Frozen(chunks) => {
-                let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
-                self.store.persist_gathered(&GatheredRequest {
-                    idx,
-                    evidence_idx: self.evidence_idx,
-                    flags,
-                    raw_len,
-                    body_digest,
-                    body: &parts,
-                    receipt: &receipt,
-                })
-            }
-            Stored::Memory(body) => self.store.persist_gathered(&GatheredRequest {
+        let committed = body
+            .commit(&self.store, idx, self.evidence_idx, &receipt)
+            .map_err(|source| GenerationError::Persist {
+                generation,
                 idx,
-                evidence_idx: self.evidence_idx,
-                flags,
-                raw_len,
-                body_digest,
-                body: &body.parts(),
-                receipt: &receipt,
-            }),
-            // The body is already in its file: add receipt and header, fsync, rename.
-            Stored::Spilled(file) => self.store.commit_spill(
-                file,
-                &SpillCommit {
-                    evidence_idx: self.evidence_idx,
-                    flags,
-                    raw_len,
-                    body_digest,
-                    receipt: &receipt,
-                },
-            ),
-        }
-        .map_err(|source| GenerationError::Persist {
-            generation,
-            idx,
-            source,
-        })?;
+                source,
+            })?;
         Counters::bump(
             &self.counters.persisted,
             "snapseal_snapshots_committed_total",

@@ -27,6 +27,7 @@ use snapseal_persist::format::{Claims, Flags, PARALLEL_HASH_THRESHOLD};
 use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
+use snapseal_persist::{Committed, GatheredRequest, PersistError, SpillCommit};
 
 use crate::hashing::{hash, hash_while};
 use crate::node::FrozenChunk;
@@ -376,9 +377,49 @@ impl PendingBody {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// The stored bytes, for the persist action.
-    pub(crate) fn into_stored(self) -> Stored {
-        self.stored
+    /// Commits this body as the snapshot `idx` proven by `receipt` at `evidence_idx`, for an
+    /// embedding that makes its own receipt (a Raft node's signed statement): a body in
+    /// memory or in frozen chunks is written from where it is by
+    /// [`SnapshotStore::persist_gathered`], a spilled one has its pending file completed by
+    /// [`SnapshotStore::commit_spill`] (not copied again). Same write sequence
+    /// and crash guarantees as the Snapshotter's own persist step.
+    pub fn commit(
+        self,
+        store: &SnapshotStore,
+        idx: u64,
+        evidence_idx: u64,
+        receipt: &[u8],
+    ) -> Result<Committed, PersistError> {
+        let (flags, raw_len, body_digest) = (self.flags, self.raw_len, self.digest);
+        let gathered = |parts: &[&[u8]]| {
+            store.persist_gathered(&GatheredRequest {
+                idx,
+                evidence_idx,
+                flags,
+                raw_len,
+                body_digest,
+                body: parts,
+                receipt,
+            })
+        };
+        match self.stored {
+            Stored::Memory(body) => gathered(&body.parts()),
+            Stored::Frozen(chunks) => {
+                let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
+                gathered(&parts)
+            }
+            // The body is already in its file: add receipt and header, fsync, rename.
+            Stored::Spilled(file) => store.commit_spill(
+                file,
+                &SpillCommit {
+                    evidence_idx,
+                    flags,
+                    raw_len,
+                    body_digest,
+                    receipt,
+                },
+            ),
+        }
     }
 }
 
