@@ -2,6 +2,7 @@
 //! write keys, let openraft snapshot and purge its log, add a learner that catches up
 //! through a snapseal snapshot, then recover a node's state from its directory alone.
 //!
+//! `cargo run --example openraft_kv` (from the repository root), or
 //! `cargo run -p snapseal-openraft --example openraft_kv`
 
 #[path = "../tests/support/mod.rs"]
