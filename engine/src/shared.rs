@@ -135,6 +135,17 @@ impl Shared {
         }
     }
 
+    /// Whether a queue that just finished its `ran`-th action of this pick may run its next
+    /// action right away on the same thread. Threaded: while its turn lasts or no other job
+    /// waits (see `Board::may_continue_here`). Manual: never, so that every action is a pick
+    /// of its own and seeds explore interleavings.
+    pub(crate) fn may_continue_here(&self, ran: usize) -> bool {
+        match &self.scheduler {
+            Scheduler::Threaded(board) => board.may_continue_here(ran),
+            Scheduler::Manual(_) => false,
+        }
+    }
+
     pub(crate) fn submit(&self, job: Job, admission: Admission) -> Result<(), Job> {
         match &self.scheduler {
             Scheduler::Threaded(board) => board.submit(job, admission),
