@@ -270,6 +270,9 @@ impl Board {
     }
 
     fn reached_idle(&self) {
+        // Pairs with the fences in `begin_shutdown` and `wait_idle`: either they see our zero
+        // or we see their phase change or waiter.
+        fence(Ordering::SeqCst);
         if self.phase() == DRAINING {
             // The worker that finishes the last job ends the drain. (Skipping is only for
             // stragglers pushed while the board closed; none can be user work that ran.)
@@ -297,9 +300,10 @@ impl Board {
 
     /// Like `finish`, for jobs drained on close: the close itself already wakes everyone.
     fn finish_quietly(&self) {
-        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.idle_waiters.load(Ordering::SeqCst) > 0
-        {
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1 && {
+            fence(Ordering::SeqCst);
+            self.idle_waiters.load(Ordering::SeqCst) > 0
+        } {
             let _sleep = self.sleep.lock();
             self.idle.notify_all();
         }
@@ -336,6 +340,7 @@ impl Board {
                 {
                     return Vec::new();
                 }
+                fence(Ordering::SeqCst);
                 if self.outstanding.load(Ordering::SeqCst) == 0 {
                     // No worker is busy, so none would notice the drain is already complete.
                     self.close()
@@ -354,6 +359,7 @@ impl Board {
     /// Waits until the FIFO is empty and no job is running, or until `deadline`.
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
         self.idle_waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let mut idle = true;
         {
             let mut sleep = self.sleep.lock();
