@@ -7,6 +7,8 @@
 //!   Scheduled --picked, runnable--> Running --action returned, more runnable--> Scheduled [resubmit]
 //!   Scheduled --picked, paused/cancelled/empty--> Idle
 //!   Running --action returned, nothing runnable--> Idle
+//!   Running --action returned, more runnable, turn not over--> Running [next action popped
+//!                                                              in the same lock step]
 //! ```
 //!
 //! Only the thread that moves the queue Idle -> Scheduled submits it, and only the worker that
@@ -336,9 +338,10 @@ fn call_back(callback: &FailureCallback, failure: &ActionFailure) {
 /// they were added.
 ///
 /// Cheap to clone (an `Arc` inside); all clones are the same queue. The queue is itself a job
-/// on the [`TaskSystem`](crate::TaskSystem)'s board: each time the board picks it, exactly one
-/// action runs, and if more remain the queue goes back on the board (to the back of the line
-/// when other jobs are waiting, so busy queues share the workers fairly). An action may add
+/// on the [`TaskSystem`](crate::TaskSystem)'s board: each time the board picks it, its next
+/// action runs (threaded mode: and the ones after it, for a turn of a few actions or while
+/// nothing else waits), and if more remain the queue goes back on the board (to the back of
+/// the line when other jobs are waiting, so busy queues share the workers fairly). An action may add
 /// actions to its own queue by capturing a clone. See the crate docs for the exact ordering
 /// guarantees.
 ///

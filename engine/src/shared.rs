@@ -20,7 +20,9 @@ use crate::worker::current_thread_serves;
 static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
 
 pub(crate) enum Scheduler {
-    Threaded(Board),
+    /// Boxed: the board's atomics each fill a cache line, which would bloat every manual
+    /// system too.
+    Threaded(Box<Board>),
     Manual(ManualBoard),
 }
 
@@ -60,7 +62,7 @@ impl Shared {
 
     pub(crate) fn threaded(workers: usize) -> Self {
         Self::new(
-            Scheduler::Threaded(Board::new()),
+            Scheduler::Threaded(Box::new(Board::new())),
             Clock::Wall(Instant::now()),
             workers,
         )

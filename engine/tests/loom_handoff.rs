@@ -283,7 +283,7 @@ fn threaded_cancel_racing_a_turn_accounts_for_every_action() {
 
         let order = ran(&observed);
         // In order, each at most once (the turn may have run both before the cancel).
-        assert!(vec![1, 2].starts_with(&order), "order {order:?}");
+        assert!([1, 2].starts_with(&order), "order {order:?}");
         // After `cancel` returned, at most the action already running finishes; none starts.
         assert!(order.len() <= after_cancel + 1);
         let counters = system.counters();
