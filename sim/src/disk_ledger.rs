@@ -819,9 +819,10 @@ pub fn replay_writes(
 }
 
 /// The state hash of a KV map: BLAKE3 over its entries in key order.
-pub fn state_hash(state: &std::collections::BTreeMap<u64, Vec<u8>>) -> Hash {
+pub fn state_hash<V: AsRef<[u8]>>(state: &std::collections::BTreeMap<u64, V>) -> Hash {
     let mut h = blake3::Hasher::new_derive_key("snapseal sim kv state v1");
     for (k, v) in state {
+        let v = v.as_ref();
         h.update(&k.to_le_bytes());
         h.update(&(v.len() as u64).to_le_bytes());
         h.update(v);
