@@ -740,6 +740,36 @@ impl snapseal_archive::ArtifactSource for LedgerDir {
         Ok(out)
     }
 
+    fn other_files(&self) -> Result<Vec<(String, u64)>, snapseal_archive::SourceError> {
+        let listed = self
+            .dir
+            .list()
+            .map_err(|source| snapseal_archive::SourceError {
+                what: self.dir.path().display().to_string(),
+                source,
+            })?;
+        let mut out: Vec<(String, u64)> = listed
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .filter_map(|e| {
+                let name = e.name.to_str()?;
+                let sealed = matches!(ChunkName::parse(name), Some(ChunkName::Committed { .. }));
+                (!sealed).then(|| (name.to_string(), e.len))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn open_other(&self, name: &str) -> Result<Box<dyn Read + '_>, snapseal_archive::SourceError> {
+        let bytes =
+            read_chunk_file(&*self.dir, name).map_err(|source| snapseal_archive::SourceError {
+                what: self.dir.path().join(name).display().to_string(),
+                source,
+            })?;
+        Ok(Box::new(io::Cursor::new(bytes)))
+    }
+
     fn open_chunk(
         &self,
         chunk: &snapseal_archive::ChunkRef,

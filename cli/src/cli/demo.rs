@@ -70,6 +70,10 @@ pub(crate) struct DemoArgs {
     /// than the threaded engine; excludes --workers.
     #[arg(long, conflicts_with = "workers")]
     pub deterministic: bool,
+    /// The ledger's open chunk (in D/ledger) is sealed into `ledger_<start>-<end>.committed`
+    /// at the first committed signature once it holds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_BYTES)]
+    pub ledger_chunk_bytes: u64,
 }
 
 /// With --deterministic, the engine clock advances this much per tx (about the threaded
@@ -325,7 +329,7 @@ fn run_in(
         &RealFs::new(),
         &ledger_path,
         signing_key,
-        DEFAULT_CHUNK_BYTES,
+        args.ledger_chunk_bytes,
     )
     .with_context(|| format!("opening the ledger in {}", ledger_path.display()))?;
     let (ledger, log, earlier, resumed) = match (survey, fresh_log) {

@@ -192,6 +192,21 @@ pub(super) fn go_on(
     store: &SnapshotStore,
     ledger_commit: u64,
 ) -> anyhow::Result<Resumed> {
+    // Names listed now, under the lock, on top of the survey's (which saw the stale files
+    // the store has since removed), before recovery quarantines anything.
+    let mut names = survey.names.clone();
+    for e in store
+        .list()
+        .with_context(|| format!("listing {}", dir.display()))?
+    {
+        names.push((e.name.file_name(), e.name.idx.max(e.name.evidence_idx)));
+    }
+    for p in store
+        .list_pending()
+        .with_context(|| format!("listing {}", dir.display()))?
+    {
+        names.push((p.name.file_name(), p.name.idx));
+    }
     let recovered = store
         .latest()
         .with_context(|| format!("recovering the latest snapshot in {}", dir.display()))?;
@@ -241,21 +256,6 @@ pub(super) fn go_on(
         keys::write_node_pub(dir, key)?;
     }
     let (log, contents) = CommittedLog::resume(dir)?;
-    // Names listed now, under the lock, on top of the survey's (which saw the stale files
-    // the store has since removed).
-    let mut names = survey.names.clone();
-    for e in store
-        .list()
-        .with_context(|| format!("listing {}", dir.display()))?
-    {
-        names.push((e.name.file_name(), e.name.idx.max(e.name.evidence_idx)));
-    }
-    for p in store
-        .list_pending()
-        .with_context(|| format!("listing {}", dir.display()))?
-    {
-        names.push((p.name.file_name(), p.name.idx));
-    }
     let (base, ignored) = bounded_base(ledger_commit, names);
     if !ignored.is_empty() {
         let shown: Vec<&str> = ignored
