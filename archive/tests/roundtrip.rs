@@ -447,7 +447,10 @@ fn import_crashed_at_every_step_leaves_only_whole_artifacts_and_a_rerun_complete
             outcome.unwrap();
             break;
         }
-        assert!(outcome.is_err(), "step {n}: a halted import reports failure");
+        assert!(
+            outcome.is_err(),
+            "step {n}: a halted import reports failure"
+        );
     }
     assert!(steps > 10, "{steps} crash points covered");
 }

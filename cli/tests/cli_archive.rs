@@ -95,7 +95,11 @@ fn a_node_started_from_an_imported_replay_archive_reaches_the_originals_state_ha
     export("replay", &orig, &archive).expect(0);
     // OUT is never overwritten.
     let again = export("replay", &orig, &archive).expect(2);
-    assert!(again.stderr.contains("never overwritten"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("never overwritten"),
+        "{}",
+        again.stderr
+    );
 
     let r = import("replay", &archive, &fresh, &orig.join("node.pub"))
         .expect(0)
@@ -106,7 +110,10 @@ fn a_node_started_from_an_imported_replay_archive_reaches_the_originals_state_ha
     let r2 = import("replay", &archive, &fresh, &orig.join("node.pub"))
         .expect(0)
         .json();
-    assert!(r2["chunks_committed"].as_array().unwrap().is_empty(), "{r2}");
+    assert!(
+        r2["chunks_committed"].as_array().unwrap().is_empty(),
+        "{r2}"
+    );
     assert_eq!(
         r2["chunks_present"].as_array().unwrap().len(),
         r["chunks_committed"].as_array().unwrap().len()
@@ -155,8 +162,14 @@ fn operational_and_replay_archives_are_byte_identical_across_deterministic_runs(
         }
         archives.push(both);
     }
-    assert!(archives[0][1].len() > archives[0][0].len(), "replay ⊃ operational");
-    assert!(archives[0][0] == archives[1][0], "operational archives differ");
+    assert!(
+        archives[0][1].len() > archives[0][0].len(),
+        "replay ⊃ operational"
+    );
+    assert!(
+        archives[0][0] == archives[1][0],
+        "operational archives differ"
+    );
     assert!(archives[0][1] == archives[1][1], "replay archives differ");
 }
 
@@ -164,17 +177,20 @@ fn operational_and_replay_archives_are_byte_identical_across_deterministic_runs(
 fn a_deleted_middle_chunk_fails_replay_export_and_import_naming_the_range() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("snap");
-    let summary = demo(&dir, &[]);
-    let latest = summary["latest"].as_str().unwrap().to_string();
-    let snap_idx: u64 = Path::new(&latest)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .split('_')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    demo(&dir, &[]);
+    // Keep only the oldest snapshot, so the replay range spans many chunks.
+    let mut snaps: Vec<(u64, PathBuf)> = cli_support::committed(&dir)
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name.split('_').nth(1).unwrap().parse().unwrap(), p)
+        })
+        .collect();
+    snaps.sort();
+    for (_, p) in &snaps[1..] {
+        std::fs::remove_file(p).unwrap();
+    }
+    let snap_idx = snaps[0].0;
     let after: Vec<_> = chunks(&dir)
         .into_iter()
         .filter(|c| c.0 > snap_idx + 1)
@@ -221,7 +237,9 @@ fn a_tampered_archive_is_refused_and_leaves_no_committed_artifact() {
         bad[off + size / 2] ^= 0x10;
         let path = tmp.path().join("bad.tar");
         std::fs::write(&path, &bad).unwrap();
-        let fresh = tmp.path().join(format!("fresh-{}", prefix.trim_end_matches('/')));
+        let fresh = tmp
+            .path()
+            .join(format!("fresh-{}", prefix.trim_end_matches('/')));
         let e = import("replay", &path, &fresh, &dir.join("node.pub")).expect(1);
         assert!(e.stderr.contains(&name), "names {name}: {}", e.stderr);
         let committed: Vec<String> = cli_support::names(&fresh)
@@ -245,7 +263,11 @@ fn a_tampered_archive_is_refused_and_leaves_no_committed_artifact() {
     // A key the importer does not trust is refused.
     let other = tmp.path().join("other.pub");
     let key = snapseal_sim::ledger::Ledger::seed_key(77).verifying_key();
-    std::fs::write(&other, format!("{}\n", snapseal::persist::to_hex(key.as_bytes()))).unwrap();
+    std::fs::write(
+        &other,
+        format!("{}\n", snapseal::persist::to_hex(key.as_bytes())),
+    )
+    .unwrap();
     let e = import("operational", &archive, &tmp.path().join("x"), &other);
     assert_eq!(e.code, 1, "{}", e.stderr);
 }
