@@ -115,8 +115,10 @@ pub(crate) enum Command {
     /// pending snapshots, verifies every committed file against the node's key and prints a
     /// summary. It writes `node.pub` (hex Ed25519 public key, the default --key of the other
     /// commands) and `committed.log` (one line per acknowledged commit:
-    /// `idx evidence_idx file digest`) next to the snapshots. With --resume it carries on in a
-    /// directory an earlier (possibly killed) demo with the same --seed left behind.
+    /// `idx evidence_idx file digest`) next to the snapshots, and keeps the ledger on disk in
+    /// `ledger/` (chunk files, fsynced at every commit; memory stays bounded at any --txs).
+    /// With --resume it carries on in a directory an earlier (possibly killed) demo with the
+    /// same --seed left behind, reopening that ledger.
     Demo(demo::DemoArgs),
     /// List every snapshot file in DIR with its state and what retention would do with it.
     ///
