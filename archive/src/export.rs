@@ -91,6 +91,7 @@ enum From<'a> {
     Bytes(Vec<u8>),
     File(PathBuf),
     Chunk(&'a dyn ArtifactSource, ChunkRef),
+    Other(&'a dyn ArtifactSource, String),
 }
 
 impl From<'_> {
@@ -105,6 +106,7 @@ impl From<'_> {
                 })?)
             }
             From::Chunk(s, c) => s.open_chunk(c)?,
+            From::Other(s, name) => s.open_other(name)?,
         })
     }
 }
@@ -169,7 +171,7 @@ pub fn export(
                 })
             }
         },
-        Level::Archival => {
+        Level::Archival | Level::Debug => {
             let mut missing = Vec::new();
             let mut next = 1;
             for c in &chunks_all {
@@ -215,6 +217,42 @@ pub fn export(
             c.len,
             From::Chunk(source, *c),
         ));
+    }
+    if opts.level >= Level::Debug {
+        let mut debug = Vec::new();
+        // Best effort, as found: every other regular file of both directories.
+        for e in handle.list().map_err(|source| ExportError::Read {
+            path: dir.display().to_string(),
+            step: "listing",
+            source,
+        })? {
+            if e.kind != snapseal_persist::fs::EntryKind::File {
+                continue;
+            }
+            let Some(name) = e.name.to_str() else {
+                continue;
+            };
+            let is_exported_snapshot =
+                SnapshotName::parse(name).is_some_and(|n| snapshots.iter().any(|(s, _)| *s == n));
+            if !is_exported_snapshot {
+                debug.push((
+                    format!("debug/{name}"),
+                    ArtifactKind::Debug,
+                    e.len,
+                    From::File(dir.join(name)),
+                ));
+            }
+        }
+        for (name, len) in source.other_files()? {
+            debug.push((
+                format!("debug/ledger/{name}"),
+                ArtifactKind::Debug,
+                len,
+                From::Other(source, name),
+            ));
+        }
+        debug.sort_by(|a, b| a.0.cmp(&b.0));
+        items.extend(debug);
     }
     // First pass: hashes, so the manifest can come first and an importer can refuse early.
     let mut artifacts = Vec::with_capacity(items.len());

@@ -302,6 +302,15 @@ pub fn import(
             why,
         };
         match artifact.kind {
+            ArtifactKind::Debug => {
+                // For a human to look at, never brought into a node's directory; its bytes
+                // are still checked, so a tampered debug archive is refused as a whole.
+                let (hash, _) =
+                    crate::durable::hash_stream(&mut entry).map_err(io_err(&path, "reading"))?;
+                if hash.to_hex().as_str() != artifact.blake3 {
+                    return Err(refused("BLAKE3 differs from the manifest's".into()));
+                }
+            }
             ArtifactKind::Key => {
                 let mut bytes = Vec::new();
                 (&mut entry)

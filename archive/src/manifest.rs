@@ -15,6 +15,10 @@ pub enum Level {
     Replay,
     /// Every retained snapshot that verifies and every chunk available; gaps listed.
     Archival,
+    /// Archival plus every other regular file of the snapshot and ledger directories
+    /// (quarantined and pending files, the open chunk, logs), under `debug/`, for a human to
+    /// look at; never imported.
+    Debug,
 }
 
 impl Level {
@@ -24,6 +28,7 @@ impl Level {
             Level::Operational => "operational",
             Level::Replay => "replay",
             Level::Archival => "archival",
+            Level::Debug => "debug",
         }
     }
 }
@@ -38,6 +43,8 @@ pub enum ArtifactKind {
     Snapshot,
     /// A sealed ledger chunk under `ledger/`.
     Ledger,
+    /// Any other file, under `debug/` (debug level): exported as found, never imported.
+    Debug,
 }
 
 /// One archived file.

@@ -55,6 +55,20 @@ pub trait ArtifactSource {
     /// Opens a chunk for reading (streamed; never more than a buffer in memory).
     fn open_chunk(&self, chunk: &ChunkRef) -> Result<Box<dyn Read + '_>, SourceError>;
 
+    /// Every other regular file the source holds (open chunk, pending chunks, anything
+    /// else), as `(name, len)` sorted by name: what the debug level adds. Default: none.
+    fn other_files(&self) -> Result<Vec<(String, u64)>, SourceError> {
+        Ok(Vec::new())
+    }
+
+    /// Opens one of [`other_files`](Self::other_files) (a regular file, no link followed).
+    fn open_other(&self, name: &str) -> Result<Box<dyn Read + '_>, SourceError> {
+        Err(SourceError {
+            what: name.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        })
+    }
+
     /// The highest index the source holds sealed (0 when it holds none).
     fn commit_idx(&self) -> Result<u64, SourceError> {
         Ok(self.chunks()?.last().map_or(0, |c| c.end))

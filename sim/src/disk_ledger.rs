@@ -740,6 +740,36 @@ impl snapseal_archive::ArtifactSource for LedgerDir {
         Ok(out)
     }
 
+    fn other_files(&self) -> Result<Vec<(String, u64)>, snapseal_archive::SourceError> {
+        let listed = self
+            .dir
+            .list()
+            .map_err(|source| snapseal_archive::SourceError {
+                what: self.dir.path().display().to_string(),
+                source,
+            })?;
+        let mut out: Vec<(String, u64)> = listed
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .filter_map(|e| {
+                let name = e.name.to_str()?;
+                let sealed = matches!(ChunkName::parse(name), Some(ChunkName::Committed { .. }));
+                (!sealed).then(|| (name.to_string(), e.len))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn open_other(&self, name: &str) -> Result<Box<dyn Read + '_>, snapseal_archive::SourceError> {
+        let bytes =
+            read_chunk_file(&*self.dir, name).map_err(|source| snapseal_archive::SourceError {
+                what: self.dir.path().join(name).display().to_string(),
+                source,
+            })?;
+        Ok(Box::new(io::Cursor::new(bytes)))
+    }
+
     fn open_chunk(
         &self,
         chunk: &snapseal_archive::ChunkRef,
@@ -819,9 +849,10 @@ pub fn replay_writes(
 }
 
 /// The state hash of a KV map: BLAKE3 over its entries in key order.
-pub fn state_hash(state: &std::collections::BTreeMap<u64, Vec<u8>>) -> Hash {
+pub fn state_hash<V: AsRef<[u8]>>(state: &std::collections::BTreeMap<u64, V>) -> Hash {
     let mut h = blake3::Hasher::new_derive_key("snapseal sim kv state v1");
     for (k, v) in state {
+        let v = v.as_ref();
         h.update(&k.to_le_bytes());
         h.update(&(v.len() as u64).to_le_bytes());
         h.update(v);
