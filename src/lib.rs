@@ -30,8 +30,8 @@ pub use snapseal_engine as engine;
 pub use snapseal_persist as persist;
 
 pub use snapseal_actors::{
-    CaptureError, CloseMode, CommittedSnapshot, Events, EvidenceError, EvidenceSink, Hash,
-    InclusionProof, ProofSource, SignedRoot, SnapshotEvent, Snapshotter, SnapshotterConfig,
+    CaptureError, CloseMode, CommittedSnapshot, Events, EvidenceError, EvidenceSink, FrozenChunk,
+    Hash, InclusionProof, ProofSource, SignedRoot, SnapshotEvent, Snapshotter, SnapshotterConfig,
     StateSource, StateView,
 };
 pub use snapseal_engine::{EngineConfig, TaskSystem};

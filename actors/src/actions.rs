@@ -7,11 +7,10 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
 use snapseal_persist::receipt::{Receipt, SignedRoot};
-use snapseal_persist::SpillCommit;
-use snapseal_persist::{PersistRequest, SnapshotStore};
+use snapseal_persist::SnapshotStore;
 use tracing::{debug, info};
 
-use crate::body::{BodyBuilder, MemoryBudget, SpillTarget, Stored};
+use crate::body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget};
 use crate::events::EventHub;
 use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
 use crate::generation::GenShared;
@@ -150,6 +149,29 @@ impl SerialiseJob {
     fn serialise(mut self) -> Result<(), GenerationError> {
         let _entered = self.span.clone().entered();
         let _action = tracing::debug_span!("serialise").entered();
+        // The zero-copy path: the node's frozen chunks, hashed in place, never copied.
+        let frozen = match self.compression {
+            None => self.view.frozen_chunks(),
+            Some(_) => None,
+        };
+        let body = match frozen {
+            Some(chunks) => PendingBody::from_frozen(chunks),
+            None => match self.stream()? {
+                Some(body) => body,
+                None => return Ok(()),
+            },
+        };
+        if self.shared.is_dropped() {
+            debug!("dropped while serialising; stopped");
+            return Ok(());
+        }
+        self.announce(body);
+        Ok(())
+    }
+
+    /// Streams the view's `write_to` through a body builder; `None` when the generation was
+    /// dropped meanwhile (a spilled body's pending file is discarded with the builder).
+    fn stream(&mut self) -> Result<Option<PendingBody>, GenerationError> {
         let (generation, idx) = (self.generation, self.idx);
         let serialise_err = |source| GenerationError::Serialise {
             generation,
@@ -175,11 +197,15 @@ impl SerialiseJob {
         });
         if self.shared.is_dropped() {
             // Dropping the builder discards a spilled body's pending file.
-            debug!("dropped while serialising; stopped");
-            return Ok(());
+            return Ok(None);
         }
         written.map_err(serialise_err)?;
-        let body = builder.finish().map_err(serialise_err)?;
+        builder.finish().map(Some).map_err(serialise_err)
+    }
+
+    /// Hands the finished body to the generation and announces its claims digest.
+    fn announce(&self, body: PendingBody) {
+        let idx = self.idx;
         // The ledger records the claims digest (idx, flags, lengths, body digest), not the bare
         // body digest, so the committed file's header is proven along with its body.
         let digest = body.claims_digest(idx);
@@ -198,10 +224,9 @@ impl SerialiseJob {
         if self.shared.is_dropped() {
             self.shared.body.lock().take();
             debug!("dropped while serialising; no evidence announced");
-            return Ok(());
+            return;
         }
         self.sink.append_evidence(idx, digest);
-        Ok(())
     }
 }
 
@@ -260,35 +285,14 @@ impl PersistJob {
             idx,
             source,
         })?;
-        let (flags, raw_len, body_digest) = (body.flags(), body.raw_len(), body.digest());
         let body_claims = body.claims_digest(idx);
-        let committed = match body.into_stored() {
-            Stored::Memory { bytes, .. } => self.store.persist(&PersistRequest {
+        let committed = body
+            .commit(&self.store, idx, self.evidence_idx, &receipt)
+            .map_err(|source| GenerationError::Persist {
+                generation,
                 idx,
-                evidence_idx: self.evidence_idx,
-                flags,
-                raw_len,
-                body_digest,
-                body: &bytes,
-                receipt: &receipt,
-            }),
-            // The body is already in its file: add receipt and header, fsync, rename.
-            Stored::Spilled(file) => self.store.commit_spill(
-                file,
-                &SpillCommit {
-                    evidence_idx: self.evidence_idx,
-                    flags,
-                    raw_len,
-                    body_digest,
-                    receipt: &receipt,
-                },
-            ),
-        }
-        .map_err(|source| GenerationError::Persist {
-            generation,
-            idx,
-            source,
-        })?;
+                source,
+            })?;
         Counters::bump(
             &self.counters.persisted,
             "snapseal_snapshots_committed_total",

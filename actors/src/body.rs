@@ -15,18 +15,22 @@
 //!   nothing is copied again.
 //!
 //! So the memory a snapshot needs beyond the node's own state is bounded by the budget plus
-//! [`SPILL_BUFFER`], whatever the state's size. Hashing runs on all cores (`update_rayon`) over
+//! [`SPILL_BUFFER`], whatever the state's size. Hashing runs on snapseal's low-priority hashing pool (see [`crate::HashingConfig`]) over
 //! large batches, on the bytes where they already are (the body buffer, the spill buffer or
 //! the view's buffer).
 
+use parking_lot::Mutex;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use snapseal_persist::format::{Claims, Flags, PARALLEL_HASH_THRESHOLD};
 use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
+use snapseal_persist::{Committed, GatheredRequest, PersistError, SpillCommit};
+
+use crate::hashing::{hash, hash_while};
+use crate::node::FrozenChunk;
 
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
 /// syscalls and the thread hand-off of parallel hashing vanish, small enough to be no memory
@@ -38,10 +42,16 @@ pub const SPILL_BUFFER: usize = 4 << 20;
 /// parallel hash and a cheap syscall.
 const DIRECT_WRITE: usize = PARALLEL_HASH_THRESHOLD;
 
-/// Unhashed bytes of an in-memory body that are hashed as one batch.
-const HASH_BATCH: usize = 4 << 20;
+/// Size of the chunks an in-memory body is kept in: each is hashed as it fills, and whole
+/// ones are reused by later bodies (see [`MemoryBudget`]).
+pub const MEMORY_CHUNK: usize = 4 << 20;
 
 /// The in-memory allowance shared by all pending bodies of one Snapshotter. Cloning shares it.
+///
+/// It also keeps the buffers of finished in-memory bodies for the next ones (a *spare*
+/// pool): their pages are already faulted in, so filling them again costs a copy, not a page
+/// fault per 4 KiB. Spare buffers count against the limit like live ones (`used + spare <=
+/// limit` always holds), and are freed as soon as a body needs the room for fresh memory.
 #[derive(Clone, Debug)]
 pub struct MemoryBudget {
     inner: Arc<BudgetInner>,
@@ -50,7 +60,20 @@ pub struct MemoryBudget {
 #[derive(Debug)]
 struct BudgetInner {
     limit: u64,
-    used: AtomicU64,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    used: u64,
+    /// Whole [`MEMORY_CHUNK`] buffers, cleared, kept for reuse.
+    spare: Vec<Vec<u8>>,
+}
+
+impl BudgetState {
+    fn spare_bytes(&self) -> u64 {
+        self.spare.len() as u64 * MEMORY_CHUNK as u64
+    }
 }
 
 impl MemoryBudget {
@@ -59,7 +82,7 @@ impl MemoryBudget {
         Self {
             inner: Arc::new(BudgetInner {
                 limit,
-                used: AtomicU64::new(0),
+                state: Mutex::new(BudgetState::default()),
             }),
         }
     }
@@ -71,26 +94,54 @@ impl MemoryBudget {
 
     /// Bytes currently held by in-memory bodies (and builders) under this budget.
     pub fn used(&self) -> u64 {
-        self.inner.used.load(Ordering::Acquire)
+        self.inner.state.lock().used
     }
 
-    /// Takes `n` more bytes if that keeps the total within the limit.
+    /// Bytes held by spare buffers kept for reuse (also within the limit).
+    pub fn spare(&self) -> u64 {
+        self.inner.state.lock().spare_bytes()
+    }
+
+    /// Takes `n` more bytes of fresh memory if that keeps live and spare bytes within the
+    /// limit, freeing spare buffers to make room.
     fn try_take(&self, n: u64) -> bool {
-        let used = &self.inner.used;
-        let mut cur = used.load(Ordering::Relaxed);
+        let mut st = self.inner.state.lock();
         loop {
-            let Some(next) = cur.checked_add(n).filter(|&v| v <= self.inner.limit) else {
+            let total = st.used.saturating_add(st.spare_bytes()).saturating_add(n);
+            if total <= self.inner.limit {
+                st.used += n;
+                return true;
+            }
+            if st.spare.pop().is_none() {
                 return false;
-            };
-            match used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(actual) => cur = actual,
             }
         }
     }
 
+    /// A spare buffer (cleared, capacity [`MEMORY_CHUNK`]), its bytes moved from spare to used.
+    fn take_spare(&self) -> Option<Vec<u8>> {
+        let mut st = self.inner.state.lock();
+        let buf = st.spare.pop()?;
+        st.used += MEMORY_CHUNK as u64;
+        Some(buf)
+    }
+
+    /// Keeps `buf` for reuse when it is a whole chunk, moving its bytes from used to spare;
+    /// returns whether it was kept (else the caller drops it).
+    fn park(&self, mut buf: Vec<u8>) -> bool {
+        if buf.capacity() != MEMORY_CHUNK {
+            return false;
+        }
+        buf.clear();
+        let mut st = self.inner.state.lock();
+        st.used = st.used.saturating_sub(MEMORY_CHUNK as u64);
+        st.spare.push(buf);
+        true
+    }
+
     fn give_back(&self, n: u64) {
-        self.inner.used.fetch_sub(n, Ordering::AcqRel);
+        let mut st = self.inner.state.lock();
+        st.used = st.used.saturating_sub(n);
     }
 }
 
@@ -132,6 +183,37 @@ impl Reservation {
             Some(_) => false,
         }
     }
+
+    /// A whole chunk for the body: a spare one (pages already faulted in) when the budget has
+    /// one, else fresh memory if the budget allows; `None` when it refuses. Without a budget,
+    /// always fresh memory.
+    fn chunk(&mut self) -> Option<Vec<u8>> {
+        if let Some(buf) = self.spare_chunk() {
+            return Some(buf);
+        }
+        self.grow(MEMORY_CHUNK as u64).then(|| {
+            let mut chunk = Vec::with_capacity(MEMORY_CHUNK);
+            crate::huge_pages::advise(&mut chunk);
+            chunk
+        })
+    }
+
+    /// A spare whole chunk from the budget, counted by this reservation; `None` when there
+    /// is none.
+    fn spare_chunk(&mut self) -> Option<Vec<u8>> {
+        let buf = self.budget.as_ref()?.take_spare()?;
+        self.bytes += MEMORY_CHUNK as u64;
+        Some(buf)
+    }
+
+    /// Hands `buf` back: kept as a spare when it is a whole chunk counted by this
+    /// reservation, else freed with the reservation.
+    fn release(&mut self, buf: Vec<u8>) {
+        let Some(b) = &self.budget else { return };
+        if self.bytes >= MEMORY_CHUNK as u64 && b.park(buf) {
+            self.bytes -= MEMORY_CHUNK as u64;
+        }
+    }
 }
 
 impl Drop for Reservation {
@@ -143,15 +225,54 @@ impl Drop for Reservation {
 }
 
 /// Where a pending body's stored bytes are.
-#[derive(Debug)]
 pub(crate) enum Stored {
     /// In memory, counted against the budget until dropped.
-    Memory {
-        bytes: Vec<u8>,
-        _reservation: Reservation,
-    },
+    Memory(MemoryBody),
     /// In a pending file, complete up to the header and receipt.
     Spilled(SpillFile),
+    /// The node's own frozen chunks, written from where they are.
+    Frozen(Vec<FrozenChunk>),
+}
+
+/// An in-memory body: consecutive chunks, every one but the last full ([`MEMORY_CHUNK`]), so
+/// growing it never moves (copies) what is already there. Dropping it hands whole chunks back
+/// to the budget's spare pool.
+pub(crate) struct MemoryBody {
+    chunks: Vec<Vec<u8>>,
+    reservation: Reservation,
+    /// The first chunk is fresh memory counted by length (not a whole spare chunk).
+    first_by_len: bool,
+}
+
+impl MemoryBody {
+    /// The body's bytes, chunk by chunk, in order.
+    pub(crate) fn parts(&self) -> Vec<&[u8]> {
+        self.chunks.iter().map(|c| c.as_slice()).collect()
+    }
+}
+
+impl Drop for MemoryBody {
+    fn drop(&mut self) {
+        for chunk in self.chunks.drain(..) {
+            self.reservation.release(chunk);
+        }
+    }
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stored::Memory(body) => f
+                .debug_struct("Memory")
+                .field("chunks", &body.chunks.len())
+                .finish(),
+            Stored::Spilled(file) => f.debug_tuple("Spilled").field(file).finish(),
+            Stored::Frozen(chunks) => f
+                .debug_struct("Frozen")
+                .field("chunks", &chunks.len())
+                .finish(),
+        }
+    }
 }
 
 /// A serialised snapshot body waiting for its proof: in memory, or spilled to a pending file.
@@ -167,17 +288,55 @@ pub struct PendingBody {
 
 impl PendingBody {
     /// The stored body bytes (compressed when [`flags`](Self::flags) say so) when the body is
-    /// in memory; `None` when it was spilled to a pending file.
+    /// in memory in one piece (at most 4 MiB); `None` when it was spilled to a pending file,
+    /// is frozen chunks, or is held in several chunks (see [`memory_parts`](Self::memory_parts)).
     pub fn bytes(&self) -> Option<&[u8]> {
         match &self.stored {
-            Stored::Memory { bytes, .. } => Some(bytes),
-            Stored::Spilled(_) => None,
+            Stored::Memory(body) => match body.chunks.as_slice() {
+                [] => Some(&[]),
+                [one] => Some(one),
+                _ => None,
+            },
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
+        }
+    }
+    /// The in-memory body's bytes as its consecutive chunks; `None` when it is not in memory.
+    pub fn memory_parts(&self) -> Option<Vec<&[u8]>> {
+        match &self.stored {
+            Stored::Memory(body) => Some(body.parts()),
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
+        }
+    }
+    /// The body as the node's frozen chunks, when it came from
+    /// [`StateView::frozen_chunks`](crate::StateView::frozen_chunks) (never copied).
+    pub fn frozen_chunks(&self) -> Option<&[FrozenChunk]> {
+        match &self.stored {
+            Stored::Frozen(chunks) => Some(chunks),
+            Stored::Memory(_) | Stored::Spilled(_) => None,
+        }
+    }
+    /// The body from frozen chunks: hashed where they are (a large chunk on all cores), not
+    /// copied, stored uncompressed.
+    pub fn from_frozen(chunks: Vec<FrozenChunk>) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        for chunk in &chunks {
+            let bytes = (**chunk).as_ref();
+            hash(&mut hasher, bytes);
+            len += bytes.len() as u64;
+        }
+        PendingBody {
+            stored: Stored::Frozen(chunks),
+            len,
+            digest: *hasher.finalize().as_bytes(),
+            raw_len: len,
+            flags: Flags::NONE,
         }
     }
     /// The pending file holding the body, when it was spilled.
     pub fn spill_file(&self) -> Option<&SpillFile> {
         match &self.stored {
-            Stored::Memory { .. } => None,
+            Stored::Memory(_) | Stored::Frozen(_) => None,
             Stored::Spilled(file) => Some(file),
         }
     }
@@ -218,9 +377,49 @@ impl PendingBody {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// The stored bytes, for the persist action.
-    pub(crate) fn into_stored(self) -> Stored {
-        self.stored
+    /// Commits this body as the snapshot `idx` proven by `receipt` at `evidence_idx`, for an
+    /// embedding that makes its own receipt (a Raft node's signed statement): a body in
+    /// memory or in frozen chunks is written from where it is by
+    /// [`SnapshotStore::persist_gathered`], a spilled one has its pending file completed by
+    /// [`SnapshotStore::commit_spill`] (not copied again). Same write sequence
+    /// and crash guarantees as the Snapshotter's own persist step.
+    pub fn commit(
+        self,
+        store: &SnapshotStore,
+        idx: u64,
+        evidence_idx: u64,
+        receipt: &[u8],
+    ) -> Result<Committed, PersistError> {
+        let (flags, raw_len, body_digest) = (self.flags, self.raw_len, self.digest);
+        let gathered = |parts: &[&[u8]]| {
+            store.persist_gathered(&GatheredRequest {
+                idx,
+                evidence_idx,
+                flags,
+                raw_len,
+                body_digest,
+                body: parts,
+                receipt,
+            })
+        };
+        match self.stored {
+            Stored::Memory(body) => gathered(&body.parts()),
+            Stored::Frozen(chunks) => {
+                let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
+                gathered(&parts)
+            }
+            // The body is already in its file: add receipt and header, fsync, rename.
+            Stored::Spilled(file) => store.commit_spill(
+                file,
+                &SpillCommit {
+                    evidence_idx,
+                    flags,
+                    raw_len,
+                    body_digest,
+                    receipt,
+                },
+            ),
+        }
     }
 }
 
@@ -233,12 +432,8 @@ struct HashingSink {
 }
 
 enum SinkState {
-    /// In memory; `bytes[..hashed]` is already hashed.
-    Memory {
-        bytes: Vec<u8>,
-        hashed: usize,
-        reservation: Reservation,
-    },
+    /// In memory; the first `hashed` chunks are already hashed (each is hashed as it fills).
+    Memory { body: MemoryBody, hashed: usize },
     /// Spilled; `buf` is hashed and written out whenever it fills.
     Spilled { file: SpillFile, buf: Vec<u8> },
 }
@@ -250,9 +445,12 @@ impl HashingSink {
             hasher: blake3::Hasher::new(),
             spill,
             state: SinkState::Memory {
-                bytes: Vec::new(),
+                body: MemoryBody {
+                    chunks: Vec::new(),
+                    reservation: Reservation::none(budget),
+                    first_by_len: true,
+                },
                 hashed: 0,
-                reservation: Reservation::none(budget),
             },
             len: 0,
         }
@@ -267,9 +465,12 @@ impl HashingSink {
             .store
             .create_spill(target.idx, target.generation)
             .map_err(io::Error::other)?;
-        if let SinkState::Memory { bytes, hashed, .. } = &mut self.state {
-            hash(&mut self.hasher, &bytes[*hashed..]);
-            file.write_body(bytes).map_err(io::Error::other)?;
+        if let SinkState::Memory { body, hashed } = &mut self.state {
+            for (i, chunk) in body.chunks.iter().enumerate() {
+                let unhashed: &[u8] = if i < *hashed { &[] } else { chunk };
+                hash_while(&mut self.hasher, unhashed, || file.write_body(chunk))
+                    .map_err(io::Error::other)?;
+            }
         }
         tracing::debug!(path = %file.path().display(), bytes = self.len, "body spilled to disk");
         // Replacing the state drops the in-memory buffer and gives its reservation back.
@@ -286,24 +487,19 @@ impl HashingSink {
         file: &mut SpillFile,
         buf: &mut Vec<u8>,
     ) -> io::Result<()> {
-        hash(hasher, buf);
-        file.write_body(buf).map_err(io::Error::other)?;
+        // The write (a copy into the page cache) overlaps with hashing the same bytes.
+        hash_while(hasher, buf, || file.write_body(buf)).map_err(io::Error::other)?;
         buf.clear();
         Ok(())
     }
 
     fn finish(mut self) -> io::Result<(Stored, u64, Hash)> {
         let stored = match self.state {
-            SinkState::Memory {
-                bytes,
-                hashed,
-                reservation,
-            } => {
-                hash(&mut self.hasher, &bytes[hashed..]);
-                Stored::Memory {
-                    bytes,
-                    _reservation: reservation,
+            SinkState::Memory { body, hashed } => {
+                for chunk in body.chunks.iter().skip(hashed) {
+                    hash(&mut self.hasher, chunk);
                 }
+                Stored::Memory(body)
             }
             SinkState::Spilled { mut file, mut buf } => {
                 Self::drain_spill_buffer(&mut self.hasher, &mut file, &mut buf)?;
@@ -314,20 +510,80 @@ impl HashingSink {
     }
 }
 
+impl HashingSink {
+    /// Appends as much of `buf` to the in-memory body as the budget allows; returns how many
+    /// bytes it took (fewer than `buf.len()` only when the budget refused more).
+    fn write_memory(&mut self, mut buf: &[u8]) -> usize {
+        let SinkState::Memory { body, hashed } = &mut self.state else {
+            return 0;
+        };
+        let mut taken = 0;
+        while !buf.is_empty() {
+            let full = body.chunks.last().is_none_or(|c| c.len() == MEMORY_CHUNK);
+            if full {
+                if let (Some(last), true) = (body.chunks.last(), *hashed < body.chunks.len()) {
+                    hash(&mut self.hasher, last);
+                    *hashed = body.chunks.len();
+                }
+                // The first chunk is a spare one if the budget has one; else it grows with
+                // the body (a small body stays small). Later ones are whole chunks, spare or
+                // fresh.
+                let next = if body.chunks.is_empty() {
+                    let spare = body.reservation.spare_chunk();
+                    body.first_by_len = spare.is_none();
+                    Some(spare.unwrap_or_default())
+                } else {
+                    body.reservation.chunk()
+                };
+                match next {
+                    Some(chunk) => body.chunks.push(chunk),
+                    None => return taken,
+                }
+            }
+            let first = body.chunks.len() == 1 && body.first_by_len;
+            let Some(last) = body.chunks.last_mut() else {
+                return taken;
+            };
+            let n = buf.len().min(MEMORY_CHUNK - last.len());
+            if first {
+                // Counted by length; capacity grows by doubling up to exactly one chunk, so
+                // that a full first chunk can be reused like the others.
+                if !body.reservation.grow(n as u64) {
+                    return taken;
+                }
+                let need = last.len() + n;
+                if need > last.capacity() {
+                    let target = need.max(last.capacity() * 2).min(MEMORY_CHUNK);
+                    last.reserve_exact(target - last.len());
+                }
+            }
+            last.extend_from_slice(&buf[..n]);
+            buf = &buf[n..];
+            taken += n;
+        }
+        taken
+    }
+}
+
 impl Write for HashingSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let SinkState::Memory { reservation, .. } = &mut self.state {
-            if !reservation.grow(buf.len() as u64) {
-                self.spill_now()?;
+        if matches!(self.state, SinkState::Memory { .. }) {
+            let taken = self.write_memory(buf);
+            self.len += taken as u64;
+            if taken == buf.len() {
+                return Ok(taken);
+            }
+            // The budget refused the rest: everything so far goes to a pending file.
+            self.spill_now()?;
+            if taken > 0 {
+                return Ok(taken);
             }
         }
         match &mut self.state {
-            SinkState::Memory { bytes, hashed, .. } => {
-                bytes.extend_from_slice(buf);
-                if bytes.len() - *hashed >= HASH_BATCH {
-                    hash(&mut self.hasher, &bytes[*hashed..]);
-                    *hashed = bytes.len();
-                }
+            SinkState::Memory { .. } => {
+                return Err(io::Error::other(
+                    "the body is still in memory after spilling",
+                ))
             }
             SinkState::Spilled { file, buf: pending } => {
                 let direct = buf.len() >= DIRECT_WRITE;
@@ -335,9 +591,10 @@ impl Write for HashingSink {
                     Self::drain_spill_buffer(&mut self.hasher, file, pending)?;
                 }
                 if direct {
-                    // Large enough on its own: hash and write it where it is, no copy.
-                    hash(&mut self.hasher, buf);
-                    file.write_body(buf).map_err(io::Error::other)?;
+                    // Large enough on its own: hash and write it where it is, no copy, the
+                    // two at once.
+                    hash_while(&mut self.hasher, buf, || file.write_body(buf))
+                        .map_err(io::Error::other)?;
                 } else {
                     pending.extend_from_slice(buf);
                 }
@@ -349,15 +606,6 @@ impl Write for HashingSink {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// BLAKE3 on all cores for large inputs, on this thread for small ones (same result).
-fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    if bytes.len() >= PARALLEL_HASH_THRESHOLD {
-        hasher.update_rayon(bytes);
-    } else {
-        hasher.update(bytes);
     }
 }
 
@@ -469,6 +717,123 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// Writes `data` in uneven pieces, so chunk boundaries fall inside writes.
+    fn write_uneven(b: &mut BodyBuilder, data: &[u8]) {
+        let mut rest = data;
+        let mut step = 1usize;
+        while !rest.is_empty() {
+            let n = rest.len().min(step);
+            b.write_all(&rest[..n]).unwrap();
+            rest = &rest[n..];
+            step = step * 3 + 7919;
+        }
+    }
+
+    #[test]
+    fn a_large_in_memory_body_is_whole_chunks_and_hashes_as_one_stream() {
+        let data = data(2 * MEMORY_CHUNK + 12345);
+        let mut b = BodyBuilder::new(None).unwrap();
+        write_uneven(&mut b, &data);
+        let body = b.finish().unwrap();
+        assert_eq!(body.digest(), *blake3::hash(&data).as_bytes());
+        let parts = body.memory_parts().unwrap();
+        assert_eq!(parts.len(), 3);
+        assert!(parts[..2].iter().all(|p| p.len() == MEMORY_CHUNK));
+        assert_eq!(parts.concat(), data);
+        assert!(body.bytes().is_none(), "several chunks are not one slice");
+    }
+
+    #[test]
+    fn finished_bodies_leave_their_chunks_for_the_next_within_the_limit() {
+        let (_sim, store) = sim_store(3);
+        let limit = 64 << 20;
+        let budget = MemoryBudget::new(limit);
+        let data = data(3 * MEMORY_CHUNK + 10);
+        for generation in 0..3 {
+            let mut b = BodyBuilder::with_spill(None, target(&store, generation, &budget)).unwrap();
+            write_uneven(&mut b, &data);
+            assert!(budget.used() + budget.spare() <= limit);
+            let body = b.finish().unwrap();
+            assert!(!body.is_spilled());
+            assert_eq!(body.digest(), *blake3::hash(&data).as_bytes());
+            drop(body);
+            assert_eq!(budget.used(), 0, "generation {generation}");
+            // Four chunks: the first (grown to exactly one chunk), two whole ones and the
+            // last partial one, which still has a whole chunk's capacity.
+            assert_eq!(
+                budget.spare(),
+                4 * MEMORY_CHUNK as u64,
+                "generation {generation}"
+            );
+        }
+    }
+
+    #[test]
+    fn spare_chunks_give_way_when_a_body_needs_fresh_memory() {
+        let (_sim, store) = sim_store(4);
+        let limit = 3 * MEMORY_CHUNK as u64;
+        let budget = MemoryBudget::new(limit);
+        let big = data(2 * MEMORY_CHUNK);
+        let mut b = BodyBuilder::with_spill(None, target(&store, 1, &budget)).unwrap();
+        b.write_all(&big).unwrap();
+        drop(b.finish().unwrap());
+        assert_eq!(budget.spare(), 2 * MEMORY_CHUNK as u64);
+        // A growing first chunk needs fresh memory: the spares make room rather than spill.
+        let mut b = BodyBuilder::with_spill(None, target(&store, 2, &budget)).unwrap();
+        b.write_all(&big[..MEMORY_CHUNK + 5]).unwrap();
+        assert!(budget.used() + budget.spare() <= limit);
+        let body = b.finish().unwrap();
+        assert!(
+            !body.is_spilled(),
+            "the spare chunks were freed to make room"
+        );
+        assert_eq!(
+            body.digest(),
+            *blake3::hash(&big[..MEMORY_CHUNK + 5]).as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_body_past_the_budget_spills_mid_chunk_with_every_byte_in_order() {
+        let (sim, store) = sim_store(5);
+        let budget = MemoryBudget::new(MEMORY_CHUNK as u64 + MEMORY_CHUNK as u64 / 2);
+        let data = data(3 * MEMORY_CHUNK + 99);
+        let mut b = BodyBuilder::with_spill(None, target(&store, 9, &budget)).unwrap();
+        write_uneven(&mut b, &data);
+        let body = b.finish().unwrap();
+        assert!(body.is_spilled());
+        assert_eq!(body.digest(), *blake3::hash(&data).as_bytes());
+        let name = pending_names(&sim).pop().unwrap();
+        let file = sim.read(Path::new(DIR), &name).unwrap();
+        assert_eq!(&file[snapseal_persist::format::HEADER_LEN..], &data[..]);
+        assert_eq!(
+            budget.used(),
+            0,
+            "the in-memory part was given back when it spilled"
+        );
+    }
+
+    #[test]
+    fn a_frozen_body_has_the_digest_and_claims_of_the_same_bytes_streamed() {
+        // A chunk above the parallel-hash threshold, a small one and an empty one.
+        let big = data(3 << 20);
+        let small = data(1000);
+        let chunks: Vec<FrozenChunk> = vec![
+            Arc::new(big.clone()),
+            Arc::new(small.clone()),
+            Arc::new(Vec::<u8>::new()),
+        ];
+        let frozen = PendingBody::from_frozen(chunks);
+        let mut streamed = BodyBuilder::new(None).unwrap();
+        streamed.write_all(&big).unwrap();
+        streamed.write_all(&small).unwrap();
+        let streamed = streamed.finish().unwrap();
+        assert_eq!(frozen.digest(), streamed.digest());
+        assert_eq!(frozen.len(), streamed.len());
+        assert_eq!(frozen.claims_digest(9), streamed.claims_digest(9));
+        assert!(frozen.bytes().is_none() && frozen.frozen_chunks().is_some());
     }
 
     #[test]

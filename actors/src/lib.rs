@@ -56,12 +56,14 @@ mod config;
 mod error;
 mod events;
 mod generation;
+mod hashing;
+mod huge_pages;
 mod node;
 mod points;
 mod snapshotter;
 
 pub use actions::GenerationError;
-pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, SPILL_BUFFER};
+pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, MEMORY_CHUNK, SPILL_BUFFER};
 pub use config::{
     ConfigError, SnapshotterConfig, DEFAULT_SPILL_THRESHOLD, MAX_PENDING_LIMIT, MAX_SPILL_THRESHOLD,
 };
@@ -69,7 +71,13 @@ pub use error::{Error, EvidenceError};
 pub use events::{
     CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
 };
-pub use node::{CaptureError, EvidenceSink, InclusionProof, ProofSource, StateSource, StateView};
+pub use hashing::{
+    configure_hashing, current_thread_nice, hashing_config, on_hashing_thread, HashingConfig,
+    HashingError,
+};
+pub use node::{
+    CaptureError, EvidenceSink, FrozenChunk, InclusionProof, ProofSource, StateSource, StateView,
+};
 /// A signature over the ledger's root, as [`Snapshotter::record_signature`] takes it.
 pub use snapseal_persist::receipt::SignedRoot;
 /// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).

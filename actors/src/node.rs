@@ -6,6 +6,7 @@
 //! worker threads.
 
 use std::io;
+use std::sync::Arc;
 
 use snapseal_persist::Hash;
 
@@ -45,12 +46,29 @@ pub trait StateSource: Send + Sync {
     }
 }
 
+/// One frozen, reference-counted piece of a serialised state (see
+/// [`StateView::frozen_chunks`]): any byte container the node already has (`Arc<[u8]>`,
+/// `Arc<Vec<u8>>`, a `bytes::Bytes` in a newtype, a read-only mapping) behind an `Arc`.
+pub type FrozenChunk = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// A frozen, self-contained view of the state at one index.
 pub trait StateView: Send {
     /// Stream the serialised state into `out`. Called once, on a worker thread. Write in
     /// whatever chunk sizes are natural; snapseal hashes (and optionally compresses) as it goes
     /// and never holds the body twice.
     fn write_to(&mut self, out: &mut dyn io::Write) -> io::Result<()>;
+
+    /// The zero-copy path: the serialised state as frozen chunks, in order, that nobody
+    /// changes while snapseal holds them. Returning `Some` (the default is `None`) when the
+    /// Snapshotter does not compress means snapseal hashes the chunks where they are (large
+    /// ones on all cores) and the persist action writes the file straight from them: the body
+    /// is never copied, and takes nothing from the in-memory budget, because the memory is
+    /// the node's. The chunks are dropped once the snapshot is committed or dropped.
+    /// [`write_to`](Self::write_to) is then not called; with compression on, this method is
+    /// not called and `write_to` is.
+    fn frozen_chunks(&mut self) -> Option<Vec<FrozenChunk>> {
+        None
+    }
 }
 
 /// The node could not produce a view at the requested index.

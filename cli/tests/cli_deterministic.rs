@@ -7,16 +7,21 @@ use std::path::Path;
 
 use cli_support::snapseal;
 
-/// Every file in `dir` by name, with its bytes.
+/// Every file in `dir` by name, with its bytes; the ledger's chunk files (`ledger/`) as
+/// `ledger/<name>`.
 fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            for (inner, bytes) in contents(&e.path()) {
+                out.insert(format!("{name}/{inner}"), bytes);
+            }
+        } else {
+            out.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
 }
 
 /// Runs a deterministic demo with `seed` into a new `dir`. Compression, rollbacks and
@@ -53,6 +58,11 @@ fn the_same_seed_gives_a_byte_identical_directory_and_another_seed_does_not() {
     let snapshots = a.keys().filter(|n| n.ends_with(".committed")).count();
     assert!(snapshots >= 2, "several snapshots kept: {:?}", a.keys());
     assert!(a.contains_key("node.pub") && a.contains_key("committed.log"));
+    assert!(
+        a.keys().any(|n| n.starts_with("ledger/ledger_")),
+        "the ledger is on disk and compared too: {:?}",
+        a.keys()
+    );
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),

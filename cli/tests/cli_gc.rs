@@ -115,6 +115,16 @@ fn list_marks_what_retention_would_delete() {
         assert_eq!(r["retention"].as_str(), Some(want), "{r}");
         assert_eq!(r["state"].as_str(), Some("committed"));
     }
+    // The column rests on names only, and says so (the verified plan is gc --dry-run's).
+    assert!(doc["retention_basis"]
+        .as_str()
+        .is_some_and(|b| b.contains("as if every committed file verified")));
+    let text = snapseal(&["list", "--config", arg(&config), arg(&dir)]).expect(0);
+    assert!(
+        text.stdout.contains("gc --dry-run` verifies"),
+        "{}",
+        text.stdout
+    );
 }
 
 /// Five junk files named newer than every good snapshot: gc counts only snapshots that verify,

@@ -299,3 +299,18 @@ fn a_tx_interval_of_one_or_two_flushes_and_logs_every_commit() {
         }
     }
 }
+
+#[test]
+fn inspect_of_a_huge_sparse_junk_file_reads_its_header_not_its_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("snapshot_5_9.committed");
+    std::fs::File::create(&junk)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    refused(
+        run(&["inspect", &s(&junk)]),
+        "snapshot_5_9.committed",
+        "its header does not give that length; not read",
+    );
+}

@@ -11,20 +11,23 @@ use crate::task::TaskCore;
 pub(crate) enum Job {
     /// A one-shot task, or one firing of a periodic task.
     Task(Arc<TaskCore>),
-    /// An [`OrderedTasks`](crate::OrderedTasks): one pick runs one of its actions.
+    /// An [`OrderedTasks`](crate::OrderedTasks): one pick runs its next action (and, on a
+    /// threaded board, the ones after it while no other job waits).
     Queue(Arc<QueueCore>),
 }
 
 impl Job {
     /// Runs the job on the calling thread. Returns the job again when it must go back on the
-    /// board (a queue with more actions to run).
+    /// board (a queue with more actions to run and a reason to let others go first).
     pub(crate) fn run(self, shared: &Shared) -> Option<Job> {
         match self {
             Job::Task(task) => {
                 task.run(shared);
                 None
             }
-            Job::Queue(queue) => queue.run_next().then_some(Job::Queue(queue)),
+            Job::Queue(queue) => queue
+                .run_next(&|ran| shared.may_continue_here(ran))
+                .then_some(Job::Queue(queue)),
         }
     }
 

@@ -19,8 +19,8 @@
 //! # Two modes
 //!
 //! - [`TaskSystem::threaded`]: N workers (default half the CPUs, at least 1) and a timer
-//!   thread. A job handed to the board goes straight to an idle worker if one is waiting,
-//!   else to the back of the FIFO.
+//!   thread. A job handed to the board goes to the back of the FIFO, and a parked worker is
+//!   woken for it if none is awake to take it.
 //! - [`TaskSystem::manual`]: zero threads. Nothing runs until the caller calls
 //!   [`run_one`](TaskSystem::run_one) / [`run_until_idle`](TaskSystem::run_until_idle), and
 //!   the clock only moves with [`tick`](TaskSystem::tick). Each pick chooses among the ready
@@ -51,11 +51,11 @@
 //!
 //! Across queues and tasks there is no ordering, except that the board is FIFO: jobs are
 //! taken in the order they were put on it. (Taken, not finished: with several workers, jobs
-//! taken in order run in parallel.) A queue is one job on the board; each pick runs exactly
-//! one of its actions, and if more remain the queue goes to the back of the line when other
-//! jobs wait (so a long queue does not starve the others), or straight on with the same
-//! worker when nothing else waits (no hand-off, no wake-up). Different queues run in
-//! parallel.
+//! taken in order run in parallel.) A queue is one job on the board. In manual mode each pick
+//! runs exactly one of its actions. In threaded mode a pick runs the queue's actions one after
+//! another on the same worker for a turn of up to 16 actions, and beyond that for as long as
+//! no other job waits; when its turn is up and other jobs wait, the queue goes to the back of
+//! the line (so a long queue does not starve the others). Different queues run in parallel.
 //!
 //! Timers: a delayed or periodic task goes on the board at the first tick whose clock reading
 //! is `>=` its due time; tasks coming due in the same tick go on in due order, ties in arming
@@ -68,11 +68,14 @@
 //!
 //! # No lost wake-ups, no deadlocks
 //!
-//! A worker registers as idle only under the board lock after finding the FIFO empty, and a
-//! submitter chooses between handing off and queueing under the same lock, so a job never
-//! waits in the FIFO while a worker sleeps. The engine never holds one of its locks while it
-//! takes another, runs user code, or drops user closures, so user code may call any engine
-//! method (including dropping the last handle) from inside an action.
+//! The threaded board is a lock-free FIFO (crossbeam-deque's injector) with an atomic count of
+//! parked workers. A worker counts itself parked and then looks at the FIFO once more; a
+//! submitter pushes and then looks at the count; a `SeqCst` fence on each side makes at least
+//! one of them see the other, so a job never waits in the FIFO while every worker sleeps. A
+//! submission that finds nobody parked (or a worker already woken and looking) takes no lock.
+//! The engine never holds one of its locks while it takes another, runs user code, or drops
+//! user closures, so user code may call any engine method (including dropping the last
+//! handle) from inside an action.
 //!
 //! # Shutdown
 //!
@@ -84,9 +87,11 @@
 //!
 //! # Model checking
 //!
-//! Under `--cfg loom` the queue state machine and the manual board compile against loom's
-//! mutexes and atomics (see the private `sync` module), and `tests/loom_handoff.rs` explores
-//! the queue hand-off with them:
+//! Under `--cfg loom` the queue state machine, the manual board and the threaded board's
+//! parking protocol compile against loom's mutexes and atomics (see the private `sync`
+//! module; the injector becomes a loom mutex around a `VecDeque`), and
+//! `tests/loom_handoff.rs` explores the queue hand-off, the wake-ups and pause/cancel races
+//! with them, loom threads standing in for the workers:
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p snapseal-engine --test
 //! loom_handoff --release`.
 #![deny(missing_docs)]

@@ -7,6 +7,8 @@
 //!   Scheduled --picked, runnable--> Running --action returned, more runnable--> Scheduled [resubmit]
 //!   Scheduled --picked, paused/cancelled/empty--> Idle
 //!   Running --action returned, nothing runnable--> Idle
+//!   Running --action returned, more runnable, turn not over--> Running [next action popped
+//!                                                              in the same lock step]
 //! ```
 //!
 //! Only the thread that moves the queue Idle -> Scheduled submits it, and only the worker that
@@ -135,52 +137,53 @@ impl QueueCore {
         true
     }
 
-    /// Runs the next action, if the queue is still runnable. Returns true when the queue has
-    /// more to run and was moved back to Scheduled: the caller must put it back on the board.
-    pub(crate) fn run_next(&self) -> bool {
-        let action = {
-            let mut state = self.state.lock();
+    /// Runs the next action, if the queue is still runnable, and then the ones after it for as
+    /// long as `keep_going(actions run so far)` (asked under the queue's lock; it must only
+    /// read atomics) allows. Each further action costs one lock acquisition: the check that the
+    /// queue is still runnable and the pop of its next action are one step, and the queue
+    /// stays Running in between. Returns true when the queue has more to run and was moved
+    /// back to Scheduled: the caller must put it back on the board.
+    pub(crate) fn run_next(&self, keep_going: &dyn Fn(usize) -> bool) -> bool {
+        let mut state = self.state.lock();
+        let mut ran = 0;
+        loop {
             let next = if state.cancelled || state.paused {
                 None
             } else {
                 state.pending.pop_front()
             };
-            match next {
-                Some(action) => {
-                    state.sched = Sched::Running;
-                    action
-                }
-                None => {
-                    // Paused, cancelled or emptied while on the board: skipped this turn.
-                    state.sched = Sched::Idle;
-                    self.idle.notify_all();
-                    return false;
-                }
-            }
-        };
-        self.counters.started();
-        let Action { name, body } = action;
-        let outcome = {
-            let span = info_span!("action", queue = %self.name, action = %name);
-            let _entered = span.enter();
-            run_caught(body)
-        };
-        self.counters.finished(outcome.is_ok());
-        match outcome {
-            Ok(()) => {
-                let mut state = self.state.lock();
-                if state.runnable() {
-                    state.sched = Sched::Scheduled;
-                    true
-                } else {
-                    state.sched = Sched::Idle;
-                    self.idle.notify_all();
-                    false
-                }
-            }
-            Err(fault) => {
+            let Some(action) = next else {
+                // Paused, cancelled or emptied while on the board (or while it ran): off the
+                // board until an add or a resume submits it again.
+                state.sched = Sched::Idle;
+                self.idle.notify_all();
+                return false;
+            };
+            state.sched = Sched::Running;
+            drop(state);
+            self.counters.started();
+            let Action { name, body } = action;
+            let outcome = {
+                let span = info_span!("action", queue = %self.name, action = %name);
+                let _entered = span.enter();
+                run_caught(body)
+            };
+            self.counters.finished(outcome.is_ok());
+            if let Err(fault) = outcome {
                 self.fail(fault.into_failure(&self.name, &name));
-                false
+                return false;
+            }
+            drop(name);
+            ran += 1;
+            state = self.state.lock();
+            if !state.runnable() {
+                state.sched = Sched::Idle;
+                self.idle.notify_all();
+                return false;
+            }
+            if !keep_going(ran) {
+                state.sched = Sched::Scheduled;
+                return true;
             }
         }
     }
@@ -335,9 +338,10 @@ fn call_back(callback: &FailureCallback, failure: &ActionFailure) {
 /// they were added.
 ///
 /// Cheap to clone (an `Arc` inside); all clones are the same queue. The queue is itself a job
-/// on the [`TaskSystem`](crate::TaskSystem)'s board: each time the board picks it, exactly one
-/// action runs, and if more remain the queue goes back on the board (to the back of the line
-/// when other jobs are waiting, so busy queues share the workers fairly). An action may add
+/// on the [`TaskSystem`](crate::TaskSystem)'s board: each time the board picks it, its next
+/// action runs (threaded mode: and the ones after it, for a turn of a few actions or while
+/// nothing else waits), and if more remain the queue goes back on the board (to the back of
+/// the line when other jobs are waiting, so busy queues share the workers fairly). An action may add
 /// actions to its own queue by capturing a clone. See the crate docs for the exact ordering
 /// guarantees.
 ///

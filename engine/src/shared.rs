@@ -20,7 +20,9 @@ use crate::worker::current_thread_serves;
 static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
 
 pub(crate) enum Scheduler {
-    Threaded(Board),
+    /// Boxed: the board's atomics each fill a cache line, which would bloat every manual
+    /// system too.
+    Threaded(Box<Board>),
     Manual(ManualBoard),
 }
 
@@ -60,7 +62,7 @@ impl Shared {
 
     pub(crate) fn threaded(workers: usize) -> Self {
         Self::new(
-            Scheduler::Threaded(Board::new()),
+            Scheduler::Threaded(Box::new(Board::new())),
             Clock::Wall(Instant::now()),
             workers,
         )
@@ -132,6 +134,17 @@ impl Shared {
         match self.clock {
             Clock::Wall(start) => start.elapsed(),
             Clock::Manual => self.timers.manual_now(),
+        }
+    }
+
+    /// Whether a queue that just finished its `ran`-th action of this pick may run its next
+    /// action right away on the same thread. Threaded: while its turn lasts or no other job
+    /// waits (see `Board::may_continue_here`). Manual: never, so that every action is a pick
+    /// of its own and seeds explore interleavings.
+    pub(crate) fn may_continue_here(&self, ran: usize) -> bool {
+        match &self.scheduler {
+            Scheduler::Threaded(board) => board.may_continue_here(ran),
+            Scheduler::Manual(_) => false,
         }
     }
 

@@ -6,16 +6,74 @@
 //! copy of it. Only the subset of the `parking_lot` API the engine uses is mirrored.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+pub(crate) use parking_lot::{Condvar, Mutex};
 
 #[cfg(loom)]
-pub(crate) use self::loom_shim::{Condvar, Mutex, MutexGuard};
+pub(crate) use self::loom_shim::{Condvar, Mutex};
+
+/// The threaded board's lock-free FIFO: crossbeam-deque's `Injector` (a linearisable,
+/// multi-producer multi-consumer queue). Under loom it is a loom mutex around a `VecDeque`,
+/// which has the same sequential behaviour and lets the model interleave around every push
+/// and pop (loom cannot see inside crossbeam's own atomics).
+pub(crate) struct Injector<T> {
+    #[cfg(not(loom))]
+    inner: crossbeam_deque::Injector<T>,
+    #[cfg(loom)]
+    inner: Mutex<std::collections::VecDeque<T>>,
+}
+
+impl<T> Injector<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: crossbeam_deque::Injector::new(),
+            #[cfg(loom)]
+            inner: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn push(&self, value: T) {
+        #[cfg(not(loom))]
+        self.inner.push(value);
+        #[cfg(loom)]
+        self.inner.lock().push_back(value);
+    }
+
+    /// The oldest entry, if any.
+    pub(crate) fn pop(&self) -> Option<T> {
+        #[cfg(not(loom))]
+        loop {
+            match self.inner.steal() {
+                crossbeam_deque::Steal::Success(value) => return Some(value),
+                crossbeam_deque::Steal::Empty => return None,
+                // Lost a race with another consumer: the queue is not empty, try again.
+                crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+        #[cfg(loom)]
+        self.inner.lock().pop_front()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        #[cfg(not(loom))]
+        return self.inner.is_empty();
+        #[cfg(loom)]
+        self.inner.lock().is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        #[cfg(not(loom))]
+        return self.inner.len();
+        #[cfg(loom)]
+        self.inner.lock().len()
+    }
+}
 
 #[cfg(loom)]
 mod loom_shim {

@@ -120,6 +120,23 @@ impl TaskSystem {
         Ok(())
     }
 
+    /// Model checking only: a threaded system (threaded board and clock) that starts no
+    /// threads; the model's own loom threads become its workers by calling
+    /// [`work`](Self::work). No timer thread runs.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn threaded_model(workers: usize) -> TaskSystem {
+        Self::from_shared(Shared::threaded(workers))
+    }
+
+    /// Model checking only: runs the worker loop on the calling thread until the board
+    /// closes (a shutdown).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn work(&self) {
+        worker_main(Arc::clone(self.shared()));
+    }
+
     /// A manual system: zero threads; nothing runs until the caller calls
     /// [`run_one`](Self::run_one), [`run_until_idle`](Self::run_until_idle) (or a
     /// `wait_idle`), and timers move only with [`tick`](Self::tick). Each pick chooses

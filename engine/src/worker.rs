@@ -6,14 +6,21 @@ use std::sync::Arc;
 
 use tracing::error;
 
-use crate::board::{Board, Continue, HandOff};
+use crate::board::{Board, Continue};
 use crate::job::Job;
 use crate::shared::Shared;
 
+#[cfg(not(loom))]
 thread_local! {
     /// Id of the system this thread works for (0: none). Lets `shutdown`, the last handle's
     /// drop and `wait_idle` notice they are running on a thread they would otherwise wait for.
     static SERVES: Cell<u64> = const { Cell::new(0) };
+}
+
+// loom runs its threads as coroutines on one OS thread: a std thread-local would be shared.
+#[cfg(loom)]
+loom::thread_local! {
+    static SERVES: Cell<u64> = Cell::new(0);
 }
 
 /// Marks the current thread as one of system `id`'s own threads.
@@ -33,17 +40,14 @@ pub(crate) fn worker_main(shared: Arc<Shared>) {
     let Some(board) = shared.board() else {
         return;
     };
-    let hand_off = HandOff::new();
-    let mut next = board.next(&hand_off);
-    while let Some(job) = next {
+    while let Some(job) = board.next() {
         // User code is already guarded job by job; this outer guard only keeps the worker and
-        // the board's `active` count intact if a `Drop` of user captures panics while a job
-        // is being skipped.
+        // the board's count of outstanding jobs intact if a `Drop` of user captures panics
+        // while a job is being skipped.
         if catch_unwind(AssertUnwindSafe(|| run_chain(&shared, board, job))).is_err() {
             error!("a job panicked outside its action guard; the worker carries on");
         }
-        // Finishing this job and taking the next is one trip through the board's lock.
-        next = board.finish_and_next(&hand_off);
+        board.finish();
     }
 }
 

@@ -50,6 +50,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod claims;
 mod dir_guard;
 mod error;
 pub mod format;
@@ -83,7 +84,9 @@ pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntr
 pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotStore, StoreStats};
 #[cfg(feature = "internals")]
 pub use writer::SnapshotWriter;
-pub use writer::{Committed, IngestFile, Ingested, PersistRequest, SpillCommit, SpillFile};
+pub use writer::{
+    Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SpillCommit, SpillFile,
+};
 
 /// A BLAKE3 (or Merkle node) digest: 32 bytes.
 pub type Hash = [u8; 32];

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tracing::{debug, error, info, warn};
 
+use crate::claims::NameClaims;
 use crate::dir_guard::GuardedDir;
 use crate::error::{chain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
 use crate::fs::{DirHandle, DirLock, FileSystem};
@@ -29,7 +30,8 @@ use crate::scan::{
     SnapshotEntry,
 };
 use crate::writer::{
-    Committed, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit, SpillFile,
+    Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit,
+    SpillFile,
 };
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
@@ -93,9 +95,8 @@ pub struct SnapshotStore {
     writer: SnapshotWriter,
     opts: StoreOptions,
     holds: Arc<HoldTable>,
-    /// One persist at a time: two writes of the same name at once would each take the other's
-    /// half-written file for a stale one and remove it.
-    persist_lock: Mutex<()>,
+    /// One write per committed name at a time; writes of different names run in parallel.
+    claims: NameClaims,
     /// One directory clean-up (retention, quarantine) at a time, so two of them never plan
     /// over the same listing.
     maintenance: Mutex<()>,
@@ -147,7 +148,7 @@ impl SnapshotStore {
             dir: handle,
             opts,
             holds: Arc::default(),
-            persist_lock: Mutex::new(()),
+            claims: NameClaims::default(),
             maintenance: Mutex::new(()),
             known_good: Mutex::default(),
             counters: Counters::default(),
@@ -195,6 +196,13 @@ impl SnapshotStore {
     /// persist failure; the snapshot just committed is spared by that pass even when it is
     /// older than the ones retention keeps.
     ///
+    /// # Concurrency
+    ///
+    /// Persists of different snapshots (and spilled commits, and ingests) run in parallel:
+    /// their writes and file `fsync`s overlap; only directory `fsync`s and retention passes
+    /// take turns. Two writes of the same committed name never overlap: the second waits for
+    /// the first, then finds the name taken ([`PersistError::AlreadyCommitted`]).
+    ///
     /// # After a crash
     ///
     /// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted
@@ -204,10 +212,33 @@ impl SnapshotStore {
     /// [`PersistError::DirSyncFailed`] included. When `persist` returned `Ok`, the committed
     /// file survives any crash.
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
-        let _one_at_a_time = self.persist_lock.lock();
+        self.persist_gathered(&GatheredRequest {
+            idx: req.idx,
+            evidence_idx: req.evidence_idx,
+            flags: req.flags,
+            raw_len: req.raw_len,
+            body_digest: req.body_digest,
+            body: &[req.body],
+            receipt: req.receipt,
+        })
+    }
+
+    /// [`persist`](Self::persist) with the body as consecutive slices (frozen chunks of the
+    /// node's state), each written straight from where it is: the same sequence, guarantees,
+    /// concurrency and retention.
+    pub fn persist_gathered(&self, req: &GatheredRequest<'_>) -> Result<Committed, PersistError> {
+        let name = SnapshotName {
+            idx: req.idx,
+            evidence_idx: req.evidence_idx,
+            state: FileState::Committed,
+        };
+        let _claim = self.claims.claim(name);
+        // Pinned before it exists: another commit's retention pass, running meanwhile, must
+        // not delete it between its rename and this call's return.
+        let _pin = self.holds.acquire(name);
         let result = match self.refuse_if_failed() {
             Err(e) => Err(e),
-            Ok(()) => self.writer.persist(req),
+            Ok(()) => self.writer.persist_gathered(req),
         };
         self.after_commit(result)
     }
@@ -223,14 +254,20 @@ impl SnapshotStore {
     /// appends the receipt, writes the header in place, then the same `fsync`, `close`,
     /// rename and directory `fsync` steps and crash guarantees as [`persist`](Self::persist)),
     /// then runs retention, exactly as
-    /// [`persist`](Self::persist) does for a body in memory (same lock, counters and retention
+    /// [`persist`](Self::persist) does for a body in memory (same name claim, counters and retention
     /// rule).
     pub fn commit_spill(
         &self,
         spill: SpillFile,
         req: &SpillCommit<'_>,
     ) -> Result<Committed, PersistError> {
-        let _one_at_a_time = self.persist_lock.lock();
+        let name = SnapshotName {
+            idx: spill.name().idx,
+            evidence_idx: req.evidence_idx,
+            state: FileState::Committed,
+        };
+        let _claim = self.claims.claim(name);
+        let _pin = self.holds.acquire(name);
         let result = match self.refuse_if_failed() {
             Err(e) => Err(e),
             Ok(()) => self.writer.commit_spill(spill, req),
@@ -264,7 +301,10 @@ impl SnapshotStore {
     /// A crash at any point leaves either no file of this ingest but a stale pending file
     /// (removed at the next open), or the complete, verified committed file.
     pub fn finish_ingest(&self, file: IngestFile) -> Result<Ingested, IngestError> {
-        let _one_at_a_time = self.persist_lock.lock();
+        // No name yet means the header never arrived: finish only reports why.
+        let name = file.name();
+        let _claim = name.map(|n| self.claims.claim(n));
+        let _pin = name.map(|n| self.holds.acquire(n));
         self.refuse_if_failed()?;
         let ingested = file.finish(&*self.opts.verifier);
         match ingested {

@@ -67,6 +67,51 @@ pub struct PersistRequest<'a> {
     pub receipt: &'a [u8],
 }
 
+/// One snapshot to write whose body is several consecutive slices (frozen chunks of the
+/// node's state, say): everything a [`PersistRequest`] holds, with the body gathered. Each
+/// slice is written straight from where it is; nothing is copied or joined.
+#[derive(Clone, Copy, Debug)]
+pub struct GatheredRequest<'a> {
+    /// Ledger index the snapshot captures.
+    pub idx: u64,
+    /// Ledger index of the evidence transaction; must be greater than `idx`.
+    pub evidence_idx: u64,
+    /// Header flags (compression).
+    pub flags: Flags,
+    /// Uncompressed body length; must equal the body's total length when not compressed.
+    pub raw_len: u64,
+    /// BLAKE3 of the body (all slices in order), as computed while serialising (trusted, as
+    /// in [`PersistRequest::body_digest`]).
+    pub body_digest: Hash,
+    /// The stored body: these slices, in order.
+    pub body: &'a [&'a [u8]],
+    /// The encoded receipt.
+    pub receipt: &'a [u8],
+}
+
+impl GatheredRequest<'_> {
+    /// Total body length.
+    pub fn body_len(&self) -> u64 {
+        self.body.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+impl<'a> PersistRequest<'a> {
+    /// The same request with its body given as `body` (one slice: `[self.body]`).
+    fn gathered(&self, body: &'a [&'a [u8]]) -> GatheredRequest<'a> {
+        GatheredRequest {
+            idx: self.idx,
+            evidence_idx: self.evidence_idx,
+            flags: self.flags,
+            raw_len: self.raw_len,
+            body_digest: self.body_digest,
+            body,
+            receipt: self.receipt,
+        }
+    }
+}
+
 /// What completes a [`SpillFile`] into a committed snapshot: everything a [`PersistRequest`]
 /// holds except the body (already in the file) and the index (in the pending name).
 #[derive(Clone, Copy, Debug)]
@@ -129,7 +174,14 @@ impl SnapshotWriter {
     /// Writes and commits one snapshot (see the module doc for the sequence). On any failure
     /// before the rename the uncommitted file is removed (best effort; a removal failure is
     /// logged and the original error returned).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
+        self.persist_gathered(&req.gathered(&[req.body]))
+    }
+
+    /// [`persist`](Self::persist) with the body given as consecutive slices, each written
+    /// straight from where it is.
+    pub fn persist_gathered(&self, req: &GatheredRequest<'_>) -> Result<Committed, PersistError> {
         let name = SnapshotName {
             idx: req.idx,
             evidence_idx: req.evidence_idx,
@@ -145,7 +197,7 @@ impl SnapshotWriter {
             idx: req.idx,
             evidence_idx: req.evidence_idx,
             flags: req.flags,
-            body_len: req.body.len() as u64,
+            body_len: req.body_len(),
             receipt_len: req.receipt.len() as u64,
             raw_len: req.raw_len,
             body_digest: req.body_digest,
@@ -338,11 +390,12 @@ impl Attempt<'_> {
         &self,
         mut file: Box<dyn WritableFile>,
         header: &[u8; HEADER_LEN],
-        body: &[u8],
+        body: &[&[u8]],
         receipt: &[u8],
     ) -> Result<(), PersistError> {
-        let written = [&header[..], body, receipt]
-            .into_iter()
+        let written = std::iter::once(&header[..])
+            .chain(body.iter().copied())
+            .chain(std::iter::once(receipt))
             .try_for_each(|part| write_all(&mut *file, part));
         if let Err(e) = written {
             return Err(self.abandon(file, Step::Write, e));

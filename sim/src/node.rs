@@ -1,5 +1,9 @@
-//! A simulated node: KV state over the reference [`Ledger`], driving a [`Snapshotter`] the way
+//! A simulated node: KV state over a reference ledger, driving a [`Snapshotter`] the way
 //! a CCF-style node does. The demo, the tests and the fuzzers all use this one driver.
+//!
+//! The node is generic over its [`NodeLedger`]: the in-memory [`Ledger`] (the default, what
+//! the tests and the harness use) or the disk-backed
+//! [`DiskKv`](crate::disk_node::DiskKv) (the demo: bounded memory at any length).
 //!
 //! Per step the node appends one tx: a KV write, or every `sig_every` txs a signature tx. At a
 //! signature it calls `record_committable`, `record_signature` and `record_tree`; the previous
@@ -13,15 +17,73 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use snapseal_actors::ProofSource;
 use snapseal_actors::{
     CaptureError, CommittedSnapshot, ConfigError, Events, EvidenceError, EvidenceSink,
     SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource, StateView,
 };
 use snapseal_engine::TaskSystem;
+use snapseal_persist::receipt::SignedRoot;
 use snapseal_persist::Hash;
 use snapseal_persist::SnapshotStore;
 
 use crate::ledger::{Ledger, TxKind};
+
+/// What a [`SimNode`] needs from its ledger and the state machine over it.
+pub trait NodeLedger: Send + Sync + 'static {
+    /// Index of the last tx (0 when empty).
+    fn last_idx(&self) -> u64;
+    /// The index the node starts at: every tx up to it is committed and the state there is
+    /// known (0 for a fresh ledger; a resumed ledger's base or a reopened one's commit index).
+    fn start_idx(&self) -> u64;
+    /// Appends `kind`; returns its index.
+    fn append(&self, kind: TxKind) -> u64;
+    /// Appends a signature tx signing the root over every tx before it.
+    fn append_signature(&self) -> SignedRoot;
+    /// Drops the uncommitted txs after `idx` (never below the commit index).
+    fn truncate(&self, idx: u64) -> Result<(), String>;
+    /// Makes every tx up to `idx` committed (durable, for a ledger on disk). Called before the
+    /// Snapshotter hears of the commit, so no snapshot commits on evidence that could be lost.
+    fn commit(&self, idx: u64) -> Result<(), String>;
+    /// Proofs for signatures of this ledger.
+    fn proofs(&self) -> Arc<dyn ProofSource>;
+    /// The state machine the Snapshotter captures views of.
+    fn state(&self) -> Arc<dyn StateSource>;
+    /// The Snapshotter accepted a snapshot point at `idx` (the state there must stay
+    /// capturable until released).
+    fn keep(&self, idx: u64) {
+        let _ = idx;
+    }
+}
+
+impl NodeLedger for Ledger {
+    fn last_idx(&self) -> u64 {
+        Ledger::last_idx(self)
+    }
+    fn start_idx(&self) -> u64 {
+        self.base()
+    }
+    fn append(&self, kind: TxKind) -> u64 {
+        Ledger::append(self, kind)
+    }
+    fn append_signature(&self) -> SignedRoot {
+        Ledger::append_signature(self)
+    }
+    fn truncate(&self, idx: u64) -> Result<(), String> {
+        Ledger::truncate(self, idx);
+        Ok(())
+    }
+    fn commit(&self, _idx: u64) -> Result<(), String> {
+        // In memory: nothing to make durable.
+        Ok(())
+    }
+    fn proofs(&self) -> Arc<dyn ProofSource> {
+        Ledger::proofs(self)
+    }
+    fn state(&self) -> Arc<dyn StateSource> {
+        Arc::new(KvState::new(self.clone()))
+    }
+}
 
 /// Magic at the start of a KV snapshot body.
 pub const KV_MAGIC: &[u8; 8] = b"SSKV\0\0\0\x01";
@@ -56,9 +118,11 @@ impl Default for SimConfig {
     }
 }
 
-/// Largest [`SimConfig::txs`], [`SimConfig::keys`] and [`SimConfig::rollback_every`]: the
-/// node keeps its whole ledger in memory.
+/// Largest [`SimConfig::keys`] and [`SimConfig::rollback_every`] (the KV map is in memory).
 pub const MAX_TXS: u64 = 10_000_000;
+/// Largest [`SimConfig::txs`]: a node on the disk ledger is bounded in memory at any length
+/// (one on the in-memory [`Ledger`] holds every tx, so keep its runs small).
+pub const MAX_RUN_TXS: u64 = 10_000_000_000;
 /// Largest [`SimConfig::sig_every`].
 pub const MAX_SIG_EVERY: u64 = 1_000_000;
 /// Largest [`SimConfig::value_size`] (1 MiB).
@@ -83,8 +147,8 @@ impl SimConfig {
         check(
             "txs",
             self.txs,
-            txs_range.contains(&self.txs),
-            "must be in 1 ..= 10000000",
+            (1..=MAX_RUN_TXS).contains(&self.txs),
+            "must be in 1 ..= 10000000000",
         )?;
         check(
             "sig_every",
@@ -239,10 +303,12 @@ type Observer = parking_lot::Mutex<Box<dyn FnMut(NodeEvent<'_>) + Send>>;
 /// writes everywhere.
 type Rng = rand_xoshiro::SplitMix64;
 
-/// The simulated node.
-pub struct SimNode {
+/// The simulated node, on the in-memory [`Ledger`] unless told otherwise.
+pub struct SimNode<L: NodeLedger = Ledger> {
     cfg: SimConfig,
-    ledger: Ledger,
+    ledger: L,
+    /// The first ledger failure (a disk ledger's failed write); the node stops stepping.
+    ledger_error: Option<String>,
     snapshotter: Snapshotter,
     tasks: TaskSystem,
     evidence_rx: Receiver<(u64, Hash)>,
@@ -263,7 +329,7 @@ pub struct SimNode {
     observer: Option<Observer>,
 }
 
-impl std::fmt::Debug for SimNode {
+impl<L: NodeLedger> std::fmt::Debug for SimNode<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimNode")
             .field("cfg", &self.cfg)
@@ -273,7 +339,7 @@ impl std::fmt::Debug for SimNode {
     }
 }
 
-impl SimNode {
+impl SimNode<Ledger> {
     /// A node with a fresh ledger keyed from `cfg.seed`, snapshotting into `store` on `tasks`.
     pub fn new(
         cfg: SimConfig,
@@ -283,33 +349,38 @@ impl SimNode {
     ) -> Result<Self, ConfigError> {
         Self::with_ledger(cfg.clone(), Ledger::from_seed(cfg.seed), snap, tasks, store)
     }
+}
 
-    /// A node over an existing `ledger`. A resumed ledger ([`Ledger::resumed`]) starts from the
-    /// snapshot at its base, so the Snapshotter counts its interval from there.
+impl<L: NodeLedger> SimNode<L> {
+    /// A node over an existing `ledger`. A resumed ledger ([`Ledger::resumed`]) or a reopened
+    /// disk one starts from the state at its [`start_idx`](NodeLedger::start_idx), so the
+    /// Snapshotter counts its interval from there.
     pub fn with_ledger(
         cfg: SimConfig,
-        ledger: Ledger,
+        ledger: L,
         snap: SnapshotterConfig,
         tasks: TaskSystem,
         store: Arc<SnapshotStore>,
     ) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let (sink, evidence_rx) = ChannelSink::new();
-        let state = Arc::new(KvState::new(ledger.clone()));
+        let state = ledger.state();
+        let start = ledger.start_idx();
         let snapshotter = Snapshotter::new(snap, tasks.clone(), store, state, Arc::new(sink))?
-            .with_baseline(ledger.base());
+            .with_baseline(start);
         let events = snapshotter.events();
         Ok(SimNode {
             rng: rand_core::SeedableRng::seed_from_u64(cfg.seed ^ 0x5EED),
             cfg,
             ledger,
+            ledger_error: None,
             snapshotter,
             tasks,
             evidence_rx,
             events,
             appended: 0,
             uncommitted_sigs: VecDeque::new(),
-            commit_idx: 0,
+            commit_idx: start,
             committed: Vec::new(),
             other_events: Vec::new(),
             refused_evidence: Vec::new(),
@@ -340,8 +411,9 @@ impl SimNode {
 
     /// Append one tx (and any evidence that arrived). Returns false once `cfg.txs` were
     /// appended.
+    /// Also false once the ledger failed ([`ledger_error`](Self::ledger_error)).
     pub fn step(&mut self) -> bool {
-        if self.appended >= self.cfg.txs {
+        if self.appended >= self.cfg.txs || self.ledger_error.is_some() {
             return false;
         }
         self.poll();
@@ -379,8 +451,8 @@ impl SimNode {
         let signed = self.ledger.append_signature();
         let sig_idx = signed.sig_idx;
         let proofs = self.ledger.proofs();
-        if committable {
-            self.timed(|s| s.record_committable(sig_idx));
+        if committable && self.timed(|s| s.record_committable(sig_idx)) {
+            self.ledger.keep(sig_idx);
         }
         self.timed(|s| s.record_signature(signed));
         self.timed(|s| s.record_tree(sig_idx, proofs));
@@ -393,7 +465,17 @@ impl SimNode {
     }
 
     /// Advance the commit index to `idx`.
+    /// The ledger commits first; if that fails the Snapshotter never hears of the commit
+    /// (no snapshot may commit on evidence that could be lost) and the node stops.
     pub fn commit_to(&mut self, idx: u64) {
+        if self.ledger_error.is_some() {
+            return;
+        }
+        if let Err(e) = self.ledger.commit(idx) {
+            tracing::error!(idx, error = %e, "ledger commit failed; the node stops");
+            self.ledger_error = Some(e);
+            return;
+        }
         self.commit_idx = self.commit_idx.max(idx);
         self.notify(NodeEvent::Commit(idx));
         self.timed(|s| s.commit(idx));
@@ -402,7 +484,11 @@ impl SimNode {
     /// Drop every uncommitted tx (as after a leader change).
     pub fn rollback_uncommitted(&mut self) {
         let to = self.commit_idx;
-        self.ledger.truncate(to);
+        if let Err(e) = self.ledger.truncate(to) {
+            tracing::error!(to, error = %e, "ledger rollback failed; the node stops");
+            self.ledger_error = Some(e);
+            return;
+        }
         self.uncommitted_sigs.clear();
         self.timed(|s| s.rollback(to));
     }
@@ -454,6 +540,9 @@ impl SimNode {
         let mut flushed = false;
         for _ in 0..max_rounds {
             self.settle();
+            if self.ledger_error.is_some() {
+                break;
+            }
             if self.snapshotter.pending().is_empty() {
                 flushed = true;
                 break;
@@ -493,8 +582,13 @@ impl SimNode {
     }
 
     /// The ledger.
-    pub fn ledger(&self) -> &Ledger {
+    pub fn ledger(&self) -> &L {
         &self.ledger
+    }
+
+    /// The first ledger failure, if any (the node stopped there).
+    pub fn ledger_error(&self) -> Option<&str> {
+        self.ledger_error.as_deref()
     }
 
     /// The commit index.
@@ -542,15 +636,15 @@ mod tests {
         let edges: Vec<(SimConfig, SimConfig, &str, u64)> = vec![
             (
                 SimConfig {
-                    txs: MAX_TXS,
+                    txs: MAX_RUN_TXS,
                     ..ok.clone()
                 },
                 SimConfig {
-                    txs: MAX_TXS + 1,
+                    txs: MAX_RUN_TXS + 1,
                     ..ok.clone()
                 },
                 "txs",
-                MAX_TXS,
+                MAX_RUN_TXS,
             ),
             (
                 SimConfig {

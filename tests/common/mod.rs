@@ -14,7 +14,7 @@ use snapseal::persist::fs::{FileSystem, RealFs, SimFs};
 use snapseal::persist::receipt::{Ed25519Verifier, ReceiptVerifier, SignedRoot};
 use snapseal::persist::Hash;
 use snapseal::persist::{SnapshotStore, StoreOptions};
-use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+use snapseal::{SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource};
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::{decode_kv, ChannelSink, KvState};
 
@@ -44,6 +44,15 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) fn new(exec: Exec, cfg: SnapshotterConfig) -> Env {
+        Env::with_state(exec, cfg, |ledger| Arc::new(KvState::new(ledger.clone())))
+    }
+
+    /// [`new`](Self::new) with the node's state made by `state` from the ledger.
+    pub(crate) fn with_state(
+        exec: Exec,
+        cfg: SnapshotterConfig,
+        state: impl FnOnce(&Ledger) -> Arc<dyn StateSource>,
+    ) -> Env {
         let ledger = Ledger::from_seed(42);
         let verifier: Arc<dyn ReceiptVerifier> =
             Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
@@ -79,7 +88,7 @@ impl Env {
             .unwrap(),
         );
         let (sink, evidence_rx) = ChannelSink::new();
-        let state = Arc::new(KvState::new(ledger.clone()));
+        let state = state(&ledger);
         let snap = Snapshotter::new(
             cfg,
             tasks.clone(),

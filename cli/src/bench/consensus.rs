@@ -113,20 +113,24 @@ pub(crate) fn row(
         ours: secs(busy.p99.as_secs_f64()),
         peer: secs(idle.p99.as_secs_f64()),
         ratio: Some(ratio),
-        target: Target::AtMost(2.0),
-        verdict: if ratio <= 2.0 {
+        target: Target::AtMost(1.5),
+        verdict: if ratio <= 1.5 {
             Verdict::Pass
         } else {
             Verdict::Fail
         },
         note: format!(
             "median of {} rounds ({}); p50 {} vs {}; {} signatures each; one signature = \
-             record_committable + record_signature + record_tree + commit",
+             record_committable + record_signature + record_tree + commit; hashing pool {}",
             pairs.len(),
             all.join(", "),
             secs(busy.p50.as_secs_f64()),
             secs(idle.p50.as_secs_f64()),
-            busy.calls
+            busy.calls,
+            snapseal_actors::hashing_config().map_or_else(
+                || "not started".to_string(),
+                |c| format!("{} threads at nice {}", c.threads, c.nice)
+            )
         ),
     })
 }

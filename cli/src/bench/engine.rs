@@ -125,7 +125,7 @@ pub(crate) fn row(threads: usize, per_queue: usize, reps: usize) -> Result<Bench
         ),
         n / t_engine,
         n / t_pool,
-        0.8,
+        1.0,
         mitems_per_sec,
     ))
 }

@@ -73,6 +73,19 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
+    /// A receipt proving this body as the uncompressed snapshot at `idx` (its claims digest),
+    /// so the committed file verifies.
+    pub(crate) fn receipt_at(&self, idx: u64) -> Result<Vec<u8>, BenchError> {
+        let claims = snapseal_persist::format::Claims {
+            idx,
+            flags: snapseal_persist::format::Flags::NONE,
+            body_len: self.body.len() as u64,
+            raw_len: self.body.len() as u64,
+            body_digest: self.digest,
+        };
+        receipt_for(claims.digest())
+    }
+
     pub(crate) fn new(len: usize) -> Result<Self, BenchError> {
         let body = bytes(len, len as u64 ^ 0x5EED);
         let digest = body_digest(&body);

@@ -122,6 +122,88 @@ pub(crate) fn rows(
     Ok(out)
 }
 
+/// `count` persists of `size` each, all at once from `count` threads, against the same
+/// persists one after another, through the same store, alternating. The target (≤ 0.5×)
+/// asks that the writes and file `fsync`s of different generations overlap.
+pub(crate) fn parallel_row(
+    dir: &Path,
+    count: usize,
+    size: usize,
+    reps: usize,
+) -> Result<BenchRow, BenchError> {
+    let fx = Fixture::new(size)?;
+    let work = WorkDir::new(dir, "persist-parallel")?;
+    let store_dir = work.path().join("store");
+    let mut opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key().verifying_key()])));
+    opts.keep_last = usize::MAX;
+    let store = SnapshotStore::open(Arc::new(RealFs::new()), &store_dir, opts)
+        .map_err(|e| BenchError::Setup(format!("open store: {e}")))?;
+    // Every file must verify: a retention pass of one persist may look at another's file
+    // before that persist has recorded it as its own. So a real receipt per index, made
+    // before anything is timed.
+    let runs = (reps.max(1) + 1) * 2 * count;
+    let receipts = (1..=runs as u64)
+        .map(|idx| fx.receipt_at(idx))
+        .collect::<Result<Vec<_>, _>>()?;
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let one = |store: &SnapshotStore| -> Result<std::path::PathBuf, BenchError> {
+        let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let receipt = receipts
+            .get(i)
+            .ok_or_else(|| BenchError::Setup("ran out of fixture receipts".into()))?;
+        store
+            .persist(&PersistRequest {
+                idx: i as u64 + 1,
+                evidence_idx: EVIDENCE,
+                flags: Flags::NONE,
+                raw_len: fx.body.len() as u64,
+                body_digest: fx.digest,
+                body: &fx.body,
+                receipt,
+            })
+            .map(|c| c.path)
+            .map_err(|e| BenchError::Run(format!("persist: {e}")))
+    };
+    let remove_all = |paths: Vec<std::path::PathBuf>| paths.iter().try_for_each(|p| remove(p));
+    let mut parallel = || -> Result<Duration, BenchError> {
+        let (paths, t) = timed(|| {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..count).map(|_| s.spawn(|| one(&store))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(BenchError::Run("persist thread panicked".into()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        });
+        remove_all(paths?)?;
+        Ok(t)
+    };
+    let mut serial = || -> Result<Duration, BenchError> {
+        let (paths, t) = timed(|| {
+            (0..count)
+                .map(|_| one(&store))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        remove_all(paths?)?;
+        Ok(t)
+    };
+    let (ours, base) = alternate(reps, &mut parallel, &mut serial)?;
+    Ok(BenchRow::times(
+        format!(
+            "persist {count} × {} at once vs one after another (same store, same disk)",
+            bytes(size as u64)
+        ),
+        ours,
+        base,
+        0.5,
+    )
+    .with_note("persists of different snapshots share no lock around write and fsync; directory fsyncs and retention take turns"))
+}
+
 fn committed(idx: u64) -> String {
     SnapshotName {
         idx,

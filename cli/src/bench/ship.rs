@@ -52,6 +52,7 @@ pub(crate) fn rows(
     let store =
         Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), &local, options()).map_err(setup)?);
     let fx = Fixture::new(size)?;
+    let receipt = fx.receipt_at(1)?;
     let committed = store
         .persist(&PersistRequest {
             idx: 1,
@@ -60,7 +61,7 @@ pub(crate) fn rows(
             raw_len: fx.body.len() as u64,
             body_digest: fx.digest,
             body: &fx.body,
-            receipt: &fx.receipt,
+            receipt: &receipt,
         })
         .map_err(run_err)?;
     drop(fx);

@@ -5,8 +5,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use snapseal::persist::format::Header;
-use snapseal::persist::fs::{DirHandle, FileBytes, FileSystem, RealFs};
+use snapseal::persist::format::{Header, HEADER_LEN};
+use snapseal::persist::fs::{DirHandle, FileBytes, RealFs};
 use snapseal::persist::receipt::{ReceiptVerifier, SchemeId};
 use snapseal::persist::{read_checked, verify_bytes, Check, SnapshotName, VerifyError};
 
@@ -176,11 +176,36 @@ pub(super) fn split_path(path: &Path) -> io::Result<(PathBuf, String)> {
     Ok((parent, name.to_string()))
 }
 
-/// Reads a whole file at `path` (no symlink followed, memory-mapped).
+/// Most bytes [`read_path`] reads of a file whose header does not give its exact length: a
+/// damaged file is worth looking at, a huge (say sparse) junk file is not worth its size in
+/// memory.
+pub(super) const UNPROVEN_READ_CAP: u64 = 64 << 20;
+
+/// Reads a whole file at `path` for inspection (no symlink followed, regular files only).
+///
+/// The file is copied with `pread`, never mapped: `inspect` holds no lock, and a mapped file
+/// truncated by another process would kill it with `SIGBUS`. The header is read first; a file
+/// whose header gives its exact length is read whole, any other only up to
+/// [`UNPROVEN_READ_CAP`] bytes (a larger one is an `InvalidData` error naming both sizes).
 pub(super) fn read_path(path: &Path) -> io::Result<FileBytes> {
     let (parent, name) = split_path(path)?;
-    let dir = RealFs::new().open_dir(&parent, false)?;
-    dir.open_read(&name)
+    let dir = RealFs::new().open_dir_unmapped(&parent)?;
+    let mut check = |head: &[u8], size: u64| {
+        let described = Header::decode(head)
+            .and_then(|h| h.file_len())
+            .is_ok_and(|len| len == size);
+        if described || size <= UNPROVEN_READ_CAP {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the file is {size} bytes and its header does not give that length; \
+                 not read (at most {UNPROVEN_READ_CAP} bytes of such a file are)"
+            ),
+        ))
+    };
+    dir.open_read_checked(&name, HEADER_LEN, &mut check)
 }
 
 /// Reads and checks the file at `path`; its name, if one of ours, must agree with the header.

@@ -143,9 +143,6 @@ pub(super) const MAX_QUARANTINED: Limit = Limit {
     unset: None,
 };
 
-/// The demo keeps its whole ledger in memory; this bounds `txs × value_size`.
-const MAX_LEDGER_BYTES: u64 = 4 << 30;
-
 /// Where a value came from, for the error message.
 #[derive(Clone, Copy, Debug)]
 enum Origin<'a> {
@@ -463,18 +460,11 @@ pub(super) fn demo_settings(file: &FileConfig, flags: &DemoValues) -> anyhow::Re
         path: file.path.as_deref(),
     };
     let (sim, snap, workers) = sources.validate(&sources.merged())?;
-    let (txs, tx_interval, value_size) = (sim.txs, snap.tx_interval, sim.value_size as u64);
+    let (txs, tx_interval) = (sim.txs, snap.tx_interval);
     if tx_interval >= txs {
         bail!(
             "`demo.tx_interval` (--tx-interval) = {tx_interval} must be less than `demo.txs` \
              (--txs) = {txs}, or no snapshot is ever due"
-        );
-    }
-    if txs.saturating_mul(value_size) > MAX_LEDGER_BYTES {
-        bail!(
-            "`demo.txs` × `demo.value_size` = {txs} × {value_size} is over {} bytes: the demo \
-             keeps its whole ledger in memory; lower --txs or --value-size",
-            MAX_LEDGER_BYTES
         );
     }
     Ok(DemoSettings {

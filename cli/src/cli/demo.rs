@@ -20,7 +20,10 @@ use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
 use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
+use snapseal_archive::LEDGER_DIR;
 use snapseal_cli::units::percentile;
+use snapseal_sim::disk_ledger::{DiskLedger, DEFAULT_CHUNK_BYTES};
+use snapseal_sim::disk_node::DiskKv;
 use snapseal_sim::ledger::Ledger;
 use snapseal_sim::node::{NodeEvent, SimNode};
 
@@ -67,6 +70,10 @@ pub(crate) struct DemoArgs {
     /// than the threaded engine; excludes --workers.
     #[arg(long, conflicts_with = "workers")]
     pub deterministic: bool,
+    /// The ledger's open chunk (in D/ledger) is sealed into `ledger_<start>-<end>.committed`
+    /// at the first committed signature once it holds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_BYTES)]
+    pub ledger_chunk_bytes: u64,
     /// When the run is done, ship its committed snapshots to URL (file:///abs/dir or
     /// s3://bucket[/prefix]) as node `demo`, as `snapseal ship` does.
     #[arg(long, value_name = "URL")]
@@ -166,6 +173,13 @@ struct Summary {
     committed_log: PathBuf,
     txs: u64,
     ledger_last_idx: u64,
+    /// The ledger directory (`ledger/` in the demo directory).
+    ledger_dir: PathBuf,
+    /// The ledger's commit index at the end: every tx up to it is in a sealed chunk.
+    ledger_commit_idx: u64,
+    /// The KV state's hash at `ledger_commit_idx`, hex (what a node replaying to that index
+    /// from any snapshot and the ledger must reach).
+    state_hash: String,
     run_secs: f64,
     flush_secs: f64,
     txs_per_sec: f64,
@@ -312,9 +326,25 @@ fn run_in(
         s.store.options(Arc::clone(&verifier)),
     )
     .context("opening the snapshot store")?;
+    let ledger_path = dir.join(LEDGER_DIR);
+    if survey.is_some() {
+        // The ledger's files are then opened without following links, regular files only,
+        // size capped (`disk_ledger::read_chunk_file`).
+        crate::cli::safe_open::check_subdir(dir, LEDGER_DIR)?;
+    }
+    let disk_ledger = DiskLedger::open(
+        &RealFs::new(),
+        &ledger_path,
+        signing_key,
+        args.ledger_chunk_bytes,
+    )
+    .with_context(|| format!("opening the ledger in {}", ledger_path.display()))?;
     let (ledger, log, earlier, resumed) = match (survey, fresh_log) {
         (Some(survey), _) => {
-            let r = resume::go_on(dir, &key, survey, &store)?;
+            let mut r = resume::go_on(dir, &key, survey, &store, disk_ledger.commit_idx())?;
+            let kv = DiskKv::open(disk_ledger, r.snapshot.take())
+                .with_context(|| format!("rebuilding the state from {}", ledger_path.display()))?;
+            r.info.state_hash = hex(&kv.state_hash());
             info!(
                 out,
                 "snapseal demo: resuming after idx {} ({} earlier commits logged; {} stale \
@@ -327,10 +357,13 @@ fn run_in(
                     .as_ref()
                     .map_or_else(|| "nothing".to_string(), |p| p.display().to_string())
             );
-            let ledger = Ledger::resumed(signing_key, r.info.base);
-            (ledger, r.log, r.earlier, Some(r.info))
+            (kv, r.log, r.earlier, Some(r.info))
         }
-        (None, Some(log)) => (Ledger::new(signing_key), log, Vec::new(), None),
+        (None, Some(log)) => {
+            let kv = DiskKv::open(disk_ledger, None)
+                .with_context(|| format!("starting the ledger in {}", ledger_path.display()))?;
+            (kv, log, Vec::new(), None)
+        }
         (None, None) => bail!("internal: a fresh run without its committed.log"),
     };
     let log_path = log.path().to_path_buf();
@@ -401,9 +434,21 @@ fn run_in(
             "{pending} generation(s) still pending after {FLUSH_ROUNDS} flush rounds"
         ));
     }
+    if let Some(e) = node.ledger_error() {
+        failures.push(format!("ledger: {e}"));
+    }
     let call_latencies = node.call_latencies().to_vec();
     let txs = node.appended();
-    let last_idx = node.ledger().last_idx();
+    let last_idx = node.ledger().ledger().last_idx();
+    // A clean stop: the open chunk becomes a sealed one, so an export reaches the commit
+    // index. (A killed run's open chunk is sealed when the ledger is next opened.)
+    let kv = node.ledger().clone();
+    if let Err(e) = kv.ledger().seal() {
+        failures.push(format!("sealing the ledger: {e}"));
+    }
+    let ledger_commit_idx = kv.applied_idx();
+    let state_hash = hex(&kv.state_hash());
+    drop(kv);
     // The node owns the store; dropping it releases the lock before verification.
     drop(node);
     tasks.shutdown(ShutdownMode::Drain);
@@ -435,6 +480,9 @@ fn run_in(
         committed_log: log_path,
         txs,
         ledger_last_idx: last_idx,
+        ledger_dir: ledger_path,
+        ledger_commit_idx,
+        state_hash,
         run_secs: run_time.as_secs_f64(),
         flush_secs: flush_time.as_secs_f64(),
         txs_per_sec: rate(txs as f64, run_time.as_secs_f64()),
@@ -583,6 +631,13 @@ fn print_summary(s: &Summary, out: &Out) -> anyhow::Result<()> {
         "  ledger           {} txs appended; ledger ends at idx {} (signatures and evidence included)",
         s.txs,
         s.ledger_last_idx
+    );
+    text!(
+        out,
+        "  ledger on disk   {} (committed to idx {}; state hash there {})",
+        s.ledger_dir.display(),
+        s.ledger_commit_idx,
+        s.state_hash
     );
     text!(
         out,

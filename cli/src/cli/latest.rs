@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, FileSystem, RealFs};
+use snapseal::persist::fs::{DirHandle, RealFs};
 use snapseal::persist::{
     classify_dir, plan_latest, FileState, LatestPlan, ListedEntry, PassOverReason, SnapshotName,
     SnapshotStore, StoreError,
@@ -79,9 +79,11 @@ pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Re
     let trusted = Trusted::load(&args.keys, &args.dir)?;
     let verifier = trusted.verifier();
     let fs = Arc::new(RealFs::new());
-    // Opening the store would create a missing directory: refuse first.
+    // Opening the store would create a missing directory: refuse first. Files are copied with
+    // `pread`, not mapped: without --repair no lock is held, and a file truncated meanwhile by
+    // another process must be a read error, not SIGBUS.
     let dir = fs
-        .open_dir(&args.dir, false)
+        .open_dir_unmapped(&args.dir)
         .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
     let mut report = Report {
         dir: args.dir.clone(),

@@ -54,7 +54,14 @@ struct Listing {
     max_bytes: Option<u64>,
     files: Vec<Row>,
     other: Vec<Other>,
+    /// What the retention column rests on: names and sizes only, as if every committed file
+    /// verified (`list` reads no key and verifies nothing).
+    retention_basis: &'static str,
 }
+
+/// [`Listing::retention_basis`]: `gc --dry-run` is the verified plan.
+const RETENTION_BASIS: &str =
+    "names and sizes only, as if every committed file verified; `snapseal gc --dry-run` verifies";
 
 /// The word for a state.
 pub(super) fn state_word(state: FileState) -> &'static str {
@@ -129,6 +136,7 @@ pub(super) fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Resu
         max_bytes: store.max_bytes,
         files: rows,
         other,
+        retention_basis: RETENTION_BASIS,
     };
     out.json(&listing)?;
     print_text(&listing, out)?;
@@ -186,6 +194,9 @@ fn print_text(l: &Listing, out: &Out) -> anyhow::Result<()> {
             if foreign.len() == 1 { "y" } else { "ies" },
             foreign.join(", ")
         );
+    }
+    if l.files.iter().any(|r| r.retention.is_some()) {
+        text!(out, "retention column: {}", l.retention_basis);
     }
     if l.files
         .iter()

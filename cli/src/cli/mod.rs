@@ -16,7 +16,9 @@ mod committed_log;
 mod config;
 mod demo;
 mod exit;
+mod export;
 mod gc;
+mod import;
 mod inspect;
 mod keys;
 mod latest;
@@ -55,6 +57,8 @@ Exit codes (stable, for scripts):
   snapshot_<idx>.g<generation>.pending     a body spilled to disk, waiting for its proof
   .lock                                    the store's lock
   node.pub, committed.log                  written by `snapseal demo`
+  ledger/                                  the demo's ledger: ledger_<start> (open chunk),
+                                           ledger_<start>-<end>.committed (sealed chunks)
 Any other name is not snapseal's and is never touched.
 
 Logging: diagnostics go to stderr; the level comes from RUST_LOG (default `warn`)."
@@ -114,8 +118,10 @@ pub(crate) enum Command {
     /// pending snapshots, verifies every committed file against the node's key and prints a
     /// summary. It writes `node.pub` (hex Ed25519 public key, the default --key of the other
     /// commands) and `committed.log` (one line per acknowledged commit:
-    /// `idx evidence_idx file digest`) next to the snapshots. With --resume it carries on in a
-    /// directory an earlier (possibly killed) demo with the same --seed left behind.
+    /// `idx evidence_idx file digest`) next to the snapshots, and keeps the ledger on disk in
+    /// `ledger/` (chunk files, fsynced at every commit; memory stays bounded at any --txs).
+    /// With --resume it carries on in a directory an earlier (possibly killed) demo with the
+    /// same --seed left behind, reopening that ledger.
     Demo(demo::DemoArgs),
     /// List every snapshot file in DIR with its state and what retention would do with it.
     ///
@@ -152,6 +158,22 @@ pub(crate) enum Command {
     /// consensus-call latency with generations in flight, and the engine vs a plain crossbeam
     /// pool. Prints our figure, the floor or peer, the ratio, the target and pass/fail.
     Bench(bench::BenchArgs),
+    /// Write a node's artifacts into one tar archive at a strict level.
+    ///
+    /// operational: the newest snapshot that verifies and the public key(s); replay: plus
+    /// every sealed ledger chunk from that snapshot to the commit index, or exit 1 naming the
+    /// missing range; archival: every snapshot that verifies and every chunk, gaps listed in
+    /// the manifest; debug: archival plus every other file (quarantined, pending, logs).
+    /// Operational and replay archives are byte-identical for the same directory. Streamed in
+    /// bounded memory; OUT is created new and removed if the export fails. Read-only on DIR.
+    Export(export::ExportArgs),
+    /// Verify an archive and bring its artifacts into a snapshot directory.
+    ///
+    /// Refuses (exit 1) an archive below --level, one with a missing ledger range, a tampered
+    /// artifact (BLAKE3, receipt, signed roots, Merkle chain) or a key not trusted; every
+    /// artifact is verified before it gets a committed name, nothing is overwritten, and a
+    /// rerun after a crash completes the import.
+    Import(import::ImportArgs),
     /// Ship committed snapshots that verify to object storage, oldest first.
     ///
     /// URL is file:///abs/dir (a local directory: no server needed) or s3://bucket[/prefix]
@@ -200,6 +222,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Latest(args) => latest::run(&args, &file, &out),
         Command::Gc(args) => gc::run(&args, &file, &out),
         Command::Bench(args) => bench::run(&args, &out),
+        Command::Export(args) => export::run(&args, &out),
+        Command::Import(args) => import::run(&args, &out),
         Command::Ship(args) => ship::run(&args, &file, &out),
         Command::Restore(args) => restore::run(&args, &file, &out),
         Command::Remote(args) => remote::run(&args, &out),

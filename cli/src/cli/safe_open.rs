@@ -70,6 +70,25 @@ pub(super) enum Access {
     ReadAppendCreate,
 }
 
+/// Checks the subdirectory `name` of `dir` (the demo's `ledger/`) before it is opened: it
+/// must be a directory, not a symbolic link to one nor anything else. `false` when missing.
+/// The files inside are then opened by the ledger with the same rule (no link followed,
+/// regular files only, size capped before reading).
+pub(super) fn check_subdir(dir: &Path, name: &str) -> anyhow::Result<bool> {
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            anyhow::bail!("{}: is a symbolic link; refused", path.display())
+        }
+        Ok(meta) if !meta.is_dir() => {
+            anyhow::bail!("{}: is not a directory; refused", path.display())
+        }
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("checking {}", path.display())),
+    }
+}
+
 /// Reads `path` (a path the user gave) under the rule in the module docs.
 pub(super) fn read_path(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;

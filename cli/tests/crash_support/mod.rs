@@ -462,6 +462,11 @@ pub(crate) fn inspect(demo: &Demo) -> DirState {
             }
         } else if PendingName::parse(&name).is_some() {
             state.stale.insert(name);
+        } else if name == "ledger" {
+            // The demo's ledger on disk (its own recovery is tested in snapseal-sim).
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                v.push(format!("{name}: not a directory"));
+            }
         } else if ![".lock", "node.pub", "committed.log"].contains(&name.as_str()) {
             v.push(format!("{name}: not a file the demo writes"));
         }

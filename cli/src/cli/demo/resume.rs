@@ -8,19 +8,18 @@
 //! the earlier run left missing or empty, reopens `committed.log` for appending, asks the
 //! store for the snapshot a node would recover from, and picks the ledger base.
 //!
-//! The base is the largest index among every snapshot name of ours ever seen in the
-//! directory (committed, uncommitted, quarantined, pending) and every logged commit. The
-//! resumed ledger's first tx is `base + 1`, so every snapshot it names has `idx` and
-//! `evidence_idx` above the base: a new file can never take the name of an old one.
+//! The ledger lives on disk (`ledger/`, see `snapseal_sim::disk_ledger`) and is reopened, not
+//! rebuilt: its recovery seals what a killed run left, and the resumed node goes on after its
+//! commit index, the base. The node makes a commit durable in the ledger before the
+//! Snapshotter hears of it, so every committed snapshot and every logged commit lies at or
+//! below the base; one beyond it means the ledger was removed or replaced, and the resume is
+//! refused. The state at the base is the newest snapshot that verifies plus the ledger's
+//! committed txs after it, replayed from the sealed chunks.
 //!
-//! A name is only a claim, and the resumed ledger holds one leaf per index below the base,
-//! so the base is bounded by what is proven: the last logged commit and the snapshot the
-//! store recovers from (it verifies against `node.pub`). A name counts only when it lies
-//! within [`RUN_REACH`] of that (as far as one demo run can get past its last proven commit);
-//! a name beyond it (an empty `snapshot_1000000000_1000000000.committed`, say) was not
-//! written by a demo here. It is ignored with a warning naming the file: the store has
-//! already removed it if it was stale, or quarantined it if it was committed and failed
-//! verification, so nothing can take its name.
+//! Names of ours beyond the base are those of the killed run's uncommitted tail (the store
+//! removed them if stale, quarantined them if committed-named and failing verification) or
+//! not a demo's at all; they are ignored with a warning naming them. New snapshots are named
+//! after the base, so no committed snapshot's name is ever reused.
 
 use std::path::{Path, PathBuf};
 
@@ -30,19 +29,13 @@ use serde::Serialize;
 use snapseal::persist::receipt::key_id;
 use snapseal::persist::{PendingName, LOCK_FILE};
 use snapseal::persist::{SnapshotName, SnapshotStore};
-
-use snapseal_sim::node::MAX_TXS;
+use snapseal_archive::LEDGER_DIR;
+use snapseal_sim::node::decode_kv;
 
 use crate::cli::committed_log::{CommittedLog, LogContents, LogLine, COMMITTED_LOG};
 use crate::cli::keys::{self, NODE_PUB};
 use crate::cli::output::hex;
 use crate::cli::safe_open;
-
-/// How far past its last proven commit one demo run's ledger can reach: at most
-/// `MAX_TXS` writes and signatures, one evidence tx per snapshot (snapshot points are
-/// signatures, so fewer than `MAX_TXS`), and the end-of-run flush's few thousand signatures;
-/// three times `MAX_TXS` leaves a wide margin.
-pub(super) const RUN_REACH: u64 = 3 * MAX_TXS;
 
 /// How many ignored names a warning lists (the rest are counted).
 const IGNORED_SHOWN: usize = 10;
@@ -90,6 +83,8 @@ pub(super) fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
         if let Some(max) = os_name.to_str().and_then(name_max) {
             snapshots += 1;
             names.push((name.clone().into_owned(), max));
+        } else if name == LEDGER_DIR {
+            safe_open::check_subdir(dir, LEDGER_DIR)?;
         } else if ![LOCK_FILE, NODE_PUB, COMMITTED_LOG].contains(&name.as_ref()) {
             bail!(
                 "cannot resume in {}: `{name}` is not a file the demo writes (--resume only \
@@ -156,8 +151,10 @@ fn log_max(lines: &[LogLine]) -> u64 {
 /// What resuming found and did (part of the demo's summary).
 #[derive(Debug, Serialize)]
 pub(super) struct ResumeInfo {
-    /// The resumed ledger's opaque prefix ends here; the first new tx is `base + 1`.
+    /// The reopened ledger's commit index; the first new tx is `base + 1`.
     pub base: u64,
+    /// The state hash at the base (the recovered snapshot plus the replayed ledger), hex.
+    pub state_hash: String,
     /// Commits earlier runs logged.
     pub earlier_acknowledged: usize,
     /// Bytes of an unfinished last log line that were cut off (never acknowledged).
@@ -168,12 +165,12 @@ pub(super) struct ResumeInfo {
     pub quarantined: u64,
     /// The snapshot a node would recover from (the newest that verifies), if any.
     pub recovered: Option<PathBuf>,
-    /// Names whose indices lie beyond what is proven by more than one run can reach: not
-    /// counted in the base (see the module docs).
+    /// Names whose indices lie beyond the ledger's commit index (see the module docs).
     pub ignored: Vec<String>,
 }
 
-/// The resumed run's log, earlier acknowledgements and [`ResumeInfo`].
+/// The resumed run's log, earlier acknowledgements and [`ResumeInfo`] (its `state_hash`
+/// filled in by the caller once the state is rebuilt).
 #[derive(Debug)]
 pub(super) struct Resumed {
     /// `committed.log`, open for appending.
@@ -182,27 +179,21 @@ pub(super) struct Resumed {
     pub earlier: Vec<LogLine>,
     /// For the summary.
     pub info: ResumeInfo,
+    /// The recovered snapshot's index and KV map, the state the ledger is replayed onto.
+    pub snapshot: Option<(u64, std::collections::BTreeMap<u64, Vec<u8>>)>,
 }
 
-/// Under the store's lock: repairs `node.pub`, reopens the log, recovers, picks the base.
+/// Under the store's lock, with the ledger reopened at `ledger_commit`: recovers, checks
+/// every proven commit lies within the ledger, then repairs `node.pub` and reopens the log.
 pub(super) fn go_on(
     dir: &Path,
     key: &VerifyingKey,
     survey: &Survey,
     store: &SnapshotStore,
+    ledger_commit: u64,
 ) -> anyhow::Result<Resumed> {
-    if survey.node_pub_missing {
-        let path = dir.join(NODE_PUB);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing empty {}", path.display())),
-        }
-        keys::write_node_pub(dir, key)?;
-    }
-    let (log, contents) = CommittedLog::resume(dir)?;
     // Names listed now, under the lock, on top of the survey's (which saw the stale files
-    // the store has since removed).
+    // the store has since removed), before recovery quarantines anything.
     let mut names = survey.names.clone();
     for e in store
         .list()
@@ -218,16 +209,54 @@ pub(super) fn go_on(
     }
     let recovered = store
         .latest()
-        .with_context(|| format!("recovering the latest snapshot in {}", dir.display()))?
-        .map(|file| file.path().to_path_buf());
-    // Proven: the log's acknowledgements and the snapshot that verifies.
+        .with_context(|| format!("recovering the latest snapshot in {}", dir.display()))?;
+    let snapshot = match &recovered {
+        None => None,
+        Some(file) => {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(
+                &mut file
+                    .body_reader()
+                    .with_context(|| format!("reading {}", file.path().display()))?,
+                &mut body,
+            )
+            .with_context(|| format!("reading {}", file.path().display()))?;
+            let (idx, map) = decode_kv(&body).with_context(|| {
+                format!(
+                    "{}: verifies, but its body is not a demo KV state",
+                    file.path().display()
+                )
+            })?;
+            Some((idx, map))
+        }
+    };
     let recovered_max = recovered
-        .as_deref()
-        .and_then(Path::file_name)
-        .and_then(SnapshotName::parse_os)
-        .map_or(0, |n| n.idx.max(n.evidence_idx));
-    let proven = log_max(&contents.lines).max(recovered_max);
-    let (base, ignored) = bounded_base(proven, names);
+        .as_ref()
+        .map_or(0, |f| f.name().idx.max(f.name().evidence_idx));
+    let recovered = recovered.map(|file| file.path().to_path_buf());
+    // Read only: nothing changes before the checks below pass.
+    let logged = LogContents::read(dir)?;
+    let proven = log_max(&logged.lines).max(recovered_max);
+    if proven > ledger_commit {
+        bail!(
+            "cannot resume in {}: a commit at idx {proven} is logged or on disk, but the \
+             ledger in {} ends at {ledger_commit} (it was removed or replaced, or the \
+             directory was written by a demo without a ledger on disk)",
+            dir.display(),
+            dir.join(LEDGER_DIR).display()
+        );
+    }
+    if survey.node_pub_missing {
+        let path = dir.join(NODE_PUB);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing empty {}", path.display())),
+        }
+        keys::write_node_pub(dir, key)?;
+    }
+    let (log, contents) = CommittedLog::resume(dir)?;
+    let (base, ignored) = bounded_base(ledger_commit, names);
     if !ignored.is_empty() {
         let shown: Vec<&str> = ignored
             .iter()
@@ -235,8 +264,9 @@ pub(super) fn go_on(
             .map(String::as_str)
             .collect();
         tracing::warn!(
-            "resuming in {}: ignoring {} name(s) with an index more than {RUN_REACH} past the \
-             last proven commit (idx {proven}), not written by a demo here: {}{}",
+            "resuming in {}: ignoring {} name(s) with an index past the ledger's commit index \
+             {ledger_commit} (a killed run's uncommitted tail, or not written by a demo here): \
+             {}{}",
             dir.display(),
             ignored.len(),
             shown.join(", "),
@@ -258,27 +288,25 @@ pub(super) fn go_on(
             quarantined: stats.quarantined,
             recovered,
             ignored,
+            state_hash: String::new(),
         },
         earlier: contents.lines,
+        snapshot,
     })
 }
 
-/// The base: `proven`, raised by every name within [`RUN_REACH`] of it; the names beyond
-/// (sorted, each once) are returned apart.
-fn bounded_base(proven: u64, names: Vec<(String, u64)>) -> (u64, Vec<String>) {
-    let limit = proven.saturating_add(RUN_REACH);
-    let mut base = proven;
+/// The base is the ledger's commit index; the names beyond it (sorted, each once) are
+/// returned apart.
+fn bounded_base(ledger_commit: u64, names: Vec<(String, u64)>) -> (u64, Vec<String>) {
     let mut ignored = Vec::new();
     for (name, max) in names {
-        if max <= limit {
-            base = base.max(max);
-        } else {
+        if max > ledger_commit {
             ignored.push(name);
         }
     }
     ignored.sort();
     ignored.dedup();
-    (base, ignored)
+    (ledger_commit, ignored)
 }
 
 #[cfg(test)]
@@ -295,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn names_beyond_one_run_past_the_proven_commit_are_ignored() {
+    fn names_past_the_ledgers_commit_index_are_ignored() {
         let names = vec![
             ("snapshot_5_9".to_string(), 9),
             (
@@ -305,7 +333,7 @@ mod tests {
             ("snapshot_1000000000_1000000000".to_string(), 1_000_000_000),
             ("snapshot_1000000000_1000000000".to_string(), 1_000_000_000),
         ];
-        let (base, ignored) = bounded_base(3, names.clone());
+        let (base, ignored) = bounded_base(9, names.clone());
         assert_eq!(base, 9);
         assert_eq!(
             ignored,
@@ -314,9 +342,9 @@ mod tests {
                 "snapshot_1000000000_1000000000.committed"
             ]
         );
-        // Within reach of what is proven, the same names count.
-        let (base, ignored) = bounded_base(1_000_000_000 - RUN_REACH, names);
-        assert_eq!((base, ignored.len()), (1_000_000_000, 0));
+        // A name past the ledger's commit is ignored however close it is.
+        let (base, ignored) = bounded_base(8, names);
+        assert_eq!((base, ignored.len()), (8, 3));
     }
 
     #[test]
@@ -386,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn go_on_cuts_the_log_and_takes_the_base_from_stale_files_too() {
+    fn go_on_cuts_the_log_and_ignores_stale_names_past_the_ledger() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
         std::fs::write(d.join(NODE_PUB), keys::encode(&key(4))).unwrap();
@@ -397,8 +425,16 @@ mod tests {
         std::fs::write(d.join("snapshot_90_99"), b"stale").unwrap();
         let s = survey(d, &key(4)).unwrap();
         let store = open_store(d, 4);
-        let r = go_on(d, &key(4), &s, &store).unwrap();
-        assert_eq!(r.info.base, 99);
+        // A ledger that ends before the logged commit: refused, the log left as it was.
+        let e = format!("{:#}", go_on(d, &key(4), &s, &store, 34).unwrap_err());
+        assert!(e.contains("ends at 34"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(d.join(COMMITTED_LOG)).unwrap(),
+            format!("{line}31 3")
+        );
+        let r = go_on(d, &key(4), &s, &store, 40).unwrap();
+        assert_eq!(r.info.base, 40);
+        assert_eq!(r.info.ignored, ["snapshot_90_99"]);
         assert_eq!(r.info.stale_removed, 1);
         assert!(!d.join("snapshot_90_99").exists());
         assert_eq!(r.info.log_tail_cut, 4);
@@ -417,7 +453,7 @@ mod tests {
         std::fs::write(d.join(NODE_PUB), b"").unwrap();
         let s = survey(d, &key(4)).unwrap();
         let store = open_store(d, 4);
-        let r = go_on(d, &key(4), &s, &store).unwrap();
+        let r = go_on(d, &key(4), &s, &store, 0).unwrap();
         assert_eq!(keys::read(&d.join(NODE_PUB)).unwrap(), vec![key(4)]);
         assert!(d.join(COMMITTED_LOG).exists());
         assert_eq!((r.info.base, r.earlier.len()), (0, 0));

@@ -1,0 +1,252 @@
+//! [`SealedData`]: openraft's `SnapshotData` for this adapter — a committed snapseal file to
+//! read from, or a pending file a received snapshot streams into.
+
+use std::fmt;
+use std::io::{self, Read, SeekFrom};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use snapseal_persist::format::HEADER_LEN;
+use snapseal_persist::{IngestFile, SnapshotFile};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+/// The bytes of one snapshot as openraft moves them: exactly the bytes of a `.committed`
+/// snapseal file (header, body, receipt), so a follower can verify what it received before
+/// committing it.
+///
+/// Two kinds, fixed when it is made:
+/// - **reading**: a committed file that verified (from `get_current_snapshot`), memory-mapped
+///   and held against retention; readable and seekable anywhere, not writable;
+/// - **receiving**: from `begin_receiving_snapshot`, a pending file in the snapshot directory
+///   (bounded memory for any size); writable in order only: a seek must name the current end
+///   (openraft's chunked transport seeks only to re-send, which is refused). Dropped without
+///   being installed, it removes its pending file.
+pub struct SealedData {
+    inner: Inner,
+}
+
+enum Inner {
+    Reading {
+        file: Arc<SnapshotFile>,
+        header: [u8; HEADER_LEN],
+        pos: u64,
+    },
+    Receiving(IngestFile),
+}
+
+impl SealedData {
+    /// Data reading the verified committed `file`.
+    pub fn reading(file: SnapshotFile) -> Self {
+        let header = file.header().encode();
+        SealedData {
+            inner: Inner::Reading {
+                file: Arc::new(file),
+                header,
+                pos: 0,
+            },
+        }
+    }
+
+    pub(crate) fn receiving(file: IngestFile) -> Self {
+        SealedData {
+            inner: Inner::Receiving(file),
+        }
+    }
+
+    /// The committed file this data reads, when it is reading data.
+    pub fn file(&self) -> Option<&SnapshotFile> {
+        match &self.inner {
+            Inner::Reading { file, .. } => Some(file),
+            Inner::Receiving(_) => None,
+        }
+    }
+
+    /// Bytes received so far, for receiving data; the file length for reading data.
+    pub fn len(&self) -> u64 {
+        match &self.inner {
+            Inner::Reading { file, .. } => file.file_len(),
+            Inner::Receiving(f) => f.received(),
+        }
+    }
+
+    /// True when there are no bytes (receiving data before the first write).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn into_kind(self) -> DataKind {
+        match self.inner {
+            Inner::Reading { file, .. } => DataKind::Reading(file),
+            Inner::Receiving(f) => DataKind::Receiving(f),
+        }
+    }
+}
+
+/// What an install is given.
+pub(crate) enum DataKind {
+    Reading(Arc<SnapshotFile>),
+    Receiving(IngestFile),
+}
+
+/// Copies from the concatenation header || body || receipt at `pos`.
+fn read_at(file: &SnapshotFile, header: &[u8], pos: u64, buf: &mut [u8]) -> usize {
+    let parts: [&[u8]; 3] = [header, file.body(), file.receipt_bytes()];
+    let mut start = pos;
+    for part in parts {
+        let len = part.len() as u64;
+        if start < len {
+            // start < len <= usize::MAX: the part is in memory.
+            let from = start as usize;
+            let n = buf.len().min(part.len() - from);
+            buf[..n].copy_from_slice(&part[from..from + n]);
+            return n;
+        }
+        start -= len;
+    }
+    0
+}
+
+/// A whole committed file as a byte stream, for ingesting it into another store.
+pub(crate) struct FileStream {
+    pub(crate) file: Arc<SnapshotFile>,
+    pub(crate) header: [u8; HEADER_LEN],
+    pub(crate) pos: u64,
+}
+
+impl FileStream {
+    pub(crate) fn new(file: Arc<SnapshotFile>) -> Self {
+        let header = file.header().encode();
+        FileStream {
+            file,
+            header,
+            pos: 0,
+        }
+    }
+}
+
+impl Read for FileStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = read_at(&self.file, &self.header, self.pos, buf);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn read_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a committed snapshot is read-only",
+    )
+}
+
+impl AsyncRead for SealedData {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Reading { file, header, pos } => {
+                // From the memory map: no blocking I/O beyond page faults.
+                let n = read_at(file, header, *pos, buf.initialize_unfilled());
+                buf.advance(n);
+                *pos += n as u64;
+                Poll::Ready(Ok(()))
+            }
+            Inner::Receiving(_) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a snapshot being received is write-only",
+            ))),
+        }
+    }
+}
+
+impl AsyncWrite for SealedData {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            // One chunk into the pending file's page cache; durability is the install's fsync.
+            Inner::Receiving(f) => Poll::Ready(io::Write::write(f, buf)),
+            Inner::Reading { .. } => Poll::Ready(Err(read_only())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Completion (fsync, verify, rename) is the install's, off the runtime's threads.
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for SealedData {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        match &mut self.get_mut().inner {
+            Inner::Reading { file, pos, .. } => {
+                let len = file.file_len();
+                let target = match position {
+                    SeekFrom::Start(n) => Some(n),
+                    SeekFrom::End(d) => len.checked_add_signed(d),
+                    SeekFrom::Current(d) => pos.checked_add_signed(d),
+                };
+                match target {
+                    Some(t) => {
+                        *pos = t;
+                        Ok(())
+                    }
+                    None => Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "seek before the start of the snapshot",
+                    )),
+                }
+            }
+            Inner::Receiving(f) => {
+                let at = f.received();
+                let target = match position {
+                    SeekFrom::Start(n) => Some(n),
+                    SeekFrom::Current(d) => at.checked_add_signed(d),
+                    SeekFrom::End(d) => at.checked_add_signed(d),
+                };
+                if target == Some(at) {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "a snapshot is received in order: seek to {target:?} while at {at}"
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(match &self.inner {
+            Inner::Reading { pos, .. } => *pos,
+            Inner::Receiving(f) => f.received(),
+        }))
+    }
+}
+
+impl fmt::Debug for SealedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Reading { file, pos, .. } => f
+                .debug_struct("SealedData::Reading")
+                .field("file", &file.path())
+                .field("pos", pos)
+                .finish(),
+            Inner::Receiving(file) => f
+                .debug_struct("SealedData::Receiving")
+                .field("file", file)
+                .finish(),
+        }
+    }
+}

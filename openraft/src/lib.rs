@@ -1,0 +1,68 @@
+//! snapseal-openraft: snapseal as the snapshot store of [`openraft`] (0.9).
+//!
+//! openraft decides when to snapshot and asks the state machine to build one at its applied
+//! (hence committed) index; a follower that is too far behind receives the leader's snapshot
+//! and installs it. [`SealedStateMachine`] makes every one of those snapshots a snapseal file:
+//! written with the crash-safe sequence (exclusive create, fsync, close, non-replacing rename,
+//! directory fsync), bounded in memory (the body streams to disk past a budget), and carrying
+//! a *signed statement* receipt: the node's Ed25519 key signs the claims digest (index,
+//! flags, lengths, body digest) and the term. openraft's snapshot metadata (last log id,
+//! membership, snapshot id) is a record at the start of the body, so it is under the signed
+//! digest too. A received snapshot is verified on disk before it gets a committed name, and
+//! recovery takes the newest snapshot that verifies.
+//!
+//! The user's state plugs in through [`SealedState`]: apply an entry, serialise to a writer,
+//! restore from a reader. The type config names [`SealedData`] as its `SnapshotData`.
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use openraft::{LogId, RaftTypeConfig};
+//! use snapseal_openraft::{SealOptions, SealedData, SealedState, SealedStateMachine};
+//! use snapseal_persist::SigningKey;
+//!
+//! openraft::declare_raft_types!(
+//!     pub Config: D = u64, R = u64, SnapshotData = SealedData,
+//! );
+//!
+//! /// A running sum of the entries applied.
+//! #[derive(Clone, Default)]
+//! struct Sum(u64);
+//!
+//! impl SealedState<Config> for Sum {
+//!     fn apply(&mut self, _: &LogId<u64>, data: &u64) -> u64 {
+//!         self.0 = self.0.wrapping_add(*data);
+//!         self.0
+//!     }
+//!     fn no_data_response(&self, _: &LogId<u64>) -> u64 {
+//!         self.0
+//!     }
+//!     fn serialise(&self, out: &mut dyn Write) -> std::io::Result<()> {
+//!         out.write_all(&self.0.to_le_bytes())
+//!     }
+//!     fn restore(input: &mut dyn Read) -> std::io::Result<Self> {
+//!         let mut b = [0u8; 8];
+//!         input.read_exact(&mut b)?;
+//!         Ok(Sum(u64::from_le_bytes(b)))
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), snapseal_openraft::Error> {
+//! let key = SigningKey::from_bytes(&[7; 32]);
+//! let opts = SealOptions::new(key.clone(), vec![key.verifying_key()]);
+//! let sm: SealedStateMachine<Config, Sum> =
+//!     SealedStateMachine::open(std::path::Path::new("/var/lib/node/snapshots"), opts)?;
+//! // Hand `sm` to `openraft::Raft::new` with a log store and a network.
+//! # let _ = sm;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod data;
+mod error;
+mod machine;
+mod meta;
+
+pub use data::SealedData;
+pub use error::Error;
+pub use machine::{SealOptions, SealedSnapshotBuilder, SealedState, SealedStateMachine};

@@ -1,0 +1,548 @@
+//! [`SealedStateMachine`]: openraft's `RaftStateMachine` whose snapshots are snapseal files.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, RaftTypeConfig, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use snapseal_actors::{BodyBuilder, MemoryBudget, SpillTarget};
+use snapseal_persist::format::Claims;
+use snapseal_persist::fs::{DirHandle, FileSystem, RealFs};
+use snapseal_persist::receipt::{ReceiptVerifier, Schemes, SignedStatement, StatementScheme};
+use snapseal_persist::{
+    open_snapshot, FileState, Ingested, SigningKey, SnapshotFile, SnapshotName, SnapshotStore,
+    StoreOptions, VerifyingKey,
+};
+use tracing::{info, warn};
+
+use crate::data::{DataKind, FileStream, SealedData};
+use crate::meta::{position, read_meta, write_meta};
+use crate::Error;
+
+/// The user's state machine: applies entries, and writes and reads its whole state as bytes.
+/// The adapter keeps the Raft bookkeeping (last applied log id, membership) and the snapshot
+/// metadata itself; the state only sees its own data.
+///
+/// `Clone` gives the snapshot builder a consistent view while the state goes on applying
+/// entries (openraft's own examples copy the state the same way); a state with structural
+/// sharing (persistent maps, `Arc`ed chunks) makes the copy cheap.
+pub trait SealedState<C: RaftTypeConfig>: Clone + Default + Send + Sync + 'static {
+    /// Applies one normal entry's data and returns the client's response.
+    fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> C::R;
+
+    /// The response for an entry without application data (blank or membership).
+    fn no_data_response(&self, log_id: &LogId<C::NodeId>) -> C::R;
+
+    /// Writes the whole state. Runs on a blocking thread; the bytes are streamed to disk
+    /// past the memory budget, so the state need not fit twice in memory.
+    fn serialise(&self, out: &mut dyn Write) -> std::io::Result<()>;
+
+    /// Rebuilds a state from what [`serialise`](Self::serialise) wrote. The bytes come from a
+    /// snapshot that verified (receipt, claims, body digest), so they are the ones some
+    /// trusted node's `serialise` wrote.
+    fn restore(input: &mut dyn Read) -> std::io::Result<Self>;
+}
+
+/// Configuration of a [`SealedStateMachine`].
+#[derive(Clone)]
+pub struct SealOptions {
+    /// This node's key: it signs the statement that is each built snapshot's receipt.
+    pub signing_key: SigningKey,
+    /// Keys whose statements are trusted: every node that may send this node a snapshot
+    /// (the cluster's members), and this node's own. A snapshot signed by another key is
+    /// refused when received and passed over (not deleted) at recovery.
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// Bytes of a snapshot body kept in memory while it is serialised; past this the body
+    /// streams into a pending file in the snapshot directory. Default 64 MiB.
+    pub memory_budget: u64,
+    /// zstd level for snapshot bodies, `None` for plain bodies. Default `None`.
+    pub compression: Option<i32>,
+    /// Committed snapshots kept (newest first); older ones are fallbacks if the newest is
+    /// damaged. At least 1. Default 3.
+    pub keep_last: usize,
+    /// Largest received snapshot file accepted, in bytes. Default 1 TiB.
+    pub max_snapshot_bytes: u64,
+}
+
+impl SealOptions {
+    /// Defaults with this node's key and the trusted keys.
+    pub fn new(signing_key: SigningKey, trusted_keys: Vec<VerifyingKey>) -> Self {
+        SealOptions {
+            signing_key,
+            trusted_keys,
+            memory_budget: 64 << 20,
+            compression: None,
+            keep_last: 3,
+            max_snapshot_bytes: 1 << 40,
+        }
+    }
+}
+
+impl fmt::Debug for SealOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The signing key stays out of logs.
+        f.debug_struct("SealOptions")
+            .field("trusted_keys", &self.trusted_keys.len())
+            .field("memory_budget", &self.memory_budget)
+            .field("compression", &self.compression)
+            .field("keep_last", &self.keep_last)
+            .field("max_snapshot_bytes", &self.max_snapshot_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the state machine and its snapshot builders share.
+struct Shared {
+    store: Arc<SnapshotStore>,
+    /// A second handle on the directory, for opening one named committed file.
+    dir: Arc<dyn DirHandle>,
+    verifier: Arc<dyn ReceiptVerifier>,
+    key: SigningKey,
+    budget: MemoryBudget,
+    compression: Option<i32>,
+    max_snapshot_bytes: u64,
+    /// Pending-name generations of this process (stale ones are removed at open).
+    generation: AtomicU64,
+}
+
+/// openraft's state machine with snapseal as its snapshot store.
+///
+/// - `build_snapshot` serialises a copy of the state on a blocking thread through snapseal's
+///   body builder (hashed as it streams, spilled past the memory budget) with the metadata
+///   record first, signs a statement over the claims digest (with the term), and commits
+///   with the crash-safe write sequence;
+/// - `begin_receiving_snapshot` gives a pending file; `install_snapshot` verifies the
+///   complete file (receipt, claims, body) before it gets a committed name, checks its
+///   proven metadata against openraft's, and only then replaces the state;
+/// - `get_current_snapshot` is the store's newest snapshot that verifies (damaged newer ones
+///   are quarantined and the next one is used), and so is the state at [`open`](Self::open).
+pub struct SealedStateMachine<C: RaftTypeConfig, S> {
+    shared: Arc<Shared>,
+    state: S,
+    last_applied: Option<LogId<C::NodeId>>,
+    last_membership: StoredMembership<C::NodeId, C::Node>,
+}
+
+impl<C: RaftTypeConfig, S> fmt::Debug for SealedStateMachine<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedStateMachine")
+            .field("dir", &self.shared.store.dir())
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `f` on tokio's blocking pool, off the runtime's worker threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+fn storage_err<NID: openraft::NodeId>(
+    e: Error,
+    meta: Option<&SnapshotMeta<NID, impl openraft::Node>>,
+    write: bool,
+) -> StorageError<NID> {
+    let sig = meta.map(|m| m.signature());
+    let source = AnyError::new(&e);
+    if write {
+        StorageIOError::write_snapshot(sig, source).into()
+    } else {
+        StorageIOError::read_snapshot(sig, source).into()
+    }
+}
+
+impl<C, S> SealedStateMachine<C, S>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SealedData>,
+    S: SealedState<C>,
+{
+    /// Opens (creating if needed) the snapshot directory `dir` and recovers the state from
+    /// its newest snapshot that verifies; an empty state when there is none. Blocking: call it
+    /// before handing the state machine to `Raft::new`, or from a blocking task.
+    pub fn open(dir: &Path, opts: SealOptions) -> Result<Self, Error> {
+        let verifier: Arc<dyn ReceiptVerifier> = Arc::new(
+            Schemes::new().with(Arc::new(StatementScheme::new(opts.trusted_keys.clone()))),
+        );
+        let mut store_opts = StoreOptions::new(Arc::clone(&verifier));
+        store_opts.keep_last = opts.keep_last;
+        let store = SnapshotStore::open(Arc::new(RealFs), dir, store_opts)?;
+        let dir_handle = RealFs.open_dir(dir, false).map_err(|source| {
+            Error::Store(snapseal_persist::StoreError::Io {
+                path: dir.to_path_buf(),
+                step: snapseal_persist::StoreStep::OpenDir,
+                source,
+            })
+        })?;
+        let shared = Arc::new(Shared {
+            store: Arc::new(store),
+            dir: dir_handle,
+            verifier,
+            key: opts.signing_key,
+            budget: MemoryBudget::new(opts.memory_budget),
+            compression: opts.compression,
+            max_snapshot_bytes: opts.max_snapshot_bytes,
+            generation: AtomicU64::new(0),
+        });
+        let mut machine = SealedStateMachine {
+            shared,
+            state: S::default(),
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+        };
+        if let Some(file) = machine.shared.store.latest()? {
+            let (meta, state) = restore::<C, S>(&file)?;
+            info!(name = %file.name(), last_log_id = ?meta.last_log_id, "state recovered from snapshot");
+            machine.state = state;
+            machine.last_applied = meta.last_log_id;
+            machine.last_membership = meta.last_membership;
+        }
+        Ok(machine)
+    }
+
+    /// The user's state.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The snapshot store (to list snapshots, read its counters, apply retention).
+    pub fn store(&self) -> &Arc<SnapshotStore> {
+        &self.shared.store
+    }
+}
+
+/// openraft's snapshot metadata for type config `C`.
+type Meta<C> = SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>;
+
+/// Reads the metadata record and the state from a verified file, and checks the record
+/// against what is proven outside the body: the file's index and the statement's term.
+fn restore<C, S>(file: &SnapshotFile) -> Result<(Meta<C>, S), Error>
+where
+    C: RaftTypeConfig,
+    S: SealedState<C>,
+{
+    let path = file.path().to_path_buf();
+    let err = |step, source| Error::Restore {
+        file: path.clone(),
+        step,
+        source,
+    };
+    let mut reader = file.body_reader().map_err(|e| err("body decoder", e))?;
+    let meta = read_meta::<C>(&mut reader).map_err(|e| err("metadata record", e))?;
+    let mismatch = |reason: String| Error::Mismatch {
+        file: path.clone(),
+        reason,
+    };
+    let idx = position(meta.last_log_id.as_ref())?;
+    if idx != file.name().idx {
+        return Err(mismatch(format!(
+            "metadata record says log position {idx}, the file is snapshot {}",
+            file.name().idx
+        )));
+    }
+    let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
+    match SignedStatement::decode(file.receipt_bytes()) {
+        Ok(s) if s.term == term => {}
+        Ok(s) => {
+            return Err(mismatch(format!(
+                "metadata record says term {term:?}, the signed statement {:?}",
+                s.term
+            )))
+        }
+        Err(e) => return Err(mismatch(format!("receipt is not a signed statement: {e}"))),
+    }
+    let state = S::restore(&mut reader).map_err(|e| err("state", e))?;
+    Ok((meta, state))
+}
+
+impl Shared {
+    /// Serialises, signs and commits one snapshot; returns the committed file, verified.
+    fn build<C, S>(
+        &self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        state: &S,
+    ) -> Result<SnapshotFile, Error>
+    where
+        C: RaftTypeConfig,
+        S: SealedState<C>,
+    {
+        let idx = position(meta.last_log_id.as_ref())?;
+        // position() left room for it.
+        let evidence_idx = idx + 1;
+        let name = SnapshotName {
+            idx,
+            evidence_idx,
+            state: FileState::Committed,
+        };
+        if self.store.list()?.iter().any(|e| e.name == name) {
+            // The same log position was snapshotted before (same state): that file stands.
+            info!(%name, "snapshot at this log position already committed");
+            return self.open(&name);
+        }
+        let serialise = |source| Error::Serialise { idx, source };
+        let target = SpillTarget {
+            store: Arc::clone(&self.store),
+            idx,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed),
+            budget: self.budget.clone(),
+        };
+        let mut body = BodyBuilder::with_spill(self.compression, target).map_err(serialise)?;
+        write_meta::<C>(&mut body, meta).map_err(serialise)?;
+        state.serialise(&mut body).map_err(serialise)?;
+        body.flush().map_err(serialise)?;
+        let pending = body.finish().map_err(serialise)?;
+        let claims = Claims {
+            idx,
+            flags: pending.flags(),
+            body_len: pending.len(),
+            raw_len: pending.raw_len(),
+            body_digest: pending.digest(),
+        };
+        let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
+        let receipt = SignedStatement::sign(&self.key, &claims, evidence_idx, term)
+            .and_then(|s| s.encode())
+            .map_err(|source| Error::Sign { idx, source })?;
+        let committed = pending
+            .commit(&self.store, idx, evidence_idx, &receipt)
+            .map_err(|source| Error::Persist { idx, source })?;
+        info!(name = %committed.name, bytes = committed.file_len, "snapshot committed");
+        self.open(&committed.name)
+    }
+
+    /// Opens and verifies the committed file `name`, holding it against retention.
+    fn open(&self, name: &SnapshotName) -> Result<SnapshotFile, Error> {
+        let hold = self.store.hold(name)?;
+        let file = open_snapshot(&*self.dir, name, &*self.verifier).map_err(|e| Error::Verify {
+            name: *name,
+            source: Box::new(e),
+        })?;
+        // The map stays valid even if retention removes the name after the hold is gone.
+        drop(hold);
+        Ok(file)
+    }
+
+    /// Commits received data (verified on disk first) and reads it back.
+    fn install<C, S>(
+        &self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        data: DataKind,
+    ) -> Result<(Meta<C>, S), Error>
+    where
+        C: RaftTypeConfig,
+        S: SealedState<C>,
+    {
+        let incoming = position(meta.last_log_id.as_ref())?;
+        let newest = self
+            .store
+            .list()?
+            .iter()
+            .filter(|e| e.name.state == FileState::Committed)
+            .map(|e| e.name.idx)
+            .max();
+        if let Some(stored) = newest.filter(|s| *s > incoming) {
+            return Err(Error::Older { incoming, stored });
+        }
+        let ingested = match data {
+            DataKind::Receiving(file) => self.store.finish_ingest(file)?,
+            DataKind::Reading(file) => self
+                .store
+                .ingest(&mut FileStream::new(file), self.max_snapshot_bytes)?,
+        };
+        let name = ingested.name();
+        if matches!(ingested, Ingested::AlreadyPresent(_)) {
+            info!(%name, "received snapshot already committed here");
+        }
+        let file = self.open(&name)?;
+        let (file_meta, state) = restore::<C, S>(&file)?;
+        if file_meta.last_log_id != meta.last_log_id
+            || file_meta.last_membership != meta.last_membership
+        {
+            warn!(%name, "received snapshot's proven metadata differs from openraft's");
+            return Err(Error::Mismatch {
+                file: file.path().to_path_buf(),
+                reason: format!(
+                    "proven metadata {file_meta} differs from the metadata sent with it {meta}"
+                ),
+            });
+        }
+        Ok((file_meta, state))
+    }
+}
+
+/// Builds one snapshot from the copy of the state taken when it was made.
+pub struct SealedSnapshotBuilder<C: RaftTypeConfig, S> {
+    shared: Arc<Shared>,
+    state: S,
+    last_applied: Option<LogId<C::NodeId>>,
+    last_membership: StoredMembership<C::NodeId, C::Node>,
+}
+
+impl<C: RaftTypeConfig, S> fmt::Debug for SealedSnapshotBuilder<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSnapshotBuilder")
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Snapshot ids of this process: the log position and a counter.
+static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl<C, S> RaftSnapshotBuilder<C> for SealedSnapshotBuilder<C, S>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SealedData>,
+    S: SealedState<C>,
+{
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
+        let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied.clone(),
+            last_membership: self.last_membership.clone(),
+            snapshot_id: match &self.last_applied {
+                Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+                None => format!("none-{seq}"),
+            },
+        };
+        let shared = Arc::clone(&self.shared);
+        let state = self.state.clone();
+        let m = meta.clone();
+        let built = blocking(move || {
+            let file = shared.build::<C, S>(&m, &state)?;
+            // An existing file at this position carries its own snapshot id.
+            let (file_meta, _) = restore_meta::<C>(&file)?;
+            Ok((file, file_meta))
+        })
+        .await;
+        match built {
+            Ok((file, file_meta)) => Ok(Snapshot {
+                meta: file_meta,
+                snapshot: Box::new(SealedData::reading(file)),
+            }),
+            Err(e) => Err(storage_err(e, Some(&meta), true)),
+        }
+    }
+}
+
+/// Only the metadata record of a verified file.
+fn restore_meta<C: RaftTypeConfig>(file: &SnapshotFile) -> Result<(Meta<C>, ()), Error> {
+    let mut reader = file.body_reader().map_err(|source| Error::Restore {
+        file: file.path().to_path_buf(),
+        step: "body decoder",
+        source,
+    })?;
+    let meta = read_meta::<C>(&mut reader).map_err(|source| Error::Restore {
+        file: file.path().to_path_buf(),
+        step: "metadata record",
+        source,
+    })?;
+    Ok((meta, ()))
+}
+
+impl<C, S> RaftStateMachine<C> for SealedStateMachine<C, S>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SealedData>,
+    S: SealedState<C>,
+{
+    type SnapshotBuilder = SealedSnapshotBuilder<C, S>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<C::NodeId>>,
+            StoredMembership<C::NodeId, C::Node>,
+        ),
+        StorageError<C::NodeId>,
+    > {
+        Ok((self.last_applied.clone(), self.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            let response = match &entry.payload {
+                EntryPayload::Normal(data) => self.state.apply(&entry.log_id, data),
+                EntryPayload::Blank => self.state.no_data_response(&entry.log_id),
+                EntryPayload::Membership(m) => {
+                    self.last_membership =
+                        StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    self.state.no_data_response(&entry.log_id)
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SealedSnapshotBuilder {
+            shared: Arc::clone(&self.shared),
+            state: self.state.clone(),
+            last_applied: self.last_applied.clone(),
+            last_membership: self.last_membership.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<SealedData>, StorageError<C::NodeId>> {
+        let file = self
+            .shared
+            .store
+            .begin_ingest(self.shared.max_snapshot_bytes);
+        Ok(Box::new(SealedData::receiving(file)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        snapshot: Box<SealedData>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let shared = Arc::clone(&self.shared);
+        let m = meta.clone();
+        let data = snapshot.into_kind();
+        let (file_meta, state) = blocking(move || shared.install::<C, S>(&m, data))
+            .await
+            .map_err(|e| storage_err(e, Some(meta), true))?;
+        info!(last_log_id = ?file_meta.last_log_id, "snapshot installed");
+        self.state = state;
+        self.last_applied = file_meta.last_log_id;
+        self.last_membership = file_meta.last_membership;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
+        let shared = Arc::clone(&self.shared);
+        let latest = blocking(move || match shared.store.latest()? {
+            None => Ok(None),
+            Some(file) => {
+                let (meta, ()) = restore_meta::<C>(&file)?;
+                Ok(Some((file, meta)))
+            }
+        })
+        .await
+        .map_err(|e| {
+            storage_err::<C::NodeId>(e, None::<&SnapshotMeta<C::NodeId, C::Node>>, false)
+        })?;
+        Ok(latest.map(|(file, meta)| Snapshot {
+            meta,
+            snapshot: Box::new(SealedData::reading(file)),
+        }))
+    }
+}

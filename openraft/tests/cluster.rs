@@ -1,0 +1,351 @@
+//! An in-process openraft cluster (network over tokio channels) whose snapshots are snapseal
+//! files: build and purge, a learner catching up through install_snapshot, restart recovery,
+//! fallback past a damaged newest snapshot, and a receive cut off midway.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{BasicNode, Config, LogId, Raft, SnapshotPolicy};
+use snapseal_openraft::SealedStateMachine;
+use support::{Cfg, Kv, MemLog, NodeId, Put, Router};
+use tokio::io::AsyncWriteExt;
+
+const MAX_NODE: NodeId = 4;
+
+fn config(keep_logs: u64, snapshot_every: u64) -> Arc<Config> {
+    let c = Config {
+        cluster_name: "snapseal".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+        max_in_snapshot_log_to_keep: keep_logs,
+        purge_batch_size: 1,
+        // Small chunks, so a snapshot takes several install_snapshot requests.
+        snapshot_max_chunk_size: 4096,
+        ..Default::default()
+    };
+    Arc::new(c.validate().unwrap())
+}
+
+fn open(dir: &Path, id: NodeId) -> SealedStateMachine<Cfg, Kv> {
+    SealedStateMachine::open(dir, support::options(id, MAX_NODE)).unwrap()
+}
+
+async fn start(
+    router: &Router,
+    id: NodeId,
+    cfg: Arc<Config>,
+    log: MemLog,
+    sm: SealedStateMachine<Cfg, Kv>,
+) -> Raft<Cfg> {
+    let raft = Raft::new(id, cfg, router.clone(), log, sm).await.unwrap();
+    router.serve(id, raft.clone());
+    raft
+}
+
+fn committed_files(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".committed"))
+        .collect()
+}
+
+fn expected(n: usize) -> BTreeMap<String, String> {
+    (0..n)
+        .map(|i| (format!("k{i:04}"), format!("v{i}")))
+        .collect()
+}
+
+async fn write_keys(leader: &Raft<Cfg>, range: std::ops::Range<usize>) {
+    for i in range {
+        leader
+            .client_write(Put {
+                key: format!("k{i:04}"),
+                value: format!("v{i}"),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+
+async fn wait_applied(raft: &Raft<Cfg>, index: u64, msg: &str) {
+    raft.wait(WAIT)
+        .metrics(|m| m.last_applied.is_some_and(|l| l.index >= index), msg)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_snapshots_learner_restart_and_fallback() {
+    let dirs: Vec<tempfile::TempDir> = (0..=MAX_NODE)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let logs: Vec<MemLog> = (0..=MAX_NODE).map(|_| MemLog::default()).collect();
+    let router = Router::default();
+    // Node 3 keeps its log after snapshots, so it can replay past a fallback snapshot.
+    let cfg_for = |id: NodeId| {
+        if id == 3 {
+            config(1000, 20)
+        } else {
+            config(0, 20)
+        }
+    };
+
+    let mut rafts = BTreeMap::new();
+    for id in 1..=3 {
+        let sm = open(dirs[id as usize].path(), id);
+        let raft = start(&router, id, cfg_for(id), logs[id as usize].clone(), sm).await;
+        rafts.insert(id, raft);
+    }
+    let members: BTreeMap<NodeId, BasicNode> =
+        (1..=3).map(|id| (id, BasicNode::default())).collect();
+    rafts[&1].initialize(members).await.unwrap();
+    rafts[&1]
+        .wait(WAIT)
+        .metrics(|m| m.current_leader == Some(1), "node 1 leads")
+        .await
+        .unwrap();
+
+    // --- 3 nodes write keys; snapshots are built (every 20 entries) and the log purged.
+    write_keys(&rafts[&1], 0..100).await;
+    let last = rafts[&1].metrics().borrow().last_log_index.unwrap();
+    for id in 1..=3 {
+        wait_applied(&rafts[&id], last, "applied everything").await;
+        snapshot_at(&rafts[&id], last).await;
+        assert!(
+            committed_files(dirs[id as usize].path()).len() >= 2,
+            "node {id}: several snapshots committed"
+        );
+    }
+    for id in [1, 2] {
+        rafts[&id]
+            .wait(WAIT)
+            .metrics(|m| m.purged.is_some_and(|p| p.index == last), "log purged")
+            .await
+            .unwrap();
+    }
+    let leader_snapshot = rafts[&1].metrics().borrow().snapshot.unwrap();
+
+    // --- A 4th node joins as a learner: the leader's log is purged, so it catches up through
+    // install_snapshot of a snapseal snapshot. It never builds one itself (policy too high).
+    let sm4 = open(dirs[4].path(), 4);
+    let raft4 = start(&router, 4, config(0, 1_000_000), logs[4].clone(), sm4).await;
+    rafts[&1]
+        .add_learner(4, BasicNode::default(), true)
+        .await
+        .unwrap();
+    wait_applied(&raft4, last, "learner caught up").await;
+    let m4 = raft4.metrics().borrow().clone();
+    assert_eq!(
+        m4.snapshot,
+        Some(leader_snapshot),
+        "learner installed the leader's snapshot"
+    );
+    let installed = format!("snapshot_{}_{}.committed", last + 1, last + 2);
+    assert!(committed_files(dirs[4].path()).contains(&installed));
+    raft4.shutdown().await.unwrap();
+    router.remove(4);
+    // The learner's directory alone (its log was empty) gives the whole state.
+    assert_eq!(
+        support::reopen(dirs[4].path(), 4, MAX_NODE).await.state().0,
+        expected(100)
+    );
+
+    // --- Node 2 restarts from its directory (its log survives, as a disk log would).
+    rafts.remove(&2).unwrap().shutdown().await.unwrap();
+    router.remove(2);
+    let mut sm2 = support::reopen(dirs[2].path(), 2, MAX_NODE).await;
+    let (applied, _) = sm2.applied_state().await.unwrap();
+    assert_eq!(
+        applied.map(|l: LogId<NodeId>| l.index),
+        Some(last),
+        "recovered from the newest snapshot"
+    );
+    assert_eq!(sm2.state().0, expected(100));
+    rafts.insert(2, start(&router, 2, cfg_for(2), logs[2].clone(), sm2).await);
+
+    // --- Node 3's newest snapshot is damaged while it is down: it falls back to the one
+    // before (quarantining the damaged one) and replays its log from there.
+    rafts.remove(&3).unwrap().shutdown().await.unwrap();
+    router.remove(3);
+    let files = committed_files(dirs[3].path());
+    let newest = files
+        .iter()
+        .max_by_key(|n| snapshot_idx(n))
+        .unwrap()
+        .clone();
+    let second = files
+        .iter()
+        .filter(|n| **n != newest)
+        .max_by_key(|n| snapshot_idx(n))
+        .unwrap()
+        .clone();
+    flip_body_byte(&dirs[3].path().join(&newest));
+    let mut sm3 = support::reopen(dirs[3].path(), 3, MAX_NODE).await;
+    let (applied, _) = sm3.applied_state().await.unwrap();
+    assert_eq!(
+        applied.map(|l| l.index + 1),
+        Some(snapshot_idx(&second)),
+        "fell back one snapshot"
+    );
+    assert!(
+        dirs[3].path().join(format!("{newest}.corrupt")).exists(),
+        "damaged file quarantined"
+    );
+    assert!(sm3.state().0.len() < 100);
+    rafts.insert(3, start(&router, 3, cfg_for(3), logs[3].clone(), sm3).await);
+
+    // Both restarted nodes follow new writes; node 3 replays its log to the full state.
+    write_keys(&rafts[&1], 100..120).await;
+    let last = rafts[&1].metrics().borrow().last_log_index.unwrap();
+    for id in 1..=3 {
+        wait_applied(&rafts[&id], last, "caught up after restart").await;
+        snapshot_at(&rafts[&id], last).await;
+    }
+    for (id, raft) in rafts {
+        raft.shutdown().await.unwrap();
+        router.remove(id);
+        let sm = support::reopen(dirs[id as usize].path(), id, MAX_NODE).await;
+        assert_eq!(sm.state().0, expected(120), "node {id}");
+    }
+}
+
+/// Has `raft` build a snapshot at `index`: a trigger is ignored while another build is
+/// running, so it is repeated until the snapshot is there.
+async fn snapshot_at(raft: &Raft<Cfg>, index: u64) {
+    for _ in 0..100 {
+        raft.trigger().snapshot().await.unwrap();
+        let done = raft
+            .wait(Some(Duration::from_secs(1)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= index),
+                "snapshot at index",
+            )
+            .await;
+        if done.is_ok() {
+            return;
+        }
+    }
+    panic!("no snapshot at {index}");
+}
+
+/// The `idx` of a `snapshot_<idx>_<evidence>.committed` name.
+fn snapshot_idx(name: &str) -> u64 {
+    name.trim_start_matches("snapshot_")
+        .split('_')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Flips one byte in the body (past the 160-byte header).
+fn flip_body_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[200] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A node that stops while receiving a snapshot (the receiving data dropped, or the process
+/// gone with the pending file left behind) never gets a committed file for it, and recovers
+/// from the snapshot it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_cut_off_leaves_no_committed_file() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let mut leader = open(leader_dir.path(), 1);
+    let entries: Vec<_> = (0..50u64)
+        .map(|i| openraft::Entry::<Cfg> {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
+            payload: openraft::EntryPayload::Normal(Put {
+                key: format!("k{i:04}"),
+                value: "x".repeat(200),
+            }),
+        })
+        .collect();
+    leader.apply(entries[..10].to_vec()).await.unwrap();
+    let mut b = leader.get_snapshot_builder().await;
+    let first = openraft::RaftSnapshotBuilder::build_snapshot(&mut b)
+        .await
+        .unwrap();
+    leader.apply(entries[10..].to_vec()).await.unwrap();
+    let mut b = leader.get_snapshot_builder().await;
+    let second = openraft::RaftSnapshotBuilder::build_snapshot(&mut b)
+        .await
+        .unwrap();
+    let bytes = whole(&second.snapshot);
+
+    // The follower installs the first snapshot, then receives half of the second.
+    let mut follower = open(follower_dir.path(), 2);
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(&whole(&first.snapshot)).await.unwrap();
+    follower.install_snapshot(&first.meta, data).await.unwrap();
+    let before = committed_files(follower_dir.path());
+    assert_eq!(before.len(), 1);
+
+    // Dropped while receiving: the pending file goes, nothing is committed.
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(&bytes[..bytes.len() / 2]).await.unwrap();
+    drop(data);
+    assert_eq!(committed_files(follower_dir.path()), before);
+    assert_eq!(
+        std::fs::read_dir(follower_dir.path()).unwrap().count(),
+        2,
+        "only the snapshot and .lock"
+    );
+
+    // The process dies while receiving (the pending file stays behind): reopening removes it
+    // and recovers the first snapshot.
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(&bytes[..bytes.len() - 1]).await.unwrap();
+    std::mem::forget(data);
+    drop(follower);
+    assert_eq!(committed_files(follower_dir.path()), before);
+    let mut follower = open(follower_dir.path(), 2);
+    assert_eq!(committed_files(follower_dir.path()), before);
+    assert_eq!(
+        std::fs::read_dir(follower_dir.path()).unwrap().count(),
+        2,
+        "pending file removed at open"
+    );
+    assert_eq!(
+        follower.applied_state().await.unwrap().0,
+        first.meta.last_log_id
+    );
+
+    // A complete but altered file is refused before it is committed.
+    let mut altered = bytes.clone();
+    altered[300] ^= 1;
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(&altered).await.unwrap();
+    assert!(follower.install_snapshot(&second.meta, data).await.is_err());
+    assert_eq!(committed_files(follower_dir.path()), before);
+
+    // The genuine one installs.
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(&bytes).await.unwrap();
+    follower.install_snapshot(&second.meta, data).await.unwrap();
+    assert_eq!(
+        follower.applied_state().await.unwrap().0,
+        second.meta.last_log_id
+    );
+    assert_eq!(follower.state().0.len(), 50);
+}
+
+/// The whole file behind reading data.
+fn whole(data: &snapseal_openraft::SealedData) -> Vec<u8> {
+    let file = data.file().unwrap();
+    let mut out = file.header().encode().to_vec();
+    out.extend_from_slice(file.body());
+    out.extend_from_slice(file.receipt_bytes());
+    out
+}
