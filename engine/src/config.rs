@@ -18,6 +18,12 @@ pub struct EngineConfig {
     /// enqueued together); it sleeps while no timer is armed. Zero wakes exactly at each due
     /// time.
     pub timer_resolution: Duration,
+    /// Nice value of the worker threads, 0 (the creating thread's priority, the default) to 19
+    /// (lowest). Above 0 the workers' actions (serialising, writing snapshots) yield the CPU
+    /// to the node's own threads, its consensus thread above all, whenever both are ready.
+    /// Linux sets it per thread; where it cannot be set, a warning is logged and the workers
+    /// run at the default priority.
+    pub worker_nice: i32,
 }
 
 impl Default for EngineConfig {
@@ -25,6 +31,7 @@ impl Default for EngineConfig {
         Self {
             workers: None,
             timer_resolution: Duration::from_millis(1),
+            worker_nice: 0,
         }
     }
 }
@@ -47,5 +54,17 @@ impl EngineConfig {
             }),
             Some(n) => Ok(n),
         }
+    }
+
+    /// Checks the fields that have a range (`workers`, `worker_nice`).
+    pub fn validate(&self) -> Result<(), EngineError> {
+        self.resolved_workers()?;
+        if !(0..=19).contains(&self.worker_nice) {
+            return Err(EngineError::InvalidConfig {
+                field: "worker_nice",
+                reason: format!("is {}, must be in 0..=19", self.worker_nice),
+            });
+        }
+        Ok(())
     }
 }

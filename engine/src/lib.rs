@@ -105,6 +105,7 @@ mod failure;
 mod job;
 mod manual;
 mod ordered;
+mod priority;
 mod rng;
 mod shared;
 mod shutdown;

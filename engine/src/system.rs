@@ -84,12 +84,15 @@ impl TaskSystem {
     /// cannot be started, the ones already started are stopped and joined and the error names
     /// the thread.
     pub fn threaded(config: EngineConfig) -> Result<TaskSystem, EngineError> {
+        config.validate()?;
         let workers = config.resolved_workers()?;
+        let nice = config.worker_nice;
         let system = Self::from_shared(Shared::threaded(workers));
         // On an early return `system` is dropped, which shuts down and joins what was started.
         for index in 0..workers {
             let shared = Arc::clone(system.shared());
             system.start_thread(format!("snapseal-w{index}"), move || {
+                crate::priority::lower_current_thread(nice);
                 worker_main(shared);
             })?;
         }

@@ -26,6 +26,7 @@ fn out_of_range_worker_counts_are_refused_naming_the_field() {
         let result = TaskSystem::threaded(EngineConfig {
             workers: Some(workers),
             timer_resolution: Duration::from_millis(1),
+            worker_nice: 0,
         });
         match result {
             Err(error @ EngineError::InvalidConfig { field, .. }) => {
@@ -33,6 +34,47 @@ fn out_of_range_worker_counts_are_refused_naming_the_field() {
                 assert!(error.to_string().contains("`workers`"), "{error}");
             }
             other => panic!("workers = {workers} was not refused: {other:?}"),
+        }
+    }
+}
+
+/// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
+fn own_nice() -> i32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+#[test]
+fn workers_run_at_the_configured_nice_value() {
+    // Relative to wherever this test runs (under `nice` too): lowering is always allowed.
+    let base = own_nice();
+    let wanted = (base + 3).min(19);
+    let system = TaskSystem::threaded(EngineConfig {
+        workers: Some(1),
+        worker_nice: wanted,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    system.spawn("nice", move || {
+        tx.send(own_nice()).unwrap();
+        Ok(())
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap(), wanted);
+    assert_eq!(own_nice(), base, "the creating thread keeps its priority");
+}
+
+#[test]
+fn an_out_of_range_nice_value_is_refused_naming_the_field() {
+    for worker_nice in [-1, 20] {
+        match TaskSystem::threaded(EngineConfig {
+            worker_nice,
+            ..EngineConfig::default()
+        }) {
+            Err(EngineError::InvalidConfig { field, .. }) => assert_eq!(field, "worker_nice"),
+            other => panic!("worker_nice = {worker_nice} was not refused: {other:?}"),
         }
     }
 }

@@ -121,7 +121,8 @@ pub(crate) fn row(
         },
         note: format!(
             "median of {} rounds ({}); p50 {} vs {}; {} signatures each; one signature = \
-             record_committable + record_signature + record_tree + commit; hashing pool {}",
+             record_committable + record_signature + record_tree + commit; engine workers at \
+             nice 10, hashing pool {}",
             pairs.len(),
             all.join(", "),
             secs(busy.p50.as_secs_f64()),

@@ -43,8 +43,12 @@ impl Rig {
         opts.keep_last = max_pending + 1;
         let store = SnapshotStore::open(Arc::new(RealFs::new()), dir, opts)
             .map_err(|e| BenchError::Setup(format!("open store: {e}")))?;
-        let tasks = TaskSystem::threaded(EngineConfig::default())
-            .map_err(|e| BenchError::Setup(format!("engine: {e}")))?;
+        // Snapshot work below the node's priority, as the docs advise a node to run it.
+        let tasks = TaskSystem::threaded(EngineConfig {
+            worker_nice: 10,
+            ..EngineConfig::default()
+        })
+        .map_err(|e| BenchError::Setup(format!("engine: {e}")))?;
         let (sink, evidence) = ChannelSink::new();
         let cfg = SnapshotterConfig {
             tx_interval: u64::MAX,

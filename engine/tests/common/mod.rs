@@ -13,6 +13,7 @@ pub(crate) fn threaded(workers: usize) -> TaskSystem {
     match TaskSystem::threaded(EngineConfig {
         workers: Some(workers),
         timer_resolution: Duration::from_millis(1),
+        worker_nice: 0,
     }) {
         Ok(system) => system,
         Err(error) => panic!("building a threaded system failed: {error}"),
