@@ -29,7 +29,7 @@ use snapseal_persist::SnapshotStore;
 use snapseal_persist::SpillFile;
 use snapseal_persist::{Committed, GatheredRequest, PersistError, SpillCommit};
 
-use crate::hashing::{hash, hash_while};
+use crate::hashing::{hash, hash_behind, hash_while, HashJob};
 use crate::node::FrozenChunk;
 
 /// Bytes gathered before a spilled body is hashed and written: large enough that the write
@@ -429,6 +429,9 @@ struct HashingSink {
     spill: Option<SpillTarget>,
     state: SinkState,
     len: u64,
+    /// A full in-memory chunk (at this index) hashing on the pool while the next one fills;
+    /// the hasher and the chunk are away until [`join_hash`](Self::join_hash).
+    in_flight: Option<(usize, HashJob)>,
 }
 
 enum SinkState {
@@ -453,11 +456,13 @@ impl HashingSink {
                 hashed: 0,
             },
             len: 0,
+            in_flight: None,
         }
     }
 
     /// Moves what is buffered in memory into a new pending file and frees the buffer.
     fn spill_now(&mut self) -> io::Result<()> {
+        self.join_hash()?;
         let Some(target) = &self.spill else {
             return Err(io::Error::other("spilling without a spill target"));
         };
@@ -494,6 +499,7 @@ impl HashingSink {
     }
 
     fn finish(mut self) -> io::Result<(Stored, u64, Hash)> {
+        self.join_hash()?;
         let stored = match self.state {
             SinkState::Memory { body, hashed } => {
                 for chunk in body.chunks.iter().skip(hashed) {
@@ -513,16 +519,43 @@ impl HashingSink {
 impl HashingSink {
     /// Appends as much of `buf` to the in-memory body as the budget allows; returns how many
     /// bytes it took (fewer than `buf.len()` only when the budget refused more).
-    fn write_memory(&mut self, mut buf: &[u8]) -> usize {
-        let SinkState::Memory { body, hashed } = &mut self.state else {
-            return 0;
+    /// Waits for the chunk hashing in the background, if any, and puts the hasher and the
+    /// chunk back.
+    fn join_hash(&mut self) -> io::Result<()> {
+        let Some((index, job)) = self.in_flight.take() else {
+            return Ok(());
         };
+        let (hasher, chunk) = job
+            .recv()
+            .map_err(|_| io::Error::other("hashing a body chunk failed (the hash panicked)"))?;
+        self.hasher = hasher;
+        if let SinkState::Memory { body, .. } = &mut self.state {
+            if let Some(slot) = body.chunks.get_mut(index) {
+                *slot = chunk;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_memory(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
         while !buf.is_empty() {
+            let SinkState::Memory { body, .. } = &self.state else {
+                return Ok(taken);
+            };
             let full = body.chunks.last().is_none_or(|c| c.len() == MEMORY_CHUNK);
             if full {
-                if let (Some(last), true) = (body.chunks.last(), *hashed < body.chunks.len()) {
-                    hash(&mut self.hasher, last);
+                // The chunk that just filled hashes on the pool while the next one fills; the
+                // one before it must be done first (the hash is one ordered stream).
+                self.join_hash()?;
+                let SinkState::Memory { body, hashed } = &mut self.state else {
+                    return Ok(taken);
+                };
+                if *hashed < body.chunks.len() {
+                    let index = body.chunks.len() - 1;
+                    let chunk = std::mem::take(&mut body.chunks[index]);
+                    let hasher = std::mem::take(&mut self.hasher);
+                    self.in_flight = Some((index, hash_behind(hasher, chunk)));
                     *hashed = body.chunks.len();
                 }
                 // The first chunk is a spare one if the budget has one; else it grows with
@@ -537,19 +570,22 @@ impl HashingSink {
                 };
                 match next {
                     Some(chunk) => body.chunks.push(chunk),
-                    None => return taken,
+                    None => return Ok(taken),
                 }
             }
+            let SinkState::Memory { body, .. } = &mut self.state else {
+                return Ok(taken);
+            };
             let first = body.chunks.len() == 1 && body.first_by_len;
             let Some(last) = body.chunks.last_mut() else {
-                return taken;
+                return Ok(taken);
             };
             let n = buf.len().min(MEMORY_CHUNK - last.len());
             if first {
                 // Counted by length; capacity grows by doubling up to exactly one chunk, so
                 // that a full first chunk can be reused like the others.
                 if !body.reservation.grow(n as u64) {
-                    return taken;
+                    return Ok(taken);
                 }
                 let need = last.len() + n;
                 if need > last.capacity() {
@@ -561,14 +597,14 @@ impl HashingSink {
             buf = &buf[n..];
             taken += n;
         }
-        taken
+        Ok(taken)
     }
 }
 
 impl Write for HashingSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if matches!(self.state, SinkState::Memory { .. }) {
-            let taken = self.write_memory(buf);
+            let taken = self.write_memory(buf)?;
             self.len += taken as u64;
             if taken == buf.len() {
                 return Ok(taken);

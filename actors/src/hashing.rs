@@ -178,6 +178,28 @@ pub(crate) fn hash_while<R>(hasher: &mut blake3::Hasher, bytes: &[u8], f: impl F
     }
 }
 
+/// A chunk being hashed on the pool in the background (see [`hash_behind`]).
+pub(crate) type HashJob = std::sync::mpsc::Receiver<(blake3::Hasher, Vec<u8>)>;
+
+/// Hashes `chunk` into `hasher` on the hashing pool in the background, so the caller can fill
+/// the next chunk meanwhile; both come back through the returned job once done (an `Err` from
+/// it means the hash panicked). Without a pool the hash runs here, before returning.
+pub(crate) fn hash_behind(mut hasher: blake3::Hasher, chunk: Vec<u8>) -> HashJob {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
+        Ok(p) => p.pool.spawn(move || {
+            hasher.update_rayon(&chunk);
+            // The receiver is gone only when the body was dropped: nothing to hand back.
+            let _ = tx.send((hasher, chunk));
+        }),
+        Err(_) => {
+            hasher.update(&chunk);
+            let _ = tx.send((hasher, chunk));
+        }
+    }
+    rx
+}
+
 /// The nice value of the calling thread (for tests).
 #[doc(hidden)]
 pub fn current_thread_nice() -> i32 {
