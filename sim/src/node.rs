@@ -25,6 +25,46 @@ use snapseal_actors::{
 use snapseal_engine::TaskSystem;
 use snapseal_persist::receipt::SignedRoot;
 use snapseal_persist::Hash;
+
+/// Most call latencies a [`SimNode`] keeps (16 MiB of `Duration`s); beyond, a uniform sample.
+pub const LATENCY_SAMPLES: usize = 1 << 20;
+
+/// A uniform sample of at most `cap` values of a stream of any length (Algorithm R: value
+/// *n* replaces a random kept one with probability cap / n, so every value is equally likely
+/// to be kept). Fixed seed: a run stays deterministic.
+#[derive(Debug)]
+struct Reservoir {
+    cap: usize,
+    samples: Vec<Duration>,
+    seen: u64,
+    rng: crate::harness::SplitMix64,
+}
+
+impl Reservoir {
+    fn new(cap: usize) -> Self {
+        Reservoir {
+            cap,
+            samples: Vec::new(),
+            seen: 0,
+            rng: crate::harness::SplitMix64::new(0x5A3F1E),
+        }
+    }
+
+    fn add(&mut self, value: Duration) {
+        self.seen += 1;
+        if self.samples.len() < self.cap {
+            self.samples.push(value);
+            return;
+        }
+        let slot = self.rng.below(self.seen);
+        if let Some(kept) = usize::try_from(slot)
+            .ok()
+            .and_then(|i| self.samples.get_mut(i))
+        {
+            *kept = value;
+        }
+    }
+}
 use snapseal_persist::SnapshotStore;
 
 use crate::ledger::{Ledger, TxKind};
@@ -322,8 +362,10 @@ pub struct SimNode<L: NodeLedger = Ledger> {
     other_events: Vec<SnapshotEvent>,
     /// Evidence the Snapshotter refused for a reason other than a rollback (a bug to report).
     refused_evidence: Vec<EvidenceError>,
-    /// Wall time of every consensus-thread call into the Snapshotter.
-    call_latencies: Vec<Duration>,
+    /// Wall time of consensus-thread calls into the Snapshotter: every one up to
+    /// [`LATENCY_SAMPLES`], then a uniform sample of that many (so memory stays bounded at any
+    /// run length and the percentiles stay unbiased).
+    call_latencies: Reservoir,
     /// Told about commit calls and snapshot events as they happen (the demo times and logs
     /// them).
     observer: Option<Observer>,
@@ -384,7 +426,7 @@ impl<L: NodeLedger> SimNode<L> {
             committed: Vec::new(),
             other_events: Vec::new(),
             refused_evidence: Vec::new(),
-            call_latencies: Vec::new(),
+            call_latencies: Reservoir::new(LATENCY_SAMPLES),
             observer: None,
         })
     }
@@ -405,7 +447,7 @@ impl<L: NodeLedger> SimNode<L> {
     fn timed<R>(&mut self, f: impl FnOnce(&mut Snapshotter) -> R) -> R {
         let start = Instant::now();
         let r = f(&mut self.snapshotter);
-        self.call_latencies.push(start.elapsed());
+        self.call_latencies.add(start.elapsed());
         r
     }
 
@@ -612,9 +654,16 @@ impl<L: NodeLedger> SimNode<L> {
         &self.refused_evidence
     }
 
-    /// Every consensus-thread call's wall time so far.
+    /// Consensus-thread calls' wall times: every call's up to [`LATENCY_SAMPLES`] calls, a
+    /// uniform sample of that many beyond (see [`calls_timed`](Self::calls_timed)).
     pub fn call_latencies(&self) -> &[Duration] {
-        &self.call_latencies
+        &self.call_latencies.samples
+    }
+
+    /// How many consensus-thread calls were timed (the population of
+    /// [`call_latencies`](Self::call_latencies)).
+    pub fn calls_timed(&self) -> u64 {
+        self.call_latencies.seen
     }
 
     /// Txs appended by `step` so far.
@@ -721,5 +770,27 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod reservoir_tests {
+    use super::*;
+
+    #[test]
+    fn a_reservoir_stays_at_its_cap_and_samples_the_whole_stream() {
+        let mut r = Reservoir::new(1000);
+        for i in 0..100_000u64 {
+            r.add(Duration::from_nanos(i));
+        }
+        assert_eq!(r.samples.len(), 1000);
+        assert_eq!(r.seen, 100_000);
+        // Uniform over 0..100 000: the median sample is near 50 000, and values from the
+        // late stream made it in (a "first 1000 only" bug would keep all below 1000).
+        let mut v: Vec<u64> = r.samples.iter().map(|d| d.as_nanos() as u64).collect();
+        v.sort_unstable();
+        let median = v[v.len() / 2];
+        assert!((40_000..60_000).contains(&median), "median {median}");
+        assert!(v.iter().any(|&x| x > 90_000));
     }
 }
