@@ -8,76 +8,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::check::*;
 use common::proxy::{Action, Proxy};
 use common::s3::*;
 use common::*;
-use object_store::ObjectStoreExt;
 use snapseal_persist::SnapshotName;
-use snapseal_ship::index::Index;
-use snapseal_ship::{
-    restore, ErrorClass, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper,
-};
-
-/// A config that retries quickly, and gives up (failing the test) instead of looping.
-fn quick(node: &str) -> ShipConfig {
-    let mut c = ShipConfig::new(node);
-    c.backoff_initial = Duration::from_millis(20);
-    c.backoff_max = Duration::from_millis(200);
-    c.max_attempts = Some(8);
-    c.part_size = 5 << 20;
-    c
-}
-
-fn through(proxy: &Proxy, bucket: &str, timeout: Duration) -> Arc<Remote> {
-    let mut o: RemoteOptions = s3_options(&proxy.url());
-    o.request_timeout = timeout;
-    Arc::new(Remote::open(&format!("s3://{bucket}"), &o).unwrap())
-}
-
-fn direct(endpoint: &str, bucket: &str) -> Arc<Remote> {
-    Arc::new(Remote::open(&format!("s3://{bucket}"), &s3_options(endpoint)).unwrap())
-}
-
-/// The index, read directly.
-fn read_index(remote: &Remote) -> Index {
-    let key = object_store::path::Path::from("index.json");
-    let bytes = remote.block_on(async {
-        remote
-            .store()
-            .get(&key)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-    });
-    Index::decode(&bytes).unwrap()
-}
-
-/// Every indexed object is there and holds exactly the local file's bytes.
-fn assert_index_consistent(remote: &Remote, local: &std::path::Path, node: &str) -> Vec<String> {
-    let index = read_index(remote);
-    let Some(n) = index.nodes.get(node) else {
-        return Vec::new();
-    };
-    for e in &n.snapshots {
-        let key = remote.key(node, &e.name);
-        let got = remote.block_on(async {
-            remote
-                .store()
-                .get(&key)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-        });
-        let name = SnapshotName::parse(&e.name).unwrap();
-        assert_eq!(&got[..], &file_bytes(local, &name)[..], "{}", e.name);
-        assert_eq!(e.blake3, blake3::hash(&got).to_hex().to_string());
-    }
-    n.snapshots.iter().map(|e| e.name.clone()).collect()
-}
+use snapseal_ship::{restore, ErrorClass, Remote, RestoreOptions, Shipper};
 
 fn ship_through(script: impl Fn(usize) -> Action + Send + 'static, test: &str) {
     let Some(endpoint) = endpoint(test) else {
@@ -248,8 +184,10 @@ fn s3_kill9_mid_upload_then_restart_keeps_the_index_consistent() {
     let first_two: Vec<String> = names[..2].iter().map(|n| n.file_name()).collect();
     assert_eq!(before, first_two, "shipped in order up to the cut");
     let big = remote.key("n1", &names[2].file_name());
-    let visible = remote.block_on(async { remote.store().head(&big).await.is_ok() });
-    assert!(!visible, "an interrupted multipart upload shows nothing");
+    assert!(
+        !visible(&remote, &big),
+        "an interrupted multipart upload shows nothing"
+    );
 
     let store = store(local.path());
     let shipper = Shipper::new(Arc::clone(&remote), Arc::clone(&store), quick("n1")).unwrap();

@@ -1,6 +1,8 @@
 //! Shared by the ship tests: real signed snapshots in a real store, and a local remote.
 #![allow(dead_code)]
 
+pub(crate) mod check;
+pub(crate) mod moto;
 pub(crate) mod proxy;
 pub(crate) mod s3;
 
