@@ -38,18 +38,16 @@ pub enum ShipError {
         class: ErrorClass,
     },
     /// The remote holds something else under a snapshot's name.
-    #[error("remote {object}: holds {remote_len} bytes with BLAKE3 {remote_hash}, the local file has {local_len} bytes with BLAKE3 {local_hash}")]
+    #[error("remote {object}: holds {remote_len} bytes, the local file {local_len}{}", at_byte(*.first_difference))]
     Differs {
         /// The object's key.
         object: String,
-        /// Size the remote reported.
+        /// Bytes the remote holds.
         remote_len: u64,
-        /// BLAKE3 of what the remote returned (hex).
-        remote_hash: String,
-        /// Size of the local file.
+        /// Bytes of the local file.
         local_len: u64,
-        /// BLAKE3 of the local file (hex).
-        local_hash: String,
+        /// Offset of the first byte that differs, when the sizes agree.
+        first_difference: Option<u64>,
     },
     /// The remote index is not one this version reads.
     #[error("remote index {object}: {reason}")]
@@ -146,6 +144,11 @@ impl ShipError {
             class,
         }
     }
+}
+
+fn at_byte(at: Option<u64>) -> String {
+    at.map(|a| format!("; they differ first at byte {a}"))
+        .unwrap_or_default()
 }
 
 /// The transient/terminal split for an object store error.

@@ -20,6 +20,32 @@ use tracing::debug;
 use crate::error::ShipError;
 use crate::index::{Index, INDEX_FORMAT, INDEX_MAX_BYTES};
 
+/// Bytes per ranged read when reading an object back or restoring it.
+pub(crate) const READ_PIECE: u64 = 8 << 20;
+
+/// Ranged reads in flight at a time (memory: `READ_PIECE` times this).
+pub(crate) const READ_IN_FLIGHT: usize = 2;
+
+/// What an upload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Put {
+    /// The object was created.
+    Created,
+    /// A conditional create found it already there.
+    Existed,
+    /// Not made visible: the file was not ready (it did not verify).
+    Withheld,
+}
+
+/// How a remote object differs from the local file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Difference {
+    /// It has this many bytes.
+    Size(u64),
+    /// Its first differing byte is at this offset.
+    Byte(u64),
+}
+
 /// The index object's name under the remote prefix.
 pub const INDEX_OBJECT: &str = "index.json";
 
@@ -177,19 +203,24 @@ impl Remote {
         }
     }
 
-    /// Uploads `bytes` to `key` so that the object is visible only complete: one conditional
-    /// create (`PutMode::Create`) up to `part_size`, a multipart upload of `part_size` parts
-    /// (at most `parts_in_flight` at a time) above it, aborted if it fails. Returns
-    /// `Ok(false)` when a conditional create found the object already there.
+    /// Uploads `bytes` to `key` so that the object is visible only complete, and only if
+    /// `ready` resolves true: one conditional create (`PutMode::Create`) up to `part_size`,
+    /// after `ready`; above it, a multipart upload of `part_size` parts (at most
+    /// `parts_in_flight` at a time) sent while `ready` is pending, completed only after it,
+    /// and aborted if it is false or anything fails.
     pub(crate) async fn put_file(
         &self,
         key: &Path,
         bytes: Bytes,
         part_size: usize,
         parts_in_flight: usize,
-    ) -> Result<bool, ShipError> {
+        ready: impl Future<Output = bool>,
+    ) -> Result<Put, ShipError> {
         let part_size = part_size.max(5 << 20);
         if bytes.len() <= part_size {
+            if !ready.await {
+                return Ok(Put::Withheld);
+            }
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..PutOptions::default()
@@ -199,9 +230,9 @@ impl Remote {
                 .put_opts(key, PutPayload::from_bytes(bytes), opts)
                 .await
             {
-                Ok(_) => Ok(true),
+                Ok(_) => Ok(Put::Created),
                 Err(object_store::Error::AlreadyExists { .. })
-                | Err(object_store::Error::Precondition { .. }) => Ok(false),
+                | Err(object_store::Error::Precondition { .. }) => Ok(Put::Existed),
                 Err(e) => Err(ShipError::remote("put", key.as_ref(), e)),
             };
         }
@@ -222,28 +253,73 @@ impl Remote {
             writer.put(bytes.slice(at..end));
             at = end;
         }
+        if !ready.await {
+            abort(writer, key).await;
+            return Ok(Put::Withheld);
+        }
         match writer.finish().await {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Put::Created),
             Err(e) => Err(ShipError::remote("multipart complete", key.as_ref(), e)),
         }
     }
 
-    /// Reads the object back, streamed: its size and BLAKE3.
-    pub(crate) async fn read_back(&self, key: &Path) -> Result<(u64, blake3::Hash), ShipError> {
-        let got = self
-            .store
-            .get(key)
-            .await
-            .map_err(|e| ShipError::remote("get", key.as_ref(), e))?;
-        let mut stream = got.into_stream();
-        let mut hasher = blake3::Hasher::new();
-        let mut len = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ShipError::remote("get", key.as_ref(), e))?;
-            len += chunk.len() as u64;
-            hasher.update(&chunk);
+    /// The object's bytes in order, as pieces of `piece` bytes read with ranged gets, at most
+    /// `in_flight` at a time (memory: `piece * in_flight`). `size` is what a `head` reported;
+    /// an object that changes underneath shows up as a failed range or as bytes that do not
+    /// verify.
+    pub(crate) fn pieces<'a>(
+        &'a self,
+        key: &'a Path,
+        size: u64,
+        piece: u64,
+        in_flight: usize,
+    ) -> impl futures::Stream<Item = Result<Bytes, ShipError>> + 'a {
+        let piece = piece.max(1);
+        let ranges = (0..size.div_ceil(piece)).map(move |i| i * piece..((i + 1) * piece).min(size));
+        futures::stream::iter(ranges)
+            .map(move |range| async move {
+                self.store
+                    .get_range(key, range)
+                    .await
+                    .map_err(|e| ShipError::remote("get", key.as_ref(), e))
+            })
+            .buffered(in_flight.max(1))
+    }
+
+    /// Confirms that the object holds exactly `local`: its size, then every byte, read back
+    /// in ranged pieces and compared (so its BLAKE3 is the local file's). Returns the
+    /// offset of the first difference, or `None` when they are the same.
+    pub(crate) async fn differs_from(
+        &self,
+        key: &Path,
+        local: &[u8],
+    ) -> Result<Option<Difference>, ShipError> {
+        let Some(meta) = self.head(key).await? else {
+            return Err(ShipError::remote(
+                "head",
+                key.as_ref(),
+                object_store::Error::NotFound {
+                    path: key.to_string(),
+                    source: "gone right after the upload".into(),
+                },
+            ));
+        };
+        if meta.size != local.len() as u64 {
+            return Ok(Some(Difference::Size(meta.size)));
         }
-        Ok((len, hasher.finalize()))
+        let mut pieces = std::pin::pin!(self.pieces(key, meta.size, READ_PIECE, READ_IN_FLIGHT));
+        let mut at = 0usize;
+        while let Some(piece) = pieces.next().await {
+            let piece = piece?;
+            let Some(want) = local.get(at..at + piece.len()) else {
+                return Ok(Some(Difference::Size(meta.size)));
+            };
+            if let Some(i) = want.iter().zip(piece.iter()).position(|(a, b)| a != b) {
+                return Ok(Some(Difference::Byte((at + i) as u64)));
+            }
+            at += piece.len();
+        }
+        Ok((at != local.len()).then_some(Difference::Size(at as u64)))
     }
 
     /// Reads the index and its version; an absent index is an empty one.
@@ -325,14 +401,6 @@ impl Remote {
                 Err(e) => return Err(ShipError::remote("put", key.as_ref(), e)),
             }
         }
-    }
-
-    /// Starts reading an object.
-    pub(crate) async fn get(&self, key: &Path) -> Result<object_store::GetResult, ShipError> {
-        self.store
-            .get(key)
-            .await
-            .map_err(|e| ShipError::remote("get", key.as_ref(), e))
     }
 
     /// Every object under the remote's prefix (for gc, and restore without an index).

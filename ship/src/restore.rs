@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::error::{chain, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
-use crate::remote::Remote;
+use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
 
 /// How a restore chooses and fetches.
 #[derive(Clone, Debug)]
@@ -202,14 +202,22 @@ async fn fetch_one(
             )));
         }
     }
-    let got = remote.get(key).await?;
-    let mut stream = got.into_stream();
+    let Some(meta) = remote.head(key).await? else {
+        return Err(refuse("gone (listed or indexed, but not there)".into()));
+    };
+    if meta.size > limit {
+        return Err(refuse(format!(
+            "{} bytes, more than the limit {limit}",
+            meta.size
+        )));
+    }
+    let mut stream = std::pin::pin!(remote.pieces(key, meta.size, READ_PIECE, READ_IN_FLIGHT));
     let mut file = store.begin_ingest(limit);
     let mut hasher = blake3::Hasher::new();
     let mut head: Vec<u8> = Vec::with_capacity(HEADER_LEN);
     let mut len = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ShipError::remote("get", key.as_ref(), e))?;
+        let chunk = chunk?;
         if head.len() < HEADER_LEN {
             let take = (HEADER_LEN - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
@@ -218,7 +226,11 @@ async fn fetch_one(
             }
         }
         len += chunk.len() as u64;
-        hasher.update(&chunk);
+        if chunk.len() >= 1 << 20 {
+            hasher.update_rayon(&chunk);
+        } else {
+            hasher.update(&chunk);
+        }
         if file.write_all(&chunk).is_err() {
             // The file recorded why; finishing reports it.
             break;

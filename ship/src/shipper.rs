@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
@@ -22,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::error::{chain, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
-use crate::remote::Remote;
+use crate::remote::{Difference, Put, Remote};
 
 /// How a shipper behaves.
 #[derive(Clone, Debug)]
@@ -218,11 +219,22 @@ impl std::fmt::Debug for Shipper {
     }
 }
 
-/// One file, read and verified, ready to go.
+/// One committed file, mapped after its header was checked, with its full verification
+/// running on a blocking thread beside the upload.
 struct LocalFile {
+    /// The mapped file: the upload's parts are slices of it, not copies.
     bytes: Bytes,
-    header: Header,
-    hash: blake3::Hash,
+    /// Resolves once, when the verification ends; awaited before the object is made visible.
+    checked: Shared<BoxFuture<'static, Checked>>,
+}
+
+/// What the full verification of a local file found.
+#[derive(Clone)]
+enum Checked {
+    /// It verifies: its header, and the BLAKE3 of the whole file.
+    Good { header: Header, hash: blake3::Hash },
+    /// It does not: never shipped.
+    Bad(String),
 }
 
 /// What happened to one file.
@@ -494,27 +506,32 @@ impl Shipper {
 
     /// One file, transient errors retried with backoff.
     async fn ship_one(&self, dir: &FsPath, name: SnapshotName) -> Result<Outcome, ShipError> {
-        let local = {
+        let opened = {
             let dir = dir.to_path_buf();
             let verifier = Arc::clone(&self.verifier);
-            tokio::task::spawn_blocking(move || read_local(&dir, name, &*verifier))
+            tokio::task::spawn_blocking(move || open_local(&dir, name, &*verifier))
                 .await
                 .map_err(|e| ShipError::LocalIo {
                     dir: self.store.dir().to_path_buf(),
                     source: std::io::Error::other(e),
                 })??
         };
-        let local = match local {
-            Ok(local) => Arc::new(local),
+        let bytes = match opened {
+            Ok(bytes) => bytes,
             Err(outcome) => return Ok(outcome),
         };
+        let local = Arc::new(LocalFile {
+            checked: check(bytes.clone(), name, Arc::clone(&self.verifier)),
+            bytes,
+        });
         self.retrying(Some(name), || {
             self.upload_confirmed(name, Arc::clone(&local))
         })
         .await
     }
 
-    /// Upload (unless the remote already holds it) and confirm by reading it back.
+    /// Upload (unless the remote already holds it), made visible only once the local file
+    /// verified, then confirmed by reading it back.
     async fn upload_confirmed(
         &self,
         name: SnapshotName,
@@ -522,6 +539,10 @@ impl Shipper {
     ) -> Result<Outcome, ShipError> {
         let file_name = name.file_name();
         let key = self.remote.key(&self.config.node, &file_name);
+        let verified = local
+            .checked
+            .clone()
+            .map(|c| matches!(c, Checked::Good { .. }));
         let uploaded = match self.remote.head(&key).await? {
             Some(_) => false,
             None => {
@@ -531,18 +552,26 @@ impl Shipper {
                         local.bytes.clone(),
                         self.config.part_size,
                         self.config.parts_in_flight,
+                        verified,
                     )
                     .await?
+                    == Put::Created
             }
         };
-        let (len, hash) = self.remote.read_back(&key).await?;
-        if len != local.bytes.len() as u64 || hash != local.hash {
+        let (header, hash) = match local.checked.clone().await {
+            Checked::Good { header, hash } => (header, hash),
+            Checked::Bad(reason) => return Ok(Outcome::Unverified(reason)),
+        };
+        if let Some(difference) = self.remote.differs_from(&key, &local.bytes).await? {
+            let (remote_len, first_difference) = match difference {
+                Difference::Size(len) => (len, None),
+                Difference::Byte(at) => (local.bytes.len() as u64, Some(at)),
+            };
             return Err(ShipError::Differs {
                 object: key.to_string(),
-                remote_len: len,
-                remote_hash: hash.to_hex().to_string(),
+                remote_len,
                 local_len: local.bytes.len() as u64,
-                local_hash: local.hash.to_hex().to_string(),
+                first_difference,
             });
         }
         let shipped_unix = SystemTime::now()
@@ -551,9 +580,9 @@ impl Shipper {
         Ok(Outcome::Confirmed {
             entry: IndexEntry {
                 name: file_name,
-                size: len,
+                size: local.bytes.len() as u64,
                 blake3: to_hex(hash.as_bytes()),
-                claims: EntryClaims::of(&local.header),
+                claims: EntryClaims::of(&header),
                 shipped_unix,
             },
             uploaded,
@@ -623,41 +652,52 @@ impl Shipper {
     }
 }
 
-/// Reads and fully verifies one local committed file (the outer error is an I/O failure
-/// worth retrying; the inner one says the file is not to be shipped).
-fn read_local(
+/// Opens and maps one local committed file after checking its header (the outer error is an
+/// I/O failure worth retrying; the inner one says the file is not to be shipped).
+fn open_local(
     dir: &FsPath,
     name: SnapshotName,
     verifier: &dyn ReceiptVerifier,
-) -> Result<Result<LocalFile, Outcome>, ShipError> {
+) -> Result<Result<Bytes, Outcome>, ShipError> {
     let local_io = |source| ShipError::LocalIo {
         dir: PathBuf::from(dir),
         source,
     };
     let handle = RealFs::new().open_dir(dir, false).map_err(local_io)?;
-    let bytes = match read_checked(&*handle, &name.file_name(), Some(&name), verifier) {
-        Ok(bytes) => bytes,
+    match read_checked(&*handle, &name.file_name(), Some(&name), verifier) {
+        Ok(bytes) => Ok(Ok(Bytes::from_owner(bytes))),
         Err(VerifyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Err(Outcome::Vanished))
+            Ok(Err(Outcome::Vanished))
         }
-        Err(VerifyError::Read { source, .. }) => return Err(local_io(source)),
-        Err(e) => return Ok(Err(Outcome::Unverified(chain(&e)))),
-    };
-    let header = match verify_bytes(&bytes, Some(&name), verifier) {
-        Ok(v) => v.header,
-        Err(e) => return Ok(Err(Outcome::Unverified(chain(&e)))),
-    };
-    let mut hasher = blake3::Hasher::new();
-    if bytes.len() >= 1 << 20 {
-        hasher.update_rayon(&bytes);
-    } else {
-        hasher.update(&bytes);
+        Err(VerifyError::Read { source, .. }) => Err(local_io(source)),
+        Err(e) => Ok(Err(Outcome::Unverified(chain(&e)))),
     }
-    let hash = hasher.finalize();
-    // The mapped file itself backs the upload's parts: no copy of the body.
-    Ok(Ok(LocalFile {
-        bytes: Bytes::from_owner(bytes),
-        header,
-        hash,
-    }))
+}
+
+/// Starts the full verification of a mapped file (receipt, claims, body) and the BLAKE3 of
+/// the whole file on a blocking thread; both use every core for a large file.
+fn check(
+    bytes: Bytes,
+    name: SnapshotName,
+    verifier: Arc<dyn ReceiptVerifier>,
+) -> Shared<BoxFuture<'static, Checked>> {
+    let task = tokio::task::spawn_blocking(move || {
+        let header = match verify_bytes(&bytes, Some(&name), &*verifier) {
+            Ok(v) => v.header,
+            Err(e) => return Checked::Bad(chain(&e)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        if bytes.len() >= 1 << 20 {
+            hasher.update_rayon(&bytes);
+        } else {
+            hasher.update(&bytes);
+        }
+        Checked::Good {
+            header,
+            hash: hasher.finalize(),
+        }
+    });
+    task.map(|joined| joined.unwrap_or_else(|e| Checked::Bad(format!("verification failed: {e}"))))
+        .boxed()
+        .shared()
 }
