@@ -173,6 +173,33 @@ fn a_file_that_does_not_verify_is_never_shipped() {
 }
 
 #[test]
+fn a_large_file_that_does_not_verify_is_sent_in_parts_but_never_made_visible() {
+    let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = store(local.path());
+    let a = persist(&store, 1, 100);
+    // Its header is fine, so its parts go up while the receipt check runs beside them.
+    let forged = persist_signed(&store, 2, 24 << 20, &untrusted_key());
+    let c = persist(&store, 3, 100);
+    let mut config = ShipConfig::new("n1");
+    config.part_size = 5 << 20;
+    let shipper =
+        Shipper::new(local_remote(remote_dir.path()), Arc::clone(&store), config).unwrap();
+    let report = shipper.ship_pending().unwrap();
+    assert_eq!(report.shipped, vec![a, c]);
+    assert_eq!(report.skipped, vec![forged]);
+    let mut left: Vec<String> = std::fs::read_dir(remote_dir.path().join("n1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [a.file_name(), c.file_name()],
+        "no object and no part of the aborted upload is left"
+    );
+}
+
+#[test]
 fn unshipped_snapshots_are_held_against_retention_up_to_the_bound() {
     let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store = store(local.path());
