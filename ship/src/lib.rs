@@ -45,7 +45,7 @@ mod shipper;
 
 pub use error::{classify, ErrorClass, ShipError};
 pub use remote::{Remote, RemoteOptions, INDEX_OBJECT};
-pub use restore::{restore, RestoreOptions, Restored};
+pub use restore::{restore, RestoreOptions, RestoreProgress, Restored};
 pub use shipper::{
     valid_node_name, EventSink, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper,
 };

@@ -207,7 +207,8 @@ impl Remote {
     /// `ready` resolves true: one conditional create (`PutMode::Create`) up to `part_size`,
     /// after `ready`; above it, a multipart upload of `part_size` parts (at most
     /// `parts_in_flight` at a time) sent while `ready` is pending, completed only after it,
-    /// and aborted if it is false or anything fails.
+    /// and aborted if it is false or anything fails; `progress` hears the bytes handed over
+    /// after each part.
     pub(crate) async fn put_file(
         &self,
         key: &Path,
@@ -215,6 +216,7 @@ impl Remote {
         part_size: usize,
         parts_in_flight: usize,
         ready: impl Future<Output = bool>,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Put, ShipError> {
         let part_size = part_size.max(5 << 20);
         if bytes.len() <= part_size {
@@ -252,6 +254,7 @@ impl Remote {
             // A slice of the mapped file: no copy of the body.
             writer.put(bytes.slice(at..end));
             at = end;
+            progress(at as u64);
         }
         if !ready.await {
             abort(writer, key).await;

@@ -2,6 +2,7 @@
 //! store's ingest (pending file, fsync, close, full verification, non-replacing rename).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,8 +15,11 @@ use crate::error::{chain, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
 use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
 
+/// Hears a restore's progress: the candidate, bytes fetched so far, its size.
+pub type RestoreProgress = Arc<dyn Fn(&SnapshotName, u64, u64) + Send + Sync>;
+
 /// How a restore chooses and fetches.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RestoreOptions {
     /// Only this node's snapshots; `None`: any node's (all are checked against the same
@@ -26,6 +30,19 @@ pub struct RestoreOptions {
     pub max_file_bytes: u64,
     /// Attempts per candidate on transient errors before falling back to an older one.
     pub attempts: u32,
+    /// Called after each piece fetched (every 8 MiB), for a progress bar.
+    pub progress: Option<RestoreProgress>,
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("node", &self.node)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("attempts", &self.attempts)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for RestoreOptions {
@@ -34,6 +51,7 @@ impl Default for RestoreOptions {
             node: None,
             max_file_bytes: 64 << 30,
             attempts: 3,
+            progress: None,
         }
     }
 }
@@ -93,7 +111,7 @@ async fn restore_async(
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            match fetch_one(remote, store, &key, &c, opts.max_file_bytes).await {
+            match fetch_one(remote, store, &key, &c, opts).await {
                 Err(e) if e.class() == ErrorClass::Transient && attempt < opts.attempts.max(1) => {
                     let delay = Duration::from_millis(200 << attempt.min(6));
                     warn!(object = %key, attempt, error = %chain(&e), "restore: transient error, retrying");
@@ -188,8 +206,9 @@ async fn fetch_one(
     store: &SnapshotStore,
     key: &Path,
     c: &Candidate,
-    limit: u64,
+    opts: &RestoreOptions,
 ) -> Result<bool, ShipError> {
+    let limit = opts.max_file_bytes;
     let refuse = |reason: String| ShipError::Refused {
         object: key.to_string(),
         reason,
@@ -234,6 +253,9 @@ async fn fetch_one(
         if file.write_all(&chunk).is_err() {
             // The file recorded why; finishing reports it.
             break;
+        }
+        if let Some(progress) = &opts.progress {
+            progress(&c.name, len, meta.size);
         }
     }
     if let Some(e) = &c.entry {

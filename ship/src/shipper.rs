@@ -99,6 +99,17 @@ pub enum ShipEvent {
         /// False when the remote already held it complete (a resumed run).
         uploaded: bool,
     },
+    /// An upload in parts moved on: `sent` of the file's `total` bytes were handed to the
+    /// store (at most `parts_in_flight` parts ahead of what it acknowledged). One event per
+    /// part; the file's `Shipped` event follows once it is confirmed.
+    Progress {
+        /// The committed file.
+        name: SnapshotName,
+        /// Bytes handed to the upload so far.
+        sent: u64,
+        /// The file's size.
+        total: u64,
+    },
     /// A transient error; the file is tried again after `delay`.
     Retrying {
         /// The committed file.
@@ -553,6 +564,13 @@ impl Shipper {
                         self.config.part_size,
                         self.config.parts_in_flight,
                         verified,
+                        &|sent| {
+                            self.emit(ShipEvent::Progress {
+                                name,
+                                sent,
+                                total: local.bytes.len() as u64,
+                            })
+                        },
                     )
                     .await?
                     == Put::Created

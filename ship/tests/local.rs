@@ -477,7 +477,7 @@ fn a_ttl_keeps_young_objects_beyond_keep_last() {
 }
 
 #[test]
-fn a_large_file_goes_up_in_parts_and_comes_back_whole() {
+fn a_large_file_goes_up_in_parts_and_comes_back_whole_with_progress_both_ways() {
     let (local, remote_dir, target) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -485,19 +485,46 @@ fn a_large_file_goes_up_in_parts_and_comes_back_whole() {
     );
     let store = store(local.path());
     let big = persist(&store, 1, (12 << 20) + 123);
+    let size = file_bytes(local.path(), &big).len() as u64;
     let remote = local_remote(remote_dir.path());
     let mut config = ShipConfig::new("n1");
     config.part_size = 5 << 20;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
     Shipper::new(Arc::clone(&remote), Arc::clone(&store), config)
         .unwrap()
+        .with_events(Box::new(move |e| sink.lock().unwrap().push(e.clone())))
         .ship_pending()
         .unwrap();
-    let target_store = common::store(target.path());
+    let sent: Vec<u64> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ShipEvent::Progress { name, sent, total } if *name == big && *total == size => {
+                Some(*sent)
+            }
+            _ => None,
+        })
+        .collect();
     assert_eq!(
-        restore(&remote, &target_store, &RestoreOptions::default())
-            .unwrap()
-            .name,
-        big
+        sent,
+        [5 << 20, 10 << 20, size],
+        "one progress event per 5 MiB part"
+    );
+
+    let fetched = Arc::new(Mutex::new(Vec::new()));
+    let heard = Arc::clone(&fetched);
+    let mut opts = RestoreOptions::default();
+    opts.progress = Some(Arc::new(move |name, done, total| {
+        heard.lock().unwrap().push((*name, done, total))
+    }));
+    let target_store = common::store(target.path());
+    assert_eq!(restore(&remote, &target_store, &opts).unwrap().name, big);
+    assert_eq!(
+        *fetched.lock().unwrap(),
+        [(big, 8 << 20, size), (big, size, size)],
+        "one progress call per 8 MiB piece"
     );
     assert_eq!(
         file_bytes(target.path(), &big),

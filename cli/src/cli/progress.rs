@@ -75,6 +75,13 @@ impl Progress {
         }
     }
 
+    /// Sets the bar's length (work whose size is learnt on the way).
+    pub(super) fn set_length(&self, len: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(len);
+        }
+    }
+
     /// Advances the bar by `n`.
     pub(super) fn inc(&self, n: u64) {
         if let Some(bar) = &self.bar {

@@ -16,7 +16,7 @@ use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;
 use crate::cli::output::{text, Out};
-use crate::cli::progress::Progress;
+use crate::cli::progress::{Progress, Unit};
 use crate::cli::ship::{open_remote, RemoteArgs};
 
 /// `restore` arguments.
@@ -67,9 +67,17 @@ pub(super) fn run(args: &RestoreArgs, file: &FileConfig, out: &Out) -> anyhow::R
     .context("opening the snapshot store")?;
     let mut opts = RestoreOptions::default();
     opts.node = args.node.clone();
-    let spinner = Progress::spinner(out.bars(), "restoring");
-    let restored = restore(&remote, &store, &opts).context("restoring")?;
-    drop(spinner);
+    // A byte bar over the candidate being fetched (its size is known once it starts).
+    let bar = Arc::new(Progress::new(out.bars(), 0, Unit::Bytes, "restoring"));
+    let shown = Arc::clone(&bar);
+    opts.progress = Some(Arc::new(move |_, done, total| {
+        shown.set_length(total);
+        shown.set_position(done);
+    }));
+    let restored = restore(&remote, &store, &opts).context("restoring");
+    opts.progress = None;
+    drop(bar);
+    let restored = restored?;
     let latest = store
         .latest()
         .context("checking the restored directory")?

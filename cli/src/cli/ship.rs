@@ -5,6 +5,7 @@
 //! Takes the store's lock (no node may run on DIR meanwhile; a node ships with the library's
 //! `Shipper` beside its own store instead).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use parking_lot::Mutex;
 use serde::Serialize;
 use snapseal::persist::fs::{FileSystem, RealFs};
-use snapseal::persist::SnapshotStore;
+use snapseal::persist::{SnapshotName, SnapshotStore};
 use snapseal_ship::{Remote, RemoteOptions, ShipConfig, ShipEvent, ShipStats, Shipper};
 
 use crate::cli::config::FileConfig;
@@ -166,10 +168,21 @@ fn shipper(
         .map(|e| e.len)
         .sum();
     let bar = Progress::new(out.bars(), total, Unit::Bytes, "shipping");
+    // Bytes already counted for files still in flight (uploads in parts report as they go).
+    let counted: Mutex<HashMap<SnapshotName, u64>> = Mutex::new(HashMap::new());
     let shipper = Shipper::new(remote, Arc::new(store), config).context("starting the shipper")?;
     Ok(shipper.with_events(Box::new(move |e| {
-        if let ShipEvent::Shipped { bytes, .. } = e {
-            bar.inc(*bytes);
+        let mut counted = counted.lock();
+        match e {
+            ShipEvent::Progress { name, sent, .. } => {
+                let before = counted.insert(*name, *sent).unwrap_or(0);
+                bar.inc(sent.saturating_sub(before));
+            }
+            ShipEvent::Shipped { name, bytes, .. } => {
+                let before = counted.remove(name).unwrap_or(0);
+                bar.inc(bytes.saturating_sub(before));
+            }
+            _ => {}
         }
     })))
 }
