@@ -12,7 +12,7 @@
 //! | peak RSS | one 2 GiB generation, spill on | — | ≤ 64 MiB above state |
 //! | consensus | p99 with 5 × 64 MiB in flight | p99 with none | ≤ 2× |
 //! | engine | 64 independent queues, CPU count and 8 threads | crossbeam pool | ≥ 1.0× throughput |
-//! | ship, restore (file:// remote) | `Shipper::ship_pending`, `snapseal_ship::restore` | `object_store` put; get + BLAKE3 | ≥ 0.9× throughput |
+//! | ship, restore (file:// remote) | `Shipper::ship_pending`, `snapseal_ship::restore` | `object_store` put; ranged get + BLAKE3, streamed get + BLAKE3 | ≥ 0.9× throughput |
 //!
 //! The `atomic-write-file` crate (a user's obvious alternative for the write path) is compared
 //! in `benches/persist_peers.rs` only: it pulls a second `nix` into the build, too much for a
