@@ -54,7 +54,7 @@ fn s3_conditional_create_refuses_to_overwrite() {
     let bucket = unique_bucket("cc");
     create_bucket(&endpoint, &bucket);
     let remote = Remote::open(&format!("s3://{bucket}"), &s3_options(&endpoint)).unwrap();
-    use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    use object_store::{PutMode, PutOptions};
     let key = object_store::path::Path::from("k");
     let create = || PutOptions {
         mode: PutMode::Create,
@@ -72,16 +72,7 @@ fn s3_conditional_create_refuses_to_overwrite() {
         ),
         "{second:?}"
     );
-    let got = remote.block_on(async {
-        remote
-            .store()
-            .get(&key)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-    });
+    let got = common::check::object_bytes(&remote, &key);
     assert_eq!(&got[..], b"first");
 }
 

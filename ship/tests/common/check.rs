@@ -35,19 +35,24 @@ pub(crate) fn direct(endpoint: &str, bucket: &str) -> Arc<Remote> {
     Arc::new(Remote::open(&format!("s3://{bucket}"), &s3_options(endpoint)).unwrap())
 }
 
-/// The index, read directly.
-pub(crate) fn read_index(remote: &Remote) -> Index {
-    let key = object_store::path::Path::from("index.json");
-    let bytes = remote.block_on(async {
+/// An object's bytes, read directly.
+pub(crate) fn object_bytes(remote: &Remote, key: &object_store::path::Path) -> bytes::Bytes {
+    remote.block_on(async {
         remote
             .store()
-            .get(&key)
+            .get(key)
             .await
             .unwrap()
             .bytes()
             .await
             .unwrap()
-    });
+    })
+}
+
+/// The index, read directly.
+pub(crate) fn read_index(remote: &Remote) -> Index {
+    let key = object_store::path::Path::from("index.json");
+    let bytes = object_bytes(remote, &key);
     Index::decode(&bytes).unwrap()
 }
 
@@ -60,16 +65,7 @@ pub(crate) fn assert_index_consistent(remote: &Remote, local: &Path, node: &str)
     };
     for e in &n.snapshots {
         let key = remote.key(node, &e.name);
-        let got = remote.block_on(async {
-            remote
-                .store()
-                .get(&key)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-        });
+        let got = object_bytes(remote, &key);
         let name = SnapshotName::parse(&e.name).unwrap();
         assert_eq!(&got[..], &file_bytes(local, &name)[..], "{}", e.name);
         assert_eq!(e.blake3, blake3::hash(&got).to_hex().to_string());
