@@ -317,7 +317,13 @@ impl Remote {
             let Some(want) = local.get(at..at + piece.len()) else {
                 return Ok(Some(Difference::Size(meta.size)));
             };
-            if let Some(i) = want.iter().zip(piece.iter()).position(|(a, b)| a != b) {
+            // Slice equality is a memcmp; the offset is looked for only when they differ.
+            if want != &piece[..] {
+                let i = want
+                    .iter()
+                    .zip(piece.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 return Ok(Some(Difference::Byte((at + i) as u64)));
             }
             at += piece.len();
