@@ -25,6 +25,7 @@ use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
 use snapseal_ship::{restore, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper};
 
 use super::fixture::{alternate, key, Fixture, WorkDir, EVIDENCE};
+use super::floor::Floor;
 use super::table::{mib_per_sec, BenchRow};
 use super::BenchError;
 use crate::units::bytes;
@@ -41,7 +42,30 @@ fn run_err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Run(e.to_string())
 }
 
-/// The two rows for a snapshot of `size` body bytes.
+/// Reads `key` raw, as restore does: 8 MiB ranged gets, two in flight, each piece handed to
+/// `each` in order.
+fn read_ranged(
+    remote: &Remote,
+    key: &ObjPath,
+    mut each: impl FnMut(Bytes),
+) -> Result<(), BenchError> {
+    remote
+        .block_on(async {
+            let size = remote.store().head(key).await?.size;
+            let piece = 8u64 << 20;
+            let ranges = (0..size.div_ceil(piece)).map(|i| i * piece..((i + 1) * piece).min(size));
+            let mut stream = std::pin::pin!(futures::stream::iter(ranges)
+                .map(|r| remote.store().get_range(key, r))
+                .buffered(2));
+            while let Some(piece) = stream.next().await {
+                each(piece?);
+            }
+            Ok::<_, object_store::Error>(())
+        })
+        .map_err(run_err)
+}
+
+/// The rows for a snapshot of `size` body bytes.
 pub(crate) fn rows(
     dir: &std::path::Path,
     size: usize,
@@ -107,6 +131,23 @@ pub(crate) fn rows(
         Ok(start.elapsed())
     };
     let (t_ship, t_put) = alternate(reps, &mut ship, &mut raw_put)?;
+    // The floor of a confirmed upload: the same put, then the object read back as the
+    // shipper reads it (ranged gets) and compared with the bytes.
+    let mut confirmed_put = || -> Result<Duration, BenchError> {
+        let start = Instant::now();
+        raw_put()?;
+        let mut at = 0;
+        let mut same = true;
+        read_ranged(&remote, &raw_key, |piece| {
+            same &= file.get(at..at + piece.len()) == Some(&piece[..]);
+            at += piece.len();
+        })?;
+        if !same || at != file.len() {
+            return Err(BenchError::Run("the object read back differs".into()));
+        }
+        Ok(start.elapsed())
+    };
+    let (t_ship_2, t_confirmed) = alternate(reps, &mut ship, &mut confirmed_put)?;
 
     // Restore: the remote holds the shipped snapshot (and the raw copy for the peer).
     clear()?;
@@ -133,21 +174,40 @@ pub(crate) fn rows(
     };
     let mut raw_ranged = || -> Result<Duration, BenchError> {
         let start = Instant::now();
-        let hash = remote.block_on(async {
-            let size = remote.store().head(&raw_key).await?.size;
-            let piece = 8u64 << 20;
-            let ranges = (0..size.div_ceil(piece)).map(|i| i * piece..((i + 1) * piece).min(size));
-            let mut pieces = std::pin::pin!(futures::stream::iter(ranges)
-                .map(|r| remote.store().get_range(&raw_key, r))
-                .buffered(2));
-            let mut hasher = blake3::Hasher::new();
-            while let Some(piece) = pieces.next().await {
-                hasher.update_rayon(&piece?);
-            }
-            Ok::<_, object_store::Error>(hasher.finalize())
-        });
+        let mut hasher = blake3::Hasher::new();
+        read_ranged(&remote, &raw_key, |piece| {
+            hasher.update_rayon(&piece);
+        })?;
+        hasher.finalize();
+        Ok(start.elapsed())
+    };
+    // The floor of any durable restore: the same ranged gets + BLAKE3, then the bare
+    // write + fsync + close + rename + directory fsync of those bytes.
+    let floor_dir = work.path().join("floor");
+    std::fs::create_dir_all(&floor_dir).map_err(|e| BenchError::io(&floor_dir, "create", e))?;
+    let floor = Floor::open(&floor_dir)?;
+    let mut round = 0u32;
+    let mut raw_durable = || -> Result<Duration, BenchError> {
+        round += 1;
+        let start = Instant::now();
+        let mut hasher = blake3::Hasher::new();
+        let mut pieces = Vec::new();
+        read_ranged(&remote, &raw_key, |piece| {
+            hasher.update_rayon(&piece);
+            pieces.push(piece);
+        })?;
+        hasher.finalize();
+        let parts: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
+        floor
+            .write(
+                &format!("r{round}.tmp"),
+                &format!("r{round}.committed"),
+                &parts,
+            )
+            .map_err(|(step, e)| BenchError::Run(format!("floor {step}: {e}")))?;
         let t = start.elapsed();
-        hash.map_err(run_err)?;
+        drop(pieces);
+        let _ = std::fs::remove_file(floor_dir.join(format!("r{round}.committed")));
         Ok(t)
     };
     let mut raw_get = || -> Result<Duration, BenchError> {
@@ -167,13 +227,18 @@ pub(crate) fn rows(
     };
     let (t_restore, t_ranged) = alternate(reps, &mut ours, &mut raw_ranged)?;
     let (t_restore_2, t_get) = alternate(reps, &mut ours, &mut raw_get)?;
+    let (t_restore_3, t_durable) = alternate(reps, &mut ours, &mut raw_durable)?;
     let size_text = bytes(file.len() as u64);
     Ok(vec![
         BenchRow::throughputs(format!("ship {size_text} (file:// remote)"), n / t_ship, n / t_put, 0.9, mib_per_sec)
             .with_note("ours also verifies the local file (beside the upload) and reads the object back in ranges, comparing bytes, before indexing it; peer: one object_store put of the bytes in memory"),
+        BenchRow::throughputs(format!("ship {size_text} (file:// remote) vs put + read back"), n / t_ship_2, n / t_confirmed, 0.9, mib_per_sec)
+            .with_note("peer: the same put, then the object read back in the same ranged gets and compared: the floor of an upload confirmed by reading it"),
         BenchRow::throughputs(format!("restore {size_text} (file:// remote) vs ranged get"), n / t_restore, n / t_ranged, 0.9, mib_per_sec)
             .with_note("ours also writes + fsyncs the file and verifies it (receipt, body digest) before the rename; peer: the same 8 MiB ranged gets (2 in flight) + BLAKE3"),
         BenchRow::throughputs(format!("restore {size_text} (file:// remote) vs streamed get"), n / t_restore_2, n / t_get, 0.9, mib_per_sec)
             .with_note("peer: object_store's streamed get (8 KiB reads on the local store) + BLAKE3"),
+        BenchRow::throughputs(format!("restore {size_text} (file:// remote) vs ranged get + durable write"), n / t_restore_3, n / t_durable, 0.9, mib_per_sec)
+            .with_note("peer: the same ranged gets + BLAKE3, then bare write + fsync + close + rename + dir fsync of the bytes: what any crash-safe restore must do"),
     ])
 }
