@@ -34,6 +34,9 @@ pub enum Step {
     Write,
     /// Writing the header over a spilled body's placeholder (`pwrite` at offset 0).
     WriteHeader,
+    /// Starting the writeback of what was written so far (`sync_file_range`), while
+    /// streaming a large file.
+    Writeback,
     /// `fsync` of the file.
     Fsync,
     /// `close` of the file.
@@ -58,6 +61,7 @@ impl fmt::Display for Step {
             Step::UnlinkStale => "unlink stale uncommitted file",
             Step::Write => "write",
             Step::WriteHeader => "write header in place",
+            Step::Writeback => "start writeback",
             Step::Fsync => "fsync",
             Step::Close => "close",
             Step::Rename => "rename to committed name",

@@ -218,6 +218,45 @@ fn a_failed_fsync_or_close_refuses_the_ingest_and_removes_the_file() {
     }
 }
 
+/// Pushes `bytes` into a new ingest in 8 MiB writes (as a restore does) and finishes it.
+fn ingest_in_pieces(store: &SnapshotStore, bytes: &[u8]) -> Result<Ingested, IngestError> {
+    let mut file = store.begin_ingest(LIMIT);
+    for piece in bytes.chunks(8 << 20) {
+        if file.write_all(piece).is_err() {
+            break;
+        }
+    }
+    store.finish_ingest(file)
+}
+
+#[test]
+fn a_large_ingest_starts_writeback_every_16_mib_and_commits() {
+    let (sim, store) = empty_store();
+    let snap = Snap::new(40, 40 << 20);
+    let bytes = snap.file_bytes();
+    assert!(matches!(
+        ingest_in_pieces(&store, &bytes).unwrap(),
+        Ingested::Committed(_)
+    ));
+    let hints = sim.trace().iter().filter(|r| r.op == Op::Writeback).count();
+    assert_eq!(hints, 2, "at 16 and 32 MiB of a 40 MiB file");
+    assert_eq!(names_in(&sim, FileState::Committed), vec![snap.name()]);
+}
+
+#[test]
+fn a_failed_writeback_start_refuses_the_ingest_and_removes_the_file() {
+    let (sim, store) = empty_store();
+    sim.inject(Fault::nth(Op::Writeback, 1, FaultKind::Eio));
+    let snap = Snap::new(40, 40 << 20);
+    let err = ingest_in_pieces(&store, &snap.file_bytes()).unwrap_err();
+    assert!(
+        err.to_string().contains("start writeback"),
+        "the step is named: {err}"
+    );
+    assert!(leftovers(&sim).is_empty(), "{:?}", sim.names(dir()));
+    assert!(names_in(&sim, FileState::Committed).is_empty());
+}
+
 /// Crash after every seam call of an ingest (with a previous snapshot present): recovery
 /// finds the previous snapshot or the ingested one, complete and verified; never a partial
 /// committed file or a leftover pending file; an ingest that returned `Ok` survives.

@@ -143,6 +143,15 @@ pub trait WritableFile: Send + fmt::Debug {
         ))
     }
 
+    /// A hint, not a durability point: start writing `len` bytes from `offset` back to the
+    /// device now (`sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE`), so that the `fsync` at
+    /// the end has less left to wait for while the caller is still producing bytes. Only
+    /// [`sync`](Self::sync) makes anything durable. The default does nothing.
+    fn start_writeback(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// `fsync(2)`. After a failure, never call it again on this file and never treat a later
     /// success as proof that the data is durable (the kernel may have dropped the dirty pages).
     fn sync(&mut self) -> io::Result<()>;

@@ -369,6 +369,26 @@ impl WritableFile for RealFile {
         Ok(nix::sys::uio::pwrite(&self.fd, buf, offset)?)
     }
 
+    fn start_writeback(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "writeback range beyond i64",
+            ));
+        };
+        // SAFETY: a plain syscall on an fd this handle owns; no memory is passed.
+        let rc = unsafe {
+            nix::libc::sync_file_range(
+                self.fd.as_raw_fd(),
+                offset,
+                len,
+                nix::libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        nix::errno::Errno::result(rc)?;
+        Ok(())
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         unistd::fsync(self.fd.as_raw_fd())?;
         Ok(())

@@ -89,7 +89,13 @@ struct Body {
     file: Option<Box<dyn WritableFile>>,
     expected: u64,
     received: u64,
+    /// Bytes whose writeback was started; `None` once the filesystem said it cannot.
+    written_back: Option<u64>,
 }
+
+/// Writeback of a file being received is started every this many bytes, so the device
+/// writes while the rest arrives and the final `fsync` waits for little.
+const WRITEBACK_STEP: u64 = 16 << 20;
 
 impl IngestFile {
     pub(crate) fn new(dir: Arc<dyn DirHandle>, limit: u64, generation: u64) -> Self {
@@ -194,6 +200,7 @@ impl IngestFile {
             file: Some(file),
             expected,
             received: head.len() as u64,
+            written_back: Some(0),
         });
         if let Err(source) = written {
             let path = self.path(&file_name);
@@ -351,6 +358,15 @@ impl io::Write for IngestFile {
                     })));
                 }
                 body.received += n;
+                if let Err(source) = start_writeback(file, body.received, &mut body.written_back) {
+                    let file_name = body.pending.file_name();
+                    let path = self.path(&file_name);
+                    return Err(self.fail(IngestError::Persist(PersistError::Io {
+                        path,
+                        step: Step::Writeback,
+                        source,
+                    })));
+                }
                 Ok(buf.len())
             }
         }
@@ -386,6 +402,36 @@ fn committed_name(header: &Header) -> SnapshotName {
         evidence_idx: header.evidence_idx,
         state: FileState::Committed,
     }
+}
+
+/// Starts the writeback of the bytes received since the last start, once they reach
+/// [`WRITEBACK_STEP`]. A filesystem that cannot (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`) is not
+/// asked again; any other error is an I/O error of the file and fails it.
+fn start_writeback(
+    file: &mut dyn WritableFile,
+    received: u64,
+    written_back: &mut Option<u64>,
+) -> io::Result<()> {
+    let Some(from) = *written_back else {
+        return Ok(());
+    };
+    if received - from < WRITEBACK_STEP {
+        return Ok(());
+    }
+    match file.start_writeback(from, received - from) {
+        Ok(()) => *written_back = Some(received),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EINVAL | nix::libc::ENOSYS | nix::libc::EOPNOTSUPP)
+            ) =>
+        {
+            debug!(error = %e, "writeback hints unsupported here");
+            *written_back = None;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// Closes (error logged only: the file is being thrown away) and unlinks a pending file.

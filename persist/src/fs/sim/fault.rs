@@ -17,6 +17,8 @@ pub enum Op {
     Write,
     /// `WritableFile::write_at` (pwrite).
     WriteAt,
+    /// `WritableFile::start_writeback` (sync_file_range: a hint, durable nothing).
+    Writeback,
     /// `WritableFile::sync` (fsync of a file).
     Sync,
     /// `WritableFile::close`.

@@ -224,6 +224,15 @@ impl WritableFile for SimFile {
         )
     }
 
+    fn start_writeback(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        // Changes nothing in the model: only `sync` makes data durable.
+        self.fs.call(
+            self.site(Op::Writeback),
+            |_, fault| fail_if(fault),
+            |_| Outcome::Ok,
+        )
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         let ino = self.ino;
         self.fs.call(
