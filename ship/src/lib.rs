@@ -42,6 +42,7 @@ mod remote;
 mod restore;
 pub mod retention;
 mod shipper;
+mod staging;
 
 pub use error::{classify, ErrorClass, ShipError};
 pub use remote::{Remote, RemoteOptions, INDEX_OBJECT};

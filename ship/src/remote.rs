@@ -81,6 +81,8 @@ pub struct Remote {
     url: String,
     /// Cleared once the store answers a conditional update with "not implemented".
     conditional_update: AtomicBool,
+    /// The directory of a `file://` remote.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -102,6 +104,7 @@ impl Remote {
             reason,
         };
         let parsed = url::Url::parse(url).map_err(|e| config(e.to_string()))?;
+        let mut local_root = None;
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
             "file" => {
                 let dir = parsed
@@ -112,6 +115,7 @@ impl Remote {
                 let fs = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| config(e.to_string()))?
                     .with_fsync(true);
+                local_root = Some(dir);
                 (Arc::new(fs), Path::default())
             }
             "s3" | "s3a" => {
@@ -161,12 +165,18 @@ impl Remote {
             prefix,
             url: url.to_string(),
             conditional_update: AtomicBool::new(true),
+            local_root,
         })
     }
 
     /// The URL it was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The directory behind a `file://` remote (`None` for any other).
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// The underlying store (for benchmarks comparing against raw calls).

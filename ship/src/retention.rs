@@ -11,6 +11,8 @@ use crate::error::ShipError;
 use crate::index::Index;
 use crate::remote::Remote;
 use crate::shipper::valid_node_name;
+use crate::staging;
+pub use crate::staging::StaleUpload;
 
 /// What remote gc keeps.
 #[derive(Clone, Debug)]
@@ -23,15 +25,20 @@ pub struct GcPolicy {
     pub ttl: Option<Duration>,
     /// Report only; change nothing.
     pub dry_run: bool,
+    /// On a `file://` remote, staging files of interrupted uploads not written for this long
+    /// are removed (younger ones may belong to an upload still running).
+    pub stale_upload_age: Duration,
 }
 
 impl GcPolicy {
-    /// Keep the newest `keep_last` per node, no TTL, not dry.
+    /// Keep the newest `keep_last` per node, no TTL, not dry; staging files of interrupted
+    /// uploads removed after an hour.
     pub fn new(keep_last: usize) -> Self {
         GcPolicy {
             keep_last,
             ttl: None,
             dry_run: false,
+            stale_upload_age: Duration::from_secs(3600),
         }
     }
 }
@@ -62,6 +69,8 @@ pub struct GcReport {
     pub kept: Vec<RemoteObject>,
     /// Objects deleted (or to delete).
     pub deleted: Vec<RemoteObject>,
+    /// On a `file://` remote: staging files of interrupted uploads removed (or to remove).
+    pub stale_uploads: Vec<StaleUpload>,
 }
 
 /// Every snapshot object on the remote (a listing: for operators, never for readers), oldest
@@ -128,6 +137,22 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
                     report.kept.push((*o).clone());
                 } else {
                     report.deleted.push((*o).clone());
+                }
+            }
+        }
+        if let Some(root) = remote.local_root() {
+            report.stale_uploads = staging::find(root, policy.stale_upload_age)
+                .map_err(|source| ShipError::LocalIo {
+                    dir: root.to_path_buf(),
+                    source,
+                })?;
+            if !policy.dry_run {
+                staging::remove(&report.stale_uploads).map_err(|source| ShipError::LocalIo {
+                    dir: root.to_path_buf(),
+                    source,
+                })?;
+                for s in &report.stale_uploads {
+                    info!(file = %s.path.display(), bytes = s.size, "remote gc: removed an interrupted upload's staging file");
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! `snapseal remote list|gc|hold|release URL`: the remote's snapshots, its retention (keep the
 //! newest N per node, a TTL for older ones) and holds that remote gc never deletes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -34,7 +35,9 @@ pub(crate) enum Action {
         remote: RemoteArgs,
     },
     /// Keep the newest --keep-last per node (and, with --ttl, younger ones) and held ones;
-    /// delete the rest. The index is rewritten before anything is deleted.
+    /// delete the rest. The index is rewritten before anything is deleted. On a file://
+    /// remote, also remove the staging files of uploads interrupted (killed) more than
+    /// --stale-upload-secs ago.
     Gc {
         /// file:///abs/dir or s3://bucket[/prefix].
         url: String,
@@ -47,6 +50,10 @@ pub(crate) enum Action {
         /// Print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// file:// remotes: staging files not written for this many seconds are leftovers
+        /// of interrupted uploads (younger ones may belong to a running upload).
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        stale_upload_secs: u64,
         /// How the remote is reached.
         #[command(flatten)]
         remote: RemoteArgs,
@@ -133,6 +140,7 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
             keep_last,
             ttl,
             dry_run,
+            stale_upload_secs,
             remote,
         } => {
             if *keep_last == 0 {
@@ -142,22 +150,36 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
             let mut policy = GcPolicy::new(*keep_last);
             policy.ttl = ttl.map(Duration::from_secs);
             policy.dry_run = *dry_run;
+            policy.stale_upload_age = Duration::from_secs(*stale_upload_secs);
             let report = retention::gc(&remote, &policy).context("remote gc")?;
             #[derive(Serialize)]
             struct Report {
                 dry_run: bool,
                 kept: Vec<Object>,
                 deleted: Vec<Object>,
+                stale_uploads: Vec<PathBuf>,
             }
             let r = Report {
                 dry_run: *dry_run,
                 kept: report.kept.iter().map(object).collect(),
                 deleted: report.deleted.iter().map(object).collect(),
+                stale_uploads: report
+                    .stale_uploads
+                    .iter()
+                    .map(|s| s.path.clone())
+                    .collect(),
             };
             out.json(&r)?;
             let verb = if *dry_run { "would delete" } else { "deleted" };
             for o in &r.deleted {
                 text!(out, "{verb} {}/{}", o.node, o.file);
+            }
+            for p in &r.stale_uploads {
+                text!(
+                    out,
+                    "{verb} the staging file of an interrupted upload: {}",
+                    p.display()
+                );
             }
             text!(out, "kept {}, {verb} {}", r.kept.len(), r.deleted.len());
             Ok(Status::Ok)
