@@ -8,7 +8,7 @@ use snapseal_persist::fs::DirHandle;
 use snapseal_persist::receipt::key_id;
 use snapseal_persist::{to_hex, FileState, IngestError, Ingested, SnapshotName, SnapshotStore};
 
-use crate::durable::{commit, write_pending, BUF};
+use crate::durable::{publish, write_pending, DurableError, BUF};
 use crate::manifest::{ArtifactKind, Level, Manifest, FORMAT, MANIFEST_PATH, MAX_MANIFEST};
 use crate::source::{ChunkLinks, ChunkRef, ChunkVerifier};
 
@@ -414,7 +414,7 @@ pub fn import(
                     )));
                 }
                 let pending = format!("ledger_{start}-{end}.pending");
-                let fail = |w: crate::durable::WriteFailure| ImportError::Io {
+                let fail = |w: DurableError| ImportError::Io {
                     what: ledger.path().join(&pending).display().to_string(),
                     step: w.step,
                     source: w.source,
@@ -431,7 +431,7 @@ pub fn import(
                 };
                 match verdict {
                     Ok(l) => {
-                        commit(ledger, &pending, &file_name).map_err(fail)?;
+                        publish(ledger, &pending, &file_name).map_err(fail)?;
                         links.insert((start, end), l);
                         report.chunks_committed.push(path.clone());
                     }

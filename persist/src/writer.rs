@@ -24,7 +24,8 @@ use tracing::{debug, warn};
 
 use crate::error::{PersistError, Step};
 use crate::format::{Flags, Header, HEADER_LEN};
-use crate::fs::{is_noreplace_unsupported, DirHandle, WritableFile};
+pub(crate) use crate::fs::write_all;
+use crate::fs::{is_noreplace_unsupported, write_all_at, DirHandle, WritableFile};
 use crate::names::{FileState, PendingName, SnapshotName};
 use crate::Hash;
 
@@ -33,14 +34,6 @@ mod spill;
 
 pub use ingest::{IngestFile, Ingested};
 pub use spill::SpillFile;
-
-/// Most bytes handed to one `write(2)`: large enough that syscall overhead vanishes, small
-/// enough that one call does not pin gigabytes of page cache at once.
-const MAX_WRITE: usize = 8 << 20;
-
-/// Consecutive `EINTR`s after which a write gives up. Real interrupts are transient; this only
-/// stops a pathological signal storm (or an always-failing fault) from spinning forever.
-const MAX_INTERRUPTS: u32 = 1024;
 
 /// File mode of a snapshot: snapshots may hold sensitive state.
 pub(crate) const FILE_MODE: u32 = 0o600;
@@ -526,70 +519,4 @@ impl Attempt<'_> {
             source,
         })
     }
-}
-
-/// Writes all of `buf` at `offset` with `pwrite`: the same loop as [`write_all`].
-fn write_all_at(file: &mut dyn WritableFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    let mut interrupts = 0;
-    while !buf.is_empty() {
-        let chunk = &buf[..buf.len().min(MAX_WRITE)];
-        match file.write_at(chunk, offset) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "pwrite accepted 0 bytes of a non-empty buffer",
-                ))
-            }
-            Ok(n) if n > chunk.len() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("pwrite claimed {n} bytes of a {} byte buffer", chunk.len()),
-                ))
-            }
-            Ok(n) => {
-                interrupts = 0;
-                buf = &buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
-                interrupts += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Writes all of `buf`: loops on short writes, retries `EINTR`, hands the kernel at most
-/// [`MAX_WRITE`] bytes per call, straight from the caller's slice.
-pub(crate) fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> {
-    let mut interrupts = 0;
-    while !buf.is_empty() {
-        let chunk = &buf[..buf.len().min(MAX_WRITE)];
-        match file.write(chunk) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "write accepted 0 bytes of a non-empty buffer",
-                ))
-            }
-            Ok(n) => {
-                interrupts = 0;
-                // A broken implementation claiming more than it was given is an error, not
-                // a panic.
-                if n > chunk.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("write claimed {n} bytes of a {} byte buffer", chunk.len()),
-                    ));
-                }
-                buf = &buf[n..];
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
-                interrupts += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

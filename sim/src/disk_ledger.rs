@@ -27,7 +27,9 @@ use std::sync::Arc;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use parking_lot::Mutex;
 use snapseal_actors::{InclusionProof, ProofSource};
-use snapseal_persist::fs::{DirHandle, EntryKind, FileSystem, WritableFile};
+use snapseal_persist::fs::{
+    publish, write_all, write_pending, DirHandle, DurableError, EntryKind, FileSystem, WritableFile,
+};
 use snapseal_persist::receipt::{sign_root, SignedRoot};
 use snapseal_persist::Hash;
 
@@ -131,19 +133,6 @@ fn io_err(
     move |source| LedgerError::Io { path, step, source }
 }
 
-/// Writes all of `buf` (short writes looped, `EINTR` retried).
-pub fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match file.write(buf) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Reads a chunk file of the ledger directory (regular files only, size capped).
 pub fn read_chunk_file(
     dir: &dyn DirHandle,
@@ -173,33 +162,16 @@ pub fn write_sealed(
 ) -> Result<(), LedgerError> {
     let pending = ChunkName::Pending { start, end }.file_name();
     let committed = ChunkName::Committed { start, end }.file_name();
-    match dir.unlink(&pending) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(dir, &pending, "removing a stale pending chunk")(e)),
-    }
-    let mut file =
-        dir.create_new(&pending, 0o600)
-            .map_err(io_err(dir, &pending, "creating (O_EXCL)"))?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(dir, &pending, "reading the source")(e)),
-        };
-        write_all(&mut *file, &buf[..n]).map_err(io_err(dir, &pending, "writing"))?;
-    }
-    file.sync().map_err(io_err(dir, &pending, "fsync"))?;
-    file.close().map_err(io_err(dir, &pending, "close"))?;
-    dir.rename_noreplace(&pending, &committed).map_err(io_err(
-        dir,
-        &committed,
-        "rename (no replace)",
-    ))?;
-    dir.sync()
-        .map_err(io_err(dir, "", "fsync of the directory"))
+    let failed = |name: &str| {
+        let path = dir.path().join(name);
+        move |e: DurableError| LedgerError::Io {
+            path,
+            step: e.step,
+            source: e.source,
+        }
+    };
+    write_pending(dir, &pending, src, u64::MAX, &mut |_| {}).map_err(failed(&pending))?;
+    publish(dir, &pending, &committed).map_err(failed(&committed))
 }
 
 /// Sealed `(start, end)` ranges, open chunk starts, stale pending names.

@@ -20,12 +20,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod bytes;
+mod durable;
 mod name_check;
 mod real;
 #[cfg(feature = "sim")]
 mod sim;
 
 pub use bytes::FileBytes;
+pub(crate) use durable::write_all_at;
+pub use durable::{publish, write_all, write_pending, DurableError};
 pub use real::RealFs;
 #[cfg(feature = "sim")]
 pub use sim::{Fault, FaultKind, Op, OpRecord, Outcome, SimFs, Trigger};
