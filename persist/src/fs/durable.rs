@@ -130,7 +130,8 @@ pub(crate) fn write_all_at(
 }
 
 /// Writes all of `buf`: loops on short writes, retries `EINTR`, hands the kernel at most
-/// [`MAX_WRITE`] bytes per call, straight from the caller's slice.
+/// 8 MiB per call, straight from the caller's slice. After 1024 `EINTR`s in a row it gives up
+/// with the last one.
 pub fn write_all(file: &mut dyn WritableFile, mut buf: &[u8]) -> io::Result<()> {
     let mut interrupts = 0;
     while !buf.is_empty() {
