@@ -427,29 +427,42 @@ impl DiskLedger {
             )
         };
         let mut seen = 0u64;
-        let mut files: Vec<(String, u64, u64)> = sealed
+        // (file, whether it is the open chunk, the last entry this read needs from it)
+        let mut files: Vec<(String, bool, u64)> = sealed
             .iter()
             .filter(|(s, e)| *e >= from && *s <= to)
-            .map(|&(s, e)| (ChunkName::Committed { start: s, end: e }.file_name(), s, e))
+            .map(|&(s, e)| {
+                (
+                    ChunkName::Committed { start: s, end: e }.file_name(),
+                    false,
+                    e,
+                )
+            })
             .collect();
         if let Some(s) = open_start {
             if written_len >= from && s <= to {
-                files.push((ChunkName::Open { start: s }.file_name(), s, written_len));
+                files.push((ChunkName::Open { start: s }.file_name(), true, written_len));
             }
         }
-        for (name, _, _) in files {
+        for (name, open, end) in files {
             let bytes = read_chunk_file(&*dir, &name).map_err(io_err(&*dir, &name, "reading"))?;
             let header = decode_header(&bytes).map_err(|source| LedgerError::Chunk {
                 path: dir.path().join(&name),
                 source,
             })?;
+            let mut last = None;
             let (_, err) = walk_entries(&bytes, &header, |idx, tx, _| {
+                last = Some(idx);
                 if (from..=to).contains(&idx) && idx <= written_len {
                     f(idx, &tx);
                     seen += 1;
                 }
             });
-            if let Some(source) = err {
+            // The open chunk is read without the lock while commits append to it: a torn
+            // entry after every entry this read needs (up to `end`, what was written when it
+            // started) is an append in progress, not damage.
+            let complete = open && last.is_some_and(|l| l >= end.min(to));
+            if let Some(source) = err.filter(|_| !complete) {
                 return Err(LedgerError::Chunk {
                     path: dir.path().join(&name),
                     source,

@@ -213,3 +213,29 @@ fn verify_chunk_refuses_a_flipped_bit_a_wrong_key_and_a_wrong_name() {
         assert!(verify_chunk(&bad, &[key], None).is_err(), "flip at {at}");
     }
 }
+
+#[test]
+fn a_read_of_the_open_chunk_during_an_append_ignores_the_half_written_entry_after_what_it_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(5), 1 << 30).unwrap();
+    for k in 0..9 {
+        disk.append(write(k));
+    }
+    let s = disk.append_signature();
+    disk.commit(s.sig_idx).unwrap();
+    // What a reader sees while a commit is appending: the next entry's first bytes only.
+    let open = tmp.path().join("ledger_1");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&open)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[40, 0, 0, 0, 1, 2]).unwrap();
+    drop(f);
+    assert_eq!(disk.tx(3).unwrap(), Some(write(2)));
+    let mut seen = Vec::new();
+    assert_eq!(
+        disk.for_each(1, s.sig_idx, |i, _| seen.push(i)).unwrap(),
+        s.sig_idx
+    );
+    assert_eq!(seen, (1..=s.sig_idx).collect::<Vec<_>>());
+}
