@@ -20,6 +20,32 @@ fn fname(p: &Path) -> String {
     p.file_name().unwrap().to_str().unwrap().to_string()
 }
 
+/// Restores from `url` into `new` (trusting `dir`'s key, with `extra` arguments) and checks
+/// that it brought `dir`'s newest committed snapshot, byte for byte, and that `new` verifies;
+/// returns the JSON report.
+fn restore_newest(url: &str, dir: &Path, new: &Path, extra: &[String]) -> serde_json::Value {
+    let newest = fname(committed(dir).last().unwrap());
+    let key = dir.join("node.pub");
+    let mut args = vec![
+        "restore",
+        "--json",
+        "--from",
+        url,
+        arg(new),
+        "--key",
+        arg(&key),
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let report = snapseal(&args).expect(0).json();
+    assert_eq!(report["restored"].as_str(), Some(newest.as_str()));
+    assert_eq!(
+        std::fs::read(new.join(&newest)).unwrap(),
+        std::fs::read(dir.join(&newest)).unwrap()
+    );
+    snapseal(&["verify", arg(new), "--key", arg(&key)]).expect(0);
+    report
+}
+
 #[test]
 fn demo_ship_to_then_restore_gives_the_newest_snapshot_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
@@ -35,25 +61,8 @@ fn demo_ship_to_then_restore_gives_the_newest_snapshot_byte_for_byte() {
     let files = committed(&dir);
     let newest = fname(files.last().unwrap());
     assert!(files.len() >= 4, "{files:?}");
-    let key = dir.join("node.pub");
-    let run = snapseal(&[
-        "restore",
-        "--json",
-        "--from",
-        &url,
-        arg(&new),
-        "--key",
-        arg(&key),
-    ])
-    .expect(0);
-    let report = run.json();
-    assert_eq!(report["restored"].as_str(), Some(newest.as_str()));
+    let report = restore_newest(&url, &dir, &new, &[]);
     assert_eq!(report["latest"].as_str(), Some(newest.as_str()));
-    assert_eq!(
-        std::fs::read(new.join(&newest)).unwrap(),
-        std::fs::read(dir.join(&newest)).unwrap()
-    );
-    snapseal(&["verify", arg(&new), "--key", arg(&key)]).expect(0);
 
     // Shipping again uploads nothing; the listing names every file, indexed.
     let again = snapseal(&["ship", "--json", arg(&dir), "--to", &url, "--node", "demo"]).expect(0);
@@ -165,35 +174,17 @@ fn demo_ship_to_s3_then_restore_from_s3_gives_the_newest_snapshot_byte_for_byte(
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
-    let files = committed(&dir);
-    let newest = fname(files.last().unwrap());
     // ... and restore is given them as --remote-opt instead.
-    let opt = |k: &str, v: &str| format!("{k}={v}");
-    let opts = [
-        opt("aws_endpoint", &endpoint),
-        opt("aws_allow_http", "true"),
-        opt("aws_access_key_id", "testing"),
-        opt("aws_secret_access_key", "testing"),
-        opt("aws_region", "us-east-1"),
-    ];
-    let key = dir.join("node.pub");
-    let mut args = vec![
-        "restore",
-        "--json",
-        "--from",
-        &url,
-        arg(&new),
-        "--key",
-        arg(&key),
-    ];
-    for o in &opts {
-        args.extend(["--remote-opt", o.as_str()]);
+    let mut extra = Vec::new();
+    for (k, v) in [
+        ("aws_endpoint", endpoint.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+        ("aws_region", "us-east-1"),
+    ] {
+        extra.push("--remote-opt".to_string());
+        extra.push(format!("{k}={v}"));
     }
-    let report = snapseal(&args).expect(0).json();
-    assert_eq!(report["restored"].as_str(), Some(newest.as_str()));
-    assert_eq!(
-        std::fs::read(new.join(&newest)).unwrap(),
-        std::fs::read(dir.join(&newest)).unwrap()
-    );
-    snapseal(&["verify", arg(&new), "--key", arg(&key)]).expect(0);
+    restore_newest(&url, &dir, &new, &extra);
 }
