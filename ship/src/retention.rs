@@ -141,16 +141,12 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
             }
         }
         if let Some(root) = remote.local_root() {
-            report.stale_uploads = staging::find(root, policy.stale_upload_age)
+            report.stale_uploads = staging::sweep(root, policy.stale_upload_age, !policy.dry_run)
                 .map_err(|source| ShipError::LocalIo {
                     dir: root.to_path_buf(),
                     source,
                 })?;
             if !policy.dry_run {
-                staging::remove(&report.stale_uploads).map_err(|source| ShipError::LocalIo {
-                    dir: root.to_path_buf(),
-                    source,
-                })?;
                 for s in &report.stale_uploads {
                     info!(file = %s.path.display(), bytes = s.size, "remote gc: removed an interrupted upload's staging file");
                 }

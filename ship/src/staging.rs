@@ -5,13 +5,21 @@
 //! are invisible through `object_store` (its listing skips them), so remote gc finds them on
 //! the filesystem itself. Everything there is treated as hostile: only real directories
 //! (named like a node) and regular files are looked at, never through a symlink, and only
-//! names of the exact form `<snapseal object name>#<digits>` are candidates. A file younger
-//! than the given age is left alone: it may belong to an upload still running.
+//! names of the exact form `<snapseal object name>#<digits>` are candidates, each resolved
+//! relative to its directory's fd. A file younger than the given age is left alone: it may
+//! belong to an upload still running.
 
-use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::libc;
+use nix::sys::stat::{self, Mode};
+use nix::unistd::{self, UnlinkatFlags};
 
 use snapseal_persist::SnapshotName;
 
@@ -30,43 +38,81 @@ pub struct StaleUpload {
     pub age: Duration,
 }
 
-/// The staging files under `root` (the remote's directory) not written for `older_than`.
-pub(crate) fn find(root: &Path, older_than: Duration) -> io::Result<Vec<StaleUpload>> {
+/// The staging files under `root` (the remote's directory) not written for `older_than`;
+/// with `remove`, each is unlinked as it is found (a file already gone is fine).
+///
+/// Every name is resolved relative to an open directory fd, never by path: a node directory
+/// is opened with `O_NOFOLLOW`, files are examined with `fstatat(AT_SYMLINK_NOFOLLOW)` and
+/// removed with `unlinkat`, so swapping a directory for a symlink mid-sweep leads nowhere.
+/// (`root` itself may go through symlinks: it is the operator's configuration.)
+pub(crate) fn sweep(
+    root: &Path,
+    older_than: Duration,
+    remove: bool,
+) -> io::Result<Vec<StaleUpload>> {
     let now = SystemTime::now();
     let mut found = Vec::new();
-    for entry in fs::read_dir(root)? {
+    let mut top = Dir::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let top_fd = top.as_raw_fd();
+    let mut nodes = Vec::new();
+    let mut index_leftovers = Vec::new();
+    for entry in top.iter() {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // `symlink_metadata` (the entry's own type): a symlink is never followed.
-        let meta = fs::symlink_metadata(entry.path())?;
-        if meta.is_dir() && valid_node_name(name) {
-            for inner in fs::read_dir(entry.path())? {
-                let inner = inner?;
-                let file = inner.file_name();
-                let Some(file) = file.to_str() else { continue };
-                if staged_snapshot(file) {
-                    consider(&inner.path(), now, older_than, &mut found)?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if valid_node_name(name) && kind(top_fd, name)? == Some(libc::S_IFDIR) {
+            nodes.push(name.to_string());
+        } else if staged_of(name).is_some_and(|b| b == INDEX_OBJECT) {
+            index_leftovers.push(name.to_string());
+        }
+    }
+    for name in index_leftovers {
+        consider(top_fd, root, &name, now, older_than, remove, &mut found)?;
+    }
+    for node in nodes {
+        let mut dir = match Dir::openat(
+            Some(top_fd),
+            node.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(dir) => dir,
+            // Gone, or replaced by a symlink or a file since it was listed: not ours to walk.
+            Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let fd = dir.as_raw_fd();
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().to_str() {
+                if staged_snapshot(name) {
+                    names.push(name.to_string());
                 }
             }
-        } else if staged_of(name).is_some_and(|base| base == INDEX_OBJECT) {
-            consider(&entry.path(), now, older_than, &mut found)?;
+        }
+        let path = root.join(&node);
+        for name in names {
+            consider(fd, &path, &name, now, older_than, remove, &mut found)?;
         }
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
-/// Removes them; a file already gone is fine.
-pub(crate) fn remove(stale: &[StaleUpload]) -> io::Result<()> {
-    for s in stale {
-        match fs::remove_file(&s.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+/// The file type of `name` in `dir` (the entry itself, never a symlink's target); `None`
+/// when it is gone.
+fn kind(dir: RawFd, name: &str) -> io::Result<Option<libc::mode_t>> {
+    match stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// The object name a staging name stands for: `<base>#<digits>`.
@@ -81,25 +127,44 @@ fn staged_snapshot(name: &str) -> bool {
         .is_some_and(|base| SnapshotName::parse(base).is_some_and(|n| n.file_name() == base))
 }
 
+/// Records `name` in `dir` (shown as under `path`) if it is a regular file not written for
+/// `older_than`, unlinking it with `remove`.
 fn consider(
+    dir: RawFd,
     path: &Path,
+    name: &str,
     now: SystemTime,
     older_than: Duration,
+    remove: bool,
     found: &mut Vec<StaleUpload>,
 ) -> io::Result<()> {
-    let meta = fs::symlink_metadata(path)?;
-    if !meta.is_file() {
+    let st = match stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(());
     }
-    let age = now
-        .duration_since(meta.modified()?)
-        .unwrap_or(Duration::ZERO);
-    if age >= older_than {
-        found.push(StaleUpload {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            age,
-        });
+    let modified = UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(st.st_mtime).unwrap_or(0),
+            u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+        );
+    let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
+    if age < older_than {
+        return Ok(());
     }
+    if remove {
+        match unistd::unlinkat(Some(dir), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    found.push(StaleUpload {
+        path: path.join(name),
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        age,
+    });
     Ok(())
 }
