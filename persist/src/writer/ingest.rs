@@ -348,22 +348,19 @@ impl io::Write for IngestFile {
                 let Some(file) = body.file.as_deref_mut() else {
                     return Err(io::Error::other("the pending file is no longer open"));
                 };
-                if let Err(source) = write_all(file, buf) {
+                let written = write_all(file, buf)
+                    .map_err(|e| (Step::Write, e))
+                    .and_then(|()| {
+                        body.received += n;
+                        start_writeback(file, body.received, &mut body.written_back)
+                            .map_err(|e| (Step::Writeback, e))
+                    });
+                if let Err((step, source)) = written {
                     let file_name = body.pending.file_name();
                     let path = self.path(&file_name);
                     return Err(self.fail(IngestError::Persist(PersistError::Io {
                         path,
-                        step: Step::Write,
-                        source,
-                    })));
-                }
-                body.received += n;
-                if let Err(source) = start_writeback(file, body.received, &mut body.written_back) {
-                    let file_name = body.pending.file_name();
-                    let path = self.path(&file_name);
-                    return Err(self.fail(IngestError::Persist(PersistError::Io {
-                        path,
-                        step: Step::Writeback,
+                        step,
                         source,
                     })));
                 }
