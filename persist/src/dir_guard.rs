@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};
+use crate::fs::{DirEntry, DirHandle, DirLock, FileBytes, ReadableFile, WritableFile};
 
 /// The payload of the [`io::Error`] a [`GuardedDir`] returns instead of fsyncing again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +108,14 @@ impl DirHandle for GuardedDir {
         check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
     ) -> io::Result<FileBytes> {
         self.inner.open_read_checked(name, head_len, check)
+    }
+
+    fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
+        self.inner.open_readable(name)
+    }
+
+    fn open_subdir(&self, name: &str, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+        self.inner.open_subdir(name, create)
     }
 
     fn lock_exclusive(&self, name: &str) -> io::Result<Box<dyn DirLock>> {

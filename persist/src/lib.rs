@@ -53,6 +53,7 @@
 mod claims;
 mod dir_guard;
 mod error;
+mod escape;
 pub mod format;
 pub mod fs;
 mod hex;
@@ -71,6 +72,7 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{
     BodyError, Check, Error, IngestError, PersistError, Step, StoreError, StoreStep, VerifyError,
 };
+pub use escape::Escaped;
 pub use hex::{hash_from_hex, to_hex};
 pub use hold::Hold;
 pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};

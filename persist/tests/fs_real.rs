@@ -229,3 +229,138 @@ fn an_unmapped_directory_copies_files_and_a_mapped_one_maps_them() {
     assert!(mapped.is_mapped());
     assert_eq!(&mapped[..], b"some bytes");
 }
+
+/// The hardened open path every crate reads hostile files through (`fs::Untrusted`).
+mod untrusted {
+    use std::io::Read;
+    use std::os::unix::fs::symlink;
+
+    use nix::sys::stat::Mode;
+    use snapseal_persist::fs::{Expect, FileSystem, RealFs, Untrusted, UntrustedError};
+
+    const CHUNK: Expect = Expect::new("ledger chunk", 1 << 20).with_magic(b"MAGIC123");
+
+    fn dir() -> (
+        tempfile::TempDir,
+        std::sync::Arc<dyn snapseal_persist::fs::DirHandle>,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RealFs.open_dir(tmp.path(), false).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn a_regular_file_with_its_magic_reads_whole_in_ranges_and_as_a_stream() {
+        let (tmp, dir) = dir();
+        std::fs::write(tmp.path().join("c"), b"MAGIC123 payload").unwrap();
+        let f = Untrusted::open_in(&*dir, "c", CHUNK).unwrap().unwrap();
+        assert_eq!(f.len(), 16);
+        assert_eq!(f.read_all().unwrap(), b"MAGIC123 payload");
+        assert_eq!(f.read_range(9, 7).unwrap(), b"payload");
+        let mut streamed = Vec::new();
+        f.reader().read_to_end(&mut streamed).unwrap();
+        assert_eq!(streamed, b"MAGIC123 payload");
+        assert!(Untrusted::open_in(&*dir, "missing", CHUNK)
+            .unwrap()
+            .is_none());
+        let e = Untrusted::open_path(&tmp.path().join("missing"), CHUNK).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+    }
+
+    #[test]
+    fn links_fifos_directories_oversized_and_wrong_magic_files_are_refused_naming_the_file() {
+        let (tmp, dir) = dir();
+        let d = tmp.path();
+        std::fs::write(d.join("target"), b"MAGIC123 secret").unwrap();
+        symlink(d.join("target"), d.join("link")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        // Sparse: 4 GiB that would cost 4 GiB to read; refused from fstat alone.
+        std::fs::File::create(d.join("huge"))
+            .unwrap()
+            .set_len(4 << 30)
+            .unwrap();
+        std::fs::write(d.join("junk"), b"NOTMAGIC at all").unwrap();
+        std::fs::write(d.join("short"), b"MAG").unwrap();
+        for (name, why) in [
+            ("link", "is a symbolic link"),
+            ("fifo", "is a fifo, not a regular file"),
+            ("sub", "is a directory, not a regular file"),
+            ("huge", "over the limit of 1048576 bytes"),
+            ("junk", "does not start with the ledger chunk magic"),
+            ("short", "does not start with the ledger chunk magic"),
+        ] {
+            for e in [
+                Untrusted::open_in(&*dir, name, CHUNK).unwrap_err(),
+                Untrusted::open_path(&d.join(name), CHUNK).unwrap_err(),
+            ] {
+                let shown = e.to_string();
+                assert!(
+                    shown.contains(why) && shown.contains(name),
+                    "{name}: {shown}"
+                );
+                assert!(shown.starts_with("ledger chunk "), "{shown}");
+            }
+        }
+        assert!(matches!(
+            Untrusted::open_in(&*dir, "link", CHUNK),
+            Err(UntrustedError::Symlink { .. })
+        ));
+    }
+
+    #[test]
+    fn a_file_truncated_while_being_read_is_an_error_not_a_crash() {
+        let (tmp, dir) = dir();
+        let path = tmp.path().join("c");
+        let mut bytes = b"MAGIC123".to_vec();
+        bytes.resize(256 << 10, 7);
+        std::fs::write(&path, &bytes).unwrap();
+        let f = Untrusted::open_in(&*dir, "c", CHUNK).unwrap().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        let e = f.read_all().unwrap_err();
+        assert!(
+            matches!(e, UntrustedError::Truncated { at: 100, len, .. } if len == 256 << 10),
+            "{e}"
+        );
+        let mut sink = Vec::new();
+        let e = f.reader().read_to_end(&mut sink).unwrap_err();
+        assert!(e.to_string().contains("truncated while being read"), "{e}");
+        // Nothing past the size at open is read, even if the file grew meanwhile.
+        assert!(f.read_range(255 << 10, 2 << 10).is_err());
+    }
+
+    #[test]
+    fn names_are_printed_escaped() {
+        let (tmp, dir) = dir();
+        let name = "evil\x1b[2Jname";
+        symlink("/etc/passwd", tmp.path().join(name)).unwrap();
+        let e = Untrusted::open_in(&*dir, name, CHUNK)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("evil\\x1b[2Jname") && !e.contains('\x1b'),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_subdirectory_walk_never_follows_a_symlink() {
+        let (tmp, dir) = dir();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"MAGIC123").unwrap();
+        symlink(outside.path(), tmp.path().join("node")).unwrap();
+        let e = dir.open_subdir("node", true).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ELOOP), "{e}");
+        let made = dir.open_subdir("fresh", true).unwrap();
+        assert!(tmp.path().join("fresh").is_dir());
+        assert!(made.path().ends_with("fresh"));
+        std::fs::write(tmp.path().join("plain"), b"x").unwrap();
+        let e = dir.open_subdir("plain", false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ENOTDIR), "{e}");
+    }
+}

@@ -25,6 +25,7 @@ mod name_check;
 mod real;
 #[cfg(feature = "sim")]
 mod sim;
+mod untrusted;
 
 pub use bytes::FileBytes;
 pub(crate) use durable::write_all_at;
@@ -32,6 +33,7 @@ pub use durable::{publish, write_all, write_pending, DurableError};
 pub use real::RealFs;
 #[cfg(feature = "sim")]
 pub use sim::{Fault, FaultKind, Op, OpRecord, Outcome, SimFs, Trigger};
+pub use untrusted::{Expect, Untrusted, UntrustedError, UntrustedReader};
 
 /// Entry point of the seam: opens directories.
 pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
@@ -108,6 +110,37 @@ pub trait DirHandle: Send + Sync + fmt::Debug {
         Ok(bytes)
     }
 
+    /// Opens `name` for positional reads without mapping it: `openat(O_RDONLY|O_NOFOLLOW|
+    /// O_NONBLOCK|O_CLOEXEC)` relative to the directory, then `fstat` on the open fd, which must
+    /// show a regular file (a symlink fails with `ELOOP`, a directory with `EISDIR`, anything
+    /// else with a [`NotRegular`] error). Nothing is read.
+    ///
+    /// This is the primitive under [`Untrusted`], the one way snapseal opens a file it did not
+    /// just write: reads are `pread`s, so a file another process truncates gives a short read
+    /// (an error) instead of a `SIGBUS`.
+    ///
+    /// The default reads the whole file with [`open_read`](Self::open_read): right for an
+    /// in-memory seam, where there is nothing to map or truncate.
+    fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
+        Ok(Box::new(self.open_read(name)?))
+    }
+
+    /// Opens the subdirectory `name` of this directory without following a symlink
+    /// (`openat(O_DIRECTORY|O_NOFOLLOW)`): a symlink fails with `ELOOP`, any
+    /// other non-directory with `ENOTDIR`. With `create`, a missing one is made (`mkdirat`,
+    /// mode `0o700`) and this directory fsynced so its entry survives a crash. Every call on
+    /// the returned handle stays inside that directory, so a walk made of these calls never
+    /// leaves the directory it started from.
+    ///
+    /// The default refuses with [`io::ErrorKind::Unsupported`].
+    fn open_subdir(&self, name: &str, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+        let _ = (name, create);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this filesystem seam has no subdirectories",
+        ))
+    }
+
     /// Takes an exclusive lock on the directory for as long as the returned guard lives.
     /// A lock held elsewhere (another process, or another lock of the same directory in this
     /// process) fails with [`io::ErrorKind::WouldBlock`].
@@ -162,6 +195,31 @@ pub trait WritableFile: Send + fmt::Debug {
     /// `close(2)` with its error reported. The file is closed even when this fails; there is
     /// nothing to retry.
     fn close(self: Box<Self>) -> io::Result<()>;
+}
+
+/// A file opened for reading by [`DirHandle::open_readable`].
+pub trait ReadableFile: Send + Sync + fmt::Debug {
+    /// Its size as `fstat` saw it when it was opened.
+    fn size(&self) -> u64;
+
+    /// Exactly one `pread(2)` at `offset`: it may read fewer bytes than asked, and reads 0 at or
+    /// past the file's current end (which is before [`size`](Self::size) if the file shrank).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadableFile for FileBytes {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
 }
 
 /// Guard of a lock taken by [`DirHandle::lock_exclusive`]; dropping it releases the lock.

@@ -24,7 +24,8 @@ use nix::unistd::{self, UnlinkatFlags};
 
 use super::name_check::check_name;
 use super::{
-    DirEntry, DirHandle, DirLock, EntryKind, FileBytes, FileSystem, NotRegular, WritableFile,
+    DirEntry, DirHandle, DirLock, EntryKind, FileBytes, FileSystem, NotRegular, ReadableFile,
+    WritableFile,
 };
 
 /// The real filesystem. Stateless; cheap to copy.
@@ -152,6 +153,24 @@ impl RealDir {
     }
 }
 
+impl RealDir {
+    /// `openat(O_RDONLY|O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK)` and `fstat`: the fd of a regular file
+    /// and its size. O_NONBLOCK only matters for a planted fifo: without it the open would hang.
+    fn open_regular(&self, name: &str) -> io::Result<(OwnedFd, u64)> {
+        check_name(name)?;
+        let fd = owned(fcntl::openat(
+            self.raw(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )?);
+        let st = stat::fstat(fd.as_raw_fd())?;
+        require_regular(&st)?;
+        let size = u64::try_from(st.st_size).map_err(|_| Errno::EOVERFLOW)?;
+        Ok((fd, size))
+    }
+}
+
 impl DirHandle for RealDir {
     fn path(&self) -> &Path {
         &self.path
@@ -241,17 +260,7 @@ impl DirHandle for RealDir {
         head_len: usize,
         check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
     ) -> io::Result<FileBytes> {
-        check_name(name)?;
-        // O_NONBLOCK only matters for a planted fifo: without it the open would hang.
-        let fd = owned(fcntl::openat(
-            self.raw(),
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-            Mode::empty(),
-        )?);
-        let st = stat::fstat(fd.as_raw_fd())?;
-        require_regular(&st)?;
-        let size = u64::try_from(st.st_size).map_err(|_| Errno::EOVERFLOW)?;
+        let (fd, size) = self.open_regular(name)?;
         // The head comes from pread, so nothing of the file is mapped before `check` passed.
         let mut head = vec![0u8; head_len.min(usize::try_from(size).unwrap_or(usize::MAX))];
         read_exact_at(&fd, &mut head)?;
@@ -278,6 +287,44 @@ impl DirHandle for RealDir {
         let map = unsafe { memmap2::MmapOptions::new().populate().map(&fd)? };
         // The mapping stays valid after the fd is closed (here, by drop).
         Ok(FileBytes::from_mmap(map))
+    }
+
+    fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
+        let (fd, size) = self.open_regular(name)?;
+        Ok(Box::new(RealReadable { fd, size }))
+    }
+
+    fn open_subdir(&self, name: &str, create: bool) -> io::Result<Arc<dyn DirHandle>> {
+        check_name(name)?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let raw = match fcntl::openat(self.raw(), name, flags, Mode::empty()) {
+            Err(Errno::ENOENT) if create => {
+                match stat::mkdirat(self.raw(), name, Mode::from_bits_truncate(0o700)) {
+                    // Someone else made it meanwhile: theirs to make durable.
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // The new entry must survive a crash before anything is put inside it.
+                unistd::fsync(self.fd.as_raw_fd())?;
+                fcntl::openat(self.raw(), name, flags, Mode::empty())?
+            }
+            // O_DIRECTORY|O_NOFOLLOW on a symlink gives ENOTDIR; say what it is.
+            Err(Errno::ENOTDIR) => {
+                let st = stat::fstatat(self.raw(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                return Err(if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                    Errno::ELOOP
+                } else {
+                    Errno::ENOTDIR
+                }
+                .into());
+            }
+            other => other?,
+        };
+        Ok(Arc::new(RealDir {
+            path: self.path.join(name),
+            fd: owned(raw),
+            map: self.map,
+        }))
     }
 
     fn lock_exclusive(&self, name: &str) -> io::Result<Box<dyn DirLock>> {
@@ -351,6 +398,25 @@ fn rename_noreplace_at(dir: Option<RawFd>, from: &str, to: &str) -> io::Result<(
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn rename_noreplace_at(_dir: Option<RawFd>, _from: &str, _to: &str) -> io::Result<()> {
     Err(Errno::ENOSYS.into())
+}
+
+/// A regular file open for `pread`s; closed on drop (a read-only fd's close error says
+/// nothing about data).
+#[derive(Debug)]
+struct RealReadable {
+    fd: OwnedFd,
+    size: u64,
+}
+
+impl ReadableFile for RealReadable {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;
+        Ok(nix::sys::uio::pread(&self.fd, buf, offset)?)
+    }
 }
 
 /// A file open for writing. Dropping it closes the fd (via [`OwnedFd`]), ignoring errors.
