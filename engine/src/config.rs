@@ -9,6 +9,18 @@ use crate::EngineError;
 pub const MAX_WORKERS: usize = 1024;
 
 /// Configuration of [`TaskSystem::threaded`](crate::TaskSystem::threaded).
+///
+/// ```
+/// use snapseal_engine::{EngineConfig, EngineError, TaskSystem};
+///
+/// let mut config = EngineConfig::default();
+/// config.workers = Some(0);
+/// assert!(matches!(TaskSystem::threaded(config.clone()), Err(EngineError::InvalidConfig { field: "workers", .. })));
+/// config.workers = Some(1);
+/// config.worker_nice = 10; // leave the CPU to the node's own threads when both are ready
+/// assert_eq!(TaskSystem::threaded(config)?.workers(), 1);
+/// # Ok::<(), EngineError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Number of worker threads; `None` means half the CPUs, at least 1. Must be in

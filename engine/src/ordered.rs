@@ -347,6 +347,28 @@ fn call_back(callback: &FailureCallback, failure: &ActionFailure) {
 ///
 /// Holding an `OrderedTasks` does not keep its `TaskSystem` alive: once the system is gone,
 /// `add_action` returns `false`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use parking_lot::Mutex;
+/// use snapseal_engine::{EngineConfig, TaskSystem};
+///
+/// let system = TaskSystem::threaded(EngineConfig::default())?;
+/// let queue = system.ordered("generation-42");
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// for step in ["serialise", "persist", "publish"] {
+///     let log = Arc::clone(&log);
+///     queue.add_action(step, move || {
+///         log.lock().push(step);
+///         Ok(())
+///     });
+/// }
+/// assert!(queue.wait_idle(Duration::from_secs(10)));
+/// // Actions run one at a time, in the order they were added, whichever worker runs them.
+/// assert_eq!(*log.lock(), ["serialise", "persist", "publish"]);
+/// # Ok::<(), snapseal_engine::EngineError>(())
+/// ```
 #[derive(Clone)]
 pub struct OrderedTasks {
     core: Arc<QueueCore>,
@@ -379,6 +401,20 @@ impl OrderedTasks {
 
     /// Stops starting actions: once `pause` returns no further action of this queue starts
     /// (one already running finishes). Actions can still be added.
+    ///
+    /// ```
+    /// use snapseal_engine::TaskSystem;
+    ///
+    /// let system = TaskSystem::manual(7);
+    /// let queue = system.ordered("gated");
+    /// queue.pause(); // e.g. until the ledger commits the evidence
+    /// queue.add_action("persist", || Ok(()));
+    /// system.run_until_idle();
+    /// assert_eq!(queue.pending(), 1); // held back
+    /// queue.resume();
+    /// system.run_until_idle();
+    /// assert!(queue.is_idle());
+    /// ```
     pub fn pause(&self) {
         self.core.pause();
     }
@@ -423,6 +459,26 @@ impl OrderedTasks {
     /// ran the failing action, after the rest of the queue was cancelled and before the queue
     /// reports idle. If the queue has already failed it is called right away, on the calling
     /// thread. A panic in the callback is caught and logged.
+    ///
+    /// A failed action stops its queue: what comes after it never runs.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use snapseal_engine::TaskSystem;
+    ///
+    /// let system = TaskSystem::manual(1);
+    /// let queue = system.ordered("generation-7");
+    /// let reported = Arc::new(AtomicBool::new(false));
+    /// let seen = Arc::clone(&reported);
+    /// queue.on_failure(move |f| seen.store(f.to_string().contains("disk full"), Ordering::SeqCst));
+    /// queue.add_action("write", || Err("disk full".into()));
+    /// queue.add_action("rename", || unreachable!("never runs after a failure"));
+    /// system.run_until_idle();
+    /// assert!(reported.load(Ordering::SeqCst));
+    /// assert!(queue.is_cancelled());
+    /// assert!(!queue.add_action("late", || Ok(()))); // refused from now on
+    /// ```
     pub fn on_failure(&self, f: impl Fn(&ActionFailure) + Send + Sync + 'static) {
         self.core.on_failure(Arc::new(f));
     }

@@ -42,6 +42,30 @@ impl Drop for Owner {
 /// Tasks and queues do not keep the system alive, but a closure that captures a
 /// `TaskSystem` does while it is held — a periodic task capturing its own system keeps it
 /// alive until the task is cancelled; capture a [`WeakTaskSystem`] there instead.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use snapseal_engine::{EngineConfig, ShutdownMode, TaskSystem};
+///
+/// let mut config = EngineConfig::default();
+/// config.workers = Some(2);
+/// let system = TaskSystem::threaded(config)?;
+/// let done = Arc::new(AtomicU32::new(0));
+/// for i in 0..8 {
+///     let done = Arc::clone(&done);
+///     system.spawn(format!("job-{i}"), move || {
+///         done.fetch_add(1, Ordering::Relaxed);
+///         Ok(())
+///     });
+/// }
+/// // Drain: everything already queued runs, then the threads are joined.
+/// system.shutdown(ShutdownMode::Drain);
+/// assert_eq!(done.load(Ordering::Relaxed), 8);
+/// assert_eq!(system.counters().done, 8);
+/// # Ok::<(), snapseal_engine::EngineError>(())
+/// ```
 #[derive(Clone)]
 pub struct TaskSystem {
     owner: Arc<Owner>,
@@ -145,6 +169,22 @@ impl TaskSystem {
     /// `wait_idle`), and timers move only with [`tick`](Self::tick). Each pick chooses
     /// among the ready jobs pseudo-randomly from `seed`: the same seed and the same calls give
     /// the same execution order bit for bit; different seeds explore different interleavings.
+    ///
+    /// A test drives it step by step, and the clock only moves when told:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use snapseal_engine::{TaskState, TaskSystem};
+    ///
+    /// let system = TaskSystem::manual(42);
+    /// let now = system.spawn("now", || Ok(()));
+    /// let later = system.spawn_after("later", Duration::from_secs(5), || Ok(()));
+    /// assert_eq!(system.run_until_idle(), 1); // only `now` was ready
+    /// assert_eq!((now.state(), later.state()), (TaskState::Done, TaskState::Queued));
+    /// system.tick(Duration::from_secs(5)); // `later` comes due and goes on the board
+    /// assert!(system.run_one());
+    /// assert_eq!(later.state(), TaskState::Done);
+    /// ```
     pub fn manual(seed: u64) -> TaskSystem {
         Self::from_shared(Shared::manual(Pick::Seeded(crate::rng::seeded(seed))))
     }
@@ -194,6 +234,25 @@ impl TaskSystem {
     /// run it is re-armed `period` after the clock reading at the end of that run (fixed
     /// delay: runs never overlap and missed periods are not caught up). It runs until
     /// cancelled, until a run fails (returns `Err` or panics), or until shutdown.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use snapseal_engine::{TaskState, TaskSystem};
+    ///
+    /// let system = TaskSystem::manual_fifo();
+    /// let mut runs = 0;
+    /// let task = system.spawn_periodic("flush", Duration::from_millis(10), move || {
+    ///     runs += 1;
+    ///     if runs < 3 { Ok(()) } else { Err("the third run fails".into()) }
+    /// });
+    /// for _ in 0..3 {
+    ///     system.tick(Duration::from_millis(10));
+    ///     system.run_until_idle();
+    /// }
+    /// // A failed run stops a periodic task; the failure says which and why.
+    /// assert_eq!(task.state(), TaskState::Failed);
+    /// assert!(task.failure().unwrap().to_string().contains("the third run fails"));
+    /// ```
     pub fn spawn_periodic(
         &self,
         name: impl Into<String>,

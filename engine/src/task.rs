@@ -235,6 +235,17 @@ impl Drop for TaskCore {
 /// A cheap, cloneable handle to one task: observe it, cancel it.
 ///
 /// Dropping the handle does not cancel the task.
+///
+/// ```
+/// use snapseal_engine::{TaskState, TaskSystem};
+///
+/// let system = TaskSystem::manual_fifo();
+/// let handle = system.spawn("compact", || Ok(()));
+/// handle.cancel(); // not started yet: it never will
+/// system.run_until_idle();
+/// assert_eq!(handle.state(), TaskState::Cancelled);
+/// assert_eq!(system.counters().cancelled, 1);
+/// ```
 #[derive(Clone)]
 pub struct TaskHandle {
     core: Arc<TaskCore>,
