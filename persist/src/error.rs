@@ -511,6 +511,10 @@ pub enum BodyError {
         /// The header's `raw_len`.
         expected: u64,
     },
+    /// The body does not start with the RFC 8878 frame magic `28 b5 2f fd` (a skippable
+    /// frame, a legacy pre-1.0 frame, garbage, or nothing at all).
+    #[error("the body does not start with a zstd frame (magic 28 b5 2f fd)")]
+    NotAFrame,
     /// Bytes follow the body's single zstd frame (a second frame, or garbage).
     #[error("{trailing} byte(s) after the body's zstd frame")]
     TrailingData {

@@ -352,7 +352,8 @@ fn precheck(
 /// The decoded body of a committed file, as an [`io::Read`] (from
 /// [`SnapshotFile::body_reader`] or [`VerifiedSnapshot::body_reader`]).
 ///
-/// A zstd body must be exactly one frame that decodes to exactly `raw_len` bytes; anything
+/// A zstd body must be exactly one RFC 8878 frame (magic `28 b5 2f fd`: no skippable or legacy
+/// frame) that decodes to exactly `raw_len` bytes; anything
 /// else fails the read that finds it (at the latest the one that reaches the end) with an
 /// [`io::ErrorKind::InvalidData`] error carrying a [`BodyError`].
 pub struct BodyReader<'a> {
@@ -387,6 +388,9 @@ impl std::fmt::Debug for BodyReader<'_> {
     }
 }
 
+/// The first four bytes of every RFC 8878 zstd frame (`0xFD2FB528`, little-endian).
+const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 fn invalid(e: BodyError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -394,6 +398,11 @@ fn invalid(e: BodyError) -> io::Error {
 impl<'a> BodyReader<'a> {
     fn new(header: &Header, stored: &'a [u8]) -> io::Result<BodyReader<'a>> {
         let inner = if header.flags.contains(Flags::ZSTD) {
+            // Only an RFC 8878 frame: a skippable frame would stand in for the body, and the
+            // legacy pre-1.0 decoders are code no writer of ours needs hostile bytes to reach.
+            if !stored.starts_with(&ZSTD_FRAME_MAGIC) {
+                return Err(invalid(BodyError::NotAFrame));
+            }
             // single_frame: the decoder stops at the end of the first frame, so whatever
             // follows it stays in the input and is reported, not silently decoded.
             let decoder = zstd::stream::read::Decoder::with_buffer(stored)?.single_frame();
