@@ -294,13 +294,20 @@ pub fn read_checked(
         return Err(e);
     }
     opened.map_err(|source| {
-        match source
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<NotRegular>())
-        {
-            Some(not_regular) => VerifyError::NotRegularFile {
+        // A name listed as a file may have become a link or a directory since (O_NOFOLLOW
+        // gives ELOOP, O_RDONLY on a directory EISDIR): like a fifo, not a snapshot to read.
+        let what = match source.raw_os_error().map(nix::errno::Errno::from_raw) {
+            Some(nix::errno::Errno::ELOOP) => Some("symbolic link"),
+            Some(nix::errno::Errno::EISDIR) => Some("directory"),
+            _ => source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<NotRegular>())
+                .map(NotRegular::what),
+        };
+        match what {
+            Some(what) => VerifyError::NotRegularFile {
                 file: path.clone(),
-                what: not_regular.what(),
+                what,
             },
             None => VerifyError::Read {
                 file: path.clone(),

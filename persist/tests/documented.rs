@@ -932,3 +932,26 @@ mod raw {
         0x6c44198c4a475817,
     ];
 }
+
+#[test]
+fn a_committed_name_that_became_a_link_or_a_directory_after_listing_is_not_a_regular_file() {
+    // `open_snapshot` is the read `latest` makes after listing: a link or a directory found
+    // there now is passed over like a FIFO, not returned as an I/O error.
+    let (_tmp, dir) = snapshot_dir();
+    let outside = plant_every_kind(&dir);
+    let handle = snapseal_persist::fs::FileSystem::open_dir(&RealFs, &dir, false).unwrap();
+    let verifier = real_verifier();
+    symlink(&outside, dir.join("snapshot_31_32.committed")).unwrap();
+    fs::create_dir(dir.join("snapshot_33_34.committed")).unwrap();
+    for (name, what) in [
+        ("snapshot_31_32.committed", "symbolic link"),
+        ("snapshot_33_34.committed", "directory"),
+    ] {
+        let parsed = SnapshotName::parse(name).unwrap();
+        let e = snapseal_persist::open_snapshot(&*handle, &parsed, &verifier).unwrap_err();
+        assert!(
+            matches!(&e, snapseal_persist::VerifyError::NotRegularFile { what: w, .. } if *w == what),
+            "{name}: {e}"
+        );
+    }
+}
