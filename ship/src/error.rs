@@ -1,6 +1,15 @@
 //! Errors, and the transient/terminal split the shipper's retry loop acts on.
+//!
+//! Every message names its object or file and step once, escaped where the name came from
+//! the remote; a cause is never both printed in a message and returned as its source, so
+//! [`describe`] (the error and its causes on one line, each once) says everything exactly
+//! once.
 
 use std::path::PathBuf;
+
+use snapseal_persist::{Escaped, IngestError, VerifyError};
+
+use crate::local_error::LocalError;
 
 /// Whether retrying can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +35,7 @@ pub enum ShipError {
         reason: String,
     },
     /// A call to the object store failed.
-    #[error("remote {step} {object}: {source}")]
+    #[error("remote {step} {}", Escaped::str(.object))]
     Remote {
         /// What was being done (`put`, `get`, `head`, `delete`, `list`, `multipart`).
         step: &'static str,
@@ -38,7 +47,7 @@ pub enum ShipError {
         class: ErrorClass,
     },
     /// The remote holds something else under a snapshot's name.
-    #[error("remote {object}: holds {remote_len} bytes, the local file {local_len}{}", at_byte(*.first_difference))]
+    #[error("remote {}: holds {remote_len} bytes, the local file {local_len}{}", Escaped::str(.object), at_byte(*.first_difference))]
     Differs {
         /// The object's key.
         object: String,
@@ -49,8 +58,9 @@ pub enum ShipError {
         /// Offset of the first byte that differs, when the sizes agree.
         first_difference: Option<u64>,
     },
-    /// The remote index is not one this version reads.
-    #[error("remote index {object}: {reason}")]
+    /// The remote index is not one this version reads: not a regular file, too large, not
+    /// JSON of this format.
+    #[error("remote index {}: {}", Escaped::str(.object), Escaped::str(.reason))]
     Index {
         /// The index object's key.
         object: String,
@@ -58,23 +68,25 @@ pub enum ShipError {
         reason: String,
     },
     /// The local snapshot store failed.
-    #[error("local store {dir}: {source}")]
+    #[error("local store {}", Escaped::path(.dir))]
     Store {
         /// The snapshot directory.
         dir: PathBuf,
         /// The store's error.
         source: snapseal_persist::StoreError,
     },
-    /// Opening the local snapshot directory failed.
-    #[error("local directory {dir}: {source}")]
+    /// Opening or reading a local snapshot file failed.
+    #[error("local {} {}", Escaped::path(.dir), .step)]
     LocalIo {
-        /// The snapshot directory.
+        /// The snapshot directory or file.
         dir: PathBuf,
+        /// What was being done.
+        step: &'static str,
         /// The I/O error.
         source: std::io::Error,
     },
     /// A remote object is not what its name or the index says (restore refuses it).
-    #[error("remote {object}: refused: {reason}")]
+    #[error("remote {}: refused: {}", Escaped::str(.object), Escaped::str(.reason))]
     Refused {
         /// The object's key.
         object: String,
@@ -82,7 +94,7 @@ pub enum ShipError {
         reason: String,
     },
     /// The store refused to ingest a remote object (it does not verify, or a write failed).
-    #[error("remote {object}: ingest failed: {source}")]
+    #[error("remote {}: not restored", Escaped::str(.object))]
     Ingest {
         /// The object's key.
         object: String,
@@ -90,15 +102,22 @@ pub enum ShipError {
         source: snapseal_persist::IngestError,
     },
     /// No remote snapshot could be restored.
-    #[error("remote {url}: no snapshot restored ({} passed over)", passed_over.len())]
+    #[error(
+        "remote {url}: no snapshot restored ({} refused, {} failed locally)",
+        passed_over.len(),
+        failed_locally.len()
+    )]
     NothingRestored {
         /// The remote URL.
         url: String,
-        /// Each candidate tried and why it failed, newest first.
+        /// Each candidate refused and why, newest first.
         passed_over: Vec<String>,
+        /// Each candidate this machine could not store and why (a local I/O error, or a
+        /// committed name held by a file that does not verify), newest first.
+        failed_locally: Vec<String>,
     },
     /// A remote hold names an object that is not there.
-    #[error("remote {object}: no such snapshot object")]
+    #[error("remote {}: no such snapshot object", Escaped::str(.object))]
     NoSuchObject {
         /// The object's key.
         object: String,
@@ -107,11 +126,12 @@ pub enum ShipError {
     #[error("starting the I/O runtime: {0}")]
     Runtime(std::io::Error),
     /// A transient error was retried the configured number of times.
-    #[error("gave up after {attempts} attempts: {last}")]
+    #[error("gave up after {attempts} attempts")]
     GaveUp {
         /// How many attempts were made.
         attempts: u32,
         /// The last error.
+        #[source]
         last: Box<ShipError>,
     },
 }
@@ -125,6 +145,24 @@ impl ShipError {
             ShipError::GaveUp { last, .. } => last.class(),
             _ => ErrorClass::Terminal,
         }
+    }
+
+    /// True when the failure was this machine's, not the remote object's: the store could
+    /// not write, sync or rename it (a local I/O error, a full or failed store), or a file
+    /// that does not verify holds its committed name. Restore tries older snapshots after
+    /// one, and reports it.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            ShipError::Ingest {
+                source: IngestError::Persist(_) | IngestError::Read { .. },
+                ..
+            }
+        ) || matches!(
+            self,
+            ShipError::Ingest { source: IngestError::Refused { source, .. }, .. }
+                if matches!(**source, VerifyError::Read { .. })
+        )
     }
 
     /// Wraps an object store error with its step and key, classifying it.
@@ -159,6 +197,13 @@ fn at_byte(at: Option<u64>) -> String {
 /// no retry changes (a missing bucket, a rejected key or signature, denied access).
 pub fn classify(e: &object_store::Error) -> ErrorClass {
     use object_store::Error as E;
+    if let (E::Generic { .. }, Some(local)) = (e, LocalError::of(e)) {
+        return if local.is_terminal() {
+            ErrorClass::Terminal
+        } else {
+            ErrorClass::Transient
+        };
+    }
     match e {
         E::PermissionDenied { .. }
         | E::Unauthenticated { .. }
@@ -167,8 +212,8 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
         | E::UnknownConfigurationKey { .. }
         | E::InvalidPath { .. } => ErrorClass::Terminal,
         E::Generic { .. } | E::JoinError { .. } => {
-            let text = chain(e);
-            const TERMINAL: [&str; 10] = [
+            let text = describe(e);
+            const TERMINAL: [&str; 14] = [
                 "NoSuchBucket",
                 "InvalidAccessKeyId",
                 "SignatureDoesNotMatch",
@@ -180,6 +225,11 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
                 // A request that cannot even be built (e.g. http:// without allow_http).
                 "builder error",
                 "URL scheme is not allowed",
+                // Full: no retry makes room.
+                "QuotaExceeded",
+                "XMinioStorageFull",
+                "InsufficientStorage",
+                "507 Insufficient Storage",
             ];
             if TERMINAL.iter().any(|t| text.contains(t)) {
                 ErrorClass::Terminal
@@ -193,8 +243,9 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
     }
 }
 
-/// The error and its sources on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+/// The error and its causes on one line, each said once (a cause whose text an earlier one
+/// already contains is left out: several `object_store` errors print their source too).
+pub fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

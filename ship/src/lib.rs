@@ -1,7 +1,8 @@
 //! snapseal-ship: committed snapshots to object storage, and back.
 //!
 //! Built on [`object_store`], so the same code serves a local directory (`file:///…`, the
-//! embedded default: no server needed), S3 and S3-compatible servers (`s3://bucket/prefix`).
+//! embedded default: no server needed; our own [`LocalStore`], which never leaves its
+//! directory), S3 and S3-compatible servers (`s3://bucket/prefix`).
 //!
 //! - [`Shipper`] runs beside a node's Snapshotter and shares its
 //!   [`SnapshotStore`](snapseal_persist::SnapshotStore): committed snapshots that verify go
@@ -38,15 +39,22 @@
 
 mod error;
 pub mod index;
+mod local_error;
+mod local_store;
 mod remote;
 mod restore;
 pub mod retention;
 mod shipper;
 mod staging;
 
-pub use error::{classify, ErrorClass, ShipError};
+pub use error::{classify, describe, ErrorClass, ShipError};
+pub use local_error::LocalError;
+pub use local_store::{LocalStore, MAX_DEPTH};
 pub use remote::{Remote, RemoteOptions, INDEX_OBJECT};
-pub use restore::{restore, RestoreOptions, RestoreProgress, Restored};
+pub use restore::{restore, RestoreOptions, RestoreProgress, Restored, MAX_RECEIPT_BYTES};
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use shipper::AfterOpen;
 pub use shipper::{
     valid_node_name, EventSink, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper,
 };

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
@@ -19,6 +18,8 @@ use tracing::debug;
 
 use crate::error::ShipError;
 use crate::index::{Index, INDEX_FORMAT, INDEX_MAX_BYTES};
+use crate::local_error::LocalError;
+use crate::local_store::LocalStore;
 
 /// Bytes per ranged read when reading an object back or restoring it.
 pub(crate) const READ_PIECE: u64 = 8 << 20;
@@ -61,6 +62,9 @@ pub struct RemoteOptions {
     pub request_timeout: Duration,
     /// Worker threads of the I/O runtime (at least 1).
     pub io_threads: usize,
+    /// `file://` only: the largest object the store opens (a larger one is refused after one
+    /// `fstat`, before any byte is read).
+    pub max_object_bytes: u64,
 }
 
 impl Default for RemoteOptions {
@@ -69,6 +73,7 @@ impl Default for RemoteOptions {
             options: Vec::new(),
             request_timeout: Duration::from_secs(30),
             io_threads: 2,
+            max_object_bytes: 1 << 40,
         }
     }
 }
@@ -95,9 +100,10 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// Opens `url`: `file:///abs/dir` (a local directory, created if missing; files are
-    /// fsynced before they become visible) or `s3://bucket[/prefix]` (credentials, region and
-    /// endpoint from the `AWS_*` environment and `opts`).
+    /// Opens `url`: `file:///abs/dir` (a local directory, see [`LocalStore`]: nothing outside
+    /// it is ever read, written or deleted; created by the first write if missing, never by a
+    /// read; files are fsynced before they become visible) or `s3://bucket[/prefix]`
+    /// (credentials, region and endpoint from the `AWS_*` environment and `opts`).
     pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote, ShipError> {
         let config = |reason: String| ShipError::Config {
             url: url.to_string(),
@@ -110,13 +116,11 @@ impl Remote {
                 let dir = parsed
                     .to_file_path()
                     .map_err(|()| config("not an absolute local path".into()))?;
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| config(format!("creating {}: {e}", dir.display())))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| config(e.to_string()))?
-                    .with_fsync(true);
-                local_root = Some(dir);
-                (Arc::new(fs), Path::default())
+                local_root = Some(dir.clone());
+                (
+                    Arc::new(LocalStore::new(dir, opts.max_object_bytes)),
+                    Path::default(),
+                )
             }
             "s3" | "s3a" => {
                 let mut builder = AmazonS3Builder::from_env()
@@ -153,6 +157,21 @@ impl Remote {
                 )))
             }
         };
+        let mut remote = Remote::with_store(url, store, prefix, opts)?;
+        remote.local_root = local_root;
+        Ok(remote)
+    }
+
+    /// A remote over a store built elsewhere (a wrapper adding limits or faults, a store
+    /// configured beyond what a URL says), its keys under `prefix`; `url` names it in
+    /// messages. Its [`local_root`](Self::local_root) is `None`: remote gc sweeps staging
+    /// files only for a remote [`open`](Self::open)ed from a `file://` URL.
+    pub fn with_store(
+        url: &str,
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        opts: &RemoteOptions,
+    ) -> Result<Remote, ShipError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(opts.io_threads.max(1))
             .thread_name("snapseal-ship-io")
@@ -165,7 +184,7 @@ impl Remote {
             prefix,
             url: url.to_string(),
             conditional_update: AtomicBool::new(true),
-            local_root,
+            local_root: None,
         })
     }
 
@@ -342,8 +361,17 @@ impl Remote {
     }
 
     /// Reads the index and its version; an absent index is an empty one.
+    ///
+    /// The index is hostile input: anything but a regular file of at most
+    /// [`INDEX_MAX_BYTES`] (a link, a FIFO, a directory, a giant) is an unusable index
+    /// ([`ShipError::Index`]) before a byte of it is read, and no more than that many bytes
+    /// are ever read, whatever the store claims, before it is parsed.
     pub(crate) async fn read_index(&self) -> Result<(Index, Option<UpdateVersion>), ShipError> {
         let key = self.index_key();
+        let unusable = |reason: String| ShipError::Index {
+            object: key.to_string(),
+            reason,
+        };
         let got = match self.store.get(&key).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
@@ -355,27 +383,65 @@ impl Remote {
                     None,
                 ))
             }
-            Err(e) => return Err(ShipError::remote("get", key.as_ref(), e)),
+            Err(e) => {
+                return Err(match LocalError::of(&e) {
+                    Some(refused @ LocalError::Refused(_)) if refused.is_terminal() => {
+                        unusable(refused.to_string())
+                    }
+                    _ => ShipError::remote("get", key.as_ref(), e),
+                })
+            }
         };
         if got.meta.size > INDEX_MAX_BYTES {
-            return Err(ShipError::Index {
-                object: key.to_string(),
-                reason: format!("{} bytes, more than {INDEX_MAX_BYTES}", got.meta.size),
-            });
+            return Err(unusable(format!(
+                "{} bytes, more than the limit of {INDEX_MAX_BYTES}",
+                got.meta.size
+            )));
         }
         let version = UpdateVersion {
             e_tag: got.meta.e_tag.clone(),
             version: got.meta.version.clone(),
         };
-        let bytes = got
-            .bytes()
+        let mut bytes = Vec::new();
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ShipError::remote("get", key.as_ref(), e))?;
+            if (bytes.len() + chunk.len()) as u64 > INDEX_MAX_BYTES {
+                return Err(unusable(format!(
+                    "more than the limit of {INDEX_MAX_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let index = Index::decode(&bytes).map_err(unusable)?;
+        Ok((index, Some(version)))
+    }
+
+    /// Exactly the bytes `range` of the object at `key` (one ranged read): fewer, or more,
+    /// is an error.
+    pub(crate) async fn read_range(
+        &self,
+        key: &Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, ShipError> {
+        let want = range.end - range.start;
+        let bytes = self
+            .store
+            .get_range(key, range.clone())
             .await
             .map_err(|e| ShipError::remote("get", key.as_ref(), e))?;
-        let index = Index::decode(&bytes).map_err(|reason| ShipError::Index {
-            object: key.to_string(),
-            reason,
-        })?;
-        Ok((index, Some(version)))
+        if bytes.len() as u64 != want {
+            return Err(ShipError::Refused {
+                object: key.to_string(),
+                reason: format!(
+                    "a read of bytes {}..{} returned {} bytes",
+                    range.start,
+                    range.end,
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(bytes)
     }
 
     /// Reads the index, applies `change` and writes it back. Where the store supports it the

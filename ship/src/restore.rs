@@ -1,5 +1,10 @@
 //! Restore: the newest remote snapshot that verifies, brought into a local store through the
 //! store's ingest (pending file, fsync, close, full verification, non-replacing rename).
+//!
+//! Before a candidate's body is fetched, its size is checked against the index and the limit,
+//! its header (the first ranged read) against its name and the index's claims, and its receipt
+//! (a second ranged read) against the trusted keys: a forged or hostile object, however large
+//! it claims to be, costs two small reads.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,12 +13,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use object_store::path::Path;
 use snapseal_persist::format::{Header, HEADER_LEN};
-use snapseal_persist::{to_hex, Ingested, SnapshotName, SnapshotStore};
+use snapseal_persist::receipt::{Expected, ReceiptVerifier};
+use snapseal_persist::{to_hex, Escaped, Ingested, SnapshotName, SnapshotStore};
 use tracing::{info, warn};
 
-use crate::error::{chain, ErrorClass, ShipError};
+use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
+use crate::local_error::LocalError;
 use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
+use crate::shipper::valid_node_name;
+
+/// The largest receipt checked before a body is fetched; a header claiming a larger one is
+/// refused (the built-in scheme's receipts are at most 16 KiB).
+pub const MAX_RECEIPT_BYTES: u64 = 1 << 20;
 
 /// Hears a restore's progress: the candidate, bytes fetched so far, its size.
 pub type RestoreProgress = Arc<dyn Fn(&SnapshotName, u64, u64) + Send + Sync>;
@@ -70,6 +82,11 @@ pub struct Restored {
     pub passed_over: Vec<String>,
     /// Whether the candidates came from a listing because the index was missing or unusable.
     pub listed: bool,
+    /// Newer candidates this machine could not store, with the reason (`node/file: reason`):
+    /// a local I/O error (write, fsync, close, rename), a full or failed store, or a file
+    /// that does not verify holding the committed name. Not empty means that what was
+    /// restored is older than what the remote offers: a caller reports that as a failure.
+    pub failed_locally: Vec<String>,
 }
 
 /// One remote snapshot to try.
@@ -88,9 +105,10 @@ struct Candidate {
 /// claims the index recorded), the bytes must have the size and BLAKE3 the index recorded,
 /// and the store verifies the whole file against its trusted keys before it gets a committed
 /// name. A candidate that fails any of that is passed over for the next older one; a
-/// terminal remote error (authentication, missing bucket) ends the restore. A store that
-/// already has newer snapshots keeps them: an older one brought in does not change what
-/// `latest` returns.
+/// terminal remote error (authentication, missing bucket) ends the restore. A candidate this
+/// machine fails to store (see [`Restored::failed_locally`]) is reported and the next older
+/// one tried. A store that already has newer snapshots keeps them: an older one brought in
+/// does not change what `latest` returns.
 pub fn restore(
     remote: &Remote,
     store: &SnapshotStore,
@@ -105,16 +123,19 @@ async fn restore_async(
     opts: &RestoreOptions,
 ) -> Result<Restored, ShipError> {
     let (candidates, listed) = candidates(remote, opts).await?;
+    let verifier = Arc::clone(&store.options().verifier);
     let mut passed_over = Vec::new();
+    let mut failed_locally = Vec::new();
     for c in candidates {
         let key = remote.key(&c.node, &c.name.file_name());
+        let shown = Escaped::str(key.as_ref());
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            match fetch_one(remote, store, &key, &c, opts).await {
+            match fetch_one(remote, store, &*verifier, &key, &c, opts).await {
                 Err(e) if e.class() == ErrorClass::Transient && attempt < opts.attempts.max(1) => {
                     let delay = Duration::from_millis(200 << attempt.min(6));
-                    warn!(object = %key, attempt, error = %chain(&e), "restore: transient error, retrying");
+                    warn!(object = %shown, attempt, error = %describe(&e), "restore: transient error, retrying");
                     tokio::time::sleep(delay).await;
                 }
                 other => break other,
@@ -122,13 +143,14 @@ async fn restore_async(
         };
         match result {
             Ok(written) => {
-                info!(object = %key, written, "restored");
+                info!(object = %shown, written, "restored");
                 return Ok(Restored {
                     name: c.name,
                     node: c.node,
                     written,
                     passed_over,
                     listed,
+                    failed_locally,
                 });
             }
             Err(e)
@@ -137,16 +159,33 @@ async fn restore_async(
                 return Err(e)
             }
             Err(e) => {
-                let reason = chain(&e);
-                warn!(object = %key, reason = %reason, "restore: passing over");
-                passed_over.push(format!("{}/{}: {reason}", c.node, c.name.file_name()));
+                let reason = describe(&e);
+                let entry = format!("{}/{}: {reason}", c.node, c.name.file_name());
+                if e.is_local() {
+                    warn!(object = %shown, reason = %reason, "restore: could not store it here; trying an older one");
+                    failed_locally.push(entry);
+                } else {
+                    warn!(object = %shown, reason = %reason, "restore: passing over");
+                    passed_over.push(entry);
+                }
             }
         }
     }
     Err(ShipError::NothingRestored {
         url: remote.url().to_string(),
         passed_over,
+        failed_locally,
     })
+}
+
+/// Whether `node` (a name from the index or a listing) may be a candidate's; a name no
+/// shipper could have written is skipped, and said so, escaped.
+fn acceptable_node(node: &str) -> bool {
+    let ok = valid_node_name(node);
+    if !ok {
+        warn!(node = %Escaped::str(node), "restore: skipping a node name no shipper writes");
+    }
+    ok
 }
 
 /// The candidates, newest first, and whether they came from a listing.
@@ -160,7 +199,7 @@ async fn candidates(
             let list = index
                 .newest_first()
                 .into_iter()
-                .filter(|(node, _)| wanted(node))
+                .filter(|(node, _)| wanted(node) && acceptable_node(node))
                 .filter_map(|(node, e)| {
                     let name = SnapshotName::parse(&e.name)?;
                     Some(Candidate {
@@ -174,7 +213,7 @@ async fn candidates(
         }
         Ok((_, None)) => warn!(remote = %remote.url(), "no index: listing the remote"),
         Err(e @ ShipError::Index { .. }) => {
-            warn!(remote = %remote.url(), error = %chain(&e), "unusable index: listing the remote")
+            warn!(remote = %remote.url(), error = %describe(&e), "unusable index: listing the remote")
         }
         Err(e) => return Err(e),
     }
@@ -185,7 +224,7 @@ async fn candidates(
             continue;
         };
         let (node, file) = (node.as_ref(), file.as_ref());
-        if !wanted(node) || remote.key(node, file) != meta.location {
+        if !wanted(node) || remote.key(node, file) != meta.location || !acceptable_node(node) {
             continue;
         }
         if let Some(name) = SnapshotName::parse(file).filter(|n| n.file_name() == file) {
@@ -200,10 +239,28 @@ async fn candidates(
     Ok((list, true))
 }
 
-/// Streams one object into the store. `Ok(false)`: the store already had it.
+/// A remote error about this one object (on a `file://` remote: a link, FIFO, device,
+/// directory or giant where the object should be) refuses the candidate; any other is about
+/// the remote as a whole and keeps its class.
+fn about_object(e: ShipError) -> ShipError {
+    if let ShipError::Remote { object, source, .. } = &e {
+        if let Some(local) = LocalError::of(source).filter(|l| !matches!(l, LocalError::Io { .. }))
+        {
+            return ShipError::Refused {
+                object: object.clone(),
+                reason: local.to_string(),
+            };
+        }
+    }
+    e
+}
+
+/// Streams one object into the store. `Ok(false)`: the store already had it (a file that
+/// verifies holds its name).
 async fn fetch_one(
     remote: &Remote,
     store: &SnapshotStore,
+    verifier: &dyn ReceiptVerifier,
     key: &Path,
     c: &Candidate,
     opts: &RestoreOptions,
@@ -213,15 +270,7 @@ async fn fetch_one(
         object: key.to_string(),
         reason,
     };
-    if let Some(e) = &c.entry {
-        if e.size > limit {
-            return Err(refuse(format!(
-                "{} bytes, more than the limit {limit}",
-                e.size
-            )));
-        }
-    }
-    let Some(meta) = remote.head(key).await? else {
+    let Some(meta) = remote.head(key).await.map_err(about_object)? else {
         return Err(refuse("gone (listed or indexed, but not there)".into()));
     };
     if meta.size > limit {
@@ -230,19 +279,54 @@ async fn fetch_one(
             meta.size
         )));
     }
+    if let Some(e) = c.entry.as_ref().filter(|e| e.size != meta.size) {
+        return Err(refuse(format!(
+            "{} bytes, the index says {}",
+            meta.size, e.size
+        )));
+    }
+    if meta.size < HEADER_LEN as u64 {
+        return Err(refuse(format!(
+            "{} bytes: shorter than a header",
+            meta.size
+        )));
+    }
+    // The first ranged read is the header: name, claims and size checked before anything else.
+    let head = remote
+        .read_range(key, 0..HEADER_LEN as u64)
+        .await
+        .map_err(about_object)?;
+    let header = check_label(&head, c).map_err(refuse)?;
+    if header.file_len().ok() != Some(meta.size) {
+        return Err(refuse(format!(
+            "the header gives {} bytes, the object has {}",
+            header
+                .file_len()
+                .map_or_else(|e| e.to_string(), |n| n.to_string()),
+            meta.size
+        )));
+    }
+    // The second is the receipt, checked against the trusted keys before the body is fetched.
+    if !(1..=MAX_RECEIPT_BYTES).contains(&header.receipt_len) {
+        return Err(refuse(format!(
+            "a {} byte receipt (this reader accepts 1 to {MAX_RECEIPT_BYTES})",
+            header.receipt_len
+        )));
+    }
+    let receipt = remote
+        .read_range(key, meta.size - header.receipt_len..meta.size)
+        .await
+        .map_err(about_object)?;
+    check_receipt(&header, &receipt, verifier).map_err(refuse)?;
+
     let mut stream = std::pin::pin!(remote.pieces(key, meta.size, READ_PIECE, READ_IN_FLIGHT));
     let mut file = store.begin_ingest(limit);
     let mut hasher = blake3::Hasher::new();
-    let mut head: Vec<u8> = Vec::with_capacity(HEADER_LEN);
     let mut len = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        if head.len() < HEADER_LEN {
-            let take = (HEADER_LEN - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-            if head.len() == HEADER_LEN {
-                check_label(&head, c).map_err(refuse)?;
-            }
+        let chunk = chunk.map_err(about_object)?;
+        if len < HEADER_LEN as u64 && !chunk.starts_with(&head[len as usize..]) {
+            return Err(refuse("its header changed while it was read".into()));
         }
         len += chunk.len() as u64;
         if chunk.len() >= 1 << 20 {
@@ -284,7 +368,7 @@ async fn fetch_one(
 
 /// The header must name what the object's key names, and claim what the index recorded:
 /// a genuine snapshot under another snapshot's name (relabelled) is refused here.
-fn check_label(head: &[u8], c: &Candidate) -> Result<(), String> {
+fn check_label(head: &[u8], c: &Candidate) -> Result<Header, String> {
     let header = Header::decode(head).map_err(|e| format!("header: {e}"))?;
     if (header.idx, header.evidence_idx) != (c.name.idx, c.name.evidence_idx) {
         return Err(format!(
@@ -297,5 +381,28 @@ fn check_label(head: &[u8], c: &Candidate) -> Result<(), String> {
             return Err("the header's claims differ from the index's".into());
         }
     }
-    Ok(())
+    Ok(header)
+}
+
+/// The receipt must be the one the header's digest names and prove the header's claims under
+/// a trusted key: the check the store makes at the end, made first, so that a forged object
+/// is refused before its body is fetched.
+fn check_receipt(
+    header: &Header,
+    receipt: &[u8],
+    verifier: &dyn ReceiptVerifier,
+) -> Result<(), String> {
+    if blake3::hash(receipt).as_bytes() != &header.receipt_digest {
+        return Err("the receipt does not match the header's receipt digest".into());
+    }
+    let expected = Expected {
+        idx: header.idx,
+        evidence_idx: header.evidence_idx,
+        body_digest: header.body_digest,
+        claims_digest: header.claims().digest(),
+    };
+    verifier
+        .verify(receipt, &expected)
+        .map(drop)
+        .map_err(|e| format!("receipt: {}", describe(&e)))
 }

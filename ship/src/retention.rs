@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use snapseal_persist::SnapshotName;
+use snapseal_persist::{Escaped, SnapshotName};
 use tracing::info;
 
 use crate::error::ShipError;
 use crate::index::Index;
 use crate::remote::Remote;
-use crate::shipper::valid_node_name;
+use crate::shipper::{check_node, valid_node_name};
 use crate::staging;
 pub use crate::staging::StaleUpload;
 
@@ -130,9 +130,10 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
         let mut report = GcReport::default();
         for objects in by_node.values() {
             for (rank, o) in objects.iter().rev().enumerate() {
-                let young = policy
-                    .ttl
-                    .is_some_and(|ttl| now.saturating_sub(o.modified_unix) < ttl.as_secs() as i64);
+                // In u64: a TTL of 2^63 seconds or more is "forever", not negative. A time in
+                // the future is age 0.
+                let age = u64::try_from(now.saturating_sub(o.modified_unix)).unwrap_or(0);
+                let young = policy.ttl.is_some_and(|ttl| age < ttl.as_secs());
                 if rank < policy.keep_last.max(1) || young || o.held {
                     report.kept.push((*o).clone());
                 } else {
@@ -144,11 +145,12 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
             report.stale_uploads = staging::sweep(root, policy.stale_upload_age, !policy.dry_run)
                 .map_err(|source| ShipError::LocalIo {
                     dir: root.to_path_buf(),
+                    step: "sweeping staging files",
                     source,
                 })?;
             if !policy.dry_run {
                 for s in &report.stale_uploads {
-                    info!(file = %s.path.display(), bytes = s.size, "remote gc: removed an interrupted upload's staging file");
+                    info!(file = %Escaped::path(&s.path), bytes = s.size, "remote gc: removed an interrupted upload's staging file");
                 }
             }
         }
@@ -171,7 +173,7 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
         for o in &report.deleted {
             let key = remote.key(&o.node, &o.name.file_name());
             remote.delete(&key).await?;
-            info!(object = %key, "remote gc: deleted");
+            info!(object = %Escaped::str(key.as_ref()), "remote gc: deleted");
         }
         Ok(report)
     })
@@ -180,6 +182,7 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
 /// Puts a remote hold on `node`'s snapshot `name` (the object must exist): gc never deletes
 /// it until [`release`].
 pub fn hold(remote: &Remote, node: &str, name: &SnapshotName) -> Result<(), ShipError> {
+    check_node(remote.url(), node)?;
     let file = name.file_name();
     let key = remote.key(node, &file);
     remote.block_on(async {
@@ -204,6 +207,7 @@ pub fn hold(remote: &Remote, node: &str, name: &SnapshotName) -> Result<(), Ship
 
 /// Removes a remote hold; returns whether there was one.
 pub fn release(remote: &Remote, node: &str, name: &SnapshotName) -> Result<bool, ShipError> {
+    check_node(remote.url(), node)?;
     let file = name.file_name();
     remote.block_on(async {
         let mut had = false;

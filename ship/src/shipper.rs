@@ -2,7 +2,7 @@
 //! then indexed; with backoff, bounded concurrency and back-pressure into local retention.
 
 use std::collections::BTreeMap;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,15 +13,15 @@ use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
-use snapseal_persist::format::Header;
-use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::format::{Header, HEADER_LEN};
+use snapseal_persist::fs::{Expect, RealFs, Untrusted, UntrustedError};
 use snapseal_persist::receipt::ReceiptVerifier;
 use snapseal_persist::{
-    read_checked, to_hex, verify_bytes, FileState, Hold, SnapshotName, SnapshotStore, VerifyError,
+    to_hex, verify_bytes, Escaped, FileState, Hold, SnapshotName, SnapshotStore,
 };
 use tracing::{error, info, warn};
 
-use crate::error::{chain, ErrorClass, ShipError};
+use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
 use crate::remote::{Difference, Put, Remote};
 
@@ -53,12 +53,36 @@ pub struct ShipConfig {
     pub max_attempts: Option<u32>,
     /// On-demand requests ([`Shipper::request`]) closer together than this are coalesced.
     pub cooldown: Duration,
+    /// The largest local file shipped; a larger one is skipped (as not verifying) after one
+    /// `fstat`. A file's bytes are held in memory while it ships (read with `pread`, never
+    /// mapped: a file another process truncates must not kill the shipper with `SIGBUS`), so
+    /// memory is at most `concurrency` times this.
+    pub max_file_bytes: u64,
+    /// Test hook (feature `test-hooks`): called with a local file's path once it is open and
+    /// before any byte of it is read.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub after_open: Option<AfterOpen>,
+}
+
+/// A hook called between opening a local file and reading it (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct AfterOpen(pub Arc<dyn Fn(&FsPath) + Send + Sync>);
+
+#[cfg(feature = "test-hooks")]
+impl std::fmt::Debug for AfterOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterOpen")
+    }
 }
 
 impl ShipConfig {
     /// The defaults for `node`: concurrency half the CPUs (at least 1), 8 MiB parts, 2 parts in
     /// flight, 64 index entries per node, holds on at most 16 unshipped files and 4 GiB,
-    /// backoff 200 ms doubling to 30 s with jitter, retry forever, cooldown 1 s.
+    /// backoff 200 ms doubling to 30 s with jitter, retry forever (a one-shot command sets
+    /// [`max_attempts`](Self::max_attempts)), cooldown 1 s, files up to 64 GiB.
     pub fn new(node: impl Into<String>) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         ShipConfig {
@@ -73,6 +97,9 @@ impl ShipConfig {
             backoff_max: Duration::from_secs(30),
             max_attempts: None,
             cooldown: Duration::from_secs(1),
+            max_file_bytes: 64 << 30,
+            #[cfg(feature = "test-hooks")]
+            after_open: None,
         }
     }
 }
@@ -84,6 +111,20 @@ pub fn valid_node_name(node: &str) -> bool {
         && node
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Refuses a node name that is not [valid](valid_node_name), naming it escaped.
+pub(crate) fn check_node(url: &str, node: &str) -> Result<(), ShipError> {
+    if valid_node_name(node) {
+        return Ok(());
+    }
+    Err(ShipError::Config {
+        url: url.to_string(),
+        reason: format!(
+            "node name \"{}\": 1 to 64 of [A-Za-z0-9._-], not starting with '.'",
+            Escaped::str(node)
+        ),
+    })
 }
 
 /// Something the shipper did that an operator may want to see.
@@ -230,10 +271,10 @@ impl std::fmt::Debug for Shipper {
     }
 }
 
-/// One committed file, mapped after its header was checked, with its full verification
+/// One committed file, read after its header was checked, with its full verification
 /// running on a blocking thread beside the upload.
 struct LocalFile {
-    /// The mapped file: the upload's parts are slices of it, not copies.
+    /// The file's bytes: the upload's parts are slices of them, not copies.
     bytes: Bytes,
     /// Resolves once, when the verification ends; awaited before the object is made visible.
     checked: Shared<BoxFuture<'static, Checked>>,
@@ -262,15 +303,7 @@ impl Shipper {
         store: Arc<SnapshotStore>,
         config: ShipConfig,
     ) -> Result<Shipper, ShipError> {
-        if !valid_node_name(&config.node) {
-            return Err(ShipError::Config {
-                url: remote.url().to_string(),
-                reason: format!(
-                    "node name {:?}: 1 to 64 of [A-Za-z0-9._-], not starting with '.'",
-                    config.node
-                ),
-            });
-        }
+        check_node(remote.url(), &config.node)?;
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -363,7 +396,7 @@ impl Shipper {
         let result = self.remote.block_on(self.pass());
         if let Err(e) = &result {
             if e.class() == ErrorClass::Terminal {
-                let text = chain(e);
+                let text = describe(e);
                 self.counters
                     .terminal_errors
                     .fetch_add(1, Ordering::Relaxed);
@@ -520,10 +553,12 @@ impl Shipper {
         let opened = {
             let dir = dir.to_path_buf();
             let verifier = Arc::clone(&self.verifier);
-            tokio::task::spawn_blocking(move || open_local(&dir, name, &*verifier))
+            let config = self.config.clone();
+            tokio::task::spawn_blocking(move || open_local(&dir, name, &config, &*verifier))
                 .await
                 .map_err(|e| ShipError::LocalIo {
                     dir: self.store.dir().to_path_buf(),
+                    step: "reading a snapshot file",
                     source: std::io::Error::other(e),
                 })??
         };
@@ -637,7 +672,7 @@ impl Shipper {
             let delay = self.backoff(attempt);
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("snapseal_ship_retries_total").increment(1);
-            let error = chain(&e);
+            let error = describe(&e);
             warn!(file = ?name.map(|n| n.file_name()), attempt, delay_ms = delay.as_millis() as u64, error = %error, "transient error: retrying");
             if let Some(name) = name {
                 self.emit(ShipEvent::Retrying {
@@ -670,29 +705,75 @@ impl Shipper {
     }
 }
 
-/// Opens and maps one local committed file after checking its header (the outer error is an
-/// I/O failure worth retrying; the inner one says the file is not to be shipped).
+/// Reads one local committed file as hostile input (the outer error is an I/O failure worth
+/// retrying; the inner one says the file is not to be shipped): opened relative to the store's
+/// directory through [`Untrusted`] (no link followed, regular files only, at most
+/// [`ShipConfig::max_file_bytes`]), its header read with `pread` and checked against its name
+/// and its size before the rest is read, then read whole with `pread`s. A file truncated
+/// meanwhile is refused, never a `SIGBUS`.
 fn open_local(
     dir: &FsPath,
     name: SnapshotName,
+    config: &ShipConfig,
     verifier: &dyn ReceiptVerifier,
 ) -> Result<Result<Bytes, Outcome>, ShipError> {
-    let local_io = |source| ShipError::LocalIo {
-        dir: PathBuf::from(dir),
+    let file_name = name.file_name();
+    let local_io = |step, source| ShipError::LocalIo {
+        dir: dir.join(&file_name),
+        step,
         source,
     };
-    let handle = RealFs::new().open_dir(dir, false).map_err(local_io)?;
-    match read_checked(&*handle, &name.file_name(), Some(&name), verifier) {
-        Ok(bytes) => Ok(Ok(Bytes::from_owner(bytes))),
-        Err(VerifyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Err(Outcome::Vanished))
-        }
-        Err(VerifyError::Read { source, .. }) => Err(local_io(source)),
-        Err(e) => Ok(Err(Outcome::Unverified(chain(&e)))),
+    let unverified = |e: &dyn std::error::Error| Ok(Err(Outcome::Unverified(describe(e))));
+    let handle = RealFs
+        .open_dir_unmapped(dir)
+        .map_err(|e| local_io("opening its directory", e))?;
+    let expect = Expect::new("snapshot file", config.max_file_bytes);
+    let file = match Untrusted::open_in(&*handle, &file_name, expect) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(Err(Outcome::Vanished)),
+        Err(UntrustedError::Io { source, .. }) => return Err(local_io("open", source)),
+        // A link, a FIFO, a device, a giant: not a snapshot to ship.
+        Err(e) => return unverified(&e),
+    };
+    #[cfg(feature = "test-hooks")]
+    if let Some(hook) = &config.after_open {
+        (hook.0)(file.path());
     }
+    let read = |offset, len| match file.read_range(offset, len) {
+        Ok(bytes) => Ok(Ok(bytes)),
+        Err(UntrustedError::Io { source, .. }) => Err(local_io("read", source)),
+        Err(e) => Ok(Err(Outcome::Unverified(describe(&e)))),
+    };
+    let head = match read(0, HEADER_LEN.min(file.len() as usize))? {
+        Ok(head) => head,
+        Err(outcome) => return Ok(Err(outcome)),
+    };
+    match Header::decode(&head) {
+        Ok(h) if (h.idx, h.evidence_idx) == (name.idx, name.evidence_idx) => {
+            if h.file_len().ok() != Some(file.len()) {
+                return Ok(Err(Outcome::Unverified(format!(
+                    "{file_name}: the header gives {} bytes, the file has {}",
+                    h.file_len()
+                        .map_or_else(|e| e.to_string(), |n| n.to_string()),
+                    file.len()
+                ))));
+            }
+        }
+        // The header or the name is wrong: the whole-file check says which, from the head.
+        _ => match verify_bytes(&head, Some(&name), verifier) {
+            Err(e) => return unverified(&e),
+            Ok(_) => {
+                return Ok(Err(Outcome::Unverified(format!(
+                    "{file_name}: not a snapshot file"
+                ))))
+            }
+        },
+    }
+    // Within max_file_bytes, which the caller sized for memory.
+    Ok(read(0, file.len() as usize)?.map(Bytes::from))
 }
 
-/// Starts the full verification of a mapped file (receipt, claims, body) and the BLAKE3 of
+/// Starts the full verification of a file read into memory (receipt, claims, body) and the BLAKE3 of
 /// the whole file on a blocking thread; both use every core for a large file.
 fn check(
     bytes: Bytes,
@@ -702,7 +783,7 @@ fn check(
     let task = tokio::task::spawn_blocking(move || {
         let header = match verify_bytes(&bytes, Some(&name), &*verifier) {
             Ok(v) => v.header,
-            Err(e) => return Checked::Bad(chain(&e)),
+            Err(e) => return Checked::Bad(describe(&e)),
         };
         let mut hasher = blake3::Hasher::new();
         if bytes.len() >= 1 << 20 {

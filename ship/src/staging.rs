@@ -52,11 +52,16 @@ pub(crate) fn sweep(
 ) -> io::Result<Vec<StaleUpload>> {
     let now = SystemTime::now();
     let mut found = Vec::new();
-    let mut top = Dir::open(
+    let mut top = match Dir::open(
         root,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )?;
+    ) {
+        Ok(dir) => dir,
+        // A remote nothing was ever written to has no directory yet, and nothing to sweep.
+        Err(Errno::ENOENT) => return Ok(found),
+        Err(e) => return Err(e.into()),
+    };
     let top_fd = top.as_raw_fd();
     let mut nodes = Vec::new();
     let mut index_leftovers = Vec::new();

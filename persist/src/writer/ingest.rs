@@ -12,6 +12,13 @@
 //! its committed name with a non-replacing rename and a directory `fsync`. A file that fails
 //! any step is removed; a crash at any instant leaves at most a stale pending file, which the
 //! store removes when it next opens.
+//!
+//! A file already at the pending name (a leftover, or something planted: the name is
+//! predictable) is removed and the create retried once, as for a snapshot written here, so it
+//! cannot turn an ingest into a failure. A file already at the committed name makes the
+//! ingest [`Ingested::AlreadyPresent`] only if it verifies; anything else there (a link, junk,
+//! a forgery) fails the ingest with [`Step::CheckExisting`], since a committed name is never
+//! overwritten.
 
 use std::fmt;
 use std::io;
@@ -20,8 +27,8 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{write_all, Attempt, Committed, FILE_MODE};
-use crate::error::{IngestError, PersistError, Step};
+use super::{write_all, Attempt, Committed};
+use crate::error::{IngestError, PersistError, Step, VerifyError};
 use crate::format::{Header, HEADER_LEN};
 use crate::fs::{DirHandle, WritableFile};
 use crate::names::{FileState, PendingName, SnapshotName};
@@ -34,9 +41,8 @@ use crate::receipt::ReceiptVerifier;
 pub enum Ingested {
     /// It verified and is now committed under its name.
     Committed(Committed),
-    /// The store already has a committed file of that name; nothing was written (a committed
-    /// file is never overwritten). Whether the existing file verifies is for
-    /// [`latest`](crate::SnapshotStore::latest) to find out.
+    /// The store already has a committed file of that name, and it verifies; nothing was
+    /// written (a committed file is never overwritten).
     AlreadyPresent(SnapshotName),
 }
 
@@ -182,16 +188,15 @@ impl IngestFile {
             generation: self.generation,
         };
         let file_name = pending.file_name();
-        let mut file = match self.dir.create_new(&file_name, FILE_MODE) {
+        let created = Attempt {
+            dir: &*self.dir,
+            uncommitted: file_name.clone(),
+            committed: name.file_name(),
+        }
+        .create();
+        let mut file = match created {
             Ok(f) => f,
-            Err(source) => {
-                let path = self.path(&file_name);
-                return Err(self.fail(IngestError::Persist(PersistError::Io {
-                    path,
-                    step: Step::Create,
-                    source,
-                })));
-            }
+            Err(e) => return Err(self.fail(IngestError::Persist(e))),
         };
         let written = write_all(&mut *file, head);
         self.state = State::Body(Body {
@@ -242,7 +247,7 @@ impl IngestFile {
                         received,
                     });
                 }
-                return Ok(Ingested::AlreadyPresent(name));
+                return present(&*self.dir, name, verifier);
             }
             State::Body(body) => body,
         };
@@ -289,7 +294,7 @@ impl IngestFile {
         match attempt.commit() {
             Ok(()) => {}
             Err(PersistError::AlreadyCommitted { .. }) => {
-                return Ok(Ingested::AlreadyPresent(name))
+                return present(&*self.dir, name, verifier)
             }
             Err(e) => return Err(e.into()),
         }
@@ -390,6 +395,31 @@ impl fmt::Debug for IngestFile {
             .field("name", &self.name())
             .field("received", &self.received())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why a committed file of the ingested snapshot's name does not make it present.
+#[derive(Debug, thiserror::Error)]
+#[error("a file that does not verify holds the committed name; it is never overwritten")]
+struct HeldByUnverified(#[source] VerifyError);
+
+/// [`Ingested::AlreadyPresent`] when the committed file `name` in `dir` verifies; otherwise
+/// the ingest fails at [`Step::CheckExisting`], saying why.
+fn present(
+    dir: &dyn DirHandle,
+    name: SnapshotName,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<Ingested, IngestError> {
+    let file_name = name.file_name();
+    let verified = read_checked(dir, &file_name, Some(&name), verifier)
+        .and_then(|bytes| verify_bytes(&bytes, Some(&name), verifier).map(|_| ()));
+    match verified {
+        Ok(()) => Ok(Ingested::AlreadyPresent(name)),
+        Err(e) => Err(IngestError::Persist(PersistError::Io {
+            path: dir.path().join(&file_name),
+            step: Step::CheckExisting,
+            source: io::Error::new(io::ErrorKind::AlreadyExists, HeldByUnverified(e)),
+        })),
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod check;
+pub(crate) mod faulty;
 pub(crate) mod moto;
 pub(crate) mod proxy;
 pub(crate) mod s3;
