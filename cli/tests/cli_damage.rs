@@ -252,3 +252,43 @@ fn verify_file_with_a_foreign_name_is_reported() {
     // The same bytes under their own name verify.
     snapseal(&["verify", "--key", arg(&key), arg(&first)]).expect(0);
 }
+
+/// Bug: import and restore into a new DIR without `--key` said "ENOENT" (opening DIR to look
+/// for node.pub). Every command that needs a key and has none says the same thing.
+#[test]
+fn every_command_without_a_key_says_no_trusted_key_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = tmp.path().join("new");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let remote = format!("file://{}", tmp.path().join("remote").display());
+    let archive = tmp.path().join("a.tar");
+    std::fs::write(&archive, b"").unwrap();
+    let out = tmp.path().join("o.tar");
+    for (args, dir) in [
+        (
+            vec!["import", "--level", "operational", arg(&archive), arg(&new)],
+            &new,
+        ),
+        (vec!["restore", "--from", &remote, arg(&new)], &new),
+        (vec!["verify", arg(&empty)], &empty),
+        (vec!["latest", arg(&empty)], &empty),
+        (vec!["gc", arg(&empty)], &empty),
+        (vec!["gc", "--dry-run", arg(&empty)], &empty),
+        (
+            vec!["export", "--level", "operational", arg(&empty), arg(&out)],
+            &empty,
+        ),
+    ] {
+        let run = snapseal(&args).expect(2);
+        assert_eq!(
+            run.stderr.trim_end(),
+            format!(
+                "error: no trusted key: pass --key FILE or put node.pub in {}",
+                dir.display()
+            ),
+            "{args:?}"
+        );
+        assert!(!new.exists(), "{args:?} created {}", new.display());
+    }
+}

@@ -1,5 +1,5 @@
-//! How the command writes: help and results to a full device, non-UTF-8 arguments, the
-//! `--seed` range, and the demo's directory line.
+//! How the command writes and exits: help and results to a full device, non-UTF-8 arguments,
+//! the `--seed` and `gc` ranges, the demo's directory line, and each documented exit code.
 
 mod cli_support;
 
@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use cli_support::{snapseal, SMALL_DEMO};
+use cli_support::{committed, key_file_text, snapseal, SMALL_DEMO};
 
 /// Runs `snapseal args...` with stdout on `/dev/full`: (exit code, stderr).
 fn to_full_device(args: &[&str]) -> (i32, String) {
@@ -109,4 +109,77 @@ fn demo_names_its_directory_once_before_the_run() {
     );
     assert!(run.stdout.starts_with("snapseal demo: "), "{}", run.stdout);
     assert!(Path::new(&dir).is_dir());
+}
+
+/// Each code in the `--help` table is the one a command in that situation exits with.
+#[test]
+fn every_documented_exit_code_is_the_one_commands_exit_with() {
+    let help = snapseal(&["--help"]).expect(0).stdout;
+    let (tmp, dir) = cli_support::demo_dir();
+    let newest = committed(&dir).pop().unwrap();
+    let no_key = tmp.path().join("no-key");
+    std::fs::create_dir(&no_key).unwrap();
+    let alone = no_key.join(newest.file_name().unwrap());
+    std::fs::copy(&newest, &alone).unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("node.pub"), key_file_text(1)).unwrap();
+    let missing = tmp.path().join("missing");
+    let [d, alone, empty, no_key, missing] =
+        [&dir, &alone, &empty, &no_key, &missing].map(|p| p.to_str().unwrap().to_string());
+    let cases: [(i32, &str, Vec<&str>); 8] = [
+        (0, "success", vec!["verify", &d]),
+        (
+            1,
+            "verification failed, or nothing usable",
+            vec!["verify", &empty],
+        ),
+        (
+            1,
+            "verification failed, or nothing usable",
+            vec!["latest", &empty],
+        ),
+        (
+            2,
+            "usage or I/O error",
+            vec!["verify", "--no-such-flag", &d],
+        ),
+        (2, "usage or I/O error", vec!["list", &missing]),
+        (2, "usage or I/O error", vec!["verify", &no_key]),
+        (2, "usage or I/O error", vec!["gc", "--keep-last", "0", &d]),
+        (3, "inspect without a key", vec!["inspect", &alone]),
+    ];
+    for (code, meaning, args) in cases {
+        assert!(
+            help.contains(&format!("\n  {code}  {meaning}")),
+            "{code} {meaning}: {help}"
+        );
+        snapseal(&args).expect(code);
+    }
+}
+
+#[test]
+fn gc_numeric_options_out_of_range_are_usage_errors_naming_the_range() {
+    for (flag, value, allowed) in [
+        ("--keep-last", "0", "allowed 1 ..= 1000000"),
+        ("--keep-last", "1000001", "allowed 1 ..= 1000000"),
+        ("--max-bytes", "0", "allowed 1 ..= 9223372036854775807"),
+        (
+            "--max-bytes",
+            "9223372036854775808",
+            "allowed 1 ..= 9223372036854775807",
+        ),
+    ] {
+        let run = snapseal(&["gc", "--dry-run", flag, value, "."]).expect(2);
+        assert!(
+            run.stderr
+                .contains(&format!("{flag} {value} is out of range: {allowed}")),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+    let help = snapseal(&["gc", "--help"]).expect(0).stdout;
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("1 ..= 1000000"), "{help}");
+    assert!(help.contains("1 ..= 9223372036854775807"), "{help}");
 }

@@ -1,14 +1,21 @@
-//! Verifying one committed file, the way `verify`, `latest`, `inspect` and the demo all do:
-//! read it (no symlinks followed, memory-mapped), then run every check of
-//! [`verify_bytes`] and turn the outcome into a [`Verdict`] with a one-line reason.
+//! Verifying one committed file, the way `verify`, `latest`, `gc --dry-run` and the demo all
+//! do: read it relative to an open directory (no symlinks followed; with `pread` from a
+//! directory opened by `RealFs::open_dir_unmapped`, so a file truncated meanwhile is a read
+//! error, never `SIGBUS`), then run every check of [`verify_bytes`] and turn the outcome into
+//! a [`Verdict`] with a one-line reason. [`receipt_without_key`] is the receipt step minus the
+//! signature, for `inspect` without a key.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use snapseal::persist::format::{Header, HEADER_LEN};
-use snapseal::persist::fs::{DirHandle, FileBytes, RealFs};
-use snapseal::persist::receipt::{ReceiptVerifier, SchemeId};
+use snapseal::persist::format::Header;
+use snapseal::persist::fs::{DirHandle, RealFs};
+use snapseal::persist::receipt::{
+    Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SchemeId,
+};
 use snapseal::persist::{read_checked, verify_bytes, Check, SnapshotName, VerifyError};
+
+use crate::cli::exit;
 
 /// What checking one file found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,11 +72,14 @@ impl Verdict {
     }
 }
 
-/// Why verification failed, without the file label (the caller prints the path).
+/// Why verification failed, without the file label (the caller prints the path): the check
+/// and every cause of the failure, once each ([`exit::causes`]).
 pub(super) fn reason(e: &VerifyError) -> String {
     match e {
         VerifyError::Read { source, .. } => io_reason(source),
-        VerifyError::Format { check, source, .. } => format!("{check} check failed: {source}"),
+        VerifyError::Format { check, source, .. } => {
+            format!("{check} check failed: {}", exit::causes(source))
+        }
         VerifyError::NameMismatch {
             field,
             from_name,
@@ -79,26 +89,52 @@ pub(super) fn reason(e: &VerifyError) -> String {
             "{} check failed: name has {field} {from_name}, header has {from_header}",
             Check::Name
         ),
-        VerifyError::Receipt { source, .. } => format!("{} check failed: {source}", Check::Receipt),
+        VerifyError::Receipt { source, .. } => {
+            format!("{} check failed: {}", Check::Receipt, exit::causes(source))
+        }
         VerifyError::NotRegularFile { what, .. } => format!("not a regular file ({what})"),
         VerifyError::Body { source, .. } => {
-            // A zstd failure keeps the decoder's words in its source.
-            match std::error::Error::source(source) {
-                Some(cause) => format!("{} check failed: {source}: {cause}", Check::BodyEncoding),
-                None => format!("{} check failed: {source}", Check::BodyEncoding),
-            }
+            format!(
+                "{} check failed: {}",
+                Check::BodyEncoding,
+                exit::causes(source)
+            )
         }
-        other => other.to_string(),
+        other => exit::causes(other),
     }
 }
 
-/// An I/O error in words, with a hint for the surprising ones.
+/// An I/O error in words (with its errno), with a hint for the surprising ones.
 pub(super) fn io_reason(e: &io::Error) -> String {
+    let text = exit::causes(e);
     match e.raw_os_error().map(nix::errno::Errno::from_raw) {
-        Some(nix::errno::Errno::ELOOP) => {
-            format!("{e} (a symlink: snapseal never follows symlinks inside a snapshot directory)")
-        }
-        _ => e.to_string(),
+        Some(nix::errno::Errno::ELOOP) => format!(
+            "{text} (a symlink: snapseal never follows symlinks inside a snapshot directory)"
+        ),
+        _ => text,
+    }
+}
+
+/// Step 6 of the verification order (docs/FORMAT.md §7) without its last part: everything in
+/// `receipt` that needs no key — the scheme it names, strict decoding, its evidence index and
+/// claims digest against `expected` (so any change to a header field fails here), the indices'
+/// order, and for a Merkle receipt the proof up to the signed root. `Ok` with the signer's key
+/// id when only the signature is left unchecked; such a file is *consistent*, not verified:
+/// anyone can sign a consistent receipt with a key of their own.
+///
+/// The built-in schemes check the signer last, after all of the above (their documented
+/// order), so a verifier that trusts no key runs every other check and then refuses the
+/// signer as untrusted; that refusal is the "only the signature is left" answer.
+pub(super) fn receipt_without_key(
+    receipt: &[u8],
+    expected: &Expected,
+) -> Result<String, ReceiptError> {
+    let no_key = Ed25519Verifier::new(Vec::new()).with_statement_keys(Vec::new());
+    match no_key.verify(receipt, expected) {
+        Err(ReceiptError::UntrustedKey { key_id, .. }) => Ok(key_id),
+        // Unreachable with no key trusted; if it ever were, the checks above all passed.
+        Ok(v) => Ok(v.signer),
+        Err(e) => Err(e),
     }
 }
 
@@ -176,38 +212,6 @@ pub(super) fn split_path(path: &Path) -> io::Result<(PathBuf, String)> {
     Ok((parent, name.to_string()))
 }
 
-/// Most bytes [`read_path`] reads of a file whose header does not give its exact length: a
-/// damaged file is worth looking at, a huge (say sparse) junk file is not worth its size in
-/// memory.
-pub(super) const UNPROVEN_READ_CAP: u64 = 64 << 20;
-
-/// Reads a whole file at `path` for inspection (no symlink followed, regular files only).
-///
-/// The file is copied with `pread`, never mapped: `inspect` holds no lock, and a mapped file
-/// truncated by another process would kill it with `SIGBUS`. The header is read first; a file
-/// whose header gives its exact length is read whole, any other only up to
-/// [`UNPROVEN_READ_CAP`] bytes (a larger one is an `InvalidData` error naming both sizes).
-pub(super) fn read_path(path: &Path) -> io::Result<FileBytes> {
-    let (parent, name) = split_path(path)?;
-    let dir = RealFs::new().open_dir_unmapped(&parent)?;
-    let mut check = |head: &[u8], size: u64| {
-        let described = Header::decode(head)
-            .and_then(|h| h.file_len())
-            .is_ok_and(|len| len == size);
-        if described || size <= UNPROVEN_READ_CAP {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "the file is {size} bytes and its header does not give that length; \
-                 not read (at most {UNPROVEN_READ_CAP} bytes of such a file are)"
-            ),
-        ))
-    };
-    dir.open_read_checked(&name, HEADER_LEN, &mut check)
-}
-
 /// Reads and checks the file at `path`; its name, if one of ours, must agree with the header.
 pub(super) fn check_path(path: &Path, verifier: &dyn ReceiptVerifier) -> Verdict {
     let name = path.file_name().and_then(SnapshotName::parse_os);
@@ -242,6 +246,59 @@ mod tests {
             (PathBuf::from("/a/b"), "c".to_string())
         );
         assert!(split_path(Path::new("/")).is_err());
+    }
+
+    /// A header and a statement receipt signed for it with a key of the test's own.
+    fn signed(idx: u64) -> (Header, Vec<u8>, String) {
+        use snapseal::persist::format::{body_digest, Flags};
+        use snapseal::persist::receipt::{key_id, SignedStatement};
+        let header = Header {
+            idx,
+            evidence_idx: 9,
+            flags: Flags::from_bits(0).unwrap(),
+            body_len: 3,
+            receipt_len: 0,
+            raw_len: 3,
+            body_digest: body_digest(b"abc"),
+            receipt_digest: [0; 32],
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let statement = SignedStatement::sign(&key, &header.claims(), 9, None).unwrap();
+        let signer = snapseal::persist::to_hex(&key_id(&key.verifying_key()));
+        (header, statement.encode().unwrap(), signer)
+    }
+
+    fn expected(h: &Header) -> Expected {
+        Expected {
+            idx: h.idx,
+            evidence_idx: h.evidence_idx,
+            body_digest: h.body_digest,
+            claims_digest: h.claims().digest(),
+        }
+    }
+
+    #[test]
+    fn without_a_key_every_receipt_check_but_the_signature_is_made() {
+        let (header, receipt, signer) = signed(5);
+        assert_eq!(
+            receipt_without_key(&receipt, &expected(&header)),
+            Ok(signer)
+        );
+        // Relabelled: the header says idx 6, the receipt proves the claims of idx 5.
+        let (_, for_five, _) = signed(5);
+        let mut relabelled = header.clone();
+        relabelled.idx = 6;
+        assert!(matches!(
+            receipt_without_key(&for_five, &expected(&relabelled)),
+            Err(ReceiptError::DigestMismatch { .. })
+        ));
+        let mut moved = header;
+        moved.evidence_idx = 10;
+        assert!(matches!(
+            receipt_without_key(&receipt, &expected(&moved)),
+            Err(ReceiptError::EvidenceIndexMismatch { .. })
+        ));
+        assert!(receipt_without_key(b"not a receipt", &expected(&moved)).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! returned and nothing was acknowledged by it: resuming cuts it off.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -24,8 +24,7 @@ use snapseal::persist::Hash;
 use snapseal::persist::{FileState, SnapshotName};
 use snapseal::CommittedSnapshot;
 
-use crate::cli::keys::sync_dir;
-use crate::cli::output::hex;
+use crate::cli::output::{hex, Escaped};
 use crate::cli::safe_open;
 
 /// File name of the log, next to the snapshots.
@@ -52,14 +51,21 @@ impl LogLine {
         };
         let name = SnapshotName::parse(file)
             .filter(|n| n.state == FileState::Committed)
-            .with_context(|| format!("`{file}` is not a committed snapshot name"))?;
+            .with_context(|| {
+                format!("`{}` is not a committed snapshot name", Escaped::str(file))
+            })?;
         if idx.parse::<u64>().ok() != Some(name.idx)
             || evidence_idx.parse::<u64>().ok() != Some(name.evidence_idx)
         {
-            bail!("`{idx} {evidence_idx}` does not match the file name `{file}`");
+            bail!(
+                "`{} {}` does not match the file name `{}`",
+                Escaped::str(idx),
+                Escaped::str(evidence_idx),
+                Escaped::str(file)
+            );
         }
         let digest = snapseal::persist::hash_from_hex(digest)
-            .with_context(|| format!("digest `{digest}`"))?;
+            .with_context(|| format!("digest `{}`", Escaped::str(digest)))?;
         Ok(LogLine { name, digest })
     }
 }
@@ -83,13 +89,13 @@ impl LogContents {
             .rposition(|&b| b == b'\n')
             .map_or(0, |last| last + 1);
         let (head, tail) = bytes.split_at(complete);
-        let text =
-            std::str::from_utf8(head).with_context(|| format!("{} is not text", path.display()))?;
+        let text = std::str::from_utf8(head)
+            .with_context(|| format!("{} is not text", Escaped::path(path)))?;
         let lines = text
             .lines()
             .enumerate()
             .map(|(n, line)| {
-                LogLine::parse(line).with_context(|| format!("{}:{}", path.display(), n + 1))
+                LogLine::parse(line).with_context(|| format!("{}:{}", Escaped::path(path), n + 1))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(LogContents {
@@ -126,7 +132,7 @@ impl CommittedLog {
             .create_new(true)
             .mode(0o644)
             .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
+            .with_context(|| format!("creating {}", Escaped::path(&path)))?;
         sync_dir(dir)?;
         Ok(CommittedLog { path, file })
     }
@@ -139,32 +145,16 @@ impl CommittedLog {
     /// over 64 MiB, is refused before anything is read or written.
     pub(super) fn resume(dir: &Path) -> anyhow::Result<(CommittedLog, LogContents)> {
         let path = dir.join(COMMITTED_LOG);
-        let limit = safe_open::COMMITTED_LOG;
-        let (mut file, len) = safe_open::open_in_dir(
-            dir,
-            COMMITTED_LOG,
-            safe_open::Access::ReadAppendCreate,
-            limit,
-        )?
-        .with_context(|| format!("opening {} to append", path.display()))?;
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        (&mut file)
-            .take(limit.max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if bytes.len() as u64 > limit.max_bytes {
-            bail!(
-                "{} grew past the {} limit for a committed log while being read",
-                path.display(),
-                crate::cli::output::bytes(limit.max_bytes)
-            );
-        }
+        let (file, bytes) = safe_open::open_append(dir, COMMITTED_LOG, safe_open::COMMITTED_LOG)?;
         let contents = LogContents::parse(&bytes, &path)?;
         if contents.partial_len > 0 {
             file.set_len(contents.complete_len)
                 .and_then(|()| file.sync_all())
                 .with_context(|| {
-                    format!("cutting the unfinished last line off {}", path.display())
+                    format!(
+                        "cutting the unfinished last line off {}",
+                        Escaped::path(&path)
+                    )
                 })?;
         }
         // The entry itself may be new (the earlier run stopped before creating it).
@@ -191,8 +181,15 @@ impl CommittedLog {
         self.file
             .write_all(Self::line(c).as_bytes())
             .and_then(|()| self.file.sync_all())
-            .with_context(|| format!("appending to {}", self.path.display()))
+            .with_context(|| format!("appending to {}", Escaped::path(&self.path)))
     }
+}
+
+/// fsync of a directory, so a new entry in it survives a crash.
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync of directory {}", Escaped::path(dir)))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use snapseal::persist::receipt::ReceiptVerifier;
 use snapseal::{SnapshotterConfig, StoreOptions};
 use snapseal_sim::node::SimConfig;
 
+use crate::cli::output::{escaped_lines, Escaped};
 use crate::cli::safe_open;
 
 /// Largest `--seed` / `demo.seed`: the largest TOML integer, so any seed a flag takes can be
@@ -164,8 +165,9 @@ fn out_of_range(
             flag.unwrap_or(key),
         ),
         Origin::File(path) => anyhow::anyhow!(
-            "{}: `{key}` = {value} is out of range: {allowed}",
-            path.display(),
+            "{}: `{}` = {value} is out of range: {allowed}",
+            Escaped::path(path),
+            Escaped::str(key),
         ),
     }
 }
@@ -284,15 +286,21 @@ pub(super) fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     };
     let bytes = safe_open::read_path(path, safe_open::CONFIG_FILE)?;
     let text = String::from_utf8(bytes)
-        .with_context(|| format!("config file {} is not UTF-8 text", path.display()))?;
+        .with_context(|| format!("config file {} is not UTF-8 text", Escaped::path(path)))?;
     parse(&text, path)
 }
 
 /// Parses and validates config text (`path` names it in messages).
 pub(super) fn parse(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
-    // toml's message shows the offending line and key (unknown table, wrong type).
-    let raw: RawFile =
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    // toml's message shows the offending line and key (unknown table, wrong type): text from
+    // the file, so escaped.
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "config file {}: {}",
+            Escaped::path(path),
+            escaped_lines(&e.to_string())
+        )
+    })?;
     for (key, value) in &raw.demo {
         match value.as_integer() {
             Some(v) if v < 0 => {
@@ -307,15 +315,21 @@ pub(super) fn parse(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
             }
             Some(_) => {}
             None => bail!(
-                "{}: `demo.{key}` = {value} must be an integer",
-                path.display()
+                "{}: `demo.{}` = {} must be an integer",
+                Escaped::path(path),
+                Escaped::str(key),
+                escaped_lines(&value.to_string())
             ),
         }
     }
     // Unknown keys are refused here, by name.
-    let demo: DemoValues = toml::Value::Table(raw.demo)
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("config file {}: [demo]: {e}", path.display()))?;
+    let demo: DemoValues = toml::Value::Table(raw.demo).try_into().map_err(|e| {
+        anyhow::anyhow!(
+            "config file {}: [demo]: {}",
+            Escaped::path(path),
+            escaped_lines(&e.to_string())
+        )
+    })?;
     let file = Sources {
         file: &demo,
         flags: &DemoValues::default(),

@@ -1,12 +1,17 @@
 //! The one place where a command's outcome becomes the process exit code (documented in
-//! `--help`, see `AFTER_HELP`).
+//! `--help`, see [`EXIT_CODES`](crate::cli::EXIT_CODES)), and the one formatter of an error
+//! chain ([`chain`], [`causes`]).
 //!
 //! - `Ok(Status::Ok)` → 0;
 //! - `Ok(Status::Failed)` → 1: the command ran to the end and found a file that fails
 //!   verification, or nothing usable (the reasons were already printed);
-//! - `Err(_)` → 2: usage or I/O error (bad config, missing directory, locked store, ...).
-//!   Clap's own usage errors exit 2 as well, before any command runs.
+//! - `Err(_)` → 2: usage or I/O error (bad config, missing directory, no trusted key, locked
+//!   store, ...). Clap's own usage errors exit 2 as well, before any command runs;
+//! - `Ok(Status::SignatureUnchecked)` → 3: `inspect` without a key found nothing wrong, but
+//!   the signature was not checked, so the file is not verified (never 0: a script must not
+//!   take a file nobody's key vouched for as good).
 
+use std::error::Error;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -18,6 +23,8 @@ pub(super) const OK: u8 = 0;
 pub(super) const FAILED: u8 = 1;
 /// Exit code: usage or I/O error.
 pub(super) const ERROR: u8 = 2;
+/// Exit code: `inspect` without a key; every check that needs no key passed.
+pub(super) const SIGNATURE_UNCHECKED: u8 = 3;
 
 /// How a command that ran to the end went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +33,8 @@ pub(super) enum Status {
     Ok,
     /// Verification failed, or nothing usable was found; the reasons were printed.
     Failed,
+    /// Every check that needs no key passed; the signature was not checked (no key).
+    SignatureUnchecked,
 }
 
 impl Status {
@@ -37,25 +46,61 @@ impl Status {
             Status::Ok
         }
     }
+
+    /// The exit code.
+    pub(super) fn code(self) -> u8 {
+        match self {
+            Status::Ok => OK,
+            Status::Failed => FAILED,
+            Status::SignatureUnchecked => SIGNATURE_UNCHECKED,
+        }
+    }
 }
 
 /// Prints the error (if any) to stderr and returns the exit code for `result`.
 pub(super) fn report(result: anyhow::Result<Status>) -> ExitCode {
     progress::clear();
     match result {
-        Ok(Status::Ok) => ExitCode::from(OK),
-        Ok(Status::Failed) => ExitCode::from(FAILED),
+        Ok(status) => ExitCode::from(status.code()),
         Err(e) if is_broken_pipe(&e) => {
             // The reader of our stdout went away (`| head`): nothing left to tell anyone.
             ExitCode::from(ERROR)
         }
         Err(e) => {
-            // `{:#}` prints the whole context chain on one line: "what we did: why it failed".
             // A failing stderr leaves nobody to tell; never panic over it.
-            let _ = writeln!(io::stderr(), "error: {e:#}");
+            let _ = writeln!(io::stderr(), "error: {}", chain(&e));
             ExitCode::from(ERROR)
         }
     }
+}
+
+/// An error and all its causes on one line, outermost first, joined by `: `: "what we did:
+/// why it failed: the errno". Every cause appears exactly once: many error types print their
+/// source in their own message *and* return it from `source()`, so a cause whose text is
+/// already on the line is not repeated, and none is dropped.
+pub(super) fn chain(e: &anyhow::Error) -> String {
+    join(e.chain())
+}
+
+/// [`chain`] for a library error value (not wrapped in `anyhow`): for the places that print
+/// an error and go on.
+pub(super) fn causes(e: &(dyn Error + 'static)) -> String {
+    join(std::iter::successors(Some(e), |&cause| cause.source()))
+}
+
+fn join<'a>(causes: impl Iterator<Item = &'a (dyn Error + 'static)>) -> String {
+    let mut line = String::new();
+    for cause in causes {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Reports what clap stopped at: `--help` / `--version` text goes to stdout like any other
@@ -93,6 +138,23 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 mod tests {
     use super::*;
 
+    /// An error that, like many `thiserror` types, prints its source in its own message and
+    /// returns it from `source()` as well.
+    #[derive(Debug, thiserror::Error)]
+    #[error("fsync of node.pub.pending: {source}")]
+    struct Repeats {
+        #[source]
+        source: io::Error,
+    }
+
+    /// An error that keeps its cause out of its message.
+    #[derive(Debug, thiserror::Error)]
+    #[error("publishing node.pub")]
+    struct Quiet {
+        #[source]
+        source: Repeats,
+    }
+
     #[test]
     fn broken_pipe_is_recognised_through_context() {
         let e = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing");
@@ -104,5 +166,44 @@ mod tests {
     fn failed_if_maps_the_flag() {
         assert_eq!(Status::failed_if(true), Status::Failed);
         assert_eq!(Status::failed_if(false), Status::Ok);
+    }
+
+    #[test]
+    fn every_status_has_its_documented_code() {
+        assert_eq!(Status::Ok.code(), 0);
+        assert_eq!(Status::Failed.code(), 1);
+        assert_eq!(Status::SignatureUnchecked.code(), 3);
+        for code in [OK, FAILED, ERROR, SIGNATURE_UNCHECKED] {
+            assert!(
+                crate::cli::EXIT_CODES.contains(&format!("\n  {code}  ")),
+                "{code} is not in the help's table"
+            );
+        }
+    }
+
+    #[test]
+    fn the_chain_names_every_cause_once_with_its_errno() {
+        let enospc = || io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::new(Quiet {
+            source: Repeats { source: enospc() },
+        })
+        .context("importing into /d");
+        let line = chain(&e);
+        assert_eq!(
+            line,
+            format!(
+                "importing into /d: publishing node.pub: fsync of node.pub.pending: {}",
+                enospc()
+            )
+        );
+        assert!(line.contains("os error 28"), "{line}");
+        assert_eq!(line.matches("os error 28").count(), 1, "{line}");
+        let quiet = Quiet {
+            source: Repeats { source: enospc() },
+        };
+        assert_eq!(
+            causes(&quiet),
+            line.trim_start_matches("importing into /d: ")
+        );
     }
 }

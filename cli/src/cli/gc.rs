@@ -10,8 +10,9 @@
 //! The real run opens the store (its exclusive lock: no node may be running on the directory),
 //! which removes stale uncommitted files and trims the quarantine, then applies retention
 //! through the store's own `retention_plan` / `apply_retention`. `--dry-run` takes no lock and
-//! changes nothing (it verifies the files the plan depends on). Only snapseal's own file names
-//! are ever removed.
+//! changes nothing (it verifies the files the plan depends on, reading them with `pread`: a
+//! file another process truncates meanwhile is "not verifiable", never `SIGBUS`). Only
+//! snapseal's own file names are ever removed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,15 +20,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{EntryKind, FileSystem, RealFs};
+use snapseal::persist::fs::{EntryKind, RealFs};
 use snapseal::persist::PendingName;
 use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;
-use crate::cli::output::{self, text, Out};
+use crate::cli::output::{self, text, Escaped, Out};
 use crate::cli::retention;
+use crate::cli::safe_open;
 
 /// `gc` arguments.
 #[derive(Debug, Args)]
@@ -35,11 +37,13 @@ use crate::cli::retention;
 pub(crate) struct GcArgs {
     /// The snapshot directory.
     pub dir: PathBuf,
-    /// Committed snapshots to keep, newest first (default: \[store\] keep_last, else 5).
+    /// Committed snapshots to keep, newest first, 1 ..= 1000000 (default: \[store\]
+    /// keep_last, else 5).
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u64>,
-    /// Also drop the oldest kept snapshots while the kept total is over this many bytes
-    /// (never the newest; default: \[store\] max_bytes, else no limit).
+    /// Also drop the oldest kept snapshots while the kept total is over this many bytes,
+    /// 1 ..= 9223372036854775807 (never the newest; default: \[store\] max_bytes, else no
+    /// limit).
     #[arg(long, value_name = "BYTES")]
     pub max_bytes: Option<u64>,
     /// Trusted public key file (hex Ed25519 key per line, as the demo's node.pub); may be
@@ -54,6 +58,7 @@ pub(crate) struct GcArgs {
 
 #[derive(Debug, Default, Serialize)]
 struct Report {
+    #[serde(serialize_with = "output::escaped_path")]
     dir: PathBuf,
     dry_run: bool,
     keep_last: usize,
@@ -88,15 +93,13 @@ fn names(entries: &[SnapshotEntry]) -> Vec<String> {
 /// Runs `gc`.
 pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let settings = file.store.with_flags(args.keep_last, args.max_bytes)?;
-    let fs = Arc::new(RealFs::new());
-    // The store would create a missing directory; gc must not.
-    let dir = fs
-        .open_dir(&args.dir, false)
-        .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
+    // The store would create a missing directory; gc must not. Without the store's lock (the
+    // dry run, and this listing before the store is opened) files are read with `pread`.
+    let dir = safe_open::open_dir(&args.dir)?;
     let trusted = Trusted::load(&args.keys, &args.dir)?;
     let listing = dir
         .list()
-        .with_context(|| format!("listing {}", args.dir.display()))?;
+        .with_context(|| format!("listing {}", Escaped::path(&args.dir)))?;
     let ours: Vec<SnapshotEntry> = listing
         .iter()
         .filter(|e| e.kind == EntryKind::File)
@@ -145,8 +148,10 @@ pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result
         report.unverified = names(&plan.unverified);
     } else {
         let opts = settings.options(trusted.verifier());
-        let store =
-            SnapshotStore::open(fs, &args.dir, opts).context("opening the snapshot store")?;
+        // The store maps the files it verifies: it holds the directory's lock, and never
+        // changes a committed file in place.
+        let store = SnapshotStore::open(Arc::new(RealFs::new()), &args.dir, opts)
+            .context("opening the snapshot store")?;
         // The names come from the listing taken before the lock; keep them only if the
         // store removed exactly those (nothing raced in between).
         let removed = store.stats().stale_removed;
@@ -180,7 +185,7 @@ fn print_text(r: &Report, out: &Out) -> anyhow::Result<()> {
     text!(
         out,
         "gc {}{} (keep_last {}, {limit})",
-        r.dir.display(),
+        Escaped::path(&r.dir),
         if r.dry_run { " --dry-run" } else { "" },
         r.keep_last
     );

@@ -2,25 +2,37 @@
 //! digests, receipt fields, signer — and each check's result. Read-only.
 //!
 //! Unlike `verify`, it goes on after a failed check wherever the rest still makes sense, so an
-//! operator sees as much of a damaged file as can be decoded. The signature is checked when a
-//! key is available (`--key`, or `node.pub` next to the file).
+//! operator sees as much of a damaged file as can be decoded. Every check that needs no key is
+//! always made (docs/FORMAT.md §7: all but the signature of step 6); the signature is checked
+//! when a key is available (`--key`, or `node.pub` next to the file). The verdict is `ok`
+//! (exit 0) only when every check passed *and* a trusted key verified the signature; without a
+//! key a file that passes everything else is "consistent, signature NOT checked" (exit 3), and
+//! any failed check is `FAILED` (exit 1).
+//!
+//! The file is read with `pread` through [`Untrusted`] (no link followed, regular files only,
+//! never mapped: a file truncated meanwhile is an error, not `SIGBUS`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
 use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
+use snapseal::persist::fs::{Expect, Untrusted};
 use snapseal::persist::receipt::{scheme_of, Expected, Receipt, SchemeId, SignedStatement};
 use snapseal::persist::{check_body_encoding, Check, SnapshotName};
 use snapseal_sim::node::decode_kv;
 
 use crate::cli::check;
-use crate::cli::exit::Status;
-use crate::cli::keys::{self, Trusted, NODE_PUB};
+use crate::cli::exit::{self, Status};
+use crate::cli::keys::{Trusted, NODE_PUB};
 use crate::cli::list::state_word;
-use crate::cli::output::{self, hex, text, Out};
+use crate::cli::output::{self, hex, text, Escaped, Out};
 use crate::cli::progress::Progress;
+
+/// Most bytes `inspect` reads of a file whose header does not give its exact length: a damaged
+/// file is worth looking at, a huge (say sparse) junk file is not worth its size in memory.
+const UNPROVEN_READ_CAP: u64 = 64 << 20;
 
 /// `inspect` arguments.
 #[derive(Debug, Args)]
@@ -29,8 +41,9 @@ pub(crate) struct InspectArgs {
     /// The snapshot file.
     pub file: PathBuf,
     /// Trusted public key file (as node.pub); may be repeated. Default: node.pub next to the
-    /// file, if there is one; otherwise the signature is not checked.
-    /// A regular file of at most 64 KiB; a symbolic link is refused (give the target's path).
+    /// file, if there is one; otherwise the signature is not checked (verdict "consistent,
+    /// signature NOT checked", exit 3). A regular file of at most 64 KiB; a symbolic link is
+    /// refused (give the target's path).
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
 }
@@ -123,7 +136,7 @@ impl ReceiptView {
 
     /// Decodes `receipt` by the scheme it names.
     fn decode(receipt: &[u8]) -> Result<ReceiptView, String> {
-        match scheme_of(receipt).map_err(|e| e.to_string())? {
+        match scheme_of(receipt).map_err(|e| exit::causes(&e))? {
             SchemeId::MERKLE => Receipt::decode(receipt).map(|r| ReceiptView::merkle(&r)),
             SchemeId::STATEMENT => {
                 SignedStatement::decode(receipt).map(|s| ReceiptView::statement(&s))
@@ -134,7 +147,7 @@ impl ReceiptView {
                 ))
             }
         }
-        .map_err(|e| e.to_string())
+        .map_err(|e| exit::causes(&e))
     }
 }
 
@@ -147,8 +160,21 @@ struct CheckResult {
     detail: String,
 }
 
+/// What the checks add up to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    /// Every check passed, the signature against a trusted key included.
+    Ok,
+    /// Every check that needs no key passed; there was no key to check the signature with.
+    SignatureUnchecked,
+    /// A check failed.
+    Failed,
+}
+
 #[derive(Debug, Serialize)]
 struct Inspection {
+    #[serde(serialize_with = "output::escaped_path")]
     file: PathBuf,
     size: u64,
     /// The file's name parsed as a snapshot name (null: not a snapseal name).
@@ -157,14 +183,18 @@ struct Inspection {
     receipt: Option<ReceiptView>,
     /// What the body holds, when it can tell.
     body: Option<String>,
+    #[serde(serialize_with = "output::escaped_paths")]
     key_files: Vec<PathBuf>,
     checks: Vec<CheckResult>,
-    /// True when no check failed (a skipped signature check does not count as failed).
+    /// Whether a trusted key checked the signature.
+    signature_checked: bool,
+    verdict: Verdict,
+    /// True only for the verdict `ok`: every check passed, the signature included.
     ok: bool,
 }
 
 impl Inspection {
-    fn push(&mut self, check: Check, result: Result<String, String>) {
+    fn push(&mut self, check: impl ToString, result: Result<String, String>) {
         let (status, detail) = match result {
             Ok(d) => ("ok", d),
             Err(d) => ("failed", d),
@@ -176,32 +206,37 @@ impl Inspection {
         });
     }
 
-    fn skip(&mut self, check: Check, why: &str) {
+    fn skip(&mut self, check: impl ToString, why: &str) {
         self.checks.push(CheckResult {
             check: check.to_string(),
             status: "skipped",
             detail: why.to_string(),
         });
     }
+
+    fn verdict(&self) -> Verdict {
+        if self.checks.iter().any(|c| c.status == "failed") {
+            Verdict::Failed
+        } else if self.signature_checked {
+            Verdict::Ok
+        } else {
+            Verdict::SignatureUnchecked
+        }
+    }
 }
+
+/// The row that says the signature was not checked.
+const SIGNATURE: &str = "signature";
 
 /// Runs `inspect`.
 pub(super) fn run(args: &InspectArgs, out: &Out) -> anyhow::Result<Status> {
-    let bytes = check::read_path(&args.file).map_err(|e| {
-        anyhow::anyhow!("reading {}: {}", args.file.display(), check::io_reason(&e))
-    })?;
-    let (dir, _) = check::split_path(&args.file)?;
-    // A key is optional here: without one, every check but the signature's is still made.
-    // node.pub is read by the hostile-file rule (never through a link), so a link there is an
-    // error rather than a silent "no key".
-    let trusted = if args.keys.is_empty() {
-        keys::read_node_pub(&dir)?.map(|keys| Trusted {
-            keys,
-            files: vec![dir.join(NODE_PUB)],
-        })
-    } else {
-        Some(Trusted::load(&args.keys, &dir)?)
-    };
+    let bytes = read_file(&args.file)?;
+    let (dir, _) = check::split_path(&args.file)
+        .with_context(|| format!("inspecting {}", Escaped::path(&args.file)))?;
+    // A key is optional here: without one, every check but the signature's is still made. A
+    // node.pub that is there but unusable (a link, a FIFO, empty) is an error, never a
+    // silent "no key".
+    let trusted = Trusted::optional(&args.keys, &dir)?;
     let name = args.file.file_name().and_then(SnapshotName::parse_os);
     let mut ins = Inspection {
         file: args.file.clone(),
@@ -215,20 +250,55 @@ pub(super) fn run(args: &InspectArgs, out: &Out) -> anyhow::Result<Status> {
             .map(|t| t.files.clone())
             .unwrap_or_default(),
         checks: Vec::new(),
-        ok: true,
+        signature_checked: false,
+        verdict: Verdict::Failed,
+        ok: false,
     };
     let spinner = Progress::spinner(out.bars(), "checking");
-    inspect_bytes(&bytes, name.as_ref(), trusted.as_ref(), &mut ins)
-        .with_context(|| format!("inspecting {}", args.file.display()))?;
+    inspect_bytes(
+        &bytes,
+        &args.file,
+        name.as_ref(),
+        trusted.as_ref(),
+        &mut ins,
+    )
+    .with_context(|| format!("inspecting {}", Escaped::path(&args.file)))?;
     drop(spinner);
-    ins.ok = ins.checks.iter().all(|c| c.status != "failed");
+    ins.verdict = ins.verdict();
+    ins.ok = ins.verdict == Verdict::Ok;
     out.json(&ins)?;
     print_text(&ins, out)?;
-    Ok(Status::failed_if(!ins.ok))
+    Ok(match ins.verdict {
+        Verdict::Ok => Status::Ok,
+        Verdict::SignatureUnchecked => Status::SignatureUnchecked,
+        Verdict::Failed => Status::Failed,
+    })
+}
+
+/// Reads the whole file with `pread` (see the module docs). A file whose header gives its
+/// exact length is read whole; any other only when it is at most [`UNPROVEN_READ_CAP`] bytes.
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let file = Untrusted::open_path(path, Expect::new("snapshot file", u64::MAX))?;
+    let head_len = usize::try_from(file.len()).map_or(HEADER_LEN, |len| len.min(HEADER_LEN));
+    let head = file.read_range(0, head_len)?;
+    let described = Header::decode(&head)
+        .and_then(|h| h.file_len())
+        .is_ok_and(|len| len == file.len());
+    if !described && file.len() > UNPROVEN_READ_CAP {
+        bail!(
+            "snapshot file {}: {} bytes, and its header does not give that length; not read \
+             (at most {} of such a file are)",
+            Escaped::path(path),
+            file.len(),
+            output::bytes(UNPROVEN_READ_CAP)
+        );
+    }
+    Ok(file.read_all()?)
 }
 
 fn inspect_bytes(
     bytes: &[u8],
+    path: &Path,
     name: Option<&SnapshotName>,
     trusted: Option<&Trusted>,
     ins: &mut Inspection,
@@ -236,7 +306,7 @@ fn inspect_bytes(
     let header = match Header::decode(bytes) {
         Ok(h) => h,
         Err(e) => {
-            ins.push(Check::Header, Err(e.to_string()));
+            ins.push(Check::Header, Err(exit::causes(&e)));
             return Ok(());
         }
     };
@@ -248,6 +318,7 @@ fn inspect_bytes(
         )),
     );
     ins.header = Some(HeaderView::new(&header));
+    let by_header = format!("snapshot_{}_{}.committed", header.idx, header.evidence_idx);
     match name {
         Some(n) if (n.idx, n.evidence_idx) == (header.idx, header.evidence_idx) => {
             ins.push(Check::Name, Ok("name and header agree".into()));
@@ -259,7 +330,16 @@ fn inspect_bytes(
                 n.idx, n.evidence_idx, header.idx, header.evidence_idx
             )),
         ),
-        None => ins.skip(Check::Name, "not a snapseal file name"),
+        // `verify` refuses such a file too: a node never reads it under this name.
+        None => ins.push(
+            Check::Name,
+            Err(format!(
+                "`{}` is not a snapshot name (a node never reads it); the header says {by_header}",
+                path.file_name()
+                    .map_or_else(String::new, |n| Escaped::bytes(n.as_encoded_bytes())
+                        .to_string())
+            )),
+        ),
     }
     let expected_len = header.file_len()?;
     let actual_len = bytes.len() as u64;
@@ -277,7 +357,7 @@ fn inspect_bytes(
     let (_, body, receipt) = match format::split(bytes) {
         Ok(parts) => parts,
         Err(e) => {
-            ins.push(Check::ReceiptDigest, Err(e.to_string()));
+            ins.push(Check::ReceiptDigest, Err(exit::causes(&e)));
             return Ok(());
         }
     };
@@ -287,14 +367,14 @@ fn inspect_bytes(
         Err(e) => ins.push(Check::Receipt, Err(e)),
     }
     if ins.receipt.is_some() {
+        let expected = Expected {
+            idx: header.idx,
+            evidence_idx: header.evidence_idx,
+            body_digest: header.body_digest,
+            claims_digest: header.claims().digest(),
+        };
         match trusted {
             Some(t) => {
-                let expected = Expected {
-                    idx: header.idx,
-                    evidence_idx: header.evidence_idx,
-                    body_digest: header.body_digest,
-                    claims_digest: header.claims().digest(),
-                };
                 let result = t
                     .verifier()
                     .verify(receipt, &expected)
@@ -308,18 +388,33 @@ fn inspect_bytes(
                             v.sig_idx, v.signer
                         ),
                     })
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| exit::causes(&e));
+                ins.signature_checked = result.is_ok();
                 ins.push(Check::Receipt, result);
             }
-            None => ins.skip(
-                Check::Receipt,
-                "signature not checked: no key (pass --key, or put node.pub next to the file)",
-            ),
+            None => {
+                let result = check::receipt_without_key(receipt, &expected)
+                    .map(|signer| {
+                        format!(
+                            "consistent with the header (claims digest, indices, proof); \
+                             signed by key id {signer}, not checked"
+                        )
+                    })
+                    .map_err(|e| exit::causes(&e));
+                ins.push(Check::Receipt, result);
+                ins.skip(
+                    SIGNATURE,
+                    &format!(
+                        "NOT checked: no key (pass --key FILE, or put {NODE_PUB} next to the \
+                         file); a consistent receipt is not proof: anyone can sign one"
+                    ),
+                );
+            }
         }
     }
     let body_result = format::verify_body(&header, body)
         .map(|()| "matches the header".to_string())
-        .map_err(|e| e.to_string());
+        .map_err(|e| exit::causes(&e));
     let body_ok = body_result.is_ok();
     ins.push(Check::BodyDigest, body_result);
     if body_ok {
@@ -332,7 +427,7 @@ fn inspect_bytes(
                 "one zstd frame of exactly {} bytes",
                 header.raw_len
             )),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(exit::causes(&e)),
         };
         ins.push(Check::BodyEncoding, result);
     } else {
@@ -363,7 +458,7 @@ fn print_text(ins: &Inspection, out: &Out) -> anyhow::Result<()> {
     text!(
         out,
         "file              {} ({} bytes)",
-        ins.file.display(),
+        Escaped::path(&ins.file),
         ins.size
     );
     match ins.name_state {
@@ -427,10 +522,14 @@ fn print_text(ins: &Inspection, out: &Out) -> anyhow::Result<()> {
     for c in &ins.checks {
         text!(out, "  {:<22} {:<7} {}", c.check, c.status, c.detail);
     }
-    text!(
-        out,
-        "verdict           {}",
-        if ins.ok { "ok" } else { "FAILED" }
-    );
+    let verdict = match ins.verdict {
+        Verdict::Ok => "ok: every check passed, the signature included",
+        Verdict::SignatureUnchecked => {
+            "consistent, signature NOT checked (no key): not verified; every check that \
+             needs no key passed"
+        }
+        Verdict::Failed => "FAILED",
+    };
+    text!(out, "verdict           {verdict}");
     Ok(())
 }

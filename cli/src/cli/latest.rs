@@ -22,7 +22,7 @@ use crate::cli::check;
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;
-use crate::cli::output::{self, text, Out};
+use crate::cli::output::{self, text, Escaped, Out};
 use crate::cli::progress::Progress;
 
 /// `latest` arguments.
@@ -44,6 +44,7 @@ pub(crate) struct LatestArgs {
 /// The snapshot a node would start from.
 #[derive(Debug, Serialize)]
 struct Chosen {
+    #[serde(serialize_with = "output::escaped_path")]
     file: PathBuf,
     idx: u64,
     evidence_idx: u64,
@@ -55,6 +56,7 @@ struct Chosen {
 /// A file newer than the chosen one, and why it was not chosen.
 #[derive(Debug, Serialize)]
 struct PassedOver {
+    #[serde(serialize_with = "output::escaped_path")]
     file: PathBuf,
     state: &'static str,
     reason: String,
@@ -64,6 +66,7 @@ struct PassedOver {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    #[serde(serialize_with = "output::escaped_path")]
     dir: PathBuf,
     latest: Option<Chosen>,
     passed_over: Vec<PassedOver>,
@@ -84,7 +87,7 @@ pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Re
     // another process must be a read error, not SIGBUS.
     let dir = fs
         .open_dir_unmapped(&args.dir)
-        .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
+        .with_context(|| format!("opening snapshot directory {}", Escaped::path(&args.dir)))?;
     let mut report = Report {
         dir: args.dir.clone(),
         latest: None,
@@ -109,7 +112,7 @@ pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Re
         Ok(plan) => plan,
         Err(StoreError::Io { path, source, .. }) => bail!(
             "reading {}: {} (a node starting here would stop with this I/O error)",
-            path.display(),
+            Escaped::path(&path),
             check::io_reason(&source)
         ),
         Err(e) => return Err(e).context("planning the recovery"),
@@ -133,10 +136,13 @@ pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Re
         };
         if !agreed {
             // The directory changed under us (should not happen: we hold the lock).
+            let shown = |p: Option<&std::path::Path>| {
+                p.map_or_else(|| "nothing".to_string(), |p| Escaped::path(p).to_string())
+            };
             bail!(
-                "the store picked {:?} but the plan found {:?}",
-                picked.map(|p| p.path().to_path_buf()),
-                report.latest.as_ref().map(|c| c.file.clone())
+                "the store picked {} but the plan found {}",
+                shown(picked.as_ref().map(|p| p.path())),
+                shown(report.latest.as_ref().map(|c| c.file.as_path()))
             );
         }
     }
@@ -148,7 +154,7 @@ pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Re
 
 /// Our regular snapshot files, oldest first.
 fn snapshot_files(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Vec<SnapshotName>> {
-    let listed = classify_dir(dir).with_context(|| format!("listing {}", path.display()))?;
+    let listed = classify_dir(dir).with_context(|| format!("listing {}", Escaped::path(path)))?;
     Ok(listed
         .iter()
         .filter_map(ListedEntry::snapshot)
@@ -215,7 +221,7 @@ fn print_text(r: &Report, out: &Out, args: &LatestArgs) -> anyhow::Result<()> {
         Some(c) => text!(
             out,
             "latest: {} (idx {}, evidence {}, signature {}, signer {}, {})",
-            c.file.display(),
+            Escaped::path(&c.file),
             c.idx,
             c.evidence_idx,
             c.sig_idx,
@@ -225,13 +231,13 @@ fn print_text(r: &Report, out: &Out, args: &LatestArgs) -> anyhow::Result<()> {
         None => text!(
             out,
             "no usable snapshot in {}: a node starting here would start from scratch",
-            r.dir.display()
+            Escaped::path(&r.dir)
         ),
     }
     if !r.passed_over.is_empty() {
         text!(out, "passed over (newest first):");
         for p in &r.passed_over {
-            text!(out, "  {}: {}", p.file.display(), p.reason);
+            text!(out, "  {}: {}", Escaped::path(&p.file), p.reason);
         }
     }
     let to_quarantine = r
@@ -251,7 +257,7 @@ fn print_text(r: &Report, out: &Out, args: &LatestArgs) -> anyhow::Result<()> {
             out,
             "a node starting here would quarantine the {to_quarantine} failing file(s) \
              (rename to .corrupt); `snapseal latest --repair {}` does that now",
-            r.dir.display()
+            Escaped::path(&r.dir)
         );
     }
     Ok(())

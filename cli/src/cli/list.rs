@@ -1,19 +1,21 @@
 //! `snapseal list DIR`: every snapshot file, its state, and what retention would do with it.
 //!
-//! Reads the directory listing only: no key, no lock, no verification, no change.
+//! Reads the directory listing only: no key, no lock, no verification, no change, no file
+//! opened. Names that are not snapseal's are shown escaped.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::{classify_dir, EntryClass, FileState, ListedEntry, SnapshotEntry};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
-use crate::cli::output::{self, text, Out};
+use crate::cli::output::{self, text, Escaped, Out};
 use crate::cli::retention;
+use crate::cli::safe_open;
 
 /// `list` arguments.
 #[derive(Debug, Args)]
@@ -41,6 +43,7 @@ struct Row {
 /// An entry that is not one of our snapshot files.
 #[derive(Debug, Serialize)]
 struct Other {
+    /// As the directory has it, escaped.
     name: String,
     /// What it is: `lock` (the store's), `not ours`, or `not a regular file` (under a
     /// snapshot name; the store skips it).
@@ -49,6 +52,7 @@ struct Other {
 
 #[derive(Debug, Serialize)]
 struct Listing {
+    #[serde(serialize_with = "output::escaped_path")]
     dir: PathBuf,
     keep_last: usize,
     max_bytes: Option<u64>,
@@ -74,10 +78,9 @@ pub(super) fn state_word(state: FileState) -> &'static str {
 
 /// Runs `list`.
 pub(super) fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
-    let dir = RealFs::new()
-        .open_dir(&args.dir, false)
-        .with_context(|| format!("opening snapshot directory {}", args.dir.display()))?;
-    let listed = classify_dir(&*dir).with_context(|| format!("listing {}", args.dir.display()))?;
+    let dir = safe_open::open_dir(&args.dir)?;
+    let listed =
+        classify_dir(&*dir).with_context(|| format!("listing {}", Escaped::path(&args.dir)))?;
     let store = file.store;
     let committed: Vec<SnapshotEntry> = listed
         .iter()
@@ -89,7 +92,7 @@ pub(super) fn run(args: &ListArgs, file: &FileConfig, out: &Out) -> anyhow::Resu
     let mut other = Vec::new();
     // classify_dir gives snapshot files by name, then pending files, then the rest by name.
     for e in &listed {
-        let name = e.file_name.to_string_lossy().into_owned();
+        let name = Escaped::bytes(e.file_name.as_bytes()).to_string();
         match e.class {
             EntryClass::Snapshot(n) => rows.push(Row {
                 file: n.file_name(),
@@ -151,7 +154,7 @@ fn print_text(l: &Listing, out: &Out) -> anyhow::Result<()> {
     text!(
         out,
         "{} (retention: keep_last {}, {limit})",
-        l.dir.display(),
+        Escaped::path(&l.dir),
         l.keep_last
     );
     if l.files.is_empty() {

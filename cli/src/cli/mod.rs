@@ -2,8 +2,9 @@
 //!
 //! Shared pieces: [`config`] (TOML file + flags, validated), [`exit`] (the one place errors
 //! become exit codes), [`output`] (text or JSON on stdout), [`progress`] (indicatif bars),
-//! [`logging`] (tracing-subscriber), [`keys`] (`node.pub`), [`check`] (verifying one file),
-//! [`safe_open`] (how every file that is not a snapshot is opened and read).
+//! [`logging`] (tracing-subscriber), [`keys`] (`node.pub`, and the one "no trusted key"
+//! message), [`check`] (verifying one file), [`safe_open`] (the CLI's own files, opened through
+//! persist's `Untrusted`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,32 +35,41 @@ mod safe_open;
 mod ship;
 mod verify;
 
-/// What `--help` says about exit codes (the mapping itself is in [`exit`]).
-pub(crate) const EXIT_CODES: &str = "\
+/// The exit-code table, one text for the top-level `--help` and every subcommand's.
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes (stable, for scripts):
   0  success
   1  verification failed, or nothing usable (no snapshot verifies, nothing to verify)
   2  usage or I/O error: bad arguments or config, missing directory, unreadable file,
-     snapshot directory locked by another process";
+     no trusted key, snapshot directory locked by another process, failed write to stdout
+  3  inspect without a key: every check that needs no key passed, but the signature was
+     not checked, so the file is not verified
+A panic (101) or a death by a signal is a bug or an outside kill, never an answer."
+    };
+}
+
+/// What `--help` says about exit codes (the mapping itself is in [`exit`]).
+pub(crate) const EXIT_CODES: &str = exit_codes!();
 
 /// The top-level `--help` epilogue: exit codes, file names, logging.
 const AFTER_HELP: &str = concat!(
-    "\
-Exit codes (stable, for scripts):
-  0  success
-  1  verification failed, or nothing usable (no snapshot verifies, nothing to verify)
-  2  usage or I/O error: bad arguments or config, missing directory, unreadable file,
-     snapshot directory locked by another process",
+    exit_codes!(),
     "\n\nFiles in a snapshot directory:
   snapshot_<idx>_<evidence_idx>            being written (stale if left by a crash)
   snapshot_<idx>_<evidence_idx>.committed  committed: header | body | receipt
   <committed name>.corrupt                 quarantined after failing verification
   snapshot_<idx>.g<generation>.pending     a body spilled to disk, waiting for its proof
   .lock                                    the store's lock
-  node.pub, committed.log                  written by `snapseal demo`
+  node.pub, committed.log                  written by `snapseal demo` (node.pub also by
+                                           import with --key)
+  node.pub.pending                         node.pub being written (stale after a crash)
   ledger/                                  the demo's ledger: ledger_<start> (open chunk),
                                            ledger_<start>-<end>.committed (sealed chunks)
-Any other name is not snapseal's and is never touched.
+Any other name is not snapseal's and is never touched. Names read from a directory, file or
+archive are printed escaped: control characters and bytes that are not UTF-8 as \\xNN, a
+backslash doubled.
 
 Logging: diagnostics go to stderr; the level comes from RUST_LOG (default `warn`)."
 );
@@ -130,8 +140,11 @@ pub(crate) enum Command {
     List(list::ListArgs),
     /// Show one snapshot file: header, lengths, digests, receipt fields and signer.
     ///
-    /// Read-only. The signature is checked when a key is available (--key, or node.pub next
-    /// to the file); every other check is always made.
+    /// Read-only. Every check that needs no key is always made (header, name, lengths,
+    /// receipt digest, claims digest, receipt decoding, indices, Merkle proof, body digest and
+    /// encoding); the signature is checked when a key is available (--key, or node.pub next to
+    /// the file). Without a key the verdict is "consistent, signature NOT checked" and the exit
+    /// status 3, never 0; a file that fails any check exits 1.
     Inspect(inspect::InspectArgs),
     /// Fully verify one file, or every committed file in a directory.
     ///

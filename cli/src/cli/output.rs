@@ -3,11 +3,16 @@
 //! Every write is checked (a closed pipe is an error, never a panic) and goes around the
 //! progress bar. Formatting helpers for digests live here too (sizes and durations are
 //! `snapseal_cli::units`, re-exported).
+//!
+//! Every name that came from a directory listing, a file or an archive, and every path built
+//! from one, is shown through [`Escaped`] (terminal escapes and bytes that are not UTF-8 become
+//! `\xNN`), in text and in JSON alike ([`escaped_path`]): what a user reads is what is there.
 
 use std::fmt;
 use std::io::{self, Write};
+use std::path::Path;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::cli::progress;
 
@@ -97,3 +102,56 @@ pub(crate) use info;
 
 /// Lower-case hex (persist's spelling, so the CLI and error messages agree).
 pub(super) use snapseal::persist::to_hex as hex;
+
+/// Names and bytes from outside, made safe to print.
+pub(super) use snapseal::persist::Escaped;
+
+/// Text from outside that spans lines (a parser's message quoting the offending line): each
+/// line through [`Escaped`], the line breaks kept.
+pub(super) fn escaped_lines(text: &str) -> String {
+    text.lines()
+        .map(|line| Escaped::str(line).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `#[serde(serialize_with = "output::escaped_path")]`: a path in JSON as [`Escaped`] shows
+/// it (a path that is not UTF-8 would otherwise fail the whole document).
+pub(super) fn escaped_path<P: AsRef<Path>, S: Serializer>(
+    path: &P,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&Escaped::path(path.as_ref()))
+}
+
+/// [`escaped_path`] for a list of paths.
+pub(super) fn escaped_paths<P: AsRef<Path>, S: Serializer>(
+    paths: &[P],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let shown: Vec<String> = paths
+        .iter()
+        .map(|p| Escaped::path(p.as_ref()).to_string())
+        .collect();
+    shown.serialize(serializer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    #[derive(serde::Serialize)]
+    struct Doc {
+        #[serde(serialize_with = "super::escaped_path")]
+        file: PathBuf,
+    }
+
+    #[test]
+    fn a_path_with_escapes_and_invalid_utf8_is_json_as_escaped_text() {
+        let file = PathBuf::from(OsStr::from_bytes(b"/d/\x1b]0;pwned\x07\xff"));
+        let json = serde_json::to_string(&Doc { file }).unwrap();
+        assert_eq!(json, r#"{"file":"/d/\\x1b]0;pwned\\x07\\xff"}"#);
+    }
+}

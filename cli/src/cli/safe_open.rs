@@ -1,38 +1,32 @@
-//! Opening the files the command reads besides snapshots (`node.pub`, `--key` files,
-//! `--config`, `committed.log`) as if someone hostile had put them there.
+//! The files the command reads besides snapshots (`node.pub`, `--key` files, `--config`,
+//! `committed.log`), opened as if someone hostile had put them there: through persist's one
+//! hardened path, [`Untrusted`] (relative to the directory's fd, no symbolic link followed,
+//! `O_NONBLOCK` so a FIFO cannot hang the open, regular files only by `fstat`, size capped
+//! before anything is read, `pread`, never a map). This module only names the files and their
+//! caps ([`Limit`]) and turns the results into the command's errors.
 //!
-//! The rule, the same for every such file:
-//!
-//! - **No symbolic link is followed** on the last component: the open uses `O_NOFOLLOW`, and
-//!   a link is refused with "is a symbolic link". A file in the snapshot directory
-//!   (`node.pub`, `committed.log`) is opened relative to the directory's fd, so the name is
-//!   looked up in that directory and nowhere else; a path the user gave (`--key`, `--config`)
-//!   may go through linked directories, but its last component must not be a link.
-//! - **The open never blocks** (`O_NONBLOCK`, so a FIFO cannot hang it) and the fd is not
-//!   inherited (`O_CLOEXEC`).
-//! - **It must be a regular file**, checked with `fstat` on the open fd (no race with a
-//!   rename): a FIFO, socket, device or directory is refused, naming what it is.
-//! - **Its size is capped before anything is read** ([`Limit`]), and at most cap + 1 bytes are
-//!   read, so a file that grows while being read is caught too. A writer clears `O_NONBLOCK`
-//!   again once the checks pass.
-//!
-//! Every error names the file and what is wrong with it.
+//! Two things `Untrusted` does not do live here as well, under the same rule and with the same
+//! messages ([`UntrustedError`]): opening a subdirectory ([`open_subdir`], by the directory's
+//! fd, so what is checked is what is used) and opening `committed.log` to append
+//! ([`open_append`]).
 
-// nix 0.29's `open`/`openat` return raw fds; owning them needs `unsafe` (each block says why).
+// nix 0.29's `openat` returns a raw fd; owning it needs `unsafe` (the block says why).
 #![allow(unsafe_code)]
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, openat, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
+use snapseal::persist::fs::{DirHandle, Expect, RealFs, Untrusted, UntrustedError};
 
-use crate::cli::output;
+use crate::cli::output::Escaped;
 
 /// The most the command reads from one kind of file, and what to call that kind in errors.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +35,13 @@ pub(super) struct Limit {
     pub what: &'static str,
     /// Largest accepted size in bytes.
     pub max_bytes: u64,
+}
+
+impl Limit {
+    /// What [`Untrusted`] checks for this kind of file.
+    pub(super) const fn expect(self) -> Expect {
+        Expect::new(self.what, self.max_bytes)
+    }
 }
 
 /// A key file (`node.pub`, `--key`): a few 65-byte lines; 64 KiB is about a thousand keys.
@@ -61,7 +62,70 @@ pub(super) const COMMITTED_LOG: Limit = Limit {
     max_bytes: 64 << 20,
 };
 
-/// How to open a file in the snapshot directory.
+/// Opens the directory `dir` (a path the user gave or derived from one) for reading: files in
+/// it are then only ever read with `pread` (see [`RealFs::open_dir_unmapped`]).
+pub(super) fn open_dir(dir: &Path) -> anyhow::Result<Arc<dyn DirHandle>> {
+    RealFs::new()
+        .open_dir_unmapped(dir)
+        .with_context(|| format!("opening directory {}", Escaped::path(dir)))
+}
+
+/// Reads `path` (a path the user gave: its last component may not be a link).
+pub(super) fn read_path(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
+    Ok(Untrusted::open_path(path, limit.expect())?.read_all()?)
+}
+
+/// Reads `name` in the open directory `dir`; `None` when there is no such file.
+pub(super) fn read_in(
+    dir: &dyn DirHandle,
+    name: &str,
+    limit: Limit,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    match Untrusted::open_in(dir, name, limit.expect())? {
+        Some(file) => Ok(Some(file.read_all()?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads `name` in the directory at `dir`; `None` when there is no such file.
+pub(super) fn read_in_dir(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<Option<Vec<u8>>> {
+    read_in(&*open_dir(dir)?, name, limit)
+}
+
+/// Opens the subdirectory `name` of `dir` by the directory's fd, never through a symbolic link
+/// (the demo's `ledger/`): `None` when it does not exist; a link or anything but a directory is
+/// refused by name. The handle is what the caller must go on with: every call on it stays
+/// inside that directory, so nothing can swap it between a check and a use.
+pub(super) fn open_subdir(
+    dir: &dyn DirHandle,
+    name: &str,
+) -> anyhow::Result<Option<Arc<dyn DirHandle>>> {
+    let path = dir.path().join(name);
+    match dir.open_subdir(name, false) {
+        Ok(sub) => Ok(Some(sub)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(match e.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ELOOP) => {
+                anyhow::anyhow!("{}: is a symbolic link; refused", Escaped::path(&path))
+            }
+            Some(Errno::ENOTDIR) => {
+                anyhow::anyhow!("{}: is not a directory; refused", Escaped::path(&path))
+            }
+            _ => anyhow::Error::new(e).context(format!("opening {}", Escaped::path(&path))),
+        }),
+    }
+}
+
+/// Whether the subdirectory `name` of `dir` exists, checked as [`open_subdir`] does.
+///
+/// Kept for callers that still open the subdirectory by its path afterwards; such a caller
+/// should keep the handle [`open_subdir`] returns instead, so the directory it checked is the
+/// one it uses.
+pub(super) fn check_subdir(dir: &Path, name: &str) -> anyhow::Result<bool> {
+    Ok(open_subdir(&*open_dir(dir)?, name)?.is_some())
+}
+
+/// How [`open_in_dir`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Access {
     /// Read only; a missing file is `None`.
@@ -70,65 +134,27 @@ pub(super) enum Access {
     ReadAppendCreate,
 }
 
-/// Checks the subdirectory `name` of `dir` (the demo's `ledger/`) before it is opened: it
-/// must be a directory, not a symbolic link to one nor anything else. `false` when missing.
-/// The files inside are then opened by the ledger with the same rule (no link followed,
-/// regular files only, size capped before reading).
-pub(super) fn check_subdir(dir: &Path, name: &str) -> anyhow::Result<bool> {
-    let path = dir.join(name);
-    match std::fs::symlink_metadata(&path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            anyhow::bail!("{}: is a symbolic link; refused", path.display())
-        }
-        Ok(meta) if !meta.is_dir() => {
-            anyhow::bail!("{}: is not a directory; refused", path.display())
-        }
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("checking {}", path.display())),
-    }
-}
-
-/// Reads `path` (a path the user gave) under the rule in the module docs.
-pub(super) fn read_path(path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(path, flags, Mode::empty())
-        .map_err(|e| refused(path, e, limit))
-        // SAFETY: `open` just returned this fd and nothing else owns it.
-        .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })?;
-    let mut file = File::from(fd);
-    let len = check_regular(&file, path, limit)?;
-    read_capped(&mut file, len, path, limit)
-}
-
-/// Reads `name` in the directory `dir` (relative to the directory's fd) under the rule in
-/// the module docs; `None` when there is no such file.
-pub(super) fn read_in_dir(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<Option<Vec<u8>>> {
-    let path = dir.join(name);
-    match open_in_dir(dir, name, Access::Read, limit)? {
-        Some((mut file, len)) => read_capped(&mut file, len, &path, limit).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Opens `name` in `dir` relative to the directory's fd, checked as the module docs say;
-/// returns the file and its size (`None`: missing, only with [`Access::Read`]). With
-/// [`Access::ReadAppendCreate`] the returned file is blocking again, ready to append.
+/// Opens `name` in `dir` (relative to the directory's fd, no link followed, never blocking,
+/// regular files within `limit` only); returns the file and its size. `None` when missing,
+/// only with [`Access::Read`].
+///
+/// For [`Access::Read`], prefer [`Untrusted`]: it reads with `pread` and reports a truncation.
+/// [`Access::ReadAppendCreate`] is [`open_append`].
 pub(super) fn open_in_dir(
     dir: &Path,
     name: &str,
     access: Access,
     limit: Limit,
 ) -> anyhow::Result<Option<(File, u64)>> {
-    let path = dir.join(name);
     let dir_fd = nix::fcntl::open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .with_context(|| format!("opening directory {}", dir.display()))
+    .with_context(|| format!("opening directory {}", Escaped::path(dir)))
     // SAFETY: `open` just returned this fd and nothing else owns it.
     .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })?;
+    let path = dir.join(name);
     let base = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let (flags, mode) = match access {
         Access::Read => (base | OFlag::O_RDONLY, Mode::empty()),
@@ -140,51 +166,84 @@ pub(super) fn open_in_dir(
     let raw = match openat(Some(dir_fd.as_raw_fd()), name, flags, mode) {
         Ok(raw) => raw,
         Err(Errno::ENOENT) if access == Access::Read => return Ok(None),
-        Err(e) => return Err(refused(&path, e, limit)),
+        Err(e) => return Err(refused(limit, path, e).into()),
     };
     // SAFETY: `openat` just returned this fd and nothing else owns it.
     let file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-    let len = check_regular(&file, &path, limit)?;
+    let len = check_regular(&file, limit, &path)?;
     if access == Access::ReadAppendCreate {
         // A regular file never blocks anyway; clear the flag so the writes are plain ones.
         fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
             .map(|bits| OFlag::from_bits_truncate(bits) - OFlag::O_NONBLOCK)
             .and_then(|flags| fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags)))
-            .with_context(|| format!("clearing O_NONBLOCK on {}", path.display()))?;
+            .with_context(|| format!("clearing O_NONBLOCK on {}", Escaped::path(&path)))?;
     }
     Ok(Some((file, len)))
 }
 
-/// The error for a failed open: what the errno means under our flags.
-fn refused(path: &Path, e: Errno, limit: Limit) -> anyhow::Error {
+/// Opens `name` in `dir` to read it and append to it, creating it (mode 0644) when missing,
+/// under the rule of [`Untrusted`]; reads it whole (at most `limit.max_bytes`, a file that
+/// grows past that while read is refused) and returns the file, positioned to append, and its
+/// bytes. One fd for the read and the appends, so what was read is what is appended to.
+pub(super) fn open_append(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<(File, Vec<u8>)> {
+    let path = dir.join(name);
+    let (mut file, len) = open_in_dir(dir, name, Access::ReadAppendCreate, limit)?
+        .with_context(|| format!("opening {} to append", Escaped::path(&path)))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    (&mut file)
+        .take(limit.max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| UntrustedError::Io {
+            what: limit.what,
+            path: path.clone(),
+            step: "read",
+            source,
+        })?;
+    if bytes.len() as u64 > limit.max_bytes {
+        return Err(UntrustedError::TooLarge {
+            what: limit.what,
+            path,
+            len: bytes.len() as u64,
+            max: limit.max_bytes,
+        }
+        .into());
+    }
+    Ok((file, bytes))
+}
+
+/// The error for a failed open, in [`Untrusted`]'s words.
+fn refused(limit: Limit, path: PathBuf, e: Errno) -> UntrustedError {
     match e {
         // O_NOFOLLOW on a link gives ELOOP (EMLINK on some BSDs).
-        Errno::ELOOP | Errno::EMLINK => anyhow::anyhow!(
-            "{} {} is a symbolic link; links are not followed (give the target's path)",
-            limit.what,
-            path.display()
-        ),
-        Errno::EISDIR => anyhow::anyhow!(
-            "{} {} is a directory, not a regular file",
-            limit.what,
-            path.display()
-        ),
-        e => anyhow::Error::new(std::io::Error::from(e)).context(format!(
-            "opening {} {}",
-            limit.what,
-            path.display()
-        )),
+        Errno::ELOOP | Errno::EMLINK => UntrustedError::Symlink {
+            what: limit.what,
+            path,
+        },
+        Errno::EISDIR => UntrustedError::NotRegular {
+            what: limit.what,
+            path,
+            kind: "a directory",
+        },
+        e => UntrustedError::Io {
+            what: limit.what,
+            path,
+            step: "open",
+            source: e.into(),
+        },
     }
 }
 
-/// `fstat` on the open file: it must be a regular file within `limit`; returns its size.
-fn check_regular(file: &File, path: &Path, limit: Limit) -> anyhow::Result<u64> {
-    let meta = file
-        .metadata()
-        .with_context(|| format!("fstat of {} {}", limit.what, path.display()))?;
+/// `fstat` on the open file: a regular file within `limit`; returns its size.
+fn check_regular(file: &File, limit: Limit, path: &Path) -> Result<u64, UntrustedError> {
+    let meta = file.metadata().map_err(|source| UntrustedError::Io {
+        what: limit.what,
+        path: path.to_path_buf(),
+        step: "fstat",
+        source,
+    })?;
     let kind = meta.file_type();
     let not_regular = if kind.is_fifo() {
-        Some("a FIFO")
+        Some("a fifo")
     } else if kind.is_socket() {
         Some("a socket")
     } else if kind.is_char_device() {
@@ -198,42 +257,22 @@ fn check_regular(file: &File, path: &Path, limit: Limit) -> anyhow::Result<u64> 
     } else {
         None
     };
-    if let Some(what) = not_regular {
-        bail!(
-            "{} {} is {what}, not a regular file",
-            limit.what,
-            path.display()
-        );
+    if let Some(kind) = not_regular {
+        return Err(UntrustedError::NotRegular {
+            what: limit.what,
+            path: path.to_path_buf(),
+            kind,
+        });
     }
     if meta.len() > limit.max_bytes {
-        bail!(
-            "{} {} is {}, over the {} limit for a {}",
-            limit.what,
-            path.display(),
-            output::bytes(meta.len()),
-            output::bytes(limit.max_bytes),
-            limit.what
-        );
+        return Err(UntrustedError::TooLarge {
+            what: limit.what,
+            path: path.to_path_buf(),
+            len: meta.len(),
+            max: limit.max_bytes,
+        });
     }
     Ok(meta.len())
-}
-
-/// Reads at most `limit.max_bytes + 1` bytes: one more than the cap means it grew.
-fn read_capped(file: &mut File, len: u64, path: &Path, limit: Limit) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(limit.max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {} {}", limit.what, path.display()))?;
-    if bytes.len() as u64 > limit.max_bytes {
-        bail!(
-            "{} {} grew past the {} limit for a {} while being read",
-            limit.what,
-            path.display(),
-            output::bytes(limit.max_bytes),
-            limit.what
-        );
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -268,9 +307,9 @@ mod tests {
             .unwrap();
         for (name, why) in [
             ("link", "is a symbolic link"),
-            ("fifo", "is a FIFO, not a regular file"),
+            ("fifo", "is a fifo, not a regular file"),
             ("sub", "is a directory, not a regular file"),
-            ("big", "over the 64 KiB limit for a key file"),
+            ("big", "65537 bytes, over the limit of 65536 bytes"),
         ] {
             for e in [
                 read_path(&d.join(name), KEY_FILE).unwrap_err(),
@@ -280,10 +319,40 @@ mod tests {
                 assert!(e.contains(why) && e.contains(name), "{name}: {e}");
             }
         }
-        for name in ["link", "fifo"] {
-            let e = open_in_dir(d, name, Access::ReadAppendCreate, COMMITTED_LOG).unwrap_err();
-            assert!(format!("{e:#}").contains(name), "{e:#}");
+        for (name, why) in [
+            ("link", "is a symbolic link"),
+            ("fifo", "is a fifo, not a regular file"),
+            ("sub", "is a directory, not a regular file"),
+        ] {
+            let e = format!("{:#}", open_append(d, name, COMMITTED_LOG).unwrap_err());
+            assert!(e.contains(why) && e.contains(name), "{name}: {e}");
         }
         assert_eq!(std::fs::read(d.join("target")).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn a_subdirectory_is_opened_by_fd_and_a_link_or_file_in_its_place_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir(d.join("ledger")).unwrap();
+        std::fs::write(d.join("ledger").join("inside"), b"x").unwrap();
+        std::os::unix::fs::symlink(d.join("ledger"), d.join("linked")).unwrap();
+        std::fs::write(d.join("plain"), b"x").unwrap();
+        let dir = open_dir(d).unwrap();
+        let sub = open_subdir(&*dir, "ledger").unwrap().unwrap();
+        // The handle is the directory itself: renaming it away does not change what it reads.
+        std::fs::rename(d.join("ledger"), d.join("moved")).unwrap();
+        std::fs::create_dir(d.join("ledger")).unwrap();
+        assert_eq!(read_in(&*sub, "inside", KEY_FILE).unwrap().unwrap(), b"x");
+        assert!(open_subdir(&*dir, "missing").unwrap().is_none());
+        for (name, why) in [
+            ("linked", "is a symbolic link; refused"),
+            ("plain", "is not a directory; refused"),
+        ] {
+            let e = format!("{:#}", open_subdir(&*dir, name).unwrap_err());
+            assert!(e.contains(why) && e.contains(name), "{e}");
+            let e = format!("{:#}", check_subdir(d, name).unwrap_err());
+            assert!(e.contains(why), "{e}");
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! `snapshot_01_5.committed`) is listed as unrecognised (a node never reads it) and fails the
 //! run; a single file must carry a snapshot name that agrees with its header.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -18,7 +20,7 @@ use snapseal::persist::{Check, FileState, SnapshotName};
 use crate::cli::check::{self, Verdict};
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;
-use crate::cli::output::{info, text, Out};
+use crate::cli::output::{self, info, text, Escaped, Out};
 use crate::cli::progress::{Progress, Unit};
 
 /// `verify` arguments.
@@ -38,6 +40,7 @@ pub(crate) struct VerifyArgs {
 #[derive(Debug, Serialize)]
 pub(super) struct FileResult {
     /// The path checked.
+    #[serde(serialize_with = "output::escaped_path")]
     pub file: PathBuf,
     /// `ok`, `failed`, `unreadable` or `vanished`.
     pub status: &'static str,
@@ -98,7 +101,7 @@ impl FileResult {
         match (self.status, &self.reason) {
             ("ok", _) => format!(
                 "ok          {}  (idx {}, evidence {}, signature {}, signer {}, scheme {})",
-                self.file.display(),
+                Escaped::path(&self.file),
                 self.idx.unwrap_or_default(),
                 self.evidence_idx.unwrap_or_default(),
                 self.sig_idx.unwrap_or_default(),
@@ -108,7 +111,7 @@ impl FileResult {
             (word, reason) => format!(
                 "{:<11} {}: {}",
                 word.to_uppercase(),
-                self.file.display(),
+                Escaped::path(&self.file),
                 reason.as_deref().unwrap_or("")
             ),
         }
@@ -117,7 +120,9 @@ impl FileResult {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    #[serde(serialize_with = "output::escaped_path")]
     path: PathBuf,
+    #[serde(serialize_with = "output::escaped_paths")]
     key_files: Vec<PathBuf>,
     key_ids: Vec<String>,
     files: Vec<FileResult>,
@@ -127,20 +132,28 @@ struct Report {
     /// Uncommitted and quarantined files in the directory, not checked.
     skipped: usize,
     /// Entries named `*.committed` that are not snapshot names: never read by a node.
+    #[serde(serialize_with = "output::escaped_paths")]
     unrecognised: Vec<PathBuf>,
 }
 
 /// Runs `verify`.
 pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
-    let meta = std::fs::metadata(&args.path)
-        .with_context(|| format!("cannot verify {}", args.path.display()))?;
-    let is_dir = meta.is_dir();
-    let key_dir = if is_dir {
-        args.path.clone()
-    } else {
-        check::split_path(&args.path)
+    // Copies, not maps: without the store's lock, a file truncated by another process while
+    // mapped would kill this process with SIGBUS. Whether PATH is a directory is what opening
+    // it as one says (no separate stat to race with).
+    let dir = match RealFs::new().open_dir_unmapped(&args.path) {
+        Ok(dir) => Some(dir),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOTDIR as i32) => None,
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("cannot verify {}", Escaped::path(&args.path)))
+        }
+    };
+    let key_dir = match dir {
+        Some(_) => args.path.clone(),
+        None => check::split_path(&args.path)
             .map(|(parent, _)| parent)
-            .with_context(|| format!("cannot verify {}", args.path.display()))?
+            .with_context(|| format!("cannot verify {}", Escaped::path(&args.path)))?,
     };
     let trusted = Trusted::load(&args.keys, &key_dir)?;
     let verifier = trusted.verifier();
@@ -155,12 +168,7 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
         skipped: 0,
         unrecognised: Vec::new(),
     };
-    if is_dir {
-        // Copies, not maps: without the store's lock, a file truncated by another process
-        // while mapped would kill this process with SIGBUS.
-        let dir = RealFs::new()
-            .open_dir_unmapped(&args.path)
-            .with_context(|| format!("opening snapshot directory {}", args.path.display()))?;
+    if let Some(dir) = dir {
         let listing = list_dir(&*dir, &args.path)?;
         let (committed, skipped) = (listing.committed, listing.skipped);
         report.skipped = skipped;
@@ -174,7 +182,7 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
                 out,
                 "UNRECOGNISED {}: named .committed but not a snapshot name \
                  (snapshot_<idx>_<evidence_idx>.committed); a node never reads it",
-                path.display()
+                Escaped::path(path)
             );
         }
         if committed.is_empty() {
@@ -182,7 +190,7 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
             text!(
                 out,
                 "nothing to verify: no committed snapshot in {}",
-                args.path.display()
+                Escaped::path(&args.path)
             );
             return Ok(Status::Failed);
         }
@@ -200,7 +208,8 @@ pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
             Some(_) => check::check_path(&args.path, &*verifier),
             None => not_a_snapshot_name(&args.path, &*verifier),
         };
-        let result = FileResult::new(args.path.clone(), Some(meta.len()), &verdict);
+        let size = std::fs::symlink_metadata(&args.path).ok().map(|m| m.len());
+        let result = FileResult::new(args.path.clone(), size, &verdict);
         text!(out, "{}", result.line());
         report.files.push(result);
     }
@@ -251,8 +260,8 @@ fn not_a_snapshot_name(
     verifier: &dyn snapseal::persist::receipt::ReceiptVerifier,
 ) -> Verdict {
     let shown = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
+        || Escaped::path(path).to_string(),
+        |n| Escaped::bytes(n.as_bytes()).to_string(),
     );
     match check::check_path(path, verifier) {
         Verdict::Verified { header, .. } => Verdict::Failed {
@@ -285,15 +294,16 @@ pub(super) struct Listing {
     pub committed: Vec<(SnapshotName, u64)>,
     /// Other snapshot files (uncommitted, quarantined, not regular).
     pub skipped: usize,
-    /// Names ending in `.committed` that are not snapshot names, sorted.
-    pub unrecognised: Vec<String>,
+    /// Names ending in `.committed` that are not snapshot names, sorted (as the directory
+    /// has them: print them escaped).
+    pub unrecognised: Vec<OsString>,
 }
 
 /// Lists `dir` for `verify`.
 pub(super) fn list_dir(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Listing> {
     let entries = dir
         .list()
-        .with_context(|| format!("listing {}", path.display()))?;
+        .with_context(|| format!("listing {}", Escaped::path(path)))?;
     let mut listing = Listing {
         committed: Vec::new(),
         skipped: 0,
@@ -301,9 +311,8 @@ pub(super) fn list_dir(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Listi
     };
     for e in &entries {
         let Some(name) = SnapshotName::parse_os(&e.name) else {
-            let shown = e.name.to_string_lossy();
-            if shown.ends_with(".committed") {
-                listing.unrecognised.push(shown.into_owned());
+            if e.name.as_bytes().ends_with(b".committed") {
+                listing.unrecognised.push(e.name.clone());
             }
             continue;
         };

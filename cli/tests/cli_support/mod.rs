@@ -103,3 +103,67 @@ pub(crate) fn key_file_text(seed: u64) -> String {
         .collect::<String>()
         + "\n"
 }
+
+/// Copies the committed `file` into `into` with its header's `idx` lowered by one (checksum
+/// recomputed) under the name that matches: every check passes but the receipt's, whose
+/// claims digest is for the old `idx`. Returns the new path.
+pub(crate) fn relabelled(file: &Path, into: &Path) -> PathBuf {
+    use snapseal::persist::format::{Header, HEADER_LEN};
+    let mut bytes = std::fs::read(file).unwrap();
+    let mut header = Header::decode(&bytes).unwrap();
+    header.idx -= 1;
+    bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    let path = into.join(format!(
+        "snapshot_{}_{}.committed",
+        header.idx, header.evidence_idx
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A committed file whose body is `body_len` zero bytes (a hole: no disk used), with a signed
+/// statement by the demo key of `seed` as its receipt: it verifies against `node.pub` of that
+/// seed. Returns its path and the receipt with its offset (to put it back after a truncation).
+pub(crate) fn sparse_signed_snapshot(
+    dir: &Path,
+    seed: u64,
+    body_len: u64,
+) -> (PathBuf, Vec<u8>, u64) {
+    use std::os::unix::fs::FileExt;
+
+    use snapseal::persist::format::{Flags, Header, HEADER_LEN};
+    use snapseal::persist::receipt::SignedStatement;
+
+    let zeros = vec![0u8; 1 << 20];
+    let mut hasher = blake3::Hasher::new();
+    let mut left = body_len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64);
+        hasher.update(&zeros[..n as usize]);
+        left -= n;
+    }
+    let (idx, evidence_idx) = (10, 11);
+    let mut header = Header {
+        idx,
+        evidence_idx,
+        flags: Flags::from_bits(0).unwrap(),
+        body_len,
+        receipt_len: 0,
+        raw_len: body_len,
+        body_digest: *hasher.finalize().as_bytes(),
+        receipt_digest: [0; 32],
+    };
+    let key = snapseal_sim::ledger::Ledger::seed_key(seed);
+    let receipt = SignedStatement::sign(&key, &header.claims(), evidence_idx, None)
+        .unwrap()
+        .encode()
+        .unwrap();
+    header.receipt_len = receipt.len() as u64;
+    header.receipt_digest = *blake3::hash(&receipt).as_bytes();
+    let path = dir.join(format!("snapshot_{idx}_{evidence_idx}.committed"));
+    let f = std::fs::File::create(&path).unwrap();
+    f.write_all_at(&header.encode(), 0).unwrap();
+    let at = HEADER_LEN as u64 + body_len;
+    f.write_all_at(&receipt, at).unwrap();
+    (path, receipt, at)
+}
