@@ -27,8 +27,9 @@ use crate::cli::safe_open;
 pub(super) const NODE_PUB: &str = "node.pub";
 
 /// Where `node.pub` is written before it gets its name: a failed or interrupted write leaves
-/// at most this, never a partial `node.pub`.
-const NODE_PUB_PENDING: &str = "node.pub.pending";
+/// at most this, never a partial `node.pub`. A stale one (a crash before the rename) is
+/// removed by the next write of `node.pub`.
+pub(super) const NODE_PUB_PENDING: &str = "node.pub.pending";
 
 /// The error of a command that needs a key and has none: the same words everywhere.
 pub(super) fn no_trusted_key(dir: &Path) -> anyhow::Error {
