@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use snapseal_persist::fs::UntrustedError;
 use snapseal_persist::{Escaped, IngestError, VerifyError};
 
 use crate::local_error::LocalError;
@@ -244,20 +245,36 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
 }
 
 /// The error and its causes on one line, each said once (a cause whose text an earlier one
-/// already contains is left out: several `object_store` errors print their source too).
-pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+/// already contains is left out: several `object_store` errors print their source too), and
+/// safe to print: the text of an error that is not snapseal's own (an S3 server's error body,
+/// a path) is shown through [`Escaped`].
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = shown(e);
     let mut source = e.source();
     while let Some(s) = source {
-        // Many errors already print their source; say each thing once.
-        let more = s.to_string();
-        if !text.contains(&more) {
+        let more = shown(s);
+        // An object_store error wrapping ours only adds its wrapper's words ("Generic
+        // LocalDir error"); ours, next, says what happened.
+        let wrapper = s
+            .downcast_ref::<object_store::Error>()
+            .is_some_and(|e| LocalError::of(e).is_some());
+        if !wrapper && !text.contains(&more) {
             text.push_str(": ");
             text.push_str(&more);
         }
         source = s.source();
     }
     text
+}
+
+/// An error's text as it may be printed: ours escape what came from outside themselves.
+fn shown(e: &(dyn std::error::Error + 'static)) -> String {
+    let text = e.to_string();
+    if e.is::<ShipError>() || e.is::<LocalError>() || e.is::<UntrustedError>() {
+        text
+    } else {
+        Escaped::str(&text).to_string()
+    }
 }
 
 #[cfg(test)]

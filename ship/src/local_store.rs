@@ -284,11 +284,7 @@ impl Inner {
     }
 
     /// The directory holding `key` and the object's name in it.
-    fn parent(
-        &self,
-        key: &Path,
-        create: bool,
-    ) -> Result<Option<Located>, LocalError> {
+    fn parent(&self, key: &Path, create: bool) -> Result<Option<Located>, LocalError> {
         let mut parts = parts(key)?;
         let name = parts.pop().unwrap_or_default();
         Ok(self.walk(&parts, create)?.map(|dir| (dir, name)))

@@ -723,7 +723,8 @@ fn open_local(
         step,
         source,
     };
-    let unverified = |e: &dyn std::error::Error| Ok(Err(Outcome::Unverified(describe(e))));
+    let unverified =
+        |e: &(dyn std::error::Error + 'static)| Ok(Err(Outcome::Unverified(describe(e))));
     let handle = RealFs
         .open_dir_unmapped(dir)
         .map_err(|e| local_io("opening its directory", e))?;

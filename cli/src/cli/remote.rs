@@ -1,5 +1,9 @@
 //! `snapseal remote list|gc|hold|release URL`: the remote's snapshots, its retention (keep the
 //! newest N per node, a TTL for older ones) and holds that remote gc never deletes.
+//!
+//! None of them creates a missing `file://` directory (an empty remote is listed as empty);
+//! a remote whose index is not a regular JSON file of this format is an error, never
+//! rewritten. Errors print each cause once ([`ship_error`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,12 +11,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use snapseal::persist::SnapshotName;
+use snapseal::persist::{Escaped, SnapshotName};
 use snapseal_ship::retention::{self, GcPolicy, RemoteObject};
 
 use crate::cli::exit::Status;
 use crate::cli::output::{self, text, Out};
-use crate::cli::ship::{open_remote, RemoteArgs};
+use crate::cli::ship::{open_remote, ship_error, RemoteArgs};
 
 /// `remote` arguments.
 #[derive(Debug, Args)]
@@ -41,10 +45,11 @@ pub(crate) enum Action {
     Gc {
         /// file:///abs/dir or s3://bucket[/prefix].
         url: String,
-        /// Snapshot objects kept per node, newest first.
-        #[arg(long, value_name = "N")]
-        keep_last: usize,
-        /// Also keep older ones younger than this many seconds.
+        /// Snapshot objects kept per node, newest first (at least 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep_last: u32,
+        /// Also keep older ones younger than this many seconds (any u64; 2^63 and more mean
+        /// "keep all", never a negative age).
         #[arg(long, value_name = "SECS")]
         ttl: Option<u64>,
         /// Print the plan; change nothing.
@@ -110,7 +115,10 @@ fn object(o: &RemoteObject) -> Object {
 fn committed_name(file: &str) -> anyhow::Result<SnapshotName> {
     match SnapshotName::parse(file) {
         Some(n) if n.file_name() == file && file.ends_with(".committed") => Ok(n),
-        _ => bail!("{file:?} is not a committed snapshot file name"),
+        _ => bail!(
+            "\"{}\" is not a committed snapshot file name",
+            Escaped::str(file)
+        ),
     }
 }
 
@@ -119,7 +127,9 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
     match &args.action {
         Action::List { url, remote } => {
             let remote = open_remote(url, remote)?;
-            let (_, objects) = retention::list(&remote).context("listing the remote")?;
+            let (_, objects) = retention::list(&remote)
+                .map_err(ship_error)
+                .context("listing the remote")?;
             let objects: Vec<Object> = objects.iter().map(object).collect();
             out.json(&objects)?;
             for o in &objects {
@@ -143,15 +153,15 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
             stale_upload_secs,
             remote,
         } => {
-            if *keep_last == 0 {
-                bail!("--keep-last must be at least 1");
-            }
             let remote = open_remote(url, remote)?;
-            let mut policy = GcPolicy::new(*keep_last);
+            // u32 fits usize on every target we build for.
+            let mut policy = GcPolicy::new(*keep_last as usize);
             policy.ttl = ttl.map(Duration::from_secs);
             policy.dry_run = *dry_run;
             policy.stale_upload_age = Duration::from_secs(*stale_upload_secs);
-            let report = retention::gc(&remote, &policy).context("remote gc")?;
+            let report = retention::gc(&remote, &policy)
+                .map_err(ship_error)
+                .context("remote gc")?;
             #[derive(Serialize)]
             struct Report {
                 dry_run: bool,
@@ -178,7 +188,7 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
                 text!(
                     out,
                     "{verb} the staging file of an interrupted upload: {}",
-                    p.display()
+                    Escaped::path(p)
                 );
             }
             text!(out, "kept {}, {verb} {}", r.kept.len(), r.deleted.len());
@@ -192,7 +202,9 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
         } => {
             let name = committed_name(file)?;
             let remote = open_remote(url, remote)?;
-            retention::hold(&remote, node, &name).context("remote hold")?;
+            retention::hold(&remote, node, &name)
+                .map_err(ship_error)
+                .context("remote hold")?;
             text!(out, "held {node}/{file}");
             Ok(Status::Ok)
         }
@@ -204,7 +216,9 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
         } => {
             let name = committed_name(file)?;
             let remote = open_remote(url, remote)?;
-            let had = retention::release(&remote, node, &name).context("remote release")?;
+            let had = retention::release(&remote, node, &name)
+                .map_err(ship_error)
+                .context("remote release")?;
             text!(
                 out,
                 "{} {node}/{file}",

@@ -3,7 +3,14 @@
 //! names it. Also the `--ship-to` step of `snapseal demo`.
 //!
 //! Takes the store's lock (no node may run on DIR meanwhile; a node ships with the library's
-//! `Shipper` beside its own store instead).
+//! `Shipper` beside its own store instead). DIR is checked before the remote is touched, so a
+//! typo never creates a remote directory.
+//!
+//! One-shot (without `--follow`) it stops, exit 2, at the first terminal condition (a
+//! read-only or full remote, refused credentials, a hostile remote) and after
+//! `--max-attempts` tries of a transient one (default [`ONE_SHOT_ATTEMPTS`]), each retry
+//! logged; `--follow` retries transient errors forever unless given `--max-attempts`.
+//! Errors print each cause once, escaped ([`ship_error`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,13 +18,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use parking_lot::Mutex;
 use serde::Serialize;
 use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::{SnapshotName, SnapshotStore};
-use snapseal_ship::{Remote, RemoteOptions, ShipConfig, ShipEvent, ShipStats, Shipper};
+use snapseal_ship::{
+    describe, Remote, RemoteOptions, ShipConfig, ShipError, ShipEvent, ShipStats, Shipper,
+};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
@@ -42,12 +51,23 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// Attempts a one-shot `ship` makes of a transient failure before it gives up.
+pub(super) const ONE_SHOT_ATTEMPTS: u32 = 5;
+
+/// A library error for the binary: its message and every cause on one line, each once
+/// (`anyhow`'s `{:#}` would print a cause both inside its parent's text and on its own).
+pub(super) fn ship_error(e: ShipError) -> anyhow::Error {
+    anyhow::Error::msg(describe(&e))
+}
+
 /// Opens the remote `url` (`file:///abs/dir` or `s3://bucket/prefix`).
 pub(super) fn open_remote(url: &str, args: &RemoteArgs) -> anyhow::Result<Arc<Remote>> {
     let mut opts = RemoteOptions::default();
     opts.options = args.remote_opts.clone();
     Ok(Arc::new(
-        Remote::open(url, &opts).with_context(|| format!("opening remote {url}"))?,
+        Remote::open(url, &opts)
+            .map_err(ship_error)
+            .with_context(|| format!("opening remote {url}"))?,
     ))
 }
 
@@ -67,14 +87,17 @@ pub(crate) struct ShipArgs {
     /// interrupted or a terminal error.
     #[arg(long)]
     pub follow: bool,
-    /// Seconds between passes with --follow.
-    #[arg(long, default_value_t = 2, value_name = "SECS")]
+    /// Seconds between passes with --follow (1 to 86400).
+    #[arg(long, default_value_t = 2, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub poll: u64,
-    /// Files uploaded at the same time (default: half the CPUs, at least 1).
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
-    /// Give up on a file after this many transient failures (default: retry forever).
-    #[arg(long, value_name = "N")]
+    /// Files uploaded at the same time, 1 to 256 (default: half the CPUs, at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
+    /// Give up after this many tries of a transient failure, 1 to 1000000 (default: 5; with
+    /// --follow, retry forever). Terminal failures (read-only or full remote, refused
+    /// credentials) are never retried.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_attempts: Option<u32>,
     /// Trusted public key file (as node.pub); may be repeated. Default: DIR/node.pub. Only
     /// files that verify are shipped.
@@ -101,26 +124,33 @@ struct Report {
 
 /// Runs `ship`.
 pub(super) fn run(args: &ShipArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
+    // The source first: a missing DIR must not leave a remote directory behind.
+    check_source(&args.dir)?;
+    let trusted = Trusted::load(&args.keys, &args.dir)?;
     let remote = open_remote(&args.to, &args.remote)?;
     let mut config = ShipConfig::new(args.node.clone());
     if let Some(n) = args.concurrency {
-        if n == 0 {
-            bail!("--concurrency must be at least 1");
-        }
-        config.concurrency = n;
+        config.concurrency = usize::from(n);
     }
-    config.max_attempts = args.max_attempts;
-    let trusted = Trusted::load(&args.keys, &args.dir)?;
+    config.max_attempts = match (args.max_attempts, args.follow) {
+        (Some(n), _) => Some(n),
+        (None, true) => None,
+        (None, false) => Some(ONE_SHOT_ATTEMPTS),
+    };
     let shipper = shipper(&args.dir, remote, config, &trusted, file, out)?;
     let report = if args.follow {
         let stop = AtomicBool::new(false);
         // Runs until interrupted (the process ends) or a terminal error.
         shipper
-            .follow(Duration::from_secs(args.poll.max(1)), &stop)
+            .follow(Duration::from_secs(args.poll), &stop)
+            .map_err(ship_error)
             .context("shipping")?;
         snapseal_ship::ShipReport::default()
     } else {
-        shipper.ship_pending().context("shipping")?
+        shipper
+            .ship_pending()
+            .map_err(ship_error)
+            .context("shipping")?
     };
     let stats = shipper.stats();
     let names = |v: &[snapseal::persist::SnapshotName]| v.iter().map(|n| n.file_name()).collect();
@@ -141,6 +171,14 @@ pub(super) fn run(args: &ShipArgs, file: &FileConfig, out: &Out) -> anyhow::Resu
     Ok(Status::failed_if(!report.skipped.is_empty()))
 }
 
+/// Refuses a snapshot directory that does not exist (opening the store would create it).
+fn check_source(dir: &Path) -> anyhow::Result<()> {
+    RealFs::new()
+        .open_dir(dir, false)
+        .with_context(|| format!("opening snapshot directory {}", dir.display()))?;
+    Ok(())
+}
+
 /// Opens the store in `dir` and a shipper for it, with a byte progress bar over the queue.
 fn shipper(
     dir: &Path,
@@ -150,10 +188,6 @@ fn shipper(
     file: &FileConfig,
     out: &Out,
 ) -> anyhow::Result<Shipper> {
-    // Opening the store would create a missing directory: refuse first.
-    RealFs::new()
-        .open_dir(dir, false)
-        .with_context(|| format!("opening snapshot directory {}", dir.display()))?;
     let store = SnapshotStore::open(
         Arc::new(RealFs::new()),
         dir,
@@ -170,7 +204,9 @@ fn shipper(
     let bar = Progress::new(out.bars(), total, Unit::Bytes, "shipping");
     // Bytes already counted for files still in flight (uploads in parts report as they go).
     let counted: Mutex<HashMap<SnapshotName, u64>> = Mutex::new(HashMap::new());
-    let shipper = Shipper::new(remote, Arc::new(store), config).context("starting the shipper")?;
+    let shipper = Shipper::new(remote, Arc::new(store), config)
+        .map_err(ship_error)
+        .context("starting the shipper")?;
     Ok(shipper.with_events(Box::new(move |e| {
         let mut counted = counted.lock();
         match e {
@@ -227,9 +263,12 @@ pub(super) fn after_demo(
         },
     )?;
     let trusted = Trusted::load(&[], dir)?;
-    let shipper = shipper(dir, remote, ShipConfig::new("demo"), &trusted, file, out)?;
+    let mut config = ShipConfig::new("demo");
+    config.max_attempts = Some(ONE_SHOT_ATTEMPTS);
+    let shipper = shipper(dir, remote, config, &trusted, file, out)?;
     let report = shipper
         .ship_pending()
+        .map_err(ship_error)
         .context("shipping the demo's snapshots")?;
     output::info!(
         out,
