@@ -1,17 +1,31 @@
-//! Export: one tar stream at a level.
+//! Export: one tar stream at a level, holding only what an import would accept.
+//!
+//! Two passes over the artifacts. The first verifies each one (snapshots streamed through
+//! [`SnapshotCheck`], chunks whole through the [`ChunkVerifier`]) and hashes it, then the
+//! chain between them is checked ([`crate::chain`]) and the manifest built and checked as an
+//! importer would. The second copies each artifact after the manifest, re-hashing it; one
+//! that changed in between fails the export. Every local file is opened through
+//! [`Untrusted`] and read with `pread`: a file truncated meanwhile is an error naming it,
+//! never a `SIGBUS`.
 
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::format::MAGIC;
+use snapseal_persist::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
 use snapseal_persist::receipt::{key_id, ReceiptVerifier};
-use snapseal_persist::{classify_dir, open_snapshot, plan_latest, to_hex, FileState, SnapshotName};
+use snapseal_persist::{classify_dir, to_hex, Escaped, FileState, SnapshotName};
 
-use crate::durable::{hash_stream, open_regular};
-use crate::manifest::{Artifact, ArtifactKind, Level, Manifest, Missing, FORMAT, MANIFEST_PATH};
-use crate::source::{ArtifactSource, ChunkRef, SourceError};
+use crate::chain::{check_anchor, check_links, Origin, View};
+use crate::container::{append, Hashing, BUF};
+use crate::manifest::{
+    self, gaps, is_debug_name, Artifact, ArtifactKind, Level, Manifest, FORMAT, MANIFEST_PATH,
+    MAX_CHUNK, MAX_DEBUG, MAX_MANIFEST, MAX_SNAPSHOT,
+};
+use crate::snapshot::{SnapshotCheck, SnapshotProof};
+use crate::source::{cover, ArtifactSource, ChunkRef, ChunkVerifier, SourceError};
 
 /// What to export.
 #[derive(Clone, Debug)]
@@ -38,13 +52,13 @@ pub struct ExportReport {
 #[non_exhaustive]
 pub enum ExportError {
     /// No committed snapshot in the directory verifies.
-    #[error("{dir}: no committed snapshot verifies; nothing to start a node from")]
+    #[error("{}: no committed snapshot verifies; nothing to start a node from", Escaped::path(.dir))]
     NoSnapshot {
         /// The snapshot directory.
         dir: PathBuf,
     },
-    /// The replay level needs ledger entries the source does not hold.
-    #[error("replay export: ledger entries {from}..={to} are missing (the snapshot is at {snapshot_idx}, the commit index {commit_idx})")]
+    /// The ledger lacks entries the level needs.
+    #[error("replay export: ledger entries {from}..={to} are missing (the snapshot is at {snapshot_idx}; its receipt and the ledger put the commit index at {commit_idx})")]
     Missing {
         /// First missing index.
         from: u64,
@@ -55,8 +69,17 @@ pub enum ExportError {
         /// Where it must reach.
         commit_idx: u64,
     },
-    /// Reading the store failed.
-    #[error("{dir}: {source}")]
+    /// An artifact does not verify, or does not chain with the others: an import would
+    /// refuse the archive, so it is not written.
+    #[error("{}: refused: {why}", Escaped::str(.what))]
+    Refused {
+        /// The artifact (its path in the archive).
+        what: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Listing the snapshot directory failed.
+    #[error("{}: {source}", Escaped::path(.dir))]
     Store {
         /// The snapshot directory.
         dir: PathBuf,
@@ -65,241 +88,375 @@ pub enum ExportError {
         source: snapseal_persist::StoreError,
     },
     /// Reading the ledger failed.
-    #[error("ledger: {0}")]
+    #[error(transparent)]
     Source(#[from] SourceError),
-    /// Reading an artifact failed.
-    #[error("{path}: {step}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// What was being done.
-        step: &'static str,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// An artifact changed between hashing and copying.
-    #[error("{0}: changed while being exported")]
+    /// A local file was refused or could not be read (it names itself).
+    #[error(transparent)]
+    File(#[from] UntrustedError),
+    /// An artifact changed between the two passes.
+    #[error("{}: changed while being exported", Escaped::str(.0))]
     Changed(String),
     /// Writing the archive failed.
     #[error("writing the archive: {0}")]
     Write(#[source] io::Error),
 }
 
-/// One artifact to copy: where its bytes come from.
-enum From<'a> {
-    Bytes(Vec<u8>),
-    File(PathBuf),
-    Chunk(&'a dyn ArtifactSource, ChunkRef),
-    Other(&'a dyn ArtifactSource, String),
+impl ExportError {
+    /// True when the store or ledger does not hold what the level needs, or holds something
+    /// that does not verify: a property of the data, not an I/O failure.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ExportError::NoSnapshot { .. }
+                | ExportError::Missing { .. }
+                | ExportError::Refused { .. }
+        )
+    }
 }
 
-impl From<'_> {
-    fn open(&self, len: u64) -> Result<Box<dyn Read + '_>, ExportError> {
-        Ok(match self {
-            From::Bytes(b) => Box::new(&b[..]),
-            From::File(p) => {
-                Box::new(open_regular(p, len).map_err(|source| ExportError::Read {
-                    path: p.display().to_string(),
-                    step: "opening",
-                    source,
-                })?)
-            }
-            From::Chunk(s, c) => s.open_chunk(c)?,
-            From::Other(s, name) => s.open_other(name)?,
-        })
+/// Where an artifact's bytes come from (the second pass opens it again).
+enum From {
+    Bytes(Vec<u8>),
+    /// A file of the snapshot directory, opened as this.
+    File(String, Expect),
+    Chunk(ChunkRef),
+    Other(String),
+}
+
+struct Item {
+    artifact: Artifact,
+    from: From,
+}
+
+fn snapshot_expect() -> Expect {
+    Expect::new("snapshot", MAX_SNAPSHOT).with_magic(&MAGIC)
+}
+
+fn opened(dir: &dyn DirHandle, name: &str, expect: Expect) -> Result<Untrusted, ExportError> {
+    Untrusted::open_in(dir, name, expect)?.ok_or_else(|| ExportError::Changed(name.to_string()))
+}
+
+/// Streams `file` through `f` in [`BUF`]-sized blocks.
+fn stream(file: &Untrusted, f: &mut dyn FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+    let mut buf = vec![0u8; BUF];
+    let mut at = 0u64;
+    while at < file.len() {
+        let n = usize::try_from(file.len() - at).map_or(BUF, |left| left.min(BUF));
+        file.read_exact_at(at, &mut buf[..n])
+            .map_err(|e| e.to_string())?;
+        f(&buf[..n])?;
+        at += n as u64;
     }
+    Ok(())
+}
+
+/// Verifies the committed snapshot `name` of `dir` as an import would; returns what its
+/// receipt proves and its artifact entry.
+fn check_snapshot(
+    dir: &dyn DirHandle,
+    name: &SnapshotName,
+    verifier: &dyn ReceiptVerifier,
+) -> Result<(SnapshotProof, Artifact), String> {
+    let file_name = name.file_name();
+    let file = Untrusted::open_in(dir, &file_name, snapshot_expect())
+        .map_err(|e| e.to_string())?
+        .ok_or("vanished")?;
+    let mut check = SnapshotCheck::new(*name, file.len(), verifier);
+    let mut hash = blake3::Hasher::new();
+    stream(&file, &mut |block| {
+        hash.update(block);
+        check.update(block)
+    })?;
+    let proof = check.finish()?;
+    Ok((
+        proof,
+        Artifact {
+            path: format!("snapshots/{file_name}"),
+            kind: ArtifactKind::Snapshot,
+            len: file.len(),
+            blake3: hash.finalize().to_hex().to_string(),
+        },
+    ))
+}
+
+/// The committed snapshots of `dir` that verify, newest first; only the newest unless
+/// `all`. A file that does not verify is passed over with a warning.
+fn snapshots(
+    dir: &dyn DirHandle,
+    verifier: &dyn ReceiptVerifier,
+    all: bool,
+) -> Result<Vec<(SnapshotProof, Artifact)>, ExportError> {
+    let mut names: Vec<SnapshotName> = classify_dir(dir)
+        .map_err(|source| ExportError::Store {
+            dir: dir.path().to_path_buf(),
+            source,
+        })?
+        .iter()
+        .filter_map(|e| e.snapshot())
+        .map(|s| s.name)
+        .filter(|n| n.state == FileState::Committed)
+        .collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out = Vec::new();
+    for name in &names {
+        match check_snapshot(dir, name, verifier) {
+            Ok(ok) => {
+                out.push(ok);
+                if !all {
+                    break;
+                }
+            }
+            Err(why) => tracing::warn!(file = %name, %why, "not exported: does not verify"),
+        }
+    }
+    Ok(out)
+}
+
+/// The chunks the level takes, and the missing ranges to list.
+fn select_chunks(
+    all: &[ChunkRef],
+    level: Level,
+    snapshot_idx: u64,
+    commit_idx: u64,
+) -> Result<Vec<ChunkRef>, ExportError> {
+    match level {
+        Level::Operational => Ok(Vec::new()),
+        Level::Replay => {
+            cover(all, snapshot_idx.saturating_add(1), commit_idx).map_err(|(from, to)| {
+                ExportError::Missing {
+                    from,
+                    to,
+                    snapshot_idx,
+                    commit_idx,
+                }
+            })
+        }
+        Level::Archival | Level::Debug => Ok(all.to_vec()),
+    }
+}
+
+/// First pass over the chunks: each read whole, checked, verified, hashed; their links.
+fn check_chunks(
+    source: &dyn ArtifactSource,
+    verifier: &dyn ChunkVerifier,
+    chunks: &[ChunkRef],
+    wanted: &[u64],
+) -> Result<(Vec<Item>, View), ExportError> {
+    let mut items = Vec::new();
+    let mut view = View::new();
+    for c in chunks {
+        let path = format!("ledger/{}", c.file_name());
+        let refused = |why: String| ExportError::Refused {
+            what: path.clone(),
+            why,
+        };
+        let bytes = source.read_chunk(c, MAX_CHUNK)?;
+        let mut checked = verifier
+            .verify_chunk(&mut &bytes[..], bytes.len() as u64, c.start, c.end)
+            .map_err(|e| refused(e.to_string()))?;
+        checked.signed.retain(|(i, _)| wanted.contains(i));
+        view.insert((c.start, c.end), (checked, Origin::Archive));
+        items.push(Item {
+            artifact: Artifact {
+                path,
+                kind: ArtifactKind::Ledger,
+                len: bytes.len() as u64,
+                blake3: blake3::hash(&bytes).to_hex().to_string(),
+            },
+            from: From::Chunk(*c),
+        });
+    }
+    Ok((items, view))
+}
+
+/// Every other regular file of the snapshot directory and the ledger (debug level), hashed.
+fn debug_items(
+    dir: &dyn DirHandle,
+    source: &dyn ArtifactSource,
+    exported: &[String],
+) -> Result<Vec<Item>, ExportError> {
+    let mut items = Vec::new();
+    let listed = dir.list().map_err(|e| {
+        ExportError::Source(SourceError {
+            what: dir.path().display().to_string(),
+            source: e,
+        })
+    })?;
+    let expect = Expect::new("file", MAX_DEBUG);
+    let mut found: Vec<(String, From)> = Vec::new();
+    for e in listed.iter().filter(|e| e.kind == EntryKind::File) {
+        match e.name.to_str().filter(|n| is_debug_name(n)) {
+            Some(n) if exported.iter().any(|x| x == n) => {}
+            Some(n) => found.push((format!("debug/{n}"), From::File(n.to_string(), expect))),
+            None => {
+                tracing::warn!(file = %Escaped::bytes(e.name.as_encoded_bytes()), "not exported: not a printable file name")
+            }
+        }
+    }
+    for (n, _) in source.other_files()? {
+        if is_debug_name(&n) {
+            found.push((format!("debug/ledger/{n}"), From::Other(n)));
+        } else {
+            tracing::warn!(file = %Escaped::str(&n), "not exported: not a printable file name");
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, from) in found {
+        let (hash, len) = match &from {
+            From::File(name, expect) => {
+                let f = opened(dir, name, *expect)?;
+                (hash_file(&f, &path)?, f.len())
+            }
+            From::Other(name) => {
+                let f = source.open_other(name, MAX_DEBUG)?;
+                (hash_file(&f, &path)?, f.len())
+            }
+            From::Bytes(_) | From::Chunk(_) => continue,
+        };
+        items.push(Item {
+            artifact: Artifact {
+                path,
+                kind: ArtifactKind::Debug,
+                len,
+                blake3: hash.to_hex().to_string(),
+            },
+            from,
+        });
+    }
+    Ok(items)
+}
+
+fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
+    let mut h = blake3::Hasher::new();
+    stream(f, &mut |b| {
+        h.update(b);
+        Ok(())
+    })
+    .map_err(|why| ExportError::Refused {
+        what: path.to_string(),
+        why,
+    })?;
+    Ok(h.finalize())
 }
 
 /// Exports the snapshot directory `dir` and the ledger `source` at `opts.level` into `out`
-/// as a tar stream. Operational and replay archives are deterministic: the same store and
-/// ledger give the same bytes.
+/// as a tar stream; every chunk is verified by `chunks`. Operational and replay archives are
+/// deterministic: the same store and ledger give the same bytes.
 pub fn export(
-    dir: &Path,
+    dir: &dyn DirHandle,
     source: &dyn ArtifactSource,
+    chunks: &dyn ChunkVerifier,
     opts: &ExportOptions,
     out: &mut dyn Write,
 ) -> Result<ExportReport, ExportError> {
-    let store_err = |source| ExportError::Store {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let handle = RealFs::new()
-        .open_dir(dir, false)
-        .map_err(|source| ExportError::Read {
-            path: dir.display().to_string(),
-            step: "opening the snapshot directory",
-            source,
-        })?;
-    let plan = plan_latest(&*handle, &*opts.verifier).map_err(store_err)?;
-    let Some(newest) = plan.chosen else {
+    let all_snapshots = opts.level >= Level::Archival;
+    let mut snaps = snapshots(dir, &*opts.verifier, all_snapshots)?;
+    let Some((newest, _)) = snaps.first().cloned() else {
         return Err(ExportError::NoSnapshot {
-            dir: dir.to_path_buf(),
+            dir: dir.path().to_path_buf(),
         });
     };
-    let newest_name = *newest.name();
-    let newest_len = newest.file_len();
-    drop(newest);
-    let mut snapshots: Vec<(SnapshotName, u64)> = vec![(newest_name, newest_len)];
-    if opts.level >= Level::Archival {
-        snapshots.clear();
-        for e in classify_dir(&*handle).map_err(store_err)? {
-            let Some(s) = e.snapshot() else { continue };
-            if s.name.state != FileState::Committed {
-                continue;
-            }
-            match open_snapshot(&*handle, &s.name, &*opts.verifier) {
-                Ok(f) => snapshots.push((s.name, f.file_len())),
-                Err(e) => {
-                    tracing::warn!(file = %s.name, error = %e, "not exported: does not verify")
-                }
-            }
+    snaps.reverse();
+    // The newest snapshot's receipt proves its ledger committed at least to its sig_idx: a
+    // ledger that stops before that lost entries, which a replay archive must name.
+    let commit_idx = source.commit_idx()?.max(newest.sig_idx);
+    let listed = source.chunks()?;
+    let selected = select_chunks(&listed, opts.level, newest.name.idx, commit_idx)?;
+    let wanted: Vec<u64> = snaps
+        .iter()
+        .filter(|(p, _)| p.root.is_some())
+        .map(|(p, _)| p.sig_idx)
+        .collect();
+    let (chunk_items, view) = check_chunks(source, chunks, &selected, &wanted)?;
+    let refused = |b: crate::chain::Broken| ExportError::Refused {
+        what: format!("ledger/{}", b.chunk),
+        why: b.why,
+    };
+    check_links(&view).map_err(refused)?;
+    for (proof, _) in &snaps {
+        let anchored = check_anchor(&view, proof).map_err(refused)?;
+        if opts.level == Level::Replay && proof.root.is_some() && !anchored {
+            return Err(ExportError::Refused {
+                what: format!("snapshots/{}", proof.name.file_name()),
+                why: format!(
+                    "no exported chunk holds its receipt's index {}",
+                    proof.sig_idx
+                ),
+            });
         }
     }
-    let commit_idx = source.commit_idx()?;
-    let chunks_all = source.chunks()?;
-    let (chunks, missing) = match opts.level {
-        Level::Operational => (Vec::new(), Vec::new()),
-        Level::Replay => match crate::source::cover(&chunks_all, newest_name.idx + 1, commit_idx) {
-            Ok(c) => (c, Vec::new()),
-            Err((from, to)) => {
-                return Err(ExportError::Missing {
-                    from,
-                    to,
-                    snapshot_idx: newest_name.idx,
-                    commit_idx,
-                })
-            }
-        },
-        Level::Archival | Level::Debug => {
-            let mut missing = Vec::new();
-            let mut next = 1;
-            for c in &chunks_all {
-                if c.start > next {
-                    missing.push(Missing {
-                        from: next,
-                        to: c.start - 1,
-                    });
-                }
-                next = next.max(c.end + 1);
-            }
-            (chunks_all.clone(), missing)
-        }
-    };
 
     let mut keys = opts.keys.clone();
-    keys.sort_by_key(|k| k.to_bytes());
+    keys.sort_by_key(|k| key_id(k));
     keys.dedup();
-    let mut items: Vec<(String, ArtifactKind, u64, From<'_>)> = Vec::new();
-    for k in &keys {
-        let path = format!("keys/{}.pub", to_hex(&key_id(k)));
-        items.push((
-            path,
-            ArtifactKind::Key,
-            32,
-            From::Bytes(k.to_bytes().to_vec()),
-        ));
-    }
-    snapshots.sort();
-    for (name, len) in &snapshots {
-        let file = name.file_name();
-        items.push((
-            format!("snapshots/{file}"),
-            ArtifactKind::Snapshot,
-            *len,
-            From::File(dir.join(&file)),
-        ));
-    }
-    for c in &chunks {
-        items.push((
-            format!("ledger/{}", c.file_name()),
-            ArtifactKind::Ledger,
-            c.len,
-            From::Chunk(source, *c),
-        ));
-    }
-    if opts.level >= Level::Debug {
-        let mut debug = Vec::new();
-        // Best effort, as found: every other regular file of both directories.
-        for e in handle.list().map_err(|source| ExportError::Read {
-            path: dir.display().to_string(),
-            step: "listing",
-            source,
-        })? {
-            if e.kind != snapseal_persist::fs::EntryKind::File {
-                continue;
+    let mut items: Vec<Item> = keys
+        .iter()
+        .map(|k| {
+            let bytes = k.to_bytes().to_vec();
+            Item {
+                artifact: Artifact {
+                    path: format!("keys/{}.pub", to_hex(&key_id(k))),
+                    kind: ArtifactKind::Key,
+                    len: bytes.len() as u64,
+                    blake3: blake3::hash(&bytes).to_hex().to_string(),
+                },
+                from: From::Bytes(bytes),
             }
-            let Some(name) = e.name.to_str() else {
-                continue;
-            };
-            let is_exported_snapshot =
-                SnapshotName::parse(name).is_some_and(|n| snapshots.iter().any(|(s, _)| *s == n));
-            if !is_exported_snapshot {
-                debug.push((
-                    format!("debug/{name}"),
-                    ArtifactKind::Debug,
-                    e.len,
-                    From::File(dir.join(name)),
-                ));
-            }
-        }
-        for (name, len) in source.other_files()? {
-            debug.push((
-                format!("debug/ledger/{name}"),
-                ArtifactKind::Debug,
-                len,
-                From::Other(source, name),
-            ));
-        }
-        debug.sort_by(|a, b| a.0.cmp(&b.0));
-        items.extend(debug);
-    }
-    // First pass: hashes, so the manifest can come first and an importer can refuse early.
-    let mut artifacts = Vec::with_capacity(items.len());
-    for (path, kind, len, from) in &items {
-        let (hash, n) = hash_stream(&mut from.open(*len)?).map_err(|source| ExportError::Read {
-            path: path.clone(),
-            step: "hashing",
-            source,
-        })?;
-        if n != *len {
-            return Err(ExportError::Changed(path.clone()));
-        }
-        artifacts.push(Artifact {
-            path: path.clone(),
-            kind: *kind,
-            len: *len,
-            blake3: hash.to_hex().to_string(),
+        })
+        .collect();
+    let exported: Vec<String> = snaps.iter().map(|(p, _)| p.name.file_name()).collect();
+    for ((proof, artifact), file) in snaps.into_iter().zip(&exported) {
+        debug_assert_eq!(proof.name.file_name(), *file);
+        items.push(Item {
+            artifact,
+            from: From::File(file.clone(), snapshot_expect()),
         });
     }
+    items.extend(chunk_items);
+    if opts.level >= Level::Debug {
+        items.extend(debug_items(dir, source, &exported)?);
+    }
+    let sealed: Vec<ChunkRef> = selected;
     let manifest = Manifest {
         format: FORMAT.to_string(),
         level: opts.level,
-        snapshot_idx: newest_name.idx,
+        snapshot_idx: newest.name.idx,
         commit_idx,
-        artifacts,
-        missing,
+        artifacts: items.iter().map(|i| i.artifact.clone()).collect(),
+        missing: if opts.level >= Level::Archival {
+            gaps(&sealed, commit_idx)
+        } else {
+            Vec::new()
+        },
     };
+    manifest::check(&manifest).map_err(|why| ExportError::Refused {
+        what: MANIFEST_PATH.into(),
+        why: why.to_string(),
+    })?;
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| ExportError::Write(io::Error::other(e)))?;
+    if manifest_bytes.len() as u64 > MAX_MANIFEST {
+        return Err(ExportError::Refused {
+            what: MANIFEST_PATH.into(),
+            why: format!(
+                "{} bytes, more than an importer reads ({MAX_MANIFEST})",
+                manifest_bytes.len()
+            ),
+        });
+    }
+
     let mut tar = tar::Builder::new(out);
     append(
         &mut tar,
         MANIFEST_PATH,
         manifest_bytes.len() as u64,
         &mut &manifest_bytes[..],
-    )?;
+    )
+    .map_err(ExportError::Write)?;
     let mut artifact_bytes = 0;
-    for ((path, _, len, from), a) in items.iter().zip(&manifest.artifacts) {
-        let mut check = HashingReader {
-            inner: from.open(*len)?,
-            hasher: blake3::Hasher::new(),
-        };
-        append(&mut tar, path, *len, &mut check)?;
-        if check.hasher.finalize().to_hex().as_str() != a.blake3 {
-            return Err(ExportError::Changed(path.clone()));
-        }
-        artifact_bytes += len;
+    for item in &items {
+        copy(&mut tar, dir, source, item)?;
+        artifact_bytes += item.artifact.len;
     }
     tar.into_inner()
         .and_then(|w| w.flush())
@@ -310,41 +467,66 @@ pub fn export(
     })
 }
 
-/// Hashes what passes through, so the copy is checked against the first pass.
-struct HashingReader<'a> {
-    inner: Box<dyn Read + 'a>,
-    hasher: blake3::Hasher,
-}
-
-impl Read for HashingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Appends one regular-file entry with fixed metadata (the determinism of the archive).
-fn append(
+/// Second pass: copies one artifact into the archive, re-hashing it against the first.
+fn copy(
     tar: &mut tar::Builder<&mut dyn Write>,
-    path: &str,
-    len: u64,
-    src: &mut dyn Read,
+    dir: &dyn DirHandle,
+    source: &dyn ArtifactSource,
+    item: &Item,
 ) -> Result<(), ExportError> {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(len);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    // A source shorter than `len` would make a broken entry; `take` plus the length check
-    // below catches one that changed size.
-    let mut limited = src.take(len);
-    tar.append_data(&mut h, path, &mut limited)
-        .map_err(ExportError::Write)?;
-    if limited.limit() != 0 {
-        return Err(ExportError::Changed(path.to_string()));
+    let a = &item.artifact;
+    let changed = || ExportError::Changed(a.path.clone());
+    let mut put = |src: &mut dyn Read| -> Result<blake3::Hash, ExportError> {
+        let mut h = Hashing {
+            inner: src,
+            hasher: blake3::Hasher::new(),
+        };
+        append(tar, &a.path, a.len, &mut h).map_err(|e| read_or_write(e, &a.path))?;
+        Ok(h.hasher.finalize())
+    };
+    let hash = match &item.from {
+        From::Bytes(b) => put(&mut &b[..])?,
+        From::File(name, expect) => {
+            let f = opened(dir, name, *expect)?;
+            if f.len() != a.len {
+                return Err(changed());
+            }
+            put(&mut f.reader())?
+        }
+        From::Other(name) => {
+            let f = source.open_other(name, MAX_DEBUG)?;
+            if f.len() != a.len {
+                return Err(changed());
+            }
+            put(&mut f.reader())?
+        }
+        From::Chunk(c) => {
+            let bytes = source.read_chunk(c, MAX_CHUNK)?;
+            if bytes.len() as u64 != a.len {
+                return Err(changed());
+            }
+            put(&mut &bytes[..])?
+        }
+    };
+    if hash.to_hex().as_str() != a.blake3 {
+        return Err(changed());
     }
     Ok(())
+}
+
+/// An error of appending an entry: the file's (it names itself), the file's end coming early
+/// (it changed), or the archive's.
+fn read_or_write(e: io::Error, path: &str) -> ExportError {
+    if e.get_ref().is_some_and(|i| i.is::<UntrustedError>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(u) = inner.downcast::<UntrustedError>() {
+                return ExportError::File(*u);
+            }
+        }
+        return ExportError::Changed(path.to_string());
+    }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return ExportError::Changed(path.to_string());
+    }
+    ExportError::Write(e)
 }

@@ -1,8 +1,9 @@
 //! The ledger seam: where chunks come from and how one is checked.
 
-use std::io::Read;
+use std::io::{self, Read};
 
-use snapseal_persist::Hash;
+use snapseal_persist::fs::{Untrusted, UntrustedError};
+use snapseal_persist::{Escaped, Hash};
 
 /// One sealed ledger chunk: txs `start ..= end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,7 +22,8 @@ impl ChunkRef {
         format!("ledger_{}-{}.committed", self.start, self.end)
     }
 
-    /// Parses a sealed chunk's file name into `(start, end)`.
+    /// Parses a sealed chunk's file name into `(start, end)`: decimal without leading zeros,
+    /// `1 <= start <= end`.
     pub fn parse_name(name: &str) -> Option<(u64, u64)> {
         let r = name.strip_prefix("ledger_")?.strip_suffix(".committed")?;
         let (a, b) = r.split_once('-')?;
@@ -35,25 +37,38 @@ impl ChunkRef {
     }
 }
 
-/// A source failure, in the source's words.
+/// A source failure: what was being read, and why it failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
+#[error("{}", Escaped::str(.what))]
 pub struct SourceError {
     /// What was being read.
     pub what: String,
-    /// The error.
+    /// The error (for a file refused or cut short: an [`UntrustedError`] naming it).
     #[source]
-    pub source: std::io::Error,
+    pub source: io::Error,
+}
+
+impl From<UntrustedError> for SourceError {
+    fn from(e: UntrustedError) -> Self {
+        SourceError {
+            what: "reading the ledger".into(),
+            source: io::Error::other(e),
+        }
+    }
 }
 
 /// Gives ledger entries with their proof material: sealed chunks (each carries the Merkle
 /// frontier at its start and ends with a signature tx, so it verifies on its own).
+///
+/// An implementation over files opens them through [`Untrusted`] and reads them with `pread`
+/// (never a map): a file truncated by another process is then an error naming it, not a
+/// `SIGBUS`.
 pub trait ArtifactSource {
     /// The sealed chunks, sorted by start.
     fn chunks(&self) -> Result<Vec<ChunkRef>, SourceError>;
 
-    /// Opens a chunk for reading (streamed; never more than a buffer in memory).
-    fn open_chunk(&self, chunk: &ChunkRef) -> Result<Box<dyn Read + '_>, SourceError>;
+    /// The whole chunk; refused (before anything is read) when it is larger than `max_len`.
+    fn read_chunk(&self, chunk: &ChunkRef, max_len: u64) -> Result<Vec<u8>, SourceError>;
 
     /// Every other regular file the source holds (open chunk, pending chunks, anything
     /// else), as `(name, len)` sorted by name: what the debug level adds. Default: none.
@@ -61,11 +76,13 @@ pub trait ArtifactSource {
         Ok(Vec::new())
     }
 
-    /// Opens one of [`other_files`](Self::other_files) (a regular file, no link followed).
-    fn open_other(&self, name: &str) -> Result<Box<dyn Read + '_>, SourceError> {
+    /// Opens one of [`other_files`](Self::other_files) (a regular file, no link followed,
+    /// at most `max_len` bytes).
+    fn open_other(&self, name: &str, max_len: u64) -> Result<Untrusted, SourceError> {
+        let _ = max_len;
         Err(SourceError {
             what: name.to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
         })
     }
 
@@ -96,9 +113,12 @@ pub(crate) fn cover(chunks: &[ChunkRef], a: u64, b: u64) -> Result<Vec<ChunkRef>
             return Err((next, (c.start - 1).min(b)));
         }
         out.push(*c);
-        next = c.end + 1;
+        next = c.end.saturating_add(1);
+        if c.end == u64::MAX {
+            break;
+        }
     }
-    if next <= b {
+    if next <= b && !out.last().is_some_and(|c| c.end == u64::MAX) {
         return Err((next, b));
     }
     Ok(out)
@@ -115,11 +135,43 @@ pub struct ChunkLinks {
     pub end: Hash,
 }
 
-/// Checks one chunk's bytes against the trusted keys: every signature tx signs the root
-/// recomputed from the chunk, and the chunk spans exactly `start ..= end`.
+/// What verifying a chunk established: its links, and what each of its signature txs signs
+/// (which ties it to a snapshot's receipt: that proves the root its ledger signed at one
+/// index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedChunk {
+    /// The chunk's links.
+    pub links: ChunkLinks,
+    /// `(index, root)` of each signature tx: the Merkle root over entries `1 ..= index - 1`
+    /// it signs (verified: recomputed from the chunk).
+    pub signed: Vec<(u64, Hash)>,
+}
+
+/// Why a chunk was not verified.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkCheckError {
+    /// The bytes are not a valid chunk of that range signed by a trusted key.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading them failed.
+    #[error("reading the chunk failed")]
+    Read(#[source] io::Error),
+}
+
+/// Checks chunks against the trusted keys.
 pub trait ChunkVerifier {
-    /// Verifies `bytes` as the sealed chunk `start ..= end`.
-    fn verify_chunk(&self, bytes: &[u8], start: u64, end: u64) -> Result<ChunkLinks, String>;
+    /// Verifies the chunk named `start ..= end`, reading exactly `len` bytes from `src` as a
+    /// stream, in bounded memory: its header (magic first) before anything else, so junk is
+    /// refused after a few bytes; then every entry; every signature tx must sign the root
+    /// recomputed from the chunk, with a trusted key; the chunk must span exactly the range.
+    fn verify_chunk(
+        &self,
+        src: &mut dyn Read,
+        len: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<CheckedChunk, ChunkCheckError>;
 }
 
 #[cfg(test)]
@@ -135,6 +187,10 @@ mod tests {
         assert_eq!(cover(&chunks, 21, 25), Err((21, 25)));
         assert_eq!(cover(&chunks, 35, 50), Err((41, 50)));
         assert_eq!(cover(&chunks, 41, 40), Ok(vec![]));
+        assert_eq!(
+            cover(&[c(1, u64::MAX)], 5, u64::MAX),
+            Ok(vec![c(1, u64::MAX)])
+        );
         assert_eq!(ChunkRef::parse_name(&c(3, 9).file_name()), Some((3, 9)));
         assert_eq!(ChunkRef::parse_name("ledger_03-9.committed"), None);
     }

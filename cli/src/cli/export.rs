@@ -1,24 +1,25 @@
 //! `snapseal export --level L DIR OUT`: a node's artifacts (snapshot directory and its
 //! `ledger/`) into one tar archive at a strict level (`snapseal_archive::export`).
 //!
-//! OUT is created new (never overwritten), written in bounded memory, fsynced and closed; on
-//! any failure it is removed, so an archive that exists is a whole one.
+//! OUT is written under `OUT.pending` in OUT's directory (created `O_EXCL`), fsynced, closed
+//! and renamed without replacing to OUT, then the directory fsynced: OUT either does not
+//! exist or is a whole archive, even if the process is killed. An existing OUT is never
+//! overwritten; a failed export removes its pending file.
 
-use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use snapseal::persist::fs::{EntryKind, RealFs};
-use snapseal::persist::SnapshotName;
+use snapseal::persist::fs::{DirHandle, EntryKind, RealFs};
+use snapseal::persist::{Escaped, SnapshotName};
 use snapseal_archive::{
-    export, ArtifactSource, ChunkRef, ExportError, ExportOptions, Level, Manifest, SourceError,
-    LEDGER_DIR,
+    ensure_free, export, ArtifactSource, ChunkRef, ExportOptions, Level, Manifest, PendingFile,
+    SourceError, Stale, LEDGER_DIR,
 };
-use snapseal_sim::disk_ledger::LedgerDir;
+use snapseal_sim::disk_ledger::{ChunkKeys, LedgerDir};
 
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;
@@ -31,8 +32,8 @@ use crate::cli::safe_open;
 pub(crate) enum LevelArg {
     /// The newest snapshot that verifies and the public keys: enough to start a node.
     Operational,
-    /// Operational plus every ledger chunk from the snapshot to the commit index; fails
-    /// naming a missing range.
+    /// Operational plus every ledger chunk from the snapshot to the commit index (at least
+    /// the index the snapshot's receipt proves); fails naming a missing range.
     Replay,
     /// Every snapshot that verifies and every chunk available; gaps listed, never fails
     /// for one.
@@ -62,11 +63,12 @@ pub(crate) struct ExportArgs {
     pub level: LevelArg,
     /// The snapshot directory (its ledger is DIR/ledger).
     pub dir: PathBuf,
-    /// The archive to write (a tar stream); must not exist.
+    /// The archive to write (a tar stream); must not exist. Written as OUT.pending in the
+    /// same directory, then renamed: a killed export leaves no OUT.
     pub out: PathBuf,
-    /// Public key file the snapshots must verify against and the archive carries (hex
-    /// Ed25519 key per line); may be repeated. Default: DIR/node.pub. A regular file of at
-    /// most 64 KiB; a symbolic link is refused.
+    /// Public key file the snapshots and chunks must verify against and the archive carries
+    /// (hex Ed25519 key per line); may be repeated. Default: DIR/node.pub. A regular file of
+    /// at most 64 KiB; a symbolic link is refused.
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
 }
@@ -74,6 +76,7 @@ pub(crate) struct ExportArgs {
 /// What `export --json` prints.
 #[derive(Debug, Serialize)]
 struct ExportSummary {
+    #[serde(serialize_with = "crate::cli::output::escaped_path")]
     archive: PathBuf,
     archive_bytes: u64,
     artifact_bytes: u64,
@@ -88,7 +91,7 @@ impl ArtifactSource for NoLedger {
     fn chunks(&self) -> Result<Vec<ChunkRef>, SourceError> {
         Ok(Vec::new())
     }
-    fn open_chunk(&self, chunk: &ChunkRef) -> Result<Box<dyn io::Read + '_>, SourceError> {
+    fn read_chunk(&self, chunk: &ChunkRef, _max_len: u64) -> Result<Vec<u8>, SourceError> {
         Err(SourceError {
             what: chunk.file_name(),
             source: io::Error::new(io::ErrorKind::NotFound, "no ledger directory"),
@@ -117,11 +120,8 @@ impl<W: Write> Write for Counting<W> {
 
 /// About how many bytes the archive will hold (for the bar): the newest committed snapshot
 /// by name, and the chunks after it (or everything, for archival and debug).
-fn estimate(dir: &Path, source: &dyn ArtifactSource, level: Level) -> u64 {
-    let Ok(handle) = RealFs::new().open_dir_unmapped(dir) else {
-        return 0;
-    };
-    let Ok(list) = handle.list() else { return 0 };
+fn estimate(dir: &dyn DirHandle, source: &dyn ArtifactSource, level: Level) -> u64 {
+    let Ok(list) = dir.list() else { return 0 };
     let snaps: Vec<(SnapshotName, u64)> = list
         .iter()
         .filter(|e| e.kind == EntryKind::File)
@@ -145,48 +145,63 @@ fn estimate(dir: &Path, source: &dyn ArtifactSource, level: Level) -> u64 {
     }
 }
 
+/// OUT's directory and file name.
+fn split_out(out: &Path) -> anyhow::Result<(Arc<dyn DirHandle>, String)> {
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| !out.as_os_str().as_encoded_bytes().ends_with(b"/"))
+        .with_context(|| {
+            format!(
+                "{}: not a path to a file with a UTF-8 name",
+                Escaped::path(out)
+            )
+        })?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = RealFs::new()
+        .open_dir_unmapped(parent)
+        .with_context(|| format!("opening directory {}", Escaped::path(parent)))?;
+    Ok((dir, name.to_string()))
+}
+
 /// Runs `export`.
 pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
     let level = args.level.level();
     let trusted = Trusted::load(&args.keys, &args.dir)?;
+    let dir = safe_open::open_dir(&args.dir)?;
     let has_ledger = safe_open::check_subdir(&args.dir, LEDGER_DIR)?;
     let ledger_path = args.dir.join(LEDGER_DIR);
     let ledger_dir;
     let source: &dyn ArtifactSource = if has_ledger {
         ledger_dir = LedgerDir::open(&RealFs::new(), &ledger_path)
-            .with_context(|| format!("opening {}", ledger_path.display()))?;
+            .with_context(|| format!("opening {}", Escaped::path(&ledger_path)))?;
         &ledger_dir
     } else if level == Level::Operational {
         &NoLedger
     } else {
-        bail!(
+        anyhow::bail!(
             "{} has no {LEDGER_DIR}/ directory: a {} export needs the ledger (an operational \
              one does not)",
-            args.dir.display(),
+            Escaped::path(&args.dir),
             level.name()
         );
     };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(&args.out)
-        .with_context(|| {
-            format!(
-                "creating {} (an existing file is never overwritten)",
-                args.out.display()
-            )
-        })?;
+    let (out_dir, out_name) = split_out(&args.out)?;
+    ensure_free(&*out_dir, &out_name)?;
+    let pending = format!("{out_name}.pending");
+    let file = PendingFile::create(&*out_dir, &pending, 0o644, Stale::Refuse)?;
     let started = std::time::Instant::now();
     let bar = Progress::new(
         out.bars(),
-        estimate(&args.dir, source, level),
+        estimate(&*dir, source, level),
         Unit::Bytes,
         "exporting",
     );
     let mut w = Counting {
-        inner: io::BufWriter::with_capacity(1 << 16, &file),
+        inner: io::BufWriter::with_capacity(1 << 16, file),
         n: 0,
         bar,
     };
@@ -195,33 +210,33 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
         keys: trusted.keys.clone(),
         verifier: trusted.verifier(),
     };
-    let exported = export(&args.dir, source, &opts, &mut w)
-        .map_err(Failure::Export)
-        .and_then(|report| {
-            w.flush().map_err(Failure::Io)?;
-            Ok((report, w.n))
-        });
-    drop(w);
-    let result = exported.and_then(|r| finish(file).map(|()| r).map_err(Failure::Io));
-    let (report, archive_bytes) = match result {
+    let report = match export(
+        &*dir,
+        source,
+        &ChunkKeys(trusted.keys.clone()),
+        &opts,
+        &mut w,
+    ) {
         Ok(r) => r,
-        Err(failure) => {
-            // Never leave a partial archive behind that looks like a whole one.
-            let _ = std::fs::remove_file(&args.out);
-            return match failure {
-                Failure::Export(
-                    e @ (ExportError::Missing { .. } | ExportError::NoSnapshot { .. }),
-                ) => {
-                    // Not an I/O error: the store does not reach the level (exit 1).
-                    crate::cli::progress::suspend(|| eprintln!("error: {e}"));
-                    Ok(Status::Failed)
-                }
-                Failure::Export(e) => Err(anyhow::Error::new(e))
-                    .with_context(|| format!("exporting {}", args.dir.display())),
-                Failure::Io(e) => Err(e).with_context(|| format!("writing {}", args.out.display())),
-            };
+        // Dropping the pending file removes it: no partial archive is left anywhere.
+        Err(e) if e.is_refusal() => {
+            crate::cli::progress::suspend(|| eprintln!("error: {}", crate::cli::exit::causes(&e)));
+            return Ok(Status::Failed);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("exporting {}", Escaped::path(&args.dir)))
         }
     };
+    w.flush()
+        .with_context(|| format!("writing {}", Escaped::path(&args.out)))?;
+    let archive_bytes = w.n;
+    let file = w
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", Escaped::path(&args.out)))?;
+    file.seal()?.publish(&out_name)?;
     let secs = started.elapsed().as_secs_f64();
     let m = &report.manifest;
     let summary = ExportSummary {
@@ -237,7 +252,7 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
     text!(
         out,
         "exported {} at level {}: snapshot at idx {}, ledger to idx {}; {} key(s), {} snapshot(s), {} chunk(s){}; {} bytes in {:.2} s",
-        args.out.display(),
+        Escaped::path(&args.out),
         m.level.name(),
         m.snapshot_idx,
         m.commit_idx,
@@ -256,16 +271,4 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
         text!(out, "  missing ledger entries {}..={}", gap.from, gap.to);
     }
     Ok(Status::Ok)
-}
-
-enum Failure {
-    Export(ExportError),
-    Io(io::Error),
-}
-
-/// fsync and close, a close error being a failure like any other.
-fn finish(file: File) -> io::Result<()> {
-    file.sync_all()?;
-    let fd = std::os::fd::OwnedFd::from(file);
-    nix::unistd::close(std::os::fd::IntoRawFd::into_raw_fd(fd)).map_err(io::Error::from)
 }

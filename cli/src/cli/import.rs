@@ -1,7 +1,9 @@
-//! `snapseal import --level L [--repopulate] ARCHIVE DIR`: verify an archive
-//! ([`snapseal_archive::import`]) and bring its artifacts into a snapshot directory: snapshots
-//! through the store's ingest (receipt verified, pending, fsync, rename without replace),
-//! chunks into `DIR/ledger` (verified against the signed roots, the same sequence).
+//! `snapseal import --level L [--repopulate] ARCHIVE DIR`: verify an archive and bring its
+//! artifacts into a snapshot directory ([`snapseal_archive::import`]): everything is read and
+//! verified — each snapshot's receipt, each chunk's signed roots, the chain between the
+//! chunks, the snapshots' receipts and the chunks DIR/ledger already holds — before anything
+//! gets a committed name; then snapshots go through the store's ingest and chunks into
+//! `DIR/ledger` (rename without replacing, directory fsync).
 //!
 //! It trusts only the keys given (`--key`, or `DIR/node.pub`), never the archive's. Rerunning
 //! it after a crash completes it; nothing committed is ever overwritten.
@@ -11,9 +13,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{FileSystem, RealFs};
-use snapseal::persist::{SnapshotStore, StoreOptions};
-use snapseal_archive::{import, ImportError, ImportOptions, LEDGER_DIR};
+use snapseal::persist::fs::{Expect, RealFs, Untrusted};
+use snapseal::persist::{Escaped, SnapshotStore, StoreOptions};
+use snapseal_archive::{import, ImportOptions, Target, LEDGER_DIR};
 use snapseal_sim::disk_ledger::ChunkKeys;
 
 use crate::cli::exit::Status;
@@ -21,13 +23,10 @@ use crate::cli::export::LevelArg;
 use crate::cli::keys::{self, Trusted, NODE_PUB};
 use crate::cli::output::{text, Out};
 use crate::cli::progress::{Progress, Unit};
-use crate::cli::safe_open::{self, Access, Limit};
+use crate::cli::safe_open;
 
 /// An archive is streamed, never read whole; the cap only keeps the size check of the rule.
-const ARCHIVE: Limit = Limit {
-    what: "archive",
-    max_bytes: 1 << 44,
-};
+const ARCHIVE: Expect = Expect::new("archive", 1 << 44);
 
 /// `import` arguments.
 #[derive(Debug, Args)]
@@ -38,8 +37,9 @@ pub(crate) struct ImportArgs {
     #[arg(long, value_enum)]
     pub level: LevelArg,
     /// Fill the gaps of an existing directory: artifacts already there that the archive does
-    /// not hold are fine, and an archived chunk overlapping a different existing one is
-    /// skipped. Without it DIR must be new, empty, or hold only this archive's artifacts (an
+    /// not hold are fine, an archived chunk overlapping a different existing one is skipped,
+    /// and every chunk added must chain with DIR's chunks on each side where DIR holds any.
+    /// Without it DIR must be new, empty, or hold only this archive's artifacts (an
     /// interrupted earlier run).
     #[arg(long)]
     pub repopulate: bool,
@@ -50,7 +50,8 @@ pub(crate) struct ImportArgs {
     pub dir: PathBuf,
     /// Trusted public key file (hex Ed25519 key per line); may be repeated. Default:
     /// DIR/node.pub. Every key the archive carries must be one of these. When DIR has no
-    /// node.pub, the given keys are written there (so the other commands find them).
+    /// node.pub, a single given key is written there once the import succeeded (so the other
+    /// commands find it).
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
 }
@@ -58,6 +59,7 @@ pub(crate) struct ImportArgs {
 /// What `import --json` prints.
 #[derive(Debug, Serialize)]
 struct ImportSummary {
+    #[serde(serialize_with = "crate::cli::output::escaped_path")]
     dir: PathBuf,
     level: Option<&'static str>,
     snapshot_idx: u64,
@@ -91,73 +93,65 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 pub(super) fn run(args: &ImportArgs, out: &Out) -> anyhow::Result<Status> {
     let level = args.level.level();
     let trusted = Trusted::load(&args.keys, &args.dir)?;
-    let (parent, name) = match (args.archive.parent(), args.archive.file_name()) {
-        (Some(p), Some(n)) => (
-            if p.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                p
-            },
-            n.to_string_lossy().into_owned(),
-        ),
-        _ => anyhow::bail!("{}: not a file path", args.archive.display()),
-    };
-    let Some((file, len)) = safe_open::open_in_dir(parent, &name, Access::Read, ARCHIVE)? else {
-        anyhow::bail!("{}: no such file", args.archive.display());
-    };
-    let fs = RealFs::new();
+    let archive = Untrusted::open_path(&args.archive, ARCHIVE)?;
     let store = SnapshotStore::open(
         std::sync::Arc::new(RealFs::new()),
         &args.dir,
         StoreOptions::new(trusted.verifier()),
     )
-    .with_context(|| format!("opening the snapshot store {}", args.dir.display()))?;
-    safe_open::check_subdir(&args.dir, LEDGER_DIR)?;
-    let ledger_path = args.dir.join(LEDGER_DIR);
-    let ledger = fs
-        .open_dir(&ledger_path, true)
-        .with_context(|| format!("opening {}", ledger_path.display()))?;
-    if !args.keys.is_empty() && keys::read_node_pub(&args.dir)?.is_none() {
-        if let [key] = trusted.keys[..] {
-            keys::write_node_pub(&args.dir, &key)?;
-        }
-    }
+    .with_context(|| format!("opening the snapshot store {}", Escaped::path(&args.dir)))?;
+    let dir = safe_open::open_dir(&args.dir)?;
+    // The ledger directory by the snapshot directory's fd: never through a symbolic link.
+    let ledger = dir.open_subdir(LEDGER_DIR, true).with_context(|| {
+        format!(
+            "opening {} (a directory, not a link)",
+            Escaped::path(&args.dir.join(LEDGER_DIR))
+        )
+    })?;
     let started = std::time::Instant::now();
     let mut src = Counting {
-        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        inner: std::io::BufReader::with_capacity(1 << 16, archive.reader()),
         n: 0,
-        bar: Progress::new(out.bars(), len, Unit::Bytes, "importing"),
+        bar: Progress::new(out.bars(), archive.len(), Unit::Bytes, "importing"),
     };
     let opts = ImportOptions {
         level,
         trusted_keys: trusted.keys.clone(),
         repopulate: args.repopulate,
     };
-    let report = match import(
-        &mut src,
-        &store,
-        &*ledger,
-        &ChunkKeys(trusted.keys.clone()),
-        &opts,
-    ) {
+    let target = Target {
+        store: &store,
+        dir: &*dir,
+        ledger: &*ledger,
+    };
+    let result = import(&mut src, &target, &ChunkKeys(trusted.keys.clone()), &opts);
+    drop(src);
+    let report = match result {
         Ok(r) => r,
+        // The archive does not verify or does not reach the level (exit 1); nothing was
+        // committed (a partial import says what stays).
+        Err(e) if e.is_refusal() => {
+            crate::cli::progress::suspend(|| {
+                eprintln!(
+                    "error: importing {}: {}",
+                    Escaped::path(&args.archive),
+                    crate::cli::exit::causes(&e)
+                )
+            });
+            return Ok(Status::Failed);
+        }
         Err(e) => {
-            drop(src);
-            return match e {
-                ImportError::Conflict(_) | ImportError::Io { .. } => Err(anyhow::Error::new(e))
-                    .with_context(|| format!("importing {}", args.archive.display())),
-                // The archive does not verify or does not reach the level (exit 1); what
-                // verified before stays committed, and rerunning completes nothing more.
-                e => {
-                    crate::cli::progress::suspend(|| {
-                        eprintln!("error: importing {}: {e}", args.archive.display())
-                    });
-                    Ok(Status::Failed)
-                }
-            };
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("importing {}", Escaped::path(&args.archive)))
         }
     };
-    drop(src);
+    // Written only once the import verified and committed: a refused archive leaves no
+    // trust behind.
+    if !args.keys.is_empty() && keys::read_node_pub(&args.dir)?.is_none() {
+        if let [key] = trusted.keys[..] {
+            keys::write_node_pub(&args.dir, &key)?;
+        }
+    }
     let summary = ImportSummary {
         dir: args.dir.clone(),
         level: report.level.map(|l| l.name()),
@@ -175,8 +169,8 @@ pub(super) fn run(args: &ImportArgs, out: &Out) -> anyhow::Result<Status> {
     text!(
         out,
         "imported {} into {} at level {}: snapshot at idx {}, ledger to idx {}; {} snapshot(s) and {} chunk(s) committed, {} and {} already there, {} chunk(s) skipped; {} bytes in {:.2} s",
-        args.archive.display(),
-        args.dir.display(),
+        Escaped::path(&args.archive),
+        Escaped::path(&args.dir),
         summary.level.unwrap_or("?"),
         summary.snapshot_idx,
         summary.commit_idx,
@@ -192,7 +186,7 @@ pub(super) fn run(args: &ImportArgs, out: &Out) -> anyhow::Result<Status> {
         text!(
             out,
             "  note: {} has no {NODE_PUB}; pass --key to the other commands",
-            args.dir.display()
+            Escaped::path(&args.dir)
         );
     }
     Ok(Status::Ok)

@@ -7,14 +7,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::fs::{DirHandle, EntryKind, FileSystem};
+use snapseal_archive::{CheckedChunk, ChunkCheckError, ChunkLinks, ChunkRef, SourceError};
+use snapseal_persist::fs::{DirHandle, EntryKind, Expect, FileSystem, Untrusted};
 use snapseal_persist::Hash;
 
-use super::{read_chunk_file, verify_chunk, ChunkName};
+use super::chunk::{verify_stream, ReadError};
+use super::ChunkName;
 use crate::frontier::Frontier;
+use crate::ledger::TxKind;
 
 /// A ledger directory read as an [`ArtifactSource`](snapseal_archive::ArtifactSource):
-/// its sealed chunks (the open chunk of a running or crashed node is not offered).
+/// its sealed chunks (the open chunk of a running or crashed node is not offered). Every
+/// file is opened through [`Untrusted`] (no link followed, regular files only, size capped)
+/// and read with `pread`, never mapped: one truncated by another process meanwhile is an
+/// error naming it, not a `SIGBUS`.
 #[derive(Clone, Debug)]
 pub struct LedgerDir {
     pub(crate) dir: Arc<dyn DirHandle>,
@@ -27,22 +33,30 @@ impl LedgerDir {
             dir: fs.open_dir(path, false)?,
         })
     }
+
+    fn list(&self) -> Result<Vec<snapseal_persist::fs::DirEntry>, SourceError> {
+        self.dir.list().map_err(|source| SourceError {
+            what: self.dir.path().display().to_string(),
+            source,
+        })
+    }
+
+    fn open_file(&self, name: &str, expect: Expect) -> Result<Untrusted, SourceError> {
+        Untrusted::open_in(&*self.dir, name, expect)?.ok_or_else(|| SourceError {
+            what: self.dir.path().join(name).display().to_string(),
+            source: io::Error::new(io::ErrorKind::NotFound, "vanished since it was listed"),
+        })
+    }
 }
 
 impl snapseal_archive::ArtifactSource for LedgerDir {
-    fn chunks(&self) -> Result<Vec<snapseal_archive::ChunkRef>, snapseal_archive::SourceError> {
-        let listed = self
-            .dir
-            .list()
-            .map_err(|source| snapseal_archive::SourceError {
-                what: self.dir.path().display().to_string(),
-                source,
-            })?;
-        let mut out: Vec<snapseal_archive::ChunkRef> = listed
+    fn chunks(&self) -> Result<Vec<ChunkRef>, SourceError> {
+        let mut out: Vec<ChunkRef> = self
+            .list()?
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .filter_map(|e| match e.name.to_str().and_then(ChunkName::parse) {
-                Some(ChunkName::Committed { start, end }) => Some(snapseal_archive::ChunkRef {
+                Some(ChunkName::Committed { start, end }) => Some(ChunkRef {
                     start,
                     end,
                     len: e.len,
@@ -54,15 +68,15 @@ impl snapseal_archive::ArtifactSource for LedgerDir {
         Ok(out)
     }
 
-    fn other_files(&self) -> Result<Vec<(String, u64)>, snapseal_archive::SourceError> {
-        let listed = self
-            .dir
-            .list()
-            .map_err(|source| snapseal_archive::SourceError {
-                what: self.dir.path().display().to_string(),
-                source,
-            })?;
-        let mut out: Vec<(String, u64)> = listed
+    fn read_chunk(&self, chunk: &ChunkRef, max_len: u64) -> Result<Vec<u8>, SourceError> {
+        Ok(self
+            .open_file(&chunk.file_name(), Expect::new("ledger chunk", max_len))?
+            .read_all()?)
+    }
+
+    fn other_files(&self) -> Result<Vec<(String, u64)>, SourceError> {
+        let mut out: Vec<(String, u64)> = self
+            .list()?
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .filter_map(|e| {
@@ -75,26 +89,8 @@ impl snapseal_archive::ArtifactSource for LedgerDir {
         Ok(out)
     }
 
-    fn open_other(&self, name: &str) -> Result<Box<dyn Read + '_>, snapseal_archive::SourceError> {
-        let bytes =
-            read_chunk_file(&*self.dir, name).map_err(|source| snapseal_archive::SourceError {
-                what: self.dir.path().join(name).display().to_string(),
-                source,
-            })?;
-        Ok(Box::new(io::Cursor::new(bytes)))
-    }
-
-    fn open_chunk(
-        &self,
-        chunk: &snapseal_archive::ChunkRef,
-    ) -> Result<Box<dyn Read + '_>, snapseal_archive::SourceError> {
-        let name = chunk.file_name();
-        let bytes =
-            read_chunk_file(&*self.dir, &name).map_err(|source| snapseal_archive::SourceError {
-                what: self.dir.path().join(&name).display().to_string(),
-                source,
-            })?;
-        Ok(Box::new(io::Cursor::new(bytes)))
+    fn open_other(&self, name: &str, max_len: u64) -> Result<Untrusted, SourceError> {
+        self.open_file(name, Expect::new("file", max_len))
     }
 }
 
@@ -116,14 +112,29 @@ pub fn frontier_digest(f: &Frontier) -> Hash {
 impl snapseal_archive::ChunkVerifier for ChunkKeys {
     fn verify_chunk(
         &self,
-        bytes: &[u8],
+        src: &mut dyn Read,
+        len: u64,
         start: u64,
         end: u64,
-    ) -> Result<snapseal_archive::ChunkLinks, String> {
-        let v = verify_chunk(bytes, &self.0, Some((start, end))).map_err(|e| e.to_string())?;
-        Ok(snapseal_archive::ChunkLinks {
-            start: frontier_digest(&v.start_frontier),
-            end: frontier_digest(&v.end_frontier),
+    ) -> Result<CheckedChunk, ChunkCheckError> {
+        let mut signed = Vec::new();
+        let v = verify_stream(src, len, &self.0, Some((start, end)), |idx, tx, _| {
+            // Only kept once the whole chunk verifies: then each of these signs the root
+            // recomputed before it.
+            if let TxKind::Signature(s) = tx {
+                signed.push((idx, s.root));
+            }
+        })
+        .map_err(|e| match e {
+            ReadError::Bad(e) => ChunkCheckError::Invalid(e.to_string()),
+            ReadError::Io(e) => ChunkCheckError::Read(e),
+        })?;
+        Ok(CheckedChunk {
+            links: ChunkLinks {
+                start: frontier_digest(&v.start_frontier),
+                end: frontier_digest(&v.end_frontier),
+            },
+            signed,
         })
     }
 }
