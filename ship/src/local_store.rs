@@ -618,15 +618,23 @@ impl ObjectStore for LocalStore {
 /// makes durable and renames into place without replacing anything.
 #[derive(Debug)]
 struct LocalUpload {
+    staged: Arc<Staged>,
+    /// Where the next part goes.
+    offset: u64,
+}
+
+/// An upload's staging file and where it goes, shared by its part writes and its completion
+/// (each on a blocking thread).
+#[derive(Debug)]
+struct Staged {
     dir: Arc<dyn DirHandle>,
     key: Path,
     name: String,
     staging: String,
     /// `None` once completed or aborted.
-    file: Arc<Mutex<Option<Box<dyn WritableFile>>>>,
+    file: Mutex<Option<Box<dyn WritableFile>>>,
     /// Set by a failed part: such a file is never made durable or renamed.
-    failed: Arc<AtomicBool>,
-    offset: u64,
+    failed: AtomicBool,
 }
 
 impl LocalUpload {
@@ -644,60 +652,82 @@ impl LocalUpload {
             })?;
         debug!(file = %Escaped::path(&dir.path().join(&staging)), "multipart upload staged");
         Ok(LocalUpload {
-            dir,
-            key: key.clone(),
-            name,
-            staging,
-            file: Arc::new(Mutex::new(Some(file))),
-            failed: Arc::new(AtomicBool::new(false)),
+            staged: Arc::new(Staged {
+                dir,
+                key: key.clone(),
+                name,
+                staging,
+                file: Mutex::new(Some(file)),
+                failed: AtomicBool::new(false),
+            }),
             offset: 0,
         })
     }
 }
 
-/// Makes an upload's staged file durable and gives it its name (never replacing one); on any
-/// failure the staging file is removed.
-fn finish(up: Finishing) -> object_store::Result<()> {
-    let io = |step, source| {
+impl Staged {
+    fn io(&self, step: &'static str, source: io::Error) -> object_store::Error {
         LocalError::Io {
-            path: up.dir.path().join(&up.staging),
+            path: self.dir.path().join(&self.staging),
             step,
             source,
         }
-        .into_store_error(&up.key)
-    };
-    let done = (|| {
-        let Some(mut file) = up.file.lock().take() else {
-            return Err(io(
-                "complete",
-                io::Error::other("already completed or aborted"),
-            ));
-        };
-        if up.failed.load(Ordering::SeqCst) {
-            // Never sealed: what a failed write touched is not trusted.
-            return Err(io("complete", io::Error::other("a part failed to write")));
-        }
-        // A failed fsync is never retried, and the file is then thrown away.
-        file.sync().map_err(|e| io("fsync", e))?;
-        file.close().map_err(|e| io("close", e))?;
-        rename_noreplace(&*up.dir, &up.staging, &up.name)
-            .map_err(|e| io("rename (no replace)", e))?;
-        up.dir.sync().map_err(|e| io("fsync of the directory", e))
-    })();
-    if done.is_err() {
-        discard(&*up.dir, &up.staging);
+        .into_store_error(&self.key)
     }
-    done
-}
 
-/// What completing an upload needs, owned, for a blocking thread.
-struct Finishing {
-    dir: Arc<dyn DirHandle>,
-    key: Path,
-    name: String,
-    staging: String,
-    file: Arc<Mutex<Option<Box<dyn WritableFile>>>>,
-    failed: Arc<AtomicBool>,
+    /// Writes one part at `at`; a failure marks the upload failed.
+    fn write_part(&self, data: &PutPayload, at: u64) -> object_store::Result<()> {
+        let mut guard = self.file.lock();
+        let written = match guard.as_mut() {
+            Some(f) => data.iter().try_fold(at, |at, chunk| {
+                write_all_at(&mut **f, chunk, at).map(|()| at + chunk.len() as u64)
+            }),
+            None => Err(io::Error::other("the upload was completed or aborted")),
+        };
+        written.map(drop).map_err(|e| {
+            self.failed.store(true, Ordering::SeqCst);
+            self.io("writing a part", e)
+        })
+    }
+
+    /// Makes the staged file durable and gives it its name (never replacing one); on any
+    /// failure the staging file is removed.
+    fn finish(&self) -> object_store::Result<()> {
+        let done = (|| {
+            let Some(mut file) = self.file.lock().take() else {
+                let gone = io::Error::other("already completed or aborted");
+                return Err(self.io("complete", gone));
+            };
+            if self.failed.load(Ordering::SeqCst) {
+                // Never sealed: what a failed write touched is not trusted.
+                let failed = io::Error::other("a part failed to write");
+                return Err(self.io("complete", failed));
+            }
+            // A failed fsync is never retried, and the file is then thrown away.
+            file.sync().map_err(|e| self.io("fsync", e))?;
+            file.close().map_err(|e| self.io("close", e))?;
+            rename_noreplace(&*self.dir, &self.staging, &self.name)
+                .map_err(|e| self.io("rename (no replace)", e))?;
+            self.dir
+                .sync()
+                .map_err(|e| self.io("fsync of the directory", e))
+        })();
+        if done.is_err() {
+            discard(&*self.dir, &self.staging);
+        }
+        done
+    }
+
+    /// Closes and removes the staging file unless the upload was completed or aborted.
+    fn abandon(&self) {
+        if let Some(file) = self.file.lock().take() {
+            // Thrown away: its close error says nothing we act on.
+            if let Err(e) = file.close() {
+                debug!(error = %e, "close of an abandoned upload's staging file failed");
+            }
+            discard(&*self.dir, &self.staging);
+        }
+    }
 }
 
 /// `pwrite`s all of `buf` at `offset` (short writes looped; `EINTR` retried, a bounded
@@ -728,38 +758,14 @@ impl MultipartUpload for LocalUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let at = self.offset;
         self.offset += data.content_length() as u64;
-        let (file, failed) = (Arc::clone(&self.file), Arc::clone(&self.failed));
-        let (key, path) = (self.key.clone(), self.dir.path().join(&self.staging));
-        Box::pin(blocking(move || {
-            let mut guard = file.lock();
-            let written = match guard.as_mut() {
-                Some(f) => data.iter().try_fold(at, |at, chunk| {
-                    write_all_at(&mut **f, chunk, at).map(|()| at + chunk.len() as u64)
-                }),
-                None => Err(io::Error::other("the upload was completed or aborted")),
-            };
-            written.map(drop).map_err(|source| {
-                failed.store(true, Ordering::SeqCst);
-                LocalError::Io {
-                    path,
-                    step: "writing a part",
-                    source,
-                }
-                .into_store_error(&key)
-            })
-        }))
+        let staged = Arc::clone(&self.staged);
+        Box::pin(blocking(move || staged.write_part(&data, at)))
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let up = Finishing {
-            dir: Arc::clone(&self.dir),
-            key: self.key.clone(),
-            name: self.name.clone(),
-            staging: self.staging.clone(),
-            file: Arc::clone(&self.file),
-            failed: Arc::clone(&self.failed),
-        };
-        blocking(move || finish(up)).await.map(|()| PutResult {
+        let staged = Arc::clone(&self.staged);
+        blocking(move || staged.finish()).await?;
+        Ok(PutResult {
             e_tag: None,
             version: None,
             extensions: Default::default(),
@@ -767,22 +773,18 @@ impl MultipartUpload for LocalUpload {
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
-        if let Some(file) = self.file.lock().take() {
-            // Thrown away: its close error says nothing we act on.
-            if let Err(e) = file.close() {
-                debug!(error = %e, "close of an aborted upload's staging file failed");
-            }
-        }
-        discard(&*self.dir, &self.staging);
-        Ok(())
+        let staged = Arc::clone(&self.staged);
+        blocking(move || {
+            staged.abandon();
+            Ok(())
+        })
+        .await
     }
 }
 
 impl Drop for LocalUpload {
     fn drop(&mut self) {
         // Neither completed nor aborted (the caller gave up on it): remove what it staged.
-        if self.file.lock().take().is_some() {
-            discard(&*self.dir, &self.staging);
-        }
+        self.staged.abandon();
     }
 }

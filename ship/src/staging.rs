@@ -1,9 +1,8 @@
 //! Staging files that interrupted uploads leave on a `file://` remote.
 //!
-//! The local store writes an upload in parts into `<object>#<n>` and renames it into place
-//! when the upload completes; a shipper killed in between leaves that file behind. Such names
-//! are invisible through `object_store` (its listing skips them), so remote gc finds them on
-//! the filesystem itself. Everything there is treated as hostile: only real directories
+//! [`LocalStore`](crate::LocalStore) writes every upload into `<object>#<digits>` and renames
+//! it into place when it completes; a shipper killed in between leaves that file behind. Such
+//! names are never listed as objects, so remote gc finds them on the filesystem itself. Everything there is treated as hostile: only real directories
 //! (named like a node) and regular files are looked at, never through a symlink, and only
 //! names of the exact form `<snapseal object name>#<digits>` are candidates, each resolved
 //! relative to its directory's fd. A file younger than the given age is left alone: it may
