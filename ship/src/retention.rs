@@ -210,6 +210,15 @@ pub fn release(remote: &Remote, node: &str, name: &SnapshotName) -> Result<bool,
     check_node(remote.url(), node)?;
     let file = name.file_name();
     remote.block_on(async {
+        // No hold, nothing to write (and a remote that does not exist yet stays so).
+        let (index, _) = remote.read_index().await?;
+        if !index
+            .nodes
+            .get(node)
+            .is_some_and(|n| n.holds.contains(&file))
+        {
+            return Ok(false);
+        }
         let mut had = false;
         remote
             .update_index(|index| {

@@ -591,3 +591,67 @@ fn a_local_file_truncated_while_shipped_is_skipped_cleanly_not_a_sigbus() {
     assert!(reasons[0].contains("truncated"), "{reasons:?}");
     assert!(!remote.path().join("n1").join(big.file_name()).exists());
 }
+
+#[test]
+fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_what_is_its_own() {
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+    let root = tempfile::tempdir().unwrap();
+    let store = snapseal_ship::LocalStore::new(root.path().to_path_buf(), 1 << 20);
+    let remote = local_remote(root.path());
+    let key = Key::from("a/b");
+    let put = |bytes: &'static [u8], mode| {
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        remote.block_on(store.put_opts(&key, bytes.into(), opts))
+    };
+    put(b"first", PutMode::Create).unwrap();
+    let again = put(b"second", PutMode::Create).unwrap_err();
+    assert!(
+        matches!(again, object_store::Error::AlreadyExists { .. }),
+        "{again}"
+    );
+    put(b"third", PutMode::Overwrite).unwrap();
+    let got = remote.block_on(store.get_range(&key, 1..4)).unwrap();
+    assert_eq!(&got[..], b"hir");
+    // A key in the staging namespace is refused; staging files and deep trees are not listed.
+    let staged = Key::parse("a/b#1").unwrap();
+    assert!(put_err(&remote, &store, &staged).contains("reserved"));
+    std::fs::write(root.path().join("a").join("b#7"), b"staging").unwrap();
+    let mut deep = root.path().to_path_buf();
+    for i in 0..snapseal_ship::MAX_DEPTH {
+        deep = deep.join(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("too-deep"), b"x").unwrap();
+    let listed: Vec<String> = remote
+        .block_on(async {
+            use futures::TryStreamExt;
+            store.list(None).try_collect::<Vec<_>>().await
+        })
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect();
+    assert_eq!(listed, ["a/b"]);
+    assert!(
+        snapshot_of(root.path())
+            .iter()
+            .all(|(p, _)| p != &root.path().join("a").join("b#1")),
+        "nothing was staged for the refused key"
+    );
+}
+
+fn put_err(
+    remote: &snapseal_ship::Remote,
+    store: &snapseal_ship::LocalStore,
+    key: &object_store::path::Path,
+) -> String {
+    use object_store::ObjectStoreExt;
+    let err = remote
+        .block_on(store.put(key, b"x".as_slice().into()))
+        .unwrap_err();
+    snapseal_ship::describe(&err)
+}

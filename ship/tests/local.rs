@@ -549,3 +549,13 @@ fn a_large_file_goes_up_in_parts_and_comes_back_whole_with_progress_both_ways() 
         file_bytes(local.path(), &big)
     );
 }
+
+#[test]
+fn releasing_a_hold_that_is_not_there_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote_dir = tmp.path().join("never-written");
+    let name = SnapshotName::parse("snapshot_1_2.committed").unwrap();
+    let had = retention::release(&local_remote(&remote_dir), "n1", &name).unwrap();
+    assert!(!had);
+    assert!(!remote_dir.exists(), "no index, no directory was created");
+}
