@@ -9,7 +9,8 @@
 //!   `..`, and without `/`, `#` or control characters) opened with
 //!   [`DirHandle::open_subdir`]: a symbolic link (`ELOOP`) or a non-directory (`ENOTDIR`) on
 //!   the way is refused, so no call ever reaches outside the root. The root itself may go
-//!   through links (it is the operator's configuration) and is opened once, then kept.
+//!   through links (it is the operator's configuration); each call opens it afresh, so a
+//!   remote directory removed and made again is the one written to, never the removed one.
 //! - **Objects are read through [`Untrusted`]**: relative to their directory's fd, without
 //!   following a link, non-blocking (a FIFO cannot hang a reader), regular files only, size
 //!   capped before any byte is read, read with `pread` (a file truncated meanwhile is an
@@ -78,12 +79,11 @@ pub struct LocalStore {
 
 #[derive(Debug)]
 struct Inner {
+    /// A missing root is an empty remote until the first write creates it.
     root: PathBuf,
-    /// The root, once opened (kept, so it cannot be swapped afterwards); `None` while it does
-    /// not exist: a missing root is an empty remote until the first write creates it.
-    dir: Mutex<Option<Arc<dyn DirHandle>>>,
     max_object_bytes: u64,
-    /// Staging names are `<name>#<pid><start><n>`: unique to this process and call.
+    /// Staging names are `<name>#<pid, 10 digits><start nanos, 9 digits><n>`: unique to this
+    /// process and call.
     staging_prefix: String,
     staging_seq: AtomicU64,
 }
@@ -105,9 +105,8 @@ impl LocalStore {
         LocalStore {
             inner: Arc::new(Inner {
                 root,
-                dir: Mutex::new(None),
                 max_object_bytes,
-                staging_prefix: format!("{}{start:09}", std::process::id()),
+                staging_prefix: format!("{:010}{start:09}", std::process::id()),
                 staging_seq: AtomicU64::new(0),
             }),
         }
@@ -232,12 +231,9 @@ impl Read for PayloadReader<'_> {
 }
 
 impl Inner {
-    /// The root directory; `None` when it does not exist and `create` is false.
+    /// The root directory, opened for one call; `None` when it does not exist and `create`
+    /// is false.
     fn root_dir(&self, create: bool) -> Result<Option<Arc<dyn DirHandle>>, LocalError> {
-        let mut slot = self.dir.lock();
-        if let Some(dir) = &*slot {
-            return Ok(Some(Arc::clone(dir)));
-        }
         let io = |step, source| LocalError::Io {
             path: self.root.clone(),
             step,
@@ -259,7 +255,6 @@ impl Inner {
             }
             Err(e) => return Err(io("opening the remote directory", e)),
         };
-        *slot = Some(Arc::clone(&dir));
         Ok(Some(dir))
     }
 
