@@ -417,7 +417,7 @@ fn list_into(
                 e_tag: None,
                 version: None,
             }),
-            EntryKind::Dir if depth + 1 >= MAX_DEPTH => {
+            EntryKind::Dir if depth >= MAX_DEPTH => {
                 warn!(dir = %Escaped::path(&shown), max = MAX_DEPTH, "remote listing: not descending deeper")
             }
             EntryKind::Dir => match dir.open_subdir(name, false) {

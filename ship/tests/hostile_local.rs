@@ -620,11 +620,20 @@ fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_wha
     let staged = Key::parse("a/b#1").unwrap();
     assert!(put_err(&remote, &store, &staged).contains("reserved"));
     std::fs::write(root.path().join("a").join("b#7"), b"staging").unwrap();
+    // MAX_DEPTH directories down is listed; one more is not.
     let mut deep = root.path().to_path_buf();
-    for i in 0..snapseal_ship::MAX_DEPTH {
+    let mut deepest_key = Vec::new();
+    for i in 0..=snapseal_ship::MAX_DEPTH {
         deep = deep.join(format!("d{i}"));
+        std::fs::create_dir_all(&deep).unwrap();
+        if i + 1 == snapseal_ship::MAX_DEPTH {
+            std::fs::write(deep.join("deepest"), b"x").unwrap();
+            deepest_key.push(format!("d{i}/deepest"));
+        } else {
+            deepest_key.push(format!("d{i}"));
+        }
     }
-    std::fs::create_dir_all(&deep).unwrap();
+    deepest_key.truncate(snapseal_ship::MAX_DEPTH);
     std::fs::write(deep.join("too-deep"), b"x").unwrap();
     let listed: Vec<String> = remote
         .block_on(async {
@@ -635,7 +644,7 @@ fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_wha
         .into_iter()
         .map(|m| m.location.to_string())
         .collect();
-    assert_eq!(listed, ["a/b"]);
+    assert_eq!(listed, ["a/b".to_string(), deepest_key.join("/")]);
     assert!(
         snapshot_of(root.path())
             .iter()
