@@ -271,3 +271,359 @@ fn a_tampered_archive_is_refused_and_leaves_no_committed_artifact() {
     let e = import("operational", &archive, &tmp.path().join("x"), &other);
     assert_eq!(e.code, 1, "{}", e.stderr);
 }
+
+// ---- Regressions: what an outside reviewer reproduced with the released binary ----------
+
+/// Two deterministic runs of the same node (same seed, so the same key, indices, snapshot
+/// points and chunk names) drawing writes from different key ranges: every artifact of one
+/// verifies, but none is the other's.
+fn twins(tmp: &Path) -> (PathBuf, PathBuf) {
+    let (a, b) = (tmp.join("a"), tmp.join("b"));
+    for (dir, keys) in [(&a, "100"), (&b, "200")] {
+        demo(dir, &["--deterministic", "--seed", "9", "--keys", keys]);
+    }
+    let names = |d: &Path| chunks(d).into_iter().map(|c| (c.0, c.1)).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b), "the same chunk names");
+    (a, b)
+}
+
+/// The entries of a tar archive, as `(path, bytes)`.
+fn tar_list(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    tar_entries(bytes)
+        .into_iter()
+        .map(|(p, off, size)| (p, bytes[off..off + size].to_vec()))
+        .collect()
+}
+
+/// A ustar archive of `entries` (names under 100 bytes).
+fn tar_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in entries {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        for (at, text) in [
+            (100, "0000644\0".to_string()),
+            (108, "0000000\0".to_string()),
+            (116, "0000000\0".to_string()),
+            (124, format!("{:011o}\0", data.len())),
+            (136, "00000000000\0".to_string()),
+            (257, "ustar\0".to_string()),
+            (263, "00".to_string()),
+        ] {
+            h[at..at + text.len()].copy_from_slice(text.as_bytes());
+        }
+        h[156] = b'0';
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// `entries` with the manifest rewritten to list exactly them, in order (a forger who fixes
+/// the manifest up), and with `missing` recomputed for an archival one.
+fn forged(mut entries: Vec<(String, Vec<u8>)>) -> Vec<u8> {
+    let mut m: snapseal_archive::Manifest = serde_json::from_slice(&entries[0].1).unwrap();
+    let like = m.artifacts.clone();
+    m.artifacts = entries[1..]
+        .iter()
+        .map(|(p, b)| {
+            let mut a = like.iter().find(|a| a.path == *p).unwrap().clone();
+            a.len = b.len() as u64;
+            a.blake3 = blake3::hash(b).to_hex().to_string();
+            a
+        })
+        .collect();
+    if !m.missing.is_empty() || m.level >= snapseal_archive::Level::Archival {
+        let mut next = 1;
+        m.missing.clear();
+        for (p, _) in &entries[1..] {
+            let Some((s, e)) = p
+                .strip_prefix("ledger/")
+                .and_then(snapseal_archive::ChunkRef::parse_name)
+            else {
+                continue;
+            };
+            if s > next {
+                m.missing.push(snapseal_archive::Missing {
+                    from: next,
+                    to: s - 1,
+                });
+            }
+            next = e + 1;
+        }
+        if next <= m.commit_idx {
+            m.missing.push(snapseal_archive::Missing {
+                from: next,
+                to: m.commit_idx,
+            });
+        }
+    }
+    entries[0].1 = serde_json::to_vec(&m).unwrap();
+    tar_of(&entries)
+}
+
+fn committed_anything(dir: &Path) -> Vec<String> {
+    let mut all: Vec<String> = cli_support::names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".committed"))
+        .collect();
+    if dir.join("ledger").is_dir() {
+        all.extend(chunks(dir).into_iter().map(|c| c.2.display().to_string()));
+    }
+    all
+}
+
+#[test]
+fn an_archive_with_another_runs_chunk_is_refused_and_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = twins(tmp.path());
+    let (ar, br) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"));
+    export("archival", &a, &ar).expect(0);
+    export("archival", &b, &br).expect(0);
+    let (ours, theirs) = (
+        tar_list(&std::fs::read(&ar).unwrap()),
+        tar_list(&std::fs::read(&br).unwrap()),
+    );
+    let ledger: Vec<usize> = (0..ours.len())
+        .filter(|&i| ours[i].0.starts_with("ledger/"))
+        .collect();
+    let i = ledger[ledger.len() / 2];
+    let mut spliced = ours.clone();
+    spliced[i] = theirs.iter().find(|e| e.0 == ours[i].0).unwrap().clone();
+    let bad = tmp.path().join("spliced.tar");
+    std::fs::write(&bad, forged(spliced)).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let r = import("archival", &bad, &fresh, &a.join("node.pub")).expect(1);
+    assert!(r.stderr.contains("does not continue"), "{}", r.stderr);
+    assert_eq!(committed_anything(&fresh), Vec::<String>::new());
+}
+
+#[test]
+fn repopulate_does_not_fill_a_gap_with_another_runs_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = twins(tmp.path());
+    let br = tmp.path().join("b.tar");
+    export("archival", &b, &br).expect(0);
+    let (s, e, gap) = chunks(&a)[60].clone();
+    std::fs::remove_file(&gap).unwrap();
+    let before = committed_anything(&a);
+    // Their chunk for the gap, with snapshots the directory holds (by name; their bytes are
+    // another run's, so only the directory's own may come): ours.
+    let name = format!("ledger/ledger_{s}-{e}.committed");
+    let theirs = tar_list(&std::fs::read(&br).unwrap());
+    let ar = tmp.path().join("a.tar");
+    export("operational", &a, &ar).expect(0);
+    let ours = tar_list(&std::fs::read(&ar).unwrap());
+    let mut list: Vec<(String, Vec<u8>)> = vec![theirs[0].clone()];
+    list.extend(ours[1..].iter().cloned());
+    list.push(theirs.iter().find(|x| x.0 == name).unwrap().clone());
+    // The manifest: theirs (archival), listing what is there.
+    let m: snapseal_archive::Manifest = serde_json::from_slice(&theirs[0].1).unwrap();
+    let ours_m: snapseal_archive::Manifest = serde_json::from_slice(&ours[0].1).unwrap();
+    let mut m2 = m.clone();
+    m2.snapshot_idx = ours_m.snapshot_idx;
+    m2.artifacts.extend(ours_m.artifacts.clone());
+    list[0].1 = serde_json::to_vec(&m2).unwrap();
+    let archive = tmp.path().join("gap.tar");
+    std::fs::write(&archive, forged(list)).unwrap();
+    let r = snapseal(&[
+        "import".as_ref(),
+        "--level".as_ref(),
+        "archival".as_ref(),
+        "--repopulate".as_ref(),
+        "--key".as_ref(),
+        a.join("node.pub").as_os_str(),
+        archive.as_os_str(),
+        a.as_os_str(),
+    ])
+    .expect(1);
+    assert!(r.stderr.contains(&name), "names {name}: {}", r.stderr);
+    assert_eq!(committed_anything(&a), before, "nothing committed");
+}
+
+#[test]
+fn a_replay_archive_of_one_runs_snapshot_and_another_runs_chunks_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = twins(tmp.path());
+    let (ar, br) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"));
+    export("replay", &a, &ar).expect(0);
+    export("replay", &b, &br).expect(0);
+    let theirs = tar_list(&std::fs::read(&br).unwrap());
+    let paired: Vec<(String, Vec<u8>)> = tar_list(&std::fs::read(&ar).unwrap())
+        .into_iter()
+        .map(|(p, bytes)| match theirs.iter().find(|t| t.0 == p) {
+            Some(t) if p.starts_with("ledger/") => t.clone(),
+            _ => (p, bytes),
+        })
+        .collect();
+    let bad = tmp.path().join("paired.tar");
+    std::fs::write(&bad, forged(paired)).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let r = import("replay", &bad, &fresh, &a.join("node.pub")).expect(1);
+    assert!(r.stderr.contains("receipt"), "{}", r.stderr);
+    assert_eq!(committed_anything(&fresh), Vec::<String>::new());
+}
+
+#[test]
+fn replay_export_with_the_ledger_ending_before_the_snapshots_receipt_names_the_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    demo(&dir, &[]);
+    let newest: u64 = cli_support::committed(&dir)
+        .iter()
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?.to_string();
+            n.split('_').nth(1)?.parse().ok()
+        })
+        .max()
+        .unwrap();
+    for (_, end, path) in chunks(&dir) {
+        if end > newest {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let out = tmp.path().join("r.tar");
+    let r = export("replay", &dir, &out).expect(1);
+    let from = format!("ledger entries {}..=", newest + 1);
+    assert!(r.stderr.contains(&from), "{from}: {}", r.stderr);
+    assert!(!out.exists());
+}
+
+#[test]
+fn export_refuses_a_junk_chunk_naming_it_and_leaves_no_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    demo(&dir, &[]);
+    let (_, _, path) = chunks(&dir).pop().unwrap();
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    std::fs::write(&path, vec![0x5a; len]).unwrap();
+    let out = tmp.path().join("r.tar");
+    let r = export("replay", &dir, &out).expect(1);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(r.stderr.contains(name), "names {name}: {}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("r.tar"))
+        .collect();
+    assert!(left.is_empty(), "no archive, whole or pending: {left:?}");
+}
+
+#[test]
+fn a_killed_export_leaves_no_partial_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    demo(&dir, &["--value-size", "4096"]);
+    let whole = tmp.path().join("whole.tar");
+    export("archival", &dir, &whole).expect(0);
+    let out = tmp.path().join("r.tar");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapseal"))
+        .args(["export", "--level", "archival"])
+        .args([dir.as_os_str(), out.as_os_str()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as it has started writing (or has finished, if it was that quick).
+    let started = |n: &str| n.starts_with("r.tar");
+    loop {
+        let seen = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .any(|e| started(&e.unwrap().file_name().to_string_lossy()));
+        if seen || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    // Whatever the moment: OUT is absent, or it is the whole archive.
+    if out.exists() {
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(&whole).unwrap(),
+            "OUT holds a partial archive"
+        );
+    }
+}
+
+#[test]
+fn a_huge_zero_filled_chunk_entry_is_refused_by_its_magic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    demo(&dir, &[]);
+    let ar = tmp.path().join("a.tar");
+    export("operational", &dir, &ar).expect(0);
+    let list = tar_list(&std::fs::read(&ar).unwrap());
+    let mut m: snapseal_archive::Manifest = serde_json::from_slice(&list[0].1).unwrap();
+    let huge: u64 = 1 << 30;
+    let mut chunk = m.artifacts.last().unwrap().clone();
+    chunk.kind = snapseal_archive::ArtifactKind::Ledger;
+    chunk.path = "ledger/ledger_1-9.committed".into();
+    chunk.len = huge;
+    m.artifacts.push(chunk);
+    m.level = snapseal_archive::Level::Archival;
+    m.missing = vec![snapseal_archive::Missing {
+        from: 10,
+        to: m.commit_idx,
+    }];
+    let mut head = list.clone();
+    head[0].1 = serde_json::to_vec(&m).unwrap();
+    let mut bytes = tar_of(&head);
+    bytes.truncate(bytes.len() - 1024);
+    let mut h = tar_of(&[("ledger/ledger_1-9.committed".into(), Vec::new())]);
+    h.truncate(512);
+    h[124..136].copy_from_slice(format!("{huge:011o}\0").as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    bytes.extend_from_slice(&h);
+    let path = tmp.path().join("huge.tar");
+    std::fs::write(&path, &bytes).unwrap();
+    // The GiB of zeros and the end blocks: a sparse file, nothing written.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(bytes.len() as u64 + huge + 1024).unwrap();
+    drop(f);
+    let fresh = tmp.path().join("fresh");
+    let r = import("archival", &path, &fresh, &dir.join("node.pub")).expect(1);
+    assert!(r.stderr.contains("magic"), "{}", r.stderr);
+    assert_eq!(committed_anything(&fresh), Vec::<String>::new());
+}
+
+#[test]
+fn archive_names_are_shown_escaped_and_a_cut_archive_is_reported_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    demo(&dir, &[]);
+    let ar = tmp.path().join("r.tar");
+    export("replay", &dir, &ar).expect(0);
+    let good = std::fs::read(&ar).unwrap();
+    let key = dir.join("node.pub");
+
+    let mut list = tar_list(&good);
+    list[0].0 = "\u{1b}[2J\u{1b}]0;owned\u{7}".into();
+    let evil = tmp.path().join("evil.tar");
+    std::fs::write(&evil, tar_of(&list)).unwrap();
+    let r = import("replay", &evil, &tmp.path().join("x"), &key).expect(1);
+    assert!(
+        !r.stderr.contains('\u{1b}') && !r.stderr.contains('\u{7}'),
+        "{:?}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("\\x1b"), "{}", r.stderr);
+
+    // Cut inside the last chunk's data.
+    let (name, off, size) = tar_entries(&good).pop().unwrap();
+    assert!(name.starts_with("ledger/"));
+    let cut = tmp.path().join("cut.tar");
+    std::fs::write(&cut, &good[..off + size / 2]).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let r = import("replay", &cut, &fresh, &key).expect(1);
+    assert!(r.stderr.contains("truncated"), "{}", r.stderr);
+    assert!(!r.stderr.contains("BLAKE3"), "{}", r.stderr);
+    assert_eq!(committed_anything(&fresh), Vec::<String>::new());
+}
