@@ -125,27 +125,12 @@ pub(super) fn check_subdir(dir: &Path, name: &str) -> anyhow::Result<bool> {
     Ok(open_subdir(&*open_dir(dir)?, name)?.is_some())
 }
 
-/// How [`open_in_dir`] opens a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Access {
-    /// Read only; a missing file is `None`.
-    Read,
-    /// Read and append, created (mode 0644) when missing.
-    ReadAppendCreate,
-}
-
-/// Opens `name` in `dir` (relative to the directory's fd, no link followed, never blocking,
-/// regular files within `limit` only); returns the file and its size. `None` when missing,
-/// only with [`Access::Read`].
-///
-/// For [`Access::Read`], prefer [`Untrusted`]: it reads with `pread` and reports a truncation.
-/// [`Access::ReadAppendCreate`] is [`open_append`].
-pub(super) fn open_in_dir(
-    dir: &Path,
-    name: &str,
-    access: Access,
-    limit: Limit,
-) -> anyhow::Result<Option<(File, u64)>> {
+/// Opens `name` in `dir` to read it and append to it, creating it (mode 0644) when missing,
+/// under the rule of [`Untrusted`] (relative to the directory's fd, no link followed, never
+/// blocking, a regular file within `limit` by `fstat`); reads it whole (a file that grows past
+/// `limit.max_bytes` while read is refused) and returns the file, positioned to append, and
+/// its bytes. One fd for the read and the appends, so what was read is what is appended to.
+pub(super) fn open_append(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<(File, Vec<u8>)> {
     let dir_fd = nix::fcntl::open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -155,40 +140,27 @@ pub(super) fn open_in_dir(
     // SAFETY: `open` just returned this fd and nothing else owns it.
     .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })?;
     let path = dir.join(name);
-    let base = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let (flags, mode) = match access {
-        Access::Read => (base | OFlag::O_RDONLY, Mode::empty()),
-        Access::ReadAppendCreate => (
-            base | OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_CREAT,
-            Mode::from_bits_truncate(0o644),
-        ),
-    };
-    let raw = match openat(Some(dir_fd.as_raw_fd()), name, flags, mode) {
-        Ok(raw) => raw,
-        Err(Errno::ENOENT) if access == Access::Read => return Ok(None),
-        Err(e) => return Err(refused(limit, path, e).into()),
-    };
+    let flags = OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC
+        | OFlag::O_RDWR
+        | OFlag::O_APPEND
+        | OFlag::O_CREAT;
+    let raw = openat(
+        Some(dir_fd.as_raw_fd()),
+        name,
+        flags,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| refused(limit, path.clone(), e))?;
     // SAFETY: `openat` just returned this fd and nothing else owns it.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
     let len = check_regular(&file, limit, &path)?;
-    if access == Access::ReadAppendCreate {
-        // A regular file never blocks anyway; clear the flag so the writes are plain ones.
-        fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
-            .map(|bits| OFlag::from_bits_truncate(bits) - OFlag::O_NONBLOCK)
-            .and_then(|flags| fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags)))
-            .with_context(|| format!("clearing O_NONBLOCK on {}", Escaped::path(&path)))?;
-    }
-    Ok(Some((file, len)))
-}
-
-/// Opens `name` in `dir` to read it and append to it, creating it (mode 0644) when missing,
-/// under the rule of [`Untrusted`]; reads it whole (at most `limit.max_bytes`, a file that
-/// grows past that while read is refused) and returns the file, positioned to append, and its
-/// bytes. One fd for the read and the appends, so what was read is what is appended to.
-pub(super) fn open_append(dir: &Path, name: &str, limit: Limit) -> anyhow::Result<(File, Vec<u8>)> {
-    let path = dir.join(name);
-    let (mut file, len) = open_in_dir(dir, name, Access::ReadAppendCreate, limit)?
-        .with_context(|| format!("opening {} to append", Escaped::path(&path)))?;
+    // A regular file never blocks anyway; clear the flag so the writes are plain ones.
+    fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
+        .map(|bits| OFlag::from_bits_truncate(bits) - OFlag::O_NONBLOCK)
+        .and_then(|flags| fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags)))
+        .with_context(|| format!("clearing O_NONBLOCK on {}", Escaped::path(&path)))?;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     (&mut file)
         .take(limit.max_bytes + 1)
