@@ -1,25 +1,37 @@
 //! The reference ledger on disk: append-only chunk files and a compact Merkle frontier.
 //!
+//! docs/LEDGER.md describes the chunk format and the trust rules for an independent reader.
+//!
 //! Layout of the ledger directory (see [`ChunkName`] and the [`chunk`] byte layout):
 //! - `ledger_<start>`: the open chunk, appended to at every commit and fsynced;
 //! - `ledger_<start>-<end>.committed`: a sealed chunk: once the open chunk reaches the size
-//!   threshold at a committed signature tx it is fsynced, closed, renamed (no replace) and the
-//!   directory fsynced, the same sequence as a snapshot file;
+//!   threshold at a committed signature tx it is fsynced, closed, given its committed name
+//!   (a hard link, never replacing; directory fsynced) and its open name removed (directory
+//!   fsynced), so a crash never leaves it without a durable name;
 //! - `ledger_<start>-<end>.pending`: a whole chunk being written (recovery, import); removed
 //!   when found at open.
 //!
 //! Entries past the commit index stay in memory until committed (their number is bounded by
 //! the replication lag): every byte on disk is committed, and a rollback, which never goes
-//! below the commit index, truncates memory only. In memory the ledger holds the frontier at
-//! the open chunk's start, the leaf hashes of the open chunk and of the uncommitted tail, and
-//! one `(start, end)` pair per sealed chunk: bounded by the chunk size, not the ledger's length.
+//! below the commit index, truncates memory only. An entry becomes part of the ledger (its
+//! commit index, frontier, proofs and reads) only once its write *and* the fsync after it
+//! succeeded. A failed write, fsync or close fails the ledger for good: the open chunk is
+//! never fsynced again, never sealed, and no write is accepted; the next open recovers it.
 //!
-//! A crash can tear the open chunk's tail. [`DiskLedger::open`] keeps its valid entries up to
-//! the last signature tx, writes them whole as a sealed chunk (pending, fsync, close, rename,
-//! directory fsync) and then removes the open file: the ledger continues after that signature.
+//! In memory the ledger holds the frontier at the open chunk's start, the leaf hashes of the
+//! open chunk and of the uncommitted tail, and per sealed chunk its range and links (digests
+//! of the frontiers before and after it): bounded by the chunk size, not the ledger's length.
+//!
+//! Every chunk file is hostile input ([`trust`]): opening verifies every sealed chunk in full
+//! (signatures against the ledger's own key, links to the chunk before) and recovers the open
+//! chunk a crash left up to its last complete, verified signature interval (written whole as a
+//! sealed chunk: pending, fsync, close, rename, directory fsync; then the open file removed).
+//! Every later read checks the chunk again (check bytes, sequence, the frontier it ends with
+//! against the one recorded when it was verified or written).
 
 mod artifacts;
 pub mod chunk;
+mod trust;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -28,52 +40,56 @@ use std::sync::Arc;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use parking_lot::Mutex;
 use snapseal_actors::{InclusionProof, ProofSource};
+use snapseal_archive::ChunkLinks;
 use snapseal_persist::fs::{
-    publish, write_all, write_pending, DirHandle, DurableError, EntryKind, FileSystem, WritableFile,
+    publish, write_all, write_pending, DirHandle, DurableError, EntryKind, FileSystem,
+    UntrustedError, WritableFile,
 };
 use snapseal_persist::receipt::{sign_root, SignedRoot};
-use snapseal_persist::Hash;
+use snapseal_persist::{Escaped, Hash};
 
 pub use artifacts::{frontier_digest, ChunkKeys, LedgerDir};
-pub use chunk::{verify_chunk, ChunkError, ChunkName, VerifiedChunk};
+pub use chunk::{verify_chunk, ChunkError, ChunkName, ChunkParts, VerifiedChunk};
+pub use trust::{open_chunk, read_chunk_file, MAX_CHUNK_BYTES, MAX_CHUNK_FILE};
 
 use crate::frontier::{proof_from, Frontier};
 use crate::ledger::TxKind;
-use chunk::{decode_header, encode_entry, encode_header, leaf_of, walk_entries};
+use chunk::{encode_entry, encode_header};
+use trust::{read_open, read_sealed, recover_open, OpenRead, Trust, Want};
 
 /// Default size at which the open chunk is sealed (at the next committed signature).
 pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
 
-/// Largest chunk file the ledger reads (a sealed chunk is at most the threshold plus one
-/// signature interval of entries); anything larger is refused before it is mapped.
-pub const MAX_CHUNK_FILE: u64 = 1 << 32;
-
-/// A disk ledger failure, naming the file and the step.
+/// A disk ledger failure, naming the file (escaped) and the step; each cause is in the
+/// message once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
     /// A filesystem call failed.
-    #[error("ledger {path}: {step}: {source}")]
+    #[error("ledger {}: {step}: {cause}", Escaped::path(.path))]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done.
         step: &'static str,
-        /// The error.
-        #[source]
-        source: io::Error,
+        /// The error, with its errno.
+        cause: io::Error,
     },
-    /// A chunk file's contents are bad.
-    #[error("ledger chunk {path}: {source}")]
+    /// A chunk file was refused before its contents were looked at (a link, not a regular
+    /// file, over [`MAX_CHUNK_FILE`], no magic) or could not be read (truncated meanwhile, a
+    /// failed read).
+    #[error(transparent)]
+    Open(#[from] UntrustedError),
+    /// A chunk file's contents are refused.
+    #[error("ledger chunk {}: {reason}", Escaped::path(.path))]
     Chunk {
         /// The chunk file.
         path: PathBuf,
         /// What is wrong.
-        #[source]
-        source: ChunkError,
+        reason: ChunkError,
     },
-    /// The sealed chunks leave a gap or overlap.
-    #[error("ledger {dir}: chunks are not contiguous: {what}")]
+    /// The chunks leave a gap or overlap.
+    #[error("ledger {}: chunks are not contiguous: {what}", Escaped::path(.dir))]
     Gap {
         /// The ledger directory.
         dir: PathBuf,
@@ -83,18 +99,49 @@ pub enum LedgerError {
     /// The call is not allowed in the ledger's state.
     #[error("ledger: {0}")]
     Refused(String),
-    /// An earlier write or fsync failed; the ledger accepts no more writes.
+    /// An earlier write, fsync or close failed; the ledger accepts no more writes.
     #[error("ledger failed earlier ({0}); it accepts no more writes")]
     Failed(String),
+}
+
+impl LedgerError {
+    /// True for a file that is not there (a chunk a concurrent commit just sealed).
+    fn is_not_found(&self) -> bool {
+        matches!(self, LedgerError::Io { cause, .. } if cause.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// A sealed chunk: its range and links (digests of the frontiers before and after it).
+#[derive(Clone, Copy, Debug)]
+struct Sealed {
+    start: u64,
+    end: u64,
+    links: ChunkLinks,
+}
+
+impl Sealed {
+    /// Reading it again: it must still link where it did when verified or written.
+    fn want(&self) -> Want<'static> {
+        Want {
+            start: self.start,
+            end: self.end,
+            after: Some(self.links.start),
+            trust: Trust::Recorded(self.links.end),
+        }
+    }
 }
 
 /// The open chunk.
 #[derive(Debug)]
 struct OpenChunk {
     start: u64,
-    file: Box<dyn WritableFile>,
+    /// `None` once closed (sealing began); a failure there leaves the chunk open on disk.
+    file: Option<Box<dyn WritableFile>>,
+    /// Bytes of the header.
+    header_len: u64,
+    /// Bytes of the entries written and fsynced.
     bytes: u64,
-    /// Leaves of the entries written to it.
+    /// Leaves of the entries written and fsynced.
     leaves: Vec<Hash>,
     last_is_signature: bool,
 }
@@ -104,7 +151,7 @@ struct Inner {
     dir: Arc<dyn DirHandle>,
     chunk_bytes: u64,
     /// Sealed chunks, in order.
-    sealed: Vec<(u64, u64)>,
+    sealed: Vec<Sealed>,
     /// Index before the first entry this ledger holds (0 from genesis, more after an import).
     base: u64,
     /// Frontier after the last written (committed) entry.
@@ -132,27 +179,10 @@ fn io_err(
     step: &'static str,
 ) -> impl FnOnce(io::Error) -> LedgerError {
     let path = dir.path().join(name);
-    move |source| LedgerError::Io { path, step, source }
+    move |cause| LedgerError::Io { path, step, cause }
 }
 
-/// Reads a chunk file of the ledger directory (regular files only, size capped).
-pub fn read_chunk_file(
-    dir: &dyn DirHandle,
-    name: &str,
-) -> io::Result<snapseal_persist::fs::FileBytes> {
-    dir.open_read_checked(name, 0, &mut |_, size| {
-        if size > MAX_CHUNK_FILE {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{size} bytes, more than a chunk may hold"),
-            ))
-        } else {
-            Ok(())
-        }
-    })
-}
-
-/// Writes `bytes` as the sealed chunk `start..=end` through the crash-safe sequence: a
+/// Writes `src` as the sealed chunk `start..=end` through the crash-safe sequence: a
 /// `.pending` file created exclusively (a stale one removed first), written, fsynced, closed,
 /// renamed without replacing to the committed name, directory fsynced. Refuses if the
 /// committed name exists.
@@ -169,10 +199,10 @@ pub fn write_sealed(
         move |e: DurableError| LedgerError::Io {
             path,
             step: e.step,
-            source: e.source,
+            cause: e.source,
         }
     };
-    write_pending(dir, &pending, src, u64::MAX, &mut |_| {}).map_err(failed(&pending))?;
+    write_pending(dir, &pending, src, MAX_CHUNK_FILE, &mut |_| {}).map_err(failed(&pending))?;
     publish(dir, &pending, &committed).map_err(failed(&committed))
 }
 
@@ -190,7 +220,7 @@ fn list_chunks(dir: &dyn DirHandle) -> Result<Listing, LedgerError> {
         if e.kind != EntryKind::File {
             return Err(LedgerError::Refused(format!(
                 "{} is not a regular file",
-                dir.path().join(&e.name).display()
+                Escaped::path(&dir.path().join(&e.name))
             )));
         }
         match name {
@@ -204,7 +234,7 @@ fn list_chunks(dir: &dyn DirHandle) -> Result<Listing, LedgerError> {
     Ok((sealed, open, pending))
 }
 
-/// Checks sealed chunks are contiguous; returns the first start.
+/// Checks sealed chunks are contiguous.
 fn check_contiguous(dir: &dyn DirHandle, sealed: &[(u64, u64)]) -> Result<(), LedgerError> {
     for w in sealed.windows(2) {
         if w[1].0 != w[0].1 + 1 {
@@ -221,23 +251,150 @@ fn check_contiguous(dir: &dyn DirHandle, sealed: &[(u64, u64)]) -> Result<(), Le
     Ok(())
 }
 
+/// Verifies every sealed chunk of `dir` in order, each linking to the one before; returns
+/// them with their links and the frontier after the last.
+fn verify_sealed(
+    dir: &dyn DirHandle,
+    names: &[(u64, u64)],
+    keys: &[VerifyingKey],
+) -> Result<(Vec<Sealed>, Option<VerifiedChunk>), LedgerError> {
+    let mut sealed: Vec<Sealed> = Vec::with_capacity(names.len());
+    let mut last = None;
+    for &(start, end) in names {
+        let want = Want {
+            start,
+            end,
+            after: sealed.last().map(|s| s.links.end),
+            trust: Trust::Keys(keys),
+        };
+        let (v, _) = read_sealed(dir, &want, |_, _, _| None::<()>)?;
+        sealed.push(Sealed {
+            start,
+            end,
+            links: ChunkLinks {
+                start: frontier_digest(&v.start_frontier),
+                end: frontier_digest(&v.end_frontier),
+            },
+        });
+        last = Some(v);
+    }
+    Ok((sealed, last))
+}
+
+/// Recovers the open chunk `start` a crashed or failed run left: what it holds up to its
+/// last verified signature becomes a sealed chunk (unless one already holds it: a crash
+/// after that step), then the open file is removed and the directory fsynced. Returns the
+/// new sealed chunk and the frontier after it, if any.
+fn recover(
+    dir: &dyn DirHandle,
+    start: u64,
+    sealed: &[Sealed],
+    last: Option<&VerifiedChunk>,
+    keys: &[VerifyingKey],
+) -> Result<Option<(Sealed, Frontier)>, LedgerError> {
+    let name = ChunkName::Open { start }.file_name();
+    let gap = |what: String| LedgerError::Gap {
+        dir: dir.path().to_path_buf(),
+        what,
+    };
+    let mut new = None;
+    match (sealed.last(), last) {
+        // A crash after the recovered chunk was sealed, before the open file was removed:
+        // the open file may hold nothing the sealed chunk does not.
+        (Some(s), Some(v)) if s.start == start => {
+            if let Some(r) = recover_open(dir, start, &v.start_frontier, keys)? {
+                if r.end > s.end {
+                    return Err(gap(format!(
+                        "{name} holds signed entries up to {}, past {}",
+                        r.end,
+                        ChunkName::Committed { start, end: s.end }.file_name()
+                    )));
+                }
+            }
+        }
+        (Some(s), Some(v)) if s.end + 1 == start => {
+            new = recover_sealing(dir, start, &v.end_frontier, keys)?;
+        }
+        (None, _) if start == 1 => {
+            new = recover_sealing(dir, start, &Frontier::new(), keys)?;
+        }
+        _ => {
+            return Err(gap(format!(
+                "open chunk {name} does not follow {}",
+                sealed.last().map_or_else(
+                    || "the start of the ledger".to_string(),
+                    |s| ChunkName::Committed {
+                        start: s.start,
+                        end: s.end
+                    }
+                    .file_name()
+                )
+            )))
+        }
+    }
+    dir.unlink(&name)
+        .map_err(io_err(dir, &name, "removing the recovered open chunk"))?;
+    dir.sync()
+        .map_err(io_err(dir, "", "fsync of the directory"))?;
+    Ok(new)
+}
+
+/// [`recover_open`], then the kept bytes written whole as a sealed chunk.
+fn recover_sealing(
+    dir: &dyn DirHandle,
+    start: u64,
+    before: &Frontier,
+    keys: &[VerifyingKey],
+) -> Result<Option<(Sealed, Frontier)>, LedgerError> {
+    let Some(r) = recover_open(dir, start, before, keys)? else {
+        return Ok(None);
+    };
+    tracing::info!(
+        chunk = %ChunkName::Open { start }.file_name(),
+        end = r.end,
+        "sealing the open chunk a crashed or failed run left"
+    );
+    write_sealed(dir, start, r.end, &mut r.file.reader().take(r.len))?;
+    let links = ChunkLinks {
+        start: frontier_digest(before),
+        end: frontier_digest(&r.end_frontier),
+    };
+    Ok(Some((
+        Sealed {
+            start,
+            end: r.end,
+            links,
+        },
+        r.end_frontier,
+    )))
+}
+
 impl DiskLedger {
-    /// Opens (creating if missing) the ledger in `path`: removes stale pending chunks, seals
-    /// a crashed run's open chunk up to its last signature tx, checks the sealed chunks are
-    /// contiguous and restores the frontier from the last one (one chunk read, whatever the
-    /// ledger's length). `chunk_bytes` is the size at which the open chunk is sealed.
+    /// Opens (creating if missing) the ledger in `path`, whose chunks must be signed with
+    /// `key`: removes stale pending chunks, verifies every sealed chunk in full and that each
+    /// continues the one before (reading each once, streamed), recovers a crashed or failed
+    /// run's open chunk up to its last verified signature tx, and restores the frontier. A
+    /// chunk that does not verify is refused, naming it and why. `chunk_bytes` (at most
+    /// [`MAX_CHUNK_BYTES`]) is the size at which the open chunk is sealed.
     pub fn open(
         fs: &dyn FileSystem,
         path: &Path,
         key: SigningKey,
         chunk_bytes: u64,
     ) -> Result<Self, LedgerError> {
-        let dir = fs.open_dir(path, true).map_err(|source| LedgerError::Io {
+        if chunk_bytes > MAX_CHUNK_BYTES {
+            return Err(LedgerError::Refused(format!(
+                "a chunk size of {chunk_bytes} bytes is over the limit of {MAX_CHUNK_BYTES}"
+            )));
+        }
+        let dir = fs.open_dir(path, true).map_err(|cause| LedgerError::Io {
             path: path.to_path_buf(),
             step: "opening the ledger directory",
-            source,
+            cause,
         })?;
-        let (mut sealed, open, pending) = list_chunks(&*dir)?;
+        // The keys its chunks' signatures must verify with: its own.
+        let trusted = [key.verifying_key()];
+        let (names, open, pending) = list_chunks(&*dir)?;
         for p in &pending {
             dir.unlink(p)
                 .map_err(io_err(&*dir, p, "removing a stale pending chunk"))?;
@@ -245,56 +402,20 @@ impl DiskLedger {
         if open.len() > 1 {
             return Err(LedgerError::Refused(format!(
                 "{}: more than one open chunk",
-                dir.path().display()
+                Escaped::path(dir.path())
             )));
         }
+        check_contiguous(&*dir, &names)?;
+        let (mut sealed, last) = verify_sealed(&*dir, &names, &trusted)?;
+        let mut written = last.as_ref().map(|v| v.end_frontier.clone());
         if let Some(&start) = open.first() {
-            let name = ChunkName::Open { start }.file_name();
-            if let Some(&(_, end)) = sealed.last() {
-                if start != end + 1 {
-                    return Err(LedgerError::Gap {
-                        dir: dir.path().to_path_buf(),
-                        what: format!("open chunk {name} does not follow {end}"),
-                    });
-                }
+            if let Some((s, f)) = recover(&*dir, start, &sealed, last.as_ref(), &trusted)? {
+                sealed.push(s);
+                written = Some(f);
             }
-            if let Some(end) = seal_crashed(&*dir, start)? {
-                sealed.push((start, end));
-            }
-            dir.unlink(&name)
-                .map_err(io_err(&*dir, &name, "removing the recovered open chunk"))?;
-            dir.sync()
-                .map_err(io_err(&*dir, "", "fsync of the directory"))?;
         }
-        check_contiguous(&*dir, &sealed)?;
-        let (base, written) = match sealed.last() {
-            None => (0, Frontier::new()),
-            Some(&(start, end)) => {
-                let name = ChunkName::Committed { start, end }.file_name();
-                let bytes =
-                    read_chunk_file(&*dir, &name).map_err(io_err(&*dir, &name, "reading"))?;
-                let header = decode_header(&bytes).map_err(|source| LedgerError::Chunk {
-                    path: dir.path().join(&name),
-                    source,
-                })?;
-                let mut f = header.frontier.clone();
-                let (_, err) =
-                    walk_entries(&bytes, &header, |idx, tx, _| f.push(leaf_of(idx, &tx)));
-                if let Some(source) = err {
-                    return Err(LedgerError::Chunk {
-                        path: dir.path().join(&name),
-                        source,
-                    });
-                }
-                if f.len() != end {
-                    return Err(LedgerError::Chunk {
-                        path: dir.path().join(&name),
-                        source: ChunkError::End(format!("ends at {}, not {end}", f.len())),
-                    });
-                }
-                (sealed.first().map_or(0, |s| s.0 - 1), f)
-            }
-        };
+        let written = written.unwrap_or_default();
+        let base = sealed.first().map_or(0, |s| s.start - 1);
         Ok(DiskLedger {
             inner: Arc::new(Mutex::new(Inner {
                 dir,
@@ -322,7 +443,7 @@ impl DiskLedger {
         self.inner.lock().frontier.len()
     }
 
-    /// Index of the last committed (written) tx.
+    /// Index of the last committed (written and fsynced) tx.
     pub fn commit_idx(&self) -> u64 {
         self.inner.lock().written.len()
     }
@@ -334,7 +455,17 @@ impl DiskLedger {
 
     /// The sealed chunks, as `(start, end)`.
     pub fn sealed(&self) -> Vec<(u64, u64)> {
-        self.inner.lock().sealed.clone()
+        self.inner
+            .lock()
+            .sealed
+            .iter()
+            .map(|s| (s.start, s.end))
+            .collect()
+    }
+
+    /// The earlier failure that stopped the ledger, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.lock().failed.clone()
     }
 
     /// Appends `kind` to the uncommitted tail; returns its index.
@@ -378,7 +509,8 @@ impl DiskLedger {
 
     /// Commits every tx up to `idx`: appends them to the open chunk (creating it, its name made
     /// durable) and fsyncs it; seals the open chunk when it reached the size threshold and
-    /// ends with a signature tx. A failed write or fsync fails the ledger for good.
+    /// ends with a signature tx. The txs count as committed only once written and fsynced. A
+    /// failed write, fsync or close fails the ledger for good.
     pub fn commit(&self, idx: u64) -> Result<(), LedgerError> {
         let mut guard = self.inner.lock();
         let e = &mut *guard;
@@ -402,7 +534,26 @@ impl DiskLedger {
         r
     }
 
-    /// The tx at `idx` and its leaf, read from disk for committed txs (None if not held).
+    /// Seals the open chunk now if its last entry is a signature tx (a clean stop), so every
+    /// committed entry is in a sealed chunk an export can take. Refused once the ledger
+    /// failed: what a failed write touched is never sealed.
+    pub fn seal(&self) -> Result<(), LedgerError> {
+        let mut guard = self.inner.lock();
+        let e = &mut *guard;
+        if let Some(f) = &e.failed {
+            return Err(LedgerError::Failed(f.clone()));
+        }
+        if !e.open.as_ref().is_some_and(|o| o.last_is_signature) {
+            return Ok(());
+        }
+        let r = seal_open(e);
+        if let Err(err) = &r {
+            e.failed = Some(err.to_string());
+        }
+        r
+    }
+
+    /// The tx at `idx` (None if not held), read from disk for committed txs.
     pub fn tx(&self, idx: u64) -> Result<Option<TxKind>, LedgerError> {
         let mut found = None;
         self.for_each(idx, idx, |_, tx| found = Some(tx.clone()))?;
@@ -410,75 +561,101 @@ impl DiskLedger {
     }
 
     /// Visits txs `from ..= to` in order (disk, then the uncommitted tail). Returns how many
-    /// were visited; fewer than asked when the ledger does not hold them all.
+    /// were visited; fewer than asked when the ledger does not hold them all. Entries of a
+    /// sealed chunk are visited only once the whole chunk verified (and still ends where it
+    /// did); entries of the open chunk only once each matches the leaf the ledger wrote.
     pub fn for_each(
         &self,
         from: u64,
         to: u64,
         mut f: impl FnMut(u64, &TxKind),
     ) -> Result<u64, LedgerError> {
-        let (dir, sealed, open_start, written_len, tail) = {
-            let e = self.inner.lock();
-            let tail: Vec<TxKind> = e.tail.iter().map(|t| t.0.clone()).collect();
-            (
-                Arc::clone(&e.dir),
-                e.sealed.clone(),
-                e.open.as_ref().map(|o| o.start),
-                e.written.len(),
-                tail,
-            )
-        };
         let mut seen = 0u64;
-        // (file, whether it is the open chunk, the last entry this read needs from it)
-        let mut files: Vec<(String, bool, u64)> = sealed
-            .iter()
-            .filter(|(s, e)| *e >= from && *s <= to)
-            .map(|&(s, e)| {
-                (
-                    ChunkName::Committed { start: s, end: e }.file_name(),
-                    false,
-                    e,
-                )
-            })
-            .collect();
-        if let Some(s) = open_start {
-            if written_len >= from && s <= to {
-                files.push((ChunkName::Open { start: s }.file_name(), true, written_len));
-            }
-        }
-        for (name, open, end) in files {
-            let bytes = read_chunk_file(&*dir, &name).map_err(io_err(&*dir, &name, "reading"))?;
-            let header = decode_header(&bytes).map_err(|source| LedgerError::Chunk {
-                path: dir.path().join(&name),
-                source,
-            })?;
-            let mut last = None;
-            let (_, err) = walk_entries(&bytes, &header, |idx, tx, _| {
-                last = Some(idx);
-                if (from..=to).contains(&idx) && idx <= written_len {
-                    f(idx, &tx);
-                    seen += 1;
-                }
-            });
-            // The open chunk is read without the lock while commits append to it: a torn
-            // entry after every entry this read needs (up to `end`, what was written when it
-            // started) is an append in progress, not damage.
-            let complete = open && last.is_some_and(|l| l >= end.min(to));
-            if let Some(source) = err.filter(|_| !complete) {
-                return Err(LedgerError::Chunk {
-                    path: dir.path().join(&name),
-                    source,
-                });
-            }
-        }
-        for (i, tx) in tail.iter().enumerate() {
-            let idx = written_len + 1 + i as u64;
-            if (from..=to).contains(&idx) {
+        let mut next = from;
+        // A commit may seal the open chunk (renaming it) between planning and reading: then
+        // plan again, once, from the first tx not yet visited.
+        for again in [false, true] {
+            let plan = self.plan(next, to);
+            let mut visit = |idx: u64, tx: &TxKind| {
                 f(idx, tx);
                 seen += 1;
+                next = idx + 1;
+            };
+            match self.read_planned(&plan, &mut visit) {
+                Err(e) if !again && plan.open.is_some() && e.is_not_found() => continue,
+                r => return r.map(|()| seen),
             }
         }
         Ok(seen)
+    }
+
+    /// What reading `from ..= to` takes, under the lock: the sealed chunks, the wanted part of
+    /// the open chunk with the leaves written to it, the wanted uncommitted txs.
+    fn plan(&self, from: u64, to: u64) -> ReadPlan {
+        let e = self.inner.lock();
+        let written = e.written.len();
+        let sealed = e
+            .sealed
+            .iter()
+            .filter(|s| s.end >= from && s.start <= to)
+            .copied()
+            .collect();
+        let open = e.open.as_ref().and_then(|o| {
+            let first = from.max(o.start);
+            let last = to.min(written);
+            let lo = usize::try_from(first - o.start).ok()?;
+            let hi = usize::try_from(last.checked_sub(o.start)?).ok()?;
+            (first <= last).then(|| OpenRead {
+                start: o.start,
+                after: frontier_digest(&e.open_start),
+                first,
+                leaves: o
+                    .leaves
+                    .get(lo..=hi)
+                    .map(<[Hash]>::to_vec)
+                    .unwrap_or_default(),
+            })
+        });
+        let tail = e
+            .tail
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (written + 1 + i as u64, &t.0))
+            .filter(|(idx, _)| (from..=to).contains(idx))
+            .map(|(idx, tx)| (idx, tx.clone()))
+            .collect();
+        ReadPlan {
+            dir: Arc::clone(&e.dir),
+            from,
+            to,
+            sealed,
+            open,
+            tail,
+        }
+    }
+
+    fn read_planned(
+        &self,
+        plan: &ReadPlan,
+        visit: &mut dyn FnMut(u64, &TxKind),
+    ) -> Result<(), LedgerError> {
+        let range = plan.from..=plan.to;
+        for s in &plan.sealed {
+            let want = s.want();
+            let (_, txs) = read_sealed(&*plan.dir, &want, |idx, tx, _| {
+                range.contains(&idx).then_some((idx, tx))
+            })?;
+            for (idx, tx) in &txs {
+                visit(*idx, tx);
+            }
+        }
+        if let Some(open) = &plan.open {
+            read_open(&*plan.dir, open, &mut *visit)?;
+        }
+        for (idx, tx) in &plan.tail {
+            visit(*idx, tx);
+        }
+        Ok(())
     }
 
     /// The proof source for signatures of this ledger.
@@ -491,41 +668,39 @@ impl DiskLedger {
     /// Leaves from the frontier at the start of the chunk holding `idx` up to `size`, with
     /// that frontier.
     fn proof_material(&self, idx: u64, size: u64) -> Result<(Frontier, Vec<Hash>), String> {
-        let e = self.inner.lock();
-        let mem_start = e.open_start.len() + 1;
-        let mut leaves = Vec::new();
-        let at = if idx >= mem_start {
-            e.open_start.clone()
-        } else {
+        let (dir, chunks, mut memory, all_sealed) = {
+            let e = self.inner.lock();
+            let mut memory: Vec<Hash> = e.open.as_ref().map_or_else(Vec::new, |o| o.leaves.clone());
+            memory.extend(e.tail.iter().map(|t| t.1));
+            if idx > e.open_start.len() {
+                return Ok((e.open_start.clone(), memory));
+            }
             // An older chunk: its header's frontier, then every leaf from disk up to the open
             // chunk (bounded by how far back the evidence is, a few chunks at most).
-            let Some(pos) = e.sealed.iter().position(|&(s, end)| s <= idx && idx <= end) else {
+            let Some(pos) = e.sealed.iter().position(|s| s.start <= idx && idx <= s.end) else {
                 return Err(format!("tx {idx} is not in the ledger"));
             };
-            let mut at = None;
-            for &(s, end) in &e.sealed[pos..] {
-                if s > size {
-                    break;
-                }
-                let name = ChunkName::Committed { start: s, end }.file_name();
-                let bytes =
-                    read_chunk_file(&*e.dir, &name).map_err(|err| format!("{name}: {err}"))?;
-                let header = decode_header(&bytes).map_err(|err| format!("{name}: {err}"))?;
-                if at.is_none() {
-                    at = Some(header.frontier.clone());
-                }
-                let (_, err) =
-                    walk_entries(&bytes, &header, |i, tx, _| leaves.push(leaf_of(i, &tx)));
-                if let Some(err) = err {
-                    return Err(format!("{name}: {err}"));
-                }
-            }
-            at.ok_or_else(|| format!("tx {idx} is not in the ledger"))?
+            let chunks: Vec<Sealed> = e.sealed[pos..]
+                .iter()
+                .take_while(|s| s.start <= size)
+                .copied()
+                .collect();
+            let all = pos + chunks.len() == e.sealed.len();
+            (Arc::clone(&e.dir), chunks, memory, all)
         };
-        if let Some(o) = &e.open {
-            leaves.extend_from_slice(&o.leaves);
+        let mut at = None;
+        let mut leaves = Vec::new();
+        for s in &chunks {
+            let (v, chunk_leaves) = read_sealed(&*dir, &s.want(), |_, _, leaf| Some(*leaf))
+                .map_err(|e| e.to_string())?;
+            at.get_or_insert(v.start_frontier);
+            leaves.extend(chunk_leaves);
         }
-        leaves.extend(e.tail.iter().map(|t| t.1));
+        // Leaves past a chunk beyond `size` are not needed (and would leave a gap).
+        if all_sealed {
+            leaves.append(&mut memory);
+        }
+        let at = at.ok_or_else(|| format!("tx {idx} is not in the ledger"))?;
         Ok((at, leaves))
     }
 
@@ -549,100 +724,133 @@ impl DiskLedger {
     }
 }
 
-/// Writes the first `n` tail entries to the open chunk, fsyncs, seals if due.
+/// What [`DiskLedger::for_each`] reads, taken under the lock.
+struct ReadPlan {
+    dir: Arc<dyn DirHandle>,
+    from: u64,
+    to: u64,
+    sealed: Vec<Sealed>,
+    open: Option<OpenRead>,
+    tail: Vec<(u64, TxKind)>,
+}
+
+/// Creates the open chunk for entries from `start` on: created exclusively, its header
+/// written, the directory fsynced. A failure leaves at most a torn header, which the next
+/// open removes.
+fn create_open(e: &mut Inner, start: u64) -> Result<(), LedgerError> {
+    let dir = Arc::clone(&e.dir);
+    let name = ChunkName::Open { start }.file_name();
+    let mut file = dir.create_new(&name, 0o600).map_err(io_err(
+        &*dir,
+        &name,
+        "creating the open chunk (O_EXCL)",
+    ))?;
+    let header = encode_header(start, &e.written);
+    write_all(&mut *file, &header).map_err(io_err(&*dir, &name, "writing the header"))?;
+    dir.sync()
+        .map_err(io_err(&*dir, "", "fsync of the directory"))?;
+    e.open_start = e.written.clone();
+    e.open = Some(OpenChunk {
+        start,
+        file: Some(file),
+        header_len: header.len() as u64,
+        bytes: 0,
+        leaves: Vec::new(),
+        last_is_signature: false,
+    });
+    Ok(())
+}
+
+/// Writes the first `n` tail entries to the open chunk and fsyncs it; only then do they leave
+/// the tail for the written frontier. Seals if due. Any error fails the ledger (the caller
+/// records it): the chunk is then never written, fsynced or sealed again.
 fn commit_locked(e: &mut Inner, n: u64) -> Result<(), LedgerError> {
     let n = usize::try_from(n).unwrap_or(usize::MAX).min(e.tail.len());
-    let mut buf = Vec::new();
-    let first = e.written.len() + 1;
-    let dir = Arc::clone(&e.dir);
-    if e.open.is_none() {
-        let start = first;
-        let name = ChunkName::Open { start }.file_name();
-        let mut file = dir.create_new(&name, 0o600).map_err(io_err(
-            &*dir,
-            &name,
-            "creating the open chunk (O_EXCL)",
-        ))?;
-        write_all(&mut *file, &encode_header(start, &e.written)).map_err(io_err(
-            &*dir,
-            &name,
-            "writing the header",
-        ))?;
-        dir.sync()
-            .map_err(io_err(&*dir, "", "fsync of the directory"))?;
-        e.open_start = e.written.clone();
-        e.open = Some(OpenChunk {
-            start,
-            file,
-            bytes: 0,
-            leaves: Vec::new(),
-            last_is_signature: false,
-        });
+    if n == 0 {
+        return Ok(());
     }
+    let first = e.written.len() + 1;
+    let mut buf = Vec::new();
+    for (i, (tx, _, _)) in e.tail[..n].iter().enumerate() {
+        encode_entry(first + i as u64, tx, &mut buf);
+    }
+    if e.open.is_none() {
+        create_open(e, first)?;
+    }
+    let dir = Arc::clone(&e.dir);
     let Some(open) = e.open.as_mut() else {
         return Err(LedgerError::Refused("internal: no open chunk".into()));
     };
     let name = ChunkName::Open { start: open.start }.file_name();
-    for (i, (tx, leaf, _)) in e.tail.drain(..n).enumerate() {
-        encode_entry(first + i as u64, &tx, &mut buf);
+    let after = open.header_len + open.bytes + buf.len() as u64;
+    if after > MAX_CHUNK_FILE {
+        return Err(LedgerError::Refused(format!(
+            "{}: committing {n} more txs would take it to {after} bytes, over the chunk \
+             limit of {MAX_CHUNK_FILE}: sign more often or lower the chunk size",
+            Escaped::path(&dir.path().join(&name))
+        )));
+    }
+    let Some(file) = open.file.as_mut() else {
+        return Err(LedgerError::Refused(format!(
+            "internal: the open chunk {name} is closed"
+        )));
+    };
+    write_all(&mut **file, &buf).map_err(io_err(&*dir, &name, "appending"))?;
+    file.sync().map_err(io_err(&*dir, &name, "fsync"))?;
+    // Written and durable: only now part of the ledger.
+    open.bytes += buf.len() as u64;
+    for (tx, leaf, _) in e.tail.drain(..n) {
         open.leaves.push(leaf);
         e.written.push(leaf);
         open.last_is_signature = matches!(tx, TxKind::Signature(_));
     }
-    write_all(&mut *open.file, &buf).map_err(io_err(&*dir, &name, "appending"))?;
-    open.bytes += buf.len() as u64;
-    open.file.sync().map_err(io_err(&*dir, &name, "fsync"))?;
     if open.bytes >= e.chunk_bytes && open.last_is_signature {
-        let Some(open) = e.open.take() else {
-            return Ok(());
-        };
-        let end = e.written.len();
-        open.file.close().map_err(io_err(&*dir, &name, "close"))?;
-        let sealed = ChunkName::Committed {
-            start: open.start,
-            end,
-        }
-        .file_name();
-        dir.rename_noreplace(&name, &sealed).map_err(io_err(
-            &*dir,
-            &sealed,
-            "rename (no replace)",
-        ))?;
-        dir.sync()
-            .map_err(io_err(&*dir, "", "fsync of the directory"))?;
-        e.sealed.push((open.start, end));
-        e.open_start = e.written.clone();
+        seal_open(e)?;
     }
     Ok(())
 }
 
-/// Seals a crashed run's open chunk `start` up to its last signature tx; returns its end, or
-/// None if it held no complete signature interval.
-fn seal_crashed(dir: &dyn DirHandle, start: u64) -> Result<Option<u64>, LedgerError> {
-    let name = ChunkName::Open { start }.file_name();
-    let bytes = read_chunk_file(dir, &name).map_err(io_err(dir, &name, "reading"))?;
-    let Ok(header) = decode_header(&bytes) else {
-        // Torn before its header was durable: it holds nothing.
-        return Ok(None);
+/// Seals the open chunk (fsynced at its last commit): close; a second name, the committed
+/// one, linked (never replacing) and the directory fsynced; then the open name removed and
+/// the directory fsynced again. At every instant a crash leaves the chunk under at least one
+/// durable name (a rename not yet fsynced may come back as neither name); both names left
+/// is what [`DiskLedger::open`] cleans up. A failed close leaves the chunk open on disk,
+/// closed and never linked.
+fn seal_open(e: &mut Inner) -> Result<(), LedgerError> {
+    let dir = Arc::clone(&e.dir);
+    let Some(open) = e.open.as_mut() else {
+        return Ok(());
     };
-    if header.start != start {
-        return Err(LedgerError::Chunk {
-            path: dir.path().join(&name),
-            source: ChunkError::End(format!("header says start {}", header.start)),
-        });
-    }
-    let mut last_sig = None;
-    let _ = walk_entries(&bytes, &header, |idx, tx, off| {
-        if matches!(tx, TxKind::Signature(_)) {
-            last_sig = Some((idx, off));
-        }
+    let name = ChunkName::Open { start: open.start }.file_name();
+    let Some(file) = open.file.take() else {
+        return Err(LedgerError::Refused(format!(
+            "internal: the open chunk {name} is closed"
+        )));
+    };
+    file.close().map_err(io_err(&*dir, &name, "close"))?;
+    let (start, end) = (open.start, e.written.len());
+    let sealed = ChunkName::Committed { start, end }.file_name();
+    dir.hard_link(&name, &sealed)
+        .map_err(io_err(&*dir, &sealed, "link (no replace)"))?;
+    dir.sync()
+        .map_err(io_err(&*dir, "", "fsync of the directory"))?;
+    e.sealed.push(Sealed {
+        start,
+        end,
+        links: ChunkLinks {
+            start: frontier_digest(&e.open_start),
+            end: frontier_digest(&e.written),
+        },
     });
-    let Some((end, off)) = last_sig else {
-        return Ok(None);
-    };
-    tracing::info!(chunk = %name, end, "sealing the open chunk left by a crash");
-    write_sealed(dir, start, end, &mut &bytes[..off])?;
-    Ok(Some(end))
+    e.open = None;
+    e.open_start = e.written.clone();
+    dir.unlink(&name).map_err(io_err(
+        &*dir,
+        &name,
+        "removing the open name of a sealed chunk",
+    ))?;
+    dir.sync()
+        .map_err(io_err(&*dir, "", "fsync of the directory"))
 }
 
 /// Inclusion proofs computed from the frontier and the leaves after it.
@@ -666,56 +874,61 @@ impl ProofSource for DiskProofs {
     }
 }
 
-impl DiskLedger {
-    /// Seals the open chunk now if its last entry is a signature tx (a clean stop), so every
-    /// committed entry is in a sealed chunk an export can take.
-    pub fn seal(&self) -> Result<(), LedgerError> {
-        let mut guard = self.inner.lock();
-        let e = &mut *guard;
-        if e.open.as_ref().is_some_and(|o| o.last_is_signature) {
-            let saved = e.chunk_bytes;
-            e.chunk_bytes = 0;
-            let r = commit_locked(e, 0);
-            e.chunk_bytes = saved;
-            if let Err(err) = &r {
-                e.failed = Some(err.to_string());
-            }
-            return r;
-        }
-        Ok(())
-    }
-}
-
 /// Replays the writes of txs `from ..= to` from the sealed chunks of `ledger` onto `state`
-/// (a KV map from a snapshot at `from - 1`); returns how many txs were applied. Stops with an
-/// error at a missing chunk.
+/// (a KV map from a snapshot at `from - 1`); returns how many txs were applied. Each chunk is
+/// verified in full against `keys` (see [`DiskLedger::open`]) and must continue the one
+/// before it before any of its writes is applied; a missing range, a forged or foreign
+/// chunk stops the replay with an error naming it.
 pub fn replay_writes(
     ledger: &LedgerDir,
+    keys: &[VerifyingKey],
     from: u64,
     to: u64,
     state: &mut std::collections::BTreeMap<u64, Vec<u8>>,
-) -> Result<u64, String> {
+) -> Result<u64, LedgerError> {
     use snapseal_archive::ArtifactSource;
+    let dir = &*ledger.dir;
+    let gap = |what: String| LedgerError::Gap {
+        dir: dir.path().to_path_buf(),
+        what,
+    };
     let chunks = ledger
         .covering(from, to)
-        .map_err(|e| e.to_string())?
-        .map_err(|(a, b)| format!("ledger entries {a}..={b} are missing"))?;
+        .map_err(|e| LedgerError::Io {
+            path: dir.path().to_path_buf(),
+            step: "listing",
+            cause: e.source,
+        })?
+        .map_err(|(a, b)| gap(format!("{a}..={b} missing")))?;
     let mut applied = 0;
+    let mut prev: Option<(u64, Hash)> = None;
     for c in chunks {
-        let name = c.file_name();
-        let bytes = read_chunk_file(&*ledger.dir, &name).map_err(|e| format!("{name}: {e}"))?;
-        let header = decode_header(&bytes).map_err(|e| format!("{name}: {e}"))?;
-        let (_, err) = walk_entries(&bytes, &header, |idx, tx, _| {
-            if (from..=to).contains(&idx) {
-                if let TxKind::Write { key, value } = tx {
-                    state.insert(key, value.to_vec());
-                }
-                applied += 1;
+        let after = match prev {
+            Some((end, link)) if end + 1 == c.start => Some(link),
+            Some((end, _)) => {
+                return Err(gap(format!(
+                    "{} does not follow entry {end}",
+                    c.file_name()
+                )))
             }
-        });
-        if let Some(e) = err {
-            return Err(format!("{name}: {e}"));
+            None => None,
+        };
+        let want = Want {
+            start: c.start,
+            end: c.end,
+            after,
+            trust: Trust::Keys(keys),
+        };
+        let (v, txs) = read_sealed(dir, &want, |idx, tx, _| {
+            (from..=to).contains(&idx).then_some(tx)
+        })?;
+        for tx in txs {
+            if let TxKind::Write { key, value } = tx {
+                state.insert(key, value.to_vec());
+            }
+            applied += 1;
         }
+        prev = Some((c.end, frontier_digest(&v.end_frontier)));
     }
     Ok(applied)
 }

@@ -3,12 +3,16 @@
 //! Memory is bounded by the key space, not the ledger's length: the map holds one value per
 //! key, and a snapshot point the Snapshotter accepted keeps a copy of the map as of that
 //! point until it is released (at most the points it tracks). Writes are applied to the map
-//! when they commit, just before the ledger makes them durable; captures only ever ask for
-//! committed points.
+//! when they commit, once the ledger made them durable (a failed commit leaves the map at the
+//! ledger's commit index); captures only ever ask for committed points.
 //!
-//! Reopening ([`DiskKv::open`]) rebuilds the map without reading the ledger from its start:
-//! the newest snapshot that verifies gives the state at its index, and the sealed chunks
-//! after it are replayed up to the ledger's commit index.
+//! Reopening ([`DiskKv::open`]) rebuilds the map without replaying the ledger from its start:
+//! the newest snapshot that verifies gives the state at its index, and the committed txs
+//! after it are replayed up to the ledger's commit index, from chunks the ledger verified
+//! (docs/LEDGER.md). The snapshot is tied to the ledger first: the signature tx its receipt
+//! proves against must be in the ledger, byte for byte, so a ledger of another history (one
+//! whose chunks are all signed with the same key and link up among themselves) is refused
+//! instead of replayed onto the snapshot's state.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -42,18 +46,49 @@ pub struct DiskKv {
     state: Arc<Mutex<KvInner>>,
 }
 
+/// The snapshot a reopened node starts from.
+#[derive(Clone, Debug)]
+pub struct StartPoint {
+    /// Its index.
+    pub idx: u64,
+    /// The KV map at that index (its body).
+    pub map: BTreeMap<u64, Vec<u8>>,
+    /// The signed root its receipt proves the snapshot's evidence against.
+    pub signed: SignedRoot,
+}
+
 /// Why the state could not be rebuilt at open.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReopenError {
-    /// The snapshot to start from lies past the ledger's commit index (the ledger lost txs
-    /// a committed snapshot depends on, or belongs to another node).
-    #[error("the snapshot at {snapshot_idx} lies past the ledger's commit index {commit_idx}")]
+    /// The snapshot to start from, or the signature its receipt proves against, lies past
+    /// the ledger's commit index (the ledger lost txs a committed snapshot depends on, or
+    /// belongs to another node).
+    #[error(
+        "the snapshot at {snapshot_idx} (its receipt's signature at {sig_idx}) lies past the \
+         ledger's commit index {commit_idx}"
+    )]
     SnapshotAhead {
         /// The snapshot's index.
         snapshot_idx: u64,
+        /// The index of the signature tx its receipt proves against.
+        sig_idx: u64,
         /// The ledger's commit index.
         commit_idx: u64,
+    },
+    /// The ledger's tx at the snapshot's receipt's signature index is not that signature: the
+    /// ledger and the snapshot are of different histories.
+    #[error(
+        "the snapshot at {snapshot_idx} was signed at {sig_idx} over another history than the \
+         ledger's: {why}"
+    )]
+    OtherHistory {
+        /// The snapshot's index.
+        snapshot_idx: u64,
+        /// The index of the signature tx its receipt proves against.
+        sig_idx: u64,
+        /// What the ledger holds there instead.
+        why: String,
     },
     /// Replaying the ledger from the snapshot (or from the start) failed.
     #[error("replaying the ledger from {from} to {to}: {why}")]
@@ -68,24 +103,21 @@ pub enum ReopenError {
 }
 
 impl DiskKv {
-    /// The state over a reopened (or new) `ledger`, starting from `snapshot` (its index and
-    /// KV map, the newest snapshot that verifies) and replaying the ledger's committed txs
-    /// after it. Without a snapshot the ledger is replayed from its start, which must be 1.
-    pub fn open(
-        ledger: DiskLedger,
-        snapshot: Option<(u64, BTreeMap<u64, Vec<u8>>)>,
-    ) -> Result<Self, ReopenError> {
+    /// The state over a reopened (or new) `ledger`, starting from `snapshot` (the newest
+    /// snapshot that verifies) and replaying the ledger's committed txs after it. The
+    /// ledger must hold the signature tx the snapshot's receipt proves against. Without a
+    /// snapshot the ledger is replayed from its start, which must be 1.
+    pub fn open(ledger: DiskLedger, snapshot: Option<StartPoint>) -> Result<Self, ReopenError> {
         let commit_idx = ledger.commit_idx();
         let (from, mut map) = match snapshot {
-            Some((idx, map)) => {
-                if idx > commit_idx {
-                    return Err(ReopenError::SnapshotAhead {
-                        snapshot_idx: idx,
-                        commit_idx,
-                    });
-                }
-                let map: KvMap = map.into_iter().map(|(k, v)| (k, Arc::from(v))).collect();
-                (idx + 1, map)
+            Some(start) => {
+                check_ties(&ledger, &start)?;
+                let map: KvMap = start
+                    .map
+                    .into_iter()
+                    .map(|(k, v)| (k, Arc::from(v)))
+                    .collect();
+                (start.idx + 1, map)
             }
             None => (1, KvMap::new()),
         };
@@ -139,39 +171,84 @@ impl DiskKv {
         crate::disk_ledger::state_hash(&self.state.lock().map)
     }
 
-    /// Applies the writes of txs `applied + 1 ..= idx` (still in the ledger's tail), keeping
-    /// a copy of the map at every accepted point it passes.
-    fn apply_to(&self, idx: u64) -> Result<(), String> {
-        let mut st = self.state.lock();
-        let from = st.applied_idx + 1;
+    /// Commits txs up to `idx`: their writes are read from the ledger's tail first, and
+    /// applied to the map (a copy kept at every accepted point passed) only once the ledger
+    /// made them durable, so after a failed commit the state is still the one at the ledger's
+    /// commit index. Only the node's thread commits; the lock is not held across the fsync,
+    /// so captures go on meanwhile.
+    fn commit_to(&self, idx: u64) -> Result<(), String> {
+        let from = self.state.lock().applied_idx + 1;
+        let mut writes = Vec::new();
+        if idx >= from {
+            let seen = self
+                .ledger
+                .for_each(from, idx, |i, tx| {
+                    if let TxKind::Write { key, value } = tx {
+                        writes.push((i, *key, Arc::clone(value)));
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            if seen != idx - from + 1 {
+                return Err(format!(
+                    "applying {from}..={idx}: the ledger holds {seen} of those txs"
+                ));
+            }
+        }
+        self.ledger.commit(idx).map_err(|e| e.to_string())?;
         if idx < from {
             return Ok(());
         }
+        let mut st = self.state.lock();
         let inner = &mut *st;
-        let mut next_point = inner.kept.range(from..).next().map(|(k, _)| *k);
-        let mut versions = Vec::new();
-        let seen = self
-            .ledger
-            .for_each(from, idx, |i, tx| {
-                if let TxKind::Write { key, value } = tx {
-                    inner.map.insert(*key, Arc::clone(value));
-                }
-                if next_point == Some(i) {
-                    versions.push((i, Arc::new(inner.map.clone())));
-                    next_point = inner.kept.range(i + 1..).next().map(|(k, _)| *k);
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        if seen != idx - from + 1 {
-            return Err(format!(
-                "applying {from}..={idx}: the ledger holds {seen} of those txs"
-            ));
+        let points: Vec<u64> = inner.kept.range(from..=idx).map(|(k, _)| *k).collect();
+        let mut points = points.into_iter().peekable();
+        for (i, key, value) in writes {
+            while let Some(p) = points.next_if(|&p| p < i) {
+                inner.kept.insert(p, Some(Arc::new(inner.map.clone())));
+            }
+            inner.map.insert(key, value);
         }
-        for (i, v) in versions {
-            inner.kept.insert(i, Some(v));
+        for p in points {
+            inner.kept.insert(p, Some(Arc::new(inner.map.clone())));
         }
         inner.applied_idx = idx;
         Ok(())
+    }
+}
+
+/// Checks `start` belongs to `ledger`'s history: the signature tx its receipt proves against
+/// is committed in the ledger, identical.
+fn check_ties(ledger: &DiskLedger, start: &StartPoint) -> Result<(), ReopenError> {
+    let (snapshot_idx, sig_idx) = (start.idx, start.signed.sig_idx);
+    let commit_idx = ledger.commit_idx();
+    if snapshot_idx > commit_idx || sig_idx > commit_idx {
+        return Err(ReopenError::SnapshotAhead {
+            snapshot_idx,
+            sig_idx,
+            commit_idx,
+        });
+    }
+    let other = |why: String| ReopenError::OtherHistory {
+        snapshot_idx,
+        sig_idx,
+        why,
+    };
+    match ledger.tx(sig_idx) {
+        Ok(Some(TxKind::Signature(s))) if s == start.signed => Ok(()),
+        Ok(Some(TxKind::Signature(s))) => Err(other(format!(
+            "the ledger's signature tx there signs root {}",
+            snapseal_persist::to_hex(&s.root)
+        ))),
+        Ok(Some(_)) => Err(other("the ledger's tx there is not a signature".into())),
+        Ok(None) => Err(other(format!(
+            "the ledger does not hold that tx (it starts after {})",
+            ledger.base()
+        ))),
+        Err(e) => Err(ReopenError::Replay {
+            from: sig_idx,
+            to: sig_idx,
+            why: e.to_string(),
+        }),
     }
 }
 
@@ -192,8 +269,7 @@ impl NodeLedger for DiskKv {
         self.ledger.truncate(idx).map_err(|e| e.to_string())
     }
     fn commit(&self, idx: u64) -> Result<(), String> {
-        self.apply_to(idx)?;
-        self.ledger.commit(idx).map_err(|e| e.to_string())
+        self.commit_to(idx)
     }
     fn proofs(&self) -> Arc<dyn ProofSource> {
         self.ledger.proofs()

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::receipt::{leaf_hash, root_from_proof, verify_signed_root};
-use snapseal_sim::disk_ledger::{read_chunk_file, verify_chunk, ChunkName, DiskLedger};
+use snapseal_sim::disk_ledger::{
+    read_chunk_file, verify_chunk, ChunkName, DiskLedger, MAX_CHUNK_BYTES,
+};
 use snapseal_sim::ledger::{Ledger, TxKind};
 
 fn write(k: u64) -> TxKind {
@@ -159,7 +161,13 @@ fn rollback_below_the_commit_index_is_refused_and_above_it_truncates_the_tail() 
 #[test]
 fn a_torn_open_chunk_is_sealed_at_its_last_signature_on_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(2), 1 << 30).unwrap();
+    let disk = DiskLedger::open(
+        &RealFs::new(),
+        tmp.path(),
+        Ledger::seed_key(2),
+        MAX_CHUNK_BYTES,
+    )
+    .unwrap();
     let mut sigs = Vec::new();
     for round in 0..4 {
         for k in 0..9 {
@@ -176,7 +184,13 @@ fn a_torn_open_chunk_is_sealed_at_its_last_signature_on_reopen() {
     let f = std::fs::OpenOptions::new().write(true).open(&open).unwrap();
     f.set_len(len - 50).unwrap();
     drop(f);
-    let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(2), 1 << 30).unwrap();
+    let disk = DiskLedger::open(
+        &RealFs::new(),
+        tmp.path(),
+        Ledger::seed_key(2),
+        MAX_CHUNK_BYTES,
+    )
+    .unwrap();
     assert_eq!(
         disk.last_idx(),
         sigs[2],
@@ -217,7 +231,13 @@ fn verify_chunk_refuses_a_flipped_bit_a_wrong_key_and_a_wrong_name() {
 #[test]
 fn a_read_of_the_open_chunk_during_an_append_ignores_the_half_written_entry_after_what_it_needs() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = DiskLedger::open(&RealFs::new(), tmp.path(), Ledger::seed_key(5), 1 << 30).unwrap();
+    let disk = DiskLedger::open(
+        &RealFs::new(),
+        tmp.path(),
+        Ledger::seed_key(5),
+        MAX_CHUNK_BYTES,
+    )
+    .unwrap();
     for k in 0..9 {
         disk.append(write(k));
     }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use snapseal_actors::SnapshotterConfig;
 use snapseal_engine::TaskSystem;
 use snapseal_persist::fs::RealFs;
-use snapseal_persist::receipt::Ed25519Verifier;
+use snapseal_persist::receipt::{Ed25519Verifier, Receipt};
 use snapseal_persist::{SnapshotStore, StoreOptions};
 use snapseal_sim::disk_ledger::{state_hash, DiskLedger};
-use snapseal_sim::disk_node::DiskKv;
+use snapseal_sim::disk_node::{DiskKv, StartPoint};
 use snapseal_sim::ledger::{Ledger, TxKind};
 use snapseal_sim::node::{decode_kv, SimConfig, SimNode};
 
@@ -110,7 +110,8 @@ fn snapshots_of_a_node_on_the_disk_ledger_hold_the_ledgers_state_and_a_reopen_re
     let disk =
         DiskLedger::open(&RealFs::new(), &ledger_path, Ledger::seed_key(SEED), 3000).unwrap();
     assert!(disk.commit_idx() == commit && last >= commit);
-    let reopened = DiskKv::open(disk, Some((idx, map))).unwrap();
+    let signed = Receipt::decode(latest.receipt_bytes()).unwrap().signed;
+    let reopened = DiskKv::open(disk, Some(StartPoint { idx, map, signed })).unwrap();
     assert_eq!(reopened.applied_idx(), commit);
     assert_eq!(
         reopened.state_hash(),

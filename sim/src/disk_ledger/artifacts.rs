@@ -118,7 +118,7 @@ impl snapseal_archive::ChunkVerifier for ChunkKeys {
         end: u64,
     ) -> Result<CheckedChunk, ChunkCheckError> {
         let mut signed = Vec::new();
-        let v = verify_stream(src, len, &self.0, Some((start, end)), |idx, tx, _| {
+        let v = verify_stream(src, len, Some(&self.0), Some((start, end)), |idx, tx, _| {
             // Only kept once the whole chunk verifies: then each of these signs the root
             // recomputed before it.
             if let TxKind::Signature(s) = tx {

@@ -1,4 +1,5 @@
-//! The chunk file: names, byte layout, parsing and verification against the signed roots.
+//! The chunk file: names, byte layout, parsing and verification against the signed roots
+//! (docs/LEDGER.md describes the format and the trust rules for an independent reader).
 //!
 //! ```text
 //! header: "SSLEDGR1" | start u64 | frontier_len u64 | blocks (32 each, one per set bit of
@@ -9,10 +10,17 @@
 //!          key_id 8, signature 64)
 //! ```
 //!
-//! The header carries the Merkle frontier at the chunk's start, so a chunk is verifiable on
-//! its own: the roots its signature txs sign are recomputed from that frontier and its
-//! entries, and every committed chunk ends with a signature tx.
+//! The check bytes only catch accidents (a torn write, bit rot): anyone can recompute them.
+//! What makes a chunk trustworthy is its signature txs: the header carries the Merkle frontier
+//! at the chunk's start, so the root each signature tx signs is recomputed from that frontier
+//! and the entries before it, and must carry a trusted key's signature. A sealed chunk ends
+//! with a signature tx, so every entry in it is covered.
+//!
+//! Parsing is streamed ([`ChunkReader`]): one entry in memory at a time, whatever the chunk's
+//! size, from any [`Read`] whose length is known up front (a byte slice, or a file opened
+//! through `snapseal_persist::fs::Untrusted`).
 
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
@@ -22,10 +30,13 @@ use snapseal_persist::Hash;
 use crate::frontier::Frontier;
 use crate::ledger::TxKind;
 
-const MAGIC: &[u8; 8] = b"SSLEDGR1";
+/// The first 8 bytes of every chunk file.
+pub const MAGIC: &[u8; 8] = b"SSLEDGR1";
 /// Largest entry payload (a 1 MiB value plus its fields).
 pub(crate) const MAX_PAYLOAD: usize = (1 << 20) + 64;
 const CHECK_LEN: usize = 8;
+/// Header bytes before the frontier blocks: magic, start, frontier size.
+const HEADER_FIXED: usize = 24;
 
 /// A chunk file name: `ledger_<start>` while open, `ledger_<start>-<end>.committed` once
 /// sealed, `ledger_<start>-<end>.pending` while being written whole (import, recovery).
@@ -95,11 +106,17 @@ pub enum ChunkError {
     /// The header is short, has the wrong magic, or fails its check.
     #[error("bad chunk header: {0}")]
     Header(&'static str),
-    /// An entry at this byte offset is torn or corrupt.
+    /// The file ends inside the entry at this byte offset (what a torn append leaves).
+    #[error("the entry at byte {offset} is cut short by the end of the file")]
+    Torn {
+        /// Byte offset of the entry.
+        offset: u64,
+    },
+    /// The entry at this byte offset fails its check bytes or does not parse.
     #[error("bad entry at byte {offset}: {why}")]
     Entry {
         /// Byte offset of the entry.
-        offset: usize,
+        offset: u64,
         /// What is wrong.
         why: &'static str,
     },
@@ -107,7 +124,7 @@ pub enum ChunkError {
     #[error("entry at byte {offset} has index {found}, expected {expected}")]
     Sequence {
         /// Byte offset of the entry.
-        offset: usize,
+        offset: u64,
         /// Index found.
         found: u64,
         /// Index expected.
@@ -124,6 +141,10 @@ pub enum ChunkError {
     /// The chunk does not end where its name says, or not with a signature tx.
     #[error("chunk end: {0}")]
     End(String),
+    /// The chunk does not continue the one before it (or does not end where the ledger
+    /// recorded it ending): it belongs to another history, or was replaced.
+    #[error("{0}")]
+    Link(String),
 }
 
 fn check8(bytes: &[u8]) -> [u8; CHECK_LEN] {
@@ -134,7 +155,7 @@ fn check8(bytes: &[u8]) -> [u8; CHECK_LEN] {
 
 /// The header bytes of a chunk starting at `start` whose tree before it is `frontier`.
 pub(crate) fn encode_header(start: u64, frontier: &Frontier) -> Vec<u8> {
-    let mut h = Vec::with_capacity(32 + 32 * frontier.blocks().len());
+    let mut h = Vec::with_capacity(HEADER_FIXED + CHECK_LEN + 32 * frontier.blocks().len());
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&start.to_le_bytes());
     h.extend_from_slice(&frontier.len().to_le_bytes());
@@ -228,89 +249,243 @@ fn decode_payload(p: &[u8]) -> Option<(u64, TxKind)> {
 pub(crate) struct Header {
     pub(crate) start: u64,
     pub(crate) frontier: Frontier,
-    pub(crate) len: usize,
+    /// Its length in bytes (where the first entry starts).
+    pub(crate) len: u64,
 }
 
-pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, ChunkError> {
-    let mut b = bytes;
-    if take(&mut b, 8) != Some(&MAGIC[..]) {
-        return Err(ChunkError::Header("missing magic"));
+/// Why reading a chunk stopped: its bytes are refused, or reading them failed.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The bytes are refused.
+    Bad(ChunkError),
+    /// The read failed (for a file: an I/O error, or the file shrank while being read).
+    Io(io::Error),
+}
+
+impl From<ChunkError> for ReadError {
+    fn from(e: ChunkError) -> Self {
+        ReadError::Bad(e)
     }
-    let start = take_u64(&mut b).ok_or(ChunkError::Header("short"))?;
-    let flen = take_u64(&mut b).ok_or(ChunkError::Header("short"))?;
+}
+
+/// One entry as read.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) idx: u64,
+    pub(crate) tx: TxKind,
+    /// Byte offset just after it.
+    pub(crate) end: u64,
+}
+
+/// Reads a chunk from `src`, whose length `len` is known up front: the header when created,
+/// then one entry per [`next_entry`](Self::next_entry), checking lengths against `len` before
+/// reading (a torn entry is recognised without reading past the end), check bytes, and that
+/// indices run consecutively from the header's start. After an error it is done: every later
+/// call returns `Ok(None)`.
+pub(crate) struct ChunkReader<R> {
+    src: R,
+    len: u64,
+    off: u64,
+    next_idx: u64,
+    header: Header,
+    buf: Vec<u8>,
+    /// For an entry refused because its bytes fail their check or its length is over the cap
+    /// (what a torn write can leave): where it claims to end.
+    unchecked_end: Option<u64>,
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// Reads and checks the header.
+    pub(crate) fn new(mut src: R, len: u64) -> Result<Self, ReadError> {
+        let header = read_header(&mut src, len)?;
+        Ok(ChunkReader {
+            src,
+            len,
+            off: header.len,
+            next_idx: header.start,
+            header,
+            buf: Vec::new(),
+            unchecked_end: None,
+        })
+    }
+
+    /// The header.
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// See the field of the same name.
+    pub(crate) fn unchecked_end(&self) -> Option<u64> {
+        self.unchecked_end
+    }
+
+    /// The next entry; `None` at the end of the chunk.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>, ReadError> {
+        if self.off >= self.len {
+            return Ok(None);
+        }
+        let r = self.read_entry();
+        // Done after an error: the source's position no longer matches `off`.
+        self.off = match &r {
+            Ok(e) => e.end,
+            Err(_) => self.len,
+        };
+        r.map(Some)
+    }
+
+    fn read_entry(&mut self) -> Result<Entry, ReadError> {
+        let offset = self.off;
+        let bad = |why| ReadError::Bad(ChunkError::Entry { offset, why });
+        if self.len - offset < 4 {
+            return Err(ChunkError::Torn { offset }.into());
+        }
+        let mut len_bytes = [0u8; 4];
+        self.src.read_exact(&mut len_bytes).map_err(ReadError::Io)?;
+        let plen = u32::from_le_bytes(len_bytes) as usize;
+        let end = offset + 4 + plen as u64 + CHECK_LEN as u64;
+        if plen > MAX_PAYLOAD {
+            self.unchecked_end = Some(end);
+            return Err(bad("length beyond the cap"));
+        }
+        if end > self.len {
+            return Err(ChunkError::Torn { offset }.into());
+        }
+        self.buf.resize(plen + CHECK_LEN, 0);
+        self.src.read_exact(&mut self.buf).map_err(ReadError::Io)?;
+        let (payload, check) = self.buf.split_at(plen);
+        if check != check8(payload) {
+            self.unchecked_end = Some(end);
+            return Err(bad("check mismatch"));
+        }
+        let Some((idx, tx)) = decode_payload(payload) else {
+            return Err(bad("malformed payload"));
+        };
+        if idx != self.next_idx {
+            return Err(ChunkError::Sequence {
+                offset,
+                found: idx,
+                expected: self.next_idx,
+            }
+            .into());
+        }
+        self.next_idx += 1;
+        Ok(Entry { idx, tx, end })
+    }
+}
+
+fn read_header(src: &mut impl Read, len: u64) -> Result<Header, ReadError> {
+    let bad = |why| ReadError::Bad(ChunkError::Header(why));
+    let mut fixed = [0u8; HEADER_FIXED];
+    if len < MAGIC.len() as u64 {
+        return Err(bad("missing magic"));
+    }
+    src.read_exact(&mut fixed[..MAGIC.len()])
+        .map_err(ReadError::Io)?;
+    if fixed[..MAGIC.len()] != MAGIC[..] {
+        return Err(bad("missing magic"));
+    }
+    if len < HEADER_FIXED as u64 {
+        return Err(bad("short"));
+    }
+    src.read_exact(&mut fixed[MAGIC.len()..])
+        .map_err(ReadError::Io)?;
+    let mut b = &fixed[MAGIC.len()..];
+    let (Some(start), Some(flen)) = (take_u64(&mut b), take_u64(&mut b)) else {
+        return Err(bad("short"));
+    };
     if start == 0 || flen != start - 1 {
-        return Err(ChunkError::Header("frontier size is not start - 1"));
+        return Err(bad("frontier size is not start - 1"));
     }
-    let mut blocks = Vec::new();
-    for _ in 0..flen.count_ones() {
-        blocks.push(take_hash(&mut b).ok_or(ChunkError::Header("short"))?);
+    let blocks_len = 32 * flen.count_ones() as usize;
+    let header_len = (HEADER_FIXED + blocks_len + CHECK_LEN) as u64;
+    if len < header_len {
+        return Err(bad("short"));
     }
-    let len = bytes.len() - b.len();
-    let check = take(&mut b, CHECK_LEN).ok_or(ChunkError::Header("short"))?;
-    if check != check8(&bytes[..len]) {
-        return Err(ChunkError::Header("check mismatch"));
+    let mut rest = vec![0u8; blocks_len + CHECK_LEN];
+    src.read_exact(&mut rest).map_err(ReadError::Io)?;
+    let (blocks_bytes, check) = rest.split_at(blocks_len);
+    let mut h = blake3::Hasher::new();
+    h.update(&fixed).update(blocks_bytes);
+    if check != &h.finalize().as_bytes()[..CHECK_LEN] {
+        return Err(bad("check mismatch"));
     }
-    let frontier = Frontier::from_parts(flen, blocks).ok_or(ChunkError::Header("frontier"))?;
+    let mut blocks = Vec::with_capacity(blocks_len / 32);
+    let mut b = blocks_bytes;
+    while let Some(block) = take_hash(&mut b) {
+        blocks.push(block);
+    }
+    let frontier = Frontier::from_parts(flen, blocks).ok_or_else(|| bad("frontier"))?;
     Ok(Header {
         start,
         frontier,
-        len: len + CHECK_LEN,
+        len: header_len,
     })
-}
-
-/// Walks the entries after the header, calling `f(idx, tx, end_offset)` for each valid one.
-/// Returns the offset where the valid entries end and the first error (a torn or corrupt
-/// entry, or an index out of sequence), if any.
-pub(crate) fn walk_entries(
-    bytes: &[u8],
-    header: &Header,
-    mut f: impl FnMut(u64, TxKind, usize),
-) -> (usize, Option<ChunkError>) {
-    let mut off = header.len;
-    let mut expected = header.start;
-    while off < bytes.len() {
-        let err = |why| ChunkError::Entry { offset: off, why };
-        let Some(len_bytes) = bytes.get(off..off + 4) else {
-            return (off, Some(err("torn length")));
-        };
-        let len =
-            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-        if len > MAX_PAYLOAD {
-            return (off, Some(err("length beyond the cap")));
-        }
-        let p_end = off + 4 + len;
-        let (Some(payload), Some(check)) = (
-            bytes.get(off + 4..p_end),
-            bytes.get(p_end..p_end + CHECK_LEN),
-        ) else {
-            return (off, Some(err("torn entry")));
-        };
-        if check != check8(payload) {
-            return (off, Some(err("check mismatch")));
-        }
-        let Some((idx, tx)) = decode_payload(payload) else {
-            return (off, Some(err("malformed payload")));
-        };
-        if idx != expected {
-            return (
-                off,
-                Some(ChunkError::Sequence {
-                    offset: off,
-                    found: idx,
-                    expected,
-                }),
-            );
-        }
-        off = p_end + CHECK_LEN;
-        f(idx, tx, off);
-        expected += 1;
-    }
-    (off, None)
 }
 
 /// The leaf hash of tx `idx`.
 pub(crate) fn leaf_of(idx: u64, tx: &TxKind) -> Hash {
     leaf_hash(&tx.digest(idx), &tx.claims_digest())
+}
+
+/// Follows a chunk's entries from the frontier in its header: each signature tx must name its
+/// own index and sign the root of the tree before it, with one of the trusted keys. Without
+/// keys (`None`) the signatures themselves are not checked: only for a chunk whose end
+/// frontier the caller compares with one recorded when the chunk was verified with keys (or
+/// written by the ledger itself), which binds every entry to what was verified then.
+#[derive(Debug)]
+pub(crate) struct SignedRun<'k> {
+    frontier: Frontier,
+    keys: Option<&'k [VerifyingKey]>,
+    last_is_signature: bool,
+    signatures: Vec<u64>,
+}
+
+impl<'k> SignedRun<'k> {
+    /// A run starting from `frontier`.
+    pub(crate) fn new(frontier: Frontier, keys: Option<&'k [VerifyingKey]>) -> Self {
+        SignedRun {
+            frontier,
+            keys,
+            last_is_signature: false,
+            signatures: Vec::new(),
+        }
+    }
+
+    /// Checks tx `idx` (the next one) and adds its leaf, which it returns.
+    pub(crate) fn push(&mut self, idx: u64, tx: &TxKind) -> Result<Hash, ChunkError> {
+        if let TxKind::Signature(s) = tx {
+            let why = if s.sig_idx != idx {
+                Some(format!("names sig_idx {}", s.sig_idx))
+            } else if s.root != self.frontier.root() {
+                Some("signs a root other than the tree before it".to_string())
+            } else if let Some(keys) = self.keys {
+                match keys.iter().find(|k| key_id(k) == s.key_id) {
+                    None => Some("signed by a key that is not trusted".to_string()),
+                    Some(k) => verify_signed_root(k, s).err().map(|e| e.to_string()),
+                }
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ChunkError::Signature { idx, why });
+            }
+            self.signatures.push(idx);
+        }
+        let leaf = leaf_of(idx, tx);
+        self.frontier.push(leaf);
+        self.last_is_signature = matches!(tx, TxKind::Signature(_));
+        Ok(leaf)
+    }
+
+    /// The frontier after the last entry pushed.
+    pub(crate) fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
+    /// True when the last entry pushed is a signature tx.
+    pub(crate) fn ends_signed(&self) -> bool {
+        self.last_is_signature
+    }
 }
 
 /// What verifying a sealed chunk established.
@@ -328,6 +503,59 @@ pub struct VerifiedChunk {
     pub signatures: Vec<u64>,
 }
 
+/// Streams a whole sealed chunk from `src` (`len` bytes) and verifies it as [`verify_chunk`]
+/// says (the signatures only with `keys`, see [`SignedRun`]), handing each entry and its leaf
+/// to `each` as it is read: before the chunk as a whole has verified, so a caller that acts
+/// on entries keeps them until this returns `Ok`.
+pub(crate) fn verify_stream(
+    src: impl Read,
+    len: u64,
+    keys: Option<&[VerifyingKey]>,
+    range: Option<(u64, u64)>,
+    mut each: impl FnMut(u64, TxKind, &Hash),
+) -> Result<VerifiedChunk, ReadError> {
+    let mut reader = ChunkReader::new(src, len)?;
+    let header = reader.header().clone();
+    if let Some((s, _)) = range {
+        if s != header.start {
+            return Err(
+                ChunkError::End(format!("starts at {}, its name says {s}", header.start)).into(),
+            );
+        }
+    }
+    let mut run = SignedRun::new(header.frontier.clone(), keys);
+    let mut last = None;
+    while let Some(e) = reader.next_entry()? {
+        let leaf = run.push(e.idx, &e.tx)?;
+        last = Some(e.idx);
+        each(e.idx, e.tx, &leaf);
+    }
+    let (Some(end), true) = (last, run.ends_signed()) else {
+        return Err(ChunkError::End("does not end with a signature tx".into()).into());
+    };
+    if let Some((s, e)) = range {
+        if (s, e) != (header.start, end) {
+            return Err(ChunkError::End(format!(
+                "holds {}..={end}, its name says {s}..={e}",
+                header.start
+            ))
+            .into());
+        }
+    }
+    let SignedRun {
+        frontier,
+        signatures,
+        ..
+    } = run;
+    Ok(VerifiedChunk {
+        start: header.start,
+        end,
+        start_frontier: header.frontier,
+        end_frontier: frontier,
+        signatures,
+    })
+}
+
 /// Verifies the bytes of a sealed chunk: header, every entry, indices consecutive, every
 /// signature tx signs (with one of `keys`) the root recomputed from the header's frontier and
 /// the entries before it, and the last entry is a signature tx. With `range`, the chunk must
@@ -337,54 +565,56 @@ pub fn verify_chunk(
     keys: &[VerifyingKey],
     range: Option<(u64, u64)>,
 ) -> Result<VerifiedChunk, ChunkError> {
-    let header = decode_header(bytes)?;
-    let mut frontier = header.frontier.clone();
-    let mut signatures = Vec::new();
-    let mut last: Option<(u64, bool)> = None;
-    let mut bad: Option<ChunkError> = None;
-    let (_, err) = walk_entries(bytes, &header, |idx, tx, _| {
-        if bad.is_some() {
-            return;
-        }
-        if let TxKind::Signature(s) = &tx {
-            let why = if s.sig_idx != idx {
-                Some(format!("names sig_idx {}", s.sig_idx))
-            } else if s.root != frontier.root() {
-                Some("signs a root other than the tree before it".to_string())
-            } else {
-                match keys.iter().find(|k| key_id(k) == s.key_id) {
-                    None => Some("signed by a key that is not trusted".to_string()),
-                    Some(k) => verify_signed_root(k, s).err().map(|e| e.to_string()),
-                }
-            };
-            if let Some(why) = why {
-                bad = Some(ChunkError::Signature { idx, why });
-                return;
-            }
-            signatures.push(idx);
-        }
-        frontier.push(leaf_of(idx, &tx));
-        last = Some((idx, matches!(tx, TxKind::Signature(_))));
-    });
-    if let Some(e) = err.or(bad) {
-        return Err(e);
-    }
-    let Some((end, true)) = last else {
-        return Err(ChunkError::End("does not end with a signature tx".into()));
-    };
-    if let Some((s, e)) = range {
-        if (s, e) != (header.start, end) {
-            return Err(ChunkError::End(format!(
-                "holds {}..={end}, its name says {s}..={e}",
-                header.start
-            )));
-        }
-    }
-    Ok(VerifiedChunk {
-        start: header.start,
-        end,
-        start_frontier: header.frontier,
-        end_frontier: frontier,
-        signatures,
+    verify_stream(bytes, bytes.len() as u64, Some(keys), range, |_, _, _| {}).map_err(|e| match e {
+        ReadError::Bad(e) => e,
+        // Lengths are checked before every read, so a slice never runs short.
+        ReadError::Io(_) => ChunkError::Header("short"),
     })
+}
+
+/// A chunk taken apart: its start, the frontier in its header and its entries, for tools
+/// and tests that build or edit chunks. [`encode`](Self::encode) recomputes every check
+/// byte, which is exactly why check bytes prove nothing: only [`verify_chunk`] does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkParts {
+    /// The header's start index.
+    pub start: u64,
+    /// The header's frontier (of the tree before `start`).
+    pub frontier: Frontier,
+    /// The entries, with the index each one is written with.
+    pub entries: Vec<(u64, TxKind)>,
+}
+
+impl ChunkParts {
+    /// Parses chunk bytes: header, check bytes and consecutive indices are checked, the
+    /// signatures are not.
+    pub fn decode(bytes: &[u8]) -> Result<ChunkParts, ChunkError> {
+        let bad = |e| match e {
+            ReadError::Bad(e) => e,
+            // Lengths are checked before every read, so a slice never runs short.
+            ReadError::Io(_) => ChunkError::Header("short"),
+        };
+        let mut reader = ChunkReader::new(bytes, bytes.len() as u64).map_err(bad)?;
+        let header = reader.header().clone();
+        let mut entries = Vec::new();
+        while let Some(e) = reader.next_entry().map_err(bad)? {
+            entries.push((e.idx, e.tx));
+        }
+        Ok(ChunkParts {
+            start: header.start,
+            frontier: header.frontier,
+            entries,
+        })
+    }
+
+    /// The chunk's bytes, every check recomputed. Nothing is validated: a header whose
+    /// frontier does not cover `start - 1` leaves, or entries out of sequence, are written
+    /// as given.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = encode_header(self.start, &self.frontier);
+        for (idx, tx) in &self.entries {
+            encode_entry(*idx, tx, &mut out);
+        }
+        out
+    }
 }

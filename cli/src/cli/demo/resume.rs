@@ -8,13 +8,16 @@
 //! the earlier run left missing or empty, reopens `committed.log` for appending, asks the
 //! store for the snapshot a node would recover from, and picks the ledger base.
 //!
-//! The ledger lives on disk (`ledger/`, see `snapseal_sim::disk_ledger`) and is reopened, not
-//! rebuilt: its recovery seals what a killed run left, and the resumed node goes on after its
-//! commit index, the base. The node makes a commit durable in the ledger before the
-//! Snapshotter hears of it, so every committed snapshot and every logged commit lies at or
-//! below the base; one beyond it means the ledger was removed or replaced, and the resume is
-//! refused. The state at the base is the newest snapshot that verifies plus the ledger's
-//! committed txs after it, replayed from the sealed chunks.
+//! The ledger lives on disk (`ledger/`, see `snapseal_sim::disk_ledger` and docs/LEDGER.md)
+//! and is reopened, not rebuilt: opening it verifies every chunk against the node's key and
+//! its neighbours (a forged, foreign or other-history chunk is refused, naming it), and
+//! recovers what a killed or failed run left; the resumed node goes on after its commit
+//! index, the base. The node makes a commit durable in the ledger before the Snapshotter
+//! hears of it, so every committed snapshot and every logged commit lies at or below the
+//! base; one beyond it means the ledger was removed or replaced, and the resume is refused.
+//! The state at the base is the newest snapshot that verifies plus the ledger's committed
+//! txs after it, replayed from verified chunks, once the ledger is shown to hold the very
+//! signature tx the snapshot's receipt proves against (so it is the snapshot's history).
 //!
 //! Names of ours beyond the base are those of the killed run's uncommitted tail (the store
 //! removed them if stale, quarantined them if committed-named and failing verification) or
@@ -26,10 +29,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
-use snapseal::persist::receipt::key_id;
+use snapseal::persist::receipt::{key_id, Receipt};
 use snapseal::persist::{PendingName, LOCK_FILE};
 use snapseal::persist::{SnapshotName, SnapshotStore};
 use snapseal_archive::LEDGER_DIR;
+use snapseal_sim::disk_node::StartPoint;
 use snapseal_sim::node::decode_kv;
 
 use crate::cli::committed_log::{CommittedLog, LogContents, LogLine, COMMITTED_LOG};
@@ -179,8 +183,9 @@ pub(super) struct Resumed {
     pub earlier: Vec<LogLine>,
     /// For the summary.
     pub info: ResumeInfo,
-    /// The recovered snapshot's index and KV map, the state the ledger is replayed onto.
-    pub snapshot: Option<(u64, std::collections::BTreeMap<u64, Vec<u8>>)>,
+    /// The recovered snapshot (index, KV map, the signed root of its receipt): the state
+    /// the ledger is replayed onto.
+    pub snapshot: Option<StartPoint>,
 }
 
 /// Under the store's lock, with the ledger reopened at `ledger_commit`: recovers, checks
@@ -227,7 +232,15 @@ pub(super) fn go_on(
                     file.path().display()
                 )
             })?;
-            Some((idx, map))
+            let signed = Receipt::decode(file.receipt_bytes())
+                .with_context(|| {
+                    format!(
+                        "{}: verifies, but its receipt is not a ledger receipt",
+                        file.path().display()
+                    )
+                })?
+                .signed;
+            Some(StartPoint { idx, map, signed })
         }
     };
     let recovered_max = recovered
