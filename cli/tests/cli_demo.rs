@@ -2,7 +2,13 @@
 
 mod cli_support;
 
-use cli_support::{committed, demo_dir, key_file_text, names, snapseal, SMALL_DEMO};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cli_support::{committed, demo_dir, key_file_text, names, snapseal, Run, SMALL_DEMO};
+use snapseal::persist::receipt::{leaf_hash, sign_root};
+use snapseal_sim::disk_ledger::{ChunkName, ChunkParts};
+use snapseal_sim::ledger::{Ledger, TxKind};
 
 #[test]
 fn demo_then_verify_succeeds() {
@@ -177,4 +183,224 @@ fn help_documents_the_exit_codes() {
     );
     // clap's own usage errors exit 2 as documented.
     snapseal(&["no-such-command"]).expect(2);
+}
+
+/// A tmpfs of a given size, mounted for one test and unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` where mounting is not allowed (not root, no `mount`): the test is skipped.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Tmpfs { dir })
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remounting the tmpfs with size {size}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_demo_naming_the_cause_and_the_directory_resumes_once_there_is_space() {
+    let Some(fs) = Tmpfs::mount("2m") else {
+        eprintln!("a_full_disk...: SKIPPED (did not run): cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let dir = fs.dir.path().join("snap");
+    let d = dir.to_str().unwrap();
+    // No snapshot is due before the ledger fills the 2 MiB.
+    let run = snapseal(&[
+        "demo",
+        "--dir",
+        d,
+        "--txs",
+        "200000",
+        "--tx-interval",
+        "100000",
+        "--sig-every",
+        "50",
+        "--ledger-chunk-bytes",
+        "100000",
+    ])
+    .expect(2);
+    let enospc = "No space left on device (os error 28)";
+    let failed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("FAILED"))
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains("appending") && l.contains(enospc)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("0 generation(s)"),
+        "no false failure: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(enospc),
+        "the error line names the cause: {}",
+        run.stderr
+    );
+
+    fs.resize("256m");
+    let mut args = vec!["demo", "--resume", "--quiet", "--dir", d];
+    args.extend(SMALL_DEMO);
+    snapseal(&args).expect(0);
+    snapseal(&["verify", d]).expect(0);
+}
+
+/// A finished small demo in `<tmp>/snap` whose ledger is cut into chunks of about 4 KiB.
+fn chunked_demo(seed: &str, value_size: &str, txs: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    let args = vec![
+        "demo",
+        "--quiet",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--ledger-chunk-bytes",
+        "4096",
+        "--seed",
+        seed,
+        "--value-size",
+        value_size,
+        "--txs",
+        txs,
+        "--tx-interval",
+        "500",
+        "--sig-every",
+        "50",
+    ];
+    snapseal(&args).expect(0);
+    (tmp, dir)
+}
+
+/// The newest sealed chunk of the demo in `dir` (after its newest snapshot).
+fn newest_chunk(dir: &Path) -> PathBuf {
+    let ledger = dir.join("ledger");
+    let newest = std::fs::read_dir(&ledger)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            match ChunkName::parse(&name)? {
+                ChunkName::Committed { start, .. } => Some((start, name)),
+                _ => None,
+            }
+        })
+        .max()
+        .unwrap();
+    ledger.join(newest.1)
+}
+
+fn resume(dir: &Path) -> Run {
+    let mut args = vec![
+        "demo",
+        "--resume",
+        "--quiet",
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(SMALL_DEMO);
+    snapseal(&args)
+}
+
+#[test]
+fn resume_refuses_a_forged_ledger_chunk_naming_it_and_why() {
+    let (_tmp, dir) = chunked_demo("1", "64", "3000");
+    let chunk = newest_chunk(&dir);
+    let mut parts = ChunkParts::decode(&std::fs::read(&chunk).unwrap()).unwrap();
+    let write = parts
+        .entries
+        .iter_mut()
+        .find(|(_, tx)| matches!(tx, TxKind::Write { .. }))
+        .unwrap();
+    write.1 = TxKind::Write {
+        key: 1,
+        value: Arc::from(&b"forged"[..]),
+    };
+    // Every check byte recomputed: only the signatures tell.
+    std::fs::write(&chunk, parts.encode()).unwrap();
+    let run = resume(&dir).expect(2);
+    let name = chunk.file_name().unwrap().to_str().unwrap();
+    assert!(
+        run.stderr.contains(name)
+            && run
+                .stderr
+                .contains("signs a root other than the tree before it"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn resume_refuses_a_ledger_chunk_signed_by_another_key() {
+    let (_tmp, dir) = chunked_demo("1", "64", "3000");
+    let chunk = newest_chunk(&dir);
+    let mut parts = ChunkParts::decode(&std::fs::read(&chunk).unwrap()).unwrap();
+    // Signed again, correctly, by another node's key.
+    let other = Ledger::seed_key(2);
+    let mut tree = parts.frontier.clone();
+    for (idx, tx) in &mut parts.entries {
+        if let TxKind::Signature(_) = tx {
+            *tx = TxKind::Signature(sign_root(&other, *idx, &tree.root()));
+        }
+        tree.push(leaf_hash(&tx.digest(*idx), &tx.claims_digest()));
+    }
+    std::fs::write(&chunk, parts.encode()).unwrap();
+    let run = resume(&dir).expect(2);
+    let name = chunk.file_name().unwrap().to_str().unwrap();
+    assert!(
+        run.stderr.contains(name) && run.stderr.contains("signed by a key that is not trusted"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn resume_refuses_a_ledger_of_another_history_signed_by_the_same_key() {
+    let (_tmp, dir) = chunked_demo("1", "64", "3000");
+    // The same seed (so the same key), other values, a longer ledger: every chunk verifies
+    // and links up, but it is not the history the snapshots were taken from.
+    let (_other_tmp, other) = chunked_demo("1", "48", "6000");
+    std::fs::remove_dir_all(dir.join("ledger")).unwrap();
+    std::fs::rename(other.join("ledger"), dir.join("ledger")).unwrap();
+    let run = resume(&dir).expect(2);
+    assert!(
+        run.stderr
+            .contains("over another history than the ledger's"),
+        "{}",
+        run.stderr
+    );
 }

@@ -71,7 +71,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, conflicts_with = "workers")]
     pub deterministic: bool,
     /// The ledger's open chunk (in D/ledger) is sealed into `ledger_<start>-<end>.committed`
-    /// at the first committed signature once it holds this many bytes.
+    /// at the first committed signature once it holds this many bytes (at most 128 MiB; see
+    /// docs/LEDGER.md).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_BYTES)]
     pub ledger_chunk_bytes: u64,
     /// When the run is done, ship its committed snapshots to URL (file:///abs/dir or
@@ -175,7 +176,8 @@ struct Summary {
     ledger_last_idx: u64,
     /// The ledger directory (`ledger/` in the demo directory).
     ledger_dir: PathBuf,
-    /// The ledger's commit index at the end: every tx up to it is in a sealed chunk.
+    /// The ledger's commit index at the end: every tx up to it is durable (after a clean
+    /// stop, in a sealed chunk).
     ledger_commit_idx: u64,
     /// The KV state's hash at `ledger_commit_idx`, hex (what a node replaying to that index
     /// from any snapshot and the ledger must reach).
@@ -221,7 +223,7 @@ pub(super) fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Resu
     print_summary(&summary, out)?;
     if let Some(first) = summary.failures.first() {
         bail!(
-            "{} snapshot generation(s) failed; first: {first}",
+            "the run failed ({} failure(s) listed above); first: {first}",
             summary.failures.len()
         );
     }
@@ -328,8 +330,9 @@ fn run_in(
     .context("opening the snapshot store")?;
     let ledger_path = dir.join(LEDGER_DIR);
     if survey.is_some() {
-        // The ledger's files are then opened without following links, regular files only,
-        // size capped (`disk_ledger::read_chunk_file`).
+        // The ledger directory itself must not be a link; its chunk files are opened without
+        // following links, regular files only, size capped, and verified against the node's
+        // key before anything is replayed (docs/LEDGER.md).
         crate::cli::safe_open::check_subdir(dir, LEDGER_DIR)?;
     }
     let disk_ledger = DiskLedger::open(
@@ -416,35 +419,40 @@ fn run_in(
     let counters = node.snapshotter().counters();
     let store_stats = node.snapshotter().store().stats();
     let committed = node.committed().to_vec();
+    // The ledger's failure first: it stopped the node, and the error line names the first
+    // failure. Its text carries the cause with its errno.
     let mut failures: Vec<String> = node
-        .other_events()
-        .iter()
-        .filter_map(|e| match e {
-            SnapshotEvent::Failed {
-                generation,
-                idx,
-                error,
-            } => Some(format!("generation {generation} (idx {idx}): {error}")),
-            _ => None,
-        })
+        .ledger_error()
+        .map(str::to_string)
+        .into_iter()
         .collect();
-    if !flushed {
-        let pending = node.snapshotter().pending().len();
+    failures.extend(node.other_events().iter().filter_map(|e| match e {
+        SnapshotEvent::Failed {
+            generation,
+            idx,
+            error,
+        } => Some(format!("generation {generation} (idx {idx}): {error}")),
+        _ => None,
+    }));
+    // A failed ledger also ends the flush early; only generations really left are one.
+    let pending = node.snapshotter().pending().len();
+    if !flushed && pending > 0 {
         failures.push(format!(
-            "{pending} generation(s) still pending after {FLUSH_ROUNDS} flush rounds"
+            "{pending} generation(s) still pending after the flush ({FLUSH_ROUNDS} rounds at \
+             most)"
         ));
-    }
-    if let Some(e) = node.ledger_error() {
-        failures.push(format!("ledger: {e}"));
     }
     let call_latencies = node.call_latencies().to_vec();
     let txs = node.appended();
     let last_idx = node.ledger().ledger().last_idx();
     // A clean stop: the open chunk becomes a sealed one, so an export reaches the commit
-    // index. (A killed run's open chunk is sealed when the ledger is next opened.)
+    // index. (A killed run's open chunk, or a failed one's, is recovered when the ledger is
+    // next opened; a failed ledger seals nothing, and its failure is listed already.)
     let kv = node.ledger().clone();
-    if let Err(e) = kv.ledger().seal() {
-        failures.push(format!("sealing the ledger: {e}"));
+    if kv.ledger().failure().is_none() {
+        if let Err(e) = kv.ledger().seal() {
+            failures.push(format!("sealing the ledger: {e}"));
+        }
     }
     let ledger_commit_idx = kv.applied_idx();
     let state_hash = hex(&kv.state_hash());
