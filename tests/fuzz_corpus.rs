@@ -62,6 +62,14 @@ fn forge_corpus_never_verifies_a_forgery() {
     replay("forge", fuzz_entry::forge);
 }
 
+#[test]
+fn ledger_chunk_corpus_never_accepts_a_forged_chunk() {
+    replay(
+        "ledger_chunk",
+        snapseal_sim::harness::fuzz_ledger::ledger_chunk,
+    );
+}
+
 /// The forge entry's property can fail: a file that differs from the genuine one in a byte the
 /// checks cover must not pass, and the entry reports the genuine file untouched as fine. Here:
 /// the untouched file (empty mutation list) passes, and every single-byte flip of it is

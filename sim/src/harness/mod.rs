@@ -68,6 +68,7 @@
 mod checks;
 mod config;
 pub mod fuzz_entry;
+pub mod fuzz_ledger;
 mod history;
 pub mod model;
 mod op;
