@@ -78,8 +78,8 @@ pub use hold::Hold;
 pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
 pub use options::StoreOptions;
 pub use reader::{
-    check_body_encoding, open_snapshot, read_checked, verify_bytes, BodyReader, SnapshotFile,
-    VerifiedSnapshot,
+    check_body_encoding, open_snapshot, read_checked, verify_bytes, verify_file, BodyReader,
+    SnapshotFile, VerifiedFile, VerifiedSnapshot,
 };
 pub use retention::{plan_retention, RetentionPlan, RetentionReport, Standing};
 pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntry};

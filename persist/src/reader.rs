@@ -8,12 +8,18 @@
 //! the last two are proportional to the file size, so a damaged, forged or foreign file is
 //! usually refused before the body is read.
 
-use std::io::{self, Read};
+use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::error::{BodyError, Check, VerifyError};
-use crate::format::{self, Flags, FormatError, Header, HEADER_LEN};
+mod body;
+mod stream;
+
+pub use body::{check_body_encoding, BodyReader};
+pub use stream::{verify_file, VerifiedFile};
+
+use crate::error::{Check, VerifyError};
+use crate::format::{self, FormatError, Header, HEADER_LEN};
 use crate::fs::{DirHandle, FileBytes, NotRegular};
 use crate::hold::Hold;
 use crate::names::SnapshotName;
@@ -118,44 +124,6 @@ fn verify_labelled<'a>(
         receipt,
         verified,
     })
-}
-
-/// The body-encoding step of verification (docs/FORMAT.md §7 step 8), on its own: with flag
-/// bit 0, decodes the whole stored `body` in bounded memory (a fixed buffer; the zstd frame
-/// streams through the decoder) and discards it, requiring one frame of exactly `raw_len`
-/// bytes with nothing after it. An uncompressed body has nothing to decode (`raw_len ==
-/// body_len` is a header check). [`verify_bytes`] runs it; tools that inspect a file step by
-/// step can call it directly.
-pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError> {
-    if !header.flags.contains(Flags::ZSTD) {
-        return Ok(());
-    }
-    // BodyReader reports its findings as io::Error carrying a BodyError; unwrap it again.
-    let as_body_error = |e: io::Error| {
-        if !e.get_ref().is_some_and(|inner| inner.is::<BodyError>()) {
-            return BodyError::Decode { source: e };
-        }
-        match e.into_inner().map(|inner| inner.downcast::<BodyError>()) {
-            Some(Ok(b)) => *b,
-            // Unreachable (checked just above), but no input may panic here.
-            Some(Err(other)) => BodyError::Decode {
-                source: io::Error::new(io::ErrorKind::InvalidData, other),
-            },
-            None => BodyError::Decode {
-                source: io::Error::from(io::ErrorKind::InvalidData),
-            },
-        }
-    };
-    let mut reader = BodyReader::new(header, body).map_err(as_body_error)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(as_body_error(e)),
-        }
-    }
 }
 
 /// A committed file that was read and verified. The body stays in the memory map (zero
@@ -354,119 +322,4 @@ fn precheck(
         ));
     }
     Ok(())
-}
-
-/// The decoded body of a committed file, as an [`io::Read`] (from
-/// [`SnapshotFile::body_reader`] or [`VerifiedSnapshot::body_reader`]).
-///
-/// A zstd body must be exactly one RFC 8878 frame (magic `28 b5 2f fd`: no skippable or legacy
-/// frame) that decodes to exactly `raw_len` bytes; anything
-/// else fails the read that finds it (at the latest the one that reaches the end) with an
-/// [`io::ErrorKind::InvalidData`] error carrying a [`BodyError`].
-pub struct BodyReader<'a> {
-    inner: Inner<'a>,
-}
-
-enum Inner<'a> {
-    Plain(&'a [u8]),
-    Zstd {
-        decoder: zstd::stream::read::Decoder<'a, &'a [u8]>,
-        expected: u64,
-        produced: u64,
-        finished: bool,
-    },
-}
-
-impl std::fmt::Debug for BodyReader<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.inner {
-            Inner::Plain(rest) => f
-                .debug_struct("BodyReader")
-                .field("remaining", &rest.len())
-                .finish(),
-            Inner::Zstd {
-                expected, produced, ..
-            } => f
-                .debug_struct("BodyReader")
-                .field("raw_len", expected)
-                .field("decoded", produced)
-                .finish(),
-        }
-    }
-}
-
-/// The first four bytes of every RFC 8878 zstd frame (`0xFD2FB528`, little-endian).
-const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-fn invalid(e: BodyError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
-impl<'a> BodyReader<'a> {
-    fn new(header: &Header, stored: &'a [u8]) -> io::Result<BodyReader<'a>> {
-        let inner = if header.flags.contains(Flags::ZSTD) {
-            // Only an RFC 8878 frame: a skippable frame would stand in for the body, and the
-            // legacy pre-1.0 decoders are code no writer of ours needs hostile bytes to reach.
-            if !stored.starts_with(&ZSTD_FRAME_MAGIC) {
-                return Err(invalid(BodyError::NotAFrame));
-            }
-            // single_frame: the decoder stops at the end of the first frame, so whatever
-            // follows it stays in the input and is reported, not silently decoded.
-            let decoder = zstd::stream::read::Decoder::with_buffer(stored)?.single_frame();
-            Inner::Zstd {
-                decoder,
-                expected: header.raw_len,
-                produced: 0,
-                finished: false,
-            }
-        } else {
-            Inner::Plain(stored)
-        };
-        Ok(BodyReader { inner })
-    }
-}
-
-impl Read for BodyReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.inner {
-            Inner::Plain(rest) => rest.read(buf),
-            Inner::Zstd {
-                decoder,
-                expected,
-                produced,
-                finished,
-            } => {
-                if *finished || buf.is_empty() {
-                    return Ok(0);
-                }
-                let n = decoder.read(buf).map_err(|source| {
-                    if source.get_ref().is_some_and(|e| e.is::<BodyError>()) {
-                        source
-                    } else {
-                        invalid(BodyError::Decode { source })
-                    }
-                })?;
-                *produced += n as u64;
-                if *produced > *expected {
-                    return Err(invalid(BodyError::Long {
-                        expected: *expected,
-                    }));
-                }
-                if n == 0 {
-                    if *produced < *expected {
-                        return Err(invalid(BodyError::Short {
-                            expected: *expected,
-                            actual: *produced,
-                        }));
-                    }
-                    let trailing = decoder.get_ref().len() as u64;
-                    if trailing > 0 {
-                        return Err(invalid(BodyError::TrailingData { trailing }));
-                    }
-                    *finished = true;
-                }
-                Ok(n)
-            }
-        }
-    }
 }

@@ -206,3 +206,127 @@ fn a_failed_write_names_its_cause_once_in_the_chain() {
     let umbrella = snapseal_persist::Error::from(err);
     assert_eq!(chain(&umbrella).matches(&enospc).count(), 1);
 }
+
+/// `verify_file`: the same checks on a file read with `pread`, in bounded memory.
+mod streamed {
+    use super::*;
+    use snapseal_persist::fs::{Expect, FileSystem, RealFs, Untrusted};
+    use snapseal_persist::verify_file;
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cur = c.source();
+        }
+        out
+    }
+
+    /// The outcome of both readers on `bytes`, file label made equal.
+    fn both(bytes: &[u8]) -> (Result<Header, String>, Result<Header, String>, Vec<u8>) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), bytes).unwrap();
+        let dir = RealFs.open_dir(tmp.path(), false).unwrap();
+        let file = Untrusted::open_in(&*dir, "f", Expect::new("snapshot file", 1 << 30))
+            .unwrap()
+            .unwrap();
+        let mut seen = Vec::new();
+        let streamed = verify_file(&file, None, &real_verifier(), &mut |p| {
+            seen.extend_from_slice(p)
+        })
+        .map(|v| v.header)
+        .map_err(|e| chain(&e).replace(&file.path().display().to_string(), "<bytes>"));
+        let in_memory = verify_bytes(bytes, None, &real_verifier())
+            .map(|v| v.header)
+            .map_err(|e| chain(&e));
+        (streamed, in_memory, seen)
+    }
+
+    fn zstd_file() -> Vec<u8> {
+        let raw = raw();
+        file(
+            Flags::ZSTD,
+            raw.len() as u64,
+            &zstd::encode_all(&raw[..], 3).unwrap(),
+        )
+    }
+
+    #[test]
+    fn verify_file_agrees_with_verify_bytes_on_every_damage_and_sees_every_byte_of_a_good_file() {
+        let plain = file(Flags::NONE, 5000, &raw()[..5000]);
+        let mut cases = vec![plain.clone(), zstd_file()];
+        let raw = raw();
+        let mut trailing = zstd::encode_all(&raw[..], 3).unwrap();
+        trailing.push(0);
+        cases.push(file(Flags::ZSTD, raw.len() as u64, &trailing));
+        cases.push(file(
+            Flags::ZSTD,
+            raw.len() as u64 + 1,
+            &zstd::encode_all(&raw[..], 3).unwrap(),
+        ));
+        cases.push(file(Flags::ZSTD, 5, b"\x00\x01\x02\x03junk"));
+        for base in [plain, zstd_file()] {
+            for at in [
+                0,
+                7,
+                40,
+                100,
+                159,
+                160,
+                161,
+                2000,
+                base.len() - 300,
+                base.len() - 1,
+            ] {
+                let mut b = base.clone();
+                b[at] ^= 0x40;
+                cases.push(b);
+            }
+            cases.push(base[..base.len() - 1].to_vec());
+            cases.push(base[..100].to_vec());
+            let mut longer = base.clone();
+            longer.push(1);
+            cases.push(longer);
+        }
+        let mut good = 0;
+        for (i, bytes) in cases.iter().enumerate() {
+            let (streamed, in_memory, seen) = both(bytes);
+            assert_eq!(streamed, in_memory, "case {i}");
+            if streamed.is_ok() {
+                good += 1;
+                assert_eq!(&seen, bytes, "case {i}: each saw the whole file in order");
+            }
+        }
+        assert_eq!(good, 2, "the two undamaged files verify");
+    }
+
+    #[test]
+    fn a_file_truncated_while_verify_file_reads_it_is_a_read_error_not_bad_contents() {
+        let bytes = zstd_file();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        std::fs::write(&path, &bytes).unwrap();
+        let dir = RealFs.open_dir(tmp.path(), false).unwrap();
+        let file = Untrusted::open_in(&*dir, "f", Expect::new("snapshot file", 1 << 30))
+            .unwrap()
+            .unwrap();
+        // Truncated after the digest pass read it whole and before the decoding pass: the
+        // decoder's source fails, which is a read error, not a bad encoding.
+        let truncate = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(1000)
+                .unwrap()
+        };
+        let e = verify_file(&file, None, &real_verifier(), &mut |_| truncate()).unwrap_err();
+        assert!(matches!(e, VerifyError::Read { .. }), "{e}");
+        assert!(e.source().unwrap().to_string().contains("truncated"), "{e}");
+        // And before anything was read: the receipt read fails the same way.
+        let e = verify_file(&file, None, &real_verifier(), &mut |_| {}).unwrap_err();
+        assert!(matches!(e, VerifyError::Read { .. }), "{e}");
+    }
+}

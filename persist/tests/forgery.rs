@@ -239,7 +239,7 @@ fn raw_len_off_by_one_is_refused_by_verify() {
 #[test]
 fn a_body_that_is_not_zstd_is_refused_by_verify() {
     let file = genuine(header(10, 20, Flags::ZSTD, 5), b"hello");
-    assert!(matches!(encoding_error(&file), BodyError::Decode { .. }));
+    assert!(matches!(encoding_error(&file), BodyError::NotAFrame));
 }
 
 #[test]

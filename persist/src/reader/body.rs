@@ -1,0 +1,195 @@
+//! Decoding a stored body: [`BodyReader`] over bytes in memory, and the body-encoding check
+//! (docs/FORMAT.md §2.1, §7 step 8) over any buffered source, so a file read with `pread`
+//! is checked in bounded memory just like a mapped one.
+
+use std::io::{self, BufRead, Read};
+
+use crate::error::BodyError;
+use crate::format::{Flags, Header};
+
+/// The first four bytes of every RFC 8878 zstd frame (`0xFD2FB528`, little-endian).
+const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Output buffer of the encoding check.
+const DECODE_BUF: usize = 64 * 1024;
+
+fn invalid(e: BodyError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// A buffered source of stored body bytes that knows how many it has not handed out yet, so
+/// the bytes after the zstd frame can be counted.
+pub(crate) trait StoredBody: BufRead {
+    /// Bytes not yet consumed (buffered ones included).
+    fn remaining(&self) -> u64;
+}
+
+impl StoredBody for &[u8] {
+    fn remaining(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// One zstd frame decoding to exactly `expected` bytes with nothing after it.
+pub(crate) struct ZstdBody<'a, B: StoredBody> {
+    decoder: zstd::stream::read::Decoder<'a, B>,
+    expected: u64,
+    produced: u64,
+    finished: bool,
+}
+
+impl<'a, B: StoredBody> ZstdBody<'a, B> {
+    /// `first` is the start of the stored body (at least its first four bytes when it has
+    /// them): only an RFC 8878 frame is decoded — a skippable frame would stand in for the
+    /// body, and the legacy pre-1.0 decoders are code no writer of ours needs hostile bytes to
+    /// reach.
+    pub(crate) fn new(first: &[u8], stored: B, expected: u64) -> io::Result<ZstdBody<'a, B>> {
+        if !first.starts_with(&ZSTD_FRAME_MAGIC) {
+            return Err(invalid(BodyError::NotAFrame));
+        }
+        // single_frame: the decoder stops at the end of the first frame, so whatever follows
+        // it stays in the input and is reported, not silently decoded.
+        let decoder = zstd::stream::read::Decoder::with_buffer(stored)?.single_frame();
+        Ok(ZstdBody {
+            decoder,
+            expected,
+            produced: 0,
+            finished: false,
+        })
+    }
+}
+
+impl<B: StoredBody> Read for ZstdBody<'_, B> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.finished || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.decoder.read(buf).map_err(|source| {
+            if source.get_ref().is_some_and(|e| e.is::<BodyError>()) {
+                source
+            } else {
+                invalid(BodyError::Decode { source })
+            }
+        })?;
+        self.produced += n as u64;
+        if self.produced > self.expected {
+            return Err(invalid(BodyError::Long {
+                expected: self.expected,
+            }));
+        }
+        if n == 0 {
+            if self.produced < self.expected {
+                return Err(invalid(BodyError::Short {
+                    expected: self.expected,
+                    actual: self.produced,
+                }));
+            }
+            let trailing = self.decoder.get_ref().remaining();
+            if trailing > 0 {
+                return Err(invalid(BodyError::TrailingData { trailing }));
+            }
+            self.finished = true;
+        }
+        Ok(n)
+    }
+}
+
+/// The decoded body of a committed file, as an [`io::Read`] (from
+/// [`SnapshotFile::body_reader`](crate::SnapshotFile::body_reader) or
+/// [`VerifiedSnapshot::body_reader`](crate::VerifiedSnapshot::body_reader)).
+///
+/// A zstd body must be exactly one RFC 8878 frame (magic `28 b5 2f fd`: no skippable or legacy
+/// frame) that decodes to exactly `raw_len` bytes; anything else fails the read that finds it
+/// (at the latest the one that reaches the end) with an [`io::ErrorKind::InvalidData`] error
+/// carrying a [`BodyError`].
+pub struct BodyReader<'a> {
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Plain(&'a [u8]),
+    Zstd(ZstdBody<'a, &'a [u8]>),
+}
+
+impl std::fmt::Debug for BodyReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Plain(rest) => f
+                .debug_struct("BodyReader")
+                .field("remaining", &rest.len())
+                .finish(),
+            Inner::Zstd(z) => f
+                .debug_struct("BodyReader")
+                .field("raw_len", &z.expected)
+                .field("decoded", &z.produced)
+                .finish(),
+        }
+    }
+}
+
+impl<'a> BodyReader<'a> {
+    pub(crate) fn new(header: &Header, stored: &'a [u8]) -> io::Result<BodyReader<'a>> {
+        let inner = if header.flags.contains(Flags::ZSTD) {
+            Inner::Zstd(ZstdBody::new(stored, stored, header.raw_len)?)
+        } else {
+            Inner::Plain(stored)
+        };
+        Ok(BodyReader { inner })
+    }
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(rest) => rest.read(buf),
+            Inner::Zstd(z) => z.read(buf),
+        }
+    }
+}
+
+/// The body-encoding step of verification (docs/FORMAT.md §7 step 8), on its own: with flag
+/// bit 0, decodes the whole stored `body` in bounded memory (a fixed buffer; the zstd frame
+/// streams through the decoder) and discards it, requiring one frame of exactly `raw_len`
+/// bytes with nothing after it. An uncompressed body has nothing to decode (`raw_len ==
+/// body_len` is a header check). [`verify_bytes`](crate::verify_bytes) runs it; tools that
+/// inspect a file step by step can call it directly.
+pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError> {
+    if !header.flags.contains(Flags::ZSTD) {
+        return Ok(());
+    }
+    check_decodes(ZstdBody::new(body, body, header.raw_len))
+}
+
+/// Reads a [`ZstdBody`] to its end, discarding the output; its findings as a [`BodyError`].
+pub(crate) fn check_decodes<B: StoredBody>(
+    body: io::Result<ZstdBody<'_, B>>,
+) -> Result<(), BodyError> {
+    let mut body = body.map_err(as_body_error)?;
+    let mut buf = vec![0u8; DECODE_BUF];
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(as_body_error(e)),
+        }
+    }
+}
+
+/// [`ZstdBody`] reports its findings as an `io::Error` carrying a [`BodyError`]; unwraps it
+/// again (any other error is the decoder's or the source's, as `Decode`).
+fn as_body_error(e: io::Error) -> BodyError {
+    if !e.get_ref().is_some_and(|inner| inner.is::<BodyError>()) {
+        return BodyError::Decode { source: e };
+    }
+    match e.into_inner().map(|inner| inner.downcast::<BodyError>()) {
+        Some(Ok(b)) => *b,
+        // Unreachable (checked just above), but no input may panic here.
+        Some(Err(other)) => BodyError::Decode {
+            source: io::Error::new(io::ErrorKind::InvalidData, other),
+        },
+        None => BodyError::Decode {
+            source: io::Error::from(io::ErrorKind::InvalidData),
+        },
+    }
+}

@@ -1,0 +1,274 @@
+//! [`verify_file`]: every check of [`verify_bytes`](crate::verify_bytes), on a file read with
+//! `pread` through [`Untrusted`] in bounded memory instead of mapped or held whole.
+//!
+//! For readers without the store's lock — operator commands, the shipper, export — next to
+//! a process that may truncate the file: a truncation is a read error ([`VerifyError::Read`]),
+//! never a `SIGBUS`, and a 64 GiB snapshot costs a few MiB of buffers, not 64 GiB of memory.
+
+use std::cell::RefCell;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use crate::error::{Check, VerifyError};
+use crate::format::{FormatError, Header, HEADER_LEN};
+use crate::fs::{Untrusted, UntrustedError};
+use crate::names::SnapshotName;
+use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
+
+use super::body::{check_decodes, StoredBody, ZstdBody};
+
+/// Bytes per `pread` of the whole-file pass: large enough for BLAKE3's parallel hashing to pay
+/// off, small enough to be the pass's only buffer.
+const PIECE: usize = 8 << 20;
+
+/// What [`verify_file`] established.
+#[derive(Clone, Debug)]
+pub struct VerifiedFile {
+    /// The decoded header.
+    pub header: Header,
+    /// The receipt bytes.
+    pub receipt: Vec<u8>,
+    /// What the receipt proved.
+    pub verified: VerifiedReceipt,
+}
+
+/// Checks the committed file `file` as [`verify_bytes`](crate::verify_bytes) checks bytes in
+/// memory, in the same order (docs/FORMAT.md §7) and with the same errors, reading it with
+/// `pread` in pieces of a few MiB:
+///
+/// 1. the 160-byte header, its agreement with `name` (when given) and with the file's size;
+/// 2. the receipt (read on its own) against its digest and then `verifier`, for the claims
+///    digest recomputed from the header — so a forged or foreign file costs two small reads;
+/// 3. one pass over the whole file, in order, handing every piece to `each` (for a digest of
+///    the whole file, or a copy) and the body to the body-digest check;
+/// 4. for a zstd body, a second pass decoding it (in bounded memory) — only once its digest
+///    was proved, so the decoder never sees bytes the ledger did not vouch for.
+///
+/// A read that fails or comes up short (the file was truncated meanwhile) is
+/// [`VerifyError::Read`], which says nothing about the contents; every other error means
+/// the contents are bad. `each` may have seen some pieces when an error is returned.
+pub fn verify_file(
+    file: &Untrusted,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<VerifiedFile, VerifyError> {
+    let path = file.path();
+    let read_err = |e: UntrustedError| VerifyError::Read {
+        file: path.to_path_buf(),
+        source: into_io(e),
+    };
+    let format_err = |check, source| VerifyError::Format {
+        file: path.to_path_buf(),
+        check,
+        source,
+    };
+    let head_len = HEADER_LEN.min(usize::try_from(file.len()).unwrap_or(HEADER_LEN));
+    let head = file.read_range(0, head_len).map_err(read_err)?;
+    let header = Header::decode(&head).map_err(|e| format_err(Check::Header, e))?;
+    if let Some(name) = name {
+        for (field, from_name, from_header) in [
+            ("idx", name.idx, header.idx),
+            ("evidence_idx", name.evidence_idx, header.evidence_idx),
+        ] {
+            if from_name != from_header {
+                return Err(VerifyError::NameMismatch {
+                    file: path.to_path_buf(),
+                    field,
+                    from_name,
+                    from_header,
+                });
+            }
+        }
+    }
+    let expected_len = header
+        .file_len()
+        .map_err(|e| format_err(Check::Length, e))?;
+    if expected_len != file.len() {
+        return Err(format_err(
+            Check::Length,
+            FormatError::LengthMismatch {
+                what: "file",
+                expected: expected_len,
+                actual: file.len(),
+            },
+        ));
+    }
+    // Both fit: their sum with the header is the file's length, which the caller capped.
+    let body_start = HEADER_LEN as u64;
+    let receipt_start = body_start + header.body_len;
+    let receipt_len = usize::try_from(header.receipt_len).map_err(|_| {
+        format_err(
+            Check::Length,
+            FormatError::LengthOverflow {
+                body_len: header.body_len,
+                receipt_len: header.receipt_len,
+            },
+        )
+    })?;
+    let receipt = file
+        .read_range(receipt_start, receipt_len)
+        .map_err(read_err)?;
+    let actual = *blake3::hash(&receipt).as_bytes();
+    if actual != header.receipt_digest {
+        return Err(format_err(
+            Check::ReceiptDigest,
+            FormatError::ReceiptDigest {
+                expected: header.receipt_digest,
+                actual,
+            },
+        ));
+    }
+    let expected = Expected {
+        idx: header.idx,
+        evidence_idx: header.evidence_idx,
+        body_digest: header.body_digest,
+        claims_digest: header.claims().digest(),
+    };
+    let verified = verifier
+        .verify(&receipt, &expected)
+        .map_err(|source| VerifyError::Receipt {
+            file: path.to_path_buf(),
+            source,
+        })?;
+
+    // One pass over the whole file: `each` sees every byte in order, the body hasher the body.
+    let mut body_hash = blake3::Hasher::new();
+    let mut buf = vec![0u8; PIECE.min(usize::try_from(file.len()).unwrap_or(PIECE))];
+    let mut at = 0u64;
+    while at < file.len() {
+        let n = usize::try_from(file.len() - at).map_or(buf.len(), |left| left.min(buf.len()));
+        let piece = &mut buf[..n];
+        file.read_exact_at(at, piece).map_err(read_err)?;
+        each(piece);
+        let (lo, hi) = (at.max(body_start), (at + n as u64).min(receipt_start));
+        if lo < hi {
+            // Offsets within this piece; both fit in usize (at most PIECE).
+            let from = (lo - at) as usize;
+            let to = (hi - at) as usize;
+            if to - from >= crate::format::PARALLEL_HASH_THRESHOLD {
+                body_hash.update_rayon(&piece[from..to]);
+            } else {
+                body_hash.update(&piece[from..to]);
+            }
+        }
+        at += n as u64;
+    }
+    let actual = *body_hash.finalize().as_bytes();
+    if actual != header.body_digest {
+        return Err(format_err(
+            Check::BodyDigest,
+            FormatError::BodyDigest {
+                expected: header.body_digest,
+                actual,
+            },
+        ));
+    }
+
+    if header.flags.contains(crate::format::Flags::ZSTD) {
+        check_stream_encoding(file, &header, path)?;
+    }
+    Ok(VerifiedFile {
+        header,
+        receipt,
+        verified,
+    })
+}
+
+/// The body-encoding check over the body read with `pread`; a failed read is reported as
+/// such, not as a bad encoding.
+fn check_stream_encoding(
+    file: &Untrusted,
+    header: &Header,
+    path: &Path,
+) -> Result<(), VerifyError> {
+    let failure = RefCell::new(None);
+    let range = BodyRange {
+        file,
+        at: HEADER_LEN as u64,
+        end: HEADER_LEN as u64 + header.body_len,
+        failure: &failure,
+    };
+    let first = file
+        .read_range(
+            HEADER_LEN as u64,
+            usize::try_from(header.body_len).map_or(4, |len| len.min(4)),
+        )
+        .map_err(|e| VerifyError::Read {
+            file: path.to_path_buf(),
+            source: into_io(e),
+        })?;
+    let stored = Buffered(BufReader::with_capacity(1 << 20, range));
+    let checked = check_decodes(ZstdBody::new(&first, stored, header.raw_len));
+    if let Some(e) = failure.into_inner() {
+        return Err(VerifyError::Read {
+            file: path.to_path_buf(),
+            source: into_io(e),
+        });
+    }
+    checked.map_err(|source| VerifyError::Body {
+        file: path.to_path_buf(),
+        source,
+    })
+}
+
+fn into_io(e: UntrustedError) -> io::Error {
+    match e {
+        UntrustedError::Io { source, .. } => source,
+        e => io::Error::new(io::ErrorKind::UnexpectedEof, e),
+    }
+}
+
+/// The body's byte range of the file, read in order with `pread`. A failed read is also
+/// recorded in `failure`, so the caller can tell it from a decoding error.
+struct BodyRange<'a> {
+    file: &'a Untrusted,
+    at: u64,
+    end: u64,
+    failure: &'a RefCell<Option<UntrustedError>>,
+}
+
+impl Read for BodyRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = usize::try_from(self.end - self.at).map_or(buf.len(), |left| left.min(buf.len()));
+        if n == 0 {
+            return Ok(0);
+        }
+        match self.file.read_exact_at(self.at, &mut buf[..n]) {
+            Ok(()) => {
+                self.at += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let shown = io::Error::other(e.to_string());
+                *self.failure.borrow_mut() = Some(e);
+                Err(shown)
+            }
+        }
+    }
+}
+
+/// The body range behind a buffer, knowing what it has not handed out.
+struct Buffered<'a>(BufReader<BodyRange<'a>>);
+
+impl Read for Buffered<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl io::BufRead for Buffered<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.0.consume(amt);
+    }
+}
+
+impl StoredBody for Buffered<'_> {
+    fn remaining(&self) -> u64 {
+        self.0.buffer().len() as u64 + (self.0.get_ref().end - self.0.get_ref().at)
+    }
+}
