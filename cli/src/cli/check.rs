@@ -1,19 +1,19 @@
 //! Verifying one committed file, the way `verify`, `latest`, `gc --dry-run` and the demo all
-//! do: read it relative to an open directory (no symlinks followed; with `pread` from a
-//! directory opened by `RealFs::open_dir_unmapped`, so a file truncated meanwhile is a read
-//! error, never `SIGBUS`), then run every check of [`verify_bytes`] and turn the outcome into
-//! a [`Verdict`] with a one-line reason. [`receipt_without_key`] is the receipt step minus the
+//! do: open it relative to an open directory through `Untrusted` (no symlinks followed,
+//! regular files only), verify it with `verify_file` (`pread` in pieces, so a file truncated
+//! meanwhile is a read error, never `SIGBUS`, and memory does not grow with the file), and
+//! turn the outcome into a [`Verdict`] with a one-line reason. [`receipt_without_key`] is the receipt step minus the
 //! signature, for `inspect` without a key.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use snapseal::persist::format::Header;
-use snapseal::persist::fs::{DirHandle, RealFs};
+use snapseal::persist::fs::{DirHandle, Expect, RealFs, Untrusted, UntrustedError};
 use snapseal::persist::receipt::{
     Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SchemeId,
 };
-use snapseal::persist::{read_checked, verify_bytes, Check, SnapshotName, VerifyError};
+use snapseal::persist::{verify_file, Check, SnapshotName, VerifyError};
 
 use crate::cli::exit;
 
@@ -138,24 +138,6 @@ pub(super) fn receipt_without_key(
     }
 }
 
-/// Checks bytes already read. `name`, when the file has one of our names, must agree with
-/// the header.
-pub(super) fn check_bytes(
-    bytes: &[u8],
-    name: Option<&SnapshotName>,
-    verifier: &dyn ReceiptVerifier,
-) -> Verdict {
-    match verify_bytes(bytes, name, verifier) {
-        Ok(v) => Verdict::Verified {
-            header: v.header,
-            sig_idx: v.verified.sig_idx,
-            signer: v.verified.signer,
-            scheme: v.verified.scheme,
-        },
-        Err(e) => failed(&e),
-    }
-}
-
 /// The verdict for a verification error.
 fn failed(e: &VerifyError) -> Verdict {
     match e.check() {
@@ -173,20 +155,52 @@ fn failed(e: &VerifyError) -> Verdict {
 }
 
 /// Reads and checks file `file_name` in an open snapshot directory; `name`, when the file has
-/// one of our names, must agree with the header. The header and the file's length are checked
-/// before the file is mapped ([`read_checked`]), so a huge junk file costs one small read.
+/// one of our names, must agree with the header. The file is opened through `Untrusted` (no
+/// link followed, regular files only, non-blocking) and verified with `verify_file`: read with
+/// `pread` in pieces, header and receipt before the body, so a huge junk file costs two small
+/// reads, a truncation under us is a read error (never `SIGBUS`), and memory stays a few MiB
+/// whatever the file's size.
 fn check_file(
     dir: &dyn DirHandle,
     file_name: &str,
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
 ) -> Verdict {
-    match read_checked(dir, file_name, name, verifier) {
-        Ok(bytes) => check_bytes(&bytes, name, verifier),
-        Err(VerifyError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            Verdict::Vanished
-        }
+    // Not held in memory, so no cap below what the header's lengths can describe.
+    let expect = Expect::new("snapshot file", u64::MAX);
+    let file = match Untrusted::open_in(dir, file_name, expect) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Verdict::Vanished,
+        Err(e) => return failed(&open_error(e)),
+    };
+    match verify_file(&file, name, verifier, &mut |_| {}) {
+        Ok(v) => Verdict::Verified {
+            header: v.header,
+            sig_idx: v.verified.sig_idx,
+            signer: v.verified.signer,
+            scheme: v.verified.scheme,
+        },
         Err(e) => failed(&e),
+    }
+}
+
+/// A refused open as the verification error the reader gives for it.
+fn open_error(e: UntrustedError) -> VerifyError {
+    let file = e.path().to_path_buf();
+    match e {
+        UntrustedError::Symlink { .. } => VerifyError::NotRegularFile {
+            file,
+            what: "symbolic link",
+        },
+        UntrustedError::NotRegular { kind, .. } => VerifyError::NotRegularFile {
+            file,
+            what: kind.trim_start_matches("a "),
+        },
+        UntrustedError::Io { source, .. } => VerifyError::Read { file, source },
+        other => VerifyError::Read {
+            file,
+            source: io::Error::other(other),
+        },
     }
 }
 
@@ -304,7 +318,9 @@ mod tests {
     #[test]
     fn garbage_bytes_fail_the_header_check_with_a_reason() {
         let verifier = snapseal::persist::receipt::Ed25519Verifier::new(Vec::new());
-        let v = check_bytes(b"not a snapshot", None, &verifier);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("junk"), b"not a snapshot").unwrap();
+        let v = check_path(&tmp.path().join("junk"), &verifier);
         match v {
             Verdict::Failed { check, reason, .. } => {
                 assert_eq!(check, Check::Header);
