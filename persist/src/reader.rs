@@ -101,12 +101,7 @@ fn verify_labelled<'a>(
     })?;
     // The ledger recorded the claims digest, so recomputing it from the header makes every
     // header field the reader acts on part of what the receipt must prove.
-    let expected = Expected {
-        idx: header.idx,
-        evidence_idx: header.evidence_idx,
-        body_digest: header.body_digest,
-        claims_digest: header.claims().digest(),
-    };
+    let expected = Expected::of(&header);
     let verified = verifier
         .verify(receipt, &expected)
         .map_err(|source| VerifyError::Receipt {

@@ -283,12 +283,7 @@ mod tests {
     }
 
     fn expected(h: &Header) -> Expected {
-        Expected {
-            idx: h.idx,
-            evidence_idx: h.evidence_idx,
-            body_digest: h.body_digest,
-            claims_digest: h.claims().digest(),
-        }
+        Expected::of(h)
     }
 
     #[test]

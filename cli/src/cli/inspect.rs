@@ -367,12 +367,7 @@ fn inspect_bytes(
         Err(e) => ins.push(Check::Receipt, Err(e)),
     }
     if ins.receipt.is_some() {
-        let expected = Expected {
-            idx: header.idx,
-            evidence_idx: header.evidence_idx,
-            body_digest: header.body_digest,
-            claims_digest: header.claims().digest(),
-        };
+        let expected = Expected::of(&header);
         match trusted {
             Some(t) => {
                 let result = t

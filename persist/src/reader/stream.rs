@@ -119,12 +119,7 @@ pub fn verify_file(
             },
         ));
     }
-    let expected = Expected {
-        idx: header.idx,
-        evidence_idx: header.evidence_idx,
-        body_digest: header.body_digest,
-        claims_digest: header.claims().digest(),
-    };
+    let expected = Expected::of(&header);
     let verified = verifier
         .verify(&receipt, &expected)
         .map_err(|source| VerifyError::Receipt {

@@ -54,6 +54,19 @@ pub struct Expected {
     pub claims_digest: Hash,
 }
 
+impl Expected {
+    /// What a file with `header` claims: its indices, body digest and the claims digest
+    /// recomputed from it. Every reader builds the receipt check's input this one way.
+    pub fn of(header: &crate::format::Header) -> Expected {
+        Expected {
+            idx: header.idx,
+            evidence_idx: header.evidence_idx,
+            body_digest: header.body_digest,
+            claims_digest: header.claims().digest(),
+        }
+    }
+}
+
 /// What a successful verification established.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedReceipt {
