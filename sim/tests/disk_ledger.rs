@@ -10,6 +10,11 @@ use snapseal_sim::disk_ledger::{
 };
 use snapseal_sim::ledger::{Ledger, TxKind};
 
+/// A ledger in `dir` signed with `seed`'s key whose open chunk is never sealed by size.
+fn unsealed(dir: &std::path::Path, seed: u64) -> DiskLedger {
+    DiskLedger::open(&RealFs::new(), dir, Ledger::seed_key(seed), MAX_CHUNK_BYTES).unwrap()
+}
+
 fn write(k: u64) -> TxKind {
     TxKind::Write {
         key: k,
@@ -161,13 +166,7 @@ fn rollback_below_the_commit_index_is_refused_and_above_it_truncates_the_tail() 
 #[test]
 fn a_torn_open_chunk_is_sealed_at_its_last_signature_on_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = DiskLedger::open(
-        &RealFs::new(),
-        tmp.path(),
-        Ledger::seed_key(2),
-        MAX_CHUNK_BYTES,
-    )
-    .unwrap();
+    let disk = unsealed(tmp.path(), 2);
     let mut sigs = Vec::new();
     for round in 0..4 {
         for k in 0..9 {
@@ -184,13 +183,7 @@ fn a_torn_open_chunk_is_sealed_at_its_last_signature_on_reopen() {
     let f = std::fs::OpenOptions::new().write(true).open(&open).unwrap();
     f.set_len(len - 50).unwrap();
     drop(f);
-    let disk = DiskLedger::open(
-        &RealFs::new(),
-        tmp.path(),
-        Ledger::seed_key(2),
-        MAX_CHUNK_BYTES,
-    )
-    .unwrap();
+    let disk = unsealed(tmp.path(), 2);
     assert_eq!(
         disk.last_idx(),
         sigs[2],
@@ -231,13 +224,7 @@ fn verify_chunk_refuses_a_flipped_bit_a_wrong_key_and_a_wrong_name() {
 #[test]
 fn a_read_of_the_open_chunk_during_an_append_ignores_the_half_written_entry_after_what_it_needs() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = DiskLedger::open(
-        &RealFs::new(),
-        tmp.path(),
-        Ledger::seed_key(5),
-        MAX_CHUNK_BYTES,
-    )
-    .unwrap();
+    let disk = unsealed(tmp.path(), 5);
     for k in 0..9 {
         disk.append(write(k));
     }
