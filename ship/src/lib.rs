@@ -40,6 +40,7 @@
 mod error;
 pub mod index;
 mod local_error;
+mod local_file;
 mod local_store;
 mod remote;
 mod restore;
@@ -54,7 +55,7 @@ pub use remote::{Remote, RemoteOptions, INDEX_OBJECT};
 pub use restore::{restore, RestoreOptions, RestoreProgress, Restored, MAX_RECEIPT_BYTES};
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub use shipper::AfterOpen;
+pub use shipper::FileHook;
 pub use shipper::{
     valid_node_name, EventSink, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper,
 };

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use rand_core::{RngCore, SeedableRng};
@@ -23,7 +21,8 @@ use tracing::{error, info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
-use crate::remote::{Difference, Put, Remote};
+use crate::local_file::{changed_under_us, Checked, LocalFile};
+use crate::remote::{Difference, Put, Remote, Source};
 
 /// How a shipper behaves.
 #[derive(Clone, Debug)]
@@ -37,7 +36,7 @@ pub struct ShipConfig {
     /// Multipart part size (at least 5 MiB); files up to this size go in one conditional put.
     pub part_size: usize,
     /// Parts of one file in flight at a time (memory: at most this many parts per upload are
-    /// being sent; the parts are slices of the mapped file, not copies).
+    /// read and being sent; each is read with `pread` only when there is room for it).
     pub parts_in_flight: usize,
     /// Snapshots per node the index names (the newest).
     pub index_keep: usize,
@@ -54,27 +53,33 @@ pub struct ShipConfig {
     /// On-demand requests ([`Shipper::request`]) closer together than this are coalesced.
     pub cooldown: Duration,
     /// The largest local file shipped; a larger one is skipped (as not verifying) after one
-    /// `fstat`. A file's bytes are held in memory while it ships (read with `pread`, never
-    /// mapped: a file another process truncates must not kill the shipper with `SIGBUS`), so
-    /// memory is at most `concurrency` times this.
+    /// `fstat`. Memory does not grow with it: a file is read with `pread` a few MiB at a time
+    /// (never mapped, so a file another process truncates is an error, not a `SIGBUS`), and
+    /// never held whole — per file in flight, one 8 MiB piece of its verification,
+    /// `parts_in_flight` parts of its upload, then 16 MiB of its read-back.
     pub max_file_bytes: u64,
     /// Test hook (feature `test-hooks`): called with a local file's path once it is open and
     /// before any byte of it is read.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub after_open: Option<AfterOpen>,
+    pub after_open: Option<FileHook>,
+    /// Test hook (feature `test-hooks`): called with a local file's path once it verified,
+    /// before the verification's result is handed on.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub after_verify: Option<FileHook>,
 }
 
-/// A hook called between opening a local file and reading it (feature `test-hooks`).
+/// A hook called with a local file's path at a point of its shipping (feature `test-hooks`).
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[derive(Clone)]
-pub struct AfterOpen(pub Arc<dyn Fn(&FsPath) + Send + Sync>);
+pub struct FileHook(pub Arc<dyn Fn(&FsPath) + Send + Sync>);
 
 #[cfg(feature = "test-hooks")]
-impl std::fmt::Debug for AfterOpen {
+impl std::fmt::Debug for FileHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AfterOpen")
+        f.write_str("FileHook")
     }
 }
 
@@ -100,6 +105,8 @@ impl ShipConfig {
             max_file_bytes: 64 << 30,
             #[cfg(feature = "test-hooks")]
             after_open: None,
+            #[cfg(feature = "test-hooks")]
+            after_verify: None,
         }
     }
 }
@@ -269,24 +276,6 @@ impl std::fmt::Debug for Shipper {
             .field("config", &self.config)
             .finish()
     }
-}
-
-/// One committed file, read after its header was checked, with its full verification
-/// running on a blocking thread beside the upload.
-struct LocalFile {
-    /// The file's bytes: the upload's parts are slices of them, not copies.
-    bytes: Bytes,
-    /// Resolves once, when the verification ends; awaited before the object is made visible.
-    checked: Shared<BoxFuture<'static, Checked>>,
-}
-
-/// What the full verification of a local file found.
-#[derive(Clone)]
-enum Checked {
-    /// It verifies: its header, and the BLAKE3 of the whole file.
-    Good { header: Header, hash: blake3::Hash },
-    /// It does not: never shipped.
-    Bad(String),
 }
 
 /// What happened to one file.
@@ -562,14 +551,17 @@ impl Shipper {
                     source: std::io::Error::other(e),
                 })??
         };
-        let bytes = match opened {
-            Ok(bytes) => bytes,
+        let file = match opened {
+            Ok(file) => file,
             Err(outcome) => return Ok(outcome),
         };
-        let local = Arc::new(LocalFile {
-            checked: check(bytes.clone(), name, Arc::clone(&self.verifier)),
-            bytes,
-        });
+        let local = Arc::new(LocalFile::verify(
+            file,
+            name,
+            Arc::clone(&self.verifier),
+            #[cfg(feature = "test-hooks")]
+            self.config.after_verify.clone(),
+        ));
         self.retrying(Some(name), || {
             self.upload_confirmed(name, Arc::clone(&local))
         })
@@ -577,7 +569,9 @@ impl Shipper {
     }
 
     /// Upload (unless the remote already holds it), made visible only once the local file
-    /// verified, then confirmed by reading it back.
+    /// verified and only if the bytes sent are the ones that verified, then confirmed by
+    /// reading it back. The file changing under us (truncated, rewritten) makes it a file not
+    /// shipped; a local read failing is a local I/O error, which ends the pass.
     async fn upload_confirmed(
         &self,
         name: SnapshotName,
@@ -585,47 +579,54 @@ impl Shipper {
     ) -> Result<Outcome, ShipError> {
         let file_name = name.file_name();
         let key = self.remote.key(&self.config.node, &file_name);
-        let verified = local
-            .checked
-            .clone()
-            .map(|c| matches!(c, Checked::Good { .. }));
-        let uploaded = match self.remote.head(&key).await? {
-            Some(_) => false,
+        let verified = local.checked().map(|c| match c {
+            Checked::Good { hash, .. } => Some(hash),
+            Checked::Bad(_) | Checked::Unreadable(_) => None,
+        });
+        let total = local.len();
+        let put = match self.remote.head(&key).await? {
+            Some(_) => None,
             None => {
-                self.remote
+                let put = self
+                    .remote
                     .put_file(
                         &key,
-                        local.bytes.clone(),
+                        &*local,
                         self.config.part_size,
                         self.config.parts_in_flight,
                         verified,
-                        &|sent| {
-                            self.emit(ShipEvent::Progress {
-                                name,
-                                sent,
-                                total: local.bytes.len() as u64,
-                            })
-                        },
+                        &|sent| self.emit(ShipEvent::Progress { name, sent, total }),
                     )
-                    .await?
-                    == Put::Created
+                    .await;
+                match put {
+                    Ok(put) => Some(put),
+                    Err(e) => return unless_changed(e),
+                }
             }
         };
-        let (header, hash) = match local.checked.clone().await {
+        let (header, hash) = match local.checked().await {
             Checked::Good { header, hash } => (header, hash),
             Checked::Bad(reason) => return Ok(Outcome::Unverified(reason)),
+            Checked::Unreadable(e) => return Err(local.unreadable(&e)),
         };
-        if let Some(difference) = self.remote.differs_from(&key, &local.bytes).await? {
-            let (remote_len, first_difference) = match difference {
-                Difference::Size(len) => (len, None),
-                Difference::Byte(at) => (local.bytes.len() as u64, Some(at)),
-            };
-            return Err(ShipError::Differs {
-                object: key.to_string(),
-                remote_len,
-                local_len: local.bytes.len() as u64,
-                first_difference,
-            });
+        if put == Some(Put::Withheld) {
+            // It verified, but what the upload read is not what verified.
+            return Ok(Outcome::Unverified(local.changed_after_verified()));
+        }
+        let differs = |remote_len, first_difference| ShipError::Differs {
+            object: key.to_string(),
+            remote_len,
+            local_len: total,
+            first_difference,
+        };
+        match self.remote.differs_from(&key, &*local, &hash).await {
+            Ok(None) => {}
+            Ok(Some(Difference::Size(remote_len))) => return Err(differs(remote_len, None)),
+            Ok(Some(Difference::Byte(at))) => return Err(differs(total, Some(at))),
+            Ok(Some(Difference::LocalChanged)) => {
+                return Ok(Outcome::Unverified(local.changed_after_verified()))
+            }
+            Err(e) => return unless_changed(e),
         }
         let shipped_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -633,12 +634,12 @@ impl Shipper {
         Ok(Outcome::Confirmed {
             entry: IndexEntry {
                 name: file_name,
-                size: local.bytes.len() as u64,
+                size: total,
                 blake3: to_hex(hash.as_bytes()),
                 claims: EntryClaims::of(&header),
                 shipped_unix,
             },
-            uploaded,
+            uploaded: put == Some(Put::Created),
         })
     }
 
@@ -660,7 +661,9 @@ impl Shipper {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            if e.class() == ErrorClass::Terminal {
+            // A local file that cannot be read ends the pass, as a failed open does: trying
+            // the remote again cannot help it.
+            if e.class() == ErrorClass::Terminal || matches!(e, ShipError::LocalIo { .. }) {
                 return Err(e);
             }
             if self.config.max_attempts.is_some_and(|max| attempt >= max) {
@@ -705,18 +708,30 @@ impl Shipper {
     }
 }
 
-/// Reads one local committed file as hostile input (the outer error is an I/O failure worth
-/// retrying; the inner one says the file is not to be shipped): opened relative to the store's
+/// A failed read of the local file: the file changed under us (truncated) is a file not
+/// shipped, any other failure stays an error.
+fn unless_changed(e: ShipError) -> Result<Outcome, ShipError> {
+    match &e {
+        ShipError::LocalIo { source, .. } => match changed_under_us(source) {
+            Some(changed) => Ok(Outcome::Unverified(describe(changed))),
+            None => Err(e),
+        },
+        _ => Err(e),
+    }
+}
+
+/// Opens one local committed file as hostile input (the outer error is an I/O failure worth
+/// retrying; the inner one says the file is not to be shipped): relative to the store's
 /// directory through [`Untrusted`] (no link followed, regular files only, at most
 /// [`ShipConfig::max_file_bytes`]), its header read with `pread` and checked against its name
-/// and its size before the rest is read, then read whole with `pread`s. A file truncated
-/// meanwhile is refused, never a `SIGBUS`.
+/// and its size before anything else is read. A file truncated meanwhile is refused, never a
+/// `SIGBUS`.
 fn open_local(
     dir: &FsPath,
     name: SnapshotName,
     config: &ShipConfig,
     verifier: &dyn ReceiptVerifier,
-) -> Result<Result<Bytes, Outcome>, ShipError> {
+) -> Result<Result<Untrusted, Outcome>, ShipError> {
     let file_name = name.file_name();
     let local_io = |step, source| ShipError::LocalIo {
         dir: dir.join(&file_name),
@@ -740,14 +755,10 @@ fn open_local(
     if let Some(hook) = &config.after_open {
         (hook.0)(file.path());
     }
-    let read = |offset, len| match file.read_range(offset, len) {
-        Ok(bytes) => Ok(Ok(bytes)),
-        Err(UntrustedError::Io { source, .. }) => Err(local_io("read", source)),
-        Err(e) => Ok(Err(Outcome::Unverified(describe(&e)))),
-    };
-    let head = match read(0, HEADER_LEN.min(file.len() as usize))? {
+    let head = match file.read_range(0, HEADER_LEN.min(file.len() as usize)) {
         Ok(head) => head,
-        Err(outcome) => return Ok(Err(outcome)),
+        Err(UntrustedError::Io { source, .. }) => return Err(local_io("read", source)),
+        Err(e) => return unverified(&e),
     };
     match Header::decode(&head) {
         Ok(h) if (h.idx, h.evidence_idx) == (name.idx, name.evidence_idx) => {
@@ -770,34 +781,48 @@ fn open_local(
             }
         },
     }
-    // Within max_file_bytes, which the caller sized for memory.
-    Ok(read(0, file.len() as usize)?.map(Bytes::from))
+    Ok(Ok(file))
 }
 
-/// Starts the full verification of a file read into memory (receipt, claims, body) and the BLAKE3 of
-/// the whole file on a blocking thread; both use every core for a large file.
-fn check(
-    bytes: Bytes,
-    name: SnapshotName,
-    verifier: Arc<dyn ReceiptVerifier>,
-) -> Shared<BoxFuture<'static, Checked>> {
-    let task = tokio::task::spawn_blocking(move || {
-        let header = match verify_bytes(&bytes, Some(&name), &*verifier) {
-            Ok(v) => v.header,
-            Err(e) => return Checked::Bad(describe(&e)),
-        };
-        let mut hasher = blake3::Hasher::new();
-        if bytes.len() >= 1 << 20 {
-            hasher.update_rayon(&bytes);
-        } else {
-            hasher.update(&bytes);
-        }
-        Checked::Good {
-            header,
-            hash: hasher.finalize(),
-        }
-    });
-    task.map(|joined| joined.unwrap_or_else(|e| Checked::Bad(format!("verification failed: {e}"))))
-        .boxed()
-        .shared()
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use snapseal_persist::receipt::Schemes;
+    use snapseal_persist::StoreOptions;
+
+    use super::*;
+    use crate::remote::RemoteOptions;
+
+    #[test]
+    fn a_local_read_failure_ends_the_attempts_at_once_and_is_not_retried() {
+        let (local, remote) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = SnapshotStore::open(
+            Arc::new(RealFs::new()),
+            local.path(),
+            StoreOptions::new(Arc::new(Schemes::new())),
+        )
+        .unwrap();
+        let url = format!("file://{}", remote.path().display());
+        let remote = Remote::open(&url, &RemoteOptions::default()).unwrap();
+        let mut config = ShipConfig::new("n1");
+        config.backoff_initial = Duration::from_millis(1);
+        config.max_attempts = Some(3);
+        let shipper = Shipper::new(Arc::new(remote), Arc::new(store), config).unwrap();
+        let calls = AtomicU32::new(0);
+        let result = shipper.remote.block_on(shipper.retrying(None, || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err::<(), _>(ShipError::LocalIo {
+                dir: local.path().join("snapshot_1_2.committed"),
+                step: "read",
+                source: std::io::Error::from_raw_os_error(nix::libc::EIO),
+            })
+        }));
+        assert!(
+            matches!(result, Err(ShipError::LocalIo { .. })),
+            "{result:?}"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(shipper.stats().retries, 0);
+    }
 }
