@@ -70,6 +70,14 @@ fn ledger_chunk_corpus_never_accepts_a_forged_chunk() {
     );
 }
 
+#[test]
+fn archive_import_corpus_never_commits_what_does_not_verify() {
+    replay(
+        "archive_import",
+        snapseal_sim::harness::fuzz_archive::archive_import,
+    );
+}
+
 /// The forge entry's property can fail: a file that differs from the genuine one in a byte the
 /// checks cover must not pass, and the entry reports the genuine file untouched as fine. Here:
 /// the untouched file (empty mutation list) passes, and every single-byte flip of it is

@@ -42,29 +42,27 @@ fn name((start, end): (u64, u64)) -> String {
 /// Chunks do not overlap, and every two adjacent ones of which at least one comes from the
 /// archive continue one another's frontier.
 pub(crate) fn check_links(view: &View) -> Result<(), Broken> {
-    let mut prev: Option<(&(u64, u64), &(CheckedChunk, Origin))> = None;
-    for (range, this) in view {
-        if let Some((p, pl)) = prev {
-            if range.0 <= p.1 {
-                return Err(Broken {
-                    chunk: name(*range),
-                    why: format!("overlaps {}", name(*p)),
-                });
-            }
-            let adjacent = p.1.checked_add(1) == Some(range.0);
-            let ours = pl.1 == Origin::Archive || this.1 == Origin::Archive;
-            if adjacent && ours && pl.0.links.end != this.0.links.start {
-                return Err(Broken {
-                    chunk: name(*range),
-                    why: format!(
-                        "does not continue {}: it starts from another Merkle frontier than \
-                         that one ends with (another ledger's chunk)",
-                        name(*p)
-                    ),
-                });
-            }
+    let chunks: Vec<_> = view.iter().collect();
+    for w in chunks.windows(2) {
+        let ((p, (before, p_origin)), (range, (this, origin))) = (w[0], w[1]);
+        if range.0 <= p.1 {
+            return Err(Broken {
+                chunk: name(*range),
+                why: format!("overlaps {}", name(*p)),
+            });
         }
-        prev = Some((range, this));
+        let adjacent = p.1.checked_add(1) == Some(range.0);
+        let ours = *p_origin == Origin::Archive || *origin == Origin::Archive;
+        if adjacent && ours && before.links.end != this.links.start {
+            return Err(Broken {
+                chunk: name(*range),
+                why: format!(
+                    "does not continue {}: it starts from another Merkle frontier than \
+                     that one ends with (another ledger's chunk)",
+                    name(*p)
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -387,7 +387,7 @@ pub fn export(
     }
 
     let mut keys = opts.keys.clone();
-    keys.sort_by_key(|k| key_id(k));
+    keys.sort_by_key(key_id);
     keys.dedup();
     let mut items: Vec<Item> = keys
         .iter()

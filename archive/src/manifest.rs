@@ -453,7 +453,8 @@ mod tests {
     #[test]
     fn a_replay_manifest_from_export_passes_and_each_broken_rule_is_refused() {
         assert!(check(&replay()).is_ok());
-        let broken: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let broken: Vec<(&str, Edit)> = vec![
             ("format", Box::new(|m| m.format = "x".into())),
             ("key len", Box::new(|m| m.artifacts[0].len = 33)),
             (

@@ -120,15 +120,9 @@ impl<'v> SnapshotCheck<'v> {
         if *blake3::hash(&self.receipt).as_bytes() != h.receipt_digest {
             return Err("the receipt does not match the header's receipt digest".into());
         }
-        let expected = Expected {
-            idx: h.idx,
-            evidence_idx: h.evidence_idx,
-            body_digest: h.body_digest,
-            claims_digest: h.claims().digest(),
-        };
         let verified = self
             .verifier
-            .verify(&self.receipt, &expected)
+            .verify(&self.receipt, &Expected::of(&h))
             .map_err(|e| format!("receipt: {e}"))?;
         if *self.body.finalize().as_bytes() != h.body_digest {
             return Err("the body does not match the header's body digest".into());

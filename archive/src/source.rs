@@ -101,27 +101,25 @@ pub trait ArtifactSource {
 /// The chunks of `chunks` (sorted) covering `a ..= b`, or the first missing range.
 pub(crate) fn cover(chunks: &[ChunkRef], a: u64, b: u64) -> Result<Vec<ChunkRef>, (u64, u64)> {
     let mut out = Vec::new();
-    let mut next = a;
+    // The first index still to cover; `None` once past `u64::MAX`.
+    let mut next = Some(a);
     for c in chunks {
-        if next > b {
+        let Some(n) = next.filter(|&n| n <= b) else {
             break;
-        }
-        if c.end < next {
+        };
+        if c.end < n {
             continue;
         }
-        if c.start > next {
-            return Err((next, (c.start - 1).min(b)));
+        if c.start > n {
+            return Err((n, (c.start - 1).min(b)));
         }
         out.push(*c);
-        next = c.end.saturating_add(1);
-        if c.end == u64::MAX {
-            break;
-        }
+        next = c.end.checked_add(1);
     }
-    if next <= b && !out.last().is_some_and(|c| c.end == u64::MAX) {
-        return Err((next, b));
+    match next {
+        Some(n) if n <= b => Err((n, b)),
+        _ => Ok(out),
     }
-    Ok(out)
 }
 
 /// What a verified chunk links to: digests of the Merkle frontier before its first and after

@@ -172,22 +172,27 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
     let level = args.level.level();
     let trusted = Trusted::load(&args.keys, &args.dir)?;
     let dir = safe_open::open_dir(&args.dir)?;
-    let has_ledger = safe_open::check_subdir(&args.dir, LEDGER_DIR)?;
     let ledger_path = args.dir.join(LEDGER_DIR);
-    let ledger_dir;
-    let source: &dyn ArtifactSource = if has_ledger {
-        ledger_dir = LedgerDir::open(&RealFs::new(), &ledger_path)
-            .with_context(|| format!("opening {}", Escaped::path(&ledger_path)))?;
-        &ledger_dir
-    } else if level == Level::Operational {
-        &NoLedger
-    } else {
-        anyhow::bail!(
+    // By the snapshot directory's fd: what was checked is what is read, and never a link.
+    let ledger_dir = match dir.open_subdir(LEDGER_DIR, false) {
+        Ok(handle) => Some(LedgerDir::from_dir(handle)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "opening {} (a directory, not a link)",
+                Escaped::path(&ledger_path)
+            )))
+        }
+    };
+    let source: &dyn ArtifactSource = match &ledger_dir {
+        Some(ledger) => ledger,
+        None if level == Level::Operational => &NoLedger,
+        None => anyhow::bail!(
             "{} has no {LEDGER_DIR}/ directory: a {} export needs the ledger (an operational \
              one does not)",
             Escaped::path(&args.dir),
             level.name()
-        );
+        ),
     };
     let (out_dir, out_name) = split_out(&args.out)?;
     ensure_free(&*out_dir, &out_name)?;

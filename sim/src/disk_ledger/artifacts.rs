@@ -34,6 +34,12 @@ impl LedgerDir {
         })
     }
 
+    /// The ledger directory open as `dir` (say, a snapshot directory's `ledger/` opened by the
+    /// snapshot directory's fd, never through a link).
+    pub fn from_dir(dir: Arc<dyn DirHandle>) -> Self {
+        LedgerDir { dir }
+    }
+
     fn list(&self) -> Result<Vec<snapseal_persist::fs::DirEntry>, SourceError> {
         self.dir.list().map_err(|source| SourceError {
             what: self.dir.path().display().to_string(),

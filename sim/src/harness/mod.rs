@@ -67,6 +67,7 @@
 
 mod checks;
 mod config;
+pub mod fuzz_archive;
 pub mod fuzz_entry;
 pub mod fuzz_ledger;
 mod history;
