@@ -7,6 +7,7 @@ mod cli_support;
 use std::path::{Path, PathBuf};
 
 use cli_support::{snapseal, Run};
+use snapseal_sim::harness::fuzz_archive::{ustar_entry, USTAR_END};
 
 /// Small chunks, so the ledger has many and a middle one can go missing.
 const DEMO: [&str; 8] = [
@@ -282,7 +283,12 @@ fn twins(tmp: &Path) -> (PathBuf, PathBuf) {
     for (dir, keys) in [(&a, "100"), (&b, "200")] {
         demo(dir, &["--deterministic", "--seed", "9", "--keys", keys]);
     }
-    let names = |d: &Path| chunks(d).into_iter().map(|c| (c.0, c.1)).collect::<Vec<_>>();
+    let names = |d: &Path| {
+        chunks(d)
+            .into_iter()
+            .map(|c| (c.0, c.1))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&a), names(&b), "the same chunk names");
     (a, b)
 }
@@ -299,28 +305,9 @@ fn tar_list(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn tar_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, data) in entries {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        for (at, text) in [
-            (100, "0000644\0".to_string()),
-            (108, "0000000\0".to_string()),
-            (116, "0000000\0".to_string()),
-            (124, format!("{:011o}\0", data.len())),
-            (136, "00000000000\0".to_string()),
-            (257, "ustar\0".to_string()),
-            (263, "00".to_string()),
-        ] {
-            h[at..at + text.len()].copy_from_slice(text.as_bytes());
-        }
-        h[156] = b'0';
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
+        ustar_entry(name.as_bytes(), data.len() as u64, data, &mut out);
     }
-    out.extend_from_slice(&[0u8; 1024]);
+    out.extend_from_slice(&USTAR_END);
     out
 }
 
@@ -573,15 +560,11 @@ fn a_huge_zero_filled_chunk_entry_is_refused_by_its_magic() {
     }];
     let mut head = list.clone();
     head[0].1 = serde_json::to_vec(&m).unwrap();
-    let mut bytes = tar_of(&head);
-    bytes.truncate(bytes.len() - 1024);
-    let mut h = tar_of(&[("ledger/ledger_1-9.committed".into(), Vec::new())]);
-    h.truncate(512);
-    h[124..136].copy_from_slice(format!("{huge:011o}\0").as_bytes());
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    bytes.extend_from_slice(&h);
+    let mut bytes = Vec::new();
+    for (name, data) in &head {
+        ustar_entry(name.as_bytes(), data.len() as u64, data, &mut bytes);
+    }
+    ustar_entry(b"ledger/ledger_1-9.committed", huge, &[], &mut bytes);
     let path = tmp.path().join("huge.tar");
     std::fs::write(&path, &bytes).unwrap();
     // The GiB of zeros and the end blocks: a sparse file, nothing written.

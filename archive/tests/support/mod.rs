@@ -11,13 +11,13 @@ use snapseal_actors::SnapshotterConfig;
 use snapseal_archive::{
     export, import, ExportError, ExportOptions, ImportError, ImportOptions, Level, Manifest, Target,
 };
-use snapseal_engine::TaskSystem;
 use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{SnapshotStore, StoreOptions, VerifyingKey};
-use snapseal_sim::disk_ledger::{replay_writes, state_hash, ChunkKeys, DiskLedger, LedgerDir};
-use snapseal_sim::ledger::{Ledger, TxKind};
-use snapseal_sim::node::{decode_kv, SimConfig, SimNode};
+use snapseal_sim::disk_ledger::{replay_writes, state_hash, ChunkKeys, LedgerDir};
+use snapseal_sim::harness::fuzz_archive::node_with_disk_ledger;
+use snapseal_sim::ledger::Ledger;
+use snapseal_sim::node::{decode_kv, SimConfig};
 
 pub(crate) const SEED: u64 = 11;
 
@@ -42,8 +42,6 @@ pub(crate) fn fixture(dir: &Path) -> u64 {
 /// same node (the same signing key, the same indices, snapshot points and chunk names) whose
 /// artifacts all verify but hold other bytes.
 pub(crate) fn fixture_with(dir: &Path, keys: u64) -> u64 {
-    let store = SnapshotStore::open(Arc::new(RealFs::new()), dir, store_opts()).unwrap();
-    let tasks = TaskSystem::manual(SEED);
     let sim = SimConfig {
         txs: 3000,
         sig_every: 20,
@@ -56,32 +54,9 @@ pub(crate) fn fixture_with(dir: &Path, keys: u64) -> u64 {
         tx_interval: 400,
         ..SnapshotterConfig::default()
     };
-    let mut node = SimNode::new(sim, snap, tasks.clone(), Arc::new(store)).unwrap();
-    while node.step() {
-        tasks.run_until_idle();
-    }
-    assert!(node.finish(1000));
-    assert!(node.committed().len() >= 3, "{}", node.committed().len());
-    let disk = DiskLedger::open(
-        &RealFs::new(),
-        &dir.join("ledger"),
-        Ledger::seed_key(SEED),
-        4096,
-    )
-    .unwrap();
-    let last = node.ledger().last_idx();
-    let mut commit = 0;
-    for idx in 1..=last {
-        let tx = node.ledger().tx(idx).unwrap();
-        let is_sig = matches!(tx, TxKind::Signature(_));
-        assert_eq!(disk.append(tx), idx);
-        if is_sig {
-            disk.commit(idx).unwrap();
-            commit = idx;
-        }
-    }
-    disk.seal().unwrap();
-    drop(node);
+    let commit =
+        node_with_disk_ledger(Arc::new(RealFs::new()), dir, store_opts(), sim, snap, 4096).unwrap();
+    assert!(snapshot_names(dir).len() >= 3, "{:?}", snapshot_names(dir));
     commit
 }
 

@@ -82,11 +82,53 @@ fn key() -> snapseal_persist::VerifyingKey {
     Ledger::seed_key(FUZZ_LEDGER_SEED).verifying_key()
 }
 
-/// Runs a small node into `dir` on `fs` (its ledger mirrored into `dir/ledger`).
-fn run(fs: &SimFs, dir: &Path, keys: u64) -> Result<(), String> {
-    let store =
-        SnapshotStore::open(Arc::new(fs.clone()), dir, store_opts()).map_err(|e| e.to_string())?;
-    let tasks = TaskSystem::manual(FUZZ_LEDGER_SEED);
+/// Runs a simulated node (`sim`, `snap`) on the manual executor, snapshotting into `dir` on
+/// `fs` with `store`, and mirrors its ledger tx by tx into the disk ledger `dir/ledger`
+/// (sealed at `chunk_bytes`, committed at every signature, sealed at the end): a node's
+/// snapshot directory as `snapseal demo` leaves it, for the archive tests and this target.
+/// Returns the commit index.
+pub fn node_with_disk_ledger(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    store: StoreOptions,
+    sim: SimConfig,
+    snap: SnapshotterConfig,
+    chunk_bytes: u64,
+) -> Result<u64, String> {
+    let seed = sim.seed;
+    let store = SnapshotStore::open(Arc::clone(&fs), dir, store).map_err(|e| e.to_string())?;
+    let tasks = TaskSystem::manual(seed);
+    let mut node =
+        SimNode::new(sim, snap, tasks.clone(), Arc::new(store)).map_err(|e| e.to_string())?;
+    while node.step() {
+        tasks.run_until_idle();
+    }
+    if !node.finish(1000) {
+        return Err("the node did not flush its snapshots".into());
+    }
+    let disk = DiskLedger::open(
+        &*fs,
+        &dir.join("ledger"),
+        Ledger::seed_key(seed),
+        chunk_bytes,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut commit = 0;
+    for idx in 1..=node.ledger().last_idx() {
+        let tx = node.ledger().tx(idx).ok_or("a tx the ledger lost")?;
+        let is_sig = matches!(tx, TxKind::Signature(_));
+        disk.append(tx);
+        if is_sig {
+            disk.commit(idx).map_err(|e| e.to_string())?;
+            commit = idx;
+        }
+    }
+    disk.seal().map_err(|e| e.to_string())?;
+    Ok(commit)
+}
+
+/// Runs a small node into `dir` on `fs`, drawing writes from `keys` keys.
+fn run(fs: &SimFs, dir: &Path, keys: u64) -> Result<u64, String> {
     let sim = SimConfig {
         txs: 300,
         sig_every: 10,
@@ -99,30 +141,7 @@ fn run(fs: &SimFs, dir: &Path, keys: u64) -> Result<(), String> {
         tx_interval: 100,
         ..SnapshotterConfig::default()
     };
-    let mut node =
-        SimNode::new(sim, snap, tasks.clone(), Arc::new(store)).map_err(|e| e.to_string())?;
-    while node.step() {
-        tasks.run_until_idle();
-    }
-    if !node.finish(1000) {
-        return Err("the node did not flush".into());
-    }
-    let disk = DiskLedger::open(
-        fs,
-        &dir.join("ledger"),
-        Ledger::seed_key(FUZZ_LEDGER_SEED),
-        1024,
-    )
-    .map_err(|e| e.to_string())?;
-    for idx in 1..=node.ledger().last_idx() {
-        let tx = node.ledger().tx(idx).ok_or("a tx the ledger lost")?;
-        let is_sig = matches!(tx, TxKind::Signature(_));
-        disk.append(tx);
-        if is_sig {
-            disk.commit(idx).map_err(|e| e.to_string())?;
-        }
-    }
-    disk.seal().map_err(|e| e.to_string())
+    node_with_disk_ledger(Arc::new(fs.clone()), dir, store_opts(), sim, snap, 1024)
 }
 
 fn exported(fs: &SimFs, dir: &Path, level: Level) -> Result<Shaped, String> {
@@ -201,33 +220,43 @@ fn untar(bytes: &[u8]) -> Vec<Entry> {
     out
 }
 
+/// Appends one ustar entry to `out`: a header block for a regular file `path` (at most 100
+/// bytes used) whose size field says `size`, then `data` padded to a block. `size` need not be
+/// `data.len()`: for archives a tar library would not write (this target, the archive tests).
+pub fn ustar_entry(path: &[u8], size: u64, data: &[u8], out: &mut Vec<u8>) {
+    let mut h = [0u8; 512];
+    let n = path.len().min(100);
+    h[..n].copy_from_slice(&path[..n]);
+    for (at, text) in [
+        (100, "0000644\0".to_string()),
+        (108, "0000000\0".to_string()),
+        (116, "0000000\0".to_string()),
+        (124, format!("{:011o}\0", size & 0o77_777_777_777)),
+        (136, "00000000000\0".to_string()),
+        (257, "ustar\0".to_string()),
+        (263, "00".to_string()),
+    ] {
+        h[at..at + text.len()].copy_from_slice(text.as_bytes());
+    }
+    h[156] = b'0';
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// The end of a tar archive: two zero blocks.
+pub const USTAR_END: [u8; 1024] = [0; 1024];
+
 fn tar(a: &Shaped) -> Vec<u8> {
     let mut out = Vec::new();
     for e in &a.entries {
-        let mut h = [0u8; 512];
-        let n = e.path.len().min(100);
-        h[..n].copy_from_slice(&e.path[..n]);
         let size = e.size.unwrap_or(e.data.len() as u64);
-        for (at, text) in [
-            (100, "0000644\0".to_string()),
-            (108, "0000000\0".to_string()),
-            (116, "0000000\0".to_string()),
-            (124, format!("{:011o}\0", size & 0o77_777_777_777)),
-            (136, "00000000000\0".to_string()),
-            (257, "ustar\0".to_string()),
-            (263, "00".to_string()),
-        ] {
-            h[at..at + text.len()].copy_from_slice(text.as_bytes());
-        }
-        h[156] = b'0';
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(&e.data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
+        ustar_entry(&e.path, size, &e.data, &mut out);
     }
-    out.extend_from_slice(&[0u8; 1024]);
+    out.extend_from_slice(&USTAR_END);
     if let Some(cut) = a.cut {
         out.truncate(cut % (out.len() + 1));
     }
