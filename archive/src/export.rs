@@ -405,8 +405,7 @@ pub fn export(
         })
         .collect();
     let exported: Vec<String> = snaps.iter().map(|(p, _)| p.name.file_name()).collect();
-    for ((proof, artifact), file) in snaps.into_iter().zip(&exported) {
-        debug_assert_eq!(proof.name.file_name(), *file);
+    for ((_, artifact), file) in snaps.into_iter().zip(&exported) {
         items.push(Item {
             artifact,
             from: From::File(file.clone(), snapshot_expect()),
@@ -416,7 +415,6 @@ pub fn export(
     if opts.level >= Level::Debug {
         items.extend(debug_items(dir, source, &exported)?);
     }
-    let sealed: Vec<ChunkRef> = selected;
     let manifest = Manifest {
         format: FORMAT.to_string(),
         level: opts.level,
@@ -424,7 +422,7 @@ pub fn export(
         commit_idx,
         artifacts: items.iter().map(|i| i.artifact.clone()).collect(),
         missing: if opts.level >= Level::Archival {
-            gaps(&sealed, commit_idx)
+            gaps(&selected, commit_idx)
         } else {
             Vec::new()
         },
