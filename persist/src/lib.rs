@@ -88,6 +88,7 @@ pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotSto
 pub use writer::SnapshotWriter;
 pub use writer::{
     Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SpillCommit, SpillFile,
+    VerifiedIngest,
 };
 
 /// A BLAKE3 (or Merkle node) digest: 32 bytes.

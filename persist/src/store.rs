@@ -31,7 +31,7 @@ use crate::scan::{
 };
 use crate::writer::{
     Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit,
-    SpillFile,
+    SpillFile, VerifiedIngest,
 };
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
@@ -301,13 +301,36 @@ impl SnapshotStore {
     /// A crash at any point leaves either no file of this ingest but a stale pending file
     /// (removed at the next open), or the complete, verified committed file.
     pub fn finish_ingest(&self, file: IngestFile) -> Result<Ingested, IngestError> {
-        // No name yet means the header never arrived: finish only reports why.
-        let name = file.name();
-        let _claim = name.map(|n| self.claims.claim(n));
-        let _pin = name.map(|n| self.holds.acquire(n));
+        // The pending name is unique to this ingest, so only the commit claims the name.
+        let verified = self.verify_ingest(file)?;
+        self.commit_ingest(verified)
+    }
+
+    /// The first half of [`finish_ingest`](Self::finish_ingest): the length, `fsync`, `close`
+    /// and full verification, leaving the file durable and verified under its pending name.
+    /// A file that fails is removed. Commit it with [`commit_ingest`](Self::commit_ingest), or
+    /// drop it to remove it: a caller bringing in several files verifies them all first, so
+    /// that one that fails commits none.
+    pub fn verify_ingest(&self, file: IngestFile) -> Result<VerifiedIngest, IngestError> {
         self.refuse_if_failed()?;
-        let ingested = file.finish(&*self.opts.verifier);
-        match ingested {
+        file.verify(&*self.opts.verifier).inspect_err(|_| {
+            bump(
+                &self.counters.persist_failures,
+                "snapseal_store_persist_failures_total",
+                1,
+            );
+        })
+    }
+
+    /// The second half of [`finish_ingest`](Self::finish_ingest): the non-replacing rename to
+    /// the committed name, the directory `fsync`, and retention as after
+    /// [`persist`](Self::persist).
+    pub fn commit_ingest(&self, verified: VerifiedIngest) -> Result<Ingested, IngestError> {
+        let name = verified.name();
+        let _claim = self.claims.claim(name);
+        let _pin = self.holds.acquire(name);
+        self.refuse_if_failed()?;
+        match verified.commit(&*self.opts.verifier) {
             Ok(Ingested::Committed(committed)) => {
                 let committed = self.after_commit(Ok(committed))?;
                 Ok(Ingested::Committed(committed))

@@ -32,7 +32,7 @@ use crate::Hash;
 mod ingest;
 mod spill;
 
-pub use ingest::{IngestFile, Ingested};
+pub use ingest::{IngestFile, Ingested, VerifiedIngest};
 pub use spill::SpillFile;
 
 /// File mode of a snapshot: snapshots may hold sensitive state.

@@ -302,3 +302,54 @@ fn a_crash_at_any_step_of_an_ingest_leaves_no_file_or_the_complete_verified_one(
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "outcomes {outcomes:?}");
 }
+
+/// Streams `bytes` into a new ingest and verifies it, without committing.
+fn verified(
+    store: &SnapshotStore,
+    bytes: &[u8],
+) -> Result<snapseal_persist::VerifiedIngest, IngestError> {
+    let mut file = store.begin_ingest(LIMIT);
+    let _ = file.write_all(bytes);
+    store.verify_ingest(file)
+}
+
+#[test]
+fn a_set_verified_first_commits_only_when_every_file_verified_and_a_dropped_one_leaves_nothing() {
+    let (sim, store) = empty_store();
+    let good = [Snap::new(10, 3000), Snap::new(20, 4000)];
+    let mut forged = Snap::new(30, 5000).file_bytes();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut staged = Vec::new();
+    for snap in &good {
+        staged.push(verified(&store, &snap.file_bytes()).unwrap());
+    }
+    // Verified but uncommitted: durable under pending names, nothing committed, not latest.
+    assert_eq!(leftovers(&sim).len(), 2);
+    assert!(store.latest().unwrap().is_none());
+    assert!(matches!(
+        verified(&store, &forged),
+        Err(IngestError::Refused { .. })
+    ));
+    // The set failed: dropping what was verified removes it all.
+    drop(staged);
+    assert!(leftovers(&sim).is_empty());
+    assert!(store.list().unwrap().is_empty());
+
+    // The same set without the forgery: verified first, then committed in order.
+    let staged: Vec<_> = good
+        .iter()
+        .map(|s| verified(&store, &s.file_bytes()).unwrap())
+        .collect();
+    for v in staged {
+        assert!(matches!(store.commit_ingest(v), Ok(Ingested::Committed(_))));
+    }
+    assert_eq!(store.latest().unwrap().unwrap().name(), &good[1].name());
+    assert!(leftovers(&sim).is_empty());
+    // Already there: verified as present, committing it changes nothing.
+    let again = verified(&store, &good[0].file_bytes()).unwrap();
+    assert_eq!(
+        store.commit_ingest(again).unwrap(),
+        Ingested::AlreadyPresent(good[0].name())
+    );
+}

@@ -221,10 +221,12 @@ impl IngestFile {
 
     /// Completes the file: length check, fsync, close, full verification, non-replacing
     /// rename, directory fsync. Called by the store with its persist lock held.
-    pub(crate) fn finish(
+    /// Everything but the committed name: the length, `fsync`, `close`, and full
+    /// verification of the file on disk. See [`VerifiedIngest`].
+    pub(crate) fn verify(
         mut self,
         verifier: &dyn ReceiptVerifier,
-    ) -> Result<Ingested, IngestError> {
+    ) -> Result<VerifiedIngest, IngestError> {
         let state = std::mem::replace(&mut self.state, State::Head(Vec::new()));
         let mut body = match state {
             State::Failed(e) => return Err(e),
@@ -247,7 +249,12 @@ impl IngestFile {
                         received,
                     });
                 }
-                return present(&*self.dir, name, verifier);
+                present(&*self.dir, name, verifier)?;
+                return Ok(VerifiedIngest {
+                    dir: Arc::clone(&self.dir),
+                    name,
+                    pending: None,
+                });
             }
             State::Body(body) => body,
         };
@@ -291,21 +298,96 @@ impl IngestFile {
                 source: Box::new(source),
             });
         }
+        Ok(VerifiedIngest {
+            dir: Arc::clone(&self.dir),
+            name,
+            pending: Some(Verified {
+                file_name: attempt.uncommitted,
+                file_len: body.expected,
+                body_digest: body.header.body_digest,
+            }),
+        })
+    }
+}
+
+/// An ingested snapshot that is durable under its pending name and verified, and has no
+/// committed name yet: what [`SnapshotStore::verify_ingest`](crate::SnapshotStore::verify_ingest)
+/// returns. [`SnapshotStore::commit_ingest`](crate::SnapshotStore::commit_ingest) gives it
+/// its committed name; dropping it instead removes the pending file.
+///
+/// The two steps let a caller bringing in several files (an import) verify all of them before
+/// committing any, so a set that fails anywhere commits nothing.
+#[must_use = "dropping a verified ingest removes its file; commit it with commit_ingest"]
+pub struct VerifiedIngest {
+    dir: Arc<dyn DirHandle>,
+    name: SnapshotName,
+    /// `None`: a committed file of that name was already there and verifies.
+    pending: Option<Verified>,
+}
+
+struct Verified {
+    file_name: String,
+    file_len: u64,
+    body_digest: crate::Hash,
+}
+
+impl fmt::Debug for VerifiedIngest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedIngest")
+            .field("name", &self.name)
+            .field("already_present", &self.pending.is_none())
+            .finish()
+    }
+}
+
+impl VerifiedIngest {
+    /// The snapshot's committed name (to be, or already there).
+    pub fn name(&self) -> SnapshotName {
+        self.name
+    }
+
+    /// Non-replacing rename to the committed name, then a directory `fsync`.
+    pub(crate) fn commit(
+        mut self,
+        verifier: &dyn ReceiptVerifier,
+    ) -> Result<Ingested, IngestError> {
+        let Some(verified) = self.pending.take() else {
+            return Ok(Ingested::AlreadyPresent(self.name));
+        };
+        let attempt = Attempt {
+            dir: &*self.dir,
+            uncommitted: verified.file_name,
+            committed: self.name.file_name(),
+        };
         match attempt.commit() {
             Ok(()) => {}
+            // The rename refused and removed the pending file.
             Err(PersistError::AlreadyCommitted { .. }) => {
-                return present(&*self.dir, name, verifier)
+                return present(&*self.dir, self.name, verifier)
             }
             Err(e) => return Err(e.into()),
         }
         attempt.sync_dir()?;
-        debug!("ingested and committed");
+        debug!(name = %self.name, "ingested and committed");
         Ok(Ingested::Committed(Committed {
             path: attempt.path(&attempt.committed),
-            name,
-            file_len: body.expected,
-            body_digest: body.header.body_digest,
+            name: self.name,
+            file_len: verified.file_len,
+            body_digest: verified.body_digest,
         }))
+    }
+}
+
+impl Drop for VerifiedIngest {
+    fn drop(&mut self) {
+        if let Some(verified) = self.pending.take() {
+            let attempt = Attempt {
+                dir: &*self.dir,
+                uncommitted: verified.file_name,
+                committed: self.name.file_name(),
+            };
+            attempt.remove_uncommitted();
+        }
     }
 }
 
