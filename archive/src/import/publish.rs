@@ -8,9 +8,10 @@ use super::{ImportError, ImportReport};
 use crate::pending::PendingError;
 use crate::source::ChunkRef;
 
-/// Step 3: snapshots, then chunks. A chunk step that fails takes back the chunks this run
-/// published; committed snapshots cannot be taken back and are reported in
-/// [`ImportError::Partial`].
+/// Step 6: snapshots, then chunks. Every snapshot was verified whole when staged, so only an
+/// I/O failure (a rename, a directory fsync) can stop this step. A chunk step that fails takes
+/// back the chunks this run published; committed snapshots cannot be taken back and are
+/// reported in [`ImportError::Partial`].
 pub(super) fn publish_all(
     mut stage: Stage<'_>,
     report: &mut ImportReport,
@@ -32,7 +33,7 @@ pub(super) fn publish_all(
             report.snapshots_present.push(s.path.clone());
             continue;
         };
-        match store.finish_ingest(file) {
+        match store.commit_ingest(file) {
             Ok(Ingested::Committed(_)) => {
                 kept.push(s.path.clone());
                 report.snapshots_committed.push(s.path.clone());

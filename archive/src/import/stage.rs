@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use snapseal_persist::format::MAGIC;
 use snapseal_persist::fs::{Expect, Untrusted, UntrustedError};
 use snapseal_persist::receipt::key_id;
-use snapseal_persist::{to_hex, Escaped, IngestError, IngestFile, SnapshotName};
+use snapseal_persist::{to_hex, Escaped, IngestError, SnapshotName, VerifiedIngest};
 
 use super::{chunk_expect, io_err, ImportError, ImportOptions, Target};
 use crate::container::{hash_stream, Exact, BUF};
@@ -21,8 +21,9 @@ use crate::source::{CheckedChunk, ChunkCheckError, ChunkRef, ChunkVerifier};
 pub(super) struct StagedSnapshot {
     pub(super) path: String,
     pub(super) proof: SnapshotProof,
+    /// Durable and fully verified under its pending name, waiting for its committed name;
     /// `None`: the directory holds it already, with the same bytes.
-    pub(super) ingest: Option<IngestFile>,
+    pub(super) ingest: Option<VerifiedIngest>,
 }
 
 /// What becomes of a chunk read from the archive.
@@ -176,7 +177,7 @@ pub(super) fn stage_snapshot<R: Read>(
             if file.write_all(block).is_err() {
                 // The ingest recorded why; finishing it reports that, and commits nothing.
                 let Some(file) = ingest.take() else { break };
-                let source = match target.store.finish_ingest(file) {
+                let source = match target.store.verify_ingest(file) {
                     Err(e) => e,
                     Ok(_) => IngestError::Read {
                         received: 0,
@@ -203,6 +204,22 @@ pub(super) fn stage_snapshot<R: Read>(
             )));
         }
     }
+    // Verified whole now (receipt, body digest, zstd frame, from the file on disk), so a
+    // snapshot that would fail at publication fails here, before anything is committed.
+    let ingest = match ingest {
+        Some(file) => {
+            Some(
+                target
+                    .store
+                    .verify_ingest(file)
+                    .map_err(|source| ImportError::Ingest {
+                        path: path.to_string(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
     Ok(StagedSnapshot {
         path: path.to_string(),
         proof,
