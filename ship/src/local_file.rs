@@ -1,4 +1,4 @@
-//! One committed file being shipped: open (as hostile input), verified whole with its BLAKE3
+//! One committed file being shipped: opened as hostile input, verified whole with its BLAKE3
 //! on a blocking thread beside the upload, and read again a range at a time for the upload
 //! and the read-back — always with `pread`, never mapped and never held whole in memory, so a
 //! file of any size ships in a few parts' worth of memory and a file truncated under the

@@ -62,10 +62,10 @@ pub(crate) trait Source: Sync {
     fn read(&self, offset: u64, len: usize) -> BoxFuture<'_, Result<Bytes, ShipError>>;
 }
 
-/// Adds `bytes` (a part or a read piece, a few MiB) to `hasher`, on every core when it is
-/// large enough for that to pay off. These futures run on the thread that called
-/// [`Remote::block_on`], not on a runtime worker: hashing there holds up only the other
-/// futures of the same pass, not the parts in flight.
+/// Adds `bytes` (a piece of a few MiB) to `hasher`, on every core when it is large enough for
+/// that to pay off. The upload and the read-back call it from their futures, which run on the
+/// thread that called [`Remote::block_on`], not on a runtime worker: hashing there holds up
+/// only the other futures of the same pass, not the parts in flight.
 pub(crate) fn hash_piece(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     if bytes.len() >= PARALLEL_HASH_THRESHOLD {
         hasher.update_rayon(bytes);
