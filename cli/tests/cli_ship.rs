@@ -440,7 +440,7 @@ fn restore_with_a_link_at_the_newest_name_restores_an_older_one_and_exits_2_sayi
     );
     assert!(run.stderr.contains("could not be stored"), "{}", run.stderr);
     assert_eq!(
-        std::fs::read(&new.join(&older)).unwrap(),
+        std::fs::read(new.join(&older)).unwrap(),
         std::fs::read(dir.join(&older)).unwrap()
     );
     assert_eq!(std::fs::read(&victim).unwrap(), b"not a snapshot");
