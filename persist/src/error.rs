@@ -83,7 +83,7 @@ impl fmt::Display for Step {
 #[non_exhaustive]
 pub enum PersistError {
     /// A system call failed at `step`.
-    #[error("{step} {}", path.display())]
+    #[error("{step} {}", crate::Escaped::path(path))]
     Io {
         /// The file the step concerned.
         path: PathBuf,
@@ -95,7 +95,7 @@ pub enum PersistError {
     },
     /// The committed name is already taken. A committed file is never overwritten; nothing
     /// was changed.
-    #[error("{} already exists; a committed snapshot is never overwritten ({step})", path.display())]
+    #[error("{} already exists; a committed snapshot is never overwritten ({step})", crate::Escaped::path(path))]
     AlreadyCommitted {
         /// The committed name that exists.
         path: PathBuf,
@@ -104,7 +104,7 @@ pub enum PersistError {
     },
     /// The request cannot be encoded as a valid header (e.g. `raw_len != body.len()` for an
     /// uncompressed body). Nothing was written.
-    #[error("{}: invalid persist request", path.display())]
+    #[error("{}: invalid persist request", crate::Escaped::path(path))]
     InvalidRequest {
         /// The file that would have been written.
         path: PathBuf,
@@ -281,7 +281,7 @@ impl fmt::Display for Check {
 #[non_exhaustive]
 pub enum VerifyError {
     /// Opening or mapping the file failed.
-    #[error("reading {}", file.display())]
+    #[error("reading {}", crate::Escaped::path(file))]
     Read {
         /// The file.
         file: PathBuf,
@@ -290,7 +290,7 @@ pub enum VerifyError {
         source: io::Error,
     },
     /// The bytes are not a well-formed committed file (header, length, digests).
-    #[error("{}: {check} check failed", file.display())]
+    #[error("{}: {check} check failed", crate::Escaped::path(file))]
     Format {
         /// The file.
         file: PathBuf,
@@ -302,7 +302,7 @@ pub enum VerifyError {
     },
     /// The name is not a regular file (a fifo, socket, device or directory): never a
     /// snapshot, and never opened in a way that could block.
-    #[error("not a regular file: {} ({what})", file.display())]
+    #[error("not a regular file: {} ({what})", crate::Escaped::path(file))]
     NotRegularFile {
         /// The file.
         file: PathBuf,
@@ -310,7 +310,7 @@ pub enum VerifyError {
         what: &'static str,
     },
     /// The file name and the header disagree on an index: the file was renamed or forged.
-    #[error("{}: {check} check failed: name has {field} {from_name}, header has {from_header}", file.display(), check = Check::Name)]
+    #[error("{}: {check} check failed: name has {field} {from_name}, header has {from_header}", crate::Escaped::path(file), check = Check::Name)]
     NameMismatch {
         /// The file.
         file: PathBuf,
@@ -322,7 +322,7 @@ pub enum VerifyError {
         from_header: u64,
     },
     /// The receipt does not prove the file's claims.
-    #[error("{}: {check} check failed", file.display(), check = Check::Receipt)]
+    #[error("{}: {check} check failed", crate::Escaped::path(file), check = Check::Receipt)]
     Receipt {
         /// The file.
         file: PathBuf,
@@ -332,7 +332,7 @@ pub enum VerifyError {
     },
     /// The body is not what the flags and `raw_len` say (a zstd body that is not exactly one
     /// frame of `raw_len` bytes).
-    #[error("{}: {check} check failed", file.display(), check = Check::BodyEncoding)]
+    #[error("{}: {check} check failed", crate::Escaped::path(file), check = Check::BodyEncoding)]
     Body {
         /// The file.
         file: PathBuf,
@@ -439,7 +439,7 @@ pub enum StoreError {
         dir: PathBuf,
     },
     /// A system call failed at `step`.
-    #[error("{step} {}", path.display())]
+    #[error("{step} {}", crate::Escaped::path(path))]
     Io {
         /// The file or directory the step concerned.
         path: PathBuf,
@@ -463,7 +463,7 @@ pub enum StoreError {
         earlier: String,
     },
     /// No committed snapshot of that name (e.g. asked to hold one that is gone).
-    #[error("no committed snapshot {}", path.display())]
+    #[error("no committed snapshot {}", crate::Escaped::path(path))]
     NotFound {
         /// The committed file that is missing.
         path: PathBuf,

@@ -24,7 +24,7 @@ const COPY_BUF: usize = 1 << 16;
 
 /// A step of [`write_pending`] or [`publish`] failed.
 #[derive(Debug, Error)]
-#[error("{step}: {source}")]
+#[error("{step}")]
 #[non_exhaustive]
 pub struct DurableError {
     /// What was being done: `removing a stale pending file`, `creating (O_EXCL)`, `reading

@@ -141,7 +141,7 @@ pub enum UntrustedError {
         at: u64,
     },
     /// A system call failed.
-    #[error("{what} {}: {step}: {source}", Escaped::path(.path))]
+    #[error("{what} {}: {step}", Escaped::path(.path))]
     Io {
         /// What the file was expected to be.
         what: &'static str,
