@@ -95,7 +95,10 @@ pub enum PersistError {
     },
     /// The committed name is already taken. A committed file is never overwritten; nothing
     /// was changed.
-    #[error("{} already exists; a committed snapshot is never overwritten ({step})", crate::Escaped::path(path))]
+    #[error(
+        "{} already exists; a committed snapshot is never overwritten ({step})",
+        crate::Escaped::path(path)
+    )]
     AlreadyCommitted {
         /// The committed name that exists.
         path: PathBuf,
