@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use snapseal_archive::{import, ImportOptions, Level, Target};
+use snapseal_ledger::disk_ledger::ChunkKeys;
 use snapseal_persist::fs::FileSystem;
 use snapseal_persist::SnapshotStore;
-use snapseal_sim::disk_ledger::ChunkKeys;
 use support::*;
 
 /// Crash matrix over import: the simulated filesystem halts after every possible number of
@@ -151,8 +151,8 @@ fn import_crashed_at_every_step_leaves_only_whole_artifacts_and_a_rerun_complete
 #[test]
 fn an_export_killed_at_any_step_leaves_no_archive_or_a_whole_one() {
     use snapseal_archive::{export, PendingFile, Stale};
+    use snapseal_ledger::disk_ledger::LedgerDir;
     use snapseal_persist::fs::{RealFs, SimFs};
-    use snapseal_sim::disk_ledger::LedgerDir;
     use std::io::Write;
 
     let (_tmp, dir, _) = src();

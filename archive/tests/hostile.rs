@@ -13,11 +13,11 @@ use std::sync::Arc;
 use snapseal_archive::{
     export, ArtifactKind, ExportError, ImportError, Level, Manifest, MAX_CHUNK,
 };
+use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
 use snapseal_persist::fs::{
     DirEntry, DirHandle, DirLock, FileBytes, FileSystem, ReadableFile, RealFs, WritableFile,
 };
 use snapseal_persist::SnapshotStore;
-use snapseal_sim::disk_ledger::{ChunkKeys, LedgerDir};
 use support::*;
 
 /// Counts what is read through it.

@@ -6,8 +6,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use snapseal_archive::{ExportError, ImportError, Level};
+use snapseal_ledger::disk_ledger::{replay_writes, state_hash, LedgerDir};
 use snapseal_persist::fs::RealFs;
-use snapseal_sim::disk_ledger::{replay_writes, state_hash, LedgerDir};
 use support::*;
 
 #[test]

@@ -263,7 +263,7 @@ fn a_tampered_archive_is_refused_and_leaves_no_committed_artifact() {
     }
     // A key the importer does not trust is refused.
     let other = tmp.path().join("other.pub");
-    let key = snapseal_sim::ledger::Ledger::seed_key(77).verifying_key();
+    let key = snapseal_ledger::ledger::Ledger::seed_key(77).verifying_key();
     std::fs::write(
         &other,
         format!("{}\n", snapseal::persist::to_hex(key.as_bytes())),

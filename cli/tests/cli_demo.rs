@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use cli_support::{committed, demo_dir, key_file_text, names, snapseal, Run, SMALL_DEMO};
 use snapseal::persist::receipt::{leaf_hash, sign_root};
-use snapseal_sim::disk_ledger::{ChunkName, ChunkParts};
-use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_ledger::disk_ledger::{ChunkName, ChunkParts};
+use snapseal_ledger::ledger::{Ledger, TxKind};
 
 #[test]
 fn demo_then_verify_succeeds() {

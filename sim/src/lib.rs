@@ -1,22 +1,17 @@
-//! snapseal-sim: the simulated world snapseal is tested in.
+//! snapseal-sim: the simulated world snapseal is tested in. Not published, and never a
+//! dependency of a production build (the `snapseal` command included): it turns on persist's
+//! simulated filesystem (`SimFs`).
 //!
-//! - [`ledger`]: a reference CCF-style ledger (key-value writes, evidence txs, signature txs,
-//!   a BLAKE3 Merkle tree and Ed25519-signed roots) implementing
-//!   [`ProofSource`](snapseal_actors::ProofSource);
-//! - [`disk_ledger`]: the same ledger on disk (append-only chunk files, a compact Merkle
-//!   [`frontier`]), bounded in memory at any length, and [`disk_node`], the node's ledger and
-//!   KV state on it;
-//! - [`node`]: a simulated replicated node driving a [`Snapshotter`](snapseal_actors::Snapshotter)
-//!   from that ledger, used by the demo and the scenario tests;
 //! - [`harness`]: a deterministic harness (manual executor, `SimFs`, seeded operations) that
-//!   checks the SPEC's promises after every step, with the fuzz entry points.
+//!   checks the SPEC's promises after every step, with the fuzz entry points;
+//! - the reference ledger (in memory and on disk) and the simulated node the harness drives
+//!   live in `snapseal-ledger`, which the `snapseal` command shares; [`ledger`], [`node`],
+//!   [`disk_ledger`], [`disk_node`] and [`frontier`] are its modules, re-exported here so a
+//!   test that already depends on the simulator needs no second dependency.
 //!
-//! An embedder's tests can use all three; none of it belongs in a production node.
+//! An embedder's tests can use all of it; none of it belongs in a production node.
 #![deny(missing_docs)]
 
-pub mod disk_ledger;
-pub mod disk_node;
-pub mod frontier;
 pub mod harness;
-pub mod ledger;
-pub mod node;
+
+pub use snapseal_ledger::{disk_ledger, disk_node, frontier, ledger, node};

@@ -11,13 +11,13 @@ use snapseal_actors::SnapshotterConfig;
 use snapseal_archive::{
     export, import, ExportError, ExportOptions, ImportError, ImportOptions, Level, Manifest, Target,
 };
+use snapseal_ledger::disk_ledger::{replay_writes, state_hash, ChunkKeys, LedgerDir};
+use snapseal_ledger::ledger::Ledger;
+use snapseal_ledger::node::{decode_kv, SimConfig};
 use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{SnapshotStore, StoreOptions, VerifyingKey};
-use snapseal_sim::disk_ledger::{replay_writes, state_hash, ChunkKeys, LedgerDir};
 use snapseal_sim::harness::fuzz_archive::node_with_disk_ledger;
-use snapseal_sim::ledger::Ledger;
-use snapseal_sim::node::{decode_kv, SimConfig};
 
 pub(crate) const SEED: u64 = 11;
 

@@ -13,8 +13,8 @@ use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::Hash;
 use snapseal_persist::{SnapshotStore, StoreOptions};
 
-use snapseal_sim::ledger::{Ledger, TxKind};
-use snapseal_sim::node::ChannelSink;
+use snapseal_ledger::ledger::{Ledger, TxKind};
+use snapseal_ledger::node::ChannelSink;
 
 use super::BenchError;
 

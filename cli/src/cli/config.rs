@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use snapseal::engine::{EngineConfig, EngineError};
 use snapseal::persist::receipt::ReceiptVerifier;
 use snapseal::{SnapshotterConfig, StoreOptions};
-use snapseal_sim::node::SimConfig;
+use snapseal_ledger::node::SimConfig;
 
 use crate::cli::output::{escaped_lines, Escaped};
 use crate::cli::safe_open;

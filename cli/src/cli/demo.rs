@@ -22,10 +22,10 @@ use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
 use snapseal_archive::LEDGER_DIR;
 use snapseal_cli::units::percentile;
-use snapseal_sim::disk_ledger::{DiskLedger, DEFAULT_CHUNK_BYTES};
-use snapseal_sim::disk_node::DiskKv;
-use snapseal_sim::ledger::Ledger;
-use snapseal_sim::node::{NodeEvent, SimNode};
+use snapseal_ledger::disk_ledger::{DiskLedger, DEFAULT_CHUNK_BYTES};
+use snapseal_ledger::disk_node::DiskKv;
+use snapseal_ledger::ledger::Ledger;
+use snapseal_ledger::node::{NodeEvent, SimNode};
 
 use crate::cli::check::{self, Verdict};
 use crate::cli::committed_log::{CommittedLog, LogLine};

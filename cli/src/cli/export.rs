@@ -19,7 +19,7 @@ use snapseal_archive::{
     ensure_free, export, ArtifactSource, ChunkRef, ExportOptions, Level, Manifest, PendingFile,
     SourceError, Stale, LEDGER_DIR,
 };
-use snapseal_sim::disk_ledger::{ChunkKeys, LedgerDir};
+use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
 
 use crate::cli::exit::Status;
 use crate::cli::keys::Trusted;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use snapseal::persist::fs::{Expect, RealFs, Untrusted};
 use snapseal::persist::{Escaped, SnapshotStore, StoreOptions};
 use snapseal_archive::{import, ImportOptions, Target, LEDGER_DIR};
-use snapseal_sim::disk_ledger::ChunkKeys;
+use snapseal_ledger::disk_ledger::ChunkKeys;
 
 use crate::cli::exit::Status;
 use crate::cli::export::LevelArg;

@@ -21,7 +21,7 @@ use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
 use snapseal::persist::fs::{Expect, Untrusted};
 use snapseal::persist::receipt::{scheme_of, Expected, Receipt, SchemeId, SignedStatement};
 use snapseal::persist::{check_body_encoding, Check, SnapshotName};
-use snapseal_sim::node::decode_kv;
+use snapseal_ledger::node::decode_kv;
 
 use crate::cli::check;
 use crate::cli::exit::{self, Status};

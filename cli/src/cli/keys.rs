@@ -255,7 +255,7 @@ impl Trusted {
 mod tests {
     use super::*;
     use snapseal::persist::fs::{Fault, FaultKind, Op, SimFs};
-    use snapseal_sim::ledger::Ledger;
+    use snapseal_ledger::ledger::Ledger;
 
     #[test]
     fn encode_then_decode_gives_the_key_back() {

@@ -96,7 +96,7 @@ pub(crate) fn flip_byte(path: &Path, offset: usize) {
 
 /// Hex public key file text for the demo key of `seed`.
 pub(crate) fn key_file_text(seed: u64) -> String {
-    let key = snapseal_sim::ledger::Ledger::from_seed(seed).verifying_key();
+    let key = snapseal_ledger::ledger::Ledger::from_seed(seed).verifying_key();
     key.as_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -153,7 +153,7 @@ pub(crate) fn sparse_signed_snapshot(
         body_digest: *hasher.finalize().as_bytes(),
         receipt_digest: [0; 32],
     };
-    let key = snapseal_sim::ledger::Ledger::seed_key(seed);
+    let key = snapseal_ledger::ledger::Ledger::seed_key(seed);
     let receipt = SignedStatement::sign(&key, &header.claims(), evidence_idx, None)
         .unwrap()
         .encode()

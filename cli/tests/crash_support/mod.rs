@@ -32,7 +32,7 @@ use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::PendingName;
 use snapseal::persist::{open_snapshot, FileState, SnapshotName};
-use snapseal_sim::ledger::Ledger;
+use snapseal_ledger::ledger::Ledger;
 
 /// The `snapseal` binary cargo built for this test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_snapseal");

@@ -13,8 +13,8 @@ use snapseal_persist::{verify_bytes, BodyReader, FileState, PendingName, Snapsho
 
 use super::history::{AckRecord, GateRecord};
 use super::{Harness, Invariant, Violation};
-use crate::ledger::TxKind;
-use crate::node::decode_kv;
+use snapseal_ledger::ledger::TxKind;
+use snapseal_ledger::node::decode_kv;
 
 impl Harness {
     /// Our snapshot files on the simulated disk, oldest first.

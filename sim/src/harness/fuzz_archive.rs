@@ -31,9 +31,9 @@ use snapseal_persist::receipt::{Receipt, SchemeId};
 use snapseal_persist::{verify_bytes, FileState, SnapshotName, SnapshotStore, StoreOptions};
 
 use super::fuzz_entry::{fuzz_verifier, FuzzFailure, FUZZ_LEDGER_SEED};
-use crate::disk_ledger::{ChunkKeys, DiskLedger, LedgerDir};
-use crate::ledger::{Ledger, TxKind};
-use crate::node::{SimConfig, SimNode};
+use snapseal_ledger::disk_ledger::{ChunkKeys, DiskLedger, LedgerDir};
+use snapseal_ledger::ledger::{Ledger, TxKind};
+use snapseal_ledger::node::{SimConfig, SimNode};
 
 /// Most mutations one input applies.
 pub const MAX_MUTATIONS: usize = 16;

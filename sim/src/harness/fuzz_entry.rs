@@ -18,7 +18,7 @@ use snapseal_persist::{verify_bytes, FileState, SnapshotName, SnapshotStore, Sto
 use snapseal_persist::{OurFile, PendingName};
 
 use super::{Harness, HarnessConfig, Op, Violation, KNOWN_BUGS};
-use crate::ledger::Ledger;
+use snapseal_ledger::ledger::Ledger;
 
 /// Ledger seed whose key the file and receipt targets trust: the seed corpus holds files and
 /// receipts genuinely signed by it, so mutations start from inputs that verify.

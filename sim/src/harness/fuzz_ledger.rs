@@ -24,10 +24,9 @@ use snapseal_persist::fs::SimFs;
 use snapseal_persist::receipt::sign_root;
 
 use super::fuzz_entry::{FuzzFailure, FUZZ_LEDGER_SEED};
-use crate::disk_ledger::chunk::leaf_of;
-use crate::disk_ledger::{verify_chunk, ChunkName, ChunkParts, DiskLedger};
-use crate::frontier::Frontier;
-use crate::ledger::{Ledger, TxKind};
+use snapseal_ledger::disk_ledger::{verify_chunk, ChunkName, ChunkParts, DiskLedger};
+use snapseal_ledger::frontier::Frontier;
+use snapseal_ledger::ledger::{Ledger, TxKind};
 
 const T: &str = "ledger_chunk";
 
@@ -67,7 +66,8 @@ pub fn genuine_ledger() -> Result<&'static GenuineLedger, FuzzFailure> {
 }
 
 fn write_genuine() -> Result<GenuineLedger, FuzzFailure> {
-    let err = |e: crate::disk_ledger::LedgerError| fail(format!("the genuine ledger: {e}"));
+    let err =
+        |e: snapseal_ledger::disk_ledger::LedgerError| fail(format!("the genuine ledger: {e}"));
     let sim = SimFs::new(FUZZ_LEDGER_SEED);
     let dir = Path::new(DIR);
     // A seal threshold of one byte: every committed signature ends a chunk.
@@ -92,7 +92,7 @@ fn write_genuine() -> Result<GenuineLedger, FuzzFailure> {
     let mut frontiers = vec![Frontier::new()];
     let mut f = Frontier::new();
     for (i, tx) in txs.iter().enumerate() {
-        f.push(leaf_of(i as u64 + 1, tx));
+        f.push(tx.leaf(i as u64 + 1));
         frontiers.push(f.clone());
     }
     let mut chunks = Vec::new();
@@ -273,7 +273,7 @@ fn resign(p: &mut Picks<'_>, parts: &mut ChunkParts, i: usize) {
     let untrusted = Ledger::seed_key(FUZZ_LEDGER_SEED ^ u64::from(p.flip()));
     let mut tree = parts.frontier.clone();
     for (idx, tx) in parts.entries.iter().take(i) {
-        tree.push(leaf_of(*idx, tx));
+        tree.push(tx.leaf(*idx));
     }
     if let Some((idx, tx)) = parts.entries.get_mut(i) {
         *tx = TxKind::Signature(sign_root(&untrusted, *idx, &tree.root()));

@@ -100,9 +100,9 @@ pub use runner::{
 };
 pub use violation::{Invariant, Violation, KNOWN_BUGS};
 
-use crate::ledger::{Ledger, TxKind};
 use history::History;
 use process::Process;
+use snapseal_ledger::ledger::{Ledger, TxKind};
 
 /// Most jobs one [`Op::RunAll`] runs: a guard against a job that keeps re-queuing itself.
 const MAX_JOBS_PER_RUN: usize = 10_000;

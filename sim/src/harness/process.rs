@@ -15,8 +15,8 @@ use snapseal_persist::Hash;
 use snapseal_persist::{Hold, SnapshotStore, StoreError, StoreOptions};
 
 use super::config::HarnessConfig;
-use crate::ledger::Ledger;
-use crate::node::{ChannelSink, KvState};
+use snapseal_ledger::ledger::Ledger;
+use snapseal_ledger::node::{ChannelSink, KvState};
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 //! the earlier run left missing or empty, reopens `committed.log` for appending, asks the
 //! store for the snapshot a node would recover from, and picks the ledger base.
 //!
-//! The ledger lives on disk (`ledger/`, see `snapseal_sim::disk_ledger` and docs/LEDGER.md)
+//! The ledger lives on disk (`ledger/`, see `snapseal_ledger::disk_ledger` and docs/LEDGER.md)
 //! and is reopened, not rebuilt: opening it verifies every chunk against the node's key and
 //! its neighbours (a forged, foreign or other-history chunk is refused, naming it), and
 //! recovers what a killed or failed run left; the resumed node goes on after its commit
@@ -33,8 +33,8 @@ use snapseal::persist::receipt::{key_id, Receipt};
 use snapseal::persist::{PendingName, LOCK_FILE};
 use snapseal::persist::{SnapshotName, SnapshotStore};
 use snapseal_archive::LEDGER_DIR;
-use snapseal_sim::disk_node::StartPoint;
-use snapseal_sim::node::decode_kv;
+use snapseal_ledger::disk_node::StartPoint;
+use snapseal_ledger::node::decode_kv;
 
 use crate::cli::committed_log::{CommittedLog, LogContents, LogLine, COMMITTED_LOG};
 use crate::cli::keys::{self, NODE_PUB};
@@ -325,7 +325,7 @@ fn bounded_base(ledger_commit: u64, names: Vec<(String, u64)>) -> (u64, Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snapseal_sim::ledger::Ledger;
+    use snapseal_ledger::ledger::Ledger;
 
     fn key(seed: u64) -> VerifyingKey {
         Ledger::seed_key(seed).verifying_key()

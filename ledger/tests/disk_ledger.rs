@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use snapseal_persist::fs::{FileSystem, RealFs};
-use snapseal_persist::receipt::{leaf_hash, root_from_proof, verify_signed_root};
-use snapseal_sim::disk_ledger::{
+use snapseal_ledger::disk_ledger::{
     read_chunk_file, verify_chunk, ChunkName, DiskLedger, MAX_CHUNK_BYTES,
 };
-use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_ledger::ledger::{Ledger, TxKind};
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::receipt::{leaf_hash, root_from_proof, verify_signed_root};
 
 /// A ledger in `dir` signed with `seed`'s key whose open chunk is never sealed by size.
 fn unsealed(dir: &std::path::Path, seed: u64) -> DiskLedger {

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use snapseal_actors::SnapshotterConfig;
 use snapseal_engine::TaskSystem;
+use snapseal_ledger::disk_ledger::{state_hash, DiskLedger};
+use snapseal_ledger::disk_node::{DiskKv, StartPoint};
+use snapseal_ledger::ledger::{Ledger, TxKind};
+use snapseal_ledger::node::{decode_kv, SimConfig, SimNode};
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::{Ed25519Verifier, Receipt};
 use snapseal_persist::{SnapshotStore, StoreOptions};
-use snapseal_sim::disk_ledger::{state_hash, DiskLedger};
-use snapseal_sim::disk_node::{DiskKv, StartPoint};
-use snapseal_sim::ledger::{Ledger, TxKind};
-use snapseal_sim::node::{decode_kv, SimConfig, SimNode};
 
 const SEED: u64 = 5;
 

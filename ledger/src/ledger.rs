@@ -71,6 +71,11 @@ impl TxKind {
             _ => [0; 32],
         }
     }
+
+    /// The Merkle leaf of this tx at index `idx` (tx `idx` is leaf `idx - 1` of the tree).
+    pub fn leaf(&self, idx: u64) -> Hash {
+        leaf_hash(&self.digest(idx), &self.claims_digest())
+    }
 }
 
 /// Txs and tree, behind one lock so a proof never sees a half-appended tx.

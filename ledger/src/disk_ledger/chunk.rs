@@ -24,7 +24,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::receipt::{key_id, leaf_hash, verify_signed_root, SignedRoot};
+use snapseal_persist::receipt::{key_id, verify_signed_root, SignedRoot};
 use snapseal_persist::Hash;
 
 use crate::frontier::Frontier;
@@ -422,11 +422,6 @@ fn read_header(src: &mut impl Read, len: u64) -> Result<Header, ReadError> {
     })
 }
 
-/// The leaf hash of tx `idx`.
-pub(crate) fn leaf_of(idx: u64, tx: &TxKind) -> Hash {
-    leaf_hash(&tx.digest(idx), &tx.claims_digest())
-}
-
 /// Follows a chunk's entries from the frontier in its header: each signature tx must name its
 /// own index and sign the root of the tree before it, with one of the trusted keys. Without
 /// keys (`None`) the signatures themselves are not checked: only for a chunk whose end
@@ -471,7 +466,7 @@ impl<'k> SignedRun<'k> {
             }
             self.signatures.push(idx);
         }
-        let leaf = leaf_of(idx, tx);
+        let leaf = tx.leaf(idx);
         self.frontier.push(leaf);
         self.last_is_signature = matches!(tx, TxKind::Signature(_));
         Ok(leaf)

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, RealFs, SimFs, UntrustedError};
-use snapseal_sim::disk_ledger::{
+use snapseal_ledger::disk_ledger::{
     read_chunk_file, replay_writes, ChunkParts, DiskLedger, LedgerDir, LedgerError,
     MAX_CHUNK_BYTES, MAX_CHUNK_FILE,
 };
-use snapseal_sim::disk_node::{DiskKv, ReopenError, StartPoint};
-use snapseal_sim::ledger::{Ledger, TxKind};
+use snapseal_ledger::disk_node::{DiskKv, ReopenError, StartPoint};
+use snapseal_ledger::ledger::{Ledger, TxKind};
+use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, RealFs, SimFs, UntrustedError};
 
 const SEED: u64 = 11;
 

@@ -26,8 +26,8 @@ use snapseal_persist::fs::{DirHandle, Expect, Untrusted, UntrustedError};
 use snapseal_persist::{Escaped, Hash};
 
 use super::chunk::{
-    encode_header, leaf_of, verify_stream, ChunkError, ChunkName, ChunkReader, ReadError,
-    SignedRun, VerifiedChunk, MAGIC,
+    encode_header, verify_stream, ChunkError, ChunkName, ChunkReader, ReadError, SignedRun,
+    VerifiedChunk, MAGIC,
 };
 use super::{frontier_digest, LedgerError};
 use crate::frontier::Frontier;
@@ -231,7 +231,7 @@ pub(crate) fn read_open(
         if e.idx < want.first {
             continue;
         }
-        if expected.next() != Some(&leaf_of(e.idx, &e.tx)) {
+        if expected.next() != Some(&e.tx.leaf(e.idx)) {
             return Err(link_error(
                 &path,
                 &format!("entry {} is not the one the ledger wrote", e.idx),

@@ -24,7 +24,9 @@ use snapseal_actors::{
 };
 use snapseal_engine::TaskSystem;
 use snapseal_persist::receipt::SignedRoot;
-use snapseal_persist::Hash;
+use snapseal_persist::{Hash, SnapshotStore};
+
+use crate::ledger::{Ledger, TxKind};
 
 /// Most call latencies a [`SimNode`] keeps (16 MiB of `Duration`s); beyond, a uniform sample.
 pub const LATENCY_SAMPLES: usize = 1 << 20;
@@ -37,7 +39,7 @@ struct Reservoir {
     cap: usize,
     samples: Vec<Duration>,
     seen: u64,
-    rng: crate::harness::SplitMix64,
+    rng: Rng,
 }
 
 impl Reservoir {
@@ -46,7 +48,7 @@ impl Reservoir {
             cap,
             samples: Vec::new(),
             seen: 0,
-            rng: crate::harness::SplitMix64::new(0x5A3F1E),
+            rng: rand_core::SeedableRng::seed_from_u64(0x5A3F1E),
         }
     }
 
@@ -56,7 +58,8 @@ impl Reservoir {
             self.samples.push(value);
             return;
         }
-        let slot = self.rng.below(self.seen);
+        // `seen` >= 1 here; the modulo bias is irrelevant for a latency sample.
+        let slot = rand_core::RngCore::next_u64(&mut self.rng) % self.seen;
         if let Some(kept) = usize::try_from(slot)
             .ok()
             .and_then(|i| self.samples.get_mut(i))
@@ -65,9 +68,6 @@ impl Reservoir {
         }
     }
 }
-use snapseal_persist::SnapshotStore;
-
-use crate::ledger::{Ledger, TxKind};
 
 /// What a [`SimNode`] needs from its ledger and the state machine over it.
 pub trait NodeLedger: Send + Sync + 'static {
