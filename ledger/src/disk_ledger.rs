@@ -45,7 +45,7 @@ use snapseal_persist::fs::{
     publish, write_all, write_pending, DirHandle, DurableError, EntryKind, FileSystem,
     UntrustedError, WritableFile,
 };
-use snapseal_persist::receipt::{sign_root, SignedRoot};
+use snapseal_persist::receipt::{leaf_position, sign_root, SignedRoot};
 use snapseal_persist::{Escaped, Hash};
 
 pub use artifacts::{frontier_digest, ChunkKeys, LedgerDir};
@@ -860,12 +860,9 @@ struct DiskProofs {
 
 impl ProofSource for DiskProofs {
     fn inclusion_proof(&self, evidence_idx: u64, sig_idx: u64) -> Result<InclusionProof, String> {
-        let (Some(index), Some(size)) = (evidence_idx.checked_sub(1), sig_idx.checked_sub(1))
-        else {
-            return Err(format!(
-                "index 0 has no proof (evidence {evidence_idx}, signature {sig_idx})"
-            ));
-        };
+        let (index, size) = leaf_position(evidence_idx, sig_idx).ok_or_else(|| {
+            format!("no proof of tx {evidence_idx} under a signature at {sig_idx}")
+        })?;
         let (at, leaves) = self.ledger.proof_material(evidence_idx, size)?;
         let path = proof_from(&at, &leaves, index, size)
             .ok_or_else(|| format!("no proof of tx {evidence_idx} in a tree of {size}"))?;

@@ -2,13 +2,15 @@
 //! the ledger's tree (at most 64 hashes), and inclusion proofs computed from a frontier plus
 //! the leaves after it.
 //!
-//! The tree is the one of `snapseal_persist::receipt` (RFC 9162 shape, BLAKE3). A prefix of
-//! `n` leaves is the left-to-right run of complete subtrees given by the set bits of `n`; that
-//! run is all a ledger needs to keep in memory to go on appending and signing roots. A proof
-//! for leaf `i` only needs the frontier at some `c <= i` (its left siblings are exactly blocks
-//! of that frontier or lie after `c`) and the leaves from `c` up to the tree size.
+//! The tree is the one of `snapseal_persist::receipt` (RFC 9162 shape, BLAKE3), and so are
+//! the walks: [`tree_root`] and [`inclusion_path`] ask this module only for the roots of
+//! complete subtrees. A prefix of `n` leaves is the left-to-right run of complete subtrees
+//! given by the set bits of `n`; that run is all a ledger needs to keep in memory to go on
+//! appending and signing roots. A proof for leaf `i` only needs the frontier at some `c <= i`
+//! (its left siblings are blocks of that frontier, parts of one, or lie after `c`) and the
+//! leaves from `c` up to the tree size.
 
-use snapseal_persist::receipt::{empty_root, node_hash};
+use snapseal_persist::receipt::{empty_root, inclusion_path, node_hash, tree_root};
 use snapseal_persist::Hash;
 
 /// The frontier of a tree prefix: complete-subtree roots, largest (leftmost) first.
@@ -61,11 +63,9 @@ impl Frontier {
 
     /// The root of the covered prefix (the empty root for no leaves).
     pub fn root(&self) -> Hash {
-        let mut it = self.blocks.iter().rev();
-        let Some(last) = it.next() else {
-            return empty_root();
-        };
-        it.fold(*last, |acc, left| node_hash(left, &acc))
+        // The blocks are exactly the subtrees `tree_root` asks for (one per set bit of `len`,
+        // as `new`, `push` and `from_parts` keep them), so it never lacks one.
+        tree_root(self.len, |start, width| self.block(start, width)).unwrap_or_else(empty_root)
     }
 
     /// The block covering exactly leaves `start .. start + n`, if it is one of ours.
@@ -86,34 +86,31 @@ impl Frontier {
     }
 }
 
-/// RFC 9162 root of `leaves` (all of them).
-fn root_of(leaves: &[Hash]) -> Hash {
-    let mut f = Frontier::new();
-    for l in leaves {
-        f.push(*l);
-    }
-    f.root()
-}
-
-/// The tree hash of leaves `start .. start + n` given the frontier at `c = at.len()` and the
-/// leaves from `c` on; `None` when the range needs leaves neither holds.
-fn mth(at: &Frontier, leaves: &[Hash], start: u64, n: u64) -> Option<Hash> {
+/// The root of the complete subtree of leaves `start .. start + width` (`width` a power of
+/// two, `start` a multiple of it), given the frontier at `c = at.len()` and the leaves from `c`
+/// on; `None` when it needs leaves neither holds.
+fn subtree(at: &Frontier, leaves: &[Hash], start: u64, width: u64) -> Option<Hash> {
     let c = at.len();
     if start >= c {
         let from = usize::try_from(start - c).ok()?;
-        let to = from.checked_add(usize::try_from(n).ok()?)?;
-        return leaves.get(from..to).map(root_of);
+        let to = from.checked_add(usize::try_from(width).ok()?)?;
+        let mut f = Frontier::new();
+        for leaf in leaves.get(from..to)? {
+            f.push(*leaf);
+        }
+        return Some(f.root());
     }
-    if let Some(h) = at.block(start, n) {
+    if let Some(h) = at.block(start, width) {
         return Some(h);
     }
-    if n < 2 {
+    // Straddles `c` (or lies inside a block): its halves are complete subtrees too.
+    if width < 2 {
         return None;
     }
-    let k = largest_power_of_two_below(n);
+    let half = width / 2;
     Some(node_hash(
-        &mth(at, leaves, start, k)?,
-        &mth(at, leaves, start + k, n - k)?,
+        &subtree(at, leaves, start, half)?,
+        &subtree(at, leaves, start + half, half)?,
     ))
 }
 
@@ -122,29 +119,12 @@ fn mth(at: &Frontier, leaves: &[Hash], start: u64, n: u64) -> Option<Hash> {
 /// if `index` is before the frontier's end, `index >= size`, or the leaves do not reach
 /// `size`. Equal to what a full [`MerkleTree`](snapseal_persist::receipt::MerkleTree) gives.
 pub fn proof_from(at: &Frontier, leaves: &[Hash], index: u64, size: u64) -> Option<Vec<Hash>> {
-    if index < at.len() || index >= size || size > at.len() + leaves.len() as u64 {
+    if index < at.len() || size > at.len() + leaves.len() as u64 {
         return None;
     }
-    let mut path = Vec::new();
-    let (mut start, mut n) = (0u64, size);
-    while n > 1 {
-        let k = largest_power_of_two_below(n);
-        if index - start < k {
-            path.push(mth(at, leaves, start + k, n - k)?);
-            n = k;
-        } else {
-            path.push(mth(at, leaves, start, k)?);
-            start += k;
-            n -= k;
-        }
-    }
-    path.reverse();
-    Some(path)
-}
-
-/// Largest power of two strictly below `n` (`n >= 2`).
-fn largest_power_of_two_below(n: u64) -> u64 {
-    1u64 << (63 - (n - 1).leading_zeros())
+    inclusion_path(index, size, |start, width| {
+        subtree(at, leaves, start, width)
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use parking_lot::RwLock;
 use snapseal_actors::{InclusionProof, ProofSource};
-use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, SignedRoot};
+use snapseal_persist::receipt::{leaf_hash, leaf_position, sign_root, MerkleTree, SignedRoot};
 use snapseal_persist::Hash;
 
 /// What a ledger entry does.
@@ -271,12 +271,9 @@ struct LedgerProofs {
 impl ProofSource for LedgerProofs {
     fn inclusion_proof(&self, evidence_idx: u64, sig_idx: u64) -> Result<InclusionProof, String> {
         let e = self.entries.read();
-        let (Some(index), Some(size)) = (evidence_idx.checked_sub(1), sig_idx.checked_sub(1))
-        else {
-            return Err(format!(
-                "index 0 has no proof (evidence {evidence_idx}, signature {sig_idx})"
-            ));
-        };
+        let (index, size) = leaf_position(evidence_idx, sig_idx).ok_or_else(|| {
+            format!("no proof of tx {evidence_idx} under a signature at {sig_idx}")
+        })?;
         let path = e.tree.proof(index, size).ok_or_else(|| {
             format!(
                 "no proof of tx {evidence_idx} in a tree of {size} (ledger has {})",

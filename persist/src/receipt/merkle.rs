@@ -5,7 +5,12 @@
 //! - empty tree: `BLAKE3("")` (RFC 9162's `MTH({}) = HASH()`)
 //! - a tree of `n > 1` leaves splits at `k`, the largest power of two `< n`.
 //!
-//! The tree signed at `sig_idx` covers ledger txs `1 ..= sig_idx - 1`: tx `i` is leaf `i - 1`.
+//! The tree signed at `sig_idx` covers ledger txs `1 ..= sig_idx - 1`: tx `i` is leaf `i - 1`
+//! ([`leaf_position`]).
+//!
+//! The RFC 9162 walks live here once: [`tree_root`] and [`inclusion_path`] take the roots of
+//! complete subtrees from whoever holds them, so the full [`MerkleTree`] and a ledger that
+//! keeps only a compact frontier plus recent leaves compute roots and proofs the same way.
 
 use crate::Hash;
 
@@ -70,7 +75,7 @@ impl MerkleTree {
             let level = &mut self.levels[h];
             level.push(carry);
             // An even count means the two last entries form a complete subtree one level up.
-            if level.len() % 2 != 0 {
+            if level.len() & 1 == 1 {
                 break;
             }
             carry = node_hash(&level[level.len() - 2], &level[level.len() - 1]);
@@ -93,36 +98,16 @@ impl MerkleTree {
         if size > self.len() {
             return None;
         }
-        if size == 0 {
-            return Some(empty_root());
-        }
-        self.range_root(0, size)
+        tree_root(size, |start, width| self.complete(start, width))
     }
 
     /// Inclusion proof (RFC 9162 §2.1.3.1 `PATH`) of leaf `index` in the tree of the first `size`
     /// leaves, siblings ordered from the leaf up. `None` if `index >= size` or `size > len`.
     pub fn proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
-        if index >= size || size > self.len() {
+        if size > self.len() {
             return None;
         }
-        // Walk down from the root, recording the sibling of the side that holds `index`.
-        let mut path = Vec::new();
-        let (mut start, mut n) = (0u64, size);
-        while n > 1 {
-            let k = largest_power_of_two_below(n);
-            if index - start < k {
-                // The sibling is the right part, which may be incomplete (at most once per proof,
-                // as every later range is a complete subtree).
-                path.push(self.range_root(start + k, n - k)?);
-                n = k;
-            } else {
-                path.push(self.complete(start, k)?);
-                start += k;
-                n -= k;
-            }
-        }
-        path.reverse();
-        Some(path)
+        inclusion_path(index, size, |start, width| self.complete(start, width))
     }
 
     /// Drop leaves from `len` on (a ledger tail rollback). No-op if `len >= self.len()`.
@@ -147,26 +132,139 @@ impl MerkleTree {
         let j = usize::try_from(start >> h).ok()?;
         self.levels.get(h)?.get(j).copied()
     }
+}
 
-    /// RFC 9162 `MTH` of leaves `start .. start + n` (`n >= 1`), where `start` is a multiple of
-    /// the largest power of two `<= n`: true for every range the recursion visits. The range is
-    /// the set bits of `n` as complete subtrees, folded right to left.
-    fn range_root(&self, start: u64, n: u64) -> Option<Hash> {
-        let mut parts = Vec::with_capacity(n.count_ones() as usize);
-        let mut offset = start;
-        for bit in (0..64).rev() {
-            let width = 1u64 << bit;
-            if n & width != 0 {
-                parts.push(self.complete(offset, width)?);
-                offset += width;
-            }
-        }
-        let mut acc = parts.pop()?;
-        while let Some(left) = parts.pop() {
-            acc = node_hash(&left, &acc);
-        }
-        Some(acc)
+/// Where the evidence tx at ledger index `evidence_idx` sits in the tree signed by the
+/// signature tx at `sig_idx`: `(leaf_index, tree_size)`.
+///
+/// Ledger indices start at 1 and a signature tx signs the root over every tx before it, so
+/// tx `i` is leaf `i - 1`, and the signature at `s` covers leaves `0 .. s - 1` (txs
+/// `1 ..= s - 1`): a tree of size `s - 1`. `None` when no proof can exist: `evidence_idx` is
+/// 0, or the signature does not come after the evidence.
+///
+/// ```
+/// use snapseal_persist::receipt::leaf_position;
+///
+/// // Tx 3 under the signature at tx 8: leaf 2 of a tree of 7 leaves (txs 1 ..= 7).
+/// assert_eq!(leaf_position(3, 8), Some((2, 7)));
+/// assert_eq!(leaf_position(8, 8), None);
+/// assert_eq!(leaf_position(0, 8), None);
+/// ```
+pub fn leaf_position(evidence_idx: u64, sig_idx: u64) -> Option<(u64, u64)> {
+    (evidence_idx >= 1 && sig_idx > evidence_idx).then(|| (evidence_idx - 1, sig_idx - 1))
+}
+
+/// RFC 9162 `MTH` of the first `size` leaves (the empty root for 0), from the roots of the
+/// complete subtrees it is made of: `subtree(start, width)` must give the root of leaves
+/// `start .. start + width`, where `width` is a power of two and `start` a multiple of it (the
+/// leaf itself for width 1), or `None` if the caller does not hold it. Only subtrees inside
+/// `0 .. size` are asked for: one per set bit of `size`, largest (leftmost) first.
+///
+/// ```
+/// use snapseal_persist::receipt::{empty_root, leaf_hash, node_hash, tree_root};
+///
+/// let leaves: Vec<_> = (0u8..3).map(|i| leaf_hash(&[i; 32], &[0; 32])).collect();
+/// // Three leaves: the complete subtree of leaves 0..2, then leaf 2.
+/// let pair = node_hash(&leaves[0], &leaves[1]);
+/// let root = tree_root(3, |start, width| match (start, width) {
+///     (0, 2) => Some(pair),
+///     (2, 1) => Some(leaves[2]),
+///     _ => None,
+/// });
+/// assert_eq!(root, Some(node_hash(&pair, &leaves[2])));
+/// assert_eq!(tree_root(0, |_, _| None), Some(empty_root()));
+/// ```
+pub fn tree_root(size: u64, mut subtree: impl FnMut(u64, u64) -> Option<Hash>) -> Option<Hash> {
+    if size == 0 {
+        return Some(empty_root());
     }
+    range_root(0, size, &mut subtree)
+}
+
+/// Inclusion proof (RFC 9162 §2.1.3.1 `PATH`, siblings ordered from the leaf up) of leaf
+/// `index` in the tree of the first `size` leaves, from the roots of complete subtrees
+/// (`subtree` as for [`tree_root`]; only ranges inside `0 .. size` that do not contain
+/// `index` are asked for). `None` if `index >= size` or `subtree` lacks a root the path needs.
+/// For a ledger's tx indices see [`leaf_position`]; [`root_from_proof`] checks a path.
+///
+/// ```
+/// use snapseal_persist::receipt::{inclusion_path, leaf_hash, node_hash, root_from_proof};
+/// use snapseal_persist::receipt::MerkleTree;
+/// use snapseal_persist::Hash;
+///
+/// /// The root of a complete subtree, hashed pairwise up from its leaves.
+/// fn complete(leaves: &[Hash]) -> Hash {
+///     match leaves {
+///         [leaf] => *leaf,
+///         _ => {
+///             let (left, right) = leaves.split_at(leaves.len() / 2);
+///             node_hash(&complete(left), &complete(right))
+///         }
+///     }
+/// }
+///
+/// let leaves: Vec<Hash> = (0u8..5).map(|i| leaf_hash(&[i; 32], &[0; 32])).collect();
+/// let path = inclusion_path(3, 5, |start, width| {
+///     let range = usize::try_from(start).ok()?..usize::try_from(start + width).ok()?;
+///     Some(complete(leaves.get(range)?))
+/// })
+/// .unwrap();
+///
+/// let mut tree = MerkleTree::new();
+/// leaves.iter().for_each(|leaf| tree.push(*leaf));
+/// assert_eq!(Some(path.clone()), tree.proof(3, 5));
+/// assert_eq!(root_from_proof(&leaves[3], 3, 5, &path), tree.root(5));
+/// ```
+pub fn inclusion_path(
+    index: u64,
+    size: u64,
+    mut subtree: impl FnMut(u64, u64) -> Option<Hash>,
+) -> Option<Vec<Hash>> {
+    if index >= size {
+        return None;
+    }
+    // Walk down from the root, recording the sibling of the side that holds `index`.
+    let mut path = Vec::new();
+    let (mut start, mut n) = (0u64, size);
+    while n > 1 {
+        let k = largest_power_of_two_below(n);
+        if index - start < k {
+            // The sibling is the right part, which may be incomplete (at most once per proof,
+            // as every later range is a complete subtree).
+            path.push(range_root(start + k, n - k, &mut subtree)?);
+            n = k;
+        } else {
+            path.push(subtree(start, k)?);
+            start += k;
+            n -= k;
+        }
+    }
+    path.reverse();
+    Some(path)
+}
+
+/// RFC 9162 `MTH` of leaves `start .. start + n` (`n >= 1`), where `start` is a multiple of
+/// the largest power of two `<= n`: true for every range the walks visit. The range is the set
+/// bits of `n` as complete subtrees, folded right to left.
+fn range_root(
+    start: u64,
+    n: u64,
+    subtree: &mut impl FnMut(u64, u64) -> Option<Hash>,
+) -> Option<Hash> {
+    let mut parts = Vec::with_capacity(n.count_ones() as usize);
+    let mut offset = start;
+    for bit in (0..64).rev() {
+        let width = 1u64 << bit;
+        if n & width != 0 {
+            parts.push(subtree(offset, width)?);
+            offset += width;
+        }
+    }
+    let mut acc = parts.pop()?;
+    while let Some(left) = parts.pop() {
+        acc = node_hash(&left, &acc);
+    }
+    Some(acc)
 }
 
 /// The root implied by `leaf` at `index` in a tree of `size` leaves and its inclusion `path`

@@ -29,7 +29,10 @@ pub use cose::{
     RECEIPT_VERSION,
 };
 pub use error::ReceiptError;
-pub use merkle::{empty_root, leaf_hash, node_hash, root_from_proof, MerkleTree, MAX_PROOF_LEN};
+pub use merkle::{
+    empty_root, inclusion_path, leaf_hash, leaf_position, node_hash, root_from_proof, tree_root,
+    MerkleTree, MAX_PROOF_LEN,
+};
 pub use scheme::{scheme_of, ReceiptScheme, SchemeId, Schemes, LABEL_SCHEME};
 pub use statement::{
     SignedStatement, StatementScheme, LABEL_STATEMENT_COMMIT_IDX, LABEL_STATEMENT_IDX,
