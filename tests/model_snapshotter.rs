@@ -148,7 +148,7 @@ impl StateMachineTest for RealPipeline {
         h
     }
 
-    fn teardown(mut h: Harness) {
+    fn teardown(mut h: Harness, _model: RefState) {
         h.settle().unwrap_or_else(|v| panic!("{v}"));
     }
 }

@@ -51,7 +51,7 @@ fn body(probe: &Arc<Probe>, id: u32) {
     // Widen the window in which a second, wrongly scheduled run would overlap this one.
     thread::yield_now();
     probe.ran.lock().push(id);
-    if id < FOLLOW_UP_BASE && id % FOLLOW_UP_EVERY == 0 {
+    if id < FOLLOW_UP_BASE && id.is_multiple_of(FOLLOW_UP_EVERY) {
         add(probe, FOLLOW_UP_BASE + id);
     }
     probe.in_action.store(false, Ordering::SeqCst);

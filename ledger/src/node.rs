@@ -460,7 +460,7 @@ impl<L: NodeLedger> SimNode<L> {
         }
         self.poll();
         self.appended += 1;
-        if (self.ledger.last_idx() + 1) % self.cfg.sig_every == 0 {
+        if (self.ledger.last_idx() + 1).is_multiple_of(self.cfg.sig_every) {
             self.sign_and_commit();
         } else {
             let key = rand_core::RngCore::next_u64(&mut self.rng) % self.cfg.keys;
@@ -475,7 +475,7 @@ impl<L: NodeLedger> SimNode<L> {
             });
         }
         if let Some(every) = self.cfg.rollback_every {
-            if self.appended % every == 0 {
+            if self.appended.is_multiple_of(every) {
                 self.rollback_uncommitted();
             }
         }

@@ -36,7 +36,7 @@ fn drive(mem: &Ledger, disk: &DiskLedger, n: u64) -> Vec<(u64, u64)> {
             pending_sig = None;
             continue;
         }
-        if (mem.last_idx() + 1) % 10 == 0 {
+        if (mem.last_idx() + 1).is_multiple_of(10) {
             let a = mem.append_signature();
             let b = disk.append_signature();
             assert_eq!(a, b, "same signed root at {}", a.sig_idx);

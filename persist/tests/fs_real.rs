@@ -169,18 +169,27 @@ fn symlink_planted_as_the_new_name_leaves_its_target_untouched() {
 }
 
 #[test]
-fn lock_is_refused_to_an_independent_open_file_description() {
-    // flock conflicts between open file descriptions, which is what another process has.
+fn lock_is_a_flock_on_the_directory_and_the_file_that_dropping_the_guard_releases() {
+    // flock conflicts between open file descriptions, which is what another process has: a
+    // plain flock(2) from another tool (or an older snapseal) must see the store's lock.
+    use nix::fcntl::{Flock, FlockArg};
     let h = real();
     let dir = h.fs.open_dir(h.dir(), false).unwrap();
-    let _lock = dir.lock_exclusive(".lock").unwrap();
-    let file = std::fs::File::open(h.dir().join(".lock")).unwrap();
-    #[allow(deprecated)]
-    let res = nix::fcntl::flock(
-        std::os::fd::AsRawFd::as_raw_fd(&file),
-        nix::fcntl::FlockArg::LockExclusiveNonblock,
-    );
-    assert_eq!(res, Err(Errno::EWOULDBLOCK));
+    let lock = dir.lock_exclusive(".lock").unwrap();
+    let others = || {
+        [
+            std::fs::File::open(h.dir()).unwrap(),
+            std::fs::File::open(h.dir().join(".lock")).unwrap(),
+        ]
+    };
+    for file in others() {
+        let err = Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap_err();
+        assert_eq!(err.1, Errno::EWOULDBLOCK);
+    }
+    drop(lock);
+    for file in others() {
+        assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok());
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! belong to an upload still running.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,18 +61,15 @@ pub(crate) fn sweep(
         Err(Errno::ENOENT) => return Ok(found),
         Err(e) => return Err(e.into()),
     };
-    let top_fd = top.as_raw_fd();
+    let listed = utf8_names(&mut top)?;
+    let top_fd = top.as_fd();
     let mut nodes = Vec::new();
     let mut index_leftovers = Vec::new();
-    for entry in top.iter() {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().to_str() else {
-            continue;
-        };
-        if valid_node_name(name) && kind(top_fd, name)? == Some(libc::S_IFDIR) {
-            nodes.push(name.to_string());
-        } else if staged_of(name).is_some_and(|b| b == INDEX_OBJECT) {
-            index_leftovers.push(name.to_string());
+    for name in listed {
+        if valid_node_name(&name) && kind(top_fd, &name)? == Some(libc::S_IFDIR) {
+            nodes.push(name);
+        } else if staged_of(&name).is_some_and(|b| b == INDEX_OBJECT) {
+            index_leftovers.push(name);
         }
     }
     for name in index_leftovers {
@@ -80,7 +77,7 @@ pub(crate) fn sweep(
     }
     for node in nodes {
         let mut dir = match Dir::openat(
-            Some(top_fd),
+            top_fd,
             node.as_str(),
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -90,29 +87,41 @@ pub(crate) fn sweep(
             Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => continue,
             Err(e) => return Err(e.into()),
         };
-        let fd = dir.as_raw_fd();
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry?;
-            if let Ok(name) = entry.file_name().to_str() {
-                if staged_snapshot(name) {
-                    names.push(name.to_string());
-                }
-            }
-        }
+        let mut names = utf8_names(&mut dir)?;
+        names.retain(|name| staged_snapshot(name));
         let path = root.join(&node);
         for name in names {
-            consider(fd, &path, &name, now, older_than, remove, &mut found)?;
+            consider(
+                dir.as_fd(),
+                &path,
+                &name,
+                now,
+                older_than,
+                remove,
+                &mut found,
+            )?;
         }
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
+/// The names in `dir` that are UTF-8 (no snapseal name is anything else), listed before any is
+/// looked at, so the listing's borrow of `dir` ends before the `*at` calls borrow its fd.
+fn utf8_names(dir: &mut Dir) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        if let Ok(name) = entry?.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
+
 /// The file type of `name` in `dir` (the entry itself, never a symlink's target); `None`
 /// when it is gone.
-fn kind(dir: RawFd, name: &str) -> io::Result<Option<libc::mode_t>> {
-    match stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+fn kind(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<libc::mode_t>> {
+    match stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(e.into()),
@@ -134,7 +143,7 @@ fn staged_snapshot(name: &str) -> bool {
 /// Records `name` in `dir` (shown as under `path`) if it is a regular file not written for
 /// `older_than`, unlinking it with `remove`.
 fn consider(
-    dir: RawFd,
+    dir: BorrowedFd<'_>,
     path: &Path,
     name: &str,
     now: SystemTime,
@@ -142,7 +151,7 @@ fn consider(
     remove: bool,
     found: &mut Vec<StaleUpload>,
 ) -> io::Result<()> {
-    let st = match stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+    let st = match stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -160,7 +169,7 @@ fn consider(
         return Ok(());
     }
     if remove {
-        match unistd::unlinkat(Some(dir), name, UnlinkatFlags::NoRemoveDir) {
+        match unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(e.into()),
         }

@@ -8,14 +8,11 @@
 //! Two things `Untrusted` does not do live here as well, under the same rule and with the same
 //! messages ([`UntrustedError`]): opening a subdirectory ([`open_subdir`], by the directory's
 //! fd, so what is checked is what is used) and opening `committed.log` to append
-//! ([`open_append`]).
-
-// nix 0.29's `openat` returns a raw fd; owning it needs `unsafe` (the block says why).
-#![allow(unsafe_code)]
+//! ([`open_append`]: the workspace's one append-open; persist's seam has no such call, since
+//! the library only ever creates files new and renames them into place).
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,9 +133,7 @@ pub(super) fn open_append(dir: &Path, name: &str, limit: Limit) -> anyhow::Resul
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .with_context(|| format!("opening directory {}", Escaped::path(dir)))
-    // SAFETY: `open` just returned this fd and nothing else owns it.
-    .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })?;
+    .with_context(|| format!("opening directory {}", Escaped::path(dir)))?;
     let path = dir.join(name);
     let flags = OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
@@ -146,20 +141,15 @@ pub(super) fn open_append(dir: &Path, name: &str, limit: Limit) -> anyhow::Resul
         | OFlag::O_RDWR
         | OFlag::O_APPEND
         | OFlag::O_CREAT;
-    let raw = openat(
-        Some(dir_fd.as_raw_fd()),
-        name,
-        flags,
-        Mode::from_bits_truncate(0o644),
-    )
-    .map_err(|e| refused(limit, path.clone(), e))?;
-    // SAFETY: `openat` just returned this fd and nothing else owns it.
-    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    let mut file = File::from(
+        openat(&dir_fd, name, flags, Mode::from_bits_truncate(0o644))
+            .map_err(|e| refused(limit, path.clone(), e))?,
+    );
     let len = check_regular(&file, limit, &path)?;
     // A regular file never blocks anyway; clear the flag so the writes are plain ones.
-    fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
+    fcntl(&file, FcntlArg::F_GETFL)
         .map(|bits| OFlag::from_bits_truncate(bits) - OFlag::O_NONBLOCK)
-        .and_then(|flags| fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags)))
+        .and_then(|flags| fcntl(&file, FcntlArg::F_SETFL(flags)))
         .with_context(|| format!("clearing O_NONBLOCK on {}", Escaped::path(&path)))?;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     (&mut file)

@@ -4,12 +4,13 @@
 //! open carries `O_NOFOLLOW` and `O_CLOEXEC`. File descriptors are [`OwnedFd`]s so nothing
 //! leaks on an error path; where a close error matters it is closed explicitly.
 
-// Owning raw fds from nix and mapping files need `unsafe`; each block says why it holds.
+// Mapping files and `sync_file_range` need `unsafe`; each block says why it holds.
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;
+use std::fs::{File, TryLockError};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -56,14 +57,14 @@ impl RealFs {
             create_dir_all_durable(path)?;
         }
         // No O_NOFOLLOW here on purpose: see `FileSystem::open_dir`.
-        let raw = fcntl::open(
+        let fd = fcntl::open(
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
         Ok(Arc::new(RealDir {
             path: path.to_path_buf(),
-            fd: owned(raw),
+            fd,
             map,
         }))
     }
@@ -104,20 +105,14 @@ fn create_dir_all_durable(path: &Path) -> io::Result<()> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let parent_fd = owned(fcntl::open(
+        let parent_fd = fcntl::open(
             parent,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
-        )?);
-        unistd::fsync(parent_fd.as_raw_fd())?;
+        )?;
+        unistd::fsync(&parent_fd)?;
     }
     Ok(())
-}
-
-/// Takes ownership of a freshly returned, valid file descriptor.
-fn owned(raw: RawFd) -> OwnedFd {
-    // SAFETY: `raw` was just returned by a successful open/openat and is owned by no one else.
-    unsafe { OwnedFd::from_raw_fd(raw) }
 }
 
 /// Fails unless `st` describes a regular file: `EISDIR` for a directory, a [`NotRegular`]
@@ -148,23 +143,17 @@ struct RealDir {
 }
 
 impl RealDir {
-    fn raw(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
-    }
-}
-
-impl RealDir {
     /// `openat(O_RDONLY|O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK)` and `fstat`: the fd of a regular file
     /// and its size. O_NONBLOCK only matters for a planted fifo: without it the open would hang.
     fn open_regular(&self, name: &str) -> io::Result<(OwnedFd, u64)> {
         check_name(name)?;
-        let fd = owned(fcntl::openat(
-            self.raw(),
+        let fd = fcntl::openat(
+            &self.fd,
             name,
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
-        )?);
-        let st = stat::fstat(fd.as_raw_fd())?;
+        )?;
+        let st = stat::fstat(&fd)?;
         require_regular(&st)?;
         let size = u64::try_from(st.st_size).map_err(|_| Errno::EOVERFLOW)?;
         Ok((fd, size))
@@ -178,37 +167,37 @@ impl DirHandle for RealDir {
 
     fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn WritableFile>> {
         check_name(name)?;
-        let raw = fcntl::openat(
-            self.raw(),
+        let fd = fcntl::openat(
+            &self.fd,
             name,
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
             Mode::from_bits_truncate(mode),
         )?;
-        Ok(Box::new(RealFile { fd: owned(raw) }))
+        Ok(Box::new(RealFile { fd }))
     }
 
     fn rename_noreplace(&self, from: &str, to: &str) -> io::Result<()> {
         check_name(from)?;
         check_name(to)?;
-        rename_noreplace_at(self.raw(), from, to)
+        rename_noreplace_at(self.fd.as_fd(), from, to)
     }
 
     fn hard_link(&self, from: &str, to: &str) -> io::Result<()> {
         check_name(from)?;
         check_name(to)?;
         // Empty flags: no AT_SYMLINK_FOLLOW, so a symlink is linked itself, not its target.
-        unistd::linkat(self.raw(), from, self.raw(), to, AtFlags::empty())?;
+        unistd::linkat(&self.fd, from, &self.fd, to, AtFlags::empty())?;
         Ok(())
     }
 
     fn unlink(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
-        unistd::unlinkat(self.raw(), name, UnlinkatFlags::NoRemoveDir)?;
+        unistd::unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir)?;
         Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
-        unistd::fsync(self.fd.as_raw_fd())?;
+        unistd::fsync(&self.fd)?;
         Ok(())
     }
 
@@ -216,7 +205,7 @@ impl DirHandle for RealDir {
         // A fresh open of "." rather than a dup: a dup would share the directory offset with
         // our handle, so two concurrent listings would steal each other's entries.
         let mut dir = Dir::openat(
-            self.raw(),
+            &self.fd,
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -229,7 +218,7 @@ impl DirHandle for RealDir {
             if bytes == b"." || bytes == b".." {
                 continue;
             }
-            let st = match stat::fstatat(self.raw(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            let st = match stat::fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 // Removed between readdir and fstatat: it is no longer there to list.
                 Err(Errno::ENOENT) => continue,
@@ -297,20 +286,20 @@ impl DirHandle for RealDir {
     fn open_subdir(&self, name: &str, create: bool) -> io::Result<Arc<dyn DirHandle>> {
         check_name(name)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let raw = match fcntl::openat(self.raw(), name, flags, Mode::empty()) {
+        let fd = match fcntl::openat(&self.fd, name, flags, Mode::empty()) {
             Err(Errno::ENOENT) if create => {
-                match stat::mkdirat(self.raw(), name, Mode::from_bits_truncate(0o700)) {
+                match stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o700)) {
                     // Someone else made it meanwhile: theirs to make durable.
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
                 // The new entry must survive a crash before anything is put inside it.
-                unistd::fsync(self.fd.as_raw_fd())?;
-                fcntl::openat(self.raw(), name, flags, Mode::empty())?
+                unistd::fsync(&self.fd)?;
+                fcntl::openat(&self.fd, name, flags, Mode::empty())?
             }
             // O_DIRECTORY|O_NOFOLLOW on a symlink gives ENOTDIR; say what it is.
             Err(Errno::ENOTDIR) => {
-                let st = stat::fstatat(self.raw(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                let st = stat::fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
                 return Err(if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
                     Errno::ELOOP
                 } else {
@@ -322,7 +311,7 @@ impl DirHandle for RealDir {
         };
         Ok(Arc::new(RealDir {
             path: self.path.join(name),
-            fd: owned(raw),
+            fd,
             map: self.map,
         }))
     }
@@ -332,17 +321,16 @@ impl DirHandle for RealDir {
         // The directory itself first: its name cannot be unlinked from under a running store,
         // unlike the lock file's. A fresh open, so the lock is on an open file description of
         // its own and closing it (on drop) releases it.
-        let dir_fd = owned(fcntl::openat(
-            self.raw(),
+        let dir_fd = File::from(fcntl::openat(
+            &self.fd,
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?);
-        #[allow(deprecated)]
-        fcntl::flock(dir_fd.as_raw_fd(), fcntl::FlockArg::LockExclusiveNonblock)?;
+        try_flock(&dir_fd)?;
         // Read-only is enough for flock, and O_NONBLOCK keeps a planted fifo from hanging us.
-        let fd = owned(fcntl::openat(
-            self.raw(),
+        let fd = File::from(fcntl::openat(
+            &self.fd,
             name,
             OFlag::O_RDONLY
                 | OFlag::O_CREAT
@@ -351,17 +339,29 @@ impl DirHandle for RealDir {
                 | OFlag::O_NONBLOCK,
             Mode::from_bits_truncate(0o600),
         )?);
-        require_regular(&stat::fstat(fd.as_raw_fd())?)?;
-        // The plain flock call, not `nix::fcntl::Flock`: Flock's Drop panics if unlocking
-        // fails, and we need no explicit unlock at all, since closing our (only) fd of this
-        // open file description releases the lock.
-        #[allow(deprecated)]
-        fcntl::flock(fd.as_raw_fd(), fcntl::FlockArg::LockExclusiveNonblock)?;
+        require_regular(&stat::fstat(&fd)?)?;
+        try_flock(&fd)?;
         Ok(Box::new(RealLock {
             path: self.path.join(name),
             _file_fd: fd,
             _dir_fd: dir_fd,
         }))
+    }
+}
+
+/// `flock(fd, LOCK_EX|LOCK_NB)`, through std's [`File::try_lock`] (which is that call on
+/// Linux; `fs_real`'s lock test checks that a plain `flock` from another open of the file
+/// conflicts with it). A lock held elsewhere is `EWOULDBLOCK`.
+///
+/// Not `nix::fcntl::Flock`: its Drop unlocks and panics if that fails, and it is not needed
+/// at all, since closing our (only) fd of this open file description releases the lock. Nor
+/// nix's plain `flock`, which is deprecated for `Flock`. `File::try_lock` keeps neither a
+/// guard nor `unsafe`: the lock lives exactly as long as the `File`.
+fn try_flock(file: &File) -> io::Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Errno::EWOULDBLOCK.into()),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -388,7 +388,7 @@ fn read_exact_at(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn rename_noreplace_at(dir: Option<RawFd>, from: &str, to: &str) -> io::Result<()> {
+fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
     fcntl::renameat2(dir, from, dir, to, fcntl::RenameFlags::RENAME_NOREPLACE)?;
     Ok(())
 }
@@ -396,7 +396,7 @@ fn rename_noreplace_at(dir: Option<RawFd>, from: &str, to: &str) -> io::Result<(
 /// Without `renameat2` there is no non-replacing rename; report it as unsupported so the
 /// caller takes the link + unlink fallback (never an overwriting rename).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn rename_noreplace_at(_dir: Option<RawFd>, _from: &str, _to: &str) -> io::Result<()> {
+fn rename_noreplace_at(_dir: BorrowedFd<'_>, _from: &str, _to: &str) -> io::Result<()> {
     Err(Errno::ENOSYS.into())
 }
 
@@ -456,14 +456,14 @@ impl WritableFile for RealFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        unistd::fsync(self.fd.as_raw_fd())?;
+        unistd::fsync(&self.fd)?;
         Ok(())
     }
 
     fn close(self: Box<Self>) -> io::Result<()> {
         // On Linux the fd is released even when close reports an error (EINTR included), so
         // the error is returned and never retried.
-        unistd::close(self.fd.into_raw_fd())?;
+        unistd::close(self.fd)?;
         Ok(())
     }
 }
@@ -473,8 +473,8 @@ impl WritableFile for RealFile {
 struct RealLock {
     /// Which lock this is, for `Debug`.
     path: PathBuf,
-    _file_fd: OwnedFd,
-    _dir_fd: OwnedFd,
+    _file_fd: File,
+    _dir_fd: File,
 }
 
 impl std::fmt::Debug for RealLock {

@@ -213,14 +213,14 @@ fn edit(p: &mut Picks<'_>, g: &GenuineLedger, parts: &mut ChunkParts, name: &mut
             let k = p.below(g.txs.len());
             if let (Some(tx), Some(e)) = (g.txs.get(k), parts.entries.get_mut(i)) {
                 e.1 = tx.clone();
-                if p.next() % 2 == 0 {
+                if p.next().is_multiple_of(2) {
                     e.0 = k as u64 + 1;
                 }
             }
         }
         8 => parts.entries.truncate(i),
         _ => {
-            if p.next() % 2 == 0 {
+            if p.next().is_multiple_of(2) {
                 name.0 = p.nudge(name.0);
             } else {
                 name.1 = p.nudge(name.1);
@@ -252,7 +252,7 @@ fn edit_tx(p: &mut Picks<'_>, tx: &mut TxKind) {
             snapshot_idx,
             digest,
         } => {
-            if p.next() % 2 == 0 {
+            if p.next().is_multiple_of(2) {
                 *snapshot_idx = p.nudge(*snapshot_idx);
             } else {
                 digest[p.below(32)] ^= p.flip();
