@@ -2,9 +2,9 @@
 //! snapshot points of its own signatures (with a small tx interval each signature would make
 //! a new snapshot due, and settling would never catch up).
 
+use snapseal_persist::fs::FaultKind::*;
+use snapseal_persist::fs::Op::*;
 use snapseal_sim::harness::fuzz_entry::event_order_ops;
-use snapseal_sim::harness::FsCall::*;
-use snapseal_sim::harness::FsError::*;
 use snapseal_sim::harness::Op::*;
 
 /// Found by the event_order fuzzer: a tx interval of 4 and a run that ends with several

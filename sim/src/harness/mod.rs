@@ -91,7 +91,7 @@ use snapseal_persist::{FileState, PendingName, SnapshotName, StoreStats};
 
 pub use config::HarnessConfig;
 pub use history::{AckRecord, HarnessStats};
-pub use op::{FsCall, FsError, Op};
+pub use op::{Op, FAULT_CALLS, FAULT_ERRORS};
 pub use process::StartError;
 pub use rng::SplitMix64;
 pub use runner::{
@@ -406,11 +406,8 @@ impl Harness {
             Op::RunAll => self.run_all()?,
             Op::Tick(n) => self.process.tasks.tick(Duration::from_secs(u64::from(n))),
             Op::Fault { call, error, nth } => {
-                self.sim.inject(Fault::nth(
-                    call.seam_op(),
-                    1 + u64::from(nth % 4),
-                    error.seam_kind(),
-                ));
+                self.sim
+                    .inject(Fault::nth(call, 1 + u64::from(nth % 4), error));
                 self.dirty = true;
                 self.armed = true;
                 self.stats.faults += 1;

@@ -6,89 +6,63 @@
 //! meaningful: that is what lets proptest shrink a failing list and a fuzzer mutate one without
 //! producing mostly no-ops.
 
+use snapseal_persist::fs::{FaultKind, Op as Call};
+
 use super::rng::SplitMix64;
 
-/// A seam call a fault can target (a subset of [`snapseal_persist::fs::Op`] that the store and
-/// the writer make).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
-pub enum FsCall {
-    /// The exclusive create of the uncommitted file.
-    CreateNew,
-    /// A `write(2)` of the file.
-    Write,
-    /// The positioned write (`pwrite(2)` at offset 0) that puts the real header into a spilled
-    /// body's pending file when its persist completes it.
-    WriteAt,
-    /// The file's `fsync`.
-    Sync,
-    /// The file's `close`.
-    Close,
-    /// The no-replace rename to the committed name.
-    Rename,
-    /// The link fallback of the rename.
-    HardLink,
-    /// Any unlink (stale file, cleanup, retention, quarantine trim).
-    Unlink,
-    /// The directory `fsync`.
-    SyncDir,
-    /// A directory listing.
-    List,
-    /// Opening a file for reading.
-    OpenRead,
-    /// Any call at all.
-    Any,
+/// The seam calls the store and the writer make, which [`Op::Fault`] targets (persist's own
+/// [`Call`] names them; opening the directory, writeback hints and the lock are left out:
+/// failing those only stops a restart, which [`Op::Crash`] already covers).
+pub const FAULT_CALLS: [Call; 12] = [
+    Call::CreateNew,
+    Call::Write,
+    Call::WriteAt,
+    Call::Sync,
+    Call::Close,
+    Call::Rename,
+    Call::HardLink,
+    Call::Unlink,
+    Call::SyncDir,
+    Call::List,
+    Call::OpenRead,
+    Call::Any,
+];
+
+/// How an injected fault fails its call: every [`FaultKind`], in the order fuzz inputs
+/// decode them.
+pub const FAULT_ERRORS: [FaultKind; 5] = [
+    FaultKind::Eio,
+    FaultKind::Enospc,
+    FaultKind::Eintr,
+    FaultKind::Eexist,
+    FaultKind::ShortWrite,
+];
+
+/// Structured fuzz input for a field drawn from a fixed list: one of `items`, decoded as
+/// `arbitrary`'s derive decodes a field-less enum (a `u32`, multiplied by the count, shifted
+/// down 32), so the committed corpus keeps meaning the same steps.
+#[cfg(feature = "fuzzing")]
+fn pick<T: Copy, const N: usize>(
+    u: &mut arbitrary::Unstructured<'_>,
+    items: &[T; N],
+) -> arbitrary::Result<T> {
+    let x = <u32 as arbitrary::Arbitrary>::arbitrary(u)?;
+    let i = (u64::from(x) * N as u64) >> 32;
+    // `i < N` by construction; an empty list has nothing to give.
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| items.get(i).copied())
+        .ok_or(arbitrary::Error::EmptyChoose)
 }
 
-impl FsCall {
-    /// The seam's own name for the call.
-    pub fn seam_op(self) -> snapseal_persist::fs::Op {
-        use snapseal_persist::fs::Op;
-        match self {
-            FsCall::CreateNew => Op::CreateNew,
-            FsCall::Write => Op::Write,
-            FsCall::WriteAt => Op::WriteAt,
-            FsCall::Sync => Op::Sync,
-            FsCall::Close => Op::Close,
-            FsCall::Rename => Op::Rename,
-            FsCall::HardLink => Op::HardLink,
-            FsCall::Unlink => Op::Unlink,
-            FsCall::SyncDir => Op::SyncDir,
-            FsCall::List => Op::List,
-            FsCall::OpenRead => Op::OpenRead,
-            FsCall::Any => Op::Any,
-        }
-    }
+#[cfg(feature = "fuzzing")]
+fn arbitrary_call(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Call> {
+    pick(u, &FAULT_CALLS)
 }
 
-/// How an injected fault fails its call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
-pub enum FsError {
-    /// `EIO`.
-    Eio,
-    /// `ENOSPC`.
-    Enospc,
-    /// `EINTR` (the writer retries it).
-    Eintr,
-    /// `EEXIST`.
-    Eexist,
-    /// A short write (only meaningful for [`FsCall::Write`] and [`FsCall::WriteAt`]).
-    ShortWrite,
-}
-
-impl FsError {
-    /// The seam's own name for the failure.
-    pub fn seam_kind(self) -> snapseal_persist::fs::FaultKind {
-        use snapseal_persist::fs::FaultKind;
-        match self {
-            FsError::Eio => FaultKind::Eio,
-            FsError::Enospc => FaultKind::Enospc,
-            FsError::Eintr => FaultKind::Eintr,
-            FsError::Eexist => FaultKind::Eexist,
-            FsError::ShortWrite => FaultKind::ShortWrite,
-        }
-    }
+#[cfg(feature = "fuzzing")]
+fn arbitrary_error(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<FaultKind> {
+    pick(u, &FAULT_ERRORS)
 }
 
 /// One step of a simulation.
@@ -117,10 +91,12 @@ pub enum Op {
     Tick(u8),
     /// Fail the `1 + nth % 4`-th next matching seam call.
     Fault {
-        /// Which call.
-        call: FsCall,
+        /// Which call (one of [`FAULT_CALLS`]).
+        #[cfg_attr(feature = "fuzzing", arbitrary(with = arbitrary_call))]
+        call: Call,
         /// How it fails.
-        error: FsError,
+        #[cfg_attr(feature = "fuzzing", arbitrary(with = arbitrary_error))]
+        error: FaultKind,
         /// Which matching call (from now) fails.
         nth: u8,
     },
@@ -201,29 +177,6 @@ impl Op {
         ops
     }
 }
-
-const FAULT_CALLS: [FsCall; 12] = [
-    FsCall::CreateNew,
-    FsCall::Write,
-    FsCall::WriteAt,
-    FsCall::Sync,
-    FsCall::Close,
-    FsCall::Rename,
-    FsCall::HardLink,
-    FsCall::Unlink,
-    FsCall::SyncDir,
-    FsCall::List,
-    FsCall::OpenRead,
-    FsCall::Any,
-];
-
-const FAULT_ERRORS: [FsError; 5] = [
-    FsError::Eio,
-    FsError::Enospc,
-    FsError::Eintr,
-    FsError::Eexist,
-    FsError::ShortWrite,
-];
 
 #[cfg(test)]
 mod tests {
