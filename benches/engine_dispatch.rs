@@ -1,5 +1,6 @@
 //! Action dispatch cost of the snapseal engine against a plain crossbeam-channel worker pool
-//! with the same number of threads running the same tiny closure:
+//! with the same number of threads running the same tiny closure (the pool and the closure are
+//! `snapseal bench`'s own, `snapseal_cli::bench::engine`):
 //!
 //! - `many_queues`: 64 `OrderedTasks` × 1000 actions, added round-robin;
 //! - `one_long_queue`: one `OrderedTasks` of 50 000 actions (serial by contract, so at most
@@ -8,13 +9,10 @@
 //! Each sample builds the work from scratch and waits until all of it ran. Run with
 //! `cargo bench --bench engine_dispatch`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
-use divan::{black_box, Bencher};
+use divan::Bencher;
+use snapseal_cli::bench::engine::{tiny, Pool};
 use snapseal_engine::{EngineConfig, ShutdownMode, TaskSystem};
 
 const WORKERS: usize = 2;
@@ -28,13 +26,6 @@ fn main() {
     divan::main();
 }
 
-/// The work every action and every pool job does: a few arithmetic operations the optimiser
-/// cannot remove.
-#[inline(always)]
-fn tiny(i: usize) {
-    black_box(black_box(i).wrapping_mul(0x9E37_79B9).rotate_left(7));
-}
-
 fn engine() -> TaskSystem {
     match TaskSystem::threaded(EngineConfig {
         workers: Some(WORKERS),
@@ -42,63 +33,6 @@ fn engine() -> TaskSystem {
     }) {
         Ok(system) => system,
         Err(error) => panic!("cannot start the engine: {error}"),
-    }
-}
-
-/// A fixed-size pool of threads taking boxed closures from one crossbeam channel.
-struct Pool {
-    tx: Option<Sender<Box<dyn FnOnce() + Send>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Pool {
-    fn new(threads: usize) -> Self {
-        let (tx, rx): (Sender<Box<dyn FnOnce() + Send>>, Receiver<_>) =
-            crossbeam_channel::unbounded();
-        let threads = (0..threads)
-            .map(|_| {
-                let rx = rx.clone();
-                std::thread::spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        job();
-                    }
-                })
-            })
-            .collect();
-        Self {
-            tx: Some(tx),
-            threads,
-        }
-    }
-
-    /// Runs `jobs` closures `tiny(i)` and waits until all ran.
-    fn run(&self, jobs: usize) {
-        let Some(tx) = &self.tx else { return };
-        let remaining = Arc::new(AtomicUsize::new(jobs));
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-        for i in 0..jobs {
-            let remaining = Arc::clone(&remaining);
-            let done_tx = done_tx.clone();
-            let job: Box<dyn FnOnce() + Send> = Box::new(move || {
-                tiny(i);
-                if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let _ = done_tx.send(());
-                }
-            });
-            if tx.send(job).is_err() {
-                return;
-            }
-        }
-        let _ = done_rx.recv_timeout(HANG_GUARD);
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.tx = None;
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -131,7 +65,7 @@ mod many_queues {
         let pool = Pool::new(WORKERS);
         bencher
             .counter(divan::counter::ItemsCount::new(QUEUES * ACTIONS_PER_QUEUE))
-            .bench_local(|| pool.run(QUEUES * ACTIONS_PER_QUEUE));
+            .bench_local(|| pool.run(QUEUES * ACTIONS_PER_QUEUE).unwrap());
     }
 }
 
@@ -162,6 +96,6 @@ mod one_long_queue {
         let pool = Pool::new(WORKERS);
         bencher
             .counter(divan::counter::ItemsCount::new(LONG_QUEUE))
-            .bench_local(|| pool.run(LONG_QUEUE));
+            .bench_local(|| pool.run(LONG_QUEUE).unwrap());
     }
 }

@@ -9,7 +9,8 @@
 //!   dir fsync) — the crate a user would otherwise reach for.
 //!
 //! `cargo bench --bench persist_peers` (`SNAPSEAL_BENCH_DIR` picks the filesystem). The
-//! previous iteration's file is removed outside the timed section.
+//! previous iteration's file is removed outside the timed section. The bytes, receipt and
+//! floor are `snapseal bench`'s own (`snapseal_cli::bench::{fixture, floor}`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,13 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use divan::Bencher;
-use ed25519_dalek::SigningKey;
-use snapseal::persist::format::{body_digest, Flags, Header};
+use snapseal::persist::format::Flags;
 use snapseal::persist::fs::RealFs;
-use snapseal::persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
-use snapseal::persist::Hash;
+use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::SpillCommit;
-use snapseal::persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
+use snapseal::persist::{PersistRequest, SnapshotStore, StoreOptions};
+use snapseal_cli::bench::fixture::{committed_name, key, Fixture, EVIDENCE};
 use snapseal_cli::bench::floor::Floor;
 
 fn main() {
@@ -31,75 +31,6 @@ fn main() {
 }
 
 const SIZES: [usize; 4] = [4 << 10, 1 << 20, 64 << 20, 256 << 20];
-const EVIDENCE: u64 = 1000;
-
-fn key() -> SigningKey {
-    SigningKey::from_bytes(&[7u8; 32])
-}
-
-struct Fixture {
-    body: Vec<u8>,
-    digest: Hash,
-    receipt: Vec<u8>,
-}
-
-impl Fixture {
-    fn new(len: usize) -> Fixture {
-        let body: Vec<u8> = (0..len).map(|i| (i * 131 + i / 4099) as u8).collect();
-        let digest = body_digest(&body);
-        let mut tree = MerkleTree::new();
-        let tx = |i: u64| *blake3::hash(&i.to_le_bytes()).as_bytes();
-        for i in 1..=EVIDENCE + 5 {
-            tree.push(leaf_hash(
-                &tx(i),
-                if i == EVIDENCE { &digest } else { &[0; 32] },
-            ));
-        }
-        let root = tree.root(EVIDENCE + 5).unwrap();
-        let receipt = Receipt::prove(
-            &tree,
-            EVIDENCE,
-            tx(EVIDENCE),
-            digest,
-            sign_root(&key(), EVIDENCE + 6, &root),
-        )
-        .unwrap()
-        .encode()
-        .unwrap();
-        Fixture {
-            body,
-            digest,
-            receipt,
-        }
-    }
-
-    /// The whole committed file, for the peers that write one buffer.
-    fn file_bytes(&self, idx: u64) -> Vec<u8> {
-        let header = Header {
-            idx,
-            evidence_idx: EVIDENCE,
-            flags: Flags::NONE,
-            body_len: self.body.len() as u64,
-            receipt_len: self.receipt.len() as u64,
-            raw_len: self.body.len() as u64,
-            body_digest: self.digest,
-            receipt_digest: *blake3::hash(&self.receipt).as_bytes(),
-        };
-        let mut out = header.encode().to_vec();
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(&self.receipt);
-        out
-    }
-}
-
-fn committed(idx: u64) -> String {
-    SnapshotName {
-        idx,
-        evidence_idx: EVIDENCE,
-        state: FileState::Committed,
-    }
-    .file_name()
-}
 
 fn bench_dir() -> tempfile::TempDir {
     let base = std::env::var_os("SNAPSEAL_BENCH_DIR")
@@ -116,7 +47,7 @@ fn next_idx(dir: &Path, last: &mut Option<PathBuf>) -> u64 {
         let _ = std::fs::remove_file(p);
     }
     let idx = NEXT_IDX.fetch_add(1, Ordering::Relaxed);
-    *last = Some(dir.join(committed(idx)));
+    *last = Some(dir.join(committed_name(idx)));
     idx
 }
 
@@ -128,7 +59,7 @@ fn store(dir: &Path) -> SnapshotStore {
 
 #[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
 fn ours(bencher: Bencher, size: usize) {
-    let fx = Fixture::new(size);
+    let fx = Fixture::new(size).unwrap();
     let tmp = bench_dir();
     let store = store(tmp.path());
     let mut last = None;
@@ -151,7 +82,7 @@ fn ours(bencher: Bencher, size: usize) {
 
 #[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
 fn ours_spilled(bencher: Bencher, size: usize) {
-    let fx = Fixture::new(size);
+    let fx = Fixture::new(size).unwrap();
     let tmp = bench_dir();
     let store = store(tmp.path());
     let mut last = None;
@@ -175,7 +106,7 @@ fn ours_spilled(bencher: Bencher, size: usize) {
 
 #[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
 fn floor(bencher: Bencher, size: usize) {
-    let fx = Fixture::new(size);
+    let fx = Fixture::new(size).unwrap();
     let tmp = bench_dir();
     let floor = Floor::open(tmp.path()).unwrap();
     let mut last = None;
@@ -186,19 +117,21 @@ fn floor(bencher: Bencher, size: usize) {
         })
         .bench_local_values(|(idx, bytes)| {
             let tmp_name = format!("snapshot_{idx}_{EVIDENCE}");
-            floor.write(&tmp_name, &committed(idx), &[&bytes]).unwrap();
+            floor
+                .write(&tmp_name, &committed_name(idx), &[&bytes])
+                .unwrap();
         });
 }
 
 #[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
 fn atomic_write_file(bencher: Bencher, size: usize) {
-    let fx = Fixture::new(size);
+    let fx = Fixture::new(size).unwrap();
     let tmp = bench_dir();
     let mut last = None;
     bencher
         .with_inputs(|| {
             let idx = next_idx(tmp.path(), &mut last);
-            (tmp.path().join(committed(idx)), fx.file_bytes(idx))
+            (tmp.path().join(committed_name(idx)), fx.file_bytes(idx))
         })
         .bench_local_values(|(path, bytes)| {
             let mut file = atomic_write_file::AtomicWriteFile::open(&path).unwrap();

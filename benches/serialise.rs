@@ -25,16 +25,9 @@ fn main() {
 
 const SIZES: [usize; 2] = [64 << 20, 256 << 20];
 
+/// `snapseal bench`'s deterministic bytes: cheap to make, nothing in them for BLAKE3 to skip.
 fn state(len: usize) -> Vec<u8> {
-    let mut x = 0x5EED_u64;
-    let mut out = vec![0u8; len];
-    for w in out.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        w.copy_from_slice(&x.to_le_bytes()[..w.len()]);
-    }
-    out
+    snapseal_cli::bench::fixture::bytes(len, 0x5EED)
 }
 
 #[divan::bench(args = SIZES, sample_count = 7, sample_size = 1)]

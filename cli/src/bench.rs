@@ -15,8 +15,8 @@
 //! | ship, restore (file:// remote) | `Shipper::ship_pending`, `snapseal_ship::restore` | `object_store` put; ranged get + BLAKE3, streamed get + BLAKE3 | ≥ 0.9× throughput |
 //!
 //! The `atomic-write-file` crate (a user's obvious alternative for the write path) is compared
-//! in `benches/persist_peers.rs` only: it pulls a second `nix` into the build, too much for a
-//! library dependency.
+//! in `benches/persist_peers.rs` only: a peer to measure against is a dev-dependency, never one
+//! of the command's.
 //!
 //! Peak RSS needs a fresh process: give [`BenchOptions::rss_probe`] a command that runs this
 //! library's [`rss::probe_main`] (e.g. `snapseal bench` re-running itself with
@@ -26,8 +26,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 mod consensus;
-mod engine;
-mod fixture;
+pub mod engine;
+pub mod fixture;
 pub mod floor;
 mod hashing;
 mod persist;

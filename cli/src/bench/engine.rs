@@ -1,5 +1,6 @@
 //! Action throughput of independent `OrderedTasks` queues against a plain crossbeam-channel
-//! worker pool with the same number of threads running the same tiny closures.
+//! worker pool with the same number of threads running the same tiny closures. The pool and
+//! the closure are public: `benches/engine_dispatch.rs` measures against the same ones.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,20 +20,22 @@ const HANG_GUARD: Duration = Duration::from_secs(600);
 
 /// What every action and every pool job does: a few operations the optimiser cannot remove.
 #[inline(always)]
-fn tiny(i: usize) {
+pub fn tiny(i: usize) {
     black_box(black_box(i).wrapping_mul(0x9E37_79B9).rotate_left(7));
 }
 
 type PoolJob = Box<dyn FnOnce() + Send>;
 
-/// A fixed pool of threads taking boxed closures from one channel.
-struct Pool {
+/// A fixed pool of threads taking boxed closures from one channel: the peer of the engine.
+#[derive(Debug)]
+pub struct Pool {
     tx: Option<Sender<PoolJob>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
-    fn new(threads: usize) -> Self {
+    /// Starts `threads` threads; they stop when the pool is dropped.
+    pub fn new(threads: usize) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded::<PoolJob>();
         let threads = (0..threads)
             .map(|_| {
@@ -50,7 +53,8 @@ impl Pool {
         }
     }
 
-    fn run(&self, jobs: usize) -> Result<(), BenchError> {
+    /// Runs `jobs` closures [`tiny`]`(i)` and waits until all ran (at most ten minutes).
+    pub fn run(&self, jobs: usize) -> Result<(), BenchError> {
         let Some(tx) = &self.tx else {
             return Err(BenchError::Run("pool closed".into()));
         };

@@ -1,4 +1,5 @@
-//! What the comparisons share: deterministic bytes, a real receipt for them, a state source
+//! What the comparisons share, `snapseal bench` and the workspace's divan benches alike:
+//! deterministic bytes, a real receipt for them, the committed file they make, a state source
 //! that generates its bytes on the fly, and interleaved timing.
 
 use std::io;
@@ -6,23 +7,23 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use snapseal_actors::{CaptureError, StateSource, StateView};
-use snapseal_persist::format::body_digest;
+use snapseal_persist::format::{body_digest, Flags, Header};
 use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, Receipt};
-use snapseal_persist::Hash;
+use snapseal_persist::{FileState, Hash, SnapshotName};
 
 use super::BenchError;
 
 /// Evidence index of every fixture snapshot.
-pub(crate) const EVIDENCE: u64 = 1000;
+pub const EVIDENCE: u64 = 1000;
 
 /// The signing key fixtures are signed with.
-pub(crate) fn key() -> SigningKey {
+pub fn key() -> SigningKey {
     SigningKey::from_bytes(&[7u8; 32])
 }
 
 /// Fills `buf` with xorshift bytes continuing from `state`: cheap to make, costly to compress
 /// or hash (nothing in it is shortcut-able).
-pub(crate) fn fill(buf: &mut [u8], state: &mut u64) {
+pub fn fill(buf: &mut [u8], state: &mut u64) {
     let mut x = *state | 1;
     for word in buf.chunks_mut(8) {
         x ^= x << 13;
@@ -35,7 +36,7 @@ pub(crate) fn fill(buf: &mut [u8], state: &mut u64) {
 }
 
 /// `len` deterministic pseudo-random bytes.
-pub(crate) fn bytes(len: usize, seed: u64) -> Vec<u8> {
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; len];
     let mut state = seed;
     fill(&mut out, &mut state);
@@ -43,7 +44,7 @@ pub(crate) fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// An encoded receipt proving `digest` at evidence index [`EVIDENCE`], signed by [`key`].
-pub(crate) fn receipt_for(digest: Hash) -> Result<Vec<u8>, BenchError> {
+pub fn receipt_for(digest: Hash) -> Result<Vec<u8>, BenchError> {
     let mut tree = MerkleTree::new();
     let tx = |i: u64| *blake3::hash(&i.to_le_bytes()).as_bytes();
     for i in 1..=EVIDENCE + 5 {
@@ -66,16 +67,20 @@ pub(crate) fn receipt_for(digest: Hash) -> Result<Vec<u8>, BenchError> {
 }
 
 /// A body of `len` bytes with its digest and receipt.
-pub(crate) struct Fixture {
+#[derive(Debug)]
+pub struct Fixture {
+    /// The body: [`bytes`] of the length asked for.
     pub body: Vec<u8>,
+    /// Its BLAKE3 digest.
     pub digest: Hash,
+    /// A receipt proving [`digest`](Self::digest) at [`EVIDENCE`], signed by [`key`].
     pub receipt: Vec<u8>,
 }
 
 impl Fixture {
     /// A receipt proving this body as the uncompressed snapshot at `idx` (its claims digest),
     /// so the committed file verifies.
-    pub(crate) fn receipt_at(&self, idx: u64) -> Result<Vec<u8>, BenchError> {
+    pub fn receipt_at(&self, idx: u64) -> Result<Vec<u8>, BenchError> {
         let claims = snapseal_persist::format::Claims {
             idx,
             flags: snapseal_persist::format::Flags::NONE,
@@ -86,7 +91,8 @@ impl Fixture {
         receipt_for(claims.digest())
     }
 
-    pub(crate) fn new(len: usize) -> Result<Self, BenchError> {
+    /// A body of `len` bytes (seeded by its length) with its digest and receipt.
+    pub fn new(len: usize) -> Result<Self, BenchError> {
         let body = bytes(len, len as u64 ^ 0x5EED);
         let digest = body_digest(&body);
         let receipt = receipt_for(digest)?;
@@ -96,6 +102,40 @@ impl Fixture {
             receipt,
         })
     }
+
+    /// The header of the committed file holding this body (uncompressed) and
+    /// [`receipt`](Self::receipt) as snapshot `idx`: what a bare write of that file starts with.
+    pub fn header(&self, idx: u64) -> Header {
+        Header {
+            idx,
+            evidence_idx: EVIDENCE,
+            flags: Flags::NONE,
+            body_len: self.body.len() as u64,
+            receipt_len: self.receipt.len() as u64,
+            raw_len: self.body.len() as u64,
+            body_digest: self.digest,
+            receipt_digest: *blake3::hash(&self.receipt).as_bytes(),
+        }
+    }
+
+    /// The whole committed file of snapshot `idx` in one buffer (header | body | receipt),
+    /// for a peer that writes one buffer.
+    pub fn file_bytes(&self, idx: u64) -> Vec<u8> {
+        let mut out = self.header(idx).encode().to_vec();
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&self.receipt);
+        out
+    }
+}
+
+/// The committed file name of fixture snapshot `idx`.
+pub fn committed_name(idx: u64) -> String {
+    SnapshotName {
+        idx,
+        evidence_idx: EVIDENCE,
+        state: FileState::Committed,
+    }
+    .file_name()
 }
 
 /// A state of `len` bytes that exists nowhere: each view generates it on the fly in 1 MiB

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use snapseal_persist::format::{Flags, Header};
+use snapseal_persist::format::Flags;
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::SpillCommit;
-use snapseal_persist::{FileState, PersistRequest, SnapshotName, SnapshotStore, StoreOptions};
+use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
 
-use super::fixture::{alternate, key, timed, Fixture, WorkDir, EVIDENCE};
+use super::fixture::{alternate, committed_name, key, timed, Fixture, WorkDir, EVIDENCE};
 use super::floor::Floor;
 use super::table::BenchRow;
 use super::BenchError;
@@ -70,7 +70,7 @@ pub(crate) fn rows(
         let idx = next();
         let (r, t) = timed(|| floor_write(&floor, idx, &fx));
         r?;
-        remove(&floor_dir.join(committed(idx)))?;
+        remove(&floor_dir.join(committed_name(idx)))?;
         Ok(t)
     };
     let (ours, base) = alternate(reps, &mut ours_mem, &mut floor_run)?;
@@ -204,34 +204,19 @@ pub(crate) fn parallel_row(
     .with_note("persists of different snapshots share no lock around write and fsync; directory fsyncs and retention take turns"))
 }
 
-fn committed(idx: u64) -> String {
-    SnapshotName {
-        idx,
-        evidence_idx: EVIDENCE,
-        state: FileState::Committed,
-    }
-    .file_name()
-}
-
 fn remove(path: &Path) -> Result<(), BenchError> {
     std::fs::remove_file(path).map_err(|e| BenchError::io(path, "remove", e))
 }
 
 /// The floor for one snapshot: the same header | body | receipt bytes through [`Floor`].
 fn floor_write(floor: &Floor, idx: u64, fx: &Fixture) -> Result<(), BenchError> {
-    let header = Header {
-        idx,
-        evidence_idx: EVIDENCE,
-        flags: Flags::NONE,
-        body_len: fx.body.len() as u64,
-        receipt_len: fx.receipt.len() as u64,
-        raw_len: fx.body.len() as u64,
-        body_digest: fx.digest,
-        receipt_digest: *blake3::hash(&fx.receipt).as_bytes(),
-    }
-    .encode();
+    let header = fx.header(idx).encode();
     let tmp = format!("snapshot_{idx}_{EVIDENCE}");
     floor
-        .write(&tmp, &committed(idx), &[&header[..], &fx.body, &fx.receipt])
+        .write(
+            &tmp,
+            &committed_name(idx),
+            &[&header[..], &fx.body, &fx.receipt],
+        )
         .map_err(|(step, e)| BenchError::Run(format!("floor {step}: {e}")))
 }
