@@ -5,7 +5,7 @@ mod cli_support;
 use std::path::Path;
 use std::sync::Arc;
 
-use cli_support::{committed, demo_dir, names, snapseal};
+use cli_support::{committed, demo_dir, names, snapseal, sparse_signed_snapshot_at};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::{SnapshotStore, StoreOptions};
@@ -187,6 +187,62 @@ fn gc_max_bytes_with_a_huge_junk_file_keeps_the_newest_verified_snapshot() {
         "only the newest good one is left"
     );
     assert!(!huge.exists());
+}
+
+/// The names in a JSON array of the gc report.
+fn listed(doc: &serde_json::Value, field: &str) -> Vec<String> {
+    doc[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} in {doc}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The dry run (no lock, files checked by the command) and gc (the store's retention) judge
+/// every file by the same rule: junk newer than the good snapshots is quarantined, a file
+/// signed by a key outside the trusted set is left in place and not counted, and the same
+/// old snapshots are deleted.
+#[test]
+fn gc_dry_run_judges_junk_and_untrusted_signers_as_gc_does() {
+    let (_tmp, dir) = demo_dir();
+    let good = committed(&dir);
+    assert!(good.len() >= 3, "{good:?}");
+    let newest =
+        snapseal::persist::SnapshotName::parse_os(good.last().unwrap().file_name().unwrap())
+            .unwrap();
+    let junk_idx = newest.idx + 100;
+    let junk = dir.join(format!("snapshot_{junk_idx}_{}.committed", junk_idx + 1));
+    std::fs::write(&junk, b"junk under a committed name").unwrap();
+    // Signed by the demo key of another seed: consistent, but not by a trusted key.
+    let (foreign, _, _) = sparse_signed_snapshot_at(&dir, 99, 4096, newest.idx + 200);
+
+    let dry = snapseal(&["gc", "--dry-run", "--json", "--keep-last", "2", arg(&dir)]).expect(0);
+    let dry = dry.json();
+    let file = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(listed(&dry, "quarantine"), vec![file(&junk)], "{dry}");
+    assert_eq!(listed(&dry, "unverified"), vec![file(&foreign)], "{dry}");
+    assert_eq!(listed(&dry, "keep").len(), 2, "{dry}");
+
+    let done = snapseal(&["gc", "--json", "--keep-last", "2", arg(&dir)]).expect(0);
+    let done = done.json();
+    for (planned, carried_out) in [
+        ("keep", "keep"),
+        ("delete", "deleted"),
+        ("quarantine", "quarantine"),
+        ("unverified", "unverified"),
+    ] {
+        assert_eq!(
+            listed(&dry, planned),
+            listed(&done, carried_out),
+            "{planned}: dry run {dry}\ngc {done}"
+        );
+    }
+    assert!(
+        foreign.exists(),
+        "an untrusted signer's file is left in place"
+    );
+    assert!(!junk.exists(), "junk is quarantined");
 }
 
 #[test]

@@ -22,7 +22,7 @@
 
 use std::io;
 
-use crate::error::{StoreError, StoreStep};
+use crate::error::{StoreError, StoreStep, VerifyError};
 use crate::fs::DirHandle;
 use crate::hold::HoldTable;
 use crate::names::SnapshotName;
@@ -40,6 +40,22 @@ pub enum Standing {
     /// that is not a regular file any more): left in place unless older than every kept
     /// snapshot, never counted.
     Unknown,
+}
+
+impl Standing {
+    /// What a failed verification says about a file: read and failing a check is
+    /// [`Failed`](Standing::Failed); an I/O error (nothing learnt about the contents, a name
+    /// that is not a regular file included) or a signer or scheme outside the trusted set (a
+    /// matter of the key set, not of the file: a wrong key set must not destroy good
+    /// snapshots) is [`Unknown`](Standing::Unknown). The store's retention and the read-only
+    /// tools that plan with its rules judge files by this one rule.
+    pub fn of_failure(e: &VerifyError) -> Standing {
+        match e {
+            VerifyError::Receipt { source, .. } if source.is_untrusted() => Standing::Unknown,
+            e if e.is_io() => Standing::Unknown,
+            _ => Standing::Failed,
+        }
+    }
 }
 
 /// What retention would do now.

@@ -675,15 +675,15 @@ impl SnapshotStore {
                 self.known_good.lock().insert(*name);
                 Standing::Verified
             }
-            // Untrusted key or scheme: a matter of the key set, not of the file.
-            Err(VerifyError::Receipt { source, .. }) if source.is_untrusted() => Standing::Unknown,
-            Err(e) if e.is_io() => {
-                warn!(name = %name, error = %chain(&e), "cannot read snapshot; retention leaves it alone");
-                Standing::Unknown
-            }
             Err(e) => {
-                warn!(name = %name, error = %chain(&e), "snapshot failed verification");
-                Standing::Failed
+                let standing = Standing::of_failure(&e);
+                // An untrusted signer is a matter of the key set: nothing to warn about.
+                if e.is_io() {
+                    warn!(name = %name, error = %chain(&e), "cannot read snapshot; retention leaves it alone");
+                } else if standing == Standing::Failed {
+                    warn!(name = %name, error = %chain(&e), "snapshot failed verification");
+                }
+                standing
             }
         }
     }

@@ -13,7 +13,7 @@ use snapseal::persist::fs::{DirHandle, Expect, RealFs, Untrusted, UntrustedError
 use snapseal::persist::receipt::{
     Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SchemeId,
 };
-use snapseal::persist::{verify_file, Check, SnapshotName, VerifyError};
+use snapseal::persist::{verify_file, Check, SnapshotName, Standing, VerifyError};
 
 use crate::cli::exit;
 
@@ -37,10 +37,10 @@ pub(super) enum Verdict {
         check: Check,
         /// Why, in one line (without the file name).
         reason: String,
-        /// The only fault is a signer outside the trusted keys: a starting node leaves such a
-        /// file in place (a wrong key set must not destroy good snapshots) instead of
-        /// quarantining it.
-        untrusted_key: bool,
+        /// What the store's retention makes of it ([`Standing::of_failure`]): `Unknown` when
+        /// the only fault is a signer outside the trusted keys (left in place: a wrong key
+        /// set must not destroy good snapshots), `Failed` (quarantined) otherwise.
+        standing: Standing,
     },
     /// The file could not be read; nothing is known about its contents.
     Unreadable {
@@ -59,6 +59,16 @@ impl Verdict {
             Verdict::Failed { .. } => "failed",
             Verdict::Unreadable { .. } => "unreadable",
             Verdict::Vanished => "vanished",
+        }
+    }
+
+    /// How the store's retention treats a file with this verdict: a file that could not be
+    /// read, or vanished, is `Unknown` (nothing learnt about its contents).
+    pub(super) fn standing(&self) -> Standing {
+        match self {
+            Verdict::Verified { .. } => Standing::Verified,
+            Verdict::Failed { standing, .. } => *standing,
+            Verdict::Unreadable { .. } | Verdict::Vanished => Standing::Unknown,
         }
     }
 
@@ -144,11 +154,7 @@ fn failed(e: &VerifyError) -> Verdict {
         Some(check) => Verdict::Failed {
             check,
             reason: reason(e),
-            // An unknown key or a scheme not configured: both a matter of the key set.
-            untrusted_key: matches!(
-                e,
-                VerifyError::Receipt { source, .. } if source.is_untrusted()
-            ),
+            standing: Standing::of_failure(e),
         },
         None => Verdict::Unreadable { reason: reason(e) },
     }

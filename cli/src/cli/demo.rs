@@ -593,7 +593,7 @@ fn verify_all(
                 verdict = Verdict::Failed {
                     check: snapseal::persist::Check::BodyDigest,
                     reason,
-                    untrusted_key: false,
+                    standing: snapseal::persist::Standing::Failed,
                 };
             }
         }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, EntryKind, RealFs};
-use snapseal::persist::{Escaped, SnapshotName};
+use snapseal::persist::fs::{DirHandle, RealFs};
+use snapseal::persist::{classify_dir, Escaped, FileState, ListedEntry, SnapshotEntry};
 use snapseal_archive::{
     ensure_free, export, ArtifactSource, ChunkRef, ExportOptions, Level, Manifest, PendingFile,
     SourceError, Stale, LEDGER_DIR,
@@ -121,27 +121,30 @@ impl<W: Write> Write for Counting<W> {
 /// About how many bytes the archive will hold (for the bar): the newest committed snapshot
 /// by name, and the chunks after it (or everything, for archival and debug).
 fn estimate(dir: &dyn DirHandle, source: &dyn ArtifactSource, level: Level) -> u64 {
-    let Ok(list) = dir.list() else { return 0 };
-    let snaps: Vec<(SnapshotName, u64)> = list
+    let Ok(listed) = classify_dir(dir) else {
+        return 0;
+    };
+    let snaps: Vec<SnapshotEntry> = listed
         .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter_map(|e| Some((SnapshotName::parse(e.name.to_str()?)?, e.len)))
-        .filter(|(n, _)| n.state == snapseal::persist::FileState::Committed)
+        .filter_map(ListedEntry::snapshot)
+        .filter(|e| e.name.state == FileState::Committed)
         .collect();
-    let newest = snaps.iter().max_by_key(|(n, _)| (n.idx, n.evidence_idx));
+    let newest = snaps
+        .iter()
+        .max_by_key(|e| (e.name.idx, e.name.evidence_idx));
     let chunks = source.chunks().unwrap_or_default();
     match level {
-        Level::Operational => newest.map_or(0, |s| s.1),
+        Level::Operational => newest.map_or(0, |s| s.len),
         Level::Replay => {
-            let from = newest.map_or(0, |s| s.0.idx);
-            newest.map_or(0, |s| s.1)
+            let from = newest.map_or(0, |s| s.name.idx);
+            newest.map_or(0, |s| s.len)
                 + chunks
                     .iter()
                     .filter(|c| c.end > from)
                     .map(|c| c.len)
                     .sum::<u64>()
         }
-        _ => snaps.iter().map(|s| s.1).sum::<u64>() + chunks.iter().map(|c| c.len).sum::<u64>(),
+        _ => snaps.iter().map(|s| s.len).sum::<u64>() + chunks.iter().map(|c| c.len).sum::<u64>(),
     }
 }
 

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{EntryKind, RealFs};
-use snapseal::persist::PendingName;
-use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::{
+    classify_dir, FileState, ListedEntry, SnapshotEntry, SnapshotName, SnapshotStore,
+};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;
@@ -97,34 +98,25 @@ pub(super) fn run(args: &GcArgs, file: &FileConfig, out: &Out) -> anyhow::Result
     // dry run, and this listing before the store is opened) files are read with `pread`.
     let dir = safe_open::open_dir(&args.dir)?;
     let trusted = Trusted::load(&args.keys, &args.dir)?;
-    let listing = dir
-        .list()
-        .with_context(|| format!("listing {}", Escaped::path(&args.dir)))?;
-    let ours: Vec<SnapshotEntry> = listing
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter_map(|e| {
-            SnapshotName::parse_os(&e.name).map(|name| SnapshotEntry { name, len: e.len })
-        })
-        .collect();
+    // Regular files under our names only, snapshot files sorted by name and pending ones by
+    // (idx, generation): persist's classification, as the store makes it.
+    let listed =
+        classify_dir(&*dir).with_context(|| format!("listing {}", Escaped::path(&args.dir)))?;
     let in_state = |state| -> Vec<SnapshotEntry> {
-        let mut v: Vec<SnapshotEntry> = ours
+        listed
             .iter()
+            .filter_map(ListedEntry::snapshot)
             .filter(|e| e.name.state == state)
-            .copied()
-            .collect();
-        v.sort_by_key(|e| e.name);
-        v
+            .collect()
     };
     // Pending (spilled body) files are removed with the stale ones when the store opens.
-    let mut pending: Vec<PendingName> = listing
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter_map(|e| PendingName::parse_os(&e.name))
-        .collect();
-    pending.sort();
     let mut stale = names(&in_state(FileState::Uncommitted));
-    stale.extend(pending.iter().map(|p| p.file_name()));
+    stale.extend(
+        listed
+            .iter()
+            .filter_map(ListedEntry::pending)
+            .map(|p| p.name.file_name()),
+    );
     let mut report = Report {
         dir: args.dir.clone(),
         dry_run: args.dry_run,

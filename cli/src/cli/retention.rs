@@ -6,7 +6,7 @@ use snapseal::persist::fs::DirHandle;
 use snapseal::persist::receipt::ReceiptVerifier;
 use snapseal::persist::{RetentionPlan, SnapshotEntry, Standing};
 
-use crate::cli::check::{self, Verdict};
+use crate::cli::check;
 
 /// What retention would do with the committed snapshots in `committed` (any order) if every
 /// one of them verified: `list`'s view, which reads the listing only (no key, no
@@ -27,7 +27,8 @@ pub(super) fn plan(
 }
 
 /// What retention would do, verifying the files it needs to (newest first, as the store
-/// does), read-only.
+/// does), read-only. Each file is judged by the store's own rule ([`check::Verdict::standing`],
+/// after [`Standing::of_failure`]).
 pub(super) fn plan_verified(
     committed: &[SnapshotEntry],
     keep_last: usize,
@@ -40,20 +41,6 @@ pub(super) fn plan_verified(
         keep_last,
         max_bytes,
         |_| false,
-        |entry| standing(&check::check_in_dir(dir, &entry.name, verifier)),
+        |entry| check::check_in_dir(dir, &entry.name, verifier).standing(),
     )
-}
-
-/// How the store's retention treats a file with this verdict.
-fn standing(verdict: &Verdict) -> Standing {
-    match verdict {
-        Verdict::Verified { .. } => Standing::Verified,
-        Verdict::Failed {
-            untrusted_key: false,
-            ..
-        } => Standing::Failed,
-        Verdict::Failed { .. } | Verdict::Unreadable { .. } | Verdict::Vanished => {
-            Standing::Unknown
-        }
-    }
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, EntryKind, RealFs};
-use snapseal::persist::{Check, FileState, SnapshotName};
+use snapseal::persist::fs::{DirHandle, RealFs};
+use snapseal::persist::{classify_dir, Check, EntryClass, FileState, SnapshotName, Standing};
 
 use crate::cli::check::{self, Verdict};
 use crate::cli::exit::Status;
@@ -273,16 +273,16 @@ fn not_a_snapshot_name(
                 header.idx,
                 header.evidence_idx
             ),
-            untrusted_key: false,
+            standing: Standing::Failed,
         },
         Verdict::Failed {
             check,
             reason,
-            untrusted_key,
+            standing,
         } => Verdict::Failed {
             check,
             reason: format!("{reason} (and `{shown}` is not a snapshot name)"),
-            untrusted_key,
+            standing,
         },
         other => other,
     }
@@ -299,31 +299,33 @@ pub(super) struct Listing {
     pub unrecognised: Vec<OsString>,
 }
 
-/// Lists `dir` for `verify`.
+/// Lists `dir` for `verify`, through persist's classification (regular files under our
+/// names only; nothing opened).
 pub(super) fn list_dir(dir: &dyn DirHandle, path: &Path) -> anyhow::Result<Listing> {
-    let entries = dir
-        .list()
-        .with_context(|| format!("listing {}", Escaped::path(path)))?;
+    let entries = classify_dir(dir).with_context(|| format!("listing {}", Escaped::path(path)))?;
     let mut listing = Listing {
         committed: Vec::new(),
         skipped: 0,
         unrecognised: Vec::new(),
     };
-    for e in &entries {
-        let Some(name) = SnapshotName::parse_os(&e.name) else {
-            if e.name.as_bytes().ends_with(b".committed") {
-                listing.unrecognised.push(e.name.clone());
+    // classify_dir gives snapshot files by name and every other entry by name: both lists
+    // come out sorted.
+    for e in entries {
+        match e.class {
+            EntryClass::Snapshot(name) if name.state == FileState::Committed => {
+                listing.committed.push((name, e.len));
             }
-            continue;
-        };
-        if e.kind == EntryKind::File && name.state == FileState::Committed {
-            listing.committed.push((name, e.len));
-        } else {
-            listing.skipped += 1;
+            EntryClass::Snapshot(_) => listing.skipped += 1,
+            // A snapshot name (not a pending one) on something that is not a regular file.
+            EntryClass::NotRegular if SnapshotName::parse_os(&e.file_name).is_some() => {
+                listing.skipped += 1;
+            }
+            EntryClass::Foreign if e.file_name.as_bytes().ends_with(b".committed") => {
+                listing.unrecognised.push(e.file_name);
+            }
+            _ => {}
         }
     }
-    listing.committed.sort();
-    listing.unrecognised.sort();
     Ok(listing)
 }
 

@@ -129,6 +129,16 @@ pub(crate) fn sparse_signed_snapshot(
     seed: u64,
     body_len: u64,
 ) -> (PathBuf, Vec<u8>, u64) {
+    sparse_signed_snapshot_at(dir, seed, body_len, 10)
+}
+
+/// [`sparse_signed_snapshot`] at snapshot index `idx` (evidence at `idx + 1`).
+pub(crate) fn sparse_signed_snapshot_at(
+    dir: &Path,
+    seed: u64,
+    body_len: u64,
+    idx: u64,
+) -> (PathBuf, Vec<u8>, u64) {
     use std::os::unix::fs::FileExt;
 
     use snapseal::persist::format::{Flags, Header, HEADER_LEN};
@@ -142,7 +152,7 @@ pub(crate) fn sparse_signed_snapshot(
         hasher.update(&zeros[..n as usize]);
         left -= n;
     }
-    let (idx, evidence_idx) = (10, 11);
+    let evidence_idx = idx + 1;
     let mut header = Header {
         idx,
         evidence_idx,
