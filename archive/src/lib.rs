@@ -23,7 +23,7 @@
 //! an archive whole or not at all.
 //!
 //! The ledger side is a seam: an [`ArtifactSource`] lists and reads sealed chunks; a
-//! [`ChunkVerifier`] checks one. The reference ledger (`snapseal-sim`'s disk ledger)
+//! [`ChunkVerifier`] checks one. The reference ledger (`snapseal-ledger`'s disk ledger)
 //! implements both.
 #![deny(missing_docs)]
 
