@@ -22,7 +22,7 @@
 //! open chunk and of the uncommitted tail, and per sealed chunk its range and links (digests
 //! of the frontiers before and after it): bounded by the chunk size, not the ledger's length.
 //!
-//! Every chunk file is hostile input ([`trust`]): opening verifies every sealed chunk in full
+//! Every chunk file is hostile input (the `trust` module): opening verifies every sealed chunk in full
 //! (signatures against the ledger's own key, links to the chunk before) and recovers the open
 //! chunk a crash left up to its last complete, verified signature interval (written whole as a
 //! sealed chunk: pending, fsync, close, rename, directory fsync; then the open file removed).

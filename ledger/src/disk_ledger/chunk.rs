@@ -16,7 +16,7 @@
 //! and the entries before it, and must carry a trusted key's signature. A sealed chunk ends
 //! with a signature tx, so every entry in it is covered.
 //!
-//! Parsing is streamed ([`ChunkReader`]): one entry in memory at a time, whatever the chunk's
+//! Parsing is streamed (`ChunkReader`): one entry in memory at a time, whatever the chunk's
 //! size, from any [`Read`] whose length is known up front (a byte slice, or a file opened
 //! through `snapseal_persist::fs::Untrusted`).
 
