@@ -69,7 +69,7 @@ pub fn receipt_for(digest: Hash) -> Result<Vec<u8>, BenchError> {
 /// A body of `len` bytes with its digest and receipt.
 #[derive(Debug)]
 pub struct Fixture {
-    /// The body: [`bytes`] of the length asked for.
+    /// The body: [`bytes()`] of the length asked for.
     pub body: Vec<u8>,
     /// Its BLAKE3 digest.
     pub digest: Hash,
