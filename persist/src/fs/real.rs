@@ -350,8 +350,8 @@ impl DirHandle for RealDir {
 }
 
 /// `flock(fd, LOCK_EX|LOCK_NB)`, through std's [`File::try_lock`] (which is that call on
-/// Linux; `fs_real`'s lock test checks that a plain `flock` from another open of the file
-/// conflicts with it). A lock held elsewhere is `EWOULDBLOCK`.
+/// Linux, and flock needs no write access; `fs_real`'s lock test checks that a plain `flock`
+/// from another open of the file conflicts with it). A lock held elsewhere is `EWOULDBLOCK`.
 ///
 /// Not `nix::fcntl::Flock`: its Drop unlocks and panics if that fails, and it is not needed
 /// at all, since closing our (only) fd of this open file description releases the lock. Nor
