@@ -3,13 +3,12 @@
 //! names and bytes from an archive are escaped in every message, and a file truncated while
 //! it is exported is an error naming it, never a `SIGBUS`.
 
-mod support;
-
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::support::*;
 use snapseal_archive::{
     export, ArtifactKind, ExportError, ImportError, Level, Manifest, MAX_CHUNK,
 };
@@ -18,7 +17,6 @@ use snapseal_persist::fs::{
     DirEntry, DirHandle, DirLock, FileBytes, FileSystem, ReadableFile, RealFs, WritableFile,
 };
 use snapseal_persist::SnapshotStore;
-use support::*;
 
 /// Counts what is read through it.
 struct Counted<R> {

@@ -1,6 +1,5 @@
 //! What the archive tests share: a simulated node's store with its ledger on disk, export and
 //! import into real directories, taking archives apart and putting them back together.
-#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::collections::BTreeSet;
 use std::io::Read;

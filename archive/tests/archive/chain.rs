@@ -2,10 +2,8 @@
 //! each verifies on its own) spliced into an archive or a ledger: import and export refuse
 //! them, naming the chunk, and an import commits nothing.
 
-mod support;
-
+use crate::support::*;
 use snapseal_archive::{ChunkRef, ExportError, ImportError, Level, Manifest, Missing};
-use support::*;
 
 /// `list` with the entries of `other` put in place of those of the same name that `pick`
 /// selects.

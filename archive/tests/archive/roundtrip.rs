@@ -1,14 +1,12 @@
 //! Export and import over a simulated node's store and its ledger on disk: round trip,
 //! levels, a missing chunk, a tampered archive.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::*;
 use snapseal_archive::{ExportError, ImportError, Level};
 use snapseal_ledger::disk_ledger::{replay_writes, state_hash, LedgerDir};
 use snapseal_persist::fs::RealFs;
-use support::*;
 
 #[test]
 fn replay_export_then_import_into_a_fresh_dir_replays_to_the_same_state_hash() {

@@ -1,17 +1,15 @@
 //! Crashes: an import halted at every filesystem call, then power lost; an export's archive
 //! likewise.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::*;
 use snapseal_archive::{import, ImportOptions, Level, Target};
 use snapseal_ledger::disk_ledger::ChunkKeys;
 use snapseal_persist::fs::FileSystem;
 use snapseal_persist::SnapshotStore;
-use support::*;
 
 /// Crash matrix over import: the simulated filesystem halts after every possible number of
 /// calls (the process died there), then loses power. After the crash every committed name
