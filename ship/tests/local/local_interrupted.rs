@@ -2,13 +2,11 @@
 //! remote (the embedded default): nothing incomplete is visible, remote gc removes the staging
 //! file the upload left once it is old enough, and a restarted shipper finishes the job.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::index::Index;
 use snapseal_ship::retention::{self, GcPolicy};
@@ -58,7 +56,12 @@ fn a_killed_upload_leaves_a_staging_file_that_remote_gc_removes_when_stale() {
         vec![persist(&store, 1, 3000), persist(&store, 2, 64 << 20)]
     };
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "local_kill9_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "local_interrupted::local_kill9_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(
             CHILD_ENV,
             format!("{}|{}", local.path().display(), remote_dir.path().display()),
@@ -131,7 +134,7 @@ fn a_killed_upload_leaves_a_staging_file_that_remote_gc_removes_when_stale() {
     assert_eq!(report.shipped, [names[1]]);
     let restored = restore(
         &remote,
-        &common::store(target.path()),
+        &crate::support::store(target.path()),
         &RestoreOptions::default(),
     )
     .unwrap();

@@ -4,12 +4,10 @@
 //! nothing answers there, each test prints "SKIPPED (did not run): reason" and passes, unless
 //! `SNAPSEAL_REQUIRE_S3=1` (CI), which turns a skip into a failure.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::s3::*;
-use common::*;
+use crate::support::s3::*;
+use crate::support::*;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::{restore, ErrorClass, Remote, RestoreOptions, ShipConfig, Shipper};
 
@@ -37,7 +35,7 @@ fn s3_ship_then_restore_round_trips() {
     // A restarted shipper finds everything shipped.
     let again = Shipper::new(Arc::clone(&remote), Arc::clone(&store), config).unwrap();
     assert!(again.ship_pending().unwrap().shipped.is_empty());
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let restored = restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
     assert_eq!(restored.name, names[2]);
     assert_eq!(
@@ -72,7 +70,7 @@ fn s3_conditional_create_refuses_to_overwrite() {
         ),
         "{second:?}"
     );
-    let got = common::check::object_bytes(&remote, &key);
+    let got = crate::support::check::object_bytes(&remote, &key);
     assert_eq!(&got[..], b"first");
 }
 

@@ -5,13 +5,11 @@
 //! and skipped at once as not verifying — a local change, not a `SIGBUS` and not a remote
 //! failure to retry.
 
-mod common;
-
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::support::*;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::{
     FileHook, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper, INDEX_OBJECT,

@@ -1,5 +1,7 @@
-//! Shared by the ship tests: real signed snapshots in a real store, and a local remote.
-#![allow(dead_code)]
+//! What the ship tests (the `local` and `s3` binaries) share: real signed snapshots in a real
+//! store, and a local remote; the S3 server, a misbehaving proxy and what the fault tests
+//! check.
+#![allow(dead_code)] // each binary uses a part of it
 
 pub(crate) mod check;
 pub(crate) mod faulty;

@@ -2,17 +2,15 @@
 //! SIGKILL in the middle of a multipart upload and restarted, and credentials the server's
 //! own IAM refuses. Skipped without python3 + moto (a failure under `SNAPSEAL_REQUIRE_S3=1`).
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::check::*;
-use common::moto::Moto;
-use common::proxy::{Action, Proxy};
-use common::s3::{create_bucket, s3_options};
-use common::*;
+use crate::support::check::*;
+use crate::support::moto::Moto;
+use crate::support::proxy::{Action, Proxy};
+use crate::support::s3::{create_bucket, s3_options};
+use crate::support::*;
 use futures::TryStreamExt;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::{restore, ErrorClass, Remote, RestoreOptions, Shipper};
@@ -100,7 +98,7 @@ fn s3_server_killed_mid_upload_and_restarted_the_ship_completes_and_the_index_st
 
     let restored = restore(
         &seen,
-        &common::store(target.path()),
+        &crate::support::store(target.path()),
         &RestoreOptions::default(),
     )
     .expect("restore after the restart");

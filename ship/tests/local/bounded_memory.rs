@@ -7,13 +7,11 @@
 //! shipping added (the setup before it is small), so the test can fail only by using memory,
 //! never pass by missing it. No timing is involved.
 
-mod common;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 use snapseal_ship::index::Index;
 use snapseal_ship::{ShipConfig, Shipper};
 
@@ -89,7 +87,12 @@ fn a_256_mib_snapshot_ships_with_peak_memory_growing_by_less_than_96_mib() {
     drop(store(local.path()));
     let name = write_sparse_committed(local.path(), 1, BODY);
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "shipping_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "bounded_memory::shipping_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(
             CHILD_ENV,
             format!("{}|{}", local.path().display(), remote.path().display()),

@@ -1,10 +1,8 @@
 //! Shipping and restoring against the local-directory store (the embedded default).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::support::*;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::index::Index;
 use snapseal_ship::retention::{self, GcPolicy};
@@ -67,7 +65,7 @@ fn ships_oldest_first_and_a_restore_gets_the_newest_back_byte_for_byte() {
     assert_eq!(shipper.stats().shipped, 3);
     assert_eq!(shipper.stats().queue_depth, 0);
 
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let restored = restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
     assert_eq!(restored.name, names[2]);
     assert!(restored.written && restored.passed_over.is_empty() && !restored.listed);
@@ -208,7 +206,7 @@ fn unshipped_snapshots_are_held_against_retention_up_to_the_bound() {
     let remote_dir = tempfile::tempdir().unwrap();
     let unreachable = || {
         let local = snapseal_ship::LocalStore::new(remote_dir.path().to_path_buf(), u64::MAX);
-        let store = Arc::new(common::faulty::FailingPuts(Arc::new(local)));
+        let store = Arc::new(crate::support::faulty::FailingPuts(Arc::new(local)));
         let opts = snapseal_ship::RemoteOptions::default();
         Arc::new(
             snapseal_ship::Remote::with_store("test://failing", store, Default::default(), &opts)
@@ -311,7 +309,7 @@ fn restore_passes_over_a_hostile_bucket_and_picks_the_newest_genuine_snapshot() 
     idx.nodes.get_mut("n1").unwrap().snapshots.push(ghost);
     std::fs::write(remote_dir.path().join(INDEX_OBJECT), idx.encode()).unwrap();
 
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let restored = restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
     assert_eq!(
         restored.name, names[1],
@@ -363,7 +361,7 @@ fn without_an_index_restore_lists_and_refuses_forged_objects() {
         file_bytes(local.path(), &good),
     )
     .unwrap();
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let restored = restore(
         &local_remote(remote_dir.path()),
         &target_store,
@@ -398,7 +396,7 @@ fn restoring_into_a_directory_with_newer_snapshots_keeps_its_latest() {
     .unwrap()
     .ship_pending()
     .unwrap();
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let newer = persist(&target_store, 9, 300);
     restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
     assert_eq!(target_store.latest().unwrap().unwrap().name(), &newer);
@@ -407,7 +405,7 @@ fn restoring_into_a_directory_with_newer_snapshots_keeps_its_latest() {
 #[test]
 fn nothing_restorable_is_an_error_naming_each_candidate() {
     let (remote_dir, target) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let err = restore(
         &local_remote(remote_dir.path()),
         &target_store,
@@ -537,7 +535,7 @@ fn a_large_file_goes_up_in_parts_and_comes_back_whole_with_progress_both_ways() 
     opts.progress = Some(Arc::new(move |name, done, total| {
         heard.lock().unwrap().push((*name, done, total))
     }));
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     assert_eq!(restore(&remote, &target_store, &opts).unwrap().name, big);
     assert_eq!(
         *fetched.lock().unwrap(),

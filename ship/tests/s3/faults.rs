@@ -2,16 +2,14 @@
 //! throttled (503) or refused (403) by a loopback proxy, and a shipper process killed with
 //! SIGKILL mid-upload, then restarted. Skipped like the other S3 tests without a server.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::check::*;
-use common::proxy::{Action, Proxy};
-use common::s3::*;
-use common::*;
+use crate::support::check::*;
+use crate::support::proxy::{Action, Proxy};
+use crate::support::s3::*;
+use crate::support::*;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::{restore, ErrorClass, Remote, RestoreOptions, Shipper};
 
@@ -36,7 +34,7 @@ fn ship_through(script: impl Fn(usize) -> Action + Send + 'static, test: &str) {
     );
     let want: Vec<String> = names.iter().map(|n| n.file_name()).collect();
     assert_eq!(assert_index_consistent(&remote, local.path(), "n1"), want);
-    let target_store = common::store(target.path());
+    let target_store = crate::support::store(target.path());
     let restored = restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
     assert_eq!(restored.name, names[2]);
 }
@@ -157,7 +155,7 @@ fn s3_kill9_mid_upload_then_restart_keeps_the_index_consistent() {
         Action::CutAfter(8 << 20, Duration::from_secs(60))
     });
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill9_child", "--ignored", "--nocapture"])
+        .args(["--exact", "faults::kill9_child", "--ignored", "--nocapture"])
         .env(
             CHILD_ENV,
             format!("{}|{bucket}|{}", local.path().display(), proxy.url()),

@@ -4,14 +4,12 @@
 //! the newest candidate. Nothing outside the remote is ever read, written or deleted; no call
 //! hangs; every result says what happened.
 
-mod common;
-
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use snapseal_persist::format::{Flags, Header};
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
 use snapseal_persist::{PendingName, SnapshotName, SnapshotStore};
@@ -177,7 +175,7 @@ fn a_symlinked_object_is_never_read_and_restore_takes_the_older_genuine_one() {
 
     let restored = restore(
         &local_remote(remote.path()),
-        &common::store(target.path()),
+        &crate::support::store(target.path()),
         &RestoreOptions::default(),
     )
     .unwrap();
@@ -216,7 +214,7 @@ fn a_symlinked_index_is_unusable_never_read_and_never_replaced() {
     // Restore: falls back to a listing, as for a missing index.
     let restored = restore(
         &local_remote(remote.path()),
-        &common::store(target.path()),
+        &crate::support::store(target.path()),
         &RestoreOptions::default(),
     )
     .unwrap();
@@ -261,7 +259,7 @@ fn a_fifo_at_the_index_fails_ship_list_and_gc_promptly_and_restore_lists_instead
     assert!(err.to_string().contains("fifo"), "{err}");
     let (r, t) = (local_remote(&url), target.path().to_path_buf());
     let restored = promptly("restore", move || {
-        restore(&r, &common::store(&t), &RestoreOptions::default()).unwrap()
+        restore(&r, &crate::support::store(&t), &RestoreOptions::default()).unwrap()
     });
     assert!(restored.listed);
     assert_eq!(restored.name, names[0]);
@@ -282,7 +280,7 @@ fn a_fifo_at_an_object_name_is_refused_promptly_by_restore_ship_and_gc() {
 
     let (r, t) = (local_remote(&url), target.path().to_path_buf());
     let restored = promptly("restore", move || {
-        restore(&r, &common::store(&t), &RestoreOptions::default()).unwrap()
+        restore(&r, &crate::support::store(&t), &RestoreOptions::default()).unwrap()
     });
     assert_eq!(restored.name, names[0]);
     assert!(
@@ -403,7 +401,7 @@ fn restore_tries_older_candidates_when_a_link_or_junk_holds_the_newest_name_and_
         }
         let restored = restore(
             &local_remote(remote.path()),
-            &common::store(target.path()),
+            &crate::support::store(target.path()),
             &RestoreOptions::default(),
         )
         .unwrap();
@@ -434,7 +432,7 @@ fn already_there_is_said_only_of_a_file_that_verifies() {
     .unwrap();
     let restored = restore(
         &local_remote(remote.path()),
-        &common::store(target.path()),
+        &crate::support::store(target.path()),
         &RestoreOptions::default(),
     )
     .unwrap();
@@ -482,7 +480,7 @@ fn a_link_at_the_predictable_pending_name_does_not_demote_the_restore() {
         tempfile::tempdir().unwrap(),
     );
     let (local, names) = shipped(remote.path(), &[1, 2]);
-    let store = common::store(target.path());
+    let store = crate::support::store(target.path());
     // The first ingest of a store's life uses generation 1 << 63.
     let pending = PendingName {
         idx: names[1].idx,
@@ -543,7 +541,7 @@ fn a_sparse_giant_with_a_forged_receipt_is_refused_before_its_body_is_fetched() 
     let heard = Arc::clone(&fetched);
     let mut opts = RestoreOptions::default();
     opts.progress = Some(Arc::new(move |_, done, _| *heard.lock().unwrap() += done));
-    let store = common::store(target.path());
+    let store = crate::support::store(target.path());
     let err = restore(&local_remote(remote.path()), &store, &opts).unwrap_err();
     let ShipError::NothingRestored { passed_over, .. } = &err else {
         panic!("{err}");
