@@ -1,7 +1,5 @@
-//! Helpers shared by the `cli_*` tests: run the built `snapseal` binary, make a demo
-//! directory, damage files. Included with `mod cli_support;` (a directory module, so cargo
-//! does not build it as a test target of its own).
-#![allow(dead_code)] // each test binary uses a different part of it
+//! What the command tests share: run the built `snapseal` binary, make a demo directory,
+//! damage files.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,9 @@
 //! The `demo` command end to end, and how bad input to it is refused.
 
-mod cli_support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cli_support::{committed, demo_dir, key_file_text, names, snapseal, Run, SMALL_DEMO};
+use crate::support::{committed, demo_dir, key_file_text, names, snapseal, Run, SMALL_DEMO};
 use snapseal::persist::receipt::{leaf_hash, sign_root};
 use snapseal_ledger::disk_ledger::{ChunkName, ChunkParts};
 use snapseal_ledger::ledger::{Ledger, TxKind};

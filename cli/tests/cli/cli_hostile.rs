@@ -5,8 +5,6 @@
 //! Every run has a deadline: a run that hangs is killed and the test fails (it never hangs the
 //! suite).
 
-mod cli_support;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -19,14 +17,14 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cli_support::{
+use crate::support::{
     committed, demo_dir, key_file_text, relabelled, sparse_signed_snapshot, Run, SMALL_DEMO,
 };
 
 /// Far beyond what any of these runs needs; only a hang (or a read of gigabytes) reaches it.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Runs `snapseal args...` like `cli_support::snapseal`, but kills it and fails the test if it
+/// Runs `snapseal args...` like `support::snapseal`, but kills it and fails the test if it
 /// has not exited within [`DEADLINE`].
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let out = tempfile::tempdir().unwrap();
@@ -277,7 +275,7 @@ fn resume_ignores_names_far_beyond_anything_proven_instead_of_building_their_led
         r.stderr
     );
     // The store removed the stale one and quarantined the empty committed one.
-    let names = cli_support::names(&dir);
+    let names = crate::support::names(&dir);
     assert!(!names.contains(junk_stale) && !names.contains(junk_committed));
     assert!(names.contains(&format!("{junk_committed}.corrupt")));
     assert_every_commit_logged(&dir, "resumed");

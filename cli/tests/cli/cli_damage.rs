@@ -2,12 +2,10 @@
 //! missing directory. Each gets a clear message and the documented exit code, and nothing that
 //! is not snapseal's is ever deleted or renamed.
 
-mod cli_support;
-
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use cli_support::{committed, demo_dir, flip_byte, key_file_text, names, snapseal};
+use crate::support::{committed, demo_dir, flip_byte, key_file_text, names, snapseal};
 
 /// Offset of the first body byte: right after the 160-byte header.
 const BODY: usize = 160;

@@ -1,15 +1,15 @@
 //! kill -9 torture: the demo runs as a child process against one real
 //! directory and is SIGKILLed at random instants, round after round; every round resumes
 //! where the last one died (`demo --resume`). After each kill the directory must keep the
-//! crash contract (see `crash_support`): every committed file verifies, no acknowledged
+//! crash contract (see `support`): every committed file verifies, no acknowledged
 //! commit (a `committed.log` line) is lost unless retention could have deleted it, no
 //! quarantined or foreign file appears, no snapshot name ever comes back with other contents,
 //! and once the next run got past its recovery, the stale files of the kill before are gone.
 //!
 //! `SNAPSEAL_KILL_ROUNDS` sets the rounds (default 8, a few seconds), `SNAPSEAL_KILL_SEED`
 //! repeats a run's random choices (the seed is printed first), `SNAPSEAL_CRASH_SPILL=1` uses
-//! a state big enough that bodies are spilled to pending files (`crash_support::Shape`). Each round picks one of two
-//! ways to choose the instant:
+//! a state big enough that bodies are spilled to pending files (`support::Shape`). Each round
+//! picks one of two ways to choose the instant:
 //! - *anywhere*: uniformly over the time one uninterrupted run takes on this machine
 //!   (measured first), so kills land in start-up, recovery, snapshotting and the final flush;
 //! - *mid-write*: the test watches the directory and, once a snapshot write is in progress
@@ -17,19 +17,18 @@
 //!   (create, write, fsync, rename, directory fsync) takes a few ms of a second-long run, so
 //!   uniform kills alone would rarely land inside one.
 
-mod crash_support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crash_support::{env_u64, inspect, keep_for_debugging, say, seed_from_env, Demo, Figures};
-use crash_support::{wait_for_write, History, Rng, Shape};
+use crate::support::{alone, env_u64, inspect, keep_for_debugging, say, seed_from_env};
+use crate::support::{wait_for_write, Demo, Figures, History, Rng, Shape};
 
 /// A stuck run is a failure, not a test that never ends.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 #[test]
 fn sigkill_at_random_instants_never_breaks_a_committed_file_or_loses_an_acknowledgement() {
+    let _alone = alone();
     let seed = seed_from_env("SNAPSEAL_KILL_SEED");
     let rounds = env_u64("SNAPSEAL_KILL_ROUNDS", 8);
     let mut rng = Rng::new(seed);
@@ -60,7 +59,7 @@ fn sigkill_at_random_instants_never_breaks_a_committed_file_or_loses_an_acknowle
     say(&format!(
         "kill9: seed {seed} (demo seed {}, {shape:?} state), {rounds} rounds, kills uniform in 0..={max_ms} ms \
          (one run takes {full_run:.2?}); repeat: SNAPSEAL_KILL_SEED={seed} \
-         SNAPSEAL_KILL_ROUNDS={rounds} cargo test --test kill9",
+         SNAPSEAL_KILL_ROUNDS={rounds} cargo test --test crash kill9",
         demo.seed
     ));
 
@@ -155,7 +154,7 @@ fn a_resumed_demo_recovers_a_killed_ones_directory_and_never_reuses_its_indices(
     demo.txs = demo.short_run();
     let ended = demo.spawn(demo.txs).wait(RUN_LIMIT);
     assert!(ended.status.success(), "{}", ended.output());
-    let first = crash_support::read_log(&demo.dir).unwrap();
+    let first = crate::support::read_log(&demo.dir).unwrap();
     assert!(!first.lines.is_empty());
 
     // What a kill in the middle of the next write would leave.

@@ -1,11 +1,9 @@
 //! `demo --deterministic`: the same settings and seed give a byte-identical directory.
 
-mod cli_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cli_support::snapseal;
+use crate::support::snapseal;
 
 /// Every file in `dir` by name, with its bytes; the ledger's chunk files (`ledger/`) as
 /// `ledger/<name>`.

@@ -4,7 +4,7 @@
 //! filesystem at once without flushing its journal, so everything not yet made durable is
 //! lost, exactly as if the machine had died. Then: kill the (now failing) demo, unmount,
 //! mount again (the journal is replayed, as at boot), and check the crash contract (see
-//! `crash_support`) plus one thing only a power cut can break: every `committed.log` line
+//! `support`) plus one thing only a power cut can break: every `committed.log` line
 //! that had been fsynced before the cut is still there. The demo writes a line and fsyncs it
 //! before writing the next, so of the lines visible just before the cut all but the last
 //! were fsynced. After each round `e2fsck -fn` must find the filesystem clean; the next round
@@ -21,8 +21,6 @@
 // The shutdown ioctl and geteuid are libc calls (each block says why it is sound).
 #![allow(unsafe_code)]
 
-mod crash_support;
-
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -30,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crash_support::{env_u64, inspect, keep_for_debugging, read_log, say, seed_from_env};
-use crash_support::{wait_for_write, Demo, Figures, History, Rng, Shape};
+use crate::support::{alone, env_u64, inspect, keep_for_debugging, read_log, say};
+use crate::support::{seed_from_env, wait_for_write, Demo, Figures, History, Rng, Shape};
 
 /// `_IOR(type, nr, size)` of the Linux ioctl encoding: direction "read" (2) in bits 30-31,
 /// the argument size in bits 16-29, the type in bits 8-15, the number in bits 0-7.
@@ -313,6 +311,7 @@ impl Ext4 {
 
 #[test]
 fn power_loss_on_ext4_never_breaks_a_committed_file_or_loses_an_fsynced_acknowledgement() {
+    let _alone = alone();
     let required = env_u64("SNAPSEAL_EXT4_REQUIRED", 0) == 1;
     // Declared before the filesystem, so dropped after it: unmount and detach come first.
     let tmp = tempfile::tempdir().unwrap();
@@ -352,7 +351,7 @@ fn power_loss_on_ext4_never_breaks_a_committed_file_or_loses_an_fsynced_acknowle
     say(&format!(
         "ext4_crash: ext4 on {} (data=ordered); seed {seed} (demo seed {}, {:?} state), {rounds} rounds, \
          power cuts uniform in 0..={max_ms} ms or mid-write; repeat: SNAPSEAL_EXT4_SEED={seed} \
-         SNAPSEAL_EXT4_ROUNDS={rounds} cargo test --test ext4_crash",
+         SNAPSEAL_EXT4_ROUNDS={rounds} cargo test --test crash ext4_crash",
         fs.device.dev, demo.seed, demo.shape
     ));
 

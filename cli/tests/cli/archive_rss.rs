@@ -4,7 +4,7 @@
 //! the baseline (the same command on a tiny store). Run:
 //!
 //! ```sh
-//! cargo test --release -p snapseal-cli --test archive_rss -- --ignored --nocapture
+//! cargo test --release -p snapseal-cli --test cli archive_rss -- --ignored --nocapture
 //! ```
 //!
 //! `SNAPSEAL_ARCHIVE_MIB` sets the store size (default 2048). Each measured command runs under
@@ -24,7 +24,7 @@ fn measured(args: &[&str]) -> (u64, f64) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "export_and_import_of_a_2_gib_store_stay_within_64_mib_of_rss",
+            "archive_rss::export_and_import_of_a_2_gib_store_stay_within_64_mib_of_rss",
             "--ignored",
             "--nocapture",
         ])

@@ -1,11 +1,9 @@
 //! `gc`: the plan, the dry run, retention through the store, and the store's lock.
 
-mod cli_support;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use cli_support::{committed, demo_dir, names, snapseal, sparse_signed_snapshot_at};
+use crate::support::{committed, demo_dir, names, snapseal, sparse_signed_snapshot_at};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
 use snapseal::persist::{SnapshotStore, StoreOptions};

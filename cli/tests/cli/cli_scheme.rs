@@ -1,11 +1,9 @@
 //! A snapshot proven by a signed statement (no Merkle tree) verifies through the command with
 //! the node's key, and the command says which scheme proved it.
 
-mod cli_support;
-
 use std::sync::Arc;
 
-use cli_support::snapseal;
+use crate::support::snapseal;
 use snapseal::persist::format::{body_digest, Claims, Flags};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::{Ed25519Verifier, SignedStatement};

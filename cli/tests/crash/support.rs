@@ -1,6 +1,5 @@
-//! Shared by the crash tests (`kill9`, `ext4_crash`): running the demo as a child process,
-//! and checking a snapshot directory after the child died at a random instant. Included with
-//! `mod crash_support;` (a directory module, so cargo does not build it as a test of its own).
+//! What the crash tests (`kill9`, `ext4_crash`) share: running the demo as a child process,
+//! and checking a snapshot directory after the child died at a random instant.
 //!
 //! The check ([`inspect`]) is the crash contract seen from outside the process:
 //! - every `.committed` file verifies (header, receipt against the node's key, body digest);
@@ -15,7 +14,6 @@
 //!   least the newest acknowledged commit;
 //! - `snapseal verify DIR` agrees (exit 0, or 1 with nothing to verify when no file was ever
 //!   committed).
-#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -23,6 +21,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +35,19 @@ use snapseal_ledger::ledger::Ledger;
 
 /// The `snapseal` binary cargo built for this test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_snapseal");
+
+/// Held for the whole of each crash test, so they run one after the other even though they
+/// share a binary (libtest runs tests on parallel threads). Each one first times an
+/// uninterrupted run of the demo and spreads its kills over that time: a second torture test
+/// running beside it would load the machine during only part of that, and the kills would no
+/// longer land where the calibration says.
+pub(crate) fn alone() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next one still runs, alone.
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Prints a line on stderr even under libtest's output capture (which only catches the
 /// `print!` family): seeds, figures and skips must be seen without `--nocapture`.

@@ -1,14 +1,12 @@
 //! How the command writes and exits: help and results to a full device, non-UTF-8 arguments,
 //! the `--seed` and `gc` ranges, the demo's directory line, and each documented exit code.
 
-mod cli_support;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use cli_support::{committed, key_file_text, snapseal, SMALL_DEMO};
+use crate::support::{committed, key_file_text, snapseal, SMALL_DEMO};
 
 /// Runs `snapseal args...` with stdout on `/dev/full`: (exit code, stderr).
 fn to_full_device(args: &[&str]) -> (i32, String) {
@@ -30,7 +28,7 @@ fn to_full_device(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn help_and_results_written_to_a_full_device_exit_2_with_a_message() {
-    let (_tmp, dir) = cli_support::demo_dir();
+    let (_tmp, dir) = crate::support::demo_dir();
     let dir = dir.to_str().unwrap();
     for args in [
         &["help"][..],
@@ -115,7 +113,7 @@ fn demo_names_its_directory_once_before_the_run() {
 #[test]
 fn every_documented_exit_code_is_the_one_commands_exit_with() {
     let help = snapseal(&["--help"]).expect(0).stdout;
-    let (tmp, dir) = cli_support::demo_dir();
+    let (tmp, dir) = crate::support::demo_dir();
     let newest = committed(&dir).pop().unwrap();
     let no_key = tmp.path().join("no-key");
     std::fs::create_dir(&no_key).unwrap();

@@ -4,8 +4,6 @@
 //! and hostile arguments: links and FIFOs in the remote, out-of-range numbers, an unreachable
 //! remote, a missing source, a link where restore writes, names with terminal escapes.
 
-mod cli_support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::symlink;
@@ -14,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cli_support::{committed, demo_dir, snapseal, Run, SMALL_DEMO};
+use crate::support::{committed, demo_dir, snapseal, Run, SMALL_DEMO};
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()

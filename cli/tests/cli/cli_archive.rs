@@ -2,11 +2,9 @@
 //! started from an imported replay archive reaches the original's state hash; operational and
 //! replay archives are deterministic; a missing chunk or a tampered archive is refused.
 
-mod cli_support;
-
 use std::path::{Path, PathBuf};
 
-use cli_support::{snapseal, Run};
+use crate::support::{snapseal, Run};
 use snapseal_sim::harness::fuzz_archive::{ustar_entry, USTAR_END};
 
 /// Small chunks, so the ledger has many and a middle one can go missing.
@@ -180,7 +178,7 @@ fn a_deleted_middle_chunk_fails_replay_export_and_import_naming_the_range() {
     let dir = tmp.path().join("snap");
     demo(&dir, &[]);
     // Keep only the oldest snapshot, so the replay range spans many chunks.
-    let mut snaps: Vec<(u64, PathBuf)> = cli_support::committed(&dir)
+    let mut snaps: Vec<(u64, PathBuf)> = crate::support::committed(&dir)
         .into_iter()
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -243,7 +241,7 @@ fn a_tampered_archive_is_refused_and_leaves_no_committed_artifact() {
             .join(format!("fresh-{}", prefix.trim_end_matches('/')));
         let e = import("replay", &path, &fresh, &dir.join("node.pub")).expect(1);
         assert!(e.stderr.contains(&name), "names {name}: {}", e.stderr);
-        let committed: Vec<String> = cli_support::names(&fresh)
+        let committed: Vec<String> = crate::support::names(&fresh)
             .into_iter()
             .filter(|n| n.ends_with(".committed"))
             .collect();
@@ -355,7 +353,7 @@ fn forged(mut entries: Vec<(String, Vec<u8>)>) -> Vec<u8> {
 }
 
 fn committed_anything(dir: &Path) -> Vec<String> {
-    let mut all: Vec<String> = cli_support::names(dir)
+    let mut all: Vec<String> = crate::support::names(dir)
         .into_iter()
         .filter(|n| n.ends_with(".committed"))
         .collect();
@@ -461,7 +459,7 @@ fn replay_export_with_the_ledger_ending_before_the_snapshots_receipt_names_the_r
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("snap");
     demo(&dir, &[]);
-    let newest: u64 = cli_support::committed(&dir)
+    let newest: u64 = crate::support::committed(&dir)
         .iter()
         .filter_map(|p| {
             let n = p.file_name()?.to_str()?.to_string();
