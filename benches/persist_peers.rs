@@ -18,11 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use divan::Bencher;
-use snapseal::persist::format::Flags;
 use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::PersistRequest;
+use snapseal::persist::internals::SpillCommit;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::SpillCommit;
-use snapseal::persist::{PersistRequest, SnapshotStore, StoreOptions};
+use snapseal::persist::Flags;
+use snapseal::persist::{SnapshotStore, StoreOptions};
 use snapseal_cli::bench::fixture::{committed_name, key, Fixture, EVIDENCE};
 use snapseal_cli::bench::floor::Floor;
 

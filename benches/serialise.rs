@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use divan::Bencher;
-use snapseal::actors::{BodyBuilder, MemoryBudget, SpillTarget};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::{BodyBuilder, MemoryBudget, SpillTarget};
 use snapseal::persist::{SnapshotStore, StoreOptions};
 
 fn main() {

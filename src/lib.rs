@@ -13,10 +13,15 @@
 //!
 //! - [`engine`] (`snapseal-engine`): the task system — workers, ordered queues, timers and a
 //!   deterministic manual executor;
-//! - [`persist`] (`snapseal-persist`): names, the file format, receipts, the crash-safe writer,
-//!   the reader and the store;
+//! - [`persist`] (`snapseal-persist`): snapshot bodies (streamed, hashed on a low-priority
+//!   pool, spilled to disk past a memory budget), receipts, the crash-safe writer, the reader
+//!   and the store;
 //! - [`actors`] (`snapseal-actors`): the Snapshotter state machine, its actions and (feature
 //!   `actix`) the actix facade.
+//!
+//! Their APIs name no other crate's types but the Ed25519 key types (`ed25519-dalek`,
+//! re-exported as [`persist::SigningKey`] and [`VerifyingKey`]) and, with the `actix` feature,
+//! actix's in `actors::actor` (`.ci/public-api-check` keeps it so).
 //!
 //! Each item has one path inside its crate's module; the root re-exports, in addition, the
 //! items an embedding node names in its own code, so `use snapseal::{…}` is usually enough.

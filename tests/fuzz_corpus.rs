@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use snapseal::persist::verify_bytes;
+use snapseal::persist::internals::verify_bytes;
 use snapseal_sim::harness::fuzz_entry::{self, FuzzFailure, FUZZ_LEDGER_SEED};
 use snapseal_sim::harness::{Harness, HarnessConfig, Op, SplitMix64};
 

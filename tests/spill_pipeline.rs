@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Env, Exec};
-use snapseal::persist::PendingName;
+use snapseal::persist::internals::PendingName;
 use snapseal::SnapshotterConfig;
 
 fn cfg(spill_threshold: Option<u64>) -> SnapshotterConfig {

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
-use snapseal_persist::receipt::{Receipt, SignedRoot};
-use snapseal_persist::SnapshotStore;
+use snapseal_persist::receipt::{merkle_receipt, SignedRoot};
+use snapseal_persist::{BodyBuilder, MemoryBudget, PendingBody, SnapshotStore, SpillTarget};
 use tracing::{debug, info};
 
-use crate::body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget};
 use crate::events::EventHub;
 use crate::events::{CommittedSnapshot, Counters, SnapshotEvent};
 use crate::generation::GenShared;
@@ -208,13 +207,14 @@ impl SerialiseJob {
         let idx = self.idx;
         // The ledger records the claims digest (idx, flags, lengths, body digest), not the bare
         // body digest, so the committed file's header is proven along with its body.
-        let digest = body.claims_digest(idx);
+        let claims = body.claims(idx);
+        let digest = claims.digest();
         self.span.record("bytes", body.len());
         self.span
             .record("digest", tracing::field::display(hex_prefix(&digest)));
         debug!(
             bytes = body.len(),
-            raw = body.raw_len(),
+            raw = claims.raw_len,
             spilled = body.is_spilled(),
             "serialised"
         );
@@ -272,20 +272,15 @@ impl PersistJob {
                 sig_idx,
                 reason,
             })?;
-        let receipt = Receipt {
-            evidence_idx: self.evidence_idx,
-            evidence_tx_digest: proof.tx_digest,
-            claims_digest: body.claims_digest(idx),
-            path: proof.path,
-            signed: self.signature,
-        }
-        .encode()
-        .map_err(|source| GenerationError::Receipt {
-            generation,
-            idx,
-            source,
-        })?;
-        let body_claims = body.claims_digest(idx);
+        let claims = body.claims(idx);
+        let receipt = merkle_receipt(&claims, self.evidence_idx, proof, self.signature).map_err(
+            |source| GenerationError::Receipt {
+                generation,
+                idx,
+                source,
+            },
+        )?;
+        let body_claims = claims.digest();
         let committed = body
             .commit(&self.store, idx, self.evidence_idx, &receipt)
             .map_err(|source| GenerationError::Persist {

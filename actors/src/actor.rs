@@ -22,7 +22,9 @@ use snapseal_persist::Hash;
 use crate::error::EvidenceError;
 use crate::events::{SnapshotCounters, SnapshotEvent};
 use crate::node::ProofSource;
-use crate::snapshotter::{GenerationInfo, Snapshotter};
+#[cfg(feature = "internals")]
+use crate::snapshotter::GenerationInfo;
+use crate::snapshotter::Snapshotter;
 
 /// Actor wrapping a [`Snapshotter`].
 pub struct SnapshotterActor {
@@ -107,7 +109,8 @@ pub struct TriggerSnapshot;
 #[rtype(result = "SnapshotCounters")]
 pub struct GetCounters;
 
-/// Ask for [`Snapshotter::pending`].
+/// Ask for [`Snapshotter::pending`] (feature `internals`).
+#[cfg(feature = "internals")]
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "Vec<GenerationInfo>")]
 pub struct GetPending;
@@ -169,6 +172,7 @@ impl Handler<GetCounters> for SnapshotterActor {
     }
 }
 
+#[cfg(feature = "internals")]
 impl Handler<GetPending> for SnapshotterActor {
     type Result = MessageResult<GetPending>;
     fn handle(&mut self, _: GetPending, _: &mut Context<Self>) -> Self::Result {

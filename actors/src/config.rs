@@ -32,7 +32,7 @@ pub struct SnapshotterConfig {
     /// copying the body again. So snapshotting needs at most about this much memory beyond the
     /// node's own state, whatever the state's size. `Some(0)` spills every body; `None` never
     /// spills (every body is held in memory until persisted, as CCF does). Default
-    /// [`DEFAULT_SPILL_THRESHOLD`] (32 MiB); at most [`MAX_SPILL_THRESHOLD`].
+    /// [`DEFAULT_SPILL_THRESHOLD`] (32 MiB); at most 1 TiB.
     pub spill_threshold: Option<u64>,
 }
 
@@ -42,7 +42,7 @@ pub const DEFAULT_SPILL_THRESHOLD: u64 = 32 << 20;
 
 /// Largest [`SnapshotterConfig::spill_threshold`] (1 TiB): a bigger in-memory budget is surely a
 /// unit mistake; use `None` to never spill.
-pub const MAX_SPILL_THRESHOLD: u64 = 1 << 40;
+pub(crate) const MAX_SPILL_THRESHOLD: u64 = 1 << 40;
 
 impl Default for SnapshotterConfig {
     fn default() -> Self {
@@ -71,7 +71,7 @@ pub struct ConfigError {
 }
 
 /// Largest `max_pending`: each pending generation may hold a whole snapshot body.
-pub const MAX_PENDING_LIMIT: usize = 1024;
+pub(crate) const MAX_PENDING_LIMIT: usize = 1024;
 
 impl SnapshotterConfig {
     /// Check every field; the first bad one is reported by name.

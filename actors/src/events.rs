@@ -85,7 +85,7 @@ pub struct CommittedSnapshot {
 }
 
 /// Default capacity of the [`Events`] queue.
-pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+pub(crate) const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
 /// A hook registered with [`Snapshotter::on_event`](crate::Snapshotter::on_event).
 pub(crate) type Hook = Arc<dyn Fn(&SnapshotEvent) + Send + Sync>;
@@ -217,7 +217,7 @@ impl EventHub {
 /// ([`Snapshotter::events`](crate::Snapshotter::events)).
 ///
 /// Clones share one queue: each event is delivered to one receiver. The queue is bounded
-/// ([`DEFAULT_EVENT_CAPACITY`] unless set with
+/// (1024 events unless set with
 /// [`Snapshotter::with_event_capacity`](crate::Snapshotter::with_event_capacity)), so a node that
 /// never reads it costs bounded memory. **Overflow policy:** when an event arrives at a full
 /// queue, the oldest `Skipped` or `Dropped` event is removed to make room; only when the queue
@@ -283,12 +283,15 @@ impl Events {
         }
     }
 
-    /// Events queued now (not counting a pending `Overflowed` marker).
+    /// Events queued now (not counting a pending `Overflowed` marker). Feature `internals`.
+    #[cfg(feature = "internals")]
     pub fn len(&self) -> usize {
         self.hub.queue.lock().events.len()
     }
 
-    /// Whether nothing is queued (an `Overflowed` marker may still be pending).
+    /// Whether nothing is queued (an `Overflowed` marker may still be pending). Feature
+    /// `internals`.
+    #[cfg(feature = "internals")]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use snapseal_engine::OrderedTasks;
 use snapseal_persist::receipt::SignedRoot;
+use snapseal_persist::PendingBody;
 
 use crate::actions::GenerationError;
-use crate::body::PendingBody;
 use crate::node::ProofSource;
 
 /// State shared between the consensus thread and the generation's actions.

@@ -51,35 +51,32 @@
 mod actions;
 #[cfg(feature = "actix")]
 pub mod actor;
-mod body;
 mod config;
 mod error;
 mod events;
 mod generation;
-mod hashing;
-mod huge_pages;
 mod node;
 mod points;
 mod snapshotter;
 
 pub use actions::GenerationError;
-pub use body::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget, MEMORY_CHUNK, SPILL_BUFFER};
-pub use config::{
-    ConfigError, SnapshotterConfig, DEFAULT_SPILL_THRESHOLD, MAX_PENDING_LIMIT, MAX_SPILL_THRESHOLD,
-};
+pub use config::{ConfigError, SnapshotterConfig, DEFAULT_SPILL_THRESHOLD};
 pub use error::{Error, EvidenceError};
-pub use events::{
-    CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent, DEFAULT_EVENT_CAPACITY,
-};
-pub use hashing::{
-    configure_hashing, current_thread_nice, hashing_config, on_hashing_thread, HashingConfig,
-    HashingError,
-};
-pub use node::{
-    CaptureError, EvidenceSink, FrozenChunk, InclusionProof, ProofSource, StateSource, StateView,
-};
-/// A signature over the ledger's root, as [`Snapshotter::record_signature`] takes it.
-pub use snapseal_persist::receipt::SignedRoot;
+pub use events::{CommittedSnapshot, Events, SnapshotCounters, SnapshotEvent};
+pub use node::{CaptureError, EvidenceSink, ProofSource, StateSource, StateView};
+/// What a Merkle ledger gives for a snapshot: the signature over its root, as
+/// [`Snapshotter::record_signature`] takes it, and the evidence tx's inclusion proof, as a
+/// [`ProofSource`] returns it.
+pub use snapseal_persist::receipt::{InclusionProof, SignedRoot};
+/// A frozen piece of a serialised state, as [`StateView::frozen_chunks`] hands it out.
+pub use snapseal_persist::FrozenChunk;
 /// The digest type of snapshot bodies and ledger entries (BLAKE3, 32 bytes).
 pub use snapseal_persist::Hash;
-pub use snapshotter::{CloseMode, GenerationInfo, Snapshotter};
+pub use snapshotter::{CloseMode, Snapshotter};
+
+/// What tests and the simulator inspect beyond the API a node uses (feature `internals`; no
+/// part of the promised API, it may change in any release).
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::snapshotter::GenerationInfo;
+}

@@ -6,9 +6,9 @@
 //! worker threads.
 
 use std::io;
-use std::sync::Arc;
 
-use snapseal_persist::Hash;
+use snapseal_persist::receipt::InclusionProof;
+use snapseal_persist::{FrozenChunk, Hash};
 
 /// A node's state machine, able to hand out frozen views of itself.
 ///
@@ -45,11 +45,6 @@ pub trait StateSource: Send + Sync {
         let _ = idx;
     }
 }
-
-/// One frozen, reference-counted piece of a serialised state (see
-/// [`StateView::frozen_chunks`]): any byte container the node already has (`Arc<[u8]>`,
-/// `Arc<Vec<u8>>`, a `bytes::Bytes` in a newtype, a read-only mapping) behind an `Arc`.
-pub type FrozenChunk = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// A frozen, self-contained view of the state at one index.
 pub trait StateView: Send {
@@ -101,20 +96,11 @@ pub trait EvidenceSink: Send + Sync {
     ///
     /// `digest` is not the bare body digest: it is the snapshot's claims digest, a
     /// domain-separated BLAKE3 over `snapshot_idx`, the header flags, the stored and decoded
-    /// body lengths and the body digest (`snapseal_persist::format::Claims`, docs/FORMAT.md
+    /// body lengths and the body digest (`snapseal_persist::Claims`, docs/FORMAT.md
     /// §3). Treat it as opaque and hand the same value back to `record_evidence`. Because the
     /// ledger records it, a committed file whose header is later edited (say, an old snapshot
     /// relabelled with a newer `idx`) no longer matches its receipt and fails verification.
     fn append_evidence(&self, snapshot_idx: u64, digest: Hash);
-}
-
-/// An inclusion proof of one ledger entry in the tree a signature covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InclusionProof {
-    /// Digest of the evidence tx itself (the leaf's `tx_digest`).
-    pub tx_digest: Hash,
-    /// Audit path from the leaf up to the signed root (RFC 6962 order).
-    pub path: Vec<Hash>,
 }
 
 /// The node's Merkle tree (or a frozen copy of it) as of one signature.

@@ -14,11 +14,10 @@ use crossbeam_channel::{Receiver, Sender};
 use snapseal_engine::TaskSystem;
 use snapseal_persist::receipt::SignedRoot;
 use snapseal_persist::Hash;
-use snapseal_persist::SnapshotStore;
+use snapseal_persist::{MemoryBudget, SnapshotStore};
 use tracing::{debug, info, warn};
 
 use crate::actions::{GenerationError, PersistJob, SerialiseJob};
-use crate::body::MemoryBudget;
 use crate::config::{ConfigError, SnapshotterConfig};
 use crate::error::EvidenceError;
 use crate::events::{
@@ -28,7 +27,9 @@ use crate::generation::{GenShared, Generation};
 use crate::node::{EvidenceSink, ProofSource, StateSource};
 use crate::points::Points;
 
-/// What a test or operator can see of one pending generation.
+/// What a test can see of one pending generation ([`Snapshotter::pending`], feature
+/// `internals`).
+#[cfg(feature = "internals")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerationInfo {
     /// Generation number (0, 1, 2 … in creation order).
@@ -64,6 +65,97 @@ pub enum CloseMode {
 /// the [`TaskSystem`] given at construction — threaded in production, manual in tests.
 ///
 /// End it with [`close`](Self::close); dropping it closes it with [`CloseMode::Cancel`].
+///
+/// One snapshot from start to end, with a five-entry Merkle ledger and the engine in manual
+/// mode (nothing runs until `run_until_idle`, so each step is visible):
+///
+/// ```
+/// use std::io::{self, Write};
+/// use std::sync::{mpsc, Arc, Mutex};
+/// use snapseal_actors::{
+///     CaptureError, CloseMode, EvidenceSink, InclusionProof, ProofSource, SnapshotEvent,
+///     Snapshotter, SnapshotterConfig, StateSource, StateView,
+/// };
+/// use snapseal_engine::TaskSystem;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree};
+/// use snapseal_persist::{Hash, SigningKey, SnapshotStore, StoreOptions};
+///
+/// /// The node's state: always the same bytes (a real node hands out the version it kept).
+/// struct Greeting;
+/// impl StateSource for Greeting {
+///     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+///         Ok(Box::new(Greeting))
+///     }
+/// }
+/// impl StateView for Greeting {
+///     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+///         out.write_all(b"hello")
+///     }
+/// }
+/// /// Evidence requests, handed to the consensus thread (which owns the ledger).
+/// struct Requests(Mutex<mpsc::Sender<(u64, Hash)>>);
+/// impl EvidenceSink for Requests {
+///     fn append_evidence(&self, snapshot_idx: u64, claims_digest: Hash) {
+///         let _ = self.0.lock().unwrap().send((snapshot_idx, claims_digest));
+///     }
+/// }
+/// /// The ledger's Merkle tree as of one signature, and its txs' digests.
+/// struct Tree(MerkleTree, Vec<Hash>);
+/// impl ProofSource for Tree {
+///     fn inclusion_proof(&self, evidence: u64, sig: u64) -> Result<InclusionProof, String> {
+///         let path = self.0.proof(evidence - 1, sig - 1).ok_or("no such leaf")?;
+///         Ok(InclusionProof { tx_digest: self.1[evidence as usize - 1], path })
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let ledger_key = SigningKey::from_bytes(&[9; 32]);
+/// let verifier = Arc::new(Ed25519Verifier::new(vec![ledger_key.verifying_key()]));
+/// let opts = StoreOptions::new(verifier);
+/// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+/// let tasks = TaskSystem::manual(7);
+/// let (requests, evidence_wanted) = mpsc::channel();
+/// let config = SnapshotterConfig { tx_interval: 3, ..SnapshotterConfig::default() };
+/// let sink = Arc::new(Requests(Mutex::new(requests)));
+/// let mut snap =
+///     Snapshotter::new(config, tasks.clone(), Arc::clone(&store), Arc::new(Greeting), sink)?;
+///
+/// // Txs 1 to 3; 3 is a snapshot point, and the commit index reaches it.
+/// let (mut tree, mut txs) = (MerkleTree::new(), Vec::new());
+/// for tx in 1..=3u8 {
+///     txs.push([tx; 32]);
+///     tree.push(leaf_hash(&[tx; 32], &[0; 32]));
+/// }
+/// assert!(snap.record_committable(3));
+/// snap.commit(3);
+/// tasks.run_until_idle(); // the state at 3 is serialised
+///
+/// // The node appends the evidence tx snapseal asked for (4), then a signature tx (5) over
+/// // the tree of txs 1 to 4, and its commit index reaches 5.
+/// let (snapshot_idx, claims_digest) = evidence_wanted.try_recv()?;
+/// txs.push([4; 32]);
+/// tree.push(leaf_hash(&[4; 32], &claims_digest));
+/// snap.record_evidence(4, snapshot_idx, claims_digest)?;
+/// snap.record_signature(sign_root(&ledger_key, 5, &tree.root(4).unwrap()));
+/// snap.record_tree(5, Arc::new(Tree(tree, txs)));
+/// snap.commit(5);
+/// tasks.run_until_idle(); // the snapshot is written, with its receipt
+///
+/// match snap.events().try_recv() {
+///     Some(SnapshotEvent::Committed(c)) => {
+///         assert_eq!((c.idx, c.evidence_idx, c.sig_idx), (3, 4, 5));
+///     }
+///     other => panic!("expected the snapshot committed, got {other:?}"),
+/// }
+/// snap.close(CloseMode::Drain);
+/// // After a restart: the newest snapshot that verifies, and its state.
+/// let latest = store.latest()?.expect("the snapshot at 3");
+/// assert_eq!(latest.name().idx, 3);
+/// assert_eq!(io::read_to_string(latest.body_reader()?)?, "hello");
+/// # Ok(()) }
+/// ```
 pub struct Snapshotter {
     config: SnapshotterConfig,
     tasks: TaskSystem,
@@ -149,8 +241,7 @@ impl Snapshotter {
         self
     }
 
-    /// Bound the [`Events`] queue at `capacity` events instead of
-    /// [`DEFAULT_EVENT_CAPACITY`](crate::DEFAULT_EVENT_CAPACITY) (overflow policy: see
+    /// Bound the [`Events`] queue at `capacity` events instead of 1024 (overflow policy: see
     /// [`Events`]).
     pub fn with_event_capacity(self, capacity: NonZeroUsize) -> Self {
         self.events.set_capacity(capacity);
@@ -251,7 +342,7 @@ impl Snapshotter {
             .body
             .lock()
             .as_ref()
-            .map(|b| b.claims_digest(snapshot_idx));
+            .map(|b| b.claims(snapshot_idx).digest());
         let Some(expected) = claims else {
             return Err(EvidenceError::NotSerialised {
                 evidence_idx,
@@ -400,7 +491,9 @@ impl Snapshotter {
         self.counters.snapshot()
     }
 
-    /// Pending generations, oldest first (after accounting for finished ones).
+    /// Pending generations, oldest first (after accounting for finished ones). For tests and
+    /// the simulator's invariant checks: feature `internals`.
+    #[cfg(feature = "internals")]
     pub fn pending(&mut self) -> Vec<GenerationInfo> {
         self.drain_done();
         self.release_finished();

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 
-use snapseal_persist::Escaped;
+use snapseal_persist::internals::Escaped;
 
 /// Copy buffer: the only per-file memory export and import use for streamed entries.
 pub(crate) const BUF: usize = 1 << 16;

@@ -13,10 +13,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::format::MAGIC;
-use snapseal_persist::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
-use snapseal_persist::receipt::{key_id, ReceiptVerifier};
-use snapseal_persist::{classify_dir, to_hex, Escaped, FileState, SnapshotName};
+use snapseal_persist::internals::format::MAGIC;
+use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
+use snapseal_persist::internals::receipt::key_id;
+use snapseal_persist::internals::{classify_dir, Escaped};
+use snapseal_persist::receipt::ReceiptVerifier;
+use snapseal_persist::{to_hex, FileState, SnapshotName};
 
 use crate::chain::{check_anchor, check_links, Origin, View};
 use crate::container::{append, Hashing, BUF};

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use snapseal_persist::{Escaped, FileState, SnapshotName};
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::{FileState, SnapshotName};
 
 use crate::source::{cover, ChunkRef};
 

@@ -13,8 +13,8 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use snapseal_persist::fs::{write_all, DirHandle, WritableFile};
-use snapseal_persist::Escaped;
+use snapseal_persist::internals::fs::{write_all, DirHandle, WritableFile};
+use snapseal_persist::internals::Escaped;
 
 /// A step of writing a new file failed.
 #[derive(Debug, thiserror::Error)]

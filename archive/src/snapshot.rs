@@ -9,8 +9,9 @@
 //! `raw_len` bytes) needs the body whole: import leaves it to the store's ingest, which
 //! runs the complete verification again on the file before it gets its committed name.
 
-use snapseal_persist::format::{Header, HEADER_LEN};
-use snapseal_persist::receipt::{Expected, Receipt, ReceiptVerifier, SchemeId, MAX_RECEIPT_LEN};
+use snapseal_persist::internals::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::receipt::{Receipt, MAX_RECEIPT_LEN};
+use snapseal_persist::receipt::{Expected, ReceiptVerifier, SchemeId};
 use snapseal_persist::{Hash, SnapshotName};
 
 /// What a snapshot's receipt proves about its ledger.

@@ -2,8 +2,9 @@
 
 use std::io::{self, Read};
 
-use snapseal_persist::fs::{Untrusted, UntrustedError};
-use snapseal_persist::{Escaped, Hash};
+use snapseal_persist::internals::fs::{Untrusted, UntrustedError};
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::Hash;
 
 /// One sealed ledger chunk: txs `start ..= end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,7 +6,7 @@ use crate::EngineError;
 
 /// Most worker threads a system may have; far more than 2× any machine snapseal targets, low
 /// enough that a typo cannot ask the OS for a million threads.
-pub const MAX_WORKERS: usize = 1024;
+pub(crate) const MAX_WORKERS: usize = 1024;
 
 /// Configuration of [`TaskSystem::threaded`](crate::TaskSystem::threaded).
 ///
@@ -24,7 +24,7 @@ pub const MAX_WORKERS: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Number of worker threads; `None` means half the CPUs, at least 1. Must be in
-    /// `1..=MAX_WORKERS` when set.
+    /// `1..=1024` when set.
     pub workers: Option<usize>,
     /// The timer thread wakes at most once per this period (timers due within one period are
     /// enqueued together); it sleeps while no timer is armed. Zero wakes exactly at each due

@@ -115,11 +115,12 @@ mod task;
 mod timer;
 mod worker;
 
-pub use config::{EngineConfig, MAX_WORKERS};
+pub use config::EngineConfig;
 pub use counters::Counters;
 pub use error::EngineError;
 pub use failure::ActionFailure;
 pub use ordered::OrderedTasks;
+pub use priority::lower_thread_priority;
 pub use shutdown::ShutdownMode;
 pub use system::{TaskSystem, WeakTaskSystem};
 pub use task::{TaskHandle, TaskState};

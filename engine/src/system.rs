@@ -116,7 +116,7 @@ impl TaskSystem {
         for index in 0..workers {
             let shared = Arc::clone(system.shared());
             system.start_thread(format!("snapseal-w{index}"), move || {
-                crate::priority::lower_current_thread(nice);
+                crate::priority::lower_thread_priority(nice);
                 worker_main(shared);
             })?;
         }

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use snapseal_engine::{EngineConfig, EngineError, TaskSystem, MAX_WORKERS};
+use snapseal_engine::{EngineConfig, EngineError, TaskSystem};
+
+#[path = "common/nice.rs"]
+mod nice;
+use nice::own_nice;
 
 #[test]
 fn default_workers_is_half_the_cpus_at_least_one() {
@@ -22,7 +26,8 @@ fn default_workers_is_half_the_cpus_at_least_one() {
 
 #[test]
 fn out_of_range_worker_counts_are_refused_naming_the_field() {
-    for workers in [0, MAX_WORKERS + 1] {
+    // The documented range is 1..=1024.
+    for workers in [0, 1025] {
         let result = TaskSystem::threaded(EngineConfig {
             workers: Some(workers),
             timer_resolution: Duration::from_millis(1),
@@ -36,14 +41,6 @@ fn out_of_range_worker_counts_are_refused_naming_the_field() {
             other => panic!("workers = {workers} was not refused: {other:?}"),
         }
     }
-}
-
-/// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
-fn own_nice() -> i32 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    // The command name (field 2) may hold spaces; fields after its closing parenthesis.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(16).unwrap().parse().unwrap()
 }
 
 #[test]

@@ -41,12 +41,15 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use parking_lot::Mutex;
 use snapseal_actors::{InclusionProof, ProofSource};
 use snapseal_archive::ChunkLinks;
-use snapseal_persist::fs::{
-    publish, write_all, write_pending, DirHandle, DurableError, EntryKind, FileSystem,
-    UntrustedError, WritableFile,
+use snapseal_persist::fs::FileSystem;
+use snapseal_persist::internals::fs::{
+    publish, write_all, write_pending, DirHandle, DurableError, EntryKind, UntrustedError,
+    WritableFile,
 };
-use snapseal_persist::receipt::{leaf_position, sign_root, SignedRoot};
-use snapseal_persist::{Escaped, Hash};
+use snapseal_persist::internals::receipt::leaf_position;
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::receipt::{sign_root, SignedRoot};
+use snapseal_persist::Hash;
 
 pub use artifacts::{frontier_digest, ChunkKeys, LedgerDir};
 pub use chunk::{verify_chunk, ChunkError, ChunkName, ChunkParts, VerifiedChunk};

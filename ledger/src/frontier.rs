@@ -10,7 +10,8 @@
 //! (its left siblings are blocks of that frontier, parts of one, or lie after `c`) and the
 //! leaves from `c` up to the tree size.
 
-use snapseal_persist::receipt::{empty_root, inclusion_path, node_hash, tree_root};
+use snapseal_persist::internals::receipt::{empty_root, node_hash};
+use snapseal_persist::internals::receipt::{inclusion_path, tree_root};
 use snapseal_persist::Hash;
 
 /// The frontier of a tree prefix: complete-subtree roots, largest (leftmost) first.

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use parking_lot::RwLock;
 use snapseal_actors::{InclusionProof, ProofSource};
-use snapseal_persist::receipt::{leaf_hash, leaf_position, sign_root, MerkleTree, SignedRoot};
+use snapseal_persist::internals::receipt::leaf_position;
+use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, SignedRoot};
 use snapseal_persist::Hash;
 
 /// What a ledger entry does.
@@ -196,7 +197,7 @@ impl Ledger {
         let root = e
             .tree
             .root(size)
-            .unwrap_or_else(snapseal_persist::receipt::empty_root);
+            .unwrap_or_else(snapseal_persist::internals::receipt::empty_root);
         let signed = sign_root(&self.key, sig_idx, &root);
         let kind = TxKind::Signature(signed.clone());
         let digest = kind.digest(sig_idx);
@@ -292,7 +293,7 @@ impl ProofSource for LedgerProofs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snapseal_persist::receipt::{root_from_proof, verify_signed_root};
+    use snapseal_persist::internals::receipt::{root_from_proof, verify_signed_root};
 
     #[test]
     fn signature_signs_the_root_of_every_earlier_tx_and_proofs_reach_it() {

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use snapseal_persist::format::HEADER_LEN;
 use snapseal_persist::{IngestFile, SnapshotFile};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
@@ -27,22 +26,16 @@ pub struct SealedData {
 }
 
 enum Inner {
-    Reading {
-        file: Arc<SnapshotFile>,
-        header: [u8; HEADER_LEN],
-        pos: u64,
-    },
+    Reading { file: Arc<SnapshotFile>, pos: u64 },
     Receiving(IngestFile),
 }
 
 impl SealedData {
     /// Data reading the verified committed `file`.
     pub fn reading(file: SnapshotFile) -> Self {
-        let header = file.header().encode();
         SealedData {
             inner: Inner::Reading {
                 file: Arc::new(file),
-                header,
                 pos: 0,
             },
         }
@@ -65,7 +58,7 @@ impl SealedData {
     /// Bytes received so far, for receiving data; the file length for reading data.
     pub fn len(&self) -> u64 {
         match &self.inner {
-            Inner::Reading { file, .. } => file.file_len(),
+            Inner::Reading { file, .. } => file.bytes().len() as u64,
             Inner::Receiving(f) => f.received(),
         }
     }
@@ -89,45 +82,32 @@ pub(crate) enum DataKind {
     Receiving(IngestFile),
 }
 
-/// Copies from the concatenation header || body || receipt at `pos`.
-fn read_at(file: &SnapshotFile, header: &[u8], pos: u64, buf: &mut [u8]) -> usize {
-    let parts: [&[u8]; 3] = [header, file.body(), file.receipt_bytes()];
-    let mut start = pos;
-    for part in parts {
-        let len = part.len() as u64;
-        if start < len {
-            // start < len <= usize::MAX: the part is in memory.
-            let from = start as usize;
-            let n = buf.len().min(part.len() - from);
-            buf[..n].copy_from_slice(&part[from..from + n]);
-            return n;
-        }
-        start -= len;
-    }
-    0
+/// Copies the file's bytes at `pos` into `buf`; 0 at or past the end.
+fn read_at(file: &SnapshotFile, pos: u64, buf: &mut [u8]) -> usize {
+    let bytes = file.bytes();
+    let Some(rest) = usize::try_from(pos).ok().and_then(|p| bytes.get(p..)) else {
+        return 0;
+    };
+    let n = buf.len().min(rest.len());
+    buf[..n].copy_from_slice(&rest[..n]);
+    n
 }
 
 /// A whole committed file as a byte stream, for ingesting it into another store.
 pub(crate) struct FileStream {
     pub(crate) file: Arc<SnapshotFile>,
-    pub(crate) header: [u8; HEADER_LEN],
     pub(crate) pos: u64,
 }
 
 impl FileStream {
     pub(crate) fn new(file: Arc<SnapshotFile>) -> Self {
-        let header = file.header().encode();
-        FileStream {
-            file,
-            header,
-            pos: 0,
-        }
+        FileStream { file, pos: 0 }
     }
 }
 
 impl Read for FileStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = read_at(&self.file, &self.header, self.pos, buf);
+        let n = read_at(&self.file, self.pos, buf);
         self.pos += n as u64;
         Ok(n)
     }
@@ -147,9 +127,9 @@ impl AsyncRead for SealedData {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
-            Inner::Reading { file, header, pos } => {
+            Inner::Reading { file, pos } => {
                 // From the memory map: no blocking I/O beyond page faults.
-                let n = read_at(file, header, *pos, buf.initialize_unfilled());
+                let n = read_at(file, *pos, buf.initialize_unfilled());
                 buf.advance(n);
                 *pos += n as u64;
                 Poll::Ready(Ok(()))
@@ -189,7 +169,7 @@ impl AsyncSeek for SealedData {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
         match &mut self.get_mut().inner {
             Inner::Reading { file, pos, .. } => {
-                let len = file.file_len();
+                let len = file.bytes().len() as u64;
                 let target = match position {
                     SeekFrom::Start(n) => Some(n),
                     SeekFrom::End(d) => len.checked_add_signed(d),

@@ -11,13 +11,13 @@ use openraft::{
     AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, RaftTypeConfig, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership,
 };
-use snapseal_actors::{BodyBuilder, MemoryBudget, SpillTarget};
-use snapseal_persist::format::Claims;
-use snapseal_persist::fs::{DirHandle, FileSystem, RealFs};
-use snapseal_persist::receipt::{ReceiptVerifier, Schemes, SignedStatement, StatementScheme};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::{
+    statement_receipt, ReceiptVerifier, SchemeId, Schemes, StatementScheme,
+};
 use snapseal_persist::{
-    open_snapshot, FileState, Ingested, SigningKey, SnapshotFile, SnapshotName, SnapshotStore,
-    StoreOptions, VerifyingKey,
+    BodyBuilder, FileState, Ingested, MemoryBudget, SigningKey, SnapshotFile, SnapshotName,
+    SnapshotStore, SpillTarget, StoreOptions, VerifyingKey,
 };
 use tracing::{info, warn};
 
@@ -100,9 +100,6 @@ impl fmt::Debug for SealOptions {
 /// What the state machine and its snapshot builders share.
 struct Shared {
     store: Arc<SnapshotStore>,
-    /// A second handle on the directory, for opening one named committed file.
-    dir: Arc<dyn DirHandle>,
-    verifier: Arc<dyn ReceiptVerifier>,
     key: SigningKey,
     budget: MemoryBudget,
     compression: Option<i32>,
@@ -173,20 +170,11 @@ where
         let verifier: Arc<dyn ReceiptVerifier> = Arc::new(
             Schemes::new().with(Arc::new(StatementScheme::new(opts.trusted_keys.clone()))),
         );
-        let mut store_opts = StoreOptions::new(Arc::clone(&verifier));
+        let mut store_opts = StoreOptions::new(verifier);
         store_opts.keep_last = opts.keep_last;
         let store = SnapshotStore::open(Arc::new(RealFs), dir, store_opts)?;
-        let dir_handle = RealFs.open_dir(dir, false).map_err(|source| {
-            Error::Store(snapseal_persist::StoreError::Io {
-                path: dir.to_path_buf(),
-                step: snapseal_persist::StoreStep::OpenDir,
-                source,
-            })
-        })?;
         let shared = Arc::new(Shared {
             store: Arc::new(store),
-            dir: dir_handle,
-            verifier,
             key: opts.signing_key,
             budget: MemoryBudget::new(opts.memory_budget),
             compression: opts.compression,
@@ -250,15 +238,19 @@ where
         )));
     }
     let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
-    match SignedStatement::decode(file.receipt_bytes()) {
-        Ok(s) if s.term == term => {}
-        Ok(s) => {
-            return Err(mismatch(format!(
-                "metadata record says term {term:?}, the signed statement {:?}",
-                s.term
-            )))
-        }
-        Err(e) => return Err(mismatch(format!("receipt is not a signed statement: {e}"))),
+    // The store trusts signed statements only, and verification read the term they sign.
+    let verified = file.receipt();
+    if verified.scheme != SchemeId::STATEMENT {
+        return Err(mismatch(format!(
+            "receipt is not a signed statement but of scheme {}",
+            verified.scheme
+        )));
+    }
+    if verified.term != term {
+        return Err(mismatch(format!(
+            "metadata record says term {term:?}, the signed statement {:?}",
+            verified.term
+        )));
     }
     let state = S::restore(&mut reader).map_err(|e| err("state", e))?;
     Ok((meta, state))
@@ -300,16 +292,8 @@ impl Shared {
         state.serialise(&mut body).map_err(serialise)?;
         body.flush().map_err(serialise)?;
         let pending = body.finish().map_err(serialise)?;
-        let claims = Claims {
-            idx,
-            flags: pending.flags(),
-            body_len: pending.len(),
-            raw_len: pending.raw_len(),
-            body_digest: pending.digest(),
-        };
         let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
-        let receipt = SignedStatement::sign(&self.key, &claims, evidence_idx, term)
-            .and_then(|s| s.encode())
+        let receipt = statement_receipt(&self.key, &pending.claims(idx), evidence_idx, term)
             .map_err(|source| Error::Sign { idx, source })?;
         let committed = pending
             .commit(&self.store, idx, evidence_idx, &receipt)
@@ -318,16 +302,13 @@ impl Shared {
         self.open(&committed.name)
     }
 
-    /// Opens and verifies the committed file `name`, holding it against retention.
+    /// Opens and verifies the committed file `name`; it is held against retention while the
+    /// returned file lives.
     fn open(&self, name: &SnapshotName) -> Result<SnapshotFile, Error> {
-        let hold = self.store.hold(name)?;
-        let file = open_snapshot(&*self.dir, name, &*self.verifier).map_err(|e| Error::Verify {
+        self.store.read(name).map_err(|e| Error::Verify {
             name: *name,
             source: Box::new(e),
-        })?;
-        // The map stays valid even if retention removes the name after the hold is gone.
-        drop(hold);
-        Ok(file)
+        })
     }
 
     /// Commits received data (verified on disk first) and reads it back.

@@ -343,9 +343,5 @@ async fn receive_cut_off_leaves_no_committed_file() {
 
 /// The whole file behind reading data.
 fn whole(data: &snapseal_openraft::SealedData) -> Vec<u8> {
-    let file = data.file().unwrap();
-    let mut out = file.header().encode().to_vec();
-    out.extend_from_slice(file.body());
-    out.extend_from_slice(file.receipt_bytes());
-    out
+    data.file().unwrap().bytes().to_vec()
 }

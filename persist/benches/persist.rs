@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use divan::Bencher;
 use ed25519_dalek::SigningKey;
-use snapseal_persist::format::{body_digest, Flags, Header};
-use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
+use snapseal_persist::internals::format::{body_digest, Header};
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::internals::verify_bytes;
+use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree};
+use snapseal_persist::Flags;
 use snapseal_persist::Hash;
-use snapseal_persist::{verify_bytes, FileState, SnapshotName};
+use snapseal_persist::{FileState, SnapshotName};
 
 fn main() {
     divan::main();
@@ -117,7 +120,7 @@ mod verify {
         let fx = Fixture::new(SIZE);
         let bytes = file_bytes(&fx);
         drop(fx);
-        let body = &bytes[snapseal_persist::format::HEADER_LEN..][..SIZE];
+        let body = &bytes[snapseal_persist::internals::format::HEADER_LEN..][..SIZE];
         bencher.bench_local(|| {
             let mut h = ::blake3::Hasher::new();
             h.update_rayon(divan::black_box(body));

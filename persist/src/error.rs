@@ -78,12 +78,12 @@ impl fmt::Display for Step {
 /// committed file of this attempt, except where a variant says otherwise, or where removing
 /// the uncommitted file failed too (logged; the next persist of that name or the next store
 /// open removes it). What a *crash* may leave is documented on
-/// [`SnapshotStore::persist`](crate::SnapshotStore::persist).
+/// [`PendingBody::commit`](crate::PendingBody::commit).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PersistError {
     /// A system call failed at `step`.
-    #[error("{step} {}", crate::Escaped::path(path))]
+    #[error("{step} {}", crate::escape::Escaped::path(path))]
     Io {
         /// The file the step concerned.
         path: PathBuf,
@@ -97,7 +97,7 @@ pub enum PersistError {
     /// was changed.
     #[error(
         "{} already exists; a committed snapshot is never overwritten ({step})",
-        crate::Escaped::path(path)
+        crate::escape::Escaped::path(path)
     )]
     AlreadyCommitted {
         /// The committed name that exists.
@@ -107,7 +107,7 @@ pub enum PersistError {
     },
     /// The request cannot be encoded as a valid header (e.g. `raw_len != body.len()` for an
     /// uncompressed body). Nothing was written.
-    #[error("{}: invalid persist request", crate::Escaped::path(path))]
+    #[error("{}: invalid persist request", crate::escape::Escaped::path(path))]
     InvalidRequest {
         /// The file that would have been written.
         path: PathBuf,
@@ -151,23 +151,29 @@ pub enum PersistError {
 }
 
 impl PersistError {
-    /// The step that failed.
-    pub fn step(&self) -> Step {
-        match self {
-            PersistError::Io { step, .. } | PersistError::AlreadyCommitted { step, .. } => *step,
-            PersistError::InvalidRequest { .. } => Step::Validate,
-            PersistError::DirSyncFailed { .. } | PersistError::StoreFailed { .. } => Step::DirSync,
+    internals_pub! {
+        /// The step that failed.
+        fn step(&self) -> Step {
+            match self {
+                PersistError::Io { step, .. }
+                | PersistError::AlreadyCommitted { step, .. } => *step,
+                PersistError::InvalidRequest { .. } => Step::Validate,
+                PersistError::DirSyncFailed { .. }
+                | PersistError::StoreFailed { .. } => Step::DirSync,
+            }
         }
     }
 
-    /// The file the error concerns.
-    pub fn path(&self) -> &Path {
-        match self {
-            PersistError::Io { path, .. }
-            | PersistError::AlreadyCommitted { path, .. }
-            | PersistError::InvalidRequest { path, .. }
-            | PersistError::DirSyncFailed { path, .. }
-            | PersistError::StoreFailed { dir: path, .. } => path,
+    internals_pub! {
+        /// The file the error concerns.
+        fn path(&self) -> &Path {
+            match self {
+                PersistError::Io { path, .. }
+                | PersistError::AlreadyCommitted { path, .. }
+                | PersistError::InvalidRequest { path, .. }
+                | PersistError::DirSyncFailed { path, .. }
+                | PersistError::StoreFailed { dir: path, .. } => path,
+            }
         }
     }
 }
@@ -284,7 +290,7 @@ impl fmt::Display for Check {
 #[non_exhaustive]
 pub enum VerifyError {
     /// Opening or mapping the file failed.
-    #[error("reading {}", crate::Escaped::path(file))]
+    #[error("reading {}", crate::escape::Escaped::path(file))]
     Read {
         /// The file.
         file: PathBuf,
@@ -293,7 +299,7 @@ pub enum VerifyError {
         source: io::Error,
     },
     /// The bytes are not a well-formed committed file (header, length, digests).
-    #[error("{}: {check} check failed", crate::Escaped::path(file))]
+    #[error("{}: {check} check failed", crate::escape::Escaped::path(file))]
     Format {
         /// The file.
         file: PathBuf,
@@ -305,7 +311,7 @@ pub enum VerifyError {
     },
     /// The name is not a regular file (a fifo, socket, device or directory): never a
     /// snapshot, and never opened in a way that could block.
-    #[error("not a regular file: {} ({what})", crate::Escaped::path(file))]
+    #[error("not a regular file: {} ({what})", crate::escape::Escaped::path(file))]
     NotRegularFile {
         /// The file.
         file: PathBuf,
@@ -313,7 +319,7 @@ pub enum VerifyError {
         what: &'static str,
     },
     /// The file name and the header disagree on an index: the file was renamed or forged.
-    #[error("{}: {check} check failed: name has {field} {from_name}, header has {from_header}", crate::Escaped::path(file), check = Check::Name)]
+    #[error("{}: {check} check failed: name has {field} {from_name}, header has {from_header}", crate::escape::Escaped::path(file), check = Check::Name)]
     NameMismatch {
         /// The file.
         file: PathBuf,
@@ -325,7 +331,7 @@ pub enum VerifyError {
         from_header: u64,
     },
     /// The receipt does not prove the file's claims.
-    #[error("{}: {check} check failed", crate::Escaped::path(file), check = Check::Receipt)]
+    #[error("{}: {check} check failed", crate::escape::Escaped::path(file), check = Check::Receipt)]
     Receipt {
         /// The file.
         file: PathBuf,
@@ -335,7 +341,7 @@ pub enum VerifyError {
     },
     /// The body is not what the flags and `raw_len` say (a zstd body that is not exactly one
     /// frame of `raw_len` bytes).
-    #[error("{}: {check} check failed", crate::Escaped::path(file), check = Check::BodyEncoding)]
+    #[error("{}: {check} check failed", crate::escape::Escaped::path(file), check = Check::BodyEncoding)]
     Body {
         /// The file.
         file: PathBuf,
@@ -346,36 +352,42 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The file concerned.
-    pub fn file(&self) -> &Path {
-        match self {
-            VerifyError::Read { file, .. }
-            | VerifyError::NotRegularFile { file, .. }
-            | VerifyError::Format { file, .. }
-            | VerifyError::NameMismatch { file, .. }
-            | VerifyError::Receipt { file, .. }
-            | VerifyError::Body { file, .. } => file,
+    internals_pub! {
+        /// The file concerned.
+        fn file(&self) -> &Path {
+            match self {
+                VerifyError::Read { file, .. }
+                | VerifyError::NotRegularFile { file, .. }
+                | VerifyError::Format { file, .. }
+                | VerifyError::NameMismatch { file, .. }
+                | VerifyError::Receipt { file, .. }
+                | VerifyError::Body { file, .. } => file,
+            }
         }
     }
 
-    /// The check that failed; `None` for an I/O failure.
-    pub fn check(&self) -> Option<Check> {
-        match self {
-            VerifyError::Read { .. } | VerifyError::NotRegularFile { .. } => None,
-            VerifyError::Format { check, .. } => Some(*check),
-            VerifyError::NameMismatch { .. } => Some(Check::Name),
-            VerifyError::Receipt { .. } => Some(Check::Receipt),
-            VerifyError::Body { .. } => Some(Check::BodyEncoding),
+    internals_pub! {
+        /// The check that failed; `None` for an I/O failure.
+        fn check(&self) -> Option<Check> {
+            match self {
+                VerifyError::Read { .. } | VerifyError::NotRegularFile { .. } => None,
+                VerifyError::Format { check, .. } => Some(*check),
+                VerifyError::NameMismatch { .. } => Some(Check::Name),
+                VerifyError::Receipt { .. } => Some(Check::Receipt),
+                VerifyError::Body { .. } => Some(Check::BodyEncoding),
+            }
         }
     }
 
-    /// True for an I/O failure (nothing learnt about the contents; this includes a name that
-    /// is not a regular file), false for a file that was read and failed a check.
-    pub fn is_io(&self) -> bool {
-        matches!(
-            self,
-            VerifyError::Read { .. } | VerifyError::NotRegularFile { .. }
-        )
+    internals_pub! {
+        /// True for an I/O failure (nothing learnt about the contents; this includes a name that
+        /// is not a regular file), false for a file that was read and failed a check.
+        fn is_io(&self) -> bool {
+            matches!(
+                self,
+                VerifyError::Read { .. } | VerifyError::NotRegularFile { .. }
+            )
+        }
     }
 }
 
@@ -442,7 +454,7 @@ pub enum StoreError {
         dir: PathBuf,
     },
     /// A system call failed at `step`.
-    #[error("{step} {}", crate::Escaped::path(path))]
+    #[error("{step} {}", crate::escape::Escaped::path(path))]
     Io {
         /// The file or directory the step concerned.
         path: PathBuf,
@@ -466,7 +478,7 @@ pub enum StoreError {
         earlier: String,
     },
     /// No committed snapshot of that name (e.g. asked to hold one that is gone).
-    #[error("no committed snapshot {}", crate::Escaped::path(path))]
+    #[error("no committed snapshot {}", crate::escape::Escaped::path(path))]
     NotFound {
         /// The committed file that is missing.
         path: PathBuf,
@@ -474,13 +486,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The step that failed, for I/O failures.
-    pub fn step(&self) -> Option<StoreStep> {
-        match self {
-            StoreError::Io { step, .. } => Some(*step),
-            StoreError::Locked { .. } => Some(StoreStep::Lock),
-            StoreError::Failed { .. } => Some(StoreStep::DirSync),
-            StoreError::InvalidOption { .. } | StoreError::NotFound { .. } => None,
+    internals_pub! {
+        /// The step that failed, for I/O failures.
+        fn step(&self) -> Option<StoreStep> {
+            match self {
+                StoreError::Io { step, .. } => Some(*step),
+                StoreError::Locked { .. } => Some(StoreStep::Lock),
+                StoreError::Failed { .. } => Some(StoreStep::DirSync),
+                StoreError::InvalidOption { .. } | StoreError::NotFound { .. } => None,
+            }
         }
     }
 }
@@ -554,15 +568,49 @@ pub enum Error {
     Ingest(#[from] IngestError),
 }
 
-/// `e` and its causes, joined by `": "` (each cause once), for log lines: the
-/// error types keep their cause in [`source`](std::error::Error::source) only.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
+/// An error and its causes on one line: each message once, joined by `": "`, outermost
+/// first. A cause whose message is empty or already said is left out — another crate's error
+/// that prints its own source, say — so nothing is repeated. For log lines and messages:
+/// snapseal's errors keep their cause in [`source`](std::error::Error::source) only, so
+/// printing an error alone says what failed but not why.
+///
+/// ```
+/// use std::io;
+/// use std::path::PathBuf;
+/// use snapseal_persist::{ErrorChain, StoreError, StoreStep};
+///
+/// let e = StoreError::Io {
+///     path: PathBuf::from("/var/lib/node/snapshots"),
+///     step: StoreStep::List,
+///     source: io::Error::from_raw_os_error(13),
+/// };
+/// let line = ErrorChain(&e).to_string();
+/// assert!(line.starts_with(&format!("{e}: ")), "{line}");
+/// assert!(line.ends_with("Permission denied (os error 13)"), "{line}");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = String::new();
+        let mut next: Option<&dyn std::error::Error> = Some(self.0);
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&text);
+            }
+            next = e.source();
+        }
+        f.write_str(&line)
     }
-    out
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }

@@ -74,6 +74,9 @@ const OFF_RECEIPT_DIGEST: usize = 88;
 const OFF_RESERVED: usize = 120;
 const OFF_CHECKSUM: usize = 128;
 
+/// Every flag bit this version knows ([`Flags::ZSTD`]).
+const KNOWN_BITS: u32 = 1;
+
 /// Header flags. Only known bits can be represented, so a `Header` in memory is always writable
 /// and readable by this version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -85,16 +88,21 @@ impl Flags {
     /// The body is exactly one zstd frame that decodes to exactly `raw_len` bytes.
     pub const ZSTD: Flags = Flags(1);
     /// Every bit this version knows; any other set bit makes a header unreadable.
-    pub const KNOWN: Flags = Flags(1);
+    #[cfg(feature = "internals")]
+    pub const KNOWN: Flags = Flags(KNOWN_BITS);
 
-    /// The raw bit pattern as stored in the header.
-    pub fn bits(self) -> u32 {
-        self.0
+    internals_pub! {
+        /// The raw bit pattern as stored in the header.
+        fn bits(self) -> u32 {
+            self.0
+        }
     }
 
-    /// Flags from a stored bit pattern; `None` if any bit is unknown to this version.
-    pub fn from_bits(bits: u32) -> Option<Flags> {
-        (bits & !Self::KNOWN.0 == 0).then_some(Flags(bits))
+    internals_pub! {
+        /// Flags from a stored bit pattern; `None` if any bit is unknown to this version.
+        fn from_bits(bits: u32) -> Option<Flags> {
+            (bits & !KNOWN_BITS == 0).then_some(Flags(bits))
+        }
     }
 
     /// True when every bit of `other` is set in `self`.
@@ -102,9 +110,11 @@ impl Flags {
         self.0 & other.0 == other.0
     }
 
-    /// Both sets of bits.
-    pub fn union(self, other: Flags) -> Flags {
-        Flags(self.0 | other.0)
+    internals_pub! {
+        /// Both sets of bits.
+        fn union(self, other: Flags) -> Flags {
+            Flags(self.0 | other.0)
+        }
     }
 }
 
@@ -299,7 +309,7 @@ impl Header {
         let bits = u32::from_le_bytes(field(h, OFF_FLAGS));
         let flags = Flags::from_bits(bits).ok_or(FormatError::UnknownFlags {
             bits,
-            unknown: bits & !Flags::KNOWN.bits(),
+            unknown: bits & !KNOWN_BITS,
         })?;
         let reserved = u64::from_le_bytes(field(h, OFF_RESERVED));
         if reserved != 0 {
@@ -381,19 +391,23 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The 60 bytes of key material: `idx LE || flags LE || body_len LE || raw_len LE ||
-    /// body_digest`.
-    pub fn material(&self) -> [u8; CLAIMS_MATERIAL_LEN] {
-        let mut out = [0u8; CLAIMS_MATERIAL_LEN];
-        out[0..8].copy_from_slice(&self.idx.to_le_bytes());
-        out[8..12].copy_from_slice(&self.flags.bits().to_le_bytes());
-        out[12..20].copy_from_slice(&self.body_len.to_le_bytes());
-        out[20..28].copy_from_slice(&self.raw_len.to_le_bytes());
-        out[28..60].copy_from_slice(&self.body_digest);
-        out
+    internals_pub! {
+        /// The 60 bytes of key material: `idx LE || flags LE || body_len LE || raw_len LE ||
+        /// body_digest`.
+        fn material(&self) -> [u8; CLAIMS_MATERIAL_LEN] {
+            let mut out = [0u8; CLAIMS_MATERIAL_LEN];
+            out[0..8].copy_from_slice(&self.idx.to_le_bytes());
+            out[8..12].copy_from_slice(&self.flags.bits().to_le_bytes());
+            out[12..20].copy_from_slice(&self.body_len.to_le_bytes());
+            out[20..28].copy_from_slice(&self.raw_len.to_le_bytes());
+            out[28..60].copy_from_slice(&self.body_digest);
+            out
+        }
     }
 
-    /// The claims digest: BLAKE3 derive_key([`CLAIMS_CONTEXT`], [`material`](Claims::material)).
+    /// The claims digest: BLAKE3 `derive_key` with the context `"snapseal 2026 snapshot claims
+    /// v2"` over the 60 bytes `idx LE || flags LE || body_len LE || raw_len LE || body_digest`
+    /// (docs/FORMAT.md §3).
     pub fn digest(&self) -> [u8; 32] {
         blake3::derive_key(CLAIMS_CONTEXT, &self.material())
     }

@@ -15,10 +15,18 @@ pub fn to_hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Text that is not a 32-byte digest in hex: the message says what is wrong (the length, or
+/// the first character that is not a hex digit).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HexError(String);
+
 /// A 32-byte digest or key from exactly 64 hex digits (either case); the error says what is
 /// wrong (length or the first bad character).
-pub fn hash_from_hex(text: &str) -> Result<Hash, blake3::HexError> {
-    blake3::Hash::from_hex(text).map(|h| *h.as_bytes())
+pub fn hash_from_hex(text: &str) -> Result<Hash, HexError> {
+    blake3::Hash::from_hex(text)
+        .map(|h| *h.as_bytes())
+        .map_err(|e| HexError(e.to_string()))
 }
 
 #[cfg(test)]

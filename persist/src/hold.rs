@@ -69,9 +69,11 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// The held snapshot (its committed name).
-    pub fn name(&self) -> SnapshotName {
-        self.name
+    internals_pub! {
+        /// The held snapshot (its committed name).
+        fn name(&self) -> SnapshotName {
+            self.name
+        }
     }
 }
 

@@ -1,32 +1,34 @@
 //! snapseal-persist: the on-disk side of snapseal.
 //!
-//! File names, the committed file format, receipts and their verification, the crash-safe
-//! writer, the reader and the store, and the filesystem seam that lets tests inject faults and
-//! crashes. This crate knows nothing about actors or the task system.
+//! Snapshot bodies streamed in bounded memory, the committed file format, receipts and their
+//! verification, the crash-safe writer, the reader and the store. This crate knows nothing
+//! about actors; it uses the engine only to lower its hashing threads' priority.
 //!
-//! The main entry point is [`SnapshotStore`]: it owns one snapshot directory (exclusive lock),
-//! cleans up after crashes when opened, commits snapshots with [`SnapshotStore::persist`]
-//! (the exact write sequence of SPEC §5), finds the newest snapshot that verifies with
-//! [`SnapshotStore::latest`] (quarantining ones that do not), and applies retention without
-//! ever deleting a snapshot under a [`Hold`]. [`classify_dir`] and [`plan_latest`] give the
-//! same view of a directory read-only, without the store's lock (for operator tools).
+//! The main entry point is [`SnapshotStore`]: it owns one snapshot directory (exclusive
+//! lock), cleans up after crashes when opened, finds the newest snapshot that verifies with
+//! [`SnapshotStore::latest`] (quarantining ones that do not), brings in snapshot files from
+//! outside ([`SnapshotStore::ingest`]), and applies retention without ever deleting a snapshot
+//! under a [`Hold`]. Bodies reach it through a [`BodyBuilder`]: the state streams in, is hashed
+//! (and optionally compressed) as it goes, spills to a pending file past its
+//! [`MemoryBudget`], and the [`PendingBody`] is committed once the ledger proved its
+//! [`Claims`] (the write sequence of SPEC §5).
 //!
 //! # Layout of the API
 //!
-//! Every item has exactly one path. The store, its names, reader, errors and retention types
-//! are at the crate root. Three public modules group what a reader looks at together:
-//! - [`format`](mod@format): the committed file's byte layout (header, flags, digests);
-//! - [`receipt`]: receipts and their schemes (the Merkle receipt and tree, the signed statement
-//!   for ledgers without a tree), the [`ReceiptScheme`](receipt::ReceiptScheme) seam for other
-//!   ledger schemes and the [`ReceiptVerifier`](receipt::ReceiptVerifier) a store is given;
-//! - [`fs`]: the filesystem seam ([`FileSystem`](fs::FileSystem) and [`RealFs`](fs::RealFs));
-//!   with the `sim` feature also `SimFs`, the in-memory filesystem with its crash and fault
-//!   model (for tests; not in production builds).
+//! The types a node names are at the crate root. Two public modules hold the two seams:
+//! - [`receipt`]: what the ledger proves and how a store checks it — the Merkle receipt and
+//!   tree, the signed statement for ledgers without a tree, the
+//!   [`ReceiptScheme`](receipt::ReceiptScheme) seam for other ledger schemes and the
+//!   [`ReceiptVerifier`](receipt::ReceiptVerifier) a store is given;
+//! - [`fs`]: the filesystem a store runs on: [`RealFs`](fs::RealFs), and with the `sim`
+//!   feature `SimFs`, the in-memory filesystem with its crash and fault model (for tests).
 //!
 //! The Ed25519 key types are re-exported ([`SigningKey`], [`VerifyingKey`]) so a user of
-//! this crate names the same `ed25519-dalek` version as it does. The `internals` feature
-//! exposes `SnapshotWriter`, the bare write sequence without the store's lock and retention,
-//! for this crate's tests and benchmarks.
+//! this crate names the same `ed25519-dalek` version as it does; no other crate's type is in
+//! this crate's API. The `internals` feature adds the `internals` module: the file format's
+//! byte layout, the read-only directory and verification tools, the hardened file access and
+//! the bare writer, for snapseal's own crates (the CLI, archive, ship, the simulator), tests and
+//! benchmarks. It is not part of the API this crate promises.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -49,15 +51,28 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
+// Items that only the `internals` module makes reachable are unreachable (and some unused)
+// without it, and the seam behind `fs::FileSystem` is the crate's own (so `FileSystem` is
+// sealed); builds with tests, benches or snapseal's own crates have it on and check them.
+#![cfg_attr(
+    not(feature = "internals"),
+    allow(unreachable_pub, dead_code, private_interfaces)
+)]
 
+#[macro_use]
+mod visibility;
+
+mod body;
 mod claims;
 mod dir_guard;
 mod error;
 mod escape;
-pub mod format;
+mod format;
 pub mod fs;
 mod hex;
 mod hold;
+#[cfg(feature = "internals")]
+pub mod internals;
 mod names;
 mod options;
 mod quarantine;
@@ -68,28 +83,27 @@ mod scan;
 mod store;
 mod writer;
 
+pub use body::budget::{MemoryBudget, SpillTarget};
+pub use body::builder::BodyBuilder;
+pub use body::hashing::{configure_hashing, hashing_config, HashingConfig, HashingError};
+pub use body::pending::{FrozenChunk, PendingBody};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{
-    BodyError, Check, Error, IngestError, PersistError, Step, StoreError, StoreStep, VerifyError,
+    BodyError, Check, ErrorChain, IngestError, PersistError, Step, StoreError, StoreStep,
+    VerifyError,
 };
-pub use escape::Escaped;
-pub use hex::{hash_from_hex, to_hex};
+pub use format::{Claims, Flags, FormatError};
+pub use hex::to_hex;
 pub use hold::Hold;
-pub use names::{FileState, OurFile, PendingName, SnapshotName, LOCK_FILE};
+pub use names::{FileState, SnapshotName};
 pub use options::StoreOptions;
-pub use reader::{
-    check_body_encoding, open_snapshot, read_checked, verify_bytes, verify_file, BodyReader,
-    SnapshotFile, VerifiedFile, VerifiedSnapshot,
-};
-pub use retention::{plan_retention, RetentionPlan, RetentionReport, Standing};
-pub use scan::{classify_dir, EntryClass, ListedEntry, PendingEntry, SnapshotEntry};
-pub use store::{plan_latest, LatestPlan, PassOverReason, PassedOver, SnapshotStore, StoreStats};
-#[cfg(feature = "internals")]
-pub use writer::SnapshotWriter;
-pub use writer::{
-    Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SpillCommit, SpillFile,
-    VerifiedIngest,
-};
+pub use reader::body::BodyReader;
+pub use reader::SnapshotFile;
+pub use retention::RetentionReport;
+pub use scan::SnapshotEntry;
+pub use store::{SnapshotStore, StoreStats};
+pub use writer::ingest::{IngestFile, Ingested};
+pub use writer::Committed;
 
 /// A BLAKE3 (or Merkle node) digest: 32 bytes.
 pub type Hash = [u8; 32];

@@ -51,42 +51,50 @@ pub struct SnapshotName {
 }
 
 impl SnapshotName {
-    /// Parses a file name; `None` when it is not a snapshot name of ours.
-    pub fn parse(name: &str) -> Option<Self> {
-        let (stem, state) = if let Some(stem) = name.strip_suffix(CORRUPT) {
-            (stem, FileState::Corrupt)
-        } else if let Some(stem) = name.strip_suffix(COMMITTED) {
-            (stem, FileState::Committed)
-        } else {
-            (name, FileState::Uncommitted)
-        };
-        let numbers = stem.strip_prefix(PREFIX)?;
-        let (idx, evidence_idx) = numbers.split_once('_')?;
-        Some(Self {
-            idx: parse_u64(idx)?,
-            evidence_idx: parse_u64(evidence_idx)?,
-            state,
-        })
+    internals_pub! {
+        /// Parses a file name; `None` when it is not a snapshot name of ours.
+        fn parse(name: &str) -> Option<Self> {
+            let (stem, state) = if let Some(stem) = name.strip_suffix(CORRUPT) {
+                (stem, FileState::Corrupt)
+            } else if let Some(stem) = name.strip_suffix(COMMITTED) {
+                (stem, FileState::Committed)
+            } else {
+                (name, FileState::Uncommitted)
+            };
+            let numbers = stem.strip_prefix(PREFIX)?;
+            let (idx, evidence_idx) = numbers.split_once('_')?;
+            Some(Self {
+                idx: parse_u64(idx)?,
+                evidence_idx: parse_u64(evidence_idx)?,
+                state,
+            })
+        }
     }
 
-    /// Like [`parse`](Self::parse), for a raw directory entry name (non-UTF-8 is not ours).
-    pub fn parse_os(name: &OsStr) -> Option<Self> {
-        name.to_str().and_then(Self::parse)
+    internals_pub! {
+        /// Like [`parse`](Self::parse), for a raw directory entry name (non-UTF-8 is not ours).
+        fn parse_os(name: &OsStr) -> Option<Self> {
+            name.to_str().and_then(Self::parse)
+        }
     }
 
-    /// The file name for this snapshot in this state.
-    pub fn file_name(&self) -> String {
-        let suffix = match self.state {
-            FileState::Uncommitted => "",
-            FileState::Committed => COMMITTED,
-            FileState::Corrupt => CORRUPT,
-        };
-        format!("{PREFIX}{}_{}{suffix}", self.idx, self.evidence_idx)
+    internals_pub! {
+        /// The file name for this snapshot in this state.
+        fn file_name(&self) -> String {
+            let suffix = match self.state {
+                FileState::Uncommitted => "",
+                FileState::Committed => COMMITTED,
+                FileState::Corrupt => CORRUPT,
+            };
+            format!("{PREFIX}{}_{}{suffix}", self.idx, self.evidence_idx)
+        }
     }
 
-    /// The same snapshot in another state (e.g. the committed name of an uncommitted file).
-    pub fn with_state(self, state: FileState) -> Self {
-        Self { state, ..self }
+    internals_pub! {
+        /// The same snapshot in another state (e.g. the committed name of an uncommitted file).
+        fn with_state(self, state: FileState) -> Self {
+            Self { state, ..self }
+        }
     }
 }
 

@@ -5,6 +5,11 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::receipt::ReceiptVerifier;
 
+/// Committed snapshots retention keeps by default.
+const DEFAULT_KEEP_LAST: usize = 5;
+/// Quarantined files kept by default.
+const DEFAULT_MAX_QUARANTINED: usize = 3;
+
 /// Configuration of a [`SnapshotStore`](crate::SnapshotStore).
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -27,35 +32,40 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// Default keep_last.
-    pub const DEFAULT_KEEP_LAST: usize = 5;
-    /// Default max_quarantined.
-    pub const DEFAULT_MAX_QUARANTINED: usize = 3;
+    /// Default keep_last (feature `internals`; [`new`](Self::new) sets it).
+    #[cfg(feature = "internals")]
+    pub const DEFAULT_KEEP_LAST: usize = DEFAULT_KEEP_LAST;
+    /// Default max_quarantined (feature `internals`; [`new`](Self::new) sets it).
+    #[cfg(feature = "internals")]
+    pub const DEFAULT_MAX_QUARANTINED: usize = DEFAULT_MAX_QUARANTINED;
 
     /// The defaults (keep_last 5, no byte limit, max_quarantined 3) with `verifier`.
     pub fn new(verifier: Arc<dyn ReceiptVerifier>) -> Self {
         Self {
-            keep_last: Self::DEFAULT_KEEP_LAST,
+            keep_last: DEFAULT_KEEP_LAST,
             max_bytes: None,
-            max_quarantined: Self::DEFAULT_MAX_QUARANTINED,
+            max_quarantined: DEFAULT_MAX_QUARANTINED,
             verifier,
         }
     }
 
-    /// Checks every field; the error names the first field out of range.
-    pub fn validate(&self) -> Result<(), StoreError> {
-        if self.keep_last == 0 {
-            return Err(StoreError::InvalidOption {
-                field: "keep_last",
-                reason: "must be at least 1 (retention never deletes the newest snapshot)".into(),
-            });
+    internals_pub! {
+        /// Checks every field; the error names the first field out of range.
+        fn validate(&self) -> Result<(), StoreError> {
+            if self.keep_last == 0 {
+                return Err(StoreError::InvalidOption {
+                    field: "keep_last",
+                    reason: "must be at least 1 (retention never deletes the newest snapshot)"
+                        .into(),
+                });
+            }
+            if self.max_bytes == Some(0) {
+                return Err(StoreError::InvalidOption {
+                    field: "max_bytes",
+                    reason: "must be positive; leave it unset for no byte limit".into(),
+                });
+            }
+            Ok(())
         }
-        if self.max_bytes == Some(0) {
-            return Err(StoreError::InvalidOption {
-                field: "max_bytes",
-                reason: "must be positive; leave it unset for no byte limit".into(),
-            });
-        }
-        Ok(())
     }
 }

@@ -12,11 +12,10 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-mod body;
-mod stream;
+pub(crate) mod body;
+pub(crate) mod stream;
 
-pub use body::{check_body_encoding, BodyReader};
-pub use stream::{verify_file, VerifiedFile};
+pub(crate) use body::{check_body_encoding, BodyReader};
 
 use crate::error::{Check, VerifyError};
 use crate::format::{self, FormatError, Header, HEADER_LEN};
@@ -146,27 +145,40 @@ impl SnapshotFile {
         &self.path
     }
 
-    /// The decoded header.
-    pub fn header(&self) -> &Header {
-        &self.header
+    internals_pub! {
+        /// The decoded header.
+        fn header(&self) -> &Header {
+            &self.header
+        }
     }
 
-    /// The stored body, as in the file: zstd-compressed when `header().flags` says so. To
-    /// read the snapshot's contents use [`body_reader`](Self::body_reader).
-    pub fn body(&self) -> &[u8] {
-        self.bytes.get(self.body.clone()).unwrap_or_default()
+    internals_pub! {
+        /// The stored body, as in the file: zstd-compressed when `header().flags` says so. To
+        /// read the snapshot's contents use [`body_reader`](Self::body_reader).
+        fn body(&self) -> &[u8] {
+            self.bytes.get(self.body.clone()).unwrap_or_default()
+        }
     }
 
-    /// The decoded body (`header().raw_len` bytes), streamed in bounded memory: decompressed
-    /// on the fly for a zstd body, the stored bytes as they are otherwise. Fails to start
-    /// only if the zstd decoder cannot be set up.
+    /// The whole committed file as it verified — header, stored body and receipt, exactly the
+    /// bytes on disk: what a peer or another store ingests
+    /// ([`SnapshotStore::ingest`](crate::SnapshotStore::ingest)) to have the same snapshot.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The snapshot's contents — the bytes the state was serialised to — streamed in bounded
+    /// memory: decompressed on the fly for a zstd body, the stored bytes as they are
+    /// otherwise. Fails to start only if the zstd decoder cannot be set up.
     pub fn body_reader(&self) -> io::Result<BodyReader<'_>> {
         BodyReader::new(&self.header, self.body())
     }
 
-    /// The receipt bytes.
-    pub fn receipt_bytes(&self) -> &[u8] {
-        self.bytes.get(self.receipt.clone()).unwrap_or_default()
+    internals_pub! {
+        /// The receipt bytes, as verified.
+        fn receipt_bytes(&self) -> &[u8] {
+            self.bytes.get(self.receipt.clone()).unwrap_or_default()
+        }
     }
 
     /// What the receipt proved (signature index, signer).
@@ -174,14 +186,18 @@ impl SnapshotFile {
         &self.verified
     }
 
-    /// The whole file's length.
-    pub fn file_len(&self) -> u64 {
-        self.bytes.len() as u64
+    internals_pub! {
+        /// The whole file's length.
+        fn file_len(&self) -> u64 {
+            self.bytes.len() as u64
+        }
     }
 
-    /// The pin against retention, if this file came from the store.
-    pub fn hold(&self) -> Option<&Hold> {
-        self.hold.as_ref()
+    internals_pub! {
+        /// The pin against retention, if this file came from the store.
+        fn hold(&self) -> Option<&Hold> {
+            self.hold.as_ref()
+        }
     }
 
     /// Attaches a hold (the store does, once the file verified).

@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::claims::NameClaims;
 use crate::dir_guard::GuardedDir;
-use crate::error::{chain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
+use crate::error::{ErrorChain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
 use crate::fs::{DirHandle, DirLock, FileSystem};
 use crate::hold::{Hold, HoldTable};
 use crate::names::{FileState, PendingName, SnapshotName, LOCK_FILE};
@@ -33,6 +33,8 @@ use crate::writer::{
     Committed, GatheredRequest, IngestFile, Ingested, PersistRequest, SnapshotWriter, SpillCommit,
     SpillFile, VerifiedIngest,
 };
+#[cfg(doc)]
+use crate::PendingBody;
 
 /// Counts of what the store did since it was opened (see [`SnapshotStore::stats`]).
 ///
@@ -85,7 +87,29 @@ const INGEST_GENERATION_BASE: u64 = 1 << 63;
 /// to be no memory concern.
 const INGEST_BUF: usize = 1 << 20;
 
-/// The owner of one snapshot directory.
+/// The owner of one snapshot directory: recovery at open, [`latest`](Self::latest) with
+/// quarantine, holds, retention, and the commits of [`PendingBody::commit`] and
+/// [`ingest`](Self::ingest).
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SnapshotStore, StoreError, StoreOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let opts = || StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new())));
+/// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts())?;
+/// assert!(store.latest()?.is_none(), "a new directory holds no snapshot");
+///
+/// // One store per directory at a time, in this process or another.
+/// let second = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts());
+/// assert!(matches!(second, Err(StoreError::Locked { .. })));
+/// drop(store);
+/// assert!(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts()).is_ok());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct SnapshotStore {
     path: PathBuf,
@@ -169,9 +193,11 @@ impl SnapshotStore {
         &self.path
     }
 
-    /// The options the store was opened with.
-    pub fn options(&self) -> &StoreOptions {
-        &self.opts
+    internals_pub! {
+        /// The options the store was opened with.
+        fn options(&self) -> &StoreOptions {
+            &self.opts
+        }
     }
 
     /// What the store did since it was opened.
@@ -190,43 +216,48 @@ impl SnapshotStore {
         }
     }
 
-    /// Writes and commits one snapshot with the write sequence of SPEC §5 (exclusive create
-    /// of the uncommitted name, write, `fsync`, `close`, rename without replacing, `fsync` of
-    /// the directory), then runs retention. A retention failure is logged and counted, not a
-    /// persist failure; the snapshot just committed is spared by that pass even when it is
-    /// older than the ones retention keeps.
-    ///
-    /// # Concurrency
-    ///
-    /// Persists of different snapshots (and spilled commits, and ingests) run in parallel:
-    /// their writes and file `fsync`s overlap; only directory `fsync`s and retention passes
-    /// take turns. Two writes of the same committed name never overlap: the second waits for
-    /// the first, then finds the name taken ([`PersistError::AlreadyCommitted`]).
-    ///
-    /// # After a crash
-    ///
-    /// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted
-    /// file (removed when the store next opens); or the committed file, complete and
-    /// verifiable, possibly alongside a stale uncommitted name for the same data. Never a
-    /// partial committed file. This holds for every error too,
-    /// [`PersistError::DirSyncFailed`] included. When `persist` returned `Ok`, the committed
-    /// file survives any crash.
-    pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
-        self.persist_gathered(&GatheredRequest {
-            idx: req.idx,
-            evidence_idx: req.evidence_idx,
-            flags: req.flags,
-            raw_len: req.raw_len,
-            body_digest: req.body_digest,
-            body: &[req.body],
-            receipt: req.receipt,
-        })
+    internals_pub! {
+        /// Writes and commits one snapshot with the write sequence of SPEC §5 (exclusive create
+        /// of the uncommitted name, write, `fsync`, `close`, rename without replacing, `fsync` of
+        /// the directory), then runs retention. A retention failure is logged and counted, not a
+        /// persist failure; the snapshot just committed is spared by that pass even when it is
+        /// older than the ones retention keeps.
+        ///
+        /// # Concurrency
+        ///
+        /// Persists of different snapshots (and spilled commits, and ingests) run in parallel:
+        /// their writes and file `fsync`s overlap; only directory `fsync`s and retention passes
+        /// take turns. Two writes of the same committed name never overlap: the second waits for
+        /// the first, then finds the name taken ([`PersistError::AlreadyCommitted`]).
+        ///
+        /// # After a crash
+        ///
+        /// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted
+        /// file (removed when the store next opens); or the committed file, complete and
+        /// verifiable, possibly alongside a stale uncommitted name for the same data. Never a
+        /// partial committed file. This holds for every error too,
+        /// [`PersistError::DirSyncFailed`] included. When `persist` returned `Ok`, the committed
+        /// file survives any crash.
+        fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
+            self.persist_gathered(&GatheredRequest {
+                idx: req.idx,
+                evidence_idx: req.evidence_idx,
+                flags: req.flags,
+                raw_len: req.raw_len,
+                body_digest: req.body_digest,
+                body: &[req.body],
+                receipt: req.receipt,
+            })
+        }
     }
 
     /// [`persist`](Self::persist) with the body as consecutive slices (frozen chunks of the
     /// node's state), each written straight from where it is: the same sequence, guarantees,
     /// concurrency and retention.
-    pub fn persist_gathered(&self, req: &GatheredRequest<'_>) -> Result<Committed, PersistError> {
+    pub(crate) fn persist_gathered(
+        &self,
+        req: &GatheredRequest<'_>,
+    ) -> Result<Committed, PersistError> {
         let name = SnapshotName {
             idx: req.idx,
             evidence_idx: req.evidence_idx,
@@ -243,36 +274,40 @@ impl SnapshotStore {
         self.after_commit(result)
     }
 
-    /// Creates the pending file a generation streams a large body into (see [`SpillFile`]).
-    /// No lock is needed: pending names are unique per (idx, generation), and an existing one
-    /// is refused, never replaced.
-    pub fn create_spill(&self, idx: u64, generation: u64) -> Result<SpillFile, PersistError> {
-        self.writer.create_spill(idx, generation)
+    internals_pub! {
+        /// Creates the pending file a generation streams a large body into (see [`SpillFile`]).
+        /// No lock is needed: pending names are unique per (idx, generation), and an existing one
+        /// is refused, never replaced.
+        fn create_spill(&self, idx: u64, generation: u64) -> Result<SpillFile, PersistError> {
+            self.writer.create_spill(idx, generation)
+        }
     }
 
-    /// Completes a spilled body into a committed snapshot (checks the committed name is free,
-    /// appends the receipt, writes the header in place, then the same `fsync`, `close`,
-    /// rename and directory `fsync` steps and crash guarantees as [`persist`](Self::persist)),
-    /// then runs retention, exactly as
-    /// [`persist`](Self::persist) does for a body in memory (same name claim, counters and retention
-    /// rule).
-    pub fn commit_spill(
-        &self,
-        spill: SpillFile,
-        req: &SpillCommit<'_>,
-    ) -> Result<Committed, PersistError> {
-        let name = SnapshotName {
-            idx: spill.name().idx,
-            evidence_idx: req.evidence_idx,
-            state: FileState::Committed,
-        };
-        let _claim = self.claims.claim(name);
-        let _pin = self.holds.acquire(name);
-        let result = match self.refuse_if_failed() {
-            Err(e) => Err(e),
-            Ok(()) => self.writer.commit_spill(spill, req),
-        };
-        self.after_commit(result)
+    internals_pub! {
+        /// Completes a spilled body into a committed snapshot (checks the committed name is free,
+        /// appends the receipt, writes the header in place, then the same `fsync`, `close`,
+        /// rename and directory `fsync` steps and crash guarantees as [`persist`](Self::persist)),
+        /// then runs retention, exactly as
+        /// [`persist`](Self::persist) does for a body in memory (same name claim, counters and retention
+        /// rule).
+        fn commit_spill(
+            &self,
+            spill: SpillFile,
+            req: &SpillCommit<'_>,
+        ) -> Result<Committed, PersistError> {
+            let name = SnapshotName {
+                idx: spill.name().idx,
+                evidence_idx: req.evidence_idx,
+                state: FileState::Committed,
+            };
+            let _claim = self.claims.claim(name);
+            let _pin = self.holds.acquire(name);
+            let result = match self.refuse_if_failed() {
+                Err(e) => Err(e),
+                Ok(()) => self.writer.commit_spill(spill, req),
+            };
+            self.after_commit(result)
+        }
     }
 
     /// Starts bringing in one complete snapshot file from outside (a restore, an import, a
@@ -291,7 +326,7 @@ impl SnapshotStore {
     /// Completes an ingest: the length must be what the header says; then `fsync`, `close`,
     /// full verification with the store's verifier (receipt and claims, body digest, zstd
     /// frame), non-replacing rename to the committed name the header gives, directory
-    /// `fsync`, and retention as after [`persist`](Self::persist). A file that fails any step
+    /// `fsync`, and retention as after a commit. A file that fails any step
     /// is removed and never had a committed name; a committed file of the same name is never
     /// replaced ([`Ingested::AlreadyPresent`]). Bringing in a snapshot older than those in the
     /// store is harmless: `latest` still returns the newest.
@@ -306,43 +341,47 @@ impl SnapshotStore {
         self.commit_ingest(verified)
     }
 
-    /// The first half of [`finish_ingest`](Self::finish_ingest): the length, `fsync`, `close`
-    /// and full verification, leaving the file durable and verified under its pending name.
-    /// A file that fails is removed. Commit it with [`commit_ingest`](Self::commit_ingest), or
-    /// drop it to remove it: a caller bringing in several files verifies them all first, so
-    /// that one that fails commits none.
-    pub fn verify_ingest(&self, file: IngestFile) -> Result<VerifiedIngest, IngestError> {
-        self.refuse_if_failed()?;
-        file.verify(&*self.opts.verifier).inspect_err(|_| {
-            bump(
-                &self.counters.persist_failures,
-                "snapseal_store_persist_failures_total",
-                1,
-            );
-        })
-    }
-
-    /// The second half of [`finish_ingest`](Self::finish_ingest): the non-replacing rename to
-    /// the committed name, the directory `fsync`, and retention as after
-    /// [`persist`](Self::persist).
-    pub fn commit_ingest(&self, verified: VerifiedIngest) -> Result<Ingested, IngestError> {
-        let name = verified.name();
-        let _claim = self.claims.claim(name);
-        let _pin = self.holds.acquire(name);
-        self.refuse_if_failed()?;
-        match verified.commit(&*self.opts.verifier) {
-            Ok(Ingested::Committed(committed)) => {
-                let committed = self.after_commit(Ok(committed))?;
-                Ok(Ingested::Committed(committed))
-            }
-            Ok(present) => Ok(present),
-            Err(e) => {
+    internals_pub! {
+        /// The first half of [`finish_ingest`](Self::finish_ingest): the length, `fsync`, `close`
+        /// and full verification, leaving the file durable and verified under its pending name.
+        /// A file that fails is removed. Commit it with [`commit_ingest`](Self::commit_ingest), or
+        /// drop it to remove it: a caller bringing in several files verifies them all first, so
+        /// that one that fails commits none.
+        fn verify_ingest(&self, file: IngestFile) -> Result<VerifiedIngest, IngestError> {
+            self.refuse_if_failed()?;
+            file.verify(&*self.opts.verifier).inspect_err(|_| {
                 bump(
                     &self.counters.persist_failures,
                     "snapseal_store_persist_failures_total",
                     1,
                 );
-                Err(e)
+            })
+        }
+    }
+
+    internals_pub! {
+        /// The second half of [`finish_ingest`](Self::finish_ingest): the non-replacing rename to
+        /// the committed name, the directory `fsync`, and retention as after
+        /// [`persist`](Self::persist).
+        fn commit_ingest(&self, verified: VerifiedIngest) -> Result<Ingested, IngestError> {
+            let name = verified.name();
+            let _claim = self.claims.claim(name);
+            let _pin = self.holds.acquire(name);
+            self.refuse_if_failed()?;
+            match verified.commit(&*self.opts.verifier) {
+                Ok(Ingested::Committed(committed)) => {
+                    let committed = self.after_commit(Ok(committed))?;
+                    Ok(Ingested::Committed(committed))
+                }
+                Ok(present) => Ok(present),
+                Err(e) => {
+                    bump(
+                        &self.counters.persist_failures,
+                        "snapseal_store_persist_failures_total",
+                        1,
+                    );
+                    Err(e)
+                }
             }
         }
     }
@@ -437,21 +476,23 @@ impl SnapshotStore {
                 "snapseal_store_retention_failures_total",
                 1,
             );
-            error!(error = %chain(&e), "retention after commit failed");
+            error!(error = %ErrorChain(&e), "retention after commit failed");
         }
         Ok(committed)
     }
 
-    /// Our pending (spilled body) files, sorted by (idx, generation): bodies of generations
-    /// still waiting for their proof. They are not snapshots ([`list`](Self::list) leaves them
-    /// out); after a crash they are stale and [`open`](Self::open) removes them.
-    pub fn list_pending(&self) -> Result<Vec<PendingEntry>, StoreError> {
-        let entries = self.dir.list().map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            step: StoreStep::List,
-            source,
-        })?;
-        Ok(pending_files(&entries))
+    internals_pub! {
+        /// Our pending (spilled body) files, sorted by (idx, generation): bodies of generations
+        /// still waiting for their proof. They are not snapshots ([`list`](Self::list) leaves them
+        /// out); after a crash they are stale and [`open`](Self::open) removes them.
+        fn list_pending(&self) -> Result<Vec<PendingEntry>, StoreError> {
+            let entries = self.dir.list().map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                step: StoreStep::List,
+                source,
+            })?;
+            Ok(pending_files(&entries))
+        }
     }
 
     /// Every snapshot file of ours (uncommitted, committed, quarantined), sorted by idx, then
@@ -468,12 +509,11 @@ impl SnapshotStore {
     /// The newest committed snapshot (by idx, then evidence_idx) that verifies, with a
     /// [`Hold`] on it; `None` when there is none.
     ///
-    /// This is [`plan_latest`](Self::plan_latest) carried out: every candidate the plan passed
-    /// over that [`would be quarantined`](PassedOver::would_quarantine) is quarantined (a
-    /// quarantine failure is logged and counted, never returned), then the chosen file is
-    /// returned. An I/O error while reading a candidate is returned as is, after quarantining
-    /// the failing files newer than it: it says nothing about the file, so nothing is
-    /// quarantined for it. Neither is a file whose only fault is a signer outside the trusted
+    /// Committed files are verified newest first; every one that fails verification on the
+    /// way is quarantined (a quarantine failure is logged and counted, never returned), then
+    /// the chosen file is returned. An I/O error while reading a candidate is returned as is,
+    /// after quarantining the failing files newer than it: it says nothing about the file, so
+    /// nothing is quarantined for it. Neither is a file whose only fault is a signer outside the trusted
     /// keys: it is skipped and counted (`untrusted_skipped`), so a wrong key configuration
     /// cannot destroy good snapshots.
     pub fn latest(&self) -> Result<Option<SnapshotFile>, StoreError> {
@@ -492,7 +532,7 @@ impl SnapshotStore {
                     warn!(name = %passed.file_name, "snapshot signed by an untrusted key; skipped, not quarantined (check the trusted keys)");
                 }
                 PassOverReason::Failed(reason) => {
-                    warn!(name = %passed.file_name, error = %chain(reason), "snapshot failed verification; quarantining");
+                    warn!(name = %passed.file_name, error = %ErrorChain(reason), "snapshot failed verification; quarantining");
                     if let Some(name) = passed.snapshot {
                         self.quarantine(name);
                     }
@@ -510,17 +550,19 @@ impl SnapshotStore {
         Ok(plan.chosen)
     }
 
-    /// Which snapshot [`latest`](Self::latest) would return now and why each newer file is
-    /// passed over, without changing anything (nothing is quarantined). The chosen file
-    /// carries a [`Hold`].
-    pub fn plan_latest(&self) -> Result<LatestPlan, StoreError> {
-        let listed = classify_dir(&*self.dir)?;
-        let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
-            Some(self.holds.acquire(*name))
-        });
-        match stopped {
-            Some(e) => Err(e),
-            None => Ok(plan),
+    internals_pub! {
+        /// Which snapshot [`latest`](Self::latest) would return now and why each newer file is
+        /// passed over, without changing anything (nothing is quarantined). The chosen file
+        /// carries a [`Hold`].
+        fn plan_latest(&self) -> Result<LatestPlan, StoreError> {
+            let listed = classify_dir(&*self.dir)?;
+            let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
+                Some(self.holds.acquire(*name))
+            });
+            match stopped {
+                Some(e) => Err(e),
+                None => Ok(plan),
+            }
         }
     }
 
@@ -562,7 +604,7 @@ impl SnapshotStore {
                     "snapseal_store_quarantine_failures_total",
                     1,
                 );
-                error!(name = %name, error = %chain(&e), "quarantine failed");
+                error!(name = %name, error = %ErrorChain(&e), "quarantine failed");
                 false
             }
         }
@@ -584,10 +626,22 @@ impl SnapshotStore {
                     "snapseal_store_quarantine_failures_total",
                     1,
                 );
-                error!(error = %chain(&e), "trimming the quarantine failed");
+                error!(error = %ErrorChain(&e), "trimming the quarantine failed");
                 Vec::new()
             }
         }
+    }
+
+    /// Reads and verifies the committed snapshot `name` (any state given is taken as the
+    /// committed one), holding it against retention while the returned file lives. An I/O
+    /// error (a name that is not there, say) is [`VerifyError::Read`]; any other error means
+    /// the file is bad. Unlike [`latest`](Self::latest), a failing file is not quarantined.
+    pub fn read(&self, name: &SnapshotName) -> Result<SnapshotFile, VerifyError> {
+        let name = name.with_state(FileState::Committed);
+        let hold = self.holds.acquire(name);
+        let file = open_snapshot(&*self.dir, &name, &*self.opts.verifier)?;
+        self.known_good.lock().insert(name);
+        Ok(file.with_hold(hold))
     }
 
     /// Pins committed snapshot `name` (any state given is taken as the committed one) against
@@ -607,12 +661,14 @@ impl SnapshotStore {
         }
     }
 
-    /// What [`apply_retention`](Self::apply_retention) would do now (for `gc --dry-run`).
-    /// Only snapshots that verify count toward `keep_last` and `max_bytes` (see
-    /// [`plan_retention`](crate::plan_retention)); a committed file not known to verify is
-    /// verified here, newest first, until enough good ones are found.
-    pub fn retention_plan(&self) -> Result<RetentionPlan, StoreError> {
-        self.plan_checked(None).map(|(plan, _)| plan)
+    internals_pub! {
+        /// What [`apply_retention`](Self::apply_retention) would do now (for `gc --dry-run`).
+        /// Only snapshots that verify count toward `keep_last` and `max_bytes` (see
+        /// [`plan_retention`](crate::internals::plan_retention)); a committed file not known to verify is
+        /// verified here, newest first, until enough good ones are found.
+        fn retention_plan(&self) -> Result<RetentionPlan, StoreError> {
+            self.plan_checked(None).map(|(plan, _)| plan)
+        }
     }
 
     /// The retention plan, made safe against bit rot in files remembered as good: before the
@@ -679,9 +735,9 @@ impl SnapshotStore {
                 let standing = Standing::of_failure(&e);
                 // An untrusted signer is a matter of the key set: nothing to warn about.
                 if e.is_io() {
-                    warn!(name = %name, error = %chain(&e), "cannot read snapshot; retention leaves it alone");
+                    warn!(name = %name, error = %ErrorChain(&e), "cannot read snapshot; retention leaves it alone");
                 } else if standing == Standing::Failed {
-                    warn!(name = %name, error = %chain(&e), "snapshot failed verification");
+                    warn!(name = %name, error = %ErrorChain(&e), "snapshot failed verification");
                 }
                 standing
             }
@@ -689,8 +745,8 @@ impl SnapshotStore {
     }
 
     /// Carries out retention: counts only snapshots that verify, quarantines committed files
-    /// found failing on the way, deletes what the rules drop (see
-    /// [`plan_retention`](crate::plan_retention)), sparing held snapshots, fsyncs the
+    /// found failing on the way, deletes what the rules drop (`keep_last` and `max_bytes` of
+    /// [`StoreOptions`], counting only snapshots that verify), sparing held snapshots, fsyncs the
     /// directory, and trims the quarantine to `max_quarantined`. The newest snapshot that
     /// verifies is never deleted. Refused once a directory fsync failed
     /// ([`StoreError::Failed`]).

@@ -29,11 +29,11 @@ use crate::fs::{is_noreplace_unsupported, write_all_at, DirHandle, WritableFile}
 use crate::names::{FileState, PendingName, SnapshotName};
 use crate::Hash;
 
-mod ingest;
-mod spill;
+pub(crate) mod ingest;
+pub(crate) mod spill;
 
-pub use ingest::{IngestFile, Ingested, VerifiedIngest};
-pub use spill::SpillFile;
+pub(crate) use ingest::{IngestFile, Ingested, VerifiedIngest};
+pub(crate) use spill::SpillFile;
 
 /// File mode of a snapshot: snapshots may hold sensitive state.
 pub(crate) const FILE_MODE: u32 = 0o600;
@@ -64,35 +64,34 @@ pub struct PersistRequest<'a> {
 /// node's state, say): everything a [`PersistRequest`] holds, with the body gathered. Each
 /// slice is written straight from where it is; nothing is copied or joined.
 #[derive(Clone, Copy, Debug)]
-pub struct GatheredRequest<'a> {
+pub(crate) struct GatheredRequest<'a> {
     /// Ledger index the snapshot captures.
-    pub idx: u64,
+    pub(crate) idx: u64,
     /// Ledger index of the evidence transaction; must be greater than `idx`.
-    pub evidence_idx: u64,
+    pub(crate) evidence_idx: u64,
     /// Header flags (compression).
-    pub flags: Flags,
+    pub(crate) flags: Flags,
     /// Uncompressed body length; must equal the body's total length when not compressed.
-    pub raw_len: u64,
+    pub(crate) raw_len: u64,
     /// BLAKE3 of the body (all slices in order), as computed while serialising (trusted, as
     /// in [`PersistRequest::body_digest`]).
-    pub body_digest: Hash,
+    pub(crate) body_digest: Hash,
     /// The stored body: these slices, in order.
-    pub body: &'a [&'a [u8]],
+    pub(crate) body: &'a [&'a [u8]],
     /// The encoded receipt.
-    pub receipt: &'a [u8],
+    pub(crate) receipt: &'a [u8],
 }
 
 impl GatheredRequest<'_> {
     /// Total body length.
-    pub fn body_len(&self) -> u64 {
+    pub(crate) fn body_len(&self) -> u64 {
         self.body.iter().map(|b| b.len() as u64).sum()
     }
 }
 
-#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl<'a> PersistRequest<'a> {
     /// The same request with its body given as `body` (one slice: `[self.body]`).
-    fn gathered(&self, body: &'a [&'a [u8]]) -> GatheredRequest<'a> {
+    pub(crate) fn gathered(&self, body: &'a [&'a [u8]]) -> GatheredRequest<'a> {
         GatheredRequest {
             idx: self.idx,
             evidence_idx: self.evidence_idx,
@@ -151,13 +150,10 @@ pub struct Committed {
 /// was told "not committed", yet after a crash the (complete) file may be there. When
 /// `persist` returned `Ok`, the committed file survives any crash.
 #[derive(Clone, Debug)]
-// Public only with the `internals` feature; otherwise the store's own.
-#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 pub struct SnapshotWriter {
     dir: Arc<dyn DirHandle>,
 }
 
-#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 impl SnapshotWriter {
     /// A writer into `dir`.
     pub fn new(dir: Arc<dyn DirHandle>) -> Self {
@@ -167,14 +163,16 @@ impl SnapshotWriter {
     /// Writes and commits one snapshot (see the module doc for the sequence). On any failure
     /// before the rename the uncommitted file is removed (best effort; a removal failure is
     /// logged and the original error returned).
-    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn persist(&self, req: &PersistRequest<'_>) -> Result<Committed, PersistError> {
         self.persist_gathered(&req.gathered(&[req.body]))
     }
 
     /// [`persist`](Self::persist) with the body given as consecutive slices, each written
     /// straight from where it is.
-    pub fn persist_gathered(&self, req: &GatheredRequest<'_>) -> Result<Committed, PersistError> {
+    pub(crate) fn persist_gathered(
+        &self,
+        req: &GatheredRequest<'_>,
+    ) -> Result<Committed, PersistError> {
         let name = SnapshotName {
             idx: req.idx,
             evidence_idx: req.evidence_idx,
@@ -225,7 +223,6 @@ impl SnapshotWriter {
     }
 }
 
-#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 impl SnapshotWriter {
     /// Creates the pending file for the body of the snapshot at `idx` streamed by
     /// `generation`, ready for the body to be written into it. An existing pending file of

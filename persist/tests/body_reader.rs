@@ -7,10 +7,12 @@ use std::error::Error as _;
 use std::io::{self, Read};
 
 use fixture::{key, real_verifier, Ledger};
-use snapseal_persist::format::{body_digest, Flags, Header};
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
+use snapseal_persist::internals::format::{body_digest, Header};
+use snapseal_persist::internals::{verify_bytes, PersistRequest};
+use snapseal_persist::BodyError;
+use snapseal_persist::Flags;
 use snapseal_persist::VerifyError;
-use snapseal_persist::{verify_bytes, BodyError, PersistRequest};
 
 /// A valid committed file (good digests and receipt) storing `stored` with `flags`/`raw_len`.
 fn file(flags: Flags, raw_len: u64, stored: &[u8]) -> Vec<u8> {
@@ -149,7 +151,7 @@ fn store_latest_body_reader_decodes_a_persisted_compressed_body() {
     let raw = raw();
     let stored = zstd::encode_all(&raw[..], 3).unwrap();
     let digest = body_digest(&stored);
-    let claims = snapseal_persist::format::Claims {
+    let claims = snapseal_persist::Claims {
         idx: 3,
         flags: Flags::ZSTD,
         body_len: stored.len() as u64,
@@ -203,15 +205,16 @@ fn a_failed_write_names_its_cause_once_in_the_chain() {
     );
     assert!(err.source().is_some(), "the cause is in source()");
     // The umbrella error keeps the same chain.
-    let umbrella = snapseal_persist::Error::from(err);
+    let umbrella = snapseal_persist::internals::Error::from(err);
     assert_eq!(chain(&umbrella).matches(&enospc).count(), 1);
 }
 
 /// `verify_file`: the same checks on a file read with `pread`, in bounded memory.
 mod streamed {
     use super::*;
-    use snapseal_persist::fs::{Expect, FileSystem, RealFs, Untrusted};
-    use snapseal_persist::verify_file;
+    use snapseal_persist::fs::{FileSystem, RealFs};
+    use snapseal_persist::internals::fs::{Expect, Untrusted};
+    use snapseal_persist::internals::verify_file;
 
     fn chain(e: &dyn std::error::Error) -> String {
         let mut out = e.to_string();

@@ -9,13 +9,13 @@ use std::sync::OnceLock;
 
 use fixture::*;
 use proptest::prelude::*;
-use snapseal_persist::format::HEADER_LEN;
 use snapseal_persist::fs::SimFs;
-use snapseal_persist::receipt::{
-    leaf_hash, sign_root, MerkleTree, Receipt, ReceiptError, ReceiptVerifier,
-};
+use snapseal_persist::internals::format::HEADER_LEN;
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::internals::verify_bytes;
+use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, ReceiptError, ReceiptVerifier};
 use snapseal_persist::Hash;
-use snapseal_persist::{verify_bytes, Check, FileState, SnapshotName, VerifyError};
+use snapseal_persist::{Check, FileState, SnapshotName, VerifyError};
 
 /// The good, older snapshot recovery should fall back to.
 fn previous() -> &'static Snap {

@@ -23,16 +23,15 @@ use std::sync::Arc;
 
 use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
 use fixture::{real_verifier, Snap};
-use snapseal_persist::format::{Flags, Header};
 use snapseal_persist::fs::RealFs;
+use snapseal_persist::internals::format::Header;
+use snapseal_persist::internals::receipt::{key_id, verify_signed_root, Receipt, SignedStatement};
+use snapseal_persist::internals::{check_body_encoding, classify_dir, EntryClass};
 use snapseal_persist::receipt::{
-    key_id, verify_signed_root, Ed25519Verifier, Expected, Receipt, ReceiptError, ReceiptVerifier,
-    SignedRoot, SignedStatement,
+    Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SignedRoot,
 };
-use snapseal_persist::{
-    check_body_encoding, classify_dir, BodyError, EntryClass, FileState, Hash, SnapshotName,
-    SnapshotStore, StoreOptions,
-};
+use snapseal_persist::Flags;
+use snapseal_persist::{BodyError, FileState, Hash, SnapshotName, SnapshotStore, StoreOptions};
 
 // ---------------------------------------------------------------------------------------------
 // FORMAT.md §5.4: the signature check.
@@ -948,7 +947,8 @@ fn a_committed_name_that_became_a_link_or_a_directory_after_listing_is_not_a_reg
         ("snapshot_33_34.committed", "directory"),
     ] {
         let parsed = SnapshotName::parse(name).unwrap();
-        let e = snapseal_persist::open_snapshot(&*handle, &parsed, &verifier).unwrap_err();
+        let e =
+            snapseal_persist::internals::open_snapshot(&*handle, &parsed, &verifier).unwrap_err();
         assert!(
             matches!(&e, snapseal_persist::VerifyError::NotRegularFile { what: w, .. } if *w == what),
             "{name}: {e}"

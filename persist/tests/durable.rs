@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use snapseal_persist::fs::{publish, write_pending, Fault, FaultKind, FileSystem, Op, SimFs};
+use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, SimFs};
+use snapseal_persist::internals::fs::{publish, write_pending};
 
 const DIR: &str = "/d";
 

@@ -7,15 +7,12 @@ mod fixture;
 
 use fixture::{key, real_verifier, Ledger, Snap};
 use proptest::prelude::*;
-use snapseal_persist::format::{
-    body_digest, header_checksum, Claims, Flags, FormatError, Header, HEADER_LEN,
-};
 use snapseal_persist::fs::SimFs;
+use snapseal_persist::internals::format::{body_digest, header_checksum, Header, HEADER_LEN};
+use snapseal_persist::internals::{verify_bytes, PersistRequest};
 use snapseal_persist::receipt::ReceiptError;
-use snapseal_persist::{
-    verify_bytes, BodyError, Check, FileState, PersistError, PersistRequest, SnapshotName,
-    VerifyError,
-};
+use snapseal_persist::{BodyError, Check, FileState, PersistError, SnapshotName, VerifyError};
+use snapseal_persist::{Claims, Flags, FormatError};
 
 /// A genuine committed file whose ledger recorded exactly the claims of `header` (lengths and
 /// receipt fields are filled in here).

@@ -1,10 +1,11 @@
 //! The committed file format: header encoding, damage detection, split and body verification.
 
 use proptest::prelude::*;
-use snapseal_persist::format::{
-    body_digest, split, verify_body, Flags, FormatError, Header, FORMAT_VERSION, HEADER_LEN, MAGIC,
+use snapseal_persist::internals::format::{
+    body_digest, split, verify_body, Header, FORMAT_VERSION, HEADER_LEN, MAGIC,
     PARALLEL_HASH_THRESHOLD,
 };
+use snapseal_persist::{Flags, FormatError};
 
 /// The checksum as FORMAT.md defines it, computed here independently of the crate.
 fn reseal(bytes: &mut [u8; HEADER_LEN]) {

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use fs_contract::{contents, contract_tests, errno, put, Harness};
 use nix::errno::Errno;
-use snapseal_persist::fs::{FileSystem, NotRegular, RealFs};
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::internals::fs::NotRegular;
+use snapseal_persist::internals::open_snapshot;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::{open_snapshot, SnapshotName, VerifyError};
+use snapseal_persist::{SnapshotName, VerifyError};
 use tempfile::TempDir;
 
 struct Real {
@@ -133,7 +135,10 @@ fn open_read_of_a_fifo_fails_without_blocking() {
         .into_iter()
         .find(|e| e.name == "pipe")
         .unwrap();
-    assert_eq!(entry.kind, snapseal_persist::fs::EntryKind::Other);
+    assert_eq!(
+        entry.kind,
+        snapseal_persist::internals::fs::EntryKind::Other
+    );
 }
 
 #[test]
@@ -245,13 +250,14 @@ mod untrusted {
     use std::os::unix::fs::symlink;
 
     use nix::sys::stat::Mode;
-    use snapseal_persist::fs::{Expect, FileSystem, RealFs, Untrusted, UntrustedError};
+    use snapseal_persist::fs::{FileSystem, RealFs};
+    use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
 
     const CHUNK: Expect = Expect::new("ledger chunk", 1 << 20).with_magic(b"MAGIC123");
 
     fn dir() -> (
         tempfile::TempDir,
-        std::sync::Arc<dyn snapseal_persist::fs::DirHandle>,
+        std::sync::Arc<dyn snapseal_persist::internals::fs::DirHandle>,
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = RealFs.open_dir(tmp.path(), false).unwrap();

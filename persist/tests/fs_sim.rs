@@ -10,9 +10,8 @@ use std::sync::Arc;
 use fs_contract::{contents, contract_tests, errno, put, write_all, Harness};
 use nix::errno::Errno;
 use proptest::prelude::*;
-use snapseal_persist::fs::{
-    is_noreplace_unsupported, DirHandle, Fault, FaultKind, FileSystem, Op, Outcome, SimFs, Trigger,
-};
+use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, Outcome, SimFs, Trigger};
+use snapseal_persist::internals::fs::{is_noreplace_unsupported, DirHandle};
 
 const DIR: &str = "/data/snap";
 

@@ -5,11 +5,10 @@
 mod fixture;
 
 use fixture::*;
-use snapseal_persist::format::{Header, HEADER_LEN};
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
-use snapseal_persist::{
-    verify_bytes, FileState, IngestError, Ingested, PendingName, SnapshotStore, StoreOptions,
-};
+use snapseal_persist::internals::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::{verify_bytes, PendingName};
+use snapseal_persist::{FileState, IngestError, Ingested, SnapshotStore, StoreOptions};
 use std::io::Write;
 
 const LIMIT: u64 = 1 << 30;
@@ -307,7 +306,7 @@ fn a_crash_at_any_step_of_an_ingest_leaves_no_file_or_the_complete_verified_one(
 fn verified(
     store: &SnapshotStore,
     bytes: &[u8],
-) -> Result<snapseal_persist::VerifiedIngest, IngestError> {
+) -> Result<snapseal_persist::internals::VerifiedIngest, IngestError> {
     let mut file = store.begin_ingest(LIMIT);
     let _ = file.write_all(bytes);
     store.verify_ingest(file)

@@ -5,9 +5,10 @@ mod fixture;
 
 use fixture::{dir, plant, Snap};
 use snapseal_persist::fs::{FileSystem, SimFs};
-use snapseal_persist::{
-    classify_dir, plan_latest, EntryClass, FileState, PassOverReason, PendingName, SnapshotName,
+use snapseal_persist::internals::{
+    classify_dir, plan_latest, EntryClass, PassOverReason, PendingName,
 };
+use snapseal_persist::{FileState, SnapshotName};
 
 fn name(idx: u64, state: FileState) -> SnapshotName {
     SnapshotName {

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use snapseal_persist::receipt::{empty_root, leaf_hash, node_hash, root_from_proof, MerkleTree};
+use snapseal_persist::internals::receipt::{empty_root, node_hash, root_from_proof};
+use snapseal_persist::receipt::{leaf_hash, MerkleTree};
 use snapseal_persist::Hash;
 
 /// Reference MTH and PATH, written straight from the RFC's recursive definitions. The memo only

@@ -4,7 +4,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use proptest::prelude::*;
-use snapseal_persist::{FileState, OurFile, SnapshotName, LOCK_FILE};
+use snapseal_persist::internals::{OurFile, LOCK_FILE};
+use snapseal_persist::{FileState, SnapshotName};
 
 fn state() -> impl Strategy<Value = FileState> {
     prop_oneof![

@@ -10,7 +10,8 @@ use std::io::Write;
 
 use fixture::*;
 use snapseal_persist::fs::{FileSystem, RealFs};
-use snapseal_persist::{open_snapshot, Check, FileState, VerifyError};
+use snapseal_persist::internals::open_snapshot;
+use snapseal_persist::{Check, FileState, VerifyError};
 
 /// Peak resident set size (`VmHWM`) in KiB.
 fn peak_rss_kib() -> u64 {

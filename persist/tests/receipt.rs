@@ -4,11 +4,14 @@ use coset::cbor::value::Value;
 use coset::{iana, CoseSign1, HeaderBuilder, Label, ProtectedHeader, TaggedCborSerializable};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use proptest::prelude::*;
-use snapseal_persist::format::{self, Flags, Header};
+use snapseal_persist::internals::format;
+use snapseal_persist::internals::format::Header;
+use snapseal_persist::internals::receipt::{key_id, verify_signed_root, Receipt, LABEL_SCHEME};
 use snapseal_persist::receipt::{
-    key_id, leaf_hash, sign_root, verify_signed_root, Ed25519Verifier, Expected, MerkleTree,
-    Receipt, ReceiptError, ReceiptVerifier, SignedRoot, LABEL_SCHEME,
+    leaf_hash, sign_root, Ed25519Verifier, Expected, MerkleTree, ReceiptError, ReceiptVerifier,
+    SignedRoot,
 };
+use snapseal_persist::Flags;
 use snapseal_persist::Hash;
 
 fn signing_key(seed: u8) -> SigningKey {
@@ -669,7 +672,7 @@ fn untagged_or_non_canonical_encodings_are_rejected() {
 
 #[test]
 fn oversized_input_is_rejected_before_parsing() {
-    let big = vec![0u8; snapseal_persist::receipt::MAX_RECEIPT_LEN + 1];
+    let big = vec![0u8; snapseal_persist::internals::receipt::MAX_RECEIPT_LEN + 1];
     assert!(decode_error(&big).contains("at most"));
 }
 

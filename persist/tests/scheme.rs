@@ -10,16 +10,16 @@ use coset::{CoseSign1, Label, ProtectedHeader, TaggedCborSerializable};
 use ed25519_dalek::SigningKey;
 use fixture::{assemble, dir, key, open, untrusted_key, Snap};
 use proptest::prelude::*;
-use snapseal_persist::format::{body_digest, Claims, Flags};
 use snapseal_persist::fs::SimFs;
+use snapseal_persist::internals::format::body_digest;
+use snapseal_persist::internals::receipt::{scheme_of, SignedStatement, LABEL_SCHEME};
+use snapseal_persist::internals::{verify_bytes, PassOverReason, PersistRequest, SpillCommit};
 use snapseal_persist::receipt::{
-    scheme_of, Ed25519Verifier, Expected, ReceiptError, ReceiptScheme, ReceiptVerifier, SchemeId,
-    Schemes, SignedStatement, StatementScheme, VerifiedReceipt, LABEL_SCHEME,
+    Ed25519Verifier, Expected, ReceiptError, ReceiptScheme, ReceiptVerifier, SchemeId, Schemes,
+    StatementScheme, VerifiedReceipt,
 };
-use snapseal_persist::{
-    verify_bytes, FileState, PassOverReason, PersistRequest, SnapshotName, SpillCommit,
-    StoreOptions, VerifyError,
-};
+use snapseal_persist::{Claims, Flags};
+use snapseal_persist::{FileState, SnapshotName, StoreOptions, VerifyError};
 
 /// The node key statements are signed with (trusted where a test says so).
 fn node_key() -> SigningKey {
@@ -386,6 +386,7 @@ impl ReceiptScheme for Toy {
             signer: "toy".into(),
             // Deliberately wrong: the dispatcher reports the scheme the receipt names.
             scheme: SchemeId::MERKLE,
+            term: None,
         })
     }
 }

@@ -13,11 +13,10 @@ use std::sync::OnceLock;
 use fixture::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op};
-use snapseal_persist::PendingName;
-use snapseal_persist::SpillCommit;
-use snapseal_persist::{
-    verify_bytes, Committed, FileState, PersistError, SnapshotStore, StoreOptions,
-};
+use snapseal_persist::internals::verify_bytes;
+use snapseal_persist::internals::PendingName;
+use snapseal_persist::internals::SpillCommit;
+use snapseal_persist::{Committed, FileState, PersistError, SnapshotStore, StoreOptions};
 
 /// The variations of the spilled sequence under test.
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +76,7 @@ fn spill_persist(store: &SnapshotStore, snap: &Snap) -> Result<Committed, Persis
         spill,
         &SpillCommit {
             evidence_idx: snap.evidence_idx,
-            flags: snapseal_persist::format::Flags::NONE,
+            flags: snapseal_persist::Flags::NONE,
             raw_len: snap.body.len() as u64,
             body_digest: snap.digest,
             receipt: &snap.receipt,

@@ -9,11 +9,11 @@ mod fixture;
 use std::sync::OnceLock;
 
 use fixture::*;
-use snapseal_persist::format::Flags;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, OpRecord};
-use snapseal_persist::PendingName;
-use snapseal_persist::SpillCommit;
+use snapseal_persist::internals::PendingName;
+use snapseal_persist::internals::SpillCommit;
+use snapseal_persist::Flags;
 use snapseal_persist::{Committed, FileState, PersistError, SnapshotStore, Step};
 
 const CHUNK: usize = 2000;

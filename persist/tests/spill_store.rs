@@ -9,11 +9,12 @@ use std::sync::{Arc, OnceLock};
 
 use fixture::*;
 use proptest::prelude::*;
-use snapseal_persist::format::Flags;
 use snapseal_persist::fs::RealFs;
-use snapseal_persist::SpillCommit;
+use snapseal_persist::internals::PendingName;
+use snapseal_persist::internals::SpillCommit;
+use snapseal_persist::Flags;
+use snapseal_persist::SnapshotName;
 use snapseal_persist::{FileState, SnapshotStore, Step};
-use snapseal_persist::{PendingName, SnapshotName};
 
 fn snap() -> &'static Snap {
     static SNAP: OnceLock<Snap> = OnceLock::new();

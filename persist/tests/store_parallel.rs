@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use fixture::*;
 use parking_lot::{Condvar, Mutex};
-use snapseal_persist::fs::{
-    DirEntry, DirHandle, DirLock, FileBytes, FileSystem, RealFs, WritableFile,
-};
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::internals::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};
 use snapseal_persist::{FileState, PersistError, SnapshotStore};
 
 /// Only a deadlock guard: far longer than any fsync here takes.

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use fixture::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op};
-use snapseal_persist::{verify_bytes, FileState, SnapshotStore, StoreOptions};
+use snapseal_persist::internals::verify_bytes;
+use snapseal_persist::{FileState, SnapshotStore, StoreOptions};
 
 /// The variations of the sequence under test.
 #[derive(Clone, Copy, Debug)]

@@ -513,7 +513,7 @@ mod misbehaving {
     use std::path::Path;
     use std::sync::Arc;
 
-    use snapseal_persist::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};
+    use snapseal_persist::internals::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};
 
     #[derive(Debug)]
     pub(crate) struct Dir {
@@ -578,7 +578,7 @@ mod misbehaving {
 #[test]
 fn a_write_accepting_zero_bytes_or_claiming_too_many_is_an_error_not_a_hang_or_panic() {
     use snapseal_persist::fs::FileSystem;
-    use snapseal_persist::SnapshotWriter;
+    use snapseal_persist::internals::SnapshotWriter;
     type Claim = fn(usize) -> usize;
     let cases: [(Claim, std::io::ErrorKind); 2] = [
         (|_| 0, std::io::ErrorKind::WriteZero),

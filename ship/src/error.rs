@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
-use snapseal_persist::fs::UntrustedError;
-use snapseal_persist::{Escaped, IngestError, VerifyError};
+use snapseal_persist::internals::fs::UntrustedError;
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::{IngestError, VerifyError};
 
 use crate::local_error::LocalError;
 

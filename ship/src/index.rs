@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use snapseal_persist::format::Header;
+use snapseal_persist::internals::format::Header;
 use snapseal_persist::{to_hex, SnapshotName};
 
 /// The index format this version writes and reads.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use object_store::path::Path;
-use snapseal_persist::fs::UntrustedError;
-use snapseal_persist::Escaped;
+use snapseal_persist::internals::fs::UntrustedError;
+use snapseal_persist::internals::Escaped;
 
 /// What went wrong on a `file://` remote, naming the file (escaped) and the step.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub enum LocalError {
 }
 
 impl LocalError {
-    /// Maps a failed [`open_subdir`](snapseal_persist::fs::DirHandle::open_subdir) of `path`.
+    /// Maps a failed [`open_subdir`](snapseal_persist::internals::fs::DirHandle::open_subdir) of `path`.
     pub(crate) fn subdir(path: PathBuf, e: io::Error) -> LocalError {
         match e.raw_os_error().map(Errno::from_raw) {
             Some(Errno::ELOOP) => LocalError::LinkedDir { path },

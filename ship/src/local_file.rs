@@ -11,10 +11,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
-use snapseal_persist::format::Header;
-use snapseal_persist::fs::{Untrusted, UntrustedError};
+use snapseal_persist::internals::format::Header;
+use snapseal_persist::internals::fs::{Untrusted, UntrustedError};
+use snapseal_persist::internals::{verify_file, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{verify_file, Escaped, SnapshotName, VerifyError};
+use snapseal_persist::{SnapshotName, VerifyError};
 
 use crate::error::{describe, ShipError};
 use crate::remote::{hash_piece, Source};

@@ -49,11 +49,11 @@ use object_store::{
     UploadPart,
 };
 use parking_lot::Mutex;
-use snapseal_persist::fs::{
-    is_noreplace_unsupported, write_pending, DirHandle, EntryKind, Expect, FileSystem, RealFs,
-    Untrusted, WritableFile,
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::internals::fs::{
+    is_noreplace_unsupported, write_pending, DirHandle, EntryKind, Expect, Untrusted, WritableFile,
 };
-use snapseal_persist::Escaped;
+use snapseal_persist::internals::Escaped;
 use tracing::{debug, warn};
 
 use crate::local_error::LocalError;

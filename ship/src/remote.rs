@@ -15,7 +15,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, RetryConfig, UpdateVersion, WriteMultipart,
 };
-use snapseal_persist::format::PARALLEL_HASH_THRESHOLD;
+use snapseal_persist::internals::format::PARALLEL_HASH_THRESHOLD;
 use tracing::debug;
 
 use crate::error::ShipError;

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::path::Path;
-use snapseal_persist::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::Escaped;
 use snapseal_persist::receipt::{Expected, ReceiptVerifier};
-use snapseal_persist::{to_hex, Escaped, Ingested, SnapshotName, SnapshotStore};
+use snapseal_persist::{to_hex, Ingested, SnapshotName, SnapshotStore};
 use tracing::{info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use snapseal_persist::{Escaped, SnapshotName};
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::SnapshotName;
 use tracing::info;
 
 use crate::error::ShipError;

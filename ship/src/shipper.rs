@@ -11,12 +11,12 @@ use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
-use snapseal_persist::format::{Header, HEADER_LEN};
-use snapseal_persist::fs::{Expect, RealFs, Untrusted, UntrustedError};
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::internals::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
+use snapseal_persist::internals::{verify_bytes, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{
-    to_hex, verify_bytes, Escaped, FileState, Hold, SnapshotName, SnapshotStore,
-};
+use snapseal_persist::{to_hex, FileState, Hold, SnapshotName, SnapshotStore};
 use tracing::{error, info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};

@@ -229,8 +229,12 @@ impl Env {
         for name in self.committed_names() {
             let parsed = snapseal::persist::SnapshotName::parse(&name).unwrap();
             let bytes = dir.open_read(&name).unwrap();
-            snapseal::persist::verify_bytes(&bytes, Some(&parsed), self.verifier.as_ref())
-                .unwrap_or_else(|e| panic!("{name} does not verify: {e}"));
+            snapseal::persist::internals::verify_bytes(
+                &bytes,
+                Some(&parsed),
+                self.verifier.as_ref(),
+            )
+            .unwrap_or_else(|e| panic!("{name} does not verify: {e}"));
         }
     }
 

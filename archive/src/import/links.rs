@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use snapseal_persist::fs::{DirHandle, Untrusted};
-use snapseal_persist::Escaped;
+use snapseal_persist::internals::fs::{DirHandle, Untrusted};
+use snapseal_persist::internals::Escaped;
 
 use super::stage::{untrusted_read, ChunkFate, Stage};
 use super::{chunk_expect, ImportError, ImportOptions};

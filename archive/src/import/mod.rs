@@ -18,8 +18,9 @@ use std::collections::BTreeSet;
 use std::io::{self, Read};
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::fs::{DirHandle, Expect, UntrustedError};
-use snapseal_persist::{Escaped, FileState, IngestError, SnapshotStore};
+use snapseal_persist::internals::fs::{DirHandle, Expect, UntrustedError};
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::{FileState, IngestError, SnapshotStore};
 
 use crate::container::{check_trailer, entry_path, Exact, ReadFailure, Tracked, Tracker};
 use crate::manifest::{

@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 
-use snapseal_persist::format::MAGIC;
-use snapseal_persist::fs::{Expect, Untrusted, UntrustedError};
-use snapseal_persist::receipt::key_id;
-use snapseal_persist::{to_hex, Escaped, IngestError, SnapshotName, VerifiedIngest};
+use snapseal_persist::internals::format::MAGIC;
+use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
+use snapseal_persist::internals::receipt::key_id;
+use snapseal_persist::internals::{Escaped, VerifiedIngest};
+use snapseal_persist::{to_hex, IngestError, SnapshotName};
 
 use super::{chunk_expect, io_err, ImportError, ImportOptions, Target};
 use crate::container::{hash_stream, Exact, BUF};

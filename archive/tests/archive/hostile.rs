@@ -13,8 +13,9 @@ use snapseal_archive::{
     export, ArtifactKind, ExportError, ImportError, Level, Manifest, MAX_CHUNK,
 };
 use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
-use snapseal_persist::fs::{
-    DirEntry, DirHandle, DirLock, FileBytes, FileSystem, ReadableFile, RealFs, WritableFile,
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::internals::fs::{
+    DirEntry, DirHandle, DirLock, FileBytes, ReadableFile, WritableFile,
 };
 use snapseal_persist::SnapshotStore;
 

@@ -128,7 +128,7 @@ pub(crate) fn row(
             secs(busy.p50.as_secs_f64()),
             secs(idle.p50.as_secs_f64()),
             busy.calls,
-            snapseal_actors::hashing_config().map_or_else(
+            snapseal_persist::hashing_config().map_or_else(
                 || "not started".to_string(),
                 |c| format!("{} threads at nice {}", c.threads, c.nice)
             )

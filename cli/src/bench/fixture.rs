@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use snapseal_actors::{CaptureError, StateSource, StateView};
-use snapseal_persist::format::{body_digest, Flags, Header};
-use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree, Receipt};
+use snapseal_persist::internals::format::{body_digest, Header};
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree};
+use snapseal_persist::Flags;
 use snapseal_persist::{FileState, Hash, SnapshotName};
 
 use super::BenchError;
@@ -81,9 +83,9 @@ impl Fixture {
     /// A receipt proving this body as the uncompressed snapshot at `idx` (its claims digest),
     /// so the committed file verifies.
     pub fn receipt_at(&self, idx: u64) -> Result<Vec<u8>, BenchError> {
-        let claims = snapseal_persist::format::Claims {
+        let claims = snapseal_persist::Claims {
             idx,
-            flags: snapseal_persist::format::Flags::NONE,
+            flags: snapseal_persist::Flags::NONE,
             body_len: self.body.len() as u64,
             raw_len: self.body.len() as u64,
             body_digest: self.digest,

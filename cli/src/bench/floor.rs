@@ -7,7 +7,8 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use snapseal_persist::fs::{write_all, DirHandle, FileSystem, RealFs};
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::internals::fs::{write_all, DirHandle};
 
 use super::BenchError;
 

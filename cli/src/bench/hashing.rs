@@ -3,7 +3,7 @@
 //! - serialise of frozen chunks (the zero-copy path): the state as the node's own
 //!   reference-counted chunks, hashed where they are;
 //! - serialise: a state view streaming `size` bytes (1 MiB writes) through the
-//!   [`BodyBuilder`](snapseal_actors::BodyBuilder) — copy into the body, BLAKE3 on all cores —
+//!   [`BodyBuilder`](snapseal_persist::BodyBuilder) — copy into the body, BLAKE3 on all cores —
 //!   once kept in memory and once spilled to a pending file;
 //! - verify: `SnapshotStore::latest()` of a committed snapshot (list, open, mmap, header,
 //!   receipt, Ed25519, body digest) against `b3sum` of that very file.
@@ -17,13 +17,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use snapseal_actors::{
-    BodyBuilder, FrozenChunk, MemoryBudget, PendingBody, SpillTarget, SPILL_BUFFER,
-};
-use snapseal_persist::format::Flags;
+use snapseal_actors::FrozenChunk;
 use snapseal_persist::fs::RealFs;
+use snapseal_persist::internals::PersistRequest;
+use snapseal_persist::internals::SPILL_BUFFER;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
+use snapseal_persist::Flags;
+use snapseal_persist::{BodyBuilder, MemoryBudget, PendingBody, SpillTarget};
+use snapseal_persist::{SnapshotStore, StoreOptions};
 
 use super::fixture::{alternate, fill, key, median, timed, Fixture, WorkDir, EVIDENCE};
 use super::table::{mib_per_sec, BenchRow, Target};
@@ -306,7 +307,7 @@ fn serialise(
     store: &Arc<SnapshotStore>,
     generation: u64,
     budget: &MemoryBudget,
-) -> Result<snapseal_actors::PendingBody, BenchError> {
+) -> Result<snapseal_persist::PendingBody, BenchError> {
     let fail = |e: std::io::Error| BenchError::Run(format!("serialise: {e}"));
     let mut builder = BodyBuilder::with_spill(
         None,

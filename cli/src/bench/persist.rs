@@ -7,11 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use snapseal_persist::format::Flags;
 use snapseal_persist::fs::RealFs;
+use snapseal_persist::internals::PersistRequest;
+use snapseal_persist::internals::SpillCommit;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::SpillCommit;
-use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
+use snapseal_persist::Flags;
+use snapseal_persist::{SnapshotStore, StoreOptions};
 
 use super::fixture::{alternate, committed_name, key, timed, Fixture, WorkDir, EVIDENCE};
 use super::floor::Floor;
@@ -21,7 +22,7 @@ use crate::units::bytes;
 
 /// Spilled bodies reach the pending file in writes of this size: what the body builder issues
 /// (it gathers the state view's writes into a buffer of this size before hashing and writing).
-const STREAM_CHUNK: usize = snapseal_actors::SPILL_BUFFER;
+const STREAM_CHUNK: usize = snapseal_persist::internals::SPILL_BUFFER;
 
 /// Our persist (in memory, and spilled) against the floor at `size`; rows only for the
 /// in-memory path carry the persist target, the spilled one is compared to the same bound.

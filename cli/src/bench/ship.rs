@@ -18,10 +18,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use snapseal_persist::format::Flags;
 use snapseal_persist::fs::RealFs;
+use snapseal_persist::internals::PersistRequest;
 use snapseal_persist::receipt::Ed25519Verifier;
-use snapseal_persist::{PersistRequest, SnapshotStore, StoreOptions};
+use snapseal_persist::Flags;
+use snapseal_persist::{SnapshotStore, StoreOptions};
 use snapseal_ship::{restore, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper};
 
 use super::fixture::{alternate, key, Fixture, WorkDir, EVIDENCE};

@@ -8,12 +8,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use snapseal::persist::format::Header;
-use snapseal::persist::fs::{DirHandle, Expect, RealFs, Untrusted, UntrustedError};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::format::Header;
+use snapseal::persist::internals::fs::{DirHandle, Expect, Untrusted, UntrustedError};
+use snapseal::persist::internals::{verify_file, Standing};
 use snapseal::persist::receipt::{
     Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SchemeId,
 };
-use snapseal::persist::{verify_file, Check, SnapshotName, Standing, VerifyError};
+use snapseal::persist::{Check, SnapshotName, VerifyError};
 
 use crate::cli::exit;
 
@@ -270,8 +272,9 @@ mod tests {
 
     /// A header and a statement receipt signed for it with a key of the test's own.
     fn signed(idx: u64) -> (Header, Vec<u8>, String) {
-        use snapseal::persist::format::{body_digest, Flags};
-        use snapseal::persist::receipt::{key_id, SignedStatement};
+        use snapseal::persist::internals::format::body_digest;
+        use snapseal::persist::internals::receipt::{key_id, SignedStatement};
+        use snapseal::persist::Flags;
         let header = Header {
             idx,
             evidence_idx: 9,

@@ -64,7 +64,7 @@ impl LogLine {
                 Escaped::str(file)
             );
         }
-        let digest = snapseal::persist::hash_from_hex(digest)
+        let digest = snapseal::persist::internals::hash_from_hex(digest)
             .with_context(|| format!("digest `{}`", Escaped::str(digest)))?;
         Ok(LogLine { name, digest })
     }

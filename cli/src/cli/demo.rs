@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use snapseal::engine::{EngineConfig, ShutdownMode, TaskSystem};
 use snapseal::persist::fs::{FileSystem, RealFs};
-use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
+use snapseal::persist::internals::receipt::key_id;
+use snapseal::persist::receipt::{Ed25519Verifier, ReceiptVerifier};
 use snapseal::persist::SnapshotStore;
 use snapseal::{CommittedSnapshot, SnapshotEvent};
 use snapseal_archive::LEDGER_DIR;
@@ -593,7 +594,7 @@ fn verify_all(
                 verdict = Verdict::Failed {
                     check: snapseal::persist::Check::BodyDigest,
                     reason,
-                    standing: snapseal::persist::Standing::Failed,
+                    standing: snapseal::persist::internals::Standing::Failed,
                 };
             }
         }

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, RealFs};
-use snapseal::persist::{classify_dir, Escaped, FileState, ListedEntry, SnapshotEntry};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::fs::DirHandle;
+use snapseal::persist::internals::{classify_dir, Escaped, ListedEntry};
+use snapseal::persist::{FileState, SnapshotEntry};
 use snapseal_archive::{
     ensure_free, export, ArtifactSource, ChunkRef, ExportOptions, Level, Manifest, PendingFile,
     SourceError, Stale, LEDGER_DIR,

@@ -21,9 +21,8 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use snapseal::persist::fs::RealFs;
-use snapseal::persist::{
-    classify_dir, FileState, ListedEntry, SnapshotEntry, SnapshotName, SnapshotStore,
-};
+use snapseal::persist::internals::{classify_dir, ListedEntry};
+use snapseal::persist::{FileState, SnapshotEntry, SnapshotName, SnapshotStore};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;

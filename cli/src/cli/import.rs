@@ -13,8 +13,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{Expect, RealFs, Untrusted};
-use snapseal::persist::{Escaped, SnapshotStore, StoreOptions};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::fs::{Expect, Untrusted};
+use snapseal::persist::internals::Escaped;
+use snapseal::persist::{SnapshotStore, StoreOptions};
 use snapseal_archive::{import, ImportOptions, Target, LEDGER_DIR};
 use snapseal_ledger::disk_ledger::ChunkKeys;
 

@@ -17,10 +17,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::format::{self, Flags, Header, HEADER_LEN};
-use snapseal::persist::fs::{Expect, Untrusted};
-use snapseal::persist::receipt::{scheme_of, Expected, Receipt, SchemeId, SignedStatement};
-use snapseal::persist::{check_body_encoding, Check, SnapshotName};
+use snapseal::persist::internals::check_body_encoding;
+use snapseal::persist::internals::format;
+use snapseal::persist::internals::format::{Header, HEADER_LEN};
+use snapseal::persist::internals::fs::{Expect, Untrusted};
+use snapseal::persist::internals::receipt::{scheme_of, Receipt, SignedStatement};
+use snapseal::persist::receipt::{Expected, SchemeId};
+use snapseal::persist::Flags;
+use snapseal::persist::{Check, SnapshotName};
 use snapseal_ledger::node::decode_kv;
 
 use crate::cli::check;

@@ -16,8 +16,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
-use snapseal::persist::fs::{publish, write_pending, DirHandle, DurableError, FileSystem, RealFs};
-use snapseal::persist::receipt::{key_id, Ed25519Verifier, ReceiptVerifier};
+use snapseal::persist::fs::{FileSystem, RealFs};
+use snapseal::persist::internals::fs::{publish, write_pending, DirHandle, DurableError};
+use snapseal::persist::internals::receipt::key_id;
+use snapseal::persist::receipt::{Ed25519Verifier, ReceiptVerifier};
 
 use crate::cli::exit;
 use crate::cli::output::{hex, Escaped};
@@ -53,7 +55,7 @@ pub(super) fn decode(text: &str, path: &Path) -> anyhow::Result<Vec<VerifyingKey
             continue;
         }
         let at = || format!("key file {}:{}", Escaped::path(path), n + 1);
-        let bytes = snapseal::persist::hash_from_hex(line)
+        let bytes = snapseal::persist::internals::hash_from_hex(line)
             .with_context(|| format!("{}: expected 64 hex digits (an Ed25519 public key)", at()))?;
         let key = VerifyingKey::from_bytes(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: not a valid Ed25519 public key: {e}", at()))?;

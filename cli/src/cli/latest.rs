@@ -12,11 +12,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, RealFs};
-use snapseal::persist::{
-    classify_dir, plan_latest, FileState, LatestPlan, ListedEntry, PassOverReason, SnapshotName,
-    SnapshotStore, StoreError,
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::fs::DirHandle;
+use snapseal::persist::internals::{
+    classify_dir, plan_latest, LatestPlan, ListedEntry, PassOverReason,
 };
+use snapseal::persist::{FileState, SnapshotName, SnapshotStore, StoreError};
 
 use crate::cli::check;
 use crate::cli::config::FileConfig;

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::{classify_dir, EntryClass, FileState, ListedEntry, SnapshotEntry};
+use snapseal::persist::internals::{classify_dir, EntryClass, ListedEntry};
+use snapseal::persist::{FileState, SnapshotEntry};
 
 use crate::cli::config::FileConfig;
 use crate::cli::exit::Status;

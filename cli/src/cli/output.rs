@@ -104,7 +104,7 @@ pub(crate) use info;
 pub(super) use snapseal::persist::to_hex as hex;
 
 /// Names and bytes from outside, made safe to print.
-pub(super) use snapseal::persist::Escaped;
+pub(super) use snapseal::persist::internals::Escaped;
 
 /// Text from outside that spans lines (a parser's message quoting the offending line): each
 /// line through [`Escaped`], the line breaks kept.

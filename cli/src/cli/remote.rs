@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use snapseal::persist::{Escaped, SnapshotName};
+use snapseal::persist::internals::Escaped;
+use snapseal::persist::SnapshotName;
 use snapseal_ship::retention::{self, GcPolicy, RemoteObject};
 
 use crate::cli::exit::Status;

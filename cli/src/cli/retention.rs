@@ -2,9 +2,10 @@
 //! `gc --dry-run`): the store's own planner over a plain listing. With no store open in this
 //! process there are no holds to spare anything.
 
-use snapseal::persist::fs::DirHandle;
+use snapseal::persist::internals::fs::DirHandle;
+use snapseal::persist::internals::{RetentionPlan, Standing};
 use snapseal::persist::receipt::ReceiptVerifier;
-use snapseal::persist::{RetentionPlan, SnapshotEntry, Standing};
+use snapseal::persist::SnapshotEntry;
 
 use crate::cli::check;
 
@@ -17,7 +18,7 @@ pub(super) fn plan(
     keep_last: usize,
     max_bytes: Option<u64>,
 ) -> RetentionPlan {
-    snapseal::persist::plan_retention(
+    snapseal::persist::internals::plan_retention(
         committed,
         keep_last,
         max_bytes,
@@ -36,7 +37,7 @@ pub(super) fn plan_verified(
     dir: &dyn DirHandle,
     verifier: &dyn ReceiptVerifier,
 ) -> RetentionPlan {
-    snapseal::persist::plan_retention(
+    snapseal::persist::internals::plan_retention(
         committed,
         keep_last,
         max_bytes,

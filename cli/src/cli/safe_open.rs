@@ -21,7 +21,8 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, openat, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
-use snapseal::persist::fs::{DirHandle, Expect, RealFs, Untrusted, UntrustedError};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::fs::{DirHandle, Expect, Untrusted, UntrustedError};
 
 use crate::cli::output::Escaped;
 

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::{DirHandle, RealFs};
-use snapseal::persist::{classify_dir, Check, EntryClass, FileState, SnapshotName, Standing};
+use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::fs::DirHandle;
+use snapseal::persist::internals::{classify_dir, EntryClass, Standing};
+use snapseal::persist::{Check, FileState, SnapshotName};
 
 use crate::cli::check::{self, Verdict};
 use crate::cli::exit::Status;

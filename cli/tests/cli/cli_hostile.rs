@@ -326,7 +326,7 @@ fn inspect_of_a_huge_sparse_junk_file_reads_its_header_not_its_length() {
 /// the header's receipt digest recomputed): consistent in every way a reader can check without
 /// the key.
 fn forged(file: &Path, into: &Path) -> PathBuf {
-    use snapseal::persist::format::{Header, HEADER_LEN};
+    use snapseal::persist::internals::format::{Header, HEADER_LEN};
     let mut bytes = std::fs::read(file).unwrap();
     let mut header = Header::decode(&bytes).unwrap();
     let last = bytes.len() - 1;

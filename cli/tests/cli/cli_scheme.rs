@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use crate::support::snapseal;
-use snapseal::persist::format::{body_digest, Claims, Flags};
 use snapseal::persist::fs::RealFs;
-use snapseal::persist::receipt::{Ed25519Verifier, SignedStatement};
-use snapseal::persist::{to_hex, PersistRequest, SigningKey, SnapshotStore, StoreOptions};
+use snapseal::persist::internals::format::body_digest;
+use snapseal::persist::internals::receipt::SignedStatement;
+use snapseal::persist::internals::PersistRequest;
+use snapseal::persist::receipt::Ed25519Verifier;
+use snapseal::persist::{to_hex, SigningKey, SnapshotStore, StoreOptions};
+use snapseal::persist::{Claims, Flags};
 
 #[test]
 fn verify_accepts_a_statement_signed_by_the_node_key_and_names_the_scheme() {

@@ -106,7 +106,7 @@ pub(crate) fn key_file_text(seed: u64) -> String {
 /// recomputed) under the name that matches: every check passes but the receipt's, whose
 /// claims digest is for the old `idx`. Returns the new path.
 pub(crate) fn relabelled(file: &Path, into: &Path) -> PathBuf {
-    use snapseal::persist::format::{Header, HEADER_LEN};
+    use snapseal::persist::internals::format::{Header, HEADER_LEN};
     let mut bytes = std::fs::read(file).unwrap();
     let mut header = Header::decode(&bytes).unwrap();
     header.idx -= 1;
@@ -139,8 +139,9 @@ pub(crate) fn sparse_signed_snapshot_at(
 ) -> (PathBuf, Vec<u8>, u64) {
     use std::os::unix::fs::FileExt;
 
-    use snapseal::persist::format::{Flags, Header, HEADER_LEN};
-    use snapseal::persist::receipt::SignedStatement;
+    use snapseal::persist::internals::format::{Header, HEADER_LEN};
+    use snapseal::persist::internals::receipt::SignedStatement;
+    use snapseal::persist::Flags;
 
     let zeros = vec![0u8; 1 << 20];
     let mut hasher = blake3::Hasher::new();

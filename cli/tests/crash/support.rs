@@ -28,9 +28,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::VerifyingKey;
 use snapseal::persist::fs::FileSystem;
 use snapseal::persist::fs::RealFs;
+use snapseal::persist::internals::open_snapshot;
+use snapseal::persist::internals::PendingName;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::PendingName;
-use snapseal::persist::{open_snapshot, FileState, SnapshotName};
+use snapseal::persist::{FileState, SnapshotName};
 use snapseal_ledger::ledger::Ledger;
 
 /// The `snapseal` binary cargo built for this test.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use snapseal_archive::{CheckedChunk, ChunkCheckError, ChunkLinks, ChunkRef, SourceError};
-use snapseal_persist::fs::{DirHandle, EntryKind, Expect, FileSystem, Untrusted};
+use snapseal_persist::fs::FileSystem;
+use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted};
 use snapseal_persist::Hash;
 
 use super::chunk::{verify_stream, ReadError};
@@ -40,7 +41,7 @@ impl LedgerDir {
         LedgerDir { dir }
     }
 
-    fn list(&self) -> Result<Vec<snapseal_persist::fs::DirEntry>, SourceError> {
+    fn list(&self) -> Result<Vec<snapseal_persist::internals::fs::DirEntry>, SourceError> {
         self.dir.list().map_err(|source| SourceError {
             what: self.dir.path().display().to_string(),
             source,

@@ -18,13 +18,14 @@
 //!
 //! Parsing is streamed (`ChunkReader`): one entry in memory at a time, whatever the chunk's
 //! size, from any [`Read`] whose length is known up front (a byte slice, or a file opened
-//! through `snapseal_persist::fs::Untrusted`).
+//! through `snapseal_persist::internals::fs::Untrusted`).
 
 use std::io::{self, Read};
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::receipt::{key_id, verify_signed_root, SignedRoot};
+use snapseal_persist::internals::receipt::{key_id, verify_signed_root};
+use snapseal_persist::receipt::SignedRoot;
 use snapseal_persist::Hash;
 
 use crate::frontier::Frontier;

@@ -22,8 +22,9 @@ use std::io::{self, BufReader};
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::fs::{DirHandle, Expect, Untrusted, UntrustedError};
-use snapseal_persist::{Escaped, Hash};
+use snapseal_persist::internals::fs::{DirHandle, Expect, Untrusted, UntrustedError};
+use snapseal_persist::internals::Escaped;
+use snapseal_persist::Hash;
 
 use super::chunk::{
     encode_header, verify_stream, ChunkError, ChunkName, ChunkReader, ReadError, SignedRun,

@@ -8,7 +8,8 @@ use snapseal_ledger::disk_ledger::{
 };
 use snapseal_ledger::ledger::{Ledger, TxKind};
 use snapseal_persist::fs::{FileSystem, RealFs};
-use snapseal_persist::receipt::{leaf_hash, root_from_proof, verify_signed_root};
+use snapseal_persist::internals::receipt::{root_from_proof, verify_signed_root};
+use snapseal_persist::receipt::leaf_hash;
 
 /// A ledger in `dir` signed with `seed`'s key whose open chunk is never sealed by size.
 fn unsealed(dir: &std::path::Path, seed: u64) -> DiskLedger {

@@ -13,7 +13,8 @@ use snapseal_ledger::disk_node::{DiskKv, StartPoint};
 use snapseal_ledger::ledger::{Ledger, TxKind};
 use snapseal_ledger::node::{decode_kv, SimConfig, SimNode};
 use snapseal_persist::fs::RealFs;
-use snapseal_persist::receipt::{Ed25519Verifier, Receipt};
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{SnapshotStore, StoreOptions};
 
 const SEED: u64 = 5;
@@ -81,7 +82,7 @@ fn snapshots_of_a_node_on_the_disk_ledger_hold_the_ledgers_state_and_a_reopen_re
     drop(node);
     let store = open_store(dir);
     for c in &committed {
-        let Ok(file) = snapseal_persist::open_snapshot(
+        let Ok(file) = snapseal_persist::internals::open_snapshot(
             &*snapseal_persist::fs::FileSystem::open_dir(&RealFs::new(), dir, false).unwrap(),
             &snapseal_persist::SnapshotName::parse_os(c.path.file_name().unwrap()).unwrap(),
             &Ed25519Verifier::new(vec![Ledger::seed_key(SEED).verifying_key()]),

@@ -15,7 +15,8 @@ use snapseal_ledger::disk_ledger::{
 };
 use snapseal_ledger::disk_node::{DiskKv, ReopenError, StartPoint};
 use snapseal_ledger::ledger::{Ledger, TxKind};
-use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, RealFs, SimFs, UntrustedError};
+use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, RealFs, SimFs};
+use snapseal_persist::internals::fs::UntrustedError;
 
 const SEED: u64 = 11;
 

@@ -4,19 +4,21 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-/// Read-only bytes of a whole file, as returned by
-/// [`DirHandle::open_read`](super::DirHandle::open_read).
-///
-/// Backed by a memory map for the real filesystem (large bodies are not copied into the heap)
-/// or by shared heap memory for the simulation. Cheap to pass between threads.
-///
-/// A memory map reflects the file as it is on disk: if another process truncated the file
-/// while it is mapped, touching the lost pages would fault (SIGBUS). The store prevents that by
-/// holding the directory lock and never modifying a committed file in place; a reader without
-/// the lock can open the directory with
-/// [`RealFs::open_dir_unmapped`](super::RealFs::open_dir_unmapped) to get copied bytes instead.
-pub struct FileBytes {
-    inner: Inner,
+internals_pub! {
+    /// Read-only bytes of a whole file, as returned by
+    /// [`DirHandle::open_read`](super::DirHandle::open_read).
+    ///
+    /// Backed by a memory map for the real filesystem (large bodies are not copied into the heap)
+    /// or by shared heap memory for the simulation. Cheap to pass between threads.
+    ///
+    /// A memory map reflects the file as it is on disk: if another process truncated the file
+    /// while it is mapped, touching the lost pages would fault (SIGBUS). The store prevents that by
+    /// holding the directory lock and never modifying a committed file in place; a reader without
+    /// the lock can open the directory with
+    /// [`RealFs::open_dir_unmapped`](super::RealFs::open_dir_unmapped) to get copied bytes instead.
+    struct FileBytes {
+        inner: Inner,
+    }
 }
 
 enum Inner {
@@ -26,30 +28,37 @@ enum Inner {
 }
 
 impl FileBytes {
-    /// Zero bytes (what an empty file reads as; `mmap` cannot map zero bytes).
-    pub fn empty() -> Self {
-        Self {
-            inner: Inner::Empty,
+    internals_pub! {
+        /// Zero bytes (what an empty file reads as; `mmap` cannot map zero bytes).
+        fn empty() -> Self {
+            Self {
+                inner: Inner::Empty,
+            }
         }
     }
 
-    /// Wraps a read-only memory map.
-    pub fn from_mmap(map: memmap2::Mmap) -> Self {
+    /// Wraps a read-only memory map (the real filesystem's reads; the map's type stays
+    /// this crate's business).
+    pub(crate) fn from_mmap(map: memmap2::Mmap) -> Self {
         Self {
             inner: Inner::Mapped(map),
         }
     }
 
-    /// Wraps shared heap bytes.
-    pub fn from_shared(bytes: Arc<[u8]>) -> Self {
-        Self {
-            inner: Inner::Shared(bytes),
+    internals_pub! {
+        /// Wraps shared heap bytes.
+        fn from_shared(bytes: Arc<[u8]>) -> Self {
+            Self {
+                inner: Inner::Shared(bytes),
+            }
         }
     }
 
-    /// True when the bytes come from a memory map.
-    pub fn is_mapped(&self) -> bool {
-        matches!(self.inner, Inner::Mapped(_))
+    internals_pub! {
+        /// True when the bytes come from a memory map.
+        fn is_mapped(&self) -> bool {
+            matches!(self.inner, Inner::Mapped(_))
+        }
     }
 }
 

@@ -27,7 +27,8 @@
 //! This module only guarantees that looking at them is safe.
 //!
 //! ```
-//! use snapseal_persist::fs::{Expect, FileSystem, RealFs, Untrusted};
+//! use snapseal_persist::fs::{FileSystem, RealFs};
+//! use snapseal_persist::internals::fs::{Expect, Untrusted};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let tmp = tempfile::tempdir()?;

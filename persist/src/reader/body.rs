@@ -95,8 +95,7 @@ impl<B: StoredBody> Read for ZstdBody<'_, B> {
 }
 
 /// The decoded body of a committed file, as an [`io::Read`] (from
-/// [`SnapshotFile::body_reader`](crate::SnapshotFile::body_reader) or
-/// [`VerifiedSnapshot::body_reader`](crate::VerifiedSnapshot::body_reader)).
+/// [`SnapshotFile::body_reader`](crate::SnapshotFile::body_reader)).
 ///
 /// A zstd body must be exactly one RFC 8878 frame (magic `28 b5 2f fd`: no skippable or legacy
 /// frame) that decodes to exactly `raw_len` bytes; anything else fails the read that finds it
@@ -151,7 +150,7 @@ impl Read for BodyReader<'_> {
 /// bit 0, decodes the whole stored `body` in bounded memory (a fixed buffer; the zstd frame
 /// streams through the decoder) and discards it, requiring one frame of exactly `raw_len`
 /// bytes with nothing after it. An uncompressed body has nothing to decode (`raw_len ==
-/// body_len` is a header check). [`verify_bytes`](crate::verify_bytes) runs it; tools that
+/// body_len` is a header check). [`verify_bytes`](super::verify_bytes) runs it; tools that
 /// inspect a file step by step can call it directly.
 pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError> {
     if !header.flags.contains(Flags::ZSTD) {

@@ -1,4 +1,4 @@
-//! [`verify_file`]: every check of [`verify_bytes`](crate::verify_bytes), on a file read with
+//! [`verify_file`]: every check of [`verify_bytes`](super::verify_bytes), on a file read with
 //! `pread` through [`Untrusted`] in bounded memory instead of mapped or held whole.
 //!
 //! For readers without the store's lock — operator commands, the shipper, export — next to
@@ -32,7 +32,7 @@ pub struct VerifiedFile {
     pub verified: VerifiedReceipt,
 }
 
-/// Checks the committed file `file` as [`verify_bytes`](crate::verify_bytes) checks bytes in
+/// Checks the committed file `file` as [`verify_bytes`](super::verify_bytes) checks bytes in
 /// memory, in the same order (docs/FORMAT.md §7) and with the same errors, reading it with
 /// `pread` in pieces of a few MiB:
 ///

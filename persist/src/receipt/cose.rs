@@ -30,6 +30,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use super::error::ReceiptError;
 use super::merkle::{MerkleTree, MAX_PROOF_LEN};
 use super::scheme::{SchemeId, LABEL_SCHEME};
+use crate::format::Claims;
 use crate::to_hex;
 use crate::Hash;
 
@@ -60,7 +61,7 @@ pub struct SignedRoot {
     pub sig_idx: u64,
     /// Merkle root of the tree of size `sig_idx - 1`.
     pub root: Hash,
-    /// [`key_id`] of the signing key.
+    /// Id of the signing key: the first 8 bytes of BLAKE3 over its public key bytes.
     pub key_id: [u8; 8],
     /// Ed25519 signature over the COSE Sig_structure.
     pub signature: [u8; 64],
@@ -101,6 +102,76 @@ pub fn verify_signed_root(key: &VerifyingKey, sr: &SignedRoot) -> Result<(), Rec
         .map_err(|_| ReceiptError::BadSignature {
             key_id: to_hex(&sr.key_id),
         })
+}
+
+/// An inclusion proof of one ledger entry in the tree a signature covers: what a Merkle
+/// ledger hands over for the evidence tx of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Digest of the evidence tx itself (the leaf's `tx_digest`).
+    pub tx_digest: Hash,
+    /// Audit path from the leaf up to the signed root (RFC 9162 order, leaf to root).
+    pub path: Vec<Hash>,
+}
+
+/// The Merkle receipt of the snapshot with `claims`: proof that the evidence tx at
+/// `evidence_idx` — the ledger entry recording the claims' digest — is in the tree whose root
+/// the ledger signed in `signed`, by the inclusion `proof` of its leaf
+/// ([`leaf_hash`](super::leaf_hash)`(proof.tx_digest, claims.digest())`). This is the
+/// receipt the Snapshotter writes; [`Ed25519Verifier`](super::Ed25519Verifier) checks it
+/// against the ledger's keys. Fails only for a proof longer than a receipt may carry.
+///
+/// ```
+/// use snapseal_persist::receipt::{
+///     leaf_hash, merkle_receipt, sign_root, Ed25519Verifier, Expected, InclusionProof,
+///     MerkleTree, ReceiptVerifier,
+/// };
+/// use snapseal_persist::{Claims, Flags, SigningKey};
+///
+/// let ledger_key = SigningKey::from_bytes(&[9; 32]);
+/// let claims = Claims {
+///     idx: 3,
+///     flags: Flags::NONE,
+///     body_len: 5,
+///     raw_len: 5,
+///     body_digest: *blake3::hash(b"state").as_bytes(),
+/// };
+/// // The ledger: txs 1 to 3, the evidence tx recording the claims at 4, its signature at 5
+/// // (which signs the tree of txs 1 to 4).
+/// let mut tree = MerkleTree::new();
+/// for tx in 1..=3u64 {
+///     tree.push(leaf_hash(blake3::hash(&tx.to_le_bytes()).as_bytes(), &[0; 32]));
+/// }
+/// let evidence_tx = *blake3::hash(b"evidence tx").as_bytes();
+/// tree.push(leaf_hash(&evidence_tx, &claims.digest()));
+/// let signed = sign_root(&ledger_key, 5, &tree.root(4).unwrap());
+/// let proof = InclusionProof { tx_digest: evidence_tx, path: tree.proof(3, 4).unwrap() };
+///
+/// let receipt = merkle_receipt(&claims, 4, proof, signed)?;
+/// let verifier = Ed25519Verifier::new(vec![ledger_key.verifying_key()]);
+/// let expected = Expected {
+///     idx: 3,
+///     evidence_idx: 4,
+///     body_digest: claims.body_digest,
+///     claims_digest: claims.digest(),
+/// };
+/// assert_eq!(verifier.verify(&receipt, &expected)?.sig_idx, 5);
+/// # Ok::<(), snapseal_persist::receipt::ReceiptError>(())
+/// ```
+pub fn merkle_receipt(
+    claims: &Claims,
+    evidence_idx: u64,
+    proof: InclusionProof,
+    signed: SignedRoot,
+) -> Result<Vec<u8>, ReceiptError> {
+    Receipt {
+        evidence_idx,
+        evidence_tx_digest: proof.tx_digest,
+        claims_digest: claims.digest(),
+        path: proof.path,
+        signed,
+    }
+    .encode()
 }
 
 /// A snapshot's receipt: proof that the evidence tx recording the snapshot's claims digest is

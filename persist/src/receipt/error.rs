@@ -132,13 +132,15 @@ pub enum ReceiptError {
 }
 
 impl ReceiptError {
-    /// The receipt may well be genuine, but nothing this verifier trusts signed it (an unknown
-    /// key, or a scheme not configured): the likely fault is the configuration, so a store
-    /// passes such a file over instead of quarantining it.
-    pub fn is_untrusted(&self) -> bool {
-        matches!(
-            self,
-            ReceiptError::UntrustedKey { .. } | ReceiptError::SchemeNotTrusted { .. }
-        )
+    internals_pub! {
+        /// The receipt may well be genuine, but nothing this verifier trusts signed it (an unknown
+        /// key, or a scheme not configured): the likely fault is the configuration, so a store
+        /// passes such a file over instead of quarantining it.
+        fn is_untrusted(&self) -> bool {
+            matches!(
+                self,
+                ReceiptError::UntrustedKey { .. } | ReceiptError::SchemeNotTrusted { .. }
+            )
+        }
     }
 }

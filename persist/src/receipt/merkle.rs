@@ -143,7 +143,7 @@ impl MerkleTree {
 /// 0, or the signature does not come after the evidence.
 ///
 /// ```
-/// use snapseal_persist::receipt::leaf_position;
+/// use snapseal_persist::internals::receipt::leaf_position;
 ///
 /// // Tx 3 under the signature at tx 8: leaf 2 of a tree of 7 leaves (txs 1 ..= 7).
 /// assert_eq!(leaf_position(3, 8), Some((2, 7)));
@@ -161,7 +161,8 @@ pub fn leaf_position(evidence_idx: u64, sig_idx: u64) -> Option<(u64, u64)> {
 /// `0 .. size` are asked for: one per set bit of `size`, largest (leftmost) first.
 ///
 /// ```
-/// use snapseal_persist::receipt::{empty_root, leaf_hash, node_hash, tree_root};
+/// use snapseal_persist::internals::receipt::{empty_root, node_hash, tree_root};
+/// use snapseal_persist::receipt::leaf_hash;
 ///
 /// let leaves: Vec<_> = (0u8..3).map(|i| leaf_hash(&[i; 32], &[0; 32])).collect();
 /// // Three leaves: the complete subtree of leaves 0..2, then leaf 2.
@@ -188,7 +189,8 @@ pub fn tree_root(size: u64, mut subtree: impl FnMut(u64, u64) -> Option<Hash>) -
 /// For a ledger's tx indices see [`leaf_position`]; [`root_from_proof`] checks a path.
 ///
 /// ```
-/// use snapseal_persist::receipt::{inclusion_path, leaf_hash, node_hash, root_from_proof};
+/// use snapseal_persist::internals::receipt::{inclusion_path, node_hash, root_from_proof};
+/// use snapseal_persist::receipt::leaf_hash;
 /// use snapseal_persist::receipt::MerkleTree;
 /// use snapseal_persist::Hash;
 ///

@@ -1,43 +1,37 @@
-//! Receipts: proof from the ledger that a snapshot's digest is committed (SPEC §4).
+//! Receipts: proof from the ledger that a snapshot's claims are committed (SPEC §4).
 //!
-//! Every receipt names its scheme in its protected COSE header ([`scheme_of`], [`SchemeId`]);
-//! a [`ReceiptVerifier`] dispatches on that name, never on configuration. Two schemes are
+//! Every receipt names its scheme in its protected COSE header ([`SchemeId`]); a
+//! [`ReceiptVerifier`] dispatches on that name, never on configuration. Two schemes are
 //! built in:
 //! - [`SchemeId::MERKLE`], CCF-style: an inclusion proof of the evidence transaction under a
-//!   ledger-signed Merkle root ([`Receipt`], [`MerkleTree`], [`MerkleScheme`]); the
-//!   Snapshotter's path, the demo's and the CLI's;
+//!   ledger-signed Merkle root. The ledger keeps a [`MerkleTree`] of [`leaf_hash`]es and
+//!   signs its roots ([`sign_root`]); [`merkle_receipt`] makes the receipt from its
+//!   [`InclusionProof`] and [`SignedRoot`] (the Snapshotter's path), [`MerkleScheme`] checks
+//!   it;
 //! - [`SchemeId::STATEMENT`], for ledgers without a Merkle tree (a Raft log): the node's key
-//!   signs the claims digest and commit index directly ([`SignedStatement`],
+//!   signs the claims digest and commit index directly ([`statement_receipt`],
 //!   [`StatementScheme`]).
 //!
 //! [`ReceiptScheme`] is the seam a node uses to plug in its own ledger scheme, combined with
 //! others in [`Schemes`]; [`Ed25519Verifier`] is the ready-made verifier over the built-in
 //! ones. The byte layouts are written down in `docs/FORMAT.md`.
 
-mod cose;
+// The decoded receipts, COSE labels, limits and proof-walking functions are
+// `internals::receipt`'s.
+pub(crate) mod cose;
 mod error;
-mod merkle;
-mod scheme;
-mod statement;
+pub(crate) mod merkle;
+pub(crate) mod scheme;
+pub(crate) mod statement;
 mod verifier;
 
 use crate::Hash;
 
-pub use cose::{
-    key_id, sign_root, verify_signed_root, Receipt, SignedRoot, LABEL_CLAIMS_DIGEST,
-    LABEL_EVIDENCE_IDX, LABEL_EVIDENCE_TX_DIGEST, LABEL_PROOF_PATH, LABEL_VERSION, MAX_RECEIPT_LEN,
-    RECEIPT_VERSION,
-};
+pub use cose::{merkle_receipt, sign_root, InclusionProof, SignedRoot};
 pub use error::ReceiptError;
-pub use merkle::{
-    empty_root, inclusion_path, leaf_hash, leaf_position, node_hash, root_from_proof, tree_root,
-    MerkleTree, MAX_PROOF_LEN,
-};
-pub use scheme::{scheme_of, ReceiptScheme, SchemeId, Schemes, LABEL_SCHEME};
-pub use statement::{
-    SignedStatement, StatementScheme, LABEL_STATEMENT_COMMIT_IDX, LABEL_STATEMENT_IDX,
-    LABEL_STATEMENT_TERM,
-};
+pub use merkle::{leaf_hash, MerkleTree};
+pub use scheme::{ReceiptScheme, SchemeId, Schemes};
+pub use statement::{statement_receipt, StatementScheme};
 pub use verifier::{Ed25519Verifier, MerkleScheme};
 
 /// What the committed file claims, which the receipt must back.
@@ -51,21 +45,23 @@ pub struct Expected {
     /// BLAKE3 of the stored body (the header's body_digest).
     pub body_digest: Hash,
     /// The claims digest recomputed from the header
-    /// ([`Claims::digest`](crate::format::Claims::digest)): what the ledger's evidence tx must
+    /// ([`Claims::digest`](crate::Claims::digest)): what the ledger's evidence tx must
     /// carry. The built-in scheme requires the receipt to prove exactly this value, which binds
     /// `idx`, the flags and the lengths as well as the body.
     pub claims_digest: Hash,
 }
 
 impl Expected {
-    /// What a file with `header` claims: its indices, body digest and the claims digest
-    /// recomputed from it. Every reader builds the receipt check's input this one way.
-    pub fn of(header: &crate::format::Header) -> Expected {
-        Expected {
-            idx: header.idx,
-            evidence_idx: header.evidence_idx,
-            body_digest: header.body_digest,
-            claims_digest: header.claims().digest(),
+    internals_pub! {
+        /// What a file with `header` claims: its indices, body digest and the claims digest
+        /// recomputed from it. Every reader builds the receipt check's input this one way.
+        fn of(header: &crate::format::Header) -> Expected {
+            Expected {
+                idx: header.idx,
+                evidence_idx: header.evidence_idx,
+                body_digest: header.body_digest,
+                claims_digest: header.claims().digest(),
+            }
         }
     }
 }
@@ -80,6 +76,9 @@ pub struct VerifiedReceipt {
     pub signer: String,
     /// The scheme the receipt names (and was verified by).
     pub scheme: SchemeId,
+    /// The log term the receipt vouches for, when its scheme signs one (a signed statement
+    /// from a ledger with terms); `None` otherwise.
+    pub term: Option<u64>,
 }
 
 /// What a store verifies receipts with: checks that `receipt` proves `expected` is committed.

@@ -18,33 +18,37 @@ use super::{Expected, ReceiptVerifier, VerifiedReceipt};
 /// Protected header label of the receipt scheme identifier (uint). In COSE's private-use range.
 pub const LABEL_SCHEME: i64 = -70000;
 
-/// Identifies a receipt scheme; carried in every receipt's protected header under
-/// [`LABEL_SCHEME`]. Values `1..=1023` are reserved for snapseal's own schemes; an embedding
+/// Identifies a receipt scheme; carried in every receipt's protected header under the
+/// private-use label -70000. Values `1..=1023` are reserved for snapseal's own schemes; an embedding
 /// node's own scheme takes a value from 1024 on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SchemeId(pub u64);
 
 impl SchemeId {
     /// The built-in CCF-style scheme: a Merkle inclusion proof of the evidence transaction
-    /// under a root the ledger signed ([`Receipt`](super::Receipt)).
+    /// under a root the ledger signed ([`merkle_receipt`](super::merkle_receipt)).
     pub const MERKLE: SchemeId = SchemeId(1);
     /// The signed-statement scheme for ledgers without a Merkle tree (e.g. Raft logs): a node
     /// key signs the claims digest and the commit index directly
-    /// ([`SignedStatement`](super::SignedStatement)).
+    /// ([`statement_receipt`](super::statement_receipt)).
     pub const STATEMENT: SchemeId = SchemeId(2);
 
-    /// A short name for logs and tools: `merkle`, `statement`, or `scheme <n>`.
-    pub fn name(self) -> String {
-        match self {
-            SchemeId::MERKLE => "merkle".into(),
-            SchemeId::STATEMENT => "statement".into(),
-            SchemeId(n) => format!("scheme {n}"),
+    internals_pub! {
+        /// A short name for logs and tools: `merkle`, `statement`, or `scheme <n>`.
+        fn name(self) -> String {
+            match self {
+                SchemeId::MERKLE => "merkle".into(),
+                SchemeId::STATEMENT => "statement".into(),
+                SchemeId(n) => format!("scheme {n}"),
+            }
         }
     }
 
-    /// Whether snapseal itself defines this identifier.
-    pub fn is_builtin(self) -> bool {
-        matches!(self, SchemeId::MERKLE | SchemeId::STATEMENT)
+    internals_pub! {
+        /// Whether snapseal itself defines this identifier.
+        fn is_builtin(self) -> bool {
+            matches!(self, SchemeId::MERKLE | SchemeId::STATEMENT)
+        }
     }
 }
 
@@ -91,12 +95,13 @@ pub fn scheme_of(receipt: &[u8]) -> Result<SchemeId, ReceiptError> {
 
 /// One ledger receipt scheme: the seam through which an embedding node uses another ledger
 /// scheme. Its receipts must be tagged COSE_Sign1 objects naming [`id`](ReceiptScheme::id)
-/// under the protected [`LABEL_SCHEME`] parameter, and must bind the file's claims digest
+/// under the protected parameter -70000 (see [`SchemeId`]), and must bind the file's claims
+/// digest
 /// ([`Expected::claims_digest`]) and evidence index.
 ///
 /// How a receipt is built is the scheme's own business (its inputs differ: a Merkle proof and
-/// a ledger signature, or a signing key); the built-in ones are
-/// [`Receipt::prove`](super::Receipt::prove) and [`SignedStatement::sign`](super::SignedStatement::sign).
+/// a ledger signature, or a signing key); the built-in ones are made by
+/// [`merkle_receipt`](super::merkle_receipt) and [`statement_receipt`](super::statement_receipt).
 pub trait ReceiptScheme: Send + Sync + fmt::Debug {
     /// The identifier this scheme's receipts carry.
     fn id(&self) -> SchemeId;
@@ -133,9 +138,11 @@ impl Schemes {
         self
     }
 
-    /// The configured scheme identifiers, in the order added.
-    pub fn ids(&self) -> Vec<SchemeId> {
-        self.schemes.iter().map(|s| s.id()).collect()
+    internals_pub! {
+        /// The configured scheme identifiers, in the order added.
+        fn ids(&self) -> Vec<SchemeId> {
+            self.schemes.iter().map(|s| s.id()).collect()
+        }
     }
 }
 

@@ -40,6 +40,51 @@ pub const LABEL_STATEMENT_COMMIT_IDX: i64 = -70011;
 /// (uint). Signed and reported, not compared with anything in the file.
 pub const LABEL_STATEMENT_TERM: i64 = -70012;
 
+/// The receipt of the [`SchemeId::STATEMENT`] scheme for the snapshot with `claims`: `key`'s
+/// signed statement that it is committed at `commit_idx` (the file's `evidence_idx`, which
+/// must follow `claims.idx`), in log term `term` when the ledger has terms. A store trusts it
+/// when `key`'s verifying key is among its statement keys
+/// ([`Ed25519Verifier::with_statement_keys`](super::Ed25519Verifier::with_statement_keys), or
+/// a [`StatementScheme`] in [`Schemes`](super::Schemes)); the term is reported in
+/// [`VerifiedReceipt::term`].
+///
+/// ```
+/// use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier, Expected, ReceiptVerifier};
+/// use snapseal_persist::{Claims, Flags, SigningKey};
+///
+/// let key = SigningKey::from_bytes(&[7; 32]);
+/// let claims = Claims {
+///     idx: 41,
+///     flags: Flags::NONE,
+///     body_len: 5,
+///     raw_len: 5,
+///     body_digest: *blake3::hash(b"state").as_bytes(),
+/// };
+/// let receipt = statement_receipt(&key, &claims, 42, Some(3))?;
+///
+/// let verifier = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+/// let expected = Expected {
+///     idx: 41,
+///     evidence_idx: 42,
+///     body_digest: claims.body_digest,
+///     claims_digest: claims.digest(),
+/// };
+/// let verified = verifier.verify(&receipt, &expected)?;
+/// assert_eq!((verified.sig_idx, verified.term), (42, Some(3)));
+/// // The same receipt does not prove other claims.
+/// let other = Expected { idx: 40, ..expected };
+/// assert!(verifier.verify(&receipt, &other).is_err());
+/// # Ok::<(), snapseal_persist::receipt::ReceiptError>(())
+/// ```
+pub fn statement_receipt(
+    key: &SigningKey,
+    claims: &Claims,
+    commit_idx: u64,
+    term: Option<u64>,
+) -> Result<Vec<u8>, ReceiptError> {
+    SignedStatement::sign(key, claims, commit_idx, term)?.encode()
+}
+
 /// A node's signed statement that the snapshot with these claims is committed at
 /// `commit_idx`: the receipt of the [`SchemeId::STATEMENT`] scheme.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +267,7 @@ impl ReceiptScheme for StatementScheme {
                 sig_idx: s.commit_idx,
                 signer,
                 scheme: SchemeId::STATEMENT,
+                term: s.term,
             })
         } else {
             Err(ReceiptError::BadSignature { key_id: signer })

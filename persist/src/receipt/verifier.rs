@@ -95,6 +95,7 @@ impl ReceiptScheme for MerkleScheme {
                 sig_idx,
                 signer,
                 scheme: SchemeId::MERKLE,
+                term: None,
             })
         } else {
             Err(ReceiptError::BadSignature { key_id: signer })
@@ -130,9 +131,11 @@ impl Ed25519Verifier {
         }
     }
 
-    /// The schemes this verifier accepts.
-    pub fn schemes(&self) -> Vec<SchemeId> {
-        self.schemes.ids()
+    internals_pub! {
+        /// The schemes this verifier accepts.
+        fn schemes(&self) -> Vec<SchemeId> {
+            self.schemes.ids()
+        }
     }
 }
 

@@ -123,12 +123,14 @@ impl IngestFile {
         }
     }
 
-    /// The snapshot's name, once the header has arrived and decoded.
-    pub fn name(&self) -> Option<SnapshotName> {
-        match &self.state {
-            State::Body(b) => Some(committed_name(&b.header)),
-            State::Present { name, .. } => Some(*name),
-            State::Head(_) | State::Failed(_) => None,
+    internals_pub! {
+        /// The snapshot's name, once the header has arrived and decoded.
+        fn name(&self) -> Option<SnapshotName> {
+            match &self.state {
+                State::Body(b) => Some(committed_name(&b.header)),
+                State::Present { name, .. } => Some(*name),
+                State::Head(_) | State::Failed(_) => None,
+            }
         }
     }
 

@@ -5,7 +5,8 @@ use std::io;
 use std::path::Path;
 
 use nix::errno::Errno;
-use snapseal_persist::fs::{DirHandle, EntryKind, FileSystem, WritableFile};
+use snapseal_persist::fs::FileSystem;
+use snapseal_persist::internals::fs::{DirHandle, EntryKind, WritableFile};
 
 /// One fresh, empty directory on some filesystem, plus the few things the seam cannot do.
 pub(crate) trait Harness {
@@ -144,7 +145,9 @@ pub(crate) fn rename_noreplace_refuses_to_overwrite(h: &dyn Harness) {
     put(dir.as_ref(), "b", b"bbb");
     let err = dir.rename_noreplace("a", "b").unwrap_err();
     assert_eq!(errno(&err), Some(Errno::EEXIST));
-    assert!(!snapseal_persist::fs::is_noreplace_unsupported(&err));
+    assert!(!snapseal_persist::internals::fs::is_noreplace_unsupported(
+        &err
+    ));
     assert_eq!(contents(dir.as_ref(), "a"), b"aaa");
     assert_eq!(contents(dir.as_ref(), "b"), b"bbb");
     // A symlink at the destination is an existing name too.

@@ -10,9 +10,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::*;
-use snapseal_persist::format::{Flags, Header};
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
-use snapseal_persist::{PendingName, SnapshotName, SnapshotStore};
+use snapseal_persist::internals::format::Header;
+use snapseal_persist::internals::PendingName;
+use snapseal_persist::Flags;
+use snapseal_persist::{SnapshotName, SnapshotStore};
 use snapseal_ship::index::{EntryClaims, Index, IndexEntry};
 use snapseal_ship::retention::{self, GcPolicy};
 use snapseal_ship::{

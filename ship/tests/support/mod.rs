@@ -12,12 +12,13 @@ pub(crate) mod s3;
 use std::path::Path;
 use std::sync::Arc;
 
-use snapseal_persist::format::{body_digest, Claims, Flags, Header, HEADER_LEN};
 use snapseal_persist::fs::RealFs;
-use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree, Receipt};
-use snapseal_persist::{
-    Hash, PersistRequest, SigningKey, SnapshotName, SnapshotStore, StoreOptions,
-};
+use snapseal_persist::internals::format::{body_digest, Header, HEADER_LEN};
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::internals::PersistRequest;
+use snapseal_persist::receipt::{leaf_hash, sign_root, Ed25519Verifier, MerkleTree};
+use snapseal_persist::{Claims, Flags};
+use snapseal_persist::{Hash, SigningKey, SnapshotName, SnapshotStore, StoreOptions};
 use snapseal_ship::{Remote, RemoteOptions};
 
 /// The ledger's signing key (trusted).

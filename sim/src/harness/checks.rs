@@ -7,9 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use snapseal_actors::{CommittedSnapshot, GenerationInfo};
-use snapseal_persist::receipt::Receipt;
-use snapseal_persist::{verify_bytes, BodyReader, FileState, PendingName, SnapshotName};
+use snapseal_actors::internals::GenerationInfo;
+use snapseal_actors::CommittedSnapshot;
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::internals::{verify_bytes, PendingName};
+use snapseal_persist::{BodyReader, FileState, SnapshotName};
 
 use super::history::{AckRecord, GateRecord};
 use super::{Harness, Invariant, Violation};

@@ -27,8 +27,10 @@ use snapseal_archive::{
 };
 use snapseal_engine::TaskSystem;
 use snapseal_persist::fs::{FileSystem, SimFs};
-use snapseal_persist::receipt::{Receipt, SchemeId};
-use snapseal_persist::{verify_bytes, FileState, SnapshotName, SnapshotStore, StoreOptions};
+use snapseal_persist::internals::receipt::Receipt;
+use snapseal_persist::internals::verify_bytes;
+use snapseal_persist::receipt::SchemeId;
+use snapseal_persist::{FileState, SnapshotName, SnapshotStore, StoreOptions};
 
 use super::fuzz_entry::{fuzz_verifier, FuzzFailure, FUZZ_LEDGER_SEED};
 use snapseal_ledger::disk_ledger::{ChunkKeys, DiskLedger, LedgerDir};

@@ -8,14 +8,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use snapseal_persist::format::{self, Header, HEADER_LEN};
 use snapseal_persist::fs::SimFs;
-use snapseal_persist::receipt::{
-    leaf_hash, root_from_proof, verify_signed_root, Ed25519Verifier, Expected, Receipt,
-    ReceiptVerifier,
-};
-use snapseal_persist::{verify_bytes, FileState, SnapshotName, SnapshotStore, StoreOptions};
-use snapseal_persist::{OurFile, PendingName};
+use snapseal_persist::internals::format;
+use snapseal_persist::internals::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::receipt::{root_from_proof, verify_signed_root, Receipt};
+use snapseal_persist::internals::verify_bytes;
+use snapseal_persist::internals::{OurFile, PendingName};
+use snapseal_persist::receipt::{leaf_hash, Ed25519Verifier, Expected, ReceiptVerifier};
+use snapseal_persist::{FileState, SnapshotName, SnapshotStore, StoreOptions};
 
 use super::{Harness, HarnessConfig, Op, Violation, KNOWN_BUGS};
 use snapseal_ledger::ledger::Ledger;
@@ -261,7 +261,7 @@ pub fn names(data: &[u8]) -> Result<(), FuzzFailure> {
     if parsed != SnapshotName::parse(text) || pending != PendingName::parse(text) {
         return Err(fail(T, format!("{text:?}: parse and parse_os disagree")));
     }
-    let is_lock = text == snapseal_persist::LOCK_FILE;
+    let is_lock = text == snapseal_persist::internals::LOCK_FILE;
     let readings =
         usize::from(parsed.is_some()) + usize::from(pending.is_some()) + usize::from(is_lock);
     if readings > 1 {

@@ -86,8 +86,9 @@ use std::time::Duration;
 use snapseal_actors::{SnapshotCounters, SnapshotEvent};
 use snapseal_persist::fs::Fault;
 use snapseal_persist::fs::SimFs;
+use snapseal_persist::internals::PendingName;
 use snapseal_persist::receipt::{Ed25519Verifier, ReceiptVerifier};
-use snapseal_persist::{FileState, PendingName, SnapshotName, StoreStats};
+use snapseal_persist::{FileState, SnapshotName, StoreStats};
 
 pub use config::HarnessConfig;
 pub use history::{AckRecord, HarnessStats};
@@ -361,7 +362,7 @@ impl Harness {
     }
 
     /// The current Snapshotter's pending generations (for debugging a failing run).
-    pub fn debug_pending(&mut self) -> Vec<snapseal_actors::GenerationInfo> {
+    pub fn debug_pending(&mut self) -> Vec<snapseal_actors::internals::GenerationInfo> {
         self.process.snap.pending()
     }
 

@@ -8,23 +8,26 @@
 //! consensus thread whenever both are ready) and can leave CPUs out altogether.
 //!
 //! The pool is process-wide, like rayon's, and made on first use from
-//! [`HashingConfig::default`] unless [`configure_hashing`] ran before.
-#![allow(unsafe_code)]
+//! [`HashingConfig::default`] unless [`configure_hashing`] ran before. Its threads lower
+//! their priority with the engine's [`lower_thread_priority`], the one place snapseal does.
 
+use std::io;
 use std::sync::OnceLock;
 
-use snapseal_persist::format::PARALLEL_HASH_THRESHOLD;
+use snapseal_engine::lower_thread_priority;
 use tracing::{debug, warn};
 
-/// How the hashing pool is made.
+use crate::format::PARALLEL_HASH_THRESHOLD;
+
+/// How the hashing pool is made: `HashingConfig { nice: 15, ..HashingConfig::default() }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct HashingConfig {
-    /// Threads of the pool. Default: every CPU. Give the number of CPUs minus one to leave
-    /// a CPU to the consensus thread entirely.
+    /// Threads of the pool, at least 1 (0 is taken as 1). Default: every CPU.
+    /// [`leave_one_cpu`](Self::leave_one_cpu) leaves a CPU to the consensus thread entirely.
     pub threads: usize,
-    /// Nice value of the pool's threads, 0 (the node's own priority) to 19 (lowest).
-    /// Default 10. Raising priority (a negative value) is not offered.
+    /// Nice value of the pool's threads, 0 (the node's own priority) to 19 (lowest; a larger
+    /// value is taken as 19). Default 10. Raising priority (a negative value, taken as 0) is
+    /// not offered.
     pub nice: i32,
 }
 
@@ -48,16 +51,12 @@ impl HashingConfig {
         }
     }
 
-    /// This config with `threads` threads (at least one).
-    pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
-        self
-    }
-
-    /// This config with nice value `nice` (clamped to 0..=19).
-    pub fn with_nice(mut self, nice: i32) -> Self {
-        self.nice = nice.clamp(0, 19);
-        self
+    /// The configuration as the pool runs it: at least one thread, nice within 0..=19.
+    fn effective(self) -> Self {
+        HashingConfig {
+            threads: self.threads.max(1),
+            nice: self.nice.clamp(0, 19),
+        }
     }
 }
 
@@ -73,9 +72,9 @@ pub enum HashingError {
         /// The running pool's configuration.
         running: Option<HashingConfig>,
     },
-    /// The threads could not be started.
+    /// The threads could not be started (the source says why).
     #[error("starting the hashing pool")]
-    Build(#[source] rayon::ThreadPoolBuildError),
+    Build(#[source] io::Error),
 }
 
 struct Pool {
@@ -85,9 +84,31 @@ struct Pool {
 
 static POOL: OnceLock<Result<Pool, String>> = OnceLock::new();
 
+/// The pool, made with the default configuration if nothing made it yet; the reason when it
+/// could not be started (hashing then runs on the calling thread).
+fn pool() -> Result<&'static rayon::ThreadPool, &'static str> {
+    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
+        Ok(p) => Ok(&p.pool),
+        Err(e) => Err(e.as_str()),
+    }
+}
+
 /// Makes the process-wide hashing pool with `config`. Call it once, before the first
 /// Snapshotter serialises anything; after that the pool exists and this returns
 /// [`HashingError::AlreadyRunning`].
+///
+/// ```
+/// use snapseal_persist::{configure_hashing, hashing_config, HashingConfig, HashingError};
+///
+/// // At start-up, before any snapshot: every CPU but one, at nice 15.
+/// let config = HashingConfig { nice: 15, ..HashingConfig::leave_one_cpu() };
+/// configure_hashing(config)?;
+/// assert_eq!(hashing_config(), Some(config));
+/// // The pool exists now; a second configuration is refused and changes nothing.
+/// let again = configure_hashing(HashingConfig::default());
+/// assert!(matches!(again, Err(HashingError::AlreadyRunning { running: Some(c) }) if c == config));
+/// # Ok::<(), HashingError>(())
+/// ```
 pub fn configure_hashing(config: HashingConfig) -> Result<(), HashingError> {
     if POOL.get().is_some() {
         return Err(HashingError::AlreadyRunning {
@@ -108,33 +129,16 @@ pub fn hashing_config() -> Option<HashingConfig> {
 }
 
 fn build(config: HashingConfig) -> Result<Pool, HashingError> {
-    let nice = config.nice.clamp(0, 19);
+    let config = config.effective();
+    let nice = config.nice;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads.max(1))
+        .num_threads(config.threads)
         .thread_name(|i| format!("snapseal-hash-{i}"))
-        .start_handler(move |_| lower_priority(nice))
+        .start_handler(move |_| lower_thread_priority(nice))
         .build()
-        .map_err(HashingError::Build)?;
+        .map_err(|e| HashingError::Build(io::Error::other(e)))?;
     debug!(threads = config.threads, nice, "hashing pool started");
     Ok(Pool { pool, config })
-}
-
-/// Sets the calling thread's nice value (Linux: per thread). A failure only costs the
-/// priority, never the hash: logged.
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours; on
-    // Linux, PRIO_PROCESS with a thread id sets that thread's nice value only.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if rc != 0 {
-        warn!(
-            nice,
-            error = %std::io::Error::last_os_error(),
-            "could not lower the hashing thread's priority"
-        );
-    }
 }
 
 /// Hashes `bytes` into `hasher`: a large slice on the hashing pool (all its threads), a small
@@ -144,8 +148,8 @@ pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
         hasher.update(bytes);
         return;
     }
-    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
-        Ok(p) => p.pool.install(|| {
+    match pool() {
+        Ok(pool) => pool.install(|| {
             hasher.update_rayon(bytes);
         }),
         Err(e) => {
@@ -164,8 +168,8 @@ pub(crate) fn hash_while<R>(hasher: &mut blake3::Hasher, bytes: &[u8], f: impl F
         hasher.update(bytes);
         return f();
     }
-    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
-        Ok(p) => p.pool.in_place_scope(|scope| {
+    match pool() {
+        Ok(pool) => pool.in_place_scope(|scope| {
             scope.spawn(|_| {
                 hasher.update_rayon(bytes);
             });
@@ -186,8 +190,8 @@ pub(crate) type HashJob = std::sync::mpsc::Receiver<(blake3::Hasher, Vec<u8>)>;
 /// it means the hash panicked). Without a pool the hash runs here, before returning.
 pub(crate) fn hash_behind(mut hasher: blake3::Hasher, chunk: Vec<u8>) -> HashJob {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
-        Ok(p) => p.pool.spawn(move || {
+    match pool() {
+        Ok(pool) => pool.spawn(move || {
             hasher.update_rayon(&chunk);
             // The receiver is gone only when the body was dropped: nothing to hand back.
             let _ = tx.send((hasher, chunk));
@@ -200,18 +204,9 @@ pub(crate) fn hash_behind(mut hasher: blake3::Hasher, chunk: Vec<u8>) -> HashJob
     rx
 }
 
-/// The nice value of the calling thread (for tests).
-#[doc(hidden)]
-pub fn current_thread_nice() -> i32 {
-    // SAFETY: plain integers in and out; getpriority returns that thread's nice value.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
-
-/// Runs `f` on a thread of the hashing pool (for tests: to see its priority).
-#[doc(hidden)]
+/// Runs `f` on a thread of the hashing pool (for tests: to see its priority); `None` when the
+/// pool could not be started.
+#[cfg(feature = "internals")]
 pub fn on_hashing_thread<R: Send>(f: impl FnOnce() -> R + Send) -> Option<R> {
-    match POOL.get_or_init(|| build(HashingConfig::default()).map_err(|e| e.to_string())) {
-        Ok(p) => Some(p.pool.install(f)),
-        Err(_) => None,
-    }
+    pool().ok().map(|pool| pool.install(f))
 }

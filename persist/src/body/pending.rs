@@ -1,0 +1,223 @@
+//! [`PendingBody`]: a serialised body waiting for its proof, and how it is committed.
+
+use std::sync::Arc;
+
+use super::budget::Reservation;
+use super::hashing::hash;
+use crate::format::{Claims, Flags};
+use crate::writer::{Committed, GatheredRequest, SpillCommit, SpillFile};
+use crate::{Hash, PersistError, SnapshotStore};
+
+/// One frozen, reference-counted piece of a serialised state: any byte container the node
+/// already has (`Arc<[u8]>`, `Arc<Vec<u8>>`, a `bytes::Bytes` in a newtype, a read-only
+/// mapping) behind an `Arc`. See [`PendingBody::from_frozen`].
+pub type FrozenChunk = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Where a pending body's stored bytes are.
+pub(crate) enum Stored {
+    /// In memory, counted against the budget until dropped.
+    Memory(MemoryBody),
+    /// In a pending file, complete up to the header and receipt.
+    Spilled(SpillFile),
+    /// The node's own frozen chunks, written from where they are.
+    Frozen(Vec<FrozenChunk>),
+}
+
+/// An in-memory body: consecutive chunks, every one but the last full ([`MEMORY_CHUNK`]), so
+/// growing it never moves (copies) what is already there. Dropping it hands whole chunks back
+/// to the budget's spare pool.
+pub(crate) struct MemoryBody {
+    pub(super) chunks: Vec<Vec<u8>>,
+    pub(super) reservation: Reservation,
+    /// The first chunk is fresh memory counted by length (not a whole spare chunk).
+    pub(super) first_by_len: bool,
+}
+
+impl MemoryBody {
+    /// The body's bytes, chunk by chunk, in order.
+    pub(crate) fn parts(&self) -> Vec<&[u8]> {
+        self.chunks.iter().map(|c| c.as_slice()).collect()
+    }
+}
+
+impl Drop for MemoryBody {
+    fn drop(&mut self) {
+        for chunk in self.chunks.drain(..) {
+            self.reservation.release(chunk);
+        }
+    }
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stored::Memory(body) => f
+                .debug_struct("Memory")
+                .field("chunks", &body.chunks.len())
+                .finish(),
+            Stored::Spilled(file) => f.debug_tuple("Spilled").field(file).finish(),
+            Stored::Frozen(chunks) => f
+                .debug_struct("Frozen")
+                .field("chunks", &chunks.len())
+                .finish(),
+        }
+    }
+}
+
+/// A serialised snapshot body waiting for its proof: in memory, or spilled to a pending file.
+/// Dropping it releases its memory or removes its pending file.
+#[derive(Debug)]
+pub struct PendingBody {
+    pub(super) stored: Stored,
+    pub(super) len: u64,
+    pub(super) digest: Hash,
+    pub(super) raw_len: u64,
+    pub(super) flags: Flags,
+}
+
+impl PendingBody {
+    /// The stored body bytes (compressed when the flags say so) when the body is in memory in
+    /// one piece (at most 4 MiB); `None` when it was spilled to a pending file, is frozen
+    /// chunks, or is held in several chunks (see [`memory_parts`](Self::memory_parts)).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        match &self.stored {
+            Stored::Memory(body) => match body.chunks.as_slice() {
+                [] => Some(&[]),
+                [one] => Some(one),
+                _ => None,
+            },
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
+        }
+    }
+    /// The in-memory body's bytes as its consecutive chunks; `None` when it is not in memory.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn memory_parts(&self) -> Option<Vec<&[u8]>> {
+        match &self.stored {
+            Stored::Memory(body) => Some(body.parts()),
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
+        }
+    }
+    /// The body as the node's frozen chunks, when it came from
+    /// [`from_frozen`](Self::from_frozen) (never copied).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn frozen_chunks(&self) -> Option<&[FrozenChunk]> {
+        match &self.stored {
+            Stored::Frozen(chunks) => Some(chunks),
+            Stored::Memory(_) | Stored::Spilled(_) => None,
+        }
+    }
+    /// The body from frozen chunks: hashed where they are (a large chunk on all cores), not
+    /// copied, stored uncompressed.
+    pub fn from_frozen(chunks: Vec<FrozenChunk>) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        for chunk in &chunks {
+            let bytes = (**chunk).as_ref();
+            hash(&mut hasher, bytes);
+            len += bytes.len() as u64;
+        }
+        PendingBody {
+            stored: Stored::Frozen(chunks),
+            len,
+            digest: *hasher.finalize().as_bytes(),
+            raw_len: len,
+            flags: Flags::NONE,
+        }
+    }
+    /// The pending file holding the body, when it was spilled.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn spill_file(&self) -> Option<&SpillFile> {
+        match &self.stored {
+            Stored::Memory(_) | Stored::Frozen(_) => None,
+            Stored::Spilled(file) => Some(file),
+        }
+    }
+    /// True when the body was spilled to a pending file.
+    pub fn is_spilled(&self) -> bool {
+        matches!(self.stored, Stored::Spilled(_))
+    }
+    /// BLAKE3 of the stored bytes (the header's body digest).
+    pub fn digest(&self) -> Hash {
+        self.digest
+    }
+    /// The claims of this body as the snapshot at `idx` (docs/FORMAT.md §3): its index, flags,
+    /// stored and decoded lengths and body digest. Their [`digest`](Claims::digest) is what the
+    /// ledger's evidence tx carries and the receipt proves, so none of them can be changed in
+    /// the file afterwards.
+    pub fn claims(&self, idx: u64) -> Claims {
+        Claims {
+            idx,
+            flags: self.flags,
+            body_len: self.len,
+            raw_len: self.raw_len,
+            body_digest: self.digest,
+        }
+    }
+    /// Stored length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// True for an empty body (an empty state, uncompressed).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Commits this body as the snapshot `idx` proven by `receipt` at `evidence_idx`: a body
+    /// in memory or in frozen chunks is written from where it is, a spilled one has its
+    /// pending file completed (receipt appended, header written in place; the body is not
+    /// copied again). Either way the write sequence of SPEC §5 — fsync, close, a rename that
+    /// never replaces, directory fsync — and the store's retention afterwards, exactly as for
+    /// the Snapshotter's own persist step. The receipt must prove this body's
+    /// [`claims`](Self::claims) at `idx`, or the file will not verify.
+    ///
+    /// Commits of different snapshots run in parallel (their writes and file `fsync`s
+    /// overlap); two of the same committed name never do: the second waits for the first,
+    /// then finds the name taken ([`PersistError::AlreadyCommitted`]).
+    ///
+    /// # After a crash
+    ///
+    /// A crash at any point leaves, for this snapshot, one of: nothing; a stale uncommitted
+    /// or pending file (removed when a store next opens the directory); or the committed
+    /// file, complete and verifiable, possibly alongside a stale name for the same data.
+    /// Never a partial committed file. This holds for every error too,
+    /// [`PersistError::DirSyncFailed`] included. When `commit` returned `Ok`, the committed
+    /// file survives any crash.
+    pub fn commit(
+        self,
+        store: &SnapshotStore,
+        idx: u64,
+        evidence_idx: u64,
+        receipt: &[u8],
+    ) -> Result<Committed, PersistError> {
+        let (flags, raw_len, body_digest) = (self.flags, self.raw_len, self.digest);
+        let gathered = |parts: &[&[u8]]| {
+            store.persist_gathered(&GatheredRequest {
+                idx,
+                evidence_idx,
+                flags,
+                raw_len,
+                body_digest,
+                body: parts,
+                receipt,
+            })
+        };
+        match self.stored {
+            Stored::Memory(body) => gathered(&body.parts()),
+            Stored::Frozen(chunks) => {
+                let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
+                gathered(&parts)
+            }
+            // The body is already in its file: add receipt and header, fsync, rename.
+            Stored::Spilled(file) => store.commit_spill(
+                file,
+                &SpillCommit {
+                    evidence_idx,
+                    flags,
+                    raw_len,
+                    body_digest,
+                    receipt,
+                },
+            ),
+        }
+    }
+}
