@@ -73,21 +73,7 @@ fn verify_labelled<'a>(
         }
     };
     let header = Header::decode(bytes).map_err(format_err(Check::Header))?;
-    if let Some(name) = name {
-        for (field, from_name, from_header) in [
-            ("idx", name.idx, header.idx),
-            ("evidence_idx", name.evidence_idx, header.evidence_idx),
-        ] {
-            if from_name != from_header {
-                return Err(VerifyError::NameMismatch {
-                    file: file.to_path_buf(),
-                    field,
-                    from_name,
-                    from_header,
-                });
-            }
-        }
-    }
+    check_name_agrees(name, &header, file)?;
     let (header, body, receipt) = format::split(bytes).map_err(|e| {
         let check = match e {
             FormatError::ReceiptDigest { .. } => Check::ReceiptDigest,
@@ -294,6 +280,29 @@ pub fn read_checked(
             },
         }
     })
+}
+
+/// The name/header agreement step: `name`, when given, must carry the header's indices.
+pub(crate) fn check_name_agrees(
+    name: Option<&SnapshotName>,
+    header: &Header,
+    file: &Path,
+) -> Result<(), VerifyError> {
+    let Some(name) = name else { return Ok(()) };
+    for (field, from_name, from_header) in [
+        ("idx", name.idx, header.idx),
+        ("evidence_idx", name.evidence_idx, header.evidence_idx),
+    ] {
+        if from_name != from_header {
+            return Err(VerifyError::NameMismatch {
+                file: file.to_path_buf(),
+                field,
+                from_name,
+                from_header,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The checks [`open_snapshot`] makes on the first bytes and the size before mapping: the

@@ -66,21 +66,7 @@ pub fn verify_file(
     let head_len = HEADER_LEN.min(usize::try_from(file.len()).unwrap_or(HEADER_LEN));
     let head = file.read_range(0, head_len).map_err(read_err)?;
     let header = Header::decode(&head).map_err(|e| format_err(Check::Header, e))?;
-    if let Some(name) = name {
-        for (field, from_name, from_header) in [
-            ("idx", name.idx, header.idx),
-            ("evidence_idx", name.evidence_idx, header.evidence_idx),
-        ] {
-            if from_name != from_header {
-                return Err(VerifyError::NameMismatch {
-                    file: path.to_path_buf(),
-                    field,
-                    from_name,
-                    from_header,
-                });
-            }
-        }
-    }
+    super::check_name_agrees(name, &header, path)?;
     let expected_len = header
         .file_len()
         .map_err(|e| format_err(Check::Length, e))?;
