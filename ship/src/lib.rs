@@ -43,10 +43,13 @@ mod local_error;
 mod local_file;
 mod local_store;
 mod remote;
+mod remote_index;
 mod restore;
 pub mod retention;
+mod s3;
 mod shipper;
 mod staging;
+mod upload;
 
 pub use error::{classify, describe, ErrorClass, ShipError};
 pub use local_error::LocalError;

@@ -18,9 +18,9 @@ use snapseal_persist::receipt::ReceiptVerifier;
 use snapseal_persist::{SnapshotName, VerifyError};
 
 use crate::error::{describe, ShipError};
-use crate::remote::{hash_piece, Source};
 #[cfg(feature = "test-hooks")]
 use crate::shipper::FileHook;
+use crate::upload::{hash_piece, Source};
 
 /// An open committed file, its full verification running on a blocking thread.
 pub(crate) struct LocalFile {

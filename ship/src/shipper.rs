@@ -22,7 +22,8 @@ use tracing::{error, info, warn};
 use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
 use crate::local_file::{changed_under_us, Checked, LocalFile};
-use crate::remote::{Difference, Put, Remote, Source};
+use crate::remote::Remote;
+use crate::upload::{Difference, Put, Source};
 
 /// How a shipper behaves.
 #[derive(Clone, Debug)]
