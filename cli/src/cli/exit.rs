@@ -15,6 +15,8 @@ use std::error::Error;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use snapseal_persist::ErrorChain;
+
 use crate::cli::{output, progress};
 
 /// Exit code: success.
@@ -79,28 +81,14 @@ pub(super) fn report(result: anyhow::Result<Status>) -> ExitCode {
 /// source in their own message *and* return it from `source()`, so a cause whose text is
 /// already on the line is not repeated, and none is dropped.
 pub(super) fn chain(e: &anyhow::Error) -> String {
-    join(e.chain())
+    let outermost: &(dyn Error + 'static) = e.as_ref();
+    causes(outermost)
 }
 
 /// [`chain`] for a library error value (not wrapped in `anyhow`): for the places that print
-/// an error and go on.
+/// an error and go on. The one chain formatter is persist's [`ErrorChain`].
 pub(super) fn causes(e: &(dyn Error + 'static)) -> String {
-    join(std::iter::successors(Some(e), |&cause| cause.source()))
-}
-
-fn join<'a>(causes: impl Iterator<Item = &'a (dyn Error + 'static)>) -> String {
-    let mut line = String::new();
-    for cause in causes {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    ErrorChain(e).to_string()
 }
 
 /// Reports what clap stopped at: `--help` / `--version` text goes to stdout like any other
