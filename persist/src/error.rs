@@ -589,23 +589,41 @@ pub enum Error {
 /// assert!(line.ends_with("Permission denied (os error 13)"), "{line}");
 /// ```
 #[derive(Clone, Copy)]
-pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ErrorChain<'_> {
+    /// The line, with each link's text chosen by `shown` (`None` leaves the link out): for a
+    /// caller that escapes the text of links from outside, or drops a wrapper's words. The
+    /// same rule as `Display` otherwise: empty or already-said text is not repeated.
+    #[cfg(feature = "internals")]
+    pub fn to_string_with(
+        &self,
+        shown: impl Fn(&(dyn std::error::Error + 'static)) -> Option<String>,
+    ) -> String {
+        self.join(shown)
+    }
+
+    fn join(&self, shown: impl Fn(&(dyn std::error::Error + 'static)) -> Option<String>) -> String {
         let mut line = String::new();
-        let mut next: Option<&dyn std::error::Error> = Some(self.0);
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self.0);
         while let Some(e) = next {
-            let text = e.to_string();
-            if !text.is_empty() && !line.contains(&text) {
-                if !line.is_empty() {
-                    line.push_str(": ");
+            if let Some(text) = shown(e) {
+                if !text.is_empty() && !line.contains(&text) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&text);
                 }
-                line.push_str(&text);
             }
             next = e.source();
         }
-        f.write_str(&line)
+        line
+    }
+}
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.join(|e| Some(e.to_string())))
     }
 }
 
