@@ -30,23 +30,40 @@
 //! the bare writer, for snapseal's own crates (the CLI, archive, ship, the simulator), tests and
 //! benchmarks. It is not part of the API this crate promises.
 //!
-//! ```no_run
-//! use std::path::Path;
+//! A node's whole round trip: commit the state at an index once the ledger proved it, and
+//! find it again, verified, after a restart.
+//!
+//! ```
+//! use std::io::{Read, Write};
 //! use std::sync::Arc;
 //! use snapseal_persist::fs::RealFs;
-//! use snapseal_persist::receipt::Ed25519Verifier;
-//! use snapseal_persist::{SnapshotStore, StoreOptions};
+//! use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+//! use snapseal_persist::{BodyBuilder, SigningKey, SnapshotStore, StoreOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let trusted_keys = Vec::new();
-//! let verifier = Arc::new(Ed25519Verifier::new(trusted_keys));
-//! let store = SnapshotStore::open(Arc::new(RealFs), Path::new("/var/lib/node/snapshots"),
-//!     StoreOptions::new(verifier))?;
-//! if let Some(snapshot) = store.latest()? {
-//!     let mut body = Vec::new();
-//!     std::io::Read::read_to_end(&mut snapshot.body_reader()?, &mut body)?;
-//!     println!("recovering from {} ({} bytes)", snapshot.path().display(), body.len());
-//! }
+//! # let tmp = tempfile::tempdir()?;
+//! # let snapshots = tmp.path(); // e.g. /var/lib/node/snapshots
+//! // This node signs a statement for each snapshot it commits; the store trusts that key.
+//! let key = SigningKey::from_bytes(&[7; 32]);
+//! let trusted = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+//! let opts = StoreOptions::new(Arc::new(trusted));
+//! let store = SnapshotStore::open(Arc::new(RealFs), snapshots, opts.clone())?;
+//!
+//! // The state at index 10 streams in; the ledger committed it at index 11.
+//! let mut body = BodyBuilder::new(None)?;
+//! body.write_all(b"balance=42")?;
+//! let body = body.finish()?;
+//! let receipt = statement_receipt(&key, &body.claims(10), 11, None)?;
+//! let committed = body.commit(&store, 10, 11, &receipt)?;
+//! drop(store); // the directory lock goes with it
+//!
+//! // After a restart: the newest snapshot that verifies, and the state it holds.
+//! let store = SnapshotStore::open(Arc::new(RealFs), snapshots, opts)?;
+//! let snapshot = store.latest()?.expect("the snapshot committed above");
+//! assert_eq!(*snapshot.name(), committed.name);
+//! let mut state = Vec::new();
+//! snapshot.body_reader()?.read_to_end(&mut state)?;
+//! assert_eq!(state, b"balance=42");
 //! # Ok(())
 //! # }
 //! ```

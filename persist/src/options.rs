@@ -11,6 +11,34 @@ const DEFAULT_KEEP_LAST: usize = 5;
 const DEFAULT_MAX_QUARANTINED: usize = 3;
 
 /// Configuration of a [`SnapshotStore`](crate::SnapshotStore).
+///
+/// Start from [`new`](Self::new) (the defaults, with the receipt verifier) and change the
+/// fields that differ; [`SnapshotStore::open`](crate::SnapshotStore::open) checks them before
+/// it touches the disk.
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SigningKey, SnapshotStore, StoreError, StoreOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let ledger_key = SigningKey::from_bytes(&[9; 32]).verifying_key();
+/// let mut opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![ledger_key])));
+/// assert_eq!((opts.keep_last, opts.max_bytes, opts.max_quarantined), (5, None, 3));
+///
+/// // Retention may never delete the newest snapshot: keep_last 0 is refused by name.
+/// opts.keep_last = 0;
+/// let refused = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts.clone());
+/// assert!(matches!(refused, Err(StoreError::InvalidOption { field: "keep_last", .. })));
+///
+/// opts.keep_last = 2;
+/// opts.max_bytes = Some(10 << 30); // and at most 10 GiB of snapshots (the newest always stays)
+/// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+/// assert_eq!(store.dir(), dir.path());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// Committed snapshots retention keeps (newest first). At least 1. Default 5.

@@ -316,6 +316,51 @@ impl SnapshotStore {
     /// [`finish_ingest`](Self::finish_ingest). At most `limit` bytes are accepted (the header
     /// gives the length, so a larger file is refused after 160 bytes). Memory stays bounded
     /// for any size: the body streams into a pending file.
+    ///
+    /// A follower (or a restore) receives a peer's snapshot in pieces and commits it only once
+    /// it verified:
+    ///
+    /// ```
+    /// # use snapseal_persist::Ingested;
+    /// # use std::io::Write;
+    /// # use std::sync::Arc;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+    /// # use snapseal_persist::{BodyBuilder, Committed, SigningKey, SnapshotStore, StoreOptions};
+    /// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    /// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8])
+    /// #     -> Result<Committed> {
+    /// #     let mut body = BodyBuilder::new(None)?;
+    /// #     body.write_all(state)?;
+    /// #     let body = body.finish()?;
+    /// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+    /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
+    /// # }
+    /// # fn main() -> Result<()> {
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// let trusted =
+    ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// let opts = StoreOptions::new(Arc::new(trusted));
+    /// let (leader_dir, follower_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// let leader = SnapshotStore::open(Arc::new(RealFs), leader_dir.path(), opts.clone())?;
+    /// let follower = SnapshotStore::open(Arc::new(RealFs), follower_dir.path(), opts)?;
+    /// commit(&leader, &key, 10, b"state at 10")?;
+    /// let sent = leader.latest()?.expect("just committed");
+    ///
+    /// // The file's bytes arrive in pieces; at most 1 GiB is accepted.
+    /// let mut incoming = follower.begin_ingest(1 << 30);
+    /// for piece in sent.bytes().chunks(64) {
+    ///     incoming.write_all(piece)?;
+    /// }
+    /// let ingested = follower.finish_ingest(incoming)?;
+    /// assert_eq!(ingested.name(), *sent.name());
+    /// assert_eq!(follower.latest()?.map(|s| *s.name()), Some(*sent.name()));
+    ///
+    /// // Sent again: the committed file is never replaced.
+    /// let again = follower.ingest(&mut sent.bytes(), 1 << 30)?;
+    /// assert!(matches!(again, Ingested::AlreadyPresent(_)));
+    /// # Ok(()) }
+    /// ```
     pub fn begin_ingest(&self, limit: u64) -> IngestFile {
         // Above the Snapshotter's generation numbers, so an ingest never shares a pending
         // name with a generation's spilled body.
@@ -335,6 +380,43 @@ impl SnapshotStore {
     ///
     /// A crash at any point leaves either no file of this ingest but a stale pending file
     /// (removed at the next open), or the complete, verified committed file.
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// # use std::sync::Arc;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+    /// # use snapseal_persist::{BodyBuilder, Committed, SigningKey, SnapshotStore, StoreOptions};
+    /// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    /// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8])
+    /// #     -> Result<Committed> {
+    /// #     let mut body = BodyBuilder::new(None)?;
+    /// #     body.write_all(state)?;
+    /// #     let body = body.finish()?;
+    /// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+    /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
+    /// # }
+    /// # fn main() -> Result<()> {
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// let trusted =
+    ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// let opts = StoreOptions::new(Arc::new(trusted));
+    /// let (peer_dir, dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// let peer = SnapshotStore::open(Arc::new(RealFs), peer_dir.path(), opts.clone())?;
+    /// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// commit(&peer, &key, 10, b"state at 10")?;
+    ///
+    /// // One byte of the body changed on the way: the file does not verify, so it never gets
+    /// // a committed name and nothing of it is left behind.
+    /// let mut damaged = peer.latest()?.expect("just committed").bytes().to_vec();
+    /// damaged[160] ^= 1;
+    /// let mut incoming = store.begin_ingest(1 << 30);
+    /// incoming.write_all(&damaged)?;
+    /// assert!(store.finish_ingest(incoming).is_err());
+    /// assert!(store.list()?.is_empty());
+    /// assert!(store.latest()?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn finish_ingest(&self, file: IngestFile) -> Result<Ingested, IngestError> {
         // The pending name is unique to this ingest, so only the commit claims the name.
         let verified = self.verify_ingest(file)?;
@@ -402,7 +484,9 @@ impl SnapshotStore {
     /// // Not a snapshot: refused after the header, and nothing is left behind.
     /// let junk = vec![0u8; 4096];
     /// assert!(store.ingest(&mut &junk[..], 1 << 30).is_err());
-    /// assert!(store.list()?.is_empty() && store.list_pending()?.is_empty());
+    /// assert!(store.list()?.is_empty());
+    /// let left: Vec<_> = std::fs::read_dir(dir.path())?.collect::<Result<_, _>>()?;
+    /// assert_eq!(left.len(), 1, "only the store's .lock"); // no pending file either
     /// # Ok(()) }
     /// ```
     pub fn ingest(&self, src: &mut dyn io::Read, limit: u64) -> Result<Ingested, IngestError> {
@@ -516,6 +600,49 @@ impl SnapshotStore {
     /// nothing is quarantined for it. Neither is a file whose only fault is a signer outside the trusted
     /// keys: it is skipped and counted (`untrusted_skipped`), so a wrong key configuration
     /// cannot destroy good snapshots.
+    ///
+    /// A damaged newest file does not stop a restart: `latest` falls back to the snapshot
+    /// before it and moves the damaged one aside. (`commit(&store, &key, idx, state)` writes
+    /// the state at `idx` as in the crate example, proven at `idx + 1`.)
+    ///
+    /// ```
+    /// # use std::os::unix::fs::FileExt;
+    /// # use snapseal_persist::FileState;
+    /// # use std::io::Write;
+    /// # use std::sync::Arc;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+    /// # use snapseal_persist::{BodyBuilder, Committed, SigningKey, SnapshotStore, StoreOptions};
+    /// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    /// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8])
+    /// #     -> Result<Committed> {
+    /// #     let mut body = BodyBuilder::new(None)?;
+    /// #     body.write_all(state)?;
+    /// #     let body = body.finish()?;
+    /// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+    /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
+    /// # }
+    /// # fn main() -> Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// let trusted =
+    ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// let opts = StoreOptions::new(Arc::new(trusted));
+    /// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// commit(&store, &key, 10, b"older state")?;
+    /// let newest = commit(&store, &key, 20, b"newer state")?;
+    /// assert_eq!(store.latest()?.map(|s| s.name().idx), Some(20));
+    ///
+    /// // Bit rot in the newest file's body (it starts after the 160-byte header).
+    /// std::fs::OpenOptions::new().write(true).open(&newest.path)?.write_all_at(b"X", 160)?;
+    /// let latest = store.latest()?.expect("the older snapshot still verifies");
+    /// assert_eq!(latest.name().idx, 10);
+    /// // The damaged file is quarantined (renamed `.corrupt`, kept for inspection).
+    /// assert_eq!(store.stats().quarantined, 1);
+    /// let corrupt = store.list()?.into_iter().find(|e| e.name.state == FileState::Corrupt);
+    /// assert_eq!(corrupt.map(|e| e.name.idx), Some(20));
+    /// # Ok(()) }
+    /// ```
     pub fn latest(&self) -> Result<Option<SnapshotFile>, StoreError> {
         let listed = classify_dir(&*self.dir)?;
         let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
@@ -636,6 +763,45 @@ impl SnapshotStore {
     /// committed one), holding it against retention while the returned file lives. An I/O
     /// error (a name that is not there, say) is [`VerifyError::Read`]; any other error means
     /// the file is bad. Unlike [`latest`](Self::latest), a failing file is not quarantined.
+    ///
+    /// ```
+    /// # use std::io::Read;
+    /// # use snapseal_persist::{FileState, SnapshotName, VerifyError};
+    /// # use std::io::Write;
+    /// # use std::sync::Arc;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+    /// # use snapseal_persist::{BodyBuilder, Committed, SigningKey, SnapshotStore, StoreOptions};
+    /// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    /// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8])
+    /// #     -> Result<Committed> {
+    /// #     let mut body = BodyBuilder::new(None)?;
+    /// #     body.write_all(state)?;
+    /// #     let body = body.finish()?;
+    /// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+    /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
+    /// # }
+    /// # fn main() -> Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// let trusted =
+    ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// let opts = StoreOptions::new(Arc::new(trusted));
+    /// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// let committed = commit(&store, &key, 10, b"state at 10")?;
+    ///
+    /// // Read one snapshot by name: verified (receipt, claims, body digest) before use.
+    /// let file = store.read(&committed.name)?;
+    /// assert_eq!(file.receipt().sig_idx, 11); // the commit index the statement vouches for
+    /// let mut state = String::new();
+    /// file.body_reader()?.read_to_string(&mut state)?;
+    /// assert_eq!(state, "state at 10");
+    ///
+    /// // A name that is not there is an I/O error: it says nothing about any file.
+    /// let absent = SnapshotName { idx: 30, evidence_idx: 31, state: FileState::Committed };
+    /// assert!(matches!(store.read(&absent), Err(VerifyError::Read { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn read(&self, name: &SnapshotName) -> Result<SnapshotFile, VerifyError> {
         let name = name.with_state(FileState::Committed);
         let hold = self.holds.acquire(name);
@@ -647,6 +813,44 @@ impl SnapshotStore {
     /// Pins committed snapshot `name` (any state given is taken as the committed one) against
     /// retention until the returned [`Hold`] is dropped. Fails with
     /// [`StoreError::NotFound`] when no such committed file exists.
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// # use std::sync::Arc;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+    /// # use snapseal_persist::{BodyBuilder, Committed, SigningKey, SnapshotStore, StoreOptions};
+    /// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    /// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8])
+    /// #     -> Result<Committed> {
+    /// #     let mut body = BodyBuilder::new(None)?;
+    /// #     body.write_all(state)?;
+    /// #     let body = body.finish()?;
+    /// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+    /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
+    /// # }
+    /// # fn main() -> Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// let trusted =
+    ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// let mut opts = StoreOptions::new(Arc::new(trusted));
+    /// opts.keep_last = 1; // retention keeps only the newest snapshot
+    /// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// let old = commit(&store, &key, 10, b"a")?;
+    ///
+    /// // Pin the old snapshot (a peer is still downloading it), then commit a newer one:
+    /// // the retention pass after that commit spares the pinned file.
+    /// let hold = store.hold(&old.name)?;
+    /// commit(&store, &key, 20, b"b")?;
+    /// assert_eq!(store.list()?.len(), 2);
+    ///
+    /// drop(hold);
+    /// let report = store.apply_retention()?;
+    /// assert_eq!(report.deleted, [old.name]);
+    /// assert_eq!(store.list()?.len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn hold(&self, name: &SnapshotName) -> Result<Hold, StoreError> {
         let name = name.with_state(FileState::Committed);
         // Pin, then look: retention checks pins under the same lock it deletes under, so if

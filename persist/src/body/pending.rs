@@ -109,6 +109,34 @@ impl PendingBody {
     }
     /// The body from frozen chunks: hashed where they are (a large chunk on all cores), not
     /// copied, stored uncompressed.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::sync::Arc;
+    /// use snapseal_persist::fs::RealFs;
+    /// use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+    /// use snapseal_persist::{FrozenChunk, PendingBody, SigningKey, SnapshotStore, StoreOptions};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let key = SigningKey::from_bytes(&[7; 32]);
+    /// # let trusted =
+    /// #     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// # let opts = StoreOptions::new(Arc::new(trusted));
+    /// # let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// // The node's state is already in immutable, shared pieces: hand them over as they are.
+    /// let pages: Vec<FrozenChunk> = vec![Arc::new(b"page one ".to_vec()), Arc::new(*b"page two")];
+    /// let body = PendingBody::from_frozen(pages);
+    /// assert_eq!(body.len(), 17);
+    /// assert_eq!(body.digest(), *blake3::hash(b"page one page two").as_bytes());
+    ///
+    /// let receipt = statement_receipt(&key, &body.claims(5), 6, None)?;
+    /// body.commit(&store, 5, 6, &receipt)?;
+    /// let mut state = String::new();
+    /// store.latest()?.expect("just committed").body_reader()?.read_to_string(&mut state)?;
+    /// assert_eq!(state, "page one page two");
+    /// # Ok(()) }
+    /// ```
     pub fn from_frozen(chunks: Vec<FrozenChunk>) -> Self {
         let mut hasher = blake3::Hasher::new();
         let mut len = 0u64;

@@ -42,12 +42,11 @@ impl RealFs {
 
 impl RealFs {
     /// Opens an existing directory like [`open_dir`](FileSystem::open_dir) without `create`,
-    /// for a reader that does not hold the store's lock: its
-    /// [`open_read`](DirHandle::open_read) and
-    /// [`open_read_checked`](DirHandle::open_read_checked) copy the file into memory with
-    /// `pread` instead of mapping it. A file that another process truncates meanwhile then
-    /// gives a short read (an `UnexpectedEof` error) instead of killing the process with
-    /// `SIGBUS`, at the price of memory equal to the file's size.
+    /// for a reader that does not hold the store's lock: its `open_read` and
+    /// `open_read_checked` (the handle's methods under the `internals` feature) copy the file
+    /// into memory with `pread` instead of mapping it. A file that another process truncates
+    /// meanwhile then gives a short read (an `UnexpectedEof` error) instead of killing the
+    /// process with `SIGBUS`, at the price of memory equal to the file's size.
     pub fn open_dir_unmapped(&self, path: &Path) -> io::Result<Arc<dyn DirHandle>> {
         self.open(path, false, false)
     }
