@@ -391,6 +391,39 @@ impl OrderedTasks {
     /// first (then it is counted as cancelled). Returns `false` — the action is dropped
     /// without running — if the queue was already cancelled or failed, or the system is
     /// shutting down or gone.
+    ///
+    /// An action may add the next step to its own queue once it knows it; that step still
+    /// runs after everything added before it:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use parking_lot::Mutex;
+    /// use snapseal_engine::{ShutdownMode, TaskSystem};
+    ///
+    /// let system = TaskSystem::manual(3);
+    /// let queue = system.ordered("generation-9");
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let (this_queue, l) = (queue.clone(), Arc::clone(&log));
+    /// assert!(queue.add_action("serialise", move || {
+    ///     l.lock().push("serialise");
+    ///     let l = Arc::clone(&l);
+    ///     this_queue.add_action("persist", move || {
+    ///         l.lock().push("persist");
+    ///         Ok(())
+    ///     });
+    ///     Ok(())
+    /// }));
+    /// let l = Arc::clone(&log);
+    /// queue.add_action("notify", move || {
+    ///     l.lock().push("notify");
+    ///     Ok(())
+    /// });
+    /// system.run_until_idle();
+    /// assert_eq!(*log.lock(), ["serialise", "notify", "persist"]);
+    ///
+    /// system.shutdown(ShutdownMode::Drain);
+    /// assert!(!queue.add_action("late", || Ok(()))); // refused: dropped without running
+    /// ```
     pub fn add_action(
         &self,
         name: impl Into<Cow<'static, str>>,

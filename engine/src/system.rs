@@ -195,6 +195,38 @@ impl TaskSystem {
     }
 
     /// A handle that does not keep the system alive.
+    ///
+    /// A periodic task that submits more work captures one of these, not a `TaskSystem`
+    /// (which would keep the system alive until the task is cancelled):
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use snapseal_engine::TaskSystem;
+    ///
+    /// let system = TaskSystem::manual_fifo();
+    /// let compactions = Arc::new(AtomicU32::new(0));
+    /// let (weak, done) = (system.downgrade(), Arc::clone(&compactions));
+    /// system.spawn_periodic("gc", Duration::from_secs(60), move || {
+    ///     if let Some(system) = weak.upgrade() {
+    ///         let done = Arc::clone(&done);
+    ///         system.spawn("compact", move || {
+    ///             done.fetch_add(1, Ordering::Relaxed);
+    ///             Ok(())
+    ///         });
+    ///     }
+    ///     Ok(())
+    /// });
+    /// system.tick(Duration::from_secs(60));
+    /// system.run_until_idle(); // `gc`, then the `compact` it spawned
+    /// assert_eq!(compactions.load(Ordering::Relaxed), 1);
+    /// assert_eq!(system.counters().done, 2);
+    ///
+    /// let weak = system.downgrade();
+    /// drop(system); // the last handle: the periodic task does not keep the system alive
+    /// assert!(weak.upgrade().is_none());
+    /// ```
     pub fn downgrade(&self) -> WeakTaskSystem {
         WeakTaskSystem {
             owner: Arc::downgrade(&self.owner),
@@ -359,6 +391,25 @@ impl TaskSystem {
     /// Called on one of the system's own threads (from an action), it starts the shutdown
     /// but does not wait: the threads are detached and exit once done. Manual `Drain` runs the
     /// remaining jobs on the calling thread.
+    ///
+    /// ```
+    /// use snapseal_engine::{ShutdownMode, TaskState, TaskSystem};
+    ///
+    /// let system = TaskSystem::manual(5);
+    /// let queued = system.spawn("upload", || Ok(()));
+    /// let queue = system.ordered("generation-3");
+    /// queue.add_action("serialise", || Ok(()));
+    /// queue.add_action("persist", || Ok(()));
+    ///
+    /// // Cancel: nothing that has not started runs; every item is accounted as cancelled.
+    /// system.shutdown(ShutdownMode::Cancel);
+    /// assert_eq!(queued.state(), TaskState::Cancelled);
+    /// assert!(queue.is_cancelled());
+    /// let counters = system.counters();
+    /// assert_eq!((counters.done, counters.cancelled, counters.queued), (0, 3, 0));
+    /// // New work is refused from now on.
+    /// assert_eq!(system.spawn("late", || Ok(())).state(), TaskState::Cancelled);
+    /// ```
     pub fn shutdown(&self, mode: ShutdownMode) {
         self.shared().shutdown(mode);
     }
