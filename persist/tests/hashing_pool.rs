@@ -1,4 +1,7 @@
 //! The hashing pool runs below the node's priority, and only its own threads do.
+//!
+//! Alone in its test binary: the pool is process-wide, and any other test hashing a large body
+//! would start it first with the default configuration.
 
 use std::io::Write;
 

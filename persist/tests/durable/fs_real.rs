@@ -1,13 +1,11 @@
 //! `RealFs` against the seam contract, plus what only the real filesystem can show
 //! (modes, fifos, memory maps, symlinked directory paths).
 
-mod fs_contract;
-
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use fs_contract::{contents, contract_tests, errno, put, Harness};
+use crate::fs_contract::{contents, contract_tests, errno, put, Harness};
 use nix::errno::Errno;
 use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::internals::fs::NotRegular;

@@ -4,11 +4,9 @@
 //! limit holds unless only the newest is left, deletions are the oldest, and applying the
 //! plan deletes exactly what it said.
 
-mod fixture;
-
 use std::collections::BTreeSet;
 
-use fixture::*;
+use crate::fixture::*;
 use proptest::prelude::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::{FileState, SnapshotName};

@@ -12,8 +12,6 @@
 //! A test marked `#[ignore]` states what the documents say the code should do and does not do
 //! yet; its reason names the defect.
 
-mod fixture;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -21,8 +19,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::fixture::{real_verifier, Snap};
 use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
-use fixture::{real_verifier, Snap};
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::internals::format::Header;
 use snapseal_persist::internals::receipt::{key_id, verify_signed_root, Receipt, SignedStatement};

@@ -1,12 +1,10 @@
 //! `body_reader`: the decoded body, streamed; a zstd body must be exactly one frame of
 //! exactly `raw_len` bytes. And the error chain of a failed write names its cause once.
 
-mod fixture;
-
 use std::error::Error as _;
 use std::io::{self, Read};
 
-use fixture::{key, real_verifier, Ledger};
+use crate::fixture::{self, key, real_verifier, Ledger};
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
 use snapseal_persist::internals::format::{body_digest, Header};
 use snapseal_persist::internals::{verify_bytes, PersistRequest};

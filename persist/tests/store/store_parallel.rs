@@ -5,14 +5,12 @@
 //! deadlock guard) until another persist is inside an `fsync` too. With one persist at a time
 //! the first `fsync` would wait alone until the guard gives up, and the test fails.
 
-mod fixture;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use fixture::*;
+use crate::fixture::*;
 use parking_lot::{Condvar, Mutex};
 use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::internals::fs::{DirEntry, DirHandle, DirLock, FileBytes, WritableFile};

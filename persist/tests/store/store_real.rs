@@ -1,14 +1,12 @@
 //! The main paths of the store on a real directory (tempfile): persist, latest, retention,
 //! quarantine, the lock, stale files, symlinks and foreign files.
 
-mod fixture;
-
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use fixture::*;
+use crate::fixture::*;
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::{FileState, PersistError, SnapshotStore, StoreError, StoreOptions};
 

@@ -3,11 +3,9 @@
 //! refused by `verify_bytes` and, through the store, never returned by `latest()`: it is
 //! quarantined and the previous snapshot is returned.
 
-mod fixture;
-
 use std::sync::OnceLock;
 
-use fixture::*;
+use crate::fixture::*;
 use proptest::prelude::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::internals::format::HEADER_LEN;

@@ -2,12 +2,10 @@
 //! spill is dropped and at open, refusal of a taken pending name, and the real filesystem
 //! producing a committed file byte-identical to a one-pass write.
 
-mod fixture;
-
 use std::ffi::OsStr;
 use std::sync::{Arc, OnceLock};
 
-use fixture::*;
+use crate::fixture::*;
 use proptest::prelude::*;
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::internals::PendingName;

@@ -1,14 +1,12 @@
 //! Receipt schemes: a file names its scheme in its receipt, the verifier dispatches on that name,
 //! and the signed-statement scheme is as strict as the Merkle one (docs/FORMAT.md §5).
 
-mod fixture;
-
 use std::sync::Arc;
 
+use crate::fixture::{assemble, dir, key, open, untrusted_key, Snap};
 use coset::cbor::value::Value;
 use coset::{CoseSign1, Label, ProtectedHeader, TaggedCborSerializable};
 use ed25519_dalek::SigningKey;
-use fixture::{assemble, dir, key, open, untrusted_key, Snap};
 use proptest::prelude::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::internals::format::body_digest;

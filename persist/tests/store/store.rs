@@ -1,12 +1,10 @@
 //! The store on SimFs: open-time recovery, the lock, latest(), holds, retention, quarantine,
 //! foreign files, options.
 
-mod fixture;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use fixture::*;
+use crate::fixture::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, Outcome};
 use snapseal_persist::{

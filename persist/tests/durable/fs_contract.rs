@@ -1,5 +1,5 @@
-//! The filesystem seam's contract, written once and run against `RealFs` (tests/fs_real.rs)
-//! and `SimFs` (tests/fs_sim.rs), so the simulation cannot drift from the real thing.
+//! The filesystem seam's contract, written once and run against `RealFs` ([`fs_real`](crate::fs_real))
+//! and `SimFs` ([`fs_sim`](crate::fs_sim)), so the simulation cannot drift from the real thing.
 
 use std::io;
 use std::path::Path;
@@ -46,7 +46,7 @@ macro_rules! contract_tests {
             #[test]
             fn $name() {
                 let harness = $make;
-                fs_contract::$name(&harness);
+                crate::fs_contract::$name(&harness);
             }
         )*
     };

@@ -3,9 +3,7 @@
 //! `idx < evidence_idx` is enforced on both sides; a body must be what its flags and `raw_len`
 //! say; version 1 files are refused with a clear message.
 
-mod fixture;
-
-use fixture::{key, real_verifier, Ledger, Snap};
+use crate::fixture::{self, key, real_verifier, Ledger, Snap};
 use proptest::prelude::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::internals::format::{body_digest, header_checksum, Header, HEADER_LEN};

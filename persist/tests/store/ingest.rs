@@ -2,9 +2,7 @@
 //! verifies, never replaces a committed file, leaves nothing behind when refused, and a crash
 //! at any step leaves either no file of it or the complete verified one.
 
-mod fixture;
-
-use fixture::*;
+use crate::fixture::*;
 use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
 use snapseal_persist::internals::format::{Header, HEADER_LEN};
 use snapseal_persist::internals::{verify_bytes, PendingName};

@@ -3,11 +3,9 @@
 //! short writes are absorbed; a failed fsync is never retried; the link fallback works; a
 //! committed name is never overwritten.
 
-mod fixture;
-
 use std::sync::OnceLock;
 
-use fixture::*;
+use crate::fixture::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, OpRecord, Outcome};
 use snapseal_persist::{FileState, PersistError, SnapshotStore, Step};

@@ -4,11 +4,9 @@
 //! working. EINTR and short writes/pwrites are absorbed; a failed fsync is never retried; the
 //! link fallback works; a committed name is never overwritten.
 
-mod fixture;
-
 use std::sync::OnceLock;
 
-use fixture::*;
+use crate::fixture::*;
 use snapseal_persist::fs::SimFs;
 use snapseal_persist::fs::{Fault, FaultKind, Op, OpRecord};
 use snapseal_persist::internals::PendingName;

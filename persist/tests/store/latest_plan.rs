@@ -1,9 +1,7 @@
 //! The read model: `classify_dir` and `plan_latest` see a directory as the store does,
 //! without the lock and without changing anything; `latest()` carries out the same plan.
 
-mod fixture;
-
-use fixture::{dir, plant, Snap};
+use crate::fixture::{self, dir, plant, Snap};
 use snapseal_persist::fs::{FileSystem, SimFs};
 use snapseal_persist::internals::{
     classify_dir, plan_latest, EntryClass, PassOverReason, PendingName,

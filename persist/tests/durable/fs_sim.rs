@@ -1,13 +1,11 @@
 //! `SimFs` against the same seam contract as `RealFs`, then its crash model and fault injection.
 
-mod fs_contract;
-
 use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use fs_contract::{contents, contract_tests, errno, put, write_all, Harness};
+use crate::fs_contract::{contents, contract_tests, errno, put, write_all, Harness};
 use nix::errno::Errno;
 use proptest::prelude::*;
 use snapseal_persist::fs::{Fault, FaultKind, FileSystem, Op, Outcome, SimFs, Trigger};

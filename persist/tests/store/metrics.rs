@@ -1,9 +1,7 @@
 //! The store's counters reach a `metrics` recorder the process installs (here a Prometheus
 //! recorder local to the test thread, where `persist` and `latest` run).
 
-mod fixture;
-
-use fixture::*;
+use crate::fixture::*;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use snapseal_persist::fs::SimFs;
 
