@@ -1,6 +1,8 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub(crate) mod nice;
+
 use std::time::Duration;
 
 use snapseal_engine::{EngineConfig, TaskSystem};

@@ -1,8 +1,9 @@
 //! The tracing side of the contract: every action runs in a span carrying its queue and
 //! action names, every task in a span carrying its name, and a failure emits an `error!`
-//! event naming the queue and the action. One test in its own binary, with a minimal
-//! recording subscriber set as the default for the test's thread (manual mode runs every
-//! action on that thread).
+//! event naming the queue and the action. One test, with a minimal recording subscriber set as
+//! the default for the test's thread (manual mode runs every action on that thread). It runs
+//! alone ([`crate::alone`]): a callsite first hit on another test's thread while this
+//! subscriber is being set could keep an interest that leaves it out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,7 @@ fn has(fields: &Fields, name: &str, value: &str) -> bool {
 
 #[test]
 fn actions_and_tasks_run_in_named_spans_and_failures_emit_error_events() {
+    let _alone = crate::alone();
     let recorded = Arc::new(Recorded::default());
     tracing::subscriber::with_default(Recorder(Arc::clone(&recorded)), || {
         let system = TaskSystem::manual_fifo();

@@ -2,15 +2,13 @@
 //! every thread, nothing hangs — including shutdowns and last-handle drops from inside a
 //! worker.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use snapseal_engine::{ShutdownMode, TaskState, TaskSystem};
 
-use common::{threaded, HANG_GUARD};
+use crate::common::{threaded, HANG_GUARD};
 
 fn counting(counter: &Arc<AtomicUsize>) -> impl FnOnce() -> snapseal_engine::ActionResult {
     let counter = Arc::clone(counter);

@@ -1,15 +1,13 @@
 //! Failure and panic isolation: a failing action stops only its own queue, is reported in
 //! every way promised, and the worker that ran it carries on.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use snapseal_engine::{ActionFailure, TaskState, TaskSystem};
 
-use common::{threaded, HANG_GUARD};
+use crate::common::{threaded, HANG_GUARD};
 
 #[derive(Debug, thiserror::Error)]
 #[error("disk on fire")]

@@ -1,8 +1,6 @@
 //! Order within a queue and mutual exclusion of its actions, under real contention: many
 //! workers, many queues, producers adding while the queues run, and actions adding actions.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -10,7 +8,7 @@ use std::thread;
 use parking_lot::Mutex;
 use snapseal_engine::OrderedTasks;
 
-use common::{threaded, HANG_GUARD};
+use crate::common::{threaded, HANG_GUARD};
 
 const QUEUES: usize = 200;
 const ACTIONS: u32 = 200;

@@ -1,14 +1,12 @@
 //! Cancelling tasks and queues, pausing and resuming queues.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use snapseal_engine::{TaskState, TaskSystem};
 
-use common::{threaded, HANG_GUARD};
+use crate::common::{threaded, HANG_GUARD};
 
 fn counting(counter: &Arc<AtomicUsize>) -> impl FnOnce() -> snapseal_engine::ActionResult {
     let counter = Arc::clone(counter);

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use snapseal_engine::{EngineConfig, EngineError, TaskSystem};
 
-#[path = "common/nice.rs"]
-mod nice;
-use nice::own_nice;
+use crate::common::nice::own_nice;
 
 #[test]
 fn default_workers_is_half_the_cpus_at_least_one() {

@@ -1,8 +1,6 @@
 //! Delayed and periodic tasks against the manual clock (exact firing counts) and the threaded
 //! timer thread.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use snapseal_engine::{TaskState, TaskSystem};
 
-use common::{threaded, HANG_GUARD};
+use crate::common::{threaded, HANG_GUARD};
 
 const MS: Duration = Duration::from_millis(1);
 

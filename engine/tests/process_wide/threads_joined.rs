@@ -1,12 +1,11 @@
 //! `shutdown` and the last handle's drop join every worker before returning; after a
-//! last-handle drop on a worker the detached threads still exit on their own. One test in its
-//! own binary, so no other test's engine threads are around.
+//! last-handle drop on a worker the detached threads still exit on their own. It counts the
+//! process's engine threads, so it runs alone ([`crate::alone`]): no other test's threads are
+//! around.
 //!
 //! Proof of a join: each worker installs a thread-local guard whose destructor counts the
 //! thread's exit. Thread-local destructors run before a thread can be joined, so the count is
 //! complete the moment `join` (and so `shutdown`) returns.
-
-mod common;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +14,7 @@ use std::time::Instant;
 
 use snapseal_engine::{ShutdownMode, TaskSystem};
 
-use common::{threaded, HANG_GUARD};
+use crate::common::{threaded, HANG_GUARD};
 
 static EXITED: AtomicUsize = AtomicUsize::new(0);
 
@@ -68,6 +67,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn workers_are_joined_and_no_engine_thread_outlives_its_system() {
+    let _alone = crate::alone();
     // Explicit shutdown joins every worker before returning.
     let system = threaded(3);
     if std::path::Path::new("/proc/self/task").exists() {
