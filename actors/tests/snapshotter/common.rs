@@ -1,6 +1,6 @@
 //! A minimal node around a Snapshotter for the integration tests: the reference ledger, a
 //! manual or threaded engine, a real store in a temp directory.
-#![allow(dead_code)] // each test binary uses a different part of it
+#![allow(dead_code)] // the tests use different parts of it
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,15 +1,13 @@
 //! The node-facing contract of the Snapshotter: capture/release, baseline, close, events and
 //! typed errors.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{open_store, Drive};
+use crate::common::{open_store, Drive};
 use parking_lot::Mutex;
 use snapseal_actors::{
     CaptureError, CloseMode, EvidenceError, GenerationError, SnapshotEvent, SnapshotterConfig,
@@ -164,6 +162,49 @@ fn a_snapshotter_started_from_a_snapshot_counts_its_interval_from_there() {
         d.commit(sig);
     }
     assert_eq!(points, vec![2340], "first point at 2240 + tx_interval");
+}
+
+#[test]
+fn a_restarted_snapshotter_resumes_from_the_newest_verified_snapshot_unless_told_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new(Ledger::seed_key(9));
+    let state = Arc::new(KvState::new(ledger.clone()));
+    let mut d = Drive::new(tmp.path(), ledger.clone(), cfg(10, 5), state.clone(), false);
+    d.snapshot_at(10);
+    d.snapshot_at(20);
+    d.commit(d.last_sig);
+    assert_eq!(d.snap.counters().persisted, 2);
+    d.snap.close(CloseMode::Drain);
+    drop(d);
+
+    // A restart over the same store, nothing said: the schedule counts from 20.
+    let restarted = Drive::new(tmp.path(), ledger.clone(), cfg(10, 5), state.clone(), false);
+    assert_eq!(restarted.snap.baseline(), 20);
+    drop(restarted);
+
+    // The node says otherwise: a fresh schedule.
+    let fresh = Drive::build(tmp.path(), ledger.clone(), cfg(10, 5), state.clone(), false, |s| {
+        s.with_baseline(0)
+    });
+    assert_eq!(fresh.snap.baseline(), 0);
+    drop(fresh);
+
+    // The newest file rots: the restart resumes from the newest that still verifies.
+    let newest = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".committed"))
+        .max_by_key(|p| {
+            snapseal_persist::SnapshotName::parse(&p.file_name().unwrap().to_string_lossy())
+                .map(|n| n.idx)
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    let after_rot = Drive::new(tmp.path(), ledger, cfg(10, 5), state, false);
+    assert_eq!(after_rot.snap.baseline(), 10);
 }
 
 #[test]
