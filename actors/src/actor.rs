@@ -27,6 +27,89 @@ use crate::snapshotter::GenerationInfo;
 use crate::snapshotter::Snapshotter;
 
 /// Actor wrapping a [`Snapshotter`].
+///
+/// The node's consensus actor sends it one message per Snapshotter call; the subscriber
+/// gets every event as a [`SnapshotNotification`]. (The `StateSource` and `EvidenceSink`
+/// here are as in the [`Snapshotter`] example.)
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_actors::actor::actix::prelude::*;
+/// use snapseal_actors::actor::{
+///     Commit, GetCounters, RecordCommittable, Rollback, SnapshotNotification, SnapshotterActor,
+/// };
+/// use snapseal_actors::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+/// use snapseal_engine::TaskSystem;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SnapshotStore, StoreOptions};
+/// # use snapseal_actors::{CaptureError, EvidenceSink, Hash, StateSource, StateView};
+/// # struct State;
+/// # impl StateSource for State {
+/// #     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+/// #         Ok(Box::new(View))
+/// #     }
+/// # }
+/// # struct View;
+/// # impl StateView for View {
+/// #     fn write_to(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+/// #         out.write_all(b"state")
+/// #     }
+/// # }
+/// # struct Sink;
+/// # impl EvidenceSink for Sink {
+/// #     fn append_evidence(&self, _snapshot_idx: u64, _claims_digest: Hash) {}
+/// # }
+///
+/// /// The node's subscriber: remembers which snapshot points were dropped.
+/// #[derive(Default)]
+/// struct Subscriber(Vec<u64>);
+/// impl Actor for Subscriber {
+///     type Context = Context<Self>;
+/// }
+/// impl Handler<SnapshotNotification> for Subscriber {
+///     type Result = ();
+///     fn handle(&mut self, n: SnapshotNotification, _: &mut Context<Self>) {
+///         if let SnapshotEvent::Dropped { idx, .. } = n.0 {
+///             self.0.push(idx);
+///         }
+///     }
+/// }
+/// /// Asks the subscriber what it saw.
+/// struct Dropped;
+/// impl Message for Dropped {
+///     type Result = Vec<u64>;
+/// }
+/// impl Handler<Dropped> for Subscriber {
+///     type Result = Vec<u64>;
+///     fn handle(&mut self, _: Dropped, _: &mut Context<Self>) -> Vec<u64> {
+///         self.0.clone()
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new())));
+/// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+/// let tasks = TaskSystem::manual(1);
+/// let config = SnapshotterConfig { tx_interval: 3, ..SnapshotterConfig::default() };
+/// let snapshotter =
+///     Snapshotter::new(config, tasks.clone(), store, Arc::new(State), Arc::new(Sink))?;
+///
+/// System::new().block_on(async move {
+///     let subscriber = Subscriber::default().start();
+///     let snap = SnapshotterActor::new(snapshotter, Some(subscriber.clone().recipient())).start();
+///     assert!(snap.send(RecordCommittable(3)).await?);
+///     snap.send(Commit(3)).await?;
+///     tasks.run_until_idle(); // the state at 3 is serialised on the engine
+///     assert_eq!(snap.send(GetCounters).await?.scheduled, 1);
+///
+///     snap.send(Rollback(3)).await?; // its evidence never came: the generation is dropped
+///     assert_eq!(subscriber.send(Dropped).await?, [3]);
+///     Ok::<_, MailboxError>(())
+/// })?;
+/// # Ok(()) }
+/// ```
 pub struct SnapshotterActor {
     inner: Snapshotter,
 }

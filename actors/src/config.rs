@@ -6,6 +6,26 @@ use std::time::Duration;
 ///
 /// Build one with [`SnapshotterConfig::default`] and adjust fields; every field is checked by
 /// [`SnapshotterConfig::validate`], which [`Snapshotter::new`](crate::Snapshotter::new) calls.
+///
+/// ```
+/// use std::time::Duration;
+/// use snapseal_actors::SnapshotterConfig;
+///
+/// # fn main() -> Result<(), snapseal_actors::ConfigError> {
+/// let config = SnapshotterConfig {
+///     tx_interval: 50_000,                           // a snapshot every 50 000 txs,
+///     time_interval: Some(Duration::from_secs(600)), // or every 10 minutes of traffic
+///     compression: Some(3),                          // zstd level 3
+///     ..SnapshotterConfig::default()
+/// };
+/// config.validate()?;
+///
+/// // An out-of-range field is named, with what would be accepted.
+/// let none_pending = SnapshotterConfig { max_pending: 0, ..config };
+/// let refused = none_pending.validate();
+/// assert!(refused.is_err_and(|e| e.field == "max_pending" && e.allowed.contains("1 ..= 1024")));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotterConfig {
     /// A snapshot is due when `idx - baseline >= tx_interval` (default 10 000, at least 1).

@@ -197,6 +197,13 @@ impl std::fmt::Debug for Snapshotter {
 impl Snapshotter {
     /// A Snapshotter with validated `config`, running generations on `tasks` and persisting into
     /// `store`.
+    ///
+    /// A restart resumes by default: the schedule counts from the store's newest snapshot that
+    /// verifies ([`SnapshotStore::newest_verified`]: no second read when the node loaded that
+    /// snapshot through the store just before), so a node restored at 10 000 does not snapshot
+    /// again at 10 010. [`with_baseline`](Self::with_baseline) says otherwise. When the store
+    /// cannot be read the schedule starts from 0 (logged): a snapshot comes early, none is lost.
+    /// Blocks while that verification reads.
     pub fn new(
         config: SnapshotterConfig,
         tasks: TaskSystem,
@@ -231,10 +238,11 @@ impl Snapshotter {
         })
     }
 
-    /// The state this Snapshotter starts from is the snapshot at `idx` (a node restarted from
-    /// the store's `latest()`): the next interval counts from `idx`, so the first point is due
-    /// at `idx + tx_interval`, and a rollback that removes every later point falls back to
-    /// `idx`. Call it before any other call.
+    /// The state this Snapshotter starts from is the snapshot at `idx`, overriding where
+    /// [`new`](Self::new) resumed (the store's newest snapshot that verifies): the next
+    /// interval counts from `idx`, so the first point is due at `idx + tx_interval`, and a
+    /// rollback that removes every later point falls back to `idx`. `with_baseline(0)` starts
+    /// a fresh schedule. Call it before any other call.
     pub fn with_baseline(mut self, idx: u64) -> Self {
         self.points = Points::starting_at(idx);
         self.last_persisted_idx = idx;
@@ -257,6 +265,67 @@ impl Snapshotter {
     /// send); a panic in it is caught and logged. Hooks see every event (they are not subject
     /// to the queue's overflow policy) and are dropped when the Snapshotter closes.
     pub fn on_event(&self, hook: impl Fn(&SnapshotEvent) + Send + Sync + 'static) {
+    ///
+    /// ```
+    /// # use std::io::{self, Write};
+    /// # use std::sync::{mpsc, Arc, Mutex};
+    /// # use snapseal_actors::{
+    /// #     CaptureError, CloseMode, EvidenceSink, Hash, SnapshotEvent, Snapshotter,
+    /// #     SnapshotterConfig, StateSource, StateView,
+    /// # };
+    /// # use snapseal_engine::TaskSystem;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::Ed25519Verifier;
+    /// # use snapseal_persist::{SnapshotStore, StoreOptions};
+    /// # /// The state: counts its captures.
+    /// # #[derive(Default)]
+    /// # struct Counted(Mutex<u32>);
+    /// # impl StateSource for Counted {
+    /// #     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+    /// #         *self.0.lock().unwrap() += 1;
+    /// #         Ok(Box::new(Bytes))
+    /// #     }
+    /// # }
+    /// # struct Bytes;
+    /// # impl StateView for Bytes {
+    /// #     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+    /// #         out.write_all(b"state")
+    /// #     }
+    /// # }
+    /// # struct Requests(Mutex<mpsc::Sender<(u64, Hash)>>);
+    /// # impl EvidenceSink for Requests {
+    /// #     fn append_evidence(&self, snapshot_idx: u64, claims_digest: Hash) {
+    /// #         let _ = self.0.lock().unwrap().send((snapshot_idx, claims_digest));
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new())));
+    /// # let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+    /// # let (requests, evidence_wanted) = mpsc::channel();
+    /// # let sink = Arc::new(Requests(Mutex::new(requests)));
+    /// # let state = Arc::new(Counted::default());
+    /// let tasks = TaskSystem::manual(1);
+    /// // One generation at a time: a snapshot due while one is pending is skipped.
+    /// let config = SnapshotterConfig { tx_interval: 2, max_pending: 1, ..Default::default() };
+    /// let mut snap = Snapshotter::new(config, tasks.clone(), store, state, sink)?;
+    ///
+    /// // Forward every event into the node's own channel, without blocking.
+    /// let (events_tx, events) = mpsc::channel();
+    /// let events_tx = Mutex::new(events_tx);
+    /// snap.on_event(move |event| {
+    ///     let _ = events_tx.lock().unwrap().send(event.clone());
+    /// });
+    ///
+    /// assert!(snap.record_committable(2));
+    /// snap.commit(2); // generation 0 starts, and waits for its proof
+    /// assert!(snap.record_committable(4));
+    /// snap.commit(4); // due, but one generation is already pending
+    /// assert!(matches!(events.try_recv()?, SnapshotEvent::Skipped { idx: 4 }));
+    /// assert_eq!(snap.counters().skipped, 1);
+    /// # drop(evidence_wanted);
+    /// # Ok(()) }
+    /// ```
         self.events.add_hook(Arc::new(hook));
     }
 
@@ -407,6 +476,78 @@ impl Snapshotter {
     /// survives — plus any older generation whose evidence is gone (evidence lands in the
     /// order serialisations finish, so an older generation's can be newer).
     pub fn rollback(&mut self, idx: u64) {
+    ///
+    /// A generation whose evidence tx is rolled back is dropped and leaves no file; the state
+    /// at its point survived the rollback, so it is captured again at the next commit. (The
+    /// node's `StateSource` here counts its captures; the setup is that of the
+    /// [`Snapshotter`] example.)
+    ///
+    /// ```
+    /// # use std::io::{self, Write};
+    /// # use std::sync::{mpsc, Arc, Mutex};
+    /// # use snapseal_actors::{
+    /// #     CaptureError, CloseMode, EvidenceSink, Hash, SnapshotEvent, Snapshotter,
+    /// #     SnapshotterConfig, StateSource, StateView,
+    /// # };
+    /// # use snapseal_engine::TaskSystem;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::Ed25519Verifier;
+    /// # use snapseal_persist::{SnapshotStore, StoreOptions};
+    /// # /// The state: counts its captures.
+    /// # #[derive(Default)]
+    /// # struct Counted(Mutex<u32>);
+    /// # impl StateSource for Counted {
+    /// #     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+    /// #         *self.0.lock().unwrap() += 1;
+    /// #         Ok(Box::new(Bytes))
+    /// #     }
+    /// # }
+    /// # struct Bytes;
+    /// # impl StateView for Bytes {
+    /// #     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+    /// #         out.write_all(b"state")
+    /// #     }
+    /// # }
+    /// # struct Requests(Mutex<mpsc::Sender<(u64, Hash)>>);
+    /// # impl EvidenceSink for Requests {
+    /// #     fn append_evidence(&self, snapshot_idx: u64, claims_digest: Hash) {
+    /// #         let _ = self.0.lock().unwrap().send((snapshot_idx, claims_digest));
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new())));
+    /// # let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+    /// # let (requests, evidence_wanted) = mpsc::channel();
+    /// # let sink = Arc::new(Requests(Mutex::new(requests)));
+    /// # let state = Arc::new(Counted::default());
+    /// let tasks = TaskSystem::manual(1);
+    /// let config = SnapshotterConfig { tx_interval: 3, ..SnapshotterConfig::default() };
+    /// let mut snap =
+    ///     Snapshotter::new(config, tasks.clone(), Arc::clone(&store), state.clone(), sink)?;
+    /// assert!(snap.record_committable(3));
+    /// snap.commit(3);
+    /// tasks.run_until_idle(); // serialised; the node is asked for an evidence tx
+    /// let (snapshot_idx, claims_digest) = evidence_wanted.try_recv()?;
+    ///
+    /// // The node loses leadership before it appends the evidence: its uncommitted tail is
+    /// // rolled back to 3, and the generation with it.
+    /// snap.rollback(3);
+    /// let dropped = snap.events().try_recv();
+    /// assert!(matches!(dropped, Some(SnapshotEvent::Dropped { idx: 3, .. })));
+    /// // The request still queued is stale now: recording it is refused as such.
+    /// let late = snap.record_evidence(4, snapshot_idx, claims_digest);
+    /// assert!(late.is_err_and(|e| e.is_stale()));
+    ///
+    /// // The next commit captures the state at 3 again, as a new generation.
+    /// snap.commit(3);
+    /// assert_eq!(*state.0.lock().unwrap(), 2);
+    /// let counters = snap.counters();
+    /// assert_eq!((counters.scheduled, counters.dropped), (2, 1));
+    /// snap.close(CloseMode::Cancel);
+    /// assert!(store.list()?.is_empty()); // nothing was committed
+    /// # Ok(()) }
+    /// ```
         self.drain_done();
         // Walk back from the newest generation dropping those without surviving evidence, up
         // to the first whose evidence survives. Older ones can still hold evidence `> idx`:
