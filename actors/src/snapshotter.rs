@@ -238,11 +238,10 @@ impl Snapshotter {
         })
     }
 
-    /// The state this Snapshotter starts from is the snapshot at `idx`, overriding where
-    /// [`new`](Self::new) resumed (the store's newest snapshot that verifies): the next
-    /// interval counts from `idx`, so the first point is due at `idx + tx_interval`, and a
-    /// rollback that removes every later point falls back to `idx`. `with_baseline(0)` starts
-    /// a fresh schedule. Call it before any other call.
+    /// The state this Snapshotter starts from is the snapshot at `idx` (a node restarted from
+    /// the store's `latest()`): the next interval counts from `idx`, so the first point is due
+    /// at `idx + tx_interval`, and a rollback that removes every later point falls back to
+    /// `idx`. Call it before any other call.
     pub fn with_baseline(mut self, idx: u64) -> Self {
         self.points = Points::starting_at(idx);
         self.last_persisted_idx = idx;

@@ -2,17 +2,15 @@
 //! files: build and purge, a learner catching up through install_snapshot, restart recovery,
 //! fallback past a damaged newest snapshot, and a receive cut off midway.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{self, Cfg, Kv, MemLog, NodeId, Put, Router};
 use openraft::storage::RaftStateMachine;
 use openraft::{BasicNode, Config, LogId, Raft, SnapshotPolicy};
 use snapseal_openraft::SealedStateMachine;
-use support::{Cfg, Kv, MemLog, NodeId, Put, Router};
 use tokio::io::AsyncWriteExt;
 
 const MAX_NODE: NodeId = 4;

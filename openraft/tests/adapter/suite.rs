@@ -1,11 +1,9 @@
 //! openraft's own storage test suite, run against the adapter (with an in-memory log).
 
-mod support;
-
+use crate::support::{self, Cfg, Kv, MemLog, NodeId};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use snapseal_openraft::SealedStateMachine;
-use support::{Cfg, Kv, MemLog, NodeId};
 
 struct Builder;
 
