@@ -1,6 +1,7 @@
 //! Faults between the shipper and a real S3-compatible server: connections reset, stalled,
 //! throttled (503) or refused (403) by a loopback proxy, and a shipper process killed with
-//! SIGKILL mid-upload, then restarted. Skipped like the other S3 tests without a server.
+//! SIGKILL mid-upload, then restarted. Each runs once per server (`s3_test!`), skipped like
+//! the other S3 tests without one.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -8,18 +9,22 @@ use std::time::{Duration, Instant};
 
 use crate::support::check::*;
 use crate::support::proxy::{Action, Proxy};
-use crate::support::s3::*;
+use crate::support::s3::{host_port, s3_options, s3_test, unique_bucket, Server};
 use crate::support::*;
 use snapseal_persist::SnapshotName;
 use snapseal_ship::{restore, ErrorClass, Remote, RestoreOptions, Shipper};
 
-fn ship_through(script: impl Fn(usize) -> Action + Send + 'static, test: &str) {
-    let Some(endpoint) = endpoint(test) else {
-        return;
-    };
-    let bucket = unique_bucket("f");
-    create_bucket(&endpoint, &bucket);
-    let proxy = Proxy::start(host_port(&endpoint).unwrap(), script);
+s3_test!(
+    s3_reset_connections_are_retried_and_the_ship_completes,
+    s3_a_stalled_connection_times_out_and_is_retried,
+    s3_throttling_503_is_retried_with_backoff,
+    s3_rejected_credentials_are_terminal,
+    s3_kill9_mid_upload_then_restart_keeps_the_index_consistent,
+);
+
+fn ship_through(server: &Server, script: impl Fn(usize) -> Action + Send + 'static) {
+    let bucket = server.bucket("f");
+    let proxy = Proxy::start(host_port(&server.endpoint).unwrap(), script);
     let (local, target) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store = store(local.path());
     let names: Vec<SnapshotName> = (1..=3).map(|i| persist(&store, i, 2000)).collect();
@@ -39,57 +44,41 @@ fn ship_through(script: impl Fn(usize) -> Action + Send + 'static, test: &str) {
     assert_eq!(restored.name, names[2]);
 }
 
-#[test]
-fn s3_reset_connections_are_retried_and_the_ship_completes() {
-    ship_through(
-        |n| {
-            if n < 3 {
-                Action::Reset
-            } else {
-                Action::Forward
-            }
-        },
-        "s3_reset_connections_are_retried_and_the_ship_completes",
-    );
+fn s3_reset_connections_are_retried_and_the_ship_completes(server: &Server) {
+    ship_through(server, |n| {
+        if n < 3 {
+            Action::Reset
+        } else {
+            Action::Forward
+        }
+    });
 }
 
-#[test]
-fn s3_a_stalled_connection_times_out_and_is_retried() {
-    ship_through(
-        |n| {
-            // More stalls in a row than the store's own retries: the shipper's backoff sees it.
-            if n < 3 {
-                Action::Stall(Duration::from_secs(8))
-            } else {
-                Action::Forward
-            }
-        },
-        "s3_a_stalled_connection_times_out_and_is_retried",
-    );
+fn s3_a_stalled_connection_times_out_and_is_retried(server: &Server) {
+    ship_through(server, |n| {
+        // More stalls in a row than the store's own retries: the shipper's backoff sees it.
+        if n < 3 {
+            Action::Stall(Duration::from_secs(8))
+        } else {
+            Action::Forward
+        }
+    });
 }
 
-#[test]
-fn s3_throttling_503_is_retried_with_backoff() {
-    ship_through(
-        |n| {
-            if n < 4 {
-                Action::SlowDown
-            } else {
-                Action::Forward
-            }
-        },
-        "s3_throttling_503_is_retried_with_backoff",
-    );
+fn s3_throttling_503_is_retried_with_backoff(server: &Server) {
+    ship_through(server, |n| {
+        if n < 4 {
+            Action::SlowDown
+        } else {
+            Action::Forward
+        }
+    });
 }
 
-#[test]
-fn s3_rejected_credentials_are_terminal() {
-    let test = "s3_rejected_credentials_are_terminal";
-    let Some(endpoint) = endpoint(test) else {
-        return;
-    };
-    // The test server accepts any key, so the proxy gives S3's answer to an unknown key.
-    let proxy = Proxy::start(host_port(&endpoint).unwrap(), |_| Action::Forbidden);
+/// The proxy gives S3's answer to an unknown key (the servers' own refusals:
+/// `server_process` on moto, `terminal` on s3rver).
+fn s3_rejected_credentials_are_terminal(server: &Server) {
+    let proxy = Proxy::start(host_port(&server.endpoint).unwrap(), |_| Action::Forbidden);
     let local = tempfile::tempdir().unwrap();
     let store = store(local.path());
     persist(&store, 1, 100);
@@ -133,14 +122,9 @@ fn kill9_child() {
     let _ = shipper.ship_pending();
 }
 
-#[test]
-fn s3_kill9_mid_upload_then_restart_keeps_the_index_consistent() {
-    let Some(endpoint) = endpoint("s3_kill9_mid_upload_then_restart_keeps_the_index_consistent")
-    else {
-        return;
-    };
-    let bucket = unique_bucket("k9");
-    create_bucket(&endpoint, &bucket);
+fn s3_kill9_mid_upload_then_restart_keeps_the_index_consistent(server: &Server) {
+    let endpoint = &server.endpoint;
+    let bucket = server.bucket("k9");
     let local = tempfile::tempdir().unwrap();
     let names: Vec<SnapshotName> = {
         let store = store(local.path());
@@ -151,7 +135,7 @@ fn s3_kill9_mid_upload_then_restart_keeps_the_index_consistent() {
         v
     };
     // Everything passes until 8 MiB went up, then every connection hangs (bounded).
-    let proxy = Proxy::start(host_port(&endpoint).unwrap(), |_| {
+    let proxy = Proxy::start(host_port(endpoint).unwrap(), |_| {
         Action::CutAfter(8 << 20, Duration::from_secs(60))
     });
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -177,7 +161,7 @@ fn s3_kill9_mid_upload_then_restart_keeps_the_index_consistent() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let remote = direct(&endpoint, &bucket);
+    let remote = direct(endpoint, &bucket);
     let before = assert_index_consistent(&remote, local.path(), "n1");
     let first_two: Vec<String> = names[..2].iter().map(|n| n.file_name()).collect();
     assert_eq!(before, first_two, "shipped in order up to the cut");

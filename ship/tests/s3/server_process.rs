@@ -1,6 +1,10 @@
 //! Faults of the S3 server itself, on a moto process each test owns: the server killed with
 //! SIGKILL in the middle of a multipart upload and restarted, and credentials the server's
 //! own IAM refuses. Skipped without python3 + moto (a failure under `SNAPSEAL_REQUIRE_S3=1`).
+//!
+//! moto only, unlike the other S3 tests: the restart replays moto's request recorder and the
+//! refusals come from moto's IAM (switched on for the whole process, so never on the shared
+//! server); s3rver has neither. s3rver's own refusal of an unknown key is in `terminal`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
