@@ -233,8 +233,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     tasks.shutdown(ShutdownMode::Drain);
     println!("versions still kept: {}", kept.kept.lock().len());
 
-    // A restarted node recovers from the newest snapshot that verifies (and would start its
-    // new Snapshotter with `.with_baseline(idx)`, so the next snapshot is `tx_interval` later).
+    // A restarted node recovers from the newest snapshot that verifies (a new Snapshotter over
+    // this store resumes its schedule from there, so the next snapshot is `tx_interval` later).
     let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))?;
     match store.latest()? {
         Some(snapshot) => {

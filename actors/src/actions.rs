@@ -312,5 +312,5 @@ impl PersistJob {
 
 /// First 8 hex digits of a digest, for logs.
 pub(crate) fn hex_prefix(digest: &[u8; 32]) -> String {
-    snapseal_persist::to_hex(&digest[..4])
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -27,10 +27,6 @@ pub(crate) struct Points {
 }
 
 impl Points {
-    pub(crate) fn new() -> Self {
-        Self::starting_at(0)
-    }
-
     /// Points whose baseline is `idx` (the snapshot the state started from; never taken again).
     pub(crate) fn starting_at(idx: u64) -> Self {
         let mut points = VecDeque::new();
@@ -160,7 +156,7 @@ mod tests {
 
     #[test]
     fn baseline_follows_the_newest_point_and_rolls_back_with_it() {
-        let mut p = Points::new();
+        let mut p = Points::starting_at(0);
         assert_eq!(p.baseline(), 0);
         assert!(p.push(10, false));
         assert!(!p.push(10, false), "same index twice");
@@ -174,7 +170,7 @@ mod tests {
 
     #[test]
     fn prune_keeps_pending_points_and_the_baseline() {
-        let mut p = Points::new();
+        let mut p = Points::starting_at(0);
         p.push(10, false);
         p.push(20, false);
         for point in p.due(10) {
@@ -196,7 +192,7 @@ mod tests {
 
     #[test]
     fn rearm_reinserts_in_order() {
-        let mut p = Points::new();
+        let mut p = Points::starting_at(0);
         p.push(30, false);
         p.rearm(20);
         assert_eq!(p.indices(), vec![(0, true), (20, false), (30, false)]);

@@ -215,6 +215,7 @@ impl Snapshotter {
         let capacity = NonZeroUsize::new(DEFAULT_EVENT_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let spill_budget = config.spill_threshold.map(MemoryBudget::new);
+        let resumed = resume_point(&store);
         Ok(Snapshotter {
             spill_budget,
             config,
@@ -222,13 +223,13 @@ impl Snapshotter {
             store,
             state,
             sink,
-            points: Points::new(),
+            points: Points::starting_at(resumed),
             pending: Vec::new(),
             next_generation: 0,
             commit_idx: 0,
             forced: false,
             last_serialise_at: None,
-            last_persisted_idx: 0,
+            last_persisted_idx: resumed,
             counters: Arc::new(Counters::default()),
             events: EventHub::new(capacity),
             armed: BTreeSet::new(),
@@ -238,10 +239,11 @@ impl Snapshotter {
         })
     }
 
-    /// The state this Snapshotter starts from is the snapshot at `idx` (a node restarted from
-    /// the store's `latest()`): the next interval counts from `idx`, so the first point is due
-    /// at `idx + tx_interval`, and a rollback that removes every later point falls back to
-    /// `idx`. Call it before any other call.
+    /// The state this Snapshotter starts from is the snapshot at `idx`, overriding where
+    /// [`new`](Self::new) resumed (the store's newest snapshot that verifies): the next
+    /// interval counts from `idx`, so the first point is due at `idx + tx_interval`, and a
+    /// rollback that removes every later point falls back to `idx`. `with_baseline(0)` starts
+    /// a fresh schedule. Call it before any other call.
     pub fn with_baseline(mut self, idx: u64) -> Self {
         self.points = Points::starting_at(idx);
         self.last_persisted_idx = idx;
@@ -263,7 +265,6 @@ impl Snapshotter {
     /// `Failed`). So it must be quick and must never block (use a non-blocking or unbounded
     /// send); a panic in it is caught and logged. Hooks see every event (they are not subject
     /// to the queue's overflow policy) and are dropped when the Snapshotter closes.
-    pub fn on_event(&self, hook: impl Fn(&SnapshotEvent) + Send + Sync + 'static) {
     ///
     /// ```
     /// # use std::io::{self, Write};
@@ -325,6 +326,7 @@ impl Snapshotter {
     /// # drop(evidence_wanted);
     /// # Ok(()) }
     /// ```
+    pub fn on_event(&self, hook: impl Fn(&SnapshotEvent) + Send + Sync + 'static) {
         self.events.add_hook(Arc::new(hook));
     }
 
@@ -474,7 +476,6 @@ impl Snapshotter {
     /// generations whose evidence is gone (or never came), stopping at the first whose evidence
     /// survives — plus any older generation whose evidence is gone (evidence lands in the
     /// order serialisations finish, so an older generation's can be newer).
-    pub fn rollback(&mut self, idx: u64) {
     ///
     /// A generation whose evidence tx is rolled back is dropped and leaves no file; the state
     /// at its point survived the rollback, so it is captured again at the next commit. (The
@@ -547,6 +548,7 @@ impl Snapshotter {
     /// assert!(store.list()?.is_empty()); // nothing was committed
     /// # Ok(()) }
     /// ```
+    pub fn rollback(&mut self, idx: u64) {
         self.drain_done();
         // Walk back from the newest generation dropping those without surviving evidence, up
         // to the first whose evidence survives. Older ones can still hold evidence `> idx`:
@@ -927,5 +929,24 @@ fn wait_for(tasks: &TaskSystem, g: &Generation) {
     }
     while !g.queue.wait_idle(PATIENCE) {
         warn!(parent: &g.span, "close is waiting for a running snapshot action");
+    }
+}
+
+/// Where a Snapshotter over `store` resumes: the newest snapshot that verifies, 0 when there is
+/// none or the store cannot say (a fresh schedule takes a snapshot early, never loses one).
+fn resume_point(store: &SnapshotStore) -> u64 {
+    match store.newest_verified() {
+        Ok(newest) => {
+            let idx = newest.map_or(0, |name| name.idx);
+            debug!(
+                idx,
+                "snapshot schedule resumes from the newest verified snapshot"
+            );
+            idx
+        }
+        Err(e) => {
+            warn!(error = %snapseal_persist::ErrorChain(&e), "cannot find the newest snapshot; the schedule starts from 0");
+            0
+        }
     }
 }

@@ -29,7 +29,7 @@
 
 use thiserror::Error;
 
-use crate::to_hex;
+use crate::hex::to_hex;
 
 /// The first eight bytes of every committed file.
 pub const MAGIC: [u8; 8] = *b"SNAPSEAL";

@@ -110,6 +110,8 @@ pub use error::{
     VerifyError,
 };
 pub use format::{Claims, Flags, FormatError};
+// A formatting utility for snapseal's own crates, not part of the contract.
+#[cfg(feature = "internals")]
 pub use hex::to_hex;
 pub use hold::Hold;
 pub use names::{FileState, SnapshotName};

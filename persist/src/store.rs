@@ -590,6 +590,37 @@ impl SnapshotStore {
         Ok(our_files(&entries))
     }
 
+    /// The name of the newest committed snapshot that verifies: where a restarted node's
+    /// snapshot schedule resumes. A file this store has verified already (committed through
+    /// it, or returned by [`latest`](Self::latest) or [`read`](Self::read) since it opened) is
+    /// not read again; otherwise this is [`latest`](Self::latest) — newest first, failures
+    /// quarantined — without keeping the file open. Blocks while it reads.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use snapseal_persist::{fs::RealFs, receipt::Schemes, SnapshotStore, StoreOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = StoreOptions::new(Arc::new(Schemes::new()));
+    /// let store = SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?;
+    /// assert_eq!(store.newest_verified()?, None, "an empty store: a fresh schedule");
+    /// # Ok(()) }
+    /// ```
+    pub fn newest_verified(&self) -> Result<Option<SnapshotName>, StoreError> {
+        let newest = self
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|e| e.name.state == FileState::Committed)
+            .map(|e| e.name);
+        if let Some(name) = newest {
+            if self.known_good.lock().contains(&name) {
+                return Ok(Some(name));
+            }
+        }
+        Ok(self.latest()?.map(|file| *file.name()))
+    }
+
     /// The newest committed snapshot (by idx, then evidence_idx) that verifies, with a
     /// [`Hold`] on it; `None` when there is none.
     ///

@@ -167,7 +167,7 @@ fn a_snapshotter_started_from_a_snapshot_counts_its_interval_from_there() {
 #[test]
 fn a_restarted_snapshotter_resumes_from_the_newest_verified_snapshot_unless_told_otherwise() {
     let tmp = tempfile::tempdir().unwrap();
-    let ledger = Ledger::new(Ledger::seed_key(9));
+    let ledger = Ledger::from_seed(9);
     let state = Arc::new(KvState::new(ledger.clone()));
     let mut d = Drive::new(tmp.path(), ledger.clone(), cfg(10, 5), state.clone(), false);
     d.snapshot_at(10);
@@ -175,7 +175,6 @@ fn a_restarted_snapshotter_resumes_from_the_newest_verified_snapshot_unless_told
     d.commit(d.last_sig);
     assert_eq!(d.snap.counters().persisted, 2);
     d.snap.close(CloseMode::Drain);
-    drop(d);
 
     // A restart over the same store, nothing said: the schedule counts from 20.
     let restarted = Drive::new(tmp.path(), ledger.clone(), cfg(10, 5), state.clone(), false);
@@ -183,9 +182,14 @@ fn a_restarted_snapshotter_resumes_from_the_newest_verified_snapshot_unless_told
     drop(restarted);
 
     // The node says otherwise: a fresh schedule.
-    let fresh = Drive::build(tmp.path(), ledger.clone(), cfg(10, 5), state.clone(), false, |s| {
-        s.with_baseline(0)
-    });
+    let fresh = Drive::build(
+        tmp.path(),
+        ledger.clone(),
+        cfg(10, 5),
+        state.clone(),
+        false,
+        |s| s.with_baseline(0),
+    );
     assert_eq!(fresh.snap.baseline(), 0);
     drop(fresh);
 

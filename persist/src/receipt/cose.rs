@@ -31,7 +31,7 @@ use super::error::ReceiptError;
 use super::merkle::{MerkleTree, MAX_PROOF_LEN};
 use super::scheme::{SchemeId, LABEL_SCHEME};
 use crate::format::Claims;
-use crate::to_hex;
+use crate::hex::to_hex;
 use crate::Hash;
 
 /// Receipt encoding version carried under [`LABEL_VERSION`]. Version 1 had no scheme parameter

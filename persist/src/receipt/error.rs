@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use super::scheme::SchemeId;
-use crate::to_hex;
+use crate::hex::to_hex;
 
 /// Everything that can be wrong with a receipt, from its bytes to its signature. Variants carry
 /// the values compared so the reason is visible in a log line.

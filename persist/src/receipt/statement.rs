@@ -29,7 +29,8 @@ use super::error::ReceiptError;
 use super::scheme::{ReceiptScheme, SchemeId, LABEL_SCHEME};
 use super::{Expected, VerifiedReceipt};
 use crate::format::Claims;
-use crate::{to_hex, Hash};
+use crate::hex::to_hex;
+use crate::Hash;
 
 /// Protected label: the snapshot index the statement is about (uint).
 pub const LABEL_STATEMENT_IDX: i64 = -70010;

@@ -12,7 +12,7 @@ use super::merkle::{leaf_hash, root_from_proof};
 use super::scheme::{ReceiptScheme, SchemeId, Schemes};
 use super::statement::StatementScheme;
 use super::{Expected, ReceiptVerifier, VerifiedReceipt};
-use crate::to_hex;
+use crate::hex::to_hex;
 
 /// The built-in CCF-style scheme ([`SchemeId::MERKLE`]): verifies Merkle receipts against a
 /// fixed set of trusted ledger signing keys.
