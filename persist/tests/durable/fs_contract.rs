@@ -1,5 +1,6 @@
-//! The filesystem seam's contract, written once and run against `RealFs` ([`fs_real`](crate::fs_real))
-//! and `SimFs` ([`fs_sim`](crate::fs_sim)), so the simulation cannot drift from the real thing.
+//! The filesystem seam's contract, written once and run against `RealFs`
+//! ([`fs_real`](crate::fs_real)) and `SimFs` ([`fs_sim`](crate::fs_sim)), so the simulation
+//! cannot drift from the real thing.
 
 use std::io;
 use std::path::Path;
