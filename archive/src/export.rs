@@ -106,6 +106,35 @@ pub enum ExportError {
 impl ExportError {
     /// True when the store or ledger does not hold what the level needs, or holds something
     /// that does not verify: a property of the data, not an I/O failure.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use snapseal_archive::{export, ExportError, ExportOptions, Level};
+    /// use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
+    /// use snapseal_persist::fs::RealFs;
+    /// use snapseal_persist::receipt::Ed25519Verifier;
+    /// use snapseal_persist::SigningKey;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A node that has not committed a snapshot yet.
+    /// let empty = tempfile::tempdir()?;
+    /// std::fs::create_dir(empty.path().join("ledger"))?;
+    /// let key = SigningKey::from_bytes(&[3; 32]).verifying_key();
+    /// let opts = ExportOptions {
+    ///     level: Level::Operational,
+    ///     keys: vec![key],
+    ///     verifier: Arc::new(Ed25519Verifier::new(vec![key])),
+    /// };
+    /// let dir = RealFs.open_dir_unmapped(empty.path())?;
+    /// let ledger = LedgerDir::open(&RealFs, &empty.path().join("ledger"))?;
+    /// let mut out = Vec::new();
+    /// match export(&*dir, &ledger, &ChunkKeys(vec![key]), &opts, &mut out) {
+    ///     // Nothing to start a node from: the data's fault, not the disk's.
+    ///     Err(e @ ExportError::NoSnapshot { .. }) => assert!(e.is_refusal()),
+    ///     other => panic!("expected a refusal, got {other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
@@ -344,6 +373,59 @@ fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
 /// Exports the snapshot directory `dir` and the ledger `source` at `opts.level` into `out`
 /// as a tar stream; every chunk is verified by `chunks`. Operational and replay archives are
 /// deterministic: the same store and ledger give the same bytes.
+///
+/// The reference ledger (`snapseal-ledger`) provides the [`ArtifactSource`] and the
+/// [`ChunkVerifier`] of a ledger directory; a node with its own ledger implements them.
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_archive::{export, ExportOptions, Level};
+/// use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// # use std::path::Path;
+/// # use snapseal_actors::SnapshotterConfig;
+/// # use snapseal_ledger::ledger::Ledger;
+/// # use snapseal_ledger::node::SimConfig;
+/// # use snapseal_persist::{SnapshotStore, StoreOptions, VerifyingKey};
+/// # /// Runs a small simulated node into `dir` (snapshots, and its ledger in `dir/ledger`).
+/// # fn run_node(dir: &Path) -> Result<VerifyingKey, String> {
+/// #     let key = Ledger::seed_key(3).verifying_key();
+/// #     let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key])));
+/// #     let sim = SimConfig { txs: 300, sig_every: 10, value_size: 8, keys: 20, seed: 3,
+/// #         ..SimConfig::default() };
+/// #     let snap = SnapshotterConfig { tx_interval: 60, ..SnapshotterConfig::default() };
+/// #     snapseal_sim::harness::fuzz_archive::node_with_disk_ledger(
+/// #         Arc::new(RealFs), dir, opts, sim, snap, 2048)?;
+/// #     Ok(key)
+/// # }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = tempfile::tempdir()?;
+/// # let key = run_node(node.path())?;
+/// // `node` holds a node's snapshots, and its ledger in `ledger/`; `key` signs the ledger.
+/// let snapshots = RealFs.open_dir_unmapped(node.path())?;
+/// let ledger = LedgerDir::open(&RealFs, &node.path().join("ledger"))?;
+/// let opts = ExportOptions {
+///     level: Level::Replay,
+///     keys: vec![key],
+///     verifier: Arc::new(Ed25519Verifier::new(vec![key])),
+/// };
+/// let mut archive = Vec::new();
+/// let report = export(&*snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut archive)?;
+///
+/// // The newest snapshot, and every ledger entry after it up to the commit index.
+/// let manifest = &report.manifest;
+/// assert_eq!(manifest.level, Level::Replay);
+/// assert!(manifest.snapshot_idx > 0 && manifest.commit_idx > manifest.snapshot_idx);
+/// assert!(manifest.missing.is_empty());
+///
+/// // Deterministic: the same store and ledger give the same bytes.
+/// let mut again = Vec::new();
+/// export(&*snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut again)?;
+/// assert_eq!(archive, again);
+/// # Ok(()) }
+/// ```
 pub fn export(
     dir: &dyn DirHandle,
     source: &dyn ArtifactSource,

@@ -290,6 +290,67 @@ fn check_only_ours(
 /// Imports the tar stream `src` into `target`: snapshots through its store's ingest, chunks
 /// (verified by `chunks`) into its ledger directory. Everything is read and verified before
 /// anything is committed (module docs).
+///
+/// A new node starts from another node's replay archive: the snapshot through the store's
+/// ingest, the ledger chunks into its ledger directory.
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_archive::{export, import, ExportOptions, ImportOptions, Level, Target};
+/// use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
+/// use snapseal_persist::fs::{FileSystem, RealFs};
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SnapshotStore, StoreOptions};
+/// # use std::path::Path;
+/// # use snapseal_actors::SnapshotterConfig;
+/// # use snapseal_ledger::ledger::Ledger;
+/// # use snapseal_ledger::node::SimConfig;
+/// # use snapseal_persist::VerifyingKey;
+/// # /// Runs a small simulated node into `dir` (snapshots, and its ledger in `dir/ledger`).
+/// # fn run_node(dir: &Path) -> Result<VerifyingKey, String> {
+/// #     let key = Ledger::seed_key(3).verifying_key();
+/// #     let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key])));
+/// #     let sim = SimConfig { txs: 300, sig_every: 10, value_size: 8, keys: 20, seed: 3,
+/// #         ..SimConfig::default() };
+/// #     let snap = SnapshotterConfig { tx_interval: 60, ..SnapshotterConfig::default() };
+/// #     snapseal_sim::harness::fuzz_archive::node_with_disk_ledger(
+/// #         Arc::new(RealFs), dir, opts, sim, snap, 2048)?;
+/// #     Ok(key)
+/// # }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let old = tempfile::tempdir()?;
+/// # let key = run_node(old.path())?;
+/// # let opts = ExportOptions {
+/// #     level: Level::Replay,
+/// #     keys: vec![key],
+/// #     verifier: Arc::new(Ed25519Verifier::new(vec![key])),
+/// # };
+/// # let ledger = LedgerDir::open(&RealFs, &old.path().join("ledger"))?;
+/// # let mut archive = Vec::new();
+/// # let snapshots = RealFs.open_dir_unmapped(old.path())?;
+/// # export(&*snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut archive)?;
+/// // `archive` is a replay archive of a node whose ledger `key` signs (see `export`).
+/// let new = tempfile::tempdir()?;
+/// let verifier = Arc::new(Ed25519Verifier::new(vec![key]));
+/// let store = SnapshotStore::open(Arc::new(RealFs), new.path(), StoreOptions::new(verifier))?;
+/// let target = Target {
+///     store: &store,
+///     dir: &*RealFs.open_dir_unmapped(new.path())?,
+///     ledger: &*RealFs.open_dir(&new.path().join("ledger"), true)?,
+/// };
+/// let opts = ImportOptions { level: Level::Replay, trusted_keys: vec![key], repopulate: false };
+/// let report = import(&mut &archive[..], &target, &ChunkKeys(vec![key]), &opts)?;
+/// assert_eq!(report.snapshots_committed.len(), 1);
+/// assert!(!report.chunks_committed.is_empty());
+/// assert_eq!(store.latest()?.map(|s| s.name().idx), Some(report.snapshot_idx));
+///
+/// // Rerun (after a crash, say): everything is already there, nothing is replaced.
+/// let again = import(&mut &archive[..], &target, &ChunkKeys(vec![key]), &opts)?;
+/// assert!(again.snapshots_committed.is_empty() && again.chunks_committed.is_empty());
+/// assert_eq!(again.snapshots_present, report.snapshots_committed);
+/// # Ok(()) }
+/// ```
 pub fn import(
     src: &mut dyn Read,
     target: &Target<'_>,
