@@ -51,6 +51,32 @@ pub enum PendingError {
 }
 
 /// A file being written under its pending name.
+///
+/// Where an archive is written to a file: a crash or an error leaves no file of the final
+/// name, never half of one, and an existing file is never replaced.
+///
+/// ```
+/// use std::io::Write;
+/// use snapseal_archive::{PendingError, PendingFile, Stale};
+/// use snapseal_persist::fs::{FileSystem, RealFs};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let out = tempfile::tempdir()?;
+/// let dir = RealFs.open_dir(out.path(), false)?;
+/// let mut file = PendingFile::create(&*dir, "node.tar.pending", 0o600, Stale::Refuse)?;
+/// file.write_all(b"the archive")?; // e.g. `export(..., &mut file)`
+/// file.seal()?.publish("node.tar")?; // fsync, close, rename (no replace), directory fsync
+/// assert_eq!(std::fs::read(out.path().join("node.tar"))?, b"the archive");
+///
+/// // A second archive of that name is refused, and leaves nothing behind.
+/// let mut second = PendingFile::create(&*dir, "node.tar.pending", 0o600, Stale::Refuse)?;
+/// second.write_all(b"another archive")?;
+/// let refused = second.seal()?.publish("node.tar");
+/// assert!(matches!(refused, Err(PendingError::Exists(_))));
+/// assert_eq!(std::fs::read(out.path().join("node.tar"))?, b"the archive");
+/// assert!(!out.path().join("node.tar.pending").exists());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct PendingFile<'d> {
     dir: &'d dyn DirHandle,
