@@ -25,6 +25,7 @@ use crate::node::ProofSource;
 #[cfg(feature = "internals")]
 use crate::snapshotter::GenerationInfo;
 use crate::snapshotter::Snapshotter;
+use crate::CloseMode;
 
 /// Actor wrapping a [`Snapshotter`].
 ///
@@ -187,6 +188,18 @@ pub struct Rollback(pub u64);
 #[rtype(result = "()")]
 pub struct TriggerSnapshot;
 
+/// Ends the Snapshotter ([`Snapshotter::close`] with this mode: [`CloseMode::Drain`] persists
+/// every generation whose persist is scheduled, [`CloseMode::Cancel`] drops them) and stops the
+/// actor; when the reply arrives the snapshots are on disk (or dropped), every kept point is
+/// released and the store's directory lock is free unless the node holds the store elsewhere.
+/// Later messages fail with [`MailboxError::Closed`].
+///
+/// The handler blocks the actor's arbiter thread until running actions finish (a serialisation
+/// stops at its next write once cancelled; a persist runs to its fsync).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Close(pub CloseMode);
+
 /// Ask for [`Snapshotter::counters`].
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "SnapshotCounters")]
@@ -245,6 +258,14 @@ impl Handler<TriggerSnapshot> for SnapshotterActor {
     type Result = ();
     fn handle(&mut self, _: TriggerSnapshot, _: &mut Context<Self>) {
         self.inner.trigger_snapshot()
+    }
+}
+
+impl Handler<Close> for SnapshotterActor {
+    type Result = ();
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.inner.shutdown(msg.0);
+        ctx.stop();
     }
 }
 

@@ -681,7 +681,8 @@ impl Snapshotter {
         self.shutdown(mode);
     }
 
-    fn shutdown(&mut self, mode: CloseMode) {
+    /// [`close`](Self::close) through `&mut` (the actix facade's `Close`, and `Drop`).
+    pub(crate) fn shutdown(&mut self, mode: CloseMode) {
         if self.closed {
             return;
         }

@@ -6,10 +6,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use snapseal_actors::actor::actix::prelude::*;
 use snapseal_actors::actor::{
-    Commit, GetCounters, GetPending, RecordCommittable, RecordEvidence, RecordSignature,
+    Close, Commit, GetCounters, GetPending, RecordCommittable, RecordEvidence, RecordSignature,
     RecordTree, SnapshotNotification, SnapshotterActor,
 };
-use snapseal_actors::{SnapshotEvent, Snapshotter, SnapshotterConfig};
+use snapseal_actors::{CloseMode, SnapshotEvent, Snapshotter, SnapshotterConfig};
 use snapseal_engine::{EngineConfig, TaskSystem};
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
@@ -254,4 +254,78 @@ fn a_flooded_subscriber_still_gets_every_committed_notification() {
     got.sort();
     assert_eq!(on_disk, (1..=SNAPSHOTS).map(|k| 10 * k).collect::<Vec<_>>());
     assert_eq!(got, on_disk, "every persisted snapshot was notified");
+}
+
+#[test]
+fn close_drain_persists_what_was_scheduled_stops_the_actor_and_frees_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let system = System::new();
+    let dir = tmp.path().to_path_buf();
+    let ledger = Ledger::from_seed(8);
+    let ledger2 = ledger.clone();
+    system.block_on(async move {
+        let ledger = ledger2;
+        let (snapshotter, _tasks, evidence) = threaded_snapshotter(&dir, &ledger);
+        let snap = SnapshotterActor::new(snapshotter, None).start();
+        for i in 1..10u64 {
+            ledger.append(TxKind::Write {
+                key: i,
+                value: Arc::from(vec![i as u8]),
+            });
+        }
+        let s = ledger.append_signature();
+        let sig = s.sig_idx;
+        assert!(snap.send(RecordCommittable(sig)).await.unwrap());
+        snap.send(RecordSignature(s)).await.unwrap();
+        snap.send(RecordTree {
+            sig_idx: sig,
+            tree: ledger.proofs(),
+        })
+        .await
+        .unwrap();
+        snap.send(Commit(sig)).await.unwrap();
+        let (snapshot_idx, digest) = evidence.recv_timeout(Duration::from_secs(30)).unwrap();
+        let e = ledger.append(TxKind::Evidence {
+            snapshot_idx,
+            digest,
+        });
+        snap.send(RecordEvidence {
+            evidence_idx: e,
+            snapshot_idx,
+            digest,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let s2 = ledger.append_signature();
+        let sig2 = s2.sig_idx;
+        snap.send(RecordSignature(s2)).await.unwrap();
+        snap.send(RecordTree {
+            sig_idx: sig2,
+            tree: ledger.proofs(),
+        })
+        .await
+        .unwrap();
+        // The persist is scheduled here; nothing waits for it but the close.
+        snap.send(Commit(sig2)).await.unwrap();
+        snap.send(Close(CloseMode::Drain)).await.unwrap();
+        assert!(
+            matches!(snap.send(GetCounters).await, Err(MailboxError::Closed)),
+            "the actor stops with the Snapshotter"
+        );
+    });
+    let committed: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".committed"))
+        .collect();
+    assert_eq!(committed.len(), 1, "{committed:?}");
+    // The store's directory lock went with the Snapshotter: the directory opens again.
+    let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
+    SnapshotStore::open(
+        Arc::new(RealFs::new()),
+        tmp.path(),
+        StoreOptions::new(verifier),
+    )
+    .unwrap();
 }
