@@ -16,3 +16,4 @@ mod support;
 mod faults;
 mod s3;
 mod server_process;
+mod terminal;
