@@ -21,6 +21,69 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 ///   (bounded memory for any size); writable in order only: a seek must name the current end
 ///   (openraft's chunked transport seeks only to re-send, which is refused). Dropped without
 ///   being installed, it removes its pending file.
+///
+/// A follower that is too far behind receives the leader's snapshot as these bytes, and
+/// installs it only once it verified. (openraft's transport does the copying; `Config` and
+/// the `Sum` state are those of the crate example.)
+///
+/// ```
+/// use openraft::storage::RaftStateMachine;
+/// use openraft::RaftSnapshotBuilder;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use std::io::{Read, Write};
+/// # use snapseal_openraft::{SealOptions, SealedData, SealedState, SealedStateMachine};
+/// # use snapseal_persist::SigningKey;
+/// # use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+/// # openraft::declare_raft_types!(pub Config: D = u64, R = u64, SnapshotData = SealedData);
+/// # #[derive(Clone, Default)]
+/// # struct Sum(u64);
+/// # impl SealedState<Config> for Sum {
+/// #     fn apply(&mut self, _: &LogId<u64>, data: &u64) -> u64 {
+/// #         self.0 += *data;
+/// #         self.0
+/// #     }
+/// #     fn no_data_response(&self, _: &LogId<u64>) -> u64 {
+/// #         self.0
+/// #     }
+/// #     fn serialise(&self, out: &mut dyn Write) -> std::io::Result<()> {
+/// #         out.write_all(&self.0.to_le_bytes())
+/// #     }
+/// #     fn restore(input: &mut dyn Read) -> std::io::Result<Self> {
+/// #         let mut b = [0u8; 8];
+/// #         input.read_exact(&mut b)?;
+/// #         Ok(Sum(u64::from_le_bytes(b)))
+/// #     }
+/// # }
+/// # let entry = |index, n| Entry::<Config> {
+/// #     log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+/// #     payload: EntryPayload::Normal(n),
+/// # };
+/// let leader_key = SigningKey::from_bytes(&[1; 32]);
+/// let follower_key = SigningKey::from_bytes(&[2; 32]);
+/// let members = vec![leader_key.verifying_key(), follower_key.verifying_key()];
+/// let (leader_dir, follower_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// let mut leader: SealedStateMachine<Config, Sum> = SealedStateMachine::open(
+///     leader_dir.path(), SealOptions::new(leader_key, members.clone()))?;
+/// let mut follower: SealedStateMachine<Config, Sum> = SealedStateMachine::open(
+///     follower_dir.path(), SealOptions::new(follower_key, members))?;
+/// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// # rt.block_on(async {
+/// leader.apply([entry(1, 5), entry(2, 7), entry(3, 30)]).await?;
+/// let mut sent = leader.get_snapshot_builder().await.build_snapshot().await?;
+///
+/// // The follower receives the file's bytes (in chunks, over the network) ...
+/// let mut received = follower.begin_receiving_snapshot().await?;
+/// tokio::io::copy(&mut *sent.snapshot, &mut *received).await?;
+/// assert_eq!(received.len(), sent.snapshot.len());
+/// // ... and installs them: verified, committed, then the state is replaced.
+/// follower.install_snapshot(&sent.meta, received).await?;
+/// assert_eq!(follower.state().0, 42);
+/// let current = follower.get_current_snapshot().await?.expect("the installed snapshot");
+/// assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(3));
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok(()) }
+/// ```
 pub struct SealedData {
     inner: Inner,
 }

@@ -14,9 +14,10 @@
 //! The user's state plugs in through [`SealedState`]: apply an entry, serialise to a writer,
 //! restore from a reader. The type config names [`SealedData`] as its `SnapshotData`.
 //!
-//! ```no_run
+//! ```
 //! use std::io::{Read, Write};
-//! use openraft::{LogId, RaftTypeConfig};
+//! use openraft::storage::RaftStateMachine;
+//! use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 //! use snapseal_openraft::{SealOptions, SealedData, SealedState, SealedStateMachine};
 //! use snapseal_persist::SigningKey;
 //!
@@ -46,13 +47,30 @@
 //!     }
 //! }
 //!
-//! # fn main() -> Result<(), snapseal_openraft::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path(); // e.g. /var/lib/node/snapshots
 //! let key = SigningKey::from_bytes(&[7; 32]);
 //! let opts = SealOptions::new(key.clone(), vec![key.verifying_key()]);
-//! let sm: SealedStateMachine<Config, Sum> =
-//!     SealedStateMachine::open(std::path::Path::new("/var/lib/node/snapshots"), opts)?;
-//! // Hand `sm` to `openraft::Raft::new` with a log store and a network.
-//! # let _ = sm;
+//! let mut sm: SealedStateMachine<Config, Sum> = SealedStateMachine::open(dir, opts.clone())?;
+//! // Hand `sm` to `openraft::Raft::new` with a log store and a network; openraft then
+//! // applies entries and builds snapshots through it, as here by hand:
+//! # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! # rt.block_on(async {
+//! let entry = |index, n| Entry::<Config> {
+//!     log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+//!     payload: EntryPayload::Normal(n),
+//! };
+//! assert_eq!(sm.apply([entry(1, 5), entry(2, 7)]).await?, [5, 12]);
+//! let snapshot = sm.get_snapshot_builder().await.build_snapshot().await?;
+//! assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(2));
+//! # Ok::<_, openraft::StorageError<u64>>(())
+//! # })?;
+//! drop(sm);
+//!
+//! // After a restart: the state of the newest snapshot that verifies.
+//! let sm: SealedStateMachine<Config, Sum> = SealedStateMachine::open(dir, opts)?;
+//! assert_eq!(sm.state().0, 12);
 //! # Ok(())
 //! # }
 //! ```

@@ -50,6 +50,69 @@ pub trait SealedState<C: RaftTypeConfig>: Clone + Default + Send + Sync + 'stati
 }
 
 /// Configuration of a [`SealedStateMachine`].
+///
+/// The trusted keys decide whose snapshots a node installs: a snapshot signed by any other
+/// key is refused, and nothing of it is committed. (`Config`, the `Sum` state and `entry`
+/// are those of the crate example.)
+///
+/// ```
+/// use openraft::storage::RaftStateMachine;
+/// use openraft::RaftSnapshotBuilder;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use std::io::{Read, Write};
+/// # use snapseal_openraft::{SealOptions, SealedData, SealedState, SealedStateMachine};
+/// # use snapseal_persist::SigningKey;
+/// # use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+/// # openraft::declare_raft_types!(pub Config: D = u64, R = u64, SnapshotData = SealedData);
+/// # #[derive(Clone, Default)]
+/// # struct Sum(u64);
+/// # impl SealedState<Config> for Sum {
+/// #     fn apply(&mut self, _: &LogId<u64>, data: &u64) -> u64 {
+/// #         self.0 += *data;
+/// #         self.0
+/// #     }
+/// #     fn no_data_response(&self, _: &LogId<u64>) -> u64 {
+/// #         self.0
+/// #     }
+/// #     fn serialise(&self, out: &mut dyn Write) -> std::io::Result<()> {
+/// #         out.write_all(&self.0.to_le_bytes())
+/// #     }
+/// #     fn restore(input: &mut dyn Read) -> std::io::Result<Self> {
+/// #         let mut b = [0u8; 8];
+/// #         input.read_exact(&mut b)?;
+/// #         Ok(Sum(u64::from_le_bytes(b)))
+/// #     }
+/// # }
+/// # let entry = |index, n| Entry::<Config> {
+/// #     log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+/// #     payload: EntryPayload::Normal(n),
+/// # };
+/// let (dir, other_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// let key = SigningKey::from_bytes(&[1; 32]);
+/// let mut opts = SealOptions::new(key.clone(), vec![key.verifying_key()]);
+/// opts.compression = Some(3); // zstd level 3
+/// opts.memory_budget = 1 << 20; // bodies past 1 MiB stream to disk while serialised
+/// let mut sm: SealedStateMachine<Config, Sum> = SealedStateMachine::open(dir.path(), opts)?;
+///
+/// // A node of another cluster, with its own key.
+/// let stranger = SigningKey::from_bytes(&[9; 32]);
+/// let opts = SealOptions::new(stranger.clone(), vec![stranger.verifying_key()]);
+/// let mut other: SealedStateMachine<Config, Sum> =
+///     SealedStateMachine::open(other_dir.path(), opts)?;
+/// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// # rt.block_on(async {
+/// other.apply([entry(1, 1_000)]).await?;
+/// let mut forged = other.get_snapshot_builder().await.build_snapshot().await?;
+///
+/// let mut received = sm.begin_receiving_snapshot().await?;
+/// tokio::io::copy(&mut *forged.snapshot, &mut *received).await?;
+/// assert!(sm.install_snapshot(&forged.meta, received).await.is_err());
+/// assert_eq!(sm.state().0, 0); // the state is untouched
+/// assert!(sm.get_current_snapshot().await?.is_none());
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SealOptions {
     /// This node's key: it signs the statement that is each built snapshot's receipt.
