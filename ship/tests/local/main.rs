@@ -14,3 +14,4 @@ mod changed_under_the_shipper;
 mod hostile_local;
 mod local;
 mod local_interrupted;
+mod full_remote;

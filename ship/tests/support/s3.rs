@@ -79,6 +79,7 @@ impl Server {
 /// and a test `s3rver` that run the function on that server (or skip as [`Server::named`]
 /// says). So a failure names the server, and `cargo test --test s3 s3rver` runs one
 /// server's.
+#[allow(unused_macros)] // the `local` binary shares this module
 macro_rules! s3_test {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -94,6 +95,7 @@ macro_rules! s3_test {
         }
     )+};
 }
+#[allow(unused_imports)]
 pub(crate) use s3_test;
 
 /// Runs `test` on the server called `name`, if there is one (see [`Server::named`]).
