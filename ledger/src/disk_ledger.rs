@@ -170,6 +170,39 @@ struct Inner {
 }
 
 /// The reference ledger on disk (index 1 is the first tx). Cloning shares it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_ledger::disk_ledger::DiskLedger;
+/// use snapseal_ledger::ledger::TxKind;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::SigningKey;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let key = SigningKey::from_bytes(&[5; 32]);
+/// let ledger = DiskLedger::open(&RealFs, dir.path(), key.clone(), 1 << 20)?;
+/// for k in 1..=3 {
+///     ledger.append(TxKind::Write { key: k, value: Arc::from(&b"v"[..]) });
+/// }
+/// let signed = ledger.append_signature(); // tx 4 signs the root over txs 1 to 3
+/// assert_eq!(signed.sig_idx, 4);
+/// ledger.commit(4)?; // written and fsynced: durable from here
+/// ledger.append(TxKind::Write { key: 9, value: Arc::from(&b"w"[..]) }); // tx 5, uncommitted
+///
+/// // Only committed txs are on disk, and a rollback never goes below them.
+/// assert!(ledger.truncate(3).is_err());
+/// ledger.truncate(4)?;
+/// ledger.seal()?; // a clean stop: the open chunk becomes a sealed, signed chunk
+/// assert_eq!(ledger.sealed(), [(1, 4)]);
+/// drop(ledger);
+///
+/// // Reopening verifies every chunk against the key and restores the commit index.
+/// let ledger = DiskLedger::open(&RealFs, dir.path(), key, 1 << 20)?;
+/// assert_eq!((ledger.commit_idx(), ledger.last_idx()), (4, 4));
+/// assert!(matches!(ledger.tx(2)?, Some(TxKind::Write { key: 2, .. })));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct DiskLedger {
     inner: Arc<Mutex<Inner>>,

@@ -40,6 +40,46 @@ struct KvInner {
 }
 
 /// A [`DiskLedger`] and the KV state over it; the [`NodeLedger`] the demo runs on.
+///
+/// A node on the disk ledger, stopped and started again: the state comes back from the
+/// ledger's verified chunks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_actors::SnapshotterConfig;
+/// use snapseal_engine::TaskSystem;
+/// use snapseal_ledger::disk_ledger::DiskLedger;
+/// use snapseal_ledger::disk_node::DiskKv;
+/// use snapseal_ledger::node::{SimConfig, SimNode};
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SigningKey, SnapshotStore, StoreOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let ledger_dir = dir.path().join("ledger");
+/// let key = SigningKey::from_bytes(&[4; 32]);
+/// let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![key.verifying_key()])));
+/// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+/// let kv = DiskKv::open(DiskLedger::open(&RealFs, &ledger_dir, key.clone(), 4096)?, None)?;
+///
+/// let tasks = TaskSystem::manual(1);
+/// let cfg = SimConfig { txs: 300, sig_every: 10, keys: 20, ..SimConfig::default() };
+/// let snap = SnapshotterConfig { tx_interval: 100, ..SnapshotterConfig::default() };
+/// let mut node = SimNode::with_ledger(cfg, kv.clone(), snap, tasks.clone(), store)?;
+/// while node.step() {
+///     tasks.run_until_idle();
+/// }
+/// assert!(node.finish(100));
+/// let (applied, state) = (kv.applied_idx(), kv.state_hash());
+/// assert_eq!(applied, node.commit_idx());
+/// drop((node, kv));
+///
+/// // Restart: every chunk is verified against the key, then replayed into the state.
+/// let kv = DiskKv::open(DiskLedger::open(&RealFs, &ledger_dir, key, 4096)?, None)?;
+/// assert_eq!((kv.applied_idx(), kv.state_hash()), (applied, state));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct DiskKv {
     ledger: DiskLedger,

@@ -344,6 +344,49 @@ type Observer = parking_lot::Mutex<Box<dyn FnMut(NodeEvent<'_>) + Send>>;
 type Rng = rand_xoshiro::SplitMix64;
 
 /// The simulated node, on the in-memory [`Ledger`] unless told otherwise.
+///
+/// It drives a [`Snapshotter`] exactly as an embedding node does; a run shows the whole
+/// pipeline from the ledger's point of view:
+///
+/// ```
+/// use std::io::Read;
+/// use std::sync::Arc;
+/// use snapseal_actors::SnapshotterConfig;
+/// use snapseal_engine::TaskSystem;
+/// use snapseal_ledger::ledger::Ledger;
+/// use snapseal_ledger::node::{decode_kv, SimConfig, SimNode};
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SnapshotStore, StoreOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let cfg = SimConfig { txs: 500, sig_every: 10, keys: 50, seed: 7, ..SimConfig::default() };
+/// // The store trusts the key the node's ledger signs with.
+/// let ledger_key = Ledger::seed_key(cfg.seed).verifying_key();
+/// let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![ledger_key])));
+/// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+/// let tasks = TaskSystem::manual(7);
+/// let snap = SnapshotterConfig { tx_interval: 100, ..SnapshotterConfig::default() };
+/// let mut node = SimNode::new(cfg, snap, tasks.clone(), Arc::clone(&store))?;
+///
+/// while node.step() {
+///     tasks.run_until_idle();
+/// }
+/// assert!(node.finish(100)); // every pending snapshot committed
+/// let newest = node.committed().iter().map(|c| c.idx).max();
+/// assert!(node.committed().len() >= 4);
+///
+/// // The newest snapshot verifies and holds the node's state at its index.
+/// let latest = store.latest()?.expect("the node committed snapshots");
+/// assert_eq!(Some(latest.name().idx), newest);
+/// let mut body = Vec::new();
+/// latest.body_reader()?.read_to_end(&mut body)?;
+/// let (idx, state) = decode_kv(&body).ok_or("not a KV snapshot body")?;
+/// assert_eq!(Some(idx), newest);
+/// assert!(!state.is_empty());
+/// # Ok(()) }
+/// ```
 pub struct SimNode<L: NodeLedger = Ledger> {
     cfg: SimConfig,
     ledger: L,
