@@ -36,6 +36,7 @@ use crate::cli::keys::{self, NODE_PUB};
 use crate::cli::metrics::{self, DemoMetrics};
 use crate::cli::output::{self, hex, info, text, Out};
 use crate::cli::progress::{Progress, Unit};
+use crate::cli::ship::{open_remote, RemoteArgs};
 use crate::cli::verify::{committed_files, FileResult};
 
 /// `demo` arguments. Each numeric flag overrides the `[demo]` key of the same name.
@@ -77,9 +78,13 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_BYTES)]
     pub ledger_chunk_bytes: u64,
     /// When the run is done, ship its committed snapshots to URL (file:///abs/dir or
-    /// s3://bucket[/prefix]) as node `demo`, as `snapseal ship` does.
+    /// s3://bucket[/prefix]) as node `demo`, as `snapseal ship` does. The remote is opened
+    /// (its URL and options checked) before the run starts.
     #[arg(long, value_name = "URL")]
     pub ship_to: Option<String>,
+    /// How the --ship-to remote is reached (--remote-opt needs --ship-to).
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// With --deterministic, the engine clock advances this much per tx (about the threaded
@@ -204,6 +209,15 @@ struct Summary {
 /// Runs `demo`.
 pub(super) fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let settings = config::demo_settings(file, &args.values)?;
+    // A remote that cannot be opened (a bad URL or option, no credentials) is said before
+    // the run, not after it.
+    let ship_to = match &args.ship_to {
+        Some(url) => Some((url, open_remote(url, &args.remote)?)),
+        None if !args.remote.remote_opts.is_empty() => {
+            bail!("--remote-opt is an option of --ship-to's remote: pass --ship-to URL too")
+        }
+        None => None,
+    };
     let key = Ledger::seed_key(settings.sim.seed).verifying_key();
     let (dir, survey) = match &args.dir {
         Some(d) if args.resume => {
@@ -228,8 +242,8 @@ pub(super) fn run(args: &DemoArgs, file: &FileConfig, out: &Out) -> anyhow::Resu
             summary.failures.len()
         );
     }
-    if let Some(url) = &args.ship_to {
-        super::ship::after_demo(&dir, url, file, out)?;
+    if let Some((url, remote)) = ship_to {
+        super::ship::after_demo(&dir, url, remote, file, out)?;
     }
     let bad = summary.verification.iter().any(|f| f.status == "failed");
     // Nothing usable: no committed file verifies (for a fresh run: none was committed).

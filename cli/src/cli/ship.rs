@@ -249,19 +249,15 @@ fn print_text(r: &Report, stats: &ShipStats, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `demo --ship-to URL`: ships the demo's directory once it is done (node name `demo`).
+/// `demo --ship-to URL`: ships the demo's directory once it is done (node name `demo`) to
+/// `remote`, which the demo opened before its run.
 pub(super) fn after_demo(
     dir: &Path,
     url: &str,
+    remote: Arc<Remote>,
     file: &FileConfig,
     out: &Out,
 ) -> anyhow::Result<()> {
-    let remote = open_remote(
-        url,
-        &RemoteArgs {
-            remote_opts: Vec::new(),
-        },
-    )?;
     let trusted = Trusted::load(&[], dir)?;
     let mut config = ShipConfig::new("demo");
     config.max_attempts = Some(ONE_SHOT_ATTEMPTS);

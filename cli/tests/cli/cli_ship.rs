@@ -143,18 +143,7 @@ fn demo_ship_to_s3_then_restore_from_s3_gives_the_newest_snapshot_byte_for_byte(
     let Some(endpoint) = s3_endpoint(test) else {
         return;
     };
-    // The test server creates a bucket on a plain PUT (object_store does not create buckets).
-    let bucket = format!("snapseal-cli-{}", std::process::id());
-    let hp = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(hp).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hp}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let bucket = new_bucket(&endpoint, "cli");
 
     let tmp = tempfile::tempdir().unwrap();
     let (dir, new) = (tmp.path().join("snap"), tmp.path().join("new"));
@@ -177,9 +166,31 @@ fn demo_ship_to_s3_then_restore_from_s3_gives_the_newest_snapshot_byte_for_byte(
         String::from_utf8_lossy(&demo.stderr)
     );
     // ... and restore is given them as --remote-opt instead.
+    restore_newest(&url, &dir, &new, &remote_opts(&endpoint));
+}
+
+/// Creates a bucket `snapseal-<tag>-<pid>` on the test server with a plain PUT (object_store
+/// does not create buckets).
+fn new_bucket(endpoint: &str, tag: &str) -> String {
+    let bucket = format!("snapseal-{tag}-{}", std::process::id());
+    let hp = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(hp).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hp}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    bucket
+}
+
+/// The test server's settings as `--remote-opt KEY=VALUE` arguments.
+fn remote_opts(endpoint: &str) -> Vec<String> {
     let mut extra = Vec::new();
     for (k, v) in [
-        ("aws_endpoint", endpoint.as_str()),
+        ("aws_endpoint", endpoint),
         ("aws_allow_http", "true"),
         ("aws_access_key_id", "testing"),
         ("aws_secret_access_key", "testing"),
@@ -188,7 +199,58 @@ fn demo_ship_to_s3_then_restore_from_s3_gives_the_newest_snapshot_byte_for_byte(
         extra.push("--remote-opt".to_string());
         extra.push(format!("{k}={v}"));
     }
-    restore_newest(&url, &dir, &new, &extra);
+    extra
+}
+
+#[test]
+fn demo_ship_to_s3_takes_remote_opts_and_needs_no_aws_environment() {
+    let test = "demo_ship_to_s3_takes_remote_opts_and_needs_no_aws_environment";
+    let Some(endpoint) = s3_endpoint(test) else {
+        return;
+    };
+    let bucket = new_bucket(&endpoint, "cli-opt");
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, new) = (tmp.path().join("snap"), tmp.path().join("new"));
+    let url = format!("s3://{bucket}/opts");
+    let opts = remote_opts(&endpoint);
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_snapseal"));
+    demo.args(["demo", "--quiet", "--dir", arg(&dir), "--ship-to", &url])
+        .args(SMALL_DEMO)
+        .args(&opts)
+        .env_remove("RUST_LOG");
+    // Only the options say where the server is and who we are.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            demo.env_remove(k);
+        }
+    }
+    let demo = demo.output().unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    restore_newest(&url, &dir, &new, &opts);
+}
+
+#[test]
+fn demo_refuses_remote_opts_it_cannot_use_before_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    for (args, says) in [
+        (vec!["--remote-opt", "aws_region=x"], "--ship-to"),
+        (
+            vec!["--ship-to", "s3://b", "--remote-opt", "no_such_option=1"],
+            "no_such_option",
+        ),
+    ] {
+        let mut all = vec!["demo", "--dir", arg(&dir)];
+        all.extend(args);
+        let run = snapseal(&all);
+        assert_eq!(run.code, 2, "{all:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{all:?}: {}", run.stderr);
+        assert!(!dir.exists(), "{all:?}: the run never started");
+    }
 }
 
 /// Runs `snapseal args...` like [`snapseal`], but fails the test if it has not exited within
