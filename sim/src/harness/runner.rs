@@ -28,7 +28,8 @@ pub fn repro_command(seed: u64, ops: usize) -> String {
         format!("{OPS_ENV}={ops} ")
     };
     format!(
-        "{SEED_ENV}={seed} {ops_var}cargo test --test harness_seeds -- --exact replay --nocapture"
+        "{SEED_ENV}={seed} {ops_var}cargo test --test simulation -- \
+         --exact harness_seeds::replay --nocapture"
     )
 }
 

@@ -2,9 +2,7 @@
 //! in-memory budget lives in a pending file from serialisation until its persist completes
 //! that file into the committed one; a rolled-back generation leaves no pending file.
 
-mod common;
-
-use common::{Env, Exec};
+use crate::common::{Env, Exec};
 use snapseal::persist::internals::PendingName;
 use snapseal::SnapshotterConfig;
 

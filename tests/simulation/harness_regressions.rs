@@ -31,8 +31,8 @@ fn writes(ledger: &Ledger, n: u64) {
 /// Failed before the fix: `Snapshotter::rollback` stopped at the newest generation whose
 /// evidence survives, as SPEC §3 call 5 literally said, and kept older generations with
 /// dangling evidence. The simulation sweep found it (`SNAPSEAL_SEED=4 cargo test --test
-/// harness_seeds -- --exact replay` then scheduled a persist whose "evidence" was a signature
-/// tx).
+/// simulation -- --exact harness_seeds::replay` then scheduled a persist whose "evidence" was a
+/// signature tx).
 #[test]
 fn rollback_drops_every_generation_whose_evidence_is_gone() {
     let ledger = Ledger::from_seed(3);
@@ -103,7 +103,8 @@ fn rollback_drops_every_generation_whose_evidence_is_gone() {
 /// generations (0 here; generation 0 was just dropped), and the re-armed point 1 becomes the
 /// baseline: 7 was reported due. Prune now keeps the newest point at or below the commit index.
 /// Effect: an earlier, extra snapshot after such a rollback (no safety impact). Found by the
-/// model-based test (`tests/model_snapshotter.rs`, 20 000 cases), shrunk to these ops.
+/// model-based test ([`model_snapshotter`](crate::model_snapshotter), 20 000 cases), shrunk to
+/// these ops.
 #[test]
 fn a_rollback_keeps_a_skipped_point_as_the_baseline() {
     let cfg = HarnessConfig {

@@ -2,13 +2,11 @@
 //! those chunks (never copied, nothing taken from the in-memory budget), on both executors,
 //! and the committed file is the same snapshot `write_to` would have produced.
 
-mod common;
-
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{Env, Exec};
+use crate::common::{Env, Exec};
 use parking_lot::Mutex;
 use snapseal::{CaptureError, FrozenChunk, SnapshotterConfig, StateSource, StateView};
 use snapseal_sim::node::KvState;

@@ -51,7 +51,8 @@ fn every_seed_keeps_every_invariant() {
     }
 }
 
-/// Replays one seed: `SNAPSEAL_SEED=<seed> cargo test --test harness_seeds -- --exact replay`.
+/// Replays one seed: `SNAPSEAL_SEED=<seed> cargo test --test simulation -- --exact
+/// harness_seeds::replay`.
 #[test]
 fn replay() {
     let seed = env_count(SEED_ENV, 0);
@@ -67,7 +68,8 @@ fn the_reproduction_line_names_the_seed_and_the_test() {
     let line = repro_command(1234, DEFAULT_OPS);
     assert_eq!(
         line,
-        "SNAPSEAL_SEED=1234 cargo test --test harness_seeds -- --exact replay --nocapture"
+        "SNAPSEAL_SEED=1234 cargo test --test simulation -- \
+         --exact harness_seeds::replay --nocapture"
     );
     assert!(repro_command(5, 17).starts_with("SNAPSEAL_SEED=5 SNAPSEAL_OPS=17 cargo test"));
 }

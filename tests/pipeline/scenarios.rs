@@ -4,11 +4,9 @@
 //! Every scenario scripts the ledger by hand so it can check the state after each single step:
 //! the gate must open exactly when SPEC §3 says, not one step earlier.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Env, Exec};
+use crate::common::{Env, Exec};
 use snapseal::SnapshotEvent;
 use snapseal::SnapshotterConfig;
 

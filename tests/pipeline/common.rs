@@ -1,6 +1,6 @@
 //! A hand-driven node for scenario tests: the reference ledger, a Snapshotter, and either the
 //! manual executor over SimFs or the threaded engine over a real temporary directory.
-#![allow(dead_code)] // each test binary uses a different part of it
+#![allow(dead_code)] // the tests use different parts of it
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,9 @@
 //! functions the cargo-fuzz targets call, so plain `cargo test` (and CI) exercises every
 //! target without cargo-fuzz or a nightly toolchain.
 //!
-//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` regenerates the seed files
-//! (valid files and receipts signed by the fuzz key, names, random event-order inputs).
+//! `cargo test --test simulation -- --ignored fuzz_corpus::write_seed_corpus` regenerates the
+//! seed files (valid files and receipts signed by the fuzz key, names, random event-order
+//! inputs).
 
 use std::fs;
 use std::path::{Path, PathBuf};
