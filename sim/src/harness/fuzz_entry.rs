@@ -1,6 +1,6 @@
 //! The functions the `fuzz/` targets call, one per target, in the library so that
-//! `tests/fuzz_corpus.rs` runs the checked-in corpus through exactly the same code with plain
-//! `cargo test`.
+//! `tests/simulation/fuzz_corpus.rs` runs the checked-in corpus through exactly the same code
+//! with plain `cargo test`.
 //!
 //! Each returns `Err` when a property fails (the fuzz target turns that into a crash); a panic
 //! anywhere below is a bug in its own right, since no input may make snapseal panic.

@@ -1,8 +1,8 @@
 //! The `ledger_chunk` fuzz target's entry: forged disk ledger chunks against the chunk
 //! verifier and the ledger's open, starting from genuine signed chunks, so mutations reach
 //! the signature and continuity checks rather than dying at the check bytes (structure-aware,
-//! like [`forge`](super::fuzz_entry::forge)). `tests/fuzz_corpus.rs` replays its corpus
-//! through the same function with plain `cargo test`.
+//! like [`forge`](super::fuzz_entry::forge)). `tests/simulation/fuzz_corpus.rs` replays its
+//! corpus through the same function with plain `cargo test`.
 //!
 //! The input's first bytes pick a genuine chunk ([`genuine_ledger`]) and where the result goes
 //! (verified alone, placed as a sealed chunk, or as the open chunk a crash left); each further

@@ -92,7 +92,7 @@ pub struct Violation {
 
 /// Invariants broken by bugs that are reported but not fixed yet. Sweeps and the event-order
 /// fuzz entry count these without failing, so they keep exploring everything else; each must
-/// have an `#[ignore]`d regression test in `tests/harness_regressions.rs` that fails until the
-/// fix. Remove an entry together with its fix. (Empty: the one found so far,
+/// have an `#[ignore]`d regression test in `tests/simulation/harness_regressions.rs` that fails
+/// until the fix. Remove an entry together with its fix. (Empty: the one found so far,
 /// [`Invariant::RollbackSurvivor`], is fixed.)
 pub const KNOWN_BUGS: &[Invariant] = &[];
