@@ -337,6 +337,7 @@ impl SnapshotStore {
     /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
     /// # }
     /// # fn main() -> Result<()> {
+    /// // `commit(&store, &key, idx, state)`: the crate example's commit, proven at `idx + 1`.
     /// let key = SigningKey::from_bytes(&[7; 32]);
     /// let trusted =
     ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
@@ -397,6 +398,7 @@ impl SnapshotStore {
     /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
     /// # }
     /// # fn main() -> Result<()> {
+    /// // `commit(&store, &key, idx, state)`: the crate example's commit, proven at `idx + 1`.
     /// let key = SigningKey::from_bytes(&[7; 32]);
     /// let trusted =
     ///     Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
@@ -813,6 +815,7 @@ impl SnapshotStore {
     /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
     /// # }
     /// # fn main() -> Result<()> {
+    /// // `commit(&store, &key, idx, state)`: the crate example's commit, proven at `idx + 1`.
     /// let dir = tempfile::tempdir()?;
     /// let key = SigningKey::from_bytes(&[7; 32]);
     /// let trusted =
@@ -861,6 +864,7 @@ impl SnapshotStore {
     /// #     Ok(body.commit(store, idx, idx + 1, &receipt)?)
     /// # }
     /// # fn main() -> Result<()> {
+    /// // `commit(&store, &key, idx, state)`: the crate example's commit, proven at `idx + 1`.
     /// let dir = tempfile::tempdir()?;
     /// let key = SigningKey::from_bytes(&[7; 32]);
     /// let trusted =
