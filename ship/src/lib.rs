@@ -37,11 +37,15 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "s3")]
+mod checksum_probe;
+mod confirm;
 mod error;
 pub mod index;
 mod local_error;
 mod local_file;
 mod local_store;
+mod orphans;
 mod remote;
 mod remote_index;
 mod restore;
@@ -51,6 +55,7 @@ mod shipper;
 mod staging;
 mod upload;
 
+pub use confirm::Confirm;
 pub use error::{classify, describe, ErrorClass, ShipError};
 pub use local_error::LocalError;
 pub use local_store::{LocalStore, MAX_DEPTH};

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
+use crate::confirm::{Confirm, Confirmation, Decide};
 use crate::error::ShipError;
 use crate::local_store::LocalStore;
 
@@ -38,6 +40,8 @@ pub struct RemoteOptions {
     /// `file://` only: the largest object the store opens (a larger one is refused after one
     /// `fstat`, before any byte is read).
     pub max_object_bytes: u64,
+    /// How an upload is confirmed (default [`Confirm::Auto`]: decided per remote).
+    pub confirm: Confirm,
 }
 
 impl Default for RemoteOptions {
@@ -47,6 +51,7 @@ impl Default for RemoteOptions {
             request_timeout: Duration::from_secs(30),
             io_threads: 2,
             max_object_bytes: 1 << 40,
+            confirm: Confirm::Auto,
         }
     }
 }
@@ -61,6 +66,11 @@ pub struct Remote {
     pub(crate) conditional_update: AtomicBool,
     /// The directory of a `file://` remote.
     local_root: Option<std::path::PathBuf>,
+    /// How uploads are confirmed (`confirm.rs`).
+    pub(crate) confirmation: Confirmation,
+    /// The store's multipart calls by upload id, where it has them (S3): what lets the
+    /// shipper record an upload before its first part and abort it after a crash.
+    pub(crate) multipart: Option<Arc<dyn MultipartStore>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -84,20 +94,26 @@ impl Remote {
         };
         let parsed = url::Url::parse(url).map_err(|e| config(e.to_string()))?;
         let mut local_root = None;
+        let how;
+        let multipart: Option<Arc<dyn MultipartStore>>;
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
             "file" => {
                 let dir = parsed
                     .to_file_path()
                     .map_err(|()| config("not an absolute local path".into()))?;
                 local_root = Some(dir.clone());
+                how = Decide::Own;
+                multipart = None;
                 (
                     Arc::new(LocalStore::new(dir, opts.max_object_bytes)),
                     Path::default(),
                 )
             }
             "s3" | "s3a" => {
-                let (store, prefix) = crate::s3::open(url, &parsed, opts).map_err(config)?;
-                (store, prefix)
+                let s3 = crate::s3::open(url, &parsed, opts).map_err(config)?;
+                how = Decide::probe(&s3);
+                multipart = Some(Arc::clone(&s3.store) as Arc<dyn MultipartStore>);
+                (s3.store as Arc<dyn ObjectStore>, s3.prefix)
             }
             other => {
                 return Err(config(format!(
@@ -107,6 +123,8 @@ impl Remote {
         };
         let mut remote = Remote::with_store(url, store, prefix, opts)?;
         remote.local_root = local_root;
+        remote.confirmation = Confirmation::new(opts.confirm, how);
+        remote.multipart = multipart;
         Ok(remote)
     }
 
@@ -133,6 +151,8 @@ impl Remote {
             url: url.to_string(),
             conditional_update: AtomicBool::new(true),
             local_root: None,
+            confirmation: Confirmation::new(opts.confirm, Decide::Unknown),
+            multipart: None,
         })
     }
 

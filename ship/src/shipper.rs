@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
 use crate::local_file::{changed_under_us, Checked, LocalFile};
+use crate::orphans::UploadLog;
 use crate::remote::Remote;
 use crate::upload::{Difference, Put, Source};
 
@@ -267,6 +268,9 @@ pub struct Shipper {
     counters: Counters,
     sink: Option<EventSink>,
     rng: Mutex<SplitMix64>,
+    /// Its multipart uploads in progress, recorded so that the next shipper aborts those a
+    /// crash interrupts (`orphans.rs`).
+    uploads: Arc<UploadLog>,
 }
 
 impl std::fmt::Debug for Shipper {
@@ -297,6 +301,11 @@ impl Shipper {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        let uploads = Arc::new(UploadLog::new(
+            store.dir().to_path_buf(),
+            remote.url(),
+            &config.node,
+        ));
         Ok(Shipper {
             verifier: Arc::clone(&store.options().verifier),
             remote,
@@ -308,6 +317,7 @@ impl Shipper {
             counters: Counters::default(),
             sink: None,
             rng: Mutex::new(SplitMix64::seed_from_u64(seed)),
+            uploads,
         })
     }
 
@@ -570,8 +580,9 @@ impl Shipper {
     }
 
     /// Upload (unless the remote already holds it), made visible only once the local file
-    /// verified and only if the bytes sent are the ones that verified, then confirmed by
-    /// reading it back. The file changing under us (truncated, rewritten) makes it a file not
+    /// verified and only if the bytes sent are the ones that verified, then confirmed: read
+    /// back, or, for an object it created on a store that proved the bytes, by its size
+    /// (`confirm.rs`). The file changing under us (truncated, rewritten) makes it a file not
     /// shipped; a local read failing is a local I/O error, which ends the pass.
     async fn upload_confirmed(
         &self,
@@ -588,6 +599,8 @@ impl Shipper {
         let put = match self.remote.head(&key).await? {
             Some(_) => None,
             None => {
+                // Before this shipper's first upload: abort what an earlier one left.
+                self.uploads.sweep_once(&self.remote).await?;
                 let put = self
                     .remote
                     .put_file(
@@ -597,6 +610,7 @@ impl Shipper {
                         self.config.parts_in_flight,
                         verified,
                         &|sent| self.emit(ShipEvent::Progress { name, sent, total }),
+                        Some(&self.uploads),
                     )
                     .await;
                 match put {
@@ -620,7 +634,8 @@ impl Shipper {
             local_len: total,
             first_difference,
         };
-        match self.remote.differs_from(&key, &*local, &hash).await {
+        let created = put == Some(Put::Created);
+        match self.remote.confirm_upload(&key, &*local, &hash, created).await {
             Ok(None) => {}
             Ok(Some(Difference::Size(remote_len))) => return Err(differs(remote_len, None)),
             Ok(Some(Difference::Byte(at))) => return Err(differs(total, Some(at))),

@@ -2,15 +2,22 @@
 //! exactly the bytes that verified.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use futures::StreamExt;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    MultipartId, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+};
 use snapseal_persist::internals::format::PARALLEL_HASH_THRESHOLD;
+use tracing::warn;
 
-use crate::error::ShipError;
+use crate::error::{describe, ShipError};
+use crate::orphans::{Recorded, UploadLog};
 use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
 
 /// What an upload did.
@@ -66,7 +73,9 @@ impl Remote {
     /// `part_size` parts, each read only when there is room for it (at most `parts_in_flight`
     /// parts in memory), sent while `ready` is pending, completed only after it matched, and
     /// aborted if it does not or anything fails (a failed local read included, returned as
-    /// is); `progress` hears the bytes handed over after each part.
+    /// is); `progress` hears the bytes handed over after each part. On a store with upload
+    /// ids (S3) the upload is named in `log` after it starts and before its first part, until
+    /// it completed or was aborted (see `orphans.rs`).
     ///
     /// The hash of what was sent is what makes the file's verification apply to the object:
     /// the file is read again here, not kept from its verification, and a file rewritten in
@@ -79,6 +88,7 @@ impl Remote {
         parts_in_flight: usize,
         ready: impl Future<Output = Option<blake3::Hash>>,
         progress: &(dyn Fn(u64) + Sync),
+        log: Option<&Arc<UploadLog>>,
     ) -> Result<Put, ShipError> {
         let part_size = part_size.max(5 << 20);
         let len = local.len();
@@ -108,42 +118,77 @@ impl Remote {
                 Err(e) => Err(ShipError::remote("put", key.as_ref(), e)),
             };
         }
-        let upload = self
-            .store
-            .put_multipart_opts(key, PutMultipartOptions::default())
-            .await
-            .map_err(|e| ShipError::remote("multipart start", key.as_ref(), e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
+        let mut upload = self.start_parts(key, part_size, log).await?;
         let mut at = 0u64;
         while at < len {
             // At most part_size: fits in usize.
             let n = (len - at).min(part_size as u64) as usize;
             // Room first, then the read: the part read is the only one not yet in flight.
-            if let Err(e) = writer.wait_for_capacity(parts_in_flight.max(1)).await {
-                abort(writer, key).await;
+            if let Err(e) = upload.room_for(parts_in_flight.max(1)).await {
+                upload.abort().await;
                 return Err(ShipError::remote("multipart part", key.as_ref(), e));
             }
             let part = match local.read(at, n).await {
                 Ok(part) => part,
                 Err(e) => {
-                    abort(writer, key).await;
+                    upload.abort().await;
                     return Err(e);
                 }
             };
             hash_piece(&mut sent, &part);
             // A whole part: handed over as it is, no copy.
-            writer.put(part);
+            upload.put(part);
             at += n as u64;
             progress(at);
         }
         if ready.await != Some(sent.finalize()) {
-            abort(writer, key).await;
+            upload.abort().await;
             return Ok(Put::Withheld);
         }
-        match writer.finish().await {
-            Ok(_) => Ok(Put::Created),
-            Err(e) => Err(ShipError::remote("multipart complete", key.as_ref(), e)),
+        upload.finish().await.map(|()| Put::Created)
+    }
+
+    /// Starts a multipart upload of `key`: by upload id, recorded in `log` before anything
+    /// else, where the store has ids; else through object_store's `WriteMultipart`.
+    async fn start_parts<'a>(
+        &self,
+        key: &'a Path,
+        part_size: usize,
+        log: Option<&Arc<UploadLog>>,
+    ) -> Result<Parts<'a>, ShipError> {
+        let start = |e| ShipError::remote("multipart start", key.as_ref(), e);
+        let Some(store) = &self.multipart else {
+            let upload = self
+                .store
+                .put_multipart_opts(key, PutMultipartOptions::default())
+                .await
+                .map_err(start)?;
+            return Ok(Parts::Writer {
+                writer: WriteMultipart::new_with_chunk_size(upload, part_size),
+                key,
+            });
+        };
+        let id = store.create_multipart(key).await.map_err(start)?;
+        let mut parts = ById {
+            store: Arc::clone(store),
+            key,
+            id,
+            log: log.cloned(),
+            recorded: None,
+            in_flight: FuturesOrdered::new(),
+            done: Vec::new(),
+        };
+        if let Some(log) = &parts.log {
+            match log.record(key, &parts.id).await {
+                Ok(recorded) => parts.recorded = Some(recorded),
+                Err(e) => {
+                    // Nothing sent yet: abort at once.
+                    Parts::ById(parts).abort().await;
+                    return Err(e);
+                }
+            }
         }
+        Ok(Parts::ById(parts))
     }
 
     /// Confirms that the object holds exactly the bytes whose BLAKE3 is `verified` (the local
@@ -225,10 +270,131 @@ impl Remote {
     }
 }
 
-/// Aborts a failed multipart upload; a failure to abort is logged (the store's lifecycle
-/// rules or the next gc clean up what is left).
-async fn abort(writer: WriteMultipart, key: &Path) {
-    if let Err(e) = writer.abort().await {
-        tracing::warn!(object = %key, error = %e, "aborting a failed multipart upload failed");
+/// A multipart upload in progress.
+enum Parts<'a> {
+    /// Through object_store's `WriteMultipart`: a store without upload ids (`file://`, whose
+    /// interrupted uploads leave staging files that remote gc removes).
+    Writer {
+        writer: WriteMultipart,
+        key: &'a Path,
+    },
+    /// By upload id (S3).
+    ById(ById<'a>),
+}
+
+/// An upload by id: its parts in flight, in order, and those the store acknowledged.
+struct ById<'a> {
+    store: Arc<dyn MultipartStore>,
+    key: &'a Path,
+    id: MultipartId,
+    log: Option<Arc<UploadLog>>,
+    /// The upload's record in `log`, removed once it completed or was aborted.
+    recorded: Option<Recorded>,
+    in_flight: FuturesOrdered<BoxFuture<'static, Result<PartId, object_store::Error>>>,
+    done: Vec<PartId>,
+}
+
+impl Parts<'_> {
+    /// Waits until fewer than `max` parts are in flight; a part the store refused is the error.
+    async fn room_for(&mut self, max: usize) -> Result<(), object_store::Error> {
+        match self {
+            Parts::Writer { writer, .. } => writer.wait_for_capacity(max).await,
+            Parts::ById(up) => {
+                while up.in_flight.len() >= max {
+                    if let Some(part) = up.in_flight.next().await {
+                        up.done.push(part?);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the next part.
+    fn put(&mut self, part: Bytes) {
+        match self {
+            Parts::Writer { writer, .. } => writer.put(part),
+            Parts::ById(up) => {
+                let (store, key, id) = (Arc::clone(&up.store), up.key.clone(), up.id.clone());
+                let idx = up.done.len() + up.in_flight.len();
+                up.in_flight.push_back(Box::pin(async move {
+                    store
+                        .put_part(&key, &id, idx, PutPayload::from_bytes(part))
+                        .await
+                }));
+            }
+        }
+    }
+
+    /// Waits for every part, then completes the upload (the object becomes visible).
+    async fn finish(self) -> Result<(), ShipError> {
+        let complete = |key: &Path, e| ShipError::remote("multipart complete", key.as_ref(), e);
+        match self {
+            Parts::Writer { writer, key } => writer
+                .finish()
+                .await
+                .map(drop)
+                .map_err(|e| complete(key, e)),
+            Parts::ById(mut up) => {
+                while let Some(part) = up.in_flight.next().await {
+                    match part {
+                        Ok(part) => up.done.push(part),
+                        Err(e) => {
+                            let key = up.key;
+                            Parts::ById(up).abort().await;
+                            return Err(ShipError::remote("multipart part", key.as_ref(), e));
+                        }
+                    }
+                }
+                let parts = std::mem::take(&mut up.done);
+                if let Err(e) = up.store.complete_multipart(up.key, &up.id, parts).await {
+                    let key = up.key;
+                    Parts::ById(up).abort().await;
+                    return Err(complete(key, e));
+                }
+                let key = up.key;
+                if let Err(e) = up.forget().await {
+                    // The object is complete; the record's abort finds no upload and goes.
+                    warn!(object = %key, error = %describe(&e), "removing a completed upload's record failed; the next shipper removes it");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Aborts the upload; a failure to abort is logged, and the upload's record kept for the
+    /// next shipper (`file://`: its staging file is left for remote gc).
+    async fn abort(self) {
+        let (key, aborted) = match self {
+            Parts::Writer { writer, key } => (key, writer.abort().await),
+            Parts::ById(mut up) => {
+                // Parts still in flight are dropped: what they sent is discarded with the
+                // upload.
+                up.in_flight = FuturesOrdered::new();
+                match up.store.abort_multipart(up.key, &up.id).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                        let key = up.key;
+                        if let Err(e) = up.forget().await {
+                            warn!(object = %key, error = %describe(&e), "removing an aborted upload's record failed; the next shipper removes it");
+                        }
+                        return;
+                    }
+                    Err(e) => (up.key, Err(e)),
+                }
+            }
+        };
+        if let Err(e) = aborted {
+            warn!(object = %key, error = %describe(&e), "aborting a failed multipart upload failed");
+        }
+    }
+}
+
+impl ById<'_> {
+    /// Removes the upload's record, once it completed or was aborted.
+    async fn forget(self) -> Result<(), ShipError> {
+        match (self.log, self.recorded) {
+            (Some(log), Some(recorded)) => log.forget(recorded).await,
+            _ => Ok(()),
+        }
     }
 }

@@ -10,6 +10,7 @@
 mod support;
 
 mod bounded_memory;
+mod confirm;
 mod changed_under_the_shipper;
 mod hostile_local;
 mod local;

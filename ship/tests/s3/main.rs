@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod confirm;
 mod faults;
 mod s3;
 mod server_process;
