@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use snapseal_engine::ActionResult;
-use snapseal_persist::receipt::{merkle_receipt, SignedRoot};
-use snapseal_persist::{BodyBuilder, MemoryBudget, PendingBody, SnapshotStore, SpillTarget};
+use snapseal_persist::receipt::{merkle_receipt, statement_receipt, SignedRoot};
+use snapseal_persist::{
+    BodyBuilder, Claims, MemoryBudget, PendingBody, SigningKey, SnapshotStore, SpillTarget,
+};
 use tracing::{debug, info};
 
 use crate::events::EventHub;
@@ -230,13 +232,28 @@ impl SerialiseJob {
     }
 }
 
+/// What the persist action makes the snapshot's receipt from (SPEC §4).
+pub(crate) enum Proof {
+    /// Merkle mode: the first signature after the evidence, and the tree it signed, which
+    /// proves the evidence tx under its root (receipt scheme 1).
+    Merkle {
+        signature: SignedRoot,
+        tree: Arc<dyn ProofSource>,
+    },
+    /// Statement mode: the node's key signs the claims, the committed evidence index and the
+    /// evidence tx's term (receipt scheme 2).
+    Statement {
+        key: Arc<SigningKey>,
+        term: Option<u64>,
+    },
+}
+
 /// Everything the persist action needs, moved onto the worker.
 pub(crate) struct PersistJob {
     pub generation: u64,
     pub idx: u64,
     pub evidence_idx: u64,
-    pub signature: SignedRoot,
-    pub tree: Arc<dyn ProofSource>,
+    pub proof: Proof,
     pub shared: Arc<GenShared>,
     pub store: Arc<SnapshotStore>,
     pub span: tracing::Span,
@@ -261,25 +278,8 @@ impl PersistJob {
             .lock()
             .take()
             .ok_or(GenerationError::BodyMissing { generation, idx })?;
-        let sig_idx = self.signature.sig_idx;
-        let proof = self
-            .tree
-            .inclusion_proof(self.evidence_idx, sig_idx)
-            .map_err(|reason| GenerationError::Proof {
-                generation,
-                idx,
-                evidence_idx: self.evidence_idx,
-                sig_idx,
-                reason,
-            })?;
         let claims = body.claims(idx);
-        let receipt = merkle_receipt(&claims, self.evidence_idx, proof, self.signature).map_err(
-            |source| GenerationError::Receipt {
-                generation,
-                idx,
-                source,
-            },
-        )?;
+        let (receipt, sig_idx) = self.receipt(&claims)?;
         let body_claims = claims.digest();
         let committed = body
             .commit(&self.store, idx, self.evidence_idx, &receipt)
@@ -307,6 +307,39 @@ impl PersistJob {
         let _ = self.done.send((generation, event.clone()));
         self.events.emit(event);
         Ok(())
+    }
+
+    /// The receipt for `claims`, and the index it is proven at: the signature's (Merkle) or
+    /// the evidence's, which the statement vouches is committed.
+    fn receipt(&self, claims: &Claims) -> Result<(Vec<u8>, u64), GenerationError> {
+        let (generation, idx, evidence_idx) = (self.generation, self.idx, self.evidence_idx);
+        let encoding = |source| GenerationError::Receipt {
+            generation,
+            idx,
+            source,
+        };
+        match &self.proof {
+            Proof::Merkle { signature, tree } => {
+                let sig_idx = signature.sig_idx;
+                let proof = tree
+                    .inclusion_proof(evidence_idx, sig_idx)
+                    .map_err(|reason| GenerationError::Proof {
+                        generation,
+                        idx,
+                        evidence_idx,
+                        sig_idx,
+                        reason,
+                    })?;
+                let receipt = merkle_receipt(claims, evidence_idx, proof, signature.clone())
+                    .map_err(encoding)?;
+                Ok((receipt, sig_idx))
+            }
+            Proof::Statement { key, term } => {
+                let receipt =
+                    statement_receipt(key, claims, evidence_idx, *term).map_err(encoding)?;
+                Ok((receipt, evidence_idx))
+            }
+        }
     }
 }
 

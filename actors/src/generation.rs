@@ -6,9 +6,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use snapseal_engine::OrderedTasks;
 use snapseal_persist::receipt::SignedRoot;
-use snapseal_persist::PendingBody;
+use snapseal_persist::{PendingBody, SigningKey};
 
-use crate::actions::GenerationError;
+use crate::actions::{GenerationError, Proof};
 use crate::node::ProofSource;
 
 /// State shared between the consensus thread and the generation's actions.
@@ -42,6 +42,8 @@ pub(crate) struct Generation {
     pub shared: Arc<GenShared>,
     pub span: tracing::Span,
     pub evidence_idx: Option<u64>,
+    /// The log term of the evidence tx, when the node gave one (statement mode signs it).
+    pub term: Option<u64>,
     pub digest: Option<[u8; 32]>,
     pub signature: Option<SignedRoot>,
     pub tree: Option<(u64, Arc<dyn ProofSource>)>,
@@ -49,17 +51,38 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
-    /// The SPEC §3 gate: serialised, evidence, a signature after it and its tree, and the
-    /// signature itself committed. Returns the signature index when the gate holds.
-    pub(crate) fn gate(&self, commit_idx: u64) -> Option<u64> {
+    /// The SPEC §3.3 gate; `statement_key` is the Snapshotter's mode. Merkle mode (`None`):
+    /// serialised, evidence, a signature after it and that signature's tree, and the signature
+    /// itself committed. Statement mode: serialised, evidence, and the evidence committed.
+    /// Returns the evidence index and what the receipt is made from when the gate holds.
+    pub(crate) fn gate(
+        &self,
+        commit_idx: u64,
+        statement_key: Option<&Arc<SigningKey>>,
+    ) -> Option<(u64, Proof)> {
         if self.persist_scheduled || !self.shared.is_serialised() {
             return None;
         }
         let evidence_idx = self.evidence_idx?;
+        if let Some(key) = statement_key {
+            return (commit_idx >= evidence_idx).then(|| {
+                let proof = Proof::Statement {
+                    key: Arc::clone(key),
+                    term: self.term,
+                };
+                (evidence_idx, proof)
+            });
+        }
         let sig = self.signature.as_ref()?;
-        let (tree_idx, _) = self.tree.as_ref()?;
+        let (tree_idx, tree) = self.tree.as_ref()?;
         let ok =
             sig.sig_idx > evidence_idx && *tree_idx == sig.sig_idx && commit_idx >= sig.sig_idx;
-        ok.then_some(sig.sig_idx)
+        ok.then(|| {
+            let proof = Proof::Merkle {
+                signature: sig.clone(),
+                tree: Arc::clone(tree),
+            };
+            (evidence_idx, proof)
+        })
     }
 }

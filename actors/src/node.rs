@@ -103,9 +103,58 @@ pub trait EvidenceSink: Send + Sync {
     fn append_evidence(&self, snapshot_idx: u64, digest: Hash);
 }
 
-/// The node's Merkle tree (or a frozen copy of it) as of one signature.
+/// The node's Merkle tree (or a frozen copy of it) as of one signature: what a CCF-style node
+/// gives the Snapshotter in Merkle mode (statement mode needs none). The tree is
+/// [`MerkleTree`](snapseal_persist::receipt::MerkleTree), the RFC 9162 tree every Merkle
+/// receipt is checked against; its docs give the whole ledger mapping.
+///
+/// A node whose tree only grows (between rollbacks) can share one tree behind a lock: proofs
+/// of any earlier size stay available.
+///
+/// ```
+/// use std::sync::{Arc, RwLock};
+/// use snapseal_actors::{Hash, InclusionProof, ProofSource};
+/// use snapseal_persist::receipt::MerkleTree;
+///
+/// /// The ledger's tree (a leaf per tx) and its txs' digests (tx `i` at `i - 1`).
+/// struct Ledger {
+///     tree: MerkleTree,
+///     tx_digests: Vec<Hash>,
+/// }
+/// struct Proofs(Arc<RwLock<Ledger>>);
+///
+/// impl ProofSource for Proofs {
+///     fn inclusion_proof(&self, evidence: u64, sig: u64) -> Result<InclusionProof, String> {
+///         let ledger = self.0.read().map_err(|_| "ledger lock poisoned")?;
+///         // Tx `evidence` is leaf `evidence - 1`; the signature at `sig` signs `sig - 1` leaves.
+///         let (leaf, size) = (evidence.wrapping_sub(1), sig.wrapping_sub(1));
+///         let path = ledger.tree.proof(leaf, size).ok_or("no such tx under that signature")?;
+///         let tx_digest = usize::try_from(leaf)
+///             .ok()
+///             .and_then(|at| ledger.tx_digests.get(at))
+///             .ok_or("no such tx")?;
+///         Ok(InclusionProof { tx_digest: *tx_digest, path })
+///     }
+/// }
+/// # let mut ledger = Ledger { tree: MerkleTree::new(), tx_digests: Vec::new() };
+/// # for i in 1..=4u8 {
+/// #     ledger.tx_digests.push([i; 32]);
+/// #     ledger.tree.push(snapseal_persist::receipt::leaf_hash(&[i; 32], &[0; 32]));
+/// # }
+/// # let proofs = Proofs(Arc::new(RwLock::new(ledger)));
+/// # assert_eq!(proofs.inclusion_proof(2, 5).map(|p| p.tx_digest), Ok([2; 32]));
+/// # assert!(proofs.inclusion_proof(5, 5).is_err() && proofs.inclusion_proof(0, 5).is_err());
+/// ```
 pub trait ProofSource: Send + Sync {
-    /// The proof that the tx at `evidence_idx` is in the tree signed at `sig_idx` (which covers
-    /// txs `1 ..= sig_idx - 1`). Called on a worker thread by the persist action.
+    /// The proof that the tx at `evidence_idx` is in the tree signed at `sig_idx`
+    /// (`evidence_idx < sig_idx`). Called on a worker thread by the persist action.
+    ///
+    /// The index mapping: ledger indices start at 1 and leaves at 0, and the signature tx at
+    /// `sig_idx` signs the tree of the txs before it (`1 ..= sig_idx - 1`). So the evidence tx
+    /// is leaf `evidence_idx - 1` of a tree of `sig_idx - 1` leaves: with a
+    /// [`MerkleTree`](snapseal_persist::receipt::MerkleTree) holding one leaf per tx,
+    /// `path = tree.proof(evidence_idx - 1, sig_idx - 1)`, and `tx_digest` is the evidence
+    /// tx's own digest (its leaf is `leaf_hash(tx_digest, claims_digest)`). snapseal does not
+    /// check the proof before writing: a wrong one makes a file that fails verification.
     fn inclusion_proof(&self, evidence_idx: u64, sig_idx: u64) -> Result<InclusionProof, String>;
 }

@@ -13,8 +13,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use snapseal_engine::TaskSystem;
 use snapseal_persist::receipt::SignedRoot;
-use snapseal_persist::Hash;
-use snapseal_persist::{MemoryBudget, SnapshotStore};
+use snapseal_persist::{Hash, MemoryBudget, SigningKey, SnapshotStore};
 use tracing::{debug, info, warn};
 
 use crate::actions::{GenerationError, PersistJob, SerialiseJob};
@@ -162,6 +161,8 @@ pub struct Snapshotter {
     store: Arc<SnapshotStore>,
     state: Arc<dyn StateSource>,
     sink: Arc<dyn EvidenceSink>,
+    /// Statement mode: the node's key, which signs each receipt. `None`: Merkle mode.
+    statement_key: Option<Arc<SigningKey>>,
     points: Points,
     /// Pending generations in creation order.
     pending: Vec<Generation>,
@@ -188,6 +189,14 @@ impl std::fmt::Debug for Snapshotter {
         f.debug_struct("Snapshotter")
             .field("config", &self.config)
             .field("commit_idx", &self.commit_idx)
+            .field(
+                "receipts",
+                &if self.statement_key.is_some() {
+                    "statement"
+                } else {
+                    "merkle"
+                },
+            )
             .field("baseline", &self.points.baseline())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
@@ -223,6 +232,7 @@ impl Snapshotter {
             store,
             state,
             sink,
+            statement_key: None,
             points: Points::starting_at(resumed),
             pending: Vec::new(),
             next_generation: 0,
@@ -247,6 +257,91 @@ impl Snapshotter {
     pub fn with_baseline(mut self, idx: u64) -> Self {
         self.points = Points::starting_at(idx);
         self.last_persisted_idx = idx;
+        self
+    }
+
+    /// Statement mode (SPEC §3.3): each snapshot's receipt is a signed statement by `key`, the
+    /// node's own Ed25519 key, over the snapshot's claims digest, its index, the evidence index
+    /// and the evidence tx's log term (receipt scheme 2, docs/FORMAT.md §5.3) — for a ledger
+    /// without a Merkle tree, such as a Raft log. A generation persists once its evidence tx is
+    /// committed (the commit index reaches the evidence index); no signature tx or proof is
+    /// waited for, and [`record_signature`](Self::record_signature) and
+    /// [`record_tree`](Self::record_tree) are ignored. Give the evidence tx's term with
+    /// [`record_evidence_in_term`](Self::record_evidence_in_term) (a log without terms uses
+    /// [`record_evidence`](Self::record_evidence): no term is signed). A `Committed` event's
+    /// `sig_idx` is then the evidence index, which the statement vouches is committed.
+    ///
+    /// Readers trust the statement when `key`'s verifying key is among their statement keys
+    /// ([`with_statement_keys`]); docs/MEMBERSHIP.md says how a cluster adds, rotates and
+    /// retires keys. Without this call the Snapshotter is in Merkle mode. Call it before any
+    /// other call.
+    ///
+    /// [`with_statement_keys`]: snapseal_persist::receipt::Ed25519Verifier::with_statement_keys
+    ///
+    /// ```
+    /// # use std::io::{self, Write};
+    /// # use std::sync::{mpsc, Arc, Mutex};
+    /// # use snapseal_actors::{
+    /// #     CaptureError, CloseMode, EvidenceSink, Hash, Snapshotter, SnapshotterConfig,
+    /// #     StateSource, StateView,
+    /// # };
+    /// # use snapseal_engine::TaskSystem;
+    /// # use snapseal_persist::fs::RealFs;
+    /// # use snapseal_persist::receipt::{Ed25519Verifier, SchemeId};
+    /// # use snapseal_persist::{SigningKey, SnapshotStore, StoreOptions};
+    /// # struct Greeting;
+    /// # impl StateSource for Greeting {
+    /// #     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+    /// #         Ok(Box::new(Greeting))
+    /// #     }
+    /// # }
+    /// # impl StateView for Greeting {
+    /// #     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+    /// #         out.write_all(b"hello")
+    /// #     }
+    /// # }
+    /// # struct Requests(Mutex<mpsc::Sender<(u64, Hash)>>);
+    /// # impl EvidenceSink for Requests {
+    /// #     fn append_evidence(&self, snapshot_idx: u64, claims_digest: Hash) {
+    /// #         let _ = self.0.lock().unwrap().send((snapshot_idx, claims_digest));
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let (requests, evidence_wanted) = mpsc::channel();
+    /// # let sink = Arc::new(Requests(Mutex::new(requests)));
+    /// // The node's key signs its snapshots; its store trusts statements by that key.
+    /// let node_key = SigningKey::from_bytes(&[3; 32]);
+    /// let trusted = Ed25519Verifier::new(Vec::new())
+    ///     .with_statement_keys(vec![node_key.verifying_key()]);
+    /// let opts = StoreOptions::new(Arc::new(trusted));
+    /// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+    /// let tasks = TaskSystem::manual(1);
+    /// let config = SnapshotterConfig { tx_interval: 3, ..SnapshotterConfig::default() };
+    /// let mut snap =
+    ///     Snapshotter::new(config, tasks.clone(), Arc::clone(&store), Arc::new(Greeting), sink)?
+    ///         .with_statement_key(node_key);
+    ///
+    /// assert!(snap.record_committable(3));
+    /// snap.commit(3);
+    /// tasks.run_until_idle(); // serialised: the node is asked for an evidence entry
+    /// let (snapshot_idx, claims_digest) = evidence_wanted.try_recv()?;
+    /// // The node appends it at 4, in term 2; nothing is written until 4 is committed.
+    /// snap.record_evidence_in_term(4, snapshot_idx, claims_digest, 2)?;
+    /// tasks.run_until_idle();
+    /// assert!(store.list()?.is_empty());
+    /// snap.commit(4);
+    /// tasks.run_until_idle();
+    ///
+    /// let latest = store.latest()?.expect("the snapshot at 3");
+    /// let receipt = latest.receipt();
+    /// assert_eq!(latest.name().idx, 3);
+    /// assert_eq!((receipt.scheme, receipt.term), (SchemeId::STATEMENT, Some(2)));
+    /// snap.close(CloseMode::Drain);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_statement_key(mut self, key: SigningKey) -> Self {
+        self.statement_key = Some(Arc::new(key));
         self
     }
 
@@ -389,6 +484,34 @@ impl Snapshotter {
         snapshot_idx: u64,
         digest: Hash,
     ) -> Result<(), EvidenceError> {
+        self.evidence(evidence_idx, snapshot_idx, digest, None)
+    }
+
+    /// [`record_evidence`](Self::record_evidence) for a log with terms: the evidence tx at
+    /// `evidence_idx` was appended in log term `term`. In statement mode
+    /// ([`with_statement_key`](Self::with_statement_key)) the snapshot's signed statement
+    /// carries the term, and readers report it
+    /// ([`VerifiedReceipt::term`](snapseal_persist::receipt::VerifiedReceipt::term)); a Merkle
+    /// receipt carries no term, so in Merkle mode it is not used.
+    pub fn record_evidence_in_term(
+        &mut self,
+        evidence_idx: u64,
+        snapshot_idx: u64,
+        digest: Hash,
+        term: u64,
+    ) -> Result<(), EvidenceError> {
+        self.evidence(evidence_idx, snapshot_idx, digest, Some(term))
+    }
+
+    /// Records the evidence tx (with its term, when given) for the generation at
+    /// `snapshot_idx`; see [`record_evidence`](Self::record_evidence).
+    fn evidence(
+        &mut self,
+        evidence_idx: u64,
+        snapshot_idx: u64,
+        digest: Hash,
+        term: Option<u64>,
+    ) -> Result<(), EvidenceError> {
         self.drain_done();
         self.release_finished();
         let Some(generation) = self
@@ -428,6 +551,7 @@ impl Snapshotter {
             });
         }
         generation.evidence_idx = Some(evidence_idx);
+        generation.term = term;
         generation.digest = Some(digest);
         generation.span.record("evidence_idx", evidence_idx);
         debug!(parent: &generation.span, evidence_idx, "evidence recorded");
@@ -436,10 +560,14 @@ impl Snapshotter {
     }
 
     /// A signature tx at `signed.sig_idx` signed the ledger's root. Each generation with
-    /// evidence keeps the first signature strictly after its evidence.
+    /// evidence keeps the first signature strictly after its evidence. Ignored in statement
+    /// mode ([`with_statement_key`](Self::with_statement_key)), which needs no signature tx.
     pub fn record_signature(&mut self, signed: SignedRoot) {
         self.drain_done();
         self.release_finished();
+        if self.statement_key.is_some() {
+            return;
+        }
         for g in &mut self.pending {
             let Some(evidence_idx) = g.evidence_idx else {
                 continue;
@@ -457,9 +585,13 @@ impl Snapshotter {
     }
 
     /// The tree (proof source) as of the signature at `sig_idx`. Each generation with evidence
-    /// keeps the first tree strictly after its evidence that matches its signature.
+    /// keeps the first tree strictly after its evidence that matches its signature. Ignored in
+    /// statement mode ([`with_statement_key`](Self::with_statement_key)), which needs no proof.
     pub fn record_tree(&mut self, sig_idx: u64, tree: Arc<dyn ProofSource>) {
         self.drain_done();
+        if self.statement_key.is_some() {
+            return;
+        }
         for g in &mut self.pending {
             let Some(evidence_idx) = g.evidence_idx else {
                 continue;
@@ -652,7 +784,8 @@ impl Snapshotter {
             .collect()
     }
 
-    /// The commit index as the Snapshotter knows it.
+    /// The commit index as the Snapshotter knows it (feature `internals`).
+    #[cfg(feature = "internals")]
     pub fn commit_idx(&self) -> u64 {
         self.commit_idx
     }
@@ -748,11 +881,7 @@ impl Snapshotter {
     /// Add the persist action to every generation whose gate now holds.
     fn check_gates(&mut self) {
         for g in &mut self.pending {
-            let Some(sig_idx) = g.gate(self.commit_idx) else {
-                continue;
-            };
-            let (Some(evidence_idx), Some(signature), Some((_, tree))) =
-                (g.evidence_idx, g.signature.clone(), g.tree.clone())
+            let Some((evidence_idx, proof)) = g.gate(self.commit_idx, self.statement_key.as_ref())
             else {
                 continue;
             };
@@ -760,8 +889,7 @@ impl Snapshotter {
                 generation: g.number,
                 idx: g.idx,
                 evidence_idx,
-                signature,
-                tree,
+                proof,
                 shared: Arc::clone(&g.shared),
                 store: Arc::clone(&self.store),
                 span: g.span.clone(),
@@ -770,7 +898,7 @@ impl Snapshotter {
                 counters: Arc::clone(&self.counters),
             };
             g.persist_scheduled = g.queue.add_action("persist", move || job.run());
-            debug!(parent: &g.span, sig_idx, scheduled = g.persist_scheduled, "gate passed");
+            debug!(parent: &g.span, evidence_idx, scheduled = g.persist_scheduled, "gate passed");
         }
     }
 
@@ -904,6 +1032,7 @@ impl Snapshotter {
             shared,
             span,
             evidence_idx: None,
+            term: None,
             digest: None,
             signature: None,
             tree: None,

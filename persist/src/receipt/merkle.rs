@@ -45,13 +45,71 @@ pub fn empty_root() -> Hash {
     *blake3::hash(&[]).as_bytes()
 }
 
-/// Incremental Merkle tree over a ledger's leaves.
+/// Incremental Merkle tree over a ledger's leaves: the RFC 9162 tree a CCF-style node keeps
+/// for Merkle receipts ([`SchemeId::MERKLE`](super::SchemeId::MERKLE)), and the one
+/// snapseal's reference ledger uses.
 ///
-/// Keeps every level of complete, aligned subtrees (`levels[h][j]` = root of leaves
-/// `j * 2^h .. (j + 1) * 2^h`), about 2n hashes in all. Any prefix of size `n` is then a left-to-right
-/// run of at most 64 complete subtrees (the set bits of `n`), so roots and proofs for any prefix
-/// cost O(log n) hashes, without recomputing: the reference ledger asks for a root at every
-/// signature over 10^5..10^6 leaves.
+/// # A ledger's tree: the index mapping
+///
+/// Ledger indices start at 1, leaves at 0, and a signature tx signs the tree of the txs
+/// *before* it:
+/// - push one leaf per ledger tx, in order, signature txs included:
+///   [`leaf_hash`]`(tx_digest, claims)`, where `claims` is the snapshot's claims digest for an
+///   evidence tx and 32 zero bytes for any other tx. Tx `i` is then leaf `i - 1`;
+/// - the signature tx at `s` signs `root(s - 1)` ([`sign_root`](super::sign_root)`(key, s,
+///   &root)`): the tree of txs `1 ..= s - 1`;
+/// - the proof of the evidence tx at `e` under the signature at `s` (`e < s`) is
+///   `proof(e - 1, s - 1)`: what a node's `ProofSource::inclusion_proof(e, s)` (snapseal-actors)
+///   returns, with the evidence tx's digest, and what [`merkle_receipt`](super::merkle_receipt)
+///   takes;
+/// - a ledger rolled back to `idx` keeps txs `1 ..= idx`: `truncate(idx)`.
+///
+/// Roots and proofs of every earlier size stay available as the tree grows, so one tree shared
+/// behind a lock serves every signature's proofs.
+///
+/// ```
+/// use snapseal_persist::receipt::{
+///     leaf_hash, merkle_receipt, sign_root, Ed25519Verifier, Expected, InclusionProof,
+///     MerkleTree, ReceiptVerifier,
+/// };
+/// use snapseal_persist::{Claims, Flags, SigningKey};
+///
+/// let claims = Claims {
+///     idx: 2,
+///     flags: Flags::NONE,
+///     body_len: 5,
+///     raw_len: 5,
+///     body_digest: *blake3::hash(b"state").as_bytes(),
+/// };
+/// let tx = |i: u64| *blake3::hash(&i.to_le_bytes()).as_bytes();
+/// // Txs 1 and 2, the evidence tx at 3, another tx at 4; the signature tx at 5 signs 1 ..= 4.
+/// let mut tree = MerkleTree::new();
+/// for i in 1..=4 {
+///     let carried = if i == 3 { claims.digest() } else { [0; 32] };
+///     tree.push(leaf_hash(&tx(i), &carried));
+/// }
+/// let ledger_key = SigningKey::from_bytes(&[5; 32]);
+/// let (e, s) = (3, 5);
+/// let signed = sign_root(&ledger_key, s, &tree.root(s - 1).unwrap());
+/// let proof = InclusionProof { tx_digest: tx(e), path: tree.proof(e - 1, s - 1).unwrap() };
+///
+/// let receipt = merkle_receipt(&claims, e, proof, signed)?;
+/// let expected = Expected {
+///     idx: 2,
+///     evidence_idx: e,
+///     body_digest: claims.body_digest,
+///     claims_digest: claims.digest(),
+/// };
+/// let verifier = Ed25519Verifier::new(vec![ledger_key.verifying_key()]);
+/// assert_eq!(verifier.verify(&receipt, &expected)?.sig_idx, s);
+/// # Ok::<(), snapseal_persist::receipt::ReceiptError>(())
+/// ```
+///
+/// Inside, it keeps every level of complete, aligned subtrees (`levels[h][j]` = root of leaves
+/// `j * 2^h .. (j + 1) * 2^h`), about 2n hashes in all. Any prefix of size `n` is then a
+/// left-to-right run of at most 64 complete subtrees (the set bits of `n`), so roots and proofs
+/// for any prefix cost O(log n) hashes, without recomputing: the reference ledger asks for a
+/// root at every signature over 10^5..10^6 leaves.
 #[derive(Clone, Debug, Default)]
 pub struct MerkleTree {
     /// `levels[0]` are the leaves; `levels[h]` has `len >> h` entries.
