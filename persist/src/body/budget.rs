@@ -57,9 +57,11 @@ impl MemoryBudget {
         }
     }
 
-    /// Bytes currently held by in-memory bodies (and builders) under this budget.
-    pub fn used(&self) -> u64 {
-        self.inner.state.lock().used
+    internals_pub! {
+        /// Bytes currently held by in-memory bodies (and builders) under this budget.
+        fn used(&self) -> u64 {
+            self.inner.state.lock().used
+        }
     }
 
     internals_pub! {
