@@ -7,7 +7,7 @@
 //! [`on_event`](Snapshotter::on_event) hook with [`Recipient::do_send`]: never dropped, however
 //! busy the subscriber's mailbox (the mailbox grows instead), and in the order each producing
 //! thread emitted them. When the actor stops, the Snapshotter is dropped, which closes it with
-//! [`CloseMode::Cancel`](crate::CloseMode::Cancel).
+//! [`CloseMode::Cancel`].
 
 use std::sync::Arc;
 

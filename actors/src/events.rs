@@ -230,6 +230,59 @@ impl EventHub {
 ///
 /// Once the Snapshotter is closed (or dropped), receivers get what is still queued and then
 /// `None`.
+///
+/// ```
+/// # use std::io::{self, Write};
+/// # use std::sync::Arc;
+/// # use snapseal_actors::{
+/// #     CaptureError, CloseMode, EvidenceSink, Hash, SnapshotEvent, Snapshotter,
+/// #     SnapshotterConfig, StateSource, StateView,
+/// # };
+/// # use snapseal_engine::TaskSystem;
+/// # use snapseal_persist::fs::RealFs;
+/// # use snapseal_persist::receipt::Ed25519Verifier;
+/// # use snapseal_persist::{SnapshotStore, StoreOptions};
+/// # struct State;
+/// # impl StateSource for State {
+/// #     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+/// #         Ok(Box::new(State))
+/// #     }
+/// # }
+/// # impl StateView for State {
+/// #     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+/// #         out.write_all(b"state")
+/// #     }
+/// # }
+/// # struct Sink;
+/// # impl EvidenceSink for Sink {
+/// #     fn append_evidence(&self, _snapshot_idx: u64, _claims_digest: Hash) {}
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(Vec::new())));
+/// # let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir.path(), opts)?);
+/// # let (state, sink) = (Arc::new(State), Arc::new(Sink));
+/// // A queue of one event, and one generation at a time (setup as in the `Snapshotter`
+/// // example): each further due point is skipped.
+/// let config = SnapshotterConfig { tx_interval: 1, max_pending: 1, ..Default::default() };
+/// let mut snap = Snapshotter::new(config, TaskSystem::manual(1), store, state, sink)?
+///     .with_event_capacity(std::num::NonZeroUsize::MIN);
+/// let events = snap.events();
+/// for idx in 1..=3 {
+///     snap.record_committable(idx);
+///     snap.commit(idx); // 1 starts a generation; 2 and 3 are skipped
+/// }
+/// // The queue kept the newest event; the one it removed is counted, never lost silently.
+/// assert!(matches!(events.try_recv(), Some(SnapshotEvent::Overflowed { lost: 1, .. })));
+/// assert!(matches!(events.try_recv(), Some(SnapshotEvent::Skipped { idx: 3 })));
+/// assert!(events.try_recv().is_none());
+/// assert_eq!(snap.counters().skipped, 2); // the counters count every event
+///
+/// snap.close(CloseMode::Cancel); // generation 0 is cancelled ...
+/// assert!(matches!(events.recv(), Some(SnapshotEvent::Dropped { idx: 1, .. })));
+/// assert!(events.recv().is_none()); // ... and then the queue ends
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Events {
     hub: Arc<EventHub>,
