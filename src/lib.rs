@@ -28,6 +28,65 @@
 //!
 //! Features: `actix` turns on `actors::actor`, the actix actor facade (off by default, so a
 //! node that does not use actix does not build it).
+//!
+//! The names a node uses are at the root. Wiring, from the store to the first snapshot point
+//! (the README goes on to the evidence, the signature and the committed file):
+//!
+//! ```
+//! use std::sync::{mpsc, Arc, Mutex};
+//! use std::time::Duration;
+//! use snapseal::{
+//!     CloseMode, Ed25519Verifier, EngineConfig, EvidenceSink, Hash, RealFs, SnapshotEvent,
+//!     SnapshotStore, Snapshotter, SnapshotterConfig, StoreOptions, TaskSystem,
+//! };
+//! # use snapseal::{CaptureError, StateSource, StateView};
+//! # struct State;
+//! # impl StateSource for State {
+//! #     fn capture(&self, _idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+//! #         Ok(Box::new(State))
+//! #     }
+//! # }
+//! # impl StateView for State {
+//! #     fn write_to(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+//! #         out.write_all(b"the node's state")
+//! #     }
+//! # }
+//!
+//! /// Hands each evidence request to the consensus thread, which owns the ledger.
+//! struct ToConsensus(Mutex<mpsc::Sender<(u64, Hash)>>);
+//! impl EvidenceSink for ToConsensus {
+//!     fn append_evidence(&self, snapshot_idx: u64, claims_digest: Hash) {
+//!         let _ = self.0.lock().map(|tx| tx.send((snapshot_idx, claims_digest)));
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path(); // e.g. /var/lib/node/snapshots
+//! # let ledger_key = snapseal::persist::SigningKey::from_bytes(&[7; 32]).verifying_key();
+//! let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![ledger_key])));
+//! let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), dir, opts)?);
+//! let tasks = TaskSystem::threaded(EngineConfig::default())?;
+//! let (requests, evidence_wanted) = mpsc::channel();
+//! let config = SnapshotterConfig { tx_interval: 100, ..SnapshotterConfig::default() };
+//! let sink = Arc::new(ToConsensus(Mutex::new(requests)));
+//! let mut snap = Snapshotter::new(config, tasks, Arc::clone(&store), Arc::new(State), sink)?;
+//!
+//! // On the consensus thread, at each signature tx and each commit:
+//! assert!(!snap.record_committable(50)); // not due: fewer than 100 txs since the start
+//! assert!(snap.record_committable(100));
+//! snap.commit(100); // the state at 100 is captured, and serialised on the workers
+//! let (snapshot_idx, _claims_digest) = evidence_wanted.recv_timeout(Duration::from_secs(60))?;
+//! assert_eq!(snapshot_idx, 100); // the node appends an evidence tx carrying the digest
+//!
+//! // Shutting down before the ledger proved it: the generation is dropped, nothing written.
+//! let events = snap.events();
+//! snap.close(CloseMode::Drain);
+//! assert!(matches!(events.recv(), Some(SnapshotEvent::Dropped { idx: 100, .. })));
+//! assert!(store.latest()?.is_none());
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 pub use snapseal_actors as actors;
