@@ -50,6 +50,8 @@ mod remote;
 mod remote_index;
 mod restore;
 pub mod retention;
+mod runtime;
+#[cfg(feature = "s3")]
 mod s3;
 mod shipper;
 mod staging;
@@ -60,7 +62,9 @@ pub use error::{classify, describe, ErrorClass, ShipError};
 pub use local_error::LocalError;
 pub use local_store::{LocalStore, MAX_DEPTH};
 pub use remote::{Remote, RemoteOptions, INDEX_OBJECT};
-pub use restore::{restore, RestoreOptions, RestoreProgress, Restored, MAX_RECEIPT_BYTES};
+pub use restore::{
+    restore, restore_async, RestoreOptions, RestoreProgress, Restored, MAX_RECEIPT_BYTES,
+};
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use shipper::FileHook;

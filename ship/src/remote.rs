@@ -15,6 +15,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use crate::confirm::{Confirm, Confirmation, Decide};
 use crate::error::ShipError;
 use crate::local_store::LocalStore;
+use crate::runtime::BlockingRuntime;
 
 /// Bytes per ranged read when reading an object back or restoring it.
 pub(crate) const READ_PIECE: u64 = 8 << 20;
@@ -35,7 +36,9 @@ pub struct RemoteOptions {
     pub options: Vec<(String, String)>,
     /// Per-request timeout (the store's own; the shipper's backoff runs on top of it).
     pub request_timeout: Duration,
-    /// Worker threads of the I/O runtime (at least 1).
+    /// Worker threads of the private runtime the blocking API runs on (at least 1). It is
+    /// built on the first blocking call, never for the async API, which runs on the caller's
+    /// runtime.
     pub io_threads: usize,
     /// `file://` only: the largest object the store opens (a larger one is refused after one
     /// `fstat`, before any byte is read).
@@ -56,9 +59,14 @@ impl Default for RemoteOptions {
     }
 }
 
-/// An opened remote: the store, the key prefix under it, and the runtime its calls run on.
+/// An opened remote: the store and the key prefix under it.
+///
+/// Its calls run on the caller's tokio runtime (the async API), or, for the blocking API, on
+/// a private runtime built on the first blocking call. Dropping a `Remote` never blocks and
+/// never panics, whatever thread drops it (a tokio task included).
 pub struct Remote {
-    rt: Arc<tokio::runtime::Runtime>,
+    /// The blocking API's runtime (see [`Remote::block_on`]).
+    rt: BlockingRuntime,
     pub(crate) store: Arc<dyn ObjectStore>,
     prefix: Path,
     url: String,
@@ -93,27 +101,33 @@ impl Remote {
             reason,
         };
         let parsed = url::Url::parse(url).map_err(|e| config(e.to_string()))?;
-        let mut local_root = None;
         let how;
         let multipart: Option<Arc<dyn MultipartStore>>;
-        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
+        let (store, prefix, local_root): (Arc<dyn ObjectStore>, Path, _) = match parsed.scheme() {
             "file" => {
                 let dir = parsed
                     .to_file_path()
                     .map_err(|()| config("not an absolute local path".into()))?;
-                local_root = Some(dir.clone());
                 how = Decide::Own;
                 multipart = None;
                 (
-                    Arc::new(LocalStore::new(dir, opts.max_object_bytes)),
+                    Arc::new(LocalStore::new(dir.clone(), opts.max_object_bytes)),
                     Path::default(),
+                    Some(dir),
                 )
             }
+            #[cfg(feature = "s3")]
             "s3" | "s3a" => {
                 let s3 = crate::s3::open(url, &parsed, opts).map_err(config)?;
                 how = Decide::probe(&s3);
                 multipart = Some(Arc::clone(&s3.store) as Arc<dyn MultipartStore>);
-                (s3.store as Arc<dyn ObjectStore>, s3.prefix)
+                (s3.store as Arc<dyn ObjectStore>, s3.prefix, None)
+            }
+            #[cfg(not(feature = "s3"))]
+            "s3" | "s3a" => {
+                return Err(config(
+                    "s3:// needs snapseal-ship's `s3` feature (this build has no S3 client)".into(),
+                ))
             }
             other => {
                 return Err(config(format!(
@@ -138,14 +152,8 @@ impl Remote {
         prefix: Path,
         opts: &RemoteOptions,
     ) -> Result<Remote, ShipError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(opts.io_threads.max(1))
-            .thread_name("snapseal-ship-io")
-            .enable_all()
-            .build()
-            .map_err(ShipError::Runtime)?;
         Ok(Remote {
-            rt: Arc::new(rt),
+            rt: BlockingRuntime::new(opts.io_threads),
             store,
             prefix,
             url: url.to_string(),
@@ -171,9 +179,16 @@ impl Remote {
         &self.store
     }
 
-    /// Runs `f` on the remote's runtime, blocking the caller.
-    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+    /// Runs `f` on the private runtime, blocking the calling thread: how every blocking fn of
+    /// the crate runs its async twin. Never panics on any thread: from inside a tokio runtime
+    /// `f` runs on a helper thread (see [`BlockingRuntime::run`]). The error when the runtime
+    /// or that thread cannot be started is [`ShipError::Runtime`].
+    pub(crate) fn block_on<T, F>(&self, f: F) -> Result<T, ShipError>
+    where
+        F: Future<Output = Result<T, ShipError>> + Send,
+        T: Send,
+    {
+        self.rt.run(f).map_err(ShipError::Runtime)?
     }
 
     /// The key of `file_name` shipped by `node`.

@@ -98,7 +98,23 @@ struct Candidate {
     entry: Option<IndexEntry>,
 }
 
-/// Brings the newest remote snapshot that verifies into `store`.
+/// Brings the newest remote snapshot that verifies into `store`, blocking:
+/// [`restore_async`] run to completion on the remote's private runtime (built on the first
+/// blocking call).
+///
+/// Blocks the calling thread. From a tokio task it does not panic (the restore runs on the
+/// private runtime from a helper thread) but it holds the task's worker thread meanwhile:
+/// there, `.await` [`restore_async`] instead.
+pub fn restore(
+    remote: &Remote,
+    store: &SnapshotStore,
+    opts: &RestoreOptions,
+) -> Result<Restored, ShipError> {
+    remote.block_on(restore_async(remote, store, opts))
+}
+
+/// Brings the newest remote snapshot that verifies into `store`, on the caller's tokio
+/// runtime (its blocking twin is [`restore`]).
 ///
 /// Candidates come from the index (newest first); only when the index is missing or does not
 /// decode does it list the bucket instead. Each candidate is streamed into the store's
@@ -110,15 +126,13 @@ struct Candidate {
 /// machine fails to store (see [`Restored::failed_locally`]) is reported and the next older
 /// one tried. A store that already has newer snapshots keeps them: an older one brought in
 /// does not change what `latest` returns.
-pub fn restore(
-    remote: &Remote,
-    store: &SnapshotStore,
-    opts: &RestoreOptions,
-) -> Result<Restored, ShipError> {
-    remote.block_on(restore_async(remote, store, opts))
-}
-
-async fn restore_async(
+///
+/// Runs on the polling task: the remote calls, the BLAKE3 of each 8 MiB piece, and the
+/// store's writes of it (page-cache writes). The store's final step — fsync, the whole
+/// file's verification, the rename — is the long one: on a multi-thread runtime it runs in
+/// `block_in_place` (the worker hands its other tasks on first); on a current-thread runtime
+/// it holds that thread. The future is `Send`. Needs a runtime with I/O and time enabled.
+pub async fn restore_async(
     remote: &Remote,
     store: &SnapshotStore,
     opts: &RestoreOptions,
@@ -177,6 +191,18 @@ async fn restore_async(
         passed_over,
         failed_locally,
     })
+}
+
+/// Runs `f`, a long blocking step of an async restore, where it holds up the fewest tasks: in
+/// `block_in_place` on a multi-thread runtime. On a current-thread runtime (where
+/// `block_in_place` panics) it runs inline: handing it to `spawn_blocking` would need the
+/// store by `Arc`, and the caller's task waits for it either way.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Whether `node` (a name from the index or a listing) may be a candidate's; a name no
@@ -352,7 +378,7 @@ async fn fetch_one(
             )));
         }
     }
-    match store.finish_ingest(file) {
+    match off_the_workers(|| store.finish_ingest(file)) {
         Ok(Ingested::Committed(committed)) if committed.name == c.name => Ok(true),
         Ok(Ingested::AlreadyPresent(name)) if name == c.name => Ok(false),
         Ok(other) => Err(refuse(format!(

@@ -358,6 +358,10 @@ impl Shipper {
     /// An on-demand pass (e.g. after each commit): runs [`ship_pending`](Self::ship_pending)
     /// unless the previous request was less than the cooldown ago (`Ok(None)`; the next pass
     /// picks those files up).
+    ///
+    /// Blocks the calling thread for the pass. From a tokio task it does not panic (the pass
+    /// runs on the private runtime from a helper thread) but it holds the task's worker
+    /// thread meanwhile: there, call [`ship`](Self::ship) instead.
     pub fn request(&self) -> Result<Option<ShipReport>, ShipError> {
         {
             let mut last = self.last_request.lock();
@@ -370,6 +374,9 @@ impl Shipper {
     }
 
     /// Ships until `stop` is set, a pass every `poll`; returns on a terminal error.
+    ///
+    /// Blocks the calling thread until then (meant for a thread of its own). An async node
+    /// runs its own loop of [`ship`](Self::ship) instead, on its runtime.
     pub fn follow(&self, poll: Duration, stop: &AtomicBool) -> Result<ShipStats, ShipError> {
         while !stop.load(Ordering::Relaxed) {
             self.ship_pending()?;
@@ -381,19 +388,35 @@ impl Shipper {
         Ok(self.stats())
     }
 
-    /// One pass: every committed snapshot newer than the newest one the index names for this
-    /// node, oldest first, is read and verified, uploaded (or found complete on the remote),
-    /// confirmed by size and BLAKE3 of what the remote returns, and only then added to the
-    /// index, in order. A terminal error stops the shipper (this and every later call fails
-    /// with it).
+    /// One pass, blocking: [`ship`](Self::ship) run to completion on the remote's private
+    /// runtime (built on the first blocking call).
+    ///
+    /// Blocks the calling thread for the pass. From a tokio task it does not panic (the pass
+    /// runs on the private runtime from a helper thread) but it holds the task's worker
+    /// thread meanwhile: there, `.await` [`ship`](Self::ship) instead.
     pub fn ship_pending(&self) -> Result<ShipReport, ShipError> {
+        self.remote.block_on(self.ship())
+    }
+
+    /// One pass, on the caller's tokio runtime: every committed snapshot newer than the newest
+    /// one the index names for this node, oldest first, is read and verified, uploaded (or
+    /// found complete on the remote), confirmed by size and BLAKE3 of what the remote
+    /// returns, and only then added to the index, in order. A terminal error stops the
+    /// shipper (this and every later call fails with it).
+    ///
+    /// The local file's opening, `pread`s and full verification run on the runtime's
+    /// blocking threads (`spawn_blocking`); what runs on the polling task is the remote calls
+    /// and the BLAKE3 of each piece sent or read back (a few MiB, hashed on rayon's threads
+    /// while the task waits: milliseconds per piece). The future is `Send`, so a node may
+    /// `tokio::spawn` it. Needs a runtime with I/O and time enabled (`enable_all`).
+    pub async fn ship(&self) -> Result<ShipReport, ShipError> {
         if let Some(reason) = self.stopped() {
             return Err(ShipError::Config {
                 url: self.remote.url().to_string(),
                 reason: format!("shipper stopped earlier: {reason}"),
             });
         }
-        let result = self.remote.block_on(self.pass());
+        let result = self.pass().await;
         if let Err(e) = &result {
             if e.class() == ErrorClass::Terminal {
                 let text = describe(e);
@@ -427,9 +450,12 @@ impl Shipper {
         self.hold_queue(&queue);
         let mut report = ShipReport::default();
         let dir = self.store.dir().to_path_buf();
-        let mut results = futures::stream::iter(queue.iter().map(|(name, _)| {
+        // Names by value: a stream mapping `queue.iter()` is a closure over references of any
+        // lifetime, which the compiler cannot prove `Send`, and `ship()` must be.
+        let names: Vec<SnapshotName> = queue.iter().map(|(name, _)| *name).collect();
+        let mut results = futures::stream::iter(names.into_iter().map(|name| {
             let dir = dir.clone();
-            async move { (*name, self.ship_one(&dir, *name).await) }
+            async move { (name, self.ship_one(&dir, name).await) }
         }))
         .buffered(self.config.concurrency.max(1));
         // `buffered` yields in queue order: a file is indexed only after every older one was.

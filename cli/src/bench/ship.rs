@@ -46,24 +46,24 @@ fn run_err(e: impl std::fmt::Display) -> BenchError {
 /// Reads `key` raw, as restore does: 8 MiB ranged gets, two in flight, each piece handed to
 /// `each` in order.
 fn read_ranged(
+    rt: &tokio::runtime::Runtime,
     remote: &Remote,
     key: &ObjPath,
     mut each: impl FnMut(Bytes),
 ) -> Result<(), BenchError> {
-    remote
-        .block_on(async {
-            let size = remote.store().head(key).await?.size;
-            let piece = 8u64 << 20;
-            let ranges = (0..size.div_ceil(piece)).map(|i| i * piece..((i + 1) * piece).min(size));
-            let mut stream = std::pin::pin!(futures::stream::iter(ranges)
-                .map(|r| remote.store().get_range(key, r))
-                .buffered(2));
-            while let Some(piece) = stream.next().await {
-                each(piece?);
-            }
-            Ok::<_, object_store::Error>(())
-        })
-        .map_err(run_err)
+    rt.block_on(async {
+        let size = remote.store().head(key).await?.size;
+        let piece = 8u64 << 20;
+        let ranges = (0..size.div_ceil(piece)).map(|i| i * piece..((i + 1) * piece).min(size));
+        let mut stream = std::pin::pin!(futures::stream::iter(ranges)
+            .map(|r| remote.store().get_range(key, r))
+            .buffered(2));
+        while let Some(piece) = stream.next().await {
+            each(piece?);
+        }
+        Ok::<_, object_store::Error>(())
+    })
+    .map_err(run_err)
 }
 
 /// The rows for a snapshot of `size` body bytes.
@@ -97,6 +97,12 @@ pub(crate) fn rows(
     let n = file.len() as f64;
     let url = format!("file://{}", remote_dir.display());
     let remote = Arc::new(Remote::open(&url, &RemoteOptions::default()).map_err(setup)?);
+    // The raw calls' runtime, sized as the remote's own (which the library keeps internal).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RemoteOptions::default().io_threads)
+        .enable_all()
+        .build()
+        .map_err(setup)?;
     let clear = || -> Result<(), BenchError> {
         let _ = std::fs::remove_dir_all(&remote_dir);
         std::fs::create_dir_all(&remote_dir).map_err(|e| BenchError::io(&remote_dir, "create", e))
@@ -122,13 +128,12 @@ pub(crate) fn rows(
     let mut raw_put = || -> Result<Duration, BenchError> {
         clear()?;
         let start = Instant::now();
-        remote
-            .block_on(
-                remote
-                    .store()
-                    .put(&raw_key, PutPayload::from_bytes(file.clone())),
-            )
-            .map_err(run_err)?;
+        rt.block_on(
+            remote
+                .store()
+                .put(&raw_key, PutPayload::from_bytes(file.clone())),
+        )
+        .map_err(run_err)?;
         Ok(start.elapsed())
     };
     let (t_ship, t_put) = alternate(reps, &mut ship, &mut raw_put)?;
@@ -139,7 +144,7 @@ pub(crate) fn rows(
         raw_put()?;
         let mut at = 0;
         let mut same = true;
-        read_ranged(&remote, &raw_key, |piece| {
+        read_ranged(&rt, &remote, &raw_key, |piece| {
             same &= file.get(at..at + piece.len()) == Some(&piece[..]);
             at += piece.len();
         })?;
@@ -153,13 +158,12 @@ pub(crate) fn rows(
     // Restore: the remote holds the shipped snapshot (and the raw copy for the peer).
     clear()?;
     ship()?;
-    remote
-        .block_on(
-            remote
-                .store()
-                .put(&raw_key, PutPayload::from_bytes(file.clone())),
-        )
-        .map_err(run_err)?;
+    rt.block_on(
+        remote
+            .store()
+            .put(&raw_key, PutPayload::from_bytes(file.clone())),
+    )
+    .map_err(run_err)?;
     let target = work.path().join("target");
     let mut ours = || -> Result<Duration, BenchError> {
         let _ = std::fs::remove_dir_all(&target);
@@ -176,7 +180,7 @@ pub(crate) fn rows(
     let mut raw_ranged = || -> Result<Duration, BenchError> {
         let start = Instant::now();
         let mut hasher = blake3::Hasher::new();
-        read_ranged(&remote, &raw_key, |piece| {
+        read_ranged(&rt, &remote, &raw_key, |piece| {
             hasher.update_rayon(&piece);
         })?;
         hasher.finalize();
@@ -193,7 +197,7 @@ pub(crate) fn rows(
         let start = Instant::now();
         let mut hasher = blake3::Hasher::new();
         let mut pieces = Vec::new();
-        read_ranged(&remote, &raw_key, |piece| {
+        read_ranged(&rt, &remote, &raw_key, |piece| {
             hasher.update_rayon(&piece);
             pieces.push(piece);
         })?;
@@ -213,7 +217,7 @@ pub(crate) fn rows(
     };
     let mut raw_get = || -> Result<Duration, BenchError> {
         let start = Instant::now();
-        let hash = remote.block_on(async {
+        let hash = rt.block_on(async {
             let got = remote.store().get(&raw_key).await?;
             let mut stream = got.into_stream();
             let mut hasher = blake3::Hasher::new();

@@ -560,14 +560,13 @@ fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_wha
     use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
     let root = tempfile::tempdir().unwrap();
     let store = snapseal_ship::LocalStore::new(root.path().to_path_buf(), 1 << 20);
-    let remote = local_remote(root.path());
     let key = Key::from("a/b");
     let put = |bytes: &'static [u8], mode| {
         let opts = PutOptions {
             mode,
             ..PutOptions::default()
         };
-        remote.block_on(store.put_opts(&key, bytes.into(), opts))
+        crate::support::check::block_on(store.put_opts(&key, bytes.into(), opts))
     };
     put(b"first", PutMode::Create).unwrap();
     let again = put(b"second", PutMode::Create).unwrap_err();
@@ -576,11 +575,11 @@ fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_wha
         "{again}"
     );
     put(b"third", PutMode::Overwrite).unwrap();
-    let got = remote.block_on(store.get_range(&key, 1..4)).unwrap();
+    let got = crate::support::check::block_on(store.get_range(&key, 1..4)).unwrap();
     assert_eq!(&got[..], b"hir");
     // A key in the staging namespace is refused; staging files and deep trees are not listed.
     let staged = Key::parse("a/b#1").unwrap();
-    assert!(put_err(&remote, &store, &staged).contains("reserved"));
+    assert!(put_err(&store, &staged).contains("reserved"));
     std::fs::write(root.path().join("a").join("b#7"), b"staging").unwrap();
     // MAX_DEPTH directories down is listed; one more is not.
     let mut deep = root.path().to_path_buf();
@@ -597,15 +596,14 @@ fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_wha
     }
     deepest_key.truncate(snapseal_ship::MAX_DEPTH);
     std::fs::write(deep.join("too-deep"), b"x").unwrap();
-    let listed: Vec<String> = remote
-        .block_on(async {
-            use futures::TryStreamExt;
-            store.list(None).try_collect::<Vec<_>>().await
-        })
-        .unwrap()
-        .into_iter()
-        .map(|m| m.location.to_string())
-        .collect();
+    let listed: Vec<String> = crate::support::check::block_on(async {
+        use futures::TryStreamExt;
+        store.list(None).try_collect::<Vec<_>>().await
+    })
+    .unwrap()
+    .into_iter()
+    .map(|m| m.location.to_string())
+    .collect();
     assert_eq!(listed, ["a/b".to_string(), deepest_key.join("/")]);
     assert!(
         snapshot_of(root.path())
@@ -615,14 +613,8 @@ fn the_local_store_creates_without_replacing_overwrites_whole_and_lists_only_wha
     );
 }
 
-fn put_err(
-    remote: &snapseal_ship::Remote,
-    store: &snapseal_ship::LocalStore,
-    key: &object_store::path::Path,
-) -> String {
+fn put_err(store: &snapseal_ship::LocalStore, key: &object_store::path::Path) -> String {
     use object_store::ObjectStoreExt;
-    let err = remote
-        .block_on(store.put(key, b"x".as_slice().into()))
-        .unwrap_err();
+    let err = crate::support::check::block_on(store.put(key, b"x".as_slice().into())).unwrap_err();
     snapseal_ship::describe(&err)
 }

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod async_api;
 mod bounded_memory;
 mod confirm;
 mod changed_under_the_shipper;

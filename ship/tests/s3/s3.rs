@@ -55,9 +55,7 @@ fn s3_an_object_already_at_a_snapshots_name_is_never_overwritten(server: &Server
     let remote = server.remote(&bucket);
     let key = remote.key("n1", &name.file_name());
     let foreign = b"someone else's object".to_vec();
-    remote
-        .block_on(remote.store().put(&key, foreign.clone().into()))
-        .unwrap();
+    crate::support::check::block_on(remote.store().put(&key, foreign.clone().into())).unwrap();
     let mut config = ShipConfig::new("n1");
     config.max_attempts = Some(2);
     let shipper = Shipper::new(Arc::clone(&remote), store, config).unwrap();

@@ -197,7 +197,7 @@ fn s3_credentials_the_server_refuses_stop_the_shipper_and_good_ones_ship() {
         [name.file_name()],
         "the index names what the good key shipped"
     );
-    let listed = remote.block_on(async {
+    let listed = crate::support::check::block_on(async {
         remote
             .store()
             .list(None)

@@ -28,7 +28,10 @@ fn s3_a_terminal_error_says_the_servers_answer_once(server: &Server) {
     let err = shipper.ship_pending().unwrap_err();
     assert_eq!(err.class(), ErrorClass::Terminal, "{err}");
     let text = describe(&err);
-    for once in ["<Code>NoSuchBucket</Code>", "The specified bucket does not exist"] {
+    for once in [
+        "<Code>NoSuchBucket</Code>",
+        "The specified bucket does not exist",
+    ] {
         assert_eq!(text.matches(once).count(), 1, "{once} in: {text}");
     }
 }
@@ -59,9 +62,8 @@ fn s3_a_key_s3rver_does_not_know_stops_the_shipper_without_a_retry() {
     let stats = shipper.stats();
     assert_eq!((stats.retries, stats.terminal_errors), (0, 1));
     let seen = server.remote(&bucket);
-    let listed: Vec<object_store::ObjectMeta> = seen
-        .block_on(seen.store().list(None).try_collect())
-        .unwrap();
+    let listed: Vec<object_store::ObjectMeta> =
+        crate::support::check::block_on(seen.store().list(None).try_collect()).unwrap();
     assert!(listed.is_empty(), "nothing written: {listed:?}");
 }
 

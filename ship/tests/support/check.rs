@@ -35,9 +35,18 @@ pub(crate) fn direct(endpoint: &str, bucket: &str) -> Arc<Remote> {
     Arc::new(Remote::open(&format!("s3://{bucket}"), &s3_options(endpoint)).unwrap())
 }
 
+/// Runs `f` to completion on a runtime of its own (the remote's is private).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// An object's bytes, read directly.
 pub(crate) fn object_bytes(remote: &Remote, key: &object_store::path::Path) -> bytes::Bytes {
-    remote.block_on(async {
+    crate::support::check::block_on(async {
         remote
             .store()
             .get(key)
@@ -75,5 +84,5 @@ pub(crate) fn assert_index_consistent(remote: &Remote, local: &Path, node: &str)
 
 /// Whether `key` is visible on the remote.
 pub(crate) fn visible(remote: &Remote, key: &object_store::path::Path) -> bool {
-    remote.block_on(async { remote.store().head(key).await.is_ok() })
+    crate::support::check::block_on(async { remote.store().head(key).await.is_ok() })
 }
