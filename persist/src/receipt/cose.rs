@@ -28,7 +28,7 @@ use coset::{
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::error::ReceiptError;
-use super::merkle::{MerkleTree, MAX_PROOF_LEN};
+use super::merkle::{receipt_position, MerkleTree, MAX_PROOF_LEN};
 use super::scheme::{SchemeId, LABEL_SCHEME};
 use crate::format::Claims;
 use crate::hex::to_hex;
@@ -202,16 +202,7 @@ impl Receipt {
         claims_digest: Hash,
         signed: SignedRoot,
     ) -> Result<Receipt, ReceiptError> {
-        if evidence_idx == 0 {
-            return Err(ReceiptError::EvidenceIndexZero);
-        }
-        if signed.sig_idx <= evidence_idx {
-            return Err(ReceiptError::SigBeforeEvidence {
-                sig_idx: signed.sig_idx,
-                evidence_idx,
-            });
-        }
-        let (index, size) = (evidence_idx - 1, signed.sig_idx - 1);
+        let (index, size) = receipt_position(evidence_idx, signed.sig_idx)?;
         let mismatch = ReceiptError::TreeMismatch {
             len: tree.len(),
             leaf_index: index,

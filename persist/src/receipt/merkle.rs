@@ -12,6 +12,7 @@
 //! complete subtrees from whoever holds them, so the full [`MerkleTree`] and a ledger that
 //! keeps only a compact frontier plus recent leaves compute roots and proofs the same way.
 
+use super::error::ReceiptError;
 use crate::Hash;
 
 /// Longest proof a u64-sized tree can have; longer paths are malformed by definition.
@@ -210,6 +211,22 @@ impl MerkleTree {
 /// ```
 pub fn leaf_position(evidence_idx: u64, sig_idx: u64) -> Option<(u64, u64)> {
     (evidence_idx >= 1 && sig_idx > evidence_idx).then(|| (evidence_idx - 1, sig_idx - 1))
+}
+
+/// [`leaf_position`] for a receipt, or the receipt error saying why no proof can exist: the
+/// one mapping both building a receipt and checking one use.
+pub(crate) fn receipt_position(
+    evidence_idx: u64,
+    sig_idx: u64,
+) -> Result<(u64, u64), ReceiptError> {
+    leaf_position(evidence_idx, sig_idx).ok_or(if evidence_idx == 0 {
+        ReceiptError::EvidenceIndexZero
+    } else {
+        ReceiptError::SigBeforeEvidence {
+            sig_idx,
+            evidence_idx,
+        }
+    })
 }
 
 /// RFC 9162 `MTH` of the first `size` leaves (the empty root for 0), from the roots of the

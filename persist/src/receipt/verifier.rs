@@ -8,7 +8,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::cose::{key_id, verify_signed_root, Receipt};
 use super::error::ReceiptError;
-use super::merkle::{leaf_hash, root_from_proof};
+use super::merkle::{leaf_hash, receipt_position, root_from_proof};
 use super::scheme::{ReceiptScheme, SchemeId, Schemes};
 use super::statement::StatementScheme;
 use super::{Expected, ReceiptVerifier, VerifiedReceipt};
@@ -53,19 +53,9 @@ impl ReceiptScheme for MerkleScheme {
                 actual: r.claims_digest,
             });
         }
-        if r.evidence_idx == 0 {
-            return Err(ReceiptError::EvidenceIndexZero);
-        }
         let sig_idx = r.signed.sig_idx;
-        if sig_idx <= r.evidence_idx {
-            return Err(ReceiptError::SigBeforeEvidence {
-                sig_idx,
-                evidence_idx: r.evidence_idx,
-            });
-        }
-        // Tx i is leaf i - 1; the tree signed at sig_idx has sig_idx - 1 leaves. Both
-        // subtractions are safe: sig_idx > evidence_idx >= 1.
-        let (leaf_index, tree_size) = (r.evidence_idx - 1, sig_idx - 1);
+        // Tx i is leaf i - 1; the tree signed at sig_idx has sig_idx - 1 leaves.
+        let (leaf_index, tree_size) = receipt_position(r.evidence_idx, sig_idx)?;
         let leaf = leaf_hash(&r.evidence_tx_digest, &r.claims_digest);
         let computed = root_from_proof(&leaf, leaf_index, tree_size, &r.path).ok_or(
             ReceiptError::BadProof {

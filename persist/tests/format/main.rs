@@ -16,6 +16,7 @@ mod documented;
 mod forgery;
 mod format;
 mod format_vector;
+mod ledger_mapping;
 mod merkle;
 mod names;
 mod receipt;
