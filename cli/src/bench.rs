@@ -60,6 +60,9 @@ pub struct BenchOptions {
     pub consensus_body: u64,
     /// Body size of the snapshot the ship and restore rows move.
     pub ship_size: u64,
+    /// An S3-compatible test server (`http://host:port`, e.g. moto or s3rver): the ship and
+    /// restore rows run against it too, in a bucket of their own. `None`: `file://` only.
+    pub s3_endpoint: Option<String>,
     /// Smaller sizes and fewer repetitions (a quick look, not the figures to quote).
     pub quick: bool,
     /// The `b3sum` binary; `None` looks on `PATH`, then in `~/.cargo/bin`.
@@ -82,6 +85,7 @@ impl BenchOptions {
             rss_size: Some(2 << 30),
             consensus_body: 64 << 20,
             ship_size: 256 << 20,
+            s3_endpoint: None,
             quick: false,
             b3sum: None,
             rss_probe: None,
@@ -206,6 +210,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
     table
         .rows
         .extend(ship::rows(&opts.dir, to_usize(opts.ship_size)?, reps)?);
+    if let Some(endpoint) = &opts.s3_endpoint {
+        table.rows.extend(ship::s3_rows(
+            &opts.dir,
+            to_usize(opts.ship_size)?,
+            reps,
+            endpoint,
+        )?);
+    }
     let per_queue = if opts.quick { 200 } else { 1000 };
     // One run is a few milliseconds: many alternating runs for a stable median.
     table.rows.push(engine::row(threads, per_queue, reps * 3)?);

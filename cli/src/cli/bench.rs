@@ -25,6 +25,10 @@ pub(crate) struct BenchArgs {
     /// Small sizes only (a smoke run in seconds; the ratios are less telling).
     #[arg(long)]
     pub quick: bool,
+    /// Also run the ship and restore rows against this S3-compatible test server
+    /// (http://host:port, e.g. moto or s3rver), in a bucket the bench creates with a plain PUT.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
 }
 
 /// Runs the comparisons and prints the table. Exit 1 when a target was missed.
@@ -36,6 +40,7 @@ pub(super) fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
     } else {
         BenchOptions::new(&dir)
     };
+    opts.s3_endpoint = args.s3_endpoint.clone();
     let me = std::env::current_exe().context("finding this executable for the RSS probe")?;
     opts.rss_probe = Some(vec![me.display().to_string()]);
     out.info(format_args!(
