@@ -246,7 +246,8 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
 }
 
 /// The error and its causes on one line, each said once (a cause whose text an earlier one
-/// already contains is left out: several `object_store` errors print their source too), and
+/// already contains is left out: several `object_store` errors print their source too, and an
+/// `object_store` error's own words around a cause are left out), and
 /// safe to print: the text of an error that is not snapseal's own (an S3 server's error body,
 /// a path) is shown through [`Escaped`].
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
@@ -254,11 +255,14 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut source = e.source();
     while let Some(s) = source {
         let more = shown(s);
-        // An object_store error wrapping ours only adds its wrapper's words ("Generic
-        // LocalDir error"); ours, next, says what happened.
+        // An object_store error with a cause only wraps it in its variant's words and the key
+        // ours already named ("Object at location k not found: …", "Generic S3 error: …",
+        // "Generic LocalDir error"), words that can mislead (a missing bucket is not a missing
+        // object); the cause, next, says what happened: the request and the server's answer,
+        // or our local error.
         let wrapper = s
             .downcast_ref::<object_store::Error>()
-            .is_some_and(|e| LocalError::of(e).is_some());
+            .is_some_and(|e| std::error::Error::source(e).is_some());
         if !wrapper && !text.contains(&more) {
             text.push_str(": ");
             text.push_str(&more);
@@ -306,6 +310,58 @@ mod tests {
                 source: "no".to_string().into()
             }),
             ErrorClass::Terminal
+        );
+    }
+
+    /// An S3 answer as object_store nests it: the request's error (the server's body), inside
+    /// the client's, inside a `NotFound` that calls a missing bucket a missing object.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match &self.1 {
+                Some(inner) => write!(f, "{}: {inner}", self.0),
+                None => f.write_str(self.0),
+            }
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn describe_says_the_servers_answer_once_without_object_stores_wrapper_words() {
+        let body = "404 Not Found: <Error><Code>NoSuchBucket</Code>\n<Message>The specified bucket does not exist</Message></Error>";
+        let request = Layer(
+            "Error performing PUT http://127.0.0.1:9000/b/n1/k in 2ms",
+            Some(Box::new(Layer(body, None))),
+        );
+        let e = ShipError::remote(
+            "put",
+            "n1/k",
+            object_store::Error::NotFound {
+                path: "n1/k".into(),
+                source: Box::new(Layer(
+                    "Error performing put request",
+                    Some(Box::new(request)),
+                )),
+            },
+        );
+        let text = describe(&e);
+        assert_eq!(text.matches("NoSuchBucket").count(), 1, "{text}");
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        assert!(!text.contains("Object at location"), "{text}");
+        assert!(
+            text.starts_with("remote put n1/k: Error performing put request: Error performing PUT"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\n'),
+            "the body's newline is escaped: {text}"
         );
     }
 }
