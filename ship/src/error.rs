@@ -118,6 +118,19 @@ pub enum ShipError {
         /// committed name held by a file that does not verify), newest first.
         failed_locally: Vec<String>,
     },
+    /// Another writer wrote this node's index after this shipper claimed the node: a second
+    /// shipper with the same node name on the same remote, or `remote repair`.
+    #[error("two shippers for node {node} on {url}: its index was written by {} (this shipper is {ours}); stop the other one (or let remote repair finish), then start this one again", Escaped::str(.writer))]
+    NodeInUse {
+        /// The node name.
+        node: String,
+        /// The remote URL.
+        url: String,
+        /// The writer id found in the index.
+        writer: String,
+        /// This shipper's writer id.
+        ours: String,
+    },
     /// A remote hold names an object that is not there.
     #[error("remote {}: no such snapshot object", Escaped::str(.object))]
     NoSuchObject {

@@ -15,8 +15,11 @@
 //!   a local store through its ingest, falling back to older ones.
 //! - [`retention`]: remote gc (keep last N per node, TTL), holds and listing.
 //!
-//! Layout on the remote: `<prefix>/index.json` and `<prefix>/<node>/<committed file name>`.
-//! See docs/SHIPPING.md for the model and the failure behaviour.
+//! - [`repair`]: rewrites node indexes from what verifies, keeping every hold.
+//!
+//! Layout on the remote: `<prefix>/<node>/<committed file name>`, each node's own
+//! `<prefix>/<node>/index.json` (one writer: that node's shipper), one object per hold under
+//! `<prefix>/<node>/holds/`. See docs/SHIPPING.md for the model and the failure behaviour.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -41,13 +44,19 @@
 mod checksum_probe;
 mod confirm;
 mod error;
+mod holds;
+mod identity;
 pub mod index;
+mod layout;
 mod local_error;
 mod local_file;
 mod local_store;
+mod node_index;
 mod orphans;
+mod own_index;
 mod remote;
 mod remote_index;
+pub mod repair;
 mod restore;
 pub mod retention;
 mod runtime;
@@ -56,6 +65,7 @@ mod s3;
 mod shipper;
 mod staging;
 mod upload;
+mod view;
 
 pub use confirm::Confirm;
 pub use error::{classify, describe, ErrorClass, ShipError};

@@ -2,7 +2,6 @@
 //! object calls (uploads: `upload.rs`; the index object: `remote_index.rs`).
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,8 +69,6 @@ pub struct Remote {
     pub(crate) store: Arc<dyn ObjectStore>,
     prefix: Path,
     url: String,
-    /// Cleared once the store answers a conditional update with "not implemented".
-    pub(crate) conditional_update: AtomicBool,
     /// The directory of a `file://` remote.
     local_root: Option<std::path::PathBuf>,
     /// How uploads are confirmed (`confirm.rs`).
@@ -157,7 +154,6 @@ impl Remote {
             store,
             prefix,
             url: url.to_string(),
-            conditional_update: AtomicBool::new(true),
             local_root: None,
             confirmation: Confirmation::new(opts.confirm, Decide::Unknown),
             multipart: None,
@@ -263,17 +259,6 @@ impl Remote {
             });
         }
         Ok(bytes)
-    }
-
-    /// Every object under the remote's prefix (for gc, and restore without an index).
-    pub(crate) async fn list_all(&self) -> Result<Vec<ObjectMeta>, ShipError> {
-        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
-        let mut stream = self.store.list(prefix);
-        let mut out = Vec::new();
-        while let Some(meta) = stream.next().await {
-            out.push(meta.map_err(|e| ShipError::remote("list", self.prefix.as_ref(), e))?);
-        }
-        Ok(out)
     }
 
     /// Deletes one object (absent is fine).

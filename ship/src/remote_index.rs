@@ -1,40 +1,30 @@
-//! The index object on the remote: read as hostile input, updated read-modify-write.
-
-use std::sync::atomic::Ordering;
+//! Index objects on the remote, read as hostile input: the legacy shared index (read to
+//! migrate from, never written) and the size-capped read every index object goes through.
 
 use futures::StreamExt;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
-use tracing::debug;
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
 
 use crate::error::ShipError;
-use crate::index::{Index, INDEX_FORMAT, INDEX_MAX_BYTES};
+use crate::index::{LegacyIndex, INDEX_MAX_BYTES};
 use crate::local_error::LocalError;
 use crate::remote::Remote;
 
 impl Remote {
-    /// Reads the index and its version; an absent index is an empty one.
+    /// The bytes of the index object at `key`, `None` when it is absent.
     ///
-    /// The index is hostile input: anything but a regular file of at most
+    /// The object is hostile input: anything but a regular file of at most
     /// [`INDEX_MAX_BYTES`] (a link, a FIFO, a directory, a giant) is an unusable index
     /// ([`ShipError::Index`]) before a byte of it is read, and no more than that many bytes
-    /// are ever read, whatever the store claims, before it is parsed.
-    pub(crate) async fn read_index(&self) -> Result<(Index, Option<UpdateVersion>), ShipError> {
-        let key = self.index_key();
+    /// are ever read, whatever the store claims.
+    pub(crate) async fn read_index_bytes(&self, key: &Path) -> Result<Option<Vec<u8>>, ShipError> {
         let unusable = |reason: String| ShipError::Index {
             object: key.to_string(),
             reason,
         };
-        let got = match self.store.get(&key).await {
+        let got = match self.store.get(key).await {
             Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Ok((
-                    Index {
-                        format: INDEX_FORMAT,
-                        ..Index::default()
-                    },
-                    None,
-                ))
-            }
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => {
                 return Err(match LocalError::of(&e) {
                     Some(refused @ LocalError::Refused(_)) if refused.is_terminal() => {
@@ -50,10 +40,6 @@ impl Remote {
                 got.meta.size
             )));
         }
-        let version = UpdateVersion {
-            e_tag: got.meta.e_tag.clone(),
-            version: got.meta.version.clone(),
-        };
         let mut bytes = Vec::new();
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {
@@ -65,51 +51,21 @@ impl Remote {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let index = Index::decode(&bytes).map_err(unusable)?;
-        Ok((index, Some(version)))
+        Ok(Some(bytes))
     }
 
-    /// Reads the index, applies `change` and writes it back. Where the store supports it the
-    /// write is conditional on the version read (a concurrent writer makes it start over);
-    /// elsewhere it overwrites (one writer per remote at a time, see docs/SHIPPING.md).
-    pub(crate) async fn update_index(
-        &self,
-        mut change: impl FnMut(&mut Index),
-    ) -> Result<Index, ShipError> {
+    /// The legacy shared index (`<prefix>/index.json`, format 1), `None` when absent; one
+    /// that is not a regular object of that format is [`ShipError::Index`].
+    pub(crate) async fn read_legacy_index(&self) -> Result<Option<LegacyIndex>, ShipError> {
         let key = self.index_key();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (mut index, version) = self.read_index().await?;
-            change(&mut index);
-            let conditional = self.conditional_update.load(Ordering::Relaxed);
-            let mode = match (&version, conditional) {
-                (None, _) => PutMode::Create,
-                (Some(v), true) => PutMode::Update(v.clone()),
-                (Some(_), false) => PutMode::Overwrite,
-            };
-            let opts = PutOptions {
-                mode,
-                ..PutOptions::default()
-            };
-            let payload = PutPayload::from(index.encode());
-            match self.store.put_opts(&key, payload, opts).await {
-                Ok(_) => return Ok(index),
-                Err(object_store::Error::NotImplemented { .. }) if version.is_some() => {
-                    debug!(remote = %self.url(), "conditional update not supported: overwriting the index");
-                    self.conditional_update.store(false, Ordering::Relaxed);
-                }
-                Err(
-                    e @ (object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. }),
-                ) => {
-                    if attempts >= 20 {
-                        return Err(ShipError::remote("put", key.as_ref(), e));
-                    }
-                    debug!(remote = %self.url(), "index changed under us: reading it again");
-                }
-                Err(e) => return Err(ShipError::remote("put", key.as_ref(), e)),
-            }
-        }
+        let Some(bytes) = self.read_index_bytes(&key).await? else {
+            return Ok(None);
+        };
+        LegacyIndex::decode(&bytes)
+            .map(Some)
+            .map_err(|reason| ShipError::Index {
+                object: key.to_string(),
+                reason,
+            })
     }
 }

@@ -20,9 +20,10 @@ use tracing::{info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
+use crate::layout::order;
 use crate::local_error::LocalError;
 use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
-use crate::shipper::valid_node_name;
+use crate::view::read_views;
 
 /// The largest receipt checked before a body is fetched; a header claiming a larger one is
 /// refused (the built-in scheme's receipts are at most 16 KiB).
@@ -81,7 +82,10 @@ pub struct Restored {
     pub written: bool,
     /// Newer candidates passed over, with the reason (`node/file: reason`).
     pub passed_over: Vec<String>,
-    /// Whether the candidates came from a listing because the index was missing or unusable.
+    /// Whether any candidate came from a listing rather than from its node's index (the index
+    /// was missing, unusable, stale or disagreeing with the listing, or the object is older
+    /// than the index keeps): such a candidate's header and receipt were verified before its
+    /// body was fetched.
     pub listed: bool,
     /// Newer candidates this machine could not store, with the reason (`node/file: reason`):
     /// a local I/O error (write, fsync, close, rename), a full or failed store, or a file
@@ -116,8 +120,8 @@ pub fn restore(
 /// Brings the newest remote snapshot that verifies into `store`, on the caller's tokio
 /// runtime (its blocking twin is [`restore`]).
 ///
-/// Candidates come from the index (newest first); only when the index is missing or does not
-/// decode does it list the bucket instead. Each candidate is streamed into the store's
+/// Candidates come from a listing of the remote, each node's index vouching for the objects
+/// it names with the listed size (newest first). Each candidate is streamed into the store's
 /// ingest: its header must carry the indices its object name gives (and, from the index, the
 /// claims the index recorded), the bytes must have the size and BLAKE3 the index recorded,
 /// and the store verifies the whole file against its trusted keys before it gets a committed
@@ -205,71 +209,35 @@ fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Whether `node` (a name from the index or a listing) may be a candidate's; a name no
-/// shipper could have written is skipped, and said so, escaped.
-fn acceptable_node(node: &str) -> bool {
-    let ok = valid_node_name(node);
-    if !ok {
-        warn!(node = %Escaped::str(node), "restore: skipping a node name no shipper writes");
-    }
-    ok
-}
-
-/// The candidates, newest first, and whether they came from a listing.
+/// The candidates, newest first, and whether any came from a listing rather than from its
+/// node's index (see [`crate::view`]: an index missing, torn, stale or disagreeing with the
+/// listing is not trusted for what it gets wrong).
 async fn candidates(
     remote: &Remote,
     opts: &RestoreOptions,
 ) -> Result<(Vec<Candidate>, bool), ShipError> {
-    let wanted = |node: &str| opts.node.as_deref().is_none_or(|n| n == node);
-    match remote.read_index().await {
-        Ok((index, Some(_))) => {
-            let list = index
-                .newest_first()
-                .into_iter()
-                .filter(|(node, _)| wanted(node) && acceptable_node(node))
-                .filter_map(|(node, e)| {
-                    let name = SnapshotName::parse(&e.name)?;
-                    Some(Candidate {
-                        node: node.to_string(),
-                        name,
-                        entry: Some(e.clone()),
-                    })
-                })
-                .collect();
-            return Ok((list, false));
-        }
-        Ok((_, None)) => warn!(remote = %remote.url(), "no index: listing the remote"),
-        Err(e @ ShipError::Index { .. }) => {
-            warn!(remote = %remote.url(), error = %describe(&e), "unusable index: listing the remote")
-        }
-        Err(e) => return Err(e),
-    }
-    let mut list = Vec::new();
-    for meta in remote.list_all().await? {
-        let parts: Vec<_> = meta.location.parts().collect();
-        let [.., node, file] = parts.as_slice() else {
-            continue;
-        };
-        let (node, file) = (node.as_ref(), file.as_ref());
-        if !wanted(node) || remote.key(node, file) != meta.location || !acceptable_node(node) {
-            continue;
-        }
-        if let Some(name) = SnapshotName::parse(file).filter(|n| n.file_name() == file) {
-            list.push(Candidate {
-                node: node.to_string(),
-                name,
-                entry: None,
-            });
-        }
-    }
-    list.sort_by_key(|c| std::cmp::Reverse((c.name.idx, c.name.evidence_idx)));
-    Ok((list, true))
+    let views = read_views(remote, opts.node.as_deref()).await?;
+    let mut list: Vec<Candidate> = views
+        .nodes
+        .into_iter()
+        .flat_map(|view| {
+            let node = view.node;
+            view.offered.into_iter().map(move |o| Candidate {
+                node: node.clone(),
+                name: o.name,
+                entry: o.entry,
+            })
+        })
+        .collect();
+    list.sort_by_key(|c| std::cmp::Reverse(order(&c.name)));
+    let listed = list.iter().any(|c| c.entry.is_none());
+    Ok((list, listed))
 }
 
 /// A remote error about this one object (on a `file://` remote: a link, FIFO, device,
 /// directory or giant where the object should be) refuses the candidate; any other is about
 /// the remote as a whole and keeps its class.
-fn about_object(e: ShipError) -> ShipError {
+pub(crate) fn about_object(e: ShipError) -> ShipError {
     if let ShipError::Remote { object, source, .. } = &e {
         if let Some(local) = LocalError::of(source).filter(|l| !matches!(l, LocalError::Io { .. }))
         {
@@ -396,13 +364,7 @@ async fn fetch_one(
 /// The header must name what the object's key names, and claim what the index recorded:
 /// a genuine snapshot under another snapshot's name (relabelled) is refused here.
 fn check_label(head: &[u8], c: &Candidate) -> Result<Header, String> {
-    let header = Header::decode(head).map_err(|e| format!("header: {e}"))?;
-    if (header.idx, header.evidence_idx) != (c.name.idx, c.name.evidence_idx) {
-        return Err(format!(
-            "relabelled: the header is snapshot {}/{}, the object is named {}",
-            header.idx, header.evidence_idx, c.name
-        ));
-    }
+    let header = check_name(head, &c.name)?;
     if let Some(e) = &c.entry {
         if EntryClaims::of(&header) != e.claims {
             return Err("the header's claims differ from the index's".into());
@@ -411,10 +373,22 @@ fn check_label(head: &[u8], c: &Candidate) -> Result<Header, String> {
     Ok(header)
 }
 
+/// The header (the first 160 bytes of an object) decodes and names `name`'s indices.
+pub(crate) fn check_name(head: &[u8], name: &SnapshotName) -> Result<Header, String> {
+    let header = Header::decode(head).map_err(|e| format!("header: {e}"))?;
+    if (header.idx, header.evidence_idx) != (name.idx, name.evidence_idx) {
+        return Err(format!(
+            "relabelled: the header is snapshot {}/{}, the object is named {}",
+            header.idx, header.evidence_idx, name
+        ));
+    }
+    Ok(header)
+}
+
 /// The receipt must be the one the header's digest names and prove the header's claims under
 /// a trusted key: the check the store makes at the end, made first, so that a forged object
 /// is refused before its body is fetched.
-fn check_receipt(
+pub(crate) fn check_receipt(
     header: &Header,
     receipt: &[u8],
     verifier: &dyn ReceiptVerifier,

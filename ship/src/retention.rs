@@ -1,19 +1,25 @@
 //! Remote retention: keep the newest N per node, a TTL for older ones, holds that gc never
-//! deletes; the index is written before anything it stops naming is deleted.
+//! deletes (one hold object each, see `holds.rs`). gc never writes a node's index (its
+//! shipper is its one writer): before it deletes anything of a node it records its floor,
+//! `<node>/gc/<newest deleted>`, so that the node's shipper and the readers know that what
+//! is gone at or below it went by gc, not lost.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use object_store::{ObjectStoreExt, PutPayload};
 use snapseal_persist::internals::Escaped;
 use snapseal_persist::SnapshotName;
 use tracing::info;
 
 use crate::error::ShipError;
-use crate::index::Index;
+use crate::holds::{delete_hold, put_hold};
+use crate::layout::order;
 use crate::remote::Remote;
-use crate::shipper::{check_node, valid_node_name};
+use crate::shipper::check_node;
 use crate::staging;
 pub use crate::staging::StaleUpload;
+use crate::view::{read_views, Legacy, Views};
 
 /// What remote gc keeps.
 #[derive(Clone, Debug)]
@@ -56,7 +62,7 @@ pub struct RemoteObject {
     pub size: u64,
     /// Last modified, seconds since the Unix epoch.
     pub modified_unix: i64,
-    /// Named by the index.
+    /// Named by its node's index (with the listed size).
     pub indexed: bool,
     /// Under a remote hold.
     pub held: bool,
@@ -74,56 +80,46 @@ pub struct GcReport {
     pub stale_uploads: Vec<StaleUpload>,
 }
 
-/// Every snapshot object on the remote (a listing: for operators, never for readers), oldest
-/// first per node. Objects whose names are not snapseal's are left out.
+/// Every snapshot object on the remote (a listing: for operators), oldest first per node,
+/// with whether its node's index names it and whether it is held. Objects whose names are
+/// not snapseal's are left out.
 ///
 /// Blocks the calling thread: [`list_async`] run to completion on the remote's private runtime.
 /// From a tokio task it does not panic (it runs on a helper thread) but holds the task's
 /// worker thread meanwhile: there, `.await` [`list_async`].
-pub fn list(remote: &Remote) -> Result<(Index, Vec<RemoteObject>), ShipError> {
+pub fn list(remote: &Remote) -> Result<Vec<RemoteObject>, ShipError> {
     remote.block_on(list_async(remote))
 }
 
 /// [`list`] on the caller's tokio runtime.
-pub async fn list_async(remote: &Remote) -> Result<(Index, Vec<RemoteObject>), ShipError> {
-    let (index, _) = remote.read_index().await?;
-    Ok((index.clone(), objects(remote, &index).await?))
+pub async fn list_async(remote: &Remote) -> Result<Vec<RemoteObject>, ShipError> {
+    Ok(objects(&read_views(remote, None).await?))
 }
 
-async fn objects(remote: &Remote, index: &Index) -> Result<Vec<RemoteObject>, ShipError> {
-    let mut out = Vec::new();
-    for meta in remote.list_all().await? {
-        let parts: Vec<_> = meta.location.parts().collect();
-        let [.., node, file] = parts.as_slice() else {
-            continue;
-        };
-        let (node, file) = (node.as_ref(), file.as_ref());
-        if remote.key(node, file) != meta.location || !valid_node_name(node) {
-            continue;
-        }
-        let Some(name) = SnapshotName::parse(file).filter(|n| n.file_name() == file) else {
-            continue;
-        };
-        let n = index.nodes.get(node);
-        out.push(RemoteObject {
-            node: node.to_string(),
-            name,
-            size: meta.size,
-            modified_unix: meta.last_modified.timestamp(),
-            indexed: n.is_some_and(|n| n.snapshots.iter().any(|e| e.name == file)),
-            held: n.is_some_and(|n| n.holds.contains(file)),
-        });
-    }
-    out.sort_by(|a, b| {
-        (&a.node, a.name.idx, a.name.evidence_idx).cmp(&(&b.node, b.name.idx, b.name.evidence_idx))
-    });
-    Ok(out)
+/// The snapshot objects of every view, oldest first per node.
+fn objects(views: &Views) -> Vec<RemoteObject> {
+    views
+        .nodes
+        .iter()
+        .flat_map(|v| {
+            v.offered.iter().map(move |o| RemoteObject {
+                node: v.node.clone(),
+                name: o.name,
+                size: o.listed.size,
+                modified_unix: o.listed.modified_unix,
+                indexed: o.entry.is_some(),
+                held: v.holds.contains(&o.name),
+            })
+        })
+        .collect()
 }
 
 /// Applies `policy`: per node, the newest `keep_last` snapshot objects, those younger than
-/// the TTL and those held are kept; the rest are deleted. The index without them is written
-/// first, so a crash in between leaves only objects no index names, which the next gc
-/// removes. Objects whose names are not snapseal's are never touched.
+/// the TTL and those held are kept; the rest are deleted. Before deleting a node's objects
+/// it records the node's gc floor (the newest it deletes), so a crash in between leaves
+/// objects the next gc removes, and nothing a shipper would take for lost. Objects whose
+/// names are not snapseal's are never touched. A remote whose legacy index is unusable while
+/// a node has no index of its own is refused: that node's holds may be in it.
 ///
 /// Blocks the calling thread: [`gc_async`] run to completion on the remote's private runtime.
 /// From a tokio task it does not panic (it runs on a helper thread) but holds the task's
@@ -135,8 +131,20 @@ pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
 /// [`gc`] on the caller's tokio runtime. On a `file://` remote, the sweep of staging files
 /// (a walk of directory fds) runs on the polling task.
 pub async fn gc_async(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
-    let (index, _) = remote.read_index().await?;
-    let all = objects(remote, &index).await?;
+    let views = read_views(remote, None).await?;
+    if let Legacy::Unusable(e) = &views.legacy {
+        if !views.unmigrated.is_empty() {
+            return Err(ShipError::Index {
+                object: remote.index_key().to_string(),
+                reason: format!(
+                    "the legacy index is unusable ({}), and nodes {} have no index of their own: their holds may be in it (`snapseal remote repair` migrates them)",
+                    crate::error::describe(e),
+                    views.unmigrated.join(", ")
+                ),
+            });
+        }
+    }
+    let all = objects(&views);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -174,29 +182,48 @@ pub async fn gc_async(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, Sh
     if policy.dry_run || report.deleted.is_empty() {
         return Ok(report);
     }
-    let doomed: BTreeSet<(String, String)> = report
-        .deleted
-        .iter()
-        .map(|o| (o.node.clone(), o.name.file_name()))
-        .collect();
-    remote
-        .update_index(|index| {
-            for (node, n) in index.nodes.iter_mut() {
-                n.snapshots
-                    .retain(|e| !doomed.contains(&(node.clone(), e.name.clone())));
-            }
-        })
-        .await?;
+    let mut floors: BTreeMap<&str, SnapshotName> = BTreeMap::new();
+    for o in &report.deleted {
+        let floor = floors.entry(&o.node).or_insert(o.name);
+        if order(&o.name) > order(floor) {
+            *floor = o.name;
+        }
+    }
+    for (node, floor) in &floors {
+        let key = remote.gc_mark_key(node, &floor.file_name());
+        let record = format!(
+            "{{\"format\": 1, \"node\": \"{node}\", \"floor\": \"{}\", \"gc_unix\": {now}}}\n",
+            floor.file_name()
+        );
+        remote
+            .store
+            .put(&key, PutPayload::from(record.into_bytes()))
+            .await
+            .map_err(|e| ShipError::remote("put", key.as_ref(), e))?;
+    }
     for o in &report.deleted {
         let key = remote.key(&o.node, &o.name.file_name());
         remote.delete(&key).await?;
         info!(object = %Escaped::str(key.as_ref()), "remote gc: deleted");
     }
+    // Older floor records say nothing the newest does not.
+    for view in &views.nodes {
+        let Some(floor) = floors.get(view.node.as_str()) else {
+            continue;
+        };
+        for mark in &view.gc_marks {
+            if order(mark) < order(floor) {
+                remote
+                    .delete(&remote.gc_mark_key(&view.node, &mark.file_name()))
+                    .await?;
+            }
+        }
+    }
     Ok(report)
 }
 
 /// Puts a remote hold on `node`'s snapshot `name` (the object must exist): gc never deletes
-/// it until [`release`].
+/// it until [`release`]. The hold is an object of its own (`<node>/holds/<name>`).
 ///
 /// Blocks the calling thread: [`hold_async`] run to completion on the remote's private runtime.
 /// From a tokio task it does not panic (it runs on a helper thread) but holds the task's
@@ -208,27 +235,18 @@ pub fn hold(remote: &Remote, node: &str, name: &SnapshotName) -> Result<(), Ship
 /// [`hold`] on the caller's tokio runtime.
 pub async fn hold_async(remote: &Remote, node: &str, name: &SnapshotName) -> Result<(), ShipError> {
     check_node(remote.url(), node)?;
-    let file = name.file_name();
-    let key = remote.key(node, &file);
+    let key = remote.key(node, &name.file_name());
     if remote.head(&key).await?.is_none() {
         return Err(ShipError::NoSuchObject {
             object: key.to_string(),
         });
     }
-    remote
-        .update_index(|index| {
-            index
-                .nodes
-                .entry(node.to_string())
-                .or_default()
-                .holds
-                .insert(file.clone());
-        })
-        .await
-        .map(drop)
+    put_hold(remote, node, name, false).await.map(drop)
 }
 
-/// Removes a remote hold; returns whether there was one.
+/// Removes a remote hold; returns whether there was one. A hold that is only in the legacy
+/// index (a node not migrated yet) is refused: this version never writes that index, and
+/// `remote repair` migrates it to a hold object first.
 ///
 /// Blocks the calling thread: [`release_async`] run to completion on the remote's private runtime.
 /// From a tokio task it does not panic (it runs on a helper thread) but holds the task's
@@ -244,24 +262,25 @@ pub async fn release_async(
     name: &SnapshotName,
 ) -> Result<bool, ShipError> {
     check_node(remote.url(), node)?;
-    let file = name.file_name();
-    // No hold, nothing to write (and a remote that does not exist yet stays so).
-    let (index, _) = remote.read_index().await?;
-    if !index
-        .nodes
-        .get(node)
-        .is_some_and(|n| n.holds.contains(&file))
-    {
-        return Ok(false);
+    if delete_hold(remote, node, name).await? {
+        return Ok(true);
     }
-    let mut had = false;
-    remote
-        .update_index(|index| {
-            had = index
-                .nodes
-                .get_mut(node)
-                .is_some_and(|n| n.holds.remove(&file));
-        })
-        .await?;
-    Ok(had)
+    let file = name.file_name();
+    let legacy = match remote.read_legacy_index().await {
+        Ok(legacy) => legacy,
+        // An unusable legacy index holds nothing a release could remove.
+        Err(ShipError::Index { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let in_legacy =
+        legacy.is_some_and(|l| l.nodes.get(node).is_some_and(|n| n.holds.contains(&file)));
+    if in_legacy && remote.read_node_index(node).await.ok().flatten().is_none() {
+        return Err(ShipError::Index {
+            object: remote.index_key().to_string(),
+            reason: format!(
+                "the hold on {node}/{file} is in the legacy index, which this version never writes: `snapseal remote repair` makes it a hold object, which release then removes"
+            ),
+        });
+    }
+    Ok(false)
 }

@@ -21,8 +21,10 @@ use tracing::{error, info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
+use crate::layout::order;
 use crate::local_file::{changed_under_us, Checked, LocalFile};
 use crate::orphans::UploadLog;
+use crate::own_index::OwnIndex;
 use crate::remote::Remote;
 use crate::upload::{Difference, Put, Source};
 
@@ -40,8 +42,14 @@ pub struct ShipConfig {
     /// Parts of one file in flight at a time (memory: at most this many parts per upload are
     /// read and being sent; each is read with `pread` only when there is room for it).
     pub parts_in_flight: usize,
-    /// Snapshots per node the index names (the newest).
+    /// Snapshots the node's index names (the newest); older objects stay on the remote until
+    /// remote gc removes them, and readers still find them by listing.
     pub index_keep: usize,
+    /// After claiming its node (writing the node's index with its own writer id, at the first
+    /// pass), how long the shipper waits before it reads the index back: another shipper
+    /// with the same node name claiming it meanwhile is detected then
+    /// ([`ShipError::NodeInUse`]).
+    pub claim_wait: Duration,
     /// Unshipped snapshots held against local retention, at most this many ...
     pub hold_max_count: usize,
     /// ... and at most this many bytes; beyond either, the oldest unshipped are released.
@@ -70,6 +78,12 @@ pub struct ShipConfig {
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub after_verify: Option<FileHook>,
+    /// Test hook (feature `test-hooks`): called with a local file's path once its object is
+    /// confirmed on the remote, before the node's index names it (where a crash leaves an
+    /// object no index names).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub before_index: Option<FileHook>,
 }
 
 /// A hook called with a local file's path at a point of its shipping (feature `test-hooks`).
@@ -98,6 +112,7 @@ impl ShipConfig {
             part_size: 8 << 20,
             parts_in_flight: 2,
             index_keep: 64,
+            claim_wait: Duration::from_millis(500),
             hold_max_count: 16,
             hold_max_bytes: 4 << 30,
             backoff_initial: Duration::from_millis(200),
@@ -109,6 +124,8 @@ impl ShipConfig {
             after_open: None,
             #[cfg(feature = "test-hooks")]
             after_verify: None,
+            #[cfg(feature = "test-hooks")]
+            before_index: None,
         }
     }
 }
@@ -182,6 +199,14 @@ pub enum ShipEvent {
         name: SnapshotName,
         /// Why it failed.
         reason: String,
+    },
+    /// The node's index named this snapshot, but its object is not on the remote (and remote
+    /// gc did not delete it): it is shipped again if the local file is still there.
+    MissingOnRemote {
+        /// The committed file.
+        name: SnapshotName,
+        /// Whether the local file is there to ship again.
+        reshipping: bool,
     },
     /// The file went away (local retention) before it was shipped.
     Vanished {
@@ -268,6 +293,8 @@ pub struct Shipper {
     counters: Counters,
     sink: Option<EventSink>,
     rng: Mutex<SplitMix64>,
+    /// The node's index: its claim, and the writer-id check before each write.
+    own: OwnIndex,
     /// Its multipart uploads in progress, recorded so that the next shipper aborts those a
     /// crash interrupts (`orphans.rs`).
     uploads: Arc<UploadLog>,
@@ -307,6 +334,7 @@ impl Shipper {
             &config.node,
         ));
         Ok(Shipper {
+            own: OwnIndex::new(&config.node, config.index_keep, config.claim_wait),
             verifier: Arc::clone(&store.options().verifier),
             remote,
             store,
@@ -433,52 +461,48 @@ impl Shipper {
     }
 
     async fn pass(&self) -> Result<ShipReport, ShipError> {
-        let index = self.retrying(None, || self.remote.read_index()).await?.0;
-        let newest = index.nodes.get(&self.config.node).and_then(|n| n.newest());
+        let plan = self.retrying(None, || self.own.plan(&self.remote)).await?;
         let local = self.store.list().map_err(|source| ShipError::Store {
             dir: self.store.dir().to_path_buf(),
             source,
         })?;
-        let queue: Vec<(SnapshotName, u64)> = local
+        let committed: BTreeMap<SnapshotName, u64> = local
             .iter()
             .filter(|e| e.name.state == FileState::Committed)
-            .filter(|e| {
-                newest.is_none_or(|n| (e.name.idx, e.name.evidence_idx) > (n.idx, n.evidence_idx))
-            })
             .map(|e| (e.name, e.len))
             .collect();
+        for name in &plan.missing {
+            let reshipping = committed.contains_key(name);
+            warn!(node = %self.config.node, file = %name, reshipping, "the node's index named a snapshot that is not on the remote");
+            self.emit(ShipEvent::MissingOnRemote {
+                name: *name,
+                reshipping,
+            });
+        }
+        let queue = self.queue(&plan, &committed);
+        // Held first: a remote that takes no write still holds off local retention.
         self.hold_queue(&queue);
+        self.retrying(None, || self.own.settle(&self.remote, &plan))
+            .await?;
         let mut report = ShipReport::default();
         let dir = self.store.dir().to_path_buf();
-        // Names by value: a stream mapping `queue.iter()` is a closure over references of any
-        // lifetime, which the compiler cannot prove `Send`, and `ship()` must be.
         let names: Vec<SnapshotName> = queue.iter().map(|(name, _)| *name).collect();
-        let mut results = futures::stream::iter(names.into_iter().map(|name| {
-            let dir = dir.clone();
-            async move { (name, self.ship_one(&dir, name).await) }
-        }))
-        .buffered(self.config.concurrency.max(1));
+        let mut results = futures::stream::iter(names)
+            .map(|name| {
+                let dir = dir.clone();
+                async move { (name, self.ship_one(&dir, name).await) }
+            })
+            .buffered(self.config.concurrency.max(1));
         // `buffered` yields in queue order: a file is indexed only after every older one was.
         while let Some((name, outcome)) = results.next().await {
             match outcome? {
                 Outcome::Confirmed { entry, uploaded } => {
-                    let keep = self.config.index_keep.max(1);
-                    let node = self.config.node.clone();
-                    let added = entry.clone();
-                    self.retrying(Some(name), || {
-                        let added = added.clone();
-                        let node = node.clone();
-                        self.remote.update_index(move |index| {
-                            let n = index.nodes.entry(node.clone()).or_default();
-                            n.snapshots.retain(|e| e.name != added.name);
-                            n.snapshots.push(added.clone());
-                            n.snapshots
-                                .sort_by_key(|e| (e.claims.idx, e.claims.evidence_idx));
-                            let excess = n.snapshots.len().saturating_sub(keep);
-                            n.snapshots.drain(..excess);
-                        })
-                    })
-                    .await?;
+                    #[cfg(feature = "test-hooks")]
+                    if let Some(hook) = &self.config.before_index {
+                        (hook.0)(&dir.join(name.file_name()));
+                    }
+                    self.retrying(Some(name), || self.own.record(&self.remote, entry.clone()))
+                        .await?;
                     self.waiting.lock().remove(&name);
                     let c = &self.counters;
                     c.shipped.fetch_add(1, Ordering::Relaxed);
@@ -518,6 +542,30 @@ impl Shipper {
         }
         self.set_queue_depth();
         Ok(report)
+    }
+
+    /// The pass's queue, oldest first: every local committed snapshot the node's index does
+    /// not name (whatever its age: an entry lost or dropped is shipped again, or found
+    /// complete on the remote and indexed), except those at or below remote gc's floor, and
+    /// only among the newest `index_keep` of what the index names and the store holds — what
+    /// retention on either side would keep.
+    fn queue(
+        &self,
+        plan: &crate::own_index::Plan,
+        committed: &BTreeMap<SnapshotName, u64>,
+    ) -> Vec<(SnapshotName, u64)> {
+        let floor = plan.objects.gc_floor();
+        let mut all: Vec<SnapshotName> =
+            plan.named.iter().chain(committed.keys()).copied().collect();
+        all.sort_by_key(order);
+        all.dedup();
+        let window = all.len().saturating_sub(self.config.index_keep.max(1));
+        all[window..]
+            .iter()
+            .filter(|n| !plan.named.contains(n))
+            .filter(|n| floor.is_none_or(|f| order(n) > order(&f)))
+            .filter_map(|n| committed.get(n).map(|len| (*n, *len)))
+            .collect()
     }
 
     fn set_queue_depth(&self) {
@@ -632,8 +680,7 @@ impl Shipper {
                     .put_file(
                         &key,
                         &*local,
-                        self.config.part_size,
-                        self.config.parts_in_flight,
+                        (self.config.part_size, self.config.parts_in_flight),
                         verified,
                         &|sent| self.emit(ShipEvent::Progress { name, sent, total }),
                         Some(&self.uploads),
@@ -661,7 +708,11 @@ impl Shipper {
             first_difference,
         };
         let created = put == Some(Put::Created);
-        match self.remote.confirm_upload(&key, &*local, &hash, created).await {
+        match self
+            .remote
+            .confirm_upload(&key, &*local, &hash, created)
+            .await
+        {
             Ok(None) => {}
             Ok(Some(Difference::Size(remote_len))) => return Err(differs(remote_len, None)),
             Ok(Some(Difference::Byte(at))) => return Err(differs(total, Some(at))),

@@ -88,7 +88,8 @@ pub(crate) fn sweep(
             Err(e) => return Err(e.into()),
         };
         let mut names = utf8_names(&mut dir)?;
-        names.retain(|name| staged_snapshot(name));
+        // Snapshot objects, and the node's own index.
+        names.retain(|name| staged_snapshot(name) || staged_of(name) == Some(INDEX_OBJECT));
         let path = root.join(&node);
         for name in names {
             consider(

@@ -1,9 +1,11 @@
-//! `snapseal remote list|gc|hold|release URL`: the remote's snapshots, its retention (keep the
-//! newest N per node, a TTL for older ones) and holds that remote gc never deletes.
+//! `snapseal remote list|gc|hold|release|repair URL`: the remote's snapshots, its retention
+//! (keep the newest N per node, a TTL for older ones), holds that remote gc never deletes, and
+//! the repair of node indexes from what verifies.
 //!
-//! None of them creates a missing `file://` directory (an empty remote is listed as empty);
-//! a remote whose index is not a regular JSON file of this format is an error, never
-//! rewritten. Errors print each cause once ([`ship_error`]).
+//! None of them creates a missing `file://` directory (an empty remote is listed as empty).
+//! Readers never write an index: a node index that is missing, torn or disagrees with a
+//! listing is worked around (with a warning) and rewritten only by `repair`. Errors print each
+//! cause once ([`ship_error`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,9 +15,11 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use snapseal::persist::internals::Escaped;
 use snapseal::persist::SnapshotName;
+use snapseal_ship::repair::{self, LegacyRepair, RepairOptions};
 use snapseal_ship::retention::{self, GcPolicy, RemoteObject};
 
 use crate::cli::exit::Status;
+use crate::cli::keys::Trusted;
 use crate::cli::output::{self, text, Out};
 use crate::cli::ship::{open_remote, ship_error, RemoteArgs};
 
@@ -77,6 +81,33 @@ pub(crate) enum Action {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Rewrite node indexes from what verifies: every snapshot object of each node (or of
+    /// --node) is read whole and checked (header, receipt under a trusted --key, body, BLAKE3);
+    /// the node's index then names exactly those that verified. Holds are kept (holds only in
+    /// the legacy index become hold objects); once every node is done the legacy index.json is
+    /// deleted. Do not run it while a shipper of a node it repairs runs: that shipper stops
+    /// when it sees the repaired index (restart it afterwards).
+    Repair {
+        /// file:///abs/dir or s3://bucket[/prefix].
+        url: String,
+        /// Only this node (the legacy index is then kept for the others).
+        #[arg(long)]
+        node: Option<String>,
+        /// Trusted public key file (as node.pub); may be repeated; at least one.
+        #[arg(long = "key", value_name = "K", required = true)]
+        keys: Vec<PathBuf>,
+        /// The largest object verified, in bytes (1 to 2^62; default 64 GiB).
+        #[arg(long, value_name = "BYTES",
+              value_parser = clap::value_parser!(u64).range(1..=1 << 62))]
+        max_file_bytes: Option<u64>,
+        /// Delete a legacy index.json that does not parse (its holds cannot be read) instead
+        /// of keeping it and exiting 1.
+        #[arg(long)]
+        discard_unusable_legacy: bool,
+        /// How the remote is reached.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Remove a hold.
     Release {
         /// file:///abs/dir or s3://bucket[/prefix].
@@ -128,7 +159,7 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
     match &args.action {
         Action::List { url, remote } => {
             let remote = open_remote(url, remote)?;
-            let (_, objects) = retention::list(&remote)
+            let objects = retention::list(&remote)
                 .map_err(ship_error)
                 .context("listing the remote")?;
             let objects: Vec<Object> = objects.iter().map(object).collect();
@@ -209,6 +240,22 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
             text!(out, "held {node}/{file}");
             Ok(Status::Ok)
         }
+        Action::Repair {
+            url,
+            node,
+            keys,
+            max_file_bytes,
+            discard_unusable_legacy,
+            remote,
+        } => run_repair(
+            url,
+            node,
+            keys,
+            *max_file_bytes,
+            *discard_unusable_legacy,
+            remote,
+            out,
+        ),
         Action::Release {
             url,
             node,
@@ -228,4 +275,125 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
             Ok(Status::failed_if(!had))
         }
     }
+}
+
+/// `remote repair`: prints, per node, what it kept, dropped (with the reason) and rewrote, and
+/// the holds; exits 1 when it kept an unusable legacy index.
+fn run_repair(
+    url: &str,
+    node: &Option<String>,
+    keys: &[PathBuf],
+    max_file_bytes: Option<u64>,
+    discard_unusable_legacy: bool,
+    remote: &RemoteArgs,
+    out: &Out,
+) -> anyhow::Result<Status> {
+    // `--key` is required: the default directory is never consulted.
+    let trusted = Trusted::load(keys, std::path::Path::new("."))?;
+    let remote = open_remote(url, remote)?;
+    let mut opts = RepairOptions::default();
+    opts.node = node.clone();
+    opts.discard_unusable_legacy = discard_unusable_legacy;
+    if let Some(max) = max_file_bytes {
+        opts.max_file_bytes = max;
+    }
+    let report = repair::repair(&remote, &*trusted.verifier(), &opts)
+        .map_err(ship_error)
+        .context("remote repair")?;
+    #[derive(Serialize)]
+    struct Dropped {
+        file: String,
+        reason: String,
+    }
+    #[derive(Serialize)]
+    struct Node {
+        node: String,
+        previous: String,
+        kept: Vec<String>,
+        dropped: Vec<Dropped>,
+        holds: Vec<String>,
+        holds_migrated: Vec<String>,
+    }
+    #[derive(Serialize)]
+    struct Report {
+        nodes: Vec<Node>,
+        legacy: String,
+    }
+    let files = |names: &[SnapshotName]| names.iter().map(|n| n.file_name()).collect::<Vec<_>>();
+    let (legacy, kept_unusable) = match &report.legacy {
+        LegacyRepair::Absent => ("absent".to_string(), false),
+        LegacyRepair::Deleted => ("migrated and deleted".to_string(), false),
+        LegacyRepair::KeptForOtherNodes => ("kept for the other nodes".to_string(), false),
+        LegacyRepair::Unusable { reason, deleted } => (
+            format!(
+                "unusable ({}): its holds could not be read; {}",
+                Escaped::str(reason),
+                if *deleted {
+                    "deleted"
+                } else {
+                    "kept (--discard-unusable-legacy deletes it)"
+                }
+            ),
+            !deleted,
+        ),
+        _ => ("unknown".to_string(), false),
+    };
+    let r = Report {
+        nodes: report
+            .nodes
+            .iter()
+            .map(|n| Node {
+                node: n.node.clone(),
+                previous: n.previous.clone(),
+                kept: files(&n.kept),
+                dropped: n
+                    .dropped
+                    .iter()
+                    .map(|d| Dropped {
+                        file: d.name.file_name(),
+                        reason: d.reason.clone(),
+                    })
+                    .collect(),
+                holds: files(&n.holds),
+                holds_migrated: files(&n.holds_migrated),
+            })
+            .collect(),
+        legacy,
+    };
+    out.json(&r)?;
+    for n in &r.nodes {
+        for f in &n.kept {
+            text!(out, "kept {}/{f}", n.node);
+        }
+        for d in &n.dropped {
+            text!(
+                out,
+                "dropped {}/{}: {}",
+                n.node,
+                d.file,
+                Escaped::str(&d.reason)
+            );
+        }
+        for f in &n.holds_migrated {
+            text!(
+                out,
+                "migrated the hold on {}/{f} from the legacy index",
+                n.node
+            );
+        }
+        for f in &n.holds {
+            text!(out, "held {}/{f}", n.node);
+        }
+        text!(
+            out,
+            "rewrote {}/index.json: {} snapshots, {} dropped, {} holds (it was {})",
+            n.node,
+            n.kept.len(),
+            n.dropped.len(),
+            n.holds.len(),
+            Escaped::str(&n.previous)
+        );
+    }
+    text!(out, "legacy index.json: {}", r.legacy);
+    Ok(Status::failed_if(kept_unusable))
 }

@@ -17,6 +17,7 @@ mod cli_deterministic;
 mod cli_gc;
 mod cli_hostile;
 mod cli_output;
+mod cli_repair;
 mod cli_scheme;
 mod cli_ship;
 mod production_deps;

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::*;
-use snapseal_ship::index::Index;
 use snapseal_ship::{ShipConfig, Shipper};
 
 /// The snapshot's body: a hole in the local file, real bytes on the remote.
@@ -120,8 +119,8 @@ fn a_256_mib_snapshot_ships_with_peak_memory_growing_by_less_than_96_mib() {
     let object = remote.path().join("n1").join(name.file_name());
     let want = hash_file(&local_file);
     assert_eq!(hash_file(&object), want);
-    let index = Index::decode(&std::fs::read(remote.path().join("index.json")).unwrap()).unwrap();
-    let entry = &index.nodes["n1"].snapshots[0];
+    let index = crate::indexes::node_index(remote.path(), "n1").unwrap();
+    let entry = &index.snapshots[0];
     assert_eq!(
         (entry.name.as_str(), entry.blake3.as_str()),
         (name.file_name().as_str(), want.as_str())

@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::*;
 use snapseal_persist::SnapshotName;
-use snapseal_ship::{
-    FileHook, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper, INDEX_OBJECT,
-};
+use snapseal_ship::{FileHook, ShipConfig, ShipEvent, ShipReport, ShipStats, Shipper};
 
 /// Byte of the body the rewrites flip (past the 160-byte header).
 const FLIPPED: u64 = 1000;
@@ -117,7 +115,7 @@ fn a_file_rewritten_in_place_after_it_verified_is_never_made_visible() {
         "{reasons:?}"
     );
     assert!(!remote.path().join("n1").join(a.file_name()).exists());
-    assert!(!remote.path().join(INDEX_OBJECT).exists());
+    assert!(crate::indexes::indexed(remote.path(), "n1").is_empty());
     assert_eq!(stats.retries, 0);
 }
 
@@ -139,7 +137,7 @@ fn a_remote_copy_of_a_file_rewritten_after_it_verified_is_not_indexed() {
         "{reasons:?}"
     );
     assert!(
-        !remote.path().join(INDEX_OBJECT).exists(),
+        crate::indexes::indexed(remote.path(), "n1").is_empty(),
         "nothing indexed: the index would name a BLAKE3 the object does not have"
     );
     assert_eq!((stats.retries, stats.terminal_errors), (0, 0));

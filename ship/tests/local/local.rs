@@ -4,16 +4,20 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::*;
 use snapseal_persist::SnapshotName;
-use snapseal_ship::index::Index;
+use snapseal_ship::index::NodeIndex;
 use snapseal_ship::retention::{self, GcPolicy};
 use snapseal_ship::{restore, RestoreOptions, ShipConfig, ShipEvent, Shipper, INDEX_OBJECT};
 
-fn index(remote_dir: &std::path::Path) -> Index {
-    Index::decode(&std::fs::read(remote_dir.join(INDEX_OBJECT)).unwrap()).unwrap()
+fn index(remote_dir: &std::path::Path, node: &str) -> NodeIndex {
+    NodeIndex::decode(
+        &std::fs::read(remote_dir.join(node).join(INDEX_OBJECT)).unwrap(),
+        node,
+    )
+    .unwrap()
 }
 
 fn indexed_names(remote_dir: &std::path::Path, node: &str) -> Vec<String> {
-    index(remote_dir).nodes[node]
+    index(remote_dir, node)
         .snapshots
         .iter()
         .map(|e| e.name.clone())
@@ -143,7 +147,7 @@ fn a_remote_object_that_differs_stops_the_shipper_with_a_terminal_error() {
         shipper.ship_pending().is_err(),
         "a stopped shipper stays stopped"
     );
-    assert!(!remote_dir.path().join(INDEX_OBJECT).exists());
+    assert!(indexed_names(remote_dir.path(), "n1").is_empty());
 }
 
 #[test]
@@ -192,7 +196,7 @@ fn a_large_file_that_does_not_verify_is_sent_in_parts_but_never_made_visible() {
     left.sort();
     assert_eq!(
         left,
-        [a.file_name(), c.file_name()],
+        [INDEX_OBJECT.to_string(), a.file_name(), c.file_name()],
         "no object and no part of the aborted upload is left"
     );
 }
@@ -297,17 +301,19 @@ fn restore_passes_over_a_hostile_bucket_and_picks_the_newest_genuine_snapshot() 
         file_bytes(local.path(), &names[0]),
     )
     .unwrap();
-    // Junk objects under snapshot names and not (never indexed, so never read).
+    // Junk objects under snapshot names (not indexed: refused by their size before a byte
+    // is read) and not (never read).
     std::fs::write(node_dir.join("snapshot_99_100.committed"), b"junk").unwrap();
     std::fs::write(node_dir.join("README"), b"junk").unwrap();
-    // An index entry naming an object that is not there, newer than everything.
-    let mut idx = index(remote_dir.path());
-    let mut ghost = idx.nodes["n1"].snapshots[2].clone();
+    // An index entry naming an object that is not there, newer than everything: the index
+    // disagrees with the listing, and the entry is no candidate.
+    let mut idx = index(remote_dir.path(), "n1");
+    let mut ghost = idx.snapshots[2].clone();
     ghost.name = "snapshot_50_51.committed".into();
     ghost.claims.idx = 50;
     ghost.claims.evidence_idx = 51;
-    idx.nodes.get_mut("n1").unwrap().snapshots.push(ghost);
-    std::fs::write(remote_dir.path().join(INDEX_OBJECT), idx.encode()).unwrap();
+    idx.snapshots.push(ghost);
+    std::fs::write(node_dir.join(INDEX_OBJECT), idx.encode()).unwrap();
 
     let target_store = crate::support::store(target.path());
     let restored = restore(&remote, &target_store, &RestoreOptions::default()).unwrap();
@@ -317,14 +323,19 @@ fn restore_passes_over_a_hostile_bucket_and_picks_the_newest_genuine_snapshot() 
         restored.passed_over
     );
     assert_eq!(restored.passed_over.len(), 2, "{:?}", restored.passed_over);
-    // Relabelled bytes of another size: refused by the size the index recorded, before a
-    // byte is read (a relabelled object of the same size is refused by its header, see
-    // without_an_index_restore_lists_and_refuses_forged_objects).
     assert!(
-        restored.passed_over[1].contains("the index says"),
+        restored.passed_over[0].contains("shorter than a header"),
         "{:?}",
         restored.passed_over
     );
+    // Relabelled bytes of another size: the index does not vouch for them (the size differs
+    // from its entry), and the header, the first read, names another snapshot.
+    assert!(
+        restored.passed_over[1].contains("relabelled"),
+        "{:?}",
+        restored.passed_over
+    );
+    assert!(restored.listed);
     let left: Vec<SnapshotName> = target_store
         .list()
         .unwrap()
@@ -419,7 +430,8 @@ fn nothing_restorable_is_an_error_naming_each_candidate() {
 }
 
 #[test]
-fn remote_gc_keeps_the_newest_and_the_held_and_writes_the_index_first() {
+fn remote_gc_keeps_the_newest_and_the_held_and_the_shipper_does_not_take_what_it_deleted_for_lost()
+{
     let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store = store(local.path());
     let names: Vec<SnapshotName> = (1..=5).map(|i| persist(&store, i, 200)).collect();
@@ -453,6 +465,28 @@ fn remote_gc_keeps_the_newest_and_the_held_and_writes_the_index_first() {
     let report = retention::gc(&remote, &policy).unwrap();
     let deleted: Vec<SnapshotName> = report.deleted.iter().map(|o| o.name).collect();
     assert_eq!(deleted, vec![names[2], names[1]]);
+    // gc never writes a node's index (its shipper is its one writer): the node's next pass
+    // drops what gc deleted, quietly, and ships none of it again though the files are local.
+    assert_eq!(indexed_names(remote_dir.path(), "n1").len(), 5);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let next = Shipper::new(
+        Arc::clone(&remote),
+        Arc::clone(&store),
+        ShipConfig::new("n1"),
+    )
+    .unwrap()
+    .with_events(Box::new(move |e| sink.lock().unwrap().push(e.clone())));
+    assert!(next.ship_pending().unwrap().shipped.is_empty());
+    assert!(
+        !events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, ShipEvent::MissingOnRemote { .. })),
+        "{:?}",
+        events.lock().unwrap()
+    );
     let want: Vec<String> = [names[0], names[3], names[4]]
         .iter()
         .map(|n| n.file_name())

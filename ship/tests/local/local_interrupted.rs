@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use snapseal_persist::SnapshotName;
-use snapseal_ship::index::Index;
 use snapseal_ship::retention::{self, GcPolicy};
-use snapseal_ship::{restore, RestoreOptions, ShipConfig, Shipper, INDEX_OBJECT};
+use snapseal_ship::{restore, RestoreOptions, ShipConfig, Shipper};
+
+use crate::indexes::indexed;
 
 const CHILD_ENV: &str = "SNAPSEAL_SHIP_LOCAL_KILL9_CHILD";
 
@@ -94,14 +95,7 @@ fn a_killed_upload_leaves_a_staging_file_that_remote_gc_removes_when_stale() {
         !node_dir.join(&big).exists(),
         "nothing incomplete is visible"
     );
-    let index =
-        Index::decode(&std::fs::read(remote_dir.path().join(INDEX_OBJECT)).unwrap()).unwrap();
-    let indexed: Vec<&str> = index.nodes["n1"]
-        .snapshots
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
-    assert_eq!(indexed, [names[0].file_name()]);
+    assert_eq!(indexed(remote_dir.path(), "n1"), [names[0].file_name()]);
 
     // A young staging file may be a running upload: gc leaves it.
     let remote = local_remote(remote_dir.path());
@@ -165,8 +159,9 @@ fn remote_gc_never_follows_a_symlink_or_touches_names_that_are_not_staging_files
     ] {
         std::fs::write(node.join(name), b"keep").unwrap();
     }
-    // One genuine leftover, and the index's.
+    // One genuine leftover, the node index's, and the legacy index's.
     std::fs::write(node.join("snapshot_5_6.committed#2"), b"part").unwrap();
+    std::fs::write(node.join("index.json#3"), b"{").unwrap();
     std::fs::write(remote_dir.path().join("index.json#1"), b"{").unwrap();
 
     let mut policy = GcPolicy::new(1);
@@ -182,6 +177,7 @@ fn remote_gc_never_follows_a_symlink_or_touches_names_that_are_not_staging_files
         removed,
         [
             remote_dir.path().join("index.json#1"),
+            node.join("index.json#3"),
             node.join("snapshot_5_6.committed#2"),
         ]
     );

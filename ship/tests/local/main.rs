@@ -11,9 +11,12 @@ mod support;
 
 mod async_api;
 mod bounded_memory;
-mod confirm;
 mod changed_under_the_shipper;
+mod confirm;
+mod full_remote;
 mod hostile_local;
+mod indexes;
+mod layout;
+mod layout_trials;
 mod local;
 mod local_interrupted;
-mod full_remote;

@@ -15,6 +15,9 @@ mod support;
 
 mod confirm;
 mod faults;
+mod layout;
+#[path = "../local/layout_trials.rs"]
+mod layout_trials;
 mod s3;
 mod server_process;
 mod terminal;

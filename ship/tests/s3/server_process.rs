@@ -209,7 +209,10 @@ fn s3_credentials_the_server_refuses_stop_the_shipper_and_good_ones_ship() {
     listed.sort();
     assert_eq!(
         listed,
-        ["index.json".to_string(), format!("n1/{}", name.file_name())],
+        [
+            "n1/index.json".to_string(),
+            format!("n1/{}", name.file_name())
+        ],
         "nothing the refused shippers tried is on the remote"
     );
 }

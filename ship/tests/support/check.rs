@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use object_store::ObjectStoreExt;
 use snapseal_persist::SnapshotName;
-use snapseal_ship::index::Index;
-use snapseal_ship::{Remote, RemoteOptions, ShipConfig};
+use snapseal_ship::index::NodeIndex;
+use snapseal_ship::{Remote, RemoteOptions, ShipConfig, INDEX_OBJECT};
 
 use super::file_bytes;
 use super::proxy::Proxy;
@@ -58,18 +58,16 @@ pub(crate) fn object_bytes(remote: &Remote, key: &object_store::path::Path) -> b
     })
 }
 
-/// The index, read directly.
-pub(crate) fn read_index(remote: &Remote) -> Index {
-    let key = object_store::path::Path::from("index.json");
-    let bytes = object_bytes(remote, &key);
-    Index::decode(&bytes).unwrap()
+/// `node`'s index, read directly; `None` when there is none.
+pub(crate) fn read_node_index(remote: &Remote, node: &str) -> Option<NodeIndex> {
+    let key = remote.key(node, INDEX_OBJECT);
+    visible(remote, &key).then(|| NodeIndex::decode(&object_bytes(remote, &key), node).unwrap())
 }
 
-/// Every indexed object is there and holds exactly the local file's bytes; returns the names
-/// the index gives `node`, oldest first.
+/// Every object `node`'s index names is there and holds exactly the local file's bytes;
+/// returns the names the index gives, oldest first.
 pub(crate) fn assert_index_consistent(remote: &Remote, local: &Path, node: &str) -> Vec<String> {
-    let index = read_index(remote);
-    let Some(n) = index.nodes.get(node) else {
+    let Some(n) = read_node_index(remote, node) else {
         return Vec::new();
     };
     for e in &n.snapshots {
