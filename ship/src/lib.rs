@@ -21,21 +21,50 @@
 //! `<prefix>/<node>/index.json` (one writer: that node's shipper), one object per hold under
 //! `<prefix>/<node>/holds/`. See docs/SHIPPING.md for the model and the failure behaviour.
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
-//! use snapseal_persist::{fs::RealFs, receipt::Schemes, SnapshotStore, StoreOptions};
-//! use snapseal_ship::{Remote, RemoteOptions, ShipConfig, Shipper};
+//! use snapseal_persist::fs::RealFs;
+//! use snapseal_persist::receipt::Ed25519Verifier;
+//! use snapseal_persist::{SigningKey, SnapshotStore, StoreOptions};
+//! use snapseal_ship::{restore, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper};
+//! # use std::io::Write;
+//! # use snapseal_persist::receipt::statement_receipt;
+//! # use snapseal_persist::BodyBuilder;
+//! # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+//! # // A snapshot of `state` committed at `idx` and proven at `idx + 1` by a statement `key`
+//! # // signs: what the node's Snapshotter does (see snapseal_persist's crate example).
+//! # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8]) -> Result<()> {
+//! #     let mut body = BodyBuilder::new(None)?;
+//! #     body.write_all(state)?;
+//! #     let body = body.finish()?;
+//! #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+//! #     body.commit(store, idx, idx + 1, &receipt)?;
+//! #     Ok(())
+//! # }
+//! # // Stores trusting statements by `key`.
+//! # fn trusting(key: &SigningKey) -> StoreOptions {
+//! #     let verifier = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+//! #     StoreOptions::new(Arc::new(verifier))
+//! # }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = Arc::new(SnapshotStore::open(
-//!     Arc::new(RealFs),
-//!     std::path::Path::new("/var/lib/node/snapshots"),
-//!     StoreOptions::new(Arc::new(Schemes::new())),
-//! )?);
-//! let remote = Arc::new(Remote::open("file:///var/backups/snapseal", &RemoteOptions::default())?);
-//! let shipper = Shipper::new(remote, store, ShipConfig::new("node-1"))?;
+//! # fn main() -> Result<()> {
+//! let key = SigningKey::from_bytes(&[7; 32]);
+//! let (node_dir, backups, fresh_dir) = (tempfile::tempdir()?, tempfile::tempdir()?, tempfile::tempdir()?);
+//! let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), node_dir.path(), trusting(&key))?);
+//! commit(&store, &key, 10, b"state at 10")?;
+//!
+//! // The node ships to a directory (`file://`; `s3://bucket/prefix` with the `s3` feature).
+//! let url = format!("file://{}", backups.path().display());
+//! let remote = Arc::new(Remote::open(&url, &RemoteOptions::default())?);
+//! let shipper = Shipper::new(Arc::clone(&remote), Arc::clone(&store), ShipConfig::new("node-1"))?;
+//! // Blocking; on a tokio runtime, `shipper.ship().await`.
 //! let report = shipper.ship_pending()?;
-//! println!("shipped {} snapshots", report.shipped.len());
+//! assert_eq!(report.shipped.len(), 1);
+//!
+//! // A node rebuilt from nothing restores the newest snapshot that verifies.
+//! let fresh = SnapshotStore::open(Arc::new(RealFs), fresh_dir.path(), trusting(&key))?;
+//! let restored = restore(&remote, &fresh, &RestoreOptions::default())?;
+//! assert_eq!(fresh.latest()?.map(|s| *s.name()), Some(restored.name));
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

@@ -92,6 +92,25 @@ impl Remote {
     /// it is ever read, written or deleted; created by the first write if missing, never by a
     /// read; files are fsynced before they become visible) or `s3://bucket[/prefix]`
     /// (credentials, region and endpoint from the `AWS_*` environment and `opts`).
+    ///
+    /// ```
+    /// use snapseal_ship::{Remote, RemoteOptions, ShipError};
+    ///
+    /// # fn main() -> Result<(), ShipError> {
+    /// let backups = tempfile::tempdir().expect("a temporary directory");
+    /// let url = format!("file://{}", backups.path().display());
+    /// let remote = Remote::open(&url, &RemoteOptions::default())?;
+    /// assert_eq!(remote.local_root(), Some(backups.path()));
+    /// // Opening creates nothing (the first write does), so a typo costs no directory.
+    /// let missing = backups.path().join("not-yet");
+    /// Remote::open(&format!("file://{}", missing.display()), &RemoteOptions::default())?;
+    /// assert!(!missing.exists());
+    ///
+    /// // A URL it cannot serve is a configuration error, before any I/O.
+    /// let err = Remote::open("ftp://example.invalid/backups", &RemoteOptions::default());
+    /// assert!(matches!(err, Err(ShipError::Config { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote, ShipError> {
         let config = |reason: String| ShipError::Config {
             url: url.to_string(),

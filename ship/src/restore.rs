@@ -136,6 +136,52 @@ pub fn restore(
 /// file's verification, the rename — is the long one: on a multi-thread runtime it runs in
 /// `block_in_place` (the worker hands its other tasks on first); on a current-thread runtime
 /// it holds that thread. The future is `Send`. Needs a runtime with I/O and time enabled.
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SigningKey, SnapshotStore, StoreOptions};
+/// use snapseal_ship::{restore_async, Remote, RemoteOptions, RestoreOptions, ShipConfig, Shipper};
+/// # use std::io::Write;
+/// # use snapseal_persist::receipt::statement_receipt;
+/// # use snapseal_persist::BodyBuilder;
+/// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+/// # // A snapshot of `state` committed at `idx` and proven at `idx + 1` by a statement `key`
+/// # // signs: what the node's Snapshotter does (see snapseal_persist's crate example).
+/// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8]) -> Result<()> {
+/// #     let mut body = BodyBuilder::new(None)?;
+/// #     body.write_all(state)?;
+/// #     let body = body.finish()?;
+/// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+/// #     body.commit(store, idx, idx + 1, &receipt)?;
+/// #     Ok(())
+/// # }
+/// # // Stores trusting statements by `key`.
+/// # fn trusting(key: &SigningKey) -> StoreOptions {
+/// #     let verifier = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+/// #     StoreOptions::new(Arc::new(verifier))
+/// # }
+///
+/// # fn main() -> Result<()> {
+/// let key = SigningKey::from_bytes(&[7; 32]);
+/// let (node_dir, backups, fresh_dir) = (tempfile::tempdir()?, tempfile::tempdir()?, tempfile::tempdir()?);
+/// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), node_dir.path(), trusting(&key))?);
+/// commit(&store, &key, 10, b"state at 10")?;
+/// commit(&store, &key, 20, b"state at 20")?;
+/// let url = format!("file://{}", backups.path().display());
+/// let remote = Arc::new(Remote::open(&url, &RemoteOptions::default())?);
+/// Shipper::new(Arc::clone(&remote), store, ShipConfig::new("node-1"))?.ship_pending()?;
+///
+/// // A node joining on a multi-thread runtime restores the newest snapshot into its empty store.
+/// let fresh = SnapshotStore::open(Arc::new(RealFs), fresh_dir.path(), trusting(&key))?;
+/// let rt = tokio::runtime::Runtime::new()?;
+/// let restored = rt.block_on(restore_async(&remote, &fresh, &RestoreOptions::default()))?;
+/// assert_eq!((restored.name.idx, restored.node.as_str()), (20, "node-1"));
+/// assert!(restored.written && restored.passed_over.is_empty());
+/// assert_eq!(fresh.latest()?.map(|s| *s.name()), Some(restored.name));
+/// # Ok(()) }
+/// ```
 pub async fn restore_async(
     remote: &Remote,
     store: &SnapshotStore,

@@ -124,6 +124,57 @@ fn objects(views: &Views) -> Vec<RemoteObject> {
 /// Blocks the calling thread: [`gc_async`] run to completion on the remote's private runtime.
 /// From a tokio task it does not panic (it runs on a helper thread) but holds the task's
 /// worker thread meanwhile: there, `.await` [`gc_async`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use snapseal_persist::fs::RealFs;
+/// use snapseal_persist::receipt::Ed25519Verifier;
+/// use snapseal_persist::{SigningKey, SnapshotStore, StoreOptions};
+/// use snapseal_persist::SnapshotName;
+/// use snapseal_ship::retention::{self, GcPolicy};
+/// use snapseal_ship::{Remote, RemoteOptions, ShipConfig, Shipper};
+/// # use std::io::Write;
+/// # use snapseal_persist::receipt::statement_receipt;
+/// # use snapseal_persist::BodyBuilder;
+/// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+/// # // A snapshot of `state` committed at `idx` and proven at `idx + 1` by a statement `key`
+/// # // signs: what the node's Snapshotter does (see snapseal_persist's crate example).
+/// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8]) -> Result<()> {
+/// #     let mut body = BodyBuilder::new(None)?;
+/// #     body.write_all(state)?;
+/// #     let body = body.finish()?;
+/// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+/// #     body.commit(store, idx, idx + 1, &receipt)?;
+/// #     Ok(())
+/// # }
+/// # // Stores trusting statements by `key`.
+/// # fn trusting(key: &SigningKey) -> StoreOptions {
+/// #     let verifier = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+/// #     StoreOptions::new(Arc::new(verifier))
+/// # }
+///
+/// # fn main() -> Result<()> {
+/// let key = SigningKey::from_bytes(&[7; 32]);
+/// let (node_dir, backups) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), node_dir.path(), trusting(&key))?);
+/// for idx in [10, 20, 30] {
+///     commit(&store, &key, idx, format!("state at {idx}").as_bytes())?;
+/// }
+/// let url = format!("file://{}", backups.path().display());
+/// let remote = Arc::new(Remote::open(&url, &RemoteOptions::default())?);
+/// Shipper::new(Arc::clone(&remote), store, ShipConfig::new("node-1"))?.ship_pending()?;
+///
+/// // Keep the newest per node, and the oldest because it is held (e.g. an audit point).
+/// let audit = SnapshotName::parse("snapshot_10_11.committed").expect("a committed name");
+/// retention::hold(&remote, "node-1", &audit)?;
+/// let report = retention::gc(&remote, &GcPolicy::new(1))?;
+/// let deleted: Vec<u64> = report.deleted.iter().map(|o| o.name.idx).collect();
+/// assert_eq!(deleted, [20]);
+/// let mut kept: Vec<u64> = report.kept.iter().map(|o| o.name.idx).collect();
+/// kept.sort();
+/// assert_eq!(kept, [10, 30]);
+/// # Ok(()) }
+/// ```
 pub fn gc(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, ShipError> {
     remote.block_on(gc_async(remote, policy))
 }

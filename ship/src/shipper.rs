@@ -437,6 +437,59 @@ impl Shipper {
     /// and the BLAKE3 of each piece sent or read back (a few MiB, hashed on rayon's threads
     /// while the task waits: milliseconds per piece). The future is `Send`, so a node may
     /// `tokio::spawn` it. Needs a runtime with I/O and time enabled (`enable_all`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use snapseal_persist::fs::RealFs;
+    /// use snapseal_persist::receipt::Ed25519Verifier;
+    /// use snapseal_persist::{SigningKey, SnapshotStore, StoreOptions};
+    /// use snapseal_ship::{Remote, RemoteOptions, ShipConfig, Shipper};
+    /// # use std::io::Write;
+    /// # use snapseal_persist::receipt::statement_receipt;
+    /// # use snapseal_persist::BodyBuilder;
+    /// # type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    /// # // A snapshot of `state` committed at `idx` and proven at `idx + 1` by a statement `key`
+    /// # // signs: what the node's Snapshotter does (see snapseal_persist's crate example).
+    /// # fn commit(store: &SnapshotStore, key: &SigningKey, idx: u64, state: &[u8]) -> Result<()> {
+    /// #     let mut body = BodyBuilder::new(None)?;
+    /// #     body.write_all(state)?;
+    /// #     let body = body.finish()?;
+    /// #     let receipt = statement_receipt(key, &body.claims(idx), idx + 1, None)?;
+    /// #     body.commit(store, idx, idx + 1, &receipt)?;
+    /// #     Ok(())
+    /// # }
+    /// # // Stores trusting statements by `key`.
+    /// # fn trusting(key: &SigningKey) -> StoreOptions {
+    /// #     let verifier = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    /// #     StoreOptions::new(Arc::new(verifier))
+    /// # }
+    ///
+    /// # fn main() -> Result<()> {
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// let (node_dir, backups) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// let store = Arc::new(SnapshotStore::open(Arc::new(RealFs), node_dir.path(), trusting(&key))?);
+    /// let url = format!("file://{}", backups.path().display());
+    /// let remote = Arc::new(Remote::open(&url, &RemoteOptions::default())?);
+    /// let shipper = Arc::new(Shipper::new(remote, Arc::clone(&store), ShipConfig::new("node-1"))?);
+    ///
+    /// // The node's own runtime (any flavour, with I/O and time enabled).
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// rt.block_on(async {
+    ///     commit(&store, &key, 10, b"state at 10")?;
+    ///     commit(&store, &key, 20, b"state at 20")?;
+    ///     // A pass as a task of its own (the future is `Send`), e.g. after each commit.
+    ///     let pass = tokio::spawn({
+    ///         let shipper = Arc::clone(&shipper);
+    ///         async move { shipper.ship().await }
+    ///     });
+    ///     assert_eq!(pass.await??.shipped.len(), 2);
+    ///     assert!(shipper.ship().await?.shipped.is_empty(), "nothing new to ship");
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })?;
+    /// // Dropped anywhere, a task included, a shipper never panics.
+    /// drop(shipper);
+    /// # Ok(()) }
+    /// ```
     pub async fn ship(&self) -> Result<ShipReport, ShipError> {
         if let Some(reason) = self.stopped() {
             return Err(ShipError::Config {
