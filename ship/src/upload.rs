@@ -68,7 +68,7 @@ pub(crate) fn hash_piece(hasher: &mut blake3::Hasher, bytes: &[u8]) {
 impl Remote {
     /// Uploads the bytes of `local` to `key` so that the object is visible only complete, and
     /// only if `ready` resolves to the BLAKE3 of exactly the bytes sent (`None`: the file did
-    /// not verify). Up to `part_size`: once `ready` resolved, the file is read, hashed and sent
+    /// not verify), in parts of `part_size`, `parts_in_flight` at a time. Up to `part_size`: once `ready` resolved, the file is read, hashed and sent
     /// in one conditional create (`PutMode::Create`). Above it: a multipart upload of
     /// `part_size` parts, each read only when there is room for it (at most `parts_in_flight`
     /// parts in memory), sent while `ready` is pending, completed only after it matched, and
@@ -84,8 +84,7 @@ impl Remote {
         &self,
         key: &Path,
         local: &dyn Source,
-        part_size: usize,
-        parts_in_flight: usize,
+        (part_size, parts_in_flight): (usize, usize),
         ready: impl Future<Output = Option<blake3::Hash>>,
         progress: &(dyn Fn(u64) + Sync),
         log: Option<&Arc<UploadLog>>,
