@@ -10,7 +10,9 @@
 //! Ordering guarantees:
 //! - a generation's persist action runs after its serialise action (same queue) and only after
 //!   the gate held on the consensus thread: serialised, evidence at `e`, a signature at `s > e`
-//!   with its tree, and commit index `>= s`;
+//!   with its tree, and commit index `>= s` — or, in statement mode
+//!   ([`Snapshotter::with_statement_key`], for a log without a Merkle tree), serialised,
+//!   evidence at `e` and commit index `>= e`;
 //! - a generation is persisted at most once; a rolled-back one is cancelled and leaves no file;
 //! - generations are independent queues, so a slow one never delays another's actions.
 //!

@@ -65,6 +65,10 @@ pub enum CloseMode {
 ///
 /// End it with [`close`](Self::close); dropping it closes it with [`CloseMode::Cancel`].
 ///
+/// Receipts come from a Merkle ledger by default (signatures and proofs, as below); a node
+/// whose log has no Merkle tree signs them with its own key instead
+/// ([`with_statement_key`](Self::with_statement_key)).
+///
 /// One snapshot from start to end, with a five-entry Merkle ledger and the engine in manual
 /// mode (nothing runs until `run_until_idle`, so each step is visible):
 ///
