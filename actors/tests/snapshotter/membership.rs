@@ -5,7 +5,7 @@
 use snapseal_persist::internals::receipt::key_id;
 use snapseal_persist::{to_hex, FileState, IngestError, SigningKey, VerifyError, VerifyingKey};
 
-use crate::statement_node::{store_trusting, Member};
+use crate::statement_node::{one_snapshot, store_trusting, Member};
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -29,10 +29,7 @@ fn untrusted(e: &VerifyError) -> bool {
 fn a_member_that_rotates_its_key_keeps_its_old_snapshots_while_the_old_key_is_trusted() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = (key(1), key(2));
-    let store = store_trusting(tmp.path(), &public(&[&old])).unwrap();
-    let mut member = Member::new(store, old.clone(), 10);
-    member.snapshot_at(10);
-    drop(member.close());
+    one_snapshot(tmp.path(), &old, &public(&[&old]), 1);
 
     // Rotation, step 1: the new key joins the trusted set; the member restarts signing with it.
     let store = store_trusting(tmp.path(), &public(&[&old, &new])).unwrap();
@@ -62,10 +59,7 @@ fn a_member_that_rotates_its_key_keeps_its_old_snapshots_while_the_old_key_is_tr
 fn once_a_retired_key_is_removed_its_snapshots_are_passed_over_and_not_quarantined() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = (key(1), key(2));
-    let store = store_trusting(tmp.path(), &public(&[&old])).unwrap();
-    let mut member = Member::new(store, old.clone(), 10);
-    member.snapshot_at(10);
-    drop(member.close());
+    one_snapshot(tmp.path(), &old, &public(&[&old]), 1);
 
     // Rotation, step 2: the old key is removed from the trusted set.
     let store = store_trusting(tmp.path(), &public(&[&new])).unwrap();

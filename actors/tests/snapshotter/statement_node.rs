@@ -50,6 +50,16 @@ pub(crate) fn state_at(idx: u64) -> String {
     format!("state at {idx}")
 }
 
+/// A member signing with `key`, its store in `dir` trusting `trusted`, takes one snapshot at
+/// 10 with its evidence entry at 11 in `term`, and closes: `dir` then holds that snapshot alone.
+pub(crate) fn one_snapshot(dir: &Path, key: &SigningKey, trusted: &[VerifyingKey], term: u64) {
+    let store = store_trusting(dir, trusted).unwrap();
+    let mut member = Member::new(store, key.clone(), 10);
+    member.term = term;
+    member.snapshot_at(10);
+    drop(member.close());
+}
+
 /// One member: its log (only its length and the current term matter here), its Snapshotter in
 /// statement mode on a manual engine, and its store.
 pub(crate) struct Member {

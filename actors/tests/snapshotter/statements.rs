@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::statement_node::{state_at, store_trusting, Member};
+use crate::statement_node::{one_snapshot, state_at, store_trusting, Member};
 use snapseal_actors::SnapshotEvent;
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::{sign_root, Ed25519Verifier, SchemeId, Schemes, StatementScheme};
@@ -58,11 +58,7 @@ fn a_statement_snapshot_verifies_with_the_node_key_through_either_built_in_verif
     let tmp = tempfile::tempdir().unwrap();
     let node_key = key(2);
     let public = node_key.verifying_key();
-    let store = store_trusting(tmp.path(), &[public]).unwrap();
-    let mut member = Member::new(store, node_key, 10);
-    member.term = 7;
-    member.snapshot_at(10);
-    drop(member.close());
+    one_snapshot(tmp.path(), &node_key, &[public], 7);
 
     let ed25519 = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![public]);
     let schemes = Schemes::new().with(Arc::new(StatementScheme::new(vec![public])));
@@ -159,10 +155,7 @@ fn a_reader_trusting_only_merkle_receipts_passes_a_statement_snapshot_over() {
     let tmp = tempfile::tempdir().unwrap();
     let node_key = key(6);
     let public = node_key.verifying_key();
-    let store = store_trusting(tmp.path(), &[public]).unwrap();
-    let mut member = Member::new(store, node_key, 10);
-    member.snapshot_at(10);
-    drop(member.close());
+    one_snapshot(tmp.path(), &node_key, &[public], 1);
 
     // The same key, but trusted as a ledger key only: the statement scheme is not trusted.
     let opts = StoreOptions::new(Arc::new(Ed25519Verifier::new(vec![public])));
