@@ -77,7 +77,7 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 /// assert_eq!(received.len(), sent.snapshot.len());
 /// // ... and installs them: verified, committed, then the state is replaced.
 /// follower.install_snapshot(&sent.meta, received).await?;
-/// assert_eq!(follower.state().0, 42);
+/// assert_eq!(follower.state_handle().read().0, 42);
 /// let current = follower.get_current_snapshot().await?.expect("the installed snapshot");
 /// assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(3));
 /// # Ok::<_, Box<dyn std::error::Error>>(())

@@ -11,8 +11,11 @@
 //! digest too. A received snapshot is verified on disk before it gets a committed name, and
 //! recovery takes the newest snapshot that verifies.
 //!
-//! The user's state plugs in through [`SealedState`]: apply an entry, serialise to a writer,
-//! restore from a reader. The type config names [`SealedData`] as its `SnapshotData`.
+//! The user's state plugs in through [`SealedState`]: apply an entry, serialise to a writer
+//! (or hand out frozen chunks of its serialised form), restore from a reader. The type config
+//! names [`SealedData`] as its `SnapshotData`. The application reads the live state through a
+//! [`StateHandle`] (a key-value service answers GETs from it), which follows applies and
+//! snapshot installs; [`shutdown`] stops a node and returns once its directory is free.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -70,7 +73,7 @@
 //!
 //! // After a restart: the state of the newest snapshot that verifies.
 //! let sm: SealedStateMachine<Config, Sum> = SealedStateMachine::open(dir, opts)?;
-//! assert_eq!(sm.state().0, 12);
+//! assert_eq!(sm.state_handle().read().0, 12);
 //! # Ok(())
 //! # }
 //! ```
@@ -78,9 +81,16 @@
 
 mod data;
 mod error;
+mod handle;
 mod machine;
 mod meta;
+mod release;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use data::SealedData;
 pub use error::Error;
+pub use handle::StateHandle;
 pub use machine::{SealOptions, SealedSnapshotBuilder, SealedState, SealedStateMachine};
+pub use release::{shutdown, Released};
+pub use snapseal_persist::FrozenChunk;

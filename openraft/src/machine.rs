@@ -16,22 +16,26 @@ use snapseal_persist::receipt::{
     statement_receipt, ReceiptVerifier, SchemeId, Schemes, StatementScheme,
 };
 use snapseal_persist::{
-    BodyBuilder, FileState, Ingested, MemoryBudget, SigningKey, SnapshotFile, SnapshotName,
-    SnapshotStore, SpillTarget, StoreOptions, VerifyingKey,
+    BodyBuilder, FileState, FrozenChunk, Ingested, MemoryBudget, PendingBody, SigningKey,
+    SnapshotFile, SnapshotName, SnapshotStore, SpillTarget, StoreOptions, VerifyingKey,
 };
 use tracing::{info, warn};
 
 use crate::data::{DataKind, FileStream, SealedData};
+use crate::handle::StateHandle;
 use crate::meta::{position, read_meta, write_meta};
+use crate::release::{ReleaseSignal, Released};
 use crate::Error;
 
 /// The user's state machine: applies entries, and writes and reads its whole state as bytes.
 /// The adapter keeps the Raft bookkeeping (last applied log id, membership) and the snapshot
 /// metadata itself; the state only sees its own data.
 ///
-/// `Clone` gives the snapshot builder a consistent view while the state goes on applying
-/// entries (openraft's own examples copy the state the same way); a state with structural
-/// sharing (persistent maps, `Arc`ed chunks) makes the copy cheap.
+/// A snapshot build needs a view of the state frozen at the applied index while the state goes
+/// on applying entries. It takes exactly one per build, when the build starts: the state's
+/// [`frozen`](Self::frozen) chunks when it has them (nothing copied), or else one `Clone`
+/// (serialised on a blocking thread; a state with structural sharing — persistent maps,
+/// `Arc`ed pages — makes that copy cheap).
 pub trait SealedState<C: RaftTypeConfig>: Clone + Default + Send + Sync + 'static {
     /// Applies one normal entry's data and returns the client's response.
     fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D) -> C::R;
@@ -47,6 +51,21 @@ pub trait SealedState<C: RaftTypeConfig>: Clone + Default + Send + Sync + 'stati
     /// snapshot that verified (receipt, claims, body digest), so they are the ones some
     /// trusted node's `serialise` wrote.
     fn restore(input: &mut dyn Read) -> std::io::Result<Self>;
+
+    /// The zero-copy path: the serialised state — exactly the bytes
+    /// [`serialise`](Self::serialise) would write, in order — as frozen, reference-counted
+    /// chunks that nobody changes while the snapshot holds them. Called on openraft's state
+    /// machine task, under the state's read lock, when a build starts, so it must be cheap
+    /// (hand out `Arc`s, copy nothing).
+    ///
+    /// With `Some` the state is not cloned for the build. Without compression the chunks are
+    /// hashed where they are and the file is written straight from them (the body is never
+    /// copied and takes nothing from the memory budget: the memory is the state's); with
+    /// compression they are streamed through the compressor. The chunks are dropped once the
+    /// build is done. Default: `None`, and the build clones the state.
+    fn frozen(&self) -> Option<Vec<FrozenChunk>> {
+        None
+    }
 }
 
 /// Configuration of a [`SealedStateMachine`].
@@ -107,7 +126,7 @@ pub trait SealedState<C: RaftTypeConfig>: Clone + Default + Send + Sync + 'stati
 /// let mut received = sm.begin_receiving_snapshot().await?;
 /// tokio::io::copy(&mut *forged.snapshot, &mut *received).await?;
 /// assert!(sm.install_snapshot(&forged.meta, received).await.is_err());
-/// assert_eq!(sm.state().0, 0); // the state is untouched
+/// assert_eq!(sm.state_handle().read().0, 0); // the state is untouched
 /// assert!(sm.get_current_snapshot().await?.is_none());
 /// # Ok::<_, Box<dyn std::error::Error>>(())
 /// # })?;
@@ -160,7 +179,8 @@ impl fmt::Debug for SealOptions {
     }
 }
 
-/// What the state machine and its snapshot builders share.
+/// What the state machine and its snapshot builders share. The last of them to go closes the
+/// store, releasing the directory lock.
 struct Shared {
     store: Arc<SnapshotStore>,
     key: SigningKey,
@@ -169,22 +189,34 @@ struct Shared {
     max_snapshot_bytes: u64,
     /// Pending-name generations of this process (stale ones are removed at open).
     generation: AtomicU64,
+    /// Declared after `store`, so it is dropped (and [`Released`] resolves) after the store
+    /// closed: fields drop in declaration order.
+    release: ReleaseSignal,
 }
 
 /// openraft's state machine with snapseal as its snapshot store.
 ///
-/// - `build_snapshot` serialises a copy of the state on a blocking thread through snapseal's
-///   body builder (hashed as it streams, spilled past the memory budget) with the metadata
-///   record first, signs a statement over the claims digest (with the term), and commits
-///   with the crash-safe write sequence;
+/// - the state lives behind a [`StateHandle`] the application shares
+///   ([`state_handle`](Self::state_handle)): `apply` writes through it, and so does an
+///   install, so the application reads the live state while openraft owns the machine;
+/// - `get_snapshot_builder` takes one frozen view of the state (its
+///   [`frozen`](SealedState::frozen) chunks, or one clone); `build_snapshot` writes the
+///   metadata record and that view as the body (from the chunks where they are, or serialised
+///   on a blocking thread through snapseal's body builder: hashed as it streams, spilled past
+///   the memory budget), signs a statement over the claims digest (with the term), and
+///   commits with the crash-safe write sequence;
 /// - `begin_receiving_snapshot` gives a pending file; `install_snapshot` verifies the
 ///   complete file (receipt, claims, body) before it gets a committed name, checks its
-///   proven metadata against openraft's, and only then replaces the state;
+///   proven metadata against openraft's, restores the state from it off the lock, and only
+///   then swaps it in;
 /// - `get_current_snapshot` is the store's newest snapshot that verifies (damaged newer ones
-///   are quarantined and the next one is used), and so is the state at [`open`](Self::open).
+///   are quarantined and the next one is used), and so is the state at [`open`](Self::open);
+/// - the directory stays locked until the machine and its builds are gone, which openraft's
+///   `Raft::shutdown` does not wait for: [`released`](Self::released) or
+///   [`shutdown`](crate::shutdown) does.
 pub struct SealedStateMachine<C: RaftTypeConfig, S> {
     shared: Arc<Shared>,
-    state: S,
+    state: StateHandle<S>,
     last_applied: Option<LogId<C::NodeId>>,
     last_membership: StoredMembership<C::NodeId, C::Node>,
 }
@@ -243,30 +275,41 @@ where
             compression: opts.compression,
             max_snapshot_bytes: opts.max_snapshot_bytes,
             generation: AtomicU64::new(0),
+            release: ReleaseSignal::new(),
         });
-        let mut machine = SealedStateMachine {
-            shared,
-            state: S::default(),
-            last_applied: None,
-            last_membership: StoredMembership::default(),
+        let (state, last_applied, last_membership) = match shared.store.latest()? {
+            Some(file) => {
+                let (meta, state) = restore::<C, S>(&file)?;
+                info!(name = %file.name(), last_log_id = ?meta.last_log_id, "state recovered from snapshot");
+                (state, meta.last_log_id, meta.last_membership)
+            }
+            None => (S::default(), None, StoredMembership::default()),
         };
-        if let Some(file) = machine.shared.store.latest()? {
-            let (meta, state) = restore::<C, S>(&file)?;
-            info!(name = %file.name(), last_log_id = ?meta.last_log_id, "state recovered from snapshot");
-            machine.state = state;
-            machine.last_applied = meta.last_log_id;
-            machine.last_membership = meta.last_membership;
-        }
-        Ok(machine)
+        Ok(SealedStateMachine {
+            shared,
+            state: StateHandle::new(state),
+            last_applied,
+            last_membership,
+        })
     }
 
-    /// The user's state.
-    pub fn state(&self) -> &S {
-        &self.state
+    /// The live state, for the application to read while openraft owns the machine: take it
+    /// before `Raft::new`. It stays valid across snapshot installs.
+    pub fn state_handle(&self) -> StateHandle<S> {
+        self.state.clone()
     }
 
-    /// The snapshot store (to list snapshots, read its counters, apply retention).
-    pub fn store(&self) -> &Arc<SnapshotStore> {
+    /// Resolves once this machine and every snapshot build it started are gone and the
+    /// directory lock is released: take it before `Raft::new`, and wait for it after
+    /// `Raft::shutdown` before opening the directory again (or use
+    /// [`shutdown`](crate::shutdown)).
+    pub fn released(&self) -> Released {
+        self.shared.release.released()
+    }
+
+    /// The snapshot store (to list snapshots, read its counters, apply retention). Borrowed
+    /// only: the store holds the directory lock, which must go with the machine.
+    pub fn store(&self) -> &SnapshotStore {
         &self.shared.store
     }
 }
@@ -324,7 +367,7 @@ impl Shared {
     fn build<C, S>(
         &self,
         meta: &SnapshotMeta<C::NodeId, C::Node>,
-        state: &S,
+        view: &View<S>,
     ) -> Result<SnapshotFile, Error>
     where
         C: RaftTypeConfig,
@@ -343,18 +386,7 @@ impl Shared {
             info!(%name, "snapshot at this log position already committed");
             return self.open(&name);
         }
-        let serialise = |source| Error::Serialise { idx, source };
-        let target = SpillTarget {
-            store: Arc::clone(&self.store),
-            idx,
-            generation: self.generation.fetch_add(1, Ordering::Relaxed),
-            budget: self.budget.clone(),
-        };
-        let mut body = BodyBuilder::with_spill(self.compression, target).map_err(serialise)?;
-        write_meta::<C>(&mut body, meta).map_err(serialise)?;
-        state.serialise(&mut body).map_err(serialise)?;
-        body.flush().map_err(serialise)?;
-        let pending = body.finish().map_err(serialise)?;
+        let pending = self.body::<C, S>(idx, meta, view)?;
         let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
         let receipt = statement_receipt(&self.key, &pending.claims(idx), evidence_idx, term)
             .map_err(|source| Error::Sign { idx, source })?;
@@ -363,6 +395,41 @@ impl Shared {
             .map_err(|source| Error::Persist { idx, source })?;
         info!(name = %committed.name, bytes = committed.file_len, "snapshot committed");
         self.open(&committed.name)
+    }
+
+    /// The body of snapshot `idx`: the metadata record, then the state's view.
+    fn body<C, S>(&self, idx: u64, meta: &Meta<C>, view: &View<S>) -> Result<PendingBody, Error>
+    where
+        C: RaftTypeConfig,
+        S: SealedState<C>,
+    {
+        let serialise = |source| Error::Serialise { idx, source };
+        if let (View::Frozen(chunks), None) = (view, self.compression) {
+            // Zero copy: the record is a chunk of its own, the state's chunks follow as they are.
+            let mut record = Vec::new();
+            write_meta::<C>(&mut record, meta).map_err(serialise)?;
+            let mut all: Vec<FrozenChunk> = Vec::with_capacity(chunks.len() + 1);
+            all.push(Arc::new(record));
+            all.extend(chunks.iter().cloned());
+            return Ok(PendingBody::from_frozen(all));
+        }
+        let target = SpillTarget {
+            store: Arc::clone(&self.store),
+            idx,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed),
+            budget: self.budget.clone(),
+        };
+        let mut body = BodyBuilder::with_spill(self.compression, target).map_err(serialise)?;
+        write_meta::<C>(&mut body, meta).map_err(serialise)?;
+        match view {
+            View::Copy(state) => state.serialise(&mut body),
+            View::Frozen(chunks) => chunks
+                .iter()
+                .try_for_each(|c| body.write_all((**c).as_ref())),
+        }
+        .map_err(serialise)?;
+        body.flush().map_err(serialise)?;
+        body.finish().map_err(serialise)
     }
 
     /// Opens and verifies the committed file `name`; it is held against retention while the
@@ -422,10 +489,27 @@ impl Shared {
     }
 }
 
-/// Builds one snapshot from the copy of the state taken when it was made.
+/// The state as of one applied index, taken once when a build starts.
+enum View<S> {
+    /// One clone of the state (shared by repeated `build_snapshot` calls, never cloned again).
+    Copy(Arc<S>),
+    /// The state's frozen chunks ([`SealedState::frozen`]).
+    Frozen(Vec<FrozenChunk>),
+}
+
+impl<S> Clone for View<S> {
+    fn clone(&self) -> Self {
+        match self {
+            View::Copy(state) => View::Copy(Arc::clone(state)),
+            View::Frozen(chunks) => View::Frozen(chunks.clone()),
+        }
+    }
+}
+
+/// Builds one snapshot from the view of the state taken when it was made.
 pub struct SealedSnapshotBuilder<C: RaftTypeConfig, S> {
     shared: Arc<Shared>,
-    state: S,
+    view: View<S>,
     last_applied: Option<LogId<C::NodeId>>,
     last_membership: StoredMembership<C::NodeId, C::Node>,
 }
@@ -457,10 +541,10 @@ where
             },
         };
         let shared = Arc::clone(&self.shared);
-        let state = self.state.clone();
+        let view = self.view.clone();
         let m = meta.clone();
         let built = blocking(move || {
-            let file = shared.build::<C, S>(&m, &state)?;
+            let file = shared.build::<C, S>(&m, &view)?;
             // An existing file at this position carries its own snapshot id.
             let (file_meta, _) = restore_meta::<C>(&file)?;
             Ok((file, file_meta))
@@ -515,27 +599,41 @@ where
         I: IntoIterator<Item = C::Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let mut responses = Vec::new();
-        for entry in entries {
-            let response = match &entry.payload {
-                EntryPayload::Normal(data) => self.state.apply(&entry.log_id, data),
-                EntryPayload::Blank => self.state.no_data_response(&entry.log_id),
-                EntryPayload::Membership(m) => {
-                    self.last_membership =
-                        StoredMembership::new(Some(entry.log_id.clone()), m.clone());
-                    self.state.no_data_response(&entry.log_id)
-                }
-            };
-            self.last_applied = Some(entry.log_id);
-            responses.push(response);
-        }
+        let (last_applied, last_membership) = (&mut self.last_applied, &mut self.last_membership);
+        // One write lock for the batch: readers see all of it or none.
+        let responses = self.state.write(|state| {
+            let mut responses = Vec::new();
+            for entry in entries {
+                let response = match &entry.payload {
+                    EntryPayload::Normal(data) => state.apply(&entry.log_id, data),
+                    EntryPayload::Blank => state.no_data_response(&entry.log_id),
+                    EntryPayload::Membership(m) => {
+                        *last_membership =
+                            StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                        state.no_data_response(&entry.log_id)
+                    }
+                };
+                *last_applied = Some(entry.log_id);
+                responses.push(response);
+            }
+            responses
+        });
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // The one frozen view of this build, taken on the state machine task so it is the
+        // state at `last_applied` exactly.
+        let view = {
+            let state = self.state.read();
+            match state.frozen() {
+                Some(chunks) => View::Frozen(chunks),
+                None => View::Copy(Arc::new(state.clone())),
+            }
+        };
         SealedSnapshotBuilder {
             shared: Arc::clone(&self.shared),
-            state: self.state.clone(),
+            view,
             last_applied: self.last_applied.clone(),
             last_membership: self.last_membership.clone(),
         }
@@ -563,7 +661,10 @@ where
             .await
             .map_err(|e| storage_err(e, Some(meta), true))?;
         info!(last_log_id = ?file_meta.last_log_id, "snapshot installed");
-        self.state = state;
+        // The restored state was built off the lock; swapping it in keeps every handle valid.
+        let old = self.state.replace(state);
+        // Freeing a large state takes a while: not on the runtime's worker threads.
+        drop(tokio::task::spawn_blocking(move || drop(old)));
         self.last_applied = file_meta.last_log_id;
         self.last_membership = file_meta.last_membership;
         Ok(())

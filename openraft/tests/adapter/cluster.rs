@@ -1,15 +1,17 @@
 //! An in-process openraft cluster (network over tokio channels) whose snapshots are snapseal
-//! files: build and purge, a learner catching up through install_snapshot, restart recovery,
-//! fallback past a damaged newest snapshot, and a receive cut off midway.
+//! files: build and purge, a learner catching up through install_snapshot (and answering
+//! reads from the state it installed), restart recovery, fallback past a damaged newest
+//! snapshot, and a receive cut off midway.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{self, Cfg, Kv, MemLog, NodeId, Put, Router};
+use crate::example::{self, Cfg, Kv, KvNode, NodeId, Put};
 use openraft::storage::RaftStateMachine;
 use openraft::{BasicNode, Config, LogId, Raft, SnapshotPolicy};
+use snapseal_openraft::testing::{MemLog, Router};
 use snapseal_openraft::SealedStateMachine;
 use tokio::io::AsyncWriteExt;
 
@@ -32,19 +34,19 @@ fn config(keep_logs: u64, snapshot_every: u64) -> Arc<Config> {
 }
 
 fn open(dir: &Path, id: NodeId) -> SealedStateMachine<Cfg, Kv> {
-    SealedStateMachine::open(dir, support::options(id, MAX_NODE)).unwrap()
+    SealedStateMachine::open(dir, example::options(id, MAX_NODE)).unwrap()
 }
 
 async fn start(
-    router: &Router,
+    router: &Router<Cfg>,
     id: NodeId,
+    dir: &Path,
     cfg: Arc<Config>,
-    log: MemLog,
-    sm: SealedStateMachine<Cfg, Kv>,
-) -> Raft<Cfg> {
-    let raft = Raft::new(id, cfg, router.clone(), log, sm).await.unwrap();
-    router.serve(id, raft.clone());
-    raft
+    log: MemLog<Cfg>,
+) -> KvNode {
+    KvNode::start(id, dir, MAX_NODE, cfg, router, log)
+        .await
+        .unwrap()
 }
 
 fn committed_files(dir: &Path) -> BTreeSet<String> {
@@ -87,7 +89,7 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
     let dirs: Vec<tempfile::TempDir> = (0..=MAX_NODE)
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
-    let logs: Vec<MemLog> = (0..=MAX_NODE).map(|_| MemLog::default()).collect();
+    let logs: Vec<MemLog<Cfg>> = (0..=MAX_NODE).map(|_| MemLog::default()).collect();
     let router = Router::default();
     // Node 3 keeps its log after snapshots, so it can replay past a fallback snapshot.
     let cfg_for = |id: NodeId| {
@@ -98,84 +100,88 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
         }
     };
 
-    let mut rafts = BTreeMap::new();
+    let dir = |id: NodeId| dirs[id as usize].path();
+    let mut nodes = BTreeMap::new();
     for id in 1..=3 {
-        let sm = open(dirs[id as usize].path(), id);
-        let raft = start(&router, id, cfg_for(id), logs[id as usize].clone(), sm).await;
-        rafts.insert(id, raft);
+        let node = start(&router, id, dir(id), cfg_for(id), logs[id as usize].clone()).await;
+        nodes.insert(id, node);
     }
+    let raft = |nodes: &BTreeMap<NodeId, KvNode>, id: NodeId| nodes[&id].raft.clone();
     let members: BTreeMap<NodeId, BasicNode> =
         (1..=3).map(|id| (id, BasicNode::default())).collect();
-    rafts[&1].initialize(members).await.unwrap();
-    rafts[&1]
+    raft(&nodes, 1).initialize(members).await.unwrap();
+    raft(&nodes, 1)
         .wait(WAIT)
         .metrics(|m| m.current_leader == Some(1), "node 1 leads")
         .await
         .unwrap();
 
     // --- 3 nodes write keys; snapshots are built (every 20 entries) and the log purged.
-    write_keys(&rafts[&1], 0..100).await;
-    let last = rafts[&1].metrics().borrow().last_log_index.unwrap();
+    write_keys(&raft(&nodes, 1), 0..100).await;
+    let last = raft(&nodes, 1).metrics().borrow().last_log_index.unwrap();
     for id in 1..=3 {
-        wait_applied(&rafts[&id], last, "applied everything").await;
-        snapshot_at(&rafts[&id], last).await;
+        wait_applied(&raft(&nodes, id), last, "applied everything").await;
+        snapshot_at(&raft(&nodes, id), last).await;
         assert!(
             committed_files(dirs[id as usize].path()).len() >= 2,
             "node {id}: several snapshots committed"
         );
     }
     for id in [1, 2] {
-        rafts[&id]
+        raft(&nodes, id)
             .wait(WAIT)
             .metrics(|m| m.purged.is_some_and(|p| p.index == last), "log purged")
             .await
             .unwrap();
     }
-    let leader_snapshot = rafts[&1].metrics().borrow().snapshot.unwrap();
+    let leader_snapshot = raft(&nodes, 1).metrics().borrow().snapshot.unwrap();
 
     // --- A 4th node joins as a learner: the leader's log is purged, so it catches up through
     // install_snapshot of a snapseal snapshot. It never builds one itself (policy too high).
-    let sm4 = open(dirs[4].path(), 4);
-    let raft4 = start(&router, 4, config(0, 1_000_000), logs[4].clone(), sm4).await;
-    rafts[&1]
+    // The handle it read from before it joined answers with the installed state.
+    let node4 = start(&router, 4, dir(4), config(0, 1_000_000), logs[4].clone()).await;
+    assert_eq!(node4.len(), 0);
+    raft(&nodes, 1)
         .add_learner(4, BasicNode::default(), true)
         .await
         .unwrap();
-    wait_applied(&raft4, last, "learner caught up").await;
-    let m4 = raft4.metrics().borrow().clone();
+    wait_applied(&node4.raft, last, "learner caught up").await;
+    let m4 = node4.raft.metrics().borrow().clone();
     assert_eq!(
         m4.snapshot,
         Some(leader_snapshot),
         "learner installed the leader's snapshot"
     );
-    let installed = format!("snapshot_{}_{}.committed", last + 1, last + 2);
-    assert!(committed_files(dirs[4].path()).contains(&installed));
-    raft4.shutdown().await.unwrap();
-    router.remove(4);
-    // The learner's directory alone (its log was empty) gives the whole state.
     assert_eq!(
-        support::reopen(dirs[4].path(), 4, MAX_NODE).await.state().0,
-        expected(100)
+        node4.len(),
+        100,
+        "the learner's handle sees the installed state"
     );
+    assert_eq!(node4.local_get("k0042").as_deref(), Some("v42"));
+    let installed = format!("snapshot_{}_{}.committed", last + 1, last + 2);
+    assert!(committed_files(dir(4)).contains(&installed));
+    node4.stop(&router).await.unwrap();
+    // The learner's directory alone (its log was empty) gives the whole state.
+    assert_eq!(open(dir(4), 4).state_handle().read().0, expected(100));
 
     // --- Node 2 restarts from its directory (its log survives, as a disk log would).
-    rafts.remove(&2).unwrap().shutdown().await.unwrap();
-    router.remove(2);
-    let mut sm2 = support::reopen(dirs[2].path(), 2, MAX_NODE).await;
+    nodes.remove(&2).unwrap().stop(&router).await.unwrap();
+    let mut sm2 = open(dir(2), 2);
     let (applied, _) = sm2.applied_state().await.unwrap();
     assert_eq!(
         applied.map(|l: LogId<NodeId>| l.index),
         Some(last),
         "recovered from the newest snapshot"
     );
-    assert_eq!(sm2.state().0, expected(100));
-    rafts.insert(2, start(&router, 2, cfg_for(2), logs[2].clone(), sm2).await);
+    assert_eq!(sm2.state_handle().read().0, expected(100));
+    drop(sm2);
+    let node2 = start(&router, 2, dir(2), cfg_for(2), logs[2].clone()).await;
+    nodes.insert(2, node2);
 
     // --- Node 3's newest snapshot is damaged while it is down: it falls back to the one
     // before (quarantining the damaged one) and replays its log from there.
-    rafts.remove(&3).unwrap().shutdown().await.unwrap();
-    router.remove(3);
-    let files = committed_files(dirs[3].path());
+    nodes.remove(&3).unwrap().stop(&router).await.unwrap();
+    let files = committed_files(dir(3));
     let newest = files
         .iter()
         .max_by_key(|n| snapshot_idx(n))
@@ -187,8 +193,8 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
         .max_by_key(|n| snapshot_idx(n))
         .unwrap()
         .clone();
-    flip_body_byte(&dirs[3].path().join(&newest));
-    let mut sm3 = support::reopen(dirs[3].path(), 3, MAX_NODE).await;
+    flip_body_byte(&dir(3).join(&newest));
+    let mut sm3 = open(dir(3), 3);
     let (applied, _) = sm3.applied_state().await.unwrap();
     assert_eq!(
         applied.map(|l| l.index + 1),
@@ -196,24 +202,26 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
         "fell back one snapshot"
     );
     assert!(
-        dirs[3].path().join(format!("{newest}.corrupt")).exists(),
+        dir(3).join(format!("{newest}.corrupt")).exists(),
         "damaged file quarantined"
     );
-    assert!(sm3.state().0.len() < 100);
-    rafts.insert(3, start(&router, 3, cfg_for(3), logs[3].clone(), sm3).await);
+    assert!(sm3.state_handle().read().0.len() < 100);
+    drop(sm3);
+    let node3 = start(&router, 3, dir(3), cfg_for(3), logs[3].clone()).await;
+    nodes.insert(3, node3);
 
     // Both restarted nodes follow new writes; node 3 replays its log to the full state.
-    write_keys(&rafts[&1], 100..120).await;
-    let last = rafts[&1].metrics().borrow().last_log_index.unwrap();
+    write_keys(&raft(&nodes, 1), 100..120).await;
+    let last = raft(&nodes, 1).metrics().borrow().last_log_index.unwrap();
     for id in 1..=3 {
-        wait_applied(&rafts[&id], last, "caught up after restart").await;
-        snapshot_at(&rafts[&id], last).await;
+        wait_applied(&raft(&nodes, id), last, "caught up after restart").await;
+        snapshot_at(&raft(&nodes, id), last).await;
     }
-    for (id, raft) in rafts {
-        raft.shutdown().await.unwrap();
-        router.remove(id);
-        let sm = support::reopen(dirs[id as usize].path(), id, MAX_NODE).await;
-        assert_eq!(sm.state().0, expected(120), "node {id}");
+    for (id, node) in nodes {
+        assert_eq!(node.len(), 120, "node {id} serves every key");
+        node.stop(&router).await.unwrap();
+        let sm = open(dir(id), id);
+        assert_eq!(sm.state_handle().read().0, expected(120), "node {id}");
     }
 }
 
@@ -336,7 +344,7 @@ async fn receive_cut_off_leaves_no_committed_file() {
         follower.applied_state().await.unwrap().0,
         second.meta.last_log_id
     );
-    assert_eq!(follower.state().0.len(), 50);
+    assert_eq!(follower.state_handle().read().0.len(), 50);
 }
 
 /// The whole file behind reading data.
