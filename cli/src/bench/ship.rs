@@ -48,6 +48,26 @@ fn run_err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Run(e.to_string())
 }
 
+/// Runs a raw peer's calls on the bench's own runtime, built once and sized like a remote's
+/// (the library keeps its runtime internal), so no timed row pays for building one.
+fn raw<T>(
+    f: impl std::future::Future<Output = Result<T, object_store::Error>>,
+) -> Result<T, BenchError> {
+    static RT: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RemoteOptions::default().io_threads)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the raw peers' runtime: {e}"))
+    });
+    match rt {
+        Ok(rt) => rt.block_on(f).map_err(run_err),
+        Err(e) => Err(BenchError::Setup(e.clone())),
+    }
+}
+
 /// Reads `key` raw, as restore does: 8 MiB ranged gets, two in flight, each piece handed to
 /// `each` in order.
 fn read_ranged(
@@ -55,20 +75,18 @@ fn read_ranged(
     key: &ObjPath,
     mut each: impl FnMut(Bytes),
 ) -> Result<(), BenchError> {
-    remote
-        .block_on(async {
-            let size = remote.store().head(key).await?.size;
-            let piece = 8u64 << 20;
-            let ranges = (0..size.div_ceil(piece)).map(|i| i * piece..((i + 1) * piece).min(size));
-            let mut stream = std::pin::pin!(futures::stream::iter(ranges)
-                .map(|r| remote.store().get_range(key, r))
-                .buffered(2));
-            while let Some(piece) = stream.next().await {
-                each(piece?);
-            }
-            Ok::<_, object_store::Error>(())
-        })
-        .map_err(run_err)
+    raw(async {
+        let size = remote.store().head(key).await?.size;
+        let piece = 8u64 << 20;
+        let ranges = (0..size.div_ceil(piece)).map(|i| i * piece..((i + 1) * piece).min(size));
+        let mut stream = std::pin::pin!(futures::stream::iter(ranges)
+            .map(|r| remote.store().get_range(key, r))
+            .buffered(2));
+        while let Some(piece) = stream.next().await {
+            each(piece?);
+        }
+        Ok::<_, object_store::Error>(())
+    })
 }
 
 /// A committed snapshot of `size` body bytes in a store of its own, and its bytes.
@@ -150,15 +168,13 @@ pub(crate) fn s3_rows(
     let remote = Arc::new(Remote::open(&format!("s3://{bucket}"), &opts).map_err(setup)?);
     // Every object in the bucket, whatever the layout writes.
     let clear = || -> Result<(), BenchError> {
-        remote
-            .block_on(async {
-                let all: Vec<ObjectMeta> = remote.store().list(None).try_collect().await?;
-                for meta in all {
-                    remote.store().delete(&meta.location).await?;
-                }
-                Ok::<_, object_store::Error>(())
-            })
-            .map_err(run_err)
+        raw(async {
+            let all: Vec<ObjectMeta> = remote.store().list(None).try_collect().await?;
+            for meta in all {
+                remote.store().delete(&meta.location).await?;
+            }
+            Ok::<_, object_store::Error>(())
+        })
     };
     let rows = compare(&local, &remote, &clear, "S3 remote", reps);
     let _ = clear();
@@ -223,13 +239,9 @@ fn compare(
     let mut raw_put = || -> Result<Duration, BenchError> {
         clear()?;
         let start = Instant::now();
-        remote
-            .block_on(
-                remote
-                    .store()
-                    .put(&raw_key, PutPayload::from_bytes(file.clone())),
-            )
-            .map_err(run_err)?;
+        raw(remote
+            .store()
+            .put(&raw_key, PutPayload::from_bytes(file.clone())))?;
         Ok(start.elapsed())
     };
     let (t_ship, t_put) = alternate(reps, &mut ship, &mut raw_put)?;
@@ -254,13 +266,9 @@ fn compare(
     // Restore: the remote holds the shipped snapshot (and the raw copy for the peer).
     clear()?;
     ship()?;
-    remote
-        .block_on(
-            remote
-                .store()
-                .put(&raw_key, PutPayload::from_bytes(file.clone())),
-        )
-        .map_err(run_err)?;
+    raw(remote
+        .store()
+        .put(&raw_key, PutPayload::from_bytes(file.clone())))?;
     let target = work.path().join("target");
     let mut ours = || -> Result<Duration, BenchError> {
         let _ = std::fs::remove_dir_all(&target);
@@ -314,7 +322,7 @@ fn compare(
     };
     let mut raw_get = || -> Result<Duration, BenchError> {
         let start = Instant::now();
-        let hash = remote.block_on(async {
+        let hash = raw(async {
             let got = remote.store().get(&raw_key).await?;
             let mut stream = got.into_stream();
             let mut hasher = blake3::Hasher::new();
@@ -324,7 +332,7 @@ fn compare(
             Ok::<_, object_store::Error>(hasher.finalize())
         });
         let t = start.elapsed();
-        hash.map_err(run_err)?;
+        hash?;
         Ok(t)
     };
     let (t_restore, t_ranged) = alternate(reps, &mut ours, &mut raw_ranged)?;
