@@ -1,6 +1,7 @@
 //! A small actix-based node driving snapseal through the `SnapshotterActor` facade.
 //!
-//! The node actor owns the reference ledger. It appends txs, and at every signature sends
+//! The node actor owns its log, a Merkle-tree ledger on the library's tree
+//! (`support/merkle_log.rs`). It appends txs, and at every signature sends
 //! `RecordCommittable`, `RecordSignature`, `RecordTree` and (for the previous signature)
 //! `Commit` to the snapshotter actor with `Addr::send`/`do_send`. Serialisation and persistence
 //! run on the snapseal engine's worker threads, never on the actix arbiter; when a serialisation
@@ -11,6 +12,7 @@
 //! Run: `cargo run --example actix_node --features actix` (writes into a fresh temp directory
 //! and prints it).
 
+use std::io;
 use std::sync::Arc;
 
 use snapseal::actors::actor::actix::prelude::*;
@@ -21,11 +23,15 @@ use snapseal::actors::actor::{
 use snapseal::engine::{EngineConfig, TaskSystem};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::Hash;
-use snapseal::persist::{SnapshotStore, StoreOptions};
-use snapseal::{EvidenceSink, SnapshotEvent, Snapshotter, SnapshotterConfig};
-use snapseal_sim::ledger::{Ledger, TxKind};
-use snapseal_sim::node::KvState;
+use snapseal::persist::{Hash, SigningKey, SnapshotStore, StoreOptions};
+use snapseal::{
+    CaptureError, EvidenceSink, SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource,
+    StateView,
+};
+
+#[path = "support/merkle_log.rs"]
+mod merkle_log;
+use merkle_log::MerkleLog;
 
 /// How many snapshots to wait for before stopping.
 const WANTED: usize = 3;
@@ -56,8 +62,26 @@ impl EvidenceSink for ActorSink {
     }
 }
 
+/// The node's state, kept minimal here: how many txs it has applied. (A real node hands out a
+/// frozen version of its state machine; see `examples/embed.rs`.)
+struct Applied;
+
+impl StateSource for Applied {
+    fn capture(&self, idx: u64) -> Result<Box<dyn StateView>, CaptureError> {
+        Ok(Box::new(AppliedView(idx)))
+    }
+}
+
+struct AppliedView(u64);
+
+impl StateView for AppliedView {
+    fn write_to(&mut self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(&self.0.to_le_bytes())
+    }
+}
+
 struct Node {
-    ledger: Ledger,
+    ledger: MerkleLog,
     snapshotter: Option<Addr<SnapshotterActor>>,
     pending_sig: Option<u64>,
     committed: usize,
@@ -75,10 +99,7 @@ impl Handler<Tick> for Node {
         };
         for _ in 0..9 {
             let i = self.ledger.last_idx() + 1;
-            self.ledger.append(TxKind::Write {
-                key: i % 100,
-                value: Arc::from(i.to_le_bytes().to_vec()),
-            });
+            self.ledger.append_write(&i.to_le_bytes());
         }
         let signed = self.ledger.append_signature();
         let sig_idx = signed.sig_idx;
@@ -101,10 +122,7 @@ impl Handler<Tick> for Node {
 impl Handler<EvidenceReady> for Node {
     type Result = ();
     fn handle(&mut self, m: EvidenceReady, ctx: &mut Context<Self>) {
-        let evidence_idx = self.ledger.append(TxKind::Evidence {
-            snapshot_idx: m.snapshot_idx,
-            digest: m.digest,
-        });
+        let evidence_idx = self.ledger.append_evidence(m.snapshot_idx, m.digest);
         if let Some(snap) = &self.snapshotter {
             // `send` queues the message now (in order with the `do_send`s above); the answer
             // comes back asynchronously.
@@ -159,14 +177,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("snapshots go to {}", dir.display());
     let system = System::new();
     system.block_on(async move {
-        let ledger = Ledger::from_seed(7);
+        // The ledger's signing key (from your key store; fixed here for the example).
+        let ledger = MerkleLog::new(SigningKey::from_bytes(&[7; 32]));
         let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
         let store =
             SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))?;
         let tasks = TaskSystem::threaded(EngineConfig::default())?;
 
         let node = Node {
-            ledger: ledger.clone(),
+            ledger,
             snapshotter: None,
             pending_sig: None,
             committed: 0,
@@ -179,7 +198,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             tasks,
             Arc::new(store),
-            Arc::new(KvState::new(ledger)),
+            Arc::new(Applied),
             Arc::new(ActorSink(node.clone().recipient())),
         )?;
         let snap = SnapshotterActor::new(snapshotter, Some(node.clone().recipient())).start();

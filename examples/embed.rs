@@ -1,7 +1,8 @@
 //! Library quick start: embedding a `Snapshotter` in a node.
 //!
-//! A tiny replicated "accounts" node, using snapseal's reference ledger for its log (evidence
-//! txs, signature txs, Merkle proofs). It shows the whole contract:
+//! A tiny replicated "accounts" node with a CCF-style log: client txs, evidence txs and
+//! signature txs over the library's Merkle tree (`support/merkle_log.rs`, which keeps the tree
+//! and hands out its proofs; no reference ledger). It shows the whole contract:
 //! - the node's state hands out cheap frozen views (`StateSource` / `StateView`);
 //! - the node appends evidence txs when snapseal asks (`EvidenceSink`), on its own thread;
 //! - at each signature tx the node calls `record_committable`, `record_signature` and
@@ -27,12 +28,15 @@ use snapseal::actors::{CaptureError, CloseMode, EvidenceError};
 use snapseal::engine::{EngineConfig, ShutdownMode};
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::receipt::Ed25519Verifier;
-use snapseal::persist::Hash;
+use snapseal::persist::{Hash, SigningKey};
 use snapseal::{
     EvidenceSink, SnapshotEvent, SnapshotStore, Snapshotter, SnapshotterConfig, StateSource,
     StateView, StoreOptions, TaskSystem,
 };
-use snapseal_sim::ledger::{Ledger, TxKind};
+
+#[path = "support/merkle_log.rs"]
+mod merkle_log;
+use merkle_log::MerkleLog;
 
 /// The node's state: account balances. Copy-on-write: a frozen view is an `Arc` clone, and
 /// the next write copies the map only if a view still holds the old one.
@@ -105,7 +109,7 @@ impl EvidenceSink for EvidenceQueue {
 
 /// The node: its ledger, its state, and the Snapshotter it drives.
 struct Node {
-    ledger: Ledger,
+    ledger: MerkleLog,
     accounts: Arc<Accounts>,
     snapshotter: Snapshotter,
     evidence: Receiver<(u64, Hash)>,
@@ -117,10 +121,7 @@ impl Node {
     /// Append the evidence txs snapseal asked for, and tell it where they landed.
     fn append_evidence(&mut self) -> Result<(), EvidenceError> {
         while let Ok((snapshot_idx, digest)) = self.evidence.try_recv() {
-            let evidence_idx = self.ledger.append(TxKind::Evidence {
-                snapshot_idx,
-                digest,
-            });
+            let evidence_idx = self.ledger.append_evidence(snapshot_idx, digest);
             match self
                 .snapshotter
                 .record_evidence(evidence_idx, snapshot_idx, digest)
@@ -137,10 +138,8 @@ impl Node {
 
     /// A client transaction: move `amount` between two accounts.
     fn transfer(&mut self, from: u64, to: u64, amount: i64) {
-        self.ledger.append(TxKind::Write {
-            key: from,
-            value: Arc::from(amount.to_le_bytes().to_vec()),
-        });
+        let tx = [from.to_le_bytes(), to.to_le_bytes(), amount.to_le_bytes()].concat();
+        self.ledger.append_write(&tx);
         self.accounts.apply(from, -amount);
         self.accounts.apply(to, amount);
     }
@@ -164,7 +163,8 @@ impl Node {
 fn main() -> Result<(), Box<dyn Error>> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("snapshots");
-    let ledger = Ledger::from_seed(7);
+    // The ledger's signing key (from your key store; fixed here for the example).
+    let ledger = MerkleLog::new(SigningKey::from_bytes(&[7; 32]));
     // Snapshot files are checked against the keys that sign the ledger.
     let verifier = Arc::new(Ed25519Verifier::new(vec![ledger.verifying_key()]));
     let store = SnapshotStore::open(
