@@ -4,11 +4,14 @@
 use std::fmt;
 use std::io::{self, Read, SeekFrom};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use parking_lot::Mutex;
 use snapseal_persist::{IngestFile, SnapshotFile};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+use crate::Error;
 
 /// The bytes of one snapshot as openraft moves them: exactly the bytes of a `.committed`
 /// snapseal file (header, body, receipt), so a follower can verify what it received before
@@ -16,7 +19,11 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 ///
 /// Two kinds, fixed when it is made:
 /// - **reading**: a committed file that verified (from `get_current_snapshot`), memory-mapped
-///   and held against retention; readable and seekable anywhere, not writable;
+///   and held against retention; readable and seekable anywhere, not writable. The snapshot
+///   `build_snapshot` returns is one too, but its file is opened and verified on first use
+///   (a read, a seek, [`file`](Self::file), an install), blocking while it hashes the file:
+///   openraft only takes its metadata and sends followers the one `get_current_snapshot`
+///   opens, so a running node never pays for reading back what it just wrote;
 /// - **receiving**: from `begin_receiving_snapshot`, a pending file in the snapshot directory
 ///   (bounded memory for any size); writable in order only: a seek must name the current end
 ///   (openraft's chunked transport seeks only to re-send, which is refused). Dropped without
@@ -89,16 +96,63 @@ pub struct SealedData {
 }
 
 enum Inner {
-    Reading { file: Arc<SnapshotFile>, pos: u64 },
+    Reading { file: Committed, pos: u64 },
     Receiving(IngestFile),
+}
+
+/// Opens and verifies a committed file.
+pub(crate) type Opener = Box<dyn FnOnce() -> Result<SnapshotFile, Error> + Send>;
+
+/// A committed file to read: verified already, or opened and verified on first use.
+struct Committed {
+    len: u64,
+    opener: Mutex<Option<Opener>>,
+    file: OnceLock<Result<Arc<SnapshotFile>, Arc<Error>>>,
+}
+
+impl Committed {
+    /// The verified file, opening it first if it is not open yet.
+    fn get(&self) -> Result<&Arc<SnapshotFile>, &Arc<Error>> {
+        self.file
+            .get_or_init(|| match self.opener.lock().take() {
+                Some(open) => open().map(Arc::new).map_err(Arc::new),
+                // Only the first `get` runs this, and the opener is there until then.
+                None => Err(Arc::new(Error::Task("snapshot opener already used".into()))),
+            })
+            .as_ref()
+    }
+
+    fn read_error(e: &Arc<Error>) -> io::Error {
+        io::Error::other(Arc::clone(e))
+    }
 }
 
 impl SealedData {
     /// Data reading the verified committed `file`.
     pub fn reading(file: SnapshotFile) -> Self {
+        let len = file.bytes().len() as u64;
         SealedData {
             inner: Inner::Reading {
-                file: Arc::new(file),
+                file: Committed {
+                    len,
+                    opener: Mutex::new(None),
+                    file: OnceLock::from(Ok(Arc::new(file))),
+                },
+                pos: 0,
+            },
+        }
+    }
+
+    /// Data reading a committed file of `len` bytes that `open` opens and verifies on first
+    /// use.
+    pub(crate) fn built(len: u64, open: Opener) -> Self {
+        SealedData {
+            inner: Inner::Reading {
+                file: Committed {
+                    len,
+                    opener: Mutex::new(Some(open)),
+                    file: OnceLock::new(),
+                },
                 pos: 0,
             },
         }
@@ -110,10 +164,11 @@ impl SealedData {
         }
     }
 
-    /// The committed file this data reads, when it is reading data.
+    /// The committed file this data reads, when it is reading data (opened and verified
+    /// now if it was not yet; `None` if that fails, as a read would).
     pub fn file(&self) -> Option<&SnapshotFile> {
         match &self.inner {
-            Inner::Reading { file, .. } => Some(file),
+            Inner::Reading { file, .. } => file.get().ok().map(|f| &**f),
             Inner::Receiving(_) => None,
         }
     }
@@ -121,7 +176,7 @@ impl SealedData {
     /// Bytes received so far, for receiving data; the file length for reading data.
     pub fn len(&self) -> u64 {
         match &self.inner {
-            Inner::Reading { file, .. } => file.bytes().len() as u64,
+            Inner::Reading { file, .. } => file.len,
             Inner::Receiving(f) => f.received(),
         }
     }
@@ -131,10 +186,14 @@ impl SealedData {
         self.len() == 0
     }
 
-    pub(crate) fn into_kind(self) -> DataKind {
+    /// What an install is given; opening the file first if it was not open yet.
+    pub(crate) fn into_kind(self) -> Result<DataKind, Error> {
         match self.inner {
-            Inner::Reading { file, .. } => DataKind::Reading(file),
-            Inner::Receiving(f) => DataKind::Receiving(f),
+            Inner::Reading { file, .. } => match file.get() {
+                Ok(f) => Ok(DataKind::Reading(Arc::clone(f))),
+                Err(e) => Err(Error::Opening(Arc::clone(e))),
+            },
+            Inner::Receiving(f) => Ok(DataKind::Receiving(f)),
         }
     }
 }
@@ -191,7 +250,11 @@ impl AsyncRead for SealedData {
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Reading { file, pos } => {
-                // From the memory map: no blocking I/O beyond page faults.
+                // From the memory map: no blocking I/O beyond page faults (once open).
+                let file = match file.get() {
+                    Ok(f) => f,
+                    Err(e) => return Poll::Ready(Err(Committed::read_error(e))),
+                };
                 let n = read_at(file, *pos, buf.initialize_unfilled());
                 buf.advance(n);
                 *pos += n as u64;
@@ -232,7 +295,7 @@ impl AsyncSeek for SealedData {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
         match &mut self.get_mut().inner {
             Inner::Reading { file, pos, .. } => {
-                let len = file.bytes().len() as u64;
+                let len = file.len;
                 let target = match position {
                     SeekFrom::Start(n) => Some(n),
                     SeekFrom::End(d) => len.checked_add_signed(d),
@@ -283,7 +346,11 @@ impl fmt::Debug for SealedData {
         match &self.inner {
             Inner::Reading { file, pos, .. } => f
                 .debug_struct("SealedData::Reading")
-                .field("file", &file.path())
+                .field(
+                    "file",
+                    &file.file.get().map(|r| r.as_ref().map(|f| f.path())),
+                )
+                .field("len", &file.len)
                 .field("pos", pos)
                 .finish(),
             Inner::Receiving(file) => f

@@ -87,7 +87,11 @@ pub enum Error {
     /// A log index too large to map to a snapseal index (`u64::MAX - 1` and above).
     #[error("log index {0} is too large for a snapshot position")]
     IndexOverflow(u64),
-    /// A blocking task (serialise, persist, verify) panicked or was cancelled.
+    /// The snapshot this node built could not be opened (verified) when it was first used.
+    #[error("opening the snapshot built here")]
+    Opening(#[source] std::sync::Arc<Error>),
+    /// A task (a blocking serialise, persist or verify; openraft's core at shutdown)
+    /// panicked or was cancelled.
     #[error("blocking snapshot task failed: {0}")]
     Task(String),
 }

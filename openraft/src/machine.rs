@@ -363,12 +363,13 @@ where
 }
 
 impl Shared {
-    /// Serialises, signs and commits one snapshot; returns the committed file, verified.
+    /// Serialises, signs and commits one snapshot; returns it as reading data, with its
+    /// metadata.
     fn build<C, S>(
-        &self,
+        self: &Arc<Self>,
         meta: &SnapshotMeta<C::NodeId, C::Node>,
         view: &View<S>,
-    ) -> Result<SnapshotFile, Error>
+    ) -> Result<(SealedData, Meta<C>), Error>
     where
         C: RaftTypeConfig,
         S: SealedState<C>,
@@ -384,7 +385,10 @@ impl Shared {
         if self.store.list()?.iter().any(|e| e.name == name) {
             // The same log position was snapshotted before (same state): that file stands.
             info!(%name, "snapshot at this log position already committed");
-            return self.open(&name);
+            let file = self.open(&name)?;
+            // It carries its own snapshot id.
+            let (file_meta, ()) = restore_meta::<C>(&file)?;
+            return Ok((SealedData::reading(file), file_meta));
         }
         let pending = self.body::<C, S>(idx, meta, view)?;
         let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
@@ -394,7 +398,22 @@ impl Shared {
             .commit(&self.store, idx, evidence_idx, &receipt)
             .map_err(|source| Error::Persist { idx, source })?;
         info!(name = %committed.name, bytes = committed.file_len, "snapshot committed");
-        self.open(&committed.name)
+        // Verified when first used, not now: openraft only takes the metadata (which is
+        // `meta`, written above) and sends followers what `get_current_snapshot` opens, so
+        // reading back the whole file here would cost a hash pass, and its mapped pages, for
+        // nothing. The hold keeps retention off it meanwhile.
+        let name = committed.name;
+        let hold = self.store.hold(&name)?;
+        let shared = Arc::clone(self);
+        let open = move || {
+            let file = shared.open(&name);
+            drop(hold);
+            file
+        };
+        Ok((
+            SealedData::built(committed.file_len, Box::new(open)),
+            meta.clone(),
+        ))
     }
 
     /// The body of snapshot `idx`: the metadata record, then the state's view.
@@ -543,17 +562,11 @@ where
         let shared = Arc::clone(&self.shared);
         let view = self.view.clone();
         let m = meta.clone();
-        let built = blocking(move || {
-            let file = shared.build::<C, S>(&m, &view)?;
-            // An existing file at this position carries its own snapshot id.
-            let (file_meta, _) = restore_meta::<C>(&file)?;
-            Ok((file, file_meta))
-        })
-        .await;
+        let built = blocking(move || shared.build::<C, S>(&m, &view)).await;
         match built {
-            Ok((file, file_meta)) => Ok(Snapshot {
+            Ok((data, file_meta)) => Ok(Snapshot {
                 meta: file_meta,
-                snapshot: Box::new(SealedData::reading(file)),
+                snapshot: Box::new(data),
             }),
             Err(e) => Err(storage_err(e, Some(&meta), true)),
         }
@@ -656,10 +669,10 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         let shared = Arc::clone(&self.shared);
         let m = meta.clone();
-        let data = snapshot.into_kind();
-        let (file_meta, state) = blocking(move || shared.install::<C, S>(&m, data))
-            .await
-            .map_err(|e| storage_err(e, Some(meta), true))?;
+        let (file_meta, state) =
+            blocking(move || shared.install::<C, S>(&m, snapshot.into_kind()?))
+                .await
+                .map_err(|e| storage_err(e, Some(meta), true))?;
         info!(last_log_id = ?file_meta.last_log_id, "snapshot installed");
         // The restored state was built off the lock; swapping it in keeps every handle valid.
         let old = self.state.replace(state);

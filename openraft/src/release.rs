@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use crate::Error;
 
-/// Resolves when a [`SealedStateMachine`](crate::SealedStateMachine) and every snapshot build
-/// it started have been dropped, so its snapshot store is closed and the directory lock
-/// released. Take it with [`released`](crate::SealedStateMachine::released) before handing the
+/// Resolves when a [`SealedStateMachine`](crate::SealedStateMachine), every snapshot build it
+/// started, and every built snapshot's data not yet opened (openraft drops it at once) have
+/// been dropped, so its snapshot store is closed and the directory lock released. Take it with [`released`](crate::SealedStateMachine::released) before handing the
 /// machine to `Raft::new`; or use [`shutdown`], which stops the node and waits for it.
 #[derive(Debug)]
 pub struct Released {
