@@ -160,3 +160,35 @@ async fn a_state_with_frozen_chunks_is_never_cloned_and_they_are_its_body() {
         assert_eq!(*state.pages[0], expected());
     }
 }
+
+#[tokio::test]
+async fn a_built_snapshot_is_verified_when_first_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm: SealedStateMachine<Cfg, Counted> =
+        SealedStateMachine::open(dir.path(), example::options(1, 1)).unwrap();
+    sm.apply(entries()).await.unwrap();
+    let mut built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    // The committed file is damaged before anything read the built snapshot.
+    let committed = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "committed"))
+        .unwrap();
+    let mut bytes = std::fs::read(&committed).unwrap();
+    bytes[200] ^= 1;
+    std::fs::write(&committed, bytes).unwrap();
+
+    let mut read = Vec::new();
+    assert!(
+        tokio::io::AsyncReadExt::read_to_end(&mut *built.snapshot, &mut read)
+            .await
+            .is_err()
+    );
+    assert!(read.is_empty());
+    assert!(built.snapshot.file().is_none());
+}
