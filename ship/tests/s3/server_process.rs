@@ -189,6 +189,16 @@ fn s3_credentials_the_server_refuses_stop_the_shipper_and_good_ones_ship() {
         );
     }
 
+    // moto 5's authentication refuses every listing whose prefix holds a `/` with
+    // SignatureDoesNotMatch, from boto3 (AWS's own SDK) as from us: `list_objects_v2(Prefix=
+    // "n1/")` fails where `Prefix="n1"` and no prefix pass (getmoto/moto#5948). A pass lists
+    // its node's prefix, so the good key ships with moto's checks off again; that a key the
+    // server knows is not taken for a terminal error is shown on s3rver, which checks access
+    // keys (tests/s3/terminal.rs) and ships with its own in every test.
+    let (status, body) =
+        crate::support::moto::http(moto.port(), "POST", "/moto-api/reset-auth", b"1000000")
+            .expect("moto answers");
+    assert_eq!(status, 200, "turning moto's authentication off: {body}");
     let remote = with_key(&endpoint, good.0, good.1);
     let shipper = Shipper::new(Arc::clone(&remote), Arc::clone(&store), quick("n1")).unwrap();
     assert_eq!(shipper.ship_pending().unwrap().shipped, [name]);
