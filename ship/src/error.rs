@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use snapseal_persist::internals::fs::UntrustedError;
 use snapseal_persist::internals::Escaped;
-use snapseal_persist::{IngestError, VerifyError};
+use snapseal_persist::{ErrorChain, IngestError, VerifyError};
 
 use crate::local_error::LocalError;
 
@@ -264,25 +264,18 @@ pub fn classify(e: &object_store::Error) -> ErrorClass {
 /// safe to print: the text of an error that is not snapseal's own (an S3 server's error body,
 /// a path) is shown through [`Escaped`].
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = shown(e);
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = shown(s);
+    ErrorChain(e).to_string_with(|link| {
         // An object_store error with a cause only wraps it in its variant's words and the key
         // ours already named ("Object at location k not found: …", "Generic S3 error: …",
         // "Generic LocalDir error"), words that can mislead (a missing bucket is not a missing
         // object); the cause, next, says what happened: the request and the server's answer,
-        // or our local error.
-        let wrapper = s
-            .downcast_ref::<object_store::Error>()
-            .is_some_and(|e| std::error::Error::source(e).is_some());
-        if !wrapper && !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
+        // or our local error. The outermost error is always said.
+        let wrapper = !std::ptr::addr_eq(link, e)
+            && link
+                .downcast_ref::<object_store::Error>()
+                .is_some_and(|o| std::error::Error::source(o).is_some());
+        (!wrapper).then(|| shown(link))
+    })
 }
 
 /// An error's text as it may be printed: ours escape what came from outside themselves.
