@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use openraft::{BasicNode, Config, LogId, Raft, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use snapseal_openraft::testing::{MemLog, Router};
@@ -121,13 +121,20 @@ impl KvNode {
         })
     }
 
-    /// PUT through Raft (on the leader): returns once applied here, with the value replaced.
-    pub(crate) async fn put(&self, key: &str, value: &str) -> anyhow::Result<Option<String>> {
+    /// PUT through Raft (on the leader): returns once applied here, with the value replaced
+    /// and the log index it was applied at (what a follower waits for: the leader's metrics
+    /// may not show it yet).
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<(Option<String>, u64)> {
         let put = Put {
             key: key.into(),
             value: value.into(),
         };
-        Ok(self.raft.client_write(put).await?.data)
+        let written = self.raft.client_write(put).await?;
+        Ok((written.data, written.log_id.index))
     }
 
     /// A linearizable GET (on the leader): confirms it still leads and has applied everything
@@ -200,19 +207,14 @@ pub(crate) async fn run(root: &Path) -> anyhow::Result<()> {
         .await?;
 
     for i in 0..200 {
-        let replaced = leader.put(&format!("key{i}"), &format!("value{i}")).await?;
+        let (replaced, _) = leader.put(&format!("key{i}"), &format!("value{i}")).await?;
         ensure!(replaced.is_none(), "key{i} was new");
     }
-    ensure!(leader.put("key7", "seven").await? == Some("value7".into()));
+    let (replaced, last) = leader.put("key7", "seven").await?;
+    ensure!(replaced.as_deref() == Some("value7"));
     ensure!(leader.get("key7").await?.as_deref() == Some("seven"));
-    let last = leader
-        .raft
-        .metrics()
-        .borrow()
-        .last_applied
-        .context("applied")?;
     for id in [2, 3] {
-        nodes[&id].applied(last.index).await?;
+        nodes[&id].applied(last).await?;
         ensure!(nodes[&id].local_get("key199").as_deref() == Some("value199"));
     }
     leader
@@ -238,7 +240,7 @@ pub(crate) async fn run(root: &Path) -> anyhow::Result<()> {
         .raft
         .add_learner(4, BasicNode::default(), true)
         .await?;
-    learner.applied(last.index).await?;
+    learner.applied(last).await?;
     let m4 = learner.raft.metrics().borrow().clone();
     ensure!(
         m4.snapshot.is_some(),
@@ -253,14 +255,8 @@ pub(crate) async fn run(root: &Path) -> anyhow::Result<()> {
         learner.local_get("key0")
     );
     // And it follows new writes through its log, on top of the installed state.
-    leader.put("after", "join").await?;
-    let last = leader
-        .raft
-        .metrics()
-        .borrow()
-        .last_applied
-        .context("applied")?;
-    learner.applied(last.index).await?;
+    let (_, last) = leader.put("after", "join").await?;
+    learner.applied(last).await?;
     ensure!(learner.local_get("after").as_deref() == Some("join"));
 
     for (id, node) in nodes {
