@@ -17,7 +17,7 @@ use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::{verify_bytes, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
 use snapseal_persist::{to_hex, FileState, Hold, SnapshotName, SnapshotStore};
-use tracing::{error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};
 use crate::index::{EntryClaims, IndexEntry};
@@ -505,7 +505,10 @@ impl Shipper {
                     .terminal_errors
                     .fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("snapseal_ship_terminal_errors_total").increment(1);
-                error!(remote = %self.remote.url(), error = %text, "shipping stopped on a terminal error");
+                // The error goes back to the caller (and to the event sink): logging its text
+                // as well would print every cause twice wherever both reach the operator.
+                warn!(remote = %self.remote.url(), "shipping stopped on a terminal error (returned to the caller)");
+                debug!(remote = %self.remote.url(), error = %text, "the terminal error");
                 *self.stopped.lock() = Some(text.clone());
                 self.emit(ShipEvent::Stopped { error: text });
             }

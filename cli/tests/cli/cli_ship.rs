@@ -422,6 +422,13 @@ fn ship_through_a_symlinked_node_directory_exits_2_at_once_saying_why_once() {
         1,
         "the cause, once: {error}"
     );
+    // Once in all of stderr too: the library returns the error, the CLI prints it.
+    assert_eq!(
+        run.stderr.matches("symbolic link").count(),
+        1,
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
