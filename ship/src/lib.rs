@@ -6,15 +6,16 @@
 //!
 //! - [`Shipper`] runs beside a node's Snapshotter and shares its
 //!   [`SnapshotStore`](snapseal_persist::SnapshotStore): committed snapshots that verify go
-//!   out oldest first, each uploaded once, visible on the remote only complete (a conditional
-//!   create, or a multipart upload that shows nothing until it completes), confirmed by reading
-//!   back their size and BLAKE3, and only then named in the remote [`index`]. Transient errors
+//!   out oldest first, each uploaded once (a multipart upload shows nothing until it
+//!   completes; an object already at the name is read back, never overwritten), confirmed —
+//!   by the store's checksum where it proves the bytes, by reading the object back elsewhere
+//!   ([`Confirm`]) — and only then named in the node's own index. Transient errors
 //!   are retried with capped exponential backoff and jitter, terminal ones stop it; unshipped
-//!   snapshots are held against local retention up to a bound.
+//!   snapshots are held against local retention up to a bound. [`Shipper::ship`] is the async
+//!   pass (on the caller's tokio runtime); `ship_pending`, `request` and `follow` block.
 //! - [`restore()`] brings the newest remote snapshot that verifies against the trusted keys into
 //!   a local store through its ingest, falling back to older ones.
 //! - [`retention`]: remote gc (keep last N per node, TTL), holds and listing.
-//!
 //! - [`repair`]: rewrites node indexes from what verifies, keeping every hold.
 //!
 //! Layout on the remote: `<prefix>/<node>/<committed file name>`, each node's own
