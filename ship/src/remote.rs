@@ -58,6 +58,57 @@ impl Default for RemoteOptions {
     }
 }
 
+/// Chained setters, one per field (the struct is `#[non_exhaustive]`, so it is built from
+/// [`RemoteOptions::default`], never by a literal; assigning a field works as well).
+///
+/// ```
+/// use std::time::Duration;
+/// use snapseal_ship::{Confirm, RemoteOptions};
+///
+/// // An S3-compatible server on the local network, over plain HTTP.
+/// let options = RemoteOptions::default()
+///     .with_option("aws_endpoint", "http://127.0.0.1:9000")
+///     .with_option("aws_allow_http", "true")
+///     .with_request_timeout(Duration::from_secs(10))
+///     .with_io_threads(1)
+///     .with_confirm(Confirm::ReadBack);
+/// assert_eq!(options.options.len(), 2);
+/// assert_eq!(options.options[1], ("aws_allow_http".to_string(), "true".to_string()));
+/// assert_eq!((options.io_threads, options.confirm), (1, Confirm::ReadBack));
+/// ```
+impl RemoteOptions {
+    /// Adds one store option `(key, value)` to [`options`](Self::options) (later ones
+    /// override earlier ones and the environment).
+    pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`io_threads`](Self::io_threads).
+    pub fn with_io_threads(mut self, threads: usize) -> Self {
+        self.io_threads = threads;
+        self
+    }
+
+    /// Sets [`max_object_bytes`](Self::max_object_bytes) (`file://` only).
+    pub fn with_max_object_bytes(mut self, bytes: u64) -> Self {
+        self.max_object_bytes = bytes;
+        self
+    }
+
+    /// Sets [`confirm`](Self::confirm).
+    pub fn with_confirm(mut self, confirm: Confirm) -> Self {
+        self.confirm = confirm;
+        self
+    }
+}
+
 /// An opened remote: the store and the key prefix under it.
 ///
 /// Its calls run on the caller's tokio runtime (the async API), or, for the blocking API, on

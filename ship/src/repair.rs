@@ -56,6 +56,40 @@ impl Default for RepairOptions {
     }
 }
 
+/// Chained setters, one per field (the struct is `#[non_exhaustive]`, so it is built from
+/// [`RepairOptions::default`], never by a literal; assigning a field works as well).
+///
+/// ```
+/// use snapseal_ship::repair::RepairOptions;
+///
+/// let options = RepairOptions::default()
+///     .with_node("node-1")
+///     .with_max_file_bytes(1 << 30)
+///     .with_discard_unusable_legacy(true);
+/// assert_eq!(options.node.as_deref(), Some("node-1"));
+/// assert_eq!(options.max_file_bytes, 1 << 30);
+/// assert!(options.discard_unusable_legacy);
+/// ```
+impl RepairOptions {
+    /// Sets [`node`](Self::node): only this node.
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Sets [`max_file_bytes`](Self::max_file_bytes).
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+
+    /// Sets [`discard_unusable_legacy`](Self::discard_unusable_legacy).
+    pub fn with_discard_unusable_legacy(mut self, discard: bool) -> Self {
+        self.discard_unusable_legacy = discard;
+        self
+    }
+}
+
 /// A snapshot object that did not verify: not named by the rewritten index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -70,6 +70,56 @@ impl Default for RestoreOptions {
     }
 }
 
+/// Chained setters, one per field (the struct is `#[non_exhaustive]`, so it is built from
+/// [`RestoreOptions::default`], never by a literal; assigning a field works as well).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use snapseal_ship::RestoreOptions;
+///
+/// // Only node-1's snapshots, up to 1 GiB, five tries each, with a byte counter.
+/// let fetched = Arc::new(AtomicU64::new(0));
+/// let counter = Arc::clone(&fetched);
+/// let options = RestoreOptions::default()
+///     .with_node("node-1")
+///     .with_max_file_bytes(1 << 30)
+///     .with_attempts(5)
+///     .with_progress(move |_name, done, _size| counter.store(done, Ordering::Relaxed));
+/// assert_eq!(options.node.as_deref(), Some("node-1"));
+/// assert_eq!((options.max_file_bytes, options.attempts), (1 << 30, 5));
+/// assert!(options.progress.is_some());
+/// ```
+impl RestoreOptions {
+    /// Sets [`node`](Self::node): only this node's snapshots.
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Sets [`max_file_bytes`](Self::max_file_bytes).
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+
+    /// Sets [`attempts`](Self::attempts) per candidate.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Sets [`progress`](Self::progress): called with the candidate, the bytes fetched so far
+    /// and its size.
+    pub fn with_progress(
+        mut self,
+        progress: impl Fn(&SnapshotName, u64, u64) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+}
+
 /// What a restore brought in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

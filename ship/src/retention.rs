@@ -50,6 +50,42 @@ impl GcPolicy {
     }
 }
 
+/// Chained setters, one per field beyond `keep_last` (the struct is `#[non_exhaustive]`, so
+/// it is built from [`GcPolicy::new`], never by a literal; assigning a field works as well).
+///
+/// ```
+/// use std::time::Duration;
+/// use snapseal_ship::retention::GcPolicy;
+///
+/// // Keep the newest 3 per node, and anything younger than a day; only report.
+/// let policy = GcPolicy::new(3)
+///     .with_ttl(Duration::from_secs(86_400))
+///     .with_dry_run(true)
+///     .with_stale_upload_age(Duration::from_secs(600));
+/// assert_eq!((policy.keep_last, policy.ttl), (3, Some(Duration::from_secs(86_400))));
+/// assert!(policy.dry_run);
+/// assert_eq!(policy.stale_upload_age, Duration::from_secs(600));
+/// ```
+impl GcPolicy {
+    /// Sets [`ttl`](Self::ttl): older objects are kept while younger than `ttl`.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets [`dry_run`](Self::dry_run).
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Sets [`stale_upload_age`](Self::stale_upload_age).
+    pub fn with_stale_upload_age(mut self, age: Duration) -> Self {
+        self.stale_upload_age = age;
+        self
+    }
+}
+
 /// One snapshot object on the remote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

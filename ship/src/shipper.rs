@@ -130,6 +130,87 @@ impl ShipConfig {
     }
 }
 
+/// Chained setters, one per field a node sets (the struct is `#[non_exhaustive]`, so it is
+/// built from [`ShipConfig::new`], never by a literal; assigning a field works as well).
+///
+/// ```
+/// use std::time::Duration;
+/// use snapseal_ship::ShipConfig;
+///
+/// // A one-shot command on a small machine: one upload at a time, give up after 5 tries.
+/// let config = ShipConfig::new("node-1")
+///     .with_concurrency(1)
+///     .with_max_attempts(5)
+///     .with_backoff(Duration::from_millis(50), Duration::from_secs(2))
+///     .with_hold_limits(4, 1 << 30);
+/// assert_eq!((config.node.as_str(), config.concurrency), ("node-1", 1));
+/// assert_eq!(config.max_attempts, Some(5));
+/// assert_eq!((config.hold_max_count, config.hold_max_bytes), (4, 1 << 30));
+/// assert_eq!(config.part_size, ShipConfig::new("node-1").part_size); // the rest: defaults
+/// ```
+impl ShipConfig {
+    /// Sets [`concurrency`](Self::concurrency): files uploaded at the same time.
+    pub fn with_concurrency(mut self, files: usize) -> Self {
+        self.concurrency = files;
+        self
+    }
+
+    /// Sets [`part_size`](Self::part_size) and [`parts_in_flight`](Self::parts_in_flight).
+    pub fn with_parts(mut self, part_size: usize, parts_in_flight: usize) -> Self {
+        self.part_size = part_size;
+        self.parts_in_flight = parts_in_flight;
+        self
+    }
+
+    /// Sets [`index_keep`](Self::index_keep): snapshots the node's index names.
+    pub fn with_index_keep(mut self, snapshots: usize) -> Self {
+        self.index_keep = snapshots;
+        self
+    }
+
+    /// Sets [`claim_wait`](Self::claim_wait).
+    pub fn with_claim_wait(mut self, wait: Duration) -> Self {
+        self.claim_wait = wait;
+        self
+    }
+
+    /// Sets [`hold_max_count`](Self::hold_max_count) and
+    /// [`hold_max_bytes`](Self::hold_max_bytes): how much unshipped data is held against
+    /// local retention.
+    pub fn with_hold_limits(mut self, max_count: usize, max_bytes: u64) -> Self {
+        self.hold_max_count = max_count;
+        self.hold_max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets [`backoff_initial`](Self::backoff_initial) and
+    /// [`backoff_max`](Self::backoff_max).
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max;
+        self
+    }
+
+    /// Sets [`max_attempts`](Self::max_attempts) to `attempts` per file (the default retries
+    /// forever).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Sets [`cooldown`](Self::cooldown).
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Sets [`max_file_bytes`](Self::max_file_bytes).
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+}
+
 /// Whether `node` is usable as a node name (it becomes a key segment).
 pub fn valid_node_name(node: &str) -> bool {
     (1..=64).contains(&node.len())
