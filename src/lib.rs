@@ -26,8 +26,32 @@
 //! Each item has one path inside its crate's module; the root re-exports, in addition, the
 //! items an embedding node names in its own code, so `use snapseal::{…}` is usually enough.
 //!
-//! Features: `actix` turns on `actors::actor`, the actix actor facade (off by default, so a
-//! node that does not use actix does not build it).
+//! Features (all off by default): `actix` turns on `actors::actor`, the actix actor facade (so
+//! a node that does not use actix does not build it); `testing` turns on the simulated
+//! filesystem for a node's own tests (below).
+//!
+//! # A Merkle ledger
+//!
+//! A CCF-style node whose ledger is a Merkle tree keeps it in [`MerkleTree`] (RFC 9162, the
+//! tree snapseal's receipts prove against; [`leaf_hash`] makes its leaves, [`sign_root`]
+//! signs a root into the [`SignedRoot`] the node hands to
+//! [`Snapshotter::record_signature`]); a node without one uses statement mode
+//! ([`Snapshotter::with_statement_key`]). The README's modes section says which to pick.
+//!
+//! # Testing a node
+//!
+//! Everything a test needs to run a node's snapshots deterministically is here:
+//!
+//! - [`TaskSystem::manual`] (no feature): an executor with no threads whose jobs run only when
+//!   the test says ([`TaskSystem::run_one`], [`TaskSystem::run_until_idle`]), in an order drawn
+//!   from a seed, with a clock that moves only on [`TaskSystem::tick`];
+//! - `SimFs` (feature `testing`; never in a production build): an in-memory filesystem
+//!   with a power-loss model (`SimFs::crash` keeps what was synced and decides the rest from
+//!   its seed) and fault injection (`Fault`, `FaultKind`), to open a [`SnapshotStore`] on
+//!   (`SnapshotStore::open(Arc::new(sim.clone()), dir, opts)`);
+//! - `snapseal_sim::crash::CrashTest` (the repository's `sim/` crate, a test-only dependency):
+//!   a seeded crash test of the node's own state type, `StateSource` and restore over both, with
+//!   power losses and the recovery checked; `examples/seeded_crash.rs` is a complete one.
 //!
 //! The names a node uses are at the root. Wiring, from the store to the first snapshot point
 //! (the README goes on to the evidence, the signature and the committed file):
@@ -101,7 +125,12 @@ pub use snapseal_actors::{
 pub use snapseal_engine::{EngineConfig, TaskSystem};
 pub use snapseal_persist::fs::RealFs;
 pub use snapseal_persist::receipt::Ed25519Verifier;
+pub use snapseal_persist::receipt::{leaf_hash, sign_root, MerkleTree};
 pub use snapseal_persist::{SnapshotFile, SnapshotStore, StoreOptions, VerifyingKey};
+
+/// The simulated filesystem for a node's tests (feature `testing`): see "Testing a node" above.
+#[cfg(feature = "testing")]
+pub use snapseal_persist::fs::{Fault, FaultKind, SimFs};
 
 /// The README's code, compiled and run as doctests (so the quick start cannot rot).
 #[doc = include_str!("../README.md")]
