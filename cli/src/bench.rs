@@ -18,6 +18,10 @@
 //! in `benches/persist_peers.rs` only: a peer to measure against is a dev-dependency, never one
 //! of the command's.
 //!
+//! A run can be kept and compared with a later one: [`Record`] is its versioned JSON
+//! document (`snapseal bench --save FILE`), [`compare()`] weighs each row's change against the
+//! run-to-run noise both runs measured (`--compare FILE`).
+//!
 //! Peak RSS needs a fresh process: give [`BenchOptions::rss_probe`] a command that runs this
 //! library's [`rss::probe_main`] (e.g. `snapseal bench` re-running itself with
 //! [`rss::PROBE_ARG`], or `examples/bench.rs`); without one the row is measured in-process.
@@ -25,20 +29,27 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod compare;
 mod consensus;
 pub mod engine;
 pub mod fixture;
 pub mod floor;
 mod hashing;
+pub mod machine;
 mod persist;
+pub mod record;
 mod rig;
 pub mod rss;
 mod ship;
 mod table;
 
 pub use crate::units::{bytes, secs};
+pub use compare::{compare, Comparison};
 pub use consensus::{measure as consensus_latency, Latency};
-pub use table::{BenchRow, BenchTable, Target, Verdict};
+pub use fixture::Runs;
+pub use machine::Machine;
+pub use record::{Record, RecordError};
+pub use table::{BenchRow, BenchTable, Figures, Rate, Target, Verdict};
 
 /// What to measure and where.
 #[derive(Clone, Debug)]
@@ -70,6 +81,9 @@ pub struct BenchOptions {
     /// Command (program and leading arguments) that runs [`rss::probe_main`] in a child
     /// process; `None` measures peak RSS in this process instead.
     pub rss_probe: Option<Vec<String>>,
+    /// Only the rows whose names start with this; only the comparisons that can make such a
+    /// row run. `None`: every row.
+    pub only: Option<String>,
 }
 
 impl BenchOptions {
@@ -89,6 +103,7 @@ impl BenchOptions {
             quick: false,
             b3sum: None,
             rss_probe: None,
+            only: None,
         }
     }
 
@@ -171,7 +186,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
             ),
         ],
     };
+    // A comparison runs when a row it makes could start with `--only`'s prefix: the prefix
+    // and one of the names the comparison's rows start with are prefixes of one another.
+    let wants = |starts: &[&str]| match &opts.only {
+        None => true,
+        Some(only) => starts
+            .iter()
+            .any(|s| s.starts_with(only.as_str()) || only.starts_with(s)),
+    };
     for &size in &opts.persist_sizes {
+        if !wants(&[&format!("persist {}", bytes(size))]) {
+            continue;
+        }
         let bound = if size <= 4 << 10 { 1.25 } else { 1.05 };
         let size = usize::try_from(size).map_err(|_| BenchError::Setup("size too large".into()))?;
         // Small files are dominated by fsync, whose time varies run to run: take more runs.
@@ -183,7 +209,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
     let to_usize =
         |n: u64| usize::try_from(n).map_err(|_| BenchError::Setup("size too large".into()));
     let (count, size) = opts.parallel_persist;
-    if count > 1 {
+    if count > 1 && wants(&["persist"]) {
         table.rows.push(persist::parallel_row(
             &opts.dir,
             count,
@@ -191,37 +217,48 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
             reps,
         )?);
     }
-    table.rows.extend(hashing::rows(
-        &opts.dir,
-        b3sum,
-        to_usize(opts.serialise_size)?,
-        to_usize(opts.verify_size)?,
-        reps,
-    )?);
-    if let Some(size) = opts.rss_size {
+    if wants(&["serialise", "latest() verify"]) {
+        table.rows.extend(hashing::rows(
+            &opts.dir,
+            b3sum,
+            to_usize(opts.serialise_size)?,
+            to_usize(opts.verify_size)?,
+            reps,
+        )?);
+    }
+    if let Some(size) = opts.rss_size.filter(|_| wants(&["peak RSS"])) {
         table
             .rows
             .push(rss::row(&opts.dir, size, opts.rss_probe.as_deref())?);
     }
-    let rounds = if opts.quick { 1 } else { 3 };
-    table
-        .rows
-        .push(consensus::row(&opts.dir, 5, opts.consensus_body, rounds)?);
-    table
-        .rows
-        .extend(ship::rows(&opts.dir, to_usize(opts.ship_size)?, reps)?);
-    if let Some(endpoint) = &opts.s3_endpoint {
-        table.rows.extend(ship::s3_rows(
-            &opts.dir,
-            to_usize(opts.ship_size)?,
-            reps,
-            endpoint,
-        )?);
+    if wants(&["consensus"]) {
+        let rounds = if opts.quick { 1 } else { 3 };
+        table
+            .rows
+            .push(consensus::row(&opts.dir, 5, opts.consensus_body, rounds)?);
     }
-    let per_queue = if opts.quick { 200 } else { 1000 };
-    // One run is a few milliseconds: many alternating runs for a stable median.
-    table.rows.push(engine::row(threads, per_queue, reps * 3)?);
-    // Oversubscribed: more workers (and pool threads) than CPUs.
-    table.rows.push(engine::row(8, per_queue, reps * 3)?);
+    if wants(&["ship", "restore"]) {
+        table
+            .rows
+            .extend(ship::rows(&opts.dir, to_usize(opts.ship_size)?, reps)?);
+        if let Some(endpoint) = &opts.s3_endpoint {
+            table.rows.extend(ship::s3_rows(
+                &opts.dir,
+                to_usize(opts.ship_size)?,
+                reps,
+                endpoint,
+            )?);
+        }
+    }
+    if wants(&["engine"]) {
+        let per_queue = if opts.quick { 200 } else { 1000 };
+        // One run is a few milliseconds: many alternating runs for a stable median.
+        table.rows.push(engine::row(threads, per_queue, reps * 3)?);
+        // Oversubscribed: more workers (and pool threads) than CPUs.
+        table.rows.push(engine::row(8, per_queue, reps * 3)?);
+    }
+    if let Some(only) = &opts.only {
+        table.rows.retain(|r| r.what.starts_with(only.as_str()));
+    }
     Ok(table)
 }

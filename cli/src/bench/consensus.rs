@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::fixture::{GeneratedState, WorkDir};
 use super::rig::Rig;
-use super::table::{BenchRow, Target, Verdict};
+use super::table::{BenchRow, Figures, Target, Verdict};
 use super::BenchError;
 use crate::units::percentile;
 use crate::units::{bytes, secs};
@@ -112,7 +112,13 @@ pub(crate) fn row(
         ),
         ours: secs(busy.p99.as_secs_f64()),
         peer: secs(idle.p99.as_secs_f64()),
+        figures: Some(Figures {
+            ours: busy.p99.as_secs_f64(),
+            peer: Some(idle.p99.as_secs_f64()),
+            unit: "s",
+        }),
         ratio: Some(ratio),
+        samples: pairs.iter().map(|p| p.0).collect(),
         target: Target::AtMost(1.5),
         verdict: if ratio <= 1.5 {
             Verdict::Pass

@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use snapseal_engine::{EngineConfig, ShutdownMode, TaskSystem};
 
 use super::fixture::{alternate, timed};
-use super::table::{mitems_per_sec, BenchRow};
+use super::table::{BenchRow, Rate};
 use super::BenchError;
 
 const QUEUES: usize = 64;
@@ -121,15 +121,14 @@ pub(crate) fn row(threads: usize, per_queue: usize, reps: usize) -> Result<Bench
         r.map(|()| t)
     });
     system.shutdown(ShutdownMode::Cancel);
-    let (t_engine, t_pool) = result?;
-    let n = items as f64;
+    let runs = result?;
     Ok(BenchRow::throughputs(
         format!(
             "engine: {QUEUES} queues x {per_queue} actions vs crossbeam pool, {threads} threads"
         ),
-        n / t_engine,
-        n / t_pool,
+        items as f64,
+        &runs,
         1.0,
-        mitems_per_sec,
+        Rate::Items,
     ))
 }

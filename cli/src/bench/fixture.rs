@@ -176,21 +176,61 @@ impl StateView for GeneratedView {
     }
 }
 
+/// The times (seconds) of one alternating measurement: repetition `i` of ours ran right
+/// before repetition `i` of the floor or peer, so each pair saw the same moment of a noisy
+/// machine and their ratio is one sample of the row's ratio.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Runs {
+    /// Our time in each repetition.
+    pub ours: Vec<f64>,
+    /// The floor's or peer's time in each repetition.
+    pub floor: Vec<f64>,
+}
+
+impl Runs {
+    /// The median of ours and of the floor (what a row reports).
+    pub fn medians(&self) -> (f64, f64) {
+        (
+            median(&mut self.ours.clone()),
+            median(&mut self.floor.clone()),
+        )
+    }
+
+    /// Each repetition's `ours / floor`: samples of a ratio of times.
+    pub fn time_ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.floor)
+            .map(|(o, f)| o / f)
+            .collect()
+    }
+
+    /// Each repetition's `floor / ours`: samples of a ratio of throughputs of the same work.
+    pub fn rate_ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.floor)
+            .map(|(o, f)| f / o)
+            .collect()
+    }
+}
+
 /// Runs `a` and `b` alternately `reps` times each (after one untimed warm-up of each) and
-/// returns their median times. Alternating spreads slow phases of a noisy machine over both.
+/// returns every repetition's times. Alternating spreads slow phases of a noisy machine over
+/// both.
 pub(crate) fn alternate(
     reps: usize,
     mut a: impl FnMut() -> Result<Duration, BenchError>,
     mut b: impl FnMut() -> Result<Duration, BenchError>,
-) -> Result<(f64, f64), BenchError> {
+) -> Result<Runs, BenchError> {
     a()?;
     b()?;
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let mut runs = Runs::default();
     for _ in 0..reps.max(1) {
-        ta.push(a()?.as_secs_f64());
-        tb.push(b()?.as_secs_f64());
+        runs.ours.push(a()?.as_secs_f64());
+        runs.floor.push(b()?.as_secs_f64());
     }
-    Ok((median(&mut ta), median(&mut tb)))
+    Ok(runs)
 }
 
 /// The median (upper one for an even count).

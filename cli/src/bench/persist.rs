@@ -74,14 +74,13 @@ pub(crate) fn rows(
         remove(&floor_dir.join(committed_name(idx)))?;
         Ok(t)
     };
-    let (ours, base) = alternate(reps, &mut ours_mem, &mut floor_run)?;
+    let runs = alternate(reps, &mut ours_mem, &mut floor_run)?;
     let mut out = vec![BenchRow::times(
         format!(
             "persist {} (body in memory) vs bare write+fsync+rename+dir fsync",
             bytes(size as u64)
         ),
-        ours,
-        base,
+        &runs,
         bound,
     )];
 
@@ -110,12 +109,11 @@ pub(crate) fn rows(
         remove(&c.path)?;
         Ok(t)
     };
-    let (ours, base) = alternate(reps, &mut ours_spill, &mut floor_run)?;
+    let runs = alternate(reps, &mut ours_spill, &mut floor_run)?;
     out.push(
         BenchRow::times(
             format!("persist {} spilled (stream to pending file + complete) vs the same floor", bytes(size as u64)),
-            ours,
-            base,
+            &runs,
             bound,
         )
         .with_note("the body is written once, in 4 MiB writes as the body builder issues them, while serialising; the commit adds receipt, header pwrite, fsync, rename, dir fsync"),
@@ -192,14 +190,13 @@ pub(crate) fn parallel_row(
         remove_all(paths?)?;
         Ok(t)
     };
-    let (ours, base) = alternate(reps, &mut parallel, &mut serial)?;
+    let runs = alternate(reps, &mut parallel, &mut serial)?;
     Ok(BenchRow::times(
         format!(
             "persist {count} × {} at once vs one after another (same store, same disk)",
             bytes(size as u64)
         ),
-        ours,
-        base,
+        &runs,
         0.5,
     )
     .with_note("persists of different snapshots share no lock around write and fsync; directory fsyncs and retention take turns"))

@@ -32,7 +32,7 @@ use snapseal_ship::{restore, Remote, RemoteOptions, RestoreOptions, ShipConfig, 
 
 use super::fixture::{alternate, key, Fixture, WorkDir, EVIDENCE};
 use super::floor::Floor;
-use super::table::{mib_per_sec, BenchRow};
+use super::table::{BenchRow, Rate};
 use super::BenchError;
 use crate::units::bytes;
 
@@ -244,7 +244,7 @@ fn compare(
             .put(&raw_key, PutPayload::from_bytes(file.clone())))?;
         Ok(start.elapsed())
     };
-    let (t_ship, t_put) = alternate(reps, &mut ship, &mut raw_put)?;
+    let ship_put = alternate(reps, &mut ship, &mut raw_put)?;
     // The floor of a confirmed upload: the same put, then the object read back as the
     // shipper reads it (ranged gets) and compared with the bytes.
     let mut confirmed_put = || -> Result<Duration, BenchError> {
@@ -261,7 +261,7 @@ fn compare(
         }
         Ok(start.elapsed())
     };
-    let (t_ship_2, t_confirmed) = alternate(reps, &mut ship, &mut confirmed_put)?;
+    let ship_confirmed = alternate(reps, &mut ship, &mut confirmed_put)?;
 
     // Restore: the remote holds the shipped snapshot (and the raw copy for the peer).
     clear()?;
@@ -335,20 +335,20 @@ fn compare(
         hash?;
         Ok(t)
     };
-    let (t_restore, t_ranged) = alternate(reps, &mut ours, &mut raw_ranged)?;
-    let (t_restore_2, t_get) = alternate(reps, &mut ours, &mut raw_get)?;
-    let (t_restore_3, t_durable) = alternate(reps, &mut ours, &mut raw_durable)?;
+    let restore_ranged = alternate(reps, &mut ours, &mut raw_ranged)?;
+    let restore_get = alternate(reps, &mut ours, &mut raw_get)?;
+    let restore_durable = alternate(reps, &mut ours, &mut raw_durable)?;
     let size_text = bytes(file.len() as u64);
     Ok(vec![
-        BenchRow::throughputs(format!("ship {size_text} ({what})"), n / t_ship, n / t_put, 0.9, mib_per_sec)
+        BenchRow::throughputs(format!("ship {size_text} ({what})"), n, &ship_put, 0.9, Rate::Bytes)
             .with_note("ours also verifies the local file (beside the upload) and confirms what the remote holds before indexing it; peer: one object_store put of the bytes in memory"),
-        BenchRow::throughputs(format!("ship {size_text} ({what}) vs put + read back"), n / t_ship_2, n / t_confirmed, 0.9, mib_per_sec)
+        BenchRow::throughputs(format!("ship {size_text} ({what}) vs put + read back"), n, &ship_confirmed, 0.9, Rate::Bytes)
             .with_note("peer: the same put, then the object read back in the same ranged gets and compared: the floor of an upload confirmed by reading it"),
-        BenchRow::throughputs(format!("restore {size_text} ({what}) vs ranged get"), n / t_restore, n / t_ranged, 0.9, mib_per_sec)
+        BenchRow::throughputs(format!("restore {size_text} ({what}) vs ranged get"), n, &restore_ranged, 0.9, Rate::Bytes)
             .with_note("ours also writes + fsyncs the file and verifies it (receipt, body digest) before the rename; peer: the same 8 MiB ranged gets (2 in flight) + BLAKE3"),
-        BenchRow::throughputs(format!("restore {size_text} ({what}) vs streamed get"), n / t_restore_2, n / t_get, 0.9, mib_per_sec)
+        BenchRow::throughputs(format!("restore {size_text} ({what}) vs streamed get"), n, &restore_get, 0.9, Rate::Bytes)
             .with_note("peer: object_store's streamed get (8 KiB reads on the local store) + BLAKE3"),
-        BenchRow::throughputs(format!("restore {size_text} ({what}) vs ranged get + durable write"), n / t_restore_3, n / t_durable, 0.9, mib_per_sec)
+        BenchRow::throughputs(format!("restore {size_text} ({what}) vs ranged get + durable write"), n, &restore_durable, 0.9, Rate::Bytes)
             .with_note("peer: the same ranged gets + BLAKE3, then bare write + fsync + close + rename + dir fsync of the bytes: what any crash-safe restore must do"),
     ])
 }

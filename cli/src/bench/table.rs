@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::fixture::Runs;
 use crate::units::secs;
 
 /// Which way a ratio must go to pass.
@@ -18,7 +19,8 @@ pub enum Target {
 }
 
 /// The outcome of one row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The target is met.
     Pass,
@@ -41,6 +43,42 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// Our figure and the floor's or peer's as numbers, in one unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Figures {
+    /// Ours.
+    pub ours: f64,
+    /// The floor's or peer's (`None` when the row has none).
+    pub peer: Option<f64>,
+    /// Their unit: `s`, `B/s`, `items/s`, `MiB`.
+    pub unit: &'static str,
+}
+
+/// What a throughput counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rate {
+    /// Bytes per second, shown as MiB/s.
+    Bytes,
+    /// Items (actions, jobs) per second, shown as millions per second.
+    Items,
+}
+
+impl Rate {
+    fn unit(self) -> &'static str {
+        match self {
+            Rate::Bytes => "B/s",
+            Rate::Items => "items/s",
+        }
+    }
+
+    fn show(self, per_sec: f64) -> String {
+        match self {
+            Rate::Bytes => mib_per_sec(per_sec),
+            Rate::Items => mitems_per_sec(per_sec),
+        }
+    }
+}
+
 /// One comparison: our figure, the floor or peer's, their ratio, the target and the verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchRow {
@@ -50,8 +88,14 @@ pub struct BenchRow {
     pub ours: String,
     /// The floor's or peer's figure, rendered with its unit (`-` when there is none).
     pub peer: String,
+    /// The same figures as numbers (`None` when not measured).
+    pub figures: Option<Figures>,
     /// The ratio the target is about (`None` when there is no peer).
     pub ratio: Option<f64>,
+    /// Each repetition's value of the judged figure (the ratio, or ours for a row without a
+    /// peer), in the same sense: the run-to-run noise `snapseal bench --compare` weighs a
+    /// change against. One value for a row measured once; empty when not measured.
+    pub samples: Vec<f64>,
     /// The target.
     pub target: Target,
     /// Pass, fail, skipped or info.
@@ -61,35 +105,51 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
-    /// A row comparing two times (seconds): ratio `ours / floor`, passing at or below `bound`.
-    pub fn times(what: impl Into<String>, ours: f64, floor: f64, bound: f64) -> Self {
+    /// A row comparing two times (seconds, from [`alternate`](super::fixture::alternate)):
+    /// ratio `ours / floor` of the medians, passing at or below `bound`.
+    pub fn times(what: impl Into<String>, runs: &Runs, bound: f64) -> Self {
+        let (ours, floor) = runs.medians();
         let ratio = ours / floor;
         BenchRow {
             what: what.into(),
             ours: secs(ours),
             peer: secs(floor),
+            figures: Some(Figures {
+                ours,
+                peer: Some(floor),
+                unit: "s",
+            }),
             ratio: Some(ratio),
+            samples: runs.time_ratios(),
             target: Target::AtMost(bound),
             verdict: verdict(ratio <= bound),
             note: String::new(),
         }
     }
 
-    /// A row comparing two throughputs (per second, rendered by `unit`): ratio
-    /// `ours / peer`, passing at or above `bound`.
+    /// A row comparing two throughputs of the same `work` (bytes or items, both sides, each
+    /// repetition): ratio `ours / peer` of the medians, passing at or above `bound`.
     pub fn throughputs(
         what: impl Into<String>,
-        ours: f64,
-        peer: f64,
+        work: f64,
+        runs: &Runs,
         bound: f64,
-        unit: fn(f64) -> String,
+        rate: Rate,
     ) -> Self {
+        let (t_ours, t_peer) = runs.medians();
+        let (ours, peer) = (work / t_ours, work / t_peer);
         let ratio = ours / peer;
         BenchRow {
             what: what.into(),
-            ours: unit(ours),
-            peer: unit(peer),
+            ours: rate.show(ours),
+            peer: rate.show(peer),
+            figures: Some(Figures {
+                ours,
+                peer: Some(peer),
+                unit: rate.unit(),
+            }),
             ratio: Some(ratio),
+            samples: runs.rate_ratios(),
             target: Target::AtLeast(bound),
             verdict: verdict(ratio >= bound),
             note: String::new(),
@@ -102,7 +162,9 @@ impl BenchRow {
             what: what.into(),
             ours: "-".into(),
             peer: "-".into(),
+            figures: None,
             ratio: None,
+            samples: Vec::new(),
             target,
             verdict: Verdict::Skipped,
             note: note.into(),
@@ -125,12 +187,12 @@ fn verdict(pass: bool) -> Verdict {
 }
 
 /// Bytes per second as MiB/s.
-pub(super) fn mib_per_sec(bps: f64) -> String {
+fn mib_per_sec(bps: f64) -> String {
     format!("{:.0} MiB/s", bps / f64::from(1u32 << 20))
 }
 
 /// Items per second as millions per second.
-pub(super) fn mitems_per_sec(ips: f64) -> String {
+fn mitems_per_sec(ips: f64) -> String {
     format!("{:.2} M/s", ips / 1e6)
 }
 
@@ -147,48 +209,6 @@ impl BenchTable {
     /// True when no row failed (skipped rows do not fail the table).
     pub fn all_passed(&self) -> bool {
         self.rows.iter().all(|r| r.verdict != Verdict::Fail)
-    }
-}
-
-impl Target {
-    /// `{"kind": "at_most" | "at_least" | "absolute" | "none", "bound": x}` (no bound for
-    /// `none`).
-    fn to_json(self) -> serde_json::Value {
-        let (kind, bound) = match self {
-            Target::AtMost(b) => ("at_most", Some(b)),
-            Target::AtLeast(b) => ("at_least", Some(b)),
-            Target::Absolute(b) => ("absolute", Some(b)),
-            Target::None => ("none", None),
-        };
-        serde_json::json!({ "kind": kind, "bound": bound })
-    }
-}
-
-impl BenchTable {
-    /// The table as one JSON document: `context` lines and one object per row with `what`,
-    /// `ours`, `peer` (floor or peer, rendered with units), `ratio` (null without a peer),
-    /// `target`, `verdict` (`pass`, `fail`, `skipped`, `info`) and `note`; `all_passed` on top.
-    pub fn to_json(&self) -> serde_json::Value {
-        let rows: Vec<serde_json::Value> = self
-            .rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "what": r.what,
-                    "ours": r.ours,
-                    "peer": r.peer,
-                    "ratio": r.ratio,
-                    "target": r.target.to_json(),
-                    "verdict": r.verdict.to_string().to_lowercase(),
-                    "note": r.note,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "context": self.context,
-            "rows": rows,
-            "all_passed": self.all_passed(),
-        })
     }
 }
 
@@ -218,51 +238,92 @@ impl fmt::Display for BenchTable {
             })
             .collect();
         let header = ["what", "ours", "floor/peer", "ratio", "target", "result"];
-        let mut width = header.map(|h| h.chars().count());
-        for row in &cells {
-            for (w, c) in width.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let line = |f: &mut fmt::Formatter<'_>, row: &[String; 6]| -> fmt::Result {
-            for (i, (c, w)) in row.iter().zip(width).enumerate() {
-                let pad = w - c.chars().count();
-                // Text left, figures right.
-                if i == 0 {
-                    write!(f, "{c}{}", " ".repeat(pad))?;
-                } else {
-                    write!(f, "  {}{c}", " ".repeat(pad))?;
-                }
-            }
-            writeln!(f)
-        };
-        line(f, &header.map(String::from))?;
-        for (row, r) in cells.iter().zip(&self.rows) {
-            line(f, row)?;
-            if !r.note.is_empty() {
-                writeln!(f, "    note: {}", r.note)?;
-            }
-        }
-        Ok(())
+        columns(f, header, &cells, |i| {
+            self.rows
+                .get(i)
+                .map(|r| r.note.as_str())
+                .filter(|n| !n.is_empty())
+        })
     }
+}
+
+/// Writes `cells` under `header` in aligned columns (text left, figures right), each row
+/// followed by its note line (`under(i)`) when it has one.
+pub(super) fn columns<'a, const N: usize>(
+    f: &mut fmt::Formatter<'_>,
+    header: [&str; N],
+    cells: &[[String; N]],
+    under: impl Fn(usize) -> Option<&'a str>,
+) -> fmt::Result {
+    let mut width = header.map(|h| h.chars().count());
+    for row in cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |f: &mut fmt::Formatter<'_>, row: &[String; N]| -> fmt::Result {
+        for (i, (c, w)) in row.iter().zip(width).enumerate() {
+            let pad = w - c.chars().count();
+            if i == 0 {
+                write!(f, "{c}{}", " ".repeat(pad))?;
+            } else {
+                write!(f, "  {}{c}", " ".repeat(pad))?;
+            }
+        }
+        writeln!(f)
+    };
+    line(f, &header.map(String::from))?;
+    for (i, row) in cells.iter().enumerate() {
+        line(f, row)?;
+        if let Some(note) = under(i) {
+            writeln!(f, "    note: {note}")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Runs where every repetition took the same times.
+    fn steady(ours: f64, floor: f64) -> Runs {
+        Runs {
+            ours: vec![ours; 3],
+            floor: vec![floor; 3],
+        }
+    }
+
     #[test]
     fn verdicts_follow_the_targets_direction() {
-        assert_eq!(BenchRow::times("t", 1.05, 1.0, 1.10).verdict, Verdict::Pass);
-        assert_eq!(BenchRow::times("t", 1.2, 1.0, 1.10).verdict, Verdict::Fail);
-        let mib = |x| mib_per_sec(x);
+        let times = |o, f| BenchRow::times("t", &steady(o, f), 1.10).verdict;
+        assert_eq!(times(1.05, 1.0), Verdict::Pass);
+        assert_eq!(times(1.2, 1.0), Verdict::Fail);
+        // Throughputs of the same work: taking longer is the lower rate.
+        let rates = |o, f| BenchRow::throughputs("h", 100.0, &steady(o, f), 0.9, Rate::Bytes);
+        assert_eq!(rates(1.0 / 0.95, 1.0).verdict, Verdict::Pass);
+        assert_eq!(rates(1.0 / 0.8, 1.0).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn each_repetition_is_one_sample_of_the_ratio_in_the_rows_sense() {
+        let runs = Runs {
+            ours: vec![2.0, 3.0, 4.0],
+            floor: vec![1.0, 2.0, 2.0],
+        };
+        let row = BenchRow::times("t", &runs, 1.0);
+        assert_eq!(row.samples, vec![2.0, 1.5, 2.0]);
+        assert_eq!(row.ratio, Some(1.5), "medians 3 / 2");
+        let row = BenchRow::throughputs("h", 8.0, &runs, 1.0, Rate::Items);
+        assert_eq!(row.samples, vec![0.5, 2.0 / 3.0, 0.5]);
+        assert_eq!(row.ratio, Some(2.0 / 3.0));
         assert_eq!(
-            BenchRow::throughputs("h", 95.0, 100.0, 0.9, mib).verdict,
-            Verdict::Pass
-        );
-        assert_eq!(
-            BenchRow::throughputs("h", 80.0, 100.0, 0.9, mib).verdict,
-            Verdict::Fail
+            row.figures,
+            Some(Figures {
+                ours: 8.0 / 3.0,
+                peer: Some(4.0),
+                unit: "items/s"
+            })
         );
     }
 
@@ -273,7 +334,9 @@ mod tests {
             context: vec!["ctx".into()],
         };
         assert!(table.all_passed());
-        table.rows.push(BenchRow::times("slow", 2.0, 1.0, 1.1));
+        table
+            .rows
+            .push(BenchRow::times("slow", &steady(2.0, 1.0), 1.1));
         assert!(!table.all_passed());
     }
 
@@ -281,7 +344,8 @@ mod tests {
     fn the_display_has_one_aligned_line_per_row_and_the_notes() {
         let table = BenchTable {
             rows: vec![
-                BenchRow::times("persist 4 KiB", 0.002, 0.001, 1.25).with_note("fsync bound"),
+                BenchRow::times("persist 4 KiB", &steady(0.002, 0.001), 1.25)
+                    .with_note("fsync bound"),
                 BenchRow::skipped("verify", Target::AtLeast(0.9), "b3sum not found"),
             ],
             context: vec!["dir /tmp".into()],
@@ -298,33 +362,5 @@ mod tests {
         let width = lines[1].chars().count();
         assert_eq!(lines[2].chars().count(), width);
         assert_eq!(lines[4].chars().count(), width);
-    }
-
-    #[test]
-    fn the_json_document_has_every_column_of_every_row() {
-        let table = BenchTable {
-            rows: vec![
-                BenchRow::times("persist 4 KiB", 0.002, 0.001, 1.25).with_note("fsync bound"),
-                BenchRow::skipped("verify", Target::AtLeast(0.9), "b3sum not found"),
-            ],
-            context: vec!["dir /tmp".into()],
-        };
-        let doc = table.to_json();
-        assert_eq!(doc["context"][0], "dir /tmp");
-        assert_eq!(doc["all_passed"], false);
-        let row = &doc["rows"][0];
-        assert_eq!(row["what"], "persist 4 KiB");
-        assert_eq!(row["ours"], "2.00 ms");
-        assert_eq!(row["peer"], "1.00 ms");
-        assert_eq!(row["ratio"], 2.0);
-        assert_eq!(row["target"]["kind"], "at_most");
-        assert_eq!(row["target"]["bound"], 1.25);
-        assert_eq!(row["verdict"], "fail");
-        assert_eq!(row["note"], "fsync bound");
-        let skipped = &doc["rows"][1];
-        assert!(skipped["ratio"].is_null());
-        assert_eq!(skipped["target"]["kind"], "at_least");
-        assert_eq!(skipped["verdict"], "skipped");
-        assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2));
     }
 }

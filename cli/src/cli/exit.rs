@@ -9,7 +9,9 @@
 //!   store, ...). Clap's own usage errors exit 2 as well, before any command runs;
 //! - `Ok(Status::SignatureUnchecked)` → 3: `inspect` without a key found nothing wrong, but
 //!   the signature was not checked, so the file is not verified (never 0: a script must not
-//!   take a file nobody's key vouched for as good).
+//!   take a file nobody's key vouched for as good);
+//! - `Ok(Status::Regressed)` → 4: `bench --compare` flagged a row as regressed beyond the
+//!   run-to-run noise.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -27,6 +29,8 @@ pub(super) const FAILED: u8 = 1;
 pub(super) const ERROR: u8 = 2;
 /// Exit code: `inspect` without a key; every check that needs no key passed.
 pub(super) const SIGNATURE_UNCHECKED: u8 = 3;
+/// Exit code: `bench --compare` found a regression.
+pub(super) const REGRESSED: u8 = 4;
 
 /// How a command that ran to the end went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +41,8 @@ pub(super) enum Status {
     Failed,
     /// Every check that needs no key passed; the signature was not checked (no key).
     SignatureUnchecked,
+    /// `bench --compare`: a row is worse than the saved run by more than the noise.
+    Regressed,
 }
 
 impl Status {
@@ -55,6 +61,7 @@ impl Status {
             Status::Ok => OK,
             Status::Failed => FAILED,
             Status::SignatureUnchecked => SIGNATURE_UNCHECKED,
+            Status::Regressed => REGRESSED,
         }
     }
 }
@@ -161,7 +168,8 @@ mod tests {
         assert_eq!(Status::Ok.code(), 0);
         assert_eq!(Status::Failed.code(), 1);
         assert_eq!(Status::SignatureUnchecked.code(), 3);
-        for code in [OK, FAILED, ERROR, SIGNATURE_UNCHECKED] {
+        assert_eq!(Status::Regressed.code(), 4);
+        for code in [OK, FAILED, ERROR, SIGNATURE_UNCHECKED, REGRESSED] {
             assert!(
                 crate::cli::EXIT_CODES.contains(&format!("\n  {code}  ")),
                 "{code} is not in the help's table"

@@ -46,6 +46,8 @@ Exit codes (stable, for scripts):
      no trusted key, snapshot directory locked by another process, failed write to stdout
   3  inspect without a key: every check that needs no key passed, but the signature was
      not checked, so the file is not verified
+  4  bench --compare: a row regressed beyond the noise both runs measured (bench exits 1
+     when a row missed its goal and none regressed)
 A panic (101) or a death by a signal is a bug or an outside kill, never an answer."
     };
 }

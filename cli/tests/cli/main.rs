@@ -11,6 +11,7 @@ mod support;
 
 mod archive_rss;
 mod cli_archive;
+mod cli_bench;
 mod cli_damage;
 mod cli_demo;
 mod cli_deterministic;
