@@ -144,12 +144,14 @@ impl From<Target> for Goal {
 
 impl RecordRow {
     /// The figure the goal judges (the ratio, or ours for an absolute goal) and its samples;
-    /// `None` when the row has no such figure (not measured).
+    /// `None` when the row has no such figure (not measured) or it is not above zero (no
+    /// change of it can be told as a proportion).
     pub fn judged(&self) -> Option<(f64, &[f64])> {
         let figure = match self.goal.kind {
             GoalKind::Absolute => self.ours_value,
             _ => self.ratio,
-        }?;
+        }
+        .filter(|x| *x > 0.0)?;
         Some((figure, &self.samples))
     }
 }

@@ -93,6 +93,13 @@ pub(super) fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
         dir.display()
     ))?;
     let table = bench::run(&opts).context("running the benchmark")?;
+    if let Some(only) = &args.only {
+        // An empty table would read as "nothing regressed, every goal met".
+        anyhow::ensure!(
+            !table.rows.is_empty(),
+            "no row's name starts with {only:?} (the rows start with persist, serialise, latest() verify, peak RSS, consensus, ship, restore, engine)"
+        );
+    }
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

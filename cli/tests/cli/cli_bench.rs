@@ -281,6 +281,25 @@ fn a_symbolic_link_given_to_compare_is_refused() {
 }
 
 #[test]
+fn an_only_prefix_no_row_has_is_an_error_not_an_empty_success() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = snapseal(&[
+        "bench",
+        "--quick",
+        "--only",
+        "no such row",
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ])
+    .expect(2);
+    assert!(
+        run.stderr.contains("no row's name starts with"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn against_without_compare_is_a_usage_error() {
     snapseal(&["bench", "--against", "x.json"]).expect(2);
 }
