@@ -7,8 +7,10 @@
 //! ratio itself, and each run measured it: one sample of the ratio per repetition.
 //!
 //! **The rule.** Let `spread` of a run be `ln(max/min)` of its samples of the row's figure
-//! (the full range of the ratio over its repetitions, on a log scale so 0.5× and 2× are as far
-//! from 1×). The noise of a comparison is the larger of the two runs' spreads, and never less
+//! (the range of the ratio over its repetitions, on a log scale so 0.5× and 2× are as far
+//! from 1×), after setting aside the lowest and the highest eighth of the samples (rounded
+//! down: none of 7, one at each end of 8 to 15), so that one stray repetition among many does
+//! not set the noise alone. The noise of a comparison is the larger of the two runs' spreads, and never less
 //! than [`MIN_NOISE`]. The change is `ln(new/saved)` of the rows' figures. A change worse than
 //! the noise in the direction of the row's goal (up for an "at most" goal, down for an "at
 //! least" one) is a **regression**, better by more than the noise is **improved**, anything
@@ -157,14 +159,17 @@ fn figure(row: &RecordRow) -> String {
     }
 }
 
-/// `ln(max/min)` of positive samples; `None` for fewer than two.
+/// `ln(max/min)` of positive samples, the lowest and highest eighth (rounded down) set
+/// aside; `None` for fewer than two.
 fn spread(samples: &[f64]) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
-    let max = samples.iter().copied().fold(f64::MIN, f64::max);
-    let min = samples.iter().copied().fold(f64::MAX, f64::min);
-    Some((max / min).ln())
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let trim = sorted.len() / 8;
+    let kept = sorted.get(trim..sorted.len() - trim)?;
+    Some((kept.last()? / kept.first()?).ln())
 }
 
 fn judge(saved: &RecordRow, now: &RecordRow) -> RowChange {
@@ -304,7 +309,7 @@ impl fmt::Display for Comparison {
             .count();
         writeln!(
             f,
-            "{} regressed, {} improved, {} within noise (noise: the larger of both runs' range of the row's ratio over its repetitions, at least {:.0}%)",
+            "{} regressed, {} improved, {} within noise (noise: the larger of both runs' range of the row's ratio over its repetitions, the extreme eighths set aside, at least {:.0}%)",
             self.regressions,
             self.improvements,
             judged,
@@ -399,6 +404,16 @@ mod tests {
             ),
             Change::WithinNoise
         );
+    }
+
+    #[test]
+    fn one_stray_repetition_among_eight_does_not_set_the_noise_alone() {
+        // Eight: one set aside at each end.
+        let eight = [1.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0];
+        assert_eq!(spread(&eight), Some(0.0));
+        // Seven: nothing set aside.
+        assert_eq!(spread(&eight[1..]), Some(3f64.ln()));
+        assert_eq!(spread(&[2.0]), None);
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub(crate) struct BenchArgs {
     pub save: Option<PathBuf>,
     /// Compare this run with the one saved in FILE: each row's ratio then and now, the
     /// change, and REGRESSION when it is worse by more than the larger of both runs' range
-    /// over their repetitions (at least 1%). Exit 4 when a row regressed.
+    /// over their repetitions (the extreme eighths set aside; at least 1%). Exit 4 when a row
+    /// regressed.
     #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
     /// With --compare: take the run saved in FILE as this run and compare it with the one
