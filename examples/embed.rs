@@ -238,7 +238,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let store = SnapshotStore::open(Arc::new(RealFs::new()), &dir, StoreOptions::new(verifier))?;
     match store.latest()? {
         Some(snapshot) => {
-            let body = snapshot.body();
+            // The state as it was serialised, streamed from the file (never mapped).
+            let mut body = Vec::new();
+            io::Read::read_to_end(&mut snapshot.body_reader()?, &mut body)?;
             let idx = body
                 .get(..8)
                 .and_then(|b| b.try_into().ok())

@@ -2,7 +2,7 @@
 //! read from, or a pending file a received snapshot streams into.
 
 use std::fmt;
-use std::io::{self, Read, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -18,8 +18,9 @@ use crate::Error;
 /// committing it.
 ///
 /// Two kinds, fixed when it is made:
-/// - **reading**: a committed file that verified (from `get_current_snapshot`), memory-mapped
-///   and held against retention; readable and seekable anywhere, not writable. The snapshot
+/// - **reading**: a committed file that verified (from `get_current_snapshot`), kept open
+///   (read with `pread`, never mapped: no resident pages beyond the reader's buffer) and held
+///   against retention; readable and seekable anywhere, not writable. The snapshot
 ///   `build_snapshot` returns is one too, but its file is opened and verified on first use
 ///   (a read, a seek, [`file`](Self::file), an install), blocking while it hashes the file:
 ///   openraft only takes its metadata and sends followers the one `get_current_snapshot`
@@ -130,7 +131,8 @@ impl Committed {
 impl SealedData {
     /// Data reading the verified committed `file`.
     pub fn reading(file: SnapshotFile) -> Self {
-        let len = file.bytes().len() as u64;
+        // A seek to the end reads nothing: it is the file's length as verified, and cannot fail.
+        let len = file.file_reader().seek(SeekFrom::End(0)).unwrap_or(0);
         SealedData {
             inner: Inner::Reading {
                 file: Committed {
@@ -204,15 +206,11 @@ pub(crate) enum DataKind {
     Receiving(IngestFile),
 }
 
-/// Copies the file's bytes at `pos` into `buf`; 0 at or past the end.
-fn read_at(file: &SnapshotFile, pos: u64, buf: &mut [u8]) -> usize {
-    let bytes = file.bytes();
-    let Some(rest) = usize::try_from(pos).ok().and_then(|p| bytes.get(p..)) else {
-        return 0;
-    };
-    let n = buf.len().min(rest.len());
-    buf[..n].copy_from_slice(&rest[..n]);
-    n
+/// Reads the file's bytes at `pos` into `buf` (one `pread`); 0 at or past the end.
+fn read_at(file: &SnapshotFile, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut reader = file.file_reader();
+    reader.seek(SeekFrom::Start(pos))?;
+    reader.read(buf)
 }
 
 /// A whole committed file as a byte stream, for ingesting it into another store.
@@ -229,7 +227,7 @@ impl FileStream {
 
 impl Read for FileStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = read_at(&self.file, self.pos, buf);
+        let n = read_at(&self.file, self.pos, buf)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -250,12 +248,16 @@ impl AsyncRead for SealedData {
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Reading { file, pos } => {
-                // From the memory map: no blocking I/O beyond page faults (once open).
+                // One `pread` (once open), which blocks no longer than a page fault on a map
+                // of the file would: verifying it just read the whole file into the page cache.
                 let file = match file.get() {
                     Ok(f) => f,
                     Err(e) => return Poll::Ready(Err(Committed::read_error(e))),
                 };
-                let n = read_at(file, *pos, buf.initialize_unfilled());
+                let n = match read_at(file, *pos, buf.initialize_unfilled()) {
+                    Ok(n) => n,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
                 buf.advance(n);
                 *pos += n as u64;
                 Poll::Ready(Ok(()))

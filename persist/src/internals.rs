@@ -17,7 +17,7 @@ pub use crate::hex::{hash_from_hex, HexError};
 pub use crate::names::{OurFile, PendingName, LOCK_FILE};
 pub use crate::reader::body::check_body_encoding;
 pub use crate::reader::stream::{verify_file, VerifiedFile};
-pub use crate::reader::{open_snapshot, read_checked, verify_bytes, VerifiedSnapshot};
+pub use crate::reader::{open_for_verify, open_snapshot, verify_bytes, VerifiedSnapshot};
 pub use crate::retention::{plan_retention, RetentionPlan, Standing};
 pub use crate::scan::{classify_dir, EntryClass, ListedEntry, PendingEntry};
 pub use crate::store::{plan_latest, LatestPlan, PassOverReason, PassedOver};

@@ -1,5 +1,5 @@
 //! The reader: checks a committed file's bytes, cheapest checks first, and hands out the body
-//! without copying it.
+//! as a stream read from the open file.
 //!
 //! Order (docs/FORMAT.md §7): header (160 bytes: magic, version, checksum, flags, lengths,
 //! `idx < evidence_idx`) → name/header agreement → exact file length and receipt digest →
@@ -7,22 +7,32 @@
 //! digest → body encoding (a zstd body decodes as one frame of exactly `raw_len` bytes). Only
 //! the last two are proportional to the file size, so a damaged, forged or foreign file is
 //! usually refused before the body is read.
+//!
+//! A file is never mapped: it is verified with `pread` in pieces ([`verify_file`]) and its
+//! bytes are handed out the same way ([`SnapshotFile::body_reader`],
+//! [`SnapshotFile::file_reader`]), so opening the newest of 300 MiB snapshots costs a few MiB
+//! of buffers, not 300 MiB of resident pages, and a file truncated under a reader is a read
+//! error, never a `SIGBUS`.
 
-use std::io;
-use std::ops::Range;
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 pub(crate) mod body;
+mod range;
 pub(crate) mod stream;
 
 pub(crate) use body::{check_body_encoding, BodyReader};
 
 use crate::error::{Check, VerifyError};
 use crate::format::{self, FormatError, Header, HEADER_LEN};
-use crate::fs::{DirHandle, FileBytes, NotRegular};
+use crate::fs::untrusted::Expect;
+use crate::fs::{DirHandle, Untrusted, UntrustedError};
 use crate::hold::Hold;
 use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
+use body::Source;
+use range::FileRange;
+use stream::{verify_file, VerifiedFile};
 
 /// What [`verify_bytes`] established about a file, borrowing its parts.
 #[derive(Clone, Debug)]
@@ -40,7 +50,7 @@ pub struct VerifiedSnapshot<'a> {
 impl<'a> VerifiedSnapshot<'a> {
     /// The decoded body, streamed (see [`SnapshotFile::body_reader`]).
     pub fn body_reader(&self) -> io::Result<BodyReader<'a>> {
-        BodyReader::new(&self.header, self.body)
+        BodyReader::new(&self.header, Source::Bytes(self.body))
     }
 }
 
@@ -106,16 +116,20 @@ fn verify_labelled<'a>(
     })
 }
 
-/// A committed file that was read and verified. The body stays in the memory map (zero
-/// copy); a file returned by the store also carries a [`Hold`] that keeps retention off it.
+/// A committed file that was opened and verified. It holds the open file (one file
+/// descriptor, no mapping) and what verification read from it — header and receipt; the body
+/// is read again from the file, with `pread`, when asked for. A file returned by the store
+/// also carries a [`Hold`] that keeps retention off it.
+///
+/// The bytes handed out are the ones verified as long as nobody rewrites the file in place
+/// (the store never does, and holds the directory lock). A file truncated by another process
+/// meanwhile fails the read that finds it; it never kills this process.
 #[derive(Debug)]
 pub struct SnapshotFile {
     name: SnapshotName,
-    path: PathBuf,
-    bytes: FileBytes,
+    file: Untrusted,
     header: Header,
-    body: Range<usize>,
-    receipt: Range<usize>,
+    receipt: Vec<u8>,
     verified: VerifiedReceipt,
     hold: Option<Hold>,
 }
@@ -128,7 +142,7 @@ impl SnapshotFile {
 
     /// Directory path joined with the file name.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     internals_pub! {
@@ -139,31 +153,43 @@ impl SnapshotFile {
     }
 
     internals_pub! {
-        /// The stored body, as in the file: zstd-compressed when `header().flags` says so. To
-        /// read the snapshot's contents use [`body_reader`](Self::body_reader).
-        fn body(&self) -> &[u8] {
-            self.bytes.get(self.body.clone()).unwrap_or_default()
+        /// Reads the stored body, as in the file (zstd-compressed when `header().flags` says
+        /// so), whole into memory: for tests and tools. To read the snapshot's contents use
+        /// [`body_reader`](Self::body_reader).
+        fn read_body(&self) -> io::Result<Vec<u8>> {
+            let mut body = Vec::new();
+            self.body_range().read_to_end(&mut body)?;
+            Ok(body)
         }
     }
 
     /// The whole committed file as it verified — header, stored body and receipt, exactly the
-    /// bytes on disk: what a peer or another store ingests
+    /// bytes on disk — read from the open file with `pread` (positions count from the file's
+    /// start; nothing is mapped or held): what a peer or another store ingests
     /// ([`SnapshotStore::ingest`](crate::SnapshotStore::ingest)) to have the same snapshot.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// A file truncated meanwhile fails a read with [`io::ErrorKind::UnexpectedEof`].
+    pub fn file_reader(&self) -> impl Read + Seek + '_ {
+        FileRange::new(&self.file, 0, self.file.len())
     }
 
     /// The snapshot's contents — the bytes the state was serialised to — streamed in bounded
-    /// memory: decompressed on the fly for a zstd body, the stored bytes as they are
-    /// otherwise. Fails to start only if the zstd decoder cannot be set up.
+    /// memory (a MiB of buffer, plus the zstd window): decompressed on the fly for a zstd
+    /// body, the stored bytes as they are otherwise, read from the open file with `pread`.
+    /// Fails to start only if the zstd decoder cannot be set up or the first read fails.
     pub fn body_reader(&self) -> io::Result<BodyReader<'_>> {
-        BodyReader::new(&self.header, self.body())
+        BodyReader::new(&self.header, Source::file(self.body_range()))
+    }
+
+    /// The stored body's bytes of the file.
+    fn body_range(&self) -> FileRange<'_> {
+        let start = HEADER_LEN as u64;
+        FileRange::new(&self.file, start, start + self.header.body_len)
     }
 
     internals_pub! {
         /// The receipt bytes, as verified.
         fn receipt_bytes(&self) -> &[u8] {
-            self.bytes.get(self.receipt.clone()).unwrap_or_default()
+            &self.receipt
         }
     }
 
@@ -175,7 +201,7 @@ impl SnapshotFile {
     internals_pub! {
         /// The whole file's length.
         fn file_len(&self) -> u64 {
-            self.bytes.len() as u64
+            self.file.len()
         }
     }
 
@@ -193,90 +219,74 @@ impl SnapshotFile {
     }
 }
 
-/// Reads and verifies the file `name` in `dir`. An I/O failure is [`VerifyError::Read`];
-/// anything else means the contents are bad.
+/// Opens and verifies the file `name` in `dir`. An I/O failure is [`VerifyError::Read`] (a
+/// missing file: kind [`io::ErrorKind::NotFound`]); anything else means the contents are bad.
 ///
-/// The file is opened relative to the directory (`O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`), must be
-/// a regular file (`fstat`), and its header is read with `pread` and checked (magic, version,
+/// The file is opened as [`open_for_verify`] does and verified by [`verify_file`], with
+/// `pread` in pieces of a few MiB: its 160-byte header is read and checked (magic, version,
 /// checksum, name agreement, and that the header's lengths add up to the file's size) before
-/// anything is mapped: a huge junk file under a snapshot name is refused after one 160-byte
-/// read. Only then is the file mapped and the rest verified.
-///
-/// # Mapped files and truncation
-///
-/// The returned file's bytes are a memory map. If another process truncates the file while
-/// it is mapped, touching the lost pages kills this process with `SIGBUS`. The store rules
-/// that out for its own directory (it holds the directory lock and never changes a committed
-/// file in place); a caller without the lock, next to a process that truncates snapshot
-/// files, takes that risk.
+/// anything else, so a huge junk file under a snapshot name is refused after one small read.
+/// Nothing is mapped, before or after: a file truncated by another process, during
+/// verification or while the returned file is read, is a read error, never a `SIGBUS`.
 pub fn open_snapshot(
     dir: &dyn DirHandle,
     name: &SnapshotName,
     verifier: &dyn ReceiptVerifier,
 ) -> Result<SnapshotFile, VerifyError> {
-    let path = dir.path().join(name.file_name());
-    let bytes = read_checked(dir, &name.file_name(), Some(name), verifier)?;
-    let v = verify_labelled(&bytes, Some(name), &path, verifier)?;
-    // split() checked the file is exactly header + body + receipt, so these fit.
-    let body_end = HEADER_LEN + v.body.len();
-    let body = HEADER_LEN..body_end;
-    let receipt = body_end..body_end + v.receipt.len();
-    let (header, verified) = (v.header, v.verified);
+    let (file, v) = verify_in(dir, &name.file_name(), Some(name), verifier)?;
     Ok(SnapshotFile {
         name: *name,
-        path,
-        bytes,
-        header,
-        body,
-        receipt,
-        verified,
+        file,
+        header: v.header,
+        receipt: v.receipt,
+        verified: v.verified,
         hold: None,
     })
 }
 
-/// Reads the file `file_name` in `dir` for verification the way [`open_snapshot`] does: the
-/// header is read with `pread` and checked (and, with `name`, compared with it), and the
-/// header's lengths must add up to the file's size, before the file is mapped. Returns the
-/// mapped bytes for [`verify_bytes`]; the error is the one `verify_bytes` would give for the
-/// header, name or length, or an I/O failure. For tools that verify without the store.
-pub fn read_checked(
+/// Opens and verifies the file `file_name` in `dir` ([`open_for_verify`], then
+/// [`verify_file`]), returning the open file with what verification established; `name`,
+/// when given, must agree with the header. A missing file is [`VerifyError::Read`] with kind
+/// [`io::ErrorKind::NotFound`].
+pub(crate) fn verify_in(
     dir: &dyn DirHandle,
     file_name: &str,
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
-) -> Result<FileBytes, VerifyError> {
-    let path = dir.path().join(file_name);
-    let mut refused = None;
-    let mut check = |head: &[u8], size: u64| match precheck(head, size, name, &path, verifier) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            refused = Some(e);
-            Err(io::Error::other("header check failed before mapping"))
-        }
-    };
-    let opened = dir.open_read_checked(file_name, HEADER_LEN, &mut check);
-    if let Some(e) = refused {
-        return Err(e);
-    }
-    opened.map_err(|source| {
-        // A name listed as a file may have become a link or a directory since (O_NOFOLLOW
-        // gives ELOOP, O_RDONLY on a directory EISDIR): like a fifo, not a snapshot to read.
-        let what = match source.raw_os_error().map(nix::errno::Errno::from_raw) {
-            Some(nix::errno::Errno::ELOOP) => Some("symbolic link"),
-            Some(nix::errno::Errno::EISDIR) => Some("directory"),
-            _ => source
-                .get_ref()
-                .and_then(|e| e.downcast_ref::<NotRegular>())
-                .map(NotRegular::what),
-        };
-        match what {
-            Some(what) => VerifyError::NotRegularFile {
-                file: path.clone(),
-                what,
+) -> Result<(Untrusted, VerifiedFile), VerifyError> {
+    let file = open_for_verify(dir, file_name)?.ok_or_else(|| VerifyError::Read {
+        file: dir.path().join(file_name),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })?;
+    let verified = verify_file(&file, name, verifier, &mut |_| {})?;
+    Ok((file, verified))
+}
+
+/// Opens the file `file_name` in `dir` to verify it as a snapshot file: through [`Untrusted`]
+/// (relative to the directory, `O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`, a regular file by `fstat`),
+/// with no size cap, since it is never held in memory. `None` when there is no such file. A
+/// link, directory, fifo or device is [`VerifyError::NotRegularFile`] (never opened in a way
+/// that could block), any other failure [`VerifyError::Read`].
+pub fn open_for_verify(
+    dir: &dyn DirHandle,
+    file_name: &str,
+) -> Result<Option<Untrusted>, VerifyError> {
+    let expect = Expect::new("snapshot file", u64::MAX);
+    Untrusted::open_in(dir, file_name, expect).map_err(|e| {
+        let file = e.path().to_path_buf();
+        match e {
+            UntrustedError::Symlink { .. } => VerifyError::NotRegularFile {
+                file,
+                what: "symbolic link",
             },
-            None => VerifyError::Read {
-                file: path.clone(),
-                source,
+            UntrustedError::NotRegular { kind, .. } => VerifyError::NotRegularFile {
+                file,
+                what: kind.trim_start_matches("a "),
+            },
+            UntrustedError::Io { source, .. } => VerifyError::Read { file, source },
+            other => VerifyError::Read {
+                file,
+                source: io::Error::other(other),
             },
         }
     })
@@ -301,45 +311,6 @@ pub(crate) fn check_name_agrees(
                 from_header,
             });
         }
-    }
-    Ok(())
-}
-
-/// The checks [`open_snapshot`] makes on the first bytes and the size before mapping: the
-/// ones [`verify_bytes`] makes first (header, name agreement) with the same errors, then the
-/// file length against the size.
-fn precheck(
-    head: &[u8],
-    size: u64,
-    name: Option<&SnapshotName>,
-    path: &Path,
-    verifier: &dyn ReceiptVerifier,
-) -> Result<(), VerifyError> {
-    let Ok(header) = Header::decode(head) else {
-        // The header check looks at the first HEADER_LEN bytes only, so the head alone gives
-        // the same error as the whole file would.
-        return verify_labelled(head, name, path, verifier).map(|_| ());
-    };
-    if name.is_some_and(|n| header.idx != n.idx || header.evidence_idx != n.evidence_idx) {
-        return verify_labelled(head, name, path, verifier).map(|_| ());
-    }
-    let format_err = |check, source| VerifyError::Format {
-        file: path.to_path_buf(),
-        check,
-        source,
-    };
-    let expected = header
-        .file_len()
-        .map_err(|e| format_err(Check::Length, e))?;
-    if expected != size {
-        return Err(format_err(
-            Check::Length,
-            FormatError::LengthMismatch {
-                what: "file",
-                expected,
-                actual: size,
-            },
-        ));
     }
     Ok(())
 }

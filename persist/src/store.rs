@@ -322,7 +322,7 @@ impl SnapshotStore {
     ///
     /// ```
     /// # use snapseal_persist::Ingested;
-    /// # use std::io::Write;
+    /// # use std::io::{Read, Write};
     /// # use std::sync::Arc;
     /// # use snapseal_persist::fs::RealFs;
     /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
@@ -350,15 +350,20 @@ impl SnapshotStore {
     ///
     /// // The file's bytes arrive in pieces; at most 1 GiB is accepted.
     /// let mut incoming = follower.begin_ingest(1 << 30);
-    /// for piece in sent.bytes().chunks(64) {
-    ///     incoming.write_all(piece)?;
+    /// let (mut from, mut piece) = (sent.file_reader(), [0u8; 64]);
+    /// loop {
+    ///     let n = from.read(&mut piece)?;
+    ///     if n == 0 {
+    ///         break;
+    ///     }
+    ///     incoming.write_all(&piece[..n])?;
     /// }
     /// let ingested = follower.finish_ingest(incoming)?;
     /// assert_eq!(ingested.name(), *sent.name());
     /// assert_eq!(follower.latest()?.map(|s| *s.name()), Some(*sent.name()));
     ///
     /// // Sent again: the committed file is never replaced.
-    /// let again = follower.ingest(&mut sent.bytes(), 1 << 30)?;
+    /// let again = follower.ingest(&mut sent.file_reader(), 1 << 30)?;
     /// assert!(matches!(again, Ingested::AlreadyPresent(_)));
     /// # Ok(()) }
     /// ```
@@ -383,7 +388,7 @@ impl SnapshotStore {
     /// (removed at the next open), or the complete, verified committed file.
     ///
     /// ```
-    /// # use std::io::Write;
+    /// # use std::io::{Read, Write};
     /// # use std::sync::Arc;
     /// # use snapseal_persist::fs::RealFs;
     /// # use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
@@ -410,7 +415,8 @@ impl SnapshotStore {
     ///
     /// // One byte of the body changed on the way: the file does not verify, so it never gets
     /// // a committed name and nothing of it is left behind.
-    /// let mut damaged = peer.latest()?.expect("just committed").bytes().to_vec();
+    /// let mut damaged = Vec::new();
+    /// peer.latest()?.expect("just committed").file_reader().read_to_end(&mut damaged)?;
     /// damaged[160] ^= 1;
     /// let mut incoming = store.begin_ingest(1 << 30);
     /// incoming.write_all(&damaged)?;

@@ -100,7 +100,7 @@ fn a_joining_members_snapshots_verify_on_every_member_once_its_key_is_added() {
     let with_c = public(&[&a, &b, &c]);
     let store_c = store_trusting(dirs[2].path(), &with_c).unwrap();
     let from_a = store_a.latest().unwrap().expect("A's snapshot");
-    store_c.ingest(&mut from_a.bytes(), 1 << 20).unwrap();
+    store_c.ingest(&mut from_a.file_reader(), 1 << 20).unwrap();
     drop(from_a);
     let mut member_c = Member::new(store_c, c.clone(), 10);
     assert_eq!(member_c.snap.baseline(), 10, "C resumes from A's snapshot");
@@ -114,7 +114,7 @@ fn a_joining_members_snapshots_verify_on_every_member_once_its_key_is_added() {
 
     // Before the others add C's key, they refuse its snapshot and keep nothing of it.
     let store_b = store_trusting(dirs[1].path(), &cluster).unwrap();
-    match store_b.ingest(&mut from_c.bytes(), 1 << 20) {
+    match store_b.ingest(&mut from_c.file_reader(), 1 << 20) {
         Err(IngestError::Refused { source, .. }) => assert!(untrusted(&source), "{source}"),
         other => panic!("expected C's snapshot refused as untrusted, got {other:?}"),
     }
@@ -125,7 +125,7 @@ fn a_joining_members_snapshots_verify_on_every_member_once_its_key_is_added() {
     // Every member reopens its store with C's key added: C's snapshot verifies on each.
     for dir in &dirs[..2] {
         let store = store_trusting(dir.path(), &with_c).unwrap();
-        store.ingest(&mut from_c.bytes(), 1 << 20).unwrap();
+        store.ingest(&mut from_c.file_reader(), 1 << 20).unwrap();
         let latest = store.latest().unwrap().expect("C's snapshot");
         assert_eq!(*latest.name(), *from_c.name());
         assert_eq!(latest.receipt().signer, signer(&c));

@@ -349,5 +349,7 @@ async fn receive_cut_off_leaves_no_committed_file() {
 
 /// The whole file behind reading data.
 fn whole(data: &snapseal_openraft::SealedData) -> Vec<u8> {
-    data.file().unwrap().bytes().to_vec()
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut data.file().unwrap().file_reader(), &mut bytes).unwrap();
+    bytes
 }

@@ -52,7 +52,9 @@ async fn a_snapshot_install_shows_through_a_handle_taken_before_it() {
         .build_snapshot()
         .await
         .unwrap();
-    let bytes = sent.snapshot.file().unwrap().bytes().to_vec();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut sent.snapshot.file().unwrap().file_reader(), &mut bytes)
+        .unwrap();
 
     let mut follower = open(follower_dir.path(), 2);
     follower.apply([put(0, "own", "x")]).await.unwrap();

@@ -1,17 +1,23 @@
-//! Decoding a stored body: [`BodyReader`] over bytes in memory, and the body-encoding check
-//! (docs/FORMAT.md §2.1, §7 step 8) over any buffered source, so a file read with `pread`
-//! is checked in bounded memory just like a mapped one.
+//! Decoding a stored body: [`BodyReader`] over bytes in memory or a verified file read with
+//! `pread`, and the body-encoding check (docs/FORMAT.md §2.1, §7 step 8) over either source, so
+//! a file is checked and read in bounded memory, never mapped.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use crate::error::BodyError;
 use crate::format::{Flags, Header};
+
+use super::range::FileRange;
 
 /// The first four bytes of every RFC 8878 zstd frame (`0xFD2FB528`, little-endian).
 const ZSTD_FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Output buffer of the encoding check.
 const DECODE_BUF: usize = 64 * 1024;
+
+/// Buffer of a body read from a file: one `pread` per MiB, the reader's only allocation
+/// besides the zstd decoder's window.
+const FILE_BUF: usize = 1 << 20;
 
 fn invalid(e: BodyError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
@@ -30,6 +36,56 @@ impl StoredBody for &[u8] {
     }
 }
 
+/// Where a stored body comes from: bytes in memory, or a verified file's body range behind a
+/// buffer of [`FILE_BUF`] bytes.
+pub(crate) enum Source<'a> {
+    /// Bytes in memory.
+    Bytes(&'a [u8]),
+    /// A range of an open file.
+    File(BufReader<FileRange<'a>>),
+}
+
+impl<'a> Source<'a> {
+    /// The body range of a file, buffered.
+    pub(crate) fn file(range: FileRange<'a>) -> Source<'a> {
+        Source::File(BufReader::with_capacity(FILE_BUF, range))
+    }
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Bytes(rest) => rest.read(buf),
+            Source::File(f) => f.read(buf),
+        }
+    }
+}
+
+impl BufRead for Source<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            Source::Bytes(rest) => rest.fill_buf(),
+            Source::File(f) => f.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        match self {
+            Source::Bytes(rest) => rest.consume(amt),
+            Source::File(f) => f.consume(amt),
+        }
+    }
+}
+
+impl StoredBody for Source<'_> {
+    fn remaining(&self) -> u64 {
+        match self {
+            Source::Bytes(rest) => rest.remaining(),
+            Source::File(f) => f.buffer().len() as u64 + f.get_ref().remaining(),
+        }
+    }
+}
+
 /// One zstd frame decoding to exactly `expected` bytes with nothing after it.
 pub(crate) struct ZstdBody<'a, B: StoredBody> {
     decoder: zstd::stream::read::Decoder<'a, B>,
@@ -39,12 +95,13 @@ pub(crate) struct ZstdBody<'a, B: StoredBody> {
 }
 
 impl<'a, B: StoredBody> ZstdBody<'a, B> {
-    /// `first` is the start of the stored body (at least its first four bytes when it has
-    /// them): only an RFC 8878 frame is decoded — a skippable frame would stand in for the
-    /// body, and the legacy pre-1.0 decoders are code no writer of ours needs hostile bytes to
-    /// reach.
-    pub(crate) fn new(first: &[u8], stored: B, expected: u64) -> io::Result<ZstdBody<'a, B>> {
-        if !first.starts_with(&ZSTD_FRAME_MAGIC) {
+    /// Only an RFC 8878 frame is decoded — a skippable frame would stand in for the body, and
+    /// the legacy pre-1.0 decoders are code no writer of ours needs hostile bytes to reach — so
+    /// the first four bytes are looked at (without consuming them) before the decoder is set
+    /// up. Fails if reading them fails.
+    pub(crate) fn new(mut stored: B, expected: u64) -> io::Result<ZstdBody<'a, B>> {
+        // A buffered source hands out at least four bytes at once unless the body is shorter.
+        if !stored.fill_buf()?.starts_with(&ZSTD_FRAME_MAGIC) {
             return Err(invalid(BodyError::NotAFrame));
         }
         // single_frame: the decoder stops at the end of the first frame, so whatever follows
@@ -65,7 +122,12 @@ impl<B: StoredBody> Read for ZstdBody<'_, B> {
             return Ok(0);
         }
         let n = self.decoder.read(buf).map_err(|source| {
-            if source.get_ref().is_some_and(|e| e.is::<BodyError>()) {
+            // A finding of ours, or a failed read of the file (the decoder passes its
+            // source's errors on as they are): neither is the decoder's verdict on the bytes.
+            if source
+                .get_ref()
+                .is_some_and(|e| e.is::<BodyError>() || e.is::<crate::fs::UntrustedError>())
+            {
                 source
             } else {
                 invalid(BodyError::Decode { source })
@@ -97,6 +159,11 @@ impl<B: StoredBody> Read for ZstdBody<'_, B> {
 /// The decoded body of a committed file, as an [`io::Read`] (from
 /// [`SnapshotFile::body_reader`](crate::SnapshotFile::body_reader)).
 ///
+/// A file's body is read with `pread` in pieces of a MiB, never mapped: memory stays a few
+/// MiB whatever the snapshot's size, and a file that another process truncated meanwhile fails
+/// the read that finds it (kind [`io::ErrorKind::UnexpectedEof`], saying where the file
+/// ended) instead of killing the process with `SIGBUS`.
+///
 /// A zstd body must be exactly one RFC 8878 frame (magic `28 b5 2f fd`: no skippable or legacy
 /// frame) that decodes to exactly `raw_len` bytes; anything else fails the read that finds it
 /// (at the latest the one that reaches the end) with an [`io::ErrorKind::InvalidData`] error
@@ -106,8 +173,8 @@ pub struct BodyReader<'a> {
 }
 
 enum Inner<'a> {
-    Plain(&'a [u8]),
-    Zstd(ZstdBody<'a, &'a [u8]>),
+    Plain(Source<'a>),
+    Zstd(ZstdBody<'a, Source<'a>>),
 }
 
 impl std::fmt::Debug for BodyReader<'_> {
@@ -115,7 +182,7 @@ impl std::fmt::Debug for BodyReader<'_> {
         match &self.inner {
             Inner::Plain(rest) => f
                 .debug_struct("BodyReader")
-                .field("remaining", &rest.len())
+                .field("remaining", &rest.remaining())
                 .finish(),
             Inner::Zstd(z) => f
                 .debug_struct("BodyReader")
@@ -127,9 +194,11 @@ impl std::fmt::Debug for BodyReader<'_> {
 }
 
 impl<'a> BodyReader<'a> {
-    pub(crate) fn new(header: &Header, stored: &'a [u8]) -> io::Result<BodyReader<'a>> {
+    /// The decoded body of `header`'s file, its stored bytes coming from `stored`. For a zstd
+    /// body, reads the first bytes to check the frame's magic.
+    pub(crate) fn new(header: &Header, stored: Source<'a>) -> io::Result<BodyReader<'a>> {
         let inner = if header.flags.contains(Flags::ZSTD) {
-            Inner::Zstd(ZstdBody::new(stored, stored, header.raw_len)?)
+            Inner::Zstd(ZstdBody::new(stored, header.raw_len)?)
         } else {
             Inner::Plain(stored)
         };
@@ -156,28 +225,28 @@ pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError
     if !header.flags.contains(Flags::ZSTD) {
         return Ok(());
     }
-    check_decodes(ZstdBody::new(body, body, header.raw_len))
+    ZstdBody::new(body, header.raw_len)
+        .and_then(decode_all)
+        .map_err(as_body_error)
 }
 
-/// Reads a [`ZstdBody`] to its end, discarding the output; its findings as a [`BodyError`].
-pub(crate) fn check_decodes<B: StoredBody>(
-    body: io::Result<ZstdBody<'_, B>>,
-) -> Result<(), BodyError> {
-    let mut body = body.map_err(as_body_error)?;
+/// Reads a [`ZstdBody`] to its end, discarding the output. An error is the body's finding (an
+/// [`io::Error`] carrying a [`BodyError`]), the decoder's, or a failed read of the source.
+pub(crate) fn decode_all<B: StoredBody>(mut body: ZstdBody<'_, B>) -> io::Result<()> {
     let mut buf = vec![0u8; DECODE_BUF];
     loop {
         match body.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(as_body_error(e)),
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// [`ZstdBody`] reports its findings as an `io::Error` carrying a [`BodyError`]; unwraps it
 /// again (any other error is the decoder's or the source's, as `Decode`).
-fn as_body_error(e: io::Error) -> BodyError {
+pub(crate) fn as_body_error(e: io::Error) -> BodyError {
     if !e.get_ref().is_some_and(|inner| inner.is::<BodyError>()) {
         return BodyError::Decode { source: e };
     }

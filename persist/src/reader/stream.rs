@@ -5,8 +5,7 @@
 //! a process that may truncate the file: a truncation is a read error ([`VerifyError::Read`]),
 //! never a `SIGBUS`, and a 64 GiB snapshot costs a few MiB of buffers, not 64 GiB of memory.
 
-use std::cell::RefCell;
-use std::io::{self, BufReader, Read};
+use std::io;
 use std::path::Path;
 
 use crate::error::{Check, VerifyError};
@@ -15,7 +14,8 @@ use crate::fs::{Untrusted, UntrustedError};
 use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 
-use super::body::{check_decodes, StoredBody, ZstdBody};
+use super::body::{as_body_error, decode_all, Source, ZstdBody};
+use super::range::{as_read_failure, FileRange};
 
 /// Bytes per `pread` of the whole-file pass: large enough for BLAKE3's parallel hashing to pay
 /// off, small enough to be the pass's only buffer.
@@ -163,93 +163,29 @@ fn check_stream_encoding(
     header: &Header,
     path: &Path,
 ) -> Result<(), VerifyError> {
-    let failure = RefCell::new(None);
-    let range = BodyRange {
+    let body_start = HEADER_LEN as u64;
+    let stored = Source::file(FileRange::new(
         file,
-        at: HEADER_LEN as u64,
-        end: HEADER_LEN as u64 + header.body_len,
-        failure: &failure,
-    };
-    let first = file
-        .read_range(
-            HEADER_LEN as u64,
-            usize::try_from(header.body_len).map_or(4, |len| len.min(4)),
-        )
-        .map_err(|e| VerifyError::Read {
-            file: path.to_path_buf(),
-            source: into_io(e),
-        })?;
-    let stored = Buffered(BufReader::with_capacity(1 << 20, range));
-    let checked = check_decodes(ZstdBody::new(&first, stored, header.raw_len));
-    if let Some(e) = failure.into_inner() {
-        return Err(VerifyError::Read {
-            file: path.to_path_buf(),
-            source: into_io(e),
-        });
-    }
-    checked.map_err(|source| VerifyError::Body {
-        file: path.to_path_buf(),
-        source,
-    })
+        body_start,
+        body_start + header.body_len,
+    ));
+    ZstdBody::new(stored, header.raw_len)
+        .and_then(decode_all)
+        .map_err(|e| match as_read_failure(e) {
+            Ok(failed) => VerifyError::Read {
+                file: path.to_path_buf(),
+                source: into_io(failed),
+            },
+            Err(e) => VerifyError::Body {
+                file: path.to_path_buf(),
+                source: as_body_error(e),
+            },
+        })
 }
 
 fn into_io(e: UntrustedError) -> io::Error {
     match e {
         UntrustedError::Io { source, .. } => source,
         e => io::Error::new(io::ErrorKind::UnexpectedEof, e),
-    }
-}
-
-/// The body's byte range of the file, read in order with `pread`. A failed read is also
-/// recorded in `failure`, so the caller can tell it from a decoding error.
-struct BodyRange<'a> {
-    file: &'a Untrusted,
-    at: u64,
-    end: u64,
-    failure: &'a RefCell<Option<UntrustedError>>,
-}
-
-impl Read for BodyRange<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = usize::try_from(self.end - self.at).map_or(buf.len(), |left| left.min(buf.len()));
-        if n == 0 {
-            return Ok(0);
-        }
-        match self.file.read_exact_at(self.at, &mut buf[..n]) {
-            Ok(()) => {
-                self.at += n as u64;
-                Ok(n)
-            }
-            Err(e) => {
-                let shown = io::Error::other(e.to_string());
-                *self.failure.borrow_mut() = Some(e);
-                Err(shown)
-            }
-        }
-    }
-}
-
-/// The body range behind a buffer, knowing what it has not handed out.
-struct Buffered<'a>(BufReader<BodyRange<'a>>);
-
-impl Read for Buffered<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl io::BufRead for Buffered<'_> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.0.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.0.consume(amt);
-    }
-}
-
-impl StoredBody for Buffered<'_> {
-    fn remaining(&self) -> u64 {
-        self.0.buffer().len() as u64 + (self.0.get_ref().end - self.0.get_ref().at)
     }
 }

@@ -32,7 +32,7 @@ use crate::error::{IngestError, PersistError, Step, VerifyError};
 use crate::format::{Header, HEADER_LEN};
 use crate::fs::{DirHandle, WritableFile};
 use crate::names::{FileState, PendingName, SnapshotName};
-use crate::reader::{read_checked, verify_bytes};
+use crate::reader::verify_in;
 use crate::receipt::ReceiptVerifier;
 
 /// What became of an ingested file.
@@ -290,8 +290,8 @@ impl IngestFile {
         attempt.sync_and_close(file)?;
         // Verified from the file on disk, not from the bytes as they passed: what gets the
         // committed name is exactly what was checked.
-        let verified = read_checked(&*self.dir, &attempt.uncommitted, None, verifier)
-            .and_then(|bytes| verify_bytes(&bytes, Some(&name), verifier).map(|_| ()));
+        let verified =
+            verify_in(&*self.dir, &attempt.uncommitted, Some(&name), verifier).map(|_| ());
         if let Err(source) = verified {
             warn!(error = %source, "ingested file does not verify; removed");
             attempt.remove_uncommitted();
@@ -495,8 +495,7 @@ fn present(
     verifier: &dyn ReceiptVerifier,
 ) -> Result<Ingested, IngestError> {
     let file_name = name.file_name();
-    let verified = read_checked(dir, &file_name, Some(&name), verifier)
-        .and_then(|bytes| verify_bytes(&bytes, Some(&name), verifier).map(|_| ()));
+    let verified = verify_in(dir, &file_name, Some(&name), verifier).map(|_| ());
     match verified {
         Ok(()) => Ok(Ingested::AlreadyPresent(name)),
         Err(e) => Err(IngestError::Persist(PersistError::Io {

@@ -196,7 +196,7 @@ fn a_crash_at_any_step_of_a_spilled_persist_recovers_to_the_previous_or_the_new_
                 } else {
                     previous()
                 };
-                assert_eq!(latest.body(), &expect.body[..], "{ctx}");
+                assert_eq!(latest.read_body().unwrap(), &expect.body[..], "{ctx}");
                 outcomes[usize::from(got == next().name())] += 1;
                 assert!(
                     names_in(&sim, FileState::Corrupt).is_empty(),

@@ -152,14 +152,14 @@ fn a_crash_at_any_step_recovers_to_the_previous_or_the_new_snapshot() {
                 );
                 if result.is_ok() {
                     assert_eq!(got, next().name(), "{ctx}: committed snapshot not latest");
-                    assert_eq!(latest.body(), &next().body[..], "{ctx}");
+                    assert_eq!(latest.read_body().unwrap(), &next().body[..], "{ctx}");
                 } else {
                     let expect = if got == next().name() {
                         next()
                     } else {
                         previous()
                     };
-                    assert_eq!(latest.body(), &expect.body[..], "{ctx}");
+                    assert_eq!(latest.read_body().unwrap(), &expect.body[..], "{ctx}");
                 }
                 outcomes[usize::from(got == next().name())] += 1;
                 assert!(

@@ -51,7 +51,7 @@ fn persist_latest_and_retention_on_a_real_directory() {
     );
     let latest = store.latest().unwrap().unwrap();
     assert_eq!(latest.name().idx, 3);
-    assert_eq!(latest.body(), &Snap::new(3, 100_000).body[..]);
+    assert_eq!(latest.read_body().unwrap(), &Snap::new(3, 100_000).body[..]);
     assert_eq!(latest.receipt_bytes(), &Snap::new(3, 100_000).receipt[..]);
     let e = store.persist(&Snap::new(3, 10).request()).unwrap_err();
     assert!(matches!(e, PersistError::AlreadyCommitted { .. }), "{e}");
