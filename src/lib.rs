@@ -9,7 +9,7 @@
 //! contract and `docs/FORMAT.md` the file format.
 //!
 //! This crate is a facade with no code of its own and no dependency beyond the three library
-//! crates:
+//! crates (and, with the `tokio` feature, the async edge built on them):
 //!
 //! - [`engine`] (`snapseal-engine`): the task system — workers, ordered queues, timers and a
 //!   deterministic manual executor;
@@ -28,7 +28,9 @@
 //!
 //! Features (all off by default): `actix` turns on `actors::actor`, the actix actor facade (so
 //! a node that does not use actix does not build it); `testing` turns on the simulated
-//! filesystem for a node's own tests (below).
+//! filesystem for a node's own tests (below); `tokio` turns on `snapseal::tokio` (the
+//! snapseal-tokio crate), the async edge for a node on tokio — async open, close and
+//! `wait_idle` off the runtime's workers, events as a `Stream` (`examples/tokio_kv.rs`).
 //!
 //! # A Merkle ledger
 //!
@@ -116,6 +118,9 @@
 pub use snapseal_actors as actors;
 pub use snapseal_engine as engine;
 pub use snapseal_persist as persist;
+/// The async edge for a node on tokio (feature `tokio`; the snapseal-tokio crate).
+#[cfg(feature = "tokio")]
+pub use snapseal_tokio as tokio;
 
 pub use snapseal_actors::{
     CaptureError, CloseMode, CommittedSnapshot, Events, EvidenceError, EvidenceSink, FrozenChunk,

@@ -9,4 +9,5 @@ mod common;
 
 mod scenarios;
 mod spill_pipeline;
+mod tokio_kv;
 mod zero_copy;
