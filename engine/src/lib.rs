@@ -115,7 +115,7 @@ mod task;
 mod timer;
 mod worker;
 
-pub use config::EngineConfig;
+pub use config::{grant_cpus, granted_cpus, EngineConfig};
 pub use counters::Counters;
 pub use error::EngineError;
 pub use failure::ActionFailure;

@@ -40,7 +40,7 @@ fn the_hashing_pool_runs_at_its_nice_value_and_is_configured_once() {
         b.finish().unwrap().digest(),
         *blake3::hash(&body).as_bytes()
     );
-    match configure_hashing(HashingConfig::leave_one_cpu()) {
+    match configure_hashing(HashingConfig::default()) {
         Err(HashingError::AlreadyRunning { running }) => assert_eq!(running, Some(wanted)),
         other => panic!("a second configuration must be refused: {other:?}"),
     }

@@ -35,9 +35,10 @@ pub struct RemoteOptions {
     pub options: Vec<(String, String)>,
     /// Per-request timeout (the store's own; the shipper's backoff runs on top of it).
     pub request_timeout: Duration,
-    /// Worker threads of the private runtime the blocking API runs on (at least 1). It is
-    /// built on the first blocking call, never for the async API, which runs on the caller's
-    /// runtime.
+    /// Worker threads of the private runtime the blocking API runs on (at least 1; default 2,
+    /// or fewer when fewer CPUs are granted to snapseal:
+    /// [`granted_cpus`](snapseal_engine::granted_cpus)). It is built on the first blocking
+    /// call, never for the async API, which runs on the caller's runtime.
     pub io_threads: usize,
     /// `file://` only: the largest object the store opens (a larger one is refused after one
     /// `fstat`, before any byte is read).
@@ -51,7 +52,7 @@ impl Default for RemoteOptions {
         RemoteOptions {
             options: Vec::new(),
             request_timeout: Duration::from_secs(30),
-            io_threads: 2,
+            io_threads: snapseal_engine::granted_cpus().get().min(2),
             max_object_bytes: 1 << 40,
             confirm: Confirm::Auto,
         }

@@ -100,15 +100,15 @@ impl std::fmt::Debug for FileHook {
 }
 
 impl ShipConfig {
-    /// The defaults for `node`: concurrency half the CPUs (at least 1), 8 MiB parts, 2 parts in
+    /// The defaults for `node`: concurrency half the CPUs granted to snapseal
+    /// ([`granted_cpus`](snapseal_engine::granted_cpus); at least 1), 8 MiB parts, 2 parts in
     /// flight, 64 index entries per node, holds on at most 16 unshipped files and 4 GiB,
     /// backoff 200 ms doubling to 30 s with jitter, retry forever (a one-shot command sets
     /// [`max_attempts`](Self::max_attempts)), cooldown 1 s, files up to 64 GiB.
     pub fn new(node: impl Into<String>) -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         ShipConfig {
             node: node.into(),
-            concurrency: (cpus / 2).max(1),
+            concurrency: (snapseal_engine::granted_cpus().get() / 2).max(1),
             part_size: 8 << 20,
             parts_in_flight: 2,
             index_keep: 64,

@@ -7,8 +7,8 @@ use snapseal_engine::{EngineConfig, EngineError, TaskSystem};
 use crate::common::nice::own_nice;
 
 #[test]
-fn default_workers_is_half_the_cpus_at_least_one() {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+fn default_workers_is_half_the_granted_cpus_at_least_one() {
+    let cpus = snapseal_engine::granted_cpus().get();
     let config = EngineConfig::default();
     assert_eq!(config.workers, None);
     assert!(matches!(config.resolved_workers(), Ok(n) if n == (cpus / 2).max(1)));

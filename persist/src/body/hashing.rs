@@ -14,7 +14,7 @@
 use std::io;
 use std::sync::OnceLock;
 
-use snapseal_engine::lower_thread_priority;
+use snapseal_engine::{granted_cpus, lower_thread_priority};
 use tracing::{debug, warn};
 
 use crate::format::PARALLEL_HASH_THRESHOLD;
@@ -22,8 +22,9 @@ use crate::format::PARALLEL_HASH_THRESHOLD;
 /// How the hashing pool is made: `HashingConfig { nice: 15, ..HashingConfig::default() }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashingConfig {
-    /// Threads of the pool, at least 1 (0 is taken as 1). Default: every CPU.
-    /// [`leave_one_cpu`](Self::leave_one_cpu) leaves a CPU to the consensus thread entirely.
+    /// Threads of the pool, at least 1 (0 is taken as 1). Default: the CPUs granted to
+    /// snapseal ([`granted_cpus`], the one knob for every pool: every CPU but one unless the
+    /// node says otherwise), so a CPU is left to the consensus thread.
     pub threads: usize,
     /// Nice value of the pool's threads, 0 (the node's own priority) to 19 (lowest; a larger
     /// value is taken as 19). Default 10. Raising priority (a negative value, taken as 0) is
@@ -34,23 +35,13 @@ pub struct HashingConfig {
 impl Default for HashingConfig {
     fn default() -> Self {
         HashingConfig {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: granted_cpus().get(),
             nice: 10,
         }
     }
 }
 
 impl HashingConfig {
-    /// Every CPU but one (at least one thread), at the default nice value: leaves a CPU to
-    /// the consensus thread.
-    pub fn leave_one_cpu() -> Self {
-        let d = HashingConfig::default();
-        HashingConfig {
-            threads: d.threads.saturating_sub(1).max(1),
-            ..d
-        }
-    }
-
     /// The configuration as the pool runs it: at least one thread, nice within 0..=19.
     fn effective(self) -> Self {
         HashingConfig {
@@ -100,8 +91,8 @@ fn pool() -> Result<&'static rayon::ThreadPool, &'static str> {
 /// ```
 /// use snapseal_persist::{configure_hashing, hashing_config, HashingConfig, HashingError};
 ///
-/// // At start-up, before any snapshot: every CPU but one, at nice 15.
-/// let config = HashingConfig { nice: 15, ..HashingConfig::leave_one_cpu() };
+/// // At start-up, before any snapshot: the granted CPUs, at nice 15.
+/// let config = HashingConfig { nice: 15, ..HashingConfig::default() };
 /// configure_hashing(config)?;
 /// assert_eq!(hashing_config(), Some(config));
 /// // The pool exists now; a second configuration is refused and changes nothing.
