@@ -19,7 +19,7 @@
 //! - [`AsyncSnapshotter::events`] gives the events as a [`futures_core::Stream`]
 //!   ([`EventStream`], bounded with overflow accounting).
 //!
-//! The facade re-exports this crate as `snapseal::tokio` (feature `tokio`). docs/SPEC.md §3.6
+//! The facade re-exports this crate as `snapseal::tokio` (feature `tokio`). docs/SPEC.md §3.5
 //! is the contract; `examples/tokio_kv.rs` is a whole node, restarted after a `kill -9` by
 //! the facade's tests.
 //!
