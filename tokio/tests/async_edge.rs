@@ -115,15 +115,9 @@ fn every(tx_interval: u64) -> SnapshotterConfig {
     }
 }
 
-/// Whether `future` is still pending after one poll.
-async fn is_pending<F: std::future::Future + Unpin>(future: &mut F) -> bool {
-    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx).is_pending()))
-        .await
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn close_leaves_the_runtime_free_while_a_running_serialisation_finishes() {
-    let dir = tempfile::tempdir().unwrap();
+/// A state whose views announce their start on the returned receiver and write only once the
+/// returned sender says go.
+fn gated() -> (State, mpsc::Receiver<u64>, mpsc::Sender<()>) {
     let (started_tx, started) = mpsc::channel();
     let (go, go_rx) = mpsc::channel();
     let state = State {
@@ -133,6 +127,19 @@ async fn close_leaves_the_runtime_free_while_a_running_serialisation_finishes() 
         }),
         ..State::default()
     };
+    (state, started, go)
+}
+
+/// Whether `future` is still pending after one poll.
+async fn is_pending<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx).is_pending()))
+        .await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn close_leaves_the_runtime_free_while_a_running_serialisation_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, started, go) = gated();
     let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
     let mut n = node(dir.path(), tasks, every(5), state).await;
     assert!(n.snap.record_committable(5));
@@ -161,15 +168,7 @@ async fn close_leaves_the_runtime_free_while_a_running_serialisation_finishes() 
 #[tokio::test(flavor = "current_thread")]
 async fn dropping_it_on_the_runtime_closes_it_on_a_blocking_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let (started_tx, started) = mpsc::channel();
-    let (go, go_rx) = mpsc::channel();
-    let state = State {
-        gate: Some(Gate {
-            started: Mutex::new(started_tx),
-            go: Arc::new(Mutex::new(go_rx)),
-        }),
-        ..State::default()
-    };
+    let (state, started, go) = gated();
     let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
     let mut n = node(dir.path(), tasks, every(5), state).await;
     let mut events = n.snap.events();

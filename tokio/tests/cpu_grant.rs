@@ -41,7 +41,11 @@ fn on_two_cpus_each_pool_snapseal_starts_stays_within_the_default_grant_of_one()
     }
     sched_setaffinity(Pid::from_raw(0), &two).unwrap();
     let grant = granted_cpus().get();
-    assert_eq!(grant, (allowed - 1).max(1), "every CPU but one, at least one");
+    assert_eq!(
+        grant,
+        (allowed - 1).max(1),
+        "every CPU but one, at least one"
+    );
 
     // The engine's workers, and the hashing pool (a body large enough to hash on it).
     let tasks = TaskSystem::threaded(EngineConfig::default()).unwrap();
@@ -52,7 +56,10 @@ fn on_two_cpus_each_pool_snapseal_starts_stays_within_the_default_grant_of_one()
     let names = thread_names();
     let (workers, hashers) = (count(&names, "snapseal-w"), count(&names, "snapseal-hash"));
     assert_eq!(workers, (grant / 2).max(1), "{names:?}");
-    assert_eq!(hashers, grant, "the hashing pool started, at the grant: {names:?}");
+    assert_eq!(
+        hashers, grant,
+        "the hashing pool started, at the grant: {names:?}"
+    );
     assert!(workers <= grant && hashers <= grant);
     // The only other thread of snapseal's: the engine's timer, asleep unless a timer is due.
     let others: Vec<_> = names
