@@ -8,7 +8,7 @@
 //! the last two are proportional to the file size, so a damaged, forged or foreign file is
 //! usually refused before the body is read.
 //!
-//! A file is never mapped: it is verified with `pread` in pieces ([`verify_file`]) and its
+//! A file is never mapped: it is verified with `pread` in pieces ([`verify_file`](stream::verify_file)) and its
 //! bytes are handed out the same way ([`SnapshotFile::body_reader`],
 //! [`SnapshotFile::file_reader`]), so opening the newest of 300 MiB snapshots costs a few MiB
 //! of buffers, not 300 MiB of resident pages, and a file truncated under a reader is a read
@@ -18,6 +18,7 @@ use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 pub(crate) mod body;
+mod hash;
 mod range;
 pub(crate) mod stream;
 
@@ -32,7 +33,7 @@ use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 use body::Source;
 use range::FileRange;
-use stream::{verify_file, VerifiedFile};
+use stream::{verify_with, VerifiedFile};
 
 /// What [`verify_bytes`] established about a file, borrowing its parts.
 #[derive(Clone, Debug)]
@@ -222,7 +223,7 @@ impl SnapshotFile {
 /// Opens and verifies the file `name` in `dir`. An I/O failure is [`VerifyError::Read`] (a
 /// missing file: kind [`io::ErrorKind::NotFound`]); anything else means the contents are bad.
 ///
-/// The file is opened as [`open_for_verify`] does and verified by [`verify_file`], with
+/// The file is opened as [`open_for_verify`] does and verified as [`verify_file`](stream::verify_file) verifies, with
 /// `pread` in pieces of a few MiB: its 160-byte header is read and checked (magic, version,
 /// checksum, name agreement, and that the header's lengths add up to the file's size) before
 /// anything else, so a huge junk file under a snapshot name is refused after one small read.
@@ -245,7 +246,7 @@ pub fn open_snapshot(
 }
 
 /// Opens and verifies the file `file_name` in `dir` ([`open_for_verify`], then
-/// [`verify_file`]), returning the open file with what verification established; `name`,
+/// [`verify_file`](stream::verify_file)), returning the open file with what verification established; `name`,
 /// when given, must agree with the header. A missing file is [`VerifyError::Read`] with kind
 /// [`io::ErrorKind::NotFound`].
 pub(crate) fn verify_in(
@@ -258,7 +259,7 @@ pub(crate) fn verify_in(
         file: dir.path().join(file_name),
         source: io::Error::from(io::ErrorKind::NotFound),
     })?;
-    let verified = verify_file(&file, name, verifier, &mut |_| {})?;
+    let verified = verify_with(&file, name, verifier, None)?;
     Ok((file, verified))
 }
 

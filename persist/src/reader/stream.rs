@@ -15,11 +15,15 @@ use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 
 use super::body::{as_body_error, decode_all, Source, ZstdBody};
+use super::hash::body_digest;
 use super::range::{as_read_failure, FileRange};
 
 /// Bytes per `pread` of the whole-file pass: large enough for BLAKE3's parallel hashing to pay
 /// off, small enough to be the pass's only buffer.
 const PIECE: usize = 8 << 20;
+
+/// What sees every piece of a whole-file pass, in order.
+type Each<'a> = dyn FnMut(&[u8]) + 'a;
 
 /// What [`verify_file`] established.
 #[derive(Clone, Debug)]
@@ -52,6 +56,17 @@ pub fn verify_file(
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
     each: &mut dyn FnMut(&[u8]),
+) -> Result<VerifiedFile, VerifyError> {
+    verify_with(file, name, verifier, Some(each))
+}
+
+/// [`verify_file`]; without `each`, step 3 reads and hashes only the body, on every thread of
+/// the pool at once ([`body_digest`]), which is what the store's own reads use.
+pub(crate) fn verify_with(
+    file: &Untrusted,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+    each: Option<&mut Each<'_>>,
 ) -> Result<VerifiedFile, VerifyError> {
     let path = file.path();
     let read_err = |e: UntrustedError| VerifyError::Read {
@@ -113,29 +128,12 @@ pub fn verify_file(
             source,
         })?;
 
-    // One pass over the whole file: `each` sees every byte in order, the body hasher the body.
-    let mut body_hash = blake3::Hasher::new();
-    let mut buf = vec![0u8; PIECE.min(usize::try_from(file.len()).unwrap_or(PIECE))];
-    let mut at = 0u64;
-    while at < file.len() {
-        let n = usize::try_from(file.len() - at).map_or(buf.len(), |left| left.min(buf.len()));
-        let piece = &mut buf[..n];
-        file.read_exact_at(at, piece).map_err(read_err)?;
-        each(piece);
-        let (lo, hi) = (at.max(body_start), (at + n as u64).min(receipt_start));
-        if lo < hi {
-            // Offsets within this piece; both fit in usize (at most PIECE).
-            let from = (lo - at) as usize;
-            let to = (hi - at) as usize;
-            if to - from >= crate::format::PARALLEL_HASH_THRESHOLD {
-                body_hash.update_rayon(&piece[from..to]);
-            } else {
-                body_hash.update(&piece[from..to]);
-            }
-        }
-        at += n as u64;
-    }
-    let actual = *body_hash.finalize().as_bytes();
+    let actual = match each {
+        Some(each) => whole_file_pass(file, &header, each).map_err(read_err)?,
+        None => *body_digest(file, body_start, header.body_len)
+            .map_err(read_err)?
+            .as_bytes(),
+    };
     if actual != header.body_digest {
         return Err(format_err(
             Check::BodyDigest,
@@ -154,6 +152,39 @@ pub fn verify_file(
         receipt,
         verified,
     })
+}
+
+/// One pass over the whole file, in order: `each` sees every byte, the body hasher the body.
+/// Returns the body's digest.
+fn whole_file_pass(
+    file: &Untrusted,
+    header: &Header,
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<[u8; 32], UntrustedError> {
+    let body_start = HEADER_LEN as u64;
+    let receipt_start = body_start + header.body_len;
+    let mut body_hash = blake3::Hasher::new();
+    let mut buf = vec![0u8; PIECE.min(usize::try_from(file.len()).unwrap_or(PIECE))];
+    let mut at = 0u64;
+    while at < file.len() {
+        let n = usize::try_from(file.len() - at).map_or(buf.len(), |left| left.min(buf.len()));
+        let piece = &mut buf[..n];
+        file.read_exact_at(at, piece)?;
+        each(piece);
+        let (lo, hi) = (at.max(body_start), (at + n as u64).min(receipt_start));
+        if lo < hi {
+            // Offsets within this piece; both fit in usize (at most PIECE).
+            let from = (lo - at) as usize;
+            let to = (hi - at) as usize;
+            if to - from >= crate::format::PARALLEL_HASH_THRESHOLD {
+                body_hash.update_rayon(&piece[from..to]);
+            } else {
+                body_hash.update(&piece[from..to]);
+            }
+        }
+        at += n as u64;
+    }
+    Ok(*body_hash.finalize().as_bytes())
 }
 
 /// The body-encoding check over the body read with `pread`; a failed read is reported as
