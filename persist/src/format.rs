@@ -471,11 +471,8 @@ pub fn verify_body(header: &Header, body: &[u8]) -> Result<(), FormatError> {
 /// result is the same either way; only the speed differs.
 pub fn body_digest(body: &[u8]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
-    if body.len() >= PARALLEL_HASH_THRESHOLD {
-        hasher.update_rayon(body);
-    } else {
-        hasher.update(body);
-    }
+    // On the hashing pool (the granted CPUs) when large, here when small.
+    crate::body::hashing::hash(&mut hasher, body);
     *hasher.finalize().as_bytes()
 }
 

@@ -420,11 +420,7 @@ async fn fetch_one(
             return Err(refuse("its header changed while it was read".into()));
         }
         len += chunk.len() as u64;
-        if chunk.len() >= 1 << 20 {
-            hasher.update_rayon(&chunk);
-        } else {
-            hasher.update(&chunk);
-        }
+        crate::upload::hash_piece(&mut hasher, &chunk);
         if file.write_all(&chunk).is_err() {
             // The file recorded why; finishing reports it.
             break;

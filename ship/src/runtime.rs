@@ -59,6 +59,10 @@ impl BlockingRuntime {
         }
         let built = Builder::new_multi_thread()
             .worker_threads(self.threads)
+            // The local reads (`pread`, verification) run on the blocking pool: capped like the
+            // workers (at least two, so a read never waits behind one verification), not at
+            // tokio's 512, so shipping stays within the CPUs the node granted.
+            .max_blocking_threads(self.threads.max(2))
             .thread_name("snapseal-ship-io")
             .enable_all()
             .build()?;

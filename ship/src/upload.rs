@@ -13,7 +13,7 @@ use object_store::path::Path;
 use object_store::{
     MultipartId, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
-use snapseal_persist::internals::format::PARALLEL_HASH_THRESHOLD;
+use snapseal_persist::internals::hash_on_pool;
 use tracing::warn;
 
 use crate::error::{describe, ShipError};
@@ -53,16 +53,12 @@ pub(crate) trait Source: Sync {
     fn read(&self, offset: u64, len: usize) -> BoxFuture<'_, Result<Bytes, ShipError>>;
 }
 
-/// Adds `bytes` (a piece of a few MiB) to `hasher`, on every core when it is large enough for
-/// that to pay off. The upload and the read-back call it from their futures, which run on the
-/// thread that called [`Remote::block_on`], not on a runtime worker: hashing there holds up
-/// only the other futures of the same pass, not the parts in flight.
+/// Adds `bytes` (a piece of at most a few MiB) to `hasher`: a large piece on persist's
+/// hashing pool (the CPUs the node granted, never rayon's global pool), a small one here. The
+/// upload and the read-back call it from their futures; the few milliseconds a piece takes
+/// hold up only the other futures of the same pass, not the parts in flight.
 pub(crate) fn hash_piece(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    if bytes.len() >= PARALLEL_HASH_THRESHOLD {
-        hasher.update_rayon(bytes);
-    } else {
-        hasher.update(bytes);
-    }
+    hash_on_pool(hasher, bytes);
 }
 
 impl Remote {

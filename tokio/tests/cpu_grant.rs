@@ -10,7 +10,11 @@ use std::io::Write;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use snapseal_engine::{granted_cpus, EngineConfig, TaskSystem};
-use snapseal_persist::BodyBuilder;
+use std::sync::Arc;
+
+use snapseal_persist::fs::RealFs;
+use snapseal_persist::receipt::{statement_receipt, Ed25519Verifier};
+use snapseal_persist::{BodyBuilder, SigningKey, SnapshotStore, StoreOptions};
 
 /// The names of this process's threads (`/proc/self/task/*/comm`).
 fn thread_names() -> Vec<String> {
@@ -68,5 +72,39 @@ fn on_two_cpus_each_pool_snapseal_starts_stays_within_the_default_grant_of_one()
         .filter(|n| !n.starts_with("snapseal-hash"))
         .collect();
     assert_eq!(others, ["snapseal-timer"], "{names:?}");
+
+    // Verifying a large snapshot (a restart's `latest()`, pread in parallel subtrees) hashes
+    // on the same pool: no other pool (rayon's global one) starts a thread.
+    let before = names.len();
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let trusted = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
+    let store = SnapshotStore::open(
+        Arc::new(RealFs),
+        dir.path(),
+        StoreOptions::new(Arc::new(trusted)),
+    )
+    .unwrap();
+    let mut body = BodyBuilder::new(None).unwrap();
+    body.write_all(&vec![9u8; 16 << 20]).unwrap();
+    let body = body.finish().unwrap();
+    let receipt = statement_receipt(&key, &body.claims(10), 11, None).unwrap();
+    body.commit(&store, 10, 11, &receipt).unwrap();
+    drop(store);
+    let store = SnapshotStore::open(
+        Arc::new(RealFs),
+        dir.path(),
+        StoreOptions::new(Arc::new(
+            Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]),
+        )),
+    )
+    .unwrap();
+    assert_eq!(store.latest().unwrap().map(|f| f.name().idx), Some(10));
+    let after = thread_names();
+    assert_eq!(
+        after.len(),
+        before,
+        "no thread beyond the grant's pools: {after:?}"
+    );
     drop(tasks);
 }

@@ -132,9 +132,10 @@ fn build(config: HashingConfig) -> Result<Pool, HashingError> {
     Ok(Pool { pool, config })
 }
 
-/// Hashes `bytes` into `hasher`: a large slice on the hashing pool (all its threads), a small
-/// one on the calling thread (handing it over would cost more than it saves).
-pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+/// Hashes `bytes` into `hasher`: a large slice on the hashing pool (all its threads: the CPUs
+/// the node granted, never rayon's global pool), a small one on the calling thread (handing it
+/// over would cost more than it saves). `internals::hash_on_pool` for snapseal's own crates.
+pub fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     if bytes.len() < PARALLEL_HASH_THRESHOLD {
         hasher.update(bytes);
         return;
@@ -193,6 +194,16 @@ pub(crate) fn hash_behind(mut hasher: blake3::Hasher, chunk: Vec<u8>) -> HashJob
         }
     }
     rx
+}
+
+/// Runs `f` on the hashing pool, so the `rayon::join`s in it stay on the pool's threads (the
+/// CPUs the node granted, see `snapseal_engine::grant_cpus`), never on rayon's global pool;
+/// on the calling thread when the pool could not be started.
+pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match pool() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
 }
 
 /// Runs `f` on a thread of the hashing pool (for tests: to see its priority); `None` when the

@@ -32,10 +32,13 @@ pub(crate) fn body_digest(
         return Ok(hasher.finalize());
     }
     let left = left_subtree_len(len);
-    let (l, r) = rayon::join(
-        || subtree(file, start, 0, left),
-        || subtree(file, start, left, len - left),
-    );
+    // On the hashing pool: every join below it stays on the granted CPUs.
+    let (l, r) = crate::body::hashing::on_pool(|| {
+        rayon::join(
+            || subtree(file, start, 0, left),
+            || subtree(file, start, left, len - left),
+        )
+    });
     Ok(merge_subtrees_root(&l?, &r?, Mode::Hash))
 }
 

@@ -176,11 +176,7 @@ fn whole_file_pass(
             // Offsets within this piece; both fit in usize (at most PIECE).
             let from = (lo - at) as usize;
             let to = (hi - at) as usize;
-            if to - from >= crate::format::PARALLEL_HASH_THRESHOLD {
-                body_hash.update_rayon(&piece[from..to]);
-            } else {
-                body_hash.update(&piece[from..to]);
-            }
+            crate::body::hashing::hash(&mut body_hash, &piece[from..to]);
         }
         at += n as u64;
     }
