@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use snapseal::persist::fs::RealFs;
 use snapseal::persist::internals::format::Header;
-use snapseal::persist::internals::fs::{DirHandle, Expect, Untrusted, UntrustedError};
-use snapseal::persist::internals::{verify_file, Standing};
+use snapseal::persist::internals::fs::DirHandle;
+use snapseal::persist::internals::{open_for_verify, verify_file, Standing};
 use snapseal::persist::receipt::{
     Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SchemeId,
 };
@@ -174,12 +174,11 @@ fn check_file(
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
 ) -> Verdict {
-    // Not held in memory, so no cap below what the header's lengths can describe.
-    let expect = Expect::new("snapshot file", u64::MAX);
-    let file = match Untrusted::open_in(dir, file_name, expect) {
+    // The reader's own open: not held in memory, so no cap below what the header can describe.
+    let file = match open_for_verify(dir, file_name) {
         Ok(Some(file)) => file,
         Ok(None) => return Verdict::Vanished,
-        Err(e) => return failed(&open_error(e)),
+        Err(e) => return failed(&e),
     };
     match verify_file(&file, name, verifier, &mut |_| {}) {
         Ok(v) => Verdict::Verified {
@@ -189,26 +188,6 @@ fn check_file(
             scheme: v.verified.scheme,
         },
         Err(e) => failed(&e),
-    }
-}
-
-/// A refused open as the verification error the reader gives for it.
-fn open_error(e: UntrustedError) -> VerifyError {
-    let file = e.path().to_path_buf();
-    match e {
-        UntrustedError::Symlink { .. } => VerifyError::NotRegularFile {
-            file,
-            what: "symbolic link",
-        },
-        UntrustedError::NotRegular { kind, .. } => VerifyError::NotRegularFile {
-            file,
-            what: kind.trim_start_matches("a "),
-        },
-        UntrustedError::Io { source, .. } => VerifyError::Read { file, source },
-        other => VerifyError::Read {
-            file,
-            source: io::Error::other(other),
-        },
     }
 }
 
