@@ -9,7 +9,7 @@
 //! [`SnapshotStore::persist`](crate::SnapshotStore::persist) and
 //! [`SnapshotFile::header`](crate::SnapshotFile::header).
 
-pub use crate::body::hashing::{hash as hash_on_pool, on_hashing_thread};
+pub use crate::body::hashing::on_hashing_thread;
 pub use crate::body::SPILL_BUFFER;
 pub use crate::error::Error;
 pub use crate::escape::Escaped;

@@ -13,7 +13,8 @@ use object_store::path::Path;
 use object_store::{
     MultipartId, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
-use snapseal_persist::internals::hash_on_pool;
+use snapseal_persist::internals::format::PARALLEL_HASH_THRESHOLD;
+use snapseal_persist::internals::on_hashing_thread;
 use tracing::warn;
 
 use crate::error::{describe, ShipError};
@@ -58,7 +59,17 @@ pub(crate) trait Source: Sync {
 /// upload and the read-back call it from their futures; the few milliseconds a piece takes
 /// hold up only the other futures of the same pass, not the parts in flight.
 pub(crate) fn hash_piece(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    hash_on_pool(hasher, bytes);
+    if bytes.len() < PARALLEL_HASH_THRESHOLD {
+        hasher.update(bytes);
+        return;
+    }
+    let hashed = on_hashing_thread(|| {
+        hasher.update_rayon(bytes);
+    });
+    if hashed.is_none() {
+        // No pool to be had: hash here, slower but correct.
+        hasher.update(bytes);
+    }
 }
 
 impl Remote {

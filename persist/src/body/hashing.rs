@@ -134,8 +134,9 @@ fn build(config: HashingConfig) -> Result<Pool, HashingError> {
 
 /// Hashes `bytes` into `hasher`: a large slice on the hashing pool (all its threads: the CPUs
 /// the node granted, never rayon's global pool), a small one on the calling thread (handing it
-/// over would cost more than it saves). `internals::hash_on_pool` for snapseal's own crates.
-pub fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+/// over would cost more than it saves). Other crates run their own hashing on the pool with
+/// `internals::on_hashing_thread`.
+pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     if bytes.len() < PARALLEL_HASH_THRESHOLD {
         hasher.update(bytes);
         return;
@@ -206,8 +207,9 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// Runs `f` on a thread of the hashing pool (for tests: to see its priority); `None` when the
-/// pool could not be started.
+/// Runs `f` on a thread of the hashing pool, so its rayon work (`update_rayon`) stays on the
+/// granted CPUs (snapseal's own crates; tests use it to see the pool's priority); `None`, with
+/// `f` not run, when the pool could not be started.
 #[cfg(feature = "internals")]
 pub fn on_hashing_thread<R: Send>(f: impl FnOnce() -> R + Send) -> Option<R> {
     pool().ok().map(|pool| pool.install(f))
