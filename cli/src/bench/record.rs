@@ -1,5 +1,5 @@
 //! [`Record`]: one bench run as a versioned JSON document, to keep (`snapseal bench --save`)
-//! and to compare a later run with (`--compare`, [`super::compare`]).
+//! and to compare a later run with (`--compare`, [`compare()`](super::compare::compare)).
 //!
 //! A saved result is a file a user points at, so reading one is reading hostile input: it is
 //! opened through persist's one hardened path ([`Untrusted::open_path`]: the last component is

@@ -105,7 +105,7 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
-    /// A row comparing two times (seconds, from [`alternate`](super::fixture::alternate)):
+    /// A row comparing two times (seconds, from the bench fixture's `alternate`):
     /// ratio `ours / floor` of the medians, passing at or below `bound`.
     pub fn times(what: impl Into<String>, runs: &Runs, bound: f64) -> Self {
         let (ours, floor) = runs.medians();
