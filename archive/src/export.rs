@@ -22,6 +22,7 @@ use snapseal_persist::{to_hex, FileState, SnapshotName};
 
 use crate::chain::{check_anchor, check_links, Origin, View};
 use crate::container::{append, Hashing, BUF};
+use crate::dir::Dir;
 use crate::manifest::{
     self, gaps, is_debug_name, Artifact, ArtifactKind, Level, Manifest, FORMAT, MANIFEST_PATH,
     MAX_CHUNK, MAX_DEBUG, MAX_MANIFEST, MAX_SNAPSHOT,
@@ -109,7 +110,7 @@ impl ExportError {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use snapseal_archive::{export, ExportError, ExportOptions, Level};
+    /// use snapseal_archive::{export, Dir, ExportError, ExportOptions, Level};
     /// use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
     /// use snapseal_persist::fs::RealFs;
     /// use snapseal_persist::receipt::Ed25519Verifier;
@@ -125,10 +126,10 @@ impl ExportError {
     ///     keys: vec![key],
     ///     verifier: Arc::new(Ed25519Verifier::new(vec![key])),
     /// };
-    /// let dir = RealFs.open_dir_unmapped(empty.path())?;
+    /// let dir = Dir::open(empty.path())?;
     /// let ledger = LedgerDir::open(&RealFs, &empty.path().join("ledger"))?;
     /// let mut out = Vec::new();
-    /// match export(&*dir, &ledger, &ChunkKeys(vec![key]), &opts, &mut out) {
+    /// match export(&dir, &ledger, &ChunkKeys(vec![key]), &opts, &mut out) {
     ///     // Nothing to start a node from: the data's fault, not the disk's.
     ///     Err(e @ ExportError::NoSnapshot { .. }) => assert!(e.is_refusal()),
     ///     other => panic!("expected a refusal, got {other:?}"),
@@ -379,7 +380,7 @@ fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use snapseal_archive::{export, ExportOptions, Level};
+/// use snapseal_archive::{export, Dir, ExportOptions, Level};
 /// use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
 /// use snapseal_persist::fs::RealFs;
 /// use snapseal_persist::receipt::Ed25519Verifier;
@@ -404,7 +405,7 @@ fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
 /// let node = tempfile::tempdir()?;
 /// # let key = run_node(node.path())?;
 /// // `node` holds a node's snapshots, and its ledger in `ledger/`; `key` signs the ledger.
-/// let snapshots = RealFs.open_dir_unmapped(node.path())?;
+/// let snapshots = Dir::open(node.path())?;
 /// let ledger = LedgerDir::open(&RealFs, &node.path().join("ledger"))?;
 /// let opts = ExportOptions {
 ///     level: Level::Replay,
@@ -412,7 +413,7 @@ fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
 ///     verifier: Arc::new(Ed25519Verifier::new(vec![key])),
 /// };
 /// let mut archive = Vec::new();
-/// let report = export(&*snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut archive)?;
+/// let report = export(&snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut archive)?;
 ///
 /// // The newest snapshot, and every ledger entry after it up to the commit index.
 /// let manifest = &report.manifest;
@@ -422,17 +423,18 @@ fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
 ///
 /// // Deterministic: the same store and ledger give the same bytes.
 /// let mut again = Vec::new();
-/// export(&*snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut again)?;
+/// export(&snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut again)?;
 /// assert_eq!(archive, again);
 /// # Ok(()) }
 /// ```
 pub fn export(
-    dir: &dyn DirHandle,
+    dir: &Dir,
     source: &dyn ArtifactSource,
     chunks: &dyn ChunkVerifier,
     opts: &ExportOptions,
     out: &mut dyn Write,
 ) -> Result<ExportReport, ExportError> {
+    let dir = dir.fd();
     let all_snapshots = opts.level >= Level::Archival;
     let mut snaps = snapshots(dir, &*opts.verifier, all_snapshots)?;
     let Some((newest, _)) = snaps.first().cloned() else {

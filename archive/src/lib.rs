@@ -22,6 +22,9 @@
 //! committed name; it never overwrites and can be rerun after a crash. [`PendingFile`] writes
 //! an archive whole or not at all.
 //!
+//! Both work in [`Dir`]s: directories opened once by path, every file in them reached by the
+//! directory's fd, never through a symbolic link.
+//!
 //! The ledger side is a seam: an [`ArtifactSource`] lists and reads sealed chunks; a
 //! [`ChunkVerifier`] checks one. The reference ledger (`snapseal-ledger`'s disk ledger)
 //! implements both.
@@ -29,6 +32,7 @@
 
 mod chain;
 mod container;
+mod dir;
 mod export;
 mod import;
 mod manifest;
@@ -36,6 +40,7 @@ mod pending;
 mod snapshot;
 mod source;
 
+pub use dir::Dir;
 pub use export::{export, ExportError, ExportOptions, ExportReport};
 pub use import::{import, ImportError, ImportOptions, ImportReport, Target};
 pub use manifest::{

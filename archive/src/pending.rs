@@ -13,8 +13,10 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use snapseal_persist::internals::fs::{write_all, DirHandle, WritableFile};
+use snapseal_persist::internals::fs::{write_all, WritableFile};
 use snapseal_persist::internals::Escaped;
+
+use crate::Dir;
 
 /// A step of writing a new file failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,19 +59,18 @@ pub enum PendingError {
 ///
 /// ```
 /// use std::io::Write;
-/// use snapseal_archive::{PendingError, PendingFile, Stale};
-/// use snapseal_persist::fs::{FileSystem, RealFs};
+/// use snapseal_archive::{Dir, PendingError, PendingFile, Stale};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let out = tempfile::tempdir()?;
-/// let dir = RealFs.open_dir(out.path(), false)?;
-/// let mut file = PendingFile::create(&*dir, "node.tar.pending", 0o600, Stale::Refuse)?;
+/// let dir = Dir::open(out.path())?;
+/// let mut file = PendingFile::create(&dir, "node.tar.pending", 0o600, Stale::Refuse)?;
 /// file.write_all(b"the archive")?; // e.g. `export(..., &mut file)`
 /// file.seal()?.publish("node.tar")?; // fsync, close, rename (no replace), directory fsync
 /// assert_eq!(std::fs::read(out.path().join("node.tar"))?, b"the archive");
 ///
 /// // A second archive of that name is refused, and leaves nothing behind.
-/// let mut second = PendingFile::create(&*dir, "node.tar.pending", 0o600, Stale::Refuse)?;
+/// let mut second = PendingFile::create(&dir, "node.tar.pending", 0o600, Stale::Refuse)?;
 /// second.write_all(b"another archive")?;
 /// let refused = second.seal()?.publish("node.tar");
 /// assert!(matches!(refused, Err(PendingError::Exists(_))));
@@ -79,7 +80,7 @@ pub enum PendingError {
 /// ```
 #[derive(Debug)]
 pub struct PendingFile<'d> {
-    dir: &'d dyn DirHandle,
+    dir: &'d Dir,
     pending: String,
     file: Option<Box<dyn WritableFile>>,
     failed: bool,
@@ -99,14 +100,14 @@ impl<'d> PendingFile<'d> {
     /// Creates `pending` in `dir` exclusively (`O_EXCL`, `mode`), after removing a stale one
     /// if `stale` says so.
     pub fn create(
-        dir: &'d dyn DirHandle,
+        dir: &'d Dir,
         pending: &str,
         mode: u32,
         stale: Stale,
     ) -> Result<PendingFile<'d>, PendingError> {
         let path = || dir.path().join(pending);
         if stale == Stale::Remove {
-            match dir.unlink(pending) {
+            match dir.fd().unlink(pending) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => {
@@ -118,7 +119,7 @@ impl<'d> PendingFile<'d> {
                 }
             }
         }
-        let file = dir.create_new(pending, mode).map_err(|source| {
+        let file = dir.fd().create_new(pending, mode).map_err(|source| {
             if source.kind() == io::ErrorKind::AlreadyExists {
                 PendingError::PendingExists(path())
             } else {
@@ -185,7 +186,7 @@ impl Drop for PendingFile<'_> {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
             drop(self.file.take());
-            let _ = self.dir.unlink(&self.pending);
+            let _ = self.dir.fd().unlink(&self.pending);
         }
     }
 }
@@ -193,7 +194,7 @@ impl Drop for PendingFile<'_> {
 /// A durable file under its pending name, waiting for its final one.
 #[derive(Debug)]
 pub struct Sealed<'d> {
-    dir: &'d dyn DirHandle,
+    dir: &'d Dir,
     pending: String,
 }
 
@@ -202,7 +203,7 @@ impl Sealed<'_> {
     /// nothing of it is left under either name.
     pub fn publish(mut self, name: &str) -> Result<(), PendingError> {
         let path = self.dir.path().join(name);
-        match self.dir.rename_noreplace(&self.pending, name) {
+        match self.dir.fd().rename_noreplace(&self.pending, name) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(PendingError::Exists(path))
@@ -216,8 +217,8 @@ impl Sealed<'_> {
             }
         }
         self.pending.clear();
-        if let Err(source) = self.dir.sync() {
-            let _ = self.dir.unlink(name);
+        if let Err(source) = self.dir.fd().sync() {
+            let _ = self.dir.fd().unlink(name);
             return Err(PendingError::DirSync { path, source });
         }
         Ok(())
@@ -227,7 +228,7 @@ impl Sealed<'_> {
 impl Drop for Sealed<'_> {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
-            let _ = self.dir.unlink(&self.pending);
+            let _ = self.dir.fd().unlink(&self.pending);
         }
     }
 }
@@ -235,8 +236,8 @@ impl Drop for Sealed<'_> {
 /// Checks that `name` in `dir` is free: no file, link, directory or anything else by that
 /// name ([`PendingError::Exists`] otherwise). The final rename refuses an existing name
 /// anyway; this says so before any work is done.
-pub fn ensure_free(dir: &dyn DirHandle, name: &str) -> Result<(), PendingError> {
-    match dir.open_readable(name) {
+pub fn ensure_free(dir: &Dir, name: &str) -> Result<(), PendingError> {
+    match dir.fd().open_readable(name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => Err(PendingError::Exists(dir.path().join(name))),
     }

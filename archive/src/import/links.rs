@@ -85,7 +85,7 @@ pub(super) fn cross_check(
         if view.contains_key(&range) {
             continue;
         }
-        if let Some(mut checked) = dir_chunk(stage.target.ledger, chunks, range)? {
+        if let Some(mut checked) = dir_chunk(stage.target.ledger.fd(), chunks, range)? {
             checked.signed.retain(|(i, _)| wanted.contains(i));
             view.insert(range, (checked, Origin::Dir));
         }

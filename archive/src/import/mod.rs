@@ -19,6 +19,8 @@ use std::io::{self, Read};
 
 use ed25519_dalek::VerifyingKey;
 use snapseal_persist::internals::fs::{DirHandle, Expect, UntrustedError};
+
+use crate::Dir;
 use snapseal_persist::internals::Escaped;
 use snapseal_persist::{FileState, IngestError, SnapshotStore};
 
@@ -58,9 +60,10 @@ pub struct Target<'a> {
     /// The snapshot store (snapshots go through its ingest).
     pub store: &'a SnapshotStore,
     /// The store's directory, for reading what it already holds.
-    pub dir: &'a dyn DirHandle,
-    /// The ledger directory chunks go to.
-    pub ledger: &'a dyn DirHandle,
+    pub dir: &'a Dir,
+    /// The ledger directory chunks go to: the snapshot directory's `ledger/`, best opened
+    /// by [`Dir::open_subdir`] on `dir` (no symbolic link followed).
+    pub ledger: &'a Dir,
 }
 
 /// What an import did.
@@ -296,9 +299,9 @@ fn check_only_ours(
 ///
 /// ```
 /// use std::sync::Arc;
-/// use snapseal_archive::{export, import, ExportOptions, ImportOptions, Level, Target};
+/// use snapseal_archive::{export, import, Dir, ExportOptions, ImportOptions, Level, Target};
 /// use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
-/// use snapseal_persist::fs::{FileSystem, RealFs};
+/// use snapseal_persist::fs::RealFs;
 /// use snapseal_persist::receipt::Ed25519Verifier;
 /// use snapseal_persist::{SnapshotStore, StoreOptions};
 /// # use std::path::Path;
@@ -328,17 +331,16 @@ fn check_only_ours(
 /// # };
 /// # let ledger = LedgerDir::open(&RealFs, &old.path().join("ledger"))?;
 /// # let mut archive = Vec::new();
-/// # let snapshots = RealFs.open_dir_unmapped(old.path())?;
-/// # export(&*snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut archive)?;
+/// # let snapshots = Dir::open(old.path())?;
+/// # export(&snapshots, &ledger, &ChunkKeys(vec![key]), &opts, &mut archive)?;
 /// // `archive` is a replay archive of a node whose ledger `key` signs (see `export`).
 /// let new = tempfile::tempdir()?;
 /// let verifier = Arc::new(Ed25519Verifier::new(vec![key]));
 /// let store = SnapshotStore::open(Arc::new(RealFs), new.path(), StoreOptions::new(verifier))?;
-/// let target = Target {
-///     store: &store,
-///     dir: &*RealFs.open_dir_unmapped(new.path())?,
-///     ledger: &*RealFs.open_dir(&new.path().join("ledger"), true)?,
-/// };
+/// let dir = Dir::open(new.path())?;
+/// // By `dir`'s fd, never through a symbolic link.
+/// let ledger = dir.open_subdir("ledger", true)?;
+/// let target = Target { store: &store, dir: &dir, ledger: &ledger };
 /// let opts = ImportOptions { level: Level::Replay, trusted_keys: vec![key], repopulate: false };
 /// let report = import(&mut &archive[..], &target, &ChunkKeys(vec![key]), &opts)?;
 /// assert_eq!(report.snapshots_committed.len(), 1);
@@ -362,7 +364,7 @@ pub fn import(
         inner: src,
         tracker: &tracker,
     });
-    let existing = listed_chunks(target.ledger)?;
+    let existing = listed_chunks(target.ledger.fd())?;
     let (manifest, stage, bytes) = {
         let mut entries = archive
             .entries()

@@ -48,7 +48,7 @@ pub(super) fn publish_all(
             }
         }
     }
-    let ledger = stage.target.ledger;
+    let ledger = stage.target.ledger.fd();
     let mut published: Vec<String> = Vec::new();
     let mut failure = None;
     for c in &mut stage.chunks {

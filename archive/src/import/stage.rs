@@ -159,7 +159,7 @@ pub(super) fn stage_snapshot<R: Read>(
     let mut check = SnapshotCheck::new(name, artifact.len, verifier);
     let mut hash = blake3::Hasher::new();
     let expect = Expect::new("snapshot", MAX_SNAPSHOT).with_magic(&MAGIC);
-    let present = Untrusted::open_in(target.dir, file_name, expect)?;
+    let present = Untrusted::open_in(target.dir.fd(), file_name, expect)?;
     let mut ingest = present
         .is_none()
         .then(|| target.store.begin_ingest(artifact.len));
@@ -325,7 +325,7 @@ pub(super) fn stage_chunk<'a, R: Read>(
         .collect();
     checked.signed.retain(|(i, _)| wanted.contains(i));
     let fate = if present {
-        let Some(file) = Untrusted::open_in(ledger, file_name, chunk_expect())? else {
+        let Some(file) = Untrusted::open_in(ledger.fd(), file_name, chunk_expect())? else {
             return Err(ImportError::Conflict(format!(
                 "{}: vanished during the import",
                 Escaped::path(&ledger.path().join(file_name))

@@ -39,8 +39,9 @@ fn import_crashed_at_every_step_leaves_only_whole_artifacts_and_a_rerun_complete
     let d = Path::new("/node");
     let run = |fs: &SimFs| {
         let store = SnapshotStore::open(Arc::new(fs.clone()), d, store_opts())?;
-        let handle = fs.open_dir(d, false)?;
-        let ledger = fs.open_dir(&d.join("ledger"), true)?;
+        let handle = snapseal_archive::Dir::open_on(fs, d, false)?;
+        // SimFs has no subdirectories: the ledger by its own path.
+        let ledger = snapseal_archive::Dir::open_on(fs, &d.join("ledger"), true)?;
         let opts = ImportOptions {
             level: Level::Replay,
             trusted_keys: vec![key()],
@@ -48,8 +49,8 @@ fn import_crashed_at_every_step_leaves_only_whole_artifacts_and_a_rerun_complete
         };
         let target = Target {
             store: &store,
-            dir: &*handle,
-            ledger: &*ledger,
+            dir: &handle,
+            ledger: &ledger,
         };
         import(&mut &archive[..], &target, &ChunkKeys(vec![key()]), &opts)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
@@ -156,7 +157,7 @@ fn an_export_killed_at_any_step_leaves_no_archive_or_a_whole_one() {
     let (_tmp, dir, _) = src();
     let (whole, _) = export_bytes(&dir, Level::Replay).unwrap();
     let source = LedgerDir::open(&RealFs::new(), &dir.join("ledger")).unwrap();
-    let handle = RealFs::new().open_dir_unmapped(&dir).unwrap();
+    let handle = snapseal_archive::Dir::open(&dir).unwrap();
     let out = Path::new("/out");
     let mut complete = 0;
     for n in 0.. {
@@ -165,11 +166,11 @@ fn an_export_killed_at_any_step_leaves_no_archive_or_a_whole_one() {
         let base = fs.op_count();
         fs.halt_after(n);
         let outcome = (|| -> Result<(), Box<dyn std::error::Error>> {
-            let d = fs.open_dir(out, false)?;
-            let file = PendingFile::create(&*d, "a.tar.pending", 0o644, Stale::Refuse)?;
+            let d = snapseal_archive::Dir::open_on(&fs, out, false)?;
+            let file = PendingFile::create(&d, "a.tar.pending", 0o644, Stale::Refuse)?;
             let mut w = std::io::BufWriter::new(file);
             export(
-                &*handle,
+                &handle,
                 &source,
                 &ChunkKeys(vec![key()]),
                 &export_opts(Level::Replay),

@@ -83,12 +83,12 @@ fn a_huge_zero_filled_chunk_entry_is_refused_after_reading_its_head() {
     };
     let fresh = tmp.path().join("fresh");
     let store = SnapshotStore::open(Arc::new(RealFs::new()), &fresh, store_opts()).unwrap();
-    let handle = RealFs::new().open_dir_unmapped(&fresh).unwrap();
-    let ledger = RealFs::new().open_dir(&fresh.join("ledger"), true).unwrap();
+    let handle = snapseal_archive::Dir::open(&fresh).unwrap();
+    let ledger = handle.open_subdir("ledger", true).unwrap();
     let target = snapseal_archive::Target {
         store: &store,
-        dir: &*handle,
-        ledger: &*ledger,
+        dir: &handle,
+        ledger: &ledger,
     };
     let opts = snapseal_archive::ImportOptions {
         level: Level::Archival,
@@ -330,10 +330,10 @@ fn a_file_truncated_while_it_is_exported_is_an_error_naming_it() {
         } else {
             (&fs, &plain)
         };
-        let handle = snap_fs.open_dir(&dir, false).unwrap();
+        let handle = snapseal_archive::Dir::open_on(snap_fs, &dir, false).unwrap();
         let source = LedgerDir::open(ledger_fs, &dir.join("ledger")).unwrap();
         let e = export(
-            &*handle,
+            &handle,
             &source,
             &ChunkKeys(vec![key()]),
             &export_opts(Level::Replay),
@@ -360,9 +360,9 @@ fn a_file_truncated_while_it_is_exported_is_an_error_naming_it() {
 fn an_export_with_a_pending_archive_of_the_same_name_is_refused_and_touches_nothing() {
     use snapseal_archive::{ensure_free, PendingError, PendingFile, Stale};
     let tmp = tempfile::tempdir().unwrap();
-    let out = RealFs::new().open_dir_unmapped(tmp.path()).unwrap();
+    let out = snapseal_archive::Dir::open(tmp.path()).unwrap();
     std::fs::write(tmp.path().join("a.tar.pending"), b"someone else's").unwrap();
-    let e = PendingFile::create(&*out, "a.tar.pending", 0o644, Stale::Refuse).unwrap_err();
+    let e = PendingFile::create(&out, "a.tar.pending", 0o644, Stale::Refuse).unwrap_err();
     assert!(matches!(e, PendingError::PendingExists(_)), "{e}");
     assert_eq!(
         std::fs::read(tmp.path().join("a.tar.pending")).unwrap(),
@@ -370,13 +370,13 @@ fn an_export_with_a_pending_archive_of_the_same_name_is_refused_and_touches_noth
     );
     std::fs::write(tmp.path().join("a.tar"), b"x").unwrap();
     assert!(matches!(
-        ensure_free(&*out, "a.tar"),
+        ensure_free(&out, "a.tar"),
         Err(PendingError::Exists(_))
     ));
     std::os::unix::fs::symlink("/nonexistent", tmp.path().join("b.tar")).unwrap();
     assert!(
-        ensure_free(&*out, "b.tar").is_err(),
+        ensure_free(&out, "b.tar").is_err(),
         "a dangling link takes the name"
     );
-    assert!(ensure_free(&*out, "c.tar").is_ok());
+    assert!(ensure_free(&out, "c.tar").is_ok());
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use snapseal_actors::SnapshotterConfig;
 use snapseal_archive::{
-    export, import, ExportError, ExportOptions, ImportError, ImportOptions, Level, Manifest, Target,
+    export, import, Dir, ExportError, ExportOptions, ImportError, ImportOptions, Level, Manifest,
+    Target,
 };
 use snapseal_ledger::disk_ledger::{replay_writes, state_hash, ChunkKeys, LedgerDir};
 use snapseal_ledger::ledger::Ledger;
 use snapseal_ledger::node::{decode_kv, SimConfig};
-use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::fs::RealFs;
 use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{SnapshotStore, StoreOptions, VerifyingKey};
 use snapseal_sim::harness::fuzz_archive::node_with_disk_ledger;
@@ -69,10 +70,10 @@ pub(crate) fn export_opts(level: Level) -> ExportOptions {
 
 pub(crate) fn export_bytes(dir: &Path, level: Level) -> Result<(Vec<u8>, Manifest), ExportError> {
     let source = LedgerDir::open(&RealFs::new(), &dir.join("ledger")).unwrap();
-    let handle = RealFs::new().open_dir_unmapped(dir).unwrap();
+    let handle = Dir::open(dir).unwrap();
     let mut out = Vec::new();
     let r = export(
-        &*handle,
+        &handle,
         &source,
         &ChunkKeys(vec![key()]),
         &export_opts(level),
@@ -96,8 +97,8 @@ pub(crate) fn import_with(
     repopulate: bool,
 ) -> Result<snapseal_archive::ImportReport, ImportError> {
     let store = SnapshotStore::open(Arc::new(RealFs::new()), dir, store_opts()).unwrap();
-    let handle = RealFs::new().open_dir_unmapped(dir).unwrap();
-    let ledger = RealFs::new().open_dir(&dir.join("ledger"), true).unwrap();
+    let handle = Dir::open(dir).unwrap();
+    let ledger = handle.open_subdir("ledger", true).unwrap();
     let opts = ImportOptions {
         level,
         trusted_keys: vec![key()],
@@ -105,8 +106,8 @@ pub(crate) fn import_with(
     };
     let target = Target {
         store: &store,
-        dir: &*handle,
-        ledger: &*ledger,
+        dir: &handle,
+        ledger: &ledger,
     };
     import(&mut &archive[..], &target, &ChunkKeys(vec![key()]), &opts)
 }

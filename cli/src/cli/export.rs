@@ -8,18 +8,16 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use snapseal::persist::fs::RealFs;
 use snapseal::persist::internals::fs::DirHandle;
 use snapseal::persist::internals::{classify_dir, Escaped, ListedEntry};
 use snapseal::persist::{FileState, SnapshotEntry};
 use snapseal_archive::{
-    ensure_free, export, ArtifactSource, ChunkRef, ExportOptions, Level, Manifest, PendingFile,
-    SourceError, Stale, LEDGER_DIR,
+    ensure_free, export, ArtifactSource, ChunkRef, Dir, ExportOptions, Level, Manifest,
+    PendingFile, SourceError, Stale, LEDGER_DIR,
 };
 use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
 
@@ -151,7 +149,7 @@ fn estimate(dir: &dyn DirHandle, source: &dyn ArtifactSource, level: Level) -> u
 }
 
 /// OUT's directory and file name.
-fn split_out(out: &Path) -> anyhow::Result<(Arc<dyn DirHandle>, String)> {
+fn split_out(out: &Path) -> anyhow::Result<(Dir, String)> {
     let name = out
         .file_name()
         .and_then(|n| n.to_str())
@@ -166,8 +164,7 @@ fn split_out(out: &Path) -> anyhow::Result<(Arc<dyn DirHandle>, String)> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let dir = RealFs::new()
-        .open_dir_unmapped(parent)
+    let dir = Dir::open(parent)
         .with_context(|| format!("opening directory {}", Escaped::path(parent)))?;
     Ok((dir, name.to_string()))
 }
@@ -200,9 +197,9 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
         ),
     };
     let (out_dir, out_name) = split_out(&args.out)?;
-    ensure_free(&*out_dir, &out_name)?;
+    ensure_free(&out_dir, &out_name)?;
     let pending = format!("{out_name}.pending");
-    let file = PendingFile::create(&*out_dir, &pending, 0o644, Stale::Refuse)?;
+    let file = PendingFile::create(&out_dir, &pending, 0o644, Stale::Refuse)?;
     let started = std::time::Instant::now();
     let bar = Progress::new(
         out.bars(),
@@ -221,7 +218,7 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
         verifier: trusted.verifier(),
     };
     let report = match export(
-        &*dir,
+        &Dir::from_handle(dir.clone()),
         source,
         &ChunkKeys(trusted.keys.clone()),
         &opts,

@@ -17,7 +17,7 @@ use snapseal::persist::fs::RealFs;
 use snapseal::persist::internals::fs::{Expect, Untrusted};
 use snapseal::persist::internals::Escaped;
 use snapseal::persist::{SnapshotStore, StoreOptions};
-use snapseal_archive::{import, ImportOptions, Target, LEDGER_DIR};
+use snapseal_archive::{import, Dir, ImportOptions, Target, LEDGER_DIR};
 use snapseal_ledger::disk_ledger::ChunkKeys;
 
 use crate::cli::exit::Status;
@@ -123,8 +123,8 @@ pub(super) fn run(args: &ImportArgs, out: &Out) -> anyhow::Result<Status> {
     };
     let target = Target {
         store: &store,
-        dir: &*dir,
-        ledger: &*ledger,
+        dir: &Dir::from_handle(dir),
+        ledger: &Dir::from_handle(ledger),
     };
     let result = import(&mut src, &target, &ChunkKeys(trusted.keys.clone()), &opts);
     drop(src);

@@ -22,8 +22,8 @@ use std::sync::{Arc, OnceLock};
 
 use snapseal_actors::SnapshotterConfig;
 use snapseal_archive::{
-    export, import, Artifact, ArtifactKind, ChunkRef, ChunkVerifier, ExportOptions, ImportOptions,
-    Level, Manifest, Missing, Target,
+    export, import, Artifact, ArtifactKind, ChunkRef, ChunkVerifier, Dir, ExportOptions,
+    ImportOptions, Level, Manifest, Missing, Target,
 };
 use snapseal_engine::TaskSystem;
 use snapseal_persist::fs::{FileSystem, SimFs};
@@ -147,7 +147,7 @@ fn run(fs: &SimFs, dir: &Path, keys: u64) -> Result<u64, String> {
 }
 
 fn exported(fs: &SimFs, dir: &Path, level: Level) -> Result<Shaped, String> {
-    let handle = fs.open_dir(dir, false).map_err(|e| e.to_string())?;
+    let handle = Dir::open_on(fs, dir, false).map_err(|e| e.to_string())?;
     let source = LedgerDir::open(fs, &dir.join("ledger")).map_err(|e| e.to_string())?;
     let opts = ExportOptions {
         level,
@@ -155,7 +155,7 @@ fn exported(fs: &SimFs, dir: &Path, level: Level) -> Result<Shaped, String> {
         verifier: Arc::new(fuzz_verifier()),
     };
     let mut out = Vec::new();
-    let report = export(&*handle, &source, &ChunkKeys(vec![key()]), &opts, &mut out)
+    let report = export(&handle, &source, &ChunkKeys(vec![key()]), &opts, &mut out)
         .map_err(|e| e.to_string())?;
     Ok(Shaped {
         entries: untar(&out),
@@ -607,12 +607,12 @@ fn run_input(data: &[u8]) -> Result<bool, FuzzFailure> {
         let store = SnapshotStore::open(Arc::new(fs.clone()), dir, store_opts())
             .map_err(|e| fail(format!("opening the target store: {e}")))?;
         let io = |e: std::io::Error| fail(format!("opening the target: {e}"));
-        let handle = fs.open_dir(dir, false).map_err(io)?;
-        let ledger = fs.open_dir(&dir.join("ledger"), true).map_err(io)?;
+        let handle = Dir::open_on(&fs, dir, false).map_err(io)?;
+        let ledger = Dir::open_on(&fs, &dir.join("ledger"), true).map_err(io)?;
         let target = Target {
             store: &store,
-            dir: &*handle,
-            ledger: &*ledger,
+            dir: &handle,
+            ledger: &ledger,
         };
         let opts = ImportOptions {
             level,

@@ -1,0 +1,67 @@
+//! The directories export and import work in, opened once by path.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use snapseal_persist::fs::{FileSystem, RealFs};
+use snapseal_persist::internals::fs::DirHandle;
+
+/// An open directory that export reads from, or import and [`PendingFile`](crate::PendingFile)
+/// write to.
+///
+/// It is opened once, when made: every file the archive code then opens, lists, creates,
+/// renames or removes in it goes through that open directory's fd with a single file name
+/// (`openat` with `O_NOFOLLOW`, never a path), so swapping the directory's path or planting a
+/// symbolic link afterwards cannot redirect anything, and a file named by the archive or the
+/// ledger never leaves it. Files are read with `pread`, never mapped: one another process
+/// truncates is an error naming it, not a `SIGBUS`. The path itself may go through
+/// symbolic links (it is the operator's configuration); subdirectories are opened with
+/// [`open_subdir`](Dir::open_subdir), relative to this one and refusing a link.
+#[derive(Clone, Debug)]
+pub struct Dir(Arc<dyn DirHandle>);
+
+impl Dir {
+    /// Opens the existing directory `path` on the real filesystem.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let tmp = tempfile::tempdir()?;
+    /// let dir = snapseal_archive::Dir::open(tmp.path())?;
+    /// assert_eq!(dir.path(), tmp.path());
+    /// # Ok(()) }
+    /// ```
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        Ok(Dir(RealFs.open_dir(path, false)?))
+    }
+
+    /// Opens `path` on `fs` (the filesystem a [`SnapshotStore`](snapseal_persist::SnapshotStore)
+    /// runs on; e.g. a simulated one in tests), creating it and its missing parents (durably)
+    /// with `create`.
+    pub fn open_on(fs: &dyn FileSystem, path: &Path, create: bool) -> io::Result<Dir> {
+        Ok(Dir(fs.open_dir(path, create)?))
+    }
+
+    /// Opens the subdirectory `name` (a single file name) relative to this directory, creating
+    /// it with `create`: a symbolic link there is refused (`ELOOP`), as is anything else not
+    /// a directory (`ENOTDIR`). E.g. a node's `ledger/` inside its snapshot directory.
+    pub fn open_subdir(&self, name: &str, create: bool) -> io::Result<Dir> {
+        Ok(Dir(self.0.open_subdir(name, create)?))
+    }
+
+    /// The path it was opened by (for messages: what is in it is reached by its fd).
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// An already open directory, for snapseal's own crates (e.g. the CLI, which reads the
+    /// ledger by the same fd); not a promised API.
+    #[cfg(feature = "internals")]
+    pub fn from_handle(handle: Arc<dyn DirHandle>) -> Dir {
+        Dir(handle)
+    }
+
+    pub(crate) fn fd(&self) -> &dyn DirHandle {
+        &*self.0
+    }
+}
