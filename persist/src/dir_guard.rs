@@ -101,15 +101,6 @@ impl DirHandle for GuardedDir {
         self.inner.open_read(name)
     }
 
-    fn open_read_checked(
-        &self,
-        name: &str,
-        head_len: usize,
-        check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
-    ) -> io::Result<FileBytes> {
-        self.inner.open_read_checked(name, head_len, check)
-    }
-
     fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
         self.inner.open_readable(name)
     }

@@ -289,7 +289,7 @@ impl fmt::Display for Check {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// Opening or mapping the file failed.
+    /// Opening or reading the file failed.
     #[error("reading {}", crate::escape::Escaped::path(file))]
     Read {
         /// The file.

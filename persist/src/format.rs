@@ -413,7 +413,7 @@ impl Claims {
     }
 }
 
-/// Parse a whole committed file held in memory (e.g. an mmap): checks the header, that the file
+/// Parse a whole committed file held in memory: checks the header, that the file
 /// is exactly as long as the header says, and the receipt digest. Does NOT hash the body (the
 /// expensive part; see [`verify_body`]).
 pub fn split(file: &[u8]) -> Result<(Header, &[u8], &[u8]), FormatError> {

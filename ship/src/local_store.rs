@@ -239,7 +239,7 @@ impl Inner {
             step,
             source,
         };
-        let dir = match RealFs.open_dir_unmapped(&self.root) {
+        let dir = match RealFs.open_dir(&self.root, false) {
             Ok(dir) => dir,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -250,7 +250,7 @@ impl Inner {
                         .map_err(|e| io("creating the remote directory", e))?,
                 );
                 RealFs
-                    .open_dir_unmapped(&self.root)
+                    .open_dir(&self.root, false)
                     .map_err(|e| io("opening the remote directory", e))?
             }
             Err(e) => return Err(io("opening the remote directory", e)),

@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
-use snapseal_persist::fs::RealFs;
+use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::internals::fs::{
     publish, write_pending, DirHandle, EntryKind, Expect, Untrusted,
 };
@@ -101,7 +101,7 @@ impl UploadLog {
 
     fn open_dir(&self) -> Result<Arc<dyn DirHandle>, ShipError> {
         RealFs
-            .open_dir_unmapped(&self.dir)
+            .open_dir(&self.dir, false)
             .map_err(|e| ShipError::LocalIo {
                 dir: self.dir.clone(),
                 step: "opening the directory of upload records",

@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
-use snapseal_persist::fs::RealFs;
+use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::internals::format::{Header, HEADER_LEN};
 use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::{verify_bytes, Escaped};
@@ -971,7 +971,7 @@ fn open_local(
     let unverified =
         |e: &(dyn std::error::Error + 'static)| Ok(Err(Outcome::Unverified(describe(e))));
     let handle = RealFs
-        .open_dir_unmapped(dir)
+        .open_dir(dir, false)
         .map_err(|e| local_io("opening its directory", e))?;
     let expect = Expect::new("snapshot file", config.max_file_bytes);
     let file = match Untrusted::open_in(&*handle, &file_name, expect) {

@@ -267,16 +267,6 @@ impl DirHandle for Truncating {
         self.after_open(name);
         Ok(bytes)
     }
-    fn open_read_checked(
-        &self,
-        name: &str,
-        head_len: usize,
-        check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
-    ) -> io::Result<FileBytes> {
-        let bytes = self.inner.open_read_checked(name, head_len, check)?;
-        self.after_open(name);
-        Ok(bytes)
-    }
     fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
         let file = self.inner.open_readable(name)?;
         self.after_open(name);

@@ -8,7 +8,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use snapseal::persist::fs::RealFs;
+use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::internals::format::Header;
 use snapseal::persist::internals::fs::DirHandle;
 use snapseal::persist::internals::{open_for_verify, verify_file, Standing};
@@ -217,7 +217,7 @@ pub(super) fn split_path(path: &Path) -> io::Result<(PathBuf, String)> {
 pub(super) fn check_path(path: &Path, verifier: &dyn ReceiptVerifier) -> Verdict {
     let name = path.file_name().and_then(SnapshotName::parse_os);
     let opened = split_path(path)
-        .and_then(|(parent, file)| Ok((RealFs::new().open_dir_unmapped(&parent)?, file)));
+        .and_then(|(parent, file)| Ok((RealFs::new().open_dir(&parent, false)?, file)));
     match opened {
         Ok((dir, file)) => match check_file(&*dir, &file, name.as_ref(), verifier) {
             // Vanished only means something in a listing; here the path was given.

@@ -85,7 +85,7 @@ pub(super) fn read(path: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
 /// Reads `dir/node.pub` relative to the directory; `None` when it, or `dir` itself, does not
 /// exist. An empty or malformed file is an error naming it.
 pub(super) fn read_node_pub(dir: &Path) -> anyhow::Result<Option<Vec<VerifyingKey>>> {
-    let handle = match RealFs::new().open_dir_unmapped(dir) {
+    let handle = match RealFs::new().open_dir(dir, false) {
         Ok(handle) => handle,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

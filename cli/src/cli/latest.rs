@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::RealFs;
+use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::internals::fs::DirHandle;
 use snapseal::persist::internals::{
     classify_dir, plan_latest, LatestPlan, ListedEntry, PassOverReason,
@@ -83,11 +83,11 @@ pub(super) fn run(args: &LatestArgs, file: &FileConfig, out: &Out) -> anyhow::Re
     let trusted = Trusted::load(&args.keys, &args.dir)?;
     let verifier = trusted.verifier();
     let fs = Arc::new(RealFs::new());
-    // Opening the store would create a missing directory: refuse first. Files are copied with
-    // `pread`, not mapped: without --repair no lock is held, and a file truncated meanwhile by
-    // another process must be a read error, not SIGBUS.
+    // Opening the store would create a missing directory: refuse first. Files are read with
+    // `pread`, never mapped: without --repair no lock is held, and a file truncated meanwhile
+    // by another process must be a read error, not SIGBUS.
     let dir = fs
-        .open_dir_unmapped(&args.dir)
+        .open_dir(&args.dir, false)
         .with_context(|| format!("opening snapshot directory {}", Escaped::path(&args.dir)))?;
     let mut report = Report {
         dir: args.dir.clone(),

@@ -21,7 +21,7 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, openat, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
-use snapseal::persist::fs::RealFs;
+use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::internals::fs::{DirHandle, Expect, Untrusted, UntrustedError};
 
 use crate::cli::output::Escaped;
@@ -60,11 +60,11 @@ pub(super) const COMMITTED_LOG: Limit = Limit {
     max_bytes: 64 << 20,
 };
 
-/// Opens the directory `dir` (a path the user gave or derived from one) for reading: files in
-/// it are then only ever read with `pread` (see [`RealFs::open_dir_unmapped`]).
+/// Opens the existing directory `dir` (a path the user gave or derived from one) for reading:
+/// files in it are only ever read with `pread`, never mapped.
 pub(super) fn open_dir(dir: &Path) -> anyhow::Result<Arc<dyn DirHandle>> {
     RealFs::new()
-        .open_dir_unmapped(dir)
+        .open_dir(dir, false)
         .with_context(|| format!("opening directory {}", Escaped::path(dir)))
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use snapseal::persist::fs::RealFs;
+use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::internals::fs::DirHandle;
 use snapseal::persist::internals::{classify_dir, EntryClass, Standing};
 use snapseal::persist::{Check, FileState, SnapshotName};
@@ -140,10 +140,9 @@ struct Report {
 
 /// Runs `verify`.
 pub(super) fn run(args: &VerifyArgs, out: &Out) -> anyhow::Result<Status> {
-    // Copies, not maps: without the store's lock, a file truncated by another process while
-    // mapped would kill this process with SIGBUS. Whether PATH is a directory is what opening
-    // it as one says (no separate stat to race with).
-    let dir = match RealFs::new().open_dir_unmapped(&args.path) {
+    // Whether PATH is a directory is what opening it as one says (no separate stat to race
+    // with).
+    let dir = match RealFs::new().open_dir(&args.path, false) {
         Ok(dir) => Some(dir),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOTDIR as i32) => None,
         Err(e) => {

@@ -6,58 +6,26 @@ use std::sync::Arc;
 
 internals_pub! {
     /// Read-only bytes of a whole file, as returned by
-    /// [`DirHandle::open_read`](super::DirHandle::open_read).
-    ///
-    /// Backed by a memory map for the real filesystem (large bodies are not copied into the heap)
-    /// or by shared heap memory for the simulation. Cheap to pass between threads.
-    ///
-    /// A memory map reflects the file as it is on disk: if another process truncated the file
-    /// while it is mapped, touching the lost pages would fault (SIGBUS). The store prevents that by
-    /// holding the directory lock and never modifying a committed file in place; a reader without
-    /// the lock can open the directory with
-    /// [`RealFs::open_dir_unmapped`](super::RealFs::open_dir_unmapped) to get copied bytes instead.
+    /// [`DirHandle::open_read`](super::DirHandle::open_read): a copy in shared heap memory,
+    /// never a mapping of the file (one another process truncates cannot fault the reader).
+    /// Cheap to pass between threads.
     struct FileBytes {
-        inner: Inner,
+        bytes: Arc<[u8]>,
     }
-}
-
-enum Inner {
-    Empty,
-    Mapped(memmap2::Mmap),
-    Shared(Arc<[u8]>),
 }
 
 impl FileBytes {
     internals_pub! {
-        /// Zero bytes (what an empty file reads as; `mmap` cannot map zero bytes).
+        /// Zero bytes (what an empty file reads as).
         fn empty() -> Self {
-            Self {
-                inner: Inner::Empty,
-            }
-        }
-    }
-
-    /// Wraps a read-only memory map (the real filesystem's reads; the map's type stays
-    /// this crate's business).
-    pub(crate) fn from_mmap(map: memmap2::Mmap) -> Self {
-        Self {
-            inner: Inner::Mapped(map),
+            Self::from_shared(Arc::from(&[][..]))
         }
     }
 
     internals_pub! {
         /// Wraps shared heap bytes.
         fn from_shared(bytes: Arc<[u8]>) -> Self {
-            Self {
-                inner: Inner::Shared(bytes),
-            }
-        }
-    }
-
-    internals_pub! {
-        /// True when the bytes come from a memory map.
-        fn is_mapped(&self) -> bool {
-            matches!(self.inner, Inner::Mapped(_))
+            Self { bytes }
         }
     }
 }
@@ -72,11 +40,7 @@ impl Deref for FileBytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        match &self.inner {
-            Inner::Empty => &[],
-            Inner::Mapped(map) => map,
-            Inner::Shared(bytes) => bytes,
-        }
+        &self.bytes
     }
 }
 
@@ -87,16 +51,10 @@ impl AsRef<[u8]> for FileBytes {
 }
 
 impl fmt::Debug for FileBytes {
-    // The contents can be gigabytes; show only what they are.
+    // The contents can be gigabytes; show only how many.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match self.inner {
-            Inner::Empty => "empty",
-            Inner::Mapped(_) => "mmap",
-            Inner::Shared(_) => "heap",
-        };
         f.debug_struct("FileBytes")
             .field("len", &self.len())
-            .field("source", &source)
             .finish()
     }
 }

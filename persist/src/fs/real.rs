@@ -4,7 +4,7 @@
 //! open carries `O_NOFOLLOW` and `O_CLOEXEC`. File descriptors are [`OwnedFd`]s so nothing
 //! leaks on an error path; where a close error matters it is closed explicitly.
 
-// Mapping files and `sync_file_range` need `unsafe`; each block says why it holds.
+// `sync_file_range` needs `unsafe`; the block says why it holds.
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;
@@ -40,18 +40,8 @@ impl RealFs {
     }
 }
 
-impl RealFs {
-    /// Opens an existing directory like [`open_dir`](FileSystem::open_dir) without `create`,
-    /// for a reader that does not hold the store's lock: its `open_read` and
-    /// `open_read_checked` (the handle's methods under the `internals` feature) copy the file
-    /// into memory with `pread` instead of mapping it. A file that another process truncates
-    /// meanwhile then gives a short read (an `UnexpectedEof` error) instead of killing the
-    /// process with `SIGBUS`, at the price of memory equal to the file's size.
-    pub fn open_dir_unmapped(&self, path: &Path) -> io::Result<Arc<dyn DirHandle>> {
-        self.open(path, false, false)
-    }
-
-    fn open(&self, path: &Path, create: bool, map: bool) -> io::Result<Arc<dyn DirHandle>> {
+impl FileSystem for RealFs {
+    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
         if create {
             create_dir_all_durable(path)?;
         }
@@ -64,14 +54,7 @@ impl RealFs {
         Ok(Arc::new(RealDir {
             path: path.to_path_buf(),
             fd,
-            map,
         }))
-    }
-}
-
-impl FileSystem for RealFs {
-    fn open_dir(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DirHandle>> {
-        self.open(path, create, true)
     }
 }
 
@@ -137,8 +120,6 @@ fn require_regular(st: &FileStat) -> io::Result<()> {
 struct RealDir {
     path: PathBuf,
     fd: OwnedFd,
-    /// Map files for reading (false: copy them with `pread`, see `RealFs::open_dir_unmapped`).
-    map: bool,
 }
 
 impl RealDir {
@@ -239,42 +220,16 @@ impl DirHandle for RealDir {
     }
 
     fn open_read(&self, name: &str) -> io::Result<FileBytes> {
-        self.open_read_checked(name, 0, &mut |_, _| Ok(()))
-    }
-
-    fn open_read_checked(
-        &self,
-        name: &str,
-        head_len: usize,
-        check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
-    ) -> io::Result<FileBytes> {
         let (fd, size) = self.open_regular(name)?;
-        // The head comes from pread, so nothing of the file is mapped before `check` passed.
-        let mut head = vec![0u8; head_len.min(usize::try_from(size).unwrap_or(usize::MAX))];
-        read_exact_at(&fd, &mut head)?;
-        check(&head, size)?;
-        if size == 0 {
-            return Ok(FileBytes::empty());
-        }
-        if !self.map {
-            let len = usize::try_from(size).map_err(|_| Errno::EFBIG)?;
-            let mut all = Vec::new();
-            all.try_reserve_exact(len)
-                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-            all.resize(len, 0);
-            read_exact_at(&fd, &mut all)?;
-            return Ok(FileBytes::from(all));
-        }
-        // SAFETY: a read-only private view. The store holds the directory lock and never
-        // modifies a file in place; a tool without the lock takes the risk that another
-        // process truncates the file meanwhile (touching lost pages raises SIGBUS), see
-        // `FileBytes`.
-        // `populate` (MAP_POPULATE): every caller reads the whole file (verification hashes
-        // it all), so the page tables are filled in one go instead of one fault per few pages,
-        // which is what a large read costs most in a VM. Only after `check` passed.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&fd)? };
-        // The mapping stays valid after the fd is closed (here, by drop).
-        Ok(FileBytes::from_mmap(map))
+        // Copied with `pread`, never mapped: a file another process truncates meanwhile is a
+        // short read (`UnexpectedEof`), not a SIGBUS.
+        let len = usize::try_from(size).map_err(|_| Errno::EFBIG)?;
+        let mut all = Vec::new();
+        all.try_reserve_exact(len)
+            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        all.resize(len, 0);
+        read_exact_at(&fd, &mut all)?;
+        Ok(FileBytes::from(all))
     }
 
     fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
@@ -311,7 +266,6 @@ impl DirHandle for RealDir {
         Ok(Arc::new(RealDir {
             path: self.path.join(name),
             fd,
-            map: self.map,
         }))
     }
 

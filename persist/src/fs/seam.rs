@@ -63,35 +63,16 @@ internals_pub! {
         /// symlinks. The order is unspecified.
         fn list(&self) -> io::Result<Vec<DirEntry>>;
 
-        /// Reads a whole regular file: `openat(O_RDONLY|O_NOFOLLOW|O_CLOEXEC)` then `mmap`
-        /// (an empty buffer for an empty file). A symlink fails with `ELOOP`, a directory with
-        /// `EISDIR`, any other non-regular file with a [`NotRegular`] error (kind
-        /// [`io::ErrorKind::InvalidInput`], no OS code) that says what it is.
+        /// Reads a whole regular file into memory: `openat(O_RDONLY|O_NOFOLLOW|O_NONBLOCK|
+        /// O_CLOEXEC)`, `fstat`, then `pread` until its size is read (an empty buffer for an empty
+        /// file; one that shrank meanwhile is [`io::ErrorKind::UnexpectedEof`]). A symlink fails
+        /// with `ELOOP`, a directory with `EISDIR`, any other non-regular file with a
+        /// [`NotRegular`] error (kind [`io::ErrorKind::InvalidInput`], no OS code) that says
+        /// what it is. For small files a test or tool wants whole; snapseal reads what it did
+        /// not just write through [`Untrusted`], in bounded memory.
         fn open_read(&self, name: &str) -> io::Result<FileBytes>;
 
-        /// Like [`open_read`](Self::open_read), but looks before it maps: opens the file
-        /// (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`, relative to the directory), checks with
-        /// `fstat` that it is a regular file, reads its first `head_len` bytes with `pread` (fewer
-        /// for a shorter file) and calls `check(head, file_size)`. Only when `check` passes is the
-        /// whole file mapped (and pre-faulted); its error is returned as is otherwise. So a huge
-        /// (say sparse) file whose first bytes already disqualify it costs one small read, not a
-        /// mapping of its whole length.
-        ///
-        /// The default reads the whole file with [`open_read`](Self::open_read) first: right for
-        /// an in-memory seam, where there is nothing to map.
-        fn open_read_checked(
-            &self,
-            name: &str,
-            head_len: usize,
-            check: &mut dyn FnMut(&[u8], u64) -> io::Result<()>,
-        ) -> io::Result<FileBytes> {
-            let bytes = self.open_read(name)?;
-            let head = bytes.get(..head_len.min(bytes.len())).unwrap_or_default();
-            check(head, bytes.len() as u64)?;
-            Ok(bytes)
-        }
-
-        /// Opens `name` for positional reads without mapping it: `openat(O_RDONLY|O_NOFOLLOW|
+        /// Opens `name` for positional reads: `openat(O_RDONLY|O_NOFOLLOW|
         /// O_NONBLOCK|O_CLOEXEC)` relative to the directory, then `fstat` on the open fd, which
         /// must show a regular file (a symlink fails with `ELOOP`, a directory with `EISDIR`,
         /// anything else with a [`NotRegular`] error). Nothing is read.
@@ -101,7 +82,7 @@ internals_pub! {
         /// (an error) instead of a `SIGBUS`.
         ///
         /// The default reads the whole file with [`open_read`](Self::open_read): right for an
-        /// in-memory seam, where there is nothing to map or truncate.
+        /// in-memory seam, where there is nothing to truncate.
         fn open_readable(&self, name: &str) -> io::Result<Box<dyn ReadableFile>> {
             Ok(Box::new(self.open_read(name)?))
         }

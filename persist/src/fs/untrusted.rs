@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use thiserror::Error;
 
-use super::{DirHandle, NotRegular, ReadableFile, RealFs};
+use super::{DirHandle, FileSystem, NotRegular, ReadableFile, RealFs};
 use crate::escape::Escaped;
 
 /// What a caller expects of a file: what to call it in messages, the largest size it accepts
@@ -260,7 +260,7 @@ impl Untrusted {
             _ => Path::new("."),
         };
         let dir = RealFs
-            .open_dir_unmapped(parent)
+            .open_dir(parent, false)
             .map_err(|e| io("opening the directory", e))?;
         match dir.open_readable(name) {
             Ok(file) => Untrusted::check(file, path.to_path_buf(), expect),

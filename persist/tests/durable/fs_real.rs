@@ -139,17 +139,23 @@ fn open_read_of_a_fifo_fails_without_blocking() {
     );
 }
 
+/// `open_read` copies the file with `pread` (never maps it): what it returned stays as it was
+/// read after the file is truncated (touching a truncated mapping would be SIGBUS) or unlinked.
 #[test]
-fn open_read_maps_non_empty_files() {
+fn open_read_copies_the_file_so_truncating_or_unlinking_it_leaves_the_bytes_read() {
     let h = real();
     let dir = h.fs.open_dir(h.dir(), false).unwrap();
-    put(dir.as_ref(), "f", b"mapped");
+    put(dir.as_ref(), "f", &[7u8; 64 << 10]);
     let bytes = dir.open_read("f").unwrap();
-    assert!(bytes.is_mapped());
-    assert_eq!(&*bytes, b"mapped");
-    // The map stays valid after the name is gone.
+    std::fs::File::options()
+        .write(true)
+        .open(h.dir().join("f"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(&*bytes, &[7u8; 64 << 10][..]);
     dir.unlink("f").unwrap();
-    assert_eq!(&*bytes, b"mapped");
+    assert_eq!(&*bytes, &[7u8; 64 << 10][..]);
 }
 
 #[test]
@@ -215,31 +221,6 @@ fn open_snapshot_of_a_fifo_names_the_file_and_what_it_is() {
         err.to_string(),
         format!("not a regular file: {} (fifo)", path.display())
     );
-}
-
-/// A reader without the store's lock copies files instead of mapping them, so a truncation by
-/// another process gives a read error instead of SIGBUS; the store's own handle maps.
-#[test]
-fn an_unmapped_directory_copies_files_and_a_mapped_one_maps_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("f"), b"some bytes").unwrap();
-    let copied = snapseal_persist::fs::RealFs
-        .open_dir_unmapped(tmp.path())
-        .unwrap()
-        .open_read("f")
-        .unwrap();
-    assert!(!copied.is_mapped());
-    assert_eq!(&copied[..], b"some bytes");
-    let mapped = snapseal_persist::fs::FileSystem::open_dir(
-        &snapseal_persist::fs::RealFs,
-        tmp.path(),
-        false,
-    )
-    .unwrap()
-    .open_read("f")
-    .unwrap();
-    assert!(mapped.is_mapped());
-    assert_eq!(&mapped[..], b"some bytes");
 }
 
 /// The hardened open path every crate reads hostile files through (`fs::Untrusted`).
