@@ -29,6 +29,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+mod background;
 pub mod compare;
 mod consensus;
 pub mod engine;
@@ -45,7 +46,7 @@ mod table;
 
 pub use crate::units::{bytes, secs};
 pub use compare::{compare, Comparison};
-pub use consensus::{measure as consensus_latency, Latency};
+pub use consensus::{measure as consensus_latency, measure_beside_peer, Latency};
 pub use fixture::Runs;
 pub use machine::Machine;
 pub use record::{Record, RecordError};
@@ -210,7 +211,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
         |n: u64| usize::try_from(n).map_err(|_| BenchError::Setup("size too large".into()));
     let (count, size) = opts.parallel_persist;
     if count > 1 && wants(&["persist"]) {
-        table.rows.push(persist::parallel_row(
+        table.rows.extend(persist::parallel_rows(
             &opts.dir,
             count,
             to_usize(size)?,
@@ -235,7 +236,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
         let rounds = if opts.quick { 1 } else { 3 };
         table
             .rows
-            .push(consensus::row(&opts.dir, 5, opts.consensus_body, rounds)?);
+            .extend(consensus::rows(&opts.dir, 5, opts.consensus_body, rounds)?);
     }
     if wants(&["ship", "restore"]) {
         table

@@ -36,10 +36,21 @@ impl Floor {
         committed: &str,
         parts: &[&[u8]],
     ) -> Result<(), (&'static str, io::Error)> {
+        self.write_streamed(tmp, committed, |write| {
+            parts.iter().try_for_each(|p| write(p))
+        })
+    }
+
+    /// [`write`](Self::write) of bytes made while writing: `produce` hands each piece to the
+    /// function it is given, which writes it fully (its error is the write's).
+    pub fn write_streamed(
+        &self,
+        tmp: &str,
+        committed: &str,
+        produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+    ) -> Result<(), (&'static str, io::Error)> {
         let mut file = self.dir.create_new(tmp, 0o600).map_err(|e| ("create", e))?;
-        for part in parts {
-            write_all(&mut *file, part).map_err(|e| ("write", e))?;
-        }
+        produce(&mut |part| write_all(&mut *file, part)).map_err(|e| ("write", e))?;
         file.sync().map_err(|e| ("fsync", e))?;
         // A close error is a failure, as in the writer.
         file.close().map_err(|e| ("close", e))?;

@@ -18,6 +18,10 @@ use snapseal_ledger::node::ChannelSink;
 
 use super::BenchError;
 
+/// The nice of the rig's engine workers: snapshot work below the node's priority, as the docs
+/// advise a node to run it (the consensus row's peer runs at the same).
+pub(crate) const WORKER_NICE: i32 = 10;
+
 /// The ledger, the Snapshotter and what connects them.
 pub(crate) struct Rig {
     pub ledger: Ledger,
@@ -43,9 +47,8 @@ impl Rig {
         opts.keep_last = max_pending + 1;
         let store = SnapshotStore::open(Arc::new(RealFs::new()), dir, opts)
             .map_err(|e| BenchError::Setup(format!("open store: {e}")))?;
-        // Snapshot work below the node's priority, as the docs advise a node to run it.
         let tasks = TaskSystem::threaded(EngineConfig {
-            worker_nice: 10,
+            worker_nice: WORKER_NICE,
             ..EngineConfig::default()
         })
         .map_err(|e| BenchError::Setup(format!("engine: {e}")))?;

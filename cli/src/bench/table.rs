@@ -156,6 +156,27 @@ impl BenchRow {
         }
     }
 
+    /// A row judging a time itself (seconds, one sample per repetition) against an absolute
+    /// bound: the median, passing at or below `bound`; no peer, no ratio.
+    pub fn absolute_time(what: impl Into<String>, samples: Vec<f64>, bound: f64) -> Self {
+        let ours = super::fixture::median(&mut samples.clone());
+        BenchRow {
+            what: what.into(),
+            ours: secs(ours),
+            peer: "-".into(),
+            figures: Some(Figures {
+                ours,
+                peer: None,
+                unit: "s",
+            }),
+            ratio: None,
+            samples,
+            target: Target::Absolute(bound),
+            verdict: verdict(ours <= bound),
+            note: String::new(),
+        }
+    }
+
     /// A row that could not be measured.
     pub fn skipped(what: impl Into<String>, target: Target, note: impl Into<String>) -> Self {
         BenchRow {
@@ -169,6 +190,16 @@ impl BenchRow {
             verdict: Verdict::Skipped,
             note: note.into(),
         }
+    }
+
+    /// The same figures with no goal: a row kept for information (its ratio is set by
+    /// something other than snapseal, and another row holds the goal).
+    pub fn for_information(mut self) -> Self {
+        self.target = Target::None;
+        if self.verdict != Verdict::Skipped {
+            self.verdict = Verdict::Info;
+        }
+        self
     }
 
     /// Adds a note.
@@ -217,9 +248,13 @@ impl fmt::Display for BenchTable {
         for line in &self.context {
             writeln!(f, "{line}")?;
         }
-        let target = |t: &Target| match *t {
+        let target = |r: &BenchRow| match r.target {
             Target::AtMost(b) => format!("<= {b:.2}x"),
             Target::AtLeast(b) => format!(">= {b:.2}x"),
+            // A bound in seconds reads as the figures beside it do.
+            Target::Absolute(b) if r.figures.is_some_and(|f| f.unit == "s") => {
+                format!("<= {}", secs(b))
+            }
             Target::Absolute(b) => format!("<= {b}"),
             Target::None => "-".into(),
         };
@@ -232,7 +267,7 @@ impl fmt::Display for BenchTable {
                     r.ours.clone(),
                     r.peer.clone(),
                     r.ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
-                    target(&r.target),
+                    target(r),
                     r.verdict.to_string(),
                 ]
             })
@@ -325,6 +360,38 @@ mod tests {
                 unit: "items/s"
             })
         );
+    }
+
+    #[test]
+    fn an_absolute_time_row_judges_the_median_sample_against_the_bound_in_seconds() {
+        let row = BenchRow::absolute_time("p99", vec![6e-6, 3e-6, 4e-6], 5e-6);
+        assert_eq!(
+            row.figures.map(|f| f.ours),
+            Some(4e-6),
+            "median of the samples"
+        );
+        assert_eq!(row.verdict, Verdict::Pass);
+        assert_eq!(row.ratio, None);
+        assert_eq!(row.samples, vec![6e-6, 3e-6, 4e-6], "in repetition order");
+        let slow = BenchRow::absolute_time("p99", vec![6e-6, 7e-6, 4e-6], 5e-6);
+        assert_eq!(slow.verdict, Verdict::Fail);
+        let table = BenchTable {
+            rows: vec![row],
+            context: Vec::new(),
+        };
+        assert!(
+            table.to_string().contains(&format!("<= {}", secs(5e-6))),
+            "the bound shown in the figures' unit: {table}"
+        );
+    }
+
+    #[test]
+    fn a_row_kept_for_information_has_no_goal_and_cannot_fail() {
+        let row = BenchRow::times("old", &steady(3.0, 1.0), 0.5).for_information();
+        assert_eq!((row.target, row.verdict), (Target::None, Verdict::Info));
+        assert_eq!(row.ratio, Some(3.0), "the figures stay");
+        let skipped = BenchRow::skipped("s", Target::AtMost(1.0), "no peer").for_information();
+        assert_eq!(skipped.verdict, Verdict::Skipped);
     }
 
     #[test]
