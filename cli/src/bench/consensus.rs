@@ -86,7 +86,7 @@ pub fn measure(
 /// Times the same calls (no generation of snapseal's) while [`background::run`] does the work
 /// of `generations` snapshots of `body` bytes on other threads: at least `min_calls`
 /// signatures, and until the background is done.
-pub fn measure_beside_peer(
+pub(crate) fn measure_beside_peer(
     dir: &Path,
     generations: u64,
     body: u64,
