@@ -130,6 +130,7 @@ impl Handler<EvidenceReady> for Node {
                 evidence_idx,
                 snapshot_idx: m.snapshot_idx,
                 digest: m.digest,
+                term: None,
             });
             ctx.spawn(
                 async move {

@@ -151,7 +151,9 @@ pub struct RecordCommittable(pub u64);
 #[rtype(result = "()")]
 pub struct Commit(pub u64);
 
-/// [`Snapshotter::record_evidence`].
+/// [`Snapshotter::record_evidence`], or with a `term`
+/// [`Snapshotter::record_evidence_in_term`] (statement mode: the receipt signs the term of
+/// the evidence entry).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "Result<(), EvidenceError>")]
 pub struct RecordEvidence {
@@ -161,6 +163,8 @@ pub struct RecordEvidence {
     pub snapshot_idx: u64,
     /// Snapshot digest it carries.
     pub digest: Hash,
+    /// The evidence entry's term, for a statement-mode Snapshotter (`None`: no term signed).
+    pub term: Option<u64>,
 }
 
 /// [`Snapshotter::record_signature`].
@@ -228,8 +232,15 @@ impl Handler<Commit> for SnapshotterActor {
 impl Handler<RecordEvidence> for SnapshotterActor {
     type Result = Result<(), EvidenceError>;
     fn handle(&mut self, m: RecordEvidence, _: &mut Context<Self>) -> Self::Result {
-        self.inner
-            .record_evidence(m.evidence_idx, m.snapshot_idx, m.digest)
+        match m.term {
+            Some(term) => {
+                self.inner
+                    .record_evidence_in_term(m.evidence_idx, m.snapshot_idx, m.digest, term)
+            }
+            None => self
+                .inner
+                .record_evidence(m.evidence_idx, m.snapshot_idx, m.digest),
+        }
     }
 }
 

@@ -71,7 +71,9 @@ pub struct CommittedSnapshot {
     pub idx: u64,
     /// Index of the evidence tx carrying the digest.
     pub evidence_idx: u64,
-    /// Index of the signature that proves the evidence.
+    /// Index of the signature that proves the evidence (Merkle mode); in statement mode
+    /// ([`Snapshotter::with_statement_key`](crate::Snapshotter::with_statement_key)) the
+    /// evidence index itself, since the node's own statement proves it.
     pub sig_idx: u64,
     /// Path of the `.committed` file.
     pub path: PathBuf,

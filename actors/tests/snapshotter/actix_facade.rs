@@ -98,6 +98,7 @@ fn messages_drive_a_snapshot_to_disk_and_notify_the_subscriber() {
             evidence_idx: e,
             snapshot_idx,
             digest,
+            term: None,
         })
         .await
         .unwrap()
@@ -218,6 +219,7 @@ fn a_flooded_subscriber_still_gets_every_committed_notification() {
                 evidence_idx: e,
                 snapshot_idx,
                 digest,
+                term: None,
             })
             .await
             .unwrap()
@@ -293,6 +295,7 @@ fn close_drain_persists_what_was_scheduled_stops_the_actor_and_frees_the_store()
             evidence_idx: e,
             snapshot_idx,
             digest,
+            term: None,
         })
         .await
         .unwrap()
@@ -328,4 +331,48 @@ fn close_drain_persists_what_was_scheduled_stops_the_actor_and_frees_the_store()
         StoreOptions::new(verifier),
     )
     .unwrap();
+}
+
+#[test]
+fn statement_evidence_sent_with_a_term_is_signed_in_that_term() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = snapseal_persist::SigningKey::from_bytes(&[5; 32]);
+    let store = crate::statement_node::store_trusting(tmp.path(), &[key.verifying_key()]).unwrap();
+    let tasks = TaskSystem::manual_fifo();
+    let (sink, evidence) = ChannelSink::new();
+    let snapshotter = Snapshotter::new(
+        SnapshotterConfig {
+            tx_interval: 10,
+            ..Default::default()
+        },
+        tasks.clone(),
+        Arc::clone(&store),
+        Arc::new(crate::statement_node::IndexState),
+        Arc::new(sink),
+    )
+    .unwrap()
+    .with_statement_key(key);
+    let system = System::new();
+    system.block_on(async move {
+        let snap = SnapshotterActor::new(snapshotter, None).start();
+        assert!(snap.send(RecordCommittable(10)).await.unwrap());
+        snap.send(Commit(10)).await.unwrap();
+        tasks.run_until_idle();
+        let (snapshot_idx, digest) = evidence.try_recv().unwrap();
+        snap.send(RecordEvidence {
+            evidence_idx: 11,
+            snapshot_idx,
+            digest,
+            term: Some(6),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        snap.send(Commit(11)).await.unwrap();
+        tasks.run_until_idle();
+        snap.send(Close(CloseMode::Drain)).await.unwrap();
+    });
+    let latest = store.latest().unwrap().expect("the snapshot at 10");
+    let receipt = latest.receipt();
+    assert_eq!((receipt.sig_idx, receipt.term), (11, Some(6)));
 }
