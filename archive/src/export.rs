@@ -28,7 +28,7 @@ use crate::manifest::{
     MAX_CHUNK, MAX_DEBUG, MAX_MANIFEST, MAX_SNAPSHOT,
 };
 use crate::snapshot::{SnapshotCheck, SnapshotProof};
-use crate::source::{cover, ArtifactSource, ChunkRef, ChunkVerifier, SourceError};
+use crate::source::{cover, ArtifactSource, ChunkRef, ChunkVerifier, OtherFile, SourceError};
 
 /// What to export.
 #[derive(Clone, Debug)]
@@ -93,9 +93,9 @@ pub enum ExportError {
     /// Reading the ledger failed.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// A local file was refused or could not be read (it names itself).
+    /// A local file was refused or could not be read (the error names it).
     #[error(transparent)]
-    File(#[from] UntrustedError),
+    File(io::Error),
     /// An artifact changed between the two passes.
     #[error("{}: changed while being exported", Escaped::str(.0))]
     Changed(String),
@@ -164,16 +164,36 @@ fn snapshot_expect() -> Expect {
     Expect::new("snapshot", MAX_SNAPSHOT).with_magic(&MAGIC)
 }
 
-fn opened(dir: &dyn DirHandle, name: &str, expect: Expect) -> Result<Untrusted, ExportError> {
-    Untrusted::open_in(dir, name, expect)?.ok_or_else(|| ExportError::Changed(name.to_string()))
+fn opened(dir: &dyn DirHandle, name: &str, expect: Expect) -> Result<Local, ExportError> {
+    Untrusted::open_in(dir, name, expect)
+        .map_err(|e| ExportError::File(io::Error::other(e)))?
+        .map(Local)
+        .ok_or_else(|| ExportError::Changed(name.to_string()))
+}
+
+/// A file of the snapshot directory, read like the ledger's other files (its read errors
+/// carry the [`UntrustedError`] naming it).
+struct Local(Untrusted);
+
+impl OtherFile for Local {
+    fn size(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(offset, buf).map_err(io::Error::other)
+    }
 }
 
 /// Streams `file` through `f` in [`BUF`]-sized blocks.
-fn stream(file: &Untrusted, f: &mut dyn FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+fn stream(
+    file: &dyn OtherFile,
+    f: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     let mut buf = vec![0u8; BUF];
     let mut at = 0u64;
-    while at < file.len() {
-        let n = usize::try_from(file.len() - at).map_or(BUF, |left| left.min(BUF));
+    while at < file.size() {
+        let n = usize::try_from(file.size() - at).map_or(BUF, |left| left.min(BUF));
         file.read_exact_at(at, &mut buf[..n])
             .map_err(|e| e.to_string())?;
         f(&buf[..n])?;
@@ -192,8 +212,9 @@ fn check_snapshot(
     let file_name = name.file_name();
     let file = Untrusted::open_in(dir, &file_name, snapshot_expect())
         .map_err(|e| e.to_string())?
+        .map(Local)
         .ok_or("vanished")?;
-    let mut check = SnapshotCheck::new(*name, file.len(), verifier);
+    let mut check = SnapshotCheck::new(*name, file.size(), verifier);
     let mut hash = blake3::Hasher::new();
     stream(&file, &mut |block| {
         hash.update(block);
@@ -205,7 +226,7 @@ fn check_snapshot(
         Artifact {
             path: format!("snapshots/{file_name}"),
             kind: ArtifactKind::Snapshot,
-            len: file.len(),
+            len: file.size(),
             blake3: hash.finalize().to_hex().to_string(),
         },
     ))
@@ -337,11 +358,11 @@ fn debug_items(
         let (hash, len) = match &from {
             From::File(name, expect) => {
                 let f = opened(dir, name, *expect)?;
-                (hash_file(&f, &path)?, f.len())
+                (hash_file(&f, &path)?, f.size())
             }
             From::Other(name) => {
                 let f = source.open_other(name, MAX_DEBUG)?;
-                (hash_file(&f, &path)?, f.len())
+                (hash_file(&*f, &path)?, f.size())
             }
             From::Bytes(_) | From::Chunk(_) => continue,
         };
@@ -358,7 +379,7 @@ fn debug_items(
     Ok(items)
 }
 
-fn hash_file(f: &Untrusted, path: &str) -> Result<blake3::Hash, ExportError> {
+fn hash_file(f: &dyn OtherFile, path: &str) -> Result<blake3::Hash, ExportError> {
     let mut h = blake3::Hasher::new();
     stream(f, &mut |b| {
         h.update(b);
@@ -572,17 +593,17 @@ fn copy(
         From::Bytes(b) => put(&mut &b[..])?,
         From::File(name, expect) => {
             let f = opened(dir, name, *expect)?;
-            if f.len() != a.len {
+            if f.size() != a.len {
                 return Err(changed());
             }
-            put(&mut f.reader())?
+            put(&mut f.0.reader())?
         }
         From::Other(name) => {
             let f = source.open_other(name, MAX_DEBUG)?;
-            if f.len() != a.len {
+            if f.size() != a.len {
                 return Err(changed());
             }
-            put(&mut f.reader())?
+            put(&mut OtherReader { file: &*f, at: 0 })?
         }
         From::Chunk(c) => {
             let bytes = source.read_chunk(c, MAX_CHUNK)?;
@@ -598,14 +619,42 @@ fn copy(
     Ok(())
 }
 
+/// Reads an [`OtherFile`] from its start with `pread`s, up to its size.
+struct OtherReader<'a> {
+    file: &'a dyn OtherFile,
+    at: u64,
+}
+
+/// A read error of an [`OtherFile`], told apart from the archive's write errors (an
+/// implementation's errors need not carry an [`UntrustedError`]).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct OtherRead(io::Error);
+
+impl Read for OtherReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.file.size().saturating_sub(self.at);
+        let n = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file
+            .read_exact_at(self.at, &mut buf[..n])
+            .map_err(|e| io::Error::other(OtherRead(e)))?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// An error of appending an entry: the file's (it names itself), the file's end coming early
 /// (it changed), or the archive's.
 fn read_or_write(e: io::Error, path: &str) -> ExportError {
     if e.get_ref().is_some_and(|i| i.is::<UntrustedError>()) {
-        if let Some(inner) = e.into_inner() {
-            if let Ok(u) = inner.downcast::<UntrustedError>() {
-                return ExportError::File(*u);
-            }
+        return ExportError::File(e);
+    }
+    if e.get_ref().is_some_and(|i| i.is::<OtherRead>()) {
+        if let Some(Ok(read)) = e.into_inner().map(|i| i.downcast::<OtherRead>()) {
+            return ExportError::File(read.0);
         }
         return ExportError::Changed(path.to_string());
     }
@@ -613,4 +662,38 @@ fn read_or_write(e: io::Error, path: &str) -> ExportError {
         return ExportError::Changed(path.to_string());
     }
     ExportError::Write(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An [`OtherFile`] of a source whose reads fail with a plain error (no
+    /// `UntrustedError` inside, as another ledger's implementation may give).
+    struct Failing;
+
+    impl OtherFile for Failing {
+        fn size(&self) -> u64 {
+            8
+        }
+
+        fn read_exact_at(&self, _: u64, _: &mut [u8]) -> io::Result<()> {
+            Err(io::Error::other("ledger/x: disk on fire"))
+        }
+    }
+
+    #[test]
+    fn a_read_error_of_another_ledger_file_is_the_file_s_not_the_archive_s() {
+        let mut buf = [0u8; 8];
+        let e = OtherReader {
+            file: &Failing,
+            at: 0,
+        }
+        .read(&mut buf)
+        .unwrap_err();
+        match read_or_write(e, "debug/ledger/x") {
+            ExportError::File(e) => assert_eq!(e.to_string(), "ledger/x: disk on fire"),
+            other => panic!("expected ExportError::File, got {other:?}"),
+        }
+    }
 }

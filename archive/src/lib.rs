@@ -49,7 +49,8 @@ pub use manifest::{
 };
 pub use pending::{ensure_free, PendingError, PendingFile, Sealed, Stale};
 pub use source::{
-    ArtifactSource, CheckedChunk, ChunkCheckError, ChunkLinks, ChunkRef, ChunkVerifier, SourceError,
+    ArtifactSource, CheckedChunk, ChunkCheckError, ChunkLinks, ChunkRef, ChunkVerifier, OtherFile,
+    SourceError,
 };
 
 /// Name of the ledger subdirectory inside a snapshot directory.

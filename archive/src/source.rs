@@ -2,7 +2,6 @@
 
 use std::io::{self, Read};
 
-use snapseal_persist::internals::fs::{Untrusted, UntrustedError};
 use snapseal_persist::internals::Escaped;
 use snapseal_persist::Hash;
 
@@ -44,26 +43,29 @@ impl ChunkRef {
 pub struct SourceError {
     /// What was being read.
     pub what: String,
-    /// The error (for a file refused or cut short: an [`UntrustedError`] naming it).
+    /// The error (for a file refused or cut short: one naming it).
     #[source]
     pub source: io::Error,
 }
 
-impl From<UntrustedError> for SourceError {
-    fn from(e: UntrustedError) -> Self {
-        SourceError {
-            what: "reading the ledger".into(),
-            source: io::Error::other(e),
-        }
-    }
+/// One of a source's [other files](ArtifactSource::other_files), open for reading: a fixed
+/// size read by offset (`pread`, never a map), so a file cut short by another process
+/// meanwhile is an error naming it, not a `SIGBUS`.
+pub trait OtherFile {
+    /// Its size when opened: exactly what is read.
+    fn size(&self) -> u64;
+
+    /// Fills `buf` with the bytes at `offset`; an error (naming the file) when they are not
+    /// all there any more.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 }
 
 /// Gives ledger entries with their proof material: sealed chunks (each carries the Merkle
 /// frontier at its start and ends with a signature tx, so it verifies on its own).
 ///
-/// An implementation over files opens them through [`Untrusted`] and reads them with `pread`
-/// (never a map): a file truncated by another process is then an error naming it, not a
-/// `SIGBUS`.
+/// An implementation over files opens each as hostile input (no link followed, regular files
+/// only, size capped) and reads it with `pread` (never a map): a file truncated by another
+/// process is then an error naming it, not a `SIGBUS`.
 pub trait ArtifactSource {
     /// The sealed chunks, sorted by start.
     fn chunks(&self) -> Result<Vec<ChunkRef>, SourceError>;
@@ -79,7 +81,7 @@ pub trait ArtifactSource {
 
     /// Opens one of [`other_files`](Self::other_files) (a regular file, no link followed,
     /// at most `max_len` bytes).
-    fn open_other(&self, name: &str, max_len: u64) -> Result<Untrusted, SourceError> {
+    fn open_other(&self, name: &str, max_len: u64) -> Result<Box<dyn OtherFile>, SourceError> {
         let _ = max_len;
         Err(SourceError {
             what: name.to_string(),

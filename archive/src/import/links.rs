@@ -22,7 +22,9 @@ pub(super) fn dir_chunk(
     (start, end): (u64, u64),
 ) -> Result<Option<CheckedChunk>, ImportError> {
     let name = ChunkRef { start, end, len: 0 }.file_name();
-    let Some(file) = Untrusted::open_in(ledger, &name, chunk_expect())? else {
+    let Some(file) =
+        Untrusted::open_in(ledger, &name, chunk_expect()).map_err(ImportError::file)?
+    else {
         return Ok(None);
     };
     let mut src = io::BufReader::with_capacity(BUF, file.reader());

@@ -161,9 +161,9 @@ pub enum ImportError {
         #[source]
         source: io::Error,
     },
-    /// A file of the target directory was refused or could not be read (it names itself).
+    /// A file of the target directory was refused or could not be read (the error names it).
     #[error(transparent)]
-    File(#[from] UntrustedError),
+    File(io::Error),
     /// Publishing failed after this run committed artifacts that could not be taken back
     /// (committed snapshots, or a chunk whose removal failed). Each verified; rerunning the
     /// import completes it.
@@ -178,6 +178,11 @@ pub enum ImportError {
 }
 
 impl ImportError {
+    /// A file of the target directory refused or cut short (the error names it).
+    pub(crate) fn file(e: UntrustedError) -> ImportError {
+        ImportError::File(io::Error::other(e))
+    }
+
     /// True when the archive itself is refused (malformed, truncated, below the level, an
     /// artifact that does not verify or chain): a property of the archive, not an I/O
     /// failure or a conflict with the directory.

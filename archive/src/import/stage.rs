@@ -70,22 +70,14 @@ pub(super) fn hash_file(file: &Untrusted) -> Result<blake3::Hash, ImportError> {
 /// A read error of a file of the target directory: the [`UntrustedError`] inside it when
 /// there is one (it names the file).
 pub(super) fn untrusted_read(file: &Untrusted, e: io::Error) -> ImportError {
-    let what = file.path().display().to_string();
     if !e.get_ref().is_some_and(|i| i.is::<UntrustedError>()) {
         return ImportError::Io {
-            what,
+            what: file.path().display().to_string(),
             step: "reading",
             source: e,
         };
     }
-    match e.into_inner().map(|i| i.downcast::<UntrustedError>()) {
-        Some(Ok(u)) => ImportError::File(*u),
-        _ => ImportError::Io {
-            what,
-            step: "reading",
-            source: io::ErrorKind::Other.into(),
-        },
-    }
+    ImportError::File(e)
 }
 
 /// Reads one entry (of the size the manifest gives) and stages or checks it.
@@ -159,7 +151,8 @@ pub(super) fn stage_snapshot<R: Read>(
     let mut check = SnapshotCheck::new(name, artifact.len, verifier);
     let mut hash = blake3::Hasher::new();
     let expect = Expect::new("snapshot", MAX_SNAPSHOT).with_magic(&MAGIC);
-    let present = Untrusted::open_in(target.dir.fd(), file_name, expect)?;
+    let present =
+        Untrusted::open_in(target.dir.fd(), file_name, expect).map_err(ImportError::file)?;
     let mut ingest = present
         .is_none()
         .then(|| target.store.begin_ingest(artifact.len));
@@ -325,7 +318,9 @@ pub(super) fn stage_chunk<'a, R: Read>(
         .collect();
     checked.signed.retain(|(i, _)| wanted.contains(i));
     let fate = if present {
-        let Some(file) = Untrusted::open_in(ledger.fd(), file_name, chunk_expect())? else {
+        let Some(file) = Untrusted::open_in(ledger.fd(), file_name, chunk_expect())
+            .map_err(ImportError::file)?
+        else {
             return Err(ImportError::Conflict(format!(
                 "{}: vanished during the import",
                 Escaped::path(&ledger.path().join(file_name))

@@ -7,9 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_archive::{CheckedChunk, ChunkCheckError, ChunkLinks, ChunkRef, SourceError};
+use snapseal_archive::{
+    CheckedChunk, ChunkCheckError, ChunkLinks, ChunkRef, OtherFile, SourceError,
+};
 use snapseal_persist::fs::FileSystem;
-use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted};
+use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
 use snapseal_persist::Hash;
 
 use super::chunk::{verify_stream, ReadError};
@@ -49,10 +51,34 @@ impl LedgerDir {
     }
 
     fn open_file(&self, name: &str, expect: Expect) -> Result<Untrusted, SourceError> {
-        Untrusted::open_in(&*self.dir, name, expect)?.ok_or_else(|| SourceError {
-            what: self.dir.path().join(name).display().to_string(),
-            source: io::Error::new(io::ErrorKind::NotFound, "vanished since it was listed"),
-        })
+        Untrusted::open_in(&*self.dir, name, expect)
+            .map_err(refused)?
+            .ok_or_else(|| SourceError {
+                what: self.dir.path().join(name).display().to_string(),
+                source: io::Error::new(io::ErrorKind::NotFound, "vanished since it was listed"),
+            })
+    }
+}
+
+/// A ledger file refused or cut short (the [`UntrustedError`] names it).
+fn refused(e: UntrustedError) -> SourceError {
+    SourceError {
+        what: "reading the ledger".into(),
+        source: io::Error::other(e),
+    }
+}
+
+/// One of the ledger directory's other files, as the archive reads it: through the
+/// [`Untrusted`] it was opened as; a read error carries the [`UntrustedError`] naming it.
+struct LedgerFile(Untrusted);
+
+impl OtherFile for LedgerFile {
+    fn size(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(offset, buf).map_err(io::Error::other)
     }
 }
 
@@ -76,9 +102,9 @@ impl snapseal_archive::ArtifactSource for LedgerDir {
     }
 
     fn read_chunk(&self, chunk: &ChunkRef, max_len: u64) -> Result<Vec<u8>, SourceError> {
-        Ok(self
-            .open_file(&chunk.file_name(), Expect::new("ledger chunk", max_len))?
-            .read_all()?)
+        self.open_file(&chunk.file_name(), Expect::new("ledger chunk", max_len))?
+            .read_all()
+            .map_err(refused)
     }
 
     fn other_files(&self) -> Result<Vec<(String, u64)>, SourceError> {
@@ -96,8 +122,9 @@ impl snapseal_archive::ArtifactSource for LedgerDir {
         Ok(out)
     }
 
-    fn open_other(&self, name: &str, max_len: u64) -> Result<Untrusted, SourceError> {
-        self.open_file(name, Expect::new("file", max_len))
+    fn open_other(&self, name: &str, max_len: u64) -> Result<Box<dyn OtherFile>, SourceError> {
+        let file = self.open_file(name, Expect::new("file", max_len))?;
+        Ok(Box::new(LedgerFile(file)))
     }
 }
 
