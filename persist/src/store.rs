@@ -263,14 +263,22 @@ impl SnapshotStore {
             evidence_idx: req.evidence_idx,
             state: FileState::Committed,
         };
+        self.commit_as(name, || self.writer.persist_gathered(req))
+    }
+
+    /// Writes committed `name` with `write` under the rules every commit path shares: the name
+    /// claimed (a second write of it waits, then finds it taken), pinned before it exists
+    /// (another commit's retention pass, running meanwhile, must not delete it between its
+    /// rename and this call's return), nothing written once the store failed; then the
+    /// counters and retention of [`after_commit`](Self::after_commit).
+    fn commit_as(
+        &self,
+        name: SnapshotName,
+        write: impl FnOnce() -> Result<Committed, PersistError>,
+    ) -> Result<Committed, PersistError> {
         let _claim = self.claims.claim(name);
-        // Pinned before it exists: another commit's retention pass, running meanwhile, must
-        // not delete it between its rename and this call's return.
         let _pin = self.holds.acquire(name);
-        let result = match self.refuse_if_failed() {
-            Err(e) => Err(e),
-            Ok(()) => self.writer.persist_gathered(req),
-        };
+        let result = self.refuse_if_failed().and_then(|()| write());
         self.after_commit(result)
     }
 
@@ -300,13 +308,7 @@ impl SnapshotStore {
                 evidence_idx: req.evidence_idx,
                 state: FileState::Committed,
             };
-            let _claim = self.claims.claim(name);
-            let _pin = self.holds.acquire(name);
-            let result = match self.refuse_if_failed() {
-                Err(e) => Err(e),
-                Ok(()) => self.writer.commit_spill(spill, req),
-            };
-            self.after_commit(result)
+            self.commit_as(name, || self.writer.commit_spill(spill, req))
         }
     }
 
