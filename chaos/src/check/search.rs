@@ -42,7 +42,7 @@ pub(super) fn linearizable(ops: &[&Op], max_states: usize) -> (Verdict, Option<u
     let mut order: Vec<usize> = (0..2 * n).collect();
     let time = |e: usize| -> (u64, u8) {
         let op = ops[e / 2];
-        if e % 2 == 0 {
+        if e.is_multiple_of(2) {
             (op.invoke_ns, 0)
         } else {
             (op.complete_ns.unwrap_or(u64::MAX), 1)
@@ -85,7 +85,7 @@ pub(super) fn linearizable(ops: &[&Op], max_states: usize) -> (Verdict, Option<u
             return (Verdict::Undecided, None);
         }
         let op = entry / 2;
-        if entry % 2 == 0 {
+        if entry.is_multiple_of(2) {
             if let Some(after) = steps[op].apply(value) {
                 let h = hash ^ zobrist[op];
                 if seen.insert((h, after)) {
