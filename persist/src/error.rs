@@ -413,6 +413,12 @@ pub enum StoreStep {
     UnlinkCorrupt,
     /// Deleting a committed file that retention dropped.
     UnlinkExpired,
+    /// Reading a chunk pack (at open, or to copy its live chunks).
+    ReadPack,
+    /// Writing a pack of the live chunks of a mostly dead one (docs/FORMAT.md §10.4).
+    RewritePack,
+    /// Deleting a chunk pack none of whose chunks a retained snapshot names.
+    UnlinkPack,
 }
 
 impl fmt::Display for StoreStep {
@@ -427,6 +433,9 @@ impl fmt::Display for StoreStep {
             StoreStep::Quarantine => "quarantine",
             StoreStep::UnlinkCorrupt => "unlink quarantined file",
             StoreStep::UnlinkExpired => "unlink expired snapshot",
+            StoreStep::ReadPack => "read chunk pack",
+            StoreStep::RewritePack => "rewrite chunk pack",
+            StoreStep::UnlinkPack => "unlink dead chunk pack",
         })
     }
 }
@@ -538,6 +547,44 @@ pub enum BodyError {
         /// How many stored bytes follow the frame.
         trailing: u64,
     },
+    /// A chunk list (flag bit 1) that is not a whole number of 36-byte entries.
+    #[error("chunk list of {len} bytes is not a whole number of entries")]
+    ChunkListLength {
+        /// The list's length.
+        len: u64,
+    },
+    /// A chunk list entry with a length of 0 or above the largest chunk.
+    #[error("chunk {index}: length {len} is not in 1..={max}")]
+    ChunkLength {
+        /// The entry's position in the list (from 0).
+        index: u64,
+        /// The length it gives.
+        len: u32,
+        /// The largest chunk.
+        max: u32,
+    },
+    /// A chunk the list names is in no pack of the store.
+    #[error("chunk {index} ({}) is missing from the chunk store", crate::hex::to_hex(.hash))]
+    ChunkMissing {
+        /// The entry's position in the list (from 0).
+        index: u64,
+        /// The chunk's BLAKE3.
+        hash: [u8; 32],
+    },
+    /// A chunk whose bytes in its pack do not hash to the name the list gives.
+    #[error("chunk {index} ({}) in {} does not match its hash", crate::hex::to_hex(.hash), crate::escape::Escaped::path(.pack))]
+    ChunkDamaged {
+        /// The entry's position in the list (from 0).
+        index: u64,
+        /// The chunk's BLAKE3, as the list names it.
+        hash: [u8; 32],
+        /// The pack holding the damaged copy.
+        pack: std::path::PathBuf,
+    },
+    /// A chunked body read without the chunk store of its directory (a reader that is not
+    /// the directory's store).
+    #[error("a chunked body can only be read through the store of its directory")]
+    NoChunkStore,
 }
 
 /// Any error of this crate: one type for callers that do not need to tell the operations

@@ -11,7 +11,7 @@
 //! |   0 |   8 | magic `b"SNAPSEAL"` |
 //! |   8 |   2 | format_version (2) |
 //! |  10 |   2 | header_len (160) |
-//! |  12 |   4 | flags (bit 0: body is one zstd frame of raw_len bytes) |
+//! |  12 |   4 | flags (bit 0: body is one zstd frame of raw_len bytes; bit 1: body is a chunk list) |
 //! |  16 |   8 | idx |
 //! |  24 |   8 | evidence_idx |
 //! |  32 |   8 | body_len |
@@ -74,8 +74,8 @@ const OFF_RECEIPT_DIGEST: usize = 88;
 const OFF_RESERVED: usize = 120;
 const OFF_CHECKSUM: usize = 128;
 
-/// Every flag bit this version knows ([`Flags::ZSTD`]).
-const KNOWN_BITS: u32 = 1;
+/// Every flag bit this version knows ([`Flags::ZSTD`], [`Flags::CHUNKED`]).
+const KNOWN_BITS: u32 = 0b11;
 
 /// Header flags. Only known bits can be represented, so a `Header` in memory is always writable
 /// and readable by this version.
@@ -87,6 +87,10 @@ impl Flags {
     pub const NONE: Flags = Flags(0);
     /// The body is exactly one zstd frame that decodes to exactly `raw_len` bytes.
     pub const ZSTD: Flags = Flags(1);
+    /// The body is a chunk list (docs/FORMAT.md §2.2): the snapshot's bytes are the
+    /// concatenation of the chunks it names, `raw_len` of them, kept in the store's chunk
+    /// packs. Never together with [`ZSTD`](Self::ZSTD).
+    pub const CHUNKED: Flags = Flags(2);
     /// Every bit this version knows; any other set bit makes a header unreadable.
     #[cfg(feature = "internals")]
     pub const KNOWN: Flags = Flags(KNOWN_BITS);
@@ -172,6 +176,23 @@ pub enum FormatError {
         bits: u32,
         /// The bits this version does not know.
         unknown: u32,
+    },
+    /// Flag bits that this version defines but never allows together (zstd and chunked).
+    #[error("flag bits {bits:#010x} may not be set together")]
+    ExclusiveFlags {
+        /// All stored flag bits.
+        bits: u32,
+    },
+    /// A chunked body whose length is not a whole number of chunk list entries, or names
+    /// more chunks than a chunk list may.
+    #[error("chunk list of {body_len} bytes: not a whole number of {entry}-byte entries, or more than {max} of them")]
+    ChunkListLength {
+        /// The stored body length.
+        body_len: u64,
+        /// Bytes per entry.
+        entry: u64,
+        /// Most entries a chunk list may have.
+        max: u64,
     },
     /// The reserved field is not zero.
     #[error("reserved header field must be zero, found {actual:#018x}")]
@@ -329,8 +350,9 @@ impl Header {
         Ok(header)
     }
 
-    /// Consistency of the fields: `idx < evidence_idx`, the file length fits a u64, and an
-    /// uncompressed body's raw_len equals its body_len. The writer refuses a header that fails
+    /// Consistency of the fields: `idx < evidence_idx`, the file length fits a u64, zstd and
+    /// chunked not both set, a chunked body a whole number of chunk list entries (at most
+    /// the maximum), and a plain body's raw_len equal to its body_len. The writer refuses a header that fails
     /// this, and [`Header::decode`] does too.
     pub fn validate(&self) -> Result<(), FormatError> {
         if self.idx >= self.evidence_idx {
@@ -340,6 +362,15 @@ impl Header {
             });
         }
         self.file_len()?;
+        if self.flags.contains(Flags::ZSTD.union(Flags::CHUNKED)) {
+            return Err(FormatError::ExclusiveFlags {
+                bits: self.flags.bits(),
+            });
+        }
+        if self.flags.contains(Flags::CHUNKED) {
+            // raw_len is the sum of the chunk lengths, checked when the list is read.
+            return crate::chunks::list::check_list_len(self.body_len);
+        }
         if !self.flags.contains(Flags::ZSTD) && self.raw_len != self.body_len {
             return Err(FormatError::LengthMismatch {
                 what: "raw (uncompressed body)",

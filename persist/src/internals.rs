@@ -35,6 +35,12 @@ pub mod format {
     };
 }
 
+/// The chunked body's layout (docs/FORMAT.md §2.2): the chunk list decoder (what the
+/// `chunk_list` fuzzer drives).
+pub mod chunks {
+    pub use crate::chunks::list::decode_list;
+}
+
 /// The receipts themselves (the Merkle [`Receipt`](receipt::Receipt) and the
 /// [`SignedStatement`](receipt::SignedStatement), to decode and inspect), their COSE labels
 /// and limits, and the Merkle functions under the receipt check (the node hash, the proof

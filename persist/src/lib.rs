@@ -80,6 +80,7 @@
 mod visibility;
 
 mod body;
+mod chunks;
 mod claims;
 mod dir_guard;
 mod error;

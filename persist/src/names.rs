@@ -173,7 +173,7 @@ impl OurFile {
 }
 
 /// A canonical decimal `u64`: ASCII digits only, no leading zero unless it is `0`, in range.
-fn parse_u64(digits: &str) -> Option<u64> {
+pub(crate) fn parse_u64(digits: &str) -> Option<u64> {
     let bytes = digits.as_bytes();
     let canonical = match bytes {
         [] => false,

@@ -57,6 +57,14 @@ pub struct StoreOptions {
     /// signed statements, or [`Schemes`](crate::receipt::Schemes) with a node's own scheme. A
     /// file of a scheme or key not trusted here is passed over, not quarantined.
     pub verifier: Arc<dyn ReceiptVerifier>,
+    /// Chunked snapshots (docs/FORMAT.md §2.2, §10): a body built for this store with
+    /// [`BodyBuilder::with_spill`](crate::BodyBuilder::with_spill) is cut into
+    /// content-defined chunks (FastCDC, 16 / 64 / 256 KiB), each stored once in pack files
+    /// beside the snapshots, and the snapshot file holds only the chunk list, so a snapshot
+    /// writes only the chunks that changed. Compression is not combined with it (such a
+    /// builder is refused). Reading needs nothing: a store reads chunked and plain snapshots
+    /// whatever this says. Default: off.
+    pub chunked: bool,
 }
 
 impl StoreOptions {
@@ -74,6 +82,7 @@ impl StoreOptions {
             max_bytes: None,
             max_quarantined: DEFAULT_MAX_QUARANTINED,
             verifier,
+            chunked: false,
         }
     }
 

@@ -16,6 +16,7 @@
 
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub(crate) mod body;
 mod hash;
@@ -24,7 +25,8 @@ pub(crate) mod stream;
 
 pub(crate) use body::{check_body_encoding, BodyReader};
 
-use crate::error::{Check, VerifyError};
+use crate::chunks::store::ChunkStore;
+use crate::error::{BodyError, Check, VerifyError};
 use crate::format::{self, FormatError, Header, HEADER_LEN};
 use crate::fs::untrusted::Expect;
 use crate::fs::{DirHandle, Untrusted, UntrustedError};
@@ -32,7 +34,7 @@ use crate::hold::Hold;
 use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 use body::Source;
-use range::FileRange;
+pub(crate) use range::FileRange;
 use stream::{verify_with, VerifiedFile};
 
 /// What [`verify_bytes`] established about a file, borrowing its parts.
@@ -51,7 +53,7 @@ pub struct VerifiedSnapshot<'a> {
 impl<'a> VerifiedSnapshot<'a> {
     /// The decoded body, streamed (see [`SnapshotFile::body_reader`]).
     pub fn body_reader(&self) -> io::Result<BodyReader<'a>> {
-        BodyReader::new(&self.header, Source::Bytes(self.body))
+        BodyReader::new(&self.header, Source::Bytes(self.body), None)
     }
 }
 
@@ -109,6 +111,13 @@ fn verify_labelled<'a>(
         file: file.to_path_buf(),
         source,
     })?;
+    if header.flags.contains(crate::format::Flags::CHUNKED) {
+        // Bytes alone cannot prove a chunked snapshot: its chunks are in its store's packs.
+        return Err(VerifyError::Body {
+            file: file.to_path_buf(),
+            source: BodyError::NoChunkStore,
+        });
+    }
     Ok(VerifiedSnapshot {
         header,
         body,
@@ -133,6 +142,8 @@ pub struct SnapshotFile {
     receipt: Vec<u8>,
     verified: VerifiedReceipt,
     hold: Option<Hold>,
+    /// The chunk store a chunked body is read from.
+    chunks: Option<Arc<ChunkStore>>,
 }
 
 impl SnapshotFile {
@@ -177,8 +188,17 @@ impl SnapshotFile {
     /// memory (a MiB of buffer, plus the zstd window): decompressed on the fly for a zstd
     /// body, the stored bytes as they are otherwise, read from the open file with `pread`.
     /// Fails to start only if the zstd decoder cannot be set up or the first read fails.
+    ///
+    /// A chunked snapshot's body is read chunk by chunk from the store's packs, each chunk
+    /// checked against its BLAKE3 before any of it is handed out: a chunk missing or damaged
+    /// since verification fails the read that reaches it (kind
+    /// [`io::ErrorKind::InvalidData`], carrying a [`BodyError`](crate::BodyError)).
     pub fn body_reader(&self) -> io::Result<BodyReader<'_>> {
-        BodyReader::new(&self.header, Source::file(self.body_range()))
+        BodyReader::new(
+            &self.header,
+            Source::file(self.body_range()),
+            self.chunks.as_deref(),
+        )
     }
 
     /// The stored body's bytes of the file.
@@ -229,12 +249,31 @@ impl SnapshotFile {
 /// anything else, so a huge junk file under a snapshot name is refused after one small read.
 /// Nothing is mapped, before or after: a file truncated by another process, during
 /// verification or while the returned file is read, is a read error, never a `SIGBUS`.
+///
+/// A chunked snapshot needs its store's chunks: opened this way (not through the store) it
+/// fails with [`BodyError::NoChunkStore`](crate::BodyError::NoChunkStore).
 pub fn open_snapshot(
     dir: &dyn DirHandle,
     name: &SnapshotName,
     verifier: &dyn ReceiptVerifier,
 ) -> Result<SnapshotFile, VerifyError> {
-    let (file, v) = verify_in(dir, &name.file_name(), Some(name), verifier)?;
+    open_snapshot_with(dir, name, verifier, None)
+}
+
+/// [`open_snapshot`], reading a chunked body's chunks from `chunks`.
+pub(crate) fn open_snapshot_with(
+    dir: &dyn DirHandle,
+    name: &SnapshotName,
+    verifier: &dyn ReceiptVerifier,
+    chunks: Option<&Arc<ChunkStore>>,
+) -> Result<SnapshotFile, VerifyError> {
+    let (file, v) = verify_in(
+        dir,
+        &name.file_name(),
+        Some(name),
+        verifier,
+        chunks.map(|c| &**c),
+    )?;
     Ok(SnapshotFile {
         name: *name,
         file,
@@ -242,6 +281,7 @@ pub fn open_snapshot(
         receipt: v.receipt,
         verified: v.verified,
         hold: None,
+        chunks: chunks.cloned(),
     })
 }
 
@@ -254,12 +294,13 @@ pub(crate) fn verify_in(
     file_name: &str,
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
+    chunks: Option<&ChunkStore>,
 ) -> Result<(Untrusted, VerifiedFile), VerifyError> {
     let file = open_for_verify(dir, file_name)?.ok_or_else(|| VerifyError::Read {
         file: dir.path().join(file_name),
         source: io::Error::from(io::ErrorKind::NotFound),
     })?;
-    let verified = verify_with(&file, name, verifier, None)?;
+    let verified = verify_with(&file, name, verifier, None, chunks)?;
     Ok((file, verified))
 }
 

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tracing::{debug, error, info, warn};
 
+use crate::chunks::store::ChunkStore;
+use crate::chunks::sweep::live_chunks;
 use crate::claims::NameClaims;
 use crate::dir_guard::GuardedDir;
 use crate::error::{ErrorChain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
@@ -22,7 +24,7 @@ use crate::hold::{Hold, HoldTable};
 use crate::names::{FileState, PendingName, SnapshotName, LOCK_FILE};
 use crate::options::StoreOptions;
 use crate::quarantine::{self, Quarantined};
-use crate::reader::{open_snapshot, SnapshotFile};
+use crate::reader::{open_snapshot_with, SnapshotFile};
 use crate::receipt::ReceiptVerifier;
 use crate::retention::{self, RetentionPlan, RetentionReport, Standing};
 use crate::scan::{
@@ -59,6 +61,10 @@ pub struct StoreStats {
     pub quarantine_failures: u64,
     /// Snapshots `latest` passed over because no trusted key signed them (left in place).
     pub untrusted_skipped: u64,
+    /// Bytes of new chunks written into chunk packs by chunked snapshots
+    /// ([`StoreOptions::chunked`]): what a chunked snapshot cost on disk beyond its small
+    /// snapshot file, only the chunks no pack held already.
+    pub chunk_bytes_written: u64,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +134,8 @@ pub struct SnapshotStore {
     /// verified since it was opened. Retention counts them without hashing them again.
     known_good: Mutex<HashSet<SnapshotName>>,
     counters: Counters,
+    /// The chunks of chunked snapshots, in packs beside them.
+    chunks: Arc<ChunkStore>,
     /// Ingests started, for unique pending names.
     ingests: AtomicU64,
     /// Declared last: released only after everything else is dropped.
@@ -165,6 +173,7 @@ impl SnapshotStore {
         })?;
         let guard = Arc::new(GuardedDir::new(handle));
         let handle: Arc<dyn DirHandle> = guard.clone();
+        let opened = ChunkStore::open(Arc::clone(&handle))?;
         let store = SnapshotStore {
             path: dir.to_path_buf(),
             writer: SnapshotWriter::new(Arc::clone(&handle)),
@@ -176,9 +185,15 @@ impl SnapshotStore {
             maintenance: Mutex::new(()),
             known_good: Mutex::default(),
             counters: Counters::default(),
+            chunks: Arc::new(opened.store),
             ingests: AtomicU64::new(0),
             _lock: lock,
         };
+        bump(
+            &store.counters.stale_removed,
+            "snapseal_store_stale_removed_total",
+            opened.removed,
+        );
         let corrupt = store.remove_stale()?;
         // The bound holds from the start, not only once something new is quarantined.
         if corrupt > store.opts.max_quarantined {
@@ -213,6 +228,7 @@ impl SnapshotStore {
             quarantined: get(&c.quarantined),
             quarantine_failures: get(&c.quarantine_failures),
             untrusted_skipped: get(&c.untrusted_skipped),
+            chunk_bytes_written: get(&self.chunks.counters.bytes_written),
         }
     }
 
@@ -280,6 +296,11 @@ impl SnapshotStore {
         let _pin = self.holds.acquire(name);
         let result = self.refuse_if_failed().and_then(|()| write());
         self.after_commit(result)
+    }
+
+    /// The chunk store (for the body builder's chunked stage).
+    pub(crate) fn chunk_store(&self) -> &Arc<ChunkStore> {
+        &self.chunks
     }
 
     internals_pub! {
@@ -686,9 +707,13 @@ impl SnapshotStore {
     /// ```
     pub fn latest(&self) -> Result<Option<SnapshotFile>, StoreError> {
         let listed = classify_dir(&*self.dir)?;
-        let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
-            Some(self.holds.acquire(*name))
-        });
+        let (plan, stopped) = plan_over(
+            &*self.dir,
+            &listed,
+            &*self.opts.verifier,
+            Some(&self.chunks),
+            |name| Some(self.holds.acquire(*name)),
+        );
         for passed in &plan.passed_over {
             match &passed.reason {
                 PassOverReason::Untrusted(_) => {
@@ -724,9 +749,13 @@ impl SnapshotStore {
         /// carries a [`Hold`].
         fn plan_latest(&self) -> Result<LatestPlan, StoreError> {
             let listed = classify_dir(&*self.dir)?;
-            let (plan, stopped) = plan_over(&*self.dir, &listed, &*self.opts.verifier, |name| {
-                Some(self.holds.acquire(*name))
-            });
+            let (plan, stopped) = plan_over(
+                &*self.dir,
+                &listed,
+                &*self.opts.verifier,
+                Some(&self.chunks),
+                |name| Some(self.holds.acquire(*name)),
+            );
             match stopped {
                 Some(e) => Err(e),
                 None => Ok(plan),
@@ -847,7 +876,7 @@ impl SnapshotStore {
     pub fn read(&self, name: &SnapshotName) -> Result<SnapshotFile, VerifyError> {
         let name = name.with_state(FileState::Committed);
         let hold = self.holds.acquire(name);
-        let file = open_snapshot(&*self.dir, &name, &*self.opts.verifier)?;
+        let file = open_snapshot_with(&*self.dir, &name, &*self.opts.verifier, Some(&self.chunks))?;
         self.known_good.lock().insert(name);
         Ok(file.with_hold(hold))
     }
@@ -973,7 +1002,7 @@ impl SnapshotStore {
         if self.known_good.lock().contains(name) {
             return Standing::Verified;
         }
-        match open_snapshot(&*self.dir, name, &*self.opts.verifier) {
+        match open_snapshot_with(&*self.dir, name, &*self.opts.verifier, Some(&self.chunks)) {
             Ok(_) => {
                 self.known_good.lock().insert(*name);
                 Standing::Verified
@@ -1028,6 +1057,7 @@ impl SnapshotStore {
         let mut report = result?;
         report.quarantined = quarantined;
         report.quarantine_deleted = quarantine_deleted;
+        self.sweep_chunks()?;
         {
             let mut known = self.known_good.lock();
             for name in report.deleted.iter().chain(&report.vanished) {
@@ -1048,6 +1078,20 @@ impl SnapshotStore {
             );
         }
         Ok(report)
+    }
+
+    /// The chunk sweep after snapshot retention (docs/FORMAT.md §10.4): the claims record
+    /// starts before the listing of the snapshots whose lists are live, so neither a persist
+    /// committing meanwhile nor one relying on a stored chunk loses a chunk it names. The
+    /// caller holds `maintenance`. Nothing to do for a store without packs.
+    fn sweep_chunks(&self) -> Result<(), StoreError> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        let sweeping = self.chunks.begin_sweep();
+        let live = live_chunks(&*self.dir)?;
+        self.chunks.sweep(&live, &sweeping)?;
+        Ok(())
     }
 
     /// Removes our stale uncommitted and pending files (leftovers of a crash mid-write, or of
@@ -1173,7 +1217,7 @@ pub fn plan_latest(
     verifier: &dyn ReceiptVerifier,
 ) -> Result<LatestPlan, StoreError> {
     let listed = classify_dir(dir)?;
-    let (plan, stopped) = plan_over(dir, &listed, verifier, |_| None);
+    let (plan, stopped) = plan_over(dir, &listed, verifier, None, |_| None);
     match stopped {
         Some(e) => Err(e),
         None => Ok(plan),
@@ -1187,6 +1231,7 @@ fn plan_over(
     dir: &dyn DirHandle,
     listed: &[ListedEntry],
     verifier: &dyn ReceiptVerifier,
+    chunks: Option<&Arc<ChunkStore>>,
     pin: impl Fn(&SnapshotName) -> Option<Hold>,
 ) -> (LatestPlan, Option<StoreError>) {
     let mut plan = LatestPlan {
@@ -1208,7 +1253,7 @@ fn plan_over(
             FileState::Corrupt => PassOverReason::Quarantined,
             FileState::Committed => {
                 let hold = pin(&entry.name);
-                match open_snapshot(dir, &entry.name, verifier) {
+                match open_snapshot_with(dir, &entry.name, verifier, chunks) {
                     Ok(file) => {
                         plan.chosen = Some(match hold {
                             Some(hold) => file.with_hold(hold),

@@ -239,12 +239,11 @@ impl Default for StoreSettings {
 impl StoreSettings {
     /// Store options with these settings and `verifier`.
     pub(super) fn options(&self, verifier: Arc<dyn ReceiptVerifier>) -> StoreOptions {
-        StoreOptions {
-            keep_last: self.keep_last,
-            max_bytes: self.max_bytes,
-            max_quarantined: self.max_quarantined,
-            verifier,
-        }
+        let mut opts = StoreOptions::new(verifier);
+        opts.keep_last = self.keep_last;
+        opts.max_bytes = self.max_bytes;
+        opts.max_quarantined = self.max_quarantined;
+        opts
     }
 
     /// These settings with `--keep-last` / `--max-bytes` applied (checked like the file's).

@@ -7,6 +7,7 @@ use super::budget::{Reservation, SpillTarget};
 use super::hashing::{hash, hash_behind, hash_while, HashJob};
 use super::pending::{MemoryBody, PendingBody, Stored};
 use super::{DIRECT_WRITE, MEMORY_CHUNK, SPILL_BUFFER};
+use crate::chunks::sink::ChunkingSink;
 use crate::format::Flags;
 use crate::writer::SpillFile;
 use crate::Hash;
@@ -238,6 +239,7 @@ impl Write for HashingSink {
 enum Stage {
     Plain(HashingSink),
     Zstd(Box<zstd::stream::write::Encoder<'static, HashingSink>>),
+    Chunked(ChunkingSink),
 }
 
 /// The `io::Write` a snapshot body streams into: optional zstd compression, BLAKE3 over the
@@ -300,11 +302,30 @@ impl BodyBuilder {
 
     /// Like [`new`](Self::new), but the body goes to a pending file in `target`'s store as
     /// soon as keeping it in memory would exceed `target.budget`.
+    ///
+    /// For a store opened with [`StoreOptions::chunked`](crate::StoreOptions::chunked) the
+    /// body is chunked instead (docs/FORMAT.md §2.2): cut into content-defined chunks as it
+    /// streams, each new chunk written into the store's packs (made durable by
+    /// [`finish`](Self::finish)), only the chunk list kept in memory; no budget is used.
+    /// `compression` must then be `None` (refused with [`io::ErrorKind::InvalidInput`]).
     pub fn with_spill(compression: Option<i32>, target: SpillTarget) -> io::Result<Self> {
         Self::build(compression, Some(target))
     }
 
     fn build(compression: Option<i32>, spill: Option<SpillTarget>) -> io::Result<Self> {
+        if let Some(target) = spill.as_ref().filter(|t| t.store.options().chunked) {
+            if compression.is_some() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a chunked snapshot is not compressed (docs/FORMAT.md §2.2): build it without compression",
+                ));
+            }
+            let sink = ChunkingSink::new(std::sync::Arc::clone(target.store.chunk_store()));
+            return Ok(BodyBuilder {
+                stage: Stage::Chunked(sink),
+                raw_len: 0,
+            });
+        }
         let sink = HashingSink::new(spill);
         let stage = match compression {
             None => Stage::Plain(sink),
@@ -319,6 +340,7 @@ impl BodyBuilder {
         let (sink, flags) = match self.stage {
             Stage::Plain(sink) => (sink, Flags::NONE),
             Stage::Zstd(enc) => (enc.finish()?, Flags::ZSTD),
+            Stage::Chunked(sink) => return Ok(PendingBody::chunked(sink.finish()?)),
         };
         let (stored, len, digest) = sink.finish()?;
         Ok(PendingBody {
@@ -336,6 +358,7 @@ impl Write for BodyBuilder {
         let n = match &mut self.stage {
             Stage::Plain(sink) => sink.write(buf)?,
             Stage::Zstd(enc) => enc.write(buf)?,
+            Stage::Chunked(sink) => sink.write(buf)?,
         };
         self.raw_len += n as u64;
         Ok(n)
@@ -344,6 +367,7 @@ impl Write for BodyBuilder {
         match &mut self.stage {
             Stage::Plain(sink) => sink.flush(),
             Stage::Zstd(enc) => enc.flush(),
+            Stage::Chunked(sink) => sink.flush(),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::budget::Reservation;
 use super::hashing::hash;
+use crate::chunks::sink::ChunkedBody;
 use crate::format::{Claims, Flags};
 use crate::writer::{Committed, GatheredRequest, SpillCommit, SpillFile};
 use crate::{Hash, PersistError, SnapshotStore};
@@ -21,6 +22,8 @@ pub(crate) enum Stored {
     Spilled(SpillFile),
     /// The node's own frozen chunks, written from where they are.
     Frozen(Vec<FrozenChunk>),
+    /// A chunk list whose chunks are durable in the store's packs (and claimed).
+    Chunked(ChunkedBody),
 }
 
 /// An in-memory body: consecutive chunks, every one but the last full ([`MEMORY_CHUNK`]), so
@@ -60,6 +63,10 @@ impl std::fmt::Debug for Stored {
                 .debug_struct("Frozen")
                 .field("chunks", &chunks.len())
                 .finish(),
+            Stored::Chunked(body) => f
+                .debug_struct("Chunked")
+                .field("list_len", &body.list.len())
+                .finish(),
         }
     }
 }
@@ -87,7 +94,7 @@ impl PendingBody {
                 [one] => Some(one),
                 _ => None,
             },
-            Stored::Spilled(_) | Stored::Frozen(_) => None,
+            Stored::Spilled(_) | Stored::Frozen(_) | Stored::Chunked(_) => None,
         }
     }
     /// The in-memory body's bytes as its consecutive chunks; `None` when it is not in memory.
@@ -95,7 +102,7 @@ impl PendingBody {
     pub(crate) fn memory_parts(&self) -> Option<Vec<&[u8]>> {
         match &self.stored {
             Stored::Memory(body) => Some(body.parts()),
-            Stored::Spilled(_) | Stored::Frozen(_) => None,
+            Stored::Spilled(_) | Stored::Frozen(_) | Stored::Chunked(_) => None,
         }
     }
     /// The body as the node's frozen chunks, when it came from
@@ -104,7 +111,7 @@ impl PendingBody {
     pub(crate) fn frozen_chunks(&self) -> Option<&[FrozenChunk]> {
         match &self.stored {
             Stored::Frozen(chunks) => Some(chunks),
-            Stored::Memory(_) | Stored::Spilled(_) => None,
+            Stored::Memory(_) | Stored::Spilled(_) | Stored::Chunked(_) => None,
         }
     }
     /// The body from frozen chunks: hashed where they are (a large chunk on all cores), not
@@ -153,11 +160,21 @@ impl PendingBody {
             flags: Flags::NONE,
         }
     }
+    /// A chunked body: the list is the stored body, the chunks' bytes are the decoded one.
+    pub(crate) fn chunked(body: ChunkedBody) -> Self {
+        PendingBody {
+            len: body.list.len() as u64,
+            digest: *blake3::hash(&body.list).as_bytes(),
+            raw_len: body.raw_len,
+            flags: Flags::CHUNKED,
+            stored: Stored::Chunked(body),
+        }
+    }
     /// The pending file holding the body, when it was spilled.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn spill_file(&self) -> Option<&SpillFile> {
         match &self.stored {
-            Stored::Memory(_) | Stored::Frozen(_) => None,
+            Stored::Memory(_) | Stored::Frozen(_) | Stored::Chunked(_) => None,
             Stored::Spilled(file) => Some(file),
         }
     }
@@ -235,6 +252,9 @@ impl PendingBody {
                 let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
                 gathered(&parts)
             }
+            // Every chunk is durable (sealed when the body was finished) and claimed until
+            // `body` is dropped, after the commit and its retention pass.
+            Stored::Chunked(body) => gathered(&[&body.list]),
             // The body is already in its file: add receipt and header, fsync, rename.
             Stored::Spilled(file) => store.commit_spill(
                 file,

@@ -4,6 +4,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
+use crate::chunks::list::{Entry, RawSum, ENTRY_LEN};
+use crate::chunks::store::{ChunkStore, OpenPack};
 use crate::error::BodyError;
 use crate::format::{Flags, Header};
 
@@ -175,6 +177,42 @@ pub struct BodyReader<'a> {
 enum Inner<'a> {
     Plain(Source<'a>),
     Zstd(ZstdBody<'a, Source<'a>>),
+    Chunked(Box<ChunkedRead<'a>>),
+}
+
+/// The bytes of a chunked body (docs/FORMAT.md §2.2): its list read entry by entry, each
+/// chunk read from its pack and checked against its hash before any of it is handed out.
+struct ChunkedRead<'a> {
+    list: Source<'a>,
+    store: &'a ChunkStore,
+    cache: OpenPack,
+    chunk: Vec<u8>,
+    pos: usize,
+    next: u64,
+    entries: u64,
+    sum: RawSum,
+}
+
+impl Read for ChunkedRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.next == self.entries {
+                self.sum.finish().map_err(invalid)?;
+                return Ok(0);
+            }
+            let mut raw = [0u8; ENTRY_LEN];
+            self.list.read_exact(&mut raw)?;
+            let entry = Entry::decode(&raw, self.next).map_err(invalid)?;
+            self.sum.add(entry.len).map_err(invalid)?;
+            self.chunk = self.store.read(self.next, &entry, &mut self.cache)?;
+            self.pos = 0;
+            self.next += 1;
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 impl std::fmt::Debug for BodyReader<'_> {
@@ -189,16 +227,38 @@ impl std::fmt::Debug for BodyReader<'_> {
                 .field("raw_len", &z.expected)
                 .field("decoded", &z.produced)
                 .finish(),
+            Inner::Chunked(c) => f
+                .debug_struct("BodyReader")
+                .field("chunks", &c.entries)
+                .field("read", &c.next)
+                .finish(),
         }
     }
 }
 
 impl<'a> BodyReader<'a> {
     /// The decoded body of `header`'s file, its stored bytes coming from `stored`. For a zstd
-    /// body, reads the first bytes to check the frame's magic.
-    pub(crate) fn new(header: &Header, stored: Source<'a>) -> io::Result<BodyReader<'a>> {
+    /// body, reads the first bytes to check the frame's magic; a chunked body's chunks come
+    /// from `chunks` (without it, [`BodyError::NoChunkStore`]).
+    pub(crate) fn new(
+        header: &Header,
+        stored: Source<'a>,
+        chunks: Option<&'a ChunkStore>,
+    ) -> io::Result<BodyReader<'a>> {
         let inner = if header.flags.contains(Flags::ZSTD) {
             Inner::Zstd(ZstdBody::new(stored, header.raw_len)?)
+        } else if header.flags.contains(Flags::CHUNKED) {
+            let store = chunks.ok_or_else(|| invalid(BodyError::NoChunkStore))?;
+            Inner::Chunked(Box::new(ChunkedRead {
+                list: stored,
+                store,
+                cache: OpenPack::default(),
+                chunk: Vec::new(),
+                pos: 0,
+                next: 0,
+                entries: header.body_len / ENTRY_LEN as u64,
+                sum: RawSum::new(header.raw_len),
+            }))
         } else {
             Inner::Plain(stored)
         };
@@ -211,6 +271,7 @@ impl Read for BodyReader<'_> {
         match &mut self.inner {
             Inner::Plain(rest) => rest.read(buf),
             Inner::Zstd(z) => z.read(buf),
+            Inner::Chunked(c) => c.read(buf),
         }
     }
 }
@@ -219,9 +280,14 @@ impl Read for BodyReader<'_> {
 /// bit 0, decodes the whole stored `body` in bounded memory (a fixed buffer; the zstd frame
 /// streams through the decoder) and discards it, requiring one frame of exactly `raw_len`
 /// bytes with nothing after it. An uncompressed body has nothing to decode (`raw_len ==
-/// body_len` is a header check). [`verify_bytes`](super::verify_bytes) runs it; tools that
+/// body_len` is a header check). A chunk list (flag bit 1) is decoded and its lengths summed
+/// against `raw_len`; its chunks are not looked at here. [`verify_bytes`](super::verify_bytes) runs it; tools that
 /// inspect a file step by step can call it directly.
 pub fn check_body_encoding(header: &Header, body: &[u8]) -> Result<(), BodyError> {
+    if header.flags.contains(Flags::CHUNKED) {
+        // The list's structure; the chunks themselves are the store's to check.
+        return crate::chunks::list::decode_list(body, header.raw_len).map(|_| ());
+    }
     if !header.flags.contains(Flags::ZSTD) {
         return Ok(());
     }

@@ -14,9 +14,10 @@ use crate::fs::{Untrusted, UntrustedError};
 use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 
-use super::body::{as_body_error, decode_all, Source, ZstdBody};
+use super::body::{as_body_error, decode_all, BodyReader, Source, ZstdBody};
 use super::hash::body_digest;
 use super::range::{as_read_failure, FileRange};
+use crate::chunks::store::ChunkStore;
 
 /// Bytes per `pread` of the whole-file pass: large enough for BLAKE3's parallel hashing to pay
 /// off, small enough to be the pass's only buffer.
@@ -57,7 +58,7 @@ pub fn verify_file(
     verifier: &dyn ReceiptVerifier,
     each: &mut dyn FnMut(&[u8]),
 ) -> Result<VerifiedFile, VerifyError> {
-    verify_with(file, name, verifier, Some(each))
+    verify_with(file, name, verifier, Some(each), None)
 }
 
 /// [`verify_file`]; without `each`, step 3 reads and hashes only the body, on every thread of
@@ -67,6 +68,7 @@ pub(crate) fn verify_with(
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
     each: Option<&mut Each<'_>>,
+    chunks: Option<&ChunkStore>,
 ) -> Result<VerifiedFile, VerifyError> {
     let path = file.path();
     let read_err = |e: UntrustedError| VerifyError::Read {
@@ -147,6 +149,9 @@ pub(crate) fn verify_with(
     if header.flags.contains(crate::format::Flags::ZSTD) {
         check_stream_encoding(file, &header, path)?;
     }
+    if header.flags.contains(crate::format::Flags::CHUNKED) {
+        check_chunks(file, &header, path, chunks)?;
+    }
     Ok(VerifiedFile {
         header,
         receipt,
@@ -208,6 +213,46 @@ fn check_stream_encoding(
                 source: as_body_error(e),
             },
         })
+}
+
+/// The chunks of a chunked body (docs/FORMAT.md §7 step 8): the list read entry by entry
+/// (its digest was proved in step 7), every chunk read from its pack and checked against its
+/// hash, and the lengths adding up to `raw_len`. A chunk missing or damaged fails the
+/// snapshot; a failed read is reported as such.
+fn check_chunks(
+    file: &Untrusted,
+    header: &Header,
+    path: &Path,
+    chunks: Option<&ChunkStore>,
+) -> Result<(), VerifyError> {
+    let body_start = HEADER_LEN as u64;
+    let stored = Source::file(FileRange::new(
+        file,
+        body_start,
+        body_start + header.body_len,
+    ));
+    let mut body = BodyReader::new(header, stored, chunks).map_err(|e| chunk_failure(e, path))?;
+    io::copy(&mut body, &mut io::sink()).map_err(|e| chunk_failure(e, path))?;
+    Ok(())
+}
+
+fn chunk_failure(e: io::Error, path: &Path) -> VerifyError {
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<crate::error::BodyError>())
+    {
+        VerifyError::Body {
+            file: path.to_path_buf(),
+            source: as_body_error(e),
+        }
+    } else {
+        VerifyError::Read {
+            file: path.to_path_buf(),
+            source: match as_read_failure(e) {
+                Ok(failed) => into_io(failed),
+                Err(e) => e,
+            },
+        }
+    }
 }
 
 fn into_io(e: UntrustedError) -> io::Error {

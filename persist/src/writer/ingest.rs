@@ -290,8 +290,14 @@ impl IngestFile {
         attempt.sync_and_close(file)?;
         // Verified from the file on disk, not from the bytes as they passed: what gets the
         // committed name is exactly what was checked.
-        let verified =
-            verify_in(&*self.dir, &attempt.uncommitted, Some(&name), verifier).map(|_| ());
+        let verified = verify_in(
+            &*self.dir,
+            &attempt.uncommitted,
+            Some(&name),
+            verifier,
+            None,
+        )
+        .map(|_| ());
         if let Err(source) = verified {
             warn!(error = %source, "ingested file does not verify; removed");
             attempt.remove_uncommitted();
@@ -495,7 +501,7 @@ fn present(
     verifier: &dyn ReceiptVerifier,
 ) -> Result<Ingested, IngestError> {
     let file_name = name.file_name();
-    let verified = verify_in(dir, &file_name, Some(&name), verifier).map(|_| ());
+    let verified = verify_in(dir, &file_name, Some(&name), verifier, None).map(|_| ());
     match verified {
         Ok(()) => Ok(Ingested::AlreadyPresent(name)),
         Err(e) => Err(IngestError::Persist(PersistError::Io {

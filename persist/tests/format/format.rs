@@ -88,16 +88,41 @@ fn layout_matches_documented_offsets() {
 }
 
 #[test]
-fn flags_know_only_bit_zero() {
+fn flags_know_only_bits_zero_and_one() {
     assert_eq!(Flags::NONE.bits(), 0);
     assert_eq!(Flags::ZSTD.bits(), 1);
+    assert_eq!(Flags::CHUNKED.bits(), 2);
     assert!(Flags::ZSTD.contains(Flags::ZSTD));
     assert!(Flags::ZSTD.contains(Flags::NONE));
     assert!(!Flags::NONE.contains(Flags::ZSTD));
     assert_eq!(Flags::from_bits(1), Some(Flags::ZSTD));
-    for bit in 1..32 {
+    assert_eq!(Flags::from_bits(2), Some(Flags::CHUNKED));
+    for bit in 2..32 {
         assert_eq!(Flags::from_bits(1 << bit), None);
     }
+}
+
+#[test]
+fn zstd_and_chunked_together_are_rejected_even_with_a_valid_checksum() {
+    let mut b = sample_header(b"b", b"r").encode();
+    b[12..16].copy_from_slice(&3u32.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        Header::decode(&b),
+        Err(FormatError::ExclusiveFlags { bits: 3 })
+    );
+}
+
+#[test]
+fn a_chunked_header_needs_a_whole_number_of_list_entries() {
+    let mut b = sample_header(b"b", b"r").encode();
+    b[12..16].copy_from_slice(&2u32.to_le_bytes());
+    reseal(&mut b);
+    // Body length 1: not a multiple of 36.
+    assert!(matches!(
+        Header::decode(&b),
+        Err(FormatError::ChunkListLength { body_len: 1, .. })
+    ));
 }
 
 proptest! {
@@ -184,7 +209,7 @@ fn every_truncation_of_a_header_is_rejected() {
 #[test]
 fn unknown_flag_bits_are_rejected_even_with_a_valid_checksum() {
     let good = sample_header(b"b", b"r").encode();
-    for bit in 1..32 {
+    for bit in 2..32 {
         let mut b = good;
         let flags = 1u32 << bit;
         b[12..16].copy_from_slice(&flags.to_le_bytes());

@@ -9,6 +9,7 @@
 #[path = "../fixture/mod.rs"]
 mod fixture;
 
+mod chunked;
 mod ingest;
 mod latest_plan;
 mod metrics;

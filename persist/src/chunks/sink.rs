@@ -1,0 +1,143 @@
+//! [`ChunkingSink`]: the body builder's stage for a chunked snapshot. The body streams
+//! through the [`Cutter`]; each chunk is hashed, named in the list, claimed, and written into
+//! a pack unless a durable pack (or this body's own) has it already. [`finish`] seals the
+//! last pack, so every chunk the list names is durable before the claims digest exists.
+//!
+//! Memory: the cutter's buffer (512 KiB), one pack's write buffer (1 MiB), the list (36 bytes
+//! per chunk) and the set of claimed hashes; nothing is spilled, because nothing of the body
+//! is kept but what the packs hold.
+//!
+//! [`finish`]: ChunkingSink::finish
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use crate::Hash;
+
+use super::cutter::Cutter;
+use super::list::{Entry, ENTRY_LEN, MAX_ENTRIES};
+use super::store::{ChunkStore, PackWriter};
+
+/// The chunks a pending chunked body claimed; released when dropped (after its commit, or
+/// when the generation is dropped).
+#[derive(Debug)]
+pub(crate) struct ChunkClaim {
+    store: Arc<ChunkStore>,
+    hashes: HashSet<Hash>,
+}
+
+impl Drop for ChunkClaim {
+    fn drop(&mut self) {
+        self.store.release(&self.hashes);
+    }
+}
+
+/// A finished chunked body: the encoded list and the claim on its chunks.
+#[derive(Debug)]
+pub(crate) struct ChunkedBody {
+    pub(crate) list: Vec<u8>,
+    pub(crate) raw_len: u64,
+    pub(crate) _claim: ChunkClaim,
+}
+
+/// Cuts, hashes and stores a body as it is written.
+pub(crate) struct ChunkingSink {
+    cutter: Cutter,
+    state: State,
+}
+
+struct State {
+    claim: ChunkClaim,
+    pack: Option<PackWriter>,
+    list: Vec<u8>,
+    raw_len: u64,
+}
+
+impl State {
+    fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.list.len() as u64 >= MAX_ENTRIES * ENTRY_LEN as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the body needs more than {MAX_ENTRIES} chunks (docs/FORMAT.md §2.2)"),
+            ));
+        }
+        let hash = *blake3::hash(bytes).as_bytes();
+        // The cutter's chunks are 1 ..= MAX_CHUNK bytes.
+        let entry = Entry {
+            len: bytes.len() as u32,
+            hash,
+        };
+        self.list.extend_from_slice(&entry.encode());
+        self.raw_len += bytes.len() as u64;
+        if !self.claim.hashes.insert(hash) {
+            // Named before in this body: stored already, or in this body's own pack.
+            return Ok(());
+        }
+        if self.claim.store.claim(hash) {
+            return Ok(());
+        }
+        if self
+            .pack
+            .as_ref()
+            .is_some_and(|p| p.is_full_for(bytes.len()))
+        {
+            if let Some(full) = self.pack.take() {
+                full.seal().map_err(io::Error::other)?;
+            }
+        }
+        let pack = match &mut self.pack {
+            Some(p) => p,
+            None => self
+                .pack
+                .insert(self.claim.store.new_pack().map_err(io::Error::other)?),
+        };
+        pack.add(bytes, hash).map_err(io::Error::other)
+    }
+}
+
+impl ChunkingSink {
+    pub(crate) fn new(store: Arc<ChunkStore>) -> ChunkingSink {
+        ChunkingSink {
+            cutter: Cutter::default(),
+            state: State {
+                claim: ChunkClaim {
+                    store,
+                    hashes: HashSet::new(),
+                },
+                pack: None,
+                list: Vec::new(),
+                raw_len: 0,
+            },
+        }
+    }
+
+    /// The end of the body: the last chunks are cut and stored, the last pack sealed
+    /// (durable).
+    pub(crate) fn finish(self) -> io::Result<ChunkedBody> {
+        let ChunkingSink { cutter, mut state } = self;
+        cutter.finish(&mut |c: &[u8]| state.chunk(c))?;
+        if let Some(pack) = state.pack.take() {
+            if !pack.is_empty() {
+                pack.seal().map_err(io::Error::other)?;
+            }
+        }
+        Ok(ChunkedBody {
+            list: state.list,
+            raw_len: state.raw_len,
+            _claim: state.claim,
+        })
+    }
+}
+
+impl Write for ChunkingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let state = &mut self.state;
+        self.cutter.write(buf, &mut |c: &[u8]| state.chunk(c))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,415 @@
+//! [`ChunkStore`]: the chunks of one snapshot directory, in pack files beside the snapshots
+//! (docs/FORMAT.md §10).
+//!
+//! In memory it keeps which durable pack holds each chunk (rebuilt from the packs' trailers
+//! when the store opens) and which chunks in-flight persists have *claimed*: a generation
+//! claims every chunk its list names, before it relies on a stored copy or writes a new one,
+//! and keeps the claim until its snapshot is committed or dropped. The sweep never removes a
+//! claimed chunk, so a chunk cannot vanish between a generation finding it stored and its
+//! snapshot being committed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tracing::{info, warn};
+
+use crate::error::{BodyError, PersistError, Step, StoreError, StoreStep};
+use crate::fs::durable::publish;
+use crate::fs::{write_all, DirHandle, Untrusted, WritableFile};
+use crate::Hash;
+
+use super::list::Entry;
+use super::pack::{
+    self, open_pack, pack_name, pending_name, read_index, trailer, PackError, PackFile, PackIndex,
+    MAX_PACK_CHUNKS, PACK_DATA_TARGET, PACK_MAGIC,
+};
+
+/// Where a durable chunk is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub(crate) pack: u64,
+    pub(crate) offset: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Every chunk of a durable pack in the index, and one pack holding it.
+    pub(crate) chunks: HashMap<Hash, Loc>,
+    /// The durable packs in the index and their chunks.
+    pub(crate) packs: BTreeMap<u64, PackIndex>,
+    /// Chunks claimed by in-flight persists, with how many claim each.
+    pub(crate) claims: HashMap<Hash, u32>,
+    /// While a sweep runs: every chunk claimed since it started (see
+    /// [`ChunkStore::begin_sweep`]).
+    pub(crate) touched: Option<HashSet<Hash>>,
+}
+
+impl Index {
+    /// Records a durable pack; its chunks are found there from now on.
+    fn register(&mut self, n: u64, index: PackIndex) {
+        for (offset, e) in &index {
+            self.chunks.insert(
+                e.hash,
+                Loc {
+                    pack: n,
+                    offset: *offset,
+                },
+            );
+        }
+        self.packs.insert(n, index);
+    }
+}
+
+/// Counts of the chunk store's writes.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCounters {
+    /// Chunk bytes written into packs (new chunks only; a rewrite's copies are not counted).
+    pub(crate) bytes_written: AtomicU64,
+}
+
+/// The chunk store of one snapshot directory.
+#[derive(Debug)]
+pub(crate) struct ChunkStore {
+    pub(crate) dir: Arc<dyn DirHandle>,
+    pub(crate) index: Mutex<Index>,
+    next_pack: AtomicU64,
+    pub(crate) counters: ChunkCounters,
+}
+
+/// What [`ChunkStore::open`] found.
+pub(crate) struct Opened {
+    pub(crate) store: ChunkStore,
+    /// Half-written (pending) packs removed.
+    pub(crate) removed: u64,
+}
+
+impl ChunkStore {
+    /// Recovery at open (the caller holds the directory lock, so no pack is being written):
+    /// removes pending packs (a crash cut them short; nothing names their chunks, since a
+    /// snapshot commits only after its packs are durable) and fsyncs the directory if it
+    /// removed any, then rebuilds the index from the packs' trailers. A pack whose trailer
+    /// or index does not check out is skipped (logged) and never trusted: the snapshots
+    /// needing its chunks fail verification. An I/O error reading a pack fails the open
+    /// (it says nothing about the pack, and skipping it would quarantine good snapshots).
+    pub(crate) fn open(dir: Arc<dyn DirHandle>) -> Result<Opened, StoreError> {
+        let io_err = |path: PathBuf, step| move |source| StoreError::Io { path, step, source };
+        let entries = dir
+            .list()
+            .map_err(io_err(dir.path().to_path_buf(), StoreStep::List))?;
+        let mut index = Index::default();
+        let mut next = 0u64;
+        let mut removed = 0;
+        let mut sealed = Vec::new();
+        for entry in &entries {
+            let Some(found) = entry.name.to_str().and_then(pack::parse_name) else {
+                continue;
+            };
+            if entry.kind != crate::fs::EntryKind::File {
+                continue;
+            }
+            match found {
+                PackFile::Pending(n) => {
+                    next = next.max(n.saturating_add(1));
+                    let name = pending_name(n);
+                    match dir.unlink(&name) {
+                        Ok(()) => {
+                            info!(name = %name, "removed half-written chunk pack");
+                            removed += 1;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(io_err(dir.path().join(&name), StoreStep::UnlinkStale)(e))
+                        }
+                    }
+                }
+                PackFile::Sealed(n) => {
+                    next = next.max(n.saturating_add(1));
+                    sealed.push(n);
+                }
+            }
+        }
+        if removed > 0 {
+            dir.sync()
+                .map_err(io_err(dir.path().to_path_buf(), StoreStep::DirSync))?;
+        }
+        for n in sealed {
+            let path = dir.path().join(pack_name(n));
+            let file = match open_pack(&*dir, n) {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
+                Err(e) if e.is_not_found() => continue,
+                Err(e @ crate::fs::UntrustedError::Io { .. }) => {
+                    return Err(io_err(path, StoreStep::ReadPack)(pack::into_io(e)))
+                }
+                Err(e) => {
+                    warn!(pack = %crate::escape::Escaped::path(&path), error = %crate::ErrorChain(&e), "skipping a file that is not a chunk pack");
+                    continue;
+                }
+            };
+            match read_index(&file) {
+                Ok(idx) => index.register(n, idx),
+                Err(PackError::Open(e)) => {
+                    return Err(io_err(path, StoreStep::ReadPack)(pack::into_io(e)))
+                }
+                Err(e @ PackError::Damaged(_)) => {
+                    warn!(pack = %crate::escape::Escaped::path(&path), error = %e, "skipping a damaged chunk pack; its chunks are not trusted");
+                }
+            }
+        }
+        Ok(Opened {
+            store: ChunkStore {
+                dir,
+                index: Mutex::new(index),
+                next_pack: AtomicU64::new(next),
+                counters: ChunkCounters::default(),
+            },
+            removed,
+        })
+    }
+
+    /// Claims `hash` for an in-flight persist; true when a durable pack holds it already (no
+    /// need to write it). The claim lasts until [`release`](Self::release).
+    pub(crate) fn claim(&self, hash: Hash) -> bool {
+        let mut index = self.index.lock();
+        *index.claims.entry(hash).or_insert(0) += 1;
+        if let Some(touched) = &mut index.touched {
+            touched.insert(hash);
+        }
+        index.chunks.contains_key(&hash)
+    }
+
+    /// Gives back claims taken with [`claim`](Self::claim).
+    pub(crate) fn release<'a>(&self, hashes: impl IntoIterator<Item = &'a Hash>) {
+        let mut index = self.index.lock();
+        for h in hashes {
+            if let Some(n) = index.claims.get_mut(h) {
+                *n -= 1;
+                if *n == 0 {
+                    index.claims.remove(h);
+                }
+            }
+        }
+    }
+
+    /// True when there is no durable pack (a store that never wrote a chunked snapshot).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.index.lock().packs.is_empty()
+    }
+
+    /// Starts a pack for new chunks (pending name, `O_EXCL`).
+    pub(crate) fn new_pack(self: &Arc<Self>) -> Result<PackWriter, PersistError> {
+        let n = self.next_pack.fetch_add(1, Ordering::Relaxed);
+        let pending = pending_name(n);
+        let file = self
+            .dir
+            .create_new(&pending, crate::writer::FILE_MODE)
+            .map_err(|source| PersistError::Io {
+                path: self.dir.path().join(&pending),
+                step: Step::Create,
+                source,
+            })?;
+        let mut buf = Vec::with_capacity(WRITE_BUF);
+        buf.extend_from_slice(&PACK_MAGIC);
+        Ok(PackWriter {
+            store: Arc::clone(self),
+            n,
+            file: Some(file),
+            buf,
+            index: Vec::new(),
+            at: PACK_MAGIC.len() as u64,
+        })
+    }
+
+    /// Reads chunk `index` of a list, `entry`, from the pack holding it and checks its hash.
+    /// Missing or damaged: an `InvalidData` error carrying a [`BodyError`]; a failed read:
+    /// that I/O error.
+    pub(crate) fn read(
+        &self,
+        index: u64,
+        entry: &Entry,
+        cache: &mut OpenPack,
+    ) -> io::Result<Vec<u8>> {
+        // A sweep may move the chunk to a new pack and delete the old one between the
+        // lookup and the open: the index is updated before the delete, so look again once.
+        for _ in 0..2 {
+            let Some(loc) = self.index.lock().chunks.get(&entry.hash).copied() else {
+                break;
+            };
+            let file = match cache.get(&*self.dir, loc.pack) {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
+                Err(e) => return Err(pack::into_io(e)),
+            };
+            return match pack::read_chunk(file, loc.offset, entry).map_err(pack::into_io)? {
+                Some(bytes) => Ok(bytes),
+                None => Err(invalid(BodyError::ChunkDamaged {
+                    index,
+                    hash: entry.hash,
+                    pack: file.path().to_path_buf(),
+                })),
+            };
+        }
+        Err(invalid(BodyError::ChunkMissing {
+            index,
+            hash: entry.hash,
+        }))
+    }
+}
+
+fn invalid(e: BodyError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// The pack a reader read last, kept open for the next chunk (consecutive chunks of a list
+/// are mostly in one pack).
+#[derive(Debug, Default)]
+pub(crate) struct OpenPack {
+    open: Option<(u64, Untrusted)>,
+}
+
+impl OpenPack {
+    /// Pack `n`, opened through [`Untrusted`] unless it is the one open already; `None`
+    /// when it is not there (any more).
+    fn get(
+        &mut self,
+        dir: &dyn DirHandle,
+        n: u64,
+    ) -> Result<Option<&Untrusted>, crate::fs::UntrustedError> {
+        if self.open.as_ref().is_none_or(|(m, _)| *m != n) {
+            self.open = None;
+            match open_pack(dir, n) {
+                Ok(Some(f)) => self.open = Some((n, f)),
+                Ok(None) => return Ok(None),
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.open.as_ref().map(|(_, f)| f))
+    }
+}
+
+/// Bytes gathered before a write to a pack.
+const WRITE_BUF: usize = 1 << 20;
+
+/// A pack being written: chunks are appended (gathered into 1 MiB writes, no `fsync`), then
+/// [`seal`](Self::seal) writes the index and trailer and makes it durable. Dropped unsealed,
+/// its pending file is removed.
+#[derive(Debug)]
+pub(crate) struct PackWriter {
+    store: Arc<ChunkStore>,
+    n: u64,
+    file: Option<Box<dyn WritableFile>>,
+    buf: Vec<u8>,
+    index: PackIndex,
+    at: u64,
+}
+
+impl PackWriter {
+    /// True when `len` more bytes (or one more chunk) would take the pack past its target.
+    pub(crate) fn is_full_for(&self, len: usize) -> bool {
+        self.at - PACK_MAGIC.len() as u64 + len as u64 > PACK_DATA_TARGET
+            || self.index.len() as u64 >= MAX_PACK_CHUNKS
+    }
+
+    /// True when no chunk was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn err(&self, step: Step) -> impl FnOnce(io::Error) -> PersistError + '_ {
+        move |source| PersistError::Io {
+            path: self.store.dir.path().join(pending_name(self.n)),
+            step,
+            source,
+        }
+    }
+
+    /// Appends one chunk (`hash` is the BLAKE3 of `bytes`).
+    pub(crate) fn add(&mut self, bytes: &[u8], hash: Hash) -> Result<(), PersistError> {
+        self.buf.extend_from_slice(bytes);
+        // Lengths are at most MAX_CHUNK (the cutter's bound), so they fit a u32.
+        let len = bytes.len() as u32;
+        self.index.push((self.at, Entry { len, hash }));
+        self.at += u64::from(len);
+        self.store
+            .counters
+            .bytes_written
+            .fetch_add(u64::from(len), Ordering::Relaxed);
+        if self.buf.len() >= WRITE_BUF {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), PersistError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(self.err(Step::Write)(io::Error::other(
+                "pack already closed",
+            )));
+        };
+        let r = write_all(&mut **file, &self.buf);
+        r.map_err(self.err(Step::Write))?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Makes the pack durable: index and trailer written, `fsync`, `close`, rename without
+    /// replacing from the pending name to `chunks_<n>.pack`, directory `fsync`; then its
+    /// chunks are in the index. On failure the pending file is removed (a failed `fsync` is
+    /// never retried: the pack is abandoned).
+    pub(crate) fn seal(mut self) -> Result<(), PersistError> {
+        let entries: Vec<Entry> = self.index.iter().map(|(_, e)| *e).collect();
+        self.buf.extend_from_slice(&trailer(&entries));
+        self.flush()?;
+        let Some(mut file) = self.file.take() else {
+            return Err(self.err(Step::Close)(io::Error::other(
+                "pack already closed",
+            )));
+        };
+        if let Err(e) = file.sync() {
+            drop(file.close());
+            return Err(self.err(Step::Fsync)(e));
+        }
+        file.close().map_err(self.err(Step::Close))?;
+        let pending = pending_name(self.n);
+        if let Err(e) = publish(&*self.store.dir, &pending, &pack_name(self.n)) {
+            let step = if e.step == "fsync of the directory" {
+                Step::DirSync
+            } else {
+                Step::Rename
+            };
+            let path = self.store.dir.path().join(if step == Step::DirSync {
+                pack_name(self.n)
+            } else {
+                pending.clone()
+            });
+            return Err(PersistError::Io {
+                path,
+                step,
+                source: e.source,
+            });
+        }
+        let index = std::mem::take(&mut self.index);
+        self.store.index.lock().register(self.n, index);
+        // Sealed: nothing for Drop to remove.
+        self.n = u64::MAX;
+        Ok(())
+    }
+}
+
+impl Drop for PackWriter {
+    fn drop(&mut self) {
+        if self.n == u64::MAX {
+            return;
+        }
+        if let Some(file) = self.file.take() {
+            drop(file.close());
+        }
+        // Best effort: a leftover pending pack is removed when the store next opens.
+        drop(self.store.dir.unlink(&pending_name(self.n)));
+    }
+}

@@ -1,0 +1,387 @@
+//! Chunked snapshots (docs/FORMAT.md §2.2, §10) in the store: round trip, incremental writes,
+//! damaged and missing chunks, chunk retention with shared chunks and in-flight claims, and a
+//! crash at every step of a chunked persist and of the sweep after it.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use snapseal_persist::fs::SimFs;
+use snapseal_persist::internals::chunks::decode_list;
+use snapseal_persist::{
+    BodyBuilder, Committed, FileState, Flags, MemoryBudget, PendingBody, SnapshotName,
+    SnapshotStore, SpillTarget, StoreOptions,
+};
+
+use crate::fixture::*;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn chunked_opts(keep_last: usize) -> StoreOptions {
+    let mut o = opts();
+    o.chunked = true;
+    o.keep_last = keep_last;
+    o
+}
+
+fn open_chunked(sim: &SimFs, keep_last: usize) -> Arc<SnapshotStore> {
+    Arc::new(open(sim, chunked_opts(keep_last)))
+}
+
+/// Deterministic incompressible bytes.
+fn state(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `base` with `n` bytes at `at` changed.
+fn edited(base: &[u8], at: usize, n: usize) -> Vec<u8> {
+    let mut out = base.to_vec();
+    for b in &mut out[at..at + n] {
+        *b = b.wrapping_add(1);
+    }
+    out
+}
+
+/// Streams `state` into a chunked body for `store` (in uneven pieces, as a node writes).
+fn build(store: &Arc<SnapshotStore>, idx: u64, state: &[u8]) -> Result<PendingBody> {
+    let target = SpillTarget {
+        store: Arc::clone(store),
+        idx,
+        generation: idx,
+        budget: MemoryBudget::new(1 << 20),
+    };
+    let mut builder = BodyBuilder::with_spill(None, target)?;
+    for piece in state.chunks(77_777) {
+        builder.write_all(piece)?;
+    }
+    Ok(builder.finish()?)
+}
+
+/// Commits `body` as the snapshot at `idx`, proven at `idx + 1`.
+fn commit(store: &SnapshotStore, idx: u64, body: PendingBody) -> Result<Committed> {
+    let claims = body.claims(idx).digest();
+    let receipt = Ledger::new(idx + 1, claims).receipt(&key(), claims);
+    Ok(body.commit(store, idx, idx + 1, &receipt)?)
+}
+
+fn persist(store: &Arc<SnapshotStore>, idx: u64, state: &[u8]) -> Result<Committed> {
+    let body = build(store, idx, state)?;
+    commit(store, idx, body)
+}
+
+fn read_back(store: &SnapshotStore, name: &SnapshotName) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    store.read(name)?.body_reader()?.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn packs(sim: &SimFs) -> Vec<String> {
+    let mut p: Vec<String> = sim
+        .names(dir())
+        .into_iter()
+        .filter(|n| n.starts_with("chunks_"))
+        .collect();
+    p.sort();
+    p
+}
+
+fn pack_bytes(sim: &SimFs) -> u64 {
+    packs(sim)
+        .iter()
+        .map(|p| sim.read(dir(), p).map_or(0, |b| b.len() as u64))
+        .sum()
+}
+
+/// Every committed snapshot in the directory verifies (its chunks are all there) and
+/// reads back as one of `states` (by idx).
+fn all_committed_verify(store: &SnapshotStore, states: &[(u64, &[u8])]) {
+    for entry in store.list().unwrap() {
+        if entry.name.state != FileState::Committed {
+            continue;
+        }
+        let got = read_back(store, &entry.name)
+            .unwrap_or_else(|e| panic!("{} does not verify: {e}", entry.name));
+        let want = states
+            .iter()
+            .find(|(i, _)| *i == entry.name.idx)
+            .map(|(_, s)| *s)
+            .expect("a snapshot of a known state");
+        assert_eq!(got, want, "{} reads back its state", entry.name);
+    }
+}
+
+#[test]
+fn a_chunked_snapshot_round_trips_and_its_file_holds_only_the_chunk_list() -> Result<()> {
+    let sim = SimFs::new(1);
+    let s = state(3 << 20, 1);
+    let store = open_chunked(&sim, 5);
+    let committed = persist(&store, 10, &s)?;
+    drop(store);
+
+    let store = open_chunked(&sim, 5);
+    let latest = store.latest()?.expect("the chunked snapshot");
+    assert_eq!(*latest.name(), committed.name);
+    assert!(latest.header().flags.contains(Flags::CHUNKED));
+    assert_eq!(latest.header().raw_len, s.len() as u64);
+    assert_eq!(latest.header().body_len % 36, 0);
+    // A 3 MiB state in chunks of 16..256 KiB: a list of at most 192 entries.
+    assert!(latest.file_len() < 160 + 192 * 36 + 1024);
+    let mut read = Vec::new();
+    latest.body_reader()?.read_to_end(&mut read)?;
+    assert_eq!(read, s);
+    assert_eq!(store.newest_verified()?, Some(committed.name));
+    Ok(())
+}
+
+#[test]
+fn a_second_snapshot_after_a_small_change_writes_only_the_changed_chunks() -> Result<()> {
+    let sim = SimFs::new(2);
+    let store = open_chunked(&sim, 5);
+    let first = state(4 << 20, 2);
+    persist(&store, 10, &first)?;
+    let full = store.stats().chunk_bytes_written;
+    assert_eq!(
+        full,
+        first.len() as u64,
+        "the first snapshot writes every byte once"
+    );
+
+    let second = edited(&first, 2 << 20, 1000);
+    let c = persist(&store, 20, &second)?;
+    let written = store.stats().chunk_bytes_written - full;
+    // The edit touches one or two chunks (at most 256 KiB each) and FastCDC re-synchronises
+    // within a chunk or two after it.
+    assert!(written > 0, "the changed chunk is written");
+    assert!(
+        written <= 4 * 256 * 1024,
+        "wrote {written} bytes for a 1000-byte edit"
+    );
+    assert_eq!(read_back(&store, &c.name)?, second);
+
+    // The same state again writes nothing new.
+    persist(&store, 30, &second)?;
+    assert_eq!(store.stats().chunk_bytes_written - full, written);
+    Ok(())
+}
+
+#[test]
+fn a_damaged_chunk_fails_its_snapshot_and_latest_falls_back() -> Result<()> {
+    let sim = SimFs::new(3);
+    let store = open_chunked(&sim, 5);
+    let old = persist(&store, 10, &state(1 << 20, 3))?;
+    let before = packs(&sim);
+    persist(&store, 20, &state(1 << 20, 4))?;
+    let new_pack = packs(&sim)
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .expect("the newer snapshot's own pack");
+    drop(store);
+    // A bit of the first chunk's bytes (after the 8-byte magic): the trailer still checks out.
+    assert!(sim.flip_bit(dir(), &new_pack, 8 * 100));
+
+    let store = open_chunked(&sim, 5);
+    let latest = store.latest()?.expect("the older snapshot");
+    assert_eq!(*latest.name(), old.name);
+    assert_eq!(store.stats().quarantined, 1);
+    Ok(())
+}
+
+#[test]
+fn a_missing_chunk_fails_its_snapshot_and_latest_falls_back() -> Result<()> {
+    let sim = SimFs::new(4);
+    let store = open_chunked(&sim, 5);
+    let old = persist(&store, 10, &state(1 << 20, 5))?;
+    let before = packs(&sim);
+    persist(&store, 20, &state(1 << 20, 6))?;
+    let new_pack = packs(&sim)
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .expect("the newer snapshot's own pack");
+    drop(store);
+    // Torn: its trailer is gone, so the store skips the pack and never trusts it.
+    assert!(sim.truncate(dir(), &new_pack, 1000));
+
+    let store = open_chunked(&sim, 5);
+    assert_eq!(store.latest()?.map(|f| *f.name()), Some(old.name));
+    assert_eq!(store.stats().quarantined, 1);
+    Ok(())
+}
+
+#[test]
+fn retention_keeps_every_chunk_a_retained_snapshot_names_and_deletes_the_rest() -> Result<()> {
+    let sim = SimFs::new(5);
+    let store = open_chunked(&sim, 2);
+    let mut states = vec![state(2 << 20, 7)];
+    for i in 1..6 {
+        let prev = states[i - 1].clone();
+        states.push(edited(&prev, (i * 300_000) % (2 << 20), 5000));
+    }
+    // Then a wholly different state: everything older becomes dead after two more.
+    states.push(state(2 << 20, 8));
+    states.push(state(2 << 20, 9));
+    for (i, s) in states.iter().enumerate() {
+        persist(&store, 10 * (i as u64 + 1), s)?;
+        let known: Vec<(u64, &[u8])> = states
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (10 * (j as u64 + 1), s.as_slice()))
+            .collect();
+        all_committed_verify(&store, &known);
+    }
+    assert_eq!(store.list()?.len(), 2);
+    // Only the last two states' chunks remain (packs rewritten or deleted): about 4 MiB.
+    let left = pack_bytes(&sim);
+    assert!(left <= (4 << 20) + (64 << 10), "{left} bytes of packs left");
+    // And after a restart the index rebuilt from the trailers serves them.
+    drop(store);
+    let store = open_chunked(&sim, 2);
+    let known = [(70, states[6].as_slice()), (80, states[7].as_slice())];
+    all_committed_verify(&store, &known);
+    Ok(())
+}
+
+#[test]
+fn a_dropped_generation_leaves_no_chunk_behind_and_a_pending_one_keeps_its_chunks() -> Result<()> {
+    let sim = SimFs::new(6);
+    let store = open_chunked(&sim, 1);
+    persist(&store, 10, &state(1 << 20, 10))?;
+    // A generation serialised, then rolled back: its chunks are durable but named by nothing.
+    drop(build(&store, 20, &state(1 << 20, 11))?);
+    // Another is serialised and waits for its proof while a newer snapshot commits and its
+    // retention sweep runs: the waiting one's chunks are claimed, so they stay.
+    let waiting_state = state(1 << 20, 12);
+    let waiting = build(&store, 30, &waiting_state)?;
+    persist(&store, 40, &state(1 << 20, 13))?;
+    let late = commit(&store, 30, waiting)?;
+    assert_eq!(read_back(&store, &late.name)?, waiting_state);
+    // One more commit: only the newest (keep_last 1) snapshot's chunks are left, the rolled
+    // back generation's included in what was swept.
+    let last_state = state(1 << 20, 14);
+    let last = persist(&store, 50, &last_state)?;
+    assert_eq!(read_back(&store, &last.name)?, last_state);
+    let left = pack_bytes(&sim);
+    assert!(left <= (1 << 20) + (64 << 10), "{left} bytes of packs left");
+    Ok(())
+}
+
+/// Crash after `halt` seam calls of `step` (run on a store over `sim`), reopen, and check the
+/// invariant: every committed snapshot verifies, none references a missing chunk, no
+/// half-written pack is left; then a retention pass changes nothing of that. Returns whether
+/// `step` finished before the halt.
+fn crash_during(
+    sim: &SimFs,
+    keep_last: usize,
+    halt: u64,
+    step: impl FnOnce(&Arc<SnapshotStore>) -> Result<Committed>,
+    known: &[(u64, &[u8])],
+) -> bool {
+    let store = open_chunked(sim, keep_last);
+    let start = sim.op_count();
+    sim.halt_after(halt);
+    let ok = step(&store).is_ok();
+    // No call reached the halt: the whole sequence (retention included) ran.
+    let survived = ok && sim.op_count() <= start + halt;
+    drop(store);
+    sim.crash();
+    let store = open_chunked(sim, keep_last);
+    assert!(
+        !sim.names(dir())
+            .iter()
+            .any(|n| n.ends_with(".pack.pending")),
+        "a half-written pack is left after recovery (halt {halt})"
+    );
+    all_committed_verify(&store, known);
+    store.apply_retention().expect("retention after recovery");
+    all_committed_verify(&store, known);
+    assert!(
+        store.latest().unwrap().is_some(),
+        "the first snapshot always survives"
+    );
+    survived
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chunk() -> Result<()> {
+    let first = state(1 << 20, 20);
+    let second = edited(&first, 300_000, 4000);
+    let third = state(1 << 20, 21);
+    let known = [
+        (10, first.as_slice()),
+        (20, second.as_slice()),
+        (30, third.as_slice()),
+    ];
+    for keep_last in [1, 2] {
+        let mut halt = 0;
+        loop {
+            let sim = SimFs::new(100 + halt);
+            {
+                let store = open_chunked(&sim, keep_last);
+                persist(&store, 10, &first)?;
+                persist(&store, 20, &second)?;
+            }
+            // The third commit writes a new pack and its snapshot, then retention deletes the
+            // oldest snapshot(s) and sweeps (deleting or rewriting packs).
+            let done = crash_during(&sim, keep_last, halt, |s| persist(s, 30, &third), &known);
+            if done {
+                break;
+            }
+            halt += 1;
+            assert!(halt < 400, "the persist never finished");
+        }
+        assert!(halt > 10, "the halts covered the sequence ({halt} steps)");
+    }
+    Ok(())
+}
+
+fn encode(entries: &[(u32, [u8; 32])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (len, hash) in entries {
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(hash);
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn a_chunk_list_decodes_to_the_entries_it_encodes(
+        entries in proptest::collection::vec((1u32..=256 * 1024, any::<[u8; 32]>()), 0..64)
+    ) {
+        let raw: u64 = entries.iter().map(|(l, _)| u64::from(*l)).sum();
+        let list = encode(&entries);
+        prop_assert_eq!(decode_list(&list, raw).unwrap(), entries.clone());
+        // Any other raw_len is refused.
+        prop_assert!(decode_list(&list, raw + 1).is_err());
+        if raw > 0 {
+            prop_assert!(decode_list(&list, raw - 1).is_err());
+        }
+        // A list cut anywhere but at an entry boundary is refused.
+        if !list.is_empty() {
+            prop_assert!(decode_list(&list[..list.len() - 1], raw).is_err());
+        }
+    }
+
+    #[test]
+    fn a_chunk_list_with_a_length_out_of_range_is_refused(
+        bad in prop_oneof![Just(0u32), (256 * 1024 + 1)..=u32::MAX],
+        hash in any::<[u8; 32]>(),
+    ) {
+        let list = encode(&[(bad, hash)]);
+        prop_assert!(decode_list(&list, u64::from(bad)).is_err());
+    }
+
+    #[test]
+    fn any_bytes_decode_as_a_chunk_list_or_are_refused_without_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400), raw in any::<u64>()
+    ) {
+        let _ = decode_list(&bytes, raw);
+    }
+}
