@@ -145,7 +145,7 @@ fn raft_config(args: &NodeArgs) -> anyhow::Result<Arc<Config>> {
 }
 
 /// Restores the newest verified snapshot from the remote into the snapshot directory;
-/// its index, or `None` when the remote holds none.
+/// its snapseal index, or `None` when the remote holds none.
 async fn restore(
     remote: &Remote,
     snapshots: &Path,
@@ -216,6 +216,12 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let machine = Machine::new(sm, Arc::clone(&counts), outbox).await?;
     let view = machine.view();
+    // The snapseal name counts entries (log index + 1); the status reports the log index the
+    // restored state is at, as recovered by the machine.
+    let restored_index = match restored_index {
+        Some(_) => view.read(|_, applied| applied).await,
+        None => None,
+    };
     let network = Network::new(Arc::new(Routes::new(args.routes.clone())))?;
     let raft = Raft::new(args.id, config, network, log, machine).await?;
 

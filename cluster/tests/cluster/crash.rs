@@ -1,0 +1,87 @@
+//! SIGKILL: a node's log survives it, and a killed leader loses no acknowledged write.
+
+use serde_json::json;
+
+use crate::support::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_comes_back_with_its_log_alone_and_then_catches_up() {
+    // No snapshot in this test (one every 100 entries): what the node has after the restart
+    // can only come from its Raft log on disk.
+    let mut c = Cluster::start(3, &[]);
+    let all = [1, 2, 3];
+    for i in 0..30 {
+        c.put(&all, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    let leader = c.leader_among(&all).await;
+    let last = c.get(leader, "/status").await.unwrap()["last_log_index"]
+        .as_u64()
+        .unwrap();
+    c.converged(&all, last).await;
+    let follower = all.into_iter().find(|id| *id != leader).unwrap();
+    let before = c.get(follower, "/status").await.unwrap();
+    assert_eq!(before["last_log_index"].as_u64(), Some(last));
+    assert_eq!(
+        before["snapshot_index"],
+        json!(null),
+        "no snapshot: the log is all there is"
+    );
+
+    for id in all {
+        c.kill9(id);
+    }
+    // Alone, the follower can learn nothing from anyone: its log and vote are its disk's.
+    c.spawn(follower, &[]);
+    let after = c
+        .wait("the restarted follower's status", || async {
+            c.get(follower, "/status").await
+        })
+        .await;
+    assert_eq!(after["last_log_index"].as_u64(), Some(last), "{after}");
+    assert!(after["term"].as_u64() >= before["term"].as_u64(), "{after}");
+
+    for id in all.into_iter().filter(|id| *id != follower) {
+        c.spawn(id, &[]);
+    }
+    c.put(&all, "after", "restart").await;
+    let state = c.converged(&all, last + 1).await;
+    assert_eq!(state["len"], 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_with_sigkill_gives_way_to_a_new_leader_that_lost_no_acknowledged_write()
+{
+    let flags = ["--snapshot-every", "20", "--keep-logs", "5"];
+    let mut c = Cluster::start(3, &flags);
+    let all = [1, 2, 3];
+    for i in 0..60 {
+        c.put(&all, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    let old = c.leader_among(&all).await;
+    c.kill9(old);
+    let rest: Vec<u64> = all.into_iter().filter(|id| *id != old).collect();
+    let new = c.leader_among(&rest).await;
+    assert_ne!(new, old);
+    for i in 0..60 {
+        let key = format!("k{i}");
+        let got = c
+            .wait("a linearizable read on the new leader", || async {
+                let leader = c.leader_among(&rest).await;
+                let (code, body) = c.post(leader, "/kv/get", json!({"key": key})).await?;
+                (code == 200).then_some(body)
+            })
+            .await;
+        assert_eq!(
+            got,
+            json!({"value": format!("v{i}")}),
+            "acknowledged write {key}"
+        );
+    }
+    c.spawn(old, &[]);
+    c.put(&all, "after", "failover").await;
+    let last = c.get(new, "/status").await.unwrap()["last_applied"]
+        .as_u64()
+        .unwrap();
+    let state = c.converged(&all, last).await;
+    assert_eq!(state["len"], 61);
+}

@@ -1,0 +1,81 @@
+//! Snapshots built, logs purged, snapshots shipped; a node with an empty directory restored
+//! from the remote, added as a learner, then a voter.
+
+use serde_json::{json, Value};
+
+use crate::support::Cluster;
+
+fn num(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_built_purged_and_shipped_and_a_node_restored_from_the_remote_joins_and_converges(
+) {
+    let flags = ["--snapshot-every", "10", "--keep-logs", "5"];
+    let mut c = Cluster::start(3, &flags);
+    let all = [1, 2, 3];
+    for i in 0..60 {
+        c.put(&all, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    for id in all {
+        c.wait(
+            "snapshots built, the log purged and snapshots shipped",
+            || async {
+                let s = c.get(id, "/status").await?;
+                let done = num(&s["snapshots_built"]) >= 2
+                    && num(&s["purged_index"]) > 0
+                    && num(&s["shipped"]) >= 1;
+                done.then_some(())
+            },
+        )
+        .await;
+    }
+
+    // Node 4: an empty directory, restored from the remote before it starts.
+    c.add(4, &flags);
+    c.spawn(4, &["--restore"]);
+    let restored = c
+        .wait("node 4 restored", || async {
+            let s = c.get(4, "/status").await?;
+            s["restored_index"].as_u64()
+        })
+        .await;
+    assert!(restored >= 10, "restored snapshot {restored}");
+    let state = c.get(4, "/state").await.unwrap();
+    assert_eq!(num(&state["last_applied"]), restored, "{state}");
+    assert!(
+        num(&state["len"]) >= 9,
+        "the restored state is the snapshot's: {state}"
+    );
+
+    let leader = c.leader_among(&all).await;
+    let added = c
+        .post(
+            leader,
+            "/admin/add-learner",
+            json!({"id": 4, "addr": c.addr(4)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, (200, json!({})));
+    let changed = c
+        .post(
+            leader,
+            "/admin/change-membership",
+            json!({"voters": [1, 2, 3, 4]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, (200, json!({})));
+    let everyone = [1, 2, 3, 4];
+    for i in 60..80 {
+        c.put(&everyone, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    let leader = c.leader_among(&everyone).await;
+    let status = c.get(leader, "/status").await.unwrap();
+    assert_eq!(status["voters"], json!([1, 2, 3, 4]));
+    let last = num(&status["last_applied"]);
+    let state = c.converged(&everyone, last).await;
+    assert_eq!(state["len"], 80);
+}
