@@ -309,11 +309,12 @@ impl SnapshotWriter {
     }
 }
 
-/// One persist call's names and directory; each method is one step of the sequence.
-struct Attempt<'a> {
-    dir: &'a dyn DirHandle,
-    uncommitted: String,
-    committed: String,
+/// One persist call's names and directory; each method is one step of the sequence. Chunk
+/// packs take the same steps (`uncommitted` their pending name, `committed` their sealed one).
+pub(crate) struct Attempt<'a> {
+    pub(crate) dir: &'a dyn DirHandle,
+    pub(crate) uncommitted: String,
+    pub(crate) committed: String,
 }
 
 impl Attempt<'_> {
@@ -348,7 +349,7 @@ impl Attempt<'_> {
     }
 
     /// Step 1: the exclusive create, with one retry after removing a stale file.
-    fn create(&self) -> Result<Box<dyn WritableFile>, PersistError> {
+    pub(crate) fn create(&self) -> Result<Box<dyn WritableFile>, PersistError> {
         match self.dir.create_new(&self.uncommitted, FILE_MODE) {
             Ok(file) => {
                 debug!(name = %self.uncommitted, "created");
@@ -396,7 +397,10 @@ impl Attempt<'_> {
 
     /// Step 3: fsync (never retried), then close (an error is a failure). On failure the file
     /// is closed (if not yet) and unlinked.
-    fn sync_and_close(&self, mut file: Box<dyn WritableFile>) -> Result<(), PersistError> {
+    pub(crate) fn sync_and_close(
+        &self,
+        mut file: Box<dyn WritableFile>,
+    ) -> Result<(), PersistError> {
         if let Err(e) = file.sync() {
             // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
             // and a later "successful" fsync would prove nothing.
@@ -432,7 +436,12 @@ impl Attempt<'_> {
 
     /// Closes (error only logged: the first error is the one that matters) and unlinks the
     /// file after `step` failed with `err`.
-    fn abandon(&self, file: Box<dyn WritableFile>, step: Step, err: io::Error) -> PersistError {
+    pub(crate) fn abandon(
+        &self,
+        file: Box<dyn WritableFile>,
+        step: Step,
+        err: io::Error,
+    ) -> PersistError {
         if let Err(e) = file.close() {
             warn!(name = %self.uncommitted, error = %e, "close of abandoned file failed");
         }
@@ -455,7 +464,7 @@ impl Attempt<'_> {
     }
 
     /// Step 4: give the file its committed name, never replacing an existing one.
-    fn commit(&self) -> Result<(), PersistError> {
+    pub(crate) fn commit(&self) -> Result<(), PersistError> {
         let err = match self
             .dir
             .rename_noreplace(&self.uncommitted, &self.committed)
@@ -498,7 +507,7 @@ impl Attempt<'_> {
 
     /// Step 5: make the committed name durable. On failure the committed name is removed
     /// again (best effort), so that without a crash a failed persist leaves no committed file.
-    fn sync_dir(&self) -> Result<(), PersistError> {
+    pub(crate) fn sync_dir(&self) -> Result<(), PersistError> {
         let source = match self.dir.sync() {
             Ok(()) => return Ok(()),
             Err(e) => e,

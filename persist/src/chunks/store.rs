@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use crate::error::{BodyError, PersistError, Step, StoreError, StoreStep};
-use crate::fs::durable::publish;
 use crate::fs::{write_all, DirHandle, Untrusted, WritableFile};
+use crate::writer::Attempt;
 use crate::Hash;
 
 use super::list::Entry;
@@ -203,15 +203,7 @@ impl ChunkStore {
     /// Starts a pack for new chunks (pending name, `O_EXCL`).
     pub(crate) fn new_pack(self: &Arc<Self>) -> Result<PackWriter, PersistError> {
         let n = self.next_pack.fetch_add(1, Ordering::Relaxed);
-        let pending = pending_name(n);
-        let file = self
-            .dir
-            .create_new(&pending, crate::writer::FILE_MODE)
-            .map_err(|source| PersistError::Io {
-                path: self.dir.path().join(&pending),
-                step: Step::Create,
-                source,
-            })?;
+        let file = attempt(&*self.dir, n).create()?;
         let mut buf = Vec::with_capacity(WRITE_BUF);
         buf.extend_from_slice(&PACK_MAGIC);
         Ok(PackWriter {
@@ -221,6 +213,7 @@ impl ChunkStore {
             buf,
             index: Vec::new(),
             at: PACK_MAGIC.len() as u64,
+            sealed: false,
         })
     }
 
@@ -257,6 +250,16 @@ impl ChunkStore {
             index,
             hash: entry.hash,
         }))
+    }
+}
+
+/// Pack `n`'s steps: the snapshot writer's sequence (SPEC §5), from the pending name to the
+/// sealed one.
+fn attempt(dir: &dyn DirHandle, n: u64) -> Attempt<'_> {
+    Attempt {
+        dir,
+        uncommitted: pending_name(n),
+        committed: pack_name(n),
     }
 }
 
@@ -306,6 +309,8 @@ pub(crate) struct PackWriter {
     buf: Vec<u8>,
     index: PackIndex,
     at: u64,
+    /// Renamed to its sealed name: nothing for `Drop` to remove.
+    sealed: bool,
 }
 
 impl PackWriter {
@@ -318,14 +323,6 @@ impl PackWriter {
     /// True when no chunk was added.
     pub(crate) fn is_empty(&self) -> bool {
         self.index.is_empty()
-    }
-
-    fn err(&self, step: Step) -> impl FnOnce(io::Error) -> PersistError + '_ {
-        move |source| PersistError::Io {
-            path: self.store.dir.path().join(pending_name(self.n)),
-            step,
-            source,
-        }
     }
 
     /// Appends one chunk (`hash` is the BLAKE3 of `bytes`).
@@ -345,71 +342,62 @@ impl PackWriter {
         Ok(())
     }
 
+    /// Writes out the gathered bytes. On failure the file is closed and unlinked (the
+    /// writer's `abandon`): nothing of a pack a write failed on is ever sealed.
     fn flush(&mut self) -> Result<(), PersistError> {
-        let Some(file) = self.file.as_mut() else {
-            return Err(self.err(Step::Write)(io::Error::other(
-                "pack already closed",
-            )));
+        let Some(mut file) = self.file.take() else {
+            let e = io::Error::other("the pack was abandoned after an earlier failure");
+            return Err(PersistError::Io {
+                path: self.store.dir.path().join(pending_name(self.n)),
+                step: Step::Write,
+                source: e,
+            });
         };
-        let r = write_all(&mut **file, &self.buf);
-        r.map_err(self.err(Step::Write))?;
+        if let Err(e) = write_all(&mut *file, &self.buf) {
+            return Err(attempt(&*self.store.dir, self.n).abandon(file, Step::Write, e));
+        }
+        self.file = Some(file);
         self.buf.clear();
         Ok(())
     }
 
-    /// Makes the pack durable: index and trailer written, `fsync`, `close`, rename without
-    /// replacing from the pending name to `chunks_<n>.pack`, directory `fsync`; then its
-    /// chunks are in the index. On failure the pending file is removed (a failed `fsync` is
-    /// never retried: the pack is abandoned).
+    /// Makes the pack durable with the snapshot writer's steps: index and trailer written,
+    /// `fsync` (never retried), `close`, rename without replacing (link and unlink where the
+    /// flag is unsupported) from the pending name to `chunks_<n>.pack`, directory `fsync`;
+    /// then its chunks are in the index. A failure removes what it can (the pending file, or
+    /// the sealed name after a failed directory `fsync`).
     pub(crate) fn seal(mut self) -> Result<(), PersistError> {
         let entries: Vec<Entry> = self.index.iter().map(|(_, e)| *e).collect();
         self.buf.extend_from_slice(&trailer(&entries));
         self.flush()?;
-        let Some(mut file) = self.file.take() else {
-            return Err(self.err(Step::Close)(io::Error::other(
-                "pack already closed",
-            )));
-        };
-        if let Err(e) = file.sync() {
-            drop(file.close());
-            return Err(self.err(Step::Fsync)(e));
-        }
-        file.close().map_err(self.err(Step::Close))?;
-        let pending = pending_name(self.n);
-        if let Err(e) = publish(&*self.store.dir, &pending, &pack_name(self.n)) {
-            let step = if e.step == "fsync of the directory" {
-                Step::DirSync
-            } else {
-                Step::Rename
-            };
-            let path = self.store.dir.path().join(if step == Step::DirSync {
-                pack_name(self.n)
-            } else {
-                pending.clone()
-            });
+        let steps = attempt(&*self.store.dir, self.n);
+        let Some(file) = self.file.take() else {
             return Err(PersistError::Io {
-                path,
-                step,
-                source: e.source,
+                path: steps.dir.path().join(&steps.uncommitted),
+                step: Step::Close,
+                source: io::Error::other("the pack was abandoned after an earlier failure"),
             });
-        }
+        };
+        steps.sync_and_close(file)?;
+        steps.commit()?;
+        self.sealed = true;
+        steps.sync_dir()?;
         let index = std::mem::take(&mut self.index);
         self.store.index.lock().register(self.n, index);
-        // Sealed: nothing for Drop to remove.
-        self.n = u64::MAX;
         Ok(())
     }
 }
 
 impl Drop for PackWriter {
     fn drop(&mut self) {
-        if self.n == u64::MAX {
+        if self.sealed {
             return;
         }
+        // Abandoned unsealed (a failure, or the generation dropped mid-body): close and remove
+        // it, best effort; a leftover pending pack is removed when the store next opens.
         if let Some(file) = self.file.take() {
             drop(file.close());
+            drop(self.store.dir.unlink(&pending_name(self.n)));
         }
-        // Best effort: a leftover pending pack is removed when the store next opens.
-        drop(self.store.dir.unlink(&pending_name(self.n)));
     }
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use snapseal_persist::fs::SimFs;
+use snapseal_persist::fs::{Fault, FaultKind, Op, SimFs};
 use snapseal_persist::internals::chunks::decode_list;
 use snapseal_persist::{
     BodyBuilder, Committed, FileState, Flags, MemoryBudget, PendingBody, SnapshotName,
@@ -318,10 +318,13 @@ fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chun
         (20, second.as_slice()),
         (30, third.as_slice()),
     ];
-    for keep_last in [1, 2] {
+    // keep_last 1 and 2 sweep differently (pack deleted / rewritten); without
+    // RENAME_NOREPLACE the packs are linked and unlinked instead.
+    for (keep_last, noreplace) in [(1, true), (2, true), (1, false)] {
         let mut halt = 0;
         loop {
             let sim = SimFs::new(100 + halt);
+            sim.set_rename_noreplace_supported(noreplace);
             {
                 let store = open_chunked(&sim, keep_last);
                 persist(&store, 10, &first)?;
@@ -337,6 +340,34 @@ fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chun
             assert!(halt < 400, "the persist never finished");
         }
         assert!(halt > 10, "the halts covered the sequence ({halt} steps)");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_failed_pack_write_or_fsync_fails_the_body_leaves_no_pack_and_the_store_goes_on() -> Result<()>
+{
+    for (op, kind) in [
+        (Op::Sync, FaultKind::Eio),
+        (Op::Write, FaultKind::Enospc),
+        (Op::Rename, FaultKind::Eio),
+    ] {
+        let sim = SimFs::new(8);
+        let store = open_chunked(&sim, 5);
+        let s = state(1 << 20, 30);
+        sim.inject(Fault::nth(op, 1, kind));
+        assert!(
+            build(&store, 10, &s).is_err(),
+            "{op:?} {kind:?} fails the body"
+        );
+        assert!(
+            packs(&sim).is_empty(),
+            "{op:?}: nothing of the pack is left"
+        );
+        sim.clear_faults();
+        // The store goes on: the same state is written afresh, in full.
+        let c = persist(&store, 10, &s)?;
+        assert_eq!(read_back(&store, &c.name)?, s);
     }
     Ok(())
 }
