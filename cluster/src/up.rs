@@ -15,9 +15,11 @@ pub(crate) struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
-    /// Directory of the nodes' directories, logs and (by default) the remote.
-    #[arg(long, default_value = "snapseal-cluster-data")]
-    dir: PathBuf,
+    /// Directory of the nodes' directories, logs and (by default) the remote (default: the
+    /// system's temporary directory / snapseal-cluster; a second `up` on it restarts the same
+    /// cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// Object storage for snapshots (default: file://DIR/remote).
     #[arg(long)]
     remote: Option<String>,
@@ -77,9 +79,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 9 {
         bail!("--nodes: 1 to 9");
     }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
-    let dir = args.dir.canonicalize()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("snapseal-cluster"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
     let remote = match &args.remote {
         Some(r) => r.clone(),
         None => format!("file://{}", dir.join("remote").display()),

@@ -5,7 +5,8 @@ use serde_json::json;
 use crate::support::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_with_sigkill_comes_back_with_its_log_alone_and_then_catches_up() {
+async fn a_node_killed_with_sigkill_comes_back_alone_with_its_log_past_a_torn_tail_and_then_catches_up(
+) {
     // No snapshot in this test (one every 100 entries): what the node has after the restart
     // can only come from its Raft log on disk.
     let mut c = Cluster::start(3, &[]);
@@ -30,6 +31,21 @@ async fn a_node_killed_with_sigkill_comes_back_with_its_log_alone_and_then_catch
     for id in all {
         c.kill9(id);
     }
+    // A crash in the middle of a write leaves a torn frame at the end of the newest segment:
+    // recovery cuts it.
+    let raft_dir = c.nodes[&follower].dir.join("raft");
+    let newest = std::fs::read_dir(&raft_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("seg-"))
+        .max()
+        .unwrap();
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap();
+    std::io::Write::write_all(&mut torn, &[200, 0, 0, 0, 1, 2, 3]).unwrap();
+    drop(torn);
     // Alone, the follower can learn nothing from anyone: its log and vote are its disk's.
     c.spawn(follower, &[]);
     let after = c
@@ -84,4 +100,20 @@ async fn the_leader_killed_with_sigkill_gives_way_to_a_new_leader_that_lost_no_a
         .unwrap();
     let state = c.converged(&all, last).await;
     assert_eq!(state["len"], 61);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stops_cleanly_on_sigterm_with_exit_0_and_restarts_on_its_directory() {
+    let mut c = Cluster::start(3, &[]);
+    let all = [1, 2, 3];
+    c.put(&all, "a", "1").await;
+    let leader = c.leader_among(&all).await;
+    let status = c.stop(leader).await;
+    assert!(status.success(), "exit status {status}");
+    c.spawn(leader, &[]);
+    c.put(&all, "b", "2").await;
+    let last = c.get(c.leader_among(&all).await, "/status").await.unwrap()["last_applied"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(c.converged(&all, last).await["len"], 2);
 }

@@ -124,6 +124,24 @@ impl Cluster {
         }
     }
 
+    /// SIGTERMs node `id` and waits (bounded) for its exit status.
+    pub(crate) async fn stop(&mut self, id: u64) -> std::process::ExitStatus {
+        let mut child = self.nodes.get_mut(&id).unwrap().child.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > DEADLINE {
+                child.kill().unwrap();
+                panic!("node {id} did not stop on SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The address of node `id`.
     pub(crate) fn addr(&self, id: u64) -> String {
         self.nodes[&id].addr.clone()
