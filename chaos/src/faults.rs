@@ -156,7 +156,8 @@ impl World {
             .copied()
             .filter(|&i| i != leader)
             .collect();
-        let minority_extra = (self.nodes.len().saturating_sub(1)) / 2;
+        // The leader's side is a strict minority, so the rest can elect and go on.
+        let minority_extra = (self.nodes.len().saturating_sub(1) / 2).saturating_sub(1);
         let extra = usize::try_from(self.below(minority_extra as u64 + 1)).unwrap_or(0);
         let mut side = vec![leader];
         for _ in 0..extra.min(minority_extra) {

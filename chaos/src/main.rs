@@ -67,6 +67,10 @@ pub(crate) struct Args {
         default_value = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed"
     )]
     pub(crate) key_seed: String,
+    /// Inject no faults: a baseline of the clients' latency (with snapshots as configured;
+    /// a huge --snapshot-every gives one without snapshotting).
+    #[arg(long)]
+    pub(crate) no_faults: bool,
     /// States the checker may explore per key before it reports "undecided".
     #[arg(long, default_value_t = 2_000_000)]
     pub(crate) max_states: usize,
@@ -87,6 +91,9 @@ impl Args {
         );
         if let Some(r) = &self.remote {
             line.push_str(&format!(" --remote {r}"));
+        }
+        if self.no_faults {
+            line.push_str(" --no-faults");
         }
         for o in &self.remote_opt {
             line.push_str(&format!(" --remote-opt {o}"));

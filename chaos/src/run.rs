@@ -161,7 +161,9 @@ async fn drive(
     while started.elapsed() < args.duration {
         let gap = world.millis(300, 1500);
         tokio::time::sleep(gap).await;
-        world.inject_one().await?;
+        if !args.no_faults {
+            world.inject_one().await?;
+        }
         restart_crashed(world).await?;
     }
     println!("snapseal-chaos: faults done; healing");

@@ -115,6 +115,10 @@ pub(crate) async fn client(id: u32, seed: u64, shared: Arc<Shared>, http: reqwes
             Ok(r) if r.status == 409 => {
                 let leader = r.leader().map_or(0, |(id, _)| id);
                 shared.leader.store(leader, Ordering::Relaxed);
+                if leader == 0 {
+                    // No leader yet (an election): do not spin on 409s.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Outcome::Failed
             }
             _ => {

@@ -1,0 +1,158 @@
+//! CI's chaos run: one seeded run of three snapseal-cluster nodes under faults for about a
+//! minute, against an S3 server when CI names one (`SNAPSEAL_S3_ENDPOINTS`, the first entry),
+//! else a `file://` remote. It asserts what the run checked: the history is linearizable, the
+//! nodes converged, every snapshot file and shipped object verifies, and that the run did
+//! what it is for (faults of several kinds, many snapshots).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The node binary `cargo test --workspace` builds beside this test's target directory.
+fn node_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/short_run-… → target/debug/snapseal-cluster
+    let debug = exe.parent().and_then(|p| p.parent()).unwrap();
+    let bin = debug.join("snapseal-cluster");
+    assert!(
+        bin.is_file(),
+        "the node binary {} is missing: build it first (cargo build -p snapseal-cluster, or cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// `(remote URL, remote options)`: the first S3 server CI names, with a new bucket, or a
+/// directory.
+fn remote(dir: &std::path::Path) -> (String, Vec<String>) {
+    let first = std::env::var("SNAPSEAL_S3_ENDPOINTS")
+        .ok()
+        .and_then(|list| {
+            list.split(',')
+                .filter_map(|e| e.trim().split_once('='))
+                .map(|(_, url)| url.to_string())
+                .next()
+        });
+    let Some(endpoint) = first else {
+        if std::env::var("SNAPSEAL_REQUIRE_S3").is_ok_and(|v| v == "1") {
+            panic!("SNAPSEAL_REQUIRE_S3=1 but SNAPSEAL_S3_ENDPOINTS names no S3 server");
+        }
+        let url = format!("file://{}", dir.display());
+        println!("short_run: no S3 server named (SNAPSEAL_S3_ENDPOINTS): remote {url}");
+        return (url, Vec::new());
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let bucket = format!("snapseal-chaos-{}-{nanos}", std::process::id());
+    create_bucket(&endpoint, &bucket);
+    println!("short_run: remote s3://{bucket}/chaos at {endpoint}");
+    let opts = [
+        format!("aws_endpoint={endpoint}"),
+        "aws_allow_http=true".into(),
+        // The only access key s3rver knows; moto accepts any.
+        "aws_access_key_id=S3RVER".into(),
+        "aws_secret_access_key=S3RVER".into(),
+        "aws_region=us-east-1".into(),
+    ];
+    (format!("s3://{bucket}/chaos"), opts.to_vec())
+}
+
+/// Creates `bucket` with a plain unsigned request (neither test server asks for a signature).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let hp = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s =
+        TcpStream::connect(hp).unwrap_or_else(|e| panic!("no S3 server at {endpoint}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hp}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "creating bucket {bucket}: {answer}"
+    );
+}
+
+#[test]
+fn a_seeded_run_under_faults_is_linearizable_converges_and_every_snapshot_verifies() {
+    let bin = node_bin();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("run");
+    let remote_dir = work.path().join("remote");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    let (remote, opts) = remote(&remote_dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_snapseal-chaos"));
+    cmd.args([
+        "--seed",
+        "25",
+        "--duration",
+        "45s",
+        "--nodes",
+        "3",
+        "--clients",
+        "4",
+    ])
+    .arg("--node-bin")
+    .arg(&bin)
+    .arg("--out")
+    .arg(&out)
+    .arg("--remote")
+    .arg(&remote);
+    for o in &opts {
+        cmd.arg("--remote-opt").arg(o);
+    }
+    let status = cmd.status().unwrap();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap_or_else(|e| {
+            panic!(
+                "no report.json in {} ({e}); the run exited with {status}",
+                out.display()
+            )
+        }))
+        .unwrap();
+    let n = |k: &str| report[k].as_u64().unwrap_or(0);
+    assert!(
+        status.success(),
+        "the run failed ({status}); report: {report:#}"
+    );
+    assert_eq!(
+        report["violations"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    assert_eq!(report["converged"], Value::Bool(true), "{report:#}");
+    assert_eq!(
+        report["verify_failures"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    // The run did what it is for: faults of several kinds, many snapshots, all of them checked.
+    assert!(n("faults_total") >= 8, "too few faults: {report:#}");
+    let kinds = report["faults"].as_object().map_or(0, |m| m.len());
+    assert!(kinds >= 4, "too few kinds of faults: {report:#}");
+    assert!(
+        report["snapshots"]["built"].as_u64().unwrap_or(0) >= 5,
+        "too few snapshots: {report:#}"
+    );
+    assert!(
+        n("verified_local_files") > 0,
+        "no snapshot file verified: {report:#}"
+    );
+    assert!(
+        n("verified_remote_objects") > 0,
+        "no shipped object verified: {report:#}"
+    );
+    assert!(
+        report["ops"]["ok"].as_u64().unwrap_or(0) >= 100,
+        "too few ops: {report:#}"
+    );
+}
