@@ -175,17 +175,18 @@ impl LogState {
     }
 }
 
+/// A blank entry at `index` of `term`, for the journal's tests.
+#[cfg(test)]
+pub(crate) fn entry(term: u64, index: u64) -> Entry<Cfg> {
+    Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+        payload: openraft::EntryPayload::Blank,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    fn entry(term: u64, index: u64) -> Entry<Cfg> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
 
     #[test]
     fn a_torn_or_damaged_frame_ends_the_replay_and_what_precedes_it_survives() {

@@ -167,15 +167,8 @@ impl RaftLogStorage<Cfg> for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::entry;
     use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    fn entry(term: u64, index: u64) -> Entry<Cfg> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
 
     #[test]
     fn vote_entries_truncate_and_purge_survive_a_reopen_and_old_segments_go() {

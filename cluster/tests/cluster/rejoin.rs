@@ -79,3 +79,32 @@ async fn snapshots_are_built_purged_and_shipped_and_a_node_restored_from_the_rem
     let state = c.converged(&everyone, last).await;
     assert_eq!(state["len"], 80);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_purged_log_installs_the_leaders_snapshot_sent_over_http() {
+    let flags = ["--snapshot-every", "10", "--keep-logs", "0"];
+    let mut c = Cluster::start(3, &flags);
+    let all = [1, 2, 3];
+    c.put(&all, "first", "1").await;
+    let leader = c.leader_among(&all).await;
+    let behind = all.into_iter().find(|id| *id != leader).unwrap();
+    c.kill9(behind);
+    let up: Vec<u64> = all.into_iter().filter(|id| *id != behind).collect();
+    for i in 0..60 {
+        c.put(&up, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    let purged = c
+        .wait("the leader's log purged past 40", || async {
+            let s = c.get(c.leader_among(&up).await, "/status").await?;
+            (num(&s["purged_index"]) > 40).then_some(num(&s["purged_index"]))
+        })
+        .await;
+    c.spawn(behind, &[]);
+    let last = num(&c.get(c.leader_among(&all).await, "/status").await.unwrap()["last_applied"]);
+    assert_eq!(c.converged(&all, last).await["len"], 61);
+    // Its log could not give it entries the leader had purged: it caught up through (at least
+    // one) installed snapshot, at or past that purge point.
+    let status = c.get(behind, "/status").await.unwrap();
+    assert!(num(&status["snapshots_installed"]) >= 1, "{status}");
+    assert!(num(&status["snapshot_index"]) >= purged, "{status}");
+}
