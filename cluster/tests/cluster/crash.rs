@@ -117,3 +117,64 @@ async fn a_node_stops_cleanly_on_sigterm_with_exit_0_and_restarts_on_its_directo
         .unwrap();
     assert_eq!(c.converged(&all, last).await["len"], 2);
 }
+
+/// A 1 MiB tmpfs mounted for the test's lifetime (needs root and a kernel that lets this
+/// process mount; `None` otherwise).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_fills_exits_non_zero_with_one_fatal_line_and_the_others_go_on() {
+    let Some(disk) = SmallDisk::mount() else {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let mut c = Cluster::configure(3, &[]);
+    c.nodes.get_mut(&3).unwrap().dir = disk.dir.path().join("n3");
+    c.launch();
+    let all = [1, 2, 3];
+    let big = "x".repeat(20_000);
+    // 2 MB of values: node 3's log cannot hold them.
+    for i in 0..100 {
+        c.put(&all, &format!("k{i}"), &big).await;
+    }
+    let status = c.exited(3).await;
+    assert_eq!(status.code(), Some(2), "{status}");
+    let log = c.log(3);
+    let fatal: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("snapseal-cluster node: fatal:"))
+        .collect();
+    assert_eq!(fatal.len(), 1, "{log}");
+    assert!(fatal[0].contains("No space left on device"), "{}", fatal[0]);
+    let rest = [1, 2];
+    c.put(&rest, "after", "full disk").await;
+    let last = c.get(c.leader_among(&rest).await, "/status").await.unwrap()["last_applied"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(c.converged(&rest, last).await["len"], 101);
+    drop(c);
+}

@@ -39,6 +39,13 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Nodes `1..=n` with `flags`, node 1 bootstrapping all of them as voters.
     pub(crate) fn start(n: u64, flags: &[&str]) -> Cluster {
+        let mut cluster = Cluster::configure(n, flags);
+        cluster.launch();
+        cluster
+    }
+
+    /// Nodes `1..=n` with `flags`, not started yet ([`launch`](Self::launch) starts them).
+    pub(crate) fn configure(n: u64, flags: &[&str]) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let remote = format!("file://{}", root.path().join("remote").display());
         let mut cluster = Cluster {
@@ -53,21 +60,26 @@ impl Cluster {
         for id in 1..=n {
             cluster.add(id, flags);
         }
-        let voters: Vec<String> = cluster
+        cluster
+    }
+
+    /// Starts every configured node, the first one bootstrapping all of them as voters.
+    pub(crate) fn launch(&mut self) {
+        let voters: Vec<String> = self
             .nodes
             .iter()
             .map(|(id, n)| format!("{id}={}", n.addr))
             .collect();
         let bootstrap = format!("--bootstrap={}", voters.join(","));
-        for id in 1..=n {
-            let extra = if id == 1 {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for (i, id) in ids.into_iter().enumerate() {
+            let extra = if i == 0 {
                 vec![bootstrap.as_str()]
             } else {
                 vec![]
             };
-            cluster.spawn(id, &extra);
+            self.spawn(id, &extra);
         }
-        cluster
     }
 
     /// Registers node `id` (not started) with a new address and directory.
@@ -113,6 +125,20 @@ impl Cluster {
             .spawn()
             .unwrap();
         node.child = Some(child);
+    }
+
+    /// Waits (bounded) for node `id` to exit by itself; its exit status.
+    pub(crate) async fn exited(&mut self, id: u64) -> std::process::ExitStatus {
+        let child = self.nodes.get_mut(&id).unwrap().child.as_mut().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.nodes.get_mut(&id).unwrap().child = None;
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "node {id} did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGKILLs node `id` and reaps it.
@@ -227,7 +253,6 @@ impl Cluster {
     }
 
     /// The contents of node `id`'s log file (stderr), for a failure message.
-    #[allow(dead_code)]
     pub(crate) fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.root.path().join(format!("n{id}.log"))).unwrap_or_default()
     }
