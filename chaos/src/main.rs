@@ -71,6 +71,10 @@ pub(crate) struct Args {
     /// a huge --snapshot-every gives one without snapshotting).
     #[arg(long)]
     pub(crate) no_faults: bool,
+    /// Self-test of the checking: adds to the history a read of a value no client wrote, so
+    /// the run must fail (tests that a violation is caught, reported and exits 1).
+    #[arg(long, hide = true)]
+    pub(crate) inject_bad_read: bool,
     /// States the checker may explore per key before it reports "undecided".
     #[arg(long, default_value_t = 2_000_000)]
     pub(crate) max_states: usize,
@@ -91,6 +95,9 @@ impl Args {
         );
         if let Some(r) = &self.remote {
             line.push_str(&format!(" --remote {r}"));
+        }
+        if self.inject_bad_read {
+            line.push_str(" --inject-bad-read");
         }
         if self.no_faults {
             line.push_str(" --no-faults");

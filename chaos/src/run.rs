@@ -185,6 +185,19 @@ async fn drive(
         ));
     }
     final_reads(world).await;
+    if args.inject_bad_read {
+        let at = world.shared.now_ns();
+        world.shared.record(Op {
+            client: u32::MAX - 1,
+            key: world.shared.keys[0].clone(),
+            call: Call::Get,
+            outcome: Outcome::Read {
+                value: Some("never-written-by-any-client".into()),
+            },
+            invoke_ns: at,
+            complete_ns: Some(at + 1),
+        });
+    }
     // One more status round so the counters include the end.
     tokio::time::sleep(Duration::from_secs(1)).await;
     polling.store(true, Ordering::Relaxed);

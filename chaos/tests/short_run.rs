@@ -156,3 +156,45 @@ fn a_seeded_run_under_faults_is_linearizable_converges_and_every_snapshot_verifi
         "too few ops: {report:#}"
     );
 }
+
+#[test]
+fn a_run_whose_history_is_not_linearizable_fails_and_prints_the_seed_and_a_reproduction() {
+    let bin = node_bin();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("run");
+    let output = Command::new(env!("CARGO_BIN_EXE_snapseal-chaos"))
+        .args([
+            "--seed",
+            "7",
+            "--duration",
+            "3s",
+            "--no-faults",
+            "--inject-bad-read",
+        ])
+        .arg("--node-bin")
+        .arg(&bin)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("NOT LINEARIZABLE: key k0"), "{stdout}");
+    assert!(
+        stdout.contains("never-written-by-any-client"),
+        "the witness names the read: {stdout}"
+    );
+    assert!(stderr.contains("FAILED: seed 7"), "{stderr}");
+    assert!(
+        stderr.contains("reproduce: snapseal-chaos --seed 7"),
+        "{stderr}"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["violations"].as_array().map(Vec::len),
+        Some(1),
+        "{report:#}"
+    );
+}
