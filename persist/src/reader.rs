@@ -25,7 +25,7 @@ pub(crate) mod stream;
 
 pub(crate) use body::{check_body_encoding, BodyReader};
 
-use crate::chunks::store::ChunkStore;
+use crate::chunks::store::{ChunkSource, ChunkStore};
 use crate::error::{BodyError, Check, VerifyError};
 use crate::format::{self, FormatError, Header, HEADER_LEN};
 use crate::fs::untrusted::Expect;
@@ -35,6 +35,7 @@ use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 use body::Source;
 pub(crate) use range::FileRange;
+use stream::Chunks;
 use stream::{verify_with, VerifiedFile};
 
 /// What [`verify_bytes`] established about a file, borrowing its parts.
@@ -197,7 +198,7 @@ impl SnapshotFile {
         BodyReader::new(
             &self.header,
             Source::file(self.body_range()),
-            self.chunks.as_deref(),
+            self.chunks.as_deref().map(|c| c as &dyn ChunkSource),
         )
     }
 
@@ -250,8 +251,10 @@ impl SnapshotFile {
 /// Nothing is mapped, before or after: a file truncated by another process, during
 /// verification or while the returned file is read, is a read error, never a `SIGBUS`.
 ///
-/// A chunked snapshot needs its store's chunks: opened this way (not through the store) it
-/// fails with [`BodyError::NoChunkStore`](crate::BodyError::NoChunkStore).
+/// A chunked snapshot is verified against the packs of `dir` (their trailers read for this
+/// call); the returned file's [`body_reader`](SnapshotFile::body_reader) needs the store's
+/// chunk index and fails with [`BodyError::NoChunkStore`](crate::BodyError::NoChunkStore)
+/// (read it through the store).
 pub fn open_snapshot(
     dir: &dyn DirHandle,
     name: &SnapshotName,
@@ -267,13 +270,12 @@ pub(crate) fn open_snapshot_with(
     verifier: &dyn ReceiptVerifier,
     chunks: Option<&Arc<ChunkStore>>,
 ) -> Result<SnapshotFile, VerifyError> {
-    let (file, v) = verify_in(
-        dir,
-        &name.file_name(),
-        Some(name),
-        verifier,
-        chunks.map(|c| &**c),
-    )?;
+    let source = match chunks {
+        Some(store) => Chunks::Source(&**store),
+        // Without the store: the directory's packs, scanned if the file turns out chunked.
+        None => Chunks::ScanDir(dir),
+    };
+    let (file, v) = verify_in(dir, &name.file_name(), Some(name), verifier, source)?;
     Ok(SnapshotFile {
         name: *name,
         file,
@@ -294,7 +296,7 @@ pub(crate) fn verify_in(
     file_name: &str,
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
-    chunks: Option<&ChunkStore>,
+    chunks: Chunks<'_>,
 ) -> Result<(Untrusted, VerifiedFile), VerifyError> {
     let file = open_for_verify(dir, file_name)?.ok_or_else(|| VerifyError::Read {
         file: dir.path().join(file_name),

@@ -47,11 +47,17 @@ impl Standing {
     /// [`Failed`](Standing::Failed); an I/O error (nothing learnt about the contents, a name
     /// that is not a regular file included) or a signer or scheme outside the trusted set (a
     /// matter of the key set, not of the file: a wrong key set must not destroy good
-    /// snapshots) is [`Unknown`](Standing::Unknown). The store's retention and the read-only
+    /// snapshots), or a chunked body checked without its chunks, is
+    /// [`Unknown`](Standing::Unknown). The store's retention and the read-only
     /// tools that plan with its rules judge files by this one rule.
     pub fn of_failure(e: &VerifyError) -> Standing {
         match e {
             VerifyError::Receipt { source, .. } if source.is_untrusted() => Standing::Unknown,
+            // A chunked file checked without its directory's packs: nothing learnt.
+            VerifyError::Body {
+                source: crate::error::BodyError::NoChunkStore,
+                ..
+            } => Standing::Unknown,
             e if e.is_io() => Standing::Unknown,
             _ => Standing::Failed,
         }

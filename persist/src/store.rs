@@ -19,7 +19,7 @@ use crate::chunks::sweep::live_chunks;
 use crate::claims::NameClaims;
 use crate::dir_guard::GuardedDir;
 use crate::error::{ErrorChain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
-use crate::fs::{DirHandle, DirLock, FileSystem};
+use crate::fs::{DirEntry, DirHandle, DirLock, FileSystem};
 use crate::hold::{Hold, HoldTable};
 use crate::names::{FileState, PendingName, SnapshotName, LOCK_FILE};
 use crate::options::StoreOptions;
@@ -173,7 +173,13 @@ impl SnapshotStore {
         })?;
         let guard = Arc::new(GuardedDir::new(handle));
         let handle: Arc<dyn DirHandle> = guard.clone();
-        let opened = ChunkStore::open(Arc::clone(&handle))?;
+        // One listing for the whole recovery: stale files, pending packs, the pack index.
+        let entries = handle.list().map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            step: StoreStep::List,
+            source,
+        })?;
+        let opened = ChunkStore::open(Arc::clone(&handle), &entries)?;
         let store = SnapshotStore {
             path: dir.to_path_buf(),
             writer: SnapshotWriter::new(Arc::clone(&handle)),
@@ -194,7 +200,7 @@ impl SnapshotStore {
             "snapseal_store_stale_removed_total",
             opened.removed,
         );
-        let corrupt = store.remove_stale()?;
+        let corrupt = store.remove_stale(&entries)?;
         // The bound holds from the start, not only once something new is quarantined.
         if corrupt > store.opts.max_quarantined {
             store.trim_quarantine();
@@ -1097,17 +1103,12 @@ impl SnapshotStore {
     /// Removes our stale uncommitted and pending files (leftovers of a crash mid-write, or of
     /// generations that were pending when the process stopped: their proof never came).
     /// Returns how many quarantined files the listing held.
-    fn remove_stale(&self) -> Result<usize, StoreError> {
-        let entries = self.dir.list().map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            step: StoreStep::List,
-            source,
-        })?;
-        let corrupt = in_state(&our_files(&entries), FileState::Corrupt).len();
-        let uncommitted = in_state(&our_files(&entries), FileState::Uncommitted)
+    fn remove_stale(&self, entries: &[DirEntry]) -> Result<usize, StoreError> {
+        let corrupt = in_state(&our_files(entries), FileState::Corrupt).len();
+        let uncommitted = in_state(&our_files(entries), FileState::Uncommitted)
             .into_iter()
             .map(|e| (e.name.file_name(), e.len, "uncommitted"));
-        let pending = pending_files(&entries)
+        let pending = pending_files(entries)
             .into_iter()
             .map(|e| (e.name.file_name(), e.len, "pending"));
         let mut removed = 0;

@@ -80,7 +80,143 @@ pub(crate) struct ChunkStore {
     pub(crate) counters: ChunkCounters,
 }
 
+/// What [`scan`] found.
+struct Scanned {
+    index: Index,
+    /// One above the highest pack number present.
+    next: u64,
+    removed: u64,
+}
+
+/// Reads the packs of `dir` into an index: every sealed pack's trailer (10.2), a damaged one
+/// skipped (logged, never trusted), an I/O error returned. With `remove_pending` (a store
+/// holding the lock, so nothing is being written), pending packs are unlinked first and the
+/// directory fsynced if any was.
+fn scan(dir: &dyn DirHandle, remove_pending: bool) -> Result<Scanned, StoreError> {
+    let entries = dir.list().map_err(|source| StoreError::Io {
+        path: dir.path().to_path_buf(),
+        step: StoreStep::List,
+        source,
+    })?;
+    scan_entries(dir, &entries, remove_pending)
+}
+
+/// [`scan`] over a listing the caller made.
+fn scan_entries(
+    dir: &dyn DirHandle,
+    entries: &[crate::fs::DirEntry],
+    remove_pending: bool,
+) -> Result<Scanned, StoreError> {
+    let io_err = |path: PathBuf, step| move |source| StoreError::Io { path, step, source };
+    let mut index = Index::default();
+    let mut next = 0u64;
+    let mut removed = 0;
+    let mut sealed = Vec::new();
+    for entry in entries {
+        let Some(found) = entry.name.to_str().and_then(pack::parse_name) else {
+            continue;
+        };
+        if entry.kind != crate::fs::EntryKind::File {
+            continue;
+        }
+        match found {
+            PackFile::Pending(n) => {
+                next = next.max(n.saturating_add(1));
+                if !remove_pending {
+                    continue;
+                }
+                let name = pending_name(n);
+                match dir.unlink(&name) {
+                    Ok(()) => {
+                        info!(name = %name, "removed half-written chunk pack");
+                        removed += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(io_err(dir.path().join(&name), StoreStep::UnlinkStale)(e))
+                    }
+                }
+            }
+            PackFile::Sealed(n) => {
+                next = next.max(n.saturating_add(1));
+                sealed.push(n);
+            }
+        }
+    }
+    if removed > 0 {
+        dir.sync()
+            .map_err(io_err(dir.path().to_path_buf(), StoreStep::DirSync))?;
+    }
+    for n in sealed {
+        let path = dir.path().join(pack_name(n));
+        let file = match open_pack(dir, n) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(e) if e.is_not_found() => continue,
+            Err(e @ crate::fs::UntrustedError::Io { .. }) => {
+                return Err(io_err(path, StoreStep::ReadPack)(pack::into_io(e)))
+            }
+            Err(e) => {
+                warn!(pack = %crate::escape::Escaped::path(&path), error = %crate::ErrorChain(&e), "skipping a file that is not a chunk pack");
+                continue;
+            }
+        };
+        match read_index(&file) {
+            Ok(idx) => index.register(n, idx),
+            Err(PackError::Open(e)) => {
+                return Err(io_err(path, StoreStep::ReadPack)(pack::into_io(e)))
+            }
+            Err(e @ PackError::Damaged(_)) => {
+                warn!(pack = %crate::escape::Escaped::path(&path), error = %e, "skipping a damaged chunk pack; its chunks are not trusted");
+            }
+        }
+    }
+    Ok(Scanned {
+        index,
+        next,
+        removed,
+    })
+}
+
+/// Where a reader finds the chunks a list names: a store's [`ChunkStore`], or the packs of a
+/// directory scanned for one read-only check ([`ScannedChunks`]).
+pub(crate) trait ChunkSource: Send + Sync {
+    /// Reads chunk `index` of a list, `entry`, from the pack holding it and checks its hash.
+    /// Missing or damaged: an `InvalidData` error carrying a [`BodyError`]; a failed read:
+    /// that I/O error.
+    fn read(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<Vec<u8>>;
+}
+
+/// The packs of a directory read without its store (the read-only tools): the index of
+/// their trailers as they are now, pending packs left alone.
+pub(crate) struct ScannedChunks<'a> {
+    dir: &'a dyn DirHandle,
+    index: Mutex<Index>,
+}
+
+impl<'a> ScannedChunks<'a> {
+    pub(crate) fn scan(dir: &'a dyn DirHandle) -> Result<ScannedChunks<'a>, StoreError> {
+        Ok(ScannedChunks {
+            dir,
+            index: Mutex::new(scan(dir, false)?.index),
+        })
+    }
+}
+
+impl ChunkSource for ScannedChunks<'_> {
+    fn read(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<Vec<u8>> {
+        read_from(self.dir, &self.index, index, entry, cache)
+    }
+}
+
+impl ChunkSource for ChunkStore {
+    fn read(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<Vec<u8>> {
+        read_from(&*self.dir, &self.index, index, entry, cache)
+    }
+}
+
 /// What [`ChunkStore::open`] found.
+#[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) store: ChunkStore,
     /// Half-written (pending) packs removed.
@@ -95,79 +231,19 @@ impl ChunkStore {
     /// or index does not check out is skipped (logged) and never trusted: the snapshots
     /// needing its chunks fail verification. An I/O error reading a pack fails the open
     /// (it says nothing about the pack, and skipping it would quarantine good snapshots).
-    pub(crate) fn open(dir: Arc<dyn DirHandle>) -> Result<Opened, StoreError> {
-        let io_err = |path: PathBuf, step| move |source| StoreError::Io { path, step, source };
-        let entries = dir
-            .list()
-            .map_err(io_err(dir.path().to_path_buf(), StoreStep::List))?;
-        let mut index = Index::default();
-        let mut next = 0u64;
-        let mut removed = 0;
-        let mut sealed = Vec::new();
-        for entry in &entries {
-            let Some(found) = entry.name.to_str().and_then(pack::parse_name) else {
-                continue;
-            };
-            if entry.kind != crate::fs::EntryKind::File {
-                continue;
-            }
-            match found {
-                PackFile::Pending(n) => {
-                    next = next.max(n.saturating_add(1));
-                    let name = pending_name(n);
-                    match dir.unlink(&name) {
-                        Ok(()) => {
-                            info!(name = %name, "removed half-written chunk pack");
-                            removed += 1;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(io_err(dir.path().join(&name), StoreStep::UnlinkStale)(e))
-                        }
-                    }
-                }
-                PackFile::Sealed(n) => {
-                    next = next.max(n.saturating_add(1));
-                    sealed.push(n);
-                }
-            }
-        }
-        if removed > 0 {
-            dir.sync()
-                .map_err(io_err(dir.path().to_path_buf(), StoreStep::DirSync))?;
-        }
-        for n in sealed {
-            let path = dir.path().join(pack_name(n));
-            let file = match open_pack(&*dir, n) {
-                Ok(Some(f)) => f,
-                Ok(None) => continue,
-                Err(e) if e.is_not_found() => continue,
-                Err(e @ crate::fs::UntrustedError::Io { .. }) => {
-                    return Err(io_err(path, StoreStep::ReadPack)(pack::into_io(e)))
-                }
-                Err(e) => {
-                    warn!(pack = %crate::escape::Escaped::path(&path), error = %crate::ErrorChain(&e), "skipping a file that is not a chunk pack");
-                    continue;
-                }
-            };
-            match read_index(&file) {
-                Ok(idx) => index.register(n, idx),
-                Err(PackError::Open(e)) => {
-                    return Err(io_err(path, StoreStep::ReadPack)(pack::into_io(e)))
-                }
-                Err(e @ PackError::Damaged(_)) => {
-                    warn!(pack = %crate::escape::Escaped::path(&path), error = %e, "skipping a damaged chunk pack; its chunks are not trusted");
-                }
-            }
-        }
+    pub(crate) fn open(
+        dir: Arc<dyn DirHandle>,
+        entries: &[crate::fs::DirEntry],
+    ) -> Result<Opened, StoreError> {
+        let scanned = scan_entries(&*dir, entries, true)?;
         Ok(Opened {
             store: ChunkStore {
                 dir,
-                index: Mutex::new(index),
-                next_pack: AtomicU64::new(next),
+                index: Mutex::new(scanned.index),
+                next_pack: AtomicU64::new(scanned.next),
                 counters: ChunkCounters::default(),
             },
-            removed,
+            removed: scanned.removed,
         })
     }
 
@@ -216,41 +292,41 @@ impl ChunkStore {
             sealed: false,
         })
     }
+}
 
-    /// Reads chunk `index` of a list, `entry`, from the pack holding it and checks its hash.
-    /// Missing or damaged: an `InvalidData` error carrying a [`BodyError`]; a failed read:
-    /// that I/O error.
-    pub(crate) fn read(
-        &self,
-        index: u64,
-        entry: &Entry,
-        cache: &mut OpenPack,
-    ) -> io::Result<Vec<u8>> {
-        // A sweep may move the chunk to a new pack and delete the old one between the
-        // lookup and the open: the index is updated before the delete, so look again once.
-        for _ in 0..2 {
-            let Some(loc) = self.index.lock().chunks.get(&entry.hash).copied() else {
-                break;
-            };
-            let file = match cache.get(&*self.dir, loc.pack) {
-                Ok(Some(f)) => f,
-                Ok(None) => continue,
-                Err(e) => return Err(pack::into_io(e)),
-            };
-            return match pack::read_chunk(file, loc.offset, entry).map_err(pack::into_io)? {
-                Some(bytes) => Ok(bytes),
-                None => Err(invalid(BodyError::ChunkDamaged {
-                    index,
-                    hash: entry.hash,
-                    pack: file.path().to_path_buf(),
-                })),
-            };
-        }
-        Err(invalid(BodyError::ChunkMissing {
-            index,
-            hash: entry.hash,
-        }))
+/// Reads chunk `index` of a list, `entry`, from the pack of `dir` that `chunks` says holds
+/// it, and checks its hash (see [`ChunkSource::read`]).
+fn read_from(
+    dir: &dyn DirHandle,
+    chunks: &Mutex<Index>,
+    index: u64,
+    entry: &Entry,
+    cache: &mut OpenPack,
+) -> io::Result<Vec<u8>> {
+    // A sweep may move the chunk to a new pack and delete the old one between the lookup
+    // and the open: the index is updated before the delete, so look again once.
+    for _ in 0..2 {
+        let Some(loc) = chunks.lock().chunks.get(&entry.hash).copied() else {
+            break;
+        };
+        let file = match cache.get(dir, loc.pack) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(e) => return Err(pack::into_io(e)),
+        };
+        return match pack::read_chunk(file, loc.offset, entry).map_err(pack::into_io)? {
+            Some(bytes) => Ok(bytes),
+            None => Err(invalid(BodyError::ChunkDamaged {
+                index,
+                hash: entry.hash,
+                pack: file.path().to_path_buf(),
+            })),
+        };
     }
+    Err(invalid(BodyError::ChunkMissing {
+        index,
+        hash: entry.hash,
+    }))
 }
 
 /// Pack `n`'s steps: the snapshot writer's sequence (SPEC §5), from the pending name to the

@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::chunks::list::{Entry, RawSum, ENTRY_LEN};
-use crate::chunks::store::{ChunkStore, OpenPack};
+use crate::chunks::store::{ChunkSource, OpenPack};
 use crate::error::BodyError;
 use crate::format::{Flags, Header};
 
@@ -184,7 +184,7 @@ enum Inner<'a> {
 /// chunk read from its pack and checked against its hash before any of it is handed out.
 struct ChunkedRead<'a> {
     list: Source<'a>,
-    store: &'a ChunkStore,
+    store: &'a dyn ChunkSource,
     cache: OpenPack,
     chunk: Vec<u8>,
     pos: usize,
@@ -243,7 +243,7 @@ impl<'a> BodyReader<'a> {
     pub(crate) fn new(
         header: &Header,
         stored: Source<'a>,
-        chunks: Option<&'a ChunkStore>,
+        chunks: Option<&'a dyn ChunkSource>,
     ) -> io::Result<BodyReader<'a>> {
         let inner = if header.flags.contains(Flags::ZSTD) {
             Inner::Zstd(ZstdBody::new(stored, header.raw_len)?)

@@ -17,7 +17,8 @@ use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 use super::body::{as_body_error, decode_all, BodyReader, Source, ZstdBody};
 use super::hash::body_digest;
 use super::range::{as_read_failure, FileRange};
-use crate::chunks::store::ChunkStore;
+use crate::chunks::store::{ChunkSource, ScannedChunks};
+use crate::fs::DirHandle;
 
 /// Bytes per `pread` of the whole-file pass: large enough for BLAKE3's parallel hashing to pay
 /// off, small enough to be the pass's only buffer.
@@ -58,7 +59,18 @@ pub fn verify_file(
     verifier: &dyn ReceiptVerifier,
     each: &mut dyn FnMut(&[u8]),
 ) -> Result<VerifiedFile, VerifyError> {
-    verify_with(file, name, verifier, Some(each), None)
+    verify_with(file, name, verifier, Some(each), Chunks::None)
+}
+
+/// Where [`verify_with`] finds a chunked body's chunks.
+#[derive(Clone, Copy)]
+pub(crate) enum Chunks<'a> {
+    /// Nowhere: a chunked file fails with [`BodyError::NoChunkStore`](crate::BodyError).
+    None,
+    /// A store's chunk index.
+    Source(&'a dyn ChunkSource),
+    /// The packs of this directory, scanned only if the file is chunked.
+    ScanDir(&'a dyn DirHandle),
 }
 
 /// [`verify_file`]; without `each`, step 3 reads and hashes only the body, on every thread of
@@ -68,7 +80,7 @@ pub(crate) fn verify_with(
     name: Option<&SnapshotName>,
     verifier: &dyn ReceiptVerifier,
     each: Option<&mut Each<'_>>,
-    chunks: Option<&ChunkStore>,
+    chunks: Chunks<'_>,
 ) -> Result<VerifiedFile, VerifyError> {
     let path = file.path();
     let read_err = |e: UntrustedError| VerifyError::Read {
@@ -223,15 +235,27 @@ fn check_chunks(
     file: &Untrusted,
     header: &Header,
     path: &Path,
-    chunks: Option<&ChunkStore>,
+    chunks: Chunks<'_>,
 ) -> Result<(), VerifyError> {
+    let scanned;
+    let source: Option<&dyn ChunkSource> = match chunks {
+        Chunks::None => None,
+        Chunks::Source(s) => Some(s),
+        Chunks::ScanDir(dir) => {
+            scanned = ScannedChunks::scan(dir).map_err(|e| VerifyError::Read {
+                file: path.to_path_buf(),
+                source: io::Error::other(e),
+            })?;
+            Some(&scanned)
+        }
+    };
     let body_start = HEADER_LEN as u64;
     let stored = Source::file(FileRange::new(
         file,
         body_start,
         body_start + header.body_len,
     ));
-    let mut body = BodyReader::new(header, stored, chunks).map_err(|e| chunk_failure(e, path))?;
+    let mut body = BodyReader::new(header, stored, source).map_err(|e| chunk_failure(e, path))?;
     io::copy(&mut body, &mut io::sink()).map_err(|e| chunk_failure(e, path))?;
     Ok(())
 }

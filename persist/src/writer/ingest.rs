@@ -295,7 +295,7 @@ impl IngestFile {
             &attempt.uncommitted,
             Some(&name),
             verifier,
-            None,
+            crate::reader::stream::Chunks::None,
         )
         .map(|_| ());
         if let Err(source) = verified {
@@ -501,7 +501,14 @@ fn present(
     verifier: &dyn ReceiptVerifier,
 ) -> Result<Ingested, IngestError> {
     let file_name = name.file_name();
-    let verified = verify_in(dir, &file_name, Some(&name), verifier, None).map(|_| ());
+    let verified = verify_in(
+        dir,
+        &file_name,
+        Some(&name),
+        verifier,
+        crate::reader::stream::Chunks::None,
+    )
+    .map(|_| ());
     match verified {
         Ok(()) => Ok(Ingested::AlreadyPresent(name)),
         Err(e) => Err(IngestError::Persist(PersistError::Io {

@@ -372,6 +372,36 @@ fn a_failed_pack_write_or_fsync_fails_the_body_leaves_no_pack_and_the_store_goes
     Ok(())
 }
 
+#[test]
+fn the_read_only_plan_verifies_chunked_snapshots_against_the_directorys_packs() -> Result<()> {
+    use snapseal_persist::fs::FileSystem;
+    use snapseal_persist::internals::{open_snapshot, plan_latest, PassOverReason};
+    let sim = SimFs::new(9);
+    let store = open_chunked(&sim, 5);
+    let old = persist(&store, 10, &state(1 << 20, 40))?;
+    let before = packs(&sim);
+    let new = persist(&store, 20, &state(1 << 20, 41))?;
+    let new_pack = packs(&sim)
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .expect("the newer snapshot's own pack");
+    drop(store);
+    let handle = sim.open_dir(dir(), false)?;
+    // Without the store (what `snapseal latest` and `verify` use): the packs are scanned.
+    let plan = plan_latest(&*handle, &real_verifier())?;
+    assert_eq!(plan.chosen.map(|f| *f.name()), Some(new.name));
+    assert!(open_snapshot(&*handle, &old.name, &real_verifier()).is_ok());
+
+    assert!(sim.flip_bit(dir(), &new_pack, 8 * 100));
+    let plan = plan_latest(&*handle, &real_verifier())?;
+    assert_eq!(plan.chosen.map(|f| *f.name()), Some(old.name));
+    assert!(matches!(
+        plan.passed_over.first().map(|p| &p.reason),
+        Some(PassOverReason::Failed(_))
+    ));
+    Ok(())
+}
+
 fn encode(entries: &[(u32, [u8; 32])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (len, hash) in entries {
