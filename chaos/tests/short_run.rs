@@ -1,14 +1,11 @@
 //! CI's chaos run: one seeded run of three snapseal-cluster nodes under faults for about a
-//! minute, against an S3 server when CI names one (`SNAPSEAL_S3_ENDPOINTS`, the first entry),
-//! else a `file://` remote. It asserts what the run checked: the history is linearizable, the
+//! minute, against an S3 server when CI names one (`SNAPSEAL_S3_ENDPOINTS`' moto, as the
+//! ship tests read it), else a `file://` remote. It asserts what the run checked: the history is linearizable, the
 //! nodes converged, every snapshot file and shipped object verifies, and that the run did
 //! what it is for (faults of several kinds, many snapshots).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -26,60 +23,29 @@ fn node_bin() -> PathBuf {
     bin
 }
 
-/// `(remote URL, remote options)`: the first S3 server CI names, with a new bucket, or a
-/// directory.
-fn remote(dir: &std::path::Path) -> (String, Vec<String>) {
-    let first = std::env::var("SNAPSEAL_S3_ENDPOINTS")
-        .ok()
-        .and_then(|list| {
-            list.split(',')
-                .filter_map(|e| e.trim().split_once('='))
-                .map(|(_, url)| url.to_string())
-                .next()
-        });
-    let Some(endpoint) = first else {
-        if std::env::var("SNAPSEAL_REQUIRE_S3").is_ok_and(|v| v == "1") {
-            panic!("SNAPSEAL_REQUIRE_S3=1 but SNAPSEAL_S3_ENDPOINTS names no S3 server");
-        }
+// The S3 test servers as the ship tests know them: which one CI names first, buckets,
+// client options (one copy of that knowledge, shared with ship/tests).
+#[allow(dead_code, unused_macros, unreachable_pub)]
+#[path = "../../ship/tests/support/s3.rs"]
+mod s3;
+
+/// `(remote URL, remote options)`: the first S3 server CI names (moto), with a new bucket;
+/// else (and unless `SNAPSEAL_REQUIRE_S3=1`, which fails instead) a directory.
+fn remote(dir: &std::path::Path, test: &str) -> (String, Vec<String>) {
+    let Some(endpoint) = s3::endpoint(test) else {
         let url = format!("file://{}", dir.display());
-        println!("short_run: no S3 server named (SNAPSEAL_S3_ENDPOINTS): remote {url}");
+        println!("{test}: remote {url}");
         return (url, Vec::new());
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let bucket = format!("snapseal-chaos-{}-{nanos}", std::process::id());
-    create_bucket(&endpoint, &bucket);
-    println!("short_run: remote s3://{bucket}/chaos at {endpoint}");
-    let opts = [
-        format!("aws_endpoint={endpoint}"),
-        "aws_allow_http=true".into(),
-        // The only access key s3rver knows; moto accepts any.
-        "aws_access_key_id=S3RVER".into(),
-        "aws_secret_access_key=S3RVER".into(),
-        "aws_region=us-east-1".into(),
-    ];
-    (format!("s3://{bucket}/chaos"), opts.to_vec())
-}
-
-/// Creates `bucket` with a plain unsigned request (neither test server asks for a signature).
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let hp = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s =
-        TcpStream::connect(hp).unwrap_or_else(|e| panic!("no S3 server at {endpoint}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hp}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "creating bucket {bucket}: {answer}"
-    );
+    let bucket = s3::unique_bucket("chaos");
+    s3::create_bucket(&endpoint, &bucket);
+    println!("{test}: remote s3://{bucket}/chaos at {endpoint}");
+    let opts = s3::s3_options(&endpoint)
+        .options
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (format!("s3://{bucket}/chaos"), opts)
 }
 
 #[test]
@@ -89,7 +55,7 @@ fn a_seeded_run_under_faults_is_linearizable_converges_and_every_snapshot_verifi
     let out = work.path().join("run");
     let remote_dir = work.path().join("remote");
     std::fs::create_dir_all(&remote_dir).unwrap();
-    let (remote, opts) = remote(&remote_dir);
+    let (remote, opts) = remote(&remote_dir, "short_run");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_snapseal-chaos"));
     cmd.args([
         "--seed",
