@@ -150,10 +150,16 @@ impl SerialiseJob {
     fn serialise(mut self) -> Result<(), GenerationError> {
         let _entered = self.span.clone().entered();
         let _action = tracing::debug_span!("serialise").entered();
-        // The zero-copy path: the node's frozen chunks, hashed in place, never copied.
+        // The zero-copy path: the node's frozen chunks, hashed in place, never copied —
+        // unless the store is chunked: then the body streams through its builder, which cuts
+        // and stores only the chunks that changed.
+        let chunked = self
+            .spill
+            .as_ref()
+            .is_some_and(|(store, _)| store.is_chunked());
         let frozen = match self.compression {
-            None => self.view.frozen_chunks(),
-            Some(_) => None,
+            None if !chunked => self.view.frozen_chunks(),
+            _ => None,
         };
         let body = match frozen {
             Some(chunks) => PendingBody::from_frozen(chunks),

@@ -225,6 +225,15 @@ impl Snapshotter {
         sink: Arc<dyn EvidenceSink>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        if let (true, Some(level)) = (store.is_chunked(), config.compression) {
+            // FORMAT.md §2.2: a chunked body is never compressed; refused here, not at the
+            // first serialisation.
+            return Err(ConfigError {
+                field: "compression",
+                value: level.to_string(),
+                allowed: "none with a chunked store (StoreOptions::chunked)",
+            });
+        }
         let capacity = NonZeroUsize::new(DEFAULT_EVENT_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let spill_budget = config.spill_threshold.map(MemoryBudget::new);
@@ -1015,9 +1024,12 @@ impl Snapshotter {
             idx,
             view,
             compression: self.config.compression,
+            // A chunked store always gets the store's builder: the chunks go to its packs
+            // (the budget is not used by a chunked body).
             spill: self
                 .spill_budget
                 .clone()
+                .or_else(|| self.store.is_chunked().then(|| MemoryBudget::new(u64::MAX)))
                 .map(|budget| (Arc::clone(&self.store), budget)),
             shared: Arc::clone(&shared),
             sink: Arc::clone(&self.sink),

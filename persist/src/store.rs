@@ -221,6 +221,14 @@ impl SnapshotStore {
         }
     }
 
+    /// True when the store was opened with [`StoreOptions::chunked`]: bodies built for it
+    /// with [`BodyBuilder::with_spill`](crate::BodyBuilder::with_spill) are chunked (and must
+    /// not be compressed), and a node handing frozen chunks should stream them through such a
+    /// builder instead of [`PendingBody::from_frozen`] to have them chunked.
+    pub fn is_chunked(&self) -> bool {
+        self.opts.chunked
+    }
+
     /// What the store did since it was opened.
     pub fn stats(&self) -> StoreStats {
         let c = &self.counters;

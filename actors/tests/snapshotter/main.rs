@@ -11,6 +11,7 @@ mod statement_node;
 
 #[cfg(feature = "actix")]
 mod actix_facade;
+mod chunked;
 mod lifecycle;
 mod membership;
 mod merkle_ledger;
