@@ -83,7 +83,10 @@ pub(crate) async fn run(args: Args) -> Result<Report> {
         disk_node: Err(String::new()),
         base_nodes: usize::try_from(args.nodes).unwrap_or(3),
     };
-    let result = drive(&args, &mut world, &key_seed, &remote_url).await;
+    let result = tokio::select! {
+        r = drive(&args, &mut world, &key_seed, &remote_url) => r,
+        sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}: the run is abandoned")),
+    };
     // Whatever happened: no node process outlives the run, no tmpfs stays mounted.
     for node in world.nodes.values_mut() {
         nodes::stop(node).await;
@@ -405,6 +408,22 @@ async fn final_reads(world: &mut World) {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (so the cleanup after the run still happens), naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        // Without handlers the default action (exit) applies; nothing to wait for here.
+        _ => std::future::pending().await,
     }
 }
 
