@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use snapseal_ship::Shipper;
 
+use crate::inbox::Inbox;
 use crate::kv::{Cfg, Cmd, NodeId};
 use crate::machine::{Counts, View};
 
@@ -40,6 +41,7 @@ pub(crate) struct Node {
     pub(crate) counts: Arc<Counts>,
     pub(crate) shipper: Arc<Shipper>,
     pub(crate) restored_index: Option<u64>,
+    pub(crate) inbox: Inbox,
 }
 
 /// The router of every endpoint.
@@ -283,5 +285,5 @@ async fn raft_snapshot(
     State(node): State<Node>,
     Json(req): Json<InstallSnapshotRequest<Cfg>>,
 ) -> impl IntoResponse {
-    Json(node.raft.install_snapshot(req).await)
+    Json(node.inbox.receive(&node.raft, req).await)
 }
