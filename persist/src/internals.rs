@@ -16,7 +16,7 @@ pub use crate::escape::Escaped;
 pub use crate::hex::{hash_from_hex, HexError};
 pub use crate::names::{OurFile, PendingName, LOCK_FILE};
 pub use crate::reader::body::check_body_encoding;
-pub use crate::reader::stream::{verify_file, VerifiedFile};
+pub use crate::reader::stream::{verify_file, verify_file_in, VerifiedFile};
 pub use crate::reader::{open_for_verify, open_snapshot, verify_bytes, VerifiedSnapshot};
 pub use crate::retention::{plan_retention, RetentionPlan, Standing};
 pub use crate::scan::{classify_dir, EntryClass, ListedEntry, PendingEntry};

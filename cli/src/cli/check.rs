@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use snapseal::persist::fs::{FileSystem, RealFs};
 use snapseal::persist::internals::format::Header;
 use snapseal::persist::internals::fs::DirHandle;
-use snapseal::persist::internals::{open_for_verify, verify_file, Standing};
+use snapseal::persist::internals::{open_for_verify, verify_file_in, Standing};
 use snapseal::persist::receipt::{
     Ed25519Verifier, Expected, ReceiptError, ReceiptVerifier, SchemeId,
 };
@@ -164,7 +164,8 @@ fn failed(e: &VerifyError) -> Verdict {
 
 /// Reads and checks file `file_name` in an open snapshot directory; `name`, when the file has
 /// one of our names, must agree with the header. The file is opened through `Untrusted` (no
-/// link followed, regular files only, non-blocking) and verified with `verify_file`: read with
+/// link followed, regular files only, non-blocking) and verified with `verify_file_in` (a
+/// chunked body against the directory's chunk packs): read with
 /// `pread` in pieces, header and receipt before the body, so a huge junk file costs two small
 /// reads, a truncation under us is a read error (never `SIGBUS`), and memory stays a few MiB
 /// whatever the file's size.
@@ -180,7 +181,7 @@ fn check_file(
         Ok(None) => return Verdict::Vanished,
         Err(e) => return failed(&e),
     };
-    match verify_file(&file, name, verifier, &mut |_| {}) {
+    match verify_file_in(dir, &file, name, verifier, &mut |_| {}) {
         Ok(v) => Verdict::Verified {
             header: v.header,
             sig_idx: v.verified.sig_idx,

@@ -85,6 +85,12 @@ pub(crate) struct DemoArgs {
     /// How the --ship-to remote is reached (--remote-opt needs --ship-to).
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// Chunked snapshots (docs/FORMAT.md §2.2): each snapshot's state is cut into
+    /// content-defined chunks stored once in pack files beside the snapshots, so a snapshot
+    /// writes only the chunks that changed; the summary lists the bytes each one wrote.
+    /// Excludes --compression.
+    #[arg(long, conflicts_with = "compression")]
+    pub chunked: bool,
 }
 
 /// With --deterministic, the engine clock advances this much per tx (about the threaded
@@ -105,6 +111,22 @@ struct Timeline {
     log: CommittedLog,
     /// The first committed.log failure (the observer cannot return it).
     log_error: Option<anyhow::Error>,
+    /// With --chunked: the store, to read its chunk counter at each commit.
+    store: Option<Arc<SnapshotStore>>,
+    /// The chunk counter at the last commit seen.
+    chunk_total: u64,
+    /// With --chunked: what each committed snapshot wrote, in commit order.
+    chunked: Vec<ChunkedRow>,
+}
+
+/// What one chunked snapshot wrote: its file (the chunk list, header and receipt) and the
+/// chunk bytes written since the commit before it (its new chunks; with generations
+/// overlapping, also those of the next one already serialised).
+#[derive(Debug, Serialize)]
+struct ChunkedRow {
+    idx: u64,
+    file_bytes: u64,
+    new_chunk_bytes: u64,
 }
 
 impl Timeline {
@@ -114,6 +136,15 @@ impl Timeline {
         let first = self.commits.partition_point(|(idx, _)| *idx < c.sig_idx);
         if let Some((_, opened)) = self.commits.get(first) {
             self.persist.push(seen.saturating_duration_since(*opened));
+        }
+        if let Some(store) = &self.store {
+            let total = store.stats().chunk_bytes_written;
+            self.chunked.push(ChunkedRow {
+                idx: c.idx,
+                file_bytes: c.file_len,
+                new_chunk_bytes: total.saturating_sub(self.chunk_total),
+            });
+            self.chunk_total = total;
         }
         if self.log_error.is_none() {
             if let Err(e) = self.log.append(c) {
@@ -193,6 +224,9 @@ struct Summary {
     txs_per_sec: f64,
     snapshots: SnapshotCounts,
     bytes_written: u64,
+    /// With --chunked: per committed snapshot, its file and its new chunk bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chunked: Option<Vec<ChunkedRow>>,
     snapshot_bytes_per_sec: f64,
     files_on_disk: usize,
     deleted_by_retention: u64,
@@ -337,12 +371,12 @@ fn run_in(
         })
         .context("starting the task system")?
     };
-    let store = SnapshotStore::open(
-        Arc::new(RealFs::new()),
-        dir,
-        s.store.options(Arc::clone(&verifier)),
-    )
-    .context("opening the snapshot store")?;
+    let mut store_opts = s.store.options(Arc::clone(&verifier));
+    store_opts.chunked = args.chunked;
+    let store = Arc::new(
+        SnapshotStore::open(Arc::new(RealFs::new()), dir, store_opts)
+            .context("opening the snapshot store")?,
+    );
     let ledger_path = dir.join(LEDGER_DIR);
     if survey.is_some() {
         // The ledger directory itself must not be a link; its chunk files are opened without
@@ -390,13 +424,16 @@ fn run_in(
         ledger,
         s.snap.clone(),
         tasks.clone(),
-        Arc::new(store),
+        Arc::clone(&store),
     )?;
     let timeline = Arc::new(Mutex::new(Timeline {
         commits: Vec::new(),
         persist: Vec::new(),
         log,
         log_error: None,
+        store: args.chunked.then(|| Arc::clone(&store)),
+        chunk_total: 0,
+        chunked: Vec::new(),
     }));
     let observed = Arc::clone(&timeline);
     node.set_observer(move |event| {
@@ -477,9 +514,10 @@ fn run_in(
     tasks.shutdown(ShutdownMode::Drain);
     let engine_counters = tasks.counters();
 
-    let (persist_latencies, log_error) = {
+    let (persist_latencies, log_error, chunked) = {
         let mut t = timeline.lock();
-        (std::mem::take(&mut t.persist), t.log_error.take())
+        let chunked = t.store.take().map(|_| std::mem::take(&mut t.chunked));
+        (std::mem::take(&mut t.persist), t.log_error.take(), chunked)
     };
     if let Some(e) = log_error {
         return Err(e);
@@ -488,7 +526,9 @@ fn run_in(
     let base = resumed.as_ref().map_or(0, |r| r.base);
     let verification = verify_all(dir, &committed, (base, &earlier), &*verifier, out)?;
     let verified = verification.iter().filter(|f| f.status == "ok").count();
-    let bytes_written: u64 = committed.iter().map(|c| c.file_len).sum();
+    // Snapshot files, and with --chunked the chunk packs' new bytes too.
+    let bytes_written: u64 =
+        committed.iter().map(|c| c.file_len).sum::<u64>() + store_stats.chunk_bytes_written;
     let latest = committed
         .iter()
         .max_by_key(|c| (c.idx, c.evidence_idx))
@@ -518,6 +558,7 @@ fn run_in(
             failed: counters.failed,
         },
         bytes_written,
+        chunked,
         snapshot_bytes_per_sec: rate(bytes_written as f64, total_secs),
         files_on_disk: verification.len(),
         deleted_by_retention: store_stats.retention_deleted,
@@ -680,6 +721,21 @@ fn print_summary(s: &Summary, out: &Out) -> anyhow::Result<()> {
         s.keep_last,
         s.deleted_by_retention
     );
+    if let Some(rows) = &s.chunked {
+        text!(
+            out,
+            "  chunked          bytes written per snapshot (its file + its new chunks):"
+        );
+        for r in rows {
+            text!(
+                out,
+                "                   idx {}: {} + {}",
+                r.idx,
+                output::bytes(r.file_bytes),
+                output::bytes(r.new_chunk_bytes)
+            );
+        }
+    }
     text!(out, "  persist latency  {}", s.persist_latency.text());
     text!(
         out,

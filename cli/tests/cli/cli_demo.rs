@@ -402,3 +402,39 @@ fn resume_refuses_a_ledger_of_another_history_signed_by_the_same_key() {
         run.stderr
     );
 }
+
+#[test]
+fn a_chunked_demo_lists_what_each_snapshot_wrote_and_every_snapshot_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    let mut args = vec![
+        "demo",
+        "--json",
+        "--chunked",
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(SMALL_DEMO);
+    let doc = snapseal(&args).expect(0).json();
+    let files = committed(&dir);
+    assert!(files.len() >= 2, "several snapshots committed: {files:?}");
+    assert_eq!(doc["verified"].as_u64().unwrap(), files.len() as u64);
+    let rows = doc["chunked"].as_array().expect("the per-snapshot rows");
+    assert_eq!(
+        rows.len() as u64,
+        doc["snapshots"]["committed"].as_u64().unwrap()
+    );
+    // The first snapshot stores its whole state as chunks; its file is only the list.
+    assert!(rows[0]["new_chunk_bytes"].as_u64().unwrap() > rows[0]["file_bytes"].as_u64().unwrap());
+    assert!(names(&dir)
+        .iter()
+        .any(|n| n.starts_with("chunks_") && n.ends_with(".pack")));
+    // The read-only commands verify chunked snapshots against the directory's packs.
+    snapseal(&["verify".as_ref(), dir.as_os_str()]).expect(0);
+    snapseal(&["latest".as_ref(), dir.as_os_str()]).expect(0);
+    // And a chunked store refuses compression before anything runs.
+    let other = tmp.path().join("other");
+    let mut refused = vec!["demo", "--chunked", "--compression", "3", "--dir"];
+    refused.push(other.to_str().unwrap());
+    snapseal(&refused).expect(2);
+}

@@ -62,6 +62,19 @@ pub fn verify_file(
     verify_with(file, name, verifier, Some(each), Chunks::None)
 }
 
+/// [`verify_file`] for a file of the snapshot directory `dir`: a chunked body's chunks
+/// (docs/FORMAT.md §2.2) are checked against `dir`'s packs, whose trailers are read for the
+/// call only when the file is chunked. What `snapseal verify` and the demo's final check use.
+pub fn verify_file_in(
+    dir: &dyn DirHandle,
+    file: &Untrusted,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<VerifiedFile, VerifyError> {
+    verify_with(file, name, verifier, Some(each), Chunks::ScanDir(dir))
+}
+
 /// Where [`verify_with`] finds a chunked body's chunks.
 #[derive(Clone, Copy)]
 pub(crate) enum Chunks<'a> {
