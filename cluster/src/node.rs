@@ -45,7 +45,7 @@ pub(crate) struct NodeArgs {
     /// A remote option `key=value` (e.g. the S3 endpoint), repeatable.
     #[arg(long = "remote-opt")]
     pub(crate) remote_opts: Vec<String>,
-    /// JSON file {"<id>": "host:port"} overriding where Raft RPCs to a peer go; re-read when
+    /// JSON file mapping peer ids to host:port, overriding where Raft RPCs to a peer go; re-read when
     /// it changes.
     #[arg(long)]
     pub(crate) routes: Option<PathBuf>,

@@ -1,5 +1,5 @@
 //! `snapseal-cluster up`: a local cluster of `node` child processes, in the foreground until
-//! Ctrl-C (or SIGTERM, SIGHUP), which stops them; each node logs to DIR/n<id>.log.
+//! Ctrl-C (or SIGTERM, SIGHUP), which stops them; each node logs to `DIR/n<id>.log`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

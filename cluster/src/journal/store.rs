@@ -1,4 +1,4 @@
-//! [`LogStore`]: openraft's `RaftLogStorage` over the [`Journal`](super::Journal), with the
+//! [`LogStore`]: openraft's `RaftLogStorage` over the [`super::Journal`], with the
 //! log also held in memory for reads (it is bounded: openraft purges it after each snapshot).
 
 use std::fmt::Debug;
