@@ -31,10 +31,6 @@ pub(crate) struct Node {
     pub(crate) routes: PathBuf,
     pub(crate) child: Option<Child>,
     pub(crate) paused: bool,
-    /// Its directory is a small tmpfs of its own (the full-disk fault's node).
-    pub(crate) tmpfs: bool,
-    /// Every pid it ran as (the status poller keys counters by pid).
-    pub(crate) pids: Vec<u32>,
 }
 
 impl Node {
@@ -112,9 +108,6 @@ impl Launcher {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {} for node {}", self.bin.display(), node.id))?;
-        if let Some(pid) = child.id() {
-            node.pids.push(pid);
-        }
         node.child = Some(child);
         node.paused = false;
         Ok(())

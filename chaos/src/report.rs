@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::check::Op;
+use crate::world::Recovery;
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Ops {
@@ -52,6 +53,8 @@ pub(crate) struct Report {
     pub(crate) recovery_max_ms: Option<u64>,
     /// Recoveries that did not complete within the bound.
     pub(crate) not_recovered: usize,
+    /// Every recovery measured, in order.
+    pub(crate) recoveries: Vec<Recovery>,
     pub(crate) latency_p50_ms: Option<f64>,
     pub(crate) latency_p99_ms: Option<f64>,
     pub(crate) verified_local_files: usize,

@@ -122,9 +122,6 @@ async fn drive(
         Some(n) => nodes::mount_tmpfs(&n.dir, TMPFS_BYTES).map(|()| 2),
         None => Err("no node 2".into()),
     };
-    if let Some(n) = world.nodes.get_mut(&2) {
-        n.tmpfs = world.disk_node.is_ok();
-    }
     if let Err(why) = &world.disk_node {
         world.note(format!("full-disk fault skipped: {why}"));
     }
@@ -316,6 +313,7 @@ async fn drive(
         recovery_p50_ms: percentile(&recoveries, 50),
         recovery_max_ms: recoveries.last().copied(),
         not_recovered: world.recoveries.iter().filter(|r| r.ms.is_none()).count(),
+        recoveries: world.recoveries.clone(),
         latency_p50_ms: percentile(&latencies, 50).map(|ns| ns as f64 / 1e6),
         latency_p99_ms: percentile(&latencies, 99).map(|ns| ns as f64 / 1e6),
         verified_local_files: verified.local_files,

@@ -214,8 +214,6 @@ impl World {
             routes: self.mesh.routes_file(id),
             child: None,
             paused: false,
-            tmpfs: false,
-            pids: Vec::new(),
         };
         self.nodes.insert(id, node);
         Ok(id)
