@@ -159,7 +159,7 @@ async fn drive(
 
     let started = Instant::now();
     while started.elapsed() < args.duration {
-        let gap = world.millis(300, 1500);
+        let gap = world.millis(200, 1000);
         tokio::time::sleep(gap).await;
         if !args.no_faults {
             world.inject_one().await?;
