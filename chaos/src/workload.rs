@@ -187,3 +187,57 @@ pub(crate) fn outcome_of(call: &Call, body: &Value) -> Outcome {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_200_with_the_promised_shape_is_a_definite_outcome() {
+        let put = Call::Put { value: "v".into() };
+        let cas = Call::Cas {
+            from: None,
+            to: "v".into(),
+        };
+        assert_eq!(outcome_of(&put, &json!({"ok": true})), Outcome::Written);
+        assert_eq!(
+            outcome_of(&Call::Get, &json!({"value": null})),
+            Outcome::Read { value: None }
+        );
+        assert_eq!(
+            outcome_of(&Call::Get, &json!({"value": "x"})),
+            Outcome::Read {
+                value: Some("x".into())
+            }
+        );
+        assert_eq!(
+            outcome_of(&cas, &json!({"ok": false, "value": "y"})),
+            Outcome::Swapped {
+                ok: false,
+                prev: Some("y".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_200_of_any_other_shape_is_unknown_never_a_panic() {
+        let put = Call::Put { value: "v".into() };
+        let cas = Call::Cas {
+            from: None,
+            to: "v".into(),
+        };
+        for body in [
+            Value::Null,
+            json!([1, 2]),
+            json!({"ok": "yes"}),
+            json!({"value": 7}),
+            json!("text"),
+        ] {
+            assert_eq!(outcome_of(&put, &body), Outcome::Unknown, "{body}");
+            assert_eq!(outcome_of(&Call::Get, &body), Outcome::Unknown, "{body}");
+            assert_eq!(outcome_of(&cas, &body), Outcome::Unknown, "{body}");
+        }
+        // A cas answer without the previous value says nothing checkable.
+        assert_eq!(outcome_of(&cas, &json!({"ok": true})), Outcome::Unknown);
+    }
+}
