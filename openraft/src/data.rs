@@ -26,9 +26,11 @@ use crate::Error;
 ///   openraft only takes its metadata and sends followers the one `get_current_snapshot`
 ///   opens, so a running node never pays for reading back what it just wrote;
 /// - **receiving**: from `begin_receiving_snapshot`, a pending file in the snapshot directory
-///   (bounded memory for any size); writable in order only: a seek must name the current end
-///   (openraft's chunked transport seeks only to re-send, which is refused). Dropped without
-///   being installed, it removes its pending file.
+///   (bounded memory for any size); writable in order only: a seek must name the current end,
+///   or the start. openraft's chunk receiver seeks to each chunk's offset, and its sender
+///   re-sends a snapshot from offset 0 under the same id after a chunk timed out: a seek to 0
+///   starts the pending file over (the old one is removed), so that re-send is received.
+///   Any other seek is refused. Dropped without being installed, it removes its pending file.
 ///
 /// A follower that is too far behind receives the leader's snapshot as these bytes, and
 /// installs it only once it verified. (openraft's transport does the copying; `Config` and
@@ -97,9 +99,20 @@ pub struct SealedData {
 }
 
 enum Inner {
-    Reading { file: Committed, pos: u64 },
-    Receiving(IngestFile),
+    Reading {
+        file: Committed,
+        pos: u64,
+    },
+    Receiving {
+        file: IngestFile,
+        /// A fresh pending file in the same store, for a re-send from the start.
+        restart: Restart,
+    },
 }
+
+/// Begins a new pending file of the store a receiving [`SealedData`] writes into; `None` once
+/// the state machine is gone.
+pub(crate) type Restart = Box<dyn Fn() -> Option<IngestFile> + Send + Sync>;
 
 /// Opens and verifies a committed file.
 pub(crate) type Opener = Box<dyn FnOnce() -> Result<SnapshotFile, Error> + Send>;
@@ -160,9 +173,11 @@ impl SealedData {
         }
     }
 
-    pub(crate) fn receiving(file: IngestFile) -> Self {
+    /// Receiving data writing into `file`; `restart` makes a new one for a re-send from the
+    /// start.
+    pub(crate) fn receiving(file: IngestFile, restart: Restart) -> Self {
         SealedData {
-            inner: Inner::Receiving(file),
+            inner: Inner::Receiving { file, restart },
         }
     }
 
@@ -171,7 +186,7 @@ impl SealedData {
     pub fn file(&self) -> Option<&SnapshotFile> {
         match &self.inner {
             Inner::Reading { file, .. } => file.get().ok().map(|f| &**f),
-            Inner::Receiving(_) => None,
+            Inner::Receiving { .. } => None,
         }
     }
 
@@ -179,7 +194,7 @@ impl SealedData {
     pub fn len(&self) -> u64 {
         match &self.inner {
             Inner::Reading { file, .. } => file.len,
-            Inner::Receiving(f) => f.received(),
+            Inner::Receiving { file, .. } => file.received(),
         }
     }
 
@@ -195,7 +210,7 @@ impl SealedData {
                 Ok(f) => Ok(DataKind::Reading(Arc::clone(f))),
                 Err(e) => Err(Error::Opening(Arc::clone(e))),
             },
-            Inner::Receiving(f) => Ok(DataKind::Receiving(f)),
+            Inner::Receiving { file, .. } => Ok(DataKind::Receiving(file)),
         }
     }
 }
@@ -262,7 +277,7 @@ impl AsyncRead for SealedData {
                 *pos += n as u64;
                 Poll::Ready(Ok(()))
             }
-            Inner::Receiving(_) => Poll::Ready(Err(io::Error::new(
+            Inner::Receiving { .. } => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "a snapshot being received is write-only",
             ))),
@@ -278,7 +293,7 @@ impl AsyncWrite for SealedData {
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().inner {
             // One chunk into the pending file's page cache; durability is the install's fsync.
-            Inner::Receiving(f) => Poll::Ready(io::Write::write(f, buf)),
+            Inner::Receiving { file, .. } => Poll::Ready(io::Write::write(file, buf)),
             Inner::Reading { .. } => Poll::Ready(Err(read_only())),
         }
     }
@@ -314,8 +329,8 @@ impl AsyncSeek for SealedData {
                     )),
                 }
             }
-            Inner::Receiving(f) => {
-                let at = f.received();
+            Inner::Receiving { file, restart } => {
+                let at = file.received();
                 let target = match position {
                     SeekFrom::Start(n) => Some(n),
                     SeekFrom::Current(d) => at.checked_add_signed(d),
@@ -323,6 +338,18 @@ impl AsyncSeek for SealedData {
                 };
                 if target == Some(at) {
                     Ok(())
+                } else if target == Some(0) {
+                    // The sender starts over: so do we. Replacing the file drops the old one,
+                    // which removes its pending file; nothing of it was ever committed.
+                    match restart() {
+                        Some(fresh) => {
+                            *file = fresh;
+                            Ok(())
+                        }
+                        None => Err(io::Error::other(
+                            "the state machine receiving this snapshot has shut down",
+                        )),
+                    }
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::Unsupported,
@@ -338,7 +365,7 @@ impl AsyncSeek for SealedData {
     fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         Poll::Ready(Ok(match &self.inner {
             Inner::Reading { pos, .. } => *pos,
-            Inner::Receiving(f) => f.received(),
+            Inner::Receiving { file, .. } => file.received(),
         }))
     }
 }
@@ -355,7 +382,7 @@ impl fmt::Debug for SealedData {
                 .field("len", &file.len)
                 .field("pos", pos)
                 .finish(),
-            Inner::Receiving(file) => f
+            Inner::Receiving { file, .. } => f
                 .debug_struct("SealedData::Receiving")
                 .field("file", file)
                 .finish(),

@@ -659,7 +659,15 @@ where
             .shared
             .store
             .begin_ingest(self.shared.max_snapshot_bytes);
-        Ok(Box::new(SealedData::receiving(file)))
+        // Weak: data still being received must not keep the store (and its lock) open past
+        // the state machine, or `shutdown` would wait on openraft dropping it.
+        let shared = Arc::downgrade(&self.shared);
+        let restart = Box::new(move || {
+            shared
+                .upgrade()
+                .map(|s| s.store.begin_ingest(s.max_snapshot_bytes))
+        });
+        Ok(Box::new(SealedData::receiving(file, restart)))
     }
 
     async fn install_snapshot(

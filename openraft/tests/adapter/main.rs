@@ -16,5 +16,6 @@ mod build;
 mod cluster;
 mod example_runs;
 mod handle;
+mod resend;
 mod shutdown;
 mod suite;
