@@ -6,4 +6,5 @@ mod adapter;
 mod crash;
 mod kv;
 mod rejoin;
+mod s3;
 mod support;

@@ -13,7 +13,15 @@ fn num(v: &Value) -> u64 {
 async fn snapshots_are_built_purged_and_shipped_and_a_node_restored_from_the_remote_joins_and_converges(
 ) {
     let flags = ["--snapshot-every", "10", "--keep-logs", "5"];
-    let mut c = Cluster::start(3, &flags);
+    ship_restore_join(Cluster::configure(3, &flags), &flags).await;
+}
+
+/// Launches `c` (nodes 1–3 with `flags`); 60 writes; snapshots built, logs purged and
+/// snapshots shipped on every node; node 4 started on an empty directory with `--restore`
+/// comes back with the remote's state, is added as a learner and then a voter, and every
+/// node converges.
+pub(crate) async fn ship_restore_join(mut c: Cluster, flags: &[&str]) {
+    c.launch();
     let all = [1, 2, 3];
     for i in 0..60 {
         c.put(&all, &format!("k{i}"), &format!("v{i}")).await;
@@ -33,7 +41,7 @@ async fn snapshots_are_built_purged_and_shipped_and_a_node_restored_from_the_rem
     }
 
     // Node 4: an empty directory, restored from the remote before it starts.
-    c.add(4, &flags);
+    c.add(4, flags);
     c.spawn(4, &["--restore"]);
     let restored = c
         .wait("node 4 restored", || async {
