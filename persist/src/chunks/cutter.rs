@@ -4,12 +4,21 @@
 //!
 //! A cut found with at least `MAX_CHUNK` bytes after the chunk's start cannot change with
 //! more input (FastCDC never looks past `MAX_CHUNK` bytes from a chunk's start), so those
-//! chunks are handed out as soon as they are known; the rest waits for more input or the end.
-//! Memory: at most `2 * MAX_CHUNK` bytes buffered.
+//! chunks are final; the rest waits for more input or the end. The input is gathered into
+//! batches of [`BATCH`] bytes: the final chunks of a batch are found (FastCDC, one pass),
+//! hashed together on the hashing pool (BLAKE3 of each chunk, in parallel), then handed out
+//! in order with their hashes. Memory: at most `BATCH + MAX_CHUNK` bytes buffered.
 
 use fastcdc::v2020::FastCDC;
+use rayon::prelude::*;
+
+use crate::Hash;
 
 use super::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+
+/// Bytes gathered before a batch is cut and hashed: enough chunks (about 128) to keep the
+/// hashing pool busy, little enough to be no memory concern.
+const BATCH: usize = 8 << 20;
 
 /// Cuts a stream into chunks.
 #[derive(Default)]
@@ -18,18 +27,19 @@ pub(crate) struct Cutter {
 }
 
 impl Cutter {
-    /// Takes `data` and hands every chunk that is now final to `each`, in order.
+    /// Takes `data` and hands every chunk that is now final, with its BLAKE3, to `each`, in
+    /// order.
     pub(crate) fn write<E>(
         &mut self,
         mut data: &[u8],
-        each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+        each: &mut impl FnMut(&[u8], Hash) -> Result<(), E>,
     ) -> Result<(), E> {
         while !data.is_empty() {
-            let room = 2 * MAX_CHUNK - self.buf.len();
+            let room = BATCH + MAX_CHUNK - self.buf.len();
             let take = room.min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buf.len() == 2 * MAX_CHUNK {
+            if self.buf.len() == BATCH + MAX_CHUNK {
                 self.drain(false, each)?;
             }
         }
@@ -39,7 +49,7 @@ impl Cutter {
     /// The end of the stream: hands out the remaining chunks.
     pub(crate) fn finish<E>(
         mut self,
-        each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+        each: &mut impl FnMut(&[u8], Hash) -> Result<(), E>,
     ) -> Result<(), E> {
         self.drain(true, each)
     }
@@ -49,16 +59,22 @@ impl Cutter {
     fn drain<E>(
         &mut self,
         at_end: bool,
-        each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+        each: &mut impl FnMut(&[u8], Hash) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut done = 0;
-        for chunk in FastCDC::new(&self.buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-            if !at_end && self.buf.len() - chunk.offset < MAX_CHUNK {
-                break;
-            }
-            each(&self.buf[chunk.offset..chunk.offset + chunk.length])?;
-            done = chunk.offset + chunk.length;
+        let buf = &self.buf;
+        let cuts: Vec<(usize, usize)> = FastCDC::new(buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            .take_while(|c| at_end || buf.len() - c.offset >= MAX_CHUNK)
+            .map(|c| (c.offset, c.offset + c.length))
+            .collect();
+        let hashes: Vec<Hash> = crate::body::hashing::on_pool(|| {
+            cuts.par_iter()
+                .map(|&(from, to)| *blake3::hash(&buf[from..to]).as_bytes())
+                .collect()
+        });
+        for (&(from, to), hash) in cuts.iter().zip(hashes) {
+            each(&buf[from..to], hash)?;
         }
+        let done = cuts.last().map_or(0, |&(_, to)| to);
         self.buf.drain(..done);
         Ok(())
     }
@@ -77,7 +93,8 @@ mod tests {
     fn streamed(data: &[u8], piece: usize) -> Vec<usize> {
         let mut cutter = Cutter::default();
         let mut out = Vec::new();
-        let mut each = |c: &[u8]| -> Result<(), ()> {
+        let mut each = |c: &[u8], h: Hash| -> Result<(), ()> {
+            assert_eq!(h, *blake3::hash(c).as_bytes());
             out.push(c.len());
             Ok(())
         };
@@ -91,7 +108,7 @@ mod tests {
     #[test]
     fn a_streamed_body_is_cut_exactly_as_the_whole_body_is() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let data: Vec<u8> = (0..3_000_000)
+        let data: Vec<u8> = (0..20_000_000)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -101,7 +118,15 @@ mod tests {
             .collect();
         let expect = whole(&data);
         assert!(expect.len() > 10);
-        for piece in [1, 7, 4096, 65_537, MAX_CHUNK, 3 * MAX_CHUNK + 5, data.len()] {
+        for piece in [
+            7,
+            4096,
+            65_537,
+            MAX_CHUNK,
+            3 * MAX_CHUNK + 5,
+            BATCH + 1,
+            data.len(),
+        ] {
             assert_eq!(streamed(&data, piece), expect, "pieces of {piece}");
         }
         // Zeros never match the gear mask: every chunk is MAX_CHUNK but the last.

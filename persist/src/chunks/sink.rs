@@ -3,7 +3,7 @@
 //! a pack unless a durable pack (or this body's own) has it already. [`finish`] seals the
 //! last pack, so every chunk the list names is durable before the claims digest exists.
 //!
-//! Memory: the cutter's buffer (512 KiB), one pack's write buffer (1 MiB), the list (36 bytes
+//! Memory: the cutter's batch (8.25 MiB), one pack's write buffer (1 MiB), the list (36 bytes
 //! per chunk) and the set of claimed hashes; nothing is spilled, because nothing of the body
 //! is kept but what the packs hold.
 //!
@@ -55,14 +55,13 @@ struct State {
 }
 
 impl State {
-    fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn chunk(&mut self, bytes: &[u8], hash: Hash) -> io::Result<()> {
         if self.list.len() as u64 >= MAX_ENTRIES * ENTRY_LEN as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the body needs more than {MAX_ENTRIES} chunks (docs/FORMAT.md §2.2)"),
             ));
         }
-        let hash = *blake3::hash(bytes).as_bytes();
         // The cutter's chunks are 1 ..= MAX_CHUNK bytes.
         let entry = Entry {
             len: bytes.len() as u32,
@@ -116,7 +115,7 @@ impl ChunkingSink {
     /// (durable).
     pub(crate) fn finish(self) -> io::Result<ChunkedBody> {
         let ChunkingSink { cutter, mut state } = self;
-        cutter.finish(&mut |c: &[u8]| state.chunk(c))?;
+        cutter.finish(&mut |c: &[u8], h| state.chunk(c, h))?;
         if let Some(pack) = state.pack.take() {
             if !pack.is_empty() {
                 pack.seal().map_err(io::Error::other)?;
@@ -133,7 +132,8 @@ impl ChunkingSink {
 impl Write for ChunkingSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let state = &mut self.state;
-        self.cutter.write(buf, &mut |c: &[u8]| state.chunk(c))?;
+        self.cutter
+            .write(buf, &mut |c: &[u8], h| state.chunk(c, h))?;
         Ok(buf.len())
     }
 
