@@ -91,7 +91,13 @@ impl State {
                 .pack
                 .insert(self.claim.store.new_pack().map_err(io::Error::other)?),
         };
-        pack.add(bytes, hash).map_err(io::Error::other)
+        pack.add(bytes, hash).map_err(io::Error::other)?;
+        self.claim
+            .store
+            .counters
+            .bytes_written
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -67,7 +67,7 @@ impl Index {
 /// Counts of the chunk store's writes.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkCounters {
-    /// Chunk bytes written into packs (new chunks only; a rewrite's copies are not counted).
+    /// Bytes of new chunks bodies wrote into packs (a sweep's copies are not counted).
     pub(crate) bytes_written: AtomicU64,
 }
 
@@ -408,10 +408,6 @@ impl PackWriter {
         let len = bytes.len() as u32;
         self.index.push((self.at, Entry { len, hash }));
         self.at += u64::from(len);
-        self.store
-            .counters
-            .bytes_written
-            .fetch_add(u64::from(len), Ordering::Relaxed);
         if self.buf.len() >= WRITE_BUF {
             self.flush()?;
         }
