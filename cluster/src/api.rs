@@ -19,7 +19,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use snapseal_ship::Shipper;
 
-use crate::inbox::Inbox;
 use crate::kv::{Cfg, Cmd, NodeId};
 use crate::machine::{Counts, View};
 
@@ -41,7 +40,6 @@ pub(crate) struct Node {
     pub(crate) counts: Arc<Counts>,
     pub(crate) shipper: Arc<Shipper>,
     pub(crate) restored_index: Option<u64>,
-    pub(crate) inbox: Inbox,
 }
 
 /// The router of every endpoint.
@@ -285,5 +283,5 @@ async fn raft_snapshot(
     State(node): State<Node>,
     Json(req): Json<InstallSnapshotRequest<Cfg>>,
 ) -> impl IntoResponse {
-    Json(node.inbox.receive(&node.raft, req).await)
+    Json(node.raft.install_snapshot(req).await)
 }

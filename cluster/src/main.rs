@@ -3,15 +3,13 @@
 //!
 //! - `snapseal-cluster node ...` runs one node: a durable Raft log ([`journal`]), the sealed
 //!   state machine ([`machine`]) over a sorted map ([`kv`]), an HTTP transport
-//!   ([`network`]) and API ([`api`]) with its own snapshot receiver ([`inbox`]), and
-//!   shipping of its snapshots ([`outbox`]).
+//!   ([`network`]) and API ([`api`]), and shipping of its snapshots ([`outbox`]).
 //! - `snapseal-cluster up` starts a local cluster of such nodes ([`up`]).
 //!
 //! See cluster/README.md for the API and what is durable.
 #![deny(missing_docs)]
 
 mod api;
-mod inbox;
 mod journal;
 mod kv;
 mod machine;

@@ -239,7 +239,6 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
         counts,
         shipper,
         restored_index,
-        inbox: Default::default(),
     };
     let fatal = tokio::spawn(watch_fatal(raft.clone()));
     axum::serve(listener, api::router(node))

@@ -2,7 +2,6 @@
 //! with SIGKILL, restarted, and rebuilt from object storage. Every wait is bounded
 //! ([`support::DEADLINE`]); a node's stderr is in its directory's parent as `n<id>.log`.
 
-mod adapter;
 mod crash;
 mod kv;
 mod rejoin;
