@@ -720,14 +720,7 @@ impl SnapshotStore {
     /// # Ok(()) }
     /// ```
     pub fn latest(&self) -> Result<Option<SnapshotFile>, StoreError> {
-        let listed = classify_dir(&*self.dir)?;
-        let (plan, stopped) = plan_over(
-            &*self.dir,
-            &listed,
-            &*self.opts.verifier,
-            Some(&self.chunks),
-            |name| Some(self.holds.acquire(*name)),
-        );
+        let (plan, stopped) = self.plan_here()?;
         for passed in &plan.passed_over {
             match &passed.reason {
                 PassOverReason::Untrusted(_) => {
@@ -762,19 +755,25 @@ impl SnapshotStore {
         /// passed over, without changing anything (nothing is quarantined). The chosen file
         /// carries a [`Hold`].
         fn plan_latest(&self) -> Result<LatestPlan, StoreError> {
-            let listed = classify_dir(&*self.dir)?;
-            let (plan, stopped) = plan_over(
-                &*self.dir,
-                &listed,
-                &*self.opts.verifier,
-                Some(&self.chunks),
-                |name| Some(self.holds.acquire(*name)),
-            );
+            let (plan, stopped) = self.plan_here()?;
             match stopped {
                 Some(e) => Err(e),
                 None => Ok(plan),
             }
         }
+    }
+
+    /// The selection of [`latest`](Self::latest) over this store's directory, its chunk
+    /// packs and its verifier, each candidate held while it is read.
+    fn plan_here(&self) -> Result<(LatestPlan, Option<StoreError>), StoreError> {
+        let listed = classify_dir(&*self.dir)?;
+        Ok(plan_over(
+            &*self.dir,
+            &listed,
+            &*self.opts.verifier,
+            Some(&self.chunks),
+            |name| Some(self.holds.acquire(*name)),
+        ))
     }
 
     /// Moves a failing file to quarantine and trims the quarantine. Failures are logged and

@@ -172,18 +172,24 @@ fn a_second_snapshot_after_a_small_change_writes_only_the_changed_chunks() -> Re
     Ok(())
 }
 
-#[test]
-fn a_damaged_chunk_fails_its_snapshot_and_latest_falls_back() -> Result<()> {
-    let sim = SimFs::new(3);
-    let store = open_chunked(&sim, 5);
-    let old = persist(&store, 10, &state(1 << 20, 3))?;
-    let before = packs(&sim);
-    persist(&store, 20, &state(1 << 20, 4))?;
-    let new_pack = packs(&sim)
+/// Two chunked snapshots of unrelated states (so the newer has a pack of its own): the older
+/// one's name and the newer one's pack. The store is closed.
+fn two_snapshots(sim: &SimFs, seed: u64) -> Result<(Committed, Committed, String)> {
+    let store = open_chunked(sim, 5);
+    let old = persist(&store, 10, &state(1 << 20, seed))?;
+    let before = packs(sim);
+    let new = persist(&store, 20, &state(1 << 20, seed + 1))?;
+    let new_pack = packs(sim)
         .into_iter()
         .find(|p| !before.contains(p))
         .expect("the newer snapshot's own pack");
-    drop(store);
+    Ok((old, new, new_pack))
+}
+
+#[test]
+fn a_damaged_chunk_fails_its_snapshot_and_latest_falls_back() -> Result<()> {
+    let sim = SimFs::new(3);
+    let (old, _, new_pack) = two_snapshots(&sim, 3)?;
     // A bit of the first chunk's bytes (after the 8-byte magic): the trailer still checks out.
     assert!(sim.flip_bit(dir(), &new_pack, 8 * 100));
 
@@ -197,15 +203,7 @@ fn a_damaged_chunk_fails_its_snapshot_and_latest_falls_back() -> Result<()> {
 #[test]
 fn a_missing_chunk_fails_its_snapshot_and_latest_falls_back() -> Result<()> {
     let sim = SimFs::new(4);
-    let store = open_chunked(&sim, 5);
-    let old = persist(&store, 10, &state(1 << 20, 5))?;
-    let before = packs(&sim);
-    persist(&store, 20, &state(1 << 20, 6))?;
-    let new_pack = packs(&sim)
-        .into_iter()
-        .find(|p| !before.contains(p))
-        .expect("the newer snapshot's own pack");
-    drop(store);
+    let (old, _, new_pack) = two_snapshots(&sim, 5)?;
     // Torn: its trailer is gone, so the store skips the pack and never trusts it.
     assert!(sim.truncate(dir(), &new_pack, 1000));
 
@@ -377,15 +375,7 @@ fn the_read_only_plan_verifies_chunked_snapshots_against_the_directorys_packs() 
     use snapseal_persist::fs::FileSystem;
     use snapseal_persist::internals::{open_snapshot, plan_latest, PassOverReason};
     let sim = SimFs::new(9);
-    let store = open_chunked(&sim, 5);
-    let old = persist(&store, 10, &state(1 << 20, 40))?;
-    let before = packs(&sim);
-    let new = persist(&store, 20, &state(1 << 20, 41))?;
-    let new_pack = packs(&sim)
-        .into_iter()
-        .find(|p| !before.contains(p))
-        .expect("the newer snapshot's own pack");
-    drop(store);
+    let (old, new, new_pack) = two_snapshots(&sim, 40)?;
     let handle = sim.open_dir(dir(), false)?;
     // Without the store (what `snapseal latest` and `verify` use): the packs are scanned.
     let plan = plan_latest(&*handle, &real_verifier())?;
