@@ -5,5 +5,6 @@
 mod crash;
 mod kv;
 mod rejoin;
+mod routes;
 mod s3;
 mod support;

@@ -24,7 +24,7 @@ fn free_addr() -> String {
 pub(crate) struct Node {
     pub(crate) addr: String,
     pub(crate) dir: PathBuf,
-    flags: Vec<String>,
+    pub(crate) flags: Vec<String>,
     child: Option<Child>,
 }
 
