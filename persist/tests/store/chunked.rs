@@ -310,15 +310,21 @@ fn crash_during(
 fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chunk() -> Result<()> {
     let first = state(1 << 20, 20);
     let second = edited(&first, 300_000, 4000);
-    let third = state(1 << 20, 21);
-    let known = [
-        (10, first.as_slice()),
-        (20, second.as_slice()),
-        (30, third.as_slice()),
-    ];
-    // keep_last 1 and 2 sweep differently (pack deleted / rewritten); without
+    // Unrelated to the others: every older pack dies at keep_last 1.
+    let unrelated = state(1 << 20, 21);
+    // The first 60% changed: the first snapshot's pack keeps under half its bytes live, so the
+    // sweep rewrites it (and deletes the second's small pack).
+    let mostly_new = edited(&second, 0, 600_000);
+    // keep_last 1 deletes packs, keep_last 2 keeps them, `mostly_new` rewrites one; without
     // RENAME_NOREPLACE the packs are linked and unlinked instead.
-    for (keep_last, noreplace) in [(1, true), (2, true), (1, false)] {
+    let scenarios: [(usize, bool, &[u8]); 4] = [
+        (1, true, &unrelated),
+        (2, true, &unrelated),
+        (1, false, &unrelated),
+        (1, true, &mostly_new),
+    ];
+    for (keep_last, noreplace, third) in scenarios {
+        let known = [(10, first.as_slice()), (20, second.as_slice()), (30, third)];
         let mut halt = 0;
         loop {
             let sim = SimFs::new(100 + halt);
@@ -330,8 +336,15 @@ fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chun
             }
             // The third commit writes a new pack and its snapshot, then retention deletes the
             // oldest snapshot(s) and sweeps (deleting or rewriting packs).
-            let done = crash_during(&sim, keep_last, halt, |s| persist(s, 30, &third), &known);
+            let done = crash_during(&sim, keep_last, halt, |s| persist(s, 30, third), &known);
             if done {
+                if third == mostly_new.as_slice() {
+                    assert!(
+                        !packs(&sim).contains(&"chunks_0.pack".to_string()),
+                        "the mostly dead first pack was rewritten: {:?}",
+                        packs(&sim)
+                    );
+                }
                 break;
             }
             halt += 1;
