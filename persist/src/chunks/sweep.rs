@@ -42,7 +42,7 @@ impl Drop for Sweeping<'_> {
 pub(crate) struct SweepReport {
     /// Packs deleted whole.
     pub(crate) deleted: Vec<u64>,
-    /// Packs rewritten (old number, new number).
+    /// Packs rewritten (their old numbers; the copies went into new packs).
     pub(crate) rewritten: Vec<u64>,
 }
 
