@@ -13,7 +13,9 @@ use crate::writer::SpillFile;
 use crate::Hash;
 
 /// Hashes the stored bytes and keeps them: in memory, or (once spilled) in the pending file.
-struct HashingSink {
+/// A chunked body's list goes through one too (docs/FORMAT.md §2.2: the list is the stored
+/// body), so the memory budget and spilling hold for it as for any body.
+pub(crate) struct HashingSink {
     hasher: blake3::Hasher,
     spill: Option<SpillTarget>,
     state: SinkState,
@@ -31,7 +33,7 @@ enum SinkState {
 }
 
 impl HashingSink {
-    fn new(spill: Option<SpillTarget>) -> Self {
+    pub(crate) fn new(spill: Option<SpillTarget>) -> Self {
         let budget = spill.as_ref().map(|s| s.budget.clone());
         HashingSink {
             hasher: blake3::Hasher::new(),
@@ -87,7 +89,7 @@ impl HashingSink {
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<(Stored, u64, Hash)> {
+    pub(crate) fn finish(mut self) -> io::Result<(Stored, u64, Hash)> {
         self.join_hash()?;
         let stored = match self.state {
             SinkState::Memory { body, hashed } => {
@@ -306,7 +308,8 @@ impl BodyBuilder {
     /// For a store opened with [`StoreOptions::chunked`](crate::StoreOptions::chunked) the
     /// body is chunked instead (docs/FORMAT.md §2.2): cut into content-defined chunks as it
     /// streams, each new chunk written into the store's packs (made durable by
-    /// [`finish`](Self::finish)), only the chunk list kept in memory; no budget is used.
+    /// [`finish`](Self::finish)); the stored body is the chunk list (36 bytes a chunk), kept
+    /// in memory within `target.budget` or spilled like any body.
     /// `compression` must then be `None` (refused with [`io::ErrorKind::InvalidInput`]).
     pub fn with_spill(compression: Option<i32>, target: SpillTarget) -> io::Result<Self> {
         Self::build(compression, Some(target))
@@ -320,7 +323,8 @@ impl BodyBuilder {
                     "a chunked snapshot is not compressed (docs/FORMAT.md §2.2): build it without compression",
                 ));
             }
-            let sink = ChunkingSink::new(std::sync::Arc::clone(target.store.chunk_store()));
+            let store = std::sync::Arc::clone(target.store.chunk_store());
+            let sink = ChunkingSink::new(store, HashingSink::new(spill));
             return Ok(BodyBuilder {
                 stage: Stage::Chunked(sink),
                 raw_len: 0,
@@ -349,6 +353,7 @@ impl BodyBuilder {
             digest,
             raw_len: self.raw_len,
             flags,
+            chunks: None,
         })
     }
 }

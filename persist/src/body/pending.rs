@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::budget::Reservation;
 use super::hashing::hash;
-use crate::chunks::sink::ChunkedBody;
+use crate::chunks::sink::{ChunkClaim, ChunkedBody};
 use crate::format::{Claims, Flags};
 use crate::writer::{Committed, GatheredRequest, SpillCommit, SpillFile};
 use crate::{Hash, PersistError, SnapshotStore};
@@ -22,8 +22,6 @@ pub(crate) enum Stored {
     Spilled(SpillFile),
     /// The node's own frozen chunks, written from where they are.
     Frozen(Vec<FrozenChunk>),
-    /// A chunk list whose chunks are durable in the store's packs (and claimed).
-    Chunked(ChunkedBody),
 }
 
 /// An in-memory body: consecutive chunks, every one but the last full ([`MEMORY_CHUNK`]), so
@@ -63,10 +61,6 @@ impl std::fmt::Debug for Stored {
                 .debug_struct("Frozen")
                 .field("chunks", &chunks.len())
                 .finish(),
-            Stored::Chunked(body) => f
-                .debug_struct("Chunked")
-                .field("list_len", &body.list.len())
-                .finish(),
         }
     }
 }
@@ -80,6 +74,9 @@ pub struct PendingBody {
     pub(super) digest: Hash,
     pub(super) raw_len: u64,
     pub(super) flags: Flags,
+    /// A chunked body's claim on the chunks its list names: released when the body is
+    /// dropped, after its commit (and that commit's retention pass) or when abandoned.
+    pub(super) chunks: Option<ChunkClaim>,
 }
 
 impl PendingBody {
@@ -94,7 +91,7 @@ impl PendingBody {
                 [one] => Some(one),
                 _ => None,
             },
-            Stored::Spilled(_) | Stored::Frozen(_) | Stored::Chunked(_) => None,
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
         }
     }
     /// The in-memory body's bytes as its consecutive chunks; `None` when it is not in memory.
@@ -102,7 +99,7 @@ impl PendingBody {
     pub(crate) fn memory_parts(&self) -> Option<Vec<&[u8]>> {
         match &self.stored {
             Stored::Memory(body) => Some(body.parts()),
-            Stored::Spilled(_) | Stored::Frozen(_) | Stored::Chunked(_) => None,
+            Stored::Spilled(_) | Stored::Frozen(_) => None,
         }
     }
     /// The body as the node's frozen chunks, when it came from
@@ -111,7 +108,7 @@ impl PendingBody {
     pub(crate) fn frozen_chunks(&self) -> Option<&[FrozenChunk]> {
         match &self.stored {
             Stored::Frozen(chunks) => Some(chunks),
-            Stored::Memory(_) | Stored::Spilled(_) | Stored::Chunked(_) => None,
+            Stored::Memory(_) | Stored::Spilled(_) => None,
         }
     }
     /// The body from frozen chunks: hashed where they are (a large chunk on all cores), not
@@ -158,23 +155,25 @@ impl PendingBody {
             digest: *hasher.finalize().as_bytes(),
             raw_len: len,
             flags: Flags::NONE,
+            chunks: None,
         }
     }
     /// A chunked body: the list is the stored body, the chunks' bytes are the decoded one.
     pub(crate) fn chunked(body: ChunkedBody) -> Self {
         PendingBody {
-            len: body.list.len() as u64,
-            digest: *blake3::hash(&body.list).as_bytes(),
+            stored: body.list,
+            len: body.list_len,
+            digest: body.digest,
             raw_len: body.raw_len,
             flags: Flags::CHUNKED,
-            stored: Stored::Chunked(body),
+            chunks: Some(body.claim),
         }
     }
     /// The pending file holding the body, when it was spilled.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn spill_file(&self) -> Option<&SpillFile> {
         match &self.stored {
-            Stored::Memory(_) | Stored::Frozen(_) | Stored::Chunked(_) => None,
+            Stored::Memory(_) | Stored::Frozen(_) => None,
             Stored::Spilled(file) => Some(file),
         }
     }
@@ -235,6 +234,13 @@ impl PendingBody {
         receipt: &[u8],
     ) -> Result<Committed, PersistError> {
         let (flags, raw_len, body_digest) = (self.flags, self.raw_len, self.digest);
+        // A chunked body's chunks are all durable (sealed when it was finished); its claim
+        // lives until this returns, past the commit and its retention pass.
+        let PendingBody {
+            stored,
+            chunks: _claim,
+            ..
+        } = self;
         let gathered = |parts: &[&[u8]]| {
             store.persist_gathered(&GatheredRequest {
                 idx,
@@ -246,15 +252,12 @@ impl PendingBody {
                 receipt,
             })
         };
-        match self.stored {
+        match stored {
             Stored::Memory(body) => gathered(&body.parts()),
             Stored::Frozen(chunks) => {
                 let parts: Vec<&[u8]> = chunks.iter().map(|c| (**c).as_ref()).collect();
                 gathered(&parts)
             }
-            // Every chunk is durable (sealed when the body was finished) and claimed until
-            // `body` is dropped, after the commit and its retention pass.
-            Stored::Chunked(body) => gathered(&[&body.list]),
             // The body is already in its file: add receipt and header, fsync, rename.
             Stored::Spilled(file) => store.commit_spill(
                 file,

@@ -3,9 +3,9 @@
 //! a pack unless a durable pack (or this body's own) has it already. [`finish`] seals the
 //! last pack, so every chunk the list names is durable before the claims digest exists.
 //!
-//! Memory: the cutter's batch (8.25 MiB), one pack's write buffer (1 MiB), the list (36 bytes
-//! per chunk) and the set of claimed hashes; nothing is spilled, because nothing of the body
-//! is kept but what the packs hold.
+//! Memory: the cutter's batch (8.25 MiB), one pack's write buffer (1 MiB), and the set of
+//! claimed hashes (one per distinct chunk). The list (36 bytes per chunk, the stored body) goes
+//! through the body builder's hashing sink: in memory within the budget, spilled past it.
 //!
 //! [`finish`]: ChunkingSink::finish
 
@@ -13,10 +13,12 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use crate::body::builder::HashingSink;
+use crate::body::pending::Stored;
 use crate::Hash;
 
 use super::cutter::Cutter;
-use super::list::{Entry, ENTRY_LEN, MAX_ENTRIES};
+use super::list::{Entry, MAX_ENTRIES};
 use super::store::{ChunkStore, PackWriter};
 
 /// The chunks a pending chunked body claimed; released when dropped (after its commit, or
@@ -33,12 +35,15 @@ impl Drop for ChunkClaim {
     }
 }
 
-/// A finished chunked body: the encoded list and the claim on its chunks.
+/// A finished chunked body: the stored list (in memory or spilled), its length and digest,
+/// the decoded length, and the claim on its chunks.
 #[derive(Debug)]
 pub(crate) struct ChunkedBody {
-    pub(crate) list: Vec<u8>,
+    pub(crate) list: Stored,
+    pub(crate) list_len: u64,
+    pub(crate) digest: Hash,
     pub(crate) raw_len: u64,
-    pub(crate) _claim: ChunkClaim,
+    pub(crate) claim: ChunkClaim,
 }
 
 /// Cuts, hashes and stores a body as it is written.
@@ -50,13 +55,14 @@ pub(crate) struct ChunkingSink {
 struct State {
     claim: ChunkClaim,
     pack: Option<PackWriter>,
-    list: Vec<u8>,
+    list: HashingSink,
+    entries: u64,
     raw_len: u64,
 }
 
 impl State {
     fn chunk(&mut self, bytes: &[u8], hash: Hash) -> io::Result<()> {
-        if self.list.len() as u64 >= MAX_ENTRIES * ENTRY_LEN as u64 {
+        if self.entries >= MAX_ENTRIES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the body needs more than {MAX_ENTRIES} chunks (docs/FORMAT.md §2.2)"),
@@ -67,7 +73,8 @@ impl State {
             len: bytes.len() as u32,
             hash,
         };
-        self.list.extend_from_slice(&entry.encode());
+        self.list.write_all(&entry.encode())?;
+        self.entries += 1;
         self.raw_len += bytes.len() as u64;
         if !self.claim.hashes.insert(hash) {
             // Named before in this body: stored already, or in this body's own pack.
@@ -102,7 +109,8 @@ impl State {
 }
 
 impl ChunkingSink {
-    pub(crate) fn new(store: Arc<ChunkStore>) -> ChunkingSink {
+    /// Chunks into `store`'s packs; the list goes into `list`.
+    pub(crate) fn new(store: Arc<ChunkStore>, list: HashingSink) -> ChunkingSink {
         ChunkingSink {
             cutter: Cutter::default(),
             state: State {
@@ -111,7 +119,8 @@ impl ChunkingSink {
                     hashes: HashSet::new(),
                 },
                 pack: None,
-                list: Vec::new(),
+                list,
+                entries: 0,
                 raw_len: 0,
             },
         }
@@ -127,10 +136,13 @@ impl ChunkingSink {
                 pack.seal().map_err(io::Error::other)?;
             }
         }
+        let (list, list_len, digest) = state.list.finish()?;
         Ok(ChunkedBody {
-            list: state.list,
+            list,
+            list_len,
+            digest,
             raw_len: state.raw_len,
-            _claim: state.claim,
+            claim: state.claim,
         })
     }
 }

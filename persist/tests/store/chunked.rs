@@ -142,6 +142,28 @@ fn a_chunked_snapshot_round_trips_and_its_file_holds_only_the_chunk_list() -> Re
 }
 
 #[test]
+fn a_chunk_list_past_the_memory_budget_spills_like_any_body_and_commits() -> Result<()> {
+    let sim = SimFs::new(11);
+    let store = open_chunked(&sim, 5);
+    let s = state(2 << 20, 11);
+    // A budget smaller than two list entries: the list goes to a pending file.
+    let target = SpillTarget {
+        store: Arc::clone(&store),
+        idx: 10,
+        generation: 1,
+        budget: MemoryBudget::new(64),
+    };
+    let mut builder = BodyBuilder::with_spill(None, target)?;
+    builder.write_all(&s)?;
+    let body = builder.finish()?;
+    assert!(body.is_spilled());
+    let c = commit(&store, 10, body)?;
+    assert_eq!(read_back(&store, &c.name)?, s);
+    assert!(store.list_pending()?.is_empty(), "the pending file became the snapshot");
+    Ok(())
+}
+
+#[test]
 fn a_second_snapshot_after_a_small_change_writes_only_the_changed_chunks() -> Result<()> {
     let sim = SimFs::new(2);
     let store = open_chunked(&sim, 5);
