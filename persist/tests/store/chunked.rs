@@ -52,11 +52,21 @@ fn edited(base: &[u8], at: usize, n: usize) -> Vec<u8> {
 
 /// Streams `state` into a chunked body for `store` (in uneven pieces, as a node writes).
 fn build(store: &Arc<SnapshotStore>, idx: u64, state: &[u8]) -> Result<PendingBody> {
+    build_within(store, idx, state, 1 << 20)
+}
+
+/// [`build`] with a memory budget of `budget` bytes (a small one spills the list).
+fn build_within(
+    store: &Arc<SnapshotStore>,
+    idx: u64,
+    state: &[u8],
+    budget: u64,
+) -> Result<PendingBody> {
     let target = SpillTarget {
         store: Arc::clone(store),
         idx,
         generation: idx,
-        budget: MemoryBudget::new(1 << 20),
+        budget: MemoryBudget::new(budget),
     };
     let mut builder = BodyBuilder::with_spill(None, target)?;
     for piece in state.chunks(77_777) {
@@ -159,7 +169,10 @@ fn a_chunk_list_past_the_memory_budget_spills_like_any_body_and_commits() -> Res
     assert!(body.is_spilled());
     let c = commit(&store, 10, body)?;
     assert_eq!(read_back(&store, &c.name)?, s);
-    assert!(store.list_pending()?.is_empty(), "the pending file became the snapshot");
+    assert!(
+        store.list_pending()?.is_empty(),
+        "the pending file became the snapshot"
+    );
     Ok(())
 }
 
@@ -339,13 +352,15 @@ fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chun
     let mostly_new = edited(&second, 0, 600_000);
     // keep_last 1 deletes packs, keep_last 2 keeps them, `mostly_new` rewrites one; without
     // RENAME_NOREPLACE the packs are linked and unlinked instead.
-    let scenarios: [(usize, bool, &[u8]); 4] = [
-        (1, true, &unrelated),
-        (2, true, &unrelated),
-        (1, false, &unrelated),
-        (1, true, &mostly_new),
+    // The last one spills its list (a 64-byte budget): the pending file is completed.
+    let scenarios: [(usize, bool, &[u8], u64); 5] = [
+        (1, true, &unrelated, 1 << 20),
+        (2, true, &unrelated, 1 << 20),
+        (1, false, &unrelated, 1 << 20),
+        (1, true, &mostly_new, 1 << 20),
+        (1, true, &unrelated, 64),
     ];
-    for (keep_last, noreplace, third) in scenarios {
+    for (keep_last, noreplace, third, budget) in scenarios {
         let known = [(10, first.as_slice()), (20, second.as_slice()), (30, third)];
         let mut halt = 0;
         loop {
@@ -358,7 +373,8 @@ fn a_crash_at_any_step_of_a_chunked_persist_and_its_sweep_loses_no_retained_chun
             }
             // The third commit writes a new pack and its snapshot, then retention deletes the
             // oldest snapshot(s) and sweeps (deleting or rewriting packs).
-            let done = crash_during(&sim, keep_last, halt, |s| persist(s, 30, third), &known);
+            let step = |s: &Arc<SnapshotStore>| commit(s, 30, build_within(s, 30, third, budget)?);
+            let done = crash_during(&sim, keep_last, halt, step, &known);
             if done {
                 if third == mostly_new.as_slice() {
                     assert!(
