@@ -178,6 +178,34 @@ async fn restore(
     }
 }
 
+/// Opens the state machine on the snapshot directory (recovering its newest snapshot that
+/// verifies).
+fn open_machine(snapshots: &Path, key: &SigningKey) -> anyhow::Result<SealedStateMachine<Cfg, Kv>> {
+    SealedStateMachine::open(
+        snapshots,
+        SealOptions::new(key.clone(), vec![key.verifying_key()]),
+    )
+    .with_context(|| format!("opening {}", snapshots.display()))
+}
+
+/// Why the recovered state cannot continue the log, if it cannot: it is older than the log's
+/// purge point, so the entries between the two are nowhere on this node.
+async fn behind_the_log(
+    sm: &mut SealedStateMachine<Cfg, Kv>,
+    log: &LogStore,
+) -> anyhow::Result<Option<String>> {
+    use openraft::storage::RaftStateMachine;
+    let (applied, _) = sm.applied_state().await?;
+    let applied = applied.map(|l| l.index);
+    Ok(match log.purged() {
+        Some(p) if applied.is_none_or(|a| a < p.index) => Some(format!(
+            "the newest snapshot that verifies is at log index {applied:?}, the raft log is purged up to {}",
+            p.index
+        )),
+        _ => None,
+    })
+}
+
 /// Runs node `args` until SIGTERM or SIGINT (then a clean stop, `Ok`), or a fatal error.
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let key = signing_key(args.key_seed.as_deref().unwrap_or(DEFAULT_KEY_SEED))?;
@@ -192,7 +220,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let log = LogStore::open(&args.dir.join("raft"))
         .with_context(|| format!("opening the raft log in {}", args.dir.display()))?;
     let snapshots = args.dir.join("snapshots");
-    let restored_index = match (args.restore, log.is_empty()) {
+    let mut restored_index = match (args.restore, log.is_empty()) {
         (true, true) => restore(&remote, &snapshots, &key).await?,
         (true, false) => {
             info!("--restore ignored: this node has a raft log already");
@@ -200,11 +228,24 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         (false, _) => None,
     };
-    let sm: SealedStateMachine<Cfg, Kv> = SealedStateMachine::open(
-        &snapshots,
-        SealOptions::new(key.clone(), vec![key.verifying_key()]),
-    )
-    .with_context(|| format!("opening {}", snapshots.display()))?;
+    let mut sm = open_machine(&snapshots, &key)?;
+    if let Some(gap) = behind_the_log(&mut sm, &log).await? {
+        // The newest snapshot here did not verify and recovery fell back to an older one,
+        // but the log was purged up to the newer one: the entries in between are gone here,
+        // and openraft refuses to start on such a state. The remote may hold the snapshot.
+        warn!(%gap, "the local snapshot is older than the raft log's purge point; restoring from the remote");
+        let released = sm.released();
+        drop(sm);
+        released.wait().await;
+        restored_index = restore(&remote, &snapshots, &key).await?;
+        sm = open_machine(&snapshots, &key)?;
+        if let Some(gap) = behind_the_log(&mut sm, &log).await? {
+            bail!(
+                "{gap}, here and on the remote: the log entries in between are gone; wipe {} and rejoin it with --restore",
+                args.dir.display()
+            );
+        }
+    }
     let released = sm.released();
     let (outbox, shipper, woken) = outbox::open(
         &args.dir.join("outbox"),

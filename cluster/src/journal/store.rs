@@ -61,6 +61,11 @@ impl LogStore {
         log.vote.is_none() && log.purged.is_none() && log.entries.is_empty()
     }
 
+    /// The log's purge point: everything up to it is covered by a snapshot.
+    pub(crate) fn purged(&self) -> Option<LogId<NodeId>> {
+        self.log.lock().purged
+    }
+
     /// Writes `record` durably (fsynced) on a blocking thread, then applies `after` to the
     /// journal (e.g. compaction).
     async fn write(
