@@ -290,12 +290,14 @@ impl IngestFile {
         attempt.sync_and_close(file)?;
         // Verified from the file on disk, not from the bytes as they passed: what gets the
         // committed name is exactly what was checked.
+        // A chunked file's chunks must already be in this directory's packs (shipping them
+        // is not done yet): checked against the packs as they are now.
         let verified = verify_in(
             &*self.dir,
             &attempt.uncommitted,
             Some(&name),
             verifier,
-            crate::reader::stream::Chunks::None,
+            crate::reader::stream::Chunks::ScanDir(&*self.dir),
         )
         .map(|_| ());
         if let Err(source) = verified {
@@ -506,7 +508,7 @@ fn present(
         &file_name,
         Some(&name),
         verifier,
-        crate::reader::stream::Chunks::None,
+        crate::reader::stream::Chunks::ScanDir(dir),
     )
     .map(|_| ());
     match verified {

@@ -443,6 +443,42 @@ fn the_read_only_plan_verifies_chunked_snapshots_against_the_directorys_packs() 
     Ok(())
 }
 
+#[test]
+fn an_ingested_chunked_file_needs_its_chunks_in_the_receiving_directory() -> Result<()> {
+    use snapseal_persist::{BodyError, IngestError, Ingested, VerifyError};
+    let sim = SimFs::new(12);
+    let store = open_chunked(&sim, 5);
+    let c = persist(&store, 10, &state(1 << 20, 12))?;
+    let file = store.read(&c.name)?;
+    // Sent again to the store that has it (and its chunks): already present, not refused.
+    let again = store.ingest(&mut file.file_reader(), 1 << 30)?;
+    assert!(matches!(again, Ingested::AlreadyPresent(_)));
+    drop(file);
+    drop(store);
+    // A store without the chunks refuses it: a chunk it names is missing, nothing is left.
+    let bytes = sim
+        .read(dir(), &c.name.file_name())
+        .expect("the committed file");
+    let other = SimFs::new(13);
+    let receiver = open_chunked(&other, 5);
+    let refused = receiver.ingest(&mut &bytes[..], 1 << 30);
+    let missing = |e: &VerifyError| {
+        matches!(
+            e,
+            VerifyError::Body {
+                source: BodyError::ChunkMissing { index: 0, .. },
+                ..
+            }
+        )
+    };
+    assert!(
+        matches!(&refused, Err(IngestError::Refused { source, .. }) if missing(source)),
+        "{refused:?}"
+    );
+    assert!(receiver.list()?.is_empty());
+    Ok(())
+}
+
 fn encode(entries: &[(u32, [u8; 32])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (len, hash) in entries {
