@@ -581,9 +581,9 @@ pub enum BodyError {
         /// The pack holding the damaged copy.
         pack: std::path::PathBuf,
     },
-    /// A chunked body read without the chunk store of its directory (a reader that is not
-    /// the directory's store).
-    #[error("a chunked body can only be read through the store of its directory")]
+    /// A chunked body where its chunks are not available: a reader given the file alone, or
+    /// an ingest (chunks do not travel with the file).
+    #[error("a chunked body can only be read against the chunk packs of its own directory")]
     NoChunkStore,
 }
 

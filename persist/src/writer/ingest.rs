@@ -290,14 +290,15 @@ impl IngestFile {
         attempt.sync_and_close(file)?;
         // Verified from the file on disk, not from the bytes as they passed: what gets the
         // committed name is exactly what was checked.
-        // A chunked file's chunks must already be in this directory's packs (shipping them
-        // is not done yet): checked against the packs as they are now.
+        // A chunked file is refused (BodyError::NoChunkStore): its chunks do not travel with
+        // it, and relying on chunks already here would need a claim on them until the commit
+        // (a sweep meanwhile could delete them), which ingest does not take yet.
         let verified = verify_in(
             &*self.dir,
             &attempt.uncommitted,
             Some(&name),
             verifier,
-            crate::reader::stream::Chunks::ScanDir(&*self.dir),
+            crate::reader::stream::Chunks::None,
         )
         .map(|_| ());
         if let Err(source) = verified {

@@ -444,7 +444,7 @@ fn the_read_only_plan_verifies_chunked_snapshots_against_the_directorys_packs() 
 }
 
 #[test]
-fn an_ingested_chunked_file_needs_its_chunks_in_the_receiving_directory() -> Result<()> {
+fn a_chunked_file_is_refused_by_ingest_and_one_already_present_is_present() -> Result<()> {
     use snapseal_persist::{BodyError, IngestError, Ingested, VerifyError};
     let sim = SimFs::new(12);
     let store = open_chunked(&sim, 5);
@@ -455,27 +455,28 @@ fn an_ingested_chunked_file_needs_its_chunks_in_the_receiving_directory() -> Res
     assert!(matches!(again, Ingested::AlreadyPresent(_)));
     drop(file);
     drop(store);
-    // A store without the chunks refuses it: a chunk it names is missing, nothing is left.
+    // Anywhere else it is refused (its chunks do not travel with it) and nothing is left.
     let bytes = sim
         .read(dir(), &c.name.file_name())
         .expect("the committed file");
     let other = SimFs::new(13);
     let receiver = open_chunked(&other, 5);
     let refused = receiver.ingest(&mut &bytes[..], 1 << 30);
-    let missing = |e: &VerifyError| {
+    let unavailable = |e: &VerifyError| {
         matches!(
             e,
             VerifyError::Body {
-                source: BodyError::ChunkMissing { index: 0, .. },
+                source: BodyError::NoChunkStore,
                 ..
             }
         )
     };
     assert!(
-        matches!(&refused, Err(IngestError::Refused { source, .. }) if missing(source)),
+        matches!(&refused, Err(IngestError::Refused { source, .. }) if unavailable(source)),
         "{refused:?}"
     );
     assert!(receiver.list()?.is_empty());
+    assert!(receiver.list_pending()?.is_empty());
     Ok(())
 }
 
