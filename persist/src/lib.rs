@@ -11,7 +11,11 @@
 //! under a [`Hold`]. Bodies reach it through a [`BodyBuilder`]: the state streams in, is hashed
 //! (and optionally compressed) as it goes, spills to a pending file past its
 //! [`MemoryBudget`], and the [`PendingBody`] is committed once the ledger proved its
-//! [`Claims`] (the write sequence of SPEC §5).
+//! [`Claims`] (the write sequence of SPEC §5). A store opened with
+//! [`StoreOptions::chunked`] takes *chunked* snapshots: the body is cut into content-defined
+//! chunks kept once each in pack files beside the snapshots, the snapshot file holds only the
+//! list of their BLAKE3s (which the claims, hence the receipt, cover), and a snapshot writes
+//! only the chunks that changed (docs/FORMAT.md §2.2, §10).
 //!
 //! # Layout of the API
 //!
