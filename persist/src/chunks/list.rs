@@ -68,7 +68,7 @@ pub(crate) fn check_list_len(body_len: u64) -> Result<(), FormatError> {
 }
 
 /// Decodes a whole chunk list held in memory and checks it against `raw_len`: the length
-/// rule of [`check_list_len`], every entry's length, and the sum of the lengths. Never panics.
+/// rule of `check_list_len`, every entry's length, and the sum of the lengths. Never panics.
 pub fn decode_list(list: &[u8], raw_len: u64) -> Result<Vec<(u32, Hash)>, BodyError> {
     check_list_len(list.len() as u64).map_err(|_| BodyError::ChunkListLength {
         len: list.len() as u64,
