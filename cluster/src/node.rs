@@ -145,7 +145,8 @@ fn raft_config(args: &NodeArgs) -> anyhow::Result<Arc<Config>> {
 }
 
 /// Restores the newest verified snapshot from the remote into the snapshot directory;
-/// its snapseal index, or `None` when the remote holds none.
+/// its snapseal index, or `None` when the remote holds none (a new node then starts empty
+/// and gets the leader's snapshot).
 async fn restore(
     remote: &Remote,
     snapshots: &Path,
@@ -157,7 +158,7 @@ async fn restore(
         Ok(r) => {
             if !r.failed_locally.is_empty() {
                 bail!(
-                    "restored {} from {}, but newer ones could not be stored here: {:?}",
+                    "restoring from the remote: got {} from {}, but newer ones could not be stored here: {:?}",
                     r.name,
                     r.node,
                     r.failed_locally
@@ -171,10 +172,10 @@ async fn restore(
             failed_locally,
             ..
         }) if passed_over.is_empty() && failed_locally.is_empty() => {
-            warn!("--restore: the remote holds no snapshot; starting empty (the leader will send one)");
+            warn!("the remote holds no snapshot to restore");
             Ok(None)
         }
-        Err(e) => Err(anyhow!("--restore: {}", describe(&e))),
+        Err(e) => Err(anyhow!("restoring from the remote: {}", describe(&e))),
     }
 }
 
@@ -206,6 +207,45 @@ async fn behind_the_log(
     })
 }
 
+/// The state machine on DIR/snapshots, and the snapseal index restored from the remote if
+/// one was: with `--restore` on a new node (an empty log), and whenever the newest local
+/// snapshot that verifies is older than the log's purge point.
+async fn open_state(
+    args: &NodeArgs,
+    remote: &Remote,
+    key: &SigningKey,
+    log: &LogStore,
+) -> anyhow::Result<(SealedStateMachine<Cfg, Kv>, Option<u64>)> {
+    let snapshots = args.dir.join("snapshots");
+    let mut restored = match (args.restore, log.is_empty()) {
+        (true, true) => restore(remote, &snapshots, key).await?,
+        (true, false) => {
+            info!("--restore ignored: this node has a raft log already");
+            None
+        }
+        (false, _) => None,
+    };
+    let mut sm = open_machine(&snapshots, key)?;
+    if let Some(gap) = behind_the_log(&mut sm, log).await? {
+        // The newest snapshot here did not verify and recovery fell back to an older one,
+        // but the log was purged up to the newer one: the entries in between are gone here,
+        // and openraft refuses to start on such a state. The remote may hold the snapshot.
+        warn!(%gap, "the local snapshot is older than the raft log's purge point; restoring from the remote");
+        let released = sm.released();
+        drop(sm);
+        released.wait().await;
+        restored = restore(remote, &snapshots, key).await?;
+        sm = open_machine(&snapshots, key)?;
+        if let Some(gap) = behind_the_log(&mut sm, log).await? {
+            bail!(
+                "{gap}, here and on the remote: the log entries in between are gone; wipe {} and rejoin it with --restore",
+                args.dir.display()
+            );
+        }
+    }
+    Ok((sm, restored))
+}
+
 /// Runs node `args` until SIGTERM or SIGINT (then a clean stop, `Ok`), or a fatal error.
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let key = signing_key(args.key_seed.as_deref().unwrap_or(DEFAULT_KEY_SEED))?;
@@ -219,33 +259,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     );
     let log = LogStore::open(&args.dir.join("raft"))
         .with_context(|| format!("opening the raft log in {}", args.dir.display()))?;
-    let snapshots = args.dir.join("snapshots");
-    let mut restored_index = match (args.restore, log.is_empty()) {
-        (true, true) => restore(&remote, &snapshots, &key).await?,
-        (true, false) => {
-            info!("--restore ignored: this node has a raft log already");
-            None
-        }
-        (false, _) => None,
-    };
-    let mut sm = open_machine(&snapshots, &key)?;
-    if let Some(gap) = behind_the_log(&mut sm, &log).await? {
-        // The newest snapshot here did not verify and recovery fell back to an older one,
-        // but the log was purged up to the newer one: the entries in between are gone here,
-        // and openraft refuses to start on such a state. The remote may hold the snapshot.
-        warn!(%gap, "the local snapshot is older than the raft log's purge point; restoring from the remote");
-        let released = sm.released();
-        drop(sm);
-        released.wait().await;
-        restored_index = restore(&remote, &snapshots, &key).await?;
-        sm = open_machine(&snapshots, &key)?;
-        if let Some(gap) = behind_the_log(&mut sm, &log).await? {
-            bail!(
-                "{gap}, here and on the remote: the log entries in between are gone; wipe {} and rejoin it with --restore",
-                args.dir.display()
-            );
-        }
-    }
+    let (sm, restored_index) = open_state(&args, &remote, &key, &log).await?;
     let released = sm.released();
     let (outbox, shipper, woken) = outbox::open(
         &args.dir.join("outbox"),

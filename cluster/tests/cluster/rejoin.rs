@@ -143,10 +143,15 @@ async fn a_follower_whose_newest_snapshot_is_damaged_restores_it_from_the_remote
     c.converged(&all, last).await;
     let f = all.into_iter().find(|id| *id != leader).unwrap();
     let purged = c
-        .wait("the follower's log purged", || async {
-            let s = c.get(f, "/status").await?;
-            (num(&s["purged_index"]) > 20).then_some(num(&s["purged_index"]))
-        })
+        .wait(
+            "the follower's log purged up to its newest snapshot",
+            || async {
+                let s = c.get(f, "/status").await?;
+                // Up to its newest snapshot (no writes now, so this stays so).
+                let (purged, snapshot) = (num(&s["purged_index"]), num(&s["snapshot_index"]));
+                (purged > 20 && purged == snapshot).then_some(purged)
+            },
+        )
         .await;
     // The remote holds a snapshot past the purge point (snapseal names count entries: the
     // file of log index i is snapshot_<i+1>_…).
