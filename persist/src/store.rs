@@ -15,7 +15,6 @@ use parking_lot::Mutex;
 use tracing::{debug, error, info, warn};
 
 use crate::chunks::store::ChunkStore;
-use crate::chunks::sweep::live_chunks;
 use crate::claims::NameClaims;
 use crate::dir_guard::GuardedDir;
 use crate::error::{ErrorChain, IngestError, PersistError, StoreError, StoreStep, VerifyError};
@@ -1102,7 +1101,7 @@ impl SnapshotStore {
             return Ok(());
         }
         let sweeping = self.chunks.begin_sweep();
-        let live = live_chunks(&*self.dir)?;
+        let live = self.chunks.live_chunks()?;
         self.chunks.sweep(&live, &sweeping)?;
         Ok(())
     }

@@ -202,11 +202,30 @@ impl ChunkStore {
     }
 }
 
+/// Hashes gathered before they are checked against the index under one lock.
+const LIVE_BATCH: usize = 4096;
+
+impl ChunkStore {
+    /// The chunks of this store's packs named by every committed or uncommitted snapshot
+    /// file of its directory whose header says it is chunked (see [`live_chunks_in`]).
+    pub(crate) fn live_chunks(&self) -> Result<HashSet<Hash>, StoreError> {
+        live_chunks_in(&*self.dir, &mut |batch: &mut Vec<Hash>| {
+            let index = self.index.lock();
+            batch.retain(|h| index.chunks.contains_key(h));
+        })
+    }
+}
+
 /// The chunks named by every committed or uncommitted snapshot file in `dir` whose header
-/// says it is chunked. Header and list are read through [`open_for_verify`] but not verified:
-/// a list that names more only keeps more. A file that vanished is skipped; any other read
-/// failure stops the sweep (nothing is deleted on a partial view).
-pub(crate) fn live_chunks(dir: &dyn DirHandle) -> Result<HashSet<Hash>, StoreError> {
+/// says it is chunked, as far as `known` keeps them (it drops from each batch the hashes no
+/// pack holds, so a hostile list naming millions of chunks costs no more memory than the
+/// index). Header and list are read through [`open_for_verify`] but not verified: a list
+/// that names more only keeps more. A file that vanished is skipped; any other read failure
+/// stops the sweep (nothing is deleted on a partial view).
+fn live_chunks_in(
+    dir: &dyn DirHandle,
+    known: &mut dyn FnMut(&mut Vec<Hash>),
+) -> Result<HashSet<Hash>, StoreError> {
     let entries = dir.list().map_err(|source| StoreError::Io {
         path: dir.path().to_path_buf(),
         step: StoreStep::List,
@@ -217,7 +236,7 @@ pub(crate) fn live_chunks(dir: &dyn DirHandle) -> Result<HashSet<Hash>, StoreErr
         if entry.name.state == FileState::Corrupt {
             continue;
         }
-        add_list(dir, &entry.name, &mut live)?;
+        add_list(dir, &entry.name, &mut live, known)?;
     }
     Ok(live)
 }
@@ -226,6 +245,7 @@ fn add_list(
     dir: &dyn DirHandle,
     name: &SnapshotName,
     live: &mut HashSet<Hash>,
+    known: &mut dyn FnMut(&mut Vec<Hash>),
 ) -> Result<(), StoreError> {
     let file_name = name.file_name();
     let read_err = |source: io::Error| StoreError::Io {
@@ -263,11 +283,18 @@ fn add_list(
     let mut entry = [0u8; ENTRY_LEN];
     // Exactly the entries the header gives (a whole number: the header checked it); a file
     // cut short meanwhile is a read error, never a shorter list.
+    let mut batch = Vec::with_capacity(LIVE_BATCH);
     for _ in 0..header.body_len / ENTRY_LEN as u64 {
         list.read_exact(&mut entry).map_err(read_err)?;
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&entry[4..]);
-        live.insert(hash);
+        batch.push(hash);
+        if batch.len() == LIVE_BATCH {
+            known(&mut batch);
+            live.extend(batch.drain(..));
+        }
     }
+    known(&mut batch);
+    live.extend(batch);
     Ok(())
 }
