@@ -9,18 +9,23 @@
 //!   claims of in-flight persists, recovery at open, reads verified against their hash;
 //! - [`sink`]: the body builder's stage that cuts, hashes and writes new chunks as the body
 //!   streams;
-//! - [`sweep`]: the retention of chunks (dead packs deleted, mostly dead ones rewritten).
+//! - [`sweep`]: the retention of chunks (dead packs deleted, mostly dead ones rewritten);
+//! - [`export`], [`import`]: a chunked snapshot's list and chunks read out of a store, and
+//!   chunks arriving from elsewhere added to one, for shipping and restores.
 
 pub(crate) mod cutter;
+pub(crate) mod export;
+pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod pack;
 pub(crate) mod sink;
 pub(crate) mod store;
 pub(crate) mod sweep;
+pub(crate) mod transfer_error;
 
 /// Smallest chunk FastCDC cuts (only the last chunk of a body may be shorter).
 pub(crate) const MIN_CHUNK: usize = 16 << 10;
 /// The chunk size FastCDC aims at.
 pub(crate) const AVG_CHUNK: usize = 64 << 10;
 /// Largest chunk: FastCDC cuts here when it found no boundary; a reader refuses longer ones.
-pub(crate) const MAX_CHUNK: usize = 256 << 10;
+pub const MAX_CHUNK: usize = 256 << 10;

@@ -581,8 +581,7 @@ pub enum BodyError {
         /// The pack holding the damaged copy.
         pack: std::path::PathBuf,
     },
-    /// A chunked body where its chunks are not available: a reader given the file alone, or
-    /// an ingest (chunks do not travel with the file).
+    /// A chunked body where its chunks are not available: a reader given the file alone.
     #[error("a chunked body can only be read against the chunk packs of its own directory")]
     NoChunkStore,
 }

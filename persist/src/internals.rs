@@ -35,10 +35,18 @@ pub mod format {
     };
 }
 
-/// The chunked body's layout (docs/FORMAT.md §2.2): the chunk list decoder (what the
-/// `chunk_list` fuzzer drives).
+/// Chunked snapshots (docs/FORMAT.md §2.2, §10): the chunk list decoder (what the
+/// `chunk_list` fuzzer drives), and moving a chunked snapshot between stores whose chunks
+/// travel separately from the file (ship, archive): [`chunk_list`](chunks::chunk_list) and
+/// [`read_chunk`](chunks::read_chunk) read a committed snapshot's parts out of a store;
+/// [`ChunkImport`](chunks::ChunkImport) brings chunks into one (claimed against its sweep,
+/// sealed into packs) and ingests the file once they are there.
 pub mod chunks {
+    pub use crate::chunks::export::{chunk_list, read_chunk};
+    pub use crate::chunks::import::{ChunkImport, ChunkImportError};
     pub use crate::chunks::list::decode_list;
+    pub use crate::chunks::transfer_error::ChunkError;
+    pub use crate::chunks::MAX_CHUNK;
 }
 
 /// The receipts themselves (the Merkle [`Receipt`](receipt::Receipt) and the

@@ -418,6 +418,12 @@ impl SnapshotStore {
     /// replaced ([`Ingested::AlreadyPresent`]). Bringing in a snapshot older than those in the
     /// store is harmless: `latest` still returns the newest.
     ///
+    /// A chunked file's chunks must be in this store's durable packs already (they travel
+    /// apart from the file; the `internals` feature's `chunks::ChunkImport` brings them):
+    /// each is claimed as verification checks it, and the claims last until the commit, so a
+    /// retention sweep meanwhile cannot delete one. A chunk no durable pack holds refuses the
+    /// file ([`BodyError::ChunkMissing`](crate::BodyError::ChunkMissing), the first such).
+    ///
     /// # After a crash
     ///
     /// A crash at any point leaves either no file of this ingest but a stale pending file
@@ -475,7 +481,7 @@ impl SnapshotStore {
         /// that one that fails commits none.
         fn verify_ingest(&self, file: IngestFile) -> Result<VerifiedIngest, IngestError> {
             self.refuse_if_failed()?;
-            file.verify(&*self.opts.verifier).inspect_err(|_| {
+            file.verify(&*self.opts.verifier, &self.chunks).inspect_err(|_| {
                 bump(
                     &self.counters.persist_failures,
                     "snapseal_store_persist_failures_total",

@@ -29,6 +29,27 @@ pub(crate) struct ChunkClaim {
     hashes: HashSet<Hash>,
 }
 
+impl ChunkClaim {
+    /// An empty claim on chunks of `store`.
+    pub(crate) fn new(store: Arc<ChunkStore>) -> ChunkClaim {
+        ChunkClaim {
+            store,
+            hashes: HashSet::new(),
+        }
+    }
+
+    /// The store the claimed chunks are in.
+    pub(crate) fn store(&self) -> &Arc<ChunkStore> {
+        &self.store
+    }
+
+    /// Claims `hash` unless this claim holds it already: `Some(true)` when a durable pack
+    /// holds it, `Some(false)` when none does, `None` when it was claimed here before.
+    pub(crate) fn take(&mut self, hash: Hash) -> Option<bool> {
+        self.hashes.insert(hash).then(|| self.store.claim(hash))
+    }
+}
+
 impl Drop for ChunkClaim {
     fn drop(&mut self) {
         self.store.release(&self.hashes);
@@ -76,12 +97,10 @@ impl State {
         self.list.write_all(&entry.encode())?;
         self.entries += 1;
         self.raw_len += bytes.len() as u64;
-        if !self.claim.hashes.insert(hash) {
+        match self.claim.take(hash) {
             // Named before in this body: stored already, or in this body's own pack.
-            return Ok(());
-        }
-        if self.claim.store.claim(hash) {
-            return Ok(());
+            None | Some(true) => return Ok(()),
+            Some(false) => {}
         }
         if self
             .pack
@@ -114,10 +133,7 @@ impl ChunkingSink {
         ChunkingSink {
             cutter: Cutter::default(),
             state: State {
-                claim: ChunkClaim {
-                    store,
-                    hashes: HashSet::new(),
-                },
+                claim: ChunkClaim::new(store),
                 pack: None,
                 list,
                 entries: 0,

@@ -271,6 +271,20 @@ impl ChunkStore {
         }
     }
 
+    /// The entry (length and hash) of chunk `hash` if a durable pack holds it.
+    pub(crate) fn entry_of(&self, hash: &Hash) -> Option<Entry> {
+        let index = self.index.lock();
+        let loc = index.chunks.get(hash)?;
+        let pack = index.packs.get(&loc.pack)?;
+        let at = pack.binary_search_by_key(&loc.offset, |(at, _)| *at).ok()?;
+        pack.get(at).map(|(_, e)| *e)
+    }
+
+    /// True when a durable pack holds chunk `hash`.
+    pub(crate) fn holds(&self, hash: &Hash) -> bool {
+        self.index.lock().chunks.contains_key(hash)
+    }
+
     /// True when there is no durable pack (a store that never wrote a chunked snapshot).
     pub(crate) fn is_empty(&self) -> bool {
         self.index.lock().packs.is_empty()

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::{write_all, Attempt, Committed};
+use crate::chunks::import::ClaimingSource;
+use crate::chunks::sink::ChunkClaim;
+use crate::chunks::store::ChunkStore;
 use crate::error::{IngestError, PersistError, Step, VerifyError};
 use crate::format::{Header, HEADER_LEN};
 use crate::fs::{DirHandle, WritableFile};
@@ -225,9 +228,14 @@ impl IngestFile {
     /// rename, directory fsync. Called by the store with its persist lock held.
     /// Everything but the committed name: the length, `fsync`, `close`, and full
     /// verification of the file on disk. See [`VerifiedIngest`].
+    ///
+    /// A chunked file's chunks are read from `chunks`' durable packs, each claimed before it
+    /// is looked up; the claims stay with the [`VerifiedIngest`] until it is committed or
+    /// dropped, so a sweep cannot delete a chunk between its check and the commit.
     pub(crate) fn verify(
         mut self,
         verifier: &dyn ReceiptVerifier,
+        chunks: &Arc<ChunkStore>,
     ) -> Result<VerifiedIngest, IngestError> {
         let state = std::mem::replace(&mut self.state, State::Head(Vec::new()));
         let mut body = match state {
@@ -256,6 +264,7 @@ impl IngestFile {
                     dir: Arc::clone(&self.dir),
                     name,
                     pending: None,
+                    _claim: None,
                 });
             }
             State::Body(body) => body,
@@ -290,15 +299,15 @@ impl IngestFile {
         attempt.sync_and_close(file)?;
         // Verified from the file on disk, not from the bytes as they passed: what gets the
         // committed name is exactly what was checked.
-        // A chunked file is refused (BodyError::NoChunkStore): its chunks do not travel with
-        // it, and relying on chunks already here would need a claim on them until the commit
-        // (a sweep meanwhile could delete them), which ingest does not take yet.
+        // A chunked file's chunks do not travel with it: they must be in this store's durable
+        // packs already (put there by a ChunkImport), and are claimed as they are checked.
+        let source = ClaimingSource::new(Arc::clone(chunks));
         let verified = verify_in(
             &*self.dir,
             &attempt.uncommitted,
             Some(&name),
             verifier,
-            crate::reader::stream::Chunks::None,
+            crate::reader::stream::Chunks::Source(&source),
         )
         .map(|_| ());
         if let Err(source) = verified {
@@ -317,6 +326,7 @@ impl IngestFile {
                 file_len: body.expected,
                 body_digest: body.header.body_digest,
             }),
+            _claim: Some(source.into_claim()),
         })
     }
 }
@@ -334,6 +344,8 @@ pub struct VerifiedIngest {
     name: SnapshotName,
     /// `None`: a committed file of that name was already there and verifies.
     pending: Option<Verified>,
+    /// The chunks a chunked file names, claimed until it is committed or dropped.
+    _claim: Option<ChunkClaim>,
 }
 
 struct Verified {

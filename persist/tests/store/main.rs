@@ -9,6 +9,7 @@
 #[path = "../fixture/mod.rs"]
 mod fixture;
 
+mod chunk_transfer;
 mod chunked;
 mod ingest;
 mod latest_plan;

@@ -1,0 +1,74 @@
+//! Reading a committed chunked snapshot's parts out of its store, for a copy elsewhere (a
+//! shipment to object storage, an export): [`chunk_list`], the verified list of a file the
+//! store opened, and [`read_chunk`], one chunk by its hash, checked against it.
+
+use crate::error::BodyError;
+use crate::format::{body_digest, Flags};
+use crate::reader::SnapshotFile;
+use crate::store::SnapshotStore;
+use crate::Hash;
+
+use super::list::decode_list;
+use super::store::{ChunkSource, OpenPack};
+use super::transfer_error::ChunkError;
+
+/// The chunk list of `file` — `(length, BLAKE3)` per chunk, in body order — or `None` when it
+/// is not chunked (flag bit 1 clear). The list is read again from the open file and must hash
+/// to the body digest the file verified with (so to the claims digest its receipt proves),
+/// then decode and add up to the header's `raw_len`: every entry can be trusted as the
+/// snapshot's own. The chunks themselves are not read here ([`read_chunk`] does).
+///
+/// Memory: 36 bytes read and 36 kept per chunk (a list is at most 151 MiB, docs/FORMAT.md
+/// §2.2).
+pub fn chunk_list(file: &SnapshotFile) -> Result<Option<Vec<(u32, Hash)>>, ChunkError> {
+    let header = file.header();
+    if !header.flags.contains(Flags::CHUNKED) {
+        return Ok(None);
+    }
+    let path = file.path().to_path_buf();
+    let list = file.read_body().map_err(|source| ChunkError::ReadList {
+        file: path.clone(),
+        source,
+    })?;
+    if body_digest(&list) != header.body_digest {
+        return Err(ChunkError::ListChanged { file: path });
+    }
+    decode_list(&list, header.raw_len)
+        .map(Some)
+        .map_err(|source| ChunkError::List { file: path, source })
+}
+
+/// Chunk `hash` from `store`'s packs, its bytes checked against the hash before they are
+/// returned; `None` when no durable pack holds it. A copy that does not match is
+/// [`ChunkError::Damaged`] (never returned), a failed read [`ChunkError::Read`].
+///
+/// The store keeps a chunk as long as a retained snapshot names it: read the chunks of a
+/// snapshot while holding its [`SnapshotFile`] (the file's hold keeps retention off it).
+pub fn read_chunk(store: &SnapshotStore, hash: &Hash) -> Result<Option<Vec<u8>>, ChunkError> {
+    let chunks = store.chunk_store();
+    let Some(entry) = chunks.entry_of(hash) else {
+        return Ok(None);
+    };
+    let read_err = |source| ChunkError::Read {
+        dir: chunks.dir.path().to_path_buf(),
+        hash: *hash,
+        source,
+    };
+    match chunks.read(0, &entry, &mut OpenPack::default()) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) => {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<BodyError>())
+            {
+                // Swept (or its pack skipped) since the lookup: not here any more.
+                Some(BodyError::ChunkMissing { .. }) => Ok(None),
+                Some(BodyError::ChunkDamaged { hash, pack, .. }) => Err(ChunkError::Damaged {
+                    hash: *hash,
+                    pack: pack.clone(),
+                }),
+                _ => Err(read_err(e)),
+            }
+        }
+    }
+}
