@@ -150,19 +150,33 @@ impl SerialiseJob {
     fn serialise(mut self) -> Result<(), GenerationError> {
         let _entered = self.span.clone().entered();
         let _action = tracing::debug_span!("serialise").entered();
-        // The zero-copy path: the node's frozen chunks, hashed in place, never copied —
-        // unless the store is chunked: then the body streams through its builder, which cuts
-        // and stores only the chunks that changed.
-        let chunked = self
-            .spill
-            .as_ref()
-            .is_some_and(|(store, _)| store.is_chunked());
+        // The zero-copy path: the node's frozen chunks, hashed where they are. Over a chunked
+        // store they are cut at their own boundaries, and a chunk handed out again unchanged
+        // costs a lookup of its remembered cut (PendingBody::from_frozen_in).
         let frozen = match self.compression {
-            None if !chunked => self.view.frozen_chunks(),
-            _ => None,
+            None => self.view.frozen_chunks(),
+            Some(_) => None,
         };
         let body = match frozen {
-            Some(chunks) => PendingBody::from_frozen(chunks),
+            Some(chunks) => match self.spill.take() {
+                Some((store, budget)) => {
+                    let (generation, idx) = (self.generation, self.idx);
+                    let target = SpillTarget {
+                        store,
+                        idx,
+                        generation,
+                        budget,
+                    };
+                    PendingBody::from_frozen_in(chunks, target).map_err(|source| {
+                        GenerationError::Serialise {
+                            generation,
+                            idx,
+                            source,
+                        }
+                    })?
+                }
+                None => PendingBody::from_frozen(chunks),
+            },
             None => match self.stream()? {
                 Some(body) => body,
                 None => return Ok(()),

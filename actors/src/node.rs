@@ -61,6 +61,15 @@ pub trait StateView: Send {
     /// the node's. The chunks are dropped once the snapshot is committed or dropped.
     /// [`write_to`](Self::write_to) is then not called; with compression on, this method is
     /// not called and `write_to` is.
+    ///
+    /// Over a chunked store (`StoreOptions::chunked`) the frozen chunks' boundaries are chunk
+    /// boundaries, and the store remembers each chunk's cut, holding a clone of it, until the
+    /// next snapshot: hand out the same `Arc` for a piece that did not change, and it is
+    /// neither read nor written again; only the pieces you replaced are cut, hashed and
+    /// stored. A chunk is immutable (`FrozenChunk`): never change its bytes while any clone
+    /// lives. The previous snapshot's chunks thus live one snapshot longer. Pieces of at
+    /// least 1 MiB keep the chunk list short; pieces under 16 KiB (but the last) make the
+    /// body stream through the chunker as if written.
     fn frozen_chunks(&mut self) -> Option<Vec<FrozenChunk>> {
         None
     }

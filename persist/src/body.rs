@@ -22,6 +22,7 @@
 // The crate root re-exports each piece from where it is defined.
 pub(crate) mod budget;
 pub(crate) mod builder;
+pub(crate) mod frozen_cuts;
 pub(crate) mod hashing;
 mod huge_pages;
 pub(crate) mod pending;

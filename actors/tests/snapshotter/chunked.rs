@@ -1,7 +1,7 @@
 //! A Snapshotter over a chunked store (`StoreOptions::chunked`): each snapshot writes only the
-//! chunks its state changed — a node handing out frozen chunks included, whose bodies then
-//! stream through the store's builder instead of the zero-copy path — and compression is
-//! refused when the Snapshotter is built, not at the first serialisation.
+//! chunks its state changed — a node handing out frozen chunks included, whose chunks are
+//! cut at their own boundaries (`PendingBody::from_frozen_in`) — and compression is refused
+//! when the Snapshotter is built, not at the first serialisation.
 
 use std::io::{self, Read};
 use std::sync::Arc;

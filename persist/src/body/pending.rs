@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::budget::Reservation;
+use super::budget::{Reservation, SpillTarget};
 use super::hashing::hash;
 use crate::chunks::sink::{ChunkClaim, ChunkedBody};
 use crate::format::{Claims, Flags};
@@ -12,6 +12,11 @@ use crate::{Hash, PersistError, SnapshotStore};
 /// One frozen, reference-counted piece of a serialised state: any byte container the node
 /// already has (`Arc<[u8]>`, `Arc<Vec<u8>>`, a `bytes::Bytes` in a newtype, a read-only
 /// mapping) behind an `Arc`. See [`PendingBody::from_frozen`].
+///
+/// Immutable: its bytes (what `as_ref` returns: the same address, length and content) never
+/// change while any clone of it lives. A chunked store relies on it: it remembers each
+/// frozen chunk's cut by that address and length, holding a clone
+/// ([`PendingBody::from_frozen_in`]).
 pub type FrozenChunk = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// Where a pending body's stored bytes are.
@@ -156,6 +161,23 @@ impl PendingBody {
             raw_len: len,
             flags: Flags::NONE,
             chunks: None,
+        }
+    }
+    /// [`from_frozen`](Self::from_frozen) for `target`'s store. For a store opened with
+    /// [`StoreOptions::chunked`](crate::StoreOptions::chunked), a chunked body
+    /// (docs/FORMAT.md §2.2) cut at the frozen chunks' own boundaries: each frozen chunk is
+    /// cut and hashed once, and its cut remembered by the store, with a clone of the chunk,
+    /// until the next body built this way — so a chunk handed out again unchanged (the same
+    /// `Arc`'s bytes) is looked up, not read again, and only new chunks are written. The
+    /// store thus keeps the previous body's frozen chunks alive one generation longer.
+    /// Frozen chunks under 16 KiB (but the last) stream through the chunked builder instead.
+    /// For any other store, exactly [`from_frozen`](Self::from_frozen) (`target`'s budget is
+    /// not used). Errors are those of writing the store's packs (and of a spilled list).
+    pub fn from_frozen_in(chunks: Vec<FrozenChunk>, target: SpillTarget) -> std::io::Result<Self> {
+        if target.store.is_chunked() {
+            super::frozen_cuts::chunked(chunks, target)
+        } else {
+            Ok(Self::from_frozen(chunks))
         }
     }
     /// A chunked body: the list is the stored body, the chunks' bytes are the decoded one.

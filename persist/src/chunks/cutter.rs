@@ -62,22 +62,35 @@ impl Cutter {
         each: &mut impl FnMut(&[u8], Hash) -> Result<(), E>,
     ) -> Result<(), E> {
         let buf = &self.buf;
-        let cuts: Vec<(usize, usize)> = FastCDC::new(buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
-            .take_while(|c| at_end || buf.len() - c.offset >= MAX_CHUNK)
-            .map(|c| (c.offset, c.offset + c.length))
-            .collect();
-        let hashes: Vec<Hash> = crate::body::hashing::on_pool(|| {
-            cuts.par_iter()
-                .map(|&(from, to)| *blake3::hash(&buf[from..to]).as_bytes())
-                .collect()
-        });
-        for (&(from, to), hash) in cuts.iter().zip(hashes) {
+        let cuts = cut_and_hash(buf, at_end);
+        for &(from, to, hash) in &cuts {
             each(&buf[from..to], hash)?;
         }
-        let done = cuts.last().map_or(0, |&(_, to)| to);
+        let done = cuts.last().map_or(0, |&(_, to, _)| to);
         self.buf.drain(..done);
         Ok(())
     }
+}
+
+/// The chunks of `data` as a whole (FastCDC from its first byte to its last), with their
+/// BLAKE3, cut and hashed where the bytes are (no copy): how a frozen chunk of the state is
+/// cut (`body::frozen_cuts`). Each is `(from, to, hash)`.
+pub(crate) fn cut_whole(data: &[u8]) -> Vec<(usize, usize, Hash)> {
+    cut_and_hash(data, true)
+}
+
+/// The chunks of `buf` that are final (all of them when `at_end`): found in one FastCDC
+/// pass, then hashed in parallel on the hashing pool.
+fn cut_and_hash(buf: &[u8], at_end: bool) -> Vec<(usize, usize, Hash)> {
+    let cuts: Vec<(usize, usize)> = FastCDC::new(buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+        .take_while(|c| at_end || buf.len() - c.offset >= MAX_CHUNK)
+        .map(|c| (c.offset, c.offset + c.length))
+        .collect();
+    crate::body::hashing::on_pool(|| {
+        cuts.par_iter()
+            .map(|&(from, to)| (from, to, *blake3::hash(&buf[from..to]).as_bytes()))
+            .collect()
+    })
 }
 
 #[cfg(test)]

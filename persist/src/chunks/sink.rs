@@ -142,6 +142,14 @@ impl ChunkingSink {
         }
     }
 
+    /// Adds a chunk its caller cut (a frozen chunk's cut, `body::frozen_cuts`): named in the
+    /// list, claimed and stored exactly as one the cutter found. `hash` must be the BLAKE3 of
+    /// `bytes`. A body is either written (cut here) or given as chunks, never both: a chunk
+    /// added while the cutter holds bytes would land ahead of them in the list.
+    pub(crate) fn add_chunk(&mut self, bytes: &[u8], hash: Hash) -> io::Result<()> {
+        self.state.chunk(bytes, hash)
+    }
+
     /// The end of the body: the last chunks are cut and stored, the last pack sealed
     /// (durable).
     pub(crate) fn finish(self) -> io::Result<ChunkedBody> {

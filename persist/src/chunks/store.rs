@@ -78,6 +78,8 @@ pub(crate) struct ChunkStore {
     pub(crate) index: Mutex<Index>,
     next_pack: AtomicU64,
     pub(crate) counters: ChunkCounters,
+    /// The cuts of the newest frozen body's chunks (`body::frozen_cuts`).
+    pub(crate) frozen: crate::body::frozen_cuts::FrozenCuts,
 }
 
 /// What [`scan`] found.
@@ -242,6 +244,7 @@ impl ChunkStore {
                 index: Mutex::new(scanned.index),
                 next_pack: AtomicU64::new(scanned.next),
                 counters: ChunkCounters::default(),
+                frozen: Default::default(),
             },
             removed: scanned.removed,
         })

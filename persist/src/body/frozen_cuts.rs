@@ -1,0 +1,369 @@
+//! A chunked body from the node's frozen chunks (`PendingBody::from_frozen_in`), and
+//! [`FrozenCuts`]: each frozen chunk's cut remembered for the next generation, so an unchanged
+//! frozen chunk costs a lookup, not a pass over its bytes.
+//!
+//! The rule. A frozen chunk is immutable (its bytes never change while any clone of its `Arc`
+//! lives: the contract of [`FrozenChunk`]). Its cut — FastCDC from its first byte to its
+//! last, each chunk's length and BLAKE3 — is therefore a function of its identity: the address
+//! and length of its bytes. The chunk store keeps, per frozen chunk of the newest body built
+//! this way, a clone of the `Arc` (so those bytes stay where they are, and no other chunk can
+//! get their address while the entry lives) and its cut. The next body looks each of its
+//! frozen chunks up by address and length: found, its cut is used as it is; not found (a
+//! chunk the node changed is a new allocation), it is cut and hashed. The frozen chunks'
+//! boundaries are chunk boundaries, so a change re-cuts only the frozen chunks it touched.
+//!
+//! What the cache does not remember: whether a chunk is stored. Every chunk of the body is
+//! claimed in the store as any chunk is, and written from the frozen chunk's bytes when no
+//! durable pack has it (a generation that was rolled back or dropped, a sweep since): the
+//! cache can only save hashing, never decide what is durable.
+//!
+//! Memory: the previous body's frozen chunks stay alive until the next body replaces them.
+//! Chunks the node shares between generations cost nothing; a chunk it replaced is kept one
+//! generation longer. Per chunk of the body, 36 bytes of cut (as its list entry).
+//!
+//! Frozen chunks shorter than `MIN_CHUNK` (but the last) would make chunks that small: then
+//! the bytes stream through the chunked builder instead, as if written.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rayon::prelude::*;
+
+use super::budget::SpillTarget;
+use super::builder::{BodyBuilder, HashingSink};
+use super::hashing::on_pool;
+use super::pending::{FrozenChunk, PendingBody};
+use crate::chunks::cutter::cut_whole;
+use crate::chunks::sink::ChunkingSink;
+use crate::chunks::MIN_CHUNK;
+use crate::Hash;
+
+/// One frozen chunk's cut: each chunk's length and BLAKE3, in order.
+type Cut = Arc<[(u32, Hash)]>;
+
+/// A frozen chunk's identity: the address and length of its bytes.
+type Key = (usize, usize);
+
+fn key(bytes: &[u8]) -> Key {
+    (bytes.as_ptr() as usize, bytes.len())
+}
+
+/// A remembered cut, with the frozen chunk it belongs to (kept alive, so its address is not
+/// reused while the entry exists).
+struct Remembered {
+    _chunk: FrozenChunk,
+    cut: Cut,
+}
+
+/// The cuts of the newest body's frozen chunks, by identity (see the module docs).
+#[derive(Default)]
+pub(crate) struct FrozenCuts {
+    last: Mutex<HashMap<Key, Remembered>>,
+}
+
+impl std::fmt::Debug for FrozenCuts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenCuts")
+            .field("chunks", &self.last.lock().len())
+            .finish()
+    }
+}
+
+impl FrozenCuts {
+    /// The remembered cut of each of `chunks`, `None` for those not remembered.
+    fn lookup(&self, chunks: &[FrozenChunk]) -> Vec<Option<Cut>> {
+        let last = self.last.lock();
+        chunks
+            .iter()
+            .map(|c| last.get(&key((**c).as_ref())).map(|r| Arc::clone(&r.cut)))
+            .collect()
+    }
+
+    /// Remembers `now` instead of what was remembered (the previous body's chunks are let go).
+    fn replace(&self, now: HashMap<Key, Remembered>) {
+        let old = std::mem::replace(&mut *self.last.lock(), now);
+        // The old chunks are dropped outside the lock: dropping the last clone of a large
+        // chunk (unmapping, freeing) must not hold up a concurrent lookup.
+        drop(old);
+    }
+
+    /// How many frozen chunks' cuts are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.last.lock().len()
+    }
+}
+
+/// True when every frozen chunk but the last is empty or at least `MIN_CHUNK` long, so cutting
+/// at their boundaries makes no chunk smaller than FastCDC would (but one per frozen chunk).
+fn stable_boundaries(chunks: &[FrozenChunk]) -> bool {
+    let Some((_, rest)) = chunks.split_last() else {
+        return true;
+    };
+    rest.iter().all(|c| {
+        let len = (**c).as_ref().len();
+        len == 0 || len >= MIN_CHUNK
+    })
+}
+
+/// A chunked body from `chunks` for `target`'s chunked store (see the module docs).
+pub(crate) fn chunked(chunks: Vec<FrozenChunk>, target: SpillTarget) -> io::Result<PendingBody> {
+    if !stable_boundaries(&chunks) {
+        let mut builder = BodyBuilder::with_spill(None, target)?;
+        for chunk in &chunks {
+            builder.write_all((**chunk).as_ref())?;
+        }
+        return builder.finish();
+    }
+    let store = Arc::clone(target.store.chunk_store());
+    let known = store.frozen.lookup(&chunks);
+    // The frozen chunks not remembered are cut and hashed together on the hashing pool.
+    let fresh: Vec<Cut> = on_pool(|| {
+        chunks
+            .par_iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(c, _)| {
+                cut_whole((**c).as_ref())
+                    .into_iter()
+                    // A FastCDC chunk is 1 ..= MAX_CHUNK bytes: it fits a u32.
+                    .map(|(from, to, hash)| ((to - from) as u32, hash))
+                    .collect()
+            })
+            .collect()
+    });
+    let mut fresh = fresh.into_iter();
+    let mut sink = ChunkingSink::new(Arc::clone(&store), HashingSink::new(Some(target)));
+    let mut remembered = HashMap::with_capacity(chunks.len());
+    for (chunk, known) in chunks.iter().zip(known) {
+        let bytes = (**chunk).as_ref();
+        let cut = match known.or_else(|| fresh.next()) {
+            Some(cut) => cut,
+            None => return Err(io::Error::other("a frozen chunk was left uncut")),
+        };
+        let mut at = 0usize;
+        for &(len, hash) in cut.iter() {
+            let end = at + len as usize;
+            let Some(piece) = bytes.get(at..end) else {
+                return Err(changed());
+            };
+            sink.add_chunk(piece, hash)?;
+            at = end;
+        }
+        if at != bytes.len() {
+            return Err(changed());
+        }
+        if !bytes.is_empty() {
+            remembered.insert(
+                key(bytes),
+                Remembered {
+                    _chunk: Arc::clone(chunk),
+                    cut,
+                },
+            );
+        }
+    }
+    store.frozen.replace(remembered);
+    Ok(PendingBody::chunked(sink.finish()?))
+}
+
+/// A remembered cut that does not fit its frozen chunk: the node changed a chunk's bytes (or
+/// handed out a different length at the same address) while a clone of it lived.
+fn changed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a frozen chunk's length changed since it was cut (frozen chunks are immutable: see FrozenChunk)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::super::budget::{MemoryBudget, SpillTarget};
+    use super::super::builder::BodyBuilder;
+    use super::super::pending::{FrozenChunk, PendingBody};
+    use crate::chunks::cutter::cut_whole;
+    use crate::chunks::list::Entry;
+    use crate::fs::RealFs;
+    use crate::receipt::{statement_receipt, Ed25519Verifier};
+    use crate::{SigningKey, SnapshotStore, StoreOptions};
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[24; 32])
+    }
+
+    fn chunked_store(dir: &Path) -> Arc<SnapshotStore> {
+        let verifier =
+            Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key().verifying_key()]);
+        let mut opts = StoreOptions::new(Arc::new(verifier));
+        opts.chunked = true;
+        Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), dir, opts).unwrap())
+    }
+
+    fn target(store: &Arc<SnapshotStore>, idx: u64) -> SpillTarget {
+        SpillTarget {
+            store: Arc::clone(store),
+            idx,
+            generation: idx,
+            budget: MemoryBudget::new(1 << 20),
+        }
+    }
+
+    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn frozen(v: &[u8]) -> FrozenChunk {
+        Arc::new(v.to_vec())
+    }
+
+    fn body(store: &Arc<SnapshotStore>, idx: u64, chunks: &[FrozenChunk]) -> PendingBody {
+        PendingBody::from_frozen_in(chunks.to_vec(), target(store, idx)).unwrap()
+    }
+
+    fn commit(store: &SnapshotStore, idx: u64, body: PendingBody) {
+        let receipt = statement_receipt(&key(), &body.claims(idx), idx + 1, None).unwrap();
+        body.commit(store, idx, idx + 1, &receipt).unwrap();
+    }
+
+    fn latest_state(store: &SnapshotStore) -> Vec<u8> {
+        let mut out = Vec::new();
+        let latest = store.latest().unwrap().expect("a committed snapshot");
+        latest.body_reader().unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    fn written(store: &SnapshotStore) -> u64 {
+        store.stats().chunk_bytes_written
+    }
+
+    fn packs(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("chunks_") && name.ends_with(".pack")
+            })
+            .count()
+    }
+
+    /// The digest of the list made by cutting each piece on its own.
+    fn list_digest(pieces: &[&[u8]]) -> crate::Hash {
+        let mut hasher = blake3::Hasher::new();
+        for piece in pieces {
+            for (from, to, hash) in cut_whole(piece) {
+                let len = (to - from) as u32;
+                hasher.update(&Entry { len, hash }.encode());
+            }
+        }
+        *hasher.finalize().as_bytes()
+    }
+
+    #[test]
+    fn a_remembered_cut_gives_the_list_a_fresh_cut_gives() {
+        let (a, b, c) = (bytes(300_000, 1), bytes(1_100_000, 2), bytes(50_000, 3));
+        let chunks = [frozen(&a), frozen(&b), frozen(&c)];
+        let dir = tempfile::tempdir().unwrap();
+        let store = chunked_store(dir.path());
+        let first = body(&store, 1, &chunks);
+        let after_first = written(&store);
+        assert_eq!(store.chunk_store().frozen.len(), 3);
+        let again = body(&store, 2, &chunks);
+        assert_eq!(written(&store), after_first, "nothing new to write");
+
+        let cold_dir = tempfile::tempdir().unwrap();
+        let cold = chunked_store(cold_dir.path());
+        let fresh = body(&cold, 2, &[frozen(&a), frozen(&b), frozen(&c)]);
+        let expect = list_digest(&[&a, &b, &c]);
+        assert_eq!(first.digest(), expect);
+        assert_eq!(again.digest(), expect);
+        assert_eq!(fresh.digest(), expect);
+        assert_eq!(again.claims(2), fresh.claims(2));
+        commit(&store, 2, again);
+        assert_eq!(latest_state(&store), [a, b, c].concat());
+    }
+
+    #[test]
+    fn a_frozen_chunk_the_node_replaced_is_cut_again() {
+        let (a, b, c) = (bytes(300_000, 4), bytes(1_100_000, 5), bytes(200_000, 6));
+        let dir = tempfile::tempdir().unwrap();
+        let store = chunked_store(dir.path());
+        let (fa, fc) = (frozen(&a), frozen(&c));
+        commit(
+            &store,
+            1,
+            body(&store, 1, &[fa.clone(), frozen(&b), fc.clone()]),
+        );
+        let before = written(&store);
+
+        let mut b2 = b.clone();
+        for x in &mut b2[500_000..510_000] {
+            *x ^= 0x5a;
+        }
+        let second = body(&store, 3, &[fa, frozen(&b2), fc]);
+        assert_eq!(second.digest(), list_digest(&[&a, &b2, &c]));
+        let new = written(&store) - before;
+        assert!(
+            new > 0 && new < 1_100_000,
+            "the changed piece wrote {new} bytes of chunks"
+        );
+        commit(&store, 3, second);
+        assert_eq!(latest_state(&store), [a, b2, c].concat());
+    }
+
+    #[test]
+    fn a_remembered_cut_whose_chunks_were_swept_writes_them_again() {
+        let (a, b) = (bytes(400_000, 7), bytes(600_000, 8));
+        let b2 = bytes(600_000, 9);
+        let dir = tempfile::tempdir().unwrap();
+        let store = chunked_store(dir.path());
+        let fa = frozen(&a);
+        commit(&store, 1, body(&store, 1, &[fa.clone(), frozen(&b)]));
+        assert_eq!(packs(dir.path()), 1);
+
+        // A generation cut [a, b2] (remembered), stored b2's chunks, then was rolled back.
+        let fb2 = frozen(&b2);
+        drop(body(&store, 3, &[fa.clone(), fb2.clone()]));
+        assert_eq!(packs(dir.path()), 2);
+        // A later snapshot (streamed, so the remembered cuts stay) commits; its sweep
+        // deletes the rolled-back generation's pack, which nothing names.
+        let mut streamed = BodyBuilder::with_spill(None, target(&store, 5)).unwrap();
+        streamed.write_all(&a).unwrap();
+        commit(&store, 5, streamed.finish().unwrap());
+        assert_eq!(packs(dir.path()), 1, "the dead pack was swept");
+
+        // The same frozen chunks again: every cut is remembered, b2's chunks are not stored.
+        let before = written(&store);
+        let again = body(&store, 7, &[fa, fb2]);
+        assert_eq!(written(&store) - before, b2.len() as u64);
+        commit(&store, 7, again);
+        assert_eq!(latest_state(&store), [a, b2].concat());
+        let latest = store.latest().unwrap().expect("the newest snapshot");
+        assert_eq!(latest.name().idx, 7);
+    }
+
+    #[test]
+    fn small_frozen_chunks_stream_as_one_body() {
+        let whole = bytes(900_000, 10);
+        let pieces: Vec<FrozenChunk> = whole.chunks(1000).map(frozen).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = chunked_store(dir.path());
+        let b = body(&store, 1, &pieces);
+        assert_eq!(b.digest(), list_digest(&[&whole]));
+        assert_eq!(store.chunk_store().frozen.len(), 0);
+    }
+}
