@@ -1,7 +1,7 @@
 //! [`Machine`]: the node's state machine — snapseal's `SealedStateMachine` over the [`Kv`]
 //! state — with what the node needs around it: counts of snapshots built and installed, the
-//! applied index read together with the state (for `/state`), and each built snapshot handed
-//! to the shipping outbox.
+//! applied index read together with the state (for `/state`), and each snapshot built or
+//! installed handed to the shipping outbox.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -171,10 +171,21 @@ impl RaftStateMachine<Cfg> for Machine {
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
         snapshot: Box<SealedData>,
     ) -> Result<(), StorageError<NodeId>> {
-        let mut applied = self.view.applied.write().await;
-        self.inner.install_snapshot(meta, snapshot).await?;
-        *applied = meta.last_log_id.map(|l| l.index);
+        {
+            let mut applied = self.view.applied.write().await;
+            self.inner.install_snapshot(meta, snapshot).await?;
+            *applied = meta.last_log_id.map(|l| l.index);
+        }
         self.counts.installed.fetch_add(1, Ordering::Relaxed);
+        // The installed snapshot is now this node's newest: it is shipped too, like a built
+        // one (the node ships what its snapshot directory holds).
+        if let Some(current) = self.inner.get_current_snapshot().await? {
+            let outbox = self.outbox.clone();
+            let copied = tokio::task::spawn_blocking(move || outbox.take(&current.snapshot)).await;
+            if let Err(e) = copied {
+                warn!(error = %e, "outbox copy task failed");
+            }
+        }
         Ok(())
     }
 

@@ -189,7 +189,28 @@ impl Cluster {
         resp.json().await.ok()
     }
 
-    /// Waits until `f` gives `Some`, polling; panics with `what` after [`DEADLINE`].
+    /// Every node's status and the last lines of its log (Raft's replication chatter left
+    /// out), for a failure message.
+    async fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for id in self.nodes.keys() {
+            let status = self.get(*id, "/status").await;
+            out += &format!("--- node {id}: {status:?}\n");
+            let log = self.log(*id);
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    !l.contains("openraft::replication") && !l.contains("replication_handler")
+                })
+                .collect();
+            out += &lines[lines.len().saturating_sub(15)..].join("\n");
+            out += "\n";
+        }
+        out
+    }
+
+    /// Waits until `f` gives `Some`, polling; panics with `what` (and every node's status and
+    /// last log lines) after [`DEADLINE`].
     pub(crate) async fn wait<T, F, Fut>(&self, what: &str, mut f: F) -> T
     where
         F: FnMut() -> Fut,
@@ -200,7 +221,9 @@ impl Cluster {
             if let Some(v) = f().await {
                 return v;
             }
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            if start.elapsed() >= DEADLINE {
+                panic!("timed out waiting for {what}\n{}", self.diagnostics().await);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
