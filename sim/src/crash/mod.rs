@@ -37,10 +37,15 @@
 //! - the restored node plus the committed log after it equals the node before the crash;
 //! - along the way: a snapshot is reported committed only once its evidence entry is committed
 //!   (statement mode's gate), and no generation fails unless a fault was injected.
+//! - over a chunked store ([`CrashTest::with_chunked`]), before `latest()`: every retained
+//!   committed snapshot reads back whole, each chunk verified, so none names a chunk the store
+//!   lost (to a crash in a pack write or a retention sweep, a rollback, or a sweep that missed a
+//!   chunk shared with another generation).
 //!
 //! The run ends by clearing the faults, finishing every pending generation, and one last power
 //! loss and recovery. The Snapshotter, store and executor settings vary with the seed (interval,
-//! `max_pending`, `keep_last`, compression, bodies spilled to disk or kept in memory).
+//! `max_pending`, `keep_last`, compression unless chunked, bodies spilled to disk or kept in
+//! memory).
 //!
 //! ```
 //! use std::io::{self, Read, Write};
@@ -120,6 +125,7 @@
 //! [`SimFs`]: snapseal_persist::fs::SimFs
 //! [`TaskSystem::manual`]: snapseal_engine::TaskSystem::manual
 
+mod chunks;
 mod node;
 mod outcome;
 mod run;
@@ -133,6 +139,7 @@ pub use outcome::{CrashFailure, CrashReport};
 pub struct CrashTest<N: CrashNode> {
     seed: u64,
     faults: bool,
+    chunked: bool,
     node: PhantomData<fn() -> N>,
 }
 
@@ -141,6 +148,7 @@ impl<N: CrashNode> std::fmt::Debug for CrashTest<N> {
         f.debug_struct("CrashTest")
             .field("seed", &self.seed)
             .field("faults", &self.faults)
+            .field("chunked", &self.chunked)
             .finish()
     }
 }
@@ -152,6 +160,7 @@ impl<N: CrashNode> CrashTest<N> {
         CrashTest {
             seed,
             faults: true,
+            chunked: false,
             node: PhantomData,
         }
     }
@@ -163,10 +172,24 @@ impl<N: CrashNode> CrashTest<N> {
         self
     }
 
+    /// With `chunked`, the store is chunked ([`StoreOptions::chunked`]: bodies cut into
+    /// content-defined chunks kept in pack files, consecutive snapshots sharing the chunks that
+    /// did not change; no compression), and every recovery also reads back every retained
+    /// committed snapshot whole, each chunk verified against its hash, before `latest()`: no
+    /// snapshot the store keeps may name a chunk it lost (a crash in a pack write, a retention
+    /// sweep, a rollback's dropped generation). Off by default. The state should span several
+    /// chunks (tens of KiB at least) for the chunk store to see sharing.
+    ///
+    /// [`StoreOptions::chunked`]: snapseal_persist::StoreOptions::chunked
+    pub fn with_chunked(mut self, chunked: bool) -> Self {
+        self.chunked = chunked;
+        self
+    }
+
     /// Runs `steps` seeded steps, then settles (faults cleared, every pending generation
     /// finished, one last power loss and recovery). Returns what the run did, or the first
     /// broken promise.
     pub fn run(self, steps: usize) -> Result<CrashReport, CrashFailure> {
-        run::Run::<N>::start(self.seed, self.faults, steps)?.run()
+        run::Run::<N>::start(self.seed, self.faults, self.chunked, steps)?.run()
     }
 }

@@ -32,6 +32,12 @@ pub struct CrashReport {
     /// Recoveries that restored the node from a snapshot (the rest started from the empty
     /// state and replayed the whole log).
     pub restored_from_snapshot: u64,
+    /// Retained committed snapshots read back whole after a recovery, every chunk verified
+    /// (chunked runs only, [`CrashTest::with_chunked`](super::CrashTest::with_chunked)).
+    pub retained_checked: u64,
+    /// Bytes of new chunks the stores wrote into packs, over all incarnations (chunked runs
+    /// only): with chunks shared across snapshots, less than the bodies' bytes.
+    pub chunk_bytes_written: u64,
 }
 
 impl fmt::Display for CrashReport {
@@ -40,7 +46,7 @@ impl fmt::Display for CrashReport {
             f,
             "seed {}: {} steps, {} writes, {} jobs; {} snapshots acknowledged, {} failed, {} \
              dropped by {} rollbacks; {} faults; {} power losses ({} mid-job), {} recovered from \
-             a snapshot",
+             a snapshot; {} retained snapshots read back whole, {} chunk bytes written",
             self.seed,
             self.steps,
             self.writes,
@@ -53,6 +59,8 @@ impl fmt::Display for CrashReport {
             self.crashes,
             self.crashes_mid_job,
             self.restored_from_snapshot,
+            self.retained_checked,
+            self.chunk_bytes_written,
         )
     }
 }

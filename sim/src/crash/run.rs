@@ -12,7 +12,7 @@ use snapseal_persist::fs::{Fault, FileSystem, SimFs};
 use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{ErrorChain, Hash, SigningKey, SnapshotStore, StoreOptions};
 
-use super::{CrashFailure, CrashNode, CrashReport};
+use super::{chunks, CrashFailure, CrashNode, CrashReport};
 use crate::harness::{SplitMix64, FAULT_CALLS, FAULT_ERRORS};
 
 /// Most jobs one "run every ready job" step runs: a guard against a job that re-queues itself.
@@ -37,6 +37,7 @@ enum Entry {
 /// A power loss drops it whole.
 struct Incarnation {
     tasks: TaskSystem,
+    store: Arc<SnapshotStore>,
     snap: Snapshotter,
     evidence: Receiver<(u64, Hash)>,
     events: Events,
@@ -56,7 +57,7 @@ impl Incarnation {
         let snap = Snapshotter::new(
             config.clone(),
             tasks.clone(),
-            store,
+            Arc::clone(&store),
             node.state_source(),
             Arc::new(sink),
         )
@@ -65,6 +66,7 @@ impl Incarnation {
         let events = snap.events();
         Ok(Incarnation {
             tasks,
+            store,
             snap,
             evidence,
             events,
@@ -85,7 +87,9 @@ pub(super) struct Run<N: CrashNode> {
     rng: SplitMix64,
     faults: bool,
     config: SnapshotterConfig,
+    /// Store settings: what [`open_store`] opens with at every recovery.
     keep_last: usize,
+    chunked: bool,
     sim: SimFs,
     dir: PathBuf,
     key: SigningKey,
@@ -111,12 +115,19 @@ pub(super) struct Run<N: CrashNode> {
 
 impl<N: CrashNode> Run<N> {
     /// The run's settings and its first incarnation, all drawn from `seed`.
-    pub(super) fn start(seed: u64, faults: bool, steps: usize) -> Result<Self, CrashFailure> {
+    pub(super) fn start(
+        seed: u64,
+        faults: bool,
+        chunked: bool,
+        steps: usize,
+    ) -> Result<Self, CrashFailure> {
         let mut rng = SplitMix64::new(seed);
         let config = SnapshotterConfig {
             tx_interval: 2 + rng.below(7),
             max_pending: 1 + rng.below(3) as usize,
-            compression: (rng.below(4) == 0).then_some(1),
+            // Drawn either way so a seed makes the same other choices chunked or not; a chunked
+            // body is never compressed (FORMAT.md §2.2).
+            compression: (rng.below(4) == 0 && !chunked).then_some(1),
             // A third of the seeds stream every body into a pending file.
             spill_threshold: (rng.below(3) == 0).then_some(0),
             ..SnapshotterConfig::default()
@@ -137,7 +148,7 @@ impl<N: CrashNode> Run<N> {
             op: "start".into(),
             detail,
         };
-        let store = open_store(&sim, &dir, &key, keep_last).map_err(fail)?;
+        let store = open_store(&sim, &dir, &key, keep_last, chunked).map_err(fail)?;
         let live = Incarnation::start(&config, &key, store, &node, seed).map_err(fail)?;
         Ok(Run {
             seed,
@@ -145,6 +156,7 @@ impl<N: CrashNode> Run<N> {
             faults,
             config,
             keep_last,
+            chunked,
             sim,
             dir,
             key,
@@ -386,8 +398,18 @@ impl<N: CrashNode> Run<N> {
         self.term += 1;
         let before = std::mem::take(&mut self.node);
 
-        let store = open_store(&self.sim, &self.dir, &self.key, self.keep_last)
-            .map_err(|d| self.failure(d))?;
+        let store = open_store(
+            &self.sim,
+            &self.dir,
+            &self.key,
+            self.keep_last,
+            self.chunked,
+        )
+        .map_err(|d| self.failure(d))?;
+        if self.chunked {
+            self.report.retained_checked +=
+                chunks::check_retained(&store).map_err(|d| self.failure(d))?;
+        }
         let latest = store.latest().map_err(|e| {
             self.failure(format!(
                 "latest() after recovery failed: {}",
@@ -445,7 +467,9 @@ impl<N: CrashNode> Run<N> {
         let live = Incarnation::start(&self.config, &self.key, store, &self.node, exec_seed)
             .map_err(|d| self.failure(d))?;
         // The old process died with the power; its handles on the disk are dead already.
-        std::mem::replace(&mut self.live, live).kill();
+        let dead = std::mem::replace(&mut self.live, live);
+        self.report.chunk_bytes_written += dead.store.stats().chunk_bytes_written;
+        dead.kill();
         let commit = self.commit_idx;
         self.live.snap.commit(commit);
         Ok(())
@@ -557,11 +581,13 @@ fn open_store(
     dir: &Path,
     key: &SigningKey,
     keep_last: usize,
+    chunked: bool,
 ) -> Result<Arc<SnapshotStore>, String> {
     let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
     let trusted = Ed25519Verifier::new(Vec::new()).with_statement_keys(vec![key.verifying_key()]);
     let opts = StoreOptions {
         keep_last,
+        chunked,
         ..StoreOptions::new(Arc::new(trusted))
     };
     SnapshotStore::open(fs, dir, opts)
