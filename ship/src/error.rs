@@ -103,6 +103,25 @@ pub enum ShipError {
         /// The store's error.
         source: snapseal_persist::IngestError,
     },
+    /// Remote gc is sweeping the node's chunk objects; the shipper waits for it to end before
+    /// relying on a chunk it lists (transient: retried with backoff).
+    #[error(
+        "remote gc is sweeping the chunks of node {node} (sweep {number}); waiting for it to end"
+    )]
+    ChunkSweepRunning {
+        /// The node.
+        node: String,
+        /// The sweep's record number.
+        number: u64,
+    },
+    /// Reading a chunk out of the local store, or adding one to it, failed.
+    #[error("local chunk store of {}", Escaped::path(.dir))]
+    LocalChunk {
+        /// The snapshot directory.
+        dir: std::path::PathBuf,
+        /// What failed (naming the chunk, the pack and the step).
+        source: snapseal_persist::internals::chunks::ChunkError,
+    },
     /// No remote snapshot could be restored.
     #[error(
         "remote {url}: no snapshot restored ({} refused, {} failed locally)",
@@ -156,7 +175,9 @@ impl ShipError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ShipError::Remote { class, .. } => *class,
-            ShipError::LocalIo { .. } | ShipError::Store { .. } => ErrorClass::Transient,
+            ShipError::LocalIo { .. }
+            | ShipError::Store { .. }
+            | ShipError::ChunkSweepRunning { .. } => ErrorClass::Transient,
             ShipError::GaveUp { last, .. } => last.class(),
             _ => ErrorClass::Terminal,
         }
@@ -172,7 +193,7 @@ impl ShipError {
             ShipError::Ingest {
                 source: IngestError::Persist(_) | IngestError::Read { .. },
                 ..
-            }
+            } | ShipError::LocalChunk { .. }
         ) || matches!(
             self,
             ShipError::Ingest { source: IngestError::Refused { source, .. }, .. }

@@ -6,6 +6,9 @@
 //! <prefix>/<node>/<committed file name>    a snapshot object
 //! <prefix>/<node>/holds/<committed name>   a hold: remote gc never deletes that snapshot
 //! <prefix>/<node>/gc/<committed name>      gc's floor: it deleted snapshots up to this one
+//! <prefix>/<node>/chunks/<BLAKE3 hex>       a chunk of the node's chunked snapshots
+//! <prefix>/<node>/gc/chunks_<n>             remote gc's chunk sweep `n` began
+//! <prefix>/<node>/gc/chunks_<n>.done        … and ended (see `chunk_gc.rs`)
 //! ```
 //!
 //! Every kind sits at its own depth below the prefix or under its own fixed name, so no key of
@@ -17,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectMeta;
-use snapseal_persist::internals::Escaped;
-use snapseal_persist::{FileState, SnapshotName};
+use snapseal_persist::internals::{hash_from_hex, Escaped};
+use snapseal_persist::{to_hex, FileState, Hash, SnapshotName};
 use tracing::warn;
 
 use crate::error::ShipError;
@@ -31,10 +34,31 @@ pub(crate) const HOLDS: &str = "holds";
 /// The directory of a node's gc floor records.
 pub(crate) const GC: &str = "gc";
 
+/// The directory of a node's chunk objects.
+pub(crate) const CHUNKS: &str = "chunks";
+
 /// `file` as a committed snapshot name, when it spells one exactly (no other spelling of the
 /// same numbers is ours).
 pub(crate) fn committed(file: &str) -> Option<SnapshotName> {
     SnapshotName::parse(file).filter(|n| n.state == FileState::Committed && n.file_name() == file)
+}
+
+/// `file` as a chunk object's name: 64 lower-case hex digits, exactly as [`to_hex`] spells
+/// them.
+pub(crate) fn chunk_name(file: &str) -> Option<Hash> {
+    hash_from_hex(file).ok().filter(|h| to_hex(h) == file)
+}
+
+/// `file` as a chunk sweep record: `chunks_<n>` (false) or `chunks_<n>.done` (true), `n` in
+/// decimal without leading zeros.
+pub(crate) fn sweep_mark(file: &str) -> Option<(u64, bool)> {
+    let rest = file.strip_prefix("chunks_")?;
+    let (digits, done) = match rest.strip_suffix(".done") {
+        Some(d) => (d, true),
+        None => (rest, false),
+    };
+    let n: u64 = digits.parse().ok()?;
+    (n.to_string() == digits).then_some((n, done))
 }
 
 /// The order snapshots are shipped, kept and restored in.
@@ -62,6 +86,19 @@ pub(crate) struct NodeObjects {
     pub holds: BTreeSet<SnapshotName>,
     /// gc floor records.
     pub gc_marks: BTreeSet<SnapshotName>,
+    /// Chunk objects, by hash, with their listed size.
+    pub chunks: BTreeMap<Hash, u64>,
+    /// Chunk sweep records: number, and whether it ended.
+    pub chunk_sweeps: BTreeMap<u64, SweepMark>,
+}
+
+/// A chunk sweep record as a listing shows it (see `chunk_gc.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SweepMark {
+    /// `chunks_<n>.done` is there: the sweep deletes nothing more.
+    pub done: bool,
+    /// When `chunks_<n>` was written, seconds since the Unix epoch (by the remote's clock).
+    pub began_unix: i64,
 }
 
 impl NodeObjects {
@@ -97,6 +134,21 @@ impl Remote {
         self.node_prefix(node).join(HOLDS).join(file)
     }
 
+    /// The key of `node`'s chunk object `hash`.
+    pub(crate) fn chunk_key(&self, node: &str, hash: &Hash) -> Path {
+        self.node_prefix(node).join(CHUNKS).join(to_hex(hash))
+    }
+
+    /// The key of `node`'s chunk sweep record `n` (`done`: its end).
+    pub(crate) fn chunk_sweep_key(&self, node: &str, n: u64, done: bool) -> Path {
+        let name = if done {
+            format!("chunks_{n}.done")
+        } else {
+            format!("chunks_{n}")
+        };
+        self.node_prefix(node).join(GC).join(name)
+    }
+
     /// The key of a gc floor record of `node` at `file`.
     pub(crate) fn gc_mark_key(&self, node: &str, file: &str) -> Path {
         self.node_prefix(node).join(GC).join(file)
@@ -105,12 +157,29 @@ impl Remote {
     /// Lists the remote, or only `node`'s objects, sorted into the layout. Names that are not
     /// ours are left out (a node name no shipper writes is logged, escaped).
     pub(crate) async fn listing(&self, node: Option<&str>) -> Result<Listing, ShipError> {
-        // The prefix's parts: the legacy index's key less its last part.
-        let base = self.index_key().parts().count().saturating_sub(1);
         let under = match node {
             Some(node) => self.node_prefix(node),
-            None => self.index_key().parts().take(base).collect(),
+            None => self.index_key().parts().take(self.base()).collect(),
         };
+        self.listing_under(under).await
+    }
+
+    /// What a listing of `node`'s directory `dir` (`gc`, `chunks`) shows: its part of the
+    /// node's objects, the rest empty. Listing one part at a time orders the reads, as the
+    /// chunk sweep protocol needs (`chunk_gc.rs`).
+    pub(crate) async fn node_part(&self, node: &str, dir: &str) -> Result<NodeObjects, ShipError> {
+        let mut listing = self.listing_under(self.node_prefix(node).join(dir)).await?;
+        Ok(listing.nodes.remove(node).unwrap_or_default())
+    }
+
+    /// The prefix's parts: the legacy index's key less its last part.
+    fn base(&self) -> usize {
+        self.index_key().parts().count().saturating_sub(1)
+    }
+
+    /// Lists the keys below `under`, sorted into the layout.
+    async fn listing_under(&self, under: Path) -> Result<Listing, ShipError> {
+        let base = self.base();
         let listed_under = (!under.as_ref().is_empty()).then_some(&under);
         let mut stream = self.store.list(listed_under);
         let mut listing = Listing::default();
@@ -174,6 +243,23 @@ fn sort_into(
                             modified_unix: meta.last_modified.timestamp(),
                         },
                     );
+            }
+        }
+        [dir, file] if dir == CHUNKS => {
+            if let Some(hash) = chunk_name(file) {
+                let n = listing.nodes.entry(node.clone()).or_insert_with(objects);
+                n.chunks.insert(hash, meta.size);
+            }
+        }
+        [dir, file] if dir == GC && sweep_mark(file).is_some() => {
+            if let Some((number, done)) = sweep_mark(file) {
+                let n = listing.nodes.entry(node.clone()).or_insert_with(objects);
+                let mark = n.chunk_sweeps.entry(number).or_default();
+                if done {
+                    mark.done = true;
+                } else {
+                    mark.began_unix = meta.last_modified.timestamp();
+                }
             }
         }
         [dir, file] => {

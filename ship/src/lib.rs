@@ -72,6 +72,8 @@
 
 #[cfg(feature = "s3")]
 mod checksum_probe;
+mod chunk_gc;
+mod chunk_sweep;
 mod confirm;
 mod error;
 mod holds;
@@ -85,9 +87,11 @@ mod node_index;
 mod orphans;
 mod own_index;
 mod remote;
+mod remote_chunks;
 mod remote_index;
 pub mod repair;
 mod restore;
+mod restore_chunks;
 pub mod retention;
 mod runtime;
 #[cfg(feature = "s3")]

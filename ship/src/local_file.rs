@@ -4,18 +4,22 @@
 //! file of any size ships in a few parts' worth of memory and a file truncated under the
 //! shipper is an error, not a `SIGBUS`.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
+use snapseal_persist::internals::chunks::chunk_list;
 use snapseal_persist::internals::format::Header;
 use snapseal_persist::internals::fs::{Untrusted, UntrustedError};
 use snapseal_persist::internals::{verify_file, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{SnapshotName, VerifyError};
+use snapseal_persist::{Hash, SnapshotName, SnapshotStore, VerifyError};
+
+/// A chunk list: `(length, BLAKE3)` per chunk, in body order.
+pub(crate) type ChunkList = Vec<(u32, Hash)>;
 
 use crate::error::{describe, ShipError};
 #[cfg(feature = "test-hooks")]
@@ -32,8 +36,13 @@ pub(crate) struct LocalFile {
 /// What the full verification of a local file found.
 #[derive(Clone)]
 pub(crate) enum Checked {
-    /// It verifies: its header, and the BLAKE3 of the whole file as it was read.
-    Good { header: Header, hash: blake3::Hash },
+    /// It verifies: its header, the BLAKE3 of the whole file as it was read, and for a
+    /// chunked snapshot its chunk list (verified with it).
+    Good {
+        header: Header,
+        hash: blake3::Hash,
+        chunks: Option<Arc<ChunkList>>,
+    },
     /// It does not (or it was truncated while it was read): never shipped.
     Bad(String),
     /// A read failed (an I/O error, which says nothing about the contents).
@@ -67,6 +76,7 @@ impl LocalFile {
                     Checked::Good {
                         header: v.header,
                         hash: whole.finalize(),
+                        chunks: None,
                     }
                 }
                 Err(VerifyError::Read { source, .. }) if changed_under_us(&source).is_none() => {
@@ -75,6 +85,57 @@ impl LocalFile {
                 Err(e) => Checked::Bad(describe(&e)),
             }
         });
+        LocalFile::checking(file, task)
+    }
+
+    /// Starts verifying a chunked snapshot through its `store` (its list, and every chunk
+    /// against its hash, read from the store's packs; the store keeps a queued file's chunks
+    /// while the shipper holds it), and the BLAKE3 of the whole file as the store's verified
+    /// open file reads it. `file` (the same file, opened by the shipper) is what the upload
+    /// reads: bytes that differ from the ones hashed here are never made visible.
+    pub(crate) fn verify_in_store(
+        file: Untrusted,
+        name: SnapshotName,
+        store: Arc<SnapshotStore>,
+    ) -> LocalFile {
+        let task = tokio::task::spawn_blocking(move || {
+            let verified = match store.read(&name) {
+                Ok(v) => v,
+                Err(VerifyError::Read { source, .. }) if changed_under_us(&source).is_none() => {
+                    return Checked::Unreadable(Arc::new(source))
+                }
+                Err(e) => return Checked::Bad(describe(&e)),
+            };
+            let list = match chunk_list(&verified) {
+                Ok(Some(list)) => list,
+                Ok(None) => return Checked::Bad(format!("{name}: not a chunked snapshot")),
+                Err(e) => return Checked::Bad(describe(&e)),
+            };
+            let mut whole = blake3::Hasher::new();
+            let mut piece = vec![0u8; 1 << 20];
+            let mut reader = verified.file_reader();
+            loop {
+                match reader.read(&mut piece) {
+                    Ok(0) => break,
+                    Ok(n) => hash_piece(&mut whole, &piece[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Checked::Bad(format!("{name}: truncated while being read: {e}"))
+                    }
+                    Err(e) => return Checked::Unreadable(Arc::new(e)),
+                }
+            }
+            Checked::Good {
+                header: verified.header().clone(),
+                hash: whole.finalize(),
+                chunks: Some(Arc::new(list)),
+            }
+        });
+        LocalFile::checking(Arc::new(file), task)
+    }
+
+    /// A file whose verification `task` runs.
+    fn checking(file: Arc<Untrusted>, task: tokio::task::JoinHandle<Checked>) -> LocalFile {
         let checked = task
             .map(|joined| {
                 joined.unwrap_or_else(|e| Checked::Bad(format!("verification failed: {e}")))

@@ -23,7 +23,10 @@ use crate::index::{EntryClaims, IndexEntry};
 use crate::layout::order;
 use crate::local_error::LocalError;
 use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
+use crate::restore_chunks::fetch_chunks;
 use crate::view::read_views;
+use snapseal_persist::internals::chunks::ChunkImportError;
+use snapseal_persist::Flags;
 
 /// The largest receipt checked before a body is fetched; a header claiming a larger one is
 /// refused (the built-in scheme's receipts are at most 16 KiB).
@@ -46,6 +49,10 @@ pub struct RestoreOptions {
     pub attempts: u32,
     /// Called after each piece fetched (every 8 MiB), for a progress bar.
     pub progress: Option<RestoreProgress>,
+    /// More remotes to take a chunked snapshot's chunks from (the same node's chunk objects
+    /// there), tried in turn after the remote the snapshot is on, each chunk checked against
+    /// its hash: a joining node pulling from several places.
+    pub chunk_sources: Vec<Arc<Remote>>,
 }
 
 impl std::fmt::Debug for RestoreOptions {
@@ -55,6 +62,7 @@ impl std::fmt::Debug for RestoreOptions {
             .field("max_file_bytes", &self.max_file_bytes)
             .field("attempts", &self.attempts)
             .field("progress", &self.progress.is_some())
+            .field("chunk_sources", &self.chunk_sources.len())
             .finish()
     }
 }
@@ -66,6 +74,7 @@ impl Default for RestoreOptions {
             max_file_bytes: 64 << 30,
             attempts: 3,
             progress: None,
+            chunk_sources: Vec::new(),
         }
     }
 }
@@ -106,6 +115,12 @@ impl RestoreOptions {
     /// Sets [`attempts`](Self::attempts) per candidate.
     pub fn with_attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts;
+        self
+    }
+
+    /// Adds a remote to [`chunk_sources`](Self::chunk_sources).
+    pub fn with_chunk_source(mut self, remote: Arc<Remote>) -> Self {
+        self.chunk_sources.push(remote);
         self
     }
 
@@ -297,7 +312,7 @@ pub async fn restore_async(
 /// `block_in_place` on a multi-thread runtime. On a current-thread runtime (where
 /// `block_in_place` panics) it runs inline: handing it to `spawn_blocking` would need the
 /// store by `Arc`, and the caller's task waits for it either way.
-fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
@@ -410,6 +425,13 @@ async fn fetch_one(
         .map_err(about_object)?;
     check_receipt(&header, &receipt, verifier).map_err(refuse)?;
 
+    let import = if header.flags.contains(Flags::CHUNKED) {
+        let fetched = fetch_chunks(remote, &opts.chunk_sources, &c.node, key, &header, store);
+        Some(fetched.await?)
+    } else {
+        None
+    };
+
     let mut stream = std::pin::pin!(remote.pieces(key, meta.size, READ_PIECE, READ_IN_FLIGHT));
     let mut file = store.begin_ingest(limit);
     let mut hasher = blake3::Hasher::new();
@@ -438,7 +460,28 @@ async fn fetch_one(
             )));
         }
     }
-    match off_the_workers(|| store.finish_ingest(file)) {
+    let ingest = |source| ShipError::Ingest {
+        object: key.to_string(),
+        source,
+    };
+    let finished = match import {
+        None => off_the_workers(|| store.finish_ingest(file)).map_err(ingest),
+        Some(import) => {
+            off_the_workers(|| import.finish_ingest(store, file)).map_err(|e| match e {
+                ChunkImportError::Ingest(source) => ingest(source),
+                ChunkImportError::Chunks(source) => ShipError::LocalChunk {
+                    dir: store.dir().to_path_buf(),
+                    source,
+                },
+                other => ShipError::LocalIo {
+                    dir: store.dir().to_path_buf(),
+                    step: "committing imported chunks",
+                    source: std::io::Error::other(other),
+                },
+            })
+        }
+    };
+    match finished {
         Ok(Ingested::Committed(committed)) if committed.name == c.name => Ok(true),
         Ok(Ingested::AlreadyPresent(name)) if name == c.name => Ok(false),
         Ok(other) => Err(refuse(format!(
@@ -446,10 +489,7 @@ async fn fetch_one(
             other.name(),
             c.name
         ))),
-        Err(source) => Err(ShipError::Ingest {
-            object: key.to_string(),
-            source,
-        }),
+        Err(e) => Err(e),
     }
 }
 

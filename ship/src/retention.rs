@@ -12,6 +12,7 @@ use snapseal_persist::internals::Escaped;
 use snapseal_persist::SnapshotName;
 use tracing::info;
 
+use crate::chunk_sweep::sweep_chunks;
 use crate::error::ShipError;
 use crate::holds::{delete_hold, put_hold};
 use crate::layout::order;
@@ -114,6 +115,11 @@ pub struct GcReport {
     pub deleted: Vec<RemoteObject>,
     /// On a `file://` remote: staging files of interrupted uploads removed (or to remove).
     pub stale_uploads: Vec<StaleUpload>,
+    /// Chunk objects deleted (or, dry, to delete) because no snapshot object of their node
+    /// on the remote names them.
+    pub chunks_deleted: usize,
+    /// Their bytes.
+    pub chunk_bytes_deleted: u64,
 }
 
 /// Every snapshot object on the remote (a listing: for operators), oldest first per node,
@@ -267,6 +273,7 @@ pub async fn gc_async(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, Sh
         }
     }
     if policy.dry_run || report.deleted.is_empty() {
+        sweep_all_chunks(remote, &views, policy.dry_run, &mut report).await?;
         return Ok(report);
     }
     let mut floors: BTreeMap<&str, SnapshotName> = BTreeMap::new();
@@ -306,7 +313,25 @@ pub async fn gc_async(remote: &Remote, policy: &GcPolicy) -> Result<GcReport, Sh
             }
         }
     }
+    sweep_all_chunks(remote, &views, false, &mut report).await?;
     Ok(report)
+}
+
+/// The chunk sweep of every node (`chunk_sweep.rs`), after its snapshot objects were
+/// deleted: a chunk object goes only when no snapshot object of its node still on the
+/// remote — held, retained, or shipped and not yet indexed — names it.
+async fn sweep_all_chunks(
+    remote: &Remote,
+    views: &Views,
+    dry_run: bool,
+    report: &mut GcReport,
+) -> Result<(), ShipError> {
+    for view in &views.nodes {
+        let swept = sweep_chunks(remote, &view.node, dry_run).await?;
+        report.chunks_deleted += swept.chunks;
+        report.chunk_bytes_deleted += swept.bytes;
+    }
+    Ok(())
 }
 
 /// Puts a remote hold on `node`'s snapshot `name` (the object must exist): gc never deletes

@@ -16,7 +16,7 @@ use snapseal_persist::internals::format::{Header, HEADER_LEN};
 use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::{verify_bytes, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{to_hex, FileState, Hold, SnapshotName, SnapshotStore};
+use snapseal_persist::{to_hex, FileState, Flags, Hold, SnapshotName, SnapshotStore};
 use tracing::{debug, info, warn};
 
 use crate::error::{describe, ErrorClass, ShipError};
@@ -27,6 +27,9 @@ use crate::orphans::UploadLog;
 use crate::own_index::OwnIndex;
 use crate::remote::Remote;
 use crate::upload::{Difference, Put, Source};
+
+#[path = "shipper_chunks.rs"]
+mod chunks;
 
 /// How a shipper behaves.
 #[derive(Clone, Debug)]
@@ -323,6 +326,10 @@ pub struct ShipStats {
     pub released_unshipped: u64,
     /// Committed files skipped because they do not verify.
     pub skipped_unverified: u64,
+    /// Chunk objects of chunked snapshots uploaded (the remote lacked them).
+    pub chunks_uploaded: u64,
+    /// Their bytes.
+    pub chunk_bytes_uploaded: u64,
 }
 
 /// What one pass did.
@@ -359,6 +366,8 @@ struct Counters {
     terminal_errors: AtomicU64,
     released_unshipped: AtomicU64,
     skipped_unverified: AtomicU64,
+    chunks_uploaded: AtomicU64,
+    chunk_bytes_uploaded: AtomicU64,
 }
 
 /// Ships a store's committed snapshots to a remote. Runs beside the node's Snapshotter and
@@ -456,6 +465,8 @@ impl Shipper {
             terminal_errors: c.terminal_errors.load(Ordering::Relaxed),
             released_unshipped: c.released_unshipped.load(Ordering::Relaxed),
             skipped_unverified: c.skipped_unverified.load(Ordering::Relaxed),
+            chunks_uploaded: c.chunks_uploaded.load(Ordering::Relaxed),
+            chunk_bytes_uploaded: c.chunk_bytes_uploaded.load(Ordering::Relaxed),
         }
     }
 
@@ -765,18 +776,31 @@ impl Shipper {
             let dir = dir.to_path_buf();
             let verifier = Arc::clone(&self.verifier);
             let config = self.config.clone();
-            tokio::task::spawn_blocking(move || open_local(&dir, name, &config, &*verifier))
-                .await
-                .map_err(|e| ShipError::LocalIo {
-                    dir: self.store.dir().to_path_buf(),
-                    step: "reading a snapshot file",
-                    source: std::io::Error::other(e),
-                })??
+            tokio::task::spawn_blocking(move || {
+                let opened = open_local(&dir, name, &config, &*verifier)?;
+                Ok(match opened {
+                    Ok(file) => {
+                        let chunked = is_chunked(&file);
+                        Ok((file, chunked))
+                    }
+                    Err(outcome) => Err(outcome),
+                })
+            })
+            .await
+            .map_err(|e| ShipError::LocalIo {
+                dir: self.store.dir().to_path_buf(),
+                step: "reading a snapshot file",
+                source: std::io::Error::other(e),
+            })??
         };
-        let file = match opened {
-            Ok(file) => file,
+        let (file, chunked) = match opened {
+            Ok(opened) => opened,
             Err(outcome) => return Ok(outcome),
         };
+        if chunked {
+            let local = LocalFile::verify_in_store(file, name, Arc::clone(&self.store));
+            return self.ship_chunked(name, Arc::new(local)).await;
+        }
         let local = Arc::new(LocalFile::verify(
             file,
             name,
@@ -830,7 +854,7 @@ impl Shipper {
             }
         };
         let (header, hash) = match local.checked().await {
-            Checked::Good { header, hash } => (header, hash),
+            Checked::Good { header, hash, .. } => (header, hash),
             Checked::Bad(reason) => return Ok(Outcome::Unverified(reason)),
             Checked::Unreadable(e) => return Err(local.unreadable(&e)),
         };
@@ -936,6 +960,14 @@ impl Shipper {
             sink(&event);
         }
     }
+}
+
+/// True when the header of `file` (read again: 160 bytes) says its body is a chunk list.
+fn is_chunked(file: &Untrusted) -> bool {
+    file.read_range(0, HEADER_LEN.min(file.len() as usize))
+        .ok()
+        .and_then(|head| Header::decode(&head).ok())
+        .is_some_and(|h| h.flags.contains(Flags::CHUNKED))
 }
 
 /// A failed read of the local file: the file changed under us (truncated) is a file not

@@ -12,6 +12,7 @@ mod support;
 mod async_api;
 mod bounded_memory;
 mod changed_under_the_shipper;
+mod chunked;
 mod confirm;
 mod full_remote;
 mod hostile_local;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each binary uses a part of it
 
 pub(crate) mod check;
+pub(crate) mod chunked;
 pub(crate) mod faulty;
 pub(crate) mod moto;
 pub(crate) mod proxy;
