@@ -191,7 +191,7 @@ impl Cluster {
 
     /// Every node's status and the last lines of its log (Raft's replication chatter left
     /// out), for a failure message.
-    async fn diagnostics(&self) -> String {
+    pub(crate) async fn diagnostics(&self) -> String {
         let mut out = String::new();
         for id in self.nodes.keys() {
             let status = self.get(*id, "/status").await;
