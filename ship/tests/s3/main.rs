@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod chunked;
 mod confirm;
 mod faults;
 mod layout;
