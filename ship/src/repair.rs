@@ -3,7 +3,8 @@
 //! For each node (or one), every snapshot object a listing shows is read whole and verified —
 //! its header (it decodes, names the object's indices, gives the object's size), its receipt
 //! (the header's digest, and a proof of the header's claims under a trusted key), its body
-//! (the header's body digest) — and the BLAKE3 of the whole object is computed on the way. The
+//! (the header's body digest), and for a chunked snapshot every chunk object its list names
+//! (fetched and checked against its hash) — and the BLAKE3 of the whole object is computed on the way. The
 //! node's index is then rewritten to name exactly the objects that verified; each one that did
 //! not is reported with the reason and left where it is. Holds are never lost: hold objects
 //! are not touched, and holds found only in the legacy index are written as hold objects
@@ -14,13 +15,13 @@
 //! finds it stops with [`ShipError::NodeInUse`] rather than write over it (restarted, the
 //! shipper takes the node over from the repaired index).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures::StreamExt;
 use object_store::path::Path;
 use snapseal_persist::internals::format::HEADER_LEN;
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{to_hex, SnapshotName};
+use snapseal_persist::{to_hex, Hash, SnapshotName};
 use tracing::{info, warn};
 
 use crate::error::{describe, ShipError};
@@ -28,8 +29,11 @@ use crate::holds::migrate_legacy_holds;
 use crate::identity::repair_writer_id;
 use crate::index::{EntryClaims, IndexEntry, LegacyIndex, NodeIndex};
 use crate::layout::{order, Listed};
+use crate::local_file::ChunkList;
 use crate::remote::{Remote, READ_IN_FLIGHT, READ_PIECE};
+use crate::remote_chunks::read_list;
 use crate::restore::{about_object, check_name, check_receipt, MAX_RECEIPT_BYTES};
+use crate::restore_chunks::{fetch_chunk, FETCH_IN_FLIGHT};
 use crate::shipper::check_node;
 use crate::upload::hash_piece;
 
@@ -264,7 +268,7 @@ async fn repair_node(
         match verify_object(
             remote,
             verifier,
-            &key,
+            (node, &key),
             name,
             listed.size,
             opts.max_file_bytes,
@@ -306,13 +310,39 @@ async fn repair_node(
     })
 }
 
-/// Reads the object at `key` whole and verifies it: header, receipt, body digest; returns its
+/// Fetches every distinct chunk of a chunked snapshot's `list` from `node`'s chunk objects
+/// and checks each against its hash (8 in flight); one missing or damaged refuses the
+/// snapshot object at `key`, naming the chunk.
+async fn check_chunks(
+    remote: &Remote,
+    node: &str,
+    key: &Path,
+    list: &ChunkList,
+) -> Result<(), ShipError> {
+    let mut seen = HashSet::new();
+    let distinct: Vec<(u32, Hash)> = list
+        .iter()
+        .filter(|(_, h)| seen.insert(*h))
+        .copied()
+        .collect();
+    let sources = [remote];
+    let mut fetches = futures::stream::iter(distinct)
+        .map(|(len, hash)| fetch_chunk(&sources, node, key, hash, len))
+        .buffer_unordered(FETCH_IN_FLIGHT);
+    while let Some(fetched) = fetches.next().await {
+        fetched?;
+    }
+    Ok(())
+}
+
+/// Reads the object at `key` whole and verifies it: header, receipt, body digest (and for a
+/// chunked snapshot, every chunk its list names against its hash); returns its
 /// index entry. An object that does not verify is [`ShipError::Refused`] (with the reason);
 /// any other error is the remote's.
 async fn verify_object(
     remote: &Remote,
     verifier: &dyn ReceiptVerifier,
-    key: &Path,
+    (node, key): (&str, &Path),
     name: &SnapshotName,
     size: u64,
     max: u64,
@@ -379,6 +409,12 @@ async fn verify_object(
         return Err(refuse(
             "the body does not match the header's body digest".into(),
         ));
+    }
+    if let Some(list) = read_list(remote, key, &header)
+        .await
+        .map_err(about_object)?
+    {
+        check_chunks(remote, node, key, &list).await?;
     }
     Ok(IndexEntry {
         name: name.file_name(),

@@ -79,8 +79,9 @@ pub(crate) async fn fetch_chunks(
     Ok(import)
 }
 
-/// Chunk `hash` (`len` bytes) from the first source that has it with the right bytes.
-async fn fetch_chunk(
+/// Chunk `hash` (`len` bytes) from the first source that has it with the right bytes; one
+/// missing or damaged on every source refuses the snapshot object `snapshot`, naming it.
+pub(crate) async fn fetch_chunk(
     sources: &[&Remote],
     node: &str,
     snapshot: &Path,

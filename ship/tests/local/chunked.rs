@@ -329,3 +329,36 @@ fn a_running_chunk_sweep_keeps_the_shipper_from_indexing_until_it_ends() {
     let report = sh.ship_pending().unwrap();
     assert_eq!(report.shipped.len(), 1);
 }
+
+#[test]
+fn repair_checks_every_chunk_of_a_chunked_snapshot_and_drops_one_missing_a_chunk() {
+    use snapseal_ship::repair::{self, RepairOptions};
+    let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (names, _, _) = two_shipped(local.path(), remote_dir.path());
+    let store = chunked_store(local.path());
+    // A chunk only the newer snapshot names goes missing.
+    let older = chunk_names(&store, &names[0]);
+    let only_newer = chunk_names(&store, &names[1])
+        .into_iter()
+        .find(|c| !older.contains(c))
+        .unwrap();
+    std::fs::remove_file(
+        remote_dir
+            .path()
+            .join(NODE)
+            .join("chunks")
+            .join(&only_newer),
+    )
+    .unwrap();
+    let remote = local_remote(remote_dir.path());
+    let report = repair::repair(&remote, &*options().verifier, &RepairOptions::default()).unwrap();
+    let node = report.nodes.iter().find(|n| n.node == NODE).unwrap();
+    assert_eq!(node.kept, [names[0]]);
+    assert_eq!(node.dropped.len(), 1);
+    assert_eq!(node.dropped[0].name, names[1]);
+    assert!(
+        node.dropped[0].reason.contains(&only_newer),
+        "{:?}",
+        node.dropped
+    );
+}
