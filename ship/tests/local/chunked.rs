@@ -362,3 +362,63 @@ fn repair_checks_every_chunk_of_a_chunked_snapshot_and_drops_one_missing_a_chunk
         node.dropped
     );
 }
+
+#[test]
+fn a_chunk_sweep_that_begins_while_a_snapshot_ships_makes_the_shipper_upload_the_swept_chunk_before_indexing(
+) {
+    use crate::support::sweep_on_put::SweepOnPut;
+    use snapseal_ship::{LocalStore, RemoteOptions};
+    let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = chunked_store(local.path());
+    let old = state(2 * MIB, 7);
+    let first = persist_chunked(&store, 10, &old);
+    Shipper::new(
+        local_remote(remote_dir.path()),
+        std::sync::Arc::clone(&store),
+        ShipConfig::new(NODE),
+    )
+    .unwrap()
+    .ship_pending()
+    .unwrap();
+    // Snapshot 20 shares all but a chunk or two with 10; a sweep deletes a shared chunk
+    // (one the shipper saw listed and skipped) just before 20's object goes up.
+    let second = persist_chunked(&store, 20, &edited(&old, MIB, 10));
+    let shared = chunk_names(&store, &first)[0].clone();
+    assert!(chunk_names(&store, &second).contains(&shared));
+    let victim = object_store::path::Path::from(format!("{NODE}/chunks/{shared}"));
+    let sweeping = SweepOnPut {
+        inner: std::sync::Arc::new(LocalStore::new(remote_dir.path().to_path_buf(), u64::MAX)),
+        node: NODE.into(),
+        victim,
+        fired: Default::default(),
+    };
+    let remote = snapseal_ship::Remote::with_store(
+        &file_url(remote_dir.path()),
+        std::sync::Arc::new(sweeping),
+        object_store::path::Path::from(""),
+        &RemoteOptions::default(),
+    )
+    .unwrap();
+    let sh = Shipper::new(
+        std::sync::Arc::new(remote),
+        std::sync::Arc::clone(&store),
+        ShipConfig::new(NODE),
+    )
+    .unwrap();
+    let report = sh.ship_pending().unwrap();
+    assert_eq!(report.shipped, [second]);
+    let chunk = remote_dir.path().join(NODE).join("chunks").join(&shared);
+    assert!(
+        chunk.exists(),
+        "the swept chunk was uploaded again before 20 was indexed"
+    );
+    let target = tempfile::tempdir().unwrap();
+    let into = chunked_store(target.path());
+    let r = restore(
+        &local_remote(remote_dir.path()),
+        &into,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.name, second);
+}

@@ -9,6 +9,7 @@ pub(crate) mod faulty;
 pub(crate) mod moto;
 pub(crate) mod proxy;
 pub(crate) mod s3;
+pub(crate) mod sweep_on_put;
 
 use std::path::Path;
 use std::sync::Arc;
