@@ -15,6 +15,13 @@ use snapseal_ship::{restore, RestoreOptions, ShipConfig, ShipError, Shipper};
 const NODE: &str = "n1";
 const MIB: usize = 1 << 20;
 
+/// One pass of a shipper of `store` to the `file://` remote at `remote_dir`.
+fn ship(store: &std::sync::Arc<snapseal_persist::SnapshotStore>, remote_dir: &Path) {
+    let remote = local_remote(remote_dir);
+    let sh = Shipper::new(remote, std::sync::Arc::clone(store), ShipConfig::new(NODE)).unwrap();
+    sh.ship_pending().unwrap();
+}
+
 /// A store at `local` with chunked snapshots 10 (`old`) and 20 (`old` with 100 bytes
 /// changed), both shipped to `remote_dir` in two passes. Returns the names, the states and
 /// the chunk bytes each pass uploaded.
@@ -125,13 +132,7 @@ fn a_damaged_or_missing_chunk_object_fails_that_snapshot_naming_the_chunk_and_co
         let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let store = chunked_store(local.path());
         let name = persist_chunked(&store, 10, &state(MIB, 3));
-        let sh = Shipper::new(
-            local_remote(remote_dir.path()),
-            std::sync::Arc::clone(&store),
-            ShipConfig::new(NODE),
-        )
-        .unwrap();
-        sh.ship_pending().unwrap();
+        ship(&store, remote_dir.path());
         let victim = chunk_objects(remote_dir.path(), NODE)[0].clone();
         let hex = victim.file_name().unwrap().to_string_lossy().into_owned();
         if damage {
@@ -175,13 +176,7 @@ fn a_restore_that_failed_on_a_chunk_resumes_without_fetching_again_what_it_kept(
     let store = chunked_store(local.path());
     let s = state(8 * MIB, 4);
     let name = persist_chunked(&store, 10, &s);
-    let sh = Shipper::new(
-        local_remote(remote_dir.path()),
-        std::sync::Arc::clone(&store),
-        ShipConfig::new(NODE),
-    )
-    .unwrap();
-    sh.ship_pending().unwrap();
+    ship(&store, remote_dir.path());
     // The list's last chunk is away during the first restore.
     let last = chunk_names(&store, &name).pop().unwrap();
     let path = remote_dir.path().join(NODE).join("chunks").join(&last);
@@ -211,13 +206,7 @@ fn a_restore_takes_each_chunk_from_whichever_of_two_remotes_has_it() {
     let store = chunked_store(local.path());
     let s = state(2 * MIB, 5);
     let name = persist_chunked(&store, 10, &s);
-    let sh = Shipper::new(
-        local_remote(a.path()),
-        std::sync::Arc::clone(&store),
-        ShipConfig::new(NODE),
-    )
-    .unwrap();
-    sh.ship_pending().unwrap();
+    ship(&store, a.path());
     // Remote b: the same objects; then each keeps only every other chunk.
     let b = tempfile::tempdir().unwrap();
     let copy = std::process::Command::new("cp")
@@ -248,16 +237,10 @@ fn a_restore_takes_each_chunk_from_whichever_of_two_remotes_has_it() {
 fn gc_keeps_the_chunks_of_retained_and_held_snapshots_and_deletes_the_rest() {
     let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store = chunked_store(local.path());
-    let sh = Shipper::new(
-        local_remote(remote_dir.path()),
-        std::sync::Arc::clone(&store),
-        ShipConfig::new(NODE),
-    )
-    .unwrap();
     let names: Vec<SnapshotName> = (1..=3u64)
         .map(|i| persist_chunked(&store, i * 10, &state(MIB, 10 + i)))
         .collect();
-    sh.ship_pending().unwrap();
+    ship(&store, remote_dir.path());
     let remote = local_remote(remote_dir.path());
     retention::hold(&remote, NODE, &names[0]).unwrap();
     let report = retention::gc(&remote, &GcPolicy::new(1)).unwrap();
@@ -372,14 +355,7 @@ fn a_chunk_sweep_that_begins_while_a_snapshot_ships_makes_the_shipper_upload_the
     let store = chunked_store(local.path());
     let old = state(2 * MIB, 7);
     let first = persist_chunked(&store, 10, &old);
-    Shipper::new(
-        local_remote(remote_dir.path()),
-        std::sync::Arc::clone(&store),
-        ShipConfig::new(NODE),
-    )
-    .unwrap()
-    .ship_pending()
-    .unwrap();
+    ship(&store, remote_dir.path());
     // Snapshot 20 shares all but a chunk or two with 10; a sweep deletes a shared chunk
     // (one the shipper saw listed and skipped) just before 20's object goes up.
     let second = persist_chunked(&store, 20, &edited(&old, MIB, 10));
