@@ -398,3 +398,28 @@ fn a_chunk_sweep_that_begins_while_a_snapshot_ships_makes_the_shipper_upload_the
     .unwrap();
     assert_eq!(r.name, second);
 }
+
+#[test]
+fn a_one_percent_change_ships_under_three_percent_of_a_full_ship() {
+    let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = chunked_store(local.path());
+    let sh = Shipper::new(
+        local_remote(remote_dir.path()),
+        std::sync::Arc::clone(&store),
+        ShipConfig::new(NODE),
+    )
+    .unwrap();
+    let len = 32 * MIB;
+    let base = state(len, 8);
+    persist_chunked(&store, 10, &base);
+    sh.ship_pending().unwrap();
+    let full = sh.stats().chunk_bytes_uploaded;
+    // 1% of the bytes, in one contiguous range.
+    persist_chunked(&store, 20, &edited(&base, len / 3, len / 100));
+    sh.ship_pending().unwrap();
+    let delta = sh.stats().chunk_bytes_uploaded - full;
+    let percent = delta as f64 * 100.0 / full as f64;
+    eprintln!("chunk bytes shipped: full {full}, after a 1% change {delta} ({percent:.2}%)");
+    assert_eq!(full, len as u64);
+    assert!(percent <= 3.0, "{percent:.2}% of a full ship");
+}
