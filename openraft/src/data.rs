@@ -4,18 +4,23 @@
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
-use snapseal_persist::{IngestFile, SnapshotFile};
+use snapseal_persist::{IngestFile, SnapshotFile, SnapshotStore};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
+use crate::chunked::{Bundle, Incoming};
 use crate::Error;
 
 /// The bytes of one snapshot as openraft moves them: exactly the bytes of a `.committed`
 /// snapseal file (header, body, receipt), so a follower can verify what it received before
-/// committing it.
+/// committing it. For a chunked snapshot ([`SealOptions::chunked`](crate::SealOptions)) the
+/// file (whose body is the chunk list) is followed by every distinct chunk it names, raw, in
+/// the order the list first names them: openraft 0.9's transport is one-way, so the stream
+/// must be self-contained, and a follower writes only the chunks it lacks (see the crate
+/// docs).
 ///
 /// Two kinds, fixed when it is made:
 /// - **reading**: a committed file that verified (from `get_current_snapshot`), kept open
@@ -104,7 +109,11 @@ enum Inner {
         pos: u64,
     },
     Receiving {
-        file: IngestFile,
+        /// Boxed: the receiving state is larger than the reading one.
+        file: Box<Incoming>,
+        /// The store `file` ingests into; weak, so data still being received does not keep
+        /// the store (and its directory lock) open past the state machine.
+        store: Weak<SnapshotStore>,
         /// A fresh pending file in the same store, for a re-send from the start.
         restart: Restart,
     },
@@ -119,7 +128,10 @@ pub(crate) type Opener = Box<dyn FnOnce() -> Result<SnapshotFile, Error> + Send>
 
 /// A committed file to read: verified already, or opened and verified on first use.
 struct Committed {
+    /// Bytes of the stream: the file's, plus the chunks' for a chunked file.
     len: u64,
+    /// The chunks sent after a chunked file (its store's, read as they are sent).
+    chunks: Option<Arc<Bundle>>,
     opener: Mutex<Option<Opener>>,
     file: OnceLock<Result<Arc<SnapshotFile>, Arc<Error>>>,
 }
@@ -142,7 +154,8 @@ impl Committed {
 }
 
 impl SealedData {
-    /// Data reading the verified committed `file`.
+    /// Data reading the verified committed `file`: its bytes alone. (The state machine's own
+    /// data for a chunked file also carries the chunks, which it reads from its store.)
     pub fn reading(file: SnapshotFile) -> Self {
         // A seek to the end reads nothing: it is the file's length as verified, and cannot fail.
         let len = file.file_reader().seek(SeekFrom::End(0)).unwrap_or(0);
@@ -150,6 +163,7 @@ impl SealedData {
             inner: Inner::Reading {
                 file: Committed {
                     len,
+                    chunks: None,
                     opener: Mutex::new(None),
                     file: OnceLock::from(Ok(Arc::new(file))),
                 },
@@ -158,13 +172,31 @@ impl SealedData {
         }
     }
 
-    /// Data reading a committed file of `len` bytes that `open` opens and verifies on first
-    /// use.
+    /// Data reading the verified committed `file` of `store`, followed by its chunks when it
+    /// is chunked.
+    pub(crate) fn reading_in(
+        file: SnapshotFile,
+        store: &Arc<SnapshotStore>,
+    ) -> Result<Self, Error> {
+        let mut data = SealedData::reading(file);
+        if let Inner::Reading { file, .. } = &mut data.inner {
+            let opened = file.get().map_err(|e| Error::Opening(Arc::clone(e)))?;
+            if let Some(bundle) = Bundle::of(opened, file.len, store)? {
+                file.len = bundle.len();
+                file.chunks = Some(Arc::new(bundle));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Data reading a plain committed file of `len` bytes that `open` opens and verifies on
+    /// first use.
     pub(crate) fn built(len: u64, open: Opener) -> Self {
         SealedData {
             inner: Inner::Reading {
                 file: Committed {
                     len,
+                    chunks: None,
                     opener: Mutex::new(Some(open)),
                     file: OnceLock::new(),
                 },
@@ -173,11 +205,19 @@ impl SealedData {
         }
     }
 
-    /// Receiving data writing into `file`; `restart` makes a new one for a re-send from the
-    /// start.
-    pub(crate) fn receiving(file: IngestFile, restart: Restart) -> Self {
+    /// Receiving data writing into `file`, a pending ingest of `store`; `restart` makes a new
+    /// one for a re-send from the start.
+    pub(crate) fn receiving(
+        file: IngestFile,
+        store: Weak<SnapshotStore>,
+        restart: Restart,
+    ) -> Self {
         SealedData {
-            inner: Inner::Receiving { file, restart },
+            inner: Inner::Receiving {
+                file: Box::new(Incoming::new(file)),
+                store,
+                restart,
+            },
         }
     }
 
@@ -207,7 +247,11 @@ impl SealedData {
     pub(crate) fn into_kind(self) -> Result<DataKind, Error> {
         match self.inner {
             Inner::Reading { file, .. } => match file.get() {
-                Ok(f) => Ok(DataKind::Reading(Arc::clone(f))),
+                Ok(f) => Ok(DataKind::Reading(FileStream {
+                    file: Arc::clone(f),
+                    chunks: file.chunks.clone(),
+                    pos: 0,
+                })),
                 Err(e) => Err(Error::Opening(Arc::clone(e))),
             },
             Inner::Receiving { file, .. } => Ok(DataKind::Receiving(file)),
@@ -217,8 +261,9 @@ impl SealedData {
 
 /// What an install is given.
 pub(crate) enum DataKind {
-    Reading(Arc<SnapshotFile>),
-    Receiving(IngestFile),
+    /// Data read from a committed file (of this store or another), as a stream.
+    Reading(FileStream),
+    Receiving(Box<Incoming>),
 }
 
 /// Reads the file's bytes at `pos` into `buf` (one `pread`); 0 at or past the end.
@@ -228,21 +273,31 @@ fn read_at(file: &SnapshotFile, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
     reader.read(buf)
 }
 
-/// A whole committed file as a byte stream, for ingesting it into another store.
-pub(crate) struct FileStream {
-    pub(crate) file: Arc<SnapshotFile>,
-    pub(crate) pos: u64,
+/// Reads the stream at `pos`: the file's bytes, then (for a chunked file) its chunks'.
+fn stream_at(
+    file: &SnapshotFile,
+    chunks: Option<&Bundle>,
+    pos: u64,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let n = read_at(file, pos, buf)?;
+    match chunks {
+        Some(bundle) if n == 0 => bundle.read_at(pos, buf),
+        _ => Ok(n),
+    }
 }
 
-impl FileStream {
-    pub(crate) fn new(file: Arc<SnapshotFile>) -> Self {
-        FileStream { file, pos: 0 }
-    }
+/// A whole committed file's stream (with its chunks, for a chunked file), for ingesting it
+/// into another store.
+pub(crate) struct FileStream {
+    file: Arc<SnapshotFile>,
+    chunks: Option<Arc<Bundle>>,
+    pos: u64,
 }
 
 impl Read for FileStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = read_at(&self.file, self.pos, buf)?;
+        let n = stream_at(&self.file, self.chunks.as_deref(), self.pos, buf)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -265,11 +320,14 @@ impl AsyncRead for SealedData {
             Inner::Reading { file, pos } => {
                 // One `pread` (once open), which blocks no longer than a page fault on a map
                 // of the file would: verifying it just read the whole file into the page cache.
-                let file = match file.get() {
+                // Past a chunked file, one chunk of at most 256 KiB read from its pack and
+                // hashed when the read enters it (verification read it just as recently).
+                let chunks = file.chunks.as_deref();
+                let opened = match file.get() {
                     Ok(f) => f,
                     Err(e) => return Poll::Ready(Err(Committed::read_error(e))),
                 };
-                let n = match read_at(file, *pos, buf.initialize_unfilled()) {
+                let n = match stream_at(opened, chunks, *pos, buf.initialize_unfilled()) {
                     Ok(n) => n,
                     Err(e) => return Poll::Ready(Err(e)),
                 };
@@ -292,8 +350,15 @@ impl AsyncWrite for SealedData {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().inner {
-            // One chunk into the pending file's page cache; durability is the install's fsync.
-            Inner::Receiving { file, .. } => Poll::Ready(io::Write::write(file, buf)),
+            // One piece into the pending file's page cache (durability is the install's
+            // fsync); past a chunked file, into the chunk being gathered, and a whole chunk
+            // the store lacks into a pack.
+            Inner::Receiving { file, store, .. } => Poll::Ready(match store.upgrade() {
+                Some(store) => file.take(&store, buf).map(|()| buf.len()),
+                None => Err(io::Error::other(
+                    "the state machine receiving this snapshot has shut down",
+                )),
+            }),
             Inner::Reading { .. } => Poll::Ready(Err(read_only())),
         }
     }
@@ -329,7 +394,7 @@ impl AsyncSeek for SealedData {
                     )),
                 }
             }
-            Inner::Receiving { file, restart } => {
+            Inner::Receiving { file, restart, .. } => {
                 let at = file.received();
                 let target = match position {
                     SeekFrom::Start(n) => Some(n),
@@ -343,7 +408,7 @@ impl AsyncSeek for SealedData {
                     // which removes its pending file; nothing of it was ever committed.
                     match restart() {
                         Some(fresh) => {
-                            *file = fresh;
+                            **file = Incoming::new(fresh);
                             Ok(())
                         }
                         None => Err(io::Error::other(
@@ -384,7 +449,7 @@ impl fmt::Debug for SealedData {
                 .finish(),
             Inner::Receiving { file, .. } => f
                 .debug_struct("SealedData::Receiving")
-                .field("file", file)
+                .field("received", &file.received())
                 .finish(),
         }
     }

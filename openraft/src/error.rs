@@ -94,4 +94,20 @@ pub enum Error {
     /// panicked or was cancelled.
     #[error("blocking snapshot task failed: {0}")]
     Task(String),
+    /// Reading a chunked snapshot's chunk list, to send the snapshot with its chunks.
+    #[error("reading the chunk list of {file}")]
+    Chunks {
+        /// The snapshot file.
+        file: PathBuf,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A received chunked snapshot's chunks could not be stored, or its file not committed
+    /// with them.
+    #[error("installing a received chunked snapshot")]
+    ChunkImport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A received snapshot's stream ended early (what is missing is said).
+    #[error("received snapshot incomplete: {0}")]
+    Incomplete(String),
 }

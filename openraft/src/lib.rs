@@ -11,6 +11,19 @@
 //! digest too. A received snapshot is verified on disk before it gets a committed name, and
 //! recovery takes the newest snapshot that verifies.
 //!
+//! **Chunked snapshots** ([`SealOptions::chunked`]): each body is cut into content-defined
+//! chunks stored once in pack files beside the snapshots, so a snapshot *writes* only the
+//! chunks that changed. openraft 0.9's snapshot transport is a one-way byte stream (the leader
+//! sends `SnapshotData` in pieces; the follower cannot tell it which chunks it already holds),
+//! so what a chunked snapshot sends must be self-contained: the file (its body the chunk list)
+//! followed by every distinct chunk it names. A follower receiving it writes only the chunks
+//! its store lacks, checks each against its hash as it arrives, and commits the file only
+//! once it verified with its chunks; a damaged chunk fails the receive and nothing is
+//! committed. So with this transport **the network cost of an install is the full state; the
+//! follower's disk cost is the change.** A transport with a request/response step — openraft's
+//! `full_snapshot` with your own network, 0.10's streaming, or the cluster's own — could ask
+//! for the missing chunks only (`snapseal_persist::internals::chunks` has both sides).
+//!
 //! The user's state plugs in through [`SealedState`]: apply an entry, serialise to a writer
 //! (or hand out frozen chunks of its serialised form), restore from a reader. The type config
 //! names [`SealedData`] as its `SnapshotData`. The application reads the live state through a
@@ -79,6 +92,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod chunked;
 mod data;
 mod error;
 mod handle;

@@ -17,11 +17,12 @@ use snapseal_persist::receipt::{
 };
 use snapseal_persist::{
     BodyBuilder, FileState, FrozenChunk, Ingested, MemoryBudget, PendingBody, SigningKey,
-    SnapshotFile, SnapshotName, SnapshotStore, SpillTarget, StoreOptions, VerifyingKey,
+    SnapshotFile, SnapshotName, SnapshotStore, SpillTarget, StoreError, StoreOptions, VerifyingKey,
 };
 use tracing::{info, warn};
 
-use crate::data::{DataKind, FileStream, SealedData};
+use crate::chunked::Incoming;
+use crate::data::{DataKind, SealedData};
 use crate::handle::StateHandle;
 use crate::meta::{position, read_meta, write_meta};
 use crate::release::{ReleaseSignal, Released};
@@ -150,6 +151,13 @@ pub struct SealOptions {
     pub keep_last: usize,
     /// Largest received snapshot file accepted, in bytes. Default 1 TiB.
     pub max_snapshot_bytes: u64,
+    /// Chunked snapshots ([`StoreOptions::chunked`]): each body is cut into content-defined
+    /// chunks kept once in pack files beside the snapshots, so a snapshot writes only the
+    /// chunks that changed. A follower installing one receives the file and every chunk it
+    /// names (openraft 0.9's transport is one-way: it cannot skip the chunks the follower
+    /// holds) and writes only those it lacks. Not combined with `compression` (refused at
+    /// open). Default `false`.
+    pub chunked: bool,
 }
 
 impl SealOptions {
@@ -162,6 +170,7 @@ impl SealOptions {
             compression: None,
             keep_last: 3,
             max_snapshot_bytes: 1 << 40,
+            chunked: false,
         }
     }
 }
@@ -175,6 +184,7 @@ impl fmt::Debug for SealOptions {
             .field("compression", &self.compression)
             .field("keep_last", &self.keep_last)
             .field("max_snapshot_bytes", &self.max_snapshot_bytes)
+            .field("chunked", &self.chunked)
             .finish_non_exhaustive()
     }
 }
@@ -265,8 +275,16 @@ where
         let verifier: Arc<dyn ReceiptVerifier> = Arc::new(
             Schemes::new().with(Arc::new(StatementScheme::new(opts.trusted_keys.clone()))),
         );
+        if opts.chunked && opts.compression.is_some() {
+            // FORMAT.md §2.2: a chunked body is never compressed.
+            return Err(Error::Store(StoreError::InvalidOption {
+                field: "compression",
+                reason: "not combined with chunked snapshots".into(),
+            }));
+        }
         let mut store_opts = StoreOptions::new(verifier);
         store_opts.keep_last = opts.keep_last;
+        store_opts.chunked = opts.chunked;
         let store = SnapshotStore::open(Arc::new(RealFs), dir, store_opts)?;
         let shared = Arc::new(Shared {
             store: Arc::new(store),
@@ -388,7 +406,7 @@ impl Shared {
             let file = self.open(&name)?;
             // It carries its own snapshot id.
             let (file_meta, ()) = restore_meta::<C>(&file)?;
-            return Ok((SealedData::reading(file), file_meta));
+            return Ok((SealedData::reading_in(file, &self.store)?, file_meta));
         }
         let pending = self.body::<C, S>(idx, meta, view)?;
         let term = meta.last_log_id.as_ref().map(|l| l.leader_id.term);
@@ -398,6 +416,12 @@ impl Shared {
             .commit(&self.store, idx, evidence_idx, &receipt)
             .map_err(|source| Error::Persist { idx, source })?;
         info!(name = %committed.name, bytes = committed.file_len, "snapshot committed");
+        if self.store.is_chunked() {
+            // What openraft sends of a chunked snapshot is the file and its chunks, whose
+            // total only the verified list gives: opened now.
+            let file = self.open(&committed.name)?;
+            return Ok((SealedData::reading_in(file, &self.store)?, meta.clone()));
+        }
         // Verified when first used, not now: openraft only takes the metadata (which is
         // `meta`, written above) and sends followers what `get_current_snapshot` opens, so
         // reading back the whole file here would cost a hash pass, and its mapped pages, for
@@ -423,21 +447,22 @@ impl Shared {
         S: SealedState<C>,
     {
         let serialise = |source| Error::Serialise { idx, source };
-        if let (View::Frozen(chunks), None) = (view, self.compression) {
-            // Zero copy: the record is a chunk of its own, the state's chunks follow as they are.
-            let mut record = Vec::new();
-            write_meta::<C>(&mut record, meta).map_err(serialise)?;
-            let mut all: Vec<FrozenChunk> = Vec::with_capacity(chunks.len() + 1);
-            all.push(Arc::new(record));
-            all.extend(chunks.iter().cloned());
-            return Ok(PendingBody::from_frozen(all));
-        }
         let target = SpillTarget {
             store: Arc::clone(&self.store),
             idx,
             generation: self.generation.fetch_add(1, Ordering::Relaxed),
             budget: self.budget.clone(),
         };
+        if let (View::Frozen(chunks), None) = (view, self.compression) {
+            // Zero copy: the record is a chunk of its own, the state's chunks follow as they
+            // are (a chunked store cuts each at its own boundaries).
+            let mut record = Vec::new();
+            write_meta::<C>(&mut record, meta).map_err(serialise)?;
+            let mut all: Vec<FrozenChunk> = Vec::with_capacity(chunks.len() + 1);
+            all.push(Arc::new(record));
+            all.extend(chunks.iter().cloned());
+            return PendingBody::from_frozen_in(all, target).map_err(serialise);
+        }
         let mut body = BodyBuilder::with_spill(self.compression, target).map_err(serialise)?;
         write_meta::<C>(&mut body, meta).map_err(serialise)?;
         match view {
@@ -482,10 +507,26 @@ impl Shared {
             return Err(Error::Older { incoming, stored });
         }
         let ingested = match data {
-            DataKind::Receiving(file) => self.store.finish_ingest(file)?,
-            DataKind::Reading(file) => self
-                .store
-                .ingest(&mut FileStream::new(file), self.max_snapshot_bytes)?,
+            DataKind::Receiving(incoming) => incoming.finish(&self.store)?,
+            DataKind::Reading(mut stream) => {
+                // Received as a follower receives it: the file, then the chunks it lacks.
+                let mut incoming = Incoming::new(self.store.begin_ingest(self.max_snapshot_bytes));
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = stream.read(&mut buf).map_err(|source| Error::Restore {
+                        file: self.store.dir().to_path_buf(),
+                        step: "reading the snapshot to install",
+                        source,
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    incoming
+                        .take(&self.store, &buf[..n])
+                        .map_err(|e| Error::ChunkImport(Box::new(e)))?;
+                }
+                incoming.finish(&self.store)?
+            }
         };
         let name = ingested.name();
         if matches!(ingested, Ingested::AlreadyPresent(_)) {
@@ -659,6 +700,7 @@ where
             .shared
             .store
             .begin_ingest(self.shared.max_snapshot_bytes);
+        let store = Arc::downgrade(&self.shared.store);
         // Weak: data still being received must not keep the store (and its lock) open past
         // the state machine, or `shutdown` would wait on openraft dropping it.
         let shared = Arc::downgrade(&self.shared);
@@ -667,7 +709,7 @@ where
                 .upgrade()
                 .map(|s| s.store.begin_ingest(s.max_snapshot_bytes))
         });
-        Ok(Box::new(SealedData::receiving(file, restart)))
+        Ok(Box::new(SealedData::receiving(file, store, restart)))
     }
 
     async fn install_snapshot(
@@ -699,16 +741,16 @@ where
             None => Ok(None),
             Some(file) => {
                 let (meta, ()) = restore_meta::<C>(&file)?;
-                Ok(Some((file, meta)))
+                Ok(Some((SealedData::reading_in(file, &shared.store)?, meta)))
             }
         })
         .await
         .map_err(|e| {
             storage_err::<C::NodeId>(e, None::<&SnapshotMeta<C::NodeId, C::Node>>, false)
         })?;
-        Ok(latest.map(|(file, meta)| Snapshot {
+        Ok(latest.map(|(data, meta)| Snapshot {
             meta,
-            snapshot: Box::new(SealedData::reading(file)),
+            snapshot: Box::new(data),
         }))
     }
 }

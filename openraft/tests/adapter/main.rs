@@ -13,6 +13,7 @@
 mod example;
 
 mod build;
+mod chunked;
 mod cluster;
 mod example_runs;
 mod handle;
