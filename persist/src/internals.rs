@@ -42,7 +42,7 @@ pub mod format {
 /// [`ChunkImport`](chunks::ChunkImport) brings chunks into one (claimed against its sweep,
 /// sealed into packs) and ingests the file once they are there.
 pub mod chunks {
-    pub use crate::chunks::export::{chunk_list, read_chunk};
+    pub use crate::chunks::export::{chunk_list, read_chunk, verify_file_but_chunks};
     pub use crate::chunks::import::{ChunkImport, ChunkImportError};
     pub use crate::chunks::list::decode_list;
     pub use crate::chunks::transfer_error::ChunkError;

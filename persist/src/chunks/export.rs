@@ -1,10 +1,16 @@
 //! Reading a committed chunked snapshot's parts out of its store, for a copy elsewhere (a
 //! shipment to object storage, an export): [`chunk_list`], the verified list of a file the
-//! store opened, and [`read_chunk`], one chunk by its hash, checked against it.
+//! store opened, [`verify_file_but_chunks`], a file checked down to its list without reading
+//! its chunks (a shipper that sends only some of them), and [`read_chunk`], one chunk by its
+//! hash, checked against it.
 
-use crate::error::BodyError;
+use crate::error::{BodyError, VerifyError};
 use crate::format::{body_digest, Flags};
+use crate::fs::Untrusted;
+use crate::names::SnapshotName;
+use crate::reader::stream::{verify_with, Chunks, VerifiedFile};
 use crate::reader::SnapshotFile;
+use crate::receipt::ReceiptVerifier;
 use crate::store::SnapshotStore;
 use crate::Hash;
 
@@ -36,6 +42,23 @@ pub fn chunk_list(file: &SnapshotFile) -> Result<Option<Vec<(u32, Hash)>>, Chunk
     decode_list(&list, header.raw_len)
         .map(Some)
         .map_err(|source| ChunkError::List { file: path, source })
+}
+
+/// [`verify_file`](crate::internals::verify_file) of a file that may be chunked, without
+/// reading its chunks: header, receipt (under `verifier`), the body digest (so the chunk list
+/// is the one the receipt proves), and the list's structure (every length in range, the sum
+/// equal to `raw_len`); `each` sees every byte of the file, in order, as for `verify_file`.
+/// The chunks are left to the caller, which checks each one it reads against its hash
+/// ([`read_chunk`] does): what a shipper uses, so a snapshot whose chunks mostly are on the
+/// remote already costs the list and the new chunks to ship, not the whole state. A plain or
+/// zstd file is verified fully, as by `verify_file`.
+pub fn verify_file_but_chunks(
+    file: &Untrusted,
+    name: Option<&SnapshotName>,
+    verifier: &dyn ReceiptVerifier,
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<VerifiedFile, VerifyError> {
+    verify_with(file, name, verifier, Some(each), Chunks::ListOnly)
 }
 
 /// Chunk `hash` from `store`'s packs, its bytes checked against the hash before they are

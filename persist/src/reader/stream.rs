@@ -84,6 +84,9 @@ pub(crate) enum Chunks<'a> {
     Source(&'a dyn ChunkSource),
     /// The packs of this directory, scanned only if the file is chunked.
     ScanDir(&'a dyn DirHandle),
+    /// Not read: the list is decoded and its lengths summed, its chunks are left to a caller
+    /// that checks each against its hash as it reads it (`chunks::export`).
+    ListOnly,
 }
 
 /// [`verify_file`]; without `each`, step 3 reads and hashes only the body, on every thread of
@@ -252,6 +255,7 @@ fn check_chunks(
 ) -> Result<(), VerifyError> {
     let scanned;
     let source: Option<&dyn ChunkSource> = match chunks {
+        Chunks::ListOnly => return check_list(file, header, path),
         Chunks::None => None,
         Chunks::Source(s) => Some(s),
         Chunks::ScanDir(dir) => {
@@ -271,6 +275,29 @@ fn check_chunks(
     let mut body = BodyReader::new(header, stored, source).map_err(|e| chunk_failure(e, path))?;
     io::copy(&mut body, &mut io::sink()).map_err(|e| chunk_failure(e, path))?;
     Ok(())
+}
+
+/// The chunk list's structure alone: read whole (at most 151 MiB, docs/FORMAT.md §2.2),
+/// decoded, its lengths summed against `raw_len`.
+fn check_list(file: &Untrusted, header: &Header, path: &Path) -> Result<(), VerifyError> {
+    let len = usize::try_from(header.body_len).map_err(|_| VerifyError::Body {
+        file: path.to_path_buf(),
+        source: crate::error::BodyError::ChunkListLength {
+            len: header.body_len,
+        },
+    })?;
+    let list = file
+        .read_range(HEADER_LEN as u64, len)
+        .map_err(|e| VerifyError::Read {
+            file: path.to_path_buf(),
+            source: into_io(e),
+        })?;
+    crate::chunks::list::decode_list(&list, header.raw_len)
+        .map(drop)
+        .map_err(|source| VerifyError::Body {
+            file: path.to_path_buf(),
+            source,
+        })
 }
 
 fn chunk_failure(e: io::Error, path: &Path) -> VerifyError {

@@ -228,3 +228,47 @@ fn chunks_an_import_found_stored_survive_a_sweep_until_its_snapshot_commits() ->
 fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_chunked_file_verifies_down_to_its_list_without_its_chunks_and_a_changed_list_does_not(
+) -> Result<()> {
+    use snapseal_persist::fs::RealFs;
+    use snapseal_persist::internals::chunks::verify_file_but_chunks;
+    use snapseal_persist::internals::fs::{Expect, Untrusted};
+    let dir = tempfile::tempdir()?;
+    let mut o = opts();
+    o.chunked = true;
+    let store = std::sync::Arc::new(SnapshotStore::open(
+        std::sync::Arc::new(RealFs),
+        dir.path(),
+        o,
+    )?);
+    let c = persist(&store, 10, &state(1 << 20, 60))?;
+    let verifier = std::sync::Arc::clone(&store.options().verifier);
+    drop(store);
+    // No pack left: the chunks cannot be read, and are not.
+    for entry in std::fs::read_dir(dir.path())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pack") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let path = dir.path().join(c.name.file_name());
+    let open = || Untrusted::open_path(&path, Expect::new("snapshot file", 1 << 30));
+    let mut seen = 0u64;
+    let verified = verify_file_but_chunks(&open()?, Some(&c.name), &*verifier, &mut |p| {
+        seen += p.len() as u64
+    })?;
+    assert_eq!(verified.header.idx, 10);
+    assert_eq!(
+        seen,
+        std::fs::metadata(&path)?.len(),
+        "every byte passed through `each`"
+    );
+    // One byte of the list changed: the body digest no longer matches.
+    let mut bytes = std::fs::read(&path)?;
+    bytes[160] ^= 1;
+    std::fs::write(&path, bytes)?;
+    assert!(verify_file_but_chunks(&open()?, Some(&c.name), &*verifier, &mut |_| {}).is_err());
+    Ok(())
+}
