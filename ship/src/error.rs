@@ -114,6 +114,15 @@ pub enum ShipError {
         /// The sweep's record number.
         number: u64,
     },
+    /// Chunk sweeps of remote gc began under every one of `rounds` tries to ship a chunked
+    /// snapshot of the node (transient: the next pass tries again).
+    #[error("remote gc began a chunk sweep of node {node} during each of {rounds} tries to ship a snapshot; trying again later")]
+    ChunkSweepsKeepBeginning {
+        /// The node.
+        node: String,
+        /// The tries.
+        rounds: u32,
+    },
     /// Reading a chunk out of the local store, or adding one to it, failed.
     #[error("local chunk store of {}", Escaped::path(.dir))]
     LocalChunk {
@@ -177,7 +186,8 @@ impl ShipError {
             ShipError::Remote { class, .. } => *class,
             ShipError::LocalIo { .. }
             | ShipError::Store { .. }
-            | ShipError::ChunkSweepRunning { .. } => ErrorClass::Transient,
+            | ShipError::ChunkSweepRunning { .. }
+            | ShipError::ChunkSweepsKeepBeginning { .. } => ErrorClass::Transient,
             ShipError::GaveUp { last, .. } => last.class(),
             _ => ErrorClass::Terminal,
         }

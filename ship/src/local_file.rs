@@ -4,19 +4,19 @@
 //! file of any size ships in a few parts' worth of memory and a file truncated under the
 //! shipper is an error, not a `SIGBUS`.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
-use snapseal_persist::internals::chunks::chunk_list;
-use snapseal_persist::internals::format::Header;
+use snapseal_persist::internals::chunks::{decode_list, verify_file_but_chunks};
+use snapseal_persist::internals::format::{Header, HEADER_LEN};
 use snapseal_persist::internals::fs::{Untrusted, UntrustedError};
 use snapseal_persist::internals::{verify_file, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{Hash, SnapshotName, SnapshotStore, VerifyError};
+use snapseal_persist::{Hash, SnapshotName, VerifyError};
 
 /// A chunk list: `(length, BLAKE3)` per chunk, in body order.
 pub(crate) type ChunkList = Vec<(u32, Hash)>;
@@ -54,29 +54,45 @@ impl LocalFile {
     /// and the BLAKE3 of the whole file, in one pass of `pread`s of a few MiB
     /// ([`verify_file`]) — on a blocking thread. `after_verify` (tests) runs on that thread
     /// once the file verified.
+    ///
+    /// A `chunked` file is verified down to its chunk list, whose entries come with it
+    /// ([`verify_file_but_chunks`]); its chunks are checked one by one as the shipper reads
+    /// those the remote lacks, so shipping it costs the list and the new chunks, not the state.
     pub(crate) fn verify(
         file: Untrusted,
         name: SnapshotName,
         verifier: Arc<dyn ReceiptVerifier>,
+        chunked: bool,
         #[cfg(feature = "test-hooks")] after_verify: Option<FileHook>,
     ) -> LocalFile {
         let file = Arc::new(file);
         let reading = Arc::clone(&file);
         let task = tokio::task::spawn_blocking(move || {
             let mut whole = blake3::Hasher::new();
-            let verified = verify_file(&reading, Some(&name), &*verifier, &mut |piece| {
-                hash_piece(&mut whole, piece)
-            });
+            let mut each = |piece: &[u8]| hash_piece(&mut whole, piece);
+            let verified = if chunked {
+                verify_file_but_chunks(&reading, Some(&name), &*verifier, &mut each)
+            } else {
+                verify_file(&reading, Some(&name), &*verifier, &mut each)
+            };
             match verified {
                 Ok(v) => {
                     #[cfg(feature = "test-hooks")]
                     if let Some(hook) = &after_verify {
                         (hook.0)(reading.path());
                     }
+                    let chunks = if chunked {
+                        match list_of(&reading, &v.header) {
+                            Ok(list) => Some(Arc::new(list)),
+                            Err(failed) => return Checked::from(failed),
+                        }
+                    } else {
+                        None
+                    };
                     Checked::Good {
                         header: v.header,
                         hash: whole.finalize(),
-                        chunks: None,
+                        chunks,
                     }
                 }
                 Err(VerifyError::Read { source, .. }) if changed_under_us(&source).is_none() => {
@@ -86,52 +102,6 @@ impl LocalFile {
             }
         });
         LocalFile::checking(file, task)
-    }
-
-    /// Starts verifying a chunked snapshot through its `store` (its list, and every chunk
-    /// against its hash, read from the store's packs; the store keeps a queued file's chunks
-    /// while the shipper holds it), and the BLAKE3 of the whole file as the store's verified
-    /// open file reads it. `file` (the same file, opened by the shipper) is what the upload
-    /// reads: bytes that differ from the ones hashed here are never made visible.
-    pub(crate) fn verify_in_store(
-        file: Untrusted,
-        name: SnapshotName,
-        store: Arc<SnapshotStore>,
-    ) -> LocalFile {
-        let task = tokio::task::spawn_blocking(move || {
-            let verified = match store.read(&name) {
-                Ok(v) => v,
-                Err(VerifyError::Read { source, .. }) if changed_under_us(&source).is_none() => {
-                    return Checked::Unreadable(Arc::new(source))
-                }
-                Err(e) => return Checked::Bad(describe(&e)),
-            };
-            let list = match chunk_list(&verified) {
-                Ok(Some(list)) => list,
-                Ok(None) => return Checked::Bad(format!("{name}: not a chunked snapshot")),
-                Err(e) => return Checked::Bad(describe(&e)),
-            };
-            let mut whole = blake3::Hasher::new();
-            let mut piece = vec![0u8; 1 << 20];
-            let mut reader = verified.file_reader();
-            loop {
-                match reader.read(&mut piece) {
-                    Ok(0) => break,
-                    Ok(n) => hash_piece(&mut whole, &piece[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        return Checked::Bad(format!("{name}: truncated while being read: {e}"))
-                    }
-                    Err(e) => return Checked::Unreadable(Arc::new(e)),
-                }
-            }
-            Checked::Good {
-                header: verified.header().clone(),
-                hash: whole.finalize(),
-                chunks: Some(Arc::new(list)),
-            }
-        });
-        LocalFile::checking(Arc::new(file), task)
     }
 
     /// A file whose verification `task` runs.
@@ -206,6 +176,43 @@ impl Source for LocalFile {
 /// The refusal inside a failed read of a local file when the file changed under us (it ends
 /// before the size it had when opened), as [`LocalFile`]'s reads and [`verify_file`] report
 /// it; `None` when the read itself failed (`EIO`).
+/// Why the chunk list of a file that verified cannot be shipped.
+enum ListFailure {
+    /// Changed or unusable: the file is not shipped.
+    Bad(String),
+    /// A read failed.
+    Unreadable(io::Error),
+}
+
+impl From<ListFailure> for Checked {
+    fn from(f: ListFailure) -> Checked {
+        match f {
+            ListFailure::Bad(reason) => Checked::Bad(reason),
+            ListFailure::Unreadable(e) => Checked::Unreadable(Arc::new(e)),
+        }
+    }
+}
+
+/// The chunk list of `file`, which verified with `header`: read again and held to the body
+/// digest it verified with (a file rewritten in between is not shipped), then decoded.
+fn list_of(file: &Untrusted, header: &Header) -> Result<ChunkList, ListFailure> {
+    let shown = || Escaped::path(file.path()).to_string();
+    let len = usize::try_from(header.body_len)
+        .map_err(|_| ListFailure::Bad(format!("{}: a chunk list too long to read", shown())))?;
+    let list = match file.read_range(HEADER_LEN as u64, len) {
+        Ok(list) => list,
+        Err(UntrustedError::Io { source, .. }) => return Err(ListFailure::Unreadable(source)),
+        Err(e) => return Err(ListFailure::Bad(describe(&e))),
+    };
+    if *blake3::hash(&list).as_bytes() != header.body_digest {
+        return Err(ListFailure::Bad(format!(
+            "{}: its chunk list changed after it was verified",
+            shown()
+        )));
+    }
+    decode_list(&list, header.raw_len).map_err(|e| ListFailure::Bad(describe(&e)))
+}
+
 pub(crate) fn changed_under_us(e: &io::Error) -> Option<&UntrustedError> {
     e.get_ref()?.downcast_ref::<UntrustedError>()
 }

@@ -797,17 +797,17 @@ impl Shipper {
             Ok(opened) => opened,
             Err(outcome) => return Ok(outcome),
         };
-        if chunked {
-            let local = LocalFile::verify_in_store(file, name, Arc::clone(&self.store));
-            return self.ship_chunked(name, Arc::new(local)).await;
-        }
         let local = Arc::new(LocalFile::verify(
             file,
             name,
             Arc::clone(&self.verifier),
+            chunked,
             #[cfg(feature = "test-hooks")]
             self.config.after_verify.clone(),
         ));
+        if chunked {
+            return self.ship_chunked(name, local).await;
+        }
         self.retrying(Some(name), || {
             self.upload_confirmed(name, Arc::clone(&local))
         })

@@ -11,13 +11,13 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
-use snapseal_persist::internals::chunks::read_chunk;
+use snapseal_persist::internals::chunks::{read_chunk, ChunkError};
 use snapseal_persist::{to_hex, Hash, SnapshotName};
 use tracing::debug;
 
 use super::{Outcome, Shipper};
 use crate::chunk_gc::{now_unix, sweep_state, SweepState};
-use crate::error::ShipError;
+use crate::error::{describe, ShipError};
 use crate::layout::{CHUNKS, GC};
 use crate::local_file::{Checked, ChunkList, LocalFile};
 use crate::upload::{Difference, Source};
@@ -67,9 +67,9 @@ impl Shipper {
             }
             debug!(file = %name, "a chunk sweep began while shipping: listing the chunks again");
         }
-        Err(ShipError::ChunkSweepRunning {
+        Err(ShipError::ChunkSweepsKeepBeginning {
             node: self.config.node.clone(),
-            number: 0,
+            rounds: MAX_ROUNDS,
         })
     }
 
@@ -135,6 +135,10 @@ impl Shipper {
                     "chunk {} is no longer in the local store",
                     to_hex(&hash)
                 ))))
+            }
+            // The snapshot does not verify any more: never shipped.
+            Err(damaged @ ChunkError::Damaged { .. }) => {
+                return Ok(Err(Outcome::Unverified(describe(&damaged))))
             }
             Err(source) => {
                 return Err(ShipError::LocalChunk {

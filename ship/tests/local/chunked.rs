@@ -423,3 +423,34 @@ fn a_one_percent_change_ships_under_three_percent_of_a_full_ship() {
     assert_eq!(full, len as u64);
     assert!(percent <= 3.0, "{percent:.2}% of a full ship");
 }
+
+#[test]
+fn a_chunked_snapshot_with_a_damaged_local_chunk_is_not_shipped_and_its_bad_chunk_never_leaves() {
+    let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = chunked_store(local.path());
+    let name = persist_chunked(&store, 10, &state(MIB, 9));
+    let first = chunk_names(&store, &name)[0].clone();
+    let pack = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[8] ^= 1; // the first chunk's first byte
+    std::fs::write(&pack, bytes).unwrap();
+    let sh = Shipper::new(
+        local_remote(remote_dir.path()),
+        std::sync::Arc::clone(&store),
+        ShipConfig::new(NODE),
+    )
+    .unwrap();
+    let report = sh.ship_pending().unwrap();
+    assert_eq!(report.skipped, [name]);
+    assert!(report.shipped.is_empty());
+    let objects = chunk_objects(remote_dir.path(), NODE);
+    assert!(
+        !objects.iter().any(|p| p.ends_with(&first)),
+        "the damaged chunk was not uploaded"
+    );
+    assert!(!remote_dir.path().join(NODE).join(name.file_name()).exists());
+}
