@@ -127,6 +127,7 @@ mod tests {
             },
             sig_idx,
             root: Some([root; 32]),
+            chunked: false,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use snapseal_persist::fs::{FileSystem, RealFs};
 use snapseal_persist::internals::fs::DirHandle;
+use snapseal_persist::SnapshotStore;
 
 /// An open directory that export reads from, or import and [`PendingFile`](crate::PendingFile)
 /// write to.
@@ -18,8 +19,14 @@ use snapseal_persist::internals::fs::DirHandle;
 /// truncates is an error naming it, not a `SIGBUS`. The path itself may go through
 /// symbolic links (it is the operator's configuration); subdirectories are opened with
 /// [`open_subdir`](Dir::open_subdir), relative to this one and refusing a link.
+///
+/// A snapshot directory holding chunked snapshots is exported through the store open on it
+/// ([`with_store`](Dir::with_store)): their chunks are read from its packs.
 #[derive(Clone, Debug)]
-pub struct Dir(Arc<dyn DirHandle>);
+pub struct Dir {
+    fd: Arc<dyn DirHandle>,
+    store: Option<Arc<SnapshotStore>>,
+}
 
 impl Dir {
     /// Opens the existing directory `path` on the real filesystem.
@@ -32,36 +39,53 @@ impl Dir {
     /// # Ok(()) }
     /// ```
     pub fn open(path: &Path) -> io::Result<Dir> {
-        Ok(Dir(RealFs.open_dir(path, false)?))
+        Ok(Dir::from_fd(RealFs.open_dir(path, false)?))
     }
 
     /// Opens `path` on `fs` (the filesystem a [`SnapshotStore`](snapseal_persist::SnapshotStore)
     /// runs on; e.g. a simulated one in tests), creating it and its missing parents (durably)
     /// with `create`.
     pub fn open_on(fs: &dyn FileSystem, path: &Path, create: bool) -> io::Result<Dir> {
-        Ok(Dir(fs.open_dir(path, create)?))
+        Ok(Dir::from_fd(fs.open_dir(path, create)?))
     }
 
     /// Opens the subdirectory `name` (a single file name) relative to this directory, creating
     /// it with `create`: a symbolic link there is refused (`ELOOP`), as is anything else not
     /// a directory (`ENOTDIR`). E.g. a node's `ledger/` inside its snapshot directory.
     pub fn open_subdir(&self, name: &str, create: bool) -> io::Result<Dir> {
-        Ok(Dir(self.0.open_subdir(name, create)?))
+        Ok(Dir::from_fd(self.fd.open_subdir(name, create)?))
     }
 
     /// The path it was opened by (for messages: what is in it is reached by its fd).
     pub fn path(&self) -> &Path {
-        self.0.path()
+        self.fd.path()
     }
 
     /// An already open directory, for snapseal's own crates (e.g. the CLI, which reads the
     /// ledger by the same fd); not a promised API.
     #[cfg(feature = "internals")]
     pub fn from_handle(handle: Arc<dyn DirHandle>) -> Dir {
-        Dir(handle)
+        Dir::from_fd(handle)
+    }
+
+    /// This snapshot directory with `store`, the store this process has open on it: export
+    /// reads a chunked snapshot's chunks from its packs (each checked against its hash), and
+    /// holds the snapshot against its retention meanwhile. Without it a chunked snapshot is
+    /// not exported (the error says so).
+    pub fn with_store(mut self, store: Arc<SnapshotStore>) -> Dir {
+        self.store = Some(store);
+        self
+    }
+
+    fn from_fd(fd: Arc<dyn DirHandle>) -> Dir {
+        Dir { fd, store: None }
     }
 
     pub(crate) fn fd(&self) -> &dyn DirHandle {
-        &*self.0
+        &*self.fd
+    }
+
+    pub(crate) fn store(&self) -> Option<&Arc<SnapshotStore>> {
+        self.store.as_ref()
     }
 }

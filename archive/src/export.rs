@@ -13,12 +13,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
+use snapseal_persist::internals::chunks::{chunk_list, read_chunk};
 use snapseal_persist::internals::format::MAGIC;
 use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::receipt::key_id;
 use snapseal_persist::internals::{classify_dir, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
-use snapseal_persist::{to_hex, FileState, SnapshotName};
+use snapseal_persist::{to_hex, FileState, Hash, SnapshotFile, SnapshotName, SnapshotStore};
 
 use crate::chain::{check_anchor, check_links, Origin, View};
 use crate::container::{append, Hashing, BUF};
@@ -149,6 +150,8 @@ impl ExportError {
 /// Where an artifact's bytes come from (the second pass opens it again).
 enum From {
     Bytes(Vec<u8>),
+    /// A chunk of a chunked snapshot, read from the store's packs (checked against its hash).
+    SnapshotChunk(Hash),
     /// A file of the snapshot directory, opened as this.
     File(String, Expect),
     Chunk(ChunkRef),
@@ -322,6 +325,59 @@ fn check_chunks(
     Ok((items, view))
 }
 
+/// The chunks the chunked snapshots among `snaps` name, each once, sorted by hash, as
+/// artifacts whose bytes the second pass reads from the store (`dir`'s
+/// [`with_store`](Dir::with_store)); and the snapshots opened through the store, whose holds
+/// keep retention off those chunks until they are dropped. Each snapshot is verified again
+/// through the store (every chunk against its hash) and its list read from it; the list is
+/// the one the receipt proves (its digest is the body digest).
+fn snapshot_chunks(
+    dir: &Dir,
+    snaps: &[(SnapshotProof, Artifact)],
+) -> Result<(Vec<Item>, Vec<SnapshotFile>), ExportError> {
+    let mut chunks = std::collections::BTreeMap::new();
+    let mut held = Vec::new();
+    for (proof, artifact) in snaps.iter().filter(|(p, _)| p.chunked) {
+        let refused = |why: String| ExportError::Refused {
+            what: artifact.path.clone(),
+            why,
+        };
+        let store = dir.store().ok_or_else(|| {
+            refused(
+                "a chunked snapshot: its chunks are read through the store open on the \
+                 directory (Dir::with_store), and none was given"
+                    .into(),
+            )
+        })?;
+        let file = store
+            .read(&proof.name)
+            .map_err(|e| refused(snapseal_persist::ErrorChain(&e).to_string()))?;
+        let list = chunk_list(&file)
+            .map_err(|e| refused(snapseal_persist::ErrorChain(&e).to_string()))?
+            .ok_or_else(|| refused("read back unchunked".into()))?;
+        for (len, hash) in list {
+            chunks.insert(hash, len);
+        }
+        held.push(file);
+    }
+    let items = chunks
+        .into_iter()
+        .map(|(hash, len)| {
+            let hex = to_hex(&hash);
+            Item {
+                artifact: Artifact {
+                    path: format!("chunks/{hex}"),
+                    kind: ArtifactKind::Chunk,
+                    len: u64::from(len),
+                    blake3: hex,
+                },
+                from: From::SnapshotChunk(hash),
+            }
+        })
+        .collect();
+    Ok((items, held))
+}
+
 /// Every other regular file of the snapshot directory and the ledger (debug level), hashed.
 fn debug_items(
     dir: &dyn DirHandle,
@@ -364,7 +420,7 @@ fn debug_items(
                 let f = source.open_other(name, MAX_DEBUG)?;
                 (hash_file(&*f, &path)?, f.size())
             }
-            From::Bytes(_) | From::Chunk(_) => continue,
+            From::Bytes(_) | From::Chunk(_) | From::SnapshotChunk(_) => continue,
         };
         items.push(Item {
             artifact: Artifact {
@@ -455,6 +511,7 @@ pub fn export(
     opts: &ExportOptions,
     out: &mut dyn Write,
 ) -> Result<ExportReport, ExportError> {
+    let dir_ref = dir;
     let dir = dir.fd();
     let all_snapshots = opts.level >= Level::Archival;
     let mut snaps = snapshots(dir, &*opts.verifier, all_snapshots)?;
@@ -493,6 +550,9 @@ pub fn export(
         }
     }
 
+    // Held until the export is written: retention keeps off their chunks meanwhile.
+    let (snapshot_chunk_items, _held) = snapshot_chunks(dir_ref, &snaps)?;
+
     let mut keys = opts.keys.clone();
     keys.sort_by_key(key_id);
     keys.dedup();
@@ -511,6 +571,7 @@ pub fn export(
             }
         })
         .collect();
+    items.extend(snapshot_chunk_items);
     let exported: Vec<String> = snaps.iter().map(|(p, _)| p.name.file_name()).collect();
     for ((_, artifact), file) in snaps.into_iter().zip(&exported) {
         items.push(Item {
@@ -560,7 +621,7 @@ pub fn export(
     .map_err(ExportError::Write)?;
     let mut artifact_bytes = 0;
     for item in &items {
-        copy(&mut tar, dir, source, item)?;
+        copy(&mut tar, dir, dir_ref.store(), source, item)?;
         artifact_bytes += item.artifact.len;
     }
     tar.into_inner()
@@ -576,6 +637,7 @@ pub fn export(
 fn copy(
     tar: &mut tar::Builder<&mut dyn Write>,
     dir: &dyn DirHandle,
+    store: Option<&Arc<SnapshotStore>>,
     source: &dyn ArtifactSource,
     item: &Item,
 ) -> Result<(), ExportError> {
@@ -591,6 +653,20 @@ fn copy(
     };
     let hash = match &item.from {
         From::Bytes(b) => put(&mut &b[..])?,
+        From::SnapshotChunk(hash) => {
+            let bytes = store
+                .and_then(|s| read_chunk(s, hash).transpose())
+                .transpose()
+                .map_err(|e| ExportError::Refused {
+                    what: a.path.clone(),
+                    why: e.to_string(),
+                })?
+                .ok_or_else(changed)?;
+            if bytes.len() as u64 != a.len {
+                return Err(changed());
+            }
+            put(&mut &bytes[..])?
+        }
         From::File(name, expect) => {
             let f = opened(dir, name, *expect)?;
             if f.size() != a.len {

@@ -11,7 +11,8 @@
 //!
 //! The container is a tar stream (deterministic headers: mode 0644, mtime 0, no owner names),
 //! entries in a fixed order: `MANIFEST.json` first (level, keys, every artifact with its length
-//! and BLAKE3, the missing ranges), then `keys/`, `snapshots/`, `ledger/`, `debug/`. The format,
+//! and BLAKE3, the missing ranges), then `keys/`, `chunks/` (the chunks of chunked snapshots,
+//! named by their BLAKE3), `snapshots/`, `ledger/`, `debug/`. The format,
 //! the size caps and what import checks in which order are written down for an independent
 //! implementer in `docs/ARCHIVE.md`.
 //!
@@ -45,7 +46,7 @@ pub use export::{export, ExportError, ExportOptions, ExportReport};
 pub use import::{import, ImportError, ImportOptions, ImportReport, Target};
 pub use manifest::{
     Artifact, ArtifactKind, Level, Manifest, Missing, FORMAT, KEY_LEN, MANIFEST_PATH, MAX_CHUNK,
-    MAX_DEBUG, MAX_MANIFEST, MAX_SNAPSHOT,
+    MAX_DEBUG, MAX_MANIFEST, MAX_SNAPSHOT, MAX_SNAPSHOT_CHUNK,
 };
 pub use pending::{ensure_free, PendingError, PendingFile, Sealed, Stale};
 pub use source::{

@@ -46,6 +46,10 @@ impl Level {
 pub enum ArtifactKind {
     /// A public key (32 raw Ed25519 bytes) under `keys/`.
     Key,
+    /// A chunk of a chunked snapshot (docs/FORMAT.md §2.2) under `chunks/`, named by its
+    /// BLAKE3. Before the snapshots, so an import has a snapshot's chunks in its store when
+    /// it verifies the snapshot.
+    Chunk,
     /// A committed snapshot file under `snapshots/`.
     Snapshot,
     /// A sealed ledger chunk under `ledger/`.
@@ -59,6 +63,7 @@ impl ArtifactKind {
     pub fn prefix(self) -> &'static str {
         match self {
             ArtifactKind::Key => "keys/",
+            ArtifactKind::Chunk => "chunks/",
             ArtifactKind::Snapshot => "snapshots/",
             ArtifactKind::Ledger => "ledger/",
             ArtifactKind::Debug => "debug/",
@@ -72,6 +77,7 @@ impl ArtifactKind {
     pub fn max_len(self) -> u64 {
         match self {
             ArtifactKind::Key => KEY_LEN,
+            ArtifactKind::Chunk => MAX_SNAPSHOT_CHUNK,
             ArtifactKind::Snapshot => MAX_SNAPSHOT,
             ArtifactKind::Ledger => MAX_CHUNK,
             ArtifactKind::Debug => MAX_DEBUG,
@@ -130,6 +136,8 @@ pub const MAX_MANIFEST: u64 = 16 << 20;
 pub const MAX_SNAPSHOT: u64 = 1 << 40;
 /// Largest chunk entry (verified whole in memory).
 pub const MAX_CHUNK: u64 = 1 << 30;
+/// Largest snapshot chunk entry: a chunk's largest size (256 KiB, docs/FORMAT.md §2.2).
+pub const MAX_SNAPSHOT_CHUNK: u64 = 256 << 10;
 /// Largest debug entry (hashed as it streams, never written).
 pub const MAX_DEBUG: u64 = 1 << 40;
 /// Longest file name a debug path may end with.
@@ -195,8 +203,15 @@ fn order_key(a: &Artifact) -> (u64, u64, &str) {
             SnapshotName::parse(name).map_or((0, 0, ""), |n| (n.idx, n.evidence_idx, ""))
         }
         ArtifactKind::Ledger => ChunkRef::parse_name(name).map_or((0, 0, ""), |(s, e)| (s, e, "")),
-        ArtifactKind::Key | ArtifactKind::Debug => (0, 0, &a.path),
+        ArtifactKind::Key | ArtifactKind::Chunk | ArtifactKind::Debug => (0, 0, &a.path),
     }
+}
+
+/// 64 lowercase hexadecimal digits: a BLAKE3 as the manifest spells it.
+fn is_lower_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Checks one artifact's path, length and digest encoding.
@@ -218,6 +233,8 @@ fn check_artifact(a: &Artifact) -> Result<(), String> {
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         }
+        // Named by its contents: the path's hex is the BLAKE3 listed (checked below too).
+        ArtifactKind::Chunk => is_lower_hex(name) && name == a.blake3,
         ArtifactKind::Snapshot => SnapshotName::parse(name)
             .is_some_and(|n| n.state == FileState::Committed && n.file_name() == name),
         ArtifactKind::Ledger => ChunkRef::parse_name(name).is_some(),
@@ -230,7 +247,10 @@ fn check_artifact(a: &Artifact) -> Result<(), String> {
         return Err(format!("{}: not a valid {:?} path", at(), a.kind));
     }
     let exact = a.kind == ArtifactKind::Key;
-    if (exact && a.len != KEY_LEN) || a.len > a.kind.max_len() {
+    if (exact && a.len != KEY_LEN)
+        || a.len > a.kind.max_len()
+        || (a.kind == ArtifactKind::Chunk && a.len == 0)
+    {
         return Err(format!(
             "{}: {} bytes; a {:?} entry is {} {} bytes",
             at(),
@@ -240,11 +260,7 @@ fn check_artifact(a: &Artifact) -> Result<(), String> {
             a.kind.max_len()
         ));
     }
-    let hex = a.blake3.len() == 64
-        && a.blake3
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !hex {
+    if !is_lower_hex(&a.blake3) {
         return Err(format!("{}: blake3 is not 64 lowercase hex digits", at()));
     }
     Ok(())
@@ -291,8 +307,8 @@ fn rules(m: &Manifest) -> Result<Listing, String> {
         let (a, b) = (&w[0], &w[1]);
         if (a.kind, order_key(a)) >= (b.kind, order_key(b)) {
             return Err(format!(
-                "{} is listed before {}: artifacts come as keys, snapshots, ledger, debug, \
-                 each sorted",
+                "{} is listed before {}: artifacts come as keys, chunks, snapshots, ledger, \
+                 debug, each sorted",
                 Escaped::str(&a.path),
                 Escaped::str(&b.path)
             ));

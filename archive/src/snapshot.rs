@@ -9,7 +9,7 @@
 //! `raw_len` bytes) needs the body whole: import leaves it to the store's ingest, which
 //! runs the complete verification again on the file before it gets its committed name.
 
-use snapseal_persist::internals::format::{Header, HEADER_LEN};
+use snapseal_persist::internals::format::{Flags, Header, HEADER_LEN};
 use snapseal_persist::internals::receipt::{Receipt, MAX_RECEIPT_LEN};
 use snapseal_persist::receipt::{Expected, ReceiptVerifier, SchemeId};
 use snapseal_persist::{Hash, SnapshotName};
@@ -25,6 +25,9 @@ pub(crate) struct SnapshotProof {
     /// The Merkle root over entries `1 ..= sig_idx - 1` the ledger signed at `sig_idx`
     /// (built-in Merkle receipts only; a signed statement carries no root).
     pub(crate) root: Option<Hash>,
+    /// Its body is a chunk list (flag bit 1, docs/FORMAT.md §2.2): the snapshot's bytes are
+    /// chunks kept beside it.
+    pub(crate) chunked: bool,
 }
 
 /// A snapshot file being checked as its bytes pass.
@@ -141,6 +144,7 @@ impl<'v> SnapshotCheck<'v> {
             name: self.name,
             sig_idx: verified.sig_idx,
             root,
+            chunked: h.flags.contains(Flags::CHUNKED),
         })
     }
 }

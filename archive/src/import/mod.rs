@@ -421,6 +421,7 @@ pub fn import(
         }
         let mut stage = Stage {
             target: *target,
+            snapshot_chunks: None,
             snapshots: Vec::new(),
             chunks: Vec::new(),
         };

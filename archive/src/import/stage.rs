@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 
+use snapseal_persist::internals::chunks::ChunkImport;
 use snapseal_persist::internals::format::MAGIC;
 use snapseal_persist::internals::fs::{Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::receipt::key_id;
@@ -57,6 +58,12 @@ pub(super) struct StagedChunk<'a> {
 /// with it: the store's ingest files and the sealed pending chunks remove themselves.
 pub(super) struct Stage<'a> {
     pub(super) target: Target<'a>,
+    /// The chunks of chunked snapshots, added to the store's packs (each checked against its
+    /// name) and claimed against its retention until this stage is dropped, after
+    /// publication: the snapshots naming them are verified against the packs and committed
+    /// meanwhile. Chunks of an import that failed stay in sealed packs, named by no snapshot,
+    /// until the next retention sweep.
+    pub(super) snapshot_chunks: Option<ChunkImport>,
     pub(super) snapshots: Vec<StagedSnapshot>,
     pub(super) chunks: Vec<StagedChunk<'a>>,
 }
@@ -122,7 +129,36 @@ pub(super) fn stage_entry<R: Read>(
                 return Err(refused("named for another key"));
             }
         }
+        ArtifactKind::Chunk => {
+            // At most 256 KiB (the manifest's cap, checked against the tar header too).
+            let mut bytes = vec![0u8; usize::try_from(artifact.len).unwrap_or(0)];
+            data.fill(&mut bytes).map_err(reading)?;
+            let hash = blake3::hash(&bytes);
+            if hash.to_hex().as_str() != artifact.blake3 {
+                return Err(digest_differs());
+            }
+            let store = stage.target.store;
+            let import = stage
+                .snapshot_chunks
+                .get_or_insert_with(|| ChunkImport::new(store));
+            import
+                .add(hash.as_bytes(), &bytes)
+                .map_err(|e| ImportError::Io {
+                    what: path.to_string(),
+                    step: "storing the chunk in the store's packs",
+                    source: io::Error::other(e),
+                })?;
+        }
         ArtifactKind::Snapshot => {
+            // The chunks come first (kind order): durable before a chunked snapshot is
+            // verified against the packs.
+            if let Some(import) = stage.snapshot_chunks.as_mut() {
+                import.seal().map_err(|e| ImportError::Io {
+                    what: path.to_string(),
+                    step: "making the archive's chunks durable",
+                    source: io::Error::other(e),
+                })?;
+            }
             let staged = stage_snapshot(stage.target, artifact, data)?;
             stage.snapshots.push(staged);
         }

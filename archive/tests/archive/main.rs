@@ -7,6 +7,7 @@
 mod support;
 
 mod chain;
+mod chunked;
 mod crash;
 mod hostile;
 mod roundtrip;

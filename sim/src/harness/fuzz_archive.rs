@@ -285,6 +285,7 @@ fn json_str(s: &str) -> String {
 fn kind_name(k: ArtifactKind) -> &'static str {
     match k {
         ArtifactKind::Key => "key",
+        ArtifactKind::Chunk => "chunk",
         ArtifactKind::Snapshot => "snapshot",
         ArtifactKind::Ledger => "ledger",
         ArtifactKind::Debug => "debug",
