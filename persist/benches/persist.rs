@@ -10,7 +10,11 @@
 //!   a chunked one after 1% of the bytes changed in one contiguous range (a different range
 //!   each iteration). The bytes the 1% snapshot wrote against a full one are printed once.
 //!
-//! Run with `cargo bench -p snapseal-persist --bench persist`.
+//! - `chunked-goals` (not a divan row: ratios within one run, see `chunked/goals.rs`): the
+//!   chunked-snapshot goals of issue 24 on a paged state handed out as frozen chunks.
+//!
+//! Run with `cargo bench -p snapseal-persist --bench persist`; the goals with
+//! `cargo bench -p snapseal-persist --bench persist -- chunked-goals [MiB [page KiB]]`.
 
 use std::sync::Arc;
 
@@ -24,7 +28,18 @@ use snapseal_persist::Flags;
 use snapseal_persist::Hash;
 use snapseal_persist::{FileState, SnapshotName};
 
+#[path = "chunked/goals.rs"]
+mod chunked_goals;
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    if let Some(i) = args.iter().position(|a| a == "chunked-goals") {
+        return chunked_goals::run(num(i + 1), num(i + 2));
+    }
+    if let Some(i) = args.iter().position(|a| a == "chunked-rss") {
+        return chunked_goals::rss(num(i + 1), num(i + 2));
+    }
     divan::main();
 }
 

@@ -119,54 +119,97 @@ pub(crate) fn chunked(chunks: Vec<FrozenChunk>, target: SpillTarget) -> io::Resu
     }
     let store = Arc::clone(target.store.chunk_store());
     let known = store.frozen.lookup(&chunks);
-    // The frozen chunks not remembered are cut and hashed together on the hashing pool.
-    let fresh: Vec<Cut> = on_pool(|| {
-        chunks
-            .par_iter()
-            .zip(&known)
-            .filter(|(_, k)| k.is_none())
-            .map(|(c, _)| {
-                cut_whole((**c).as_ref())
-                    .into_iter()
-                    // A FastCDC chunk is 1 ..= MAX_CHUNK bytes: it fits a u32.
-                    .map(|(from, to, hash)| ((to - from) as u32, hash))
-                    .collect()
-            })
-            .collect()
-    });
-    let mut fresh = fresh.into_iter();
+    let misses: Vec<&[u8]> = chunks
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|(c, _)| (**c).as_ref())
+        .collect();
     let mut sink = ChunkingSink::new(Arc::clone(&store), HashingSink::new(Some(target)));
     let mut remembered = HashMap::with_capacity(chunks.len());
-    for (chunk, known) in chunks.iter().zip(known) {
-        let bytes = (**chunk).as_ref();
-        let cut = match known.or_else(|| fresh.next()) {
-            Some(cut) => cut,
-            None => return Err(io::Error::other("a frozen chunk was left uncut")),
-        };
-        let mut at = 0usize;
-        for &(len, hash) in cut.iter() {
-            let end = at + len as usize;
-            let Some(piece) = bytes.get(at..end) else {
-                return Err(changed());
+    // The chunks not remembered are cut and hashed on the hashing pool, a batch ahead of
+    // this thread storing the previous one; every file operation stays on this thread, in
+    // list order.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Cut>>(1);
+        let misses = &misses;
+        scope.spawn(move || {
+            for batch in batches(misses) {
+                let cuts = on_pool(|| batch.par_iter().map(|bytes| cut(bytes)).collect());
+                if tx.send(cuts).is_err() {
+                    // This thread stopped on an error: nothing more is wanted.
+                    return;
+                }
+            }
+        });
+        let mut fresh = rx.into_iter().flatten();
+        for (chunk, known) in chunks.iter().zip(known) {
+            let bytes = (**chunk).as_ref();
+            let cut = match known.or_else(|| fresh.next()) {
+                Some(cut) => cut,
+                None => return Err(io::Error::other("a frozen chunk was left uncut")),
             };
-            sink.add_chunk(piece, hash)?;
-            at = end;
+            let mut at = 0usize;
+            for &(len, hash) in cut.iter() {
+                let end = at + len as usize;
+                let Some(piece) = bytes.get(at..end) else {
+                    return Err(changed());
+                };
+                sink.add_chunk(piece, hash)?;
+                at = end;
+            }
+            if at != bytes.len() {
+                return Err(changed());
+            }
+            if !bytes.is_empty() {
+                remembered.insert(
+                    key(bytes),
+                    Remembered {
+                        _chunk: Arc::clone(chunk),
+                        cut,
+                    },
+                );
+            }
         }
-        if at != bytes.len() {
-            return Err(changed());
-        }
-        if !bytes.is_empty() {
-            remembered.insert(
-                key(bytes),
-                Remembered {
-                    _chunk: Arc::clone(chunk),
-                    cut,
-                },
-            );
-        }
-    }
+        Ok(())
+    })?;
     store.frozen.replace(remembered);
     Ok(PendingBody::chunked(sink.finish()?))
+}
+
+/// Bytes of frozen chunks cut together: enough chunks to keep the hashing pool busy, few
+/// enough that storing them overlaps with cutting the next batch.
+const BATCH: usize = 16 << 20;
+
+/// `chunks` in consecutive batches of about [`BATCH`] bytes (a larger chunk is one batch).
+fn batches<'a>(chunks: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [&'a [u8]]> {
+    let mut rest = chunks;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|c| {
+                let take = bytes < BATCH;
+                bytes += c.len();
+                take
+            })
+            .count();
+        let (batch, after) = rest.split_at(n.max(1));
+        rest = after;
+        Some(batch)
+    })
+}
+
+/// A frozen chunk's cut: FastCDC over its bytes, each chunk hashed.
+fn cut(bytes: &[u8]) -> Cut {
+    cut_whole(bytes)
+        .into_iter()
+        // A FastCDC chunk is 1 ..= MAX_CHUNK bytes: it fits a u32.
+        .map(|(from, to, hash)| ((to - from) as u32, hash))
+        .collect()
 }
 
 /// A remembered cut that does not fit its frozen chunk: the node changed a chunk's bytes (or
