@@ -8,15 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use snapseal_actors::SnapshotterConfig;
-use snapseal_archive::{export, ArtifactKind, Dir, ExportError, Level, Manifest};
-use snapseal_ledger::disk_ledger::{ChunkKeys, LedgerDir};
+use snapseal_archive::{ArtifactKind, Dir, ExportError, Level, Manifest};
 use snapseal_ledger::node::SimConfig;
 use snapseal_persist::fs::RealFs;
 use snapseal_persist::{ErrorChain, SnapshotStore, StoreOptions};
 use snapseal_sim::harness::fuzz_archive::node_with_disk_ledger;
 
 use crate::support::{
-    committed, entries, export_opts, import_into, key, rebuild, replayed_state, snapshot_names,
+    committed, entries, export_from, import_into, rebuild, replayed_state, snapshot_names,
     store_opts, SEED,
 };
 
@@ -61,21 +60,12 @@ fn export_chunked(
     level: Level,
     with_store: bool,
 ) -> Result<(Vec<u8>, Manifest), ExportError> {
-    let source = LedgerDir::open(&RealFs::new(), &dir.join("ledger")).unwrap();
     let mut handle = Dir::open(dir).unwrap();
     if with_store {
         let store = SnapshotStore::open(Arc::new(RealFs::new()), dir, chunked_opts()).unwrap();
         handle = handle.with_store(Arc::new(store));
     }
-    let mut out = Vec::new();
-    let r = export(
-        &handle,
-        &source,
-        &ChunkKeys(vec![key()]),
-        &export_opts(level),
-        &mut out,
-    )?;
-    Ok((out, r.manifest))
+    export_from(&handle, level)
 }
 
 fn chunk_paths(m: &Manifest) -> Vec<String> {

@@ -69,11 +69,15 @@ pub(crate) fn export_opts(level: Level) -> ExportOptions {
 }
 
 pub(crate) fn export_bytes(dir: &Path, level: Level) -> Result<(Vec<u8>, Manifest), ExportError> {
-    let source = LedgerDir::open(&RealFs::new(), &dir.join("ledger")).unwrap();
-    let handle = Dir::open(dir).unwrap();
+    export_from(&Dir::open(dir).unwrap(), level)
+}
+
+/// Exports `handle` (a snapshot directory, with its ledger in `ledger/`) at `level`.
+pub(crate) fn export_from(handle: &Dir, level: Level) -> Result<(Vec<u8>, Manifest), ExportError> {
+    let source = LedgerDir::open(&RealFs::new(), &handle.path().join("ledger")).unwrap();
     let mut out = Vec::new();
     let r = export(
-        &handle,
+        handle,
         &source,
         &ChunkKeys(vec![key()]),
         &export_opts(level),

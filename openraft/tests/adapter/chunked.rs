@@ -90,6 +90,21 @@ fn pack_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// The leader applies `entries` and builds a snapshot; what it then sends (below).
+async fn snapshot_after(
+    leader: &mut Machine,
+    entries: Vec<Entry<Cfg>>,
+) -> (Snapshot<Cfg>, Vec<u8>, u64) {
+    leader.apply(entries).await.unwrap();
+    leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    sent(leader).await
+}
+
 /// What the leader sends: its current snapshot's whole stream, and the file's length.
 async fn sent(leader: &mut Machine) -> (Snapshot<Cfg>, Vec<u8>, u64) {
     let mut snapshot = leader.get_current_snapshot().await.unwrap().unwrap();
@@ -133,17 +148,8 @@ fn a_fresh_follower_installs_a_chunked_snapshot_sent_with_its_chunks() {
     let mut leader = open(leader_dir.path(), 1);
     let mut follower = open(follower_dir.path(), 2);
     runtime().block_on(async {
-        leader
-            .apply((1..=20).map(|i| entry(i, i * 7919)))
-            .await
-            .unwrap();
-        leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let (snapshot, bytes, file_len) = sent(&mut leader).await;
+        let (snapshot, bytes, file_len) =
+            snapshot_after(&mut leader, (1..=20).map(|i| entry(i, i * 7919)).collect()).await;
         assert!(
             bytes.len() as u64 > file_len + STATE as u64 / 2,
             "the stream carries the chunks: {} bytes, the file {file_len}",
@@ -168,29 +174,13 @@ fn a_follower_holding_an_older_chunked_snapshot_writes_only_the_chunks_it_lacks(
     let mut leader = open(leader_dir.path(), 1);
     let mut follower = open(follower_dir.path(), 2);
     let written = runtime().block_on(async {
-        leader
-            .apply((1..=10).map(|i| entry(i, i * 7919)))
-            .await
-            .unwrap();
-        leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let (snapshot, bytes, _) = sent(&mut leader).await;
+        let (snapshot, bytes, _) =
+            snapshot_after(&mut leader, (1..=10).map(|i| entry(i, i * 7919)).collect()).await;
         receive(&mut follower, &snapshot, &bytes).await.unwrap();
         let before = pack_bytes(follower_dir.path());
 
         // One more entry: 8 bytes of the state change, one chunk of it.
-        leader.apply([entry(11, 12_345)]).await.unwrap();
-        leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let (snapshot, bytes, _) = sent(&mut leader).await;
+        let (snapshot, bytes, _) = snapshot_after(&mut leader, vec![entry(11, 12_345)]).await;
         assert!(
             bytes.len() > STATE,
             "the one-way stream still carries the whole state"
@@ -212,17 +202,8 @@ fn a_chunk_damaged_in_transit_is_refused_and_nothing_is_committed() {
     let mut follower = open(follower_dir.path(), 2);
     let before = follower.state_handle().read().clone();
     runtime().block_on(async {
-        leader
-            .apply((1..=5).map(|i| entry(i, i * 7919)))
-            .await
-            .unwrap();
-        leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let (snapshot, mut bytes, file_len) = sent(&mut leader).await;
+        let (snapshot, mut bytes, file_len) =
+            snapshot_after(&mut leader, (1..=5).map(|i| entry(i, i * 7919)).collect()).await;
         // One bit of the third chunk's bytes (the chunks start right after the file).
         let at = file_len as usize + (200 << 10);
         bytes[at] ^= 1;
