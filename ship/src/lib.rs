@@ -20,7 +20,11 @@
 //!
 //! Layout on the remote: `<prefix>/<node>/<committed file name>`, each node's own
 //! `<prefix>/<node>/index.json` (one writer: that node's shipper), one object per hold under
-//! `<prefix>/<node>/holds/`. See docs/SHIPPING.md for the model and the failure behaviour.
+//! `<prefix>/<node>/holds/`, and for chunked snapshots one object per chunk,
+//! `<prefix>/<node>/chunks/<BLAKE3>`: only those the remote lacks are uploaded, a restore
+//! fetches only those the local store lacks (from several remotes if given), and remote gc
+//! deletes those no snapshot object of the node names. See docs/SHIPPING.md for the model
+//! and the failure behaviour.
 //!
 //! ```
 //! use std::sync::Arc;
