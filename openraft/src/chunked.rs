@@ -142,6 +142,10 @@ impl Bundle {
 /// the ones it has against a retention sweep until the file is committed.
 pub(crate) struct Incoming {
     file: IngestFile,
+    /// Most bytes of state a chunked snapshot may hold (`SealOptions::max_snapshot_bytes`):
+    /// the chunks it names add up to its `raw_len`, so this bounds what the chunks write
+    /// before the file is verified, as the ingest's limit bounds a plain file.
+    limit: u64,
     /// Bytes taken, file and chunks.
     received: u64,
     head: Vec<u8>,
@@ -177,14 +181,20 @@ struct ChunkPhase {
 
 impl Incoming {
     /// Receives into `file`, a pending ingest (its store is given to each
-    /// [`take`](Self::take)).
-    pub(crate) fn new(file: IngestFile) -> Incoming {
+    /// [`take`](Self::take)), refusing a chunked snapshot of more than `limit` bytes of state.
+    pub(crate) fn new(file: IngestFile, limit: u64) -> Incoming {
         Incoming {
             file,
+            limit,
             received: 0,
             head: Vec::with_capacity(HEADER_LEN),
             phase: Phase::File,
         }
+    }
+
+    /// The limit it was made with.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// Bytes received so far.
@@ -206,7 +216,7 @@ impl Incoming {
                     if self.head.len() < HEADER_LEN {
                         self.head.extend_from_slice(&buf[..n]);
                         if self.head.len() == HEADER_LEN {
-                            self.phase = chunked_phase(&self.head)?;
+                            self.phase = chunked_phase(&self.head, self.limit)?;
                         }
                     }
                     n
@@ -294,7 +304,7 @@ impl Incoming {
 }
 
 /// What follows a whole header: the list phase for a chunked file, else the file as it is.
-fn chunked_phase(head: &[u8]) -> io::Result<Phase> {
+fn chunked_phase(head: &[u8], limit: u64) -> io::Result<Phase> {
     let Ok(header) = Header::decode(head) else {
         return Ok(Phase::File);
     };
@@ -303,6 +313,15 @@ fn chunked_phase(head: &[u8]) -> io::Result<Phase> {
     };
     if !header.flags.contains(Flags::CHUNKED) {
         return Ok(Phase::File);
+    }
+    if header.raw_len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "a chunked snapshot of {} bytes, more than the {limit} accepted",
+                header.raw_len
+            ),
+        ));
     }
     if header.body_len > MAX_LIST {
         return Err(io::Error::new(

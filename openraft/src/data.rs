@@ -205,16 +205,18 @@ impl SealedData {
         }
     }
 
-    /// Receiving data writing into `file`, a pending ingest of `store`; `restart` makes a new
-    /// one for a re-send from the start.
+    /// Receiving data writing into `file`, a pending ingest of `store` (a chunked snapshot of
+    /// more than `limit` bytes of state refused); `restart` makes a new one for a re-send from
+    /// the start.
     pub(crate) fn receiving(
         file: IngestFile,
+        limit: u64,
         store: Weak<SnapshotStore>,
         restart: Restart,
     ) -> Self {
         SealedData {
             inner: Inner::Receiving {
-                file: Box::new(Incoming::new(file)),
+                file: Box::new(Incoming::new(file, limit)),
                 store,
                 restart,
             },
@@ -408,7 +410,7 @@ impl AsyncSeek for SealedData {
                     // which removes its pending file; nothing of it was ever committed.
                     match restart() {
                         Some(fresh) => {
-                            **file = Incoming::new(fresh);
+                            **file = Incoming::new(fresh, file.limit());
                             Ok(())
                         }
                         None => Err(io::Error::other(

@@ -510,7 +510,10 @@ impl Shared {
             DataKind::Receiving(incoming) => incoming.finish(&self.store)?,
             DataKind::Reading(mut stream) => {
                 // Received as a follower receives it: the file, then the chunks it lacks.
-                let mut incoming = Incoming::new(self.store.begin_ingest(self.max_snapshot_bytes));
+                let mut incoming = Incoming::new(
+                    self.store.begin_ingest(self.max_snapshot_bytes),
+                    self.max_snapshot_bytes,
+                );
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let n = stream.read(&mut buf).map_err(|source| Error::Restore {
@@ -709,7 +712,12 @@ where
                 .upgrade()
                 .map(|s| s.store.begin_ingest(s.max_snapshot_bytes))
         });
-        Ok(Box::new(SealedData::receiving(file, store, restart)))
+        Ok(Box::new(SealedData::receiving(
+            file,
+            self.shared.max_snapshot_bytes,
+            store,
+            restart,
+        )))
     }
 
     async fn install_snapshot(

@@ -67,6 +67,11 @@ fn entry(index: u64, n: u64) -> Entry<Cfg> {
 }
 
 fn open(dir: &Path, key: u8) -> Machine {
+    open_with(dir, key, |_| {})
+}
+
+/// [`open`] with `edit` applied to the options.
+fn open_with(dir: &Path, key: u8, edit: impl FnOnce(&mut SealOptions)) -> Machine {
     let leader = SigningKey::from_bytes(&[1; 32]);
     let own = SigningKey::from_bytes(&[key; 32]);
     let mut opts = SealOptions::new(
@@ -74,6 +79,7 @@ fn open(dir: &Path, key: u8) -> Machine {
         vec![leader.verifying_key(), own.verifying_key()],
     );
     opts.chunked = true;
+    edit(&mut opts);
     Machine::open(dir, opts).unwrap()
 }
 
@@ -265,4 +271,22 @@ fn a_chunked_snapshot_sent_again_from_the_start_is_received() {
             .unwrap();
     });
     assert!(*follower.state_handle().read() == *leader.state_handle().read());
+}
+
+#[test]
+fn a_chunked_snapshot_over_the_size_limit_is_refused_before_any_chunk_is_written() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = open(leader_dir.path(), 1);
+    // The limit bounds a plain file; for a chunked one, the state its chunks add up to.
+    let mut follower = open_with(follower_dir.path(), 2, |o| {
+        o.max_snapshot_bytes = STATE as u64 / 2
+    });
+    runtime().block_on(async {
+        let (snapshot, bytes, _) =
+            snapshot_after(&mut leader, (1..=2).map(|i| entry(i, i)).collect()).await;
+        let err = receive(&mut follower, &snapshot, &bytes).await.unwrap_err();
+        assert!(err.contains("more than the"), "{err}");
+    });
+    assert_eq!(pack_bytes(follower_dir.path()), 0, "no chunk written");
+    assert!(follower.store().list().unwrap().is_empty());
 }
