@@ -512,6 +512,47 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_is_named_by_its_blake3_sized_as_a_chunk_and_listed_before_the_snapshots() {
+        let hex = "cd".repeat(32);
+        let chunk = Artifact {
+            path: format!("chunks/{hex}"),
+            kind: ArtifactKind::Chunk,
+            len: 1000,
+            blake3: hex.clone(),
+        };
+        let with = |edit: &dyn Fn(&mut Artifact)| {
+            let mut m = replay();
+            let mut c = chunk.clone();
+            edit(&mut c);
+            m.artifacts.insert(1, c);
+            m
+        };
+        assert!(check(&with(&|_| {})).is_ok(), "{:?}", check(&with(&|_| {})));
+        type Edit = Box<dyn Fn(&mut Artifact)>;
+        let broken: Vec<(&str, Edit)> = vec![
+            ("another name", Box::new(|c| c.blake3 = "ab".repeat(32))),
+            (
+                "uppercase hex",
+                Box::new(|c| {
+                    c.path = format!("chunks/{}", "CD".repeat(32));
+                    c.blake3 = "CD".repeat(32);
+                }),
+            ),
+            ("empty", Box::new(|c| c.len = 0)),
+            ("over 256 KiB", Box::new(|c| c.len = MAX_SNAPSHOT_CHUNK + 1)),
+        ];
+        for (what, edit) in broken {
+            assert!(check(&with(&*edit)).is_err(), "{what}");
+        }
+        let mut after_snapshot = replay();
+        after_snapshot.artifacts.insert(2, chunk);
+        assert!(
+            check(&after_snapshot).is_err(),
+            "a chunk after the snapshots"
+        );
+    }
+
+    #[test]
     fn archival_missing_must_be_exactly_the_gaps() {
         let mut m = replay();
         m.level = Level::Archival;
