@@ -149,7 +149,9 @@ pub struct SealOptions {
     /// Committed snapshots kept (newest first); older ones are fallbacks if the newest is
     /// damaged. At least 1. Default 3.
     pub keep_last: usize,
-    /// Largest received snapshot file accepted, in bytes. Default 1 TiB.
+    /// Largest received snapshot file accepted, in bytes; for a chunked snapshot also the
+    /// most state (the bytes its chunks add up to), refused at its header before any chunk is
+    /// written. Default 1 TiB.
     pub max_snapshot_bytes: u64,
     /// Chunked snapshots ([`StoreOptions::chunked`]): each body is cut into content-defined
     /// chunks kept once in pack files beside the snapshots, so a snapshot writes only the
