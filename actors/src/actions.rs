@@ -301,6 +301,7 @@ impl PersistJob {
         let claims = body.claims(idx);
         let (receipt, sig_idx) = self.receipt(&claims)?;
         let body_claims = claims.digest();
+        let new_chunk_bytes = body.new_chunk_bytes();
         let committed = body
             .commit(&self.store, idx, self.evidence_idx, &receipt)
             .map_err(|source| GenerationError::Persist {
@@ -322,6 +323,7 @@ impl PersistJob {
             digest: committed.body_digest,
             claims_digest: body_claims,
             file_len: committed.file_len,
+            new_chunk_bytes,
         });
         // The node may have dropped its receiver; that only means nobody listens.
         let _ = self.done.send((generation, event.clone()));

@@ -84,6 +84,10 @@ pub struct CommittedSnapshot {
     pub claims_digest: Hash,
     /// Size of the committed file in bytes.
     pub file_len: u64,
+    /// With a chunked store ([`StoreOptions::chunked`](snapseal_persist::StoreOptions::chunked)):
+    /// the bytes of the chunks this snapshot wrote into the store's packs, those no pack held
+    /// when its body was cut. The file plus these is what it cost the disk. 0 for a plain store.
+    pub new_chunk_bytes: u64,
 }
 
 /// Default capacity of the [`Events`] queue.
@@ -446,6 +450,7 @@ mod tests {
             digest: [0; 32],
             claims_digest: [0; 32],
             file_len: 0,
+            new_chunk_bytes: 0,
         })
     }
 

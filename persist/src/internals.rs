@@ -46,6 +46,7 @@ pub mod chunks {
     pub use crate::chunks::import::{ChunkImport, ChunkImportError};
     pub use crate::chunks::list::decode_list;
     pub use crate::chunks::transfer_error::ChunkError;
+    pub use crate::chunks::pack::is_pack_name;
     pub use crate::chunks::MAX_CHUNK;
 }
 

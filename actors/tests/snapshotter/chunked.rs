@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::common::Drive;
 use snapseal_actors::{
-    CaptureError, FrozenChunk, Snapshotter, SnapshotterConfig, StateSource, StateView,
+    CaptureError, FrozenChunk, SnapshotEvent, Snapshotter, SnapshotterConfig, StateSource,
+    StateView,
 };
 use snapseal_engine::TaskSystem;
 use snapseal_persist::fs::RealFs;
@@ -149,4 +150,60 @@ fn a_chunked_store_with_compression_is_refused_when_the_snapshotter_is_built() {
         panic!("compression with a chunked store is refused");
     };
     assert_eq!(err.field, "compression");
+}
+
+#[test]
+fn each_committed_event_counts_only_the_chunks_its_own_body_wrote_when_generations_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::from_seed(25);
+    let store = chunked_store(dir.path(), &ledger);
+    let state = blob();
+    let tasks = TaskSystem::manual_fifo();
+    let (sink, evidence) = ChannelSink::new();
+    let snap = Snapshotter::new(
+        cfg(),
+        tasks.clone(),
+        Arc::clone(&store),
+        state.clone(),
+        Arc::new(sink),
+    )
+    .unwrap();
+    let mut d = Drive {
+        ledger,
+        snap,
+        tasks,
+        evidence,
+        last_sig: 0,
+    };
+    // Both generations serialise (and write their chunks) before either persists.
+    for point in [100, 200] {
+        d.writes_until(point);
+        assert!(d.sign(), "{point} must be a snapshot point");
+        d.commit(point);
+        d.settle();
+        assert_eq!(d.evidence().len(), 1);
+    }
+    d.sign();
+    d.commit(d.last_sig);
+    d.settle();
+    let mut committed = Vec::new();
+    while let Some(e) = d.snap.events().try_recv() {
+        if let SnapshotEvent::Committed(c) = e {
+            committed.push((c.idx, c.new_chunk_bytes));
+        }
+    }
+    assert_eq!(committed.len(), 2, "{committed:?}");
+    // The first wrote the whole state; the second only the chunks its change touched, though
+    // both were cut before the first commit (a counter read at each commit would give the
+    // first both and the second nothing).
+    assert_eq!(committed[0], (100, STATE as u64));
+    assert_eq!(committed[1].0, 200);
+    assert!(
+        committed[1].1 > 0 && committed[1].1 <= 1 << 20,
+        "{committed:?}"
+    );
+    assert_eq!(
+        committed[0].1 + committed[1].1,
+        store.stats().chunk_bytes_written
+    );
 }

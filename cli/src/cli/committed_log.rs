@@ -207,6 +207,7 @@ mod tests {
             digest: [0xab; 32],
             claims_digest: [0; 32],
             file_len: 9,
+            new_chunk_bytes: 0,
         };
         assert_eq!(
             CommittedLog::line(&c),
@@ -227,6 +228,7 @@ mod tests {
             digest: [0; 32],
             claims_digest: [0; 32],
             file_len: 1,
+            new_chunk_bytes: 0,
         };
         log.append(&c).unwrap();
         c.idx = 4;
@@ -251,6 +253,7 @@ mod tests {
             digest: [0x5a; 32],
             claims_digest: [0; 32],
             file_len: 9,
+            new_chunk_bytes: 0,
         };
         let line = CommittedLog::line(&c);
         let parsed = LogLine::parse(line.trim_end()).unwrap();
@@ -298,6 +301,7 @@ mod tests {
             digest: [7; 32],
             claims_digest: [0; 32],
             file_len: 1,
+            new_chunk_bytes: 0,
         };
         let first = CommittedLog::line(&c);
         let log_path = tmp.path().join(COMMITTED_LOG);

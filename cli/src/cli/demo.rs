@@ -111,17 +111,14 @@ struct Timeline {
     log: CommittedLog,
     /// The first committed.log failure (the observer cannot return it).
     log_error: Option<anyhow::Error>,
-    /// With --chunked: the store, to read its chunk counter at each commit.
-    store: Option<Arc<SnapshotStore>>,
-    /// The chunk counter at the last commit seen.
-    chunk_total: u64,
-    /// With --chunked: what each committed snapshot wrote, in commit order.
-    chunked: Vec<ChunkedRow>,
+    /// With --chunked: what each committed snapshot wrote, in commit order (`None` for a
+    /// plain store).
+    chunked: Option<Vec<ChunkedRow>>,
 }
 
 /// What one chunked snapshot wrote: its file (the chunk list, header and receipt) and the
-/// chunk bytes written since the commit before it (its new chunks; with generations
-/// overlapping, also those of the next one already serialised).
+/// chunks its body wrote into packs (those no pack held when it was cut), as its `Committed`
+/// event says: each row is that snapshot's own, however generations overlap.
 #[derive(Debug, Serialize)]
 struct ChunkedRow {
     idx: u64,
@@ -137,14 +134,12 @@ impl Timeline {
         if let Some((_, opened)) = self.commits.get(first) {
             self.persist.push(seen.saturating_duration_since(*opened));
         }
-        if let Some(store) = &self.store {
-            let total = store.stats().chunk_bytes_written;
-            self.chunked.push(ChunkedRow {
+        if let Some(rows) = &mut self.chunked {
+            rows.push(ChunkedRow {
                 idx: c.idx,
                 file_bytes: c.file_len,
-                new_chunk_bytes: total.saturating_sub(self.chunk_total),
+                new_chunk_bytes: c.new_chunk_bytes,
             });
-            self.chunk_total = total;
         }
         if self.log_error.is_none() {
             if let Err(e) = self.log.append(c) {
@@ -431,9 +426,7 @@ fn run_in(
         persist: Vec::new(),
         log,
         log_error: None,
-        store: args.chunked.then(|| Arc::clone(&store)),
-        chunk_total: 0,
-        chunked: Vec::new(),
+        chunked: args.chunked.then(Vec::new),
     }));
     let observed = Arc::clone(&timeline);
     node.set_observer(move |event| {
@@ -516,7 +509,7 @@ fn run_in(
 
     let (persist_latencies, log_error, chunked) = {
         let mut t = timeline.lock();
-        let chunked = t.store.take().map(|_| std::mem::take(&mut t.chunked));
+        let chunked = t.chunked.take();
         (std::mem::take(&mut t.persist), t.log_error.take(), chunked)
     };
     if let Some(e) = log_error {

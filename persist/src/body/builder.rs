@@ -354,6 +354,7 @@ impl BodyBuilder {
             raw_len: self.raw_len,
             flags,
             chunks: None,
+            new_chunk_bytes: 0,
         })
     }
 }

@@ -82,6 +82,8 @@ pub struct PendingBody {
     /// A chunked body's claim on the chunks its list names: released when the body is
     /// dropped, after its commit (and that commit's retention pass) or when abandoned.
     pub(super) chunks: Option<ChunkClaim>,
+    /// Bytes of chunks this body wrote into packs (0 for a plain body).
+    pub(super) new_chunk_bytes: u64,
 }
 
 impl PendingBody {
@@ -161,6 +163,7 @@ impl PendingBody {
             raw_len: len,
             flags: Flags::NONE,
             chunks: None,
+            new_chunk_bytes: 0,
         }
     }
     /// [`from_frozen`](Self::from_frozen) for `target`'s store. For a store opened with
@@ -189,6 +192,7 @@ impl PendingBody {
             raw_len: body.raw_len,
             flags: Flags::CHUNKED,
             chunks: Some(body.claim),
+            new_chunk_bytes: body.new_bytes,
         }
     }
     /// The pending file holding the body, when it was spilled.
@@ -202,6 +206,12 @@ impl PendingBody {
     /// True when the body was spilled to a pending file.
     pub fn is_spilled(&self) -> bool {
         matches!(self.stored, Stored::Spilled(_))
+    }
+    /// For a chunked body, the bytes of the chunks it wrote into the store's packs: those
+    /// no durable pack held when it was cut (a chunk it names twice counts once). What the
+    /// snapshot cost the disk beyond its file; 0 for a plain body.
+    pub fn new_chunk_bytes(&self) -> u64 {
+        self.new_chunk_bytes
     }
     /// BLAKE3 of the stored bytes (the header's body digest).
     pub fn digest(&self) -> Hash {

@@ -72,6 +72,12 @@ pub(crate) fn parse_name(name: &str) -> Option<PackFile> {
         .map(PackFile::Sealed)
 }
 
+/// True for the name of a pack or of a pack being written (`chunks_<n>.pack[.pending]`):
+/// a chunked store's own files, for tools that list a snapshot directory.
+pub fn is_pack_name(name: &str) -> bool {
+    parse_name(name).is_some()
+}
+
 /// The index checksum over `index` (the entries' bytes) and the count.
 pub(crate) fn index_checksum(index: &[u8], count: u64) -> Hash {
     let mut h = blake3::Hasher::new_derive_key(PACK_CONTEXT);

@@ -64,6 +64,8 @@ pub(crate) struct ChunkedBody {
     pub(crate) list_len: u64,
     pub(crate) digest: Hash,
     pub(crate) raw_len: u64,
+    /// Bytes of the chunks this body wrote into packs (those no durable pack held).
+    pub(crate) new_bytes: u64,
     pub(crate) claim: ChunkClaim,
 }
 
@@ -79,6 +81,7 @@ struct State {
     list: HashingSink,
     entries: u64,
     raw_len: u64,
+    new_bytes: u64,
 }
 
 impl State {
@@ -118,6 +121,7 @@ impl State {
                 .insert(self.claim.store.new_pack().map_err(io::Error::other)?),
         };
         pack.add(bytes, hash).map_err(io::Error::other)?;
+        self.new_bytes += bytes.len() as u64;
         self.claim
             .store
             .counters
@@ -138,6 +142,7 @@ impl ChunkingSink {
                 list,
                 entries: 0,
                 raw_len: 0,
+                new_bytes: 0,
             },
         }
     }
@@ -166,6 +171,7 @@ impl ChunkingSink {
             list_len,
             digest,
             raw_len: state.raw_len,
+            new_bytes: state.new_bytes,
             claim: state.claim,
         })
     }

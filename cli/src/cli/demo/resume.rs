@@ -89,7 +89,10 @@ pub(super) fn survey(dir: &Path, key: &VerifyingKey) -> anyhow::Result<Survey> {
             names.push((name.clone().into_owned(), max));
         } else if name == LEDGER_DIR {
             safe_open::check_subdir(dir, LEDGER_DIR)?;
-        } else if ![LOCK_FILE, NODE_PUB, COMMITTED_LOG].contains(&name.as_ref()) {
+        } else if ![LOCK_FILE, NODE_PUB, COMMITTED_LOG].contains(&name.as_ref())
+            // A chunked demo's packs (a `--chunked` run resumes with `--chunked`).
+            && !snapseal::persist::internals::chunks::is_pack_name(&name)
+        {
             bail!(
                 "cannot resume in {}: `{name}` is not a file the demo writes (--resume only \
                  goes on in a directory an earlier `snapseal demo` wrote)",
