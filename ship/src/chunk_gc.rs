@@ -5,7 +5,7 @@
 //! writes the same bytes and needs no conditional write. What needs care is the shipper
 //! *skipping* a chunk a listing showed while gc deletes it. The protocol:
 //!
-//! - gc, before it decides anything about a node's chunks, writes `<node>/gc/chunks_<n>`
+//! - gc, when a first look finds chunk objects to delete, writes `<node>/gc/chunks_<n>`
 //!   (`n` one above every record listed); then lists the node afresh, reads the chunk list of
 //!   every snapshot object still there (held and retained ones, and any the shipper uploaded
 //!   but has not indexed yet), deletes the chunk objects none names — stopping once

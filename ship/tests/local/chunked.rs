@@ -454,3 +454,68 @@ fn a_chunked_snapshot_with_a_damaged_local_chunk_is_not_shipped_and_its_bad_chun
     );
     assert!(!remote_dir.path().join(NODE).join(name.file_name()).exists());
 }
+
+#[test]
+fn gc_running_beside_the_shipper_never_leaves_an_indexed_snapshot_without_a_chunk() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let (local, remote_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = chunked_store(local.path());
+    let config = ShipConfig::new(NODE)
+        .with_max_attempts(1000)
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5));
+    let sh = Shipper::new(
+        local_remote(remote_dir.path()),
+        std::sync::Arc::clone(&store),
+        config,
+    )
+    .unwrap();
+    let done = AtomicBool::new(false);
+    let mut names = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let remote = local_remote(remote_dir.path());
+            while !done.load(Ordering::SeqCst) {
+                retention::gc(&remote, &GcPolicy::new(1)).unwrap();
+            }
+        });
+        // Two states taking turns: each snapshot shares its chunks with the one before the
+        // last, which gc (keeping 1) is deleting while it ships, with its chunks.
+        let states = [state(MIB, 11), state(MIB, 12)];
+        for i in 1..=16u64 {
+            let current = edited(
+                &states[i as usize % 2],
+                (i as usize * 97_531) % (MIB - 5000),
+                100,
+            );
+            names.push(persist_chunked(&store, i * 10, &current));
+            sh.ship_pending().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    // Every snapshot the index names whose object is still there has every chunk it names.
+    let index = snapseal_ship::index::NodeIndex::decode(
+        &std::fs::read(remote_dir.path().join(NODE).join("index.json")).unwrap(),
+        NODE,
+    )
+    .unwrap();
+    let objects: Vec<String> = chunk_objects(remote_dir.path(), NODE)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut checked = 0;
+    for name in &names {
+        let indexed = index.snapshots.iter().any(|e| e.name == name.file_name());
+        if !indexed || !remote_dir.path().join(NODE).join(name.file_name()).exists() {
+            continue;
+        }
+        checked += 1;
+        for chunk in chunk_names(&store, name) {
+            assert!(
+                objects.contains(&chunk),
+                "{name} is indexed without its chunk {chunk}"
+            );
+        }
+    }
+    assert!(checked >= 1, "the newest snapshots are indexed and kept");
+}
