@@ -273,6 +273,21 @@ where
     /// Opens (creating if needed) the snapshot directory `dir` and recovers the state from
     /// its newest snapshot that verifies; an empty state when there is none. Blocking: call it
     /// before handing the state machine to `Raft::new`, or from a blocking task.
+    ///
+    /// # A fallback older than the log
+    ///
+    /// When the newest snapshot fails verification (a damaged disk), recovery falls back to
+    /// an older one. If the node's Raft log was already purged past that older snapshot, the
+    /// entries between them exist nowhere on this node, and openraft 0.9 refuses to start
+    /// (it panics on `purge_upto <= snapshot_last_log_id`). The state machine cannot see the
+    /// log, so the node must check before `Raft::new`: compare
+    /// [`applied_state`](RaftStateMachine::applied_state)'s index with its log store's
+    /// last purged index and, when it is older, bring a newer snapshot first (from object
+    /// storage with snapseal-ship's restore, or by wiping the node and rejoining as a new
+    /// member). snapseal-cluster's node does exactly this (`behind_the_log` in
+    /// cluster/src/node.rs). With [`SealOptions::keep_last`] of 2 or more and openraft's
+    /// `max_in_snapshot_log_to_keep` at least one snapshot interval, the snapshot before the
+    /// newest stays replayable from the log, so one damaged snapshot never needs this.
     pub fn open(dir: &Path, opts: SealOptions) -> Result<Self, Error> {
         let verifier: Arc<dyn ReceiptVerifier> = Arc::new(
             Schemes::new().with(Arc::new(StatementScheme::new(opts.trusted_keys.clone()))),
