@@ -20,8 +20,9 @@ use snapseal_persist::SnapshotStore;
 /// symbolic links (it is the operator's configuration); subdirectories are opened with
 /// [`open_subdir`](Dir::open_subdir), relative to this one and refusing a link.
 ///
-/// A snapshot directory holding chunked snapshots is exported through the store open on it
-/// ([`with_store`](Dir::with_store)): their chunks are read from its packs.
+/// A chunked snapshot's chunks are read from the directory's sealed packs: through the store
+/// open on it when there is one ([`with_store`](Dir::with_store)), else scanned without a
+/// store (no lock: a node may be running there).
 #[derive(Clone, Debug)]
 pub struct Dir {
     fd: Arc<dyn DirHandle>,
@@ -69,9 +70,10 @@ impl Dir {
     }
 
     /// This snapshot directory with `store`, the store this process has open on it: export
-    /// reads a chunked snapshot's chunks from its packs (each checked against its hash), and
-    /// holds the snapshot against its retention meanwhile. Without it a chunked snapshot is
-    /// not exported (the error says so).
+    /// reads a chunked snapshot's chunks through its index (each checked against its hash),
+    /// and holds the snapshot against its retention meanwhile. Without it they are read from
+    /// the packs as they are found, unheld: a running node's retention sweeping one before it
+    /// is copied fails the export as changed.
     pub fn with_store(mut self, store: Arc<SnapshotStore>) -> Dir {
         self.store = Some(store);
         self

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::internals::chunks::{chunk_list, read_chunk};
-use snapseal_persist::internals::format::MAGIC;
+use snapseal_persist::internals::chunks::{chunk_list, decode_list, read_chunk, read_chunk_in};
+use snapseal_persist::internals::format::{body_digest, HEADER_LEN, MAGIC};
 use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::receipt::key_id;
-use snapseal_persist::internals::{classify_dir, Escaped};
+use snapseal_persist::internals::{classify_dir, verify_file_in, Escaped};
 use snapseal_persist::receipt::ReceiptVerifier;
 use snapseal_persist::{to_hex, FileState, Hash, SnapshotFile, SnapshotName, SnapshotStore};
 
@@ -326,13 +326,15 @@ fn check_chunks(
 }
 
 /// The chunks the chunked snapshots among `snaps` name, each once, sorted by hash, as
-/// artifacts whose bytes the second pass reads from the store (`dir`'s
-/// [`with_store`](Dir::with_store)); and the snapshots opened through the store, whose holds
-/// keep retention off those chunks until they are dropped. Each snapshot is verified again
-/// through the store (every chunk against its hash) and its list read from it; the list is
-/// the one the receipt proves (its digest is the body digest).
+/// artifacts whose bytes the second pass reads from the directory's packs; and, when `dir`
+/// has the store open on it ([`with_store`](Dir::with_store)), the snapshots opened through
+/// it, whose holds keep retention off those chunks until they are dropped. Each snapshot is
+/// verified again with its chunks (every one against its hash: a missing or damaged chunk
+/// refuses the export, naming it) and its list read; the list is the one the receipt proves
+/// (its digest is the body digest).
 fn snapshot_chunks(
     dir: &Dir,
+    verifier: &dyn ReceiptVerifier,
     snaps: &[(SnapshotProof, Artifact)],
 ) -> Result<(Vec<Item>, Vec<SnapshotFile>), ExportError> {
     let mut chunks = std::collections::BTreeMap::new();
@@ -342,23 +344,22 @@ fn snapshot_chunks(
             what: artifact.path.clone(),
             why,
         };
-        let store = dir.store().ok_or_else(|| {
-            refused(
-                "a chunked snapshot: its chunks are read through the store open on the \
-                 directory (Dir::with_store), and none was given"
-                    .into(),
-            )
-        })?;
-        let file = store
-            .read(&proof.name)
-            .map_err(|e| refused(snapseal_persist::ErrorChain(&e).to_string()))?;
-        let list = chunk_list(&file)
-            .map_err(|e| refused(snapseal_persist::ErrorChain(&e).to_string()))?
-            .ok_or_else(|| refused("read back unchunked".into()))?;
+        let list = match dir.store() {
+            Some(store) => {
+                let file = store
+                    .read(&proof.name)
+                    .map_err(|e| refused(snapseal_persist::ErrorChain(&e).to_string()))?;
+                let list = chunk_list(&file)
+                    .map_err(|e| refused(snapseal_persist::ErrorChain(&e).to_string()))?
+                    .ok_or_else(|| refused("read back unchunked".into()))?;
+                held.push(file);
+                list
+            }
+            None => list_without_store(dir.fd(), verifier, &proof.name).map_err(refused)?,
+        };
         for (len, hash) in list {
             chunks.insert(hash, len);
         }
-        held.push(file);
     }
     let items = chunks
         .into_iter()
@@ -376,6 +377,34 @@ fn snapshot_chunks(
         })
         .collect();
     Ok((items, held))
+}
+
+/// The chunk list of the chunked snapshot `name` of `dir`, read without a store (no lock: a
+/// node may be running on the directory): the file verified with its chunks against the
+/// directory's sealed packs ([`verify_file_in`]), then its list read again and checked
+/// against the body digest it verified with before it is decoded. Nothing holds the chunks
+/// against the node's retention: one swept before the second pass copies it fails the export
+/// as changed.
+fn list_without_store(
+    dir: &dyn DirHandle,
+    verifier: &dyn ReceiptVerifier,
+    name: &SnapshotName,
+) -> Result<Vec<(u32, Hash)>, String> {
+    let chain = |e: &(dyn std::error::Error + 'static)| snapseal_persist::ErrorChain(e).to_string();
+    let file = Untrusted::open_in(dir, &name.file_name(), snapshot_expect())
+        .map_err(|e| chain(&e))?
+        .ok_or("vanished")?;
+    let header = verify_file_in(dir, &file, Some(name), verifier, &mut |_| {})
+        .map_err(|e| chain(&e))?
+        .header;
+    let len = usize::try_from(header.body_len).map_err(|_| "a chunk list too long to read")?;
+    let list = file
+        .read_range(HEADER_LEN as u64, len)
+        .map_err(|e| chain(&e))?;
+    if body_digest(&list) != header.body_digest {
+        return Err("its chunk list changed after it verified".into());
+    }
+    decode_list(&list, header.raw_len).map_err(|e| chain(&e))
 }
 
 /// Every other regular file of the snapshot directory and the ledger (debug level), hashed.
@@ -551,7 +580,7 @@ pub fn export(
     }
 
     // Held until the export is written: retention keeps off their chunks meanwhile.
-    let (snapshot_chunk_items, _held) = snapshot_chunks(dir_ref, &snaps)?;
+    let (snapshot_chunk_items, _held) = snapshot_chunks(dir_ref, &*opts.verifier, &snaps)?;
 
     let mut keys = opts.keys.clone();
     keys.sort_by_key(key_id);
@@ -654,14 +683,17 @@ fn copy(
     let hash = match &item.from {
         From::Bytes(b) => put(&mut &b[..])?,
         From::SnapshotChunk(hash) => {
-            let bytes = store
-                .and_then(|s| read_chunk(s, hash).transpose())
-                .transpose()
-                .map_err(|e| ExportError::Refused {
-                    what: a.path.clone(),
-                    why: e.to_string(),
-                })?
-                .ok_or_else(changed)?;
+            // Through the open store when there is one (its index, and the snapshot's hold
+            // keeps retention off the chunk); else the directory's packs, scanned.
+            let bytes = match store {
+                Some(s) => read_chunk(s, hash),
+                None => read_chunk_in(dir, hash),
+            }
+            .map_err(|e| ExportError::Refused {
+                what: a.path.clone(),
+                why: e.to_string(),
+            })?
+            .ok_or_else(changed)?;
             if bytes.len() as u64 != a.len {
                 return Err(changed());
             }

@@ -18,6 +18,7 @@ pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod pack;
+pub(crate) mod read_in;
 pub(crate) mod sink;
 pub(crate) mod store;
 pub(crate) mod sweep;

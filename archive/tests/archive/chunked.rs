@@ -109,13 +109,17 @@ fn chunked_snapshots_round_trip_with_the_chunks_they_name() {
 }
 
 #[test]
-fn a_chunked_snapshot_is_not_exported_without_its_store() {
+fn a_chunked_snapshot_exports_without_its_store_to_the_same_archive() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     chunked_fixture(&src);
-    let err = export_chunked(&src, Level::Operational, false).unwrap_err();
-    assert!(err.is_refusal(), "{err:?}");
-    assert!(err.to_string().contains("Dir::with_store"), "{err}");
+    let (without, manifest) = export_chunked(&src, Level::Archival, false).unwrap();
+    assert!(!chunk_paths(&manifest).is_empty());
+    let (with, _) = export_chunked(&src, Level::Archival, true).unwrap();
+    assert!(
+        without == with,
+        "the packs scanned give the store's archive"
+    );
 }
 
 #[test]

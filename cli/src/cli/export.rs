@@ -258,13 +258,18 @@ pub(super) fn run(args: &ExportArgs, out: &Out) -> anyhow::Result<Status> {
     use snapseal_archive::ArtifactKind as K;
     text!(
         out,
-        "exported {} at level {}: snapshot at idx {}, ledger to idx {}; {} key(s), {} snapshot(s), {} chunk(s){}; {} bytes in {:.2} s",
+        "exported {} at level {}: snapshot at idx {}, ledger to idx {}; {} key(s), {} snapshot(s){}, {} chunk(s){}; {} bytes in {:.2} s",
         Escaped::path(&args.out),
         m.level.name(),
         m.snapshot_idx,
         m.commit_idx,
         count(K::Key),
         count(K::Snapshot),
+        if count(K::Chunk) > 0 {
+            format!(", {} snapshot chunk(s)", count(K::Chunk))
+        } else {
+            String::new()
+        },
         count(K::Ledger),
         if count(K::Debug) > 0 {
             format!(", {} debug file(s)", count(K::Debug))

@@ -608,3 +608,64 @@ fn archive_names_are_shown_escaped_and_a_cut_archive_is_reported_truncated() {
     assert!(!r.stderr.contains("BLAKE3"), "{}", r.stderr);
     assert_eq!(committed_anything(&fresh), Vec::<String>::new());
 }
+
+/// The sealed chunk packs of `dir`.
+fn packs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("chunks_") && n.ends_with(".pack")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_chunked_demo_exports_and_imports_into_an_empty_directory_that_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (orig, fresh) = (tmp.path().join("orig"), tmp.path().join("fresh"));
+    demo(&orig, &["--chunked"]);
+    assert!(!packs(&orig).is_empty(), "the demo stored chunks");
+    let archive = tmp.path().join("chunked.tar");
+    let text = export("archival", &orig, &archive).expect(0);
+    assert!(text.stdout.contains("snapshot chunk(s)"), "{}", text.stdout);
+    let r = import("archival", &archive, &fresh, &orig.join("node.pub"))
+        .expect(0)
+        .json();
+    assert!(
+        !r["snapshots_committed"].as_array().unwrap().is_empty(),
+        "{r}"
+    );
+    assert!(!packs(&fresh).is_empty(), "the chunks came along: {r}");
+    snapseal(&["verify".as_ref(), fresh.as_os_str()]).expect(0);
+}
+
+#[test]
+fn export_refuses_a_chunked_snapshot_with_a_damaged_chunk_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("snap");
+    demo(&dir, &["--chunked"]);
+    // The first chunk of every pack (right after its 8-byte magic), one bit flipped: the
+    // newest snapshot names chunks in some of them, so export finds one damaged.
+    let mut damaged = Vec::new();
+    for pack in packs(&dir) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[8] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+        damaged.push(pack.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    let out = tmp.path().join("r.tar");
+    let r = export("operational", &dir, &out).expect(1);
+    assert!(r.stderr.contains("does not match its hash"), "{}", r.stderr);
+    assert!(
+        damaged.iter().any(|p| r.stderr.contains(p.as_str())),
+        "names the pack: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("chunk "), "names the chunk: {}", r.stderr);
+    assert!(!out.exists(), "no archive");
+}

@@ -4,7 +4,7 @@
 //! its chunks (a shipper that sends only some of them), and [`read_chunk`], one chunk by its
 //! hash, checked against it.
 
-use crate::error::{BodyError, VerifyError};
+use crate::error::VerifyError;
 use crate::format::{body_digest, Flags};
 use crate::fs::Untrusted;
 use crate::names::SnapshotName;
@@ -15,7 +15,6 @@ use crate::store::SnapshotStore;
 use crate::Hash;
 
 use super::list::decode_list;
-use super::store::{ChunkSource, OpenPack};
 use super::transfer_error::ChunkError;
 
 /// The chunk list of `file` — `(length, BLAKE3)` per chunk, in body order — or `None` when it
@@ -72,26 +71,5 @@ pub fn read_chunk(store: &SnapshotStore, hash: &Hash) -> Result<Option<Vec<u8>>,
     let Some(entry) = chunks.entry_of(hash) else {
         return Ok(None);
     };
-    let read_err = |source| ChunkError::Read {
-        dir: chunks.dir.path().to_path_buf(),
-        hash: *hash,
-        source,
-    };
-    match chunks.read(0, &entry, &mut OpenPack::default()) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) => {
-            match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<BodyError>())
-            {
-                // Swept (or its pack skipped) since the lookup: not here any more.
-                Some(BodyError::ChunkMissing { .. }) => Ok(None),
-                Some(BodyError::ChunkDamaged { hash, pack, .. }) => Err(ChunkError::Damaged {
-                    hash: *hash,
-                    pack: pack.clone(),
-                }),
-                _ => Err(read_err(e)),
-            }
-        }
-    }
+    super::read_in::checked_read(&**chunks, chunks.dir.path(), &entry)
 }

@@ -62,6 +62,14 @@ impl Index {
         }
         self.packs.insert(n, index);
     }
+
+    /// The entry (length and hash) of chunk `hash` if a pack in the index holds it.
+    fn entry_of(&self, hash: &Hash) -> Option<Entry> {
+        let loc = self.chunks.get(hash)?;
+        let pack = self.packs.get(&loc.pack)?;
+        let at = pack.binary_search_by_key(&loc.offset, |(at, _)| *at).ok()?;
+        pack.get(at).map(|(_, e)| *e)
+    }
 }
 
 /// Counts of the chunk store's writes.
@@ -203,6 +211,11 @@ impl<'a> ScannedChunks<'a> {
             index: Mutex::new(scan(dir, false)?.index),
         })
     }
+
+    /// The entry (length and hash) of chunk `hash` if a scanned pack holds it.
+    pub(crate) fn entry_of(&self, hash: &Hash) -> Option<Entry> {
+        self.index.lock().entry_of(hash)
+    }
 }
 
 impl ChunkSource for ScannedChunks<'_> {
@@ -276,11 +289,7 @@ impl ChunkStore {
 
     /// The entry (length and hash) of chunk `hash` if a durable pack holds it.
     pub(crate) fn entry_of(&self, hash: &Hash) -> Option<Entry> {
-        let index = self.index.lock();
-        let loc = index.chunks.get(hash)?;
-        let pack = index.packs.get(&loc.pack)?;
-        let at = pack.binary_search_by_key(&loc.offset, |(at, _)| *at).ok()?;
-        pack.get(at).map(|(_, e)| *e)
+        self.index.lock().entry_of(hash)
     }
 
     /// True when a durable pack holds chunk `hash`.
