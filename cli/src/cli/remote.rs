@@ -200,6 +200,9 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
                 kept: Vec<Object>,
                 deleted: Vec<Object>,
                 stale_uploads: Vec<PathBuf>,
+                /// Chunk objects no snapshot object of their node names.
+                chunks_deleted: usize,
+                chunk_bytes_deleted: u64,
             }
             let r = Report {
                 dry_run: *dry_run,
@@ -210,6 +213,8 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
                     .iter()
                     .map(|s| s.path.clone())
                     .collect(),
+                chunks_deleted: report.chunks_deleted,
+                chunk_bytes_deleted: report.chunk_bytes_deleted,
             };
             out.json(&r)?;
             let verb = if *dry_run { "would delete" } else { "deleted" };
@@ -221,6 +226,14 @@ pub(super) fn run(args: &RemoteCmd, out: &Out) -> anyhow::Result<Status> {
                     out,
                     "{verb} the staging file of an interrupted upload: {}",
                     Escaped::path(p)
+                );
+            }
+            if r.chunks_deleted > 0 {
+                text!(
+                    out,
+                    "{verb} {} chunk object(s) no snapshot names ({} bytes)",
+                    r.chunks_deleted,
+                    r.chunk_bytes_deleted
                 );
             }
             text!(out, "kept {}, {verb} {}", r.kept.len(), r.deleted.len());

@@ -42,6 +42,11 @@ pub(crate) struct RestoreArgs {
     #[arg(long, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(1..=1 << 62))]
     pub max_file_bytes: Option<u64>,
+    /// Another remote to take a chunked snapshot's chunks from (the same node's chunk
+    /// objects there), tried in turn after --from, each chunk checked against its hash; may
+    /// be repeated. Reached with the same remote options as --from.
+    #[arg(long = "chunk-source", value_name = "URL")]
+    pub chunk_sources: Vec<String>,
     /// Trusted public key file (as node.pub); may be repeated. Default: DIR/node.pub.
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<PathBuf>,
@@ -68,6 +73,10 @@ struct Report {
 pub(super) fn run(args: &RestoreArgs, file: &FileConfig, out: &Out) -> anyhow::Result<Status> {
     let trusted = Trusted::load(&args.keys, &args.dir)?;
     let remote = open_remote(&args.from, &args.remote)?;
+    let mut opts = RestoreOptions::default();
+    for url in &args.chunk_sources {
+        opts = opts.with_chunk_source(open_remote(url, &args.remote)?);
+    }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let store = SnapshotStore::open(
@@ -76,7 +85,6 @@ pub(super) fn run(args: &RestoreArgs, file: &FileConfig, out: &Out) -> anyhow::R
         file.store.options(trusted.verifier()),
     )
     .context("opening the snapshot store")?;
-    let mut opts = RestoreOptions::default();
     opts.node = args.node.clone();
     if let Some(max) = args.max_file_bytes {
         opts.max_file_bytes = max;

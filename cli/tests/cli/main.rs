@@ -21,4 +21,5 @@ mod cli_output;
 mod cli_repair;
 mod cli_scheme;
 mod cli_ship;
+mod cli_ship_chunked;
 mod production_deps;
