@@ -14,6 +14,7 @@
 //! | consensus | p99 with 5 × 64 MiB in flight | p99 while a peer hashes and writes the same bytes at the same nice; the p99 itself | ≤ 1.1×; ≤ 5 µs (vs none: information) |
 //! | engine | 64 independent queues, CPU count and 8 threads | crossbeam pool | ≥ 1.0× throughput |
 //! | ship, restore (file:// remote) | `Shipper::ship_pending`, `snapseal_ship::restore` | `object_store` put; ranged get + BLAKE3, streamed get + BLAKE3 | ≥ 0.9× throughput |
+//! | chunked (256 MiB state, 1 MiB pages) | persist after a 1% contiguous change; first chunked persist; ship of that change; restore from a file:// remote | a full plain persist (time ≤ 10%, bytes ≤ 3%; first ≤ 1.2×); a full ship (bytes ≤ 3%); get + BLAKE3 of the same chunk objects, 8 in flight (≥ 0.9×) | as stated |
 //!
 //! The `atomic-write-file` crate (a user's obvious alternative for the write path) is compared
 //! in `benches/persist_peers.rs` only: a peer to measure against is a dev-dependency, never one
@@ -31,6 +32,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 mod background;
+mod chunked;
 pub mod compare;
 mod consensus;
 pub mod engine;
@@ -73,6 +75,8 @@ pub struct BenchOptions {
     pub consensus_body: u64,
     /// Body size of the snapshot the ship and restore rows move.
     pub ship_size: u64,
+    /// State size of the chunked rows (issue 24), in pages of 1 MiB.
+    pub chunked_size: u64,
     /// An S3-compatible test server (`http://host:port`, e.g. moto or s3rver): the ship and
     /// restore rows run against it too, in a bucket of their own. `None`: `file://` only.
     pub s3_endpoint: Option<String>,
@@ -90,7 +94,7 @@ pub struct BenchOptions {
 
 impl BenchOptions {
     /// The full sizes in `dir`: persist 4 KiB and 256 MiB, 4 × 64 MiB at once, serialise 256 MiB, verify 1 GiB,
-    /// RSS at 2 GiB, consensus with 5 × 64 MiB.
+    /// RSS at 2 GiB, consensus with 5 × 64 MiB, a chunked state of 256 MiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
             dir: dir.into(),
@@ -101,6 +105,7 @@ impl BenchOptions {
             rss_size: Some(2 << 30),
             consensus_body: 64 << 20,
             ship_size: 256 << 20,
+            chunked_size: 256 << 20,
             s3_endpoint: None,
             quick: false,
             b3sum: None,
@@ -110,7 +115,7 @@ impl BenchOptions {
     }
 
     /// Quick mode: persist 4 KiB and 64 MiB, 4 × 8 MiB at once, serialise and verify 64 MiB, RSS at 256 MiB,
-    /// consensus with 5 × 16 MiB, fewer repetitions.
+    /// consensus with 5 × 16 MiB, a chunked state of 32 MiB, fewer repetitions.
     pub fn quick(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
             persist_sizes: vec![4 << 10, 64 << 20],
@@ -120,6 +125,7 @@ impl BenchOptions {
             rss_size: Some(256 << 20),
             consensus_body: 16 << 20,
             ship_size: 64 << 20,
+            chunked_size: 32 << 20,
             quick: true,
             ..BenchOptions::new(dir)
         }
@@ -251,6 +257,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
                 endpoint,
             )?);
         }
+    }
+    if wants(&["chunked"]) {
+        table.rows.extend(chunked::rows(
+            &opts.dir,
+            to_usize(opts.chunked_size)?,
+            1 << 20,
+            reps,
+        )?);
     }
     if wants(&["engine"]) {
         let per_queue = if opts.quick { 200 } else { 1000 };

@@ -49,8 +49,9 @@ fn run_err(e: impl std::fmt::Display) -> BenchError {
 }
 
 /// Runs a raw peer's calls on the bench's own runtime, built once and sized like a remote's
-/// (the library keeps its runtime internal), so no timed row pays for building one.
-fn raw<T>(
+/// (the library keeps its runtime internal), so no timed row pays for building one. The
+/// chunked rows' raw download runs on it too.
+pub(super) fn raw<T>(
     f: impl std::future::Future<Output = Result<T, object_store::Error>>,
 ) -> Result<T, BenchError> {
     static RT: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =

@@ -50,7 +50,7 @@ pub struct Figures {
     pub ours: f64,
     /// The floor's or peer's (`None` when the row has none).
     pub peer: Option<f64>,
-    /// Their unit: `s`, `B/s`, `items/s`, `MiB`.
+    /// Their unit: `s`, `B/s`, `items/s`, `MiB`, `B`.
     pub unit: &'static str,
 }
 
@@ -152,6 +152,30 @@ impl BenchRow {
             samples: runs.rate_ratios(),
             target: Target::AtLeast(bound),
             verdict: verdict(ratio >= bound),
+            note: String::new(),
+        }
+    }
+
+    /// A row comparing two amounts of bytes (written, shipped; both sides, each repetition,
+    /// in `runs`' two columns): ratio `ours / peer` of the medians, passing at or below
+    /// `bound`.
+    pub fn byte_counts(what: impl Into<String>, runs: &Runs, bound: f64) -> Self {
+        let (ours, peer) = runs.medians();
+        let ratio = ours / peer;
+        let show = |b: f64| crate::units::bytes(b as u64);
+        BenchRow {
+            what: what.into(),
+            ours: show(ours),
+            peer: show(peer),
+            figures: Some(Figures {
+                ours,
+                peer: Some(peer),
+                unit: "B",
+            }),
+            ratio: Some(ratio),
+            samples: runs.time_ratios(),
+            target: Target::AtMost(bound),
+            verdict: verdict(ratio <= bound),
             note: String::new(),
         }
     }

@@ -98,7 +98,7 @@ pub(super) fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
         // An empty table would read as "nothing regressed, every goal met".
         anyhow::ensure!(
             !table.rows.is_empty(),
-            "no row's name starts with {only:?} (the rows start with persist, serialise, latest() verify, peak RSS, consensus, ship, restore, engine)"
+            "no row's name starts with {only:?} (the rows start with persist, serialise, latest() verify, peak RSS, consensus, ship, restore, chunked, engine)"
         );
     }
     let unix_time = SystemTime::now()
