@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use snapseal_persist::internals::chunks::{chunk_list, decode_list, read_chunk, read_chunk_in};
+use snapseal_persist::internals::chunks::{chunk_list, decode_list, read_chunk, DirChunks};
 use snapseal_persist::internals::format::{body_digest, HEADER_LEN, MAGIC};
 use snapseal_persist::internals::fs::{DirHandle, EntryKind, Expect, Untrusted, UntrustedError};
 use snapseal_persist::internals::receipt::key_id;
@@ -648,9 +648,29 @@ pub fn export(
         &mut &manifest_bytes[..],
     )
     .map_err(ExportError::Write)?;
+    // Without a store, the directory's packs are scanned once for every snapshot chunk.
+    let dir_chunks = match dir_ref.store() {
+        None if items
+            .iter()
+            .any(|i| matches!(i.from, From::SnapshotChunk(_))) =>
+        {
+            Some(DirChunks::scan(dir).map_err(|e| ExportError::Refused {
+                what: "chunks".into(),
+                why: e.to_string(),
+            })?)
+        }
+        _ => None,
+    };
     let mut artifact_bytes = 0;
     for item in &items {
-        copy(&mut tar, dir, dir_ref.store(), source, item)?;
+        copy(
+            &mut tar,
+            dir,
+            dir_ref.store(),
+            dir_chunks.as_ref(),
+            source,
+            item,
+        )?;
         artifact_bytes += item.artifact.len;
     }
     tar.into_inner()
@@ -667,6 +687,7 @@ fn copy(
     tar: &mut tar::Builder<&mut dyn Write>,
     dir: &dyn DirHandle,
     store: Option<&Arc<SnapshotStore>>,
+    dir_chunks: Option<&DirChunks<'_>>,
     source: &dyn ArtifactSource,
     item: &Item,
 ) -> Result<(), ExportError> {
@@ -684,10 +705,11 @@ fn copy(
         From::Bytes(b) => put(&mut &b[..])?,
         From::SnapshotChunk(hash) => {
             // Through the open store when there is one (its index, and the snapshot's hold
-            // keeps retention off the chunk); else the directory's packs, scanned.
-            let bytes = match store {
-                Some(s) => read_chunk(s, hash),
-                None => read_chunk_in(dir, hash),
+            // keeps retention off the chunk); else the directory's packs, scanned once.
+            let bytes = match (store, dir_chunks) {
+                (Some(s), _) => read_chunk(s, hash),
+                (None, Some(c)) => c.read(hash),
+                (None, None) => Ok(None),
             }
             .map_err(|e| ExportError::Refused {
                 what: a.path.clone(),

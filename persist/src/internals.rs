@@ -46,7 +46,7 @@ pub mod chunks {
     pub use crate::chunks::import::{ChunkImport, ChunkImportError};
     pub use crate::chunks::list::decode_list;
     pub use crate::chunks::pack::is_pack_name;
-    pub use crate::chunks::read_in::read_chunk_in;
+    pub use crate::chunks::read_in::DirChunks;
     pub use crate::chunks::transfer_error::ChunkError;
     pub use crate::chunks::MAX_CHUNK;
 }

@@ -1,8 +1,7 @@
-//! [`read_chunk_in`]: one chunk of a snapshot directory read without its store — for the
+//! [`DirChunks`]: the chunks of a snapshot directory read without its store — for the
 //! read-only tools (`snapseal export`), which must not take the lock of a directory a running
 //! node holds.
 
-use std::io;
 use std::path::Path;
 
 use crate::error::BodyError;
@@ -12,25 +11,38 @@ use crate::Hash;
 use super::store::{ChunkSource, OpenPack, ScannedChunks};
 use super::transfer_error::ChunkError;
 
-/// Chunk `hash` from the sealed packs of the snapshot directory `dir`, its bytes checked
-/// against the hash before they are returned; `None` when no sealed pack holds it (now).
+/// The sealed packs of a snapshot directory, scanned once, to read chunks from without the
+/// store.
 ///
-/// The packs are scanned as [`verify_file_in`](crate::internals::verify_file_in) scans them
-/// (every sealed pack's trailer read through the hardened open; a damaged pack is skipped and
-/// its chunks not trusted; pending packs are left alone), once per call: a tool reading many
-/// chunks pays a directory listing and the packs' indexes for each. Nothing holds the chunk
-/// against a running node's retention: one swept meanwhile is `None`. A copy that does not
-/// match is [`ChunkError::Damaged`] (never returned), a failed read [`ChunkError::Read`].
-pub fn read_chunk_in(dir: &dyn DirHandle, hash: &Hash) -> Result<Option<Vec<u8>>, ChunkError> {
-    let scanned = ScannedChunks::scan(dir).map_err(|e| ChunkError::Read {
-        dir: dir.path().to_path_buf(),
-        hash: *hash,
-        source: io::Error::other(e),
-    })?;
-    let Some(entry) = scanned.entry_of(hash) else {
-        return Ok(None);
-    };
-    checked_read(&scanned, dir.path(), &entry)
+/// [`scan`](Self::scan) reads the packs as [`verify_file_in`](crate::internals::verify_file_in)
+/// does (every sealed pack's trailer through the hardened open; a damaged pack is skipped and
+/// its chunks not trusted; pending packs are left alone), so a tool reading many chunks pays
+/// for the listing and the indexes once. Nothing holds a chunk against a running node's
+/// retention: one swept (or its pack rewritten) since the scan reads as `None`.
+pub struct DirChunks<'a> {
+    dir: &'a dyn DirHandle,
+    scanned: ScannedChunks<'a>,
+}
+
+impl<'a> DirChunks<'a> {
+    /// Scans the sealed packs of `dir`.
+    pub fn scan(dir: &'a dyn DirHandle) -> Result<DirChunks<'a>, ChunkError> {
+        let scanned = ScannedChunks::scan(dir).map_err(|source| ChunkError::Scan {
+            dir: dir.path().to_path_buf(),
+            source,
+        })?;
+        Ok(DirChunks { dir, scanned })
+    }
+
+    /// Chunk `hash`, its bytes checked against the hash before they are returned; `None`
+    /// when no pack the scan found holds it (any more). A copy that does not match is
+    /// [`ChunkError::Damaged`] (never returned), a failed read [`ChunkError::Read`].
+    pub fn read(&self, hash: &Hash) -> Result<Option<Vec<u8>>, ChunkError> {
+        let Some(entry) = self.scanned.entry_of(hash) else {
+            return Ok(None);
+        };
+        checked_read(&self.scanned, self.dir.path(), &entry)
+    }
 }
 
 /// Reads `entry` from `source` (checked against its hash there), telling a chunk swept since

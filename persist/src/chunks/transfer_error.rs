@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::error::{BodyError, PersistError};
+use crate::error::{BodyError, PersistError, StoreError};
 use crate::escape::Escaped;
 use crate::hex::to_hex;
 use crate::Hash;
@@ -36,6 +36,15 @@ pub enum ChunkError {
         /// What is wrong with it.
         #[source]
         source: BodyError,
+    },
+    /// Scanning a directory's chunk packs failed (listing it, or reading a pack's trailer).
+    #[error("scanning the chunk packs of {}", Escaped::path(.dir))]
+    Scan {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// What failed.
+        #[source]
+        source: StoreError,
     },
     /// Reading a chunk out of the store's packs failed (the pack's I/O error).
     #[error("reading chunk {} from the chunk packs of {}", to_hex(.hash), Escaped::path(.dir))]
