@@ -17,7 +17,7 @@ use crate::nodes::{self, Launcher, Node};
 use crate::proxy::Mesh;
 use crate::workload::Shared;
 
-/// Counters a node's `/status` reports, summed over its restarts (see [`Counters::observe`]).
+/// Counters a node's `/status` reports, summed over its restarts (see [`Tally::observe`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counters {
     pub(crate) built: u64,
