@@ -74,17 +74,11 @@ fn chunked_store(dir: &std::path::Path, ledger: &Ledger) -> Arc<SnapshotStore> {
     Arc::new(SnapshotStore::open(Arc::new(RealFs::new()), dir, opts).unwrap())
 }
 
-fn cfg() -> SnapshotterConfig {
-    SnapshotterConfig {
-        tx_interval: 100,
-        ..SnapshotterConfig::default()
-    }
-}
-
-#[test]
-fn a_snapshotter_over_a_chunked_store_writes_only_the_changed_chunks_per_snapshot() {
+/// A Snapshotter over a chunked store in a temporary directory, on the blob state, driven
+/// by hand over the ledger of `seed`.
+fn driven(seed: u64) -> (tempfile::TempDir, Arc<SnapshotStore>, Arc<Blob>, Drive) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::from_seed(24);
+    let ledger = Ledger::from_seed(seed);
     let store = chunked_store(dir.path(), &ledger);
     let state = blob();
     let tasks = TaskSystem::manual_fifo();
@@ -97,13 +91,26 @@ fn a_snapshotter_over_a_chunked_store_writes_only_the_changed_chunks_per_snapsho
         Arc::new(sink),
     )
     .unwrap();
-    let mut d = Drive {
+    let d = Drive {
         ledger,
         snap,
         tasks,
         evidence,
         last_sig: 0,
     };
+    (dir, store, state, d)
+}
+
+fn cfg() -> SnapshotterConfig {
+    SnapshotterConfig {
+        tx_interval: 100,
+        ..SnapshotterConfig::default()
+    }
+}
+
+#[test]
+fn a_snapshotter_over_a_chunked_store_writes_only_the_changed_chunks_per_snapshot() {
+    let (_dir, store, state, mut d) = driven(24);
     d.snapshot_at(100);
     let first = store.stats().chunk_bytes_written;
     assert_eq!(
@@ -154,27 +161,7 @@ fn a_chunked_store_with_compression_is_refused_when_the_snapshotter_is_built() {
 
 #[test]
 fn each_committed_event_counts_only_the_chunks_its_own_body_wrote_when_generations_overlap() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::from_seed(25);
-    let store = chunked_store(dir.path(), &ledger);
-    let state = blob();
-    let tasks = TaskSystem::manual_fifo();
-    let (sink, evidence) = ChannelSink::new();
-    let snap = Snapshotter::new(
-        cfg(),
-        tasks.clone(),
-        Arc::clone(&store),
-        state.clone(),
-        Arc::new(sink),
-    )
-    .unwrap();
-    let mut d = Drive {
-        ledger,
-        snap,
-        tasks,
-        evidence,
-        last_sig: 0,
-    };
+    let (_dir, store, _state, mut d) = driven(25);
     // Both generations serialise (and write their chunks) before either persists.
     for point in [100, 200] {
         d.writes_until(point);
