@@ -179,7 +179,16 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
     nodes.insert(2, node2);
 
     // --- Node 3's newest snapshot is damaged while it is down: it falls back to the one
-    // before (quarantining the damaged one) and replays its log from there.
+    // before (quarantining the damaged one) and replays its log from there. First it builds
+    // one more of its own past `last`, so the one before its newest is at `last` or later:
+    // on a loaded machine node 3 can fall behind above and be sent the leader's snapshot
+    // (the leader keeps no log), which purges node 3's log up to it, and a fallback older
+    // than the log cannot be replayed (openraft refuses to start; see
+    // `SealedStateMachine::open`).
+    write_keys(&raft(&nodes, 1), 100..105).await;
+    let before_damage = raft(&nodes, 1).metrics().borrow().last_log_index.unwrap();
+    wait_applied(&raft(&nodes, 3), before_damage, "node 3 applied 100..105").await;
+    snapshot_at(&raft(&nodes, 3), before_damage).await;
     nodes.remove(&3).unwrap().stop(&router).await.unwrap();
     let files = committed_files(dir(3));
     let newest = files
@@ -205,7 +214,10 @@ async fn cluster_snapshots_learner_restart_and_fallback() {
         dir(3).join(format!("{newest}.corrupt")).exists(),
         "damaged file quarantined"
     );
-    assert!(sm3.state_handle().read().0.len() < 100);
+    assert!(
+        sm3.state_handle().read().0.len() < 105,
+        "an older state than the damaged snapshot's"
+    );
     drop(sm3);
     let node3 = start(&router, 3, dir(3), cfg_for(3), logs[3].clone()).await;
     nodes.insert(3, node3);
