@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -68,6 +70,9 @@ impl Launcher {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            // A link or FIFO planted in the run directory is refused, never followed or
+            // blocked on: the name is ours to append to, nothing else.
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let log2 = log.try_clone().context("duplicating the log fd")?;

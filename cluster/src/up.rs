@@ -1,11 +1,13 @@
 //! `snapseal-cluster up`: a local cluster of `node` child processes, in the foreground until
 //! Ctrl-C (or SIGTERM, SIGHUP), which stops them; each node logs to `DIR/n<id>.log`.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -100,6 +102,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            // A link or FIFO planted in the run directory is refused, never followed or
+            // blocked on: the name is ours to append to, nothing else.
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut cmd = Command::new(&exe);
