@@ -319,8 +319,16 @@ impl Model {
         // The ledger survives up to the commit index; the Snapshotter starts afresh.
         self.ledger.truncate(self.commit as usize);
         self.uncommitted_sigs.clear();
-        let fresh = Model::new(self.tx_interval, self.max_pending);
-        self.points = fresh.points;
+        // A restart resumes (SPEC §3): its first baseline is the store's newest snapshot that
+        // verifies. The model has no faults, so that is the newest acknowledged snapshot.
+        let resumed = self.acks.iter().map(|a| a.0).max().unwrap_or(0);
+        self.points = vec![Point {
+            idx: resumed,
+            forced: false,
+            done: true,
+            skipped: false,
+            deferral_counted: false,
+        }];
         self.forced = false;
         self.pending.clear();
         self.next_generation = 0;
