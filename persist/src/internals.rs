@@ -43,7 +43,7 @@ pub mod format {
 /// sealed into packs) and ingests the file once they are there.
 pub mod chunks {
     pub use crate::chunks::export::{chunk_list, read_chunk, verify_file_but_chunks};
-    pub use crate::chunks::import::{ChunkImport, ChunkImportError};
+    pub use crate::chunks::import::{CheckedChunk, ChunkImport, ChunkImportError};
     pub use crate::chunks::list::decode_list;
     pub use crate::chunks::pack::is_pack_name;
     pub use crate::chunks::read_in::DirChunks;

@@ -526,3 +526,35 @@ impl Attempt<'_> {
         })
     }
 }
+
+/// Starts the writeback of the bytes written since the last start, once they reach `step`,
+/// so the device writes while the rest of the file arrives and its `fsync` waits for little.
+/// A filesystem that cannot (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`) is not asked again; any other
+/// error is an I/O error of the file and fails it.
+pub(crate) fn start_writeback(
+    file: &mut dyn WritableFile,
+    received: u64,
+    written_back: &mut Option<u64>,
+    step: u64,
+) -> io::Result<()> {
+    let Some(from) = *written_back else {
+        return Ok(());
+    };
+    if received - from < step {
+        return Ok(());
+    }
+    match file.start_writeback(from, received - from) {
+        Ok(()) => *written_back = Some(received),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EINVAL | nix::libc::ENOSYS | nix::libc::EOPNOTSUPP)
+            ) =>
+        {
+            debug!(error = %e, "writeback hints unsupported here");
+            *written_back = None;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}

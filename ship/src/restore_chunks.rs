@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
-use snapseal_persist::internals::chunks::ChunkImport;
+use snapseal_persist::internals::chunks::{CheckedChunk, ChunkImport};
 use snapseal_persist::internals::format::Header;
 use snapseal_persist::{to_hex, Hash, SnapshotStore};
 use tracing::debug;
@@ -64,7 +64,7 @@ pub(crate) async fn fetch_chunks(
     };
     while let Some(fetched) = fetches.next().await {
         let added = match fetched {
-            Ok((hash, bytes)) => off_the_workers(|| import.add(&hash, &bytes)).map_err(local),
+            Ok(chunk) => off_the_workers(|| import.add_checked(&chunk)).map_err(local),
             Err(e) => Err(e),
         };
         if let Err(e) = added {
@@ -79,24 +79,26 @@ pub(crate) async fn fetch_chunks(
     Ok(import)
 }
 
-/// Chunk `hash` (`len` bytes) from the first source that has it with the right bytes; one
-/// missing or damaged on every source refuses the snapshot object `snapshot`, naming it.
+/// Chunk `hash` (`len` bytes) from the first source that has it with the right bytes
+/// (checked against the hash once, here); one missing or damaged on every source refuses the
+/// snapshot object `snapshot`, naming it.
 pub(crate) async fn fetch_chunk(
     sources: &[&Remote],
     node: &str,
     snapshot: &Path,
     hash: Hash,
     len: u32,
-) -> Result<(Hash, Bytes), ShipError> {
+) -> Result<CheckedChunk<Bytes>, ShipError> {
     let mut reasons = Vec::new();
     let mut transient = None;
     for remote in sources {
         let key = remote.chunk_key(node, &hash);
-        match get_exactly(remote, &key, len).await {
-            Ok(Some(bytes)) if *blake3::hash(&bytes).as_bytes() == hash => {
-                return Ok((hash, bytes))
-            }
-            Ok(_) => reasons.push(format!(
+        let got = get_exactly(remote, &key, len)
+            .await
+            .map(|bytes| bytes.and_then(|b| CheckedChunk::new(hash, b).ok()));
+        match got {
+            Ok(Some(chunk)) => return Ok(chunk),
+            Ok(None) => reasons.push(format!(
                 "{}: damaged (not the {len} bytes its name hashes)",
                 remote.url()
             )),

@@ -30,6 +30,7 @@ use super::sink::ChunkClaim;
 use super::store::{ChunkSource, ChunkStore, OpenPack, PackWriter};
 use super::transfer_error::ChunkError;
 use super::MAX_CHUNK;
+use crate::error::BodyError;
 
 /// Chunks arriving for a chunked snapshot (see the module docs). Dropping it releases its
 /// claims and removes a pack it had not sealed.
@@ -40,6 +41,9 @@ pub struct ChunkImport {
     pack: Option<PackWriter>,
     /// The chunks in `pack`.
     in_pack: HashSet<Hash>,
+    /// The chunks this import hashed and sealed into durable packs: the ingest checks them
+    /// by their presence instead of reading them back (32 bytes and a set slot each).
+    sealed: HashSet<Hash>,
     /// Bytes of chunks added (not counting those the store had).
     added: u64,
 }
@@ -51,6 +55,7 @@ impl ChunkImport {
             claim: ChunkClaim::new(Arc::clone(store.chunk_store())),
             pack: None,
             in_pack: HashSet::new(),
+            sealed: HashSet::new(),
             added: 0,
         }
     }
@@ -79,21 +84,16 @@ impl ChunkImport {
     /// or by [`finish_ingest`](Self::finish_ingest); before that a crash loses them (and
     /// nothing names them). A failed write abandons that pack: its chunks must be added again.
     pub fn add(&mut self, hash: &Hash, bytes: &[u8]) -> Result<(), ChunkError> {
-        if bytes.is_empty() || bytes.len() > MAX_CHUNK {
-            return Err(ChunkError::Length {
-                hash: *hash,
-                len: bytes.len(),
-                max: MAX_CHUNK,
-            });
-        }
-        let actual = *blake3::hash(bytes).as_bytes();
-        if actual != *hash {
-            return Err(ChunkError::Mismatch {
-                hash: *hash,
-                actual,
-                len: bytes.len(),
-            });
-        }
+        self.add_checked(&CheckedChunk::new(*hash, bytes)?)
+    }
+
+    /// [`add`](Self::add) for bytes already checked against their hash (by
+    /// [`CheckedChunk::new`]), which are not hashed again.
+    pub fn add_checked<B: AsRef<[u8]>>(
+        &mut self,
+        chunk: &CheckedChunk<B>,
+    ) -> Result<(), ChunkError> {
+        let (hash, bytes) = (&chunk.hash, chunk.bytes.as_ref());
         let durable = match self.claim.take(*hash) {
             Some(durable) => durable,
             None => self.claim.store().holds(hash),
@@ -129,9 +129,13 @@ impl ChunkImport {
     /// the store's readers and by [`missing`](Self::missing)) once this returns. On failure
     /// the pack is gone and its chunks must be added again.
     pub fn seal(&mut self) -> Result<(), ChunkError> {
-        self.in_pack.clear();
+        let in_pack = std::mem::take(&mut self.in_pack);
         match self.pack.take() {
-            Some(pack) if !pack.is_empty() => pack.seal().map_err(ChunkError::Write),
+            Some(pack) if !pack.is_empty() => {
+                pack.seal().map_err(ChunkError::Write)?;
+                self.sealed.extend(in_pack);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -141,21 +145,59 @@ impl ChunkImport {
         self.added
     }
 
-    /// Seals what was added, then completes `file` with
-    /// [`SnapshotStore::finish_ingest`], which verifies a chunked file against the store's
+    /// Seals what was added, then completes `file` as
+    /// [`SnapshotStore::finish_ingest`] does, verifying a chunked file against the store's
     /// packs (failing with the first chunk it names that no durable pack holds) while this
-    /// import still holds its claims.
+    /// import still holds its claims. The chunks this import added were hashed as they came
+    /// and are durable: they are checked by their presence (hash and length in a sealed
+    /// pack's index), not read back and hashed a second time; the chunks the store had
+    /// already are read and checked against their hashes.
     pub fn finish_ingest(
         mut self,
         store: &SnapshotStore,
         file: IngestFile,
     ) -> Result<Ingested, ChunkImportError> {
         self.seal().map_err(ChunkImportError::Chunks)?;
+        let sealed = std::mem::take(&mut self.sealed);
         let ingested = store
-            .finish_ingest(file)
+            .finish_ingest_trusting(file, sealed)
             .map_err(ChunkImportError::Ingest)?;
         drop(self);
         Ok(ingested)
+    }
+}
+
+/// A chunk whose bytes were checked against its hash and the length bounds: what
+/// [`ChunkImport::add_checked`] takes, so a caller that hashes the bytes anyway (to pick the
+/// source that sent the right ones) does not hash them twice. Only [`new`](Self::new) makes
+/// one.
+#[derive(Clone, Debug)]
+pub struct CheckedChunk<B> {
+    hash: Hash,
+    bytes: B,
+}
+
+impl<B: AsRef<[u8]>> CheckedChunk<B> {
+    /// Checks that `bytes` are `1..=256 KiB` long and hash to `hash`.
+    pub fn new(hash: Hash, bytes: B) -> Result<CheckedChunk<B>, ChunkError> {
+        let len = bytes.as_ref().len();
+        if len == 0 || len > MAX_CHUNK {
+            return Err(ChunkError::Length {
+                hash,
+                len,
+                max: MAX_CHUNK,
+            });
+        }
+        let actual = *blake3::hash(bytes.as_ref()).as_bytes();
+        if actual != hash {
+            return Err(ChunkError::Mismatch { hash, actual, len });
+        }
+        Ok(CheckedChunk { hash, bytes })
+    }
+
+    /// The chunk's hash: its name.
+    pub fn hash(&self) -> &Hash {
+        &self.hash
     }
 }
 
@@ -177,13 +219,24 @@ pub enum ChunkImportError {
 #[derive(Debug)]
 pub(crate) struct ClaimingSource {
     claim: Mutex<ChunkClaim>,
+    /// Chunks hashed and sealed by the import bringing the file in: checked by presence.
+    sealed: HashSet<Hash>,
 }
 
 impl ClaimingSource {
-    pub(crate) fn new(store: Arc<ChunkStore>) -> ClaimingSource {
+    /// A source over `store`; the chunks of `sealed` are checked by their presence alone.
+    pub(crate) fn new(store: Arc<ChunkStore>, sealed: HashSet<Hash>) -> ClaimingSource {
         ClaimingSource {
             claim: Mutex::new(ChunkClaim::new(store)),
+            sealed,
         }
+    }
+
+    /// Claims `hash` and returns the store.
+    fn claimed(&self, hash: Hash) -> Arc<ChunkStore> {
+        let mut claim = self.claim.lock();
+        claim.take(hash);
+        Arc::clone(claim.store())
     }
 
     /// The claims taken, to be kept until the commit.
@@ -194,11 +247,25 @@ impl ClaimingSource {
 
 impl ChunkSource for ClaimingSource {
     fn read(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<Vec<u8>> {
-        let store = {
-            let mut claim = self.claim.lock();
-            claim.take(entry.hash);
-            Arc::clone(claim.store())
-        };
-        store.read(index, entry, cache)
+        self.claimed(entry.hash).read(index, entry, cache)
+    }
+
+    fn check(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<()> {
+        let store = self.claimed(entry.hash);
+        if !self.sealed.contains(&entry.hash) {
+            return store.read(index, entry, cache).map(drop);
+        }
+        // Hashed when it arrived and sealed since: present in a durable pack with this
+        // length is all that is left to show (the claim keeps a sweep off it).
+        match store.entry_of(&entry.hash) {
+            Some(found) if found == *entry => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                BodyError::ChunkMissing {
+                    index,
+                    hash: entry.hash,
+                },
+            )),
+        }
     }
 }

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::error::{BodyError, PersistError, Step, StoreError, StoreStep};
 use crate::fs::{write_all, DirHandle, Untrusted, WritableFile};
-use crate::writer::Attempt;
+use crate::writer::{start_writeback, Attempt};
 use crate::Hash;
 
 use super::list::Entry;
@@ -195,6 +195,12 @@ pub(crate) trait ChunkSource: Send + Sync {
     /// Missing or damaged: an `InvalidData` error carrying a [`BodyError`]; a failed read:
     /// that I/O error.
     fn read(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<Vec<u8>>;
+
+    /// Checks chunk `index`, `entry`, without handing its bytes out: by default read and
+    /// hashed as [`read`](Self::read) does; errors as there.
+    fn check(&self, index: u64, entry: &Entry, cache: &mut OpenPack) -> io::Result<()> {
+        self.read(index, entry, cache).map(drop)
+    }
 }
 
 /// The packs of a directory read without its store (the read-only tools): the index of
@@ -315,6 +321,8 @@ impl ChunkStore {
             buf,
             index: Vec::new(),
             at: PACK_MAGIC.len() as u64,
+            written: 0,
+            written_back: Some(0),
             sealed: false,
         })
     }
@@ -397,8 +405,17 @@ impl OpenPack {
     }
 }
 
-/// Bytes gathered before a write to a pack.
+/// Bytes of small chunks gathered before a write to a pack.
 const WRITE_BUF: usize = 1 << 20;
+
+/// The writeback of a pack is started every this many bytes (a quarter of a pack), so its
+/// seal's `fsync` waits for little and the device works while chunks are cut and hashed.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// Chunks at least this long are written to the pack straight from the caller's memory
+/// (after the small ones gathered before them): copying them into the buffer first would
+/// cost a pass over every byte of a first snapshot for a saving of a few system calls.
+const WRITE_THROUGH: usize = 32 << 10;
 
 /// A pack being written: chunks are appended (gathered into 1 MiB writes, no `fsync`), then
 /// [`seal`](Self::seal) writes the index and trailer and makes it durable. Dropped unsealed,
@@ -411,6 +428,10 @@ pub(crate) struct PackWriter {
     buf: Vec<u8>,
     index: PackIndex,
     at: u64,
+    /// Bytes written to the file so far.
+    written: u64,
+    /// Bytes of the file whose writeback was started (`None`: the filesystem cannot).
+    written_back: Option<u64>,
     /// Renamed to its sealed name: nothing for `Drop` to remove.
     sealed: bool,
 }
@@ -429,20 +450,37 @@ impl PackWriter {
 
     /// Appends one chunk (`hash` is the BLAKE3 of `bytes`).
     pub(crate) fn add(&mut self, bytes: &[u8], hash: Hash) -> Result<(), PersistError> {
-        self.buf.extend_from_slice(bytes);
         // Lengths are at most MAX_CHUNK (the cutter's bound), so they fit a u32.
         let len = bytes.len() as u32;
         self.index.push((self.at, Entry { len, hash }));
         self.at += u64::from(len);
+        if bytes.len() >= WRITE_THROUGH {
+            self.flush()?;
+            return self.write_out(bytes);
+        }
+        self.buf.extend_from_slice(bytes);
         if self.buf.len() >= WRITE_BUF {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Writes out the gathered bytes. On failure the file is closed and unlinked (the
-    /// writer's `abandon`): nothing of a pack a write failed on is ever sealed.
+    /// Writes out the gathered bytes, if any.
     fn flush(&mut self) -> Result<(), PersistError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let written = self.write_out(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        written
+    }
+
+    /// Appends `bytes` to the file and starts the writeback of what was written since the
+    /// last start. On failure the file is closed and unlinked (the writer's `abandon`):
+    /// nothing of a pack a write failed on is ever sealed.
+    fn write_out(&mut self, bytes: &[u8]) -> Result<(), PersistError> {
         let Some(mut file) = self.file.take() else {
             let e = io::Error::other("the pack was abandoned after an earlier failure");
             return Err(PersistError::Io {
@@ -451,11 +489,19 @@ impl PackWriter {
                 source: e,
             });
         };
-        if let Err(e) = write_all(&mut *file, &self.buf) {
+        if let Err(e) = write_all(&mut *file, bytes) {
+            return Err(attempt(&*self.store.dir, self.n).abandon(file, Step::Write, e));
+        }
+        self.written += bytes.len() as u64;
+        if let Err(e) = start_writeback(
+            &mut *file,
+            self.written,
+            &mut self.written_back,
+            WRITEBACK_STEP,
+        ) {
             return Err(attempt(&*self.store.dir, self.n).abandon(file, Step::Write, e));
         }
         self.file = Some(file);
-        self.buf.clear();
         Ok(())
     }
 

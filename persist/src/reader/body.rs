@@ -266,6 +266,28 @@ impl<'a> BodyReader<'a> {
     }
 }
 
+/// Checks every chunk of a chunked body without handing its bytes out (verification):
+/// the list, from `list`, read entry by entry, each chunk checked by `chunks`
+/// ([`ChunkSource::check`]), the lengths adding up to `raw_len`. Without `chunks`,
+/// [`BodyError::NoChunkStore`]. Errors as [`BodyReader`]'s.
+pub(crate) fn check_chunked(
+    header: &Header,
+    mut list: Source<'_>,
+    chunks: Option<&dyn ChunkSource>,
+) -> io::Result<()> {
+    let store = chunks.ok_or_else(|| invalid(BodyError::NoChunkStore))?;
+    let mut sum = RawSum::new(header.raw_len);
+    let mut cache = OpenPack::default();
+    for index in 0..header.body_len / ENTRY_LEN as u64 {
+        let mut raw = [0u8; ENTRY_LEN];
+        list.read_exact(&mut raw)?;
+        let entry = Entry::decode(&raw, index).map_err(invalid)?;
+        sum.add(entry.len).map_err(invalid)?;
+        store.check(index, &entry, &mut cache)?;
+    }
+    sum.finish().map_err(invalid)
+}
+
 impl Read for BodyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.inner {

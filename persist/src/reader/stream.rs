@@ -14,7 +14,7 @@ use crate::fs::{Untrusted, UntrustedError};
 use crate::names::SnapshotName;
 use crate::receipt::{Expected, ReceiptVerifier, VerifiedReceipt};
 
-use super::body::{as_body_error, decode_all, BodyReader, Source, ZstdBody};
+use super::body::{as_body_error, check_chunked, decode_all, Source, ZstdBody};
 use super::hash::body_digest;
 use super::range::{as_read_failure, FileRange};
 use crate::chunks::store::{ChunkSource, ScannedChunks};
@@ -244,8 +244,9 @@ fn check_stream_encoding(
 }
 
 /// The chunks of a chunked body (docs/FORMAT.md §7 step 8): the list read entry by entry
-/// (its digest was proved in step 7), every chunk read from its pack and checked against its
-/// hash, and the lengths adding up to `raw_len`. A chunk missing or damaged fails the
+/// (its digest was proved in step 7), every chunk checked by the source (read from its pack
+/// and checked against its hash; an ingest's source takes the chunks its import hashed and
+/// sealed by their presence), and the lengths adding up to `raw_len`. A chunk missing or damaged fails the
 /// snapshot; a failed read is reported as such.
 fn check_chunks(
     file: &Untrusted,
@@ -272,9 +273,7 @@ fn check_chunks(
         body_start,
         body_start + header.body_len,
     ));
-    let mut body = BodyReader::new(header, stored, source).map_err(|e| chunk_failure(e, path))?;
-    io::copy(&mut body, &mut io::sink()).map_err(|e| chunk_failure(e, path))?;
-    Ok(())
+    check_chunked(header, stored, source).map_err(|e| chunk_failure(e, path))
 }
 
 /// The chunk list's structure alone: read whole (at most 151 MiB, docs/FORMAT.md §2.2),

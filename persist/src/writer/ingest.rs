@@ -20,6 +20,7 @@
 //! a forgery) fails the ingest with [`Step::CheckExisting`], since a committed name is never
 //! overwritten.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{write_all, Attempt, Committed};
+use super::{start_writeback, write_all, Attempt, Committed};
 use crate::chunks::import::ClaimingSource;
 use crate::chunks::sink::ChunkClaim;
 use crate::chunks::store::ChunkStore;
@@ -232,10 +233,14 @@ impl IngestFile {
     /// A chunked file's chunks are read from `chunks`' durable packs, each claimed before it
     /// is looked up; the claims stay with the [`VerifiedIngest`] until it is committed or
     /// dropped, so a sweep cannot delete a chunk between its check and the commit.
+    ///
+    /// The chunks of `sealed` (hashed and sealed by the `ChunkImport` bringing the file in)
+    /// are checked by their presence in a durable pack, not read back.
     pub(crate) fn verify(
         mut self,
         verifier: &dyn ReceiptVerifier,
         chunks: &Arc<ChunkStore>,
+        sealed: HashSet<crate::Hash>,
     ) -> Result<VerifiedIngest, IngestError> {
         let state = std::mem::replace(&mut self.state, State::Head(Vec::new()));
         let mut body = match state {
@@ -301,7 +306,7 @@ impl IngestFile {
         // committed name is exactly what was checked.
         // A chunked file's chunks do not travel with it: they must be in this store's durable
         // packs already (put there by a ChunkImport), and are claimed as they are checked.
-        let source = ClaimingSource::new(Arc::clone(chunks));
+        let source = ClaimingSource::new(Arc::clone(chunks), sealed);
         let verified = verify_in(
             &*self.dir,
             &attempt.uncommitted,
@@ -462,7 +467,7 @@ impl io::Write for IngestFile {
                     .map_err(|e| (Step::Write, e))
                     .and_then(|()| {
                         body.received += n;
-                        start_writeback(file, body.received, &mut body.written_back)
+                        start_writeback(file, body.received, &mut body.written_back, WRITEBACK_STEP)
                             .map_err(|e| (Step::Writeback, e))
                     });
                 if let Err((step, source)) = written {
@@ -540,36 +545,6 @@ fn committed_name(header: &Header) -> SnapshotName {
         evidence_idx: header.evidence_idx,
         state: FileState::Committed,
     }
-}
-
-/// Starts the writeback of the bytes received since the last start, once they reach
-/// [`WRITEBACK_STEP`]. A filesystem that cannot (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`) is not
-/// asked again; any other error is an I/O error of the file and fails it.
-fn start_writeback(
-    file: &mut dyn WritableFile,
-    received: u64,
-    written_back: &mut Option<u64>,
-) -> io::Result<()> {
-    let Some(from) = *written_back else {
-        return Ok(());
-    };
-    if received - from < WRITEBACK_STEP {
-        return Ok(());
-    }
-    match file.start_writeback(from, received - from) {
-        Ok(()) => *written_back = Some(received),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(nix::libc::EINVAL | nix::libc::ENOSYS | nix::libc::EOPNOTSUPP)
-            ) =>
-        {
-            debug!(error = %e, "writeback hints unsupported here");
-            *written_back = None;
-        }
-        Err(e) => return Err(e),
-    }
-    Ok(())
 }
 
 /// Closes (error logged only: the file is being thrown away) and unlinks a pending file.

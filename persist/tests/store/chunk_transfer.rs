@@ -225,6 +225,81 @@ fn chunks_an_import_found_stored_survive_a_sweep_until_its_snapshot_commits() ->
     Ok(())
 }
 
+/// The name of the only chunk pack in `sim`'s store directory.
+fn only_pack(sim: &SimFs) -> Result<String> {
+    let packs: Vec<String> = sim
+        .names(dir())
+        .into_iter()
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    match packs.as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("expected one pack, found {other:?}").into()),
+    }
+}
+
+#[test]
+fn chunks_an_import_hashed_are_not_read_back_by_its_ingest_but_every_later_read_checks_them(
+) -> Result<()> {
+    let (a, b) = (SimFs::new(55), SimFs::new(56));
+    let (from, to) = (open_chunked(&a, 5), open_chunked(&b, 5));
+    let c = persist(&from, 10, &state(1 << 20, 55))?;
+    let (file, list) = parts(&from, &c.name)?;
+    let mut import = ChunkImport::new(&to);
+    for h in import.missing(list.iter().map(|(_, h)| h)) {
+        import.add(&h, &read_chunk(&from, &h)?.ok_or("chunk")?)?;
+    }
+    import.seal()?;
+    // The disk loses a bit of the first chunk after it was hashed and made durable.
+    assert!(b.flip_bit(dir(), &only_pack(&b)?, 8 * 8));
+    let mut incoming = to.begin_ingest(1 << 30);
+    std::io::Write::write_all(&mut incoming, &file)?;
+    // The ingest checks the import's own chunks by their presence: it commits.
+    assert!(matches!(
+        import.finish_ingest(&to, incoming)?,
+        Ingested::Committed(_)
+    ));
+    // Every read still hashes what it reads: the damage is found there.
+    assert!(matches!(
+        read_chunk(&to, &list[0].1),
+        Err(ChunkError::Damaged { .. })
+    ));
+    assert!(read_back(&to, &c.name).is_err());
+    assert!(to.latest()?.is_none(), "the only snapshot does not verify");
+    Ok(())
+}
+
+#[test]
+fn a_chunk_the_store_had_is_read_and_checked_by_an_import_ingest() -> Result<()> {
+    let (a, b) = (SimFs::new(57), SimFs::new(58));
+    let (from, to) = (open_chunked(&a, 5), open_chunked(&b, 5));
+    let old = state(1 << 20, 57);
+    let c1 = persist(&from, 10, &old)?;
+    let c2 = persist(&from, 20, &edited(&old, 1 << 19, 10))?;
+    copy(&from, &to, &c1.name)?;
+    // The first chunk, which both snapshots name, is damaged in `to`'s pack.
+    assert!(b.flip_bit(dir(), &only_pack(&b)?, 8 * 8));
+    let (file, list) = parts(&from, &c2.name)?;
+    let mut import = ChunkImport::new(&to);
+    let missing = import.missing(list.iter().map(|(_, h)| h));
+    assert!(
+        !missing.contains(&list[0].1),
+        "the store has the first chunk"
+    );
+    for h in &missing {
+        import.add(h, &read_chunk(&from, h)?.ok_or("chunk")?)?;
+    }
+    let mut incoming = to.begin_ingest(1 << 30);
+    std::io::Write::write_all(&mut incoming, &file)?;
+    let message = match import.finish_ingest(&to, incoming) {
+        Err(ChunkImportError::Ingest(e)) => snapseal_persist::ErrorChain(&e).to_string(),
+        other => return Err(format!("expected a refused ingest, got {other:?}").into()),
+    };
+    assert!(message.contains(&hex(&list[0].1)), "{message}");
+    assert!(!to.list()?.iter().any(|e| e.name == c2.name));
+    Ok(())
+}
+
 fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -422,6 +422,28 @@ fn a_failed_pack_write_or_fsync_fails_the_body_leaves_no_pack_and_the_store_goes
 }
 
 #[test]
+fn a_pack_starts_its_writeback_every_8_mib_and_a_failed_start_fails_the_body() -> Result<()> {
+    let s = state(40 << 20, 31);
+    let sim = SimFs::new(11);
+    let store = open_chunked(&sim, 5);
+    let c = persist(&store, 10, &s)?;
+    let hints = sim.trace().iter().filter(|r| r.op == Op::Writeback).count();
+    // 40 MiB of chunks: a full pack (32 MiB) and the rest, a start every 8 MiB of each.
+    assert!(hints >= 4, "{hints} writeback starts");
+    assert_eq!(read_back(&store, &c.name)?, s);
+
+    let sim = SimFs::new(12);
+    let store = open_chunked(&sim, 5);
+    sim.inject(Fault::nth(Op::Writeback, 1, FaultKind::Eio));
+    assert!(
+        build(&store, 10, &s).is_err(),
+        "a failed start fails the body"
+    );
+    assert!(packs(&sim).is_empty(), "nothing of the pack is left");
+    Ok(())
+}
+
+#[test]
 fn the_read_only_plan_verifies_chunked_snapshots_against_the_directorys_packs() -> Result<()> {
     use snapseal_persist::fs::FileSystem;
     use snapseal_persist::internals::{open_snapshot, plan_latest, PassOverReason};
