@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use object_store::{ObjectStoreExt, PutPayload};
 use snapseal_persist::internals::Escaped;
-use snapseal_persist::Hash;
+use snapseal_persist::{Hash, SnapshotName};
 use tracing::{info, warn};
 
 use crate::chunk_gc::{now_unix, SWEEP_BUDGET};
@@ -32,17 +32,20 @@ pub(crate) struct Swept {
 /// record, see `chunk_gc.rs`), deletes the chunk objects none names (stopping at
 /// [`SWEEP_BUDGET`]), then writes `chunks_<n>.done` and removes older records. A list that
 /// cannot be read stops the sweep before it deletes anything (the record still ends). Dry:
-/// only the first look, counted.
+/// only the first look, counted, with the snapshot objects of `going` (those the dry gc
+/// would have deleted first) taken as gone, so it counts what the real gc would delete.
 pub(crate) async fn sweep_chunks(
     remote: &Remote,
     node: &str,
     dry_run: bool,
+    going: &HashSet<SnapshotName>,
 ) -> Result<Swept, ShipError> {
     let present = remote.node_part(node, CHUNKS).await?.chunks;
     if present.is_empty() {
         return Ok(Swept::default());
     }
-    let first_look = dead_chunks(remote, node).await?;
+    let none = HashSet::new();
+    let first_look = dead_chunks(remote, node, if dry_run { going } else { &none }).await?;
     if dry_run || first_look.is_empty() {
         return Ok(Swept {
             chunks: first_look.len(),
@@ -66,7 +69,7 @@ pub(crate) async fn sweep_chunks(
         .await
         .map_err(|e| ShipError::remote("put", key.as_ref(), e))?;
     // Decided on a listing made after the record: see chunk_gc.rs for why that order matters.
-    let swept = match dead_chunks(remote, node).await {
+    let swept = match dead_chunks(remote, node, &none).await {
         Ok(dead) => delete(remote, node, &dead, began).await,
         Err(e) => Err(e),
     };
@@ -91,15 +94,20 @@ pub(crate) async fn sweep_chunks(
     swept
 }
 
-/// The chunk objects of `node` that no snapshot object of it names, with their sizes: one
-/// listing of the node, then the chunk list of each of its snapshot objects.
-async fn dead_chunks(remote: &Remote, node: &str) -> Result<Vec<(Hash, u64)>, ShipError> {
+/// The chunk objects of `node` that no snapshot object of it but those of `going` names,
+/// with their sizes: one listing of the node, then the chunk list of each of its snapshot
+/// objects.
+async fn dead_chunks(
+    remote: &Remote,
+    node: &str,
+    going: &HashSet<SnapshotName>,
+) -> Result<Vec<(Hash, u64)>, ShipError> {
     let listing = remote.listing(Some(node)).await?;
     let Some(objects) = listing.nodes.get(node) else {
         return Ok(Vec::new());
     };
     let mut live = HashSet::new();
-    for name in objects.snapshots.keys() {
+    for name in objects.snapshots.keys().filter(|n| !going.contains(n)) {
         let key = remote.key(node, &name.file_name());
         let header = match read_header(remote, &key).await {
             Ok(h) => h,

@@ -4,7 +4,7 @@
 //! `<node>/gc/<newest deleted>`, so that the node's shipper and the readers know that what
 //! is gone at or below it went by gc, not lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use object_store::{ObjectStoreExt, PutPayload};
@@ -327,7 +327,14 @@ async fn sweep_all_chunks(
     report: &mut GcReport,
 ) -> Result<(), ShipError> {
     for view in &views.nodes {
-        let swept = sweep_chunks(remote, &view.node, dry_run).await?;
+        // A dry run deleted nothing: the snapshot objects it would have are counted as gone.
+        let going: HashSet<SnapshotName> = report
+            .deleted
+            .iter()
+            .filter(|o| o.node == view.node)
+            .map(|o| o.name)
+            .collect();
+        let swept = sweep_chunks(remote, &view.node, dry_run, &going).await?;
         report.chunks_deleted += swept.chunks;
         report.chunk_bytes_deleted += swept.bytes;
     }

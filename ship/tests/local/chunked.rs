@@ -243,7 +243,15 @@ fn gc_keeps_the_chunks_of_retained_and_held_snapshots_and_deletes_the_rest() {
     ship(&store, remote_dir.path());
     let remote = local_remote(remote_dir.path());
     retention::hold(&remote, NODE, &names[0]).unwrap();
+    let mut dry = GcPolicy::new(1);
+    dry.dry_run = true;
+    let would = retention::gc(&remote, &dry).unwrap();
     let report = retention::gc(&remote, &GcPolicy::new(1)).unwrap();
+    // A dry run says what the gc then does: the chunks of the snapshot it would delete too.
+    assert_eq!(
+        (would.chunks_deleted, would.chunk_bytes_deleted),
+        (report.chunks_deleted, report.chunk_bytes_deleted)
+    );
     let deleted: Vec<u64> = report.deleted.iter().map(|o| o.name.idx).collect();
     assert_eq!(deleted, [20]);
     let objects: Vec<String> = chunk_objects(remote_dir.path(), NODE)
