@@ -78,7 +78,8 @@ pub struct BenchOptions {
     /// State size of the chunked rows (issue 24), in pages of 1 MiB.
     pub chunked_size: u64,
     /// An S3-compatible test server (`http://host:port`, e.g. moto or s3rver): the ship and
-    /// restore rows run against it too, in a bucket of their own. `None`: `file://` only.
+    /// restore rows, and the chunked ship and restore rows (at `ship_size`), run against it
+    /// too, each in a bucket of their own. `None`: `file://` only.
     pub s3_endpoint: Option<String>,
     /// Smaller sizes and fewer repetitions (a quick look, not the figures to quote).
     pub quick: bool,
@@ -259,11 +260,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
         }
     }
     if wants(&["chunked"]) {
+        let s3 = match &opts.s3_endpoint {
+            Some(endpoint) => Some((endpoint.as_str(), to_usize(opts.ship_size)?)),
+            None => None,
+        };
         table.rows.extend(chunked::rows(
             &opts.dir,
             to_usize(opts.chunked_size)?,
             1 << 20,
             reps,
+            s3,
         )?);
     }
     if wants(&["engine"]) {

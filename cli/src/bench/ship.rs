@@ -153,7 +153,16 @@ pub(crate) fn s3_rows(
     endpoint: &str,
 ) -> Result<Vec<BenchRow>, BenchError> {
     let local = local(dir, "ship-s3", size)?;
-    let bucket = format!("snapseal-bench-{}", std::process::id());
+    let remote = s3_remote(endpoint, "ship")?;
+    let rows = compare(&local, &remote, &|| clear(&remote), "S3 remote", reps);
+    let _ = clear(&remote);
+    rows
+}
+
+/// A remote on a fresh bucket (named for `what` and this process) of the S3-compatible test
+/// server at `endpoint`.
+pub(crate) fn s3_remote(endpoint: &str, what: &str) -> Result<Arc<Remote>, BenchError> {
+    let bucket = format!("snapseal-bench-{what}-{}", std::process::id());
     create_bucket(endpoint, &bucket)?;
     let mut opts = RemoteOptions::default();
     for (k, v) in [
@@ -166,20 +175,20 @@ pub(crate) fn s3_rows(
         opts.options.push((k.to_string(), v.to_string()));
     }
     opts.request_timeout = Duration::from_secs(300);
-    let remote = Arc::new(Remote::open(&format!("s3://{bucket}"), &opts).map_err(setup)?);
-    // Every object in the bucket, whatever the layout writes.
-    let clear = || -> Result<(), BenchError> {
-        raw(async {
-            let all: Vec<ObjectMeta> = remote.store().list(None).try_collect().await?;
-            for meta in all {
-                remote.store().delete(&meta.location).await?;
-            }
-            Ok::<_, object_store::Error>(())
-        })
-    };
-    let rows = compare(&local, &remote, &clear, "S3 remote", reps);
-    let _ = clear();
-    rows
+    Ok(Arc::new(
+        Remote::open(&format!("s3://{bucket}"), &opts).map_err(setup)?,
+    ))
+}
+
+/// Deletes every object in `remote`'s bucket, whatever the layout wrote.
+pub(crate) fn clear(remote: &Remote) -> Result<(), BenchError> {
+    raw(async {
+        let all: Vec<ObjectMeta> = remote.store().list(None).try_collect().await?;
+        for meta in all {
+            remote.store().delete(&meta.location).await?;
+        }
+        Ok::<_, object_store::Error>(())
+    })
 }
 
 /// Creates `bucket` on the test server with a plain unsigned `PUT /bucket`.

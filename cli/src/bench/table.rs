@@ -226,6 +226,12 @@ impl BenchRow {
         self
     }
 
+    /// Appends `more` to the note.
+    pub fn with_note_suffix(mut self, more: &str) -> Self {
+        self.note.push_str(more);
+        self
+    }
+
     /// Adds a note.
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
         self.note = note.into();
