@@ -221,7 +221,8 @@ fn ship_rows(
     let shipper = Shipper::new(
         Arc::clone(remote),
         Arc::clone(&store),
-        ShipConfig::new(NODE),
+        // A bench reports a server that keeps failing instead of waiting on it forever.
+        ShipConfig::new(NODE).with_max_attempts(5),
     )
     .map_err(setup)?;
     let ship = || -> Result<u64, BenchError> {

@@ -235,7 +235,7 @@ fn compare(
         let shipper = Shipper::new(
             Arc::clone(remote),
             Arc::clone(store),
-            ShipConfig::new("bench"),
+            ShipConfig::new("bench").with_max_attempts(5),
         )
         .map_err(setup)?;
         let start = Instant::now();
