@@ -103,7 +103,10 @@ impl Launcher {
         if let Some(b) = bootstrap {
             cmd.arg("--bootstrap").arg(b);
         }
-        cmd.stdin(Stdio::null())
+        // The pipe's other end is the driver's (kept in the `Child`): if the driver dies, even
+        // by SIGKILL, the node sees its stdin end and stops instead of running on orphaned.
+        cmd.arg("--stop-with-stdin")
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .kill_on_drop(true);

@@ -66,6 +66,11 @@ pub(crate) struct NodeArgs {
     /// published test seed).
     #[arg(long)]
     pub(crate) key_seed: Option<String>,
+    /// Stop as on SIGTERM once standard input reaches its end: a parent that starts the node
+    /// with a pipe on its stdin (`up`, the chaos driver) takes it down with it, even when the
+    /// parent is killed with SIGKILL.
+    #[arg(long)]
+    pub(crate) stop_with_stdin: bool,
 }
 
 /// The signing key from a 64-hex-digit seed.
@@ -248,6 +253,9 @@ async fn open_state(
 
 /// Runs node `args` until SIGTERM or SIGINT (then a clean stop, `Ok`), or a fatal error.
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    if args.stop_with_stdin {
+        stop_when_stdin_closes()?;
+    }
     let key = signing_key(args.key_seed.as_deref().unwrap_or(DEFAULT_KEY_SEED))?;
     let config = raft_config(&args)?;
     if let Some(path) = args.remote.strip_prefix("file://") {
@@ -321,6 +329,37 @@ async fn bootstrap(raft: &Raft<Cfg>, spec: &str) -> anyhow::Result<()> {
         Ok(()) => info!("cluster initialised"),
         Err(e) => info!(error = %e, "--bootstrap ignored"),
     }
+    Ok(())
+}
+
+/// Raises SIGTERM in this process once standard input reaches its end (or fails), so the node
+/// stops the way it does when told to. A plain thread, not a tokio task: the read blocks, and
+/// the runtime must not wait for it when the node exits. Before the node installs its SIGTERM
+/// handler (while it starts) the default action ends the process at once, which is as well:
+/// whoever started it is gone.
+fn stop_when_stdin_closes() -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(|| {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 256];
+            loop {
+                match std::io::Read::read(&mut stdin, &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        warn!(error = %e, "reading standard input failed: stopping");
+                        break;
+                    }
+                }
+            }
+            info!("standard input closed: stopping");
+            if let Err(e) = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM) {
+                error!(error = %e, "cannot raise SIGTERM; stop the node with SIGKILL");
+            }
+        })
+        .context("starting the standard input watcher")?;
     Ok(())
 }
 

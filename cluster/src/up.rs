@@ -114,7 +114,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             .arg(dir.join(format!("n{i}")))
             .args(["--remote", &remote])
             .args(["--snapshot-every", &args.snapshot_every.to_string()])
-            .stdin(Stdio::null())
+            // The pipe's other end is this process's: if it dies, even by SIGKILL, the
+            // nodes see their stdin end and stop.
+            .arg("--stop-with-stdin")
+            .stdin(Stdio::piped())
             .stderr(log);
         if i == 1 {
             cmd.args(["--bootstrap", &bootstrap.join(",")]);

@@ -103,19 +103,25 @@ async fn the_leader_killed_with_sigkill_gives_way_to_a_new_leader_that_lost_no_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_stops_cleanly_on_sigterm_with_exit_0_and_restarts_on_its_directory() {
+async fn a_node_stops_cleanly_on_sigterm_or_when_its_stdin_ends_and_restarts_on_its_directory() {
     let mut c = Cluster::start(3, &[]);
     let all = [1, 2, 3];
     c.put(&all, "a", "1").await;
     let leader = c.leader_among(&all).await;
     let status = c.stop(leader).await;
     assert!(status.success(), "exit status {status}");
-    c.spawn(leader, &[]);
+    // Restarted as `up` and the chaos driver start nodes: stdin a pipe from the parent.
+    c.spawn(leader, &["--stop-with-stdin"]);
     c.put(&all, "b", "2").await;
     let last = c.get(c.leader_among(&all).await, "/status").await.unwrap()["last_applied"]
         .as_u64()
         .unwrap();
     assert_eq!(c.converged(&all, last).await["len"], 2);
+    // The parent goes (its end of the pipe closes): the node stops as on SIGTERM.
+    c.close_stdin(leader);
+    let status = c.exited(leader).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(c.log(leader).contains("standard input closed: stopping"));
 }
 
 /// A 1 MiB tmpfs mounted for the test's lifetime (needs root and a kernel that lets this

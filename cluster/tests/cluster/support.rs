@@ -119,7 +119,9 @@ impl Cluster {
             .args(&node.flags)
             .args(extra)
             .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
+            // Held open in the `Child` until `close_stdin` (a node started with
+            // --stop-with-stdin stops then).
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -139,6 +141,12 @@ impl Cluster {
             assert!(start.elapsed() < DEADLINE, "node {id} did not exit");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Closes node `id`'s standard input, as the death of the process that started it would.
+    pub(crate) fn close_stdin(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        drop(node.child.as_mut().unwrap().stdin.take());
     }
 
     /// SIGKILLs node `id` and reaps it.
