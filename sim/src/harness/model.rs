@@ -266,21 +266,29 @@ impl Model {
         let to = self.commit + u64::from(k) % (span + 1);
         self.ledger.truncate(to as usize);
         self.uncommitted_sigs.retain(|&s| s <= to);
-        // Newest first, drop generations whose evidence is gone or never came; stop at the
-        // first whose evidence survives.
+        // Newest first, drop generations whose evidence is gone or never came, up to the
+        // first whose evidence survives; older than that, drop those whose evidence is gone
+        // (evidence is appended as serialisations finish, not in generation order, so an
+        // older generation's may come after a newer one's) and keep those still waiting.
         let mut rearm = Vec::new();
-        while let Some(g) = self.pending.last() {
-            if g.evidence_idx.is_some_and(|e| e <= to) {
-                break;
-            }
-            if let Some(g) = self.pending.pop() {
+        let mut walking = true;
+        let mut kept = Vec::new();
+        for g in std::mem::take(&mut self.pending).into_iter().rev() {
+            let survives = g.evidence_idx.is_some_and(|e| e <= to);
+            let gone = g.evidence_idx.is_some_and(|e| e > to);
+            if (walking && !survives) || gone {
                 self.counters.dropped += 1;
                 self.persist_queue.retain(|&n| n != g.number);
                 if g.idx <= to {
                     rearm.push(g.idx);
                 }
+            } else {
+                kept.push(g);
             }
+            walking &= !survives;
         }
+        kept.reverse();
+        self.pending = kept;
         for g in &mut self.pending {
             if !g.persist_scheduled && g.sig_idx.is_some_and(|s| s > to) {
                 g.sig_idx = None;
