@@ -6,7 +6,10 @@
 //! ([`add`](ChunkImport::add): each checked against its hash, written into packs with the
 //! writer's crash-safe sealing), and commits the snapshot file through the store's ingest
 //! ([`finish_ingest`](ChunkImport::finish_ingest)), which verifies it against the store's
-//! packs and claims every chunk it names until the file has its committed name. The claims
+//! packs (the chunks this import hashed and sealed by their presence, the others by reading
+//! and hashing them) and claims every chunk it names until the file has its committed name.
+//! A caller that checked a chunk's bytes against its hash already (to choose among sources)
+//! hands them over as a [`CheckedChunk`], which is not hashed again. The claims
 //! keep a concurrent retention sweep off the chunks from the first `missing` to the commit,
 //! after which the committed file names them.
 //!
