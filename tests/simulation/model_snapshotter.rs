@@ -170,6 +170,20 @@ prop_state_machine! {
     fn the_pipeline_agrees_with_the_reference_model(sequential 1..120 => RealPipeline);
 }
 
+/// The pipeline in the harness and the model, as the state machine test starts them, for a
+/// pinned sequence: FIFO executor, `keep_last` 1, the harness seeded as `init_test` seeds it.
+fn pipeline_and_model(tx_interval: u64, max_pending: usize) -> (Harness, Model) {
+    let cfg = HarnessConfig {
+        tx_interval,
+        max_pending,
+        keep_last: 1,
+        fifo: true,
+        ..HarnessConfig::default()
+    };
+    let h = Harness::new(tx_interval ^ 0xAB, cfg).expect("harness starts");
+    (h, Model::new(tx_interval, max_pending))
+}
+
 /// After a crash the Snapshotter resumes its schedule from the newest snapshot that verifies
 /// (SPEC §3), so a signature fewer than `tx_interval` transactions after that snapshot is not
 /// due; the model must say the same.
@@ -179,15 +193,7 @@ prop_state_machine! {
 /// Proptest found it in CI.
 #[test]
 fn a_restart_resumes_from_the_newest_snapshot_in_the_model_too() {
-    let cfg = HarnessConfig {
-        tx_interval: 9,
-        max_pending: 1,
-        keep_last: 1,
-        fifo: true,
-        ..HarnessConfig::default()
-    };
-    let mut h = Harness::new(9 ^ 0xAB, cfg).expect("harness starts");
-    let mut m = Model::new(9, 1);
+    let (mut h, mut m) = pipeline_and_model(9, 1);
     let ops = [
         Op::Append(29),
         Op::Sign,
@@ -228,15 +234,7 @@ fn a_restart_resumes_from_the_newest_snapshot_in_the_model_too() {
 /// minimal sequence below, after about 20 000 cases).
 #[test]
 fn a_rollback_drops_an_older_generation_whose_evidence_is_gone_in_the_model_too() {
-    let cfg = HarnessConfig {
-        tx_interval: 3,
-        max_pending: 3,
-        keep_last: 1,
-        fifo: true,
-        ..HarnessConfig::default()
-    };
-    let mut h = Harness::new(3 ^ 0xAB, cfg).expect("harness starts");
-    let mut m = Model::new(3, 3);
+    let (mut h, mut m) = pipeline_and_model(3, 3);
     let ops = [
         Op::Trigger,
         Op::Sign,
