@@ -197,6 +197,33 @@ pub(crate) fn hash_behind(mut hasher: blake3::Hasher, chunk: Vec<u8>) -> HashJob
     rx
 }
 
+/// Threads of the hashing pool (1 when it could not be started: hashing then runs on the
+/// calling thread).
+pub(crate) fn pool_threads() -> usize {
+    pool().map_or(1, |pool| pool.current_num_threads())
+}
+
+/// Runs `away` on the hashing pool while `here` runs on the calling thread, and returns both
+/// results once both are done (`away` runs after `here`, on the calling thread, when the pool
+/// could not be started). `None` for `away` only if it panicked, and the pool re-raises that
+/// panic here first, so a caller's fallback for `None` never runs in practice.
+pub(crate) fn join_with_pool<A: Send, B>(
+    away: impl FnOnce() -> A + Send,
+    here: impl FnOnce() -> B,
+) -> (Option<A>, B) {
+    let Ok(pool) = pool() else {
+        let b = here();
+        return (Some(away()), b);
+    };
+    let mut a = None;
+    let b = pool.in_place_scope(|scope| {
+        let slot = &mut a;
+        scope.spawn(move |_| *slot = Some(away()));
+        here()
+    });
+    (a, b)
+}
+
 /// Runs `f` on the hashing pool, so the `rayon::join`s in it stay on the pool's threads (the
 /// CPUs the node granted, see `snapseal_engine::grant_cpus`), never on rayon's global pool;
 /// on the calling thread when the pool could not be started.

@@ -7,6 +7,12 @@
 //! the cores and the hash reads what the copy just wrote. The result is `blake3::hash` of the
 //! range (the subtrees are the ones the BLAKE3 tree prescribes, joined with
 //! `blake3::hazmat`), in memory of one buffer per thread, and a mapping is never needed.
+//!
+//! With a pool of one thread (the default on a 2-CPU machine, which leaves the other CPU to
+//! the node) that would read and hash on that one thread, one after the other, while the
+//! calling thread waits. There the calling thread reads instead: it `pread`s the next 1 MiB
+//! leaf while the pool hashes the one before ([`pipelined`]), so the copy and the hash
+//! overlap, in memory of two leaves.
 
 use blake3::hazmat::{
     left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
@@ -31,6 +37,9 @@ pub(crate) fn body_digest(
         read_into(file, start, len, &mut hasher)?;
         return Ok(hasher.finalize());
     }
+    if crate::body::hashing::pool_threads() <= 1 {
+        return pipelined(file, start, len);
+    }
     let left = left_subtree_len(len);
     // On the hashing pool: every join below it stays on the granted CPUs.
     let (l, r) = crate::body::hashing::on_pool(|| {
@@ -40,6 +49,87 @@ pub(crate) fn body_digest(
         )
     });
     Ok(merge_subtrees_root(&l?, &r?, Mode::Hash))
+}
+
+/// [`body_digest`] of a range over [`LEAF`] for a pool of one thread: the calling thread
+/// reads leaf `i + 1` while the pool hashes leaf `i`; the leaves' chaining values are then
+/// joined as the BLAKE3 tree prescribes ([`join`]).
+fn pipelined(file: &Untrusted, start: u64, len: u64) -> Result<blake3::Hash, UntrustedError> {
+    let mut leaves = Vec::new();
+    leaves_of(0, len, &mut leaves);
+    // Both fit in usize: a leaf is at most LEAF.
+    let mut reading = vec![0u8; LEAF as usize];
+    let mut hashing = vec![0u8; LEAF as usize];
+    let mut cvs = Vec::with_capacity(leaves.len());
+    let mut ready: Option<(u64, usize)> = None;
+    for next in leaves.iter().map(Some).chain([None]) {
+        let hash_ready = |buf: &[u8]| {
+            ready.map(|(offset, n)| {
+                let mut hasher = blake3::Hasher::new();
+                hasher.set_input_offset(offset);
+                hasher.update(&buf[..n]);
+                hasher.finalize_non_root()
+            })
+        };
+        let read_next = |buf: &mut [u8]| -> Result<Option<(u64, usize)>, UntrustedError> {
+            let Some(&(offset, n)) = next else {
+                return Ok(None);
+            };
+            let n = n as usize;
+            file.read_exact_at(start + offset, &mut buf[..n])?;
+            Ok(Some((offset, n)))
+        };
+        let (cv, read) = crate::body::hashing::join_with_pool(
+            || hash_ready(&hashing),
+            || read_next(&mut reading),
+        );
+        // `None` only if the hash panicked, which the pool re-raised already: hash it here.
+        if let Some(cv) = cv.unwrap_or_else(|| hash_ready(&hashing)) {
+            cvs.push(cv);
+        }
+        ready = read?;
+        std::mem::swap(&mut reading, &mut hashing);
+    }
+    let mut cvs = cvs.into_iter();
+    let left = left_subtree_len(len);
+    let l = join(left, &mut cvs);
+    let r = join(len - left, &mut cvs);
+    match (l, r) {
+        (Some(l), Some(r)) => Ok(merge_subtrees_root(&l, &r, Mode::Hash)),
+        // Cannot happen (one chaining value per leaf, and `join` walks the same splits as
+        // `leaves_of`); were it to, the subtrees read again give the same digest.
+        _ => {
+            let (l, r) = (
+                subtree(file, start, 0, left)?,
+                subtree(file, start, left, len - left)?,
+            );
+            Ok(merge_subtrees_root(&l, &r, Mode::Hash))
+        }
+    }
+}
+
+/// The leaves (offset, length) of the subtree of `len` bytes at `offset`, left to right: the
+/// splits [`subtree`] makes, down to [`LEAF`].
+fn leaves_of(offset: u64, len: u64, out: &mut Vec<(u64, u64)>) {
+    if len <= LEAF {
+        out.push((offset, len));
+        return;
+    }
+    let left = left_subtree_len(len);
+    leaves_of(offset, left, out);
+    leaves_of(offset + left, len - left, out);
+}
+
+/// The chaining value of a subtree of `len` bytes from its leaves' values, taken in order from
+/// `cvs` (the same splits as [`leaves_of`]).
+fn join(len: u64, cvs: &mut impl Iterator<Item = ChainingValue>) -> Option<ChainingValue> {
+    if len <= LEAF {
+        return cvs.next();
+    }
+    let left = left_subtree_len(len);
+    let l = join(left, cvs)?;
+    let r = join(len - left, cvs)?;
+    Some(merge_subtrees_non_root(&l, &r, Mode::Hash))
 }
 
 /// The chaining value of the subtree of `len` bytes at `offset` into the range at `base`.
@@ -111,11 +201,30 @@ mod tests {
             (160, 4 * leaf),
             (160, bytes.len() - 160),
         ] {
+            let expected = blake3::hash(&bytes[start..start + len]);
             assert_eq!(
                 body_digest(&file, start as u64, len as u64).unwrap(),
-                blake3::hash(&bytes[start..start + len]),
+                expected,
                 "{start}+{len}"
             );
+            // Both ways of reading, whatever the pool's size on this machine.
+            if len as u64 > LEAF {
+                assert_eq!(
+                    pipelined(&file, start as u64, len as u64).unwrap(),
+                    expected,
+                    "pipelined {start}+{len}"
+                );
+                let left = left_subtree_len(len as u64);
+                let (l, r) = (
+                    subtree(&file, start as u64, 0, left).unwrap(),
+                    subtree(&file, start as u64, left, len as u64 - left).unwrap(),
+                );
+                assert_eq!(
+                    merge_subtrees_root(&l, &r, Mode::Hash),
+                    expected,
+                    "subtrees {start}+{len}"
+                );
+            }
         }
     }
 }
