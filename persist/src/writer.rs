@@ -384,12 +384,23 @@ impl Attempt<'_> {
         body: &[&[u8]],
         receipt: &[u8],
     ) -> Result<(), PersistError> {
+        // In pieces of at most WRITEBACK_STEP, starting the writeback of each once written:
+        // the device writes while the rest is copied into the page cache, and the fsync
+        // waits for little. A body under one step is one write per part, as before.
+        let mut received = 0u64;
+        let mut written_back = Some(0);
         let written = std::iter::once(&header[..])
             .chain(body.iter().copied())
             .chain(std::iter::once(receipt))
-            .try_for_each(|part| write_all(&mut *file, part));
-        if let Err(e) = written {
-            return Err(self.abandon(file, Step::Write, e));
+            .flat_map(|part| part.chunks(WRITEBACK_STEP as usize))
+            .try_for_each(|piece| {
+                write_all(&mut *file, piece).map_err(|e| (Step::Write, e))?;
+                received += piece.len() as u64;
+                start_writeback(&mut *file, received, &mut written_back, WRITEBACK_STEP)
+                    .map_err(|e| (Step::Writeback, e))
+            });
+        if let Err((step, e)) = written {
+            return Err(self.abandon(file, step, e));
         }
         debug!("written");
         self.sync_and_close(file)
@@ -526,6 +537,10 @@ impl Attempt<'_> {
         })
     }
 }
+
+/// Writeback of a file being written (a persist, a pending body) is started every this many
+/// bytes (see [`start_writeback`]).
+pub(crate) const WRITEBACK_STEP: u64 = 16 << 20;
 
 /// Starts the writeback of the bytes written since the last start, once they reach `step`,
 /// so the device writes while the rest of the file arrives and its `fsync` waits for little.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{start_writeback, write_all, Attempt, Committed};
+use super::{start_writeback, write_all, Attempt, Committed, WRITEBACK_STEP};
 use crate::chunks::import::ClaimingSource;
 use crate::chunks::sink::ChunkClaim;
 use crate::chunks::store::ChunkStore;
@@ -102,10 +102,6 @@ struct Body {
     /// Bytes whose writeback was started; `None` once the filesystem said it cannot.
     written_back: Option<u64>,
 }
-
-/// Writeback of a file being received is started every this many bytes, so the device
-/// writes while the rest arrives and the final `fsync` waits for little.
-const WRITEBACK_STEP: u64 = 16 << 20;
 
 impl IngestFile {
     pub(crate) fn new(dir: Arc<dyn DirHandle>, limit: u64, generation: u64) -> Self {

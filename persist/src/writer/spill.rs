@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{write_all, FILE_MODE};
+use super::{start_writeback, write_all, FILE_MODE, WRITEBACK_STEP};
 use crate::error::{PersistError, Step};
 use crate::format::HEADER_LEN;
 use crate::fs::{DirHandle, WritableFile};
@@ -35,6 +35,11 @@ pub struct SpillFile {
     /// `None` once handed over (commit) or closed (a failed write).
     file: Option<Box<dyn WritableFile>>,
     pub(super) body_len: u64,
+    /// File bytes whose writeback was started; `None` once the filesystem said it cannot.
+    /// Started every [`WRITEBACK_STEP`] bytes, so the device writes while the body streams
+    /// in and the commit's `fsync` waits for little — a hint, not durability: the file is
+    /// still fsynced only when it is completed, and a dropped generation's file is removed.
+    written_back: Option<u64>,
     /// Set once a commit took the file over: from then on the commit decides the name's fate.
     handed_over: bool,
 }
@@ -59,6 +64,7 @@ impl SpillFile {
             name,
             file: Some(file),
             body_len: 0,
+            written_back: Some(0),
             handed_over: false,
         };
         // The header's place, filled in by the commit; zeros until then.
@@ -109,18 +115,19 @@ impl SpillFile {
                 source: io::Error::other("an earlier write to this pending file failed"),
             });
         };
-        match write_all(file, buf) {
-            Ok(()) => {
+        let written = write_all(file, buf)
+            .map_err(|e| (Step::Write, e))
+            .and_then(|()| {
                 self.body_len += buf.len() as u64;
-                Ok(())
-            }
-            Err(source) => {
+                let received = HEADER_LEN as u64 + self.body_len;
+                start_writeback(file, received, &mut self.written_back, WRITEBACK_STEP)
+                    .map_err(|e| (Step::Writeback, e))
+            });
+        match written {
+            Ok(()) => Ok(()),
+            Err((step, source)) => {
                 self.close_quietly();
-                Err(PersistError::Io {
-                    path,
-                    step: Step::Write,
-                    source,
-                })
+                Err(PersistError::Io { path, step, source })
             }
         }
     }

@@ -598,3 +598,55 @@ fn a_write_accepting_zero_bytes_or_claiming_too_many_is_an_error_not_a_hang_or_p
         assert_eq!(sim.open_files(), 0);
     }
 }
+
+/// A persist of a large body starts the writeback of every 16 MiB written (so the device
+/// works while the rest is copied and the fsync waits for little), and still commits.
+#[test]
+fn a_large_persist_starts_writeback_every_16_mib_and_commits() {
+    let sim = SimFs::new(1);
+    let store = open(&sim, opts());
+    let snap = Snap::new(40, 40 << 20);
+    store.persist(&snap.request()).unwrap();
+    let hints = sim.trace().iter().filter(|r| r.op == Op::Writeback).count();
+    assert_eq!(hints, 2, "at 16 and 32 MiB of a 40 MiB file");
+    assert_eq!(names_in(&sim, FileState::Committed), vec![snap.name()]);
+    let small = sim.trace().len();
+    store.persist(&after().request()).unwrap();
+    let more = sim.trace()[small..]
+        .iter()
+        .filter(|r| r.op == Op::Writeback)
+        .count();
+    assert_eq!(more, 0, "a body under 16 MiB is written without a hint");
+}
+
+/// A failed writeback start (anything but "not supported here") is an I/O error of the file:
+/// the persist fails naming that step, leaves no file, and the store goes on.
+#[test]
+fn a_failed_writeback_start_fails_the_persist_and_leaves_nothing() {
+    let sim = SimFs::new(1);
+    let store = open(&sim, opts());
+    let snap = Snap::new(40, 40 << 20);
+    sim.inject(Fault::nth(Op::Writeback, 1, FaultKind::Eio));
+    let err = store.persist(&snap.request()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PersistError::Io {
+                step: Step::Writeback,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("start writeback"), "{err}");
+    for state in [FileState::Uncommitted, FileState::Committed] {
+        assert!(
+            !sim.names(dir()).contains(&snap.file_name(state)),
+            "{:?}",
+            sim.names(dir())
+        );
+    }
+    sim.clear_faults();
+    store.persist(&after().request()).unwrap();
+    assert_eq!(names_in(&sim, FileState::Committed), vec![after().name()]);
+}
