@@ -11,6 +11,8 @@
 //! | serialise spilled | the same | bare `write(2)` of the same bytes | ≥ 0.9× throughput |
 //! | verify | `SnapshotStore::latest()` of 1 GiB | `b3sum --num-threads N` of the file | ≥ 0.95× throughput |
 //! | peak RSS | one 2 GiB generation, spill on | — | ≤ 64 MiB above state |
+//! | openraft build (256 MiB; copied and frozen state) | `SealedStateMachine` snapshot build, child process | openraft's in-memory build (a serialised copy in a `Vec`) | time ≤ 1.5×; peak ≤ +64 MiB above it |
+//! | peak RSS of a restart | open, `latest()` and the body read of a 256 MiB snapshot, child process | — | ≤ 16 MiB above the start |
 //! | persist N at once | 4 × 64 MiB through the store from 4 threads | 4 bare write + fsync + rename + dir fsync sequences from 4 threads | ≤ 1.05× (vs the same persists one after another: information) |
 //! | consensus | p99 with 5 × 64 MiB in flight | p99 while a peer hashes and writes the same bytes at the same nice; the p99 itself | ≤ 1.1×; ≤ 5 µs (vs none: information) |
 //! | engine | 64 independent queues, CPU count and 8 threads | crossbeam pool | ≥ 1.0× throughput |
@@ -41,8 +43,10 @@ pub mod fixture;
 pub mod floor;
 mod hashing;
 pub mod machine;
+mod openraft;
 mod persist;
 pub mod record;
+mod restart;
 mod rig;
 pub mod rss;
 mod ship;
@@ -72,6 +76,10 @@ pub struct BenchOptions {
     pub verify_size: u64,
     /// State size of the peak-RSS row; `None` leaves the row out.
     pub rss_size: Option<u64>,
+    /// Body size of the snapshot the restart row reads back; `None` leaves the row out.
+    pub restart_size: Option<u64>,
+    /// State size of the openraft build rows; `None` leaves them out.
+    pub openraft_size: Option<u64>,
     /// Body size of each of the five generations in flight in the consensus row.
     pub consensus_body: u64,
     /// Body size of the snapshot the ship and restore rows move.
@@ -96,7 +104,7 @@ pub struct BenchOptions {
 
 impl BenchOptions {
     /// The full sizes in `dir`: persist 4 KiB and 256 MiB, 4 × 64 MiB at once, serialise 256 MiB, verify 1 GiB,
-    /// RSS at 2 GiB, consensus with 5 × 64 MiB, a chunked state of 1 GiB.
+    /// RSS at 2 GiB, a restart reading 256 MiB, an openraft build of 256 MiB, consensus with 5 × 64 MiB, a chunked state of 1 GiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
             dir: dir.into(),
@@ -105,6 +113,8 @@ impl BenchOptions {
             serialise_size: 256 << 20,
             verify_size: 1 << 30,
             rss_size: Some(2 << 30),
+            restart_size: Some(256 << 20),
+            openraft_size: Some(256 << 20),
             consensus_body: 64 << 20,
             ship_size: 256 << 20,
             chunked_size: 1 << 30,
@@ -116,7 +126,7 @@ impl BenchOptions {
         }
     }
 
-    /// Quick mode: persist 4 KiB and 64 MiB, 4 × 8 MiB at once, serialise and verify 64 MiB, RSS at 256 MiB,
+    /// Quick mode: persist 4 KiB and 64 MiB, 4 × 8 MiB at once, serialise and verify 64 MiB, RSS at 256 MiB, a restart reading 32 MiB, an openraft build of 32 MiB,
     /// consensus with 5 × 16 MiB, a chunked state of 32 MiB, fewer repetitions.
     pub fn quick(dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
@@ -125,6 +135,8 @@ impl BenchOptions {
             serialise_size: 64 << 20,
             verify_size: 64 << 20,
             rss_size: Some(256 << 20),
+            restart_size: Some(32 << 20),
+            openraft_size: Some(32 << 20),
             consensus_body: 16 << 20,
             ship_size: 64 << 20,
             chunked_size: 32 << 20,
@@ -241,6 +253,23 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
         table
             .rows
             .push(rss::row(&opts.dir, size, opts.rss_probe.as_deref())?);
+    }
+    if let Some(size) = opts
+        .restart_size
+        .filter(|_| wants(&["peak RSS of a restart"]))
+    {
+        table
+            .rows
+            .push(restart::row(&opts.dir, size, opts.rss_probe.as_deref())?);
+    }
+    if let Some(size) = opts.openraft_size.filter(|_| wants(&["openraft"])) {
+        let runs = if opts.quick { 3 } else { 5 };
+        table.rows.extend(openraft::rows(
+            &opts.dir,
+            size,
+            runs,
+            opts.rss_probe.as_deref(),
+        )?);
     }
     if wants(&["consensus"]) {
         let rounds = if opts.quick { 1 } else { 3 };

@@ -83,8 +83,15 @@ pub fn probe_requested(args: &[String]) -> bool {
 }
 
 /// The probe child's whole job: parse `args` (see [`probe_requested`]), run one generation,
-/// print the report line on stdout. Returns the process exit code.
+/// print the report line on stdout. Returns the process exit code. With `restart` or
+/// `openraft` as the first argument after [`PROBE_ARG`], the restart row's probe (a store
+/// directory follows: open it, `latest()`, read the body) or one openraft snapshot build.
 pub fn probe_main(args: &[String]) -> i32 {
+    match args.get(1).map(String::as_str) {
+        Some(super::restart::MODE) => return super::restart::probe_main(args),
+        Some(super::openraft::MODE) => return super::openraft::probe_main(args),
+        _ => {}
+    }
     let parsed = (|| {
         let dir = args.get(1)?;
         let size = args.get(2)?.parse::<u64>().ok()?;
@@ -120,7 +127,7 @@ pub fn probe_main(args: &[String]) -> i32 {
 }
 
 /// `(VmRSS, VmHWM)` of this process, in KiB.
-fn status_kib() -> Result<(u64, u64), BenchError> {
+pub(crate) fn status_kib() -> Result<(u64, u64), BenchError> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| BenchError::io(Path::new("/proc/self/status"), "read", e))?;
     let get = |key: &str| {
