@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info_span};
@@ -79,9 +79,14 @@ impl QueueState {
 #[repr(align(128))]
 pub(crate) struct QueueCore {
     name: String,
-    /// Weak so that queues (and actions holding clones of them) never keep a dropped system
-    /// alive; a queue that outlives its system refuses new actions.
-    system: Weak<Shared>,
+    /// The system's shared state, held strongly: `add_action` reads it for every action, and
+    /// upgrading a `Weak` each time cost two atomic read-modify-writes per action (the
+    /// engine bench's profile). This does not keep the *system* alive: that is the
+    /// `TaskSystem` handles' `Owner`, whose drop shuts the system down (refusing work from
+    /// then on), so a queue that outlives its system refuses new actions as before. Nor does
+    /// it leak: a queue holds the board only while it is off it or running; a queue on the
+    /// board (the one cycle, board → queue → board) is taken off by the shutdown.
+    system: Arc<Shared>,
     counters: Arc<CounterCells>,
     state: Mutex<QueueState>,
     /// Signalled whenever the queue may have become idle.
@@ -89,7 +94,7 @@ pub(crate) struct QueueCore {
 }
 
 impl QueueCore {
-    pub(crate) fn new(name: String, system: Weak<Shared>, counters: Arc<CounterCells>) -> Self {
+    pub(crate) fn new(name: String, system: Arc<Shared>, counters: Arc<CounterCells>) -> Self {
         Self {
             name,
             system,
@@ -107,9 +112,7 @@ impl QueueCore {
     }
 
     fn add(self: &Arc<Self>, name: Cow<'static, str>, body: OnceBody) -> bool {
-        let Some(shared) = self.system.upgrade() else {
-            return false;
-        };
+        let shared = &self.system;
         if !shared.accepting() {
             return false;
         }
@@ -262,11 +265,10 @@ impl QueueCore {
         if !submit {
             return;
         }
-        let refused = match self.system.upgrade() {
-            Some(shared) => shared.submit(Job::Queue(Arc::clone(self)), Admission::New),
-            None => Err(Job::Queue(Arc::clone(self))),
-        };
-        if let Err(job) = refused {
+        if let Err(job) = self
+            .system
+            .submit(Job::Queue(Arc::clone(self)), Admission::New)
+        {
             job.skip();
         }
     }
@@ -288,7 +290,8 @@ impl QueueCore {
     }
 
     fn wait_idle(&self, timeout: Duration) -> bool {
-        if let Some(shared) = self.system.upgrade() {
+        {
+            let shared = &self.system;
             if shared.is_manual() {
                 // No thread will make progress for us: run the board here until this queue is
                 // idle or nothing is ready (same picks as `run_one`, so still deterministic).

@@ -33,9 +33,9 @@ enum Clock {
     Manual,
 }
 
-/// Aligned to its own cache lines so that the `Arc` reference counts in front of it (an
-/// `OrderedTasks` upgrades its `Weak` on every `add_action`) do not share a line with the
-/// fields every worker reads for every action (the board, the counters).
+/// Aligned to its own cache lines so that the `Arc` reference counts in front of it (changed
+/// whenever a queue, a task or a worker takes or drops its reference) never share a line with
+/// the fields every worker reads for every action (the board, the counters).
 #[repr(align(128))]
 pub(crate) struct Shared {
     id: u64,

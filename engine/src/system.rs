@@ -319,7 +319,7 @@ impl TaskSystem {
         let shared = self.shared();
         OrderedTasks::new(QueueCore::new(
             name.into(),
-            Arc::downgrade(shared),
+            Arc::clone(shared),
             Arc::clone(shared.counter_cells()),
         ))
     }
