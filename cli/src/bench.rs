@@ -6,8 +6,8 @@
 //!
 //! | row | ours | floor / peer | target |
 //! |-----|------|--------------|--------|
-//! | persist (4 KiB, 256 MiB; in memory and spilled) | `SnapshotStore::persist` / spill + `commit_spill` | bare write + fsync + rename + dir fsync | ≤ 1.25× / ≤ 1.10× |
-//! | serialise (frozen chunks; in memory; spilled) | state view → `BodyBuilder` | `b3sum --num-threads N`, N the hashing pool's threads | ≥ 0.9×; ≥ 0.85×; ≥ 0.9× throughput |
+//! | persist (4 KiB, 256 MiB; in memory and spilled) | `SnapshotStore::persist` / spill + `commit_spill` | bare write + fsync + rename + dir fsync | ≤ 1.25× / ≤ 1.05× |
+//! | serialise (frozen chunks; in memory; spilled) | state view → `BodyBuilder` | `b3sum --num-threads N`, N the hashing pool's threads | ≥ 0.9×; ≥ 0.85×; information |
 //! | serialise spilled | the same | bare `write(2)` of the same bytes | ≥ 0.9× throughput |
 //! | verify | `SnapshotStore::latest()` of 1 GiB | `b3sum --num-threads N` of the file | ≥ 0.95× throughput |
 //! | peak RSS | one 2 GiB generation, spill on | — | ≤ 64 MiB above state |
@@ -304,6 +304,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchTable, BenchError> {
         )?);
     }
     if wants(&["engine"]) {
+        // The rows before leave gigabytes of dirty pages whose writeback runs on kernel
+        // threads; the engine rows measure CPU-bound threads on every CPU, so let it finish
+        // first (as the chunked rows do before each repetition).
+        nix::unistd::sync();
         let per_queue = if opts.quick { 200 } else { 1000 };
         // One run is a few milliseconds: many alternating runs for a stable median.
         table.rows.push(engine::row(threads, per_queue, reps * 3)?);

@@ -135,7 +135,7 @@ pub(crate) fn rows(
                 note,
             ),
             BenchRow::skipped(what_ser("in memory"), Target::AtLeast(0.85), note),
-            BenchRow::skipped(what_ser("spilled"), Target::AtLeast(0.9), note),
+            BenchRow::skipped(what_ser("spilled"), Target::None, note),
             BenchRow::skipped(
                 format!(
                     "serialise {} (spilled) vs bare write(2) of the same bytes",
@@ -202,20 +202,23 @@ pub(crate) fn rows(
             Ok(t)
         };
         let runs = alternate(reps, &mut ours, || b3.run(&file))?;
-        out.push(
-            BenchRow::throughputs(
-                what_ser(if spill { "spilled" } else { "in memory" }),
-                serialise_size as f64,
-                &runs,
-                if spill { 0.9 } else { 0.85 },
-                Rate::Bytes,
-            )
-            .with_note(if spill {
-                "ours also writes every byte to the page cache (the pending file); b3sum only reads"
-            } else {
-                "ours also copies every byte into the body's 4 MiB chunks (reused from the previous run); b3sum only reads"
-            }),
+        let row = BenchRow::throughputs(
+            what_ser(if spill { "spilled" } else { "in memory" }),
+            serialise_size as f64,
+            &runs,
+            if spill { 0.9 } else { 0.85 },
+            Rate::Bytes,
         );
+        out.push(if spill {
+            // The spilled path's goal is the bare write(2) row below (issue 26 item 2): here
+            // ours also writes 256 MiB into the page cache per repetition and b3sum writes
+            // nothing, so the kernel's dirty-page throttling, not snapseal, sets the spread.
+            row.for_information().with_note(
+                "information (the goal is the write(2) row below): ours also writes every byte to the page cache (the pending file); b3sum only reads",
+            )
+        } else {
+            row.with_note("ours also copies every byte into the body's 4 MiB chunks (reused from the previous run); b3sum only reads")
+        });
     }
     // The spilled path against the floor it cannot beat: a bare write(2) of the same bytes, in
     // the same chunks, into a new file in the same directory (page cache, no fsync, no hash).

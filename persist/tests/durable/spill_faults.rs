@@ -305,10 +305,10 @@ fn a_header_that_cannot_be_valid_is_refused_and_the_pending_file_removed() {
     assert_no_trace_of_next(&sim, "after an invalid request");
 }
 
-/// A body streamed into its pending file starts the writeback of every 16 MiB written, and
-/// the completed file commits.
+/// A body streamed into its pending file starts no writeback (that would throttle the
+/// serialisation to the disk's pace); the completed file commits.
 #[test]
-fn a_large_spilled_body_starts_writeback_every_16_mib_and_commits() {
+fn a_spilled_body_streams_without_writeback_hints_and_commits() {
     let sim = SimFs::new(1);
     let store = open(&sim, opts());
     let snap = Snap::new(40, 40 << 20);
@@ -317,42 +317,7 @@ fn a_large_spilled_body_starts_writeback_every_16_mib_and_commits() {
         spill.write_body(piece).unwrap();
     }
     let hints = sim.trace().iter().filter(|r| r.op == Op::Writeback).count();
-    assert_eq!(hints, 2, "at 16 and 32 MiB of a 40 MiB body");
+    assert_eq!(hints, 0, "no hint while a 40 MiB body streams in");
     store.commit_spill(spill, &commit_request(&snap)).unwrap();
     assert_eq!(names_in(&sim, FileState::Committed), vec![snap.name()]);
-}
-
-/// A failed writeback start fails the body write naming that step; the pending file can only
-/// be dropped, which removes it.
-#[test]
-fn a_failed_writeback_start_fails_the_spill_and_its_drop_leaves_nothing() {
-    let sim = SimFs::new(1);
-    let store = open(&sim, opts());
-    let snap = Snap::new(40, 40 << 20);
-    sim.inject(Fault::nth(Op::Writeback, 1, FaultKind::Eio));
-    let mut spill = store.create_spill(snap.idx, GENERATION).unwrap();
-    let err = snap
-        .body
-        .chunks(4 << 20)
-        .try_for_each(|piece| spill.write_body(piece))
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            PersistError::Io {
-                step: Step::Writeback,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(spill.is_failed());
-    drop(spill);
-    let left: Vec<String> = sim
-        .names(dir())
-        .into_iter()
-        .filter(|n| PendingName::parse(n).is_some())
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    assert!(names_in(&sim, FileState::Committed).is_empty());
 }
