@@ -1,6 +1,6 @@
 //! The state one task system shares between its handles, its threads and its queues.
 
-use std::sync::atomic::AtomicU64 as StdAtomicU64;
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, AtomicUsize as StdAtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     counters: Arc<CounterCells>,
     /// False from the first moment of a shutdown: new work is refused from then on.
     accepting: AtomicBool,
+    /// The slot the next worker to start takes (from 1); see `worker::worker_slot`. A plain
+    /// std atomic even under loom, like the ids: only a worker's start-up touches it.
+    next_worker_slot: StdAtomicUsize,
     /// Worker and timer threads not yet joined.
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     workers: usize,
@@ -52,12 +55,14 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn new(scheduler: Scheduler, clock: Clock, workers: usize) -> Self {
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id,
             scheduler,
             timers: Timers::new(),
             clock,
-            counters: Arc::new(CounterCells::new()),
+            counters: Arc::new(CounterCells::new(id)),
+            next_worker_slot: StdAtomicUsize::new(1),
             accepting: AtomicBool::new(true),
             threads: Mutex::new(Vec::new()),
             workers,
@@ -78,6 +83,12 @@ impl Shared {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// A worker's slot in this system, from 1, each worker its own.
+    pub(crate) fn claim_worker_slot(&self) -> usize {
+        self.next_worker_slot
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn scheduler(&self) -> &Scheduler {

@@ -23,6 +23,27 @@ loom::thread_local! {
     static SERVES: Cell<u64> = Cell::new(0);
 }
 
+#[cfg(not(loom))]
+thread_local! {
+    /// This thread's worker slot (from 1) in the system `SERVES` names; 0: not a worker.
+    static WORKER_SLOT: Cell<usize> = const { Cell::new(0) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static WORKER_SLOT: Cell<usize> = Cell::new(0);
+}
+
+/// The calling thread's worker slot (from 1) in system `id`, or 0 when it is not one of that
+/// system's workers (the counters give each worker a shard of its own).
+pub(crate) fn worker_slot(id: u64) -> usize {
+    if current_thread_serves(id) {
+        WORKER_SLOT.with(Cell::get)
+    } else {
+        0
+    }
+}
+
 /// Marks the current thread as one of system `id`'s own threads.
 pub(crate) fn mark_current_thread(id: u64) {
     SERVES.with(|serves| serves.set(id));
@@ -37,6 +58,7 @@ pub(crate) fn current_thread_serves(id: u64) -> bool {
 /// waits), report it finished, repeat until the board says stop.
 pub(crate) fn worker_main(shared: Arc<Shared>) {
     mark_current_thread(shared.id());
+    WORKER_SLOT.with(|slot| slot.set(shared.claim_worker_slot()));
     let Some(board) = shared.board() else {
         return;
     };
