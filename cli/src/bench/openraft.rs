@@ -22,7 +22,6 @@
 
 use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,7 @@ use snapseal_openraft::{FrozenChunk, SealOptions, SealedData, SealedState, Seale
 use snapseal_persist::SigningKey;
 
 use super::fixture::{median, WorkDir};
-use super::rss::{status_kib, PROBE_ARG};
+use super::rss::{finish_probe, run_probe, status_kib, PROBE_ARG};
 use super::table::{BenchRow, Figures, Target, Verdict};
 use super::BenchError;
 use crate::units::bytes;
@@ -304,26 +303,13 @@ pub(crate) fn probe_main(args: &[String]) -> i32 {
         eprintln!("usage: {PROBE_ARG} {MODE} <case> <pages> <dir>");
         return 2;
     };
-    match run_case(case, pages, dir) {
-        Ok((elapsed, above_kib)) => {
-            let mut out = std::io::stdout().lock();
-            let line = format!(
-                "snapseal-openraft-probe ns={} above_kib={above_kib}",
-                elapsed.as_nanos()
-            );
-            match writeln!(out, "{line}").and_then(|()| out.flush()) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("openraft probe: writing the report: {e}");
-                    2
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("openraft probe: {e}");
-            1
-        }
-    }
+    let line = run_case(case, pages, dir).map(|(elapsed, above_kib)| {
+        format!(
+            "snapseal-openraft-probe ns={} above_kib={above_kib}",
+            elapsed.as_nanos()
+        )
+    });
+    finish_probe("openraft probe", line)
 }
 
 fn parse_line(line: &str) -> Option<(Duration, u64)> {
@@ -344,28 +330,19 @@ fn in_child(
     pages: u64,
     dir: &Path,
 ) -> Result<(Duration, u64), BenchError> {
-    let (program, pre) = command
-        .split_first()
-        .ok_or_else(|| BenchError::Setup("empty probe command".into()))?;
-    let out = Command::new(program)
-        .args(pre)
-        .arg(PROBE_ARG)
-        .arg(MODE)
-        .arg(case)
-        .arg(pages.to_string())
-        .arg(dir)
-        .output()
-        .map_err(|e| BenchError::io(Path::new(program), "start openraft probe", e))?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(parse_line)
-        .ok_or_else(|| {
-            BenchError::Run(format!(
-                "openraft probe ({case}) printed no report (status {}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        })
+    let pages = pages.to_string();
+    run_probe(
+        command,
+        &[
+            MODE.as_ref(),
+            case.as_ref(),
+            pages.as_ref(),
+            dir.as_os_str(),
+        ],
+        "start openraft probe",
+        &format!("openraft probe ({case})"),
+        parse_line,
+    )
 }
 
 /// The rows: for each kind of state, build time and peak of the adapter against openraft's

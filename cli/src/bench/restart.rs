@@ -10,7 +10,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use snapseal_persist::receipt::Ed25519Verifier;
 use snapseal_persist::{Flags, SnapshotStore, StoreOptions};
 
 use super::fixture::{key, Fixture, WorkDir, EVIDENCE};
-use super::rss::{status_kib, PROBE_ARG};
+use super::rss::{finish_probe, run_probe, status_kib, PROBE_ARG};
 use super::table::{BenchRow, Figures, Target, Verdict};
 use super::BenchError;
 use crate::units::bytes;
@@ -126,23 +125,10 @@ pub(crate) fn probe_main(args: &[String]) -> i32 {
         eprintln!("usage: {PROBE_ARG} {MODE} <store dir>");
         return 2;
     };
-    match measure(Path::new(dir)) {
-        Ok(report) => {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{}", report.to_line()).and_then(|()| out.flush()) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("restart probe: writing the report: {e}");
-                    2
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("restart probe: {e}");
-            1
-        }
-    }
+    finish_probe(
+        "restart probe",
+        measure(Path::new(dir)).map(Report::to_line),
+    )
 }
 
 /// The row: a store holding one committed snapshot of `size` bytes, read back by a restart.
@@ -212,24 +198,13 @@ pub(crate) fn row(
 }
 
 fn in_child(command: &[String], dir: &Path) -> Result<Report, BenchError> {
-    let (program, pre) = command
-        .split_first()
-        .ok_or_else(|| BenchError::Setup("empty rss probe command".into()))?;
-    let out = Command::new(program)
-        .args(pre)
-        .arg(PROBE_ARG)
-        .arg(MODE)
-        .arg(dir)
-        .output()
-        .map_err(|e| BenchError::io(Path::new(program), "start restart probe", e))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout.lines().find_map(Report::from_line).ok_or_else(|| {
-        BenchError::Run(format!(
-            "restart probe printed no report (status {}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    })
+    run_probe(
+        command,
+        &[MODE.as_ref(), dir.as_os_str()],
+        "start restart probe",
+        "restart probe",
+        Report::from_line,
+    )
 }
 
 #[cfg(test)]

@@ -105,25 +105,63 @@ pub fn probe_main(args: &[String]) -> i32 {
         eprintln!("usage: {PROBE_ARG} <dir> <size> <spill threshold|none>");
         return 2;
     };
-    match measure(&dir, size, spill) {
-        Ok(report) => {
+    finish_probe("rss probe", measure(&dir, size, spill).map(|r| r.to_line()))
+}
+
+/// A probe child's end: its report line on stdout (exit code 0), or the error on stderr (1);
+/// 2 when the line cannot be written. Every probe (this one, the restart and openraft rows')
+/// ends here.
+pub(crate) fn finish_probe(probe: &str, report: Result<String, BenchError>) -> i32 {
+    match report {
+        Ok(line) => {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             // The parent reads this line; failing to write it fails the probe (println!
             // would panic instead).
-            match writeln!(out, "{}", report.to_line()).and_then(|()| out.flush()) {
+            match writeln!(out, "{line}").and_then(|()| out.flush()) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("rss probe: writing the report: {e}");
+                    eprintln!("{probe}: writing the report: {e}");
                     2
                 }
             }
         }
         Err(e) => {
-            eprintln!("rss probe: {e}");
+            eprintln!("{probe}: {e}");
             1
         }
     }
+}
+
+/// Runs `command` (program and leading arguments) with [`PROBE_ARG`] and `args` as a probe
+/// child, and returns the first line of its stdout that `parse` accepts. `step` names the
+/// start in an error; `probe` names the probe when it printed no report.
+pub(crate) fn run_probe<T>(
+    command: &[String],
+    args: &[&std::ffi::OsStr],
+    step: &'static str,
+    probe: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, BenchError> {
+    let (program, pre) = command
+        .split_first()
+        .ok_or_else(|| BenchError::Setup(format!("empty {probe} command")))?;
+    let out = Command::new(program)
+        .args(pre)
+        .arg(PROBE_ARG)
+        .args(args)
+        .output()
+        .map_err(|e| BenchError::io(Path::new(program), step, e))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(parse)
+        .ok_or_else(|| {
+            BenchError::Run(format!(
+                "{probe} printed no report (status {}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })
 }
 
 /// `(VmRSS, VmHWM)` of this process, in KiB.
@@ -234,28 +272,17 @@ pub fn measure_in_child(
     size: u64,
     spill: Option<u64>,
 ) -> Result<RssReport, BenchError> {
-    let (program, pre) = command
-        .split_first()
-        .ok_or_else(|| BenchError::Setup("empty rss probe command".into()))?;
-    let out = Command::new(program)
-        .args(pre)
-        .arg(PROBE_ARG)
-        .arg(dir)
-        .arg(size.to_string())
-        .arg(spill.map_or_else(|| "none".into(), |s| s.to_string()))
-        .output()
-        .map_err(|e| BenchError::io(Path::new(program), "start rss probe", e))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .find_map(RssReport::from_line)
-        .ok_or_else(|| {
-            BenchError::Run(format!(
-                "rss probe printed no report (status {}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        })
+    let (size, spill) = (
+        size.to_string(),
+        spill.map_or_else(|| "none".into(), |s| s.to_string()),
+    );
+    run_probe(
+        command,
+        &[dir.as_os_str(), size.as_ref(), spill.as_ref()],
+        "start rss probe",
+        "rss probe",
+        RssReport::from_line,
+    )
 }
 
 /// The table row: peak RSS above the starting point at `size` with the default spill
