@@ -102,6 +102,7 @@ mod config;
 mod counters;
 mod error;
 mod failure;
+mod inline_body;
 mod job;
 mod manual;
 mod ordered;

@@ -30,17 +30,18 @@ use tracing::{error, info_span};
 use crate::admission::Admission;
 use crate::counters::CounterCells;
 use crate::failure::{run_caught, ActionFailure};
+use crate::inline_body::InlineBody;
 use crate::job::Job;
 use crate::shared::Shared;
 use crate::sync::{Condvar, Mutex};
-use crate::task::OnceBody;
 
 type FailureCallback = Arc<dyn Fn(&ActionFailure) + Send + Sync + 'static>;
 
 struct Action {
     /// Borrowed for the usual `&'static str` names: no allocation per action.
     name: Cow<'static, str>,
-    body: OnceBody,
+    /// In place for the usual small closures: no allocation either.
+    body: InlineBody,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +112,7 @@ impl QueueCore {
         }
     }
 
-    fn add(self: &Arc<Self>, name: Cow<'static, str>, body: OnceBody) -> bool {
+    fn add(self: &Arc<Self>, name: Cow<'static, str>, body: InlineBody) -> bool {
         let shared = &self.system;
         if !shared.accepting() {
             return false;
@@ -169,7 +170,7 @@ impl QueueCore {
             let outcome = {
                 let span = info_span!("action", queue = %self.name, action = %name);
                 let _entered = span.enter();
-                run_caught(body)
+                run_caught(move || body.call())
             };
             self.counters.finished(outcome.is_ok());
             if let Err(fault) = outcome {
@@ -432,7 +433,7 @@ impl OrderedTasks {
         name: impl Into<Cow<'static, str>>,
         f: impl FnOnce() -> crate::ActionResult + Send + 'static,
     ) -> bool {
-        self.core.add(name.into(), Box::new(f))
+        self.core.add(name.into(), InlineBody::new(f))
     }
 
     /// Stops starting actions: once `pause` returns no further action of this queue starts
