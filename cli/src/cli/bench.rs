@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 use snapseal::persist::internals::Escaped;
-use snapseal_cli::bench::{self, BenchOptions, Comparison, Machine, Record};
+use snapseal_cli::bench::{self, BenchOptions, Comparison, Machine, Record, Verdict};
 
 use crate::cli::exit::Status;
 use crate::cli::output::Out;
@@ -51,7 +51,9 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
     /// With --compare: take the run saved in FILE as this run and compare it with the one
-    /// --compare names, instead of running the benchmark (nothing is measured).
+    /// --compare names, instead of running the benchmark (nothing is measured). The exit
+    /// status is the one that run would have had: 4 on a regression, else 1 when one of its
+    /// rows missed its goal.
     #[arg(
         long,
         value_name = "FILE",
@@ -68,7 +70,9 @@ pub(super) fn run(args: &BenchArgs, out: &Out) -> anyhow::Result<Status> {
     let saved = args.compare.as_deref().map(Record::load).transpose()?;
     if let (Some(saved), Some(against)) = (&saved, &args.against) {
         let now = Record::load(against)?;
-        return report(out, &now, saved, args.compare.as_deref(), false);
+        // The status is the one that run would have had: a goal it missed is still missed.
+        let missed_goal = now.rows.iter().any(|r| r.verdict == Verdict::Fail);
+        return report(out, &now, saved, args.compare.as_deref(), missed_goal);
     }
     if let Some(path) = &args.save {
         // Checked again by the rename that publishes it; this only spares a wasted run.

@@ -202,6 +202,29 @@ fn a_row_whose_saved_ratio_is_far_better_is_a_regression_and_exits_4() {
 }
 
 #[test]
+fn against_a_run_that_missed_a_goal_exits_1_as_that_run_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut missed = saved_run();
+    // Persist at 1.2x of the floor against an "at most 1.05x" goal.
+    missed["rows"][0]["ratio"] = json!(1.2);
+    missed["rows"][0]["samples"] = json!([1.18, 1.2, 1.23]);
+    missed["rows"][0]["verdict"] = json!("fail");
+    missed["all_passed"] = json!(false);
+    let file = tmp.path().join("missed.json");
+    write(&file, &missed);
+    let f = file.to_str().unwrap();
+    // Compared with itself nothing regressed, but the run --against names missed a goal:
+    // the status it had when it ran.
+    let run = snapseal(&compare_args(f, f, false)).expect(1);
+    assert!(
+        run.stdout
+            .contains("0 regressed, 0 improved, 2 within noise"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn malformed_oversized_and_unknown_version_files_are_refused_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("good.json");
