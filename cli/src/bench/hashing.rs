@@ -115,6 +115,10 @@ pub(crate) fn rows(
     reps: usize,
 ) -> Result<Vec<BenchRow>, BenchError> {
     let threads = threads();
+    // A serialise repetition is a fifth of a second a side, so a disturbance of a second or
+    // two on the host (a run's in-memory row once went 1.03, 1.06, 1.09, 0.61, 0.58, 0.69,
+    // 0.82) covers most of 7 repetitions and moves the median; 15 keep it on the quiet ones.
+    let serialise_reps = reps * 2 + 1;
     let what_ser = |how: &str| {
         format!(
             "serialise {} ({how}) vs b3sum --num-threads {threads}",
@@ -170,7 +174,7 @@ pub(crate) fn rows(
         }
         Ok(t)
     };
-    let runs = alternate(reps, &mut frozen, || b3.run(&file))?;
+    let runs = alternate(serialise_reps, &mut frozen, || b3.run(&file))?;
     out.push(
         BenchRow::throughputs(
             what_ser("frozen chunks, zero-copy"),
@@ -201,7 +205,7 @@ pub(crate) fn rows(
             drop(body);
             Ok(t)
         };
-        let runs = alternate(reps, &mut ours, || b3.run(&file))?;
+        let runs = alternate(serialise_reps, &mut ours, || b3.run(&file))?;
         let row = BenchRow::throughputs(
             what_ser(if spill { "spilled" } else { "in memory" }),
             serialise_size as f64,
@@ -242,7 +246,7 @@ pub(crate) fn rows(
         std::fs::remove_file(&floor_file).map_err(|e| BenchError::io(&floor_file, "remove", e))?;
         Ok(t)
     };
-    let runs = alternate(reps, &mut spilled, &mut bare_write)?;
+    let runs = alternate(serialise_reps, &mut spilled, &mut bare_write)?;
     out.push(
         BenchRow::throughputs(
             format!(
