@@ -93,7 +93,10 @@ impl Drop for InlineBody {
 fn place<T>(value: T) -> Storage {
     // A constant for each `T`, so this costs nothing. (Not a compile-time assertion: the
     // branch of `new` that does not fit still instantiates `place` for the closure itself.)
-    assert!(fits::<T>(), "a value placed in an InlineBody must fit its storage");
+    assert!(
+        fits::<T>(),
+        "a value placed in an InlineBody must fit its storage"
+    );
     let mut storage = Storage::uninit();
     // SAFETY: the storage is large and aligned enough for `T` (the assertion above), and it
     // is fresh, so nothing is overwritten.
