@@ -133,6 +133,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::InlineBody;
+    use crate::ActionResult;
 
     /// Counts its drops.
     struct Tracked(Arc<AtomicUsize>);
@@ -169,27 +170,40 @@ mod tests {
         }));
     }
 
+    /// A body that holds `tracked` and runs `then`: kept in place, or, when `boxed`, with 64
+    /// bytes of padding captured beside them so that it is boxed.
+    fn tracked_body<F>(boxed: bool, tracked: Tracked, then: F) -> InlineBody
+    where
+        F: FnOnce() -> ActionResult + Send + 'static,
+    {
+        if boxed {
+            let padding = [0u8; 64];
+            let f = move || {
+                let _keep = (&tracked, std::hint::black_box(&padding));
+                then()
+            };
+            assert!(!InlineBody::in_place(&f));
+            InlineBody::new(f)
+        } else {
+            let f = move || {
+                let _keep = &tracked;
+                then()
+            };
+            assert!(InlineBody::in_place(&f));
+            InlineBody::new(f)
+        }
+    }
+
     #[test]
     fn a_called_body_runs_once_with_its_captures_and_drops_them_once() {
         for boxed in [false, true] {
             let drops = counter();
             let ran = counter();
-            let tracked = Tracked(Arc::clone(&drops));
             let seen = Arc::clone(&ran);
-            let padding = [3u64; 4];
-            let body = if boxed {
-                InlineBody::new(move || {
-                    let _keep = &tracked;
-                    seen.fetch_add(padding.iter().sum::<u64>() as usize, Ordering::SeqCst);
-                    Ok(())
-                })
-            } else {
-                InlineBody::new(move || {
-                    let _keep = &tracked;
-                    seen.fetch_add(12, Ordering::SeqCst);
-                    Ok(())
-                })
-            };
+            let body = tracked_body(boxed, Tracked(Arc::clone(&drops)), move || {
+                seen.fetch_add(12, Ordering::SeqCst);
+                Ok(())
+            });
             assert!(body.call().is_ok());
             assert_eq!(ran.load(Ordering::SeqCst), 12, "boxed: {boxed}");
             assert_eq!(drops.load(Ordering::SeqCst), 1, "boxed: {boxed}");
@@ -201,22 +215,11 @@ mod tests {
         for boxed in [false, true] {
             let drops = counter();
             let ran = counter();
-            let tracked = Tracked(Arc::clone(&drops));
             let seen = Arc::clone(&ran);
-            let padding = [1u64; 4];
-            let body = if boxed {
-                InlineBody::new(move || {
-                    let _keep = &tracked;
-                    seen.fetch_add(padding.len(), Ordering::SeqCst);
-                    Ok(())
-                })
-            } else {
-                InlineBody::new(move || {
-                    let _keep = &tracked;
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                })
-            };
+            let body = tracked_body(boxed, Tracked(Arc::clone(&drops)), move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
             drop(body);
             assert_eq!(ran.load(Ordering::SeqCst), 0, "boxed: {boxed}");
             assert_eq!(drops.load(Ordering::SeqCst), 1, "boxed: {boxed}");
@@ -227,19 +230,7 @@ mod tests {
     fn a_panicking_body_drops_its_captures_once() {
         for boxed in [false, true] {
             let drops = counter();
-            let tracked = Tracked(Arc::clone(&drops));
-            let padding = [0u8; 64];
-            let body = if boxed {
-                InlineBody::new(move || {
-                    let _keep = &tracked;
-                    panic!("boom {}", padding[0])
-                })
-            } else {
-                InlineBody::new(move || {
-                    let _keep = &tracked;
-                    panic!("boom")
-                })
-            };
+            let body = tracked_body(boxed, Tracked(Arc::clone(&drops)), || panic!("boom"));
             assert!(catch_unwind(AssertUnwindSafe(|| body.call())).is_err());
             assert_eq!(drops.load(Ordering::SeqCst), 1, "boxed: {boxed}");
         }
