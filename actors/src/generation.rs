@@ -51,6 +51,12 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
+    /// Has evidence and no persist action yet: waits for its proof (a committed signature and
+    /// its tree, or in statement mode the evidence committed).
+    pub(crate) fn awaits_proof(&self) -> bool {
+        self.evidence_idx.is_some() && !self.persist_scheduled
+    }
+
     /// The SPEC §3.3 gate; `statement_key` is the Snapshotter's mode. Merkle mode (`None`):
     /// serialised, evidence, a signature after it and that signature's tree, and the signature
     /// itself committed. Statement mode: serialised, evidence, and the evidence committed.
@@ -60,7 +66,9 @@ impl Generation {
         commit_idx: u64,
         statement_key: Option<&Arc<SigningKey>>,
     ) -> Option<(u64, Proof)> {
-        if self.persist_scheduled || !self.shared.is_serialised() {
+        // The generation's own fields first: most calls end here without reading the shared
+        // state, which another thread wrote (a cache miss on the consensus thread).
+        if !self.awaits_proof() || !self.shared.is_serialised() {
             return None;
         }
         let evidence_idx = self.evidence_idx?;

@@ -183,6 +183,13 @@ pub struct Snapshotter {
     events: Arc<EventHub>,
     /// Points `record_committable` accepted and `StateSource::release` was not yet called for.
     armed: BTreeSet<u64>,
+    /// Something may have left both the undone points and `pending` since the last
+    /// [`release_finished`](Self::release_finished): only then can an armed point be due for
+    /// release.
+    release_due: bool,
+    /// How many pending generations have evidence and no persist action yet: the only ones a
+    /// signature, a tree or a commit can move (see [`awaiting_proof`](Self::awaiting_proof)).
+    awaiting_proof: usize,
     closed: bool,
     done_tx: Sender<(u64, SnapshotEvent)>,
     done_rx: Receiver<(u64, SnapshotEvent)>,
@@ -256,6 +263,8 @@ impl Snapshotter {
             counters: Arc::new(Counters::default()),
             events: EventHub::new(capacity),
             armed: BTreeSet::new(),
+            release_due: false,
+            awaiting_proof: 0,
             closed: false,
             done_tx,
             done_rx,
@@ -568,6 +577,7 @@ impl Snapshotter {
         generation.digest = Some(digest);
         generation.span.record("evidence_idx", evidence_idx);
         debug!(parent: &generation.span, evidence_idx, "evidence recorded");
+        self.recount_awaiting();
         self.check_gates();
         Ok(())
     }
@@ -578,7 +588,7 @@ impl Snapshotter {
     pub fn record_signature(&mut self, signed: SignedRoot) {
         self.drain_done();
         self.release_finished();
-        if self.statement_key.is_some() {
+        if self.statement_key.is_some() || !self.proof_awaited() {
             return;
         }
         for g in &mut self.pending {
@@ -602,7 +612,7 @@ impl Snapshotter {
     /// statement mode ([`with_statement_key`](Self::with_statement_key)), which needs no proof.
     pub fn record_tree(&mut self, sig_idx: u64, tree: Arc<dyn ProofSource>) {
         self.drain_done();
-        if self.statement_key.is_some() {
+        if self.statement_key.is_some() || !self.proof_awaited() {
             return;
         }
         for g in &mut self.pending {
@@ -758,6 +768,8 @@ impl Snapshotter {
             self.points.rearm(point);
         }
         self.commit_idx = self.commit_idx.min(idx);
+        self.recount_awaiting();
+        self.release_due = true;
         self.release_finished();
     }
 
@@ -857,6 +869,7 @@ impl Snapshotter {
             drop(g.shared.body.lock().take());
         }
         drop(waiting);
+        self.recount_awaiting();
         self.drain_done();
         for idx in std::mem::take(&mut self.armed) {
             self.state.release(idx);
@@ -868,14 +881,19 @@ impl Snapshotter {
     /// Call [`StateSource::release`] for every armed point the Snapshotter no longer tracks:
     /// neither a point still to be captured nor a pending generation's.
     fn release_finished(&mut self) {
-        // Called by every signature's calls: the usual answer (every armed point is still
-        // live) must not allocate. Building the sets below for it cost the consensus thread
-        // about 140 ns per call while generations were pending (the bench's per-call timing).
-        let pending = &self.pending;
-        let points = &self.points;
-        if self.armed.iter().all(|&idx| {
-            pending.iter().any(|g| g.idx == idx) || points.undone().any(|undone| undone == idx)
-        }) {
+        // Called by every signature's calls, which must stay cheap while generations are
+        // pending: only look when a point or a generation went away since the last look
+        // (walking the armed points and the generations each time cost the consensus thread
+        // one cache miss per generation, every signature), and even then do not allocate in
+        // the usual case, every armed point still live.
+        if !std::mem::take(&mut self.release_due) {
+            debug_assert!(
+                self.armed_all_live(),
+                "an armed point left without release_due"
+            );
+            return;
+        }
+        if self.armed_all_live() {
             return;
         }
         let mut live: BTreeSet<u64> = self.points.undone().collect();
@@ -888,18 +906,59 @@ impl Snapshotter {
         }
     }
 
+    /// Whether every armed point is still live: a point still to be captured, or a pending
+    /// generation's.
+    fn armed_all_live(&self) -> bool {
+        let pending = &self.pending;
+        let points = &self.points;
+        self.armed.iter().all(|&idx| {
+            pending.iter().any(|g| g.idx == idx) || points.undone().any(|undone| undone == idx)
+        })
+    }
+
     /// Remove generations whose queue finished (persisted or failed).
     fn drain_done(&mut self) {
+        let mut removed = false;
         while let Ok((number, event)) = self.done_rx.try_recv() {
             if let SnapshotEvent::Committed(c) = &event {
                 self.last_persisted_idx = self.last_persisted_idx.max(c.idx);
             }
             self.pending.retain(|g| g.number != number);
+            removed = true;
         }
+        if removed {
+            self.release_due = true;
+            self.recount_awaiting();
+        }
+    }
+
+    /// Whether a generation waits for its proof (has evidence, no persist action yet): only
+    /// then can a signature, a tree or a commit change anything among the pending ones.
+    fn proof_awaited(&self) -> bool {
+        debug_assert_eq!(
+            self.awaiting_proof,
+            self.count_awaiting(),
+            "awaiting_proof not recounted after a change"
+        );
+        self.awaiting_proof > 0
+    }
+
+    fn count_awaiting(&self) -> usize {
+        self.pending.iter().filter(|g| g.awaits_proof()).count()
+    }
+
+    /// Recount [`awaiting_proof`](Self::awaiting_proof) after evidence was recorded, a persist
+    /// action added or a generation removed: rare events, unlike the signatures that read it.
+    fn recount_awaiting(&mut self) {
+        self.awaiting_proof = self.count_awaiting();
     }
 
     /// Add the persist action to every generation whose gate now holds.
     fn check_gates(&mut self) {
+        if !self.proof_awaited() {
+            return;
+        }
+        let mut scheduled = false;
         for g in &mut self.pending {
             let Some((evidence_idx, proof)) = g.gate(self.commit_idx, self.statement_key.as_ref())
             else {
@@ -918,7 +977,11 @@ impl Snapshotter {
                 counters: Arc::clone(&self.counters),
             };
             g.persist_scheduled = g.queue.add_action("persist", move || job.run());
+            scheduled |= g.persist_scheduled;
             debug!(parent: &g.span, evidence_idx, scheduled = g.persist_scheduled, "gate passed");
+        }
+        if scheduled {
+            self.recount_awaiting();
         }
     }
 
@@ -926,6 +989,8 @@ impl Snapshotter {
     fn schedule_due(&mut self) {
         let now = self.tasks.now();
         for point in self.points.due(self.commit_idx) {
+            // The point may be marked done below without a generation to keep it live.
+            self.release_due = true;
             if point.idx == 0 {
                 self.points.mark_done(0);
                 continue;
