@@ -156,23 +156,60 @@ pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
 /// Hashes `bytes` into `hasher` on the hashing pool while `f` runs on the calling thread, and
 /// returns what `f` returned once both are done: writing a buffer out overlaps with hashing
 /// it. A small slice is hashed first, then `f` runs (the hand-off would cost more).
+///
+/// When no pool thread has started the hash by the time `f` returns, the calling thread
+/// hashes the bytes itself rather than wait: the pool runs at a lower priority, so when
+/// another task holds the other CPUs the scheduler runs it last, and a caller waiting for it
+/// leaves its own CPU idle until the pool thread is moved there (`snapseal bench`'s spilled
+/// serialise against a `write(2)` floor went to 0.49× beside one busy loop).
 pub(crate) fn hash_while<R>(hasher: &mut blake3::Hasher, bytes: &[u8], f: impl FnOnce() -> R) -> R {
+    hash_while_where(hasher, bytes, f).0
+}
+
+/// Which thread hashed in [`hash_while`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HashedOn {
+    /// A thread of the hashing pool.
+    Pool,
+    /// The calling thread: the slice was small, there is no pool, or no pool thread had
+    /// started by the time `f` was done.
+    Caller,
+}
+
+/// [`hash_while`], also saying where the hash ran (for its tests).
+fn hash_while_where<R>(
+    hasher: &mut blake3::Hasher,
+    bytes: &[u8],
+    f: impl FnOnce() -> R,
+) -> (R, HashedOn) {
     if bytes.len() < PARALLEL_HASH_THRESHOLD {
         hasher.update(bytes);
-        return f();
+        return (f(), HashedOn::Caller);
     }
-    match pool() {
-        Ok(pool) => pool.in_place_scope(|scope| {
-            scope.spawn(|_| {
+    let Ok(pool) = pool() else {
+        hasher.update(bytes);
+        return (f(), HashedOn::Caller);
+    };
+    // The hasher goes to whichever side takes it first; the other side then has nothing to
+    // do (the scope still waits for the pool's job, which by then returns at once).
+    let slot = parking_lot::Mutex::new(Some(hasher));
+    pool.in_place_scope(|scope| {
+        scope.spawn(|_| {
+            let taken = slot.lock().take();
+            if let Some(hasher) = taken {
                 hasher.update_rayon(bytes);
-            });
-            f()
-        }),
-        Err(_) => {
-            hasher.update(bytes);
-            f()
+            }
+        });
+        let r = f();
+        let taken = slot.lock().take();
+        match taken {
+            Some(hasher) => {
+                hasher.update(bytes);
+                (r, HashedOn::Caller)
+            }
+            None => (r, HashedOn::Pool),
         }
-    }
+    })
 }
 
 /// A chunk being hashed on the pool in the background (see [`hash_behind`]).
@@ -240,4 +277,58 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 #[cfg(feature = "internals")]
 pub fn on_hashing_thread<R: Send>(f: impl FnOnce() -> R + Send) -> Option<R> {
     pool().ok().map(|pool| pool.install(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::{hash_while_where, pool, HashedOn};
+
+    fn bytes() -> Vec<u8> {
+        (0..3 << 20).map(|i: u32| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn hash_while_hashes_the_bytes_once_and_returns_what_f_returned() {
+        let data = bytes();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"before");
+        let (r, _) = hash_while_where(&mut hasher, &data, || 42);
+        assert_eq!(r, 42);
+        let mut expected = blake3::Hasher::new();
+        expected.update(b"before");
+        expected.update(&data);
+        assert_eq!(hasher.finalize(), expected.finalize());
+    }
+
+    #[test]
+    fn hash_while_hashes_on_the_caller_when_no_pool_thread_is_free() {
+        let Ok(pool) = pool() else {
+            panic!("the hashing pool did not start");
+        };
+        // Every pool thread is busy for a second from before hash_while starts: its job can
+        // only start after the caller's write is long done. (The scope then waits for that
+        // job, which finds nothing to hash, so the test takes the second.)
+        let threads = pool.current_num_threads();
+        let (started_tx, started) = mpsc::channel();
+        for _ in 0..threads {
+            let started_tx = started_tx.clone();
+            pool.spawn(move || {
+                let _ = started_tx.send(());
+                std::thread::sleep(Duration::from_secs(1));
+            });
+        }
+        for _ in 0..threads {
+            started
+                .recv()
+                .unwrap_or_else(|e| panic!("a pool thread did not start: {e}"));
+        }
+        let data = bytes();
+        let mut hasher = blake3::Hasher::new();
+        let ((), on) = hash_while_where(&mut hasher, &data, || ());
+        assert_eq!(on, HashedOn::Caller);
+        assert_eq!(hasher.finalize(), blake3::hash(&data));
+    }
 }
