@@ -83,8 +83,9 @@ pub struct RowChange {
     pub now: String,
     /// `now / saved - 1` (`0.1`: 10 % higher), when both have the figure.
     pub change: Option<f64>,
-    /// The relative change the rule tolerates (`exp(noise) - 1`), when both were measured
-    /// more than once.
+    /// The relative change the rule tolerates upwards (`exp(noise) - 1`), when both were
+    /// measured more than once. The rule is symmetric in ratio, not in percent: downwards
+    /// it tolerates `1 / (1 + noise) - 1` (a noise of 0.25 allows +25 % and −20 %).
     pub noise: Option<f64>,
     /// The verdict.
     pub verdict: Change,
@@ -278,8 +279,13 @@ impl fmt::Display for Comparison {
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
         }
-        let percent = |x: Option<f64>, sign: &str| {
-            x.map_or_else(|| "-".to_owned(), |x| format!("{sign}{:.1}%", x * 100.0))
+        // The band of `change` the rule calls noise, both ends: it is symmetric in ratio, so
+        // a "±" of the upper end would print a fall inside it that the rule flags.
+        let band = |x: Option<f64>| {
+            x.map_or_else(
+                || "-".to_owned(),
+                |up| format!("-{:.1}/+{:.1}%", up / (1.0 + up) * 100.0, up * 100.0),
+            )
         };
         let cells: Vec<[String; 6]> = self
             .rows
@@ -291,7 +297,7 @@ impl fmt::Display for Comparison {
                     r.now.clone(),
                     r.change
                         .map_or_else(|| "-".to_owned(), |c| format!("{:+.1}%", c * 100.0)),
-                    percent(r.noise, "±"),
+                    band(r.noise),
                     r.verdict.to_string(),
                 ]
             })
@@ -404,6 +410,28 @@ mod tests {
             ),
             Change::WithinNoise
         );
+    }
+
+    #[test]
+    fn the_noise_band_printed_is_the_one_the_rule_applies_at_both_ends() {
+        use GoalKind::*;
+        // A spread of 1.25x (0.9 .. 1.125) in both runs: the rule tolerates ratios from 0.8x
+        // to 1.25x of the saved one, a change of -20 % to +25 %.
+        let wide = [0.9, 1.0, 1.125];
+        for (now, expected) in [
+            (0.79, Change::Regression),
+            (0.81, Change::WithinNoise),
+            (1.24, Change::WithinNoise),
+            (1.26, Change::Improved),
+        ] {
+            let c = compare(
+                &record(vec![row("t", AtLeast, 1.0, &wide)]),
+                &record(vec![row("t", AtLeast, now, &wide)]),
+            );
+            assert_eq!(c.rows[0].verdict, expected, "now {now}");
+            let shown = c.to_string();
+            assert!(shown.contains("-20.0/+25.0%"), "{shown}");
+        }
     }
 
     #[test]
