@@ -127,6 +127,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before the runtime's threads exist: unshare needs a single-threaded process.
+    nodes::private_mounts();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -176,11 +176,49 @@ pub(crate) fn bootstrap_arg(nodes: &BTreeMap<u64, Node>) -> String {
         .join(",")
 }
 
+/// Why the run has no mount namespace of its own, once [`private_mounts`] ran (`None`: it
+/// has one).
+static NOT_PRIVATE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Moves this process into a mount namespace of its own whose mounts do not propagate back,
+/// so the tmpfs [`mount_tmpfs`] makes is seen only by this run and its node processes, and
+/// goes away with the last of them even when the run is killed before [`unmount`] (a
+/// `SIGKILL` left it mounted on the host). Call it before any thread starts: `unshare`
+/// refuses a process with several. When it cannot (no root, no `CAP_SYS_ADMIN`),
+/// [`mount_tmpfs`] says why and mounts nothing.
+pub(crate) fn private_mounts() {
+    let _ = NOT_PRIVATE.set(enter_private_mounts().err());
+}
+
+fn enter_private_mounts() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root: no tmpfs can be mounted".into());
+    }
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    // The new namespace copies the host's mounts with their propagation: a shared `/` (as
+    // systemd makes it) would still carry the tmpfs back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private in the run's mount namespace: {e}"))
+}
+
 /// Mounts a small tmpfs at `dir` (the full-disk fault's node), or says why not.
 pub(crate) fn mount_tmpfs(dir: &Path, bytes: u64) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not running as root: no tmpfs can be mounted".into());
+    // Mounted on the host, it would outlive a killed run.
+    match NOT_PRIVATE.get() {
+        Some(None) => {}
+        Some(Some(why)) => return Err(format!("no mount namespace of the run's own: {why}")),
+        None => {
+            return Err("no mount namespace of the run's own: private_mounts() not called".into())
+        }
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let opts = format!("size={bytes}");

@@ -164,3 +164,93 @@ fn a_run_whose_history_is_not_linearizable_fails_and_prints_the_seed_and_a_repro
         "{report:#}"
     );
 }
+
+/// Mount points at or under `dir` in a process's `/proc/<pid>/mountinfo` (the fifth field).
+fn mounts_under(mountinfo: &str, dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_string_lossy();
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(dir.as_ref()))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_killed_run_leaves_no_tmpfs_mounted_outside_its_own_processes() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the full-disk node's tmpfs needs root");
+        return;
+    }
+    let bin = node_bin();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("run");
+    let remote = work.path().join("remote");
+    std::fs::create_dir_all(&remote).unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_snapseal-chaos"))
+        .args(["--seed", "3", "--duration", "120s", "--clients", "1"])
+        .arg("--node-bin")
+        .arg(&bin)
+        .arg("--out")
+        .arg(&out)
+        .arg("--remote")
+        .arg(format!("file://{}", remote.display()))
+        .stdout(std::process::Stdio::null())
+        // Its own process group: one kill takes the run and its node processes.
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = run.id();
+    let group = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    // A failed assertion below must not leave the run going for its two minutes.
+    struct KillOnDrop(nix::unistd::Pid);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(self.0, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let _guard = KillOnDrop(group);
+    let in_run = |what: &str| -> Vec<String> {
+        let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_else(|e| panic!("{what}: reading the run's mountinfo: {e}"));
+        mounts_under(&info, &out)
+    };
+    // The run mounts node 2's tmpfs before it starts the nodes.
+    let start = Instant::now();
+    while in_run("waiting for the tmpfs").is_empty() {
+        if let Some(status) = run.try_wait().unwrap() {
+            panic!("the run exited ({status}) before mounting the full-disk node's tmpfs");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no tmpfs mounted under {} within a minute",
+            out.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let here = || {
+        mounts_under(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+            &out,
+        )
+    };
+    assert_eq!(
+        here(),
+        Vec::<String>::new(),
+        "the run's tmpfs is visible outside it"
+    );
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let status = run.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run was killed, yet exited with {status}"
+    );
+    assert_eq!(
+        here(),
+        Vec::<String>::new(),
+        "a tmpfs outlived the killed run"
+    );
+}
